@@ -1,0 +1,18 @@
+//! ratls-proxy: verify Intel SGX RA-TLS attestation for clients that cannot.
+//!
+//! The pure core (`quote`, `collateral` verification, `policy`, `tcb`, `pki`) does no
+//! I/O and reads no clock; time is a parameter. I/O lives in `cli` and `main`.
+
+pub mod appraisal;
+pub mod cli;
+pub mod collateral;
+pub mod error;
+pub mod ids;
+pub mod pki;
+pub mod policy;
+pub mod quote;
+pub mod refusal;
+pub mod report;
+pub mod tcb;
+pub mod trust;
+pub mod unix_time;
