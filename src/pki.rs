@@ -32,27 +32,47 @@ pub enum PkiError {
     BadSignature(&'static str),
 }
 
-/// Decodes every `CERTIFICATE` block of a PEM text into DER.
+/// Decodes every `CERTIFICATE` block of a PEM text into DER, strictly: exact BEGIN and
+/// END lines, canonical base64, and nothing but whitespace between blocks. (x509-parser's
+/// reader ignores the END label; a lenient decoder would accept text the references refuse.)
 pub fn pem_chain(pem: &[u8], what: &'static str) -> Result<Vec<Vec<u8>>, PkiError> {
+    use base64::Engine as _;
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let malformed = |detail: &str| PkiError::Malformed {
+        what,
+        detail: detail.to_owned(),
+    };
+    let text = std::str::from_utf8(pem).map_err(|_| malformed("PEM text is not UTF-8"))?;
     let mut out = Vec::new();
-    for block in x509_parser::pem::Pem::iter_from_buffer(pem) {
-        let block = block.map_err(|e| PkiError::Malformed {
-            what,
-            detail: e.to_string(),
-        })?;
-        if block.label != "CERTIFICATE" {
-            return Err(PkiError::Malformed {
-                what,
-                detail: format!("unexpected PEM block `{}`", block.label),
-            });
+    let mut body: Option<String> = None;
+    for line in text.lines().map(str::trim) {
+        match (&mut body, line) {
+            (None, "") => {}
+            (None, BEGIN) => body = Some(String::new()),
+            (None, _) => return Err(malformed("text outside a CERTIFICATE block")),
+            (Some(b), END) => {
+                let der = base64::engine::general_purpose::STANDARD
+                    .decode(b.as_bytes())
+                    .map_err(|e| malformed(&format!("bad base64: {e}")))?;
+                out.push(der);
+                body = None;
+            }
+            (Some(b), l)
+                if !l.is_empty()
+                    && l.bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || b"+/=".contains(&c)) =>
+            {
+                b.push_str(l);
+            }
+            (Some(_), _) => return Err(malformed("unexpected line inside a CERTIFICATE block")),
         }
-        out.push(block.contents);
+    }
+    if body.is_some() {
+        return Err(malformed("CERTIFICATE block without END line"));
     }
     if out.is_empty() {
-        return Err(PkiError::Malformed {
-            what,
-            detail: "no certificate in PEM text".into(),
-        });
+        return Err(malformed("no certificate in PEM text"));
     }
     Ok(out)
 }
@@ -60,7 +80,7 @@ pub fn pem_chain(pem: &[u8], what: &'static str) -> Result<Vec<Vec<u8>>, PkiErro
 /// Parses a DER certificate, refusing trailing bytes.
 pub fn parse_cert<'a>(der: &'a [u8], what: &'static str) -> Result<X509Certificate<'a>, PkiError> {
     match X509Certificate::from_der(der) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok(([], cert)) => Ok(cert),
         Ok(_) => Err(PkiError::Malformed {
             what,
             detail: "trailing bytes after the certificate".into(),
@@ -78,7 +98,7 @@ pub fn parse_crl<'a>(
     what: &'static str,
 ) -> Result<CertificateRevocationList<'a>, PkiError> {
     match CertificateRevocationList::from_der(der) {
-        Ok((rest, crl)) if rest.is_empty() => Ok(crl),
+        Ok(([], crl)) => Ok(crl),
         Ok(_) => Err(PkiError::Malformed {
             what,
             detail: "trailing bytes after the CRL".into(),
@@ -136,10 +156,7 @@ pub fn verify_cert_signature(
     issuer_point: &[u8],
     what: &'static str,
 ) -> Result<(), PkiError> {
-    // The outer and inner algorithm identifiers must agree (RFC 5280 4.1.1.2).
-    if cert.signature_algorithm.algorithm != cert.tbs_certificate.signature.algorithm {
-        return Err(PkiError::Algorithm(what));
-    }
+    check_outer_algorithm(cert.as_raw(), cert.tbs_certificate.as_ref(), what)?;
     verify_der_signature(
         issuer_point,
         &cert.signature_algorithm,
@@ -155,9 +172,7 @@ pub fn verify_crl_signature(
     issuer_point: &[u8],
     what: &'static str,
 ) -> Result<(), PkiError> {
-    if crl.signature_algorithm.algorithm != crl.tbs_cert_list.signature.algorithm {
-        return Err(PkiError::Algorithm(what));
-    }
+    check_outer_algorithm(crl.as_raw(), crl.tbs_cert_list.as_ref(), what)?;
     verify_der_signature(
         issuer_point,
         &crl.signature_algorithm,
@@ -165,6 +180,28 @@ pub fn verify_crl_signature(
         crl.signature_value.data.as_ref(),
         what,
     )
+}
+
+/// DER of `AlgorithmIdentifier { ecdsa-with-SHA256 }` (no parameters, RFC 5758).
+const ECDSA_WITH_SHA256_ALG_ID: [u8; 12] = [
+    0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
+];
+
+/// The outer signatureAlgorithm is not signed, so require its exact encoding right after
+/// the TBS bytes instead of trusting a parser to have read it strictly.
+fn check_outer_algorithm(der: &[u8], tbs: &[u8], what: &'static str) -> Result<(), PkiError> {
+    // The outer SEQUENCE header is 2 to 4 bytes; the TBS follows it directly.
+    let exact = (2..=4).any(|header| {
+        der.get(header..).is_some_and(|rest| {
+            rest.strip_prefix(tbs)
+                .is_some_and(|after| after.starts_with(&ECDSA_WITH_SHA256_ALG_ID))
+        })
+    });
+    if exact {
+        Ok(())
+    } else {
+        Err(PkiError::Algorithm(what))
+    }
 }
 
 /// The subject common name, or "" if absent.
@@ -181,4 +218,33 @@ pub fn common_name(cert: &X509Certificate<'_>) -> String {
 pub fn validity(cert: &X509Certificate<'_>) -> (i64, i64) {
     let v = cert.validity();
     (v.not_before.timestamp(), v.not_after.timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BLOCK: &str = "-----BEGIN CERTIFICATE-----\nAAEC\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn strict_pem_accepts_canonical_blocks() {
+        assert_eq!(pem_chain(BLOCK.as_bytes(), "t"), Ok(vec![vec![0, 1, 2]]));
+        let two = format!("{BLOCK}\r\n{BLOCK}");
+        assert_eq!(pem_chain(two.as_bytes(), "t").map(|v| v.len()), Ok(2));
+    }
+
+    #[test]
+    fn strict_pem_refuses_mangled_labels_stray_text_and_bad_base64() {
+        for bad in [
+            BLOCK.replace("END CERT", "END BERT"),
+            BLOCK.replace("END CERT", "END  ERT"),
+            format!("junk\n{BLOCK}"),
+            BLOCK.replace("AAEC", "AAE D"),
+            BLOCK.replace("AAEC", "AAF="), // non-canonical trailing bits
+            BLOCK.replace("-----END CERTIFICATE-----\n", ""),
+            String::new(),
+        ] {
+            assert!(pem_chain(bad.as_bytes(), "t").is_err(), "{bad:?}");
+        }
+    }
 }

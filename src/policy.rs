@@ -130,10 +130,10 @@ impl PolicyViolation {
 
 /// A verified quote that satisfies the policy. The only constructor is [`EnclavePolicy::evaluate`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Accepted {
     /// The quote that was accepted.
     pub quote: VerifiedQuote,
-    _proof: (),
 }
 
 impl EnclavePolicy {
@@ -211,7 +211,7 @@ impl EnclavePolicy {
     pub fn evaluate(&self, quote: VerifiedQuote) -> Result<Accepted, Refusal> {
         let violations = self.violations(&quote);
         match violations.iter().map(PolicyViolation::code).min() {
-            None => Ok(Accepted { quote, _proof: () }),
+            None => Ok(Accepted { quote }),
             Some(code) => Err(Refusal {
                 code,
                 reasons: violations.iter().map(ToString::to_string).collect(),

@@ -120,7 +120,7 @@ impl QeIdentity {
                 advisory_ids: level.advisory_ids,
             });
         }
-        levels.sort_by(|a, b| b.isv_svn.cmp(&a.isv_svn));
+        levels.sort_by_key(|l| std::cmp::Reverse(l.isv_svn));
         Ok(Self {
             tee,
             version: raw.version,

@@ -128,7 +128,7 @@ impl TcbInfo {
         }
         // Intel QVL orders levels by the 16 SVNs, then PCESVN, highest first, and takes the
         // first one the platform meets. Intel serves them in that order; sort to not depend on it.
-        levels.sort_by(|a, b| (b.sgx_components, b.pce_svn).cmp(&(a.sgx_components, a.pce_svn)));
+        levels.sort_by_key(|l| std::cmp::Reverse((l.sgx_components, l.pce_svn)));
         Ok(Self {
             tee,
             version: raw.version,

@@ -75,6 +75,7 @@ pub struct TcbVerdict {
 
 /// A quote whose every signature and chain verified. The only constructor is [`verify`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct VerifiedQuote {
     /// The enclave's identity.
     pub identity: EnclaveIdentity,
@@ -82,7 +83,6 @@ pub struct VerifiedQuote {
     pub tcb: TcbVerdict,
     /// The last second at which the collateral used is valid.
     pub valid_until: UnixTime,
-    _proof: (),
 }
 
 /// Verifies `quote` against `collateral` at `now`.
@@ -121,7 +121,6 @@ pub fn verify(
             tcb_evaluation_data_number: collateral.tcb_info.tcb_evaluation_data_number,
         },
         valid_until: collateral.valid_until(),
-        _proof: (),
     })
 }
 
