@@ -1,1 +1,98 @@
-fn main() {}
+//! Quote verification speed, side by side with dcap-qvl 0.7.1 (ring backend) on the
+//! same real fixture in the same run:
+//! - `ours_full`: collateral verification (signatures, chains, CRLs) + quote verification;
+//! - `ours_cached_collateral`: collateral already verified (the proxy's steady state);
+//! - `dcap_qvl_ring`: the reference, collateral already deserialised;
+//! - `parse_only`: our zero-copy parser.
+//!
+//! Run: `cargo bench --bench verify`. Measures only; never asserts.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use dcap_qvl::configs::RingConfig;
+use dcap_qvl::verify::QuoteVerifier;
+use dcap_qvl::QuoteCollateralV3;
+use ratls_proxy::appraisal::{appraise, Unverified};
+use ratls_proxy::collateral::{Collateral, VerifiedCollateral};
+use ratls_proxy::policy::EnclavePolicy;
+use ratls_proxy::quote::Quote;
+use ratls_proxy::tcb::TcbStatus;
+use ratls_proxy::trust::TrustAnchor;
+use ratls_proxy::unix_time::UnixTime;
+
+const CASES: [(&str, u64); 2] = [
+    ("sgx_v3_qvl", 1_751_623_200),
+    ("sgx_v3_automata", 1_756_530_000),
+];
+
+fn fixtures() -> Option<PathBuf> {
+    let dir = std::env::var_os("RATLS_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
+    dir.join("dcap").is_dir().then_some(dir)
+}
+
+fn bench(c: &mut Criterion) {
+    let Some(dir) = fixtures() else {
+        eprintln!("NOTICE: fixtures not found (set RATLS_FIXTURES); nothing to benchmark");
+        return;
+    };
+    let policy = EnclavePolicy {
+        tcb_statuses: vec![
+            TcbStatus::UpToDate,
+            TcbStatus::SwHardeningNeeded,
+            TcbStatus::ConfigurationAndSwHardeningNeeded,
+        ],
+        ..EnclavePolicy::default()
+    };
+    let anchor = TrustAnchor::intel();
+    for (name, at) in CASES {
+        let quote = std::fs::read(dir.join(format!("dcap/{name}.quote.bin"))).unwrap_or_default();
+        let json =
+            std::fs::read(dir.join(format!("dcap/{name}.collateral.json"))).unwrap_or_default();
+        let (Ok(ours), Ok(theirs)) = (
+            Collateral::from_json(&json),
+            serde_json::from_slice::<QuoteCollateralV3>(&json),
+        ) else {
+            eprintln!("NOTICE: {name} collateral does not parse; skipped");
+            continue;
+        };
+        let Ok(verified) = VerifiedCollateral::verify(&ours, &anchor).map(Arc::new) else {
+            eprintln!("NOTICE: {name} collateral does not verify; skipped");
+            continue;
+        };
+        let now = UnixTime(i64::try_from(at).unwrap_or_default());
+        let reference = QuoteVerifier::new_prod().with_config::<RingConfig>();
+        // What is measured must be the accepting path on both sides.
+        let ok_ours = appraise(&quote, &verified, &policy, now).is_accepted();
+        let ok_theirs = reference.verify(&quote, &theirs, at).is_ok();
+        eprintln!("{name}: ours accepted={ok_ours}, dcap-qvl accepted={ok_theirs}");
+
+        let mut g = c.benchmark_group(format!("verify/{name}"));
+        g.bench_function("ours_full", |b| {
+            b.iter(|| {
+                let source = Unverified {
+                    collateral: &ours,
+                    anchor: &anchor,
+                };
+                black_box(appraise(black_box(&quote), &source, &policy, now))
+            })
+        });
+        g.bench_function("ours_cached_collateral", |b| {
+            b.iter(|| black_box(appraise(black_box(&quote), &verified, &policy, now)))
+        });
+        g.bench_function("dcap_qvl_ring", |b| {
+            b.iter(|| black_box(reference.verify(black_box(&quote), &theirs, at)))
+        });
+        g.bench_function("parse_only", |b| {
+            b.iter(|| black_box(Quote::parse(black_box(&quote)).is_ok()))
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
