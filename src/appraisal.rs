@@ -78,12 +78,36 @@ impl Appraisal {
     }
 }
 
+impl Appraisal {
+    /// A refusal before any quote was parsed.
+    pub fn refused_early(refusal: Refusal, now: UnixTime) -> Self {
+        Self {
+            quote: None,
+            tcb: None,
+            outcome: Err(refusal),
+            verified_at: now,
+        }
+    }
+}
+
 /// Judges `quote_bytes` under `policy` at `now`.
 pub fn appraise(
     quote_bytes: &[u8],
     source: &dyn CollateralSource,
     policy: &EnclavePolicy,
     now: UnixTime,
+) -> Appraisal {
+    appraise_with(quote_bytes, source, policy, now, |_| Ok(()))
+}
+
+/// Like [`appraise`], with `precheck` (cheap checks such as the key binding) run after
+/// the DEBUG check and before any signature work.
+pub fn appraise_with(
+    quote_bytes: &[u8],
+    source: &dyn CollateralSource,
+    policy: &EnclavePolicy,
+    now: UnixTime,
+    precheck: impl FnOnce(&Quote<'_>) -> Result<(), Refusal>,
 ) -> Appraisal {
     let refused = |quote, tcb, refusal: Refusal| Appraisal {
         quote,
@@ -102,6 +126,9 @@ pub fn appraise(
     };
     if let Err(v) = policy.check_debug(&quote.report.attributes) {
         return refused(Some(summary), None, Refusal::new(v.code(), v.to_string()));
+    }
+    if let Err(refusal) = precheck(&quote) {
+        return refused(Some(summary), None, refusal);
     }
     let verified = source
         .verified_for(&quote)

@@ -12,6 +12,8 @@ use crate::collateral::{Collateral, VerifiedCollateral};
 use crate::error::VerifyError;
 use crate::ids::{IsvProdId, IsvSvn, MrEnclave, MrSigner};
 use crate::policy::EnclavePolicy;
+use crate::ratls::client::{self, ConnectError};
+use crate::ratls::{appraise_certificate, BindingMode, RaTlsVerifier, VerdictCache};
 use crate::report::Report;
 use crate::tcb::TcbStatus;
 use crate::trust::TrustAnchor;
@@ -43,9 +45,18 @@ pub enum Command {
 /// `ratls-proxy verify`.
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
+    /// An RA-TLS server to connect to and verify: https://host[:port] (port 443 by default).
+    #[arg(value_name = "URL", required_unless_present_any = ["cert", "quote"], conflicts_with_all = ["cert", "quote"])]
+    pub url: Option<String>,
+    /// An RA-TLS certificate (PEM; the first certificate is the leaf).
+    #[arg(long, value_name = "FILE.pem", conflicts_with = "quote")]
+    pub cert: Option<PathBuf>,
     /// A raw DCAP quote file.
     #[arg(long, value_name = "FILE.bin")]
-    pub quote: PathBuf,
+    pub quote: Option<PathBuf>,
+    /// How REPORTDATA must bind the certificate key: auto, cosmian or gramine.
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub binding: BindingMode,
     /// Allowed MRENCLAVE (repeatable; any if none given).
     #[arg(long = "mrenclave", value_name = "HEX")]
     pub mrenclave: Vec<MrEnclave>,
@@ -117,10 +128,8 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     if args.tcb_status.contains(&TcbStatus::Revoked) {
         bail!("--tcb-status Revoked: a revoked TCB is never acceptable");
     }
-    let now = match &args.at {
-        Some(t) => UnixTime::parse(t)?,
-        None => wall_clock(),
-    };
+    let at = args.at.as_deref().map(UnixTime::parse).transpose()?;
+    let now = at.unwrap_or_else(UnixTime::now);
     let anchor = match &args.trust_root {
         Some(path) => TrustAnchor::from_pem(&read(path, "trust root")?)
             .with_context(|| format!("{} is not a usable root certificate", path.display()))?,
@@ -130,35 +139,85 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         bail!("--collateral FILE.json is required (fetching from Intel PCS is not built yet)");
     };
     let collateral_bytes = read(collateral_path, "collateral")?;
-    let quote = read(&args.quote, "quote")?;
-
     // Well-formed JSON with bad content is a refusal (the collateral is unusable), not a usage error.
-    let source: Box<dyn CollateralSource> = match Collateral::from_json(&collateral_bytes) {
-        Ok(c) => match VerifiedCollateral::verify(&c, &anchor) {
-            Ok(v) => Box::new(Arc::new(v)),
-            Err(e) => Box::new(e),
-        },
-        Err(e) => Box::new(VerifyError::from(e)),
+    let source: Arc<dyn CollateralSource + Send + Sync> =
+        match Collateral::from_json(&collateral_bytes) {
+            Ok(c) => match VerifiedCollateral::verify(&c, &anchor) {
+                Ok(v) => Arc::new(Arc::new(v)),
+                Err(e) => Arc::new(e),
+            },
+            Err(e) => Arc::new(VerifyError::from(e)),
+        };
+    let policy = args.policy();
+
+    let report = if let Some(url) = &args.url {
+        let (addr, host) = https_target(url)?;
+        let verifier = Arc::new(RaTlsVerifier::new(
+            policy,
+            args.binding,
+            anchor.sha256(),
+            source,
+            Arc::new(VerdictCache::new(16, std::time::Duration::from_secs(60))),
+        ));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let connected = runtime.block_on(async {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                client::connect(&addr, &host, verifier, &[b"h2", b"http/1.1"], at),
+            )
+            .await
+        });
+        match connected {
+            Err(_) => bail!("timed out connecting to {addr}"),
+            Ok(Ok(attested)) => attested.verdict.appraisal.report(),
+            Ok(Err(ConnectError::Refused(refused))) => refused.0.report(),
+            Ok(Err(other)) => return Err(other.into()),
+        }
+    } else if let Some(path) = &args.cert {
+        let pem = read(path, "certificate")?;
+        let leaf = crate::pki::pem_chain(&pem, "certificate PEM")
+            .map_err(anyhow::Error::from)
+            .and_then(|chain| chain.into_iter().next().context("no certificate"))
+            .with_context(|| format!("{} holds no PEM certificate", path.display()))?;
+        appraise_certificate(&leaf, source.as_ref(), &policy, args.binding, now).report()
+    } else if let Some(path) = &args.quote {
+        let quote = read(path, "quote")?;
+        Report::new(
+            &appraisal::appraise(&quote, source.as_ref(), &policy, now),
+            None,
+            None,
+        )
+    } else {
+        bail!("give a URL, --cert or --quote");
     };
-    let appraisal = appraisal::appraise(&quote, source.as_ref(), &args.policy(), now);
-    let report = Report::new(&appraisal, None, None);
+
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.to_text());
     }
-    Ok(ExitCode::from(if appraisal.is_accepted() {
+    Ok(ExitCode::from(if report.code.is_none() {
         EXIT_ACCEPTED
     } else {
         EXIT_REFUSED
     }))
 }
 
-/// The one place the `verify` command reads the clock.
-fn wall_clock() -> UnixTime {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    UnixTime(secs)
+/// `https://host[:port]` → (`host:port` to dial, host name for SNI).
+fn https_target(url: &str) -> anyhow::Result<(String, String)> {
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("`{url}` is not a URL"))?;
+    if uri.scheme_str() != Some("https") {
+        bail!("`{url}`: only https:// URLs can be verified");
+    }
+    let host = uri.host().with_context(|| format!("`{url}` has no host"))?;
+    let port = uri.port_u16().unwrap_or(443);
+    let bare = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    Ok((format!("{host}:{port}"), bare))
 }

@@ -11,8 +11,11 @@ pub mod ids;
 pub mod pki;
 pub mod policy;
 pub mod quote;
+pub mod ratls;
 pub mod refusal;
 pub mod report;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod tcb;
 pub mod trust;
 pub mod unix_time;

@@ -34,6 +34,16 @@ impl UnixTime {
             .map(|t| Self(t.unix_timestamp()))
     }
 
+    /// The wall clock. Only edges (CLI, proxy) call this; the core takes time as a parameter.
+    #[allow(clippy::disallowed_methods)]
+    pub fn now() -> Self {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Self(secs)
+    }
+
     /// Formats as RFC 3339 in UTC, or as plain seconds if out of the representable range.
     pub fn to_rfc3339(self) -> String {
         OffsetDateTime::from_unix_timestamp(self.0)

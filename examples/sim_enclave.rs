@@ -1,0 +1,99 @@
+//! A simulated RA-TLS enclave server for trying ratls-proxy without SGX hardware.
+//!
+//! ```sh
+//! cargo run --example sim_enclave -- --listen 127.0.0.1:8443 --pki-dir /tmp/sim-pki
+//! cargo run -- verify https://127.0.0.1:8443 --trust-root /tmp/sim-pki/root.pem \
+//!     --collateral /tmp/sim-pki/collateral.json
+//! ```
+//!
+//! Several sims started with the same `--pki-dir` share one test root and one collateral
+//! bundle; `--tcb-status` puts each on its own TCB level of that bundle.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use ratls_proxy::ids::{IsvProdId, IsvSvn, MrEnclave, MrSigner};
+use ratls_proxy::sim::{EnclaveSpec, SimBinding, SimConfig, SimEnclave, SimPki};
+use ratls_proxy::tcb::TcbStatus;
+use ratls_proxy::unix_time::UnixTime;
+
+/// A simulated SGX enclave serving HTTPS with an RA-TLS certificate (test PKI, not Intel).
+#[derive(Parser, Debug)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// MRENCLAVE the quote claims.
+    #[arg(
+        long,
+        default_value = "e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1"
+    )]
+    mrenclave: MrEnclave,
+    /// MRSIGNER the quote claims.
+    #[arg(
+        long,
+        default_value = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a"
+    )]
+    mrsigner: MrSigner,
+    /// ISVPRODID.
+    #[arg(long, default_value_t = 1)]
+    isv_prod_id: u16,
+    /// ISVSVN.
+    #[arg(long, default_value_t = 1)]
+    isv_svn: u16,
+    /// Set the DEBUG attribute.
+    #[arg(long)]
+    debug: bool,
+    /// The platform's TCB status.
+    #[arg(long, default_value = "UpToDate")]
+    tcb_status: TcbStatus,
+    /// Key binding: cosmian, gramine (P-384, legacy OID and DICE evidence) or wrong.
+    #[arg(long, default_value = "cosmian")]
+    binding: SimBinding,
+    /// Where the test PKI lives (created if absent): root.pem and collateral.json.
+    #[arg(long, default_value = "sim-pki")]
+    pki_dir: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let now = UnixTime::now();
+    let pki = match SimPki::load_or_create(&args.pki_dir, now) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("sim_enclave: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = SimConfig {
+        spec: EnclaveSpec {
+            mrenclave: args.mrenclave,
+            mrsigner: args.mrsigner,
+            isv_prod_id: IsvProdId(args.isv_prod_id),
+            isv_svn: IsvSvn(args.isv_svn),
+            debug: args.debug,
+        },
+        tcb_status: args.tcb_status,
+        binding: args.binding,
+        log_requests: true,
+    };
+    let sim = match SimEnclave::start(&pki, config, args.listen, now).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sim_enclave: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let dir = args.pki_dir.display();
+    println!("sim enclave listening on https://{}", sim.addr());
+    println!(
+        "  mrenclave {}  tcb {}  binding {:?}  debug {}",
+        args.mrenclave, args.tcb_status, args.binding, args.debug
+    );
+    println!("  trust root {dir}/root.pem  collateral {dir}/collateral.json");
+    let _ = tokio::signal::ctrl_c().await;
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,133 @@
+//! The verdict cache: accepted verdicts keyed by SHA-256 of the leaf DER and the policy.
+//!
+//! A failure is never cached. An entry lives until the earliest of: the collateral's
+//! validity, the certificate's notAfter, and the configured maximum age; an entry past
+//! its time is a miss. Counters let tests and metrics see hits and real verifications.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::appraise::CertAppraisal;
+use crate::ids::CertSha256;
+use crate::unix_time::UnixTime;
+
+/// Identifies a policy (and binding mode and trust root): verdicts under another policy never match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PolicyId(pub [u8; 32]);
+
+impl PolicyId {
+    /// Derives the id from anything that describes the policy completely.
+    pub fn of(description: &impl std::fmt::Debug) -> Self {
+        Self(Sha256::digest(format!("{description:?}").as_bytes()).into())
+    }
+}
+
+/// An accepted verdict and until when it may be reused.
+#[derive(Clone, Debug)]
+pub struct CachedVerdict {
+    /// The accepted appraisal.
+    pub appraisal: CertAppraisal,
+    /// The last second it may be served.
+    pub valid_until: UnixTime,
+}
+
+/// Cache counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Lookups answered from the cache.
+    pub hits: u64,
+    /// Lookups that had to verify.
+    pub misses: u64,
+    /// Full quote verifications performed.
+    pub verifications: u64,
+}
+
+/// Shared across connections and verifiers.
+#[derive(Debug)]
+pub struct VerdictCache {
+    entries: moka::sync::Cache<(CertSha256, PolicyId), Arc<CachedVerdict>>,
+    max_age: Duration,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    verifications: AtomicU64,
+}
+
+impl VerdictCache {
+    /// A cache holding up to `capacity` verdicts for at most `max_age` each.
+    pub fn new(capacity: u64, max_age: Duration) -> Self {
+        Self {
+            entries: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(max_age)
+                .build(),
+            max_age,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            verifications: AtomicU64::new(0),
+        }
+    }
+
+    /// A fresh verdict for this certificate and policy, if any.
+    pub fn get(
+        &self,
+        cert: CertSha256,
+        policy: PolicyId,
+        now: UnixTime,
+    ) -> Option<Arc<CachedVerdict>> {
+        let hit = self
+            .entries
+            .get(&(cert, policy))
+            .filter(|v| now <= v.valid_until);
+        let counter = if hit.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        hit
+    }
+
+    /// Records one full verification (hit or not, for the counters).
+    pub fn count_verification(&self) {
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Stores an accepted appraisal; refusals are ignored (never cached).
+    pub fn insert_accepted(
+        &self,
+        policy: PolicyId,
+        appraisal: &CertAppraisal,
+        now: UnixTime,
+    ) -> Option<Arc<CachedVerdict>> {
+        let accepted = appraisal.appraisal.outcome.as_ref().ok()?;
+        let max = i64::try_from(self.max_age.as_secs()).unwrap_or(i64::MAX);
+        let mut until = UnixTime(now.0.saturating_add(max)).min(accepted.quote.valid_until);
+        if let Some(not_after) = appraisal.cert_not_after {
+            until = until.min(not_after);
+        }
+        let entry = Arc::new(CachedVerdict {
+            appraisal: appraisal.clone(),
+            valid_until: until,
+        });
+        self.entries
+            .insert((appraisal.cert_sha256, policy), Arc::clone(&entry));
+        Some(entry)
+    }
+
+    /// Drops every verdict (for example after a policy reload).
+    pub fn clear(&self) {
+        self.entries.invalidate_all();
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            verifications: self.verifications.load(Ordering::Relaxed),
+        }
+    }
+}

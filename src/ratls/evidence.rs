@@ -1,0 +1,154 @@
+//! Finding the quote in an RA-TLS leaf certificate.
+//!
+//! Carriers, in the order Gramine's own verifier prefers them:
+//! - `2.23.133.5.4.9`, TCG DICE tagged evidence: CBOR `tag(60000) [bstr quote, bstr claims]`
+//!   (Gramine ≥ 1.8), REPORTDATA commits to the claims;
+//! - `1.2.840.113741.1337.6`, the raw quote (Cosmian MSE, and Gramine's intent);
+//! - `0.6.9.42.840.113741.1337.6`, the same OID as Gramine's C constant actually encodes it
+//!   (its DER tag and length bytes end up inside the OID value).
+
+use x509_parser::certificate::X509Certificate;
+use x509_parser::der_parser::oid::Oid;
+
+use super::cbor::{Cbor, CborError};
+use crate::quote::limits::MAX_QUOTE_LEN;
+
+/// `2.23.133.5.4.9`: TCG DICE tagged evidence.
+pub const OID_TCG_DICE_TAGGED_EVIDENCE: &[u64] = &[2, 23, 133, 5, 4, 9];
+/// `1.2.840.113741.1337.6`: raw SGX quote.
+pub const OID_SGX_QUOTE: &[u64] = &[1, 2, 840, 113_741, 1337, 6];
+/// `0.6.9.42.840.113741.1337.6`: raw SGX quote, Gramine's legacy encoding.
+pub const OID_SGX_QUOTE_GRAMINE_LEGACY: &[u64] = &[0, 6, 9, 42, 840, 113_741, 1337, 6];
+
+/// The CBOR tag of TCG DICE tagged evidence for an SGX quote (Gramine).
+const DICE_SGX_TAG: u64 = 60000;
+
+/// The quote carried by a certificate, and what its REPORTDATA commits to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Evidence<'a> {
+    /// A raw quote; REPORTDATA commits to the certificate key directly.
+    Raw {
+        /// The quote bytes.
+        quote: &'a [u8],
+        /// Which OID carried it.
+        oid: &'static [u64],
+    },
+    /// DICE tagged evidence; REPORTDATA commits to `claims`, which names the key hash.
+    Dice {
+        /// The quote bytes.
+        quote: &'a [u8],
+        /// The CBOR claims exactly as embedded.
+        claims: &'a [u8],
+    },
+}
+
+impl<'a> Evidence<'a> {
+    /// The quote bytes.
+    pub fn quote(&self) -> &'a [u8] {
+        match self {
+            Self::Raw { quote, .. } | Self::Dice { quote, .. } => quote,
+        }
+    }
+}
+
+/// Why no usable quote was found.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EvidenceError {
+    /// No carrier extension (`no_quote`).
+    #[error("the certificate carries no SGX quote (none of 2.23.133.5.4.9, 1.2.840.113741.1337.6, Gramine's legacy OID)")]
+    NoQuote,
+    /// A carrier appears twice, or both raw encodings are present (`quote_malformed`).
+    #[error("ambiguous evidence: {0}")]
+    Ambiguous(&'static str),
+    /// The DICE evidence does not decode (`quote_malformed`).
+    #[error("TCG DICE evidence is malformed: {0}")]
+    Dice(#[from] CborError),
+    /// The carried quote is above the size cap (`quote_malformed`).
+    #[error("the embedded quote is {0} bytes, above the {MAX_QUOTE_LEN}-byte limit")]
+    TooLarge(usize),
+}
+
+fn extension<'c>(
+    cert: &'c X509Certificate<'_>,
+    arcs: &[u64],
+) -> Result<Option<&'c [u8]>, EvidenceError> {
+    let oid = Oid::from(arcs).map_err(|_| EvidenceError::Ambiguous("bad OID constant"))?;
+    cert.get_extension_unique(&oid)
+        .map(|ext| ext.map(|e| e.value))
+        .map_err(|_| EvidenceError::Ambiguous("a quote extension appears more than once"))
+}
+
+fn capped(quote: &[u8]) -> Result<&[u8], EvidenceError> {
+    if quote.len() > MAX_QUOTE_LEN {
+        Err(EvidenceError::TooLarge(quote.len()))
+    } else {
+        Ok(quote)
+    }
+}
+
+/// Finds the quote, preferring DICE evidence when present (as Gramine does).
+pub fn find<'a>(cert: &'a X509Certificate<'_>) -> Result<Evidence<'a>, EvidenceError> {
+    if let Some(value) = extension(cert, OID_TCG_DICE_TAGGED_EVIDENCE)? {
+        let mut c = Cbor::new(value);
+        if c.tag()? != DICE_SGX_TAG {
+            return Err(CborError("unexpected tag (expected 60000, SGX quote evidence)").into());
+        }
+        if c.array()? != 2 {
+            return Err(CborError("expected [quote, claims]").into());
+        }
+        let quote = capped(c.bytes()?)?;
+        let claims = c.bytes()?;
+        if !c.is_empty() {
+            return Err(CborError("trailing bytes").into());
+        }
+        return Ok(Evidence::Dice { quote, claims });
+    }
+    let standard = extension(cert, OID_SGX_QUOTE)?;
+    let legacy = extension(cert, OID_SGX_QUOTE_GRAMINE_LEGACY)?;
+    match (standard, legacy) {
+        (Some(_), Some(_)) => Err(EvidenceError::Ambiguous(
+            "both encodings of the SGX quote OID are present",
+        )),
+        (Some(q), None) => Ok(Evidence::Raw {
+            quote: capped(q)?,
+            oid: OID_SGX_QUOTE,
+        }),
+        (None, Some(q)) => Ok(Evidence::Raw {
+            quote: capped(q)?,
+            oid: OID_SGX_QUOTE_GRAMINE_LEGACY,
+        }),
+        (None, None) => Err(EvidenceError::NoQuote),
+    }
+}
+
+/// The `pubkey-hash` claim: hash algorithm id (1 SHA-256, 7 SHA-384, 8 SHA-512) and digest.
+pub(crate) fn dice_pubkey_hash(claims: &[u8]) -> Result<(u64, &[u8]), CborError> {
+    let mut c = Cbor::new(claims);
+    let pairs = c.map()?;
+    let mut found = None;
+    for _ in 0..pairs {
+        let key = c.text()?;
+        if key == "pubkey-hash" {
+            if found.is_some() {
+                return Err(CborError("pubkey-hash appears twice"));
+            }
+            let inner = c.bytes()?;
+            let mut h = Cbor::new(inner);
+            if h.array()? != 2 {
+                return Err(CborError("pubkey-hash is not [alg, hash]"));
+            }
+            let alg = h.uint()?;
+            let digest = h.bytes()?;
+            if !h.is_empty() {
+                return Err(CborError("trailing bytes in pubkey-hash"));
+            }
+            found = Some((alg, digest));
+        } else {
+            c.skip()?; // unknown claims (a nonce is planned) are ignored, as Gramine does
+        }
+    }
+    if !c.is_empty() {
+        return Err(CborError("trailing bytes after the claims"));
+    }
+    found.ok_or(CborError("no pubkey-hash claim"))
+}

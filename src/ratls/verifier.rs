@@ -1,0 +1,259 @@
+//! The rustls `ServerCertVerifier` for RA-TLS upstreams.
+//!
+//! It replaces WebPKI's checks as follows, and honours the rest of the `danger` contract:
+//! - chain to a CA root → the quote's chain to the pinned Intel root, collateral, policy;
+//! - server name → none: an RA-TLS certificate is self-issued with arbitrary names; the
+//!   identity is the attested enclave, and the proxy picks the policy by destination host;
+//! - certificate validity → checked (notBefore/notAfter at rustls' `now`);
+//! - handshake signature → delegated to rustls' own verification with the leaf key, so the
+//!   peer proves it holds the key that REPORTDATA binds. Never assumed.
+//!
+//! It does no I/O: collateral comes from an in-memory source, the cache is synchronous.
+//! Resumed TLS sessions skip this verifier, so [`client_config`] disables resumption and
+//! [`RaTlsVerifier::verdict_for`] re-derives the verdict from the connection's own leaf.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime as RustlsTime};
+use rustls::{CertificateError, DigitallySignedStruct, OtherError, SignatureScheme};
+use sha2::{Digest, Sha256};
+
+use super::appraise::{appraise_certificate, CertAppraisal};
+use super::binding::BindingMode;
+use super::cache::{CachedVerdict, PolicyId, VerdictCache};
+use crate::appraisal::CollateralSource;
+use crate::ids::CertSha256;
+use crate::policy::EnclavePolicy;
+use crate::refusal::Refusal;
+use crate::unix_time::UnixTime;
+
+/// The error carried through rustls when a certificate is refused: the whole appraisal,
+/// so callers can report what was parsed and why it was refused.
+#[derive(Debug)]
+pub struct RaTlsRefused(pub Box<CertAppraisal>);
+
+impl fmt::Display for RaTlsRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.refusal() {
+            Some(r) => write!(f, "RA-TLS attestation refused: {r}"),
+            None => f.write_str("RA-TLS attestation refused"),
+        }
+    }
+}
+
+impl std::error::Error for RaTlsRefused {}
+
+impl RaTlsRefused {
+    /// Finds our refusal inside an error returned by a TLS handshake, if it is one.
+    /// (`io::Error::source` skips the wrapped error, so look inside it explicitly.)
+    pub fn find<'e>(err: &'e (dyn std::error::Error + 'static)) -> Option<&'e RaTlsRefused> {
+        let mut cur = Some(err);
+        while let Some(e) = cur {
+            if let Some(r) = e.downcast_ref::<RaTlsRefused>() {
+                return Some(r);
+            }
+            if let Some(rustls::Error::InvalidCertificate(CertificateError::Other(other))) =
+                e.downcast_ref::<rustls::Error>()
+            {
+                if let Some(r) = other.0.downcast_ref::<RaTlsRefused>() {
+                    return Some(r);
+                }
+            }
+            cur = match e
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+            {
+                Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                None => e.source(),
+            };
+        }
+        None
+    }
+
+    /// The refusal.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        self.0.refusal()
+    }
+}
+
+/// What a verifier checks against, shared by its connections.
+pub struct RaTlsVerifier {
+    policy: EnclavePolicy,
+    mode: BindingMode,
+    policy_id: PolicyId,
+    collateral: Arc<dyn CollateralSource + Send + Sync>,
+    cache: Arc<VerdictCache>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl fmt::Debug for RaTlsVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RaTlsVerifier")
+            .field("policy", &self.policy)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RaTlsVerifier {
+    /// A verifier for one policy. `trust_root_id` distinguishes verdicts made under different roots.
+    pub fn new(
+        policy: EnclavePolicy,
+        mode: BindingMode,
+        trust_root_id: CertSha256,
+        collateral: Arc<dyn CollateralSource + Send + Sync>,
+        cache: Arc<VerdictCache>,
+    ) -> Self {
+        let policy_id = PolicyId::of(&(&policy, mode, trust_root_id));
+        Self {
+            policy,
+            mode,
+            policy_id,
+            collateral,
+            cache,
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+        }
+    }
+
+    /// The verdict cache.
+    pub fn cache(&self) -> &Arc<VerdictCache> {
+        &self.cache
+    }
+
+    /// The verdict for `leaf_der` at `now`: from the cache, or by full verification.
+    /// A cache hit still re-checks the key binding on this very certificate.
+    pub fn verdict_for(
+        &self,
+        leaf_der: &[u8],
+        now: UnixTime,
+    ) -> Result<Arc<CachedVerdict>, RaTlsRefused> {
+        let sha = CertSha256(Sha256::digest(leaf_der).into());
+        if let Some(hit) = self.cache.get(sha, self.policy_id, now) {
+            if binding_still_holds(leaf_der, self.mode) {
+                tracing::debug!(cert_sha256 = %sha, "verdict cache hit: no quote verification");
+                return Ok(hit);
+            }
+        }
+        self.cache.count_verification();
+        let appraisal = appraise_certificate(
+            leaf_der,
+            self.collateral.as_ref(),
+            &self.policy,
+            self.mode,
+            now,
+        );
+        match self.cache.insert_accepted(self.policy_id, &appraisal, now) {
+            Some(entry) => Ok(entry),
+            None => Err(RaTlsRefused(Box::new(appraisal))),
+        }
+    }
+}
+
+/// The cheap re-check on a cache hit: the quote in this certificate still binds its key.
+fn binding_still_holds(leaf_der: &[u8], mode: BindingMode) -> bool {
+    let Ok(cert) = crate::pki::parse_cert(leaf_der, "RA-TLS certificate") else {
+        return false;
+    };
+    let Ok(evidence) = super::evidence::find(&cert) else {
+        return false;
+    };
+    let Ok(quote) = crate::quote::Quote::parse(evidence.quote()) else {
+        return false;
+    };
+    let key = super::binding::CertKey {
+        spki_der: cert.public_key().raw,
+        point: cert.public_key().subject_public_key.data.as_ref(),
+    };
+    super::binding::check(mode, &evidence, &quote.report.report_data, key).is_ok()
+}
+
+impl ServerCertVerifier for RaTlsVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: RustlsTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let now = UnixTime(i64::try_from(now.as_secs()).unwrap_or(i64::MAX));
+        match self.verdict_for(end_entity.as_ref(), now) {
+            Ok(_) => Ok(ServerCertVerified::assertion()),
+            Err(refused) => Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                OtherError(Arc::new(refused)),
+            ))),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A clock frozen at one instant (for `verify --at` against a live server).
+#[derive(Debug)]
+struct FixedTime(UnixTime);
+
+impl rustls::time_provider::TimeProvider for FixedTime {
+    fn current_time(&self) -> Option<RustlsTime> {
+        u64::try_from(self.0 .0)
+            .ok()
+            .map(|s| RustlsTime::since_unix_epoch(std::time::Duration::from_secs(s)))
+    }
+}
+
+/// The one place an RA-TLS client configuration is built: ring provider, our verifier,
+/// no session resumption (a resumed session would skip the verifier), the given ALPN.
+/// `at` freezes the verification time; `None` uses the wall clock.
+pub fn client_config(
+    verifier: Arc<RaTlsVerifier>,
+    alpn: &[&[u8]],
+    at: Option<UnixTime>,
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = match at {
+        Some(t) => rustls::ClientConfig::builder_with_details(provider, Arc::new(FixedTime(t))),
+        None => rustls::ClientConfig::builder_with_provider(provider),
+    };
+    let mut config = builder
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
+}

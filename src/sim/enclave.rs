@@ -1,0 +1,322 @@
+//! A simulated RA-TLS enclave: an HTTPS server (HTTP/1.1 and HTTP/2 by ALPN) with a fresh
+//! RA-TLS certificate whose quote is forged with the test PKI. It answers every request
+//! with a JSON echo and counts the requests it serves.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{
+    CertificateParams, CustomExtension, KeyPair, PublicKeyData, SanType, PKCS_ECDSA_P384_SHA384,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use super::pki::{SimError, SimPki};
+use super::quote::{forge, EnclaveSpec};
+use crate::ratls::evidence::{
+    OID_SGX_QUOTE, OID_SGX_QUOTE_GRAMINE_LEGACY, OID_TCG_DICE_TAGGED_EVIDENCE,
+};
+use crate::tcb::TcbStatus;
+use crate::unix_time::UnixTime;
+
+/// How the RA-TLS certificate binds its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimBinding {
+    /// P-256, raw quote under 1.2.840.113741.1337.6, REPORTDATA = SHA-256(point).
+    Cosmian,
+    /// P-384, Gramine's legacy OID encoding with REPORTDATA = SHA-256(SPKI) and TCG DICE evidence.
+    Gramine,
+    /// Like Cosmian, but REPORTDATA binds a different key.
+    Wrong,
+}
+
+impl std::str::FromStr for SimBinding {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cosmian" => Ok(Self::Cosmian),
+            "gramine" => Ok(Self::Gramine),
+            "wrong" => Ok(Self::Wrong),
+            other => Err(format!(
+                "unknown binding `{other}` (cosmian, gramine, wrong)"
+            )),
+        }
+    }
+}
+
+/// Everything that makes one sim enclave.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// The identity its quote claims.
+    pub spec: EnclaveSpec,
+    /// The TCB level of its platform.
+    pub tcb_status: TcbStatus,
+    /// How its certificate binds the key.
+    pub binding: SimBinding,
+    /// Print `METHOD PATH` for each request served.
+    pub log_requests: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            spec: EnclaveSpec::default(),
+            tcb_status: TcbStatus::UpToDate,
+            binding: SimBinding::Cosmian,
+            log_requests: false,
+        }
+    }
+}
+
+/// An RA-TLS certificate and its key.
+pub struct RaTlsIdentity {
+    /// Leaf DER.
+    pub cert_der: Vec<u8>,
+    /// PKCS#8 of the key.
+    pub key_pkcs8: Vec<u8>,
+}
+
+fn report_data(first: &[u8]) -> [u8; 64] {
+    let mut rd = [0u8; 64];
+    rd[..32].copy_from_slice(&Sha256::digest(first));
+    rd
+}
+
+/// CBOR `{"pubkey-hash": bstr(CBOR [1, bstr(32)])}` as Gramine emits it.
+fn dice_claims(spki_hash: &[u8]) -> Vec<u8> {
+    let mut inner = vec![0x82, 0x01, 0x58, 0x20];
+    inner.extend_from_slice(spki_hash);
+    let mut claims = vec![0xa1, 0x6b];
+    claims.extend_from_slice(b"pubkey-hash");
+    claims.push(0x58);
+    claims.push(u8::try_from(inner.len()).unwrap_or(0));
+    claims.extend_from_slice(&inner);
+    claims
+}
+
+fn dice_evidence(quote: &[u8], claims: &[u8]) -> Vec<u8> {
+    let mut v = vec![0xd9, 0xea, 0x60, 0x82, 0x59];
+    v.extend_from_slice(&u16::try_from(quote.len()).unwrap_or(0).to_be_bytes());
+    v.extend_from_slice(quote);
+    v.push(0x58);
+    v.push(u8::try_from(claims.len()).unwrap_or(0));
+    v.extend_from_slice(claims);
+    v
+}
+
+/// Mints a fresh RA-TLS certificate for `config`, valid around `now`.
+pub fn ratls_identity(
+    pki: &SimPki,
+    config: &SimConfig,
+    now: UnixTime,
+) -> Result<RaTlsIdentity, SimError> {
+    let pck = pki.pck_leaf(config.tcb_status, now)?;
+    let key = match config.binding {
+        SimBinding::Gramine => KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384)?,
+        SimBinding::Cosmian | SimBinding::Wrong => KeyPair::generate()?,
+    };
+    let extensions = match config.binding {
+        SimBinding::Cosmian => {
+            let quote = forge(&config.spec, &report_data(key.public_key_raw()), &pck)?;
+            vec![CustomExtension::from_oid_content(OID_SGX_QUOTE, quote)]
+        }
+        SimBinding::Wrong => {
+            let other = KeyPair::generate()?;
+            let quote = forge(&config.spec, &report_data(other.public_key_raw()), &pck)?;
+            vec![CustomExtension::from_oid_content(OID_SGX_QUOTE, quote)]
+        }
+        SimBinding::Gramine => {
+            let spki = key.subject_public_key_info();
+            let legacy = forge(&config.spec, &report_data(&spki), &pck)?;
+            let claims = dice_claims(&Sha256::digest(&spki));
+            let dice = forge(&config.spec, &report_data(&claims), &pck)?;
+            vec![
+                CustomExtension::from_oid_content(OID_SGX_QUOTE_GRAMINE_LEGACY, legacy),
+                CustomExtension::from_oid_content(
+                    OID_TCG_DICE_TAGGED_EVIDENCE,
+                    dice_evidence(&dice, &claims),
+                ),
+            ]
+        }
+    };
+    let mut p = CertificateParams::new(vec!["localhost".to_owned()])?;
+    p.subject_alt_names
+        .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "ratls-proxy sim enclave");
+    let t = OffsetDateTime::from_unix_timestamp(now.0).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    p.not_before = t - Duration::hours(1);
+    p.not_after = t + Duration::days(2);
+    p.custom_extensions = extensions;
+    let cert = p.self_signed(&key)?;
+    Ok(RaTlsIdentity {
+        cert_der: cert.der().to_vec(),
+        key_pkcs8: key.serialize_der(),
+    })
+}
+
+/// Serves a fixed certificate with a fixed signing key, without checking they match
+/// (so tests can build an impostor that replays someone else's certificate).
+#[derive(Debug)]
+struct Fixed(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for Fixed {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+}
+
+/// A running sim enclave.
+pub struct SimEnclave {
+    addr: SocketAddr,
+    requests: Arc<AtomicU64>,
+    cert_der: Vec<u8>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for SimEnclave {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SimEnclave {
+    /// Starts a sim enclave on `listen` with a fresh RA-TLS certificate.
+    pub async fn start(
+        pki: &SimPki,
+        config: SimConfig,
+        listen: SocketAddr,
+        now: UnixTime,
+    ) -> Result<Self, SimError> {
+        let id = ratls_identity(pki, &config, now)?;
+        Self::serve(id.cert_der, id.key_pkcs8, config, listen).await
+    }
+
+    /// Serves `cert_der` while signing the handshake with `key_pkcs8` (which may not match).
+    pub async fn serve(
+        cert_der: Vec<u8>,
+        key_pkcs8: Vec<u8>,
+        config: SimConfig,
+        listen: SocketAddr,
+    ) -> Result<Self, SimError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pkcs8));
+        let signing = provider
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| SimError::Format(e.to_string()))?;
+        let certified = CertifiedKey::new(vec![CertificateDer::from(cert_der.clone())], signing);
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| SimError::Format(e.to_string()))?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(Fixed(Arc::new(certified))));
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = TlsAcceptor::from(Arc::new(tls));
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| SimError::Io {
+                path: listen.to_string().into(),
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| SimError::Io {
+            path: listen.to_string().into(),
+            source,
+        })?;
+        let requests = Arc::new(AtomicU64::new(0));
+        let mrenclave = config.spec.mrenclave.to_string();
+        let counter = Arc::clone(&requests);
+        let log = config.log_requests;
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let counter = Arc::clone(&counter);
+                let mrenclave = mrenclave.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        let body = echo(&req, &mrenclave);
+                        if log {
+                            println!("{} {}", req.method(), req.uri().path());
+                        }
+                        async move {
+                            Ok::<_, Infallible>(
+                                Response::builder()
+                                    .header("content-type", "application/json")
+                                    .body(Full::new(Bytes::from(body)))
+                                    .unwrap_or_default(),
+                            )
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self {
+            addr,
+            requests,
+            cert_der,
+            task,
+        })
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// How many requests it has served.
+    pub fn request_count(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Its RA-TLS certificate.
+    pub fn certificate_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+}
+
+fn echo(req: &Request<Incoming>, mrenclave: &str) -> String {
+    let headers: serde_json::Map<String, serde_json::Value> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "enclave": "ratls-proxy sim",
+        "mrenclave": mrenclave,
+        "method": req.method().as_str(),
+        "path": req.uri().path(),
+        "query": req.uri().query(),
+        "version": format!("{:?}", req.version()),
+        "headers": headers,
+    })
+    .to_string()
+}
