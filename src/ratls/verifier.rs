@@ -66,7 +66,10 @@ impl RaTlsRefused {
                 .downcast_ref::<std::io::Error>()
                 .and_then(std::io::Error::get_ref)
             {
-                Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                Some(inner) => {
+                    let inner: &(dyn std::error::Error + 'static) = inner;
+                    Some(inner)
+                }
                 None => e.source(),
             };
         }
