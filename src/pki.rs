@@ -156,7 +156,12 @@ pub fn verify_cert_signature(
     issuer_point: &[u8],
     what: &'static str,
 ) -> Result<(), PkiError> {
-    check_outer_algorithm(cert.as_raw(), cert.tbs_certificate.as_ref(), what)?;
+    check_envelope(
+        cert.as_raw(),
+        cert.tbs_certificate.as_ref(),
+        cert.signature_value.data.as_ref(),
+        what,
+    )?;
     verify_der_signature(
         issuer_point,
         &cert.signature_algorithm,
@@ -172,7 +177,12 @@ pub fn verify_crl_signature(
     issuer_point: &[u8],
     what: &'static str,
 ) -> Result<(), PkiError> {
-    check_outer_algorithm(crl.as_raw(), crl.tbs_cert_list.as_ref(), what)?;
+    check_envelope(
+        crl.as_raw(),
+        crl.tbs_cert_list.as_ref(),
+        crl.signature_value.data.as_ref(),
+        what,
+    )?;
     verify_der_signature(
         issuer_point,
         &crl.signature_algorithm,
@@ -187,16 +197,49 @@ const ECDSA_WITH_SHA256_ALG_ID: [u8; 12] = [
     0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
 ];
 
-/// The outer signatureAlgorithm is not signed, so require its exact encoding right after
-/// the TBS bytes instead of trusting a parser to have read it strictly.
-fn check_outer_algorithm(der: &[u8], tbs: &[u8], what: &'static str) -> Result<(), PkiError> {
-    // The outer SEQUENCE header is 2 to 4 bytes; the TBS follows it directly.
-    let exact = (2..=4).any(|header| {
-        der.get(header..).is_some_and(|rest| {
-            rest.strip_prefix(tbs)
-                .is_some_and(|after| after.starts_with(&ECDSA_WITH_SHA256_ALG_ID))
-        })
-    });
+/// The content of a DER TLV with `tag` that spans `bytes` exactly, with a minimal length.
+fn exact_tlv(bytes: &[u8], tag: u8) -> Option<&[u8]> {
+    let (&first, rest) = bytes.split_first()?;
+    let (&len0, rest) = rest.split_first()?;
+    if first != tag {
+        return None;
+    }
+    let (len, content) = match len0 {
+        0..=0x7f => (usize::from(len0), rest),
+        0x81..=0x83 => {
+            let n = usize::from(len0 & 0x7f);
+            let (len_bytes, content) = rest.split_at_checked(n)?;
+            if len_bytes.first() == Some(&0) {
+                return None;
+            }
+            let len = len_bytes
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            if len < 0x80 {
+                return None;
+            }
+            (len, content)
+        }
+        _ => return None,
+    };
+    (content.len() == len).then_some(content)
+}
+
+/// The unsigned envelope of a certificate or CRL must be exactly
+/// `SEQUENCE { tbs, ecdsa-with-SHA256, BIT STRING { 0 unused bits, signature } }`:
+/// a lenient parser (x509-parser accepts wrong outer tags) must not decide what we trust.
+fn check_envelope(
+    der: &[u8],
+    tbs: &[u8],
+    signature: &[u8],
+    what: &'static str,
+) -> Result<(), PkiError> {
+    let exact = exact_tlv(der, 0x30)
+        .and_then(|body| body.strip_prefix(tbs))
+        .and_then(|rest| rest.strip_prefix(&ECDSA_WITH_SHA256_ALG_ID))
+        .and_then(|rest| exact_tlv(rest, 0x03))
+        .and_then(|bits| bits.strip_prefix(&[0u8]))
+        .is_some_and(|sig| sig == signature);
     if exact {
         Ok(())
     } else {

@@ -107,7 +107,12 @@ fn mutate_collateral(json: &[u8], field: usize, pos: usize, ch: u8) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 3000, failure_persistence: None, ..ProptestConfig::default() })]
+    // RATLS_PROPTEST_CASES raises the count for long exploration runs.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("RATLS_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(3000),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn never_accepts_a_mutated_quote_that_dcap_qvl_rejects(
@@ -154,18 +159,90 @@ fn unmutated_samples_agree_exactly() {
     }
 }
 
+/// The sim PKI, quote forging and collateral signing are checked by the reference too:
+/// dcap-qvl, given the sim root, accepts a sim quote with the status we report.
+#[cfg(feature = "sim")]
+#[test]
+fn dcap_qvl_accepts_sim_quotes_as_we_do() {
+    use ratls_proxy::sim::{forge, EnclaveSpec, SimPki};
+    use ratls_proxy::tcb::TcbStatus;
+    let now = UnixTime::now();
+    let pki = SimPki::generate(now).expect("pki");
+    let collateral = pki
+        .collateral(UnixTime(now.0 - 60), &[])
+        .expect("collateral");
+    let anchor = pki.anchor().expect("anchor");
+    for status in [
+        TcbStatus::UpToDate,
+        TcbStatus::SwHardeningNeeded,
+        TcbStatus::OutOfDate,
+    ] {
+        let pck = pki.pck_leaf(status, now).expect("pck");
+        let quote = forge(&EnclaveSpec::default(), &[7; 64], &pck).expect("quote");
+        let theirs: QuoteCollateralV3 =
+            serde_json::from_str(&collateral.to_json()).expect("dcap-qvl reads our bundle");
+        let r = QuoteVerifier::new(anchor.der().to_vec())
+            .with_config::<RingConfig>()
+            .verify(&quote, &theirs, u64::try_from(now.0).expect("positive"))
+            .expect("dcap-qvl accepts the sim quote");
+        let a = appraise(
+            &quote,
+            &Unverified {
+                collateral: &collateral,
+                anchor: &anchor,
+            },
+            &common::permissive(false),
+            now,
+        );
+        assert_eq!(
+            a.tcb.as_ref().map(|t| t.status.as_str().to_owned()),
+            Some(r.status.clone()),
+            "{status}"
+        );
+        assert_eq!(a.tcb.map(|t| t.advisory_ids), Some(r.advisory_ids));
+    }
+}
+
+/// dcap-qvl 0.7.1 skips the PCE ID comparison; Intel QVL and we do not. A TCB info for
+/// another PCE, correctly signed, is refused by us and accepted by the reference.
+#[cfg(feature = "sim")]
 #[test]
 fn stricter_pceid_must_match_the_tcb_info() {
-    // dcap-qvl 0.7.1 skips the PCEID comparison; Intel QVL and we do not. The TCB info is
-    // signed, so this cannot be shown with Intel collateral and a real quote: the check is
-    // exercised with the test PKI (sim) once it lands. Here: the field is parsed and equal.
-    let Some(dir) = common::fixtures() else {
-        return;
-    };
-    let c = Collateral::from_json(&common::read(&dir, "dcap/sgx_v3_qvl.collateral.json"))
-        .expect("parses");
-    let v = VerifiedCollateral::verify(&c, &TrustAnchor::intel()).expect("verifies");
-    assert_eq!(v.tcb_info.pce_id.to_string(), "0000");
+    use ratls_proxy::sim::{forge, EnclaveSpec, SimPki};
+    use ratls_proxy::tcb::TcbStatus;
+    let now = UnixTime::now();
+    let pki = SimPki::generate(now).expect("pki");
+    let mut collateral = pki
+        .collateral(UnixTime(now.0 - 60), &[])
+        .expect("collateral");
+    collateral.tcb_info = collateral
+        .tcb_info
+        .replace("\"pceId\":\"0000\"", "\"pceId\":\"0100\"");
+    collateral.tcb_info_signature = pki.sign_with_tcb_key(&collateral.tcb_info).expect("signs");
+    let anchor = pki.anchor().expect("anchor");
+    let pck = pki.pck_leaf(TcbStatus::UpToDate, now).expect("pck");
+    let quote = forge(&EnclaveSpec::default(), &[0; 64], &pck).expect("quote");
+    let a = appraise(
+        &quote,
+        &Unverified {
+            collateral: &collateral,
+            anchor: &anchor,
+        },
+        &common::permissive(false),
+        now,
+    );
+    let refusal = a.outcome.as_ref().expect_err("refused");
+    assert_eq!(refusal.code, RefusalCode::FmspcMismatch);
+    assert!(refusal.reasons[0].contains("PCE ID"), "{refusal}");
+    let theirs: QuoteCollateralV3 = serde_json::from_str(&collateral.to_json()).expect("json");
+    let r = QuoteVerifier::new(anchor.der().to_vec())
+        .with_config::<RingConfig>()
+        .verify(&quote, &theirs, u64::try_from(now.0).expect("positive"));
+    assert!(
+        r.is_ok(),
+        "dcap-qvl 0.7.1 does not compare the PCE ID: {:?}",
+        r.err()
+    );
 }
 
 #[test]
@@ -253,10 +330,39 @@ fn regression_mangled_outer_crl_algorithm_is_refused() {
     let i = crl
         .rfind("300a06082a8648ce3d04030203")
         .expect("outer alg id before the signature");
-    let mangled = format!("{}3000{}", &crl[..i + 4], &crl[i + 6..]);
+    let mangled = format!("{}00{}", &crl[..i + 4], &crl[i + 6..]); // OID tag 06 -> 00
     v["root_ca_crl"] = serde_json::Value::String(mangled);
     let c = serde_json::to_vec(&v).expect("json");
     let q = common::read(&dir, "dcap/sgx_v3_qvl.quote.bin");
     assert!(reference(&q, &c, 1_751_623_200).is_none());
     assert!(ours(&q, &c, 1_751_623_200).is_none());
+}
+
+/// Regression (found by the property test): x509-parser accepted a CRL whose outer
+/// SEQUENCE tag was 0xB0, and a certificate whose signature BIT STRING tag was 0x43.
+/// Neither byte is signed; the envelope must be exact.
+#[test]
+fn regression_mangled_unsigned_envelope_tags_are_refused() {
+    let Some(dir) = common::fixtures() else {
+        return;
+    };
+    let c = common::read(&dir, "dcap/sgx_v3_qvl.collateral.json");
+    let q = common::read(&dir, "dcap/sgx_v3_qvl.quote.bin");
+    let v: serde_json::Value = serde_json::from_slice(&c).expect("json");
+
+    let mut crl_tag = v.clone();
+    let crl = v["pck_crl"].as_str().expect("hex");
+    crl_tag["pck_crl"] = serde_json::Value::String(format!("b{}", &crl[1..]));
+    let crl_tag = serde_json::to_vec(&crl_tag).expect("json");
+    assert!(reference(&q, &crl_tag, 1_751_623_200).is_none());
+    assert!(ours(&q, &crl_tag, 1_751_623_200).is_none());
+
+    let mut bits_tag = v.clone();
+    let chain = v["tcb_info_issuer_chain"].as_str().expect("pem");
+    assert_eq!(&chain[816..817], "A");
+    bits_tag["tcb_info_issuer_chain"] =
+        serde_json::Value::String(format!("{}Q{}", &chain[..816], &chain[817..]));
+    let bits_tag = serde_json::to_vec(&bits_tag).expect("json");
+    assert!(reference(&q, &bits_tag, 1_751_623_200).is_none());
+    assert!(ours(&q, &bits_tag, 1_751_623_200).is_none());
 }

@@ -1,0 +1,385 @@
+//! RA-TLS over real sockets and real TLS: `ratls-proxy verify https://` (the real binary)
+//! against running sim enclaves for every sim flag, and the attested connector: replayed
+//! certificates, the verdict cache, policy changes and expiry.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use ratls_proxy::collateral::{Collateral, VerifiedCollateral};
+use ratls_proxy::ids::{MrEnclave, MrSigner};
+use ratls_proxy::policy::EnclavePolicy;
+use ratls_proxy::ratls::client::{connect, ConnectError};
+use ratls_proxy::ratls::{BindingMode, RaTlsVerifier, VerdictCache};
+use ratls_proxy::refusal::RefusalCode;
+use ratls_proxy::sim::{EnclaveSpec, SimBinding, SimConfig, SimEnclave, SimPki};
+use ratls_proxy::tcb::TcbStatus;
+use ratls_proxy::unix_time::UnixTime;
+use serde_json::Value;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+struct Env {
+    dir: PathBuf,
+    pki: SimPki,
+    now: UnixTime,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn env() -> Env {
+    let dir = std::env::temp_dir().join(format!(
+        "ratls-live-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let now = UnixTime::now();
+    let pki = SimPki::load_or_create(&dir, now).expect("sim PKI");
+    Env { dir, pki, now }
+}
+
+async fn sim(env: &Env, config: SimConfig) -> SimEnclave {
+    SimEnclave::start(
+        &env.pki,
+        config,
+        "127.0.0.1:0".parse().expect("addr"),
+        env.now,
+    )
+    .await
+    .expect("sim starts")
+}
+
+/// Runs `ratls-proxy verify https://… --json` with the sim PKI; returns (exit code, JSON).
+async fn verify(env: &Env, sim: &SimEnclave, extra: &[&str]) -> (i32, Value) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"));
+    cmd.arg("verify")
+        .arg(format!("https://127.0.0.1:{}", sim.addr().port()))
+        .arg("--trust-root")
+        .arg(env.dir.join("root.pem"))
+        .arg("--collateral")
+        .arg(env.dir.join("collateral.json"))
+        .arg("--json")
+        .args(extra);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("runs");
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "JSON ({e}): {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), json)
+}
+
+fn config(f: impl FnOnce(&mut SimConfig)) -> SimConfig {
+    let mut c = SimConfig::default();
+    f(&mut c);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_https_gives_the_expected_verdict_for_every_sim_flag() {
+    let env = env();
+    let other = "ab".repeat(32);
+
+    let good = sim(&env, SimConfig::default()).await;
+    let (code, j) = verify(&env, &good, &[]).await;
+    assert_eq!((code, j["verdict"].as_str()), (0, Some("accepted")), "{j}");
+    assert_eq!(j["binding"], "cosmian");
+    assert_eq!(j["tcb"]["status"], "UpToDate");
+    assert_eq!(
+        j["quote"]["mrenclave"],
+        EnclaveSpec::default().mrenclave.to_string()
+    );
+    assert_eq!(j["cert_sha256"].as_str().map(str::len), Some(64));
+    let (code, j) = verify(&env, &good, &["--mrenclave", &other]).await;
+    assert_eq!(
+        (code, j["code"].as_str()),
+        (1, Some("mrenclave_mismatch")),
+        "{j}"
+    );
+    assert!(j["reasons"][0].as_str().expect("reason").contains(&other));
+    let (code, _) = verify(
+        &env,
+        &good,
+        &[
+            "--mrenclave",
+            &other,
+            "--mrenclave",
+            &EnclaveSpec::default().mrenclave.to_string(),
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "any of several allowed MRENCLAVEs");
+    let (code, j) = verify(&env, &good, &["--mrsigner", &other]).await;
+    assert_eq!((code, j["code"].as_str()), (1, Some("mrsigner_mismatch")));
+    let (code, j) = verify(&env, &good, &["--isv-prod-id", "9"]).await;
+    assert_eq!(
+        (code, j["code"].as_str()),
+        (1, Some("isv_prod_id_mismatch"))
+    );
+    let (code, j) = verify(&env, &good, &["--min-isv-svn", "2"]).await;
+    assert_eq!((code, j["code"].as_str()), (1, Some("isv_svn_too_low")));
+
+    let debug = sim(&env, config(|c| c.spec.debug = true)).await;
+    let (code, j) = verify(&env, &debug, &[]).await;
+    assert_eq!(
+        (code, j["code"].as_str()),
+        (1, Some("debug_enclave")),
+        "{j}"
+    );
+    assert_eq!(
+        j["quote"]["debug"], true,
+        "the refused report still shows the parsed quote"
+    );
+    let (code, _) = verify(&env, &debug, &["--allow-debug"]).await;
+    assert_eq!(code, 0);
+
+    let outdated = sim(
+        &env,
+        config(|c| c.tcb_status = TcbStatus::SwHardeningNeeded),
+    )
+    .await;
+    let (code, j) = verify(&env, &outdated, &[]).await;
+    assert_eq!(
+        (code, j["code"].as_str()),
+        (1, Some("tcb_status_not_allowed")),
+        "{j}"
+    );
+    assert_eq!(j["tcb"]["status"], "SWHardeningNeeded");
+    let (code, _) = verify(&env, &outdated, &["--tcb-status", "SWHardeningNeeded"]).await;
+    assert_eq!(code, 0);
+    let (code, j) = verify(
+        &env,
+        &outdated,
+        &[
+            "--tcb-status",
+            "SWHardeningNeeded",
+            "--allow-advisory",
+            "SIM-SA-00001",
+        ],
+    )
+    .await;
+    assert_eq!(
+        (code, j["code"].as_str()),
+        (1, Some("advisory_not_allowed"))
+    );
+
+    let revoked = sim(&env, config(|c| c.tcb_status = TcbStatus::Revoked)).await;
+    let (code, j) = verify(&env, &revoked, &["--tcb-status", "OutOfDate"]).await;
+    assert_eq!((code, j["code"].as_str()), (1, Some("revoked")), "{j}");
+
+    let wrong = sim(&env, config(|c| c.binding = SimBinding::Wrong)).await;
+    let (code, j) = verify(&env, &wrong, &[]).await;
+    assert_eq!(
+        (code, j["code"].as_str()),
+        (1, Some("binding_mismatch")),
+        "{j}"
+    );
+    assert_eq!(j["binding"], Value::Null);
+    assert_eq!(
+        j["quote"]["mrenclave"],
+        EnclaveSpec::default().mrenclave.to_string()
+    );
+
+    let gramine = sim(&env, config(|c| c.binding = SimBinding::Gramine)).await;
+    let (code, j) = verify(&env, &gramine, &[]).await;
+    assert_eq!((code, j["binding"].as_str()), (0, Some("gramine")), "{j}");
+    let (code, j) = verify(&env, &gramine, &["--binding", "cosmian"]).await;
+    assert_eq!(
+        (code, j["code"].as_str()),
+        (1, Some("binding_mismatch")),
+        "{j}"
+    );
+
+    // The sims never served an HTTP request: verification happens in the handshake.
+    assert_eq!(
+        good.request_count() + wrong.request_count() + debug.request_count(),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_https_when_nothing_listens_or_the_server_is_not_tls_exits_two() {
+    let env = env();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
+        .args([
+            "verify",
+            &format!("https://127.0.0.1:{port}"),
+            "--collateral",
+        ])
+        .arg(env.dir.join("collateral.json"))
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
+        .args(["verify", "http://127.0.0.1:1", "--collateral"])
+        .arg(env.dir.join("collateral.json"))
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+fn verifier(env: &Env, policy: EnclavePolicy, cache: &Arc<VerdictCache>) -> Arc<RaTlsVerifier> {
+    let c = Collateral::from_json(&std::fs::read(env.dir.join("collateral.json")).expect("read"))
+        .expect("json");
+    let anchor = env.pki.anchor().expect("anchor");
+    let verified = Arc::new(VerifiedCollateral::verify(&c, &anchor).expect("verifies"));
+    Arc::new(RaTlsVerifier::new(
+        policy,
+        BindingMode::Auto,
+        anchor.sha256(),
+        Arc::new(verified),
+        Arc::clone(cache),
+    ))
+}
+
+fn cache() -> Arc<VerdictCache> {
+    Arc::new(VerdictCache::new(100, std::time::Duration::from_secs(300)))
+}
+
+async fn dial(
+    sim: &SimEnclave,
+    v: &Arc<RaTlsVerifier>,
+    at: Option<UnixTime>,
+) -> Result<ratls_proxy::ratls::client::Attested, ConnectError> {
+    connect(
+        &sim.addr().to_string(),
+        "localhost",
+        Arc::clone(v),
+        &[b"http/1.1"],
+        at,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_certificate_without_its_key_is_refused_even_after_a_cached_verdict() {
+    let env = env();
+    let genuine = sim(&env, SimConfig::default()).await;
+    let cache = cache();
+    let v = verifier(&env, EnclavePolicy::default(), &cache);
+    dial(&genuine, &v, None)
+        .await
+        .expect("genuine enclave accepted");
+    assert_eq!(cache.stats().verifications, 1);
+
+    // The impostor presents the genuine RA-TLS certificate but signs the handshake with its own key.
+    let own_key = rcgen::KeyPair::generate().expect("key").serialize_der();
+    let impostor = SimEnclave::serve(
+        genuine.certificate_der().to_vec(),
+        own_key,
+        SimConfig::default(),
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("impostor starts");
+    let hits_before = cache.stats().hits;
+    match dial(&impostor, &v, None).await {
+        Err(ConnectError::Tls { source, .. }) => {
+            let text = source.to_string();
+            assert!(text.contains("BadSignature"), "{text}");
+        }
+        Err(other) => panic!("expected a handshake failure, got {other}"),
+        Ok(_) => panic!("a replayed certificate was accepted"),
+    }
+    assert!(
+        cache.stats().hits > hits_before,
+        "the certificate verdict was cached, and still the connection failed"
+    );
+    assert_eq!(impostor.request_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeat_connections_use_the_verdict_cache_and_failures_are_never_cached() {
+    let env = env();
+    let good = sim(&env, SimConfig::default()).await;
+    let cache = cache();
+    let v = verifier(&env, EnclavePolicy::default(), &cache);
+    for _ in 0..3 {
+        let a = dial(&good, &v, None).await.expect("accepted");
+        assert_eq!(a.verdict.appraisal.cert_sha256.as_bytes().len(), 32);
+    }
+    let s = cache.stats();
+    assert_eq!(s.verifications, 1, "{s:?}");
+    // Each connection consults the verifier (resumption is off) and the post-handshake step.
+    assert_eq!(s.hits, 5, "{s:?}");
+
+    let wrong = sim(&env, config(|c| c.binding = SimBinding::Wrong)).await;
+    for _ in 0..2 {
+        match dial(&wrong, &v, None).await {
+            Err(ConnectError::Refused(r)) => assert_eq!(
+                r.refusal().map(|r| r.code),
+                Some(RefusalCode::BindingMismatch)
+            ),
+            other => panic!("expected a refusal, got {:?}", other.err()),
+        }
+    }
+    assert_eq!(
+        cache.stats().verifications,
+        3,
+        "each refused connection was verified afresh"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_policy_or_an_expired_verdict_is_never_served_from_the_cache() {
+    let env = env();
+    let good = sim(&env, SimConfig::default()).await;
+    let cache = cache();
+    let accepting = verifier(&env, EnclavePolicy::default(), &cache);
+    dial(&good, &accepting, None).await.expect("accepted");
+
+    // Same cache, another policy: the earlier verdict does not apply.
+    let strict = verifier(
+        &env,
+        EnclavePolicy {
+            mrenclave: vec![MrEnclave([0x01; 32])],
+            mrsigner: vec![MrSigner([0x5a; 32])],
+            ..EnclavePolicy::default()
+        },
+        &cache,
+    );
+    match dial(&good, &strict, None).await {
+        Err(ConnectError::Refused(r)) => assert_eq!(
+            r.refusal().map(|r| r.code),
+            Some(RefusalCode::MrenclaveMismatch)
+        ),
+        other => panic!("expected a refusal, got {:?}", other.err()),
+    }
+
+    // Past the collateral's validity the cached verdict is not served: full verification refuses.
+    let late = UnixTime(env.now.0 + 40 * 86_400);
+    match dial(&good, &accepting, Some(late)).await {
+        Err(ConnectError::Refused(r)) => {
+            let code = r.refusal().map(|r| r.code);
+            assert!(
+                matches!(
+                    code,
+                    Some(RefusalCode::CollateralExpired | RefusalCode::ChainInvalid)
+                ),
+                "{code:?}"
+            );
+        }
+        other => panic!("expected a refusal, got {:?}", other.err()),
+    }
+}
