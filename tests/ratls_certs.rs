@@ -354,7 +354,7 @@ fn a_revoked_pck_certificate_and_a_revoked_tcb_level_are_refused() {
     let quote = forge(&EnclaveSpec::default(), &[0; 64], &pck).expect("quote");
     let c = s
         .pki
-        .collateral(UnixTime(s.now.0 - 60), &[pck.serial.clone()])
+        .collateral(UnixTime(s.now.0 - 60), std::slice::from_ref(&pck.serial))
         .expect("collateral");
     let revoking = Arc::new(
         VerifiedCollateral::verify(&c, &s.pki.anchor().expect("anchor")).expect("verifies"),
