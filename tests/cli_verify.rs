@@ -268,3 +268,41 @@ fn garbage_quote_and_garbage_collateral_are_refusals_not_crashes() {
     assert_eq!(json(&out)["code"], "collateral_unavailable");
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+#[test]
+fn verify_cert_on_the_real_cosmian_debug_certificate_is_refused_as_debug() {
+    let Some(dir) = common::fixtures() else {
+        return;
+    };
+    let cert = dir
+        .join("cosmian/sgx-ratls-cert_debug-enclave_tee-tools.pem")
+        .display()
+        .to_string();
+    let out = verify(&[
+        "--cert",
+        &cert,
+        "--collateral",
+        &dcap(&dir, "sgx_v3_qvl.collateral.json"),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let j = json(&out);
+    assert_eq!(j["code"], "debug_enclave");
+    assert_eq!(
+        j["quote"]["mrenclave"],
+        "72009e6e7ddebcb7a8cf6b000b40aa20fd15d2c4fd524e85e80df6e8e0841d10"
+    );
+    assert_eq!(j["cert_sha256"].as_str().map(str::len), Some(64));
+    // A PEM file without a certificate (the signer's RSA key) cannot be checked.
+    let key = dir
+        .join("cosmian/sgx-enclave-signer-rsa3072-pubkey_mrsigner-c1c161d0_tee-tools.pem")
+        .display()
+        .to_string();
+    let out = verify(&[
+        "--cert",
+        &key,
+        "--collateral",
+        &dcap(&dir, "sgx_v3_qvl.collateral.json"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}

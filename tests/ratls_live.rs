@@ -383,3 +383,63 @@ async fn a_changed_policy_or_an_expired_verdict_is_never_served_from_the_cache()
         other => panic!("expected a refusal, got {:?}", other.err()),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_flows_over_the_attested_connection_in_http1_and_http2() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let env = env();
+    let good = sim(&env, SimConfig::default()).await;
+    let v = verifier(&env, EnclavePolicy::default(), &cache());
+    for alpn in [&b"h2"[..], b"http/1.1"] {
+        let attested = connect(
+            &good.addr().to_string(),
+            "localhost",
+            Arc::clone(&v),
+            &[alpn],
+            None,
+        )
+        .await
+        .expect("attested");
+        assert_eq!(attested.stream.get_ref().1.alpn_protocol(), Some(alpn));
+        let io = TokioIo::new(attested.stream);
+        let req = hyper::Request::get(format!(
+            "https://localhost:{}/hello?x=1",
+            good.addr().port()
+        ))
+        .header("x-test", "yes")
+        .body(Empty::<bytes::Bytes>::new())
+        .expect("request");
+        let resp = if alpn == b"h2" {
+            let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .expect("h2");
+            tokio::spawn(conn);
+            send.send_request(req).await.expect("response")
+        } else {
+            let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.expect("h1");
+            tokio::spawn(conn);
+            send.send_request(req).await.expect("response")
+        };
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        let echo: Value = serde_json::from_slice(&body).expect("echo JSON");
+        assert_eq!(echo["path"], "/hello");
+        assert_eq!(echo["query"], "x=1");
+        assert_eq!(echo["headers"]["x-test"], "yes");
+        assert_eq!(
+            echo["mrenclave"],
+            EnclaveSpec::default().mrenclave.to_string()
+        );
+        assert_eq!(
+            echo["version"],
+            if alpn == b"h2" {
+                "HTTP/2.0"
+            } else {
+                "HTTP/1.1"
+            }
+        );
+    }
+    assert_eq!(good.request_count(), 2);
+}
