@@ -8,10 +8,14 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
 use crate::appraisal::{self, CollateralSource};
+use crate::ca::LocalCa;
+use crate::collateral::files::FileCollateral;
 use crate::collateral::{Collateral, VerifiedCollateral};
+use crate::config::{CollateralSpec, Config, TrustRoot};
 use crate::error::VerifyError;
 use crate::ids::{IsvProdId, IsvSvn, MrEnclave, MrSigner};
 use crate::policy::EnclavePolicy;
+use crate::proxy::Proxy;
 use crate::ratls::client::{self, ConnectError};
 use crate::ratls::{appraise_certificate, BindingMode, RaTlsVerifier, VerdictCache};
 use crate::report::Report;
@@ -38,8 +42,53 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Verify one quote against collateral and a policy (exit 0 accepted, 1 refused, 2 could not check).
+    /// Run the proxy (the default when no command is given).
+    Run(RunArgs),
+    /// Verify one enclave, certificate or quote (exit 0 accepted, 1 refused, 2 could not check).
     Verify(VerifyArgs),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// The local CA that signs the certificates clients see on intercepted connections.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Start three simulated enclaves and the proxy in front of them, and print curl lines to try.
+    Demo(DemoArgs),
+}
+
+/// `ratls-proxy run`.
+#[derive(Args, Debug, Default)]
+pub struct RunArgs {
+    /// Configuration file (TOML); without it, every default applies.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// `ratls-proxy config …`.
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Validate a configuration file; errors are printed as file:line:col and exit 1.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+/// `ratls-proxy ca …`.
+#[derive(Subcommand, Debug)]
+pub enum CaCommand {
+    /// Print the CA certificate (PEM), creating the CA on first use.
+    Export(RunArgs),
+    /// Print where the CA certificate lives.
+    Path(RunArgs),
+}
+
+/// `ratls-proxy demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Where the demo proxy listens.
+    #[arg(long, default_value = "127.0.0.1:3128")]
+    pub listen: std::net::SocketAddr,
 }
 
 /// `ratls-proxy verify`.
@@ -112,12 +161,122 @@ impl VerifyArgs {
     }
 }
 
-/// Runs the parsed command line; `Err` means "could not check" (exit 2).
+/// Runs the parsed command line; `Err` means failure (exit 2).
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        None => run_proxy(&RunArgs::default()),
+        Some(Command::Run(args)) => run_proxy(&args),
         Some(Command::Verify(args)) => verify(&args),
-        None => bail!("no command given; try `ratls-proxy verify --help`"),
+        Some(Command::Config(ConfigCommand::Check { file })) => config_check(&file),
+        Some(Command::Ca(CaCommand::Export(args))) => {
+            let config = load_config(&args)?;
+            let ca = LocalCa::load_or_create(&config.ca_dir, UnixTime::now())?;
+            print!("{}", ca.cert_pem());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Ca(CaCommand::Path(args))) => {
+            let config = load_config(&args)?;
+            println!("{}", config.ca_dir.join(crate::ca::CA_CERT_FILE).display());
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "sim")]
+        Some(Command::Demo(args)) => crate::demo::run(&args),
+        #[cfg(not(feature = "sim"))]
+        Some(Command::Demo(_)) => {
+            bail!("this build has no simulated enclaves (cargo feature `sim`)")
+        }
     }
+}
+
+fn load_config(args: &RunArgs) -> anyhow::Result<Config> {
+    match &args.config {
+        Some(path) => {
+            Config::load(path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))
+        }
+        None => Ok(Config::defaults()),
+    }
+}
+
+/// The trust anchor and collateral a config names; collateral only when enclaves need it.
+pub fn trust_and_collateral(
+    config: &Config,
+) -> anyhow::Result<(TrustAnchor, Arc<dyn CollateralSource + Send + Sync>)> {
+    let anchor = match &config.trust_root {
+        TrustRoot::Builtin => TrustAnchor::intel(),
+        TrustRoot::Pem(path) => TrustAnchor::from_pem(&read(path, "trust root")?)
+            .with_context(|| format!("{} is not a usable root certificate", path.display()))?,
+    };
+    if config.enclaves.is_empty() {
+        let none: Arc<dyn CollateralSource + Send + Sync> = Arc::new(VerifyError::from(
+            crate::collateral::CollateralError::Json("no collateral configured".into()),
+        ));
+        return Ok((anchor, none));
+    }
+    let path = match &config.collateral {
+        CollateralSpec::File(p) | CollateralSpec::Dir(p) => p,
+        CollateralSpec::Pcs | CollateralSpec::Url(_) => bail!(
+            "[collateral] source: fetching from Intel PCS or a PCCS is not built yet; \
+             set source to a collateral JSON file or a directory of them"
+        ),
+    };
+    let (files, skipped) =
+        FileCollateral::load(path, &anchor).map_err(|e| anyhow::anyhow!("collateral: {e}"))?;
+    for s in skipped {
+        tracing::warn!("collateral bundle skipped: {s}");
+    }
+    let now = UnixTime::now();
+    for b in files.bundles() {
+        if let Err(e) = b.check_fresh(now) {
+            tracing::warn!(fmspc = %b.tcb_info.fmspc, "collateral is not valid now: {e}; connections will be refused");
+        }
+    }
+    Ok((anchor, Arc::new(files)))
+}
+
+fn config_check(file: &Path) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(file) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return Ok(ExitCode::from(EXIT_REFUSED));
+        }
+    };
+    if let Err(e) = trust_and_collateral(&config) {
+        eprintln!("{}: {e:#}", file.display());
+        return Ok(ExitCode::from(EXIT_REFUSED));
+    }
+    println!(
+        "{}: ok ({} enclave entries, {} routes, listen {})",
+        file.display(),
+        config.enclaves.len(),
+        config.routes.len(),
+        config.listen
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_proxy(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(args)?;
+    let (anchor, collateral) = trust_and_collateral(&config)?;
+    let ca = LocalCa::load_or_create(&config.ca_dir, UnixTime::now())
+        .with_context(|| format!("local CA in {}", config.ca_dir.display()))?;
+    if config.enclaves.is_empty() {
+        tracing::warn!("no [[enclave]] configured: every destination is treated as unmatched");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let proxy = Arc::new(Proxy::new(config, &anchor, collateral, ca));
+        let running = proxy.start().await.context("cannot bind the listeners")?;
+        tracing::info!(ca = %running.proxy.ca().cert_path().display(), "clients must trust this CA for intercepted hosts");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+            () = running.wait() => {}
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {

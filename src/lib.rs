@@ -4,12 +4,17 @@
 //! I/O and reads no clock; time is a parameter. I/O lives in `cli` and `main`.
 
 pub mod appraisal;
+pub mod ca;
 pub mod cli;
 pub mod collateral;
+pub mod config;
+#[cfg(feature = "sim")]
+pub mod demo;
 pub mod error;
 pub mod ids;
 pub mod pki;
 pub mod policy;
+pub mod proxy;
 pub mod quote;
 pub mod ratls;
 pub mod refusal;

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    init_logging(&cli);
     match cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -29,4 +30,18 @@ fn main() -> ExitCode {
             ExitCode::from(cli::EXIT_CANNOT_CHECK)
         }
     }
+}
+
+/// Logs go to stderr (stdout carries `verify` output); `RUST_LOG` sets levels.
+fn init_logging(cli: &Cli) {
+    let default = match cli.command {
+        None | Some(cli::Command::Run(_)) | Some(cli::Command::Demo(_)) => "info",
+        Some(_) => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

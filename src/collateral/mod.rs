@@ -11,6 +11,7 @@
     clippy::arithmetic_side_effects
 )]
 
+pub mod files;
 pub mod qe_identity;
 pub mod tcb_info;
 pub(crate) mod verified;

@@ -354,3 +354,11 @@ fn match_platform_tcb<'c>(
         .matching_level(&pck.components, pck.pce_svn)
         .ok_or(VerifyError::TcbNotSupported)
 }
+
+/// The FMSPC in the quote's PCK certificate (to choose collateral), if it parses.
+/// Nothing is verified here; verification checks the same certificate fully.
+pub fn pck_fmspc(quote: &Quote<'_>) -> Option<Fmspc> {
+    let ders = pki::pem_chain(quote.qe.pck_chain_pem, "PCK certificate chain").ok()?;
+    let leaf = pki::parse_cert(ders.first()?, "PCK certificate").ok()?;
+    pck_extension::parse(&leaf).ok().map(|t| t.fmspc)
+}

@@ -1,0 +1,316 @@
+//! Attested upstream connections and their pool.
+//!
+//! A connection enters the pool only after its own handshake was verified and accepted; it
+//! is reused while it lives and while that verdict is fresh. HTTP/2 connections are shared
+//! (multiplexed); HTTP/1.1 connections serve one exchange at a time.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use super::ProxyBody;
+use crate::ratls::cache::CachedVerdict;
+use crate::ratls::client::{connect, ConnectError};
+use crate::ratls::RaTlsVerifier;
+use crate::refusal::Refusal;
+use crate::unix_time::UnixTime;
+
+/// How long dialing and the attested handshake may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An enclave destination.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// Host as the client named it (SNI, Host, :authority).
+    pub host: String,
+    /// Port as the client named it.
+    pub port: u16,
+    /// Where to dial (`connect_to`, or host:port).
+    pub dial: String,
+    /// Index of the `[[enclave]]` policy.
+    pub enclave: usize,
+}
+
+impl Target {
+    /// `host` or `host:port` as it belongs in Host / :authority.
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == 443 {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+/// Why no attested upstream connection could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The attestation was refused.
+    #[error("{0}")]
+    Refused(Refusal),
+    /// TCP or TLS failure.
+    #[error("{0}")]
+    Unreachable(String),
+    /// Dial or handshake timed out.
+    #[error("{0}")]
+    Timeout(String),
+    /// The connection failed mid-request.
+    #[error("{0}")]
+    Request(String),
+}
+
+enum Sender {
+    H1(http1::SendRequest<ProxyBody>),
+    H2(http2::SendRequest<ProxyBody>),
+}
+
+/// One verified upstream connection.
+pub struct Conn {
+    sender: Sender,
+    verdict: Arc<CachedVerdict>,
+}
+
+impl Conn {
+    /// True if the upstream negotiated HTTP/2.
+    pub fn is_h2(&self) -> bool {
+        matches!(self.sender, Sender::H2(_))
+    }
+
+    /// The verdict that admitted this connection.
+    pub fn verdict(&self) -> &Arc<CachedVerdict> {
+        &self.verdict
+    }
+
+    fn usable(&self, now: UnixTime) -> bool {
+        let open = match &self.sender {
+            Sender::H1(s) => !s.is_closed(),
+            Sender::H2(s) => !s.is_closed(),
+        };
+        open && now <= self.verdict.valid_until
+    }
+}
+
+/// Verified connections by destination, shared by intercept, origination and routes.
+pub struct Pool {
+    verifiers: Vec<Arc<RaTlsVerifier>>,
+    idle: Mutex<HashMap<Target, Vec<Conn>>>,
+}
+
+impl Pool {
+    /// A pool dialing with one verifier per `[[enclave]]`.
+    pub fn new(verifiers: Vec<Arc<RaTlsVerifier>>) -> Self {
+        Self {
+            verifiers,
+            idle: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The verifier of an enclave entry.
+    pub fn verifier(&self, enclave: usize) -> Option<&Arc<RaTlsVerifier>> {
+        self.verifiers.get(enclave)
+    }
+
+    /// A usable idle connection, or a newly dialed and attested one.
+    pub async fn checkout(&self, target: &Target) -> Result<Conn, UpstreamError> {
+        let now = UnixTime::now();
+        if let Ok(mut idle) = self.idle.lock() {
+            if let Some(list) = idle.get_mut(target) {
+                list.retain(|c| c.usable(now));
+                // HTTP/2: share the connection; HTTP/1.1: take it out while in use.
+                if let Some(pos) = list.iter().position(Conn::is_h2) {
+                    if let Some(Conn {
+                        sender: Sender::H2(s),
+                        verdict,
+                    }) = list.get(pos)
+                    {
+                        return Ok(Conn {
+                            sender: Sender::H2(s.clone()),
+                            verdict: Arc::clone(verdict),
+                        });
+                    }
+                }
+                if let Some(c) = list.pop() {
+                    return Ok(c);
+                }
+            }
+        }
+        self.dial(target).await
+    }
+
+    /// Returns a connection for reuse.
+    pub fn checkin(&self, target: &Target, conn: Conn) {
+        if let Ok(mut idle) = self.idle.lock() {
+            let list = idle.entry(target.clone()).or_default();
+            if conn.is_h2() && list.iter().any(Conn::is_h2) {
+                return; // already shared
+            }
+            if list.len() < 32 {
+                list.push(conn);
+            }
+        }
+    }
+
+    /// Drops every pooled connection (after a policy change).
+    pub fn clear(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+    }
+
+    async fn dial(&self, target: &Target) -> Result<Conn, UpstreamError> {
+        let verifier = self
+            .verifiers
+            .get(target.enclave)
+            .ok_or_else(|| UpstreamError::Unreachable("no policy for this destination".into()))?;
+        let attempt = connect(
+            &target.dial,
+            &target.host,
+            Arc::clone(verifier),
+            &[b"h2", b"http/1.1"],
+            None,
+        );
+        let attested = match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+            Err(_) => {
+                return Err(UpstreamError::Timeout(format!(
+                    "no attested connection to {} within {}s",
+                    target.dial,
+                    CONNECT_TIMEOUT.as_secs()
+                )))
+            }
+            Ok(Err(ConnectError::Refused(r))) => {
+                let refusal = r.refusal().cloned().unwrap_or_else(|| {
+                    Refusal::new(
+                        crate::refusal::RefusalCode::QuoteMalformed,
+                        "attestation refused",
+                    )
+                });
+                return Err(UpstreamError::Refused(refusal));
+            }
+            Ok(Err(e)) => return Err(UpstreamError::Unreachable(e.to_string())),
+            Ok(Ok(a)) => a,
+        };
+        let h2 = attested.stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        let io = TokioIo::new(attested.stream);
+        let sender = if h2 {
+            let (s, conn) = http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(|e| {
+                    UpstreamError::Unreachable(format!(
+                        "HTTP/2 handshake with {}: {e}",
+                        target.dial
+                    ))
+                })?;
+            tokio::spawn(conn);
+            Sender::H2(s)
+        } else {
+            let (s, conn) = http1::handshake(io).await.map_err(|e| {
+                UpstreamError::Unreachable(format!("HTTP/1.1 handshake with {}: {e}", target.dial))
+            })?;
+            tokio::spawn(conn);
+            Sender::H1(s)
+        };
+        Ok(Conn {
+            sender,
+            verdict: attested.verdict,
+        })
+    }
+
+    /// Sends `req` over an attested connection to `target`, rewriting it for the
+    /// connection's HTTP version. Returns the response and the verdict of the connection used.
+    pub async fn send(
+        &self,
+        target: &Target,
+        req: Request<ProxyBody>,
+    ) -> Result<(Response<Incoming>, Arc<CachedVerdict>), UpstreamError> {
+        let mut conn = self.checkout(target).await?;
+        let req = prepare(req, target, conn.is_h2());
+        let result = match &mut conn.sender {
+            Sender::H1(s) => match s.ready().await {
+                Ok(()) => s.send_request(req).await,
+                Err(e) => Err(e),
+            },
+            Sender::H2(s) => match s.ready().await {
+                Ok(()) => s.send_request(req).await,
+                Err(e) => Err(e),
+            },
+        };
+        let verdict = Arc::clone(&conn.verdict);
+        match result {
+            Ok(resp) => {
+                self.checkin(target, conn);
+                Ok((resp, verdict))
+            }
+            Err(e) => Err(UpstreamError::Request(format!(
+                "upstream {}: {e}",
+                target.dial
+            ))),
+        }
+    }
+}
+
+/// Headers that belong to one hop only (RFC 9110 7.6.1), never forwarded.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Strips hop-by-hop headers (including those named in `Connection`).
+pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    for h in HOP_BY_HOP
+        .iter()
+        .copied()
+        .chain(named.iter().map(String::as_str))
+    {
+        headers.remove(h);
+    }
+}
+
+/// Rewrites a request for the upstream: HTTP/2 takes the authority from an absolute URI
+/// and must not also get `Host`; HTTP/1.1 takes origin-form and `Host`.
+fn prepare(mut req: Request<ProxyBody>, target: &Target, h2: bool) -> Request<ProxyBody> {
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let authority = target.authority();
+    strip_hop_by_hop(req.headers_mut());
+    if h2 {
+        *req.version_mut() = http::Version::HTTP_2;
+        req.headers_mut().remove(http::header::HOST);
+        if let Ok(uri) = format!("https://{authority}{path}").parse() {
+            *req.uri_mut() = uri;
+        }
+    } else {
+        *req.version_mut() = http::Version::HTTP_11;
+        if let Ok(v) = http::HeaderValue::from_str(&authority) {
+            req.headers_mut().insert(http::header::HOST, v);
+        }
+        if let Ok(uri) = path.parse() {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
