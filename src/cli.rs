@@ -45,7 +45,7 @@ pub enum Command {
     /// Run the proxy (the default when no command is given).
     Run(RunArgs),
     /// Verify one enclave, certificate or quote (exit 0 accepted, 1 refused, 2 could not check).
-    Verify(VerifyArgs),
+    Verify(Box<VerifyArgs>),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
