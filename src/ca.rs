@@ -66,7 +66,7 @@ pub struct LocalCa {
     dir: PathBuf,
     cert_pem: String,
     issuer: Issuer<'static, KeyPair>,
-    leaves: moka::sync::Cache<(String, Vec<u8>), Arc<rustls::ServerConfig>>,
+    leaves: moka::sync::Cache<(String, Vec<Vec<u8>>), Arc<rustls::ServerConfig>>,
 }
 
 impl std::fmt::Debug for LocalCa {
@@ -136,14 +136,17 @@ impl LocalCa {
     }
 
     /// A TLS server configuration presenting a leaf for `host` (DNS name or IP), offering
-    /// exactly `alpn`. Leaves are minted once per (host, ALPN) and cached.
+    /// `alpn` in order. Leaves are minted once per (host, ALPN list) and cached.
     pub fn server_config(
         &self,
         host: &str,
-        alpn: &[u8],
+        alpn: &[&[u8]],
         now: UnixTime,
     ) -> Result<Arc<rustls::ServerConfig>, CaError> {
-        let key = (host.to_owned(), alpn.to_vec());
+        let key = (
+            host.to_owned(),
+            alpn.iter().map(|p| p.to_vec()).collect::<Vec<_>>(),
+        );
         if let Some(hit) = self.leaves.get(&key) {
             return Ok(hit);
         }
@@ -155,7 +158,7 @@ impl LocalCa {
     fn mint(
         &self,
         host: &str,
-        alpn: &[u8],
+        alpn: &[&[u8]],
         now: UnixTime,
     ) -> Result<rustls::ServerConfig, CaError> {
         let key = KeyPair::generate()?;
@@ -184,7 +187,7 @@ impl LocalCa {
                 vec![CertificateDer::from(cert.der().to_vec())],
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
             )?;
-        config.alpn_protocols = vec![alpn.to_vec()];
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(config)
     }
 }

@@ -352,7 +352,13 @@ async fn connect(
         Ok(c) => c,
         Err(e) => return refuse(from_upstream(e), &host),
     };
-    let alpn: &[u8] = if conn.is_h2() { b"h2" } else { b"http/1.1" };
+    // Mirror upstream's protocol, with HTTP/1.1 as a fallback: requests are relayed, not
+    // bytes, so an HTTP/1.1-only client still works in front of an HTTP/2 enclave.
+    let alpn: &[&[u8]] = if conn.is_h2() {
+        &[b"h2", b"http/1.1"]
+    } else {
+        &[b"http/1.1"]
+    };
     let outcome = Outcome {
         host: host.clone(),
         verdict: "accepted",

@@ -1,0 +1,655 @@
+//! The proxy end to end: the real binary (or the library's server), sim enclaves on
+//! loopback, and real clients: curl with `-x` and with `HTTPS_PROXY`, a hyper client,
+//! and a rustls client that inspects the minted leaf.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ratls_proxy::ca::LocalCa;
+use ratls_proxy::config::Config;
+use ratls_proxy::ids::MrEnclave;
+use ratls_proxy::proxy::Proxy;
+use ratls_proxy::sim::{SimBinding, SimConfig, SimEnclave, SimPki};
+use ratls_proxy::tcb::TcbStatus;
+use ratls_proxy::unix_time::UnixTime;
+use serde_json::Value;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+const TRUSTED: &str = "e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1";
+
+struct Env {
+    dir: PathBuf,
+    pki: SimPki,
+    now: UnixTime,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn env() -> Env {
+    let dir = std::env::temp_dir().join(format!(
+        "ratls-e2e-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let now = UnixTime::now();
+    let pki = SimPki::load_or_create(&dir.join("pki"), now).expect("sim PKI");
+    Env { dir, pki, now }
+}
+
+impl Env {
+    fn ca_pem(&self) -> PathBuf {
+        self.dir.join("ca/ca.pem")
+    }
+}
+
+async fn sim(env: &Env, f: impl FnOnce(&mut SimConfig)) -> SimEnclave {
+    let mut c = SimConfig::default();
+    f(&mut c);
+    SimEnclave::start(&env.pki, c, "127.0.0.1:0".parse().expect("addr"), env.now)
+        .await
+        .expect("sim")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A config file: `entries` are (host pattern, sim address) under the trusted-MRENCLAVE policy.
+fn write_config(
+    env: &Env,
+    name: &str,
+    listen: u16,
+    entries: &[(&str, SocketAddr)],
+    extra: &str,
+) -> PathBuf {
+    let mut text = format!(
+        "listen = \"127.0.0.1:{listen}\"\nadmin_listen = \"\"\n{extra}\n[ca]\ndir = \"{}\"\n\n[trust]\nroot_ca = \"{}\"\n\n[collateral]\nsource = \"{}\"\n",
+        env.dir.join("ca").display(),
+        env.dir.join("pki/root.pem").display(),
+        env.dir.join("pki/collateral.json").display(),
+    );
+    for (host, addr) in entries {
+        text.push_str(&format!(
+            "\n[[enclave]]\nhosts = [\"{host}\"]\nmrenclave = [\"{TRUSTED}\"]\nconnect_to = \"{addr}\"\n"
+        ));
+    }
+    let path = env.dir.join(name);
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// The real binary running `run --config`, killed on drop.
+struct Binary(Child);
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn start_binary(config: &Path, port: u16) -> Binary {
+    let child = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("binary starts");
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Binary(child);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the proxy did not start listening on {port}");
+}
+
+async fn curl(args: Vec<String>, envs: Vec<(&'static str, String)>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "10"])
+            .args(&args)
+            .envs(envs)
+            .env_remove("http_proxy")
+            .env_remove("https_proxy")
+            .output()
+            .expect("curl runs (apt-get install curl)")
+    })
+    .await
+    .expect("join")
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| (*x).to_owned()).collect()
+}
+
+fn echo(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "JSON ({e}): {} / {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intercept_origination_and_sidecar_reach_the_attested_enclave() {
+    let env = env();
+    let good = sim(&env, |_| {}).await;
+    let port = free_port();
+    let route_port = free_port();
+    let route = format!("\n[[route]]\nlisten = \"127.0.0.1:{route_port}\"\nupstream = \"https://good.enclave.test\"\n");
+    let config = write_config(
+        &env,
+        "p.toml",
+        port,
+        &[("good.enclave.test", good.addr())],
+        "",
+    );
+    std::fs::write(
+        &config,
+        format!("{}{route}", std::fs::read_to_string(&config).expect("read")),
+    )
+    .expect("write");
+    let _proxy = start_binary(&config, port).await;
+    let proxy = format!("http://127.0.0.1:{port}");
+    let ca = env.ca_pem().display().to_string();
+
+    // CONNECT intercept, HTTP/1.1 and HTTP/2 inside the tunnel.
+    for version in ["--http1.1", "--http2"] {
+        let out = curl(
+            s(&[
+                "-x",
+                &proxy,
+                "--cacert",
+                &ca,
+                version,
+                "https://good.enclave.test/hello?v=1",
+            ]),
+            vec![],
+        )
+        .await;
+        assert!(
+            out.status.success(),
+            "{version}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let e = echo(&out);
+        assert_eq!(e["mrenclave"], TRUSTED);
+        assert_eq!(e["path"], "/hello");
+        assert_eq!(e["query"], "v=1");
+    }
+    // An unmodified client configured only through HTTPS_PROXY.
+    let out = curl(
+        s(&["--cacert", &ca, "https://good.enclave.test/env"]),
+        vec![("HTTPS_PROXY", proxy.clone())],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(echo(&out)["path"], "/env");
+    // Origination: plain http:// through the proxy, no CA on the client.
+    let out = curl(
+        s(&[
+            "-x",
+            &proxy,
+            "-H",
+            "X-App: legacy",
+            "http://good.enclave.test/orig",
+        ]),
+        vec![],
+    )
+    .await;
+    let e = echo(&out);
+    assert_eq!(
+        (e["path"].as_str(), e["headers"]["x-app"].as_str()),
+        (Some("/orig"), Some("legacy"))
+    );
+    // Sidecar route.
+    let out = curl(s(&[&format!("http://127.0.0.1:{route_port}/side")]), vec![]).await;
+    assert_eq!(echo(&out)["path"], "/side");
+    // Without trusting the proxy's CA, curl refuses the intercepted connection.
+    let out = curl(
+        s(&["-x", &proxy, "https://good.enclave.test/hello"]),
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(60),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(good.request_count(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_enclaves_get_the_documented_answer_and_receive_no_request() {
+    let env = env();
+    let other = sim(&env, |c| c.spec.mrenclave = MrEnclave([0x0b; 32])).await;
+    let debug = sim(&env, |c| c.spec.debug = true).await;
+    let outdated = sim(&env, |c| c.tcb_status = TcbStatus::OutOfDate).await;
+    let wrong = sim(&env, |c| c.binding = SimBinding::Wrong).await;
+    let port = free_port();
+    let config = write_config(
+        &env,
+        "p.toml",
+        port,
+        &[
+            ("other.enclave.test", other.addr()),
+            ("debug.enclave.test", debug.addr()),
+            ("outdated.enclave.test", outdated.addr()),
+            ("wrong.enclave.test", wrong.addr()),
+        ],
+        "",
+    );
+    let _proxy = start_binary(&config, port).await;
+    let proxy = format!("http://127.0.0.1:{port}");
+    let ca = env.ca_pem().display().to_string();
+    for (host, code) in [
+        ("other", "mrenclave_mismatch"),
+        ("debug", "debug_enclave"),
+        ("outdated", "tcb_status_not_allowed"),
+        ("wrong", "binding_mismatch"),
+    ] {
+        // CONNECT: curl shows the proxy's answer to CONNECT with -v.
+        let out = curl(
+            s(&[
+                "-v",
+                "-x",
+                &proxy,
+                "--cacert",
+                &ca,
+                &format!("https://{host}.enclave.test/x"),
+            ]),
+            vec![],
+        )
+        .await;
+        assert!(!out.status.success());
+        let verbose = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        assert!(
+            verbose.contains("< http/1.1 502 bad gateway"),
+            "{host}: {verbose}"
+        );
+        assert!(
+            verbose.contains(&format!(
+                "proxy-status: ratls-proxy; error=tls_certificate_error; details=\"{code}:"
+            )),
+            "{host}: {verbose}"
+        );
+        // Origination shows the JSON body with the stable code.
+        let out = curl(
+            s(&["-i", "-x", &proxy, &format!("http://{host}.enclave.test/x")]),
+            vec![],
+        )
+        .await;
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("HTTP/1.1 502"), "{text}");
+        let body: Value =
+            serde_json::from_str(text.split("\r\n\r\n").nth(1).expect("body")).expect("JSON body");
+        assert_eq!(body["code"], code, "{host}");
+        assert_eq!(body["error"], "tls_certificate_error");
+        assert!(!body["reasons"][0].as_str().expect("reason").is_empty());
+    }
+    let served = other.request_count()
+        + debug.request_count()
+        + outdated.request_count()
+        + wrong.request_count();
+    assert_eq!(served, 0, "no request may reach a refused enclave");
+
+    // Unreachable enclave: 502 destination_unavailable.
+    drop(other);
+    let out = curl(
+        s(&["-i", "-x", &proxy, "http://other.enclave.test/x"]),
+        vec![],
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(
+        text.starts_with("http/1.1 502") && text.contains("error=destination_unavailable"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthrough_keeps_the_clients_own_validation_and_deny_refuses() {
+    let env = env();
+    // A TLS server that is not an enclave host: the sim, reached by its IP.
+    let plain = sim(&env, |_| {}).await;
+    let port = free_port();
+    let config = write_config(&env, "pass.toml", port, &[], "");
+    let _proxy = start_binary(&config, port).await;
+    let proxy = format!("http://127.0.0.1:{port}");
+    let url = format!("https://127.0.0.1:{}/through", plain.addr().port());
+    // The client sees the server's own certificate: our CA does not validate it...
+    let out = curl(
+        s(&[
+            "-x",
+            &proxy,
+            "--cacert",
+            &env.ca_pem().display().to_string(),
+            &url,
+        ]),
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(60),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // ...and the client's own choice (here, to skip validation) is what decides.
+    let out = curl(s(&["-v", "-k", "-x", &proxy, &url]), vec![]).await;
+    assert_eq!(echo(&out)["path"], "/through");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ratls-proxy sim enclave"),
+        "server's own certificate"
+    );
+
+    let deny_port = free_port();
+    let deny = write_config(&env, "deny.toml", deny_port, &[], "unmatched = \"deny\"");
+    let _deny = start_binary(&deny, deny_port).await;
+    let proxy = format!("http://127.0.0.1:{deny_port}");
+    let out = curl(s(&["-v", "-x", &proxy, "-k", &url]), vec![]).await;
+    let verbose = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(
+        verbose.contains("< http/1.1 403") && verbose.contains("error=destination_ip_prohibited"),
+        "{verbose}"
+    );
+    let out = curl(s(&["-i", "-x", &proxy, "http://example.invalid/"]), vec![]).await;
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(
+        text.starts_with("http/1.1 403") && text.contains("\"code\":\"http_request_denied\""),
+        "{text}"
+    );
+}
+
+/// A library proxy for tests that read its counters.
+async fn library_proxy(env: &Env, entries: &[(&str, SocketAddr)]) -> ratls_proxy::proxy::Running {
+    let path = write_config(env, "lib.toml", 0, entries, "");
+    let config = Config::load(&path).expect("config");
+    let (anchor, collateral) = ratls_proxy::cli::trust_and_collateral(&config).expect("trust");
+    let ca = LocalCa::load_or_create(&config.ca_dir, env.now).expect("ca");
+    Arc::new(Proxy::new(config, &anchor, collateral, ca))
+        .start()
+        .await
+        .expect("starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_connection_to_the_same_enclave_is_served_from_the_verdict_cache() {
+    let env = env();
+    let good = sim(&env, |_| {}).await;
+    // Two names for one enclave: two upstream connections, one certificate, one policy.
+    let running = library_proxy(
+        &env,
+        &[
+            ("a.enclave.test", good.addr()),
+            ("b.enclave.test", good.addr()),
+        ],
+    )
+    .await;
+    let proxy = format!("http://{}", running.addr);
+    let ca = env.ca_pem().display().to_string();
+    for host in ["a", "b", "a", "b"] {
+        let out = curl(
+            s(&[
+                "-x",
+                &proxy,
+                "--cacert",
+                &ca,
+                &format!("https://{host}.enclave.test/"),
+            ]),
+            vec![],
+        )
+        .await;
+        assert_eq!(echo(&out)["mrenclave"], TRUSTED);
+    }
+    let stats = running.proxy.cache_stats();
+    assert_eq!(
+        stats.verifications, 1,
+        "one quote verification for one certificate: {stats:?}"
+    );
+    assert!(
+        stats.hits >= 1,
+        "the second upstream connection was admitted from the cache: {stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hyper_client_originates_and_a_rustls_client_sees_a_proper_minted_leaf() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::TokioIo;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let env = env();
+    let good = sim(&env, |_| {}).await;
+    let running = library_proxy(&env, &[("good.enclave.test", good.addr())]).await;
+
+    // hyper: absolute-form http:// request to the proxy.
+    let tcp = tokio::net::TcpStream::connect(running.addr)
+        .await
+        .expect("connect");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .expect("h1");
+    tokio::spawn(conn);
+    let req = hyper::Request::get("http://good.enclave.test/hyper")
+        .header("host", "good.enclave.test")
+        .body(Empty::<bytes::Bytes>::new())
+        .expect("req");
+    let resp = send.send_request(req).await.expect("response");
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).expect("json")["path"],
+        "/hyper"
+    );
+
+    // rustls through CONNECT: the leaf is minted by our CA for the host, P-256, with AKI and SKI.
+    let mut tcp = tokio::net::TcpStream::connect(running.addr)
+        .await
+        .expect("connect");
+    tcp.write_all(b"CONNECT good.enclave.test:443 HTTP/1.1\r\nHost: good.enclave.test:443\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 256];
+    let n = tcp.read(&mut buf).await.expect("read");
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    let ca_der =
+        ratls_proxy::pki::pem_chain(std::fs::read(env.ca_pem()).expect("ca").as_slice(), "ca")
+            .expect("pem");
+    roots.add(ca_der[0].clone().into()).expect("root");
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect("good.enclave.test".try_into().expect("name"), tcp)
+        .await
+        .expect("the minted leaf validates against the ratls-proxy CA");
+    let leaf = tls.get_ref().1.peer_certificates().expect("certs")[0].clone();
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).expect("leaf parses");
+    let san = cert
+        .subject_alternative_name()
+        .expect("san")
+        .expect("present");
+    assert!(format!("{:?}", san.value.general_names).contains("good.enclave.test"));
+    assert!(cert
+        .get_extension_unique(&x509_parser::oid_registry::OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER)
+        .expect("aki")
+        .is_some());
+    assert!(cert
+        .get_extension_unique(&x509_parser::oid_registry::OID_X509_EXT_SUBJECT_KEY_IDENTIFIER)
+        .expect("ski")
+        .is_some());
+    assert_eq!(
+        cert.public_key().algorithm.algorithm,
+        x509_parser::oid_registry::OID_KEY_TYPE_EC_PUBLIC_KEY
+    );
+    let days =
+        (cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp()) / 86_400;
+    assert!(days <= 8, "short validity: {days} days");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_proxy_requests_get_400_with_a_reason() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = env();
+    let running = library_proxy(&env, &[]).await;
+    for request in [
+        &b"CONNECT example.com HTTP/1.1\r\nHost: example.com\r\n\r\n"[..],
+        b"GET /not-a-proxy-request HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET ftp://example.com/file HTTP/1.1\r\nHost: example.com\r\n\r\n",
+        b"CONNECT [::1:443 HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let mut tcp = tokio::net::TcpStream::connect(running.addr)
+            .await
+            .expect("connect");
+        tcp.write_all(request).await.expect("write");
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.starts_with("HTTP/1.1 400"),
+            "{}: {text}",
+            String::from_utf8_lossy(request)
+        );
+    }
+}
+
+#[test]
+fn the_ca_is_created_with_a_0600_key_and_exported_by_the_cli() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = env();
+    let config = write_config(&env, "ca.toml", free_port(), &[], "");
+    let out = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
+        .args(["ca", "export", "--config"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pem = String::from_utf8_lossy(&out.stdout);
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_eq!(std::fs::read_to_string(env.ca_pem()).expect("ca.pem"), pem);
+    let mode = std::fs::metadata(env.dir.join("ca/ca-key.pem"))
+        .expect("key")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let out = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
+        .args(["ca", "path", "--config"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        env.ca_pem().display().to_string()
+    );
+    // A key readable by others is refused at start-up.
+    std::fs::set_permissions(
+        env.dir.join("ca/ca-key.pem"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    let out = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
+        .args(["ca", "export", "--config"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+}
+
+#[test]
+fn config_check_reports_errors_with_their_location() {
+    let env = env();
+    let good = write_config(
+        &env,
+        "good.toml",
+        3128,
+        &[("a.enclave.test", "127.0.0.1:1".parse().expect("addr"))],
+        "",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
+        .args(["config", "check"])
+        .arg(&good)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = env.dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "listen = \"127.0.0.1:3128\"\n[[enclave]]\nhosts = [\"a.example\"]\nmrenclave = [\"00\"]\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:4:14:", bad.display())), "{err}");
+    // The example configuration in the repository is valid, except that the collateral
+    // file it names does not exist on this machine.
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/ratls-proxy.toml");
+    let text = std::fs::read_to_string(&example).expect("config/ratls-proxy.toml");
+    let errors = Config::from_toml(&text, "example", Path::new("/"))
+        .expect_err("collateral file is absent here");
+    assert_eq!(errors.0.len(), 1, "{errors}");
+    assert!(
+        errors.0[0]
+            .message
+            .contains("/etc/ratls-proxy/collateral.json"),
+        "{errors}"
+    );
+    let with_file = text.replace(
+        "/etc/ratls-proxy/collateral.json",
+        &good.display().to_string(),
+    );
+    let config =
+        Config::from_toml(&with_file, "example", Path::new("/")).expect("example validates");
+    assert_eq!((config.enclaves.len(), config.routes.len()), (1, 1));
+}
