@@ -103,7 +103,7 @@ impl Drop for Binary {
 }
 
 async fn start_binary(config: &Path, port: u16) -> Binary {
-    let child = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
+    let binary = Binary(Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
         .args(["run", "--config"])
         .arg(config)
         .env("RUST_LOG", "warn")
