@@ -103,20 +103,22 @@ impl Drop for Binary {
 }
 
 async fn start_binary(config: &Path, port: u16) -> Binary {
-    let binary = Binary(Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("binary starts");
+    let binary = Binary(
+        Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("binary starts"),
+    );
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_ok()
         {
-            return Binary(child);
+            return binary;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
