@@ -164,13 +164,7 @@ impl Proxy {
             .enclaves
             .get(enclave)
             .and_then(|e| e.connect_to.clone())
-            .unwrap_or_else(|| {
-                if host.contains(':') {
-                    format!("[{host}]:{port}")
-                } else {
-                    format!("{host}:{port}")
-                }
-            });
+            .unwrap_or_else(|| dial_addr(host, port));
         Target {
             host: host.to_owned(),
             port,
@@ -220,16 +214,8 @@ async fn route_loop(proxy: Arc<Proxy>, listener: TcpListener, target: Target) {
         let proxy = Arc::clone(&proxy);
         let target = target.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let proxy = Arc::clone(&proxy);
-                let target = target.clone();
-                async move {
-                    let start = Instant::now();
-                    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-                    let (resp, outcome) = relay(&proxy, &target, req.map(BodyExt::boxed)).await;
-                    access_log(client, &outcome, &method, &path, resp.status(), start);
-                    Ok::<_, Infallible>(resp)
-                }
+            let service = hyper::service::service_fn(move |req| {
+                relay_logged(Arc::clone(&proxy), target.clone(), client, req)
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -400,16 +386,8 @@ async fn connect(
                 return;
             }
         };
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let proxy = Arc::clone(&proxy);
-            let target = target.clone();
-            async move {
-                let start = Instant::now();
-                let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-                let (resp, outcome) = relay(&proxy, &target, req.map(BodyExt::boxed)).await;
-                access_log(client, &outcome, &method, &path, resp.status(), start);
-                Ok::<_, Infallible>(resp)
-            }
+        let service = hyper::service::service_fn(move |req| {
+            relay_logged(Arc::clone(&proxy), target.clone(), client, req)
         });
         let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
             .serve_connection(TokioIo::new(stream), service)
@@ -449,13 +427,32 @@ async fn relay(
     }
 }
 
-/// A plain CONNECT tunnel to a non-enclave destination.
-async fn tunnel(req: Request<Incoming>, host: &str, port: u16) -> (Response<ProxyBody>, Outcome) {
-    let dial = if host.contains(':') {
+/// One request inside an intercepted tunnel or on a sidecar route: relay and log it.
+async fn relay_logged(
+    proxy: Arc<Proxy>,
+    target: Target,
+    client: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let start = Instant::now();
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let (resp, outcome) = relay(&proxy, &target, req.map(BodyExt::boxed)).await;
+    access_log(client, &outcome, &method, &path, resp.status(), start);
+    Ok(resp)
+}
+
+/// `host:port` to dial, with IPv6 literals in brackets.
+fn dial_addr(host: &str, port: u16) -> String {
+    if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")
-    };
+    }
+}
+
+/// A plain CONNECT tunnel to a non-enclave destination.
+async fn tunnel(req: Request<Incoming>, host: &str, port: u16) -> (Response<ProxyBody>, Outcome) {
+    let dial = dial_addr(host, port);
     let started = Instant::now();
     let mut upstream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&dial)).await
     {
@@ -536,11 +533,7 @@ async fn plain_http(
     host: &str,
     port: u16,
 ) -> (Response<ProxyBody>, Outcome) {
-    let dial = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
+    let dial = dial_addr(host, port);
     let started = Instant::now();
     let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&dial)).await {
         Ok(Ok(s)) => s,
