@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::appraisal::{self, CollateralSource};
 use crate::ca::LocalCa;
+use crate::collateral::fetch::{CollateralCache, PcsEndpoint, RefreshPolicy};
 use crate::collateral::files::FileCollateral;
 use crate::collateral::{Collateral, VerifiedCollateral};
 use crate::config::{CollateralSpec, Config, TrustRoot};
@@ -18,6 +19,7 @@ use crate::policy::EnclavePolicy;
 use crate::proxy::Proxy;
 use crate::ratls::client::{self, ConnectError};
 use crate::ratls::{appraise_certificate, BindingMode, RaTlsVerifier, VerdictCache};
+use crate::refusal::RefusalCode;
 use crate::report::Report;
 use crate::tcb::TcbStatus;
 use crate::trust::TrustAnchor;
@@ -127,9 +129,20 @@ pub struct VerifyArgs {
     /// Allowed advisory ID (repeatable; if any given, every advisory must be listed).
     #[arg(long = "allow-advisory", value_name = "ID")]
     pub allow_advisory: Vec<String>,
-    /// Collateral JSON bundle.
-    #[arg(long, value_name = "FILE.json")]
-    pub collateral: Option<PathBuf>,
+    /// Collateral: a JSON bundle, a directory of them, `pcs` (Intel PCS v4) or a PCCS base URL.
+    #[arg(long, value_name = "FILE.json|DIR|pcs|URL")]
+    pub collateral: Option<String>,
+    /// A PEM CA for the PCCS's TLS (instead of the WebPKI roots).
+    #[arg(long, value_name = "FILE.pem")]
+    pub pccs_ca: Option<PathBuf>,
+    /// Intel PCS subscription key (also read from RATLS_PCS_API_KEY).
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "RATLS_PCS_API_KEY",
+        hide_env_values = true
+    )]
+    pub pcs_api_key: Option<String>,
     /// Trust this root instead of the Intel SGX Root CA (test PKI only).
     #[arg(long, value_name = "FILE.pem")]
     pub trust_root: Option<PathBuf>,
@@ -197,30 +210,40 @@ fn load_config(args: &RunArgs) -> anyhow::Result<Config> {
     }
 }
 
-/// The trust anchor and collateral a config names; collateral only when enclaves need it.
-pub fn trust_and_collateral(
-    config: &Config,
-) -> anyhow::Result<(TrustAnchor, Arc<dyn CollateralSource + Send + Sync>)> {
-    let anchor = match &config.trust_root {
-        TrustRoot::Builtin => TrustAnchor::intel(),
-        TrustRoot::Pem(path) => TrustAnchor::from_pem(&read(path, "trust root")?)
-            .with_context(|| format!("{} is not a usable root certificate", path.display()))?,
+/// Where verification gets its collateral, and the fetching cache behind it, if any.
+pub struct CollateralSetup {
+    /// Read by verifiers (synchronously, inside handshakes).
+    pub source: Arc<dyn CollateralSource + Send + Sync>,
+    /// Present when collateral is fetched from PCS / a PCCS.
+    pub cache: Option<Arc<CollateralCache>>,
+}
+
+/// A fetching cache for `pcs` or a PCCS URL.
+fn fetching(
+    spec: &str,
+    pccs_ca: Option<&Path>,
+    api_key: Option<String>,
+    anchor: &TrustAnchor,
+    refresh: RefreshPolicy,
+) -> anyhow::Result<CollateralSetup> {
+    let endpoint = if spec == "pcs" {
+        PcsEndpoint::intel(api_key)?
+    } else {
+        let ca = pccs_ca.map(|p| read(p, "PCCS CA")).transpose()?;
+        PcsEndpoint::pccs(spec, ca.as_deref(), api_key)?
     };
-    if config.enclaves.is_empty() {
-        let none: Arc<dyn CollateralSource + Send + Sync> = Arc::new(VerifyError::from(
-            crate::collateral::CollateralError::Json("no collateral configured".into()),
-        ));
-        return Ok((anchor, none));
-    }
-    let path = match &config.collateral {
-        CollateralSpec::File(p) | CollateralSpec::Dir(p) => p,
-        CollateralSpec::Pcs | CollateralSpec::Url(_) => bail!(
-            "[collateral] source: fetching from Intel PCS or a PCCS is not built yet; \
-             set source to a collateral JSON file or a directory of them"
-        ),
-    };
+    let cache = Arc::new(CollateralCache::new(endpoint, anchor.clone(), refresh));
+    let source: Arc<dyn CollateralSource + Send + Sync> = cache.clone();
+    Ok(CollateralSetup {
+        source,
+        cache: Some(cache),
+    })
+}
+
+/// Collateral from one JSON bundle file or a directory of them.
+fn from_files(path: &Path, anchor: &TrustAnchor) -> anyhow::Result<CollateralSetup> {
     let (files, skipped) =
-        FileCollateral::load(path, &anchor).map_err(|e| anyhow::anyhow!("collateral: {e}"))?;
+        FileCollateral::load(path, anchor).map_err(|e| anyhow::anyhow!("collateral: {e}"))?;
     for s in skipped {
         tracing::warn!("collateral bundle skipped: {s}");
     }
@@ -230,7 +253,45 @@ pub fn trust_and_collateral(
             tracing::warn!(fmspc = %b.tcb_info.fmspc, "collateral is not valid now: {e}; connections will be refused");
         }
     }
-    Ok((anchor, Arc::new(files)))
+    Ok(CollateralSetup {
+        source: Arc::new(files),
+        cache: None,
+    })
+}
+
+/// The trust anchor and collateral a config names; collateral only when enclaves need it.
+pub fn trust_and_collateral(config: &Config) -> anyhow::Result<(TrustAnchor, CollateralSetup)> {
+    let anchor = match &config.trust_root {
+        TrustRoot::Builtin => TrustAnchor::intel(),
+        TrustRoot::Pem(path) => TrustAnchor::from_pem(&read(path, "trust root")?)
+            .with_context(|| format!("{} is not a usable root certificate", path.display()))?,
+    };
+    if config.enclaves.is_empty() {
+        let none: Arc<dyn CollateralSource + Send + Sync> = Arc::new(VerifyError::from(
+            crate::collateral::CollateralError::Json("no collateral configured".into()),
+        ));
+        return Ok((
+            anchor,
+            CollateralSetup {
+                source: none,
+                cache: None,
+            },
+        ));
+    }
+    let setup = match &config.collateral {
+        CollateralSpec::File(p) | CollateralSpec::Dir(p) => from_files(p, &anchor)?,
+        CollateralSpec::Pcs => {
+            fetching("pcs", None, config.api_key.clone(), &anchor, config.refresh)?
+        }
+        CollateralSpec::Url(u) => fetching(
+            u,
+            config.pccs_ca.as_deref(),
+            config.api_key.clone(),
+            &anchor,
+            config.refresh,
+        )?,
+    };
+    Ok((anchor, setup))
 }
 
 fn config_check(file: &Path) -> anyhow::Result<ExitCode> {
@@ -260,6 +321,7 @@ fn run_proxy(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let (anchor, collateral) = trust_and_collateral(&config)?;
     let ca = LocalCa::load_or_create(&config.ca_dir, UnixTime::now())
         .with_context(|| format!("local CA in {}", config.ca_dir.display()))?;
+    let prefetch = config.prefetch.clone();
     if config.enclaves.is_empty() {
         tracing::warn!("no [[enclave]] configured: every destination is treated as unmatched");
     }
@@ -267,6 +329,13 @@ fn run_proxy(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        let _refresher = collateral.cache.as_ref().map(|cache| {
+            let cache = Arc::clone(cache);
+            tokio::spawn(async move {
+                cache.prefetch(&prefetch).await;
+                cache.spawn_refresher(std::time::Duration::from_secs(10)).await
+            })
+        });
         let proxy = Arc::new(Proxy::new(config, &anchor, collateral, ca));
         let running = proxy.start().await.context("cannot bind the listeners")?;
         tracing::info!(ca = %running.proxy.ca().cert_path().display(), "clients must trust this CA for intercepted hosts");
@@ -294,62 +363,89 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("{} is not a usable root certificate", path.display()))?,
         None => TrustAnchor::intel(),
     };
-    let Some(collateral_path) = &args.collateral else {
-        bail!("--collateral FILE.json is required (fetching from Intel PCS is not built yet)");
+    let Some(spec) = &args.collateral else {
+        bail!("--collateral is required: a collateral JSON file, a directory of them, `pcs` or a PCCS URL");
     };
-    let collateral_bytes = read(collateral_path, "collateral")?;
-    // Well-formed JSON with bad content is a refusal (the collateral is unusable), not a usage error.
-    let source: Arc<dyn CollateralSource + Send + Sync> =
-        match Collateral::from_json(&collateral_bytes) {
+    let setup = if spec == "pcs" || spec.starts_with("http://") || spec.starts_with("https://") {
+        fetching(
+            spec,
+            args.pccs_ca.as_deref(),
+            args.pcs_api_key.clone(),
+            &anchor,
+            RefreshPolicy::default(),
+        )?
+    } else if Path::new(spec).is_dir() {
+        from_files(Path::new(spec), &anchor)?
+    } else {
+        // One bundle. Well-formed JSON with bad content is a refusal, not a usage error.
+        let bytes = read(Path::new(spec), "collateral")?;
+        let source: Arc<dyn CollateralSource + Send + Sync> = match Collateral::from_json(&bytes) {
             Ok(c) => match VerifiedCollateral::verify(&c, &anchor) {
                 Ok(v) => Arc::new(Arc::new(v)),
                 Err(e) => Arc::new(e),
             },
             Err(e) => Arc::new(VerifyError::from(e)),
         };
-    let policy = args.policy();
-
-    let report = if let Some(url) = &args.url {
-        let (addr, host) = https_target(url)?;
-        let verifier = Arc::new(RaTlsVerifier::new(
-            policy,
-            args.binding,
-            anchor.sha256(),
+        CollateralSetup {
             source,
-            Arc::new(VerdictCache::new(16, std::time::Duration::from_secs(60))),
-        ));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let connected = runtime.block_on(async {
-            tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                client::connect(&addr, &host, verifier, &[b"h2", b"http/1.1"], at),
-            )
-            .await
-        });
-        match connected {
-            Err(_) => bail!("timed out connecting to {addr}"),
-            Ok(Ok(attested)) => attested.verdict.appraisal.report(),
-            Ok(Err(ConnectError::Refused(refused))) => refused.0.report(),
-            Ok(Err(other)) => return Err(other.into()),
+            cache: None,
         }
-    } else if let Some(path) = &args.cert {
-        let pem = read(path, "certificate")?;
-        let leaf = crate::pki::pem_chain(&pem, "certificate PEM")
-            .map_err(anyhow::Error::from)
-            .and_then(|chain| chain.into_iter().next().context("no certificate"))
-            .with_context(|| format!("{} holds no PEM certificate", path.display()))?;
-        appraise_certificate(&leaf, source.as_ref(), &policy, args.binding, now).report()
-    } else if let Some(path) = &args.quote {
-        let quote = read(path, "quote")?;
-        Report::new(
-            &appraisal::appraise(&quote, source.as_ref(), &policy, now),
-            None,
-            None,
-        )
-    } else {
-        bail!("give a URL, --cert or --quote");
+    };
+    let policy = args.policy();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let cache = Arc::new(VerdictCache::new(16, std::time::Duration::from_secs(60)));
+
+    let mut attempt = 0;
+    let report = loop {
+        let report = if let Some(url) = &args.url {
+            let (addr, host) = https_target(url)?;
+            let verifier = Arc::new(RaTlsVerifier::new(
+                policy.clone(),
+                args.binding,
+                anchor.sha256(),
+                Arc::clone(&setup.source),
+                Arc::clone(&cache),
+            ));
+            let connected = runtime.block_on(async {
+                tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    client::connect(&addr, &host, verifier, &[b"h2", b"http/1.1"], at),
+                )
+                .await
+            });
+            match connected {
+                Err(_) => bail!("timed out connecting to {addr}"),
+                Ok(Ok(attested)) => attested.verdict.appraisal.report(),
+                Ok(Err(ConnectError::Refused(refused))) => refused.0.report(),
+                Ok(Err(other)) => return Err(other.into()),
+            }
+        } else if let Some(path) = &args.cert {
+            let pem = read(path, "certificate")?;
+            let leaf = crate::pki::pem_chain(&pem, "certificate PEM")
+                .map_err(anyhow::Error::from)
+                .and_then(|chain| chain.into_iter().next().context("no certificate"))
+                .with_context(|| format!("{} holds no PEM certificate", path.display()))?;
+            appraise_certificate(&leaf, setup.source.as_ref(), &policy, args.binding, now).report()
+        } else if let Some(path) = &args.quote {
+            let quote = read(path, "quote")?;
+            Report::new(
+                &appraisal::appraise(&quote, setup.source.as_ref(), &policy, now),
+                None,
+                None,
+            )
+        } else {
+            bail!("give a URL, --cert or --quote");
+        };
+        // A fetching source learns which platform the quote needs from the first attempt.
+        let missing = report.code == Some(RefusalCode::CollateralUnavailable);
+        match &setup.cache {
+            Some(c) if missing && attempt == 0 && runtime.block_on(c.fetch_missing()) > 0 => {
+                attempt += 1
+            }
+            _ => break report,
+        }
     };
 
     if args.json {

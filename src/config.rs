@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::ids::{IsvProdId, IsvSvn, MrEnclave, MrSigner};
+use crate::collateral::fetch::RefreshPolicy;
+use crate::ids::{Fmspc, IsvProdId, IsvSvn, MrEnclave, MrSigner};
 use crate::policy::EnclavePolicy;
 use crate::ratls::BindingMode;
 use crate::tcb::TcbStatus;
@@ -208,8 +209,14 @@ pub struct Config {
     pub trust_root: TrustRoot,
     /// Collateral source.
     pub collateral: CollateralSpec,
-    /// PCS API key.
+    /// PCS API key (sent as `Ocp-Apim-Subscription-Key`; never logged).
     pub api_key: Option<String>,
+    /// A PEM CA for a PCCS's TLS, instead of the WebPKI roots.
+    pub pccs_ca: Option<PathBuf>,
+    /// When fetched collateral is refreshed.
+    pub refresh: RefreshPolicy,
+    /// FMSPCs whose collateral is fetched at start-up.
+    pub prefetch: Vec<Fmspc>,
     /// Enclave policies.
     pub enclaves: Vec<EnclaveConfig>,
     /// Sidecar routes.
@@ -254,6 +261,11 @@ struct RawTrust {
 struct RawCollateral {
     source: Option<Spanned<String>>,
     api_key: Option<String>,
+    pccs_ca: Option<Spanned<String>>,
+    refresh_interval_secs: Option<u64>,
+    refresh_margin_secs: Option<u64>,
+    #[serde(default)]
+    prefetch: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -358,6 +370,9 @@ impl Config {
             trust_root: TrustRoot::Builtin,
             collateral: CollateralSpec::Pcs,
             api_key: None,
+            pccs_ca: None,
+            refresh: RefreshPolicy::default(),
+            prefetch: Vec::new(),
             enclaves: Vec::new(),
             routes: Vec::new(),
             verdict_max_age: DEFAULT_VERDICT_MAX_AGE,
@@ -469,6 +484,35 @@ impl Config {
             }
         };
 
+        let pccs_ca = raw.collateral.pccs_ca.as_ref().map(|s| {
+            let p = resolve_path(s.get_ref(), base);
+            if !p.is_file() {
+                c.error(
+                    s,
+                    format!("collateral.pccs_ca `{}` is not a file", p.display()),
+                );
+            }
+            p
+        });
+        let defaults = RefreshPolicy::default();
+        let refresh = RefreshPolicy {
+            interval: raw
+                .collateral
+                .refresh_interval_secs
+                .map_or(defaults.interval, Duration::from_secs),
+            margin: raw
+                .collateral
+                .refresh_margin_secs
+                .map_or(defaults.margin, Duration::from_secs),
+            ..defaults
+        };
+        let prefetch: Vec<Fmspc> = raw
+            .collateral
+            .prefetch
+            .iter()
+            .filter_map(|f| c.parse(f, |v| Fmspc::from_hex(v)))
+            .collect();
+
         let mut enclaves = Vec::new();
         for e in &raw.enclave {
             enclaves.push(check_enclave(&mut c, e));
@@ -516,6 +560,9 @@ impl Config {
                     trust_root,
                     collateral,
                     api_key: raw.collateral.api_key,
+                    pccs_ca,
+                    refresh,
+                    prefetch,
                     enclaves,
                     routes,
                     verdict_max_age,

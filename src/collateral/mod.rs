@@ -11,7 +11,9 @@
     clippy::arithmetic_side_effects
 )]
 
+pub mod fetch;
 pub mod files;
+pub mod pcs;
 pub mod qe_identity;
 pub mod tcb_info;
 pub(crate) mod verified;

@@ -24,8 +24,8 @@ use tokio_rustls::TlsAcceptor;
 
 use self::refusal::ProxyRefusal;
 use self::upstream::{strip_hop_by_hop, Pool, Target, UpstreamError, CONNECT_TIMEOUT};
-use crate::appraisal::CollateralSource;
 use crate::ca::LocalCa;
+use crate::cli::CollateralSetup;
 use crate::config::{split_host_port, Config, Unmatched};
 use crate::ratls::{CacheStats, RaTlsVerifier, VerdictCache};
 use crate::trust::TrustAnchor;
@@ -102,7 +102,7 @@ impl Proxy {
     pub fn new(
         config: Config,
         anchor: &TrustAnchor,
-        collateral: Arc<dyn CollateralSource + Send + Sync>,
+        collateral: CollateralSetup,
         ca: LocalCa,
     ) -> Self {
         let cache = Arc::new(VerdictCache::new(10_000, config.verdict_max_age));
@@ -114,7 +114,7 @@ impl Proxy {
                     e.policy.clone(),
                     e.binding,
                     anchor.sha256(),
-                    Arc::clone(&collateral),
+                    Arc::clone(&collateral.source),
                     Arc::clone(&cache),
                 ))
             })
@@ -122,7 +122,7 @@ impl Proxy {
         Self {
             config,
             ca,
-            pool: Pool::new(verifiers),
+            pool: Pool::new(verifiers, collateral.cache),
             cache,
         }
     }

@@ -14,10 +14,11 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::ProxyBody;
+use crate::collateral::fetch::CollateralCache;
 use crate::ratls::cache::CachedVerdict;
 use crate::ratls::client::{connect, ConnectError};
 use crate::ratls::RaTlsVerifier;
-use crate::refusal::Refusal;
+use crate::refusal::{Refusal, RefusalCode};
 use crate::unix_time::UnixTime;
 
 /// How long dialing and the attested handshake may take.
@@ -103,14 +104,19 @@ impl Conn {
 /// Verified connections by destination, shared by intercept, origination and routes.
 pub struct Pool {
     verifiers: Vec<Arc<RaTlsVerifier>>,
+    collateral: Option<Arc<CollateralCache>>,
     idle: Mutex<HashMap<Target, Vec<Conn>>>,
 }
 
 impl Pool {
     /// A pool dialing with one verifier per `[[enclave]]`.
-    pub fn new(verifiers: Vec<Arc<RaTlsVerifier>>) -> Self {
+    pub fn new(
+        verifiers: Vec<Arc<RaTlsVerifier>>,
+        collateral: Option<Arc<CollateralCache>>,
+    ) -> Self {
         Self {
             verifiers,
+            collateral,
             idle: Mutex::new(HashMap::new()),
         }
     }
@@ -168,6 +174,20 @@ impl Pool {
     }
 
     async fn dial(&self, target: &Target) -> Result<Conn, UpstreamError> {
+        match self.dial_once(target).await {
+            // The first connection to a platform names collateral nobody fetched yet: fetch it
+            // (coalesced with concurrent dials) and try once more. No byte was sent upstream.
+            Err(UpstreamError::Refused(r)) if r.code == RefusalCode::CollateralUnavailable => {
+                match &self.collateral {
+                    Some(cache) if cache.fetch_missing().await > 0 => self.dial_once(target).await,
+                    _ => Err(UpstreamError::Refused(r)),
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn dial_once(&self, target: &Target) -> Result<Conn, UpstreamError> {
         let verifier = self
             .verifiers
             .get(target.enclave)
@@ -189,10 +209,7 @@ impl Pool {
             }
             Ok(Err(ConnectError::Refused(r))) => {
                 let refusal = r.refusal().cloned().unwrap_or_else(|| {
-                    Refusal::new(
-                        crate::refusal::RefusalCode::QuoteMalformed,
-                        "attestation refused",
-                    )
+                    Refusal::new(RefusalCode::QuoteMalformed, "attestation refused")
                 });
                 return Err(UpstreamError::Refused(refusal));
             }

@@ -362,3 +362,18 @@ pub fn pck_fmspc(quote: &Quote<'_>) -> Option<Fmspc> {
     let leaf = pki::parse_cert(ders.first()?, "PCK certificate").ok()?;
     pck_extension::parse(&leaf).ok().map(|t| t.fmspc)
 }
+
+/// The quote's platform: FMSPC and the issuer CN of its PCK certificate, if they parse.
+/// Nothing is verified here; it only chooses which collateral to use.
+pub fn pck_platform(quote: &Quote<'_>) -> Option<(Fmspc, String)> {
+    let ders = pki::pem_chain(quote.qe.pck_chain_pem, "PCK certificate chain").ok()?;
+    let leaf = pki::parse_cert(ders.first()?, "PCK certificate").ok()?;
+    let issuer = leaf
+        .issuer()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    pck_extension::parse(&leaf).ok().map(|t| (t.fmspc, issuer))
+}
