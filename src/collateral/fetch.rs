@@ -319,6 +319,8 @@ impl Default for RefreshPolicy {
 struct Snapshot {
     verified: Arc<VerifiedCollateral>,
     fetched_at: UnixTime,
+    /// Increases with every stored fetch: tells a waiter that someone else just fetched.
+    generation: u64,
 }
 
 /// Counters for tests and metrics.
@@ -341,6 +343,7 @@ pub struct CollateralCache {
     backoff: Mutex<HashMap<Key, (UnixTime, Duration)>>,
     fetches: AtomicU64,
     failures: AtomicU64,
+    generations: AtomicU64,
 }
 
 fn key_of(quote: &Quote<'_>) -> Option<Key> {
@@ -368,6 +371,7 @@ impl CollateralCache {
             backoff: Mutex::new(HashMap::new()),
             fetches: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            generations: AtomicU64::new(0),
         }
     }
 
@@ -384,10 +388,10 @@ impl CollateralCache {
         key_of(quote)
     }
 
-    fn snapshot(&self, key: &Key) -> Option<(Arc<VerifiedCollateral>, UnixTime)> {
+    fn snapshot(&self, key: &Key) -> Option<(Arc<VerifiedCollateral>, u64)> {
         let map = self.snapshots.read().ok()?;
         map.get(key)
-            .map(|s| (Arc::clone(&s.verified), s.fetched_at))
+            .map(|s| (Arc::clone(&s.verified), s.generation))
     }
 
     /// The current snapshot for `key`, fetching it (once, for all concurrent callers) when
@@ -404,11 +408,11 @@ impl CollateralCache {
                 .map_err(|_| unavailable("cache lock poisoned".into()))?;
             Arc::clone(locks.entry(key).or_default())
         };
-        let started = UnixTime::now();
+        let seen = self.snapshot(&key).map(|(_, generation)| generation);
         let _guard = lock.lock().await;
-        if let Some((v, fetched_at)) = self.snapshot(&key) {
+        if let Some((v, generation)) = self.snapshot(&key) {
             // Somebody else fetched while we waited, or no refresh is needed.
-            if fetched_at >= started || (!force && v.check_fresh(UnixTime::now()).is_ok()) {
+            if Some(generation) != seen || (!force && v.check_fresh(UnixTime::now()).is_ok()) {
                 return Ok(v);
             }
         }
@@ -422,6 +426,7 @@ impl CollateralCache {
                         Snapshot {
                             verified: Arc::clone(&v),
                             fetched_at: UnixTime::now(),
+                            generation: self.generations.fetch_add(1, Ordering::Relaxed),
                         },
                     );
                 }
