@@ -9,10 +9,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::appraisal::{self, CollateralSource};
 use crate::ca::LocalCa;
-use crate::collateral::fetch::{CollateralCache, PcsEndpoint, RefreshPolicy};
-use crate::collateral::files::FileCollateral;
+use crate::collateral::fetch::RefreshPolicy;
 use crate::collateral::{Collateral, VerifiedCollateral};
-use crate::config::{CollateralSpec, Config, TrustRoot};
+use crate::config::Config;
 use crate::error::VerifyError;
 use crate::ids::{IsvProdId, IsvSvn, MrEnclave, MrSigner};
 use crate::policy::EnclavePolicy;
@@ -21,6 +20,7 @@ use crate::ratls::client::{self, ConnectError};
 use crate::ratls::{appraise_certificate, BindingMode, RaTlsVerifier, VerdictCache};
 use crate::refusal::RefusalCode;
 use crate::report::Report;
+use crate::setup::{fetching, from_files, trust_and_collateral, CollateralSetup};
 use crate::tcb::TcbStatus;
 use crate::trust::TrustAnchor;
 use crate::unix_time::UnixTime;
@@ -210,90 +210,6 @@ fn load_config(args: &RunArgs) -> anyhow::Result<Config> {
     }
 }
 
-/// Where verification gets its collateral, and the fetching cache behind it, if any.
-pub struct CollateralSetup {
-    /// Read by verifiers (synchronously, inside handshakes).
-    pub source: Arc<dyn CollateralSource + Send + Sync>,
-    /// Present when collateral is fetched from PCS / a PCCS.
-    pub cache: Option<Arc<CollateralCache>>,
-}
-
-/// A fetching cache for `pcs` or a PCCS URL.
-fn fetching(
-    spec: &str,
-    pccs_ca: Option<&Path>,
-    api_key: Option<String>,
-    anchor: &TrustAnchor,
-    refresh: RefreshPolicy,
-) -> anyhow::Result<CollateralSetup> {
-    let endpoint = if spec == "pcs" {
-        PcsEndpoint::intel(api_key)?
-    } else {
-        let ca = pccs_ca.map(|p| read(p, "PCCS CA")).transpose()?;
-        PcsEndpoint::pccs(spec, ca.as_deref(), api_key)?
-    };
-    let cache = Arc::new(CollateralCache::new(endpoint, anchor.clone(), refresh));
-    let source: Arc<dyn CollateralSource + Send + Sync> = cache.clone();
-    Ok(CollateralSetup {
-        source,
-        cache: Some(cache),
-    })
-}
-
-/// Collateral from one JSON bundle file or a directory of them.
-fn from_files(path: &Path, anchor: &TrustAnchor) -> anyhow::Result<CollateralSetup> {
-    let (files, skipped) =
-        FileCollateral::load(path, anchor).map_err(|e| anyhow::anyhow!("collateral: {e}"))?;
-    for s in skipped {
-        tracing::warn!("collateral bundle skipped: {s}");
-    }
-    let now = UnixTime::now();
-    for b in files.bundles() {
-        if let Err(e) = b.check_fresh(now) {
-            tracing::warn!(fmspc = %b.tcb_info.fmspc, "collateral is not valid now: {e}; connections will be refused");
-        }
-    }
-    Ok(CollateralSetup {
-        source: Arc::new(files),
-        cache: None,
-    })
-}
-
-/// The trust anchor and collateral a config names; collateral only when enclaves need it.
-pub fn trust_and_collateral(config: &Config) -> anyhow::Result<(TrustAnchor, CollateralSetup)> {
-    let anchor = match &config.trust_root {
-        TrustRoot::Builtin => TrustAnchor::intel(),
-        TrustRoot::Pem(path) => TrustAnchor::from_pem(&read(path, "trust root")?)
-            .with_context(|| format!("{} is not a usable root certificate", path.display()))?,
-    };
-    if config.enclaves.is_empty() {
-        let none: Arc<dyn CollateralSource + Send + Sync> = Arc::new(VerifyError::from(
-            crate::collateral::CollateralError::Json("no collateral configured".into()),
-        ));
-        return Ok((
-            anchor,
-            CollateralSetup {
-                source: none,
-                cache: None,
-            },
-        ));
-    }
-    let setup = match &config.collateral {
-        CollateralSpec::File(p) | CollateralSpec::Dir(p) => from_files(p, &anchor)?,
-        CollateralSpec::Pcs => {
-            fetching("pcs", None, config.api_key.clone(), &anchor, config.refresh)?
-        }
-        CollateralSpec::Url(u) => fetching(
-            u,
-            config.pccs_ca.as_deref(),
-            config.api_key.clone(),
-            &anchor,
-            config.refresh,
-        )?,
-    };
-    Ok((anchor, setup))
-}
-
 fn config_check(file: &Path) -> anyhow::Result<ExitCode> {
     let config = match Config::load(file) {
         Ok(c) => c,
@@ -389,6 +305,7 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         CollateralSetup {
             source,
             cache: None,
+            files: None,
         }
     };
     let policy = args.policy();

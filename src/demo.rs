@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::ca::LocalCa;
-use crate::cli::{trust_and_collateral, DemoArgs};
+use crate::cli::DemoArgs;
 use crate::config::{
     default_ca_dir, CollateralSpec, Config, EnclaveConfig, HostPattern, RouteConfig, TrustRoot,
     Unmatched,
@@ -16,6 +16,7 @@ use crate::ids::MrEnclave;
 use crate::policy::EnclavePolicy;
 use crate::proxy::Proxy;
 use crate::ratls::BindingMode;
+use crate::setup::trust_and_collateral;
 use crate::sim::{EnclaveSpec, SimConfig, SimEnclave, SimPki};
 use crate::unix_time::UnixTime;
 

@@ -19,6 +19,7 @@ pub mod quote;
 pub mod ratls;
 pub mod refusal;
 pub mod report;
+pub mod setup;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod tcb;

@@ -612,7 +612,7 @@ mod with_sim {
         );
         let config =
             ratls_proxy::config::Config::from_toml(&text, "t", Path::new("/")).expect("config");
-        let (anchor, setup) = ratls_proxy::cli::trust_and_collateral(&config).expect("setup");
+        let (anchor, setup) = ratls_proxy::setup::trust_and_collateral(&config).expect("setup");
         let ca = ratls_proxy::ca::LocalCa::load_or_create(&config.ca_dir, now).expect("ca");
         let running = Arc::new(ratls_proxy::proxy::Proxy::new(config, &anchor, setup, ca))
             .start()

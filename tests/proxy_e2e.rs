@@ -394,7 +394,7 @@ async fn passthrough_keeps_the_clients_own_validation_and_deny_refuses() {
 async fn library_proxy(env: &Env, entries: &[(&str, SocketAddr)]) -> ratls_proxy::proxy::Running {
     let path = write_config(env, "lib.toml", 0, entries, "");
     let config = Config::load(&path).expect("config");
-    let (anchor, collateral) = ratls_proxy::cli::trust_and_collateral(&config).expect("trust");
+    let (anchor, collateral) = ratls_proxy::setup::trust_and_collateral(&config).expect("trust");
     let ca = LocalCa::load_or_create(&config.ca_dir, env.now).expect("ca");
     Arc::new(Proxy::new(config, &anchor, collateral, ca))
         .start()

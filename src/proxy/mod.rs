@@ -25,9 +25,9 @@ use tokio_rustls::TlsAcceptor;
 use self::refusal::ProxyRefusal;
 use self::upstream::{strip_hop_by_hop, Pool, Target, UpstreamError, CONNECT_TIMEOUT};
 use crate::ca::LocalCa;
-use crate::cli::CollateralSetup;
 use crate::config::{split_host_port, Config, Unmatched};
 use crate::ratls::{CacheStats, RaTlsVerifier, VerdictCache};
+use crate::setup::CollateralSetup;
 use crate::trust::TrustAnchor;
 use crate::unix_time::UnixTime;
 
