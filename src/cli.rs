@@ -36,6 +36,9 @@ pub const EXIT_CANNOT_CHECK: u8 = 2;
 #[derive(Parser, Debug)]
 #[command(name = "ratls-proxy", version, about)]
 pub struct Cli {
+    /// Log format on stderr: `text` (default) or `json` (one object per line).
+    #[arg(long, global = true, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
     /// What to do.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -237,31 +240,58 @@ fn run_proxy(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let (anchor, collateral) = trust_and_collateral(&config)?;
     let ca = LocalCa::load_or_create(&config.ca_dir, UnixTime::now())
         .with_context(|| format!("local CA in {}", config.ca_dir.display()))?;
-    let prefetch = config.prefetch.clone();
     if config.enclaves.is_empty() {
         tracing::warn!("no [[enclave]] configured: every destination is treated as unmatched");
     }
+    let grace = config.shutdown_grace;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let _refresher = collateral.cache.as_ref().map(|cache| {
-            let cache = Arc::clone(cache);
-            tokio::spawn(async move {
-                cache.prefetch(&prefetch).await;
-                cache.spawn_refresher(std::time::Duration::from_secs(10)).await
-            })
-        });
-        let proxy = Arc::new(Proxy::new(config, &anchor, collateral, ca));
+        let mut proxy = Proxy::new(config, &anchor, collateral, ca);
+        if let Some(path) = &args.config {
+            proxy = proxy.with_config_path(path.clone());
+        }
+        let proxy = Arc::new(proxy);
         let running = proxy.start().await.context("cannot bind the listeners")?;
         tracing::info!(ca = %running.proxy.ca().cert_path().display(), "clients must trust this CA for intercepted hosts");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
-            () = running.wait() => {}
+        wait_for_shutdown(&running.proxy).await;
+        tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new connections; waiting for in-flight requests");
+        let left = running.shutdown(grace).await;
+        if left > 0 {
+            tracing::warn!(left, "grace period over; closing what is still running");
         }
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for SIGTERM or Ctrl-C; reloads the configuration on every SIGHUP meanwhile.
+async fn wait_for_shutdown(proxy: &Arc<Proxy>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut hup), Ok(mut term)) = (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::terminate()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    let _ = proxy.reload().await;
+                }
+                _ = term.recv() => return,
+                _ = tokio::signal::ctrl_c() => return,
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {

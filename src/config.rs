@@ -18,6 +18,8 @@ use crate::tcb::TcbStatus;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3128";
 /// Default admin listener.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:3129";
+/// Default time in-flight requests get to finish on shutdown.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Default maximum age of a cached verdict.
 pub const DEFAULT_VERDICT_MAX_AGE: Duration = Duration::from_secs(3600);
 
@@ -223,6 +225,10 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Maximum age of a cached verdict.
     pub verdict_max_age: Duration,
+    /// Add a `Ratls-Attestation` header to responses relayed from enclaves.
+    pub attestation_header: bool,
+    /// How long in-flight requests may take to finish on shutdown.
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Deserialize, Default)]
@@ -232,6 +238,8 @@ struct Raw {
     admin_listen: Option<Spanned<String>>,
     unmatched: Option<Spanned<String>>,
     verdict_max_age_secs: Option<Spanned<u64>>,
+    attestation_header: Option<bool>,
+    shutdown_grace_secs: Option<u64>,
     #[serde(default)]
     ca: RawCa,
     #[serde(default)]
@@ -376,6 +384,8 @@ impl Config {
             enclaves: Vec::new(),
             routes: Vec::new(),
             verdict_max_age: DEFAULT_VERDICT_MAX_AGE,
+            attestation_header: false,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 
@@ -566,6 +576,10 @@ impl Config {
                     enclaves,
                     routes,
                     verdict_max_age,
+                    attestation_header: raw.attestation_header.unwrap_or(false),
+                    shutdown_grace: raw
+                        .shutdown_grace_secs
+                        .map_or(DEFAULT_SHUTDOWN_GRACE, Duration::from_secs),
                 })
             }
             _ => Err(ConfigErrors(c.errors)),

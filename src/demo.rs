@@ -74,7 +74,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let ca = LocalCa::load_or_create(&config.ca_dir, now)?;
         let ca_path = ca.cert_path();
         let proxy = Arc::new(Proxy::new(config, &anchor, collateral, ca));
-        let running = proxy.start().await.with_context(|| format!("cannot listen on {}", args.listen))?;
+        let mut running = proxy.start().await.with_context(|| format!("cannot listen on {}", args.listen))?;
         let p = running.addr;
         let route = running.route_addrs.first().copied();
         let ca = ca_path.display();

@@ -3,6 +3,7 @@
 //! The pure core (`quote`, `collateral` verification, `policy`, `tcb`, `pki`) does no
 //! I/O and reads no clock; time is a parameter. I/O lives in `cli` and `main`.
 
+pub mod admin;
 pub mod appraisal;
 pub mod ca;
 pub mod cli;
@@ -12,6 +13,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod ids;
+pub mod metrics;
 pub mod pki;
 pub mod policy;
 pub mod proxy;

@@ -330,6 +330,21 @@ pub struct FetchStats {
     pub fetches: u64,
     /// Failed attempts (network, status, content, verification).
     pub failures: u64,
+    /// Lookups answered from a snapshot.
+    pub hits: u64,
+    /// Lookups with no snapshot.
+    pub misses: u64,
+}
+
+/// One cached snapshot, for readiness and metrics.
+#[derive(Clone, Debug)]
+pub struct SnapshotInfo {
+    /// Its key.
+    pub key: Key,
+    /// When it was fetched.
+    pub fetched_at: UnixTime,
+    /// The last second it is valid.
+    pub valid_until: UnixTime,
 }
 
 /// Verified collateral by platform, fetched on demand and refreshed in the background.
@@ -343,6 +358,8 @@ pub struct CollateralCache {
     backoff: Mutex<HashMap<Key, (UnixTime, Duration)>>,
     fetches: AtomicU64,
     failures: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
     generations: AtomicU64,
 }
 
@@ -371,6 +388,8 @@ impl CollateralCache {
             backoff: Mutex::new(HashMap::new()),
             fetches: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
             generations: AtomicU64::new(0),
         }
     }
@@ -380,7 +399,25 @@ impl CollateralCache {
         FetchStats {
             fetches: self.fetches.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
         }
+    }
+
+    /// Every snapshot held.
+    pub fn snapshots(&self) -> Vec<SnapshotInfo> {
+        self.snapshots
+            .read()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, s)| SnapshotInfo {
+                        key: *k,
+                        fetched_at: s.fetched_at,
+                        valid_until: s.verified.valid_until(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The key a quote needs, if its PCK certificate names one.
@@ -517,17 +554,19 @@ impl CollateralCache {
             .collect()
     }
 
-    /// Refreshes what is due, every `tick`, until the task is dropped.
-    pub fn spawn_refresher(self: &Arc<Self>, tick: Duration) -> tokio::task::JoinHandle<()> {
-        let cache = Arc::clone(self);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(tick).await;
-                for key in cache.due(UnixTime::now()) {
-                    let _ = cache.ensure(key, true).await;
-                }
+    /// Refreshes what is due, every `tick`, forever (run it as a task; abort to stop).
+    pub async fn refresh_loop(self: Arc<Self>, tick: Duration) {
+        loop {
+            tokio::time::sleep(tick).await;
+            for key in self.due(UnixTime::now()) {
+                let _ = self.ensure(key, true).await;
             }
-        })
+        }
+    }
+
+    /// Spawns [`Self::refresh_loop`].
+    pub fn spawn_refresher(self: &Arc<Self>, tick: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(Arc::clone(self).refresh_loop(tick))
     }
 }
 
@@ -537,8 +576,12 @@ impl CollateralSource for CollateralCache {
             unavailable("the quote's PCK certificate names no FMSPC or PCK CA".into())
         })?;
         match self.snapshot(&key) {
-            Some((v, _)) => Ok(v),
+            Some((v, _)) => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Ok(v)
+            }
             None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
                 if let Ok(mut m) = self.missing.lock() {
                     m.insert(key);
                 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::{Collateral, CollateralError, VerifiedCollateral};
@@ -16,6 +17,8 @@ use crate::trust::TrustAnchor;
 #[derive(Debug, Default)]
 pub struct FileCollateral {
     by_fmspc: HashMap<Fmspc, Arc<VerifiedCollateral>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl FileCollateral {
@@ -60,6 +63,14 @@ impl FileCollateral {
         Ok(())
     }
 
+    /// Lookups answered and lookups with no bundle.
+    pub fn hits_and_misses(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
+
     /// Every loaded bundle.
     pub fn bundles(&self) -> impl Iterator<Item = &Arc<VerifiedCollateral>> {
         self.by_fmspc.values()
@@ -69,7 +80,14 @@ impl FileCollateral {
 impl CollateralSource for FileCollateral {
     fn verified_for(&self, quote: &Quote<'_>) -> Result<Arc<VerifiedCollateral>, VerifyError> {
         let fmspc = pck_fmspc(quote);
-        match fmspc.and_then(|f| self.by_fmspc.get(&f)) {
+        let found = fmspc.and_then(|f| self.by_fmspc.get(&f));
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        match found {
             Some(v) => Ok(Arc::clone(v)),
             None => Err(VerifyError::Collateral(CollateralError::Content {
                 what: "collateral",

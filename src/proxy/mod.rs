@@ -9,7 +9,9 @@ pub mod upstream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,6 +21,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
@@ -26,7 +29,9 @@ use self::refusal::ProxyRefusal;
 use self::upstream::{strip_hop_by_hop, Pool, Target, UpstreamError, CONNECT_TIMEOUT};
 use crate::ca::LocalCa;
 use crate::config::{split_host_port, Config, Unmatched};
+use crate::metrics::{Counting, GaugeGuard, Metrics, Sample};
 use crate::ratls::{CacheStats, RaTlsVerifier, VerdictCache};
+use crate::setup::trust_and_collateral;
 use crate::setup::CollateralSetup;
 use crate::trust::TrustAnchor;
 use crate::unix_time::UnixTime;
@@ -36,6 +41,8 @@ pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 /// How long a client may take to send its request head.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often fetched collateral is checked for refresh.
+pub const REFRESH_TICK: Duration = Duration::from_secs(10);
 /// How long the client's TLS handshake inside a CONNECT may take.
 pub const CLIENT_TLS_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -43,69 +50,33 @@ fn empty() -> ProxyBody {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
-/// Shared proxy state.
-pub struct Proxy {
-    config: Config,
-    ca: LocalCa,
+/// One configuration's worth of state. A reload builds a new one and swaps it in; open
+/// tunnels keep the generation they started with.
+pub struct Generation {
+    /// The configuration.
+    pub config: Config,
     pool: Pool,
-    cache: Arc<VerdictCache>,
+    collateral: CollateralSetup,
+    refresher: Mutex<Option<JoinHandle<()>>>,
 }
 
-impl std::fmt::Debug for Proxy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proxy")
-            .field("listen", &self.config.listen)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A started proxy: its addresses and tasks (stopped on drop).
-pub struct Running {
-    /// The proxy listener's address.
-    pub addr: SocketAddr,
-    /// Each sidecar route's address, in config order.
-    pub route_addrs: Vec<SocketAddr>,
-    /// Shared state (cache counters).
-    pub proxy: Arc<Proxy>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Drop for Running {
+impl Drop for Generation {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
+        if let Ok(mut r) = self.refresher.lock() {
+            if let Some(t) = r.take() {
+                t.abort();
+            }
         }
     }
 }
 
-impl Running {
-    /// Waits until the listeners stop (normally never).
-    pub async fn wait(mut self) {
-        for t in std::mem::take(&mut self.tasks) {
-            let _ = t.await;
-        }
-    }
-}
-
-/// What the access log records about one request.
-#[derive(Default)]
-struct Outcome {
-    host: String,
-    verdict: &'static str,
-    code: Option<String>,
-    mrenclave: Option<String>,
-    upstream: Option<Duration>,
-}
-
-impl Proxy {
-    /// Builds the proxy from a validated config, a trust anchor and a collateral source.
-    pub fn new(
+impl Generation {
+    fn new(
         config: Config,
         anchor: &TrustAnchor,
         collateral: CollateralSetup,
-        ca: LocalCa,
+        cache: &Arc<VerdictCache>,
     ) -> Self {
-        let cache = Arc::new(VerdictCache::new(10_000, config.verdict_max_age));
         let verifiers = config
             .enclaves
             .iter()
@@ -115,47 +86,31 @@ impl Proxy {
                     e.binding,
                     anchor.sha256(),
                     Arc::clone(&collateral.source),
-                    Arc::clone(&cache),
+                    Arc::clone(cache),
                 ))
             })
             .collect();
         Self {
+            pool: Pool::new(verifiers, collateral.cache.clone()),
             config,
-            ca,
-            pool: Pool::new(verifiers, collateral.cache),
-            cache,
+            collateral,
+            refresher: Mutex::new(None),
         }
     }
 
-    /// Verdict cache counters.
-    pub fn cache_stats(&self) -> CacheStats {
-        self.cache.stats()
-    }
-
-    /// The local CA.
-    pub fn ca(&self) -> &LocalCa {
-        &self.ca
-    }
-
-    /// Binds the proxy listener and every sidecar route, and starts serving.
-    pub async fn start(self: Arc<Self>) -> std::io::Result<Running> {
-        let listener = TcpListener::bind(self.config.listen).await?;
-        let addr = listener.local_addr()?;
-        let mut tasks = vec![tokio::spawn(accept_loop(Arc::clone(&self), listener))];
-        let mut route_addrs = Vec::new();
-        for route in &self.config.routes {
-            let l = TcpListener::bind(route.listen).await?;
-            route_addrs.push(l.local_addr()?);
-            let target = self.target(&route.host, route.port, route.enclave);
-            tasks.push(tokio::spawn(route_loop(Arc::clone(&self), l, target)));
+    /// Starts prefetching and background refresh of fetched collateral (needs a runtime).
+    fn start_refresher(&self) {
+        let Some(cache) = self.collateral.cache.clone() else {
+            return;
+        };
+        let prefetch = self.config.prefetch.clone();
+        let task = tokio::spawn(async move {
+            cache.prefetch(&prefetch).await;
+            cache.refresh_loop(REFRESH_TICK).await;
+        });
+        if let Ok(mut r) = self.refresher.lock() {
+            *r = Some(task);
         }
-        tracing::info!(%addr, routes = route_addrs.len(), enclaves = self.config.enclaves.len(), "ratls-proxy listening");
-        Ok(Running {
-            addr,
-            route_addrs,
-            proxy: self,
-            tasks,
-        })
     }
 
     fn target(&self, host: &str, port: u16, enclave: usize) -> Target {
@@ -174,6 +129,410 @@ impl Proxy {
     }
 }
 
+/// Counts in-flight requests and tunnels so shutdown can wait for them.
+#[derive(Debug, Default)]
+struct Drain {
+    active: AtomicUsize,
+    idle: Notify,
+}
+
+struct DrainGuard<'a>(&'a Drain);
+
+impl Drain {
+    fn enter(&self) -> DrainGuard<'_> {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        DrainGuard(self)
+    }
+}
+
+impl Drop for DrainGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Shared proxy state.
+pub struct Proxy {
+    current: RwLock<Arc<Generation>>,
+    config_path: Option<PathBuf>,
+    ca: LocalCa,
+    cache: Arc<VerdictCache>,
+    metrics: Arc<Metrics>,
+    drain: Drain,
+    listening: AtomicBool,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").finish_non_exhaustive()
+    }
+}
+
+/// A started proxy: its addresses and tasks (stopped on drop).
+pub struct Running {
+    /// The proxy listener's address.
+    pub addr: SocketAddr,
+    /// Each sidecar route's address, in config order.
+    pub route_addrs: Vec<SocketAddr>,
+    /// The admin listener's address, if on.
+    pub admin_addr: Option<SocketAddr>,
+    /// Shared state (cache counters).
+    pub proxy: Arc<Proxy>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Running {
+    /// Waits until the listeners stop (normally never).
+    pub async fn wait(&mut self) {
+        for t in std::mem::take(&mut self.tasks) {
+            let _ = t.await;
+        }
+    }
+
+    /// Stops accepting, then waits up to `grace` for in-flight requests and tunnels.
+    /// Returns how many were still running when the grace period ended.
+    pub async fn shutdown(mut self, grace: Duration) -> usize {
+        for t in std::mem::take(&mut self.tasks) {
+            t.abort();
+        }
+        self.proxy.listening.store(false, Ordering::SeqCst);
+        let drain = &self.proxy.drain;
+        let wait = async {
+            loop {
+                let idle = drain.idle.notified();
+                if drain.active.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let _ = tokio::time::timeout(grace, wait).await;
+        drain.active.load(Ordering::SeqCst)
+    }
+}
+
+/// What the access log records about one request.
+#[derive(Default)]
+struct Outcome {
+    host: String,
+    verdict: &'static str,
+    code: Option<String>,
+    mrenclave: Option<String>,
+    upstream: Option<Duration>,
+}
+
+/// Readiness, as `/readyz` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    /// Ready to serve.
+    pub ready: bool,
+    /// Why not (empty when ready).
+    pub reasons: Vec<String>,
+}
+
+impl Proxy {
+    /// Builds the proxy from a validated config, a trust anchor and a collateral source.
+    pub fn new(
+        config: Config,
+        anchor: &TrustAnchor,
+        collateral: CollateralSetup,
+        ca: LocalCa,
+    ) -> Self {
+        let cache = Arc::new(VerdictCache::new(10_000, config.verdict_max_age));
+        let generation = Generation::new(config, anchor, collateral, &cache);
+        Self {
+            current: RwLock::new(Arc::new(generation)),
+            config_path: None,
+            ca,
+            cache,
+            metrics: Arc::new(Metrics::default()),
+            drain: Drain::default(),
+            listening: AtomicBool::new(false),
+        }
+    }
+
+    /// Remembers the file to re-read on reload.
+    pub fn with_config_path(mut self, path: PathBuf) -> Self {
+        self.config_path = Some(path);
+        self
+    }
+
+    /// The configuration in force.
+    pub fn current(&self) -> Arc<Generation> {
+        match self.current.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Verdict cache counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    /// The local CA.
+    pub fn ca(&self) -> &LocalCa {
+        &self.ca
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Re-reads the config file and swaps it in if valid; the old one stays otherwise.
+    /// Listen addresses, routes and the CA directory need a restart to change.
+    pub async fn reload(&self) -> Result<String, String> {
+        let result = self.reload_inner();
+        match &result {
+            Ok(msg) => {
+                self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("configuration reloaded: {msg}");
+            }
+            Err(e) => {
+                self.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("configuration reload rejected, keeping the old one: {e}");
+            }
+        }
+        result
+    }
+
+    fn reload_inner(&self) -> Result<String, String> {
+        let path = self
+            .config_path
+            .as_ref()
+            .ok_or("no configuration file to reload (started without --config)")?;
+        let config = Config::load(path).map_err(|e| e.to_string())?;
+        let (anchor, collateral) = trust_and_collateral(&config).map_err(|e| e.to_string())?;
+        let old = self.current();
+        let mut notes = Vec::new();
+        if config.listen != old.config.listen || config.admin_listen != old.config.admin_listen {
+            notes.push("listen addresses need a restart to change");
+        }
+        if config
+            .routes
+            .iter()
+            .map(|r| r.listen)
+            .ne(old.config.routes.iter().map(|r| r.listen))
+        {
+            notes.push("route listeners need a restart to change");
+        }
+        if config.ca_dir != old.config.ca_dir {
+            notes.push("the CA directory needs a restart to change");
+        }
+        let generation = Generation::new(config, &anchor, collateral, &self.cache);
+        generation.start_refresher();
+        let summary = format!("{} enclave entries", generation.config.enclaves.len());
+        match self.current.write() {
+            Ok(mut g) => *g = Arc::new(generation),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(generation),
+        }
+        // Verdicts were made under the old policies: drop them all.
+        self.cache.clear();
+        Ok(if notes.is_empty() {
+            summary
+        } else {
+            format!("{summary}; {}", notes.join("; "))
+        })
+    }
+
+    /// Whether the proxy can serve: listening, CA loaded (always, once built), and
+    /// collateral for the configured enclaves present and unexpired.
+    pub fn readiness(&self, now: UnixTime) -> Readiness {
+        let mut reasons = Vec::new();
+        if !self.listening.load(Ordering::SeqCst) {
+            reasons.push("listeners are not bound".to_owned());
+        }
+        let g = self.current();
+        if !g.config.enclaves.is_empty() {
+            if let Some(files) = &g.collateral.files {
+                for b in files.bundles() {
+                    if let Err(e) = b.check_fresh(now) {
+                        reasons.push(format!("collateral for FMSPC {}: {e}", b.tcb_info.fmspc));
+                    }
+                }
+            }
+            if let Some(cache) = &g.collateral.cache {
+                let snapshots = cache.snapshots();
+                for f in &g.config.prefetch {
+                    if !snapshots
+                        .iter()
+                        .any(|s| s.key.0 == *f && now <= s.valid_until)
+                    {
+                        reasons.push(format!("no unexpired collateral for FMSPC {f} yet"));
+                    }
+                }
+                for s in snapshots.iter().filter(|s| now > s.valid_until) {
+                    reasons.push(format!(
+                        "collateral for FMSPC {} expired at {}",
+                        s.key.0, s.valid_until
+                    ));
+                }
+            }
+        }
+        Readiness {
+            ready: reasons.is_empty(),
+            reasons,
+        }
+    }
+
+    /// Prometheus text of every metric.
+    pub fn render_metrics(&self, now: UnixTime) -> String {
+        let stats = self.cache.stats();
+        let g = self.current();
+        let mut extra = vec![
+            Sample {
+                name: "ratls_verdict_cache_hits_total",
+                kind: "counter",
+                help: "Verdict cache hits (no quote verification).",
+                values: vec![(Vec::new(), count(stats.hits))],
+            },
+            Sample {
+                name: "ratls_verdict_cache_misses_total",
+                kind: "counter",
+                help: "Verdict cache misses.",
+                values: vec![(Vec::new(), count(stats.misses))],
+            },
+            Sample {
+                name: "ratls_verifications_total",
+                kind: "counter",
+                help: "Full RA-TLS verifications.",
+                values: vec![(Vec::new(), count(stats.verifications))],
+            },
+        ];
+        let (hits, misses) = match (&g.collateral.cache, &g.collateral.files) {
+            (Some(c), _) => (c.stats().hits, c.stats().misses),
+            (None, Some(f)) => f.hits_and_misses(),
+            (None, None) => (0, 0),
+        };
+        extra.push(Sample {
+            name: "ratls_collateral_cache_hits_total",
+            kind: "counter",
+            help: "Collateral lookups answered from a verified snapshot.",
+            values: vec![(Vec::new(), count(hits))],
+        });
+        extra.push(Sample {
+            name: "ratls_collateral_cache_misses_total",
+            kind: "counter",
+            help: "Collateral lookups with no snapshot.",
+            values: vec![(Vec::new(), count(misses))],
+        });
+        if let Some(cache) = &g.collateral.cache {
+            let st = cache.stats();
+            extra.push(Sample {
+                name: "ratls_collateral_fetches_total",
+                kind: "counter",
+                help: "Collateral fetch attempts.",
+                values: vec![(Vec::new(), count(st.fetches))],
+            });
+            extra.push(Sample {
+                name: "ratls_collateral_fetch_failures_total",
+                kind: "counter",
+                help: "Failed collateral fetches.",
+                values: vec![(Vec::new(), count(st.failures))],
+            });
+            let snaps = cache.snapshots();
+            let labels = |s: &crate::collateral::fetch::SnapshotInfo| {
+                vec![
+                    ("fmspc", s.key.0.to_string()),
+                    ("ca", s.key.1.as_str().to_owned()),
+                ]
+            };
+            extra.push(Sample {
+                name: "ratls_collateral_age_seconds",
+                kind: "gauge",
+                help: "Seconds since the collateral snapshot was fetched.",
+                values: snaps
+                    .iter()
+                    .map(|s| (labels(s), secs(now.0.saturating_sub(s.fetched_at.0))))
+                    .collect(),
+            });
+            extra.push(Sample {
+                name: "ratls_collateral_valid_seconds",
+                kind: "gauge",
+                help: "Seconds until the collateral snapshot expires (negative: expired).",
+                values: snaps
+                    .iter()
+                    .map(|s| (labels(s), secs(s.valid_until.0.saturating_sub(now.0))))
+                    .collect(),
+            });
+        }
+        if let Some(files) = &g.collateral.files {
+            extra.push(Sample {
+                name: "ratls_collateral_valid_seconds",
+                kind: "gauge",
+                help: "Seconds until the collateral bundle expires (negative: expired).",
+                values: files
+                    .bundles()
+                    .map(|b| {
+                        (
+                            vec![("fmspc", b.tcb_info.fmspc.to_string())],
+                            secs(b.valid_until().0.saturating_sub(now.0)),
+                        )
+                    })
+                    .collect(),
+            });
+        }
+        self.metrics.render(self.cache.durations(), &extra)
+    }
+
+    /// Binds the proxy listener, every sidecar route and the admin listener, and serves.
+    pub async fn start(self: Arc<Self>) -> std::io::Result<Running> {
+        let g = self.current();
+        g.start_refresher();
+        let listener = TcpListener::bind(g.config.listen).await?;
+        let addr = listener.local_addr()?;
+        let mut tasks = vec![tokio::spawn(accept_loop(Arc::clone(&self), listener))];
+        let mut route_addrs = Vec::new();
+        for route in &g.config.routes {
+            let l = TcpListener::bind(route.listen).await?;
+            route_addrs.push(l.local_addr()?);
+            tasks.push(tokio::spawn(route_loop(Arc::clone(&self), l, route.listen)));
+        }
+        let admin_addr = match g.config.admin_listen {
+            Some(a) => {
+                let l = TcpListener::bind(a).await?;
+                let bound = l.local_addr()?;
+                tasks.push(tokio::spawn(crate::admin::serve(Arc::clone(&self), l)));
+                Some(bound)
+            }
+            None => None,
+        };
+        self.listening.store(true, Ordering::SeqCst);
+        tracing::info!(%addr, admin = ?admin_addr, routes = route_addrs.len(), enclaves = g.config.enclaves.len(), "ratls-proxy listening");
+        Ok(Running {
+            addr,
+            route_addrs,
+            admin_addr,
+            proxy: self,
+            tasks,
+        })
+    }
+}
+
+fn count(v: u64) -> f64 {
+    // Counters stay far below 2^53 in practice; precision loss beyond is acceptable for metrics.
+    #[allow(clippy::cast_precision_loss, clippy::as_conversions)]
+    let f = v as f64;
+    f
+}
+
+fn secs(v: i64) -> f64 {
+    #[allow(clippy::cast_precision_loss, clippy::as_conversions)]
+    let f = v as f64;
+    f
+}
+
 async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener) {
     loop {
         let (tcp, client) = match listener.accept().await {
@@ -187,8 +546,10 @@ async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener) {
         let _ = tcp.set_nodelay(true);
         let proxy = Arc::clone(&proxy);
         tokio::spawn(async move {
+            let _open = GaugeGuard::new(&proxy.metrics.client_connections);
+            let p = Arc::clone(&proxy);
             let service = hyper::service::service_fn(move |req| {
-                let proxy = Arc::clone(&proxy);
+                let proxy = Arc::clone(&p);
                 async move { Ok::<_, Infallible>(handle(proxy, client, req).await) }
             });
             let served = hyper::server::conn::http1::Builder::new()
@@ -204,7 +565,7 @@ async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener) {
     }
 }
 
-async fn route_loop(proxy: Arc<Proxy>, listener: TcpListener, target: Target) {
+async fn route_loop(proxy: Arc<Proxy>, listener: TcpListener, listen: SocketAddr) {
     loop {
         let Ok((tcp, client)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -212,10 +573,30 @@ async fn route_loop(proxy: Arc<Proxy>, listener: TcpListener, target: Target) {
         };
         let _ = tcp.set_nodelay(true);
         let proxy = Arc::clone(&proxy);
-        let target = target.clone();
         tokio::spawn(async move {
+            let _open = GaugeGuard::new(&proxy.metrics.client_connections);
+            let p = Arc::clone(&proxy);
             let service = hyper::service::service_fn(move |req| {
-                relay_logged(Arc::clone(&proxy), target.clone(), client, req)
+                let proxy = Arc::clone(&p);
+                async move {
+                    // Routes follow reloads: look the route up in the generation in force.
+                    let g = proxy.current();
+                    let route = g
+                        .config
+                        .routes
+                        .iter()
+                        .find(|r| r.listen == listen)
+                        .map(|r| g.target(&r.host, r.port, r.enclave));
+                    match route {
+                        Some(target) => relay_logged(proxy, g, target, client, req).await,
+                        None => Ok(refuse(
+                            &proxy,
+                            ProxyRefusal::Unreachable("this route was removed by a reload".into()),
+                            "-",
+                        )
+                        .0),
+                    }
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -227,6 +608,7 @@ async fn route_loop(proxy: Arc<Proxy>, listener: TcpListener, target: Target) {
 }
 
 fn access_log(
+    proxy: &Proxy,
     client: SocketAddr,
     o: &Outcome,
     method: &Method,
@@ -234,6 +616,9 @@ fn access_log(
     status: StatusCode,
     start: Instant,
 ) {
+    proxy
+        .metrics
+        .request(&o.host, o.verdict, o.code.as_deref().unwrap_or("-"));
     tracing::info!(
         target: "ratls_proxy::access",
         %client,
@@ -255,6 +640,7 @@ async fn handle(
     client: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    let _inflight = proxy.drain.enter();
     let start = Instant::now();
     let method = req.method().clone();
     let path = if method == Method::CONNECT {
@@ -262,16 +648,25 @@ async fn handle(
     } else {
         req.uri().path().to_owned()
     };
+    let g = proxy.current();
     let (resp, outcome) = if method == Method::CONNECT {
-        connect(proxy, client, req).await
+        connect(Arc::clone(&proxy), g, client, req).await
     } else {
-        forward(&proxy, req).await
+        forward(&proxy, &g, req).await
     };
-    access_log(client, &outcome, &method, &path, resp.status(), start);
+    access_log(
+        &proxy,
+        client,
+        &outcome,
+        &method,
+        &path,
+        resp.status(),
+        start,
+    );
     resp
 }
 
-fn refuse(refusal: ProxyRefusal, host: &str) -> (Response<ProxyBody>, Outcome) {
+fn refuse(_proxy: &Proxy, refusal: ProxyRefusal, host: &str) -> (Response<ProxyBody>, Outcome) {
     if let ProxyRefusal::Attestation(r) = &refusal {
         tracing::warn!(host, code = %r.code, reasons = ?r.reasons, "attestation refused");
     }
@@ -299,44 +694,48 @@ fn from_upstream(e: UpstreamError) -> ProxyRefusal {
 /// CONNECT: intercept enclave hosts after attestation; pass through or deny the rest.
 async fn connect(
     proxy: Arc<Proxy>,
+    g: Arc<Generation>,
     client: SocketAddr,
     req: Request<Incoming>,
 ) -> (Response<ProxyBody>, Outcome) {
     let Some(authority) = req.uri().authority().cloned() else {
         return refuse(
+            &proxy,
             ProxyRefusal::BadRequest("CONNECT needs host:port".into()),
             "-",
         );
     };
     if authority.port_u16().is_none() {
         return refuse(
+            &proxy,
             ProxyRefusal::BadRequest(format!("CONNECT {authority}: a port is required")),
             authority.as_str(),
         );
     }
     let (host, port) = match split_host_port(authority.as_str(), 443) {
         Ok(hp) => hp,
-        Err(e) => return refuse(ProxyRefusal::BadRequest(e), authority.as_str()),
+        Err(e) => return refuse(&proxy, ProxyRefusal::BadRequest(e), authority.as_str()),
     };
 
-    let Some((enclave, _)) = proxy.config.enclave_for(&host, port) else {
-        return match proxy.config.unmatched {
+    let Some((enclave, _)) = g.config.enclave_for(&host, port) else {
+        return match g.config.unmatched {
             Unmatched::Deny => refuse(
+                &proxy,
                 ProxyRefusal::DestinationDenied(format!(
                     "{host}:{port} is not a configured enclave host and unmatched = \"deny\""
                 )),
                 &host,
             ),
-            Unmatched::Passthrough => tunnel(req, &host, port).await,
+            Unmatched::Passthrough => tunnel(&proxy, req, &host, port).await,
         };
     };
 
-    let target = proxy.target(&host, port, enclave);
+    let target = g.target(&host, port, enclave);
     let started = Instant::now();
     // The attested connection and its verdict come before any answer to the client.
-    let conn = match proxy.pool.checkout(&target).await {
+    let conn = match g.pool.checkout(&target, &proxy.metrics).await {
         Ok(c) => c,
-        Err(e) => return refuse(from_upstream(e), &host),
+        Err(e) => return refuse(&proxy, from_upstream(e), &host),
     };
     // Mirror upstream's protocol, with HTTP/1.1 as a fallback: requests are relayed, not
     // bytes, so an HTTP/1.1-only client still works in front of an HTTP/2 enclave.
@@ -352,17 +751,19 @@ async fn connect(
         mrenclave: mrenclave_of(conn.verdict()),
         upstream: Some(started.elapsed()),
     };
-    proxy.pool.checkin(&target, conn);
+    g.pool.checkin(&target, conn);
     let tls = match proxy.ca.server_config(&host, alpn, UnixTime::now()) {
         Ok(t) => t,
         Err(e) => {
             return refuse(
+                &proxy,
                 ProxyRefusal::Internal(format!("cannot mint a certificate for {host}: {e}")),
                 &host,
             )
         }
     };
     tokio::spawn(async move {
+        let _tunnel = proxy.drain.enter();
         let upgraded = match hyper::upgrade::on(req).await {
             Ok(u) => u,
             Err(e) => {
@@ -386,8 +787,16 @@ async fn connect(
                 return;
             }
         };
+        // The tunnel's own traffic does not hold shutdown open while idle; its requests do.
+        drop(_tunnel);
+        let p = Arc::clone(&proxy);
         let service = hyper::service::service_fn(move |req| {
-            relay_logged(Arc::clone(&proxy), target.clone(), client, req)
+            let proxy = Arc::clone(&p);
+            let (g, target) = (Arc::clone(&g), target.clone());
+            async move {
+                let _inflight = proxy.drain.enter();
+                relay_logged(Arc::clone(&proxy), g, target, client, req).await
+            }
         });
         let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
             .serve_connection(TokioIo::new(stream), service)
@@ -404,16 +813,41 @@ fn mrenclave_of(v: &crate::ratls::cache::CachedVerdict) -> Option<String> {
         .map(|q| q.identity.mrenclave.to_string())
 }
 
+/// The optional header that tells the client what was verified.
+fn attestation_header(v: &crate::ratls::cache::CachedVerdict) -> Option<http::HeaderValue> {
+    let a = &v.appraisal.appraisal;
+    let q = a.quote.as_ref()?;
+    let tcb = a.tcb.as_ref()?;
+    let binding = v.appraisal.binding.map_or("-", |b| b.as_str());
+    http::HeaderValue::from_str(&format!(
+        "mrenclave={}; mrsigner={}; isv_prod_id={}; isv_svn={}; tcb={}; binding={binding}; verified_at={}",
+        q.identity.mrenclave,
+        q.identity.mrsigner,
+        q.identity.isv_prod_id,
+        q.identity.isv_svn,
+        tcb.status,
+        a.verified_at.to_rfc3339()
+    ))
+    .ok()
+}
+
 /// Sends one request over an attested connection to `target` and returns its response.
 async fn relay(
     proxy: &Proxy,
+    g: &Generation,
     target: &Target,
     req: Request<ProxyBody>,
 ) -> (Response<ProxyBody>, Outcome) {
     let started = Instant::now();
-    match proxy.pool.send(target, req).await {
+    let req = req.map(|b| Counting::new(b, Arc::clone(&proxy.metrics.bytes_to_upstreams)).boxed());
+    match g.pool.send(target, req, &proxy.metrics).await {
         Ok((mut resp, verdict)) => {
             strip_hop_by_hop(resp.headers_mut());
+            if g.config.attestation_header {
+                if let Some(v) = attestation_header(&verdict) {
+                    resp.headers_mut().insert("ratls-attestation", v);
+                }
+            }
             let outcome = Outcome {
                 host: target.host.clone(),
                 verdict: "accepted",
@@ -421,23 +855,36 @@ async fn relay(
                 mrenclave: mrenclave_of(&verdict),
                 upstream: Some(started.elapsed()),
             };
-            (resp.map(BodyExt::boxed), outcome)
+            let counter = Arc::clone(&proxy.metrics.bytes_to_clients);
+            (
+                resp.map(|b| Counting::new(b.boxed(), counter).boxed()),
+                outcome,
+            )
         }
-        Err(e) => refuse(from_upstream(e), &target.host),
+        Err(e) => refuse(proxy, from_upstream(e), &target.host),
     }
 }
 
 /// One request inside an intercepted tunnel or on a sidecar route: relay and log it.
 async fn relay_logged(
     proxy: Arc<Proxy>,
+    g: Arc<Generation>,
     target: Target,
     client: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-    let (resp, outcome) = relay(&proxy, &target, req.map(BodyExt::boxed)).await;
-    access_log(client, &outcome, &method, &path, resp.status(), start);
+    let (resp, outcome) = relay(&proxy, &g, &target, req.map(BodyExt::boxed)).await;
+    access_log(
+        &proxy,
+        client,
+        &outcome,
+        &method,
+        &path,
+        resp.status(),
+        start,
+    );
     Ok(resp)
 }
 
@@ -451,7 +898,12 @@ fn dial_addr(host: &str, port: u16) -> String {
 }
 
 /// A plain CONNECT tunnel to a non-enclave destination.
-async fn tunnel(req: Request<Incoming>, host: &str, port: u16) -> (Response<ProxyBody>, Outcome) {
+async fn tunnel(
+    proxy: &Arc<Proxy>,
+    req: Request<Incoming>,
+    host: &str,
+    port: u16,
+) -> (Response<ProxyBody>, Outcome) {
     let dial = dial_addr(host, port);
     let started = Instant::now();
     let mut upstream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&dial)).await
@@ -459,12 +911,14 @@ async fn tunnel(req: Request<Incoming>, host: &str, port: u16) -> (Response<Prox
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             return refuse(
+                proxy,
                 ProxyRefusal::Unreachable(format!("cannot connect to {dial}: {e}")),
                 host,
             )
         }
         Err(_) => {
             return refuse(
+                proxy,
                 ProxyRefusal::Timeout(format!(
                     "no connection to {dial} within {}s",
                     CONNECT_TIMEOUT.as_secs()
@@ -474,9 +928,20 @@ async fn tunnel(req: Request<Incoming>, host: &str, port: u16) -> (Response<Prox
         }
     };
     let _ = upstream.set_nodelay(true);
+    let p = Arc::clone(proxy);
     tokio::spawn(async move {
+        let _tunnel = p.drain.enter();
         if let Ok(upgraded) = hyper::upgrade::on(req).await {
-            let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(upgraded), &mut upstream).await;
+            if let Ok((up, down)) =
+                tokio::io::copy_bidirectional(&mut TokioIo::new(upgraded), &mut upstream).await
+            {
+                p.metrics
+                    .bytes_to_upstreams
+                    .fetch_add(up, Ordering::Relaxed);
+                p.metrics
+                    .bytes_to_clients
+                    .fetch_add(down, Ordering::Relaxed);
+            }
         }
     });
     let outcome = Outcome {
@@ -489,16 +954,22 @@ async fn tunnel(req: Request<Incoming>, host: &str, port: u16) -> (Response<Prox
 }
 
 /// Absolute-form requests: originate attested TLS to enclave hosts; forward or deny the rest.
-async fn forward(proxy: &Proxy, req: Request<Incoming>) -> (Response<ProxyBody>, Outcome) {
+async fn forward(
+    proxy: &Proxy,
+    g: &Generation,
+    req: Request<Incoming>,
+) -> (Response<ProxyBody>, Outcome) {
     let uri = req.uri().clone();
     let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
         return refuse(
+            proxy,
             ProxyRefusal::BadRequest("this is a forward proxy: send an absolute-form request (http://host/path) or CONNECT".into()),
             "-",
         );
     };
     if scheme != "http" {
         return refuse(
+            proxy,
             ProxyRefusal::BadRequest(format!(
                 "scheme `{scheme}` is not supported: use CONNECT for https"
             )),
@@ -508,27 +979,29 @@ async fn forward(proxy: &Proxy, req: Request<Incoming>) -> (Response<ProxyBody>,
     let explicit_port = authority.port_u16();
     let (host, _) = match split_host_port(authority.as_str(), 80) {
         Ok(hp) => hp,
-        Err(e) => return refuse(ProxyRefusal::BadRequest(e), authority.as_str()),
+        Err(e) => return refuse(proxy, ProxyRefusal::BadRequest(e), authority.as_str()),
     };
     // An enclave host named over http:// gets attested TLS to the given port, 443 if none.
     let enclave_port = explicit_port.unwrap_or(443);
-    if let Some((enclave, _)) = proxy.config.enclave_for(&host, enclave_port) {
-        let target = proxy.target(&host, enclave_port, enclave);
-        return relay(proxy, &target, req.map(BodyExt::boxed)).await;
+    if let Some((enclave, _)) = g.config.enclave_for(&host, enclave_port) {
+        let target = g.target(&host, enclave_port, enclave);
+        return relay(proxy, g, &target, req.map(BodyExt::boxed)).await;
     }
-    match proxy.config.unmatched {
+    match g.config.unmatched {
         Unmatched::Deny => refuse(
+            proxy,
             ProxyRefusal::RequestDenied(format!(
                 "{host} is not a configured enclave host and unmatched = \"deny\""
             )),
             &host,
         ),
-        Unmatched::Passthrough => plain_http(req, &host, explicit_port.unwrap_or(80)).await,
+        Unmatched::Passthrough => plain_http(proxy, req, &host, explicit_port.unwrap_or(80)).await,
     }
 }
 
 /// Forwards a plain HTTP request to a non-enclave destination.
 async fn plain_http(
+    proxy: &Proxy,
     mut req: Request<Incoming>,
     host: &str,
     port: u16,
@@ -539,12 +1012,14 @@ async fn plain_http(
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             return refuse(
+                proxy,
                 ProxyRefusal::Unreachable(format!("cannot connect to {dial}: {e}")),
                 host,
             )
         }
         Err(_) => {
             return refuse(
+                proxy,
                 ProxyRefusal::Timeout(format!("no connection to {dial}")),
                 host,
             )
@@ -552,7 +1027,13 @@ async fn plain_http(
     };
     let (mut send, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await {
         Ok(x) => x,
-        Err(e) => return refuse(ProxyRefusal::Unreachable(format!("{dial}: {e}")), host),
+        Err(e) => {
+            return refuse(
+                proxy,
+                ProxyRefusal::Unreachable(format!("{dial}: {e}")),
+                host,
+            )
+        }
     };
     tokio::spawn(conn);
     strip_hop_by_hop(req.headers_mut());
@@ -576,6 +1057,10 @@ async fn plain_http(
             };
             (resp.map(BodyExt::boxed), outcome)
         }
-        Err(e) => refuse(ProxyRefusal::Unreachable(format!("{dial}: {e}")), host),
+        Err(e) => refuse(
+            proxy,
+            ProxyRefusal::Unreachable(format!("{dial}: {e}")),
+            host,
+        ),
     }
 }

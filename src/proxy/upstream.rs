@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::ProxyBody;
 use crate::collateral::fetch::CollateralCache;
+use crate::metrics::Metrics;
 use crate::ratls::cache::CachedVerdict;
 use crate::ratls::client::{connect, ConnectError};
 use crate::ratls::RaTlsVerifier;
@@ -127,7 +128,11 @@ impl Pool {
     }
 
     /// A usable idle connection, or a newly dialed and attested one.
-    pub async fn checkout(&self, target: &Target) -> Result<Conn, UpstreamError> {
+    pub async fn checkout(
+        &self,
+        target: &Target,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Conn, UpstreamError> {
         let now = UnixTime::now();
         if let Ok(mut idle) = self.idle.lock() {
             if let Some(list) = idle.get_mut(target) {
@@ -150,7 +155,7 @@ impl Pool {
                 }
             }
         }
-        self.dial(target).await
+        self.dial(target, metrics).await
     }
 
     /// Returns a connection for reuse.
@@ -173,13 +178,15 @@ impl Pool {
         }
     }
 
-    async fn dial(&self, target: &Target) -> Result<Conn, UpstreamError> {
-        match self.dial_once(target).await {
+    async fn dial(&self, target: &Target, metrics: &Arc<Metrics>) -> Result<Conn, UpstreamError> {
+        match self.dial_once(target, metrics).await {
             // The first connection to a platform names collateral nobody fetched yet: fetch it
             // (coalesced with concurrent dials) and try once more. No byte was sent upstream.
             Err(UpstreamError::Refused(r)) if r.code == RefusalCode::CollateralUnavailable => {
                 match &self.collateral {
-                    Some(cache) if cache.fetch_missing().await > 0 => self.dial_once(target).await,
+                    Some(cache) if cache.fetch_missing().await > 0 => {
+                        self.dial_once(target, metrics).await
+                    }
                     _ => Err(UpstreamError::Refused(r)),
                 }
             }
@@ -187,7 +194,11 @@ impl Pool {
         }
     }
 
-    async fn dial_once(&self, target: &Target) -> Result<Conn, UpstreamError> {
+    async fn dial_once(
+        &self,
+        target: &Target,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Conn, UpstreamError> {
         let verifier = self
             .verifiers
             .get(target.enclave)
@@ -227,13 +238,21 @@ impl Pool {
                         target.dial
                     ))
                 })?;
-            tokio::spawn(conn);
+            let open = UpstreamOpen::new(metrics);
+            tokio::spawn(async move {
+                let _open = open;
+                let _ = conn.await;
+            });
             Sender::H2(s)
         } else {
             let (s, conn) = http1::handshake(io).await.map_err(|e| {
                 UpstreamError::Unreachable(format!("HTTP/1.1 handshake with {}: {e}", target.dial))
             })?;
-            tokio::spawn(conn);
+            let open = UpstreamOpen::new(metrics);
+            tokio::spawn(async move {
+                let _open = open;
+                let _ = conn.await;
+            });
             Sender::H1(s)
         };
         Ok(Conn {
@@ -248,8 +267,9 @@ impl Pool {
         &self,
         target: &Target,
         req: Request<ProxyBody>,
+        metrics: &Arc<Metrics>,
     ) -> Result<(Response<Incoming>, Arc<CachedVerdict>), UpstreamError> {
-        let mut conn = self.checkout(target).await?;
+        let mut conn = self.checkout(target, metrics).await?;
         let req = prepare(req, target, conn.is_h2());
         let result = match &mut conn.sender {
             Sender::H1(s) => match s.ready().await {
@@ -272,6 +292,26 @@ impl Pool {
                 target.dial
             ))),
         }
+    }
+}
+
+/// Counts an open upstream connection while its driver task lives.
+struct UpstreamOpen(Arc<Metrics>);
+
+impl UpstreamOpen {
+    fn new(metrics: &Arc<Metrics>) -> Self {
+        metrics
+            .upstream_connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(Arc::clone(metrics))
+    }
+}
+
+impl Drop for UpstreamOpen {
+    fn drop(&mut self) {
+        self.0
+            .upstream_connections
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

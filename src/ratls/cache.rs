@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::appraise::CertAppraisal;
 use crate::ids::CertSha256;
+use crate::metrics::Histogram;
 use crate::unix_time::UnixTime;
 
 /// Identifies a policy (and binding mode and trust root): verdicts under another policy never match.
@@ -53,6 +54,7 @@ pub struct VerdictCache {
     hits: AtomicU64,
     misses: AtomicU64,
     verifications: AtomicU64,
+    durations: Histogram,
 }
 
 impl VerdictCache {
@@ -67,6 +69,7 @@ impl VerdictCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             verifications: AtomicU64::new(0),
+            durations: Histogram::default(),
         }
     }
 
@@ -90,9 +93,15 @@ impl VerdictCache {
         hit
     }
 
-    /// Records one full verification (hit or not, for the counters).
-    pub fn count_verification(&self) {
+    /// Records one full verification and how long it took.
+    pub fn count_verification(&self, took: Duration) {
         self.verifications.fetch_add(1, Ordering::Relaxed);
+        self.durations.observe(took);
+    }
+
+    /// Durations of full verifications.
+    pub fn durations(&self) -> &Histogram {
+        &self.durations
     }
 
     /// Stores an accepted appraisal; refusals are ignored (never cached).

@@ -140,7 +140,7 @@ impl RaTlsVerifier {
                 return Ok(hit);
             }
         }
-        self.cache.count_verification();
+        let started = std::time::Instant::now();
         let appraisal = appraise_certificate(
             leaf_der,
             self.collateral.as_ref(),
@@ -148,6 +148,7 @@ impl RaTlsVerifier {
             self.mode,
             now,
         );
+        self.cache.count_verification(started.elapsed());
         match self.cache.insert_accepted(self.policy_id, &appraisal, now) {
             Some(entry) => Ok(entry),
             None => Err(RaTlsRefused(Box::new(appraisal))),

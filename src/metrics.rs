@@ -1,0 +1,274 @@
+//! Metrics in Prometheus text format, without a metrics framework: a few counters, gauges
+//! and one histogram, rendered by the admin listener. Label values that come from the
+//! network (hosts) are capped so a client cannot grow the registry without bound.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+
+/// Distinct host label values kept; further hosts are counted as `other`.
+pub const MAX_HOST_LABELS: usize = 1000;
+
+/// Upper bounds (seconds) of the verification duration histogram.
+pub const BUCKETS: [f64; 10] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
+];
+
+/// A latency histogram with fixed buckets.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        for (bound, count) in BUCKETS.iter().zip(&self.counts) {
+            if secs <= *bound {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (bound, count) in BUCKETS.iter().zip(&self.counts) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        let n = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {n}");
+        let sum = Duration::from_nanos(self.sum_nanos.load(Ordering::Relaxed)).as_secs_f64();
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {n}");
+    }
+}
+
+/// The proxy's own counters and gauges.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, &'static str, String), u64>>,
+    /// Open client connections.
+    pub client_connections: AtomicI64,
+    /// Open attested upstream connections.
+    pub upstream_connections: AtomicI64,
+    /// Body and tunnel bytes sent to clients.
+    pub bytes_to_clients: Arc<AtomicU64>,
+    /// Body and tunnel bytes sent upstream.
+    pub bytes_to_upstreams: Arc<AtomicU64>,
+    /// Successful reloads.
+    pub reloads: AtomicU64,
+    /// Rejected reloads.
+    pub reload_failures: AtomicU64,
+}
+
+/// A gauge increment undone on drop.
+pub struct GaugeGuard<'a>(&'a AtomicI64);
+
+impl<'a> GaugeGuard<'a> {
+    /// Increments `gauge` until the guard drops.
+    pub fn new(gauge: &'a AtomicI64) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Self(gauge)
+    }
+}
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Escapes a label value.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// One line of extra metrics rendered by the caller (cache and collateral state).
+pub struct Sample {
+    /// Metric name.
+    pub name: &'static str,
+    /// `counter` or `gauge`.
+    pub kind: &'static str,
+    /// Help text.
+    pub help: &'static str,
+    /// Label pairs and values.
+    pub values: Vec<(Vec<(&'static str, String)>, f64)>,
+}
+
+impl Metrics {
+    /// Counts one request.
+    pub fn request(&self, host: &str, verdict: &'static str, code: &str) {
+        if let Ok(mut map) = self.requests.lock() {
+            let distinct_hosts = map
+                .keys()
+                .map(|k| k.0.as_str())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
+            let known = map.keys().any(|k| k.0 == host);
+            let host = if known || distinct_hosts < MAX_HOST_LABELS {
+                host
+            } else {
+                "other"
+            };
+            *map.entry((host.to_owned(), verdict, code.to_owned()))
+                .or_insert(0) += 1;
+        }
+    }
+
+    /// Prometheus text for these metrics, the verification histogram and `extra` samples.
+    pub fn render(&self, verification: &Histogram, extra: &[Sample]) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP ratls_requests_total Requests by destination host, verdict and refusal code.\n# TYPE ratls_requests_total counter"
+        );
+        if let Ok(map) = self.requests.lock() {
+            for ((host, verdict, code), n) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "ratls_requests_total{{host=\"{}\",verdict=\"{verdict}\",code=\"{}\"}} {n}",
+                    label(host),
+                    label(code)
+                );
+            }
+        }
+        let gauges: [(&str, &str, i64); 2] = [
+            (
+                "ratls_client_connections",
+                "Open client connections.",
+                self.client_connections.load(Ordering::Relaxed),
+            ),
+            (
+                "ratls_upstream_connections",
+                "Open attested upstream connections.",
+                self.upstream_connections.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, v) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ratls_bytes_relayed_total Bytes relayed.\n# TYPE ratls_bytes_relayed_total counter\nratls_bytes_relayed_total{{direction=\"to_client\"}} {}\nratls_bytes_relayed_total{{direction=\"to_upstream\"}} {}",
+            self.bytes_to_clients.load(Ordering::Relaxed),
+            self.bytes_to_upstreams.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ratls_reloads_total Configuration reloads by result.\n# TYPE ratls_reloads_total counter\nratls_reloads_total{{result=\"ok\"}} {}\nratls_reloads_total{{result=\"rejected\"}} {}",
+            self.reloads.load(Ordering::Relaxed),
+            self.reload_failures.load(Ordering::Relaxed)
+        );
+        verification.render(
+            "ratls_verification_duration_seconds",
+            "Full RA-TLS verifications (verdict cache misses) by duration.",
+            &mut out,
+        );
+        for s in extra {
+            let _ = writeln!(
+                out,
+                "# HELP {} {}\n# TYPE {} {}",
+                s.name, s.help, s.name, s.kind
+            );
+            for (labels, v) in &s.values {
+                let l: Vec<String> = labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
+                    .collect();
+                if l.is_empty() {
+                    let _ = writeln!(out, "{} {v}", s.name);
+                } else {
+                    let _ = writeln!(out, "{}{{{}}} {v}", s.name, l.join(","));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A body that adds the length of every data frame to a counter.
+pub struct Counting<B> {
+    inner: B,
+    counter: Arc<AtomicU64>,
+}
+
+impl<B> Counting<B> {
+    /// Wraps `inner`.
+    pub fn new(inner: B, counter: Arc<AtomicU64>) -> Self {
+        Self { inner, counter }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Counting<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.counter.fetch_add(
+                    u64::try_from(data.len()).unwrap_or(u64::MAX),
+                    Ordering::Relaxed,
+                );
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_parseable_text_and_caps_host_labels() {
+        let m = Metrics::default();
+        for i in 0..(MAX_HOST_LABELS + 5) {
+            m.request(&format!("h{i}.example"), "passthrough", "-");
+        }
+        m.request("h0.example", "passthrough", "-");
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(300));
+        let text = m.render(&h, &[]);
+        assert!(text
+            .contains("ratls_requests_total{host=\"other\",verdict=\"passthrough\",code=\"-\"} 5"));
+        assert!(text.contains(
+            "ratls_requests_total{host=\"h0.example\",verdict=\"passthrough\",code=\"-\"} 2"
+        ));
+        assert!(text.contains("ratls_verification_duration_seconds_bucket{le=\"0.0005\"} 1"));
+        assert!(text.contains("ratls_verification_duration_seconds_bucket{le=\"0.00025\"} 0"));
+        assert!(text.contains("ratls_verification_duration_seconds_count 1"));
+    }
+}
