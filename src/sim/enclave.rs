@@ -259,7 +259,20 @@ impl SimEnclave {
                         if log {
                             println!("{} {}", req.method(), req.uri().path());
                         }
+                        // `/slow?ms=N` answers after N ms (at most 10 s), for shutdown tests.
+                        let delay = (req.uri().path() == "/slow")
+                            .then(|| {
+                                req.uri()
+                                    .query()
+                                    .and_then(|q| q.strip_prefix("ms="))
+                                    .and_then(|v| v.parse::<u64>().ok())
+                            })
+                            .flatten()
+                            .map(|ms| std::time::Duration::from_millis(ms.min(10_000)));
                         async move {
+                            if let Some(d) = delay {
+                                tokio::time::sleep(d).await;
+                            }
                             Ok::<_, Infallible>(
                                 Response::builder()
                                     .header("content-type", "application/json")

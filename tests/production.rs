@@ -1,0 +1,616 @@
+//! Running it in production: `/metrics` parsed and moving, `/readyz` following collateral,
+//! reload by SIGHUP and `POST /reload` (new policy for new connections, open connections keep
+//! serving, invalid config rejected), graceful SIGTERM, JSON logs, the attestation header.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ratls_proxy::ids::MrEnclave;
+use ratls_proxy::sim::{SimConfig, SimEnclave, SimPki};
+use ratls_proxy::unix_time::UnixTime;
+use serde_json::Value;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+const TRUSTED: &str = "e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1";
+const OTHER: &str = "0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b";
+
+struct Env {
+    dir: PathBuf,
+    pki: SimPki,
+    now: UnixTime,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn env() -> Env {
+    let dir = std::env::temp_dir().join(format!(
+        "ratls-prod-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let now = UnixTime::now();
+    let pki = SimPki::load_or_create(&dir.join("pki"), now).expect("pki");
+    Env { dir, pki, now }
+}
+
+async fn sim(env: &Env, mrenclave: MrEnclave) -> SimEnclave {
+    let mut c = SimConfig::default();
+    c.spec.mrenclave = mrenclave;
+    SimEnclave::start(&env.pki, c, "127.0.0.1:0".parse().expect("addr"), env.now)
+        .await
+        .expect("sim")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+struct Ports {
+    proxy: u16,
+    admin: u16,
+}
+
+fn config_text(
+    env: &Env,
+    ports: &Ports,
+    collateral: &Path,
+    entries: &[(&str, std::net::SocketAddr, &str)],
+    extra: &str,
+) -> String {
+    let mut text = format!(
+        "listen = \"127.0.0.1:{}\"\nadmin_listen = \"127.0.0.1:{}\"\nshutdown_grace_secs = 10\n{extra}\n[ca]\ndir = \"{}\"\n[trust]\nroot_ca = \"{}\"\n[collateral]\nsource = \"{}\"\n",
+        ports.proxy,
+        ports.admin,
+        env.dir.join("ca").display(),
+        env.dir.join("pki/root.pem").display(),
+        collateral.display(),
+    );
+    for (host, addr, mrenclave) in entries {
+        text.push_str(&format!("\n[[enclave]]\nhosts = [\"{host}\"]\nmrenclave = [\"{mrenclave}\"]\nconnect_to = \"{addr}\"\n"));
+    }
+    text
+}
+
+struct Binary {
+    child: Child,
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Binary {
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(ok.success());
+    }
+}
+
+async fn start(config: &Path, ports: &Ports, json_logs: bool) -> Binary {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"));
+    if json_logs {
+        cmd.args(["--log-format", "json"]);
+    }
+    let child = cmd
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(if json_logs {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .spawn()
+        .expect("starts");
+    let b = Binary { child };
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", ports.admin))
+            .await
+            .is_ok()
+        {
+            return b;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("proxy did not start");
+}
+
+async fn curl(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "15"])
+            .args(&args)
+            .env_remove("http_proxy")
+            .env_remove("https_proxy")
+            .output()
+            .expect("curl")
+    })
+    .await
+    .expect("join")
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| (*x).to_owned()).collect()
+}
+
+/// `name{labels}` → value, from Prometheus text.
+fn parse_metrics(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (k, v) = l
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("bad metrics line {l}"));
+            (
+                k.to_owned(),
+                v.parse::<f64>()
+                    .unwrap_or_else(|_| panic!("bad value in {l}")),
+            )
+        })
+        .collect()
+}
+
+async fn metrics(ports: &Ports) -> HashMap<String, f64> {
+    let out = curl(s(&[&format!("http://127.0.0.1:{}/metrics", ports.admin)])).await;
+    parse_metrics(&String::from_utf8_lossy(&out.stdout))
+}
+
+async fn status_and_body(args: Vec<String>) -> (u16, String) {
+    let mut a = s(&["-o", "-", "-w", "\n%{http_code}"]);
+    a.extend(args);
+    let out = curl(a).await;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_as_requests_are_accepted_and_refused() {
+    let env = env();
+    let good = sim(&env, MrEnclave([0xe1; 32])).await;
+    let other = sim(&env, MrEnclave([0x0b; 32])).await;
+    let ports = Ports {
+        proxy: free_port(),
+        admin: free_port(),
+    };
+    let config = env.dir.join("p.toml");
+    let text = config_text(
+        &env,
+        &ports,
+        &env.dir.join("pki/collateral.json"),
+        &[
+            ("good.test", good.addr(), TRUSTED),
+            ("other.test", other.addr(), TRUSTED),
+        ],
+        "",
+    );
+    std::fs::write(&config, text).expect("write");
+    let _p = start(&config, &ports, false).await;
+    let proxy = format!("http://127.0.0.1:{}", ports.proxy);
+    let before = metrics(&ports).await;
+    assert_eq!(before.get("ratls_verifications_total"), Some(&0.0));
+    for _ in 0..3 {
+        let (code, _) = status_and_body(s(&["-x", &proxy, "http://good.test/m"])).await;
+        assert_eq!(code, 200);
+    }
+    let (code, _) = status_and_body(s(&["-x", &proxy, "http://other.test/m"])).await;
+    assert_eq!(code, 502);
+    let m = metrics(&ports).await;
+    assert_eq!(
+        m.get("ratls_requests_total{host=\"good.test\",verdict=\"accepted\",code=\"-\"}"),
+        Some(&3.0),
+        "{m:?}"
+    );
+    assert_eq!(m.get("ratls_requests_total{host=\"other.test\",verdict=\"refused\",code=\"mrenclave_mismatch\"}"), Some(&1.0));
+    assert_eq!(
+        m.get("ratls_verifications_total"),
+        Some(&2.0),
+        "one per certificate; the refusal is not cached"
+    );
+    assert_eq!(
+        m.get("ratls_verification_duration_seconds_count"),
+        Some(&2.0)
+    );
+    assert!(
+        m.get("ratls_verdict_cache_hits_total")
+            .copied()
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    assert!(
+        m.get("ratls_collateral_cache_hits_total")
+            .copied()
+            .unwrap_or(0.0)
+            >= 2.0
+    );
+    assert!(
+        m.get("ratls_bytes_relayed_total{direction=\"to_client\"}")
+            .copied()
+            .unwrap_or(0.0)
+            > 0.0
+    );
+    assert!(
+        m.get("ratls_upstream_connections").copied().unwrap_or(0.0) >= 1.0,
+        "the verified connection stays pooled"
+    );
+    assert!(m
+        .keys()
+        .any(|k| k.starts_with("ratls_collateral_valid_seconds{fmspc=\"5ec0de000000\"}")));
+
+    let (code, body) =
+        status_and_body(s(&[&format!("http://127.0.0.1:{}/healthz", ports.admin)])).await;
+    assert_eq!((code, body.trim()), (200, r#"{"status":"ok"}"#));
+    let (code, _) = status_and_body(s(&[&format!("http://127.0.0.1:{}/nope", ports.admin)])).await;
+    assert_eq!(code, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_the_collateral() {
+    let env = env();
+    let good = sim(&env, MrEnclave([0xe1; 32])).await;
+    // Collateral that expired ten days ago.
+    let old = env
+        .pki
+        .collateral(UnixTime(env.now.0 - 40 * 86_400), &[])
+        .expect("collateral");
+    let stale = env.dir.join("stale.json");
+    std::fs::write(&stale, old.to_json()).expect("write");
+    for (file, want, reason) in [
+        (stale, 503, Some("expired")),
+        (env.dir.join("pki/collateral.json"), 200, None),
+    ] {
+        let ports = Ports {
+            proxy: free_port(),
+            admin: free_port(),
+        };
+        let config = env.dir.join(format!("r{}.toml", ports.admin));
+        std::fs::write(
+            &config,
+            config_text(
+                &env,
+                &ports,
+                &file,
+                &[("good.test", good.addr(), TRUSTED)],
+                "",
+            ),
+        )
+        .expect("write");
+        let _p = start(&config, &ports, false).await;
+        let (code, body) =
+            status_and_body(s(&[&format!("http://127.0.0.1:{}/readyz", ports.admin)])).await;
+        assert_eq!(code, want, "{body}");
+        let j: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(j["ready"], want == 200);
+        if let Some(r) = reason {
+            assert!(j["reasons"][0].as_str().expect("reason").contains(r), "{j}");
+        }
+    }
+    // A PCCS that is down: no collateral for the prefetched FMSPC, not ready.
+    let ports = Ports {
+        proxy: free_port(),
+        admin: free_port(),
+    };
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let text = config_text(
+        &env,
+        &ports,
+        Path::new("unused"),
+        &[("good.test", good.addr(), TRUSTED)],
+        "",
+    )
+    .replace(
+        "source = \"unused\"",
+        &format!("source = \"{down}\"\nprefetch = [\"5EC0DE000000\"]"),
+    );
+    let config = env.dir.join("down.toml");
+    std::fs::write(&config, text).expect("write");
+    let _p = start(&config, &ports, false).await;
+    let (code, body) =
+        status_and_body(s(&[&format!("http://127.0.0.1:{}/readyz", ports.admin)])).await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("5ec0de000000"), "{body}");
+}
+
+/// An intercepted tunnel kept open: CONNECT, TLS with the proxy's CA, HTTP/1.1.
+async fn open_tunnel(
+    env: &Env,
+    ports: &Ports,
+    host: &str,
+) -> hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", ports.proxy))
+        .await
+        .expect("connect");
+    tcp.write_all(format!("CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut buf = [0u8; 512];
+    let n = tcp.read(&mut buf).await.expect("read");
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    let ca =
+        ratls_proxy::pki::pem_chain(&std::fs::read(env.dir.join("ca/ca.pem")).expect("ca"), "ca")
+            .expect("pem");
+    roots.add(ca[0].clone().into()).expect("root");
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("v")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(host.to_owned().try_into().expect("name"), tcp)
+        .await
+        .expect("tls");
+    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .expect("h1");
+    tokio::spawn(conn);
+    send
+}
+
+async fn get(
+    send: &mut hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    host: &str,
+) -> u16 {
+    send.ready().await.expect("ready");
+    let req = hyper::Request::get("/kept")
+        .header("host", host)
+        .body(http_body_util::Empty::new())
+        .expect("req");
+    let resp = send.send_request(req).await.expect("response");
+    let status = resp.status().as_u16();
+    let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+    status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_policy_for_new_connections_while_open_ones_keep_serving() {
+    let env = env();
+    let good = sim(&env, MrEnclave([0xe1; 32])).await;
+    let ports = Ports {
+        proxy: free_port(),
+        admin: free_port(),
+    };
+    let config = env.dir.join("p.toml");
+    let collateral = env.dir.join("pki/collateral.json");
+    std::fs::write(
+        &config,
+        config_text(
+            &env,
+            &ports,
+            &collateral,
+            &[("good.test", good.addr(), TRUSTED)],
+            "",
+        ),
+    )
+    .expect("write");
+    let p = start(&config, &ports, false).await;
+    let proxy = format!("http://127.0.0.1:{}", ports.proxy);
+    let mut open = open_tunnel(&env, &ports, "good.test").await;
+    assert_eq!(get(&mut open, "good.test").await, 200);
+
+    // SIGHUP with an allow-list that no longer contains the enclave.
+    std::fs::write(
+        &config,
+        config_text(
+            &env,
+            &ports,
+            &collateral,
+            &[("good.test", good.addr(), OTHER)],
+            "",
+        ),
+    )
+    .expect("write");
+    p.signal("-HUP");
+    let mut reloaded = false;
+    for _ in 0..100 {
+        if metrics(&ports)
+            .await
+            .get("ratls_reloads_total{result=\"ok\"}")
+            == Some(&1.0)
+        {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reloaded, "SIGHUP reloaded the configuration");
+    let (code, body) = status_and_body(s(&["-x", &proxy, "http://good.test/new"])).await;
+    assert_eq!(
+        code, 502,
+        "a new connection is judged by the new policy: {body}"
+    );
+    assert!(body.contains("mrenclave_mismatch"));
+    assert_eq!(
+        get(&mut open, "good.test").await,
+        200,
+        "the open tunnel keeps serving"
+    );
+
+    // An invalid config is rejected over POST /reload; the policy in force stays.
+    std::fs::write(&config, "listen = \"not an address\"\n").expect("write");
+    let (code, body) = status_and_body(s(&[
+        "-X",
+        "POST",
+        &format!("http://127.0.0.1:{}/reload", ports.admin),
+    ]))
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("\"reloaded\":false") && body.contains("listen"),
+        "{body}"
+    );
+    let (code, _) = status_and_body(s(&["-x", &proxy, "http://good.test/again"])).await;
+    assert_eq!(code, 502, "the previous (valid) policy is still in force");
+    assert_eq!(
+        metrics(&ports)
+            .await
+            .get("ratls_reloads_total{result=\"rejected\"}"),
+        Some(&1.0)
+    );
+
+    // A valid config back over POST /reload.
+    std::fs::write(
+        &config,
+        config_text(
+            &env,
+            &ports,
+            &collateral,
+            &[("good.test", good.addr(), TRUSTED)],
+            "",
+        ),
+    )
+    .expect("write");
+    let (code, body) = status_and_body(s(&[
+        "-X",
+        "POST",
+        &format!("http://127.0.0.1:{}/reload", ports.admin),
+    ]))
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, _) = status_and_body(s(&["-x", &proxy, "http://good.test/back"])).await;
+    assert_eq!(code, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_in_flight_slow_request_finish() {
+    let env = env();
+    let good = sim(&env, MrEnclave([0xe1; 32])).await;
+    let ports = Ports {
+        proxy: free_port(),
+        admin: free_port(),
+    };
+    let config = env.dir.join("p.toml");
+    std::fs::write(
+        &config,
+        config_text(
+            &env,
+            &ports,
+            &env.dir.join("pki/collateral.json"),
+            &[("good.test", good.addr(), TRUSTED)],
+            "",
+        ),
+    )
+    .expect("write");
+    let mut p = start(&config, &ports, false).await;
+    let proxy = format!("http://127.0.0.1:{}", ports.proxy);
+    let slow = tokio::spawn(status_and_body(s(&[
+        "-x",
+        &proxy,
+        "http://good.test/slow?ms=1500",
+    ])));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    p.signal("-TERM");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // No new connections once shutting down.
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", ports.proxy))
+            .await
+            .is_err(),
+        "listener closed"
+    );
+    let (code, body) = slow.await.expect("join");
+    assert_eq!(code, 200, "the in-flight request finished: {body}");
+    let status = tokio::task::spawn_blocking(move || {
+        let status = p.child.wait().expect("wait");
+        std::mem::forget(p);
+        status
+    })
+    .await
+    .expect("join");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_parse_and_the_attestation_header_tells_what_was_verified() {
+    let env = env();
+    let good = sim(&env, MrEnclave([0xe1; 32])).await;
+    let ports = Ports {
+        proxy: free_port(),
+        admin: free_port(),
+    };
+    let config = env.dir.join("p.toml");
+    std::fs::write(
+        &config,
+        config_text(
+            &env,
+            &ports,
+            &env.dir.join("pki/collateral.json"),
+            &[("good.test", good.addr(), TRUSTED)],
+            "attestation_header = true",
+        ),
+    )
+    .expect("write");
+    let mut p = start(&config, &ports, true).await;
+    let proxy = format!("http://127.0.0.1:{}", ports.proxy);
+    let out = curl(s(&["-i", "-x", &proxy, "http://good.test/hdr"])).await;
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    let header = text
+        .lines()
+        .find(|l| l.starts_with("ratls-attestation:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        header.contains(&format!("mrenclave={TRUSTED}"))
+            && header.contains("tcb=uptodate")
+            && header.contains("binding=cosmian"),
+        "{header}"
+    );
+    p.signal("-TERM");
+    let stderr = p.child.stderr.take().expect("stderr");
+    let lines: Vec<String> = tokio::task::spawn_blocking(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect()
+    })
+    .await
+    .expect("join");
+    assert!(!lines.is_empty());
+    let parsed: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let access = parsed
+        .iter()
+        .find(|v| v["target"] == "ratls_proxy::access")
+        .expect("an access line");
+    assert_eq!(access["host"], "good.test");
+    assert_eq!(access["status"], 200);
+    assert_eq!(access["verdict"], "accepted");
+    assert_eq!(access["mrenclave"], TRUSTED);
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.contains("BEGIN PRIVATE KEY") && !l.contains("api_key")),
+        "nothing secret in logs"
+    );
+}
