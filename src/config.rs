@@ -229,6 +229,8 @@ pub struct Config {
     pub attestation_header: bool,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Resource limits.
+    pub limits: Limits,
 }
 
 #[derive(Deserialize, Default)]
@@ -241,6 +243,8 @@ struct Raw {
     attestation_header: Option<bool>,
     shutdown_grace_secs: Option<u64>,
     #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
     ca: RawCa,
     #[serde(default)]
     trust: RawTrust,
@@ -250,6 +254,43 @@ struct Raw {
     enclave: Vec<RawEnclave>,
     #[serde(default)]
     route: Vec<RawRoute>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    header_read_timeout_secs: Option<u64>,
+    max_header_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    connect_timeout_secs: Option<u64>,
+    client_tls_timeout_secs: Option<u64>,
+}
+
+/// Resource limits with their defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// A client must send its request head within this time, or the connection is closed.
+    pub header_read_timeout: Duration,
+    /// Larger request heads get 431.
+    pub max_header_bytes: usize,
+    /// Client connections beyond this are answered 503 at once and closed.
+    pub max_connections: usize,
+    /// Dialing an enclave plus the attested handshake (504 after it).
+    pub connect_timeout: Duration,
+    /// The client's TLS handshake inside an intercepted CONNECT.
+    pub client_tls_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(15),
+            max_header_bytes: 32 * 1024,
+            max_connections: 4096,
+            connect_timeout: Duration::from_secs(10),
+            client_tls_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -386,6 +427,7 @@ impl Config {
             verdict_max_age: DEFAULT_VERDICT_MAX_AGE,
             attestation_header: false,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            limits: Limits::default(),
         }
     }
 
@@ -523,6 +565,25 @@ impl Config {
             .filter_map(|f| c.parse(f, |v| Fmspc::from_hex(v)))
             .collect();
 
+        let d = Limits::default();
+        let l = &raw.limits;
+        let limits = Limits {
+            header_read_timeout: l
+                .header_read_timeout_secs
+                .map_or(d.header_read_timeout, Duration::from_secs),
+            // hyper needs room for at least a minimal request head.
+            max_header_bytes: l
+                .max_header_bytes
+                .map_or(d.max_header_bytes, |v| v.max(1024)),
+            max_connections: l.max_connections.map_or(d.max_connections, |v| v.max(1)),
+            connect_timeout: l
+                .connect_timeout_secs
+                .map_or(d.connect_timeout, Duration::from_secs),
+            client_tls_timeout: l
+                .client_tls_timeout_secs
+                .map_or(d.client_tls_timeout, Duration::from_secs),
+        };
+
         let mut enclaves = Vec::new();
         for e in &raw.enclave {
             enclaves.push(check_enclave(&mut c, e));
@@ -580,6 +641,7 @@ impl Config {
                     shutdown_grace: raw
                         .shutdown_grace_secs
                         .map_or(DEFAULT_SHUTDOWN_GRACE, Duration::from_secs),
+                    limits,
                 })
             }
             _ => Err(ConfigErrors(c.errors)),

@@ -21,12 +21,12 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use self::refusal::ProxyRefusal;
-use self::upstream::{strip_hop_by_hop, Pool, Target, UpstreamError, CONNECT_TIMEOUT};
+use self::upstream::{strip_hop_by_hop, Pool, Target, UpstreamError};
 use crate::ca::LocalCa;
 use crate::config::{split_host_port, Config, Unmatched};
 use crate::metrics::{Counting, GaugeGuard, Metrics, Sample};
@@ -43,8 +43,6 @@ pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often fetched collateral is checked for refresh.
 pub const REFRESH_TICK: Duration = Duration::from_secs(10);
-/// How long the client's TLS handshake inside a CONNECT may take.
-pub const CLIENT_TLS_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn empty() -> ProxyBody {
     Empty::new().map_err(|never| match never {}).boxed()
@@ -91,7 +89,11 @@ impl Generation {
             })
             .collect();
         Self {
-            pool: Pool::new(verifiers, collateral.cache.clone()),
+            pool: Pool::new(
+                verifiers,
+                collateral.cache.clone(),
+                config.limits.connect_timeout,
+            ),
             config,
             collateral,
             refresher: Mutex::new(None),
@@ -492,7 +494,12 @@ impl Proxy {
         g.start_refresher();
         let listener = TcpListener::bind(g.config.listen).await?;
         let addr = listener.local_addr()?;
-        let mut tasks = vec![tokio::spawn(accept_loop(Arc::clone(&self), listener))];
+        let slots = Arc::new(Semaphore::new(g.config.limits.max_connections));
+        let mut tasks = vec![tokio::spawn(accept_loop(
+            Arc::clone(&self),
+            listener,
+            slots,
+        ))];
         let mut route_addrs = Vec::new();
         for route in &g.config.routes {
             let l = TcpListener::bind(route.listen).await?;
@@ -533,7 +540,17 @@ fn secs(v: i64) -> f64 {
     f
 }
 
-async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener) {
+/// The answer to a connection beyond `max_connections`: immediate, then closed.
+fn overloaded() -> Vec<u8> {
+    let body = r#"{"error":"proxy_internal_error","code":"too_many_connections","reasons":["too many client connections"]}"#;
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\nproxy-status: ratls-proxy; error=proxy_internal_error; details=\"too_many_connections\"\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, slots: Arc<Semaphore>) {
     loop {
         let (tcp, client) = match listener.accept().await {
             Ok(c) => c,
@@ -543,10 +560,23 @@ async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener) {
                 continue;
             }
         };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt as _;
+                let mut tcp = tcp;
+                let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(&overloaded()))
+                    .await;
+                let _ = tcp.shutdown().await;
+            });
+            tracing::warn!(%client, "connection refused: max_connections reached");
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let proxy = Arc::clone(&proxy);
         tokio::spawn(async move {
+            let _slot = slot;
             let _open = GaugeGuard::new(&proxy.metrics.client_connections);
+            let limits = proxy.current().config.limits;
             let p = Arc::clone(&proxy);
             let service = hyper::service::service_fn(move |req| {
                 let proxy = Arc::clone(&p);
@@ -554,7 +584,8 @@ async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener) {
             });
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .header_read_timeout(limits.header_read_timeout)
+                .max_header_size(limits.max_header_bytes)
                 .serve_connection(TokioIo::new(tcp), service)
                 .with_upgrades()
                 .await;
@@ -598,9 +629,11 @@ async fn route_loop(proxy: Arc<Proxy>, listener: TcpListener, listen: SocketAddr
                     }
                 }
             });
+            let limits = proxy.current().config.limits;
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .header_read_timeout(limits.header_read_timeout)
+                .max_header_size(limits.max_header_bytes)
                 .serve_connection(TokioIo::new(tcp), service)
                 .await;
         });
@@ -772,7 +805,7 @@ async fn connect(
             }
         };
         let accepted = tokio::time::timeout(
-            CLIENT_TLS_TIMEOUT,
+            g.config.limits.client_tls_timeout,
             TlsAcceptor::from(tls).accept(TokioIo::new(upgraded)),
         )
         .await;
@@ -906,8 +939,8 @@ async fn tunnel(
 ) -> (Response<ProxyBody>, Outcome) {
     let dial = dial_addr(host, port);
     let started = Instant::now();
-    let mut upstream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&dial)).await
-    {
+    let timeout = proxy.current().config.limits.connect_timeout;
+    let mut upstream = match tokio::time::timeout(timeout, TcpStream::connect(&dial)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             return refuse(
@@ -921,7 +954,7 @@ async fn tunnel(
                 proxy,
                 ProxyRefusal::Timeout(format!(
                     "no connection to {dial} within {}s",
-                    CONNECT_TIMEOUT.as_secs()
+                    timeout.as_secs()
                 )),
                 host,
             )
@@ -1008,7 +1041,8 @@ async fn plain_http(
 ) -> (Response<ProxyBody>, Outcome) {
     let dial = dial_addr(host, port);
     let started = Instant::now();
-    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&dial)).await {
+    let timeout = proxy.current().config.limits.connect_timeout;
+    let tcp = match tokio::time::timeout(timeout, TcpStream::connect(&dial)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             return refuse(

@@ -22,9 +22,6 @@ use crate::ratls::RaTlsVerifier;
 use crate::refusal::{Refusal, RefusalCode};
 use crate::unix_time::UnixTime;
 
-/// How long dialing and the attested handshake may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// An enclave destination.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Target {
@@ -104,6 +101,7 @@ impl Conn {
 
 /// Verified connections by destination, shared by intercept, origination and routes.
 pub struct Pool {
+    connect_timeout: Duration,
     verifiers: Vec<Arc<RaTlsVerifier>>,
     collateral: Option<Arc<CollateralCache>>,
     idle: Mutex<HashMap<Target, Vec<Conn>>>,
@@ -114,8 +112,10 @@ impl Pool {
     pub fn new(
         verifiers: Vec<Arc<RaTlsVerifier>>,
         collateral: Option<Arc<CollateralCache>>,
+        connect_timeout: Duration,
     ) -> Self {
         Self {
+            connect_timeout,
             verifiers,
             collateral,
             idle: Mutex::new(HashMap::new()),
@@ -210,12 +210,12 @@ impl Pool {
             &[b"h2", b"http/1.1"],
             None,
         );
-        let attested = match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        let attested = match tokio::time::timeout(self.connect_timeout, attempt).await {
             Err(_) => {
                 return Err(UpstreamError::Timeout(format!(
                     "no attested connection to {} within {}s",
                     target.dial,
-                    CONNECT_TIMEOUT.as_secs()
+                    self.connect_timeout.as_secs()
                 )))
             }
             Ok(Err(ConnectError::Refused(r))) => {

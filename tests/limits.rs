@@ -1,0 +1,249 @@
+//! Limits: a slow client is cut off at the header timeout while others are served,
+//! oversized headers get 431, the connection cap refuses the excess quickly and recovers,
+//! an upstream that never completes its handshake gives 504, IPv6 literals are handled.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ratls_proxy::ca::LocalCa;
+use ratls_proxy::config::Config;
+use ratls_proxy::proxy::{Proxy, Running};
+use ratls_proxy::sim::{SimConfig, SimEnclave, SimPki};
+use ratls_proxy::unix_time::UnixTime;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct Env {
+    dir: PathBuf,
+    pki: SimPki,
+    now: UnixTime,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn env(tag: &str) -> Env {
+    let dir = std::env::temp_dir().join(format!("ratls-limits-{}-{tag}", std::process::id()));
+    let now = UnixTime::now();
+    let pki = SimPki::load_or_create(&dir.join("pki"), now).expect("pki");
+    Env { dir, pki, now }
+}
+
+async fn proxy(env: &Env, limits: &str, enclaves: &[(&str, SocketAddr)]) -> Running {
+    let mut text = format!(
+        "listen = \"127.0.0.1:0\"\nadmin_listen = \"\"\n[limits]\n{limits}\n[ca]\ndir = \"{}\"\n[trust]\nroot_ca = \"{}\"\n[collateral]\nsource = \"{}\"\n",
+        env.dir.join("ca").display(),
+        env.dir.join("pki/root.pem").display(),
+        env.dir.join("pki/collateral.json").display()
+    );
+    for (host, addr) in enclaves {
+        text.push_str(&format!(
+            "[[enclave]]\nhosts = [\"{host}\"]\nmrenclave = [\"{}\"]\nconnect_to = \"{addr}\"\n",
+            "e1".repeat(32)
+        ));
+    }
+    let config = Config::from_toml(&text, "limits", std::path::Path::new("/")).expect("config");
+    let (anchor, setup) = ratls_proxy::setup::trust_and_collateral(&config).expect("setup");
+    let ca = LocalCa::load_or_create(&config.ca_dir, env.now).expect("ca");
+    Arc::new(Proxy::new(config, &anchor, setup, ca))
+        .start()
+        .await
+        .expect("start")
+}
+
+/// Sends `request` and reads until the server closes (or 5 s pass).
+async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn get_via(proxy: SocketAddr, host: &str) -> String {
+    exchange(
+        proxy,
+        format!("GET http://{host}/ok HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_loris_is_cut_off_while_other_clients_are_served() {
+    let env = env("loris");
+    let good = SimEnclave::start(
+        &env.pki,
+        SimConfig::default(),
+        "127.0.0.1:0".parse().expect("a"),
+        env.now,
+    )
+    .await
+    .expect("sim");
+    let running = proxy(
+        &env,
+        "header_read_timeout_secs = 1",
+        &[("good.test", good.addr())],
+    )
+    .await;
+    let mut slow = TcpStream::connect(running.addr).await.expect("connect");
+    slow.write_all(b"GET http://good.test/ HTTP/1.1\r\nHo")
+        .await
+        .expect("write");
+    let started = Instant::now();
+    // Meanwhile a normal client is served.
+    assert!(get_via(running.addr, "good.test")
+        .await
+        .starts_with("HTTP/1.1 200"));
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "the slow client was disconnected, not left hanging"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "cut at the timeout: {waited:?}"
+    );
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_headers_get_431() {
+    let env = env("431");
+    let running = proxy(&env, "max_header_bytes = 4096", &[]).await;
+    let big = format!(
+        "GET http://x.test/ HTTP/1.1\r\nHost: x.test\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(16 * 1024)
+    );
+    let answer = exchange(running.addr, big.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_cap_refuses_the_excess_quickly_and_recovers() {
+    let env = env("cap");
+    let good = SimEnclave::start(
+        &env.pki,
+        SimConfig::default(),
+        "127.0.0.1:0".parse().expect("a"),
+        env.now,
+    )
+    .await
+    .expect("sim");
+    let running = proxy(
+        &env,
+        "max_connections = 4\nheader_read_timeout_secs = 30",
+        &[("good.test", good.addr())],
+    )
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut c = TcpStream::connect(running.addr).await.expect("connect");
+        c.write_all(b"GET http://good.test/ HTTP/1.1\r\n")
+            .await
+            .expect("write"); // never finished
+        held.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let answer = exchange(
+        running.addr,
+        b"GET http://good.test/ HTTP/1.1\r\nHost: good.test\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too_many_connections"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "refused quickly, not queued"
+    );
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        get_via(running.addr, "good.test")
+            .await
+            .starts_with("HTTP/1.1 200"),
+        "recovers once connections close"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_never_finishes_its_handshake_gives_504() {
+    let env = env("504");
+    // Accepts TCP, never speaks TLS.
+    let mute = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let mute_addr = mute.local_addr().expect("addr");
+    let _keep = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = mute.accept().await {
+            conns.push(c);
+        }
+    });
+    let running = proxy(
+        &env,
+        "connect_timeout_secs = 1",
+        &[("mute.test", mute_addr)],
+    )
+    .await;
+    let started = Instant::now();
+    let answer = get_via(running.addr, "mute.test").await;
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    assert!(
+        answer.to_lowercase().contains("error=connection_timeout"),
+        "{answer}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_literals_with_and_without_brackets() {
+    let env = env("v6");
+    let running = proxy(&env, "", &[]).await;
+    for bad in [
+        &b"CONNECT ::1:443 HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        b"CONNECT [::1:443 HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let answer = exchange(running.addr, bad).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    }
+    // A bracketed literal is tunnelled when something listens there (skipped without IPv6).
+    let Ok(v6) = tokio::net::TcpListener::bind("[::1]:0").await else {
+        eprintln!("NOTICE: no IPv6 loopback here; skipping the bracketed-literal tunnel");
+        return;
+    };
+    let port = v6.local_addr().expect("addr").port();
+    let echo = tokio::spawn(async move {
+        if let Ok((mut c, _)) = v6.accept().await {
+            let _ = c.write_all(b"hello over v6").await;
+        }
+    });
+    let mut tcp = TcpStream::connect(running.addr).await.expect("connect");
+    tcp.write_all(
+        format!("CONNECT [::1]:{port} HTTP/1.1\r\nHost: [::1]:{port}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), tcp.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("hello over v6"),
+        "{text}"
+    );
+    let _ = echo.await;
+}
