@@ -1,0 +1,269 @@
+//! Fuzz harnesses for everything that parses untrusted bytes, as proptest properties so they
+//! run on stable under `cargo test` (a short run) and for hours with
+//! `RATLS_FUZZ_CASES=1000000 cargo test --release --test fuzz -- --nocapture`.
+//! Properties: nothing panics, nothing hangs, nothing malformed is ever accepted.
+
+mod common;
+
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use ratls_proxy::appraisal::{appraise, Unverified};
+use ratls_proxy::collateral::pcs;
+use ratls_proxy::collateral::qe_identity::QeIdentity;
+use ratls_proxy::collateral::tcb_info::TcbInfo;
+use ratls_proxy::collateral::{Collateral, VerifiedCollateral};
+use ratls_proxy::config::Config;
+use ratls_proxy::quote::Quote;
+use ratls_proxy::ratls::evidence::{
+    OID_SGX_QUOTE, OID_SGX_QUOTE_GRAMINE_LEGACY, OID_TCG_DICE_TAGGED_EVIDENCE,
+};
+use ratls_proxy::ratls::{appraise_certificate, BindingMode};
+use ratls_proxy::trust::TrustAnchor;
+use ratls_proxy::unix_time::UnixTime;
+
+fn cases(default: u32) -> u32 {
+    std::env::var("RATLS_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn real_quote() -> Vec<u8> {
+    common::fixtures()
+        .map(|d| common::read(&d, "dcap/sgx_v3_qvl.quote.bin"))
+        .unwrap_or_else(|| vec![3, 0, 2, 0])
+}
+
+fn no_collateral() -> ratls_proxy::error::VerifyError {
+    ratls_proxy::error::VerifyError::Collateral(ratls_proxy::collateral::CollateralError::Json(
+        "fuzz".into(),
+    ))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(2000), failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Arbitrary bytes: the quote parser returns, and a parsed quote's signed region is a prefix.
+    #[test]
+    fn quote_parser_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..6000)) {
+        if let Ok(q) = Quote::parse(&bytes) {
+            prop_assert!(bytes.starts_with(q.signed));
+        }
+    }
+
+    /// A real quote with random bytes overwritten and a random length: never a panic.
+    #[test]
+    fn quote_parser_on_mutated_real_quotes(edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8), cut in any::<usize>()) {
+        let mut q = real_quote();
+        for (pos, b) in edits {
+            let i = pos % q.len();
+            q[i] = b;
+        }
+        q.truncate(cut % (q.len() + 1));
+        if let Ok(parsed) = Quote::parse(&q) {
+            prop_assert!(q.starts_with(parsed.signed));
+        }
+    }
+
+    /// Collateral JSON, TCB info, QE identity and PCS bodies from arbitrary text.
+    #[test]
+    fn collateral_parsers_on_arbitrary_text(text in ".{0,400}", bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let _ = Collateral::from_json(text.as_bytes());
+        let _ = Collateral::from_json(&bytes);
+        let _ = TcbInfo::parse(&text);
+        let _ = QeIdentity::parse(&text);
+        let _ = pcs::tcb_info_body(&bytes);
+        let _ = pcs::qe_identity_body(text.as_bytes());
+        let _ = pcs::crl_body(&bytes, "fuzz");
+        let _ = pcs::issuer_chain(&bytes, "fuzz");
+        let _ = ratls_proxy::pki::pem_chain(&bytes, "fuzz");
+        let _ = ratls_proxy::pki::pem_chain(text.as_bytes(), "fuzz");
+    }
+
+    /// The configuration parser on arbitrary text never panics.
+    #[test]
+    fn config_parser_on_arbitrary_text(text in "[\\[\\]a-z_=\" \\n0-9.:*]{0,300}") {
+        let _ = Config::from_toml(&text, "fuzz", std::path::Path::new("/"));
+    }
+
+    /// Arbitrary certificate bytes are refused, never accepted, never a panic.
+    #[test]
+    fn certificate_appraisal_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..3000)) {
+        let a = appraise_certificate(&bytes, &no_collateral(), &common::permissive(true), BindingMode::Auto, UnixTime(0));
+        prop_assert!(!a.appraisal.is_accepted());
+    }
+}
+
+proptest! {
+    // Minting a certificate per case is slower: fewer cases by default.
+    #![proptest_config(ProptestConfig { cases: cases(2000) / 4, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Certificates carrying arbitrary bytes under each carrier OID (DICE CBOR included).
+    #[test]
+    fn quote_carriers_with_arbitrary_content(which in 0usize..3, content in proptest::collection::vec(any::<u8>(), 0..1500), dice_prefix in any::<bool>()) {
+        let oid = [OID_TCG_DICE_TAGGED_EVIDENCE, OID_SGX_QUOTE, OID_SGX_QUOTE_GRAMINE_LEGACY][which];
+        let mut value = content;
+        if dice_prefix && which == 0 {
+            // Start like real DICE evidence so the CBOR reader gets past the tag.
+            let mut v = vec![0xd9, 0xea, 0x60, 0x82];
+            v.extend(value);
+            value = v;
+        }
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut p = rcgen::CertificateParams::new(vec!["fuzz".to_owned()]).expect("params");
+        p.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(oid, value)];
+        let der = p.self_signed(&key).expect("cert").der().to_vec();
+        let a = appraise_certificate(&der, &no_collateral(), &common::permissive(true), BindingMode::Auto, UnixTime(0));
+        prop_assert!(!a.appraisal.is_accepted());
+    }
+}
+
+#[test]
+fn mutated_collateral_is_accepted_only_when_unchanged() {
+    let Some(dir) = common::fixtures() else {
+        return;
+    };
+    let c = Collateral::from_json(&common::read(&dir, "dcap/sgx_v3_qvl.collateral.json"))
+        .expect("json");
+    let anchor = TrustAnchor::intel();
+    let quote = common::read(&dir, "dcap/sgx_v3_qvl.quote.bin");
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: cases(2000) / 4,
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(
+        &(any::<usize>(), any::<u8>(), 0usize..4),
+        |(pos, b, field)| {
+            let mut m = c.clone();
+            match field {
+                0 => {
+                    let i = pos % m.root_ca_crl.len();
+                    m.root_ca_crl[i] = b;
+                }
+                1 => {
+                    let i = pos % m.pck_crl.len();
+                    m.pck_crl[i] = b;
+                }
+                2 => {
+                    let i = pos % m.tcb_info_signature.len();
+                    m.tcb_info_signature[i] ^= b | 1;
+                }
+                _ => {
+                    let mut t = m.qe_identity.into_bytes();
+                    let i = pos % t.len();
+                    t[i] = b'a' + (b % 26);
+                    m.qe_identity = String::from_utf8_lossy(&t).into_owned();
+                }
+            }
+            let a = appraise(
+                &quote,
+                &Unverified {
+                    collateral: &m,
+                    anchor: &anchor,
+                },
+                &common::permissive(true),
+                UnixTime(1_751_623_200),
+            );
+            // Every byte of a CRL and every signed character is covered by a signature or the
+            // exact-envelope check: accepted only if nothing actually changed.
+            prop_assert!(
+                !a.is_accepted() || m == c,
+                "accepted edited collateral (field {field})"
+            );
+            Ok(())
+        },
+    );
+    result.expect("no failure");
+}
+
+/// Raw bytes sent to the proxy listener: every connection gets an answer or a close, the
+/// proxy never stops serving, and a well-formed request afterwards still works.
+#[cfg(feature = "sim")]
+#[test]
+fn proxy_request_handling_on_arbitrary_bytes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let dir = std::env::temp_dir().join(format!("ratls-fuzz-{}", std::process::id()));
+    let running = runtime.block_on(async {
+        let text = format!(
+            "listen = \"127.0.0.1:0\"\nadmin_listen = \"\"\nunmatched = \"deny\"\n[limits]\nheader_read_timeout_secs = 2\n[ca]\ndir = \"{}\"\n",
+            dir.join("ca").display()
+        );
+        let config = Config::from_toml(&text, "fuzz", std::path::Path::new("/")).expect("config");
+        let (anchor, setup) = ratls_proxy::setup::trust_and_collateral(&config).expect("setup");
+        let ca = ratls_proxy::ca::LocalCa::load_or_create(&config.ca_dir, UnixTime::now()).expect("ca");
+        Arc::new(ratls_proxy::proxy::Proxy::new(config, &anchor, setup, ca)).start().await.expect("start")
+    });
+    let addr = running.addr;
+    let seeds: [&[u8]; 6] = [
+        b"CONNECT ",
+        b"GET http://",
+        b"GET / HTTP/1.1\r\n",
+        b"CONNECT [",
+        b"POST http://x/ HTTP/1.1\r\nContent-Length: ",
+        b"\x16\x03\x01",
+    ];
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: cases(2000) / 8,
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(
+        &(
+            0usize..6,
+            proptest::collection::vec(any::<u8>(), 0..300),
+            any::<bool>(),
+        ),
+        |(seed, tail, end)| {
+            let mut req = seeds[seed].to_vec();
+            req.extend(tail);
+            if end {
+                req.extend_from_slice(b"\r\n\r\n");
+            }
+            runtime.block_on(async {
+                let mut tcp = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .expect("proxy accepts");
+                let _ = tcp.write_all(&req).await;
+                let mut out = Vec::new();
+                // Either an answer and a close, or a close at the header timeout: never a hang.
+                let r = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    tcp.read_to_end(&mut out),
+                )
+                .await;
+                assert!(r.is_ok(), "hung on {:?}", String::from_utf8_lossy(&req));
+                if !out.is_empty() {
+                    assert!(
+                        out.starts_with(b"HTTP/1.1 "),
+                        "{:?}",
+                        String::from_utf8_lossy(&out)
+                    );
+                    assert!(
+                        !out.starts_with(b"HTTP/1.1 200"),
+                        "accepted {:?}",
+                        String::from_utf8_lossy(&req)
+                    );
+                }
+            });
+            Ok(())
+        },
+    );
+    result.expect("no failure");
+    // Still serving.
+    runtime.block_on(async {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        tcp.write_all(b"GET http://example.invalid/ HTTP/1.1\r\nHost: example.invalid\r\n\r\n")
+            .await
+            .expect("write");
+        let mut buf = [0u8; 64];
+        let n = tcp.read(&mut buf).await.expect("read");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 403"));
+    });
+    drop(running);
+    let _ = std::fs::remove_dir_all(&dir);
+}
