@@ -12,7 +12,7 @@ use ratls_proxy::appraisal::{appraise, Unverified};
 use ratls_proxy::collateral::pcs;
 use ratls_proxy::collateral::qe_identity::QeIdentity;
 use ratls_proxy::collateral::tcb_info::TcbInfo;
-use ratls_proxy::collateral::{Collateral, VerifiedCollateral};
+use ratls_proxy::collateral::Collateral;
 use ratls_proxy::config::Config;
 use ratls_proxy::quote::Quote;
 use ratls_proxy::ratls::evidence::{
