@@ -55,6 +55,9 @@ struct Args {
     /// Where the test PKI lives (created if absent): root.pem and collateral.json.
     #[arg(long, default_value = "sim-pki")]
     pki_dir: PathBuf,
+    /// Do not print a line per request (for benchmarks).
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[tokio::main]
@@ -78,7 +81,7 @@ async fn main() -> ExitCode {
         },
         tcb_status: args.tcb_status,
         binding: args.binding,
-        log_requests: true,
+        log_requests: !args.quiet,
     };
     let sim = match SimEnclave::start(&pki, config, args.listen, now).await {
         Ok(s) => s,

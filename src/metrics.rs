@@ -2,7 +2,7 @@
 //! and one histogram, rendered by the admin listener. Label values that come from the
 //! network (hosts) are capped so a client cannot grow the registry without bound.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -64,7 +64,7 @@ impl Histogram {
 /// The proxy's own counters and gauges.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, &'static str, String), u64>>,
+    requests: Mutex<Requests>,
     /// Open client connections.
     pub client_connections: AtomicI64,
     /// Open attested upstream connections.
@@ -77,6 +77,13 @@ pub struct Metrics {
     pub reloads: AtomicU64,
     /// Rejected reloads.
     pub reload_failures: AtomicU64,
+}
+
+/// Request counts by (host, verdict, code), and the host labels in use.
+#[derive(Debug, Default)]
+struct Requests {
+    /// host → verdict → code → count: borrowed lookups, no allocation once seen.
+    counts: HashMap<String, HashMap<&'static str, HashMap<String, u64>>>,
 }
 
 /// A gauge increment undone on drop.
@@ -116,23 +123,32 @@ pub struct Sample {
 }
 
 impl Metrics {
-    /// Counts one request.
+    /// Counts one request. On the per-request path: one lock, no allocation once the
+    /// (host, verdict, code) combination has been seen.
     pub fn request(&self, host: &str, verdict: &'static str, code: &str) {
-        if let Ok(mut map) = self.requests.lock() {
-            let distinct_hosts = map
-                .keys()
-                .map(|k| k.0.as_str())
-                .collect::<std::collections::BTreeSet<_>>()
-                .len();
-            let known = map.keys().any(|k| k.0 == host);
-            let host = if known || distinct_hosts < MAX_HOST_LABELS {
-                host
-            } else {
-                "other"
-            };
-            *map.entry((host.to_owned(), verdict, code.to_owned()))
-                .or_insert(0) += 1;
+        let Ok(mut r) = self.requests.lock() else {
+            return;
+        };
+        let host = if r.counts.contains_key(host) || r.counts.len() < MAX_HOST_LABELS {
+            host
+        } else {
+            "other"
+        };
+        if let Some(n) = r
+            .counts
+            .get_mut(host)
+            .and_then(|v| v.get_mut(verdict))
+            .and_then(|c| c.get_mut(code))
+        {
+            *n = n.saturating_add(1);
+            return;
         }
+        r.counts
+            .entry(host.to_owned())
+            .or_default()
+            .entry(verdict)
+            .or_default()
+            .insert(code.to_owned(), 1);
     }
 
     /// Prometheus text for these metrics, the verification histogram and `extra` samples.
@@ -142,8 +158,18 @@ impl Metrics {
             out,
             "# HELP ratls_requests_total Requests by destination host, verdict and refusal code.\n# TYPE ratls_requests_total counter"
         );
-        if let Ok(map) = self.requests.lock() {
-            for ((host, verdict, code), n) in map.iter() {
+        if let Ok(r) = self.requests.lock() {
+            let sorted: BTreeMap<(&str, &str, &str), u64> = r
+                .counts
+                .iter()
+                .flat_map(|(h, v)| {
+                    v.iter().flat_map(move |(verdict, c)| {
+                        c.iter()
+                            .map(move |(code, n)| ((h.as_str(), *verdict, code.as_str()), *n))
+                    })
+                })
+                .collect();
+            for ((host, verdict, code), n) in sorted {
                 let _ = writeln!(
                     out,
                     "ratls_requests_total{{host=\"{}\",verdict=\"{verdict}\",code=\"{}\"}} {n}",

@@ -77,7 +77,14 @@ enum Sender {
 pub struct Conn {
     sender: Sender,
     verdict: Arc<CachedVerdict>,
+    /// Shared by the clones of one HTTP/2 connection.
+    id: u64,
 }
+
+/// HTTP/2 connections kept per destination (requests are spread over them round-robin).
+pub const H2_CONNECTIONS: usize = 4;
+
+static NEXT_CONN_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Conn {
     /// True if the upstream negotiated HTTP/2.
@@ -101,6 +108,7 @@ impl Conn {
 
 /// Verified connections by destination, shared by intercept, origination and routes.
 pub struct Pool {
+    next: std::sync::atomic::AtomicUsize,
     connect_timeout: Duration,
     verifiers: Vec<Arc<RaTlsVerifier>>,
     collateral: Option<Arc<CollateralCache>>,
@@ -115,6 +123,7 @@ impl Pool {
         connect_timeout: Duration,
     ) -> Self {
         Self {
+            next: std::sync::atomic::AtomicUsize::new(0),
             connect_timeout,
             verifiers,
             collateral,
@@ -137,21 +146,30 @@ impl Pool {
         if let Ok(mut idle) = self.idle.lock() {
             if let Some(list) = idle.get_mut(target) {
                 list.retain(|c| c.usable(now));
-                // HTTP/2: share the connection; HTTP/1.1: take it out while in use.
-                if let Some(pos) = list.iter().position(Conn::is_h2) {
+                // HTTP/2: share up to H2_CONNECTIONS connections round-robin, so the work of one
+                // destination is not funnelled through a single connection task.
+                let h2: Vec<&Conn> = list.iter().filter(|c| c.is_h2()).collect();
+                if h2.len() >= H2_CONNECTIONS {
+                    let pick = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        % h2.len().max(1);
                     if let Some(Conn {
                         sender: Sender::H2(s),
                         verdict,
-                    }) = list.get(pos)
+                        id,
+                    }) = h2.get(pick).copied()
                     {
                         return Ok(Conn {
                             sender: Sender::H2(s.clone()),
                             verdict: Arc::clone(verdict),
+                            id: *id,
                         });
                     }
                 }
-                if let Some(c) = list.pop() {
-                    return Ok(c);
+                // HTTP/1.1: take an idle connection out while it is in use.
+                if h2.is_empty() {
+                    if let Some(c) = list.pop() {
+                        return Ok(c);
+                    }
                 }
             }
         }
@@ -162,8 +180,12 @@ impl Pool {
     pub fn checkin(&self, target: &Target, conn: Conn) {
         if let Ok(mut idle) = self.idle.lock() {
             let list = idle.entry(target.clone()).or_default();
-            if conn.is_h2() && list.iter().any(Conn::is_h2) {
-                return; // already shared
+            if conn.is_h2() {
+                // A clone of a shared connection is already listed; a new one joins the set.
+                let shared = list.iter().any(|c| c.id == conn.id);
+                if shared || list.iter().filter(|c| c.is_h2()).count() >= H2_CONNECTIONS {
+                    return;
+                }
             }
             if list.len() < 32 {
                 list.push(conn);
@@ -258,6 +280,7 @@ impl Pool {
         Ok(Conn {
             sender,
             verdict: attested.verdict,
+            id: NEXT_CONN_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 

@@ -1,0 +1,66 @@
+# Shared by bench/run.sh and bench/load.sh: build, start a sim enclave and ratls-proxy on
+# loopback, summarise oha JSON. Everything stays on 127.0.0.1 and stops by itself.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+W="$(mktemp -d /tmp/ratls-bench.XXXXXX)"
+BIN="$ROOT/target/release/ratls-proxy"
+SIM="$ROOT/target/release/examples/sim_enclave"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+command -v oha >/dev/null || { echo "oha is needed: cargo install oha --locked" >&2; exit 1; }
+(cd "$ROOT" && cargo build --release --quiet --bin ratls-proxy --example sim_enclave --example conn_cost)
+ulimit -n 65536 2>/dev/null || ulimit -n 8192 2>/dev/null || true
+
+wait_port() { for _ in $(seq 1 200); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 not up" >&2; return 1; }
+
+start_sim() {
+  "$SIM" --listen 127.0.0.1:19443 --pki-dir "$W/pki" --quiet > "$W/sim.log" 2>&1 &
+  PIDS+=($!); SIM_PID=$!
+  wait_port 19443
+}
+
+start_proxy() {
+  cat > "$W/proxy.toml" <<TOML
+listen = "127.0.0.1:19128"
+admin_listen = "127.0.0.1:19129"
+[limits]
+max_connections = 8192
+[ca]
+dir = "$W/ca"
+[trust]
+root_ca = "$W/pki/root.pem"
+[collateral]
+source = "$W/pki/collateral.json"
+[[enclave]]
+hosts = ["bench.enclave.test"]
+mrenclave = ["e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1"]
+connect_to = "127.0.0.1:19443"
+[[route]]
+listen = "127.0.0.1:19081"
+upstream = "https://bench.enclave.test"
+TOML
+  RUST_LOG="${RUST_LOG:-warn}" "$BIN" run --config "$W/proxy.toml" > "$W/proxy.log" 2>&1 &
+  PIDS+=($!); PROXY_PID=$!
+  wait_port 19128
+  CA="$W/ca/ca.pem"
+}
+
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+fds() { ls "/proc/$1/fd" | wc -l; }
+
+# summarise NAME FILE.json → one TSV line: name req/s p50_ms p99_ms statuses errors
+summarise() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+name, path = sys.argv[1], sys.argv[2]
+d = json.load(open(path))
+s = d["summary"]; p = d.get("latencyPercentiles", {})
+ms = lambda v: "-" if v is None else f"{v*1000:.3f}"
+codes = d.get("statusCodeDistribution", {})
+errs = d.get("errorDistribution", {})
+print(f"{name}\t{s['requestsPerSec']:.0f}\t{ms(p.get('p50'))}\t{ms(p.get('p99'))}\t{json.dumps(codes)}\t{json.dumps(errs)}")
+PY
+}

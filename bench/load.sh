@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Load test: CONNS concurrent client connections (default 1000) through intercept mode to a
+# sim enclave for DUR (default 60s). Reports failed requests, and the proxy's open file
+# descriptors and RSS before, during and after. Loopback only, bounded in time.
+#   bench/load.sh
+source "$(dirname "$0")/common.sh"
+DUR="${DUR:-60s}"; CONNS="${CONNS:-1000}"
+start_sim
+start_proxy
+# One request first so the CA and the verdict exist; then measure the idle baseline.
+curl -s -o /dev/null -x http://127.0.0.1:19128 --cacert "$CA" https://bench.enclave.test/warm
+sleep 1
+echo "before: fds $(fds "$PROXY_PID"), RSS $(( $(rss_kb "$PROXY_PID") / 1024 )) MiB"
+oha --no-tui --no-pre-lookup --ipv4 --output-format json -z "$DUR" -c "$CONNS" -x http://127.0.0.1:19128 --cacert "$CA" https://bench.enclave.test/ > "$W/load.json" &
+OHA=$!
+peak_fd=0; peak_rss=0
+while kill -0 "$OHA" 2>/dev/null; do
+  f=$(fds "$PROXY_PID"); r=$(rss_kb "$PROXY_PID")
+  (( f > peak_fd )) && peak_fd=$f; (( r > peak_rss )) && peak_rss=$r
+  sleep 2
+done
+wait "$OHA" || true
+echo "during: peak fds $peak_fd, peak RSS $(( peak_rss / 1024 )) MiB (sampled every 2 s)"
+sleep 5
+echo "after (5 s idle): fds $(fds "$PROXY_PID"), RSS $(( $(rss_kb "$PROXY_PID") / 1024 )) MiB"
+echo -e "scenario\treq/s\tp50_ms\tp99_ms\tstatus\terrors"
+summarise "load_${CONNS}c" "$W/load.json"
+curl -s http://127.0.0.1:19129/metrics | grep -E '^ratls_(verifications_total|client_connections|upstream_connections) '
+echo "raw results: $W"
