@@ -575,7 +575,9 @@ impl Config {
             max_header_bytes: l
                 .max_header_bytes
                 .map_or(d.max_header_bytes, |v| v.max(1024)),
-            max_connections: l.max_connections.map_or(d.max_connections, |v| v.max(1)),
+            max_connections: l
+                .max_connections
+                .map_or(d.max_connections, |v| v.clamp(1, 1_000_000)),
             connect_timeout: l
                 .connect_timeout_secs
                 .map_or(d.connect_timeout, Duration::from_secs),
