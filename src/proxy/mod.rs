@@ -930,6 +930,22 @@ fn dial_addr(host: &str, port: u16) -> String {
     }
 }
 
+/// A plain TCP connection to a non-enclave destination, within the connect timeout.
+async fn dial_plain(proxy: &Proxy, host: &str, port: u16) -> Result<TcpStream, ProxyRefusal> {
+    let dial = dial_addr(host, port);
+    let timeout = proxy.current().config.limits.connect_timeout;
+    match tokio::time::timeout(timeout, TcpStream::connect(&dial)).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(ProxyRefusal::Unreachable(format!(
+            "cannot connect to {dial}: {e}"
+        ))),
+        Err(_) => Err(ProxyRefusal::Timeout(format!(
+            "no connection to {dial} within {}s",
+            timeout.as_secs()
+        ))),
+    }
+}
+
 /// A plain CONNECT tunnel to a non-enclave destination.
 async fn tunnel(
     proxy: &Arc<Proxy>,
@@ -937,28 +953,10 @@ async fn tunnel(
     host: &str,
     port: u16,
 ) -> (Response<ProxyBody>, Outcome) {
-    let dial = dial_addr(host, port);
     let started = Instant::now();
-    let timeout = proxy.current().config.limits.connect_timeout;
-    let mut upstream = match tokio::time::timeout(timeout, TcpStream::connect(&dial)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            return refuse(
-                proxy,
-                ProxyRefusal::Unreachable(format!("cannot connect to {dial}: {e}")),
-                host,
-            )
-        }
-        Err(_) => {
-            return refuse(
-                proxy,
-                ProxyRefusal::Timeout(format!(
-                    "no connection to {dial} within {}s",
-                    timeout.as_secs()
-                )),
-                host,
-            )
-        }
+    let mut upstream = match dial_plain(proxy, host, port).await {
+        Ok(s) => s,
+        Err(refusal) => return refuse(proxy, refusal, host),
     };
     let _ = upstream.set_nodelay(true);
     let p = Arc::clone(proxy);
@@ -1041,23 +1039,9 @@ async fn plain_http(
 ) -> (Response<ProxyBody>, Outcome) {
     let dial = dial_addr(host, port);
     let started = Instant::now();
-    let timeout = proxy.current().config.limits.connect_timeout;
-    let tcp = match tokio::time::timeout(timeout, TcpStream::connect(&dial)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            return refuse(
-                proxy,
-                ProxyRefusal::Unreachable(format!("cannot connect to {dial}: {e}")),
-                host,
-            )
-        }
-        Err(_) => {
-            return refuse(
-                proxy,
-                ProxyRefusal::Timeout(format!("no connection to {dial}")),
-                host,
-            )
-        }
+    let tcp = match dial_plain(proxy, host, port).await {
+        Ok(s) => s,
+        Err(refusal) => return refuse(proxy, refusal, host),
     };
     let (mut send, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await {
         Ok(x) => x,
