@@ -264,6 +264,7 @@ struct RawLimits {
     max_connections: Option<usize>,
     connect_timeout_secs: Option<u64>,
     client_tls_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
 }
 
 /// Resource limits with their defaults.
@@ -279,6 +280,8 @@ pub struct Limits {
     pub connect_timeout: Duration,
     /// The client's TLS handshake inside an intercepted CONNECT.
     pub client_tls_timeout: Duration,
+    /// A client connection or tunnel with no traffic for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -289,6 +292,7 @@ impl Default for Limits {
             max_connections: 4096,
             connect_timeout: Duration::from_secs(10),
             client_tls_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -584,6 +588,9 @@ impl Config {
             client_tls_timeout: l
                 .client_tls_timeout_secs
                 .map_or(d.client_tls_timeout, Duration::from_secs),
+            idle_timeout: l
+                .idle_timeout_secs
+                .map_or(d.idle_timeout, |v| Duration::from_secs(v.max(1))),
         };
 
         let mut enclaves = Vec::new();

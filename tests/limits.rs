@@ -247,3 +247,57 @@ async fn ipv6_literals_with_and_without_brackets() {
     );
     let _ = echo.await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_and_idle_tunnels_are_closed() {
+    let env = env("idle");
+    let good = SimEnclave::start(
+        &env.pki,
+        SimConfig::default(),
+        "127.0.0.1:0".parse().expect("a"),
+        env.now,
+    )
+    .await
+    .expect("sim");
+    let running = proxy(&env, "idle_timeout_secs = 1", &[("good.test", good.addr())]).await;
+
+    // A keep-alive connection: served, then closed after 1 s without traffic.
+    let mut tcp = TcpStream::connect(running.addr).await.expect("connect");
+    tcp.write_all(b"GET http://good.test/a HTTP/1.1\r\nHost: good.test\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = tcp.read(&mut buf).await.expect("read");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest)).await;
+    assert!(r.is_ok(), "closed, not held");
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A passthrough tunnel with no traffic is closed too.
+    let quiet = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = quiet.local_addr().expect("addr").port();
+    let _held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = quiet.accept().await {
+            conns.push(c);
+        }
+    });
+    let mut tcp = TcpStream::connect(running.addr).await.expect("connect");
+    tcp.write_all(
+        format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("write");
+    let n = tcp.read(&mut buf).await.expect("read");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let r = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest)).await;
+    assert!(r.is_ok(), "idle tunnel closed");
+}

@@ -4,6 +4,7 @@
 //! Enclave hosts are never tunnelled blindly: a CONNECT is answered only after an attested
 //! upstream connection exists, and every request goes over such a connection.
 
+mod idle;
 pub mod refusal;
 pub mod upstream;
 
@@ -25,6 +26,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use self::idle::Idle;
 use self::refusal::ProxyRefusal;
 use self::upstream::{strip_hop_by_hop, Pool, Target, UpstreamError};
 use crate::ca::LocalCa;
@@ -586,7 +588,7 @@ async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, slots: Arc<Semaph
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout)
                 .max_header_size(limits.max_header_bytes)
-                .serve_connection(TokioIo::new(tcp), service)
+                .serve_connection(TokioIo::new(Idle::new(tcp, limits.idle_timeout)), service)
                 .with_upgrades()
                 .await;
             if let Err(e) = served {
@@ -634,7 +636,7 @@ async fn route_loop(proxy: Arc<Proxy>, listener: TcpListener, listen: SocketAddr
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout)
                 .max_header_size(limits.max_header_bytes)
-                .serve_connection(TokioIo::new(tcp), service)
+                .serve_connection(TokioIo::new(Idle::new(tcp, limits.idle_timeout)), service)
                 .await;
         });
     }
