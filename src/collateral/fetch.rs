@@ -420,11 +420,6 @@ impl CollateralCache {
             .unwrap_or_default()
     }
 
-    /// The key a quote needs, if its PCK certificate names one.
-    pub fn key_for(quote: &Quote<'_>) -> Option<Key> {
-        key_of(quote)
-    }
-
     fn snapshot(&self, key: &Key) -> Option<(Arc<VerifiedCollateral>, u64)> {
         let map = self.snapshots.read().ok()?;
         map.get(key)

@@ -623,7 +623,6 @@ async fn route_loop(proxy: Arc<Proxy>, listener: TcpListener, listen: SocketAddr
                     match route {
                         Some(target) => relay_logged(proxy, g, target, client, req).await,
                         None => Ok(refuse(
-                            &proxy,
                             ProxyRefusal::Unreachable("this route was removed by a reload".into()),
                             "-",
                         )
@@ -701,7 +700,7 @@ async fn handle(
     resp
 }
 
-fn refuse(_proxy: &Proxy, refusal: ProxyRefusal, host: &str) -> (Response<ProxyBody>, Outcome) {
+fn refuse(refusal: ProxyRefusal, host: &str) -> (Response<ProxyBody>, Outcome) {
     if let ProxyRefusal::Attestation(r) = &refusal {
         tracing::warn!(host, code = %r.code, reasons = ?r.reasons, "attestation refused");
     }
@@ -735,27 +734,24 @@ async fn connect(
 ) -> (Response<ProxyBody>, Outcome) {
     let Some(authority) = req.uri().authority().cloned() else {
         return refuse(
-            &proxy,
             ProxyRefusal::BadRequest("CONNECT needs host:port".into()),
             "-",
         );
     };
     if authority.port_u16().is_none() {
         return refuse(
-            &proxy,
             ProxyRefusal::BadRequest(format!("CONNECT {authority}: a port is required")),
             authority.as_str(),
         );
     }
     let (host, port) = match split_host_port(authority.as_str(), 443) {
         Ok(hp) => hp,
-        Err(e) => return refuse(&proxy, ProxyRefusal::BadRequest(e), authority.as_str()),
+        Err(e) => return refuse(ProxyRefusal::BadRequest(e), authority.as_str()),
     };
 
     let Some((enclave, _)) = g.config.enclave_for(&host, port) else {
         return match g.config.unmatched {
             Unmatched::Deny => refuse(
-                &proxy,
                 ProxyRefusal::DestinationDenied(format!(
                     "{host}:{port} is not a configured enclave host and unmatched = \"deny\""
                 )),
@@ -770,7 +766,7 @@ async fn connect(
     // The attested connection and its verdict come before any answer to the client.
     let conn = match g.pool.checkout(&target, &proxy.metrics).await {
         Ok(c) => c,
-        Err(e) => return refuse(&proxy, from_upstream(e), &host),
+        Err(e) => return refuse(from_upstream(e), &host),
     };
     // Mirror upstream's protocol, with HTTP/1.1 as a fallback: requests are relayed, not
     // bytes, so an HTTP/1.1-only client still works in front of an HTTP/2 enclave.
@@ -791,7 +787,6 @@ async fn connect(
         Ok(t) => t,
         Err(e) => {
             return refuse(
-                &proxy,
                 ProxyRefusal::Internal(format!("cannot mint a certificate for {host}: {e}")),
                 &host,
             )
@@ -896,7 +891,7 @@ async fn relay(
                 outcome,
             )
         }
-        Err(e) => refuse(proxy, from_upstream(e), &target.host),
+        Err(e) => refuse(from_upstream(e), &target.host),
     }
 }
 
@@ -958,7 +953,7 @@ async fn tunnel(
     let started = Instant::now();
     let mut upstream = match dial_plain(proxy, host, port).await {
         Ok(s) => s,
-        Err(refusal) => return refuse(proxy, refusal, host),
+        Err(refusal) => return refuse(refusal, host),
     };
     let _ = upstream.set_nodelay(true);
     let p = Arc::clone(proxy);
@@ -994,15 +989,12 @@ async fn forward(
 ) -> (Response<ProxyBody>, Outcome) {
     let uri = req.uri().clone();
     let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-        return refuse(
-            proxy,
-            ProxyRefusal::BadRequest("this is a forward proxy: send an absolute-form request (http://host/path) or CONNECT".into()),
+        return refuse(ProxyRefusal::BadRequest("this is a forward proxy: send an absolute-form request (http://host/path) or CONNECT".into()),
             "-",
         );
     };
     if scheme != "http" {
         return refuse(
-            proxy,
             ProxyRefusal::BadRequest(format!(
                 "scheme `{scheme}` is not supported: use CONNECT for https"
             )),
@@ -1012,7 +1004,7 @@ async fn forward(
     let explicit_port = authority.port_u16();
     let (host, _) = match split_host_port(authority.as_str(), 80) {
         Ok(hp) => hp,
-        Err(e) => return refuse(proxy, ProxyRefusal::BadRequest(e), authority.as_str()),
+        Err(e) => return refuse(ProxyRefusal::BadRequest(e), authority.as_str()),
     };
     // An enclave host named over http:// gets attested TLS to the given port, 443 if none.
     let enclave_port = explicit_port.unwrap_or(443);
@@ -1022,7 +1014,6 @@ async fn forward(
     }
     match g.config.unmatched {
         Unmatched::Deny => refuse(
-            proxy,
             ProxyRefusal::RequestDenied(format!(
                 "{host} is not a configured enclave host and unmatched = \"deny\""
             )),
@@ -1043,17 +1034,11 @@ async fn plain_http(
     let started = Instant::now();
     let tcp = match dial_plain(proxy, host, port).await {
         Ok(s) => s,
-        Err(refusal) => return refuse(proxy, refusal, host),
+        Err(refusal) => return refuse(refusal, host),
     };
     let (mut send, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await {
         Ok(x) => x,
-        Err(e) => {
-            return refuse(
-                proxy,
-                ProxyRefusal::Unreachable(format!("{dial}: {e}")),
-                host,
-            )
-        }
+        Err(e) => return refuse(ProxyRefusal::Unreachable(format!("{dial}: {e}")), host),
     };
     tokio::spawn(conn);
     strip_hop_by_hop(req.headers_mut());
@@ -1077,10 +1062,6 @@ async fn plain_http(
             };
             (resp.map(BodyExt::boxed), outcome)
         }
-        Err(e) => refuse(
-            proxy,
-            ProxyRefusal::Unreachable(format!("{dial}: {e}")),
-            host,
-        ),
+        Err(e) => refuse(ProxyRefusal::Unreachable(format!("{dial}: {e}")), host),
     }
 }

@@ -131,11 +131,6 @@ impl Pool {
         }
     }
 
-    /// The verifier of an enclave entry.
-    pub fn verifier(&self, enclave: usize) -> Option<&Arc<RaTlsVerifier>> {
-        self.verifiers.get(enclave)
-    }
-
     /// A usable idle connection, or a newly dialed and attested one.
     pub async fn checkout(
         &self,
@@ -148,15 +143,15 @@ impl Pool {
                 list.retain(|c| c.usable(now));
                 // HTTP/2: share up to H2_CONNECTIONS connections round-robin, so the work of one
                 // destination is not funnelled through a single connection task.
-                let h2: Vec<&Conn> = list.iter().filter(|c| c.is_h2()).collect();
-                if h2.len() >= H2_CONNECTIONS {
-                    let pick = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                        % h2.len().max(1);
+                let h2_count = list.iter().filter(|c| c.is_h2()).count();
+                if h2_count >= H2_CONNECTIONS {
+                    let pick =
+                        self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % h2_count;
                     if let Some(Conn {
                         sender: Sender::H2(s),
                         verdict,
                         id,
-                    }) = h2.get(pick).copied()
+                    }) = list.iter().filter(|c| c.is_h2()).nth(pick)
                     {
                         return Ok(Conn {
                             sender: Sender::H2(s.clone()),
@@ -166,7 +161,7 @@ impl Pool {
                     }
                 }
                 // HTTP/1.1: take an idle connection out while it is in use.
-                if h2.is_empty() {
+                if h2_count == 0 {
                     if let Some(c) = list.pop() {
                         return Ok(c);
                     }
@@ -190,13 +185,6 @@ impl Pool {
             if list.len() < 32 {
                 list.push(conn);
             }
-        }
-    }
-
-    /// Drops every pooled connection (after a policy change).
-    pub fn clear(&self) {
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.clear();
         }
     }
 
