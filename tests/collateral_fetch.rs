@@ -4,6 +4,9 @@
 //! serves many verifications, refresh replaces the snapshot, failures never accept and
 //! recovery works, `verify --collateral URL` works, and the proxy fetches on first use.
 
+// Parts are used only by the tests that need the `sim` feature.
+#![cfg_attr(not(feature = "sim"), allow(unused_imports, dead_code))]
+
 mod common;
 
 use std::collections::HashMap;

@@ -3,6 +3,9 @@
 //! `RATLS_FUZZ_CASES=1000000 cargo test --release --test fuzz -- --nocapture`.
 //! Properties: nothing panics, nothing hangs, nothing malformed is ever accepted.
 
+// Parts are used only by the tests that need the `sim` feature.
+#![cfg_attr(not(feature = "sim"), allow(unused_imports, dead_code))]
+
 mod common;
 
 use std::sync::Arc;

@@ -5,36 +5,17 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ratls_proxy::ca::LocalCa;
 use ratls_proxy::config::Config;
 use ratls_proxy::proxy::{Proxy, Running};
-use ratls_proxy::sim::{SimConfig, SimEnclave, SimPki};
-use ratls_proxy::unix_time::UnixTime;
+use ratls_proxy::sim::{SimConfig, SimEnclave};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-struct Env {
-    dir: PathBuf,
-    pki: SimPki,
-    now: UnixTime,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn env(tag: &str) -> Env {
-    let dir = std::env::temp_dir().join(format!("ratls-limits-{}-{tag}", std::process::id()));
-    let now = UnixTime::now();
-    let pki = SimPki::load_or_create(&dir.join("pki"), now).expect("pki");
-    Env { dir, pki, now }
-}
+use common::{env, Env};
 
 async fn proxy(env: &Env, limits: &str, enclaves: &[(&str, SocketAddr)]) -> Running {
     let mut text = format!(
@@ -78,7 +59,7 @@ async fn get_via(proxy: SocketAddr, host: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_loris_is_cut_off_while_other_clients_are_served() {
-    let env = env("loris");
+    let env = env();
     let good = SimEnclave::start(
         &env.pki,
         SimConfig::default(),
@@ -122,7 +103,7 @@ async fn a_slow_loris_is_cut_off_while_other_clients_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_headers_get_431() {
-    let env = env("431");
+    let env = env();
     let running = proxy(&env, "max_header_bytes = 4096", &[]).await;
     let big = format!(
         "GET http://x.test/ HTTP/1.1\r\nHost: x.test\r\nX-Big: {}\r\n\r\n",
@@ -134,7 +115,7 @@ async fn oversized_headers_get_431() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_connection_cap_refuses_the_excess_quickly_and_recovers() {
-    let env = env("cap");
+    let env = env();
     let good = SimEnclave::start(
         &env.pki,
         SimConfig::default(),
@@ -182,7 +163,7 @@ async fn the_connection_cap_refuses_the_excess_quickly_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_never_finishes_its_handshake_gives_504() {
-    let env = env("504");
+    let env = env();
     // Accepts TCP, never speaks TLS.
     let mute = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -212,7 +193,7 @@ async fn an_upstream_that_never_finishes_its_handshake_gives_504() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_literals_with_and_without_brackets() {
-    let env = env("v6");
+    let env = env();
     let running = proxy(&env, "", &[]).await;
     for bad in [
         &b"CONNECT ::1:443 HTTP/1.1\r\nHost: x\r\n\r\n"[..],
@@ -250,7 +231,7 @@ async fn ipv6_literals_with_and_without_brackets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_connections_and_idle_tunnels_are_closed() {
-    let env = env("idle");
+    let env = env();
     let good = SimEnclave::start(
         &env.pki,
         SimConfig::default(),

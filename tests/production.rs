@@ -6,43 +6,20 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ratls_proxy::ids::MrEnclave;
-use ratls_proxy::sim::{SimConfig, SimEnclave, SimPki};
+use ratls_proxy::sim::{SimConfig, SimEnclave};
 use ratls_proxy::unix_time::UnixTime;
 use serde_json::Value;
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
 const TRUSTED: &str = "e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1";
 const OTHER: &str = "0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b";
 
-struct Env {
-    dir: PathBuf,
-    pki: SimPki,
-    now: UnixTime,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn env() -> Env {
-    let dir = std::env::temp_dir().join(format!(
-        "ratls-prod-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let now = UnixTime::now();
-    let pki = SimPki::load_or_create(&dir.join("pki"), now).expect("pki");
-    Env { dir, pki, now }
-}
+use common::{env, Env};
 
 async fn sim(env: &Env, mrenclave: MrEnclave) -> SimEnclave {
     let mut c = SimConfig::default();

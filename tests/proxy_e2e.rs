@@ -7,7 +7,6 @@ mod common;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,42 +14,13 @@ use ratls_proxy::ca::LocalCa;
 use ratls_proxy::config::Config;
 use ratls_proxy::ids::MrEnclave;
 use ratls_proxy::proxy::Proxy;
-use ratls_proxy::sim::{SimBinding, SimConfig, SimEnclave, SimPki};
+use ratls_proxy::sim::{SimBinding, SimConfig, SimEnclave};
 use ratls_proxy::tcb::TcbStatus;
-use ratls_proxy::unix_time::UnixTime;
 use serde_json::Value;
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
 const TRUSTED: &str = "e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1";
 
-struct Env {
-    dir: PathBuf,
-    pki: SimPki,
-    now: UnixTime,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn env() -> Env {
-    let dir = std::env::temp_dir().join(format!(
-        "ratls-e2e-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let now = UnixTime::now();
-    let pki = SimPki::load_or_create(&dir.join("pki"), now).expect("sim PKI");
-    Env { dir, pki, now }
-}
-
-impl Env {
-    fn ca_pem(&self) -> PathBuf {
-        self.dir.join("ca/ca.pem")
-    }
-}
+use common::{env, Env};
 
 async fn sim(env: &Env, f: impl FnOnce(&mut SimConfig)) -> SimEnclave {
     let mut c = SimConfig::default();

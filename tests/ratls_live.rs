@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use ratls_proxy::collateral::{Collateral, VerifiedCollateral};
@@ -15,35 +13,12 @@ use ratls_proxy::policy::EnclavePolicy;
 use ratls_proxy::ratls::client::{connect, ConnectError};
 use ratls_proxy::ratls::{BindingMode, RaTlsVerifier, VerdictCache};
 use ratls_proxy::refusal::RefusalCode;
-use ratls_proxy::sim::{EnclaveSpec, SimBinding, SimConfig, SimEnclave, SimPki};
+use ratls_proxy::sim::{EnclaveSpec, SimBinding, SimConfig, SimEnclave};
 use ratls_proxy::tcb::TcbStatus;
 use ratls_proxy::unix_time::UnixTime;
 use serde_json::Value;
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-struct Env {
-    dir: PathBuf,
-    pki: SimPki,
-    now: UnixTime,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn env() -> Env {
-    let dir = std::env::temp_dir().join(format!(
-        "ratls-live-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let now = UnixTime::now();
-    let pki = SimPki::load_or_create(&dir, now).expect("sim PKI");
-    Env { dir, pki, now }
-}
+use common::{env, Env};
 
 async fn sim(env: &Env, config: SimConfig) -> SimEnclave {
     SimEnclave::start(
@@ -62,9 +37,9 @@ async fn verify(env: &Env, sim: &SimEnclave, extra: &[&str]) -> (i32, Value) {
     cmd.arg("verify")
         .arg(format!("https://127.0.0.1:{}", sim.addr().port()))
         .arg("--trust-root")
-        .arg(env.dir.join("root.pem"))
+        .arg(env.dir.join("pki/root.pem"))
         .arg("--collateral")
-        .arg(env.dir.join("collateral.json"))
+        .arg(env.dir.join("pki/collateral.json"))
         .arg("--json")
         .args(extra);
     let out = tokio::task::spawn_blocking(move || cmd.output())
@@ -222,7 +197,7 @@ async fn verify_https_when_nothing_listens_or_the_server_is_not_tls_exits_two() 
             &format!("https://127.0.0.1:{port}"),
             "--collateral",
         ])
-        .arg(env.dir.join("collateral.json"))
+        .arg(env.dir.join("pki/collateral.json"))
         .output()
         .expect("runs");
     assert_eq!(
@@ -233,15 +208,16 @@ async fn verify_https_when_nothing_listens_or_the_server_is_not_tls_exits_two() 
     );
     let out = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
         .args(["verify", "http://127.0.0.1:1", "--collateral"])
-        .arg(env.dir.join("collateral.json"))
+        .arg(env.dir.join("pki/collateral.json"))
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
 }
 
 fn verifier(env: &Env, policy: EnclavePolicy, cache: &Arc<VerdictCache>) -> Arc<RaTlsVerifier> {
-    let c = Collateral::from_json(&std::fs::read(env.dir.join("collateral.json")).expect("read"))
-        .expect("json");
+    let c =
+        Collateral::from_json(&std::fs::read(env.dir.join("pki/collateral.json")).expect("read"))
+            .expect("json");
     let anchor = env.pki.anchor().expect("anchor");
     let verified = Arc::new(VerifiedCollateral::verify(&c, &anchor).expect("verifies"));
     Arc::new(RaTlsVerifier::new(

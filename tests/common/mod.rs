@@ -49,3 +49,42 @@ pub fn permissive(allow_debug: bool) -> EnclavePolicy {
         ..EnclavePolicy::default()
     }
 }
+
+/// A temporary directory with a sim test PKI in `pki/` (root.pem, collateral.json), removed on drop.
+#[cfg(feature = "sim")]
+pub struct Env {
+    pub dir: PathBuf,
+    pub pki: ratls_proxy::sim::SimPki,
+    pub now: ratls_proxy::unix_time::UnixTime,
+}
+
+#[cfg(feature = "sim")]
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(feature = "sim")]
+impl Env {
+    /// The local CA certificate a proxy using `dir/ca` creates.
+    pub fn ca_pem(&self) -> PathBuf {
+        self.dir.join("ca/ca.pem")
+    }
+}
+
+/// A fresh [`Env`], unique per test binary, process and call.
+#[cfg(feature = "sim")]
+pub fn env() -> Env {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "ratls-{}-{}-{}",
+        env!("CARGO_CRATE_NAME"),
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let now = ratls_proxy::unix_time::UnixTime::now();
+    let pki = ratls_proxy::sim::SimPki::load_or_create(&dir.join("pki"), now).expect("sim PKI");
+    Env { dir, pki, now }
+}
