@@ -793,46 +793,99 @@ async fn connect(
         }
     };
     tokio::spawn(async move {
-        let _tunnel = proxy.drain.enter();
-        let upgraded = match hyper::upgrade::on(req).await {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::debug!(%client, error = %e, "CONNECT upgrade failed");
-                return;
+        let stream = {
+            // The handshake holds shutdown open; the tunnel's idle traffic after it does not.
+            let _tunnel = proxy.drain.enter();
+            let timeout = g.config.limits.client_tls_timeout;
+            // Boxed: the handshake's state is large and short-lived; inline it would stay
+            // allocated in the task for the whole life of the tunnel.
+            match Box::pin(accept_client_tls(req, tls, timeout, client, &target.host)).await {
+                Some(s) => s,
+                None => return,
             }
         };
-        let accepted = tokio::time::timeout(
-            g.config.limits.client_tls_timeout,
-            TlsAcceptor::from(tls).accept(TokioIo::new(upgraded)),
-        )
-        .await;
-        let stream = match accepted {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                tracing::info!(%client, host = %target.host, error = %e, "client TLS handshake failed (does the client trust the ratls-proxy CA?)");
-                return;
-            }
-            Err(_) => {
-                tracing::info!(%client, host = %target.host, "client TLS handshake timed out");
-                return;
-            }
-        };
-        // The tunnel's own traffic does not hold shutdown open while idle; its requests do.
-        drop(_tunnel);
-        let p = Arc::clone(&proxy);
-        let service = hyper::service::service_fn(move |req| {
-            let proxy = Arc::clone(&p);
-            let (g, target) = (Arc::clone(&g), target.clone());
-            async move {
-                let _inflight = proxy.drain.enter();
-                relay_logged(Arc::clone(&proxy), g, target, client, req).await
-            }
-        });
-        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-            .serve_connection(TokioIo::new(stream), service)
-            .await;
+        serve_tunnel(proxy, g, target, client, stream).await;
     });
     (Response::new(empty()), outcome)
+}
+
+/// The client's TLS session inside an answered CONNECT, within `timeout`; `None` (logged)
+/// if the upgrade, the handshake or the deadline fails.
+async fn accept_client_tls(
+    req: Request<Incoming>,
+    tls: Arc<rustls::ServerConfig>,
+    timeout: Duration,
+    client: SocketAddr,
+    host: &str,
+) -> Option<Box<ClientTls>> {
+    let upgraded = match hyper::upgrade::on(req).await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::debug!(%client, error = %e, "CONNECT upgrade failed");
+            return None;
+        }
+    };
+    match tokio::time::timeout(
+        timeout,
+        TlsAcceptor::from(tls).accept(TokioIo::new(upgraded)),
+    )
+    .await
+    {
+        Ok(Ok(s)) => Some(Box::new(s)),
+        Ok(Err(e)) => {
+            tracing::info!(%client, host, error = %e, "client TLS handshake failed (does the client trust the ratls-proxy CA?)");
+            None
+        }
+        Err(_) => {
+            tracing::info!(%client, host, "client TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// The proxy's TLS session with an intercepted client.
+type ClientTls = tokio_rustls::server::TlsStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Serves the requests of one intercepted tunnel over the client's TLS session.
+async fn serve_tunnel(
+    proxy: Arc<Proxy>,
+    g: Arc<Generation>,
+    target: Target,
+    client: SocketAddr,
+    stream: Box<ClientTls>,
+) {
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let limits = g.config.limits;
+    let p = Arc::clone(&proxy);
+    let service = hyper::service::service_fn(move |req| {
+        let proxy = Arc::clone(&p);
+        let (g, target) = (Arc::clone(&g), target.clone());
+        async move {
+            let _inflight = proxy.drain.enter();
+            relay_logged(Arc::clone(&proxy), g, target, client, req).await
+        }
+    });
+    let io = TokioIo::new(stream);
+    // ALPN already chose the protocol, so no preface sniffing (hyper-util's auto builder):
+    // its read-ahead doubled each connection's HTTP/1 read buffer to 16 KiB for its lifetime.
+    // The listener's header limits apply inside the tunnel too.
+    let served = if h2 {
+        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .serve_connection(io, service)
+            .await
+    } else {
+        hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_header_size(limits.max_header_bytes)
+            .serve_connection(io, service)
+            .await
+    };
+    if let Err(e) = served {
+        tracing::debug!(%client, error = %e, "intercepted connection ended with an error");
+    }
 }
 
 fn mrenclave_of(v: &crate::ratls::cache::CachedVerdict) -> Option<String> {

@@ -168,7 +168,9 @@ impl Pool {
                 }
             }
         }
-        self.dial(target, metrics).await
+        // Boxed: dialing (TCP, TLS, attestation, HTTP handshake) is the cold path, and inline
+        // its state would make every request's future, held per connection, tens of KiB.
+        Box::pin(self.dial(target, metrics)).await
     }
 
     /// Returns a connection for reuse.
