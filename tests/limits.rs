@@ -282,3 +282,52 @@ async fn idle_keep_alive_connections_and_idle_tunnels_are_closed() {
     let r = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest)).await;
     assert!(r.is_ok(), "idle tunnel closed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_tunnels_count_against_the_connection_cap() {
+    let env = env();
+    let good = SimEnclave::start(
+        &env.pki,
+        SimConfig::default(),
+        "127.0.0.1:0".parse().expect("a"),
+        env.now,
+    )
+    .await
+    .expect("sim");
+    let running = proxy(&env, "max_connections = 2", &[("good.test", good.addr())]).await;
+    let quiet = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = quiet.local_addr().expect("addr").port();
+    let _held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = quiet.accept().await {
+            conns.push(c);
+        }
+    });
+    // One intercepted tunnel and one passthrough tunnel, both answered and then held open.
+    let mut tunnels = Vec::new();
+    for authority in ["good.test:443".to_owned(), format!("127.0.0.1:{port}")] {
+        let mut tcp = TcpStream::connect(running.addr).await.expect("connect");
+        tcp.write_all(
+            format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
+        let mut buf = vec![0u8; 1024];
+        let n = tcp.read(&mut buf).await.expect("read");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{authority}");
+        tunnels.push(tcp);
+    }
+    let answer = get_via(running.addr, "good.test").await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too_many_connections"), "{answer}");
+    drop(tunnels);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        get_via(running.addr, "good.test")
+            .await
+            .starts_with("HTTP/1.1 200"),
+        "recovers once the tunnels close"
+    );
+}

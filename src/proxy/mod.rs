@@ -552,6 +552,32 @@ fn overloaded() -> Vec<u8> {
     .into_bytes()
 }
 
+/// A client connection's place under `max_connections`, shared by the connection's task and
+/// the tunnel it may become: hyper ends the first when a CONNECT is upgraded, so the tunnel
+/// must hold the slot (and the open-connections gauge) until it closes.
+struct ClientSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    metrics: Arc<Metrics>,
+}
+
+impl ClientSlot {
+    fn new(permit: tokio::sync::OwnedSemaphorePermit, metrics: &Arc<Metrics>) -> Self {
+        metrics.client_connections.fetch_add(1, Ordering::Relaxed);
+        Self {
+            _permit: permit,
+            metrics: Arc::clone(metrics),
+        }
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.metrics
+            .client_connections
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, slots: Arc<Semaphore>) {
     loop {
         let (tcp, client) = match listener.accept().await {
@@ -576,13 +602,13 @@ async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, slots: Arc<Semaph
         let _ = tcp.set_nodelay(true);
         let proxy = Arc::clone(&proxy);
         tokio::spawn(async move {
-            let _slot = slot;
-            let _open = GaugeGuard::new(&proxy.metrics.client_connections);
+            let slot = Arc::new(ClientSlot::new(slot, &proxy.metrics));
             let limits = proxy.current().config.limits;
             let p = Arc::clone(&proxy);
             let service = hyper::service::service_fn(move |req| {
                 let proxy = Arc::clone(&p);
-                async move { Ok::<_, Infallible>(handle(proxy, client, req).await) }
+                let slot = Arc::clone(&slot);
+                async move { Ok::<_, Infallible>(handle(proxy, slot, client, req).await) }
             });
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -671,6 +697,7 @@ fn access_log(
 /// Entry point for every request on the proxy listener.
 async fn handle(
     proxy: Arc<Proxy>,
+    slot: Arc<ClientSlot>,
     client: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
@@ -684,7 +711,7 @@ async fn handle(
     };
     let g = proxy.current();
     let (resp, outcome) = if method == Method::CONNECT {
-        connect(Arc::clone(&proxy), g, client, req).await
+        connect(Arc::clone(&proxy), g, slot, client, req).await
     } else {
         forward(&proxy, &g, req).await
     };
@@ -729,6 +756,7 @@ fn from_upstream(e: UpstreamError) -> ProxyRefusal {
 async fn connect(
     proxy: Arc<Proxy>,
     g: Arc<Generation>,
+    slot: Arc<ClientSlot>,
     client: SocketAddr,
     req: Request<Incoming>,
 ) -> (Response<ProxyBody>, Outcome) {
@@ -757,7 +785,7 @@ async fn connect(
                 )),
                 &host,
             ),
-            Unmatched::Passthrough => tunnel(&proxy, req, &host, port).await,
+            Unmatched::Passthrough => tunnel(&proxy, slot, req, &host, port).await,
         };
     };
 
@@ -793,6 +821,7 @@ async fn connect(
         }
     };
     tokio::spawn(async move {
+        let _slot = slot;
         let stream = {
             // The handshake holds shutdown open; the tunnel's idle traffic after it does not.
             let _tunnel = proxy.drain.enter();
@@ -999,6 +1028,7 @@ async fn dial_plain(proxy: &Proxy, host: &str, port: u16) -> Result<TcpStream, P
 /// A plain CONNECT tunnel to a non-enclave destination.
 async fn tunnel(
     proxy: &Arc<Proxy>,
+    slot: Arc<ClientSlot>,
     req: Request<Incoming>,
     host: &str,
     port: u16,
@@ -1011,6 +1041,7 @@ async fn tunnel(
     let _ = upstream.set_nodelay(true);
     let p = Arc::clone(proxy);
     tokio::spawn(async move {
+        let _slot = slot;
         let _tunnel = p.drain.enter();
         if let Ok(upgraded) = hyper::upgrade::on(req).await {
             if let Ok((up, down)) =
