@@ -170,6 +170,13 @@ async fn intercept_origination_and_sidecar_reach_the_attested_enclave() {
         assert_eq!(e["mrenclave"], TRUSTED);
         assert_eq!(e["path"], "/hello");
         assert_eq!(e["query"], "v=1");
+        // The upstream request mirrors the client's HTTP version.
+        let upstream = if version == "--http2" {
+            "HTTP/2.0"
+        } else {
+            "HTTP/1.1"
+        };
+        assert_eq!(e["version"], upstream, "{version}");
     }
     // An unmodified client configured only through HTTPS_PROXY.
     let out = curl(
@@ -200,6 +207,7 @@ async fn intercept_origination_and_sidecar_reach_the_attested_enclave() {
         (e["path"].as_str(), e["headers"]["x-app"].as_str()),
         (Some("/orig"), Some("legacy"))
     );
+    assert_eq!(e["version"], "HTTP/1.1");
     // Sidecar route.
     let out = curl(s(&[&format!("http://127.0.0.1:{route_port}/side")]), vec![]).await;
     assert_eq!(echo(&out)["path"], "/side");
@@ -410,6 +418,33 @@ async fn a_second_connection_to_the_same_enclave_is_served_from_the_verdict_cach
         stats.hits >= 1,
         "the second upstream connection was admitted from the cache: {stats:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http1_client_still_reaches_an_http2_only_enclave() {
+    let env = env();
+    let grpc_like = sim(&env, |c| c.h2_only = true).await;
+    let running = library_proxy(&env, &[("h2.enclave.test", grpc_like.addr())]).await;
+    let proxy = format!("http://{}", running.addr);
+    let ca = env.ca_pem().display().to_string();
+    for args in [
+        vec![
+            "--cacert",
+            &ca,
+            "--http1.1",
+            "https://h2.enclave.test/tunnel",
+        ],
+        vec!["http://h2.enclave.test/orig"],
+    ] {
+        let mut a = s(&["-x", &proxy]);
+        a.extend(s(&args));
+        let out = curl(a, vec![]).await;
+        let e = echo(&out);
+        assert_eq!(e["mrenclave"], TRUSTED, "{args:?}");
+        // No HTTP/1.1 upstream to mirror: the request shares the attested HTTP/2 connection.
+        assert_eq!(e["version"], "HTTP/2.0", "{args:?}");
+    }
+    assert_eq!(grpc_like.request_count(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

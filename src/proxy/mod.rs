@@ -28,7 +28,7 @@ use tokio_rustls::TlsAcceptor;
 
 use self::idle::Idle;
 use self::refusal::ProxyRefusal;
-use self::upstream::{strip_hop_by_hop, Pool, Target, UpstreamError};
+use self::upstream::{strip_hop_by_hop, Pool, Target, UpstreamError, Version};
 use crate::ca::LocalCa;
 use crate::config::{split_host_port, Config, Unmatched};
 use crate::metrics::{Counting, GaugeGuard, Metrics, Sample};
@@ -952,7 +952,13 @@ async fn relay(
 ) -> (Response<ProxyBody>, Outcome) {
     let started = Instant::now();
     let req = req.map(|b| Counting::new(b, Arc::clone(&proxy.metrics.bytes_to_upstreams)).boxed());
-    match g.pool.send(target, req, &proxy.metrics).await {
+    // Mirror the client's HTTP version upstream where the pool can.
+    let version = if req.version() == http::Version::HTTP_2 {
+        Version::Http2
+    } else {
+        Version::Http1
+    };
+    match g.pool.send(target, req, &proxy.metrics, version).await {
         Ok((mut resp, verdict)) => {
             strip_hop_by_hop(resp.headers_mut());
             if g.config.attestation_header {

@@ -79,10 +79,46 @@ pub struct Conn {
     verdict: Arc<CachedVerdict>,
     /// Shared by the clones of one HTTP/2 connection.
     id: u64,
+    /// Held by HTTP/1.1 connections dialed for HTTP/1.1 clients, counted against the cap.
+    _h1: Option<H1Ticket>,
 }
 
 /// HTTP/2 connections kept per destination (requests are spread over them round-robin).
 pub const H2_CONNECTIONS: usize = 4;
+
+/// HTTP/1.1 connections per destination (idle or in use) for HTTP/1.1 clients; beyond it
+/// their requests share the HTTP/2 connections, so upstream connections stay bounded.
+pub const H1_CONNECTIONS: usize = 64;
+
+/// The HTTP version a client speaks to the proxy; upstream requests mirror it when they can.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// HTTP/1.1: one request at a time per connection.
+    Http1,
+    /// HTTP/2: multiplexed.
+    Http2,
+}
+
+/// One open HTTP/1.1 connection counted against [`H1_CONNECTIONS`] until it drops.
+struct H1Ticket(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for H1Ticket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A destination's idle connections and its count of HTTP/1.1 connections.
+#[derive(Default)]
+struct Slot {
+    conns: Vec<Conn>,
+    h1_open: Arc<std::sync::atomic::AtomicUsize>,
+    /// When an HTTP/1.1 dial last failed: an HTTP/2-only enclave is not asked again at once.
+    h1_failed: Option<std::time::Instant>,
+}
+
+/// How long HTTP/1.1 clients share HTTP/2 after an HTTP/1.1 dial to the destination failed.
+const H1_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 static NEXT_CONN_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -112,7 +148,7 @@ pub struct Pool {
     connect_timeout: Duration,
     verifiers: Vec<Arc<RaTlsVerifier>>,
     collateral: Option<Arc<CollateralCache>>,
-    idle: Mutex<HashMap<Target, Vec<Conn>>>,
+    idle: Mutex<HashMap<Target, Slot>>,
 }
 
 impl Pool {
@@ -139,7 +175,7 @@ impl Pool {
     ) -> Result<Conn, UpstreamError> {
         let now = UnixTime::now();
         if let Ok(mut idle) = self.idle.lock() {
-            if let Some(list) = idle.get_mut(target) {
+            if let Some(Slot { conns: list, .. }) = idle.get_mut(target) {
                 list.retain(|c| c.usable(now));
                 // HTTP/2: share up to H2_CONNECTIONS connections round-robin, so the work of one
                 // destination is not funnelled through a single connection task.
@@ -151,12 +187,14 @@ impl Pool {
                         sender: Sender::H2(s),
                         verdict,
                         id,
+                        ..
                     }) = list.iter().filter(|c| c.is_h2()).nth(pick)
                     {
                         return Ok(Conn {
                             sender: Sender::H2(s.clone()),
                             verdict: Arc::clone(verdict),
                             id: *id,
+                            _h1: None,
                         });
                     }
                 }
@@ -173,10 +211,67 @@ impl Pool {
         Box::pin(self.dial(target, metrics)).await
     }
 
+    /// An idle or new HTTP/1.1 connection for an HTTP/1.1 client, or `None` if the cap is
+    /// reached or the destination would not speak HTTP/1.1 (the caller then shares HTTP/2).
+    async fn checkout_h1(
+        &self,
+        target: &Target,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Option<Conn>, UpstreamError> {
+        let now = UnixTime::now();
+        let ticket = {
+            let Ok(mut idle) = self.idle.lock() else {
+                return Ok(None);
+            };
+            let slot = idle.entry(target.clone()).or_default();
+            slot.conns.retain(|c| c.usable(now));
+            if let Some(at) = slot.conns.iter().rposition(|c| c._h1.is_some()) {
+                return Ok(Some(slot.conns.swap_remove(at)));
+            }
+            if slot
+                .h1_failed
+                .is_some_and(|at| at.elapsed() < H1_RETRY_AFTER)
+            {
+                return Ok(None);
+            }
+            let open = slot
+                .h1_open
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let ticket = H1Ticket(Arc::clone(&slot.h1_open));
+            if open >= H1_CONNECTIONS {
+                return Ok(None);
+            }
+            ticket
+        };
+        match Box::pin(self.dial_once(target, metrics, &[b"http/1.1"])).await {
+            Ok(mut conn) if !conn.is_h2() => {
+                conn._h1 = Some(ticket);
+                Ok(Some(conn))
+            }
+            Ok(_) => Ok(None),
+            // Missing collateral: the shared path fetches it and dials again.
+            Err(UpstreamError::Refused(r)) if r.code == RefusalCode::CollateralUnavailable => {
+                Ok(None)
+            }
+            // A refusal stands (verifying again would not change it); waiting the connect
+            // timeout twice would only double the client's wait.
+            Err(e @ (UpstreamError::Refused(_) | UpstreamError::Timeout(_))) => Err(e),
+            // No HTTP/1.1 (an HTTP/2-only enclave) or a TLS failure: the shared path dials
+            // with its own ALPN and reports its own error.
+            Err(_) => {
+                if let Ok(mut idle) = self.idle.lock() {
+                    idle.entry(target.clone()).or_default().h1_failed =
+                        Some(std::time::Instant::now());
+                }
+                Ok(None)
+            }
+        }
+    }
+
     /// Returns a connection for reuse.
     pub fn checkin(&self, target: &Target, conn: Conn) {
         if let Ok(mut idle) = self.idle.lock() {
-            let list = idle.entry(target.clone()).or_default();
+            let list = &mut idle.entry(target.clone()).or_default().conns;
             if conn.is_h2() {
                 // A clone of a shared connection is already listed; a new one joins the set.
                 let shared = list.iter().any(|c| c.id == conn.id);
@@ -184,20 +279,21 @@ impl Pool {
                     return;
                 }
             }
-            if list.len() < 32 {
+            // HTTP/1.1 connections of HTTP/1.1 clients are already bounded by their cap.
+            if conn._h1.is_some() || list.len() < 32 {
                 list.push(conn);
             }
         }
     }
 
     async fn dial(&self, target: &Target, metrics: &Arc<Metrics>) -> Result<Conn, UpstreamError> {
-        match self.dial_once(target, metrics).await {
+        match self.dial_once(target, metrics, &[b"h2", b"http/1.1"]).await {
             // The first connection to a platform names collateral nobody fetched yet: fetch it
             // (coalesced with concurrent dials) and try once more. No byte was sent upstream.
             Err(UpstreamError::Refused(r)) if r.code == RefusalCode::CollateralUnavailable => {
                 match &self.collateral {
                     Some(cache) if cache.fetch_missing().await > 0 => {
-                        self.dial_once(target, metrics).await
+                        self.dial_once(target, metrics, &[b"h2", b"http/1.1"]).await
                     }
                     _ => Err(UpstreamError::Refused(r)),
                 }
@@ -210,18 +306,13 @@ impl Pool {
         &self,
         target: &Target,
         metrics: &Arc<Metrics>,
+        alpn: &[&[u8]],
     ) -> Result<Conn, UpstreamError> {
         let verifier = self
             .verifiers
             .get(target.enclave)
             .ok_or_else(|| UpstreamError::Unreachable("no policy for this destination".into()))?;
-        let attempt = connect(
-            &target.dial,
-            &target.host,
-            Arc::clone(verifier),
-            &[b"h2", b"http/1.1"],
-            None,
-        );
+        let attempt = connect(&target.dial, &target.host, Arc::clone(verifier), alpn, None);
         let attested = match tokio::time::timeout(self.connect_timeout, attempt).await {
             Err(_) => {
                 return Err(UpstreamError::Timeout(format!(
@@ -271,18 +362,31 @@ impl Pool {
             sender,
             verdict: attested.verdict,
             id: NEXT_CONN_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            _h1: None,
         })
     }
 
     /// Sends `req` over an attested connection to `target`, rewriting it for the
     /// connection's HTTP version. Returns the response and the verdict of the connection used.
+    ///
+    /// An HTTP/1.1 client's request goes over an HTTP/1.1 connection of its own while there
+    /// are fewer than [`H1_CONNECTIONS`]: measured, that costs the proxy and the enclave less
+    /// per request than multiplexing it onto HTTP/2 (see docs/benchmarks.md).
     pub async fn send(
         &self,
         target: &Target,
         req: Request<ProxyBody>,
         metrics: &Arc<Metrics>,
+        version: Version,
     ) -> Result<(Response<Incoming>, Arc<CachedVerdict>), UpstreamError> {
-        let mut conn = self.checkout(target, metrics).await?;
+        let h1 = match version {
+            Version::Http1 => self.checkout_h1(target, metrics).await?,
+            Version::Http2 => None,
+        };
+        let mut conn = match h1 {
+            Some(c) => c,
+            None => self.checkout(target, metrics).await?,
+        };
         let req = prepare(req, target, conn.is_h2());
         let result = match &mut conn.sender {
             Sender::H1(s) => match s.ready().await {

@@ -68,6 +68,8 @@ pub struct SimConfig {
     pub binding: SimBinding,
     /// Print `METHOD PATH` for each request served.
     pub log_requests: bool,
+    /// Offer only `h2` in ALPN, like an HTTP/2-only (for example gRPC) service.
+    pub h2_only: bool,
 }
 
 impl Default for SimConfig {
@@ -77,6 +79,7 @@ impl Default for SimConfig {
             tcb_status: TcbStatus::UpToDate,
             binding: SimBinding::Cosmian,
             log_requests: false,
+            h2_only: false,
         }
     }
 }
@@ -225,7 +228,11 @@ impl SimEnclave {
             .map_err(|e| SimError::Format(e.to_string()))?
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(Fixed(Arc::new(certified))));
-        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        tls.alpn_protocols = if config.h2_only {
+            vec![b"h2".to_vec()]
+        } else {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        };
         let acceptor = TlsAcceptor::from(Arc::new(tls));
         let listener = TcpListener::bind(listen)
             .await
