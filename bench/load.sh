@@ -13,14 +13,14 @@ sleep 1
 echo "before: fds $(fds "$PROXY_PID"), RSS $(( $(rss_kb "$PROXY_PID") / 1024 )) MiB"
 oha --no-tui --no-pre-lookup --ipv4 --output-format json -z "$DUR" -c "$CONNS" -x http://127.0.0.1:19128 --cacert "$CA" https://bench.enclave.test/ > "$W/load.json" &
 OHA=$!
-peak_fd=0; peak_rss=0
+peak_fd=0
 while kill -0 "$OHA" 2>/dev/null; do
-  f=$(fds "$PROXY_PID"); r=$(rss_kb "$PROXY_PID")
-  (( f > peak_fd )) && peak_fd=$f; (( r > peak_rss )) && peak_rss=$r
+  f=$(fds "$PROXY_PID")
+  (( f > peak_fd )) && peak_fd=$f
   sleep 2
 done
 wait "$OHA" || true
-echo "during: peak fds $peak_fd, peak RSS $(( peak_rss / 1024 )) MiB (sampled every 2 s)"
+echo "during: peak fds $peak_fd (sampled every 2 s), peak RSS $(( $(hwm_kb "$PROXY_PID") / 1024 )) MiB (VmHWM, the kernel's high-water mark)"
 sleep 5
 echo "after (5 s idle): fds $(fds "$PROXY_PID"), RSS $(( $(rss_kb "$PROXY_PID") / 1024 )) MiB"
 echo -e "scenario\treq/s\tp50_ms\tp99_ms\tstatus\terrors"

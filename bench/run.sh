@@ -5,19 +5,41 @@
 # then latency at concurrency 1, the cost of a new connection (verdict-cache hit vs miss),
 # and the proxy's peak RSS. Loopback only; every run is bounded (DUR, default 10s).
 #   bench/run.sh            (needs oha; mitmproxy optional: MITM=/path/to/mitmdump)
+#   DUR=10s C=32 ROUNDS=2   the defaults
 source "$(dirname "$0")/common.sh"
 DUR="${DUR:-10s}"; C="${C:-32}"
 MITM="${MITM:-/tmp/mitm-venv/bin/mitmdump}"
 start_sim
 start_proxy
 out="$W/results.tsv"
-run() { local name=$1; shift; oha --no-tui --no-pre-lookup --ipv4 --output-format json -z "$DUR" -c "$C" "$@" > "$W/$name.json"; summarise "$name" "$W/$name.json" | tee -a "$out"; }
+# CPU time (user + system, clock ticks) of a process, to charge each request its share.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+run() {
+  local name=$1; shift
+  local p0 s0 p1 s1; p0=$(ticks "$PROXY_PID"); s0=$(ticks "$SIM_PID")
+  oha --no-tui --no-pre-lookup --ipv4 --output-format json -z "$DUR" -c "$C" "$@" > "$W/$name.json"
+  p1=$(ticks "$PROXY_PID"); s1=$(ticks "$SIM_PID")
+  echo -e "$(summarise "$name" "$W/$name.json")\t$(cpu_per_req "$W/$name.json" $((p1 - p0)) $((s1 - s0)))" | tee -a "$out"
+}
+# µs of CPU per answered request for the proxy and the sim enclave.
+cpu_per_req() {
+  python3 - "$@" "$(getconf CLK_TCK)" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1])); n = max(1, sum(d.get("statusCodeDistribution", {}).values()))
+tick = 1e6 / float(sys.argv[4])
+print(f"{int(sys.argv[2]) * tick / n:.1f}\t{int(sys.argv[3]) * tick / n:.1f}")
+PY
+}
 
-echo -e "scenario\treq/s\tp50_ms\tp99_ms\tstatus\terrors" | tee "$out"
-run direct        --insecure https://127.0.0.1:19443/
-run intercept     -x http://127.0.0.1:19128 --cacert "$CA" https://bench.enclave.test/
-run origination   -x http://127.0.0.1:19128 http://bench.enclave.test/
-run sidecar       http://127.0.0.1:19081/
+echo -e "scenario\treq/s\tp50_ms\tp99_ms\tstatus\terrors\tproxy_cpu_us/req\tsim_cpu_us/req" | tee "$out"
+# The shared 2-core box drifts by +-20% over a minute, so the four keep-alive scenarios are
+# interleaved for ROUNDS rounds and each ratio uses the mean of its rounds.
+for r in $(seq 1 "${ROUNDS:-2}"); do
+  run direct        --insecure https://127.0.0.1:19443/
+  run intercept     -x http://127.0.0.1:19128 --cacert "$CA" https://bench.enclave.test/
+  run origination   -x http://127.0.0.1:19128 http://bench.enclave.test/
+  run sidecar       http://127.0.0.1:19081/
+done
 if [ -x "$MITM" ]; then
   "$MITM" -q --listen-host 127.0.0.1 --listen-port 18081 --set confdir="$W/mitm" --ssl-insecure > "$W/mitm.log" 2>&1 &
   PIDS+=($!); wait_port 18081
@@ -32,8 +54,11 @@ echo "proxy peak RSS: $(( $(hwm_kb "$PROXY_PID") / 1024 )) MiB"
 "$ROOT/target/release/examples/conn_cost" 300
 python3 - "$out" <<'PY'
 import sys
-rows = {l.split("\t")[0]: l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if not l.startswith("scenario")}
-rps = lambda k: float(rows[k][1]) if k in rows else None
+lines = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if not l.startswith("scenario")]
+rows = {l[0]: l for l in lines}
+def rps(k):
+    v = [float(l[1]) for l in lines if l[0] == k]
+    return sum(v) / len(v) if v else None
 d = rps("direct")
 print()
 for k in ("intercept", "origination", "sidecar"):
