@@ -1,5 +1,6 @@
 //! Limits: a slow client is cut off at the header timeout while others are served,
-//! oversized headers get 431, the connection cap refuses the excess quickly and recovers,
+//! oversized headers get 431, the connection cap refuses the excess quickly and recovers (and
+//! counts open tunnels),
 //! an upstream that never completes its handshake gives 504, IPv6 literals are handled.
 
 mod common;
