@@ -282,6 +282,18 @@ async fn idle_keep_alive_connections_and_idle_tunnels_are_closed() {
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
     let r = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest)).await;
     assert!(r.is_ok(), "idle tunnel closed");
+
+    // The pooled upstream connection that served the first request is closed once idle too.
+    let upstream = &running.proxy.metrics().upstream_connections;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while upstream.load(std::sync::atomic::Ordering::Relaxed) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        upstream.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "idle pooled upstream connections are closed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

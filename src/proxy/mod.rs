@@ -95,6 +95,7 @@ impl Generation {
                 verifiers,
                 collateral.cache.clone(),
                 config.limits.connect_timeout,
+                config.limits.idle_timeout,
             ),
             config,
             collateral,
@@ -497,11 +498,10 @@ impl Proxy {
         let listener = TcpListener::bind(g.config.listen).await?;
         let addr = listener.local_addr()?;
         let slots = Arc::new(Semaphore::new(g.config.limits.max_connections));
-        let mut tasks = vec![tokio::spawn(accept_loop(
-            Arc::clone(&self),
-            listener,
-            slots,
-        ))];
+        let mut tasks = vec![
+            tokio::spawn(accept_loop(Arc::clone(&self), listener, slots)),
+            tokio::spawn(sweep_loop(Arc::clone(&self))),
+        ];
         let mut route_addrs = Vec::new();
         for route in &g.config.routes {
             let l = TcpListener::bind(route.listen).await?;
@@ -575,6 +575,18 @@ impl Drop for ClientSlot {
         self.metrics
             .client_connections
             .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Closes idle pooled upstream connections, at half the idle timeout (at most every 30 s).
+async fn sweep_loop(proxy: Arc<Proxy>) {
+    loop {
+        let g = proxy.current();
+        let tick = (g.config.limits.idle_timeout / 2)
+            .clamp(Duration::from_millis(100), Duration::from_secs(30));
+        g.pool.sweep();
+        drop(g);
+        tokio::time::sleep(tick).await;
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -81,6 +81,8 @@ pub struct Conn {
     id: u64,
     /// Held by HTTP/1.1 connections dialed for HTTP/1.1 clients, counted against the cap.
     _h1: Option<H1Ticket>,
+    /// When it last carried or was given a request; idle ones are closed by [`Pool::sweep`].
+    last_used: Instant,
 }
 
 /// HTTP/2 connections kept per destination (requests are spread over them round-robin).
@@ -146,21 +148,25 @@ impl Conn {
 pub struct Pool {
     next: std::sync::atomic::AtomicUsize,
     connect_timeout: Duration,
+    idle_timeout: Duration,
     verifiers: Vec<Arc<RaTlsVerifier>>,
     collateral: Option<Arc<CollateralCache>>,
     idle: Mutex<HashMap<Target, Slot>>,
 }
 
 impl Pool {
-    /// A pool dialing with one verifier per `[[enclave]]`.
+    /// A pool dialing with one verifier per `[[enclave]]`; connections idle for
+    /// `idle_timeout` are closed by [`Pool::sweep`].
     pub fn new(
         verifiers: Vec<Arc<RaTlsVerifier>>,
         collateral: Option<Arc<CollateralCache>>,
         connect_timeout: Duration,
+        idle_timeout: Duration,
     ) -> Self {
         Self {
             next: std::sync::atomic::AtomicUsize::new(0),
             connect_timeout,
+            idle_timeout,
             verifiers,
             collateral,
             idle: Mutex::new(HashMap::new()),
@@ -187,14 +193,17 @@ impl Pool {
                         sender: Sender::H2(s),
                         verdict,
                         id,
+                        last_used,
                         ..
-                    }) = list.iter().filter(|c| c.is_h2()).nth(pick)
+                    }) = list.iter_mut().filter(|c| c.is_h2()).nth(pick)
                     {
+                        *last_used = Instant::now();
                         return Ok(Conn {
                             sender: Sender::H2(s.clone()),
                             verdict: Arc::clone(verdict),
                             id: *id,
                             _h1: None,
+                            last_used: *last_used,
                         });
                     }
                 }
@@ -209,6 +218,24 @@ impl Pool {
         // Boxed: dialing (TCP, TLS, attestation, HTTP handshake) is the cold path, and inline
         // its state would make every request's future, held per connection, tens of KiB.
         Box::pin(self.dial(target, metrics)).await
+    }
+
+    /// Closes pooled connections idle for longer than the idle timeout (an HTTP/2
+    /// connection still carrying requests lives on with them) and forgets destinations
+    /// left with nothing, so neither sockets nor map entries pile up.
+    pub fn sweep(&self) {
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        let timeout = self.idle_timeout;
+        idle.retain(|_, slot| {
+            slot.conns.retain(|c| c.last_used.elapsed() < timeout);
+            !slot.conns.is_empty()
+                || slot.h1_open.load(std::sync::atomic::Ordering::Relaxed) > 0
+                || slot
+                    .h1_failed
+                    .is_some_and(|at| at.elapsed() < H1_RETRY_AFTER)
+        });
     }
 
     /// An idle or new HTTP/1.1 connection for an HTTP/1.1 client, or `None` if the cap is
@@ -269,7 +296,8 @@ impl Pool {
     }
 
     /// Returns a connection for reuse.
-    pub fn checkin(&self, target: &Target, conn: Conn) {
+    pub fn checkin(&self, target: &Target, mut conn: Conn) {
+        conn.last_used = Instant::now();
         if let Ok(mut idle) = self.idle.lock() {
             let list = &mut idle.entry(target.clone()).or_default().conns;
             if conn.is_h2() {
@@ -363,6 +391,7 @@ impl Pool {
             verdict: attested.verdict,
             id: NEXT_CONN_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             _h1: None,
+            last_used: Instant::now(),
         })
     }
 
