@@ -27,6 +27,7 @@ listen = "127.0.0.1:19128"
 admin_listen = "127.0.0.1:19129"
 [limits]
 max_connections = 8192
+idle_timeout_secs = ${IDLE_TIMEOUT:-300}
 [ca]
 dir = "$W/ca"
 [trust]

@@ -3,6 +3,8 @@
 # sim enclave for DUR (default 60s). Reports failed requests, and the proxy's open file
 # descriptors and RSS before, during and after. Loopback only, bounded in time.
 #   bench/load.sh
+# Pooled upstream connections close after the idle timeout: 10 s here, so "after" can show it.
+IDLE_TIMEOUT="${IDLE_TIMEOUT:-10}"
 source "$(dirname "$0")/common.sh"
 DUR="${DUR:-60s}"; CONNS="${CONNS:-1000}"
 start_sim
@@ -23,6 +25,8 @@ wait "$OHA" || true
 echo "during: peak fds $peak_fd (sampled every 2 s), peak RSS $(( $(hwm_kb "$PROXY_PID") / 1024 )) MiB (VmHWM, the kernel's high-water mark)"
 sleep 5
 echo "after (5 s idle): fds $(fds "$PROXY_PID"), RSS $(( $(rss_kb "$PROXY_PID") / 1024 )) MiB"
+sleep $(( IDLE_TIMEOUT + 5 ))
+echo "after the idle timeout ($(( IDLE_TIMEOUT + 10 )) s idle): fds $(fds "$PROXY_PID"), RSS $(( $(rss_kb "$PROXY_PID") / 1024 )) MiB"
 echo -e "scenario\treq/s\tp50_ms\tp99_ms\tstatus\terrors"
 summarise "load_${CONNS}c" "$W/load.json"
 curl -s http://127.0.0.1:19129/metrics | grep -E '^ratls_(verifications_total|client_connections|upstream_connections) '
