@@ -1,6 +1,6 @@
 //! Limits: a slow client is cut off at the header timeout while others are served,
 //! oversized headers get 431, the connection cap refuses the excess quickly and recovers (and
-//! counts open tunnels),
+//! counts open tunnels and route connections),
 //! an upstream that never completes its handshake gives 504, IPv6 literals are handled.
 
 mod common;
@@ -343,4 +343,54 @@ async fn open_tunnels_count_against_the_connection_cap() {
             .starts_with("HTTP/1.1 200"),
         "recovers once the tunnels close"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_listeners_share_the_connection_cap() {
+    let env = env();
+    let good = SimEnclave::start(
+        &env.pki,
+        SimConfig::default(),
+        "127.0.0.1:0".parse().expect("a"),
+        env.now,
+    )
+    .await
+    .expect("sim");
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\nadmin_listen = \"\"\n[limits]\nmax_connections = 1\n[ca]\ndir = \"{}\"\n[trust]\nroot_ca = \"{}\"\n[collateral]\nsource = \"{}\"\n[[enclave]]\nhosts = [\"good.test\"]\nmrenclave = [\"{}\"]\nconnect_to = \"{}\"\n[[route]]\nlisten = \"127.0.0.1:0\"\nupstream = \"https://good.test\"\n",
+        env.dir.join("ca").display(),
+        env.dir.join("pki/root.pem").display(),
+        env.dir.join("pki/collateral.json").display(),
+        "e1".repeat(32),
+        good.addr()
+    );
+    let config = Config::from_toml(&text, "limits", std::path::Path::new("/")).expect("config");
+    let (anchor, setup) = ratls_proxy::setup::trust_and_collateral(&config).expect("setup");
+    let ca = LocalCa::load_or_create(&config.ca_dir, env.now).expect("ca");
+    let running = Arc::new(Proxy::new(config, &anchor, setup, ca))
+        .start()
+        .await
+        .expect("start");
+    let route = *running.route_addrs.first().expect("route bound");
+    // One connection held open on the proxy listener takes the only slot.
+    let mut held = TcpStream::connect(running.addr).await.expect("connect");
+    held.write_all(b"GET http://good.test/ HTTP/1.1\r\n")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let answer = exchange(
+        route,
+        b"GET /r HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too_many_connections"), "{answer}");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let answer = exchange(
+        route,
+        b"GET /r HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }

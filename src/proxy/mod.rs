@@ -31,7 +31,7 @@ use self::refusal::ProxyRefusal;
 use self::upstream::{strip_hop_by_hop, Pool, Target, UpstreamError, Version};
 use crate::ca::LocalCa;
 use crate::config::{split_host_port, Config, Unmatched};
-use crate::metrics::{Counting, GaugeGuard, Metrics, Sample};
+use crate::metrics::{Counting, Metrics, Sample};
 use crate::ratls::{CacheStats, RaTlsVerifier, VerdictCache};
 use crate::setup::trust_and_collateral;
 use crate::setup::CollateralSetup;
@@ -499,14 +499,19 @@ impl Proxy {
         let addr = listener.local_addr()?;
         let slots = Arc::new(Semaphore::new(g.config.limits.max_connections));
         let mut tasks = vec![
-            tokio::spawn(accept_loop(Arc::clone(&self), listener, slots)),
+            tokio::spawn(accept_loop(Arc::clone(&self), listener, Arc::clone(&slots))),
             tokio::spawn(sweep_loop(Arc::clone(&self))),
         ];
         let mut route_addrs = Vec::new();
         for route in &g.config.routes {
             let l = TcpListener::bind(route.listen).await?;
             route_addrs.push(l.local_addr()?);
-            tasks.push(tokio::spawn(route_loop(Arc::clone(&self), l, route.listen)));
+            tasks.push(tokio::spawn(route_loop(
+                Arc::clone(&self),
+                l,
+                route.listen,
+                Arc::clone(&slots),
+            )));
         }
         let admin_addr = match g.config.admin_listen {
             Some(a) => {
@@ -600,18 +605,9 @@ async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, slots: Arc<Semaph
                 continue;
             }
         };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            tokio::spawn(async move {
-                use tokio::io::AsyncWriteExt as _;
-                let mut tcp = tcp;
-                let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(&overloaded()))
-                    .await;
-                let _ = tcp.shutdown().await;
-            });
-            tracing::warn!(%client, "connection refused: max_connections reached");
+        let Some((tcp, slot)) = admit(&slots, tcp, client) else {
             continue;
         };
-        let _ = tcp.set_nodelay(true);
         let proxy = Arc::clone(&proxy);
         tokio::spawn(async move {
             let slot = Arc::new(ClientSlot::new(slot, &proxy.metrics));
@@ -636,16 +632,47 @@ async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, slots: Arc<Semaph
     }
 }
 
-async fn route_loop(proxy: Arc<Proxy>, listener: TcpListener, listen: SocketAddr) {
+/// A place under `max_connections` for a new client connection, or `None` once the excess
+/// connection was answered 503 and is being closed (in the background, within 1 s).
+fn admit(
+    slots: &Arc<Semaphore>,
+    tcp: TcpStream,
+    client: SocketAddr,
+) -> Option<(TcpStream, tokio::sync::OwnedSemaphorePermit)> {
+    let Ok(slot) = Arc::clone(slots).try_acquire_owned() else {
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt as _;
+            let mut tcp = tcp;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), tcp.write_all(&overloaded())).await;
+            let _ = tcp.shutdown().await;
+        });
+        tracing::warn!(%client, "connection refused: max_connections reached");
+        return None;
+    };
+    let _ = tcp.set_nodelay(true);
+    Some((tcp, slot))
+}
+
+/// A sidecar route's listener: plain HTTP in, attested TLS to one enclave out. Its
+/// connections share `max_connections` with the proxy listener.
+async fn route_loop(
+    proxy: Arc<Proxy>,
+    listener: TcpListener,
+    listen: SocketAddr,
+    slots: Arc<Semaphore>,
+) {
     loop {
         let Ok((tcp, client)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let _ = tcp.set_nodelay(true);
+        let Some((tcp, slot)) = admit(&slots, tcp, client) else {
+            continue;
+        };
         let proxy = Arc::clone(&proxy);
         tokio::spawn(async move {
-            let _open = GaugeGuard::new(&proxy.metrics.client_connections);
+            let _open = ClientSlot::new(slot, &proxy.metrics);
             let p = Arc::clone(&proxy);
             let service = hyper::service::service_fn(move |req| {
                 let proxy = Arc::clone(&p);
