@@ -18,7 +18,43 @@ use tokio::net::TcpStream;
 
 use common::{env, Env};
 
+async fn good_sim(env: &Env) -> SimEnclave {
+    SimEnclave::start(
+        &env.pki,
+        SimConfig::default(),
+        "127.0.0.1:0".parse().expect("a"),
+        env.now,
+    )
+    .await
+    .expect("sim")
+}
+
+/// A TCP server on loopback that accepts and holds connections, never sending a byte.
+async fn silent_server() -> (u16, tokio::task::JoinHandle<()>) {
+    let quiet = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = quiet.local_addr().expect("addr").port();
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = quiet.accept().await {
+            conns.push(c);
+        }
+    });
+    (port, held)
+}
+
 async fn proxy(env: &Env, limits: &str, enclaves: &[(&str, SocketAddr)]) -> Running {
+    proxy_with(env, limits, enclaves, "").await
+}
+
+/// A proxy with `limits` under `[limits]`, one `[[enclave]]` per entry, then `extra`.
+async fn proxy_with(
+    env: &Env,
+    limits: &str,
+    enclaves: &[(&str, SocketAddr)],
+    extra: &str,
+) -> Running {
     let mut text = format!(
         "listen = \"127.0.0.1:0\"\nadmin_listen = \"\"\n[limits]\n{limits}\n[ca]\ndir = \"{}\"\n[trust]\nroot_ca = \"{}\"\n[collateral]\nsource = \"{}\"\n",
         env.dir.join("ca").display(),
@@ -31,6 +67,7 @@ async fn proxy(env: &Env, limits: &str, enclaves: &[(&str, SocketAddr)]) -> Runn
             "e1".repeat(32)
         ));
     }
+    text.push_str(extra);
     let config = Config::from_toml(&text, "limits", std::path::Path::new("/")).expect("config");
     let (anchor, setup) = ratls_proxy::setup::trust_and_collateral(&config).expect("setup");
     let ca = LocalCa::load_or_create(&config.ca_dir, env.now).expect("ca");
@@ -61,14 +98,7 @@ async fn get_via(proxy: SocketAddr, host: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_loris_is_cut_off_while_other_clients_are_served() {
     let env = env();
-    let good = SimEnclave::start(
-        &env.pki,
-        SimConfig::default(),
-        "127.0.0.1:0".parse().expect("a"),
-        env.now,
-    )
-    .await
-    .expect("sim");
+    let good = good_sim(&env).await;
     let running = proxy(
         &env,
         "header_read_timeout_secs = 1",
@@ -117,14 +147,7 @@ async fn oversized_headers_get_431() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_connection_cap_refuses_the_excess_quickly_and_recovers() {
     let env = env();
-    let good = SimEnclave::start(
-        &env.pki,
-        SimConfig::default(),
-        "127.0.0.1:0".parse().expect("a"),
-        env.now,
-    )
-    .await
-    .expect("sim");
+    let good = good_sim(&env).await;
     let running = proxy(
         &env,
         "max_connections = 4\nheader_read_timeout_secs = 30",
@@ -233,14 +256,7 @@ async fn ipv6_literals_with_and_without_brackets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_connections_and_idle_tunnels_are_closed() {
     let env = env();
-    let good = SimEnclave::start(
-        &env.pki,
-        SimConfig::default(),
-        "127.0.0.1:0".parse().expect("a"),
-        env.now,
-    )
-    .await
-    .expect("sim");
+    let good = good_sim(&env).await;
     let running = proxy(&env, "idle_timeout_secs = 1", &[("good.test", good.addr())]).await;
 
     // A keep-alive connection: served, then closed after 1 s without traffic.
@@ -262,16 +278,7 @@ async fn idle_keep_alive_connections_and_idle_tunnels_are_closed() {
     );
 
     // A passthrough tunnel with no traffic is closed too.
-    let quiet = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = quiet.local_addr().expect("addr").port();
-    let _held = tokio::spawn(async move {
-        let mut conns = Vec::new();
-        while let Ok((c, _)) = quiet.accept().await {
-            conns.push(c);
-        }
-    });
+    let (port, _held) = silent_server().await;
     let mut tcp = TcpStream::connect(running.addr).await.expect("connect");
     tcp.write_all(
         format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes(),
@@ -299,25 +306,9 @@ async fn idle_keep_alive_connections_and_idle_tunnels_are_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_tunnels_count_against_the_connection_cap() {
     let env = env();
-    let good = SimEnclave::start(
-        &env.pki,
-        SimConfig::default(),
-        "127.0.0.1:0".parse().expect("a"),
-        env.now,
-    )
-    .await
-    .expect("sim");
+    let good = good_sim(&env).await;
     let running = proxy(&env, "max_connections = 2", &[("good.test", good.addr())]).await;
-    let quiet = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = quiet.local_addr().expect("addr").port();
-    let _held = tokio::spawn(async move {
-        let mut conns = Vec::new();
-        while let Ok((c, _)) = quiet.accept().await {
-            conns.push(c);
-        }
-    });
+    let (port, _held) = silent_server().await;
     // One intercepted tunnel and one passthrough tunnel, both answered and then held open.
     let mut tunnels = Vec::new();
     for authority in ["good.test:443".to_owned(), format!("127.0.0.1:{port}")] {
@@ -348,29 +339,14 @@ async fn open_tunnels_count_against_the_connection_cap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_listeners_share_the_connection_cap() {
     let env = env();
-    let good = SimEnclave::start(
-        &env.pki,
-        SimConfig::default(),
-        "127.0.0.1:0".parse().expect("a"),
-        env.now,
+    let good = good_sim(&env).await;
+    let running = proxy_with(
+        &env,
+        "max_connections = 1",
+        &[("good.test", good.addr())],
+        "[[route]]\nlisten = \"127.0.0.1:0\"\nupstream = \"https://good.test\"\n",
     )
-    .await
-    .expect("sim");
-    let text = format!(
-        "listen = \"127.0.0.1:0\"\nadmin_listen = \"\"\n[limits]\nmax_connections = 1\n[ca]\ndir = \"{}\"\n[trust]\nroot_ca = \"{}\"\n[collateral]\nsource = \"{}\"\n[[enclave]]\nhosts = [\"good.test\"]\nmrenclave = [\"{}\"]\nconnect_to = \"{}\"\n[[route]]\nlisten = \"127.0.0.1:0\"\nupstream = \"https://good.test\"\n",
-        env.dir.join("ca").display(),
-        env.dir.join("pki/root.pem").display(),
-        env.dir.join("pki/collateral.json").display(),
-        "e1".repeat(32),
-        good.addr()
-    );
-    let config = Config::from_toml(&text, "limits", std::path::Path::new("/")).expect("config");
-    let (anchor, setup) = ratls_proxy::setup::trust_and_collateral(&config).expect("setup");
-    let ca = LocalCa::load_or_create(&config.ca_dir, env.now).expect("ca");
-    let running = Arc::new(Proxy::new(config, &anchor, setup, ca))
-        .start()
-        .await
-        .expect("start");
+    .await;
     let route = *running.route_addrs.first().expect("route bound");
     // One connection held open on the proxy listener takes the only slot.
     let mut held = TcpStream::connect(running.addr).await.expect("connect");
