@@ -21,10 +21,15 @@ start_sim() {
   wait_port 19443
 }
 
+# start_proxy [LISTEN_PORT ADMIN_PORT ROUTE_PORT [COMMAND...]]: a ratls-proxy for the sim
+# enclave (defaults 19128, 19129, 19081 and this build); sets PROXY_PID and CA.
 start_proxy() {
-  cat > "$W/proxy.toml" <<TOML
-listen = "127.0.0.1:19128"
-admin_listen = "127.0.0.1:19129"
+  local port="${1:-19128}" admin="${2:-19129}" route="${3:-19081}"
+  shift 3 2>/dev/null || shift $#
+  local cmd=("$@"); [ ${#cmd[@]} -eq 0 ] && cmd=("$BIN")
+  cat > "$W/proxy-$port.toml" <<TOML
+listen = "127.0.0.1:$port"
+admin_listen = "127.0.0.1:$admin"
 [limits]
 max_connections = 8192
 idle_timeout_secs = ${IDLE_TIMEOUT:-300}
@@ -39,12 +44,12 @@ hosts = ["bench.enclave.test"]
 mrenclave = ["e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1"]
 connect_to = "127.0.0.1:19443"
 [[route]]
-listen = "127.0.0.1:19081"
+listen = "127.0.0.1:$route"
 upstream = "https://bench.enclave.test"
 TOML
-  RUST_LOG="${RUST_LOG:-warn}" "$BIN" run --config "$W/proxy.toml" > "$W/proxy.log" 2>&1 &
+  RUST_LOG="${RUST_LOG:-warn}" "${cmd[@]}" run --config "$W/proxy-$port.toml" > "$W/proxy-$port.log" 2>&1 &
   PIDS+=($!); PROXY_PID=$!
-  wait_port 19128
+  wait_port "$port"
   CA="$W/ca/ca.pem"
 }
 
