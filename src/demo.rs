@@ -81,7 +81,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         println!("ratls-proxy demo: proxy on http://{p}, three simulated SGX enclaves (test PKI, not Intel)");
         println!("policy for *.enclave.test: MRENCLAVE {TRUSTED}, no DEBUG, TCB UpToDate\n");
         println!("# accepted: the enclave's JSON echo (HTTP/1.1, then HTTP/2)");
-        println!("curl -x http://{p} --cacert {ca} https://good.enclave.test/hello");
+        println!("curl -x http://{p} --cacert {ca} --http1.1 https://good.enclave.test/hello");
         println!("curl -x http://{p} --cacert {ca} --http2 https://good.enclave.test/hello");
         println!("# accepted, no CA needed: the proxy originates attested TLS");
         println!("curl -x http://{p} http://good.enclave.test/hello");
