@@ -80,7 +80,7 @@ pub struct Conn {
     /// Shared by the clones of one HTTP/2 connection.
     id: u64,
     /// Held by HTTP/1.1 connections dialed for HTTP/1.1 clients, counted against the cap.
-    _h1: Option<H1Ticket>,
+    h1_ticket: Option<H1Ticket>,
     /// When it last carried or was given a request; idle ones are closed by [`Pool::sweep`].
     last_used: Instant,
 }
@@ -116,7 +116,7 @@ struct Slot {
     conns: Vec<Conn>,
     h1_open: Arc<std::sync::atomic::AtomicUsize>,
     /// When an HTTP/1.1 dial last failed: an HTTP/2-only enclave is not asked again at once.
-    h1_failed: Option<std::time::Instant>,
+    h1_failed: Option<Instant>,
 }
 
 /// How long HTTP/1.1 clients share HTTP/2 after an HTTP/1.1 dial to the destination failed.
@@ -202,7 +202,7 @@ impl Pool {
                             sender: Sender::H2(s.clone()),
                             verdict: Arc::clone(verdict),
                             id: *id,
-                            _h1: None,
+                            h1_ticket: None,
                             last_used: *last_used,
                         });
                     }
@@ -252,7 +252,7 @@ impl Pool {
             };
             let slot = idle.entry(target.clone()).or_default();
             slot.conns.retain(|c| c.usable(now));
-            if let Some(at) = slot.conns.iter().rposition(|c| c._h1.is_some()) {
+            if let Some(at) = slot.conns.iter().rposition(|c| c.h1_ticket.is_some()) {
                 return Ok(Some(slot.conns.swap_remove(at)));
             }
             if slot
@@ -272,7 +272,7 @@ impl Pool {
         };
         match Box::pin(self.dial_once(target, metrics, &[b"http/1.1"])).await {
             Ok(mut conn) if !conn.is_h2() => {
-                conn._h1 = Some(ticket);
+                conn.h1_ticket = Some(ticket);
                 Ok(Some(conn))
             }
             Ok(_) => Ok(None),
@@ -287,8 +287,7 @@ impl Pool {
             // with its own ALPN and reports its own error.
             Err(_) => {
                 if let Ok(mut idle) = self.idle.lock() {
-                    idle.entry(target.clone()).or_default().h1_failed =
-                        Some(std::time::Instant::now());
+                    idle.entry(target.clone()).or_default().h1_failed = Some(Instant::now());
                 }
                 Ok(None)
             }
@@ -308,7 +307,7 @@ impl Pool {
                 }
             }
             // HTTP/1.1 connections of HTTP/1.1 clients are already bounded by their cap.
-            if conn._h1.is_some() || list.len() < 32 {
+            if conn.h1_ticket.is_some() || list.len() < 32 {
                 list.push(conn);
             }
         }
@@ -390,7 +389,7 @@ impl Pool {
             sender,
             verdict: attested.verdict,
             id: NEXT_CONN_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            _h1: None,
+            h1_ticket: None,
             last_used: Instant::now(),
         })
     }
