@@ -370,3 +370,42 @@ async fn route_listeners_share_the_connection_cap() {
     .await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_with_traffic_outlives_the_idle_timeout() {
+    let env = env();
+    let running = proxy(&env, "idle_timeout_secs = 1", &[]).await;
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = echo.local_addr().expect("addr").port();
+    let _echo = tokio::spawn(async move {
+        while let Ok((mut c, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = c.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    let mut tcp = TcpStream::connect(running.addr).await.expect("connect");
+    tcp.write_all(
+        format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("write");
+    let mut buf = vec![0u8; 1024];
+    let n = tcp.read(&mut buf).await.expect("read");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // A byte each 300 ms for 2.4 s: more than twice the idle timeout, never idle for one.
+    for i in 0..8u8 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tcp.write_all(&[i]).await.expect("still open");
+        let mut one = [0u8; 1];
+        tcp.read_exact(&mut one).await.expect("echoed");
+        assert_eq!(one[0], i);
+    }
+    // Then silence: closed within a few seconds.
+    let mut rest = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest)).await;
+    assert!(r.is_ok(), "idle tunnel closed");
+}
