@@ -30,7 +30,7 @@ use self::idle::Idle;
 use self::refusal::ProxyRefusal;
 use self::upstream::{strip_hop_by_hop, Pool, Target, UpstreamError, Version};
 use crate::ca::LocalCa;
-use crate::config::{split_host_port, Config, Unmatched};
+use crate::config::{split_host_port, Config, Limits, Unmatched};
 use crate::metrics::{Counting, Metrics, Sample};
 use crate::ratls::{CacheStats, RaTlsVerifier, VerdictCache};
 use crate::setup::trust_and_collateral;
@@ -597,17 +597,7 @@ async fn sweep_loop(proxy: Arc<Proxy>) {
 
 async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, slots: Arc<Semaphore>) {
     loop {
-        let (tcp, client) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Some((tcp, slot)) = admit(&slots, tcp, client) else {
-            continue;
-        };
+        let (tcp, client, slot) = next_client(&listener, &slots).await;
         let proxy = Arc::clone(&proxy);
         tokio::spawn(async move {
             let slot = Arc::new(ClientSlot::new(slot, &proxy.metrics));
@@ -618,10 +608,7 @@ async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, slots: Arc<Semaph
                 let slot = Arc::clone(&slot);
                 async move { Ok::<_, Infallible>(handle(proxy, slot, client, req).await) }
             });
-            let served = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .max_header_size(limits.max_header_bytes)
+            let served = http1_server(&limits)
                 .serve_connection(TokioIo::new(Idle::new(tcp, limits.idle_timeout)), service)
                 .with_upgrades()
                 .await;
@@ -630,6 +617,37 @@ async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, slots: Arc<Semaph
             }
         });
     }
+}
+
+/// The next client connection admitted under `max_connections`. Accept errors (out of file
+/// descriptors, say) are logged and retried after a pause; excess connections get 503.
+async fn next_client(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+) -> (TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, client)) => {
+                if let Some((tcp, slot)) = admit(slots, tcp, client) {
+                    return (tcp, client, slot);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// The HTTP/1 server of every client-facing connection (proxy listener, routes, HTTP/1.1
+/// inside intercepted tunnels), with the configured header limits.
+fn http1_server(limits: &Limits) -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(limits.max_header_bytes);
+    b
 }
 
 /// A place under `max_connections` for a new client connection, or `None` once the excess
@@ -663,13 +681,7 @@ async fn route_loop(
     slots: Arc<Semaphore>,
 ) {
     loop {
-        let Ok((tcp, client)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let Some((tcp, slot)) = admit(&slots, tcp, client) else {
-            continue;
-        };
+        let (tcp, client, slot) = next_client(&listener, &slots).await;
         let proxy = Arc::clone(&proxy);
         tokio::spawn(async move {
             let _open = ClientSlot::new(slot, &proxy.metrics);
@@ -696,10 +708,7 @@ async fn route_loop(
                 }
             });
             let limits = proxy.current().config.limits;
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .max_header_size(limits.max_header_bytes)
+            let _ = http1_server(&limits)
                 .serve_connection(TokioIo::new(Idle::new(tcp, limits.idle_timeout)), service)
                 .await;
         });
@@ -944,12 +953,7 @@ async fn serve_tunnel(
             .serve_connection(io, service)
             .await
     } else {
-        hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .max_header_size(limits.max_header_bytes)
-            .serve_connection(io, service)
-            .await
+        http1_server(&limits).serve_connection(io, service).await
     };
     if let Err(e) = served {
         tracing::debug!(%client, error = %e, "intercepted connection ended with an error");
