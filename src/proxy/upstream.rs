@@ -119,6 +119,15 @@ struct Slot {
     h1_failed: Option<Instant>,
 }
 
+/// The slot of `target`, created if new. The key is cloned only then: this runs under the
+/// pool's lock on every HTTP/1.1 request.
+fn slot_mut<'a>(idle: &'a mut HashMap<Target, Slot>, target: &Target) -> Option<&'a mut Slot> {
+    if !idle.contains_key(target) {
+        idle.insert(target.clone(), Slot::default());
+    }
+    idle.get_mut(target)
+}
+
 /// How long HTTP/1.1 clients share HTTP/2 after an HTTP/1.1 dial to the destination failed.
 const H1_RETRY_AFTER: Duration = Duration::from_secs(60);
 
@@ -250,7 +259,9 @@ impl Pool {
             let Ok(mut idle) = self.idle.lock() else {
                 return Ok(None);
             };
-            let slot = idle.entry(target.clone()).or_default();
+            let Some(slot) = slot_mut(&mut idle, target) else {
+                return Ok(None);
+            };
             slot.conns.retain(|c| c.usable(now));
             if let Some(at) = slot.conns.iter().rposition(|c| c.h1_ticket.is_some()) {
                 return Ok(Some(slot.conns.swap_remove(at)));
@@ -298,7 +309,9 @@ impl Pool {
     pub fn checkin(&self, target: &Target, mut conn: Conn) {
         conn.last_used = Instant::now();
         if let Ok(mut idle) = self.idle.lock() {
-            let list = &mut idle.entry(target.clone()).or_default().conns;
+            let Some(Slot { conns: list, .. }) = slot_mut(&mut idle, target) else {
+                return;
+            };
             if conn.is_h2() {
                 // A clone of a shared connection is already listed; a new one joins the set.
                 let shared = list.iter().any(|c| c.id == conn.id);
