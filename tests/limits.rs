@@ -16,17 +16,10 @@ use ratls_proxy::sim::{SimConfig, SimEnclave};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::{env, Env};
+use common::{env, start_sim, Env};
 
 async fn good_sim(env: &Env) -> SimEnclave {
-    SimEnclave::start(
-        &env.pki,
-        SimConfig::default(),
-        "127.0.0.1:0".parse().expect("a"),
-        env.now,
-    )
-    .await
-    .expect("sim")
+    start_sim(env, SimConfig::default()).await
 }
 
 /// A TCP server on loopback that accepts and holds connections, never sending a byte.

@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,22 +19,12 @@ use serde_json::Value;
 const TRUSTED: &str = "e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1";
 const OTHER: &str = "0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b";
 
-use common::{env, Env};
+use common::{curl, env, free_port, s, start_sim, Env};
 
 async fn sim(env: &Env, mrenclave: MrEnclave) -> SimEnclave {
     let mut c = SimConfig::default();
     c.spec.mrenclave = mrenclave;
-    SimEnclave::start(&env.pki, c, "127.0.0.1:0".parse().expect("addr"), env.now)
-        .await
-        .expect("sim")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    start_sim(env, c).await
 }
 
 struct Ports {
@@ -114,24 +104,6 @@ async fn start(config: &Path, ports: &Ports, json_logs: bool) -> Binary {
     panic!("proxy did not start");
 }
 
-async fn curl(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new("curl")
-            .args(["-sS", "--max-time", "15"])
-            .args(&args)
-            .env_remove("http_proxy")
-            .env_remove("https_proxy")
-            .output()
-            .expect("curl")
-    })
-    .await
-    .expect("join")
-}
-
-fn s(v: &[&str]) -> Vec<String> {
-    v.iter().map(|x| (*x).to_owned()).collect()
-}
-
 /// `name{labels}` → value, from Prometheus text.
 fn parse_metrics(text: &str) -> HashMap<String, f64> {
     text.lines()
@@ -150,14 +122,18 @@ fn parse_metrics(text: &str) -> HashMap<String, f64> {
 }
 
 async fn metrics(ports: &Ports) -> HashMap<String, f64> {
-    let out = curl(s(&[&format!("http://127.0.0.1:{}/metrics", ports.admin)])).await;
+    let out = curl(
+        s(&[&format!("http://127.0.0.1:{}/metrics", ports.admin)]),
+        vec![],
+    )
+    .await;
     parse_metrics(&String::from_utf8_lossy(&out.stdout))
 }
 
 async fn status_and_body(args: Vec<String>) -> (u16, String) {
     let mut a = s(&["-o", "-", "-w", "\n%{http_code}"]);
     a.extend(args);
-    let out = curl(a).await;
+    let out = curl(a, vec![]).await;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (code.trim().parse().unwrap_or(0), body.to_owned())
@@ -549,7 +525,7 @@ async fn json_logs_parse_and_the_attestation_header_tells_what_was_verified() {
     .expect("write");
     let mut p = start(&config, &ports, true).await;
     let proxy = format!("http://127.0.0.1:{}", ports.proxy);
-    let out = curl(s(&["-i", "-x", &proxy, "http://good.test/hdr"])).await;
+    let out = curl(s(&["-i", "-x", &proxy, "http://good.test/hdr"]), vec![]).await;
     let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
     let header = text
         .lines()

@@ -20,22 +20,12 @@ use serde_json::Value;
 
 const TRUSTED: &str = "e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1";
 
-use common::{env, Env};
+use common::{curl, env, free_port, s, start_sim, Env};
 
 async fn sim(env: &Env, f: impl FnOnce(&mut SimConfig)) -> SimEnclave {
     let mut c = SimConfig::default();
     f(&mut c);
-    SimEnclave::start(&env.pki, c, "127.0.0.1:0".parse().expect("addr"), env.now)
-        .await
-        .expect("sim")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    start_sim(env, c).await
 }
 
 /// A config file: `entries` are (host pattern, sim address) under the trusted-MRENCLAVE policy.
@@ -93,25 +83,6 @@ async fn start_binary(config: &Path, port: u16) -> Binary {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("the proxy did not start listening on {port}");
-}
-
-async fn curl(args: Vec<String>, envs: Vec<(&'static str, String)>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new("curl")
-            .args(["-sS", "--max-time", "10"])
-            .args(&args)
-            .envs(envs)
-            .env_remove("http_proxy")
-            .env_remove("https_proxy")
-            .output()
-            .expect("curl runs (apt-get install curl)")
-    })
-    .await
-    .expect("join")
-}
-
-fn s(v: &[&str]) -> Vec<String> {
-    v.iter().map(|x| (*x).to_owned()).collect()
 }
 
 fn echo(out: &Output) -> Value {

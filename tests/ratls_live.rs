@@ -18,17 +18,10 @@ use ratls_proxy::tcb::TcbStatus;
 use ratls_proxy::unix_time::UnixTime;
 use serde_json::Value;
 
-use common::{env, Env};
+use common::{env, start_sim, Env};
 
 async fn sim(env: &Env, config: SimConfig) -> SimEnclave {
-    SimEnclave::start(
-        &env.pki,
-        config,
-        "127.0.0.1:0".parse().expect("addr"),
-        env.now,
-    )
-    .await
-    .expect("sim starts")
+    start_sim(env, config).await
 }
 
 /// Runs `ratls-proxy verify https://… --json` with the sim PKI; returns (exit code, JSON).

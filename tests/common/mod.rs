@@ -88,3 +88,49 @@ pub fn env() -> Env {
     let pki = ratls_proxy::sim::SimPki::load_or_create(&dir.join("pki"), now).expect("sim PKI");
     Env { dir, pki, now }
 }
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Owned arguments from string slices.
+pub fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| (*x).to_owned()).collect()
+}
+
+/// The real curl with `args` and extra environment; the caller's proxy variables are removed.
+pub async fn curl(args: Vec<String>, envs: Vec<(&'static str, String)>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "15"])
+            .args(&args)
+            .envs(envs)
+            .env_remove("http_proxy")
+            .env_remove("https_proxy")
+            .output()
+            .expect("curl runs (apt-get install curl)")
+    })
+    .await
+    .expect("join")
+}
+
+/// A sim enclave on a free loopback port.
+#[cfg(feature = "sim")]
+pub async fn start_sim(
+    env: &Env,
+    config: ratls_proxy::sim::SimConfig,
+) -> ratls_proxy::sim::SimEnclave {
+    ratls_proxy::sim::SimEnclave::start(
+        &env.pki,
+        config,
+        "127.0.0.1:0".parse().expect("addr"),
+        env.now,
+    )
+    .await
+    .expect("sim starts")
+}
