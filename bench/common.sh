@@ -10,7 +10,7 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 command -v oha >/dev/null || { echo "oha is needed: cargo install oha --locked" >&2; exit 1; }
-(cd "$ROOT" && cargo build --release --quiet --bin ratls-proxy --example sim_enclave --example conn_cost)
+(cd "$ROOT" && cargo build --release --quiet --bin ratls-proxy --example sim_enclave --example conn_cost --example tcp_relay)
 ulimit -n 65536 2>/dev/null || ulimit -n 8192 2>/dev/null || true
 
 wait_port() { for _ in $(seq 1 200); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 not up" >&2; return 1; }

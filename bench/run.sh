@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark in ONE run on this machine (client, proxy and servers share it):
 # keep-alive HTTPS, small responses, requests/s and p50/p99 for
-#   direct to the sim enclave | ratls-proxy intercept | origination | sidecar route | mitmproxy,
+#   direct to the sim enclave | a bare TCP relay (the ceiling for any proxy hop) |
+#   ratls-proxy intercept | origination | sidecar route | mitmproxy,
 # then latency at concurrency 1, the cost of a new connection (verdict-cache hit vs miss),
 # and the proxy's peak RSS. Loopback only; every run is bounded (DUR, default 10s).
 #   bench/run.sh            (needs oha; mitmproxy optional: MITM=/path/to/mitmdump)
@@ -11,39 +12,52 @@ DUR="${DUR:-10s}"; C="${C:-32}"
 MITM="${MITM:-/tmp/mitm-venv/bin/mitmdump}"
 start_sim
 start_proxy
+# The cheapest possible proxy hop: copies bytes, parses and verifies nothing (examples/tcp_relay.rs).
+"$ROOT/target/release/examples/tcp_relay" 127.0.0.1:19500 127.0.0.1:19443 > "$W/relay.log" 2>&1 &
+PIDS+=($!); RELAY_PID=$!
+wait_port 19500
 out="$W/results.tsv"
 # CPU time (user + system, clock ticks) of a process, to charge each request its share.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# run NAME ARGS...: one oha run; MID (default the proxy) is the process in the middle whose
+# CPU is charged to the requests, oha's own CPU is measured with /usr/bin/time when present.
 run() {
   local name=$1; shift
-  local p0 s0 p1 s1; p0=$(ticks "$PROXY_PID"); s0=$(ticks "$SIM_PID")
-  oha --no-tui --no-pre-lookup --ipv4 --output-format json -z "$DUR" -c "$C" "$@" > "$W/$name.json"
-  p1=$(ticks "$PROXY_PID"); s1=$(ticks "$SIM_PID")
-  echo -e "$(summarise "$name" "$W/$name.json")\t$(cpu_per_req "$W/$name.json" $((p1 - p0)) $((s1 - s0)))" | tee -a "$out"
+  local mid="${MID:-$PROXY_PID}" p0 s0 p1 s1 timer=()
+  [ -x /usr/bin/time ] && timer=(/usr/bin/time -f "%U %S" -o "$W/$name.time")
+  p0=$(ticks "$mid"); s0=$(ticks "$SIM_PID")
+  "${timer[@]}" oha --no-tui --no-pre-lookup --ipv4 --output-format json -z "$DUR" -c "$C" "$@" > "$W/$name.json"
+  p1=$(ticks "$mid"); s1=$(ticks "$SIM_PID")
+  echo -e "$(summarise "$name" "$W/$name.json")\t$(cpu_per_req "$W/$name.json" $((p1 - p0)) $((s1 - s0)) "$W/$name.time")" | tee -a "$out"
 }
-# µs of CPU per answered request for the proxy and the sim enclave.
+# µs of CPU per answered request for the process in the middle, the sim enclave and oha.
 cpu_per_req() {
   python3 - "$@" "$(getconf CLK_TCK)" <<'PY'
-import json, sys
+import json, os, sys
 d = json.load(open(sys.argv[1])); n = max(1, sum(d.get("statusCodeDistribution", {}).values()))
-tick = 1e6 / float(sys.argv[4])
-print(f"{int(sys.argv[2]) * tick / n:.1f}\t{int(sys.argv[3]) * tick / n:.1f}")
+tick = 1e6 / float(sys.argv[5])
+client = "-"
+if os.path.exists(sys.argv[4]):
+    u, s = open(sys.argv[4]).read().split()[-2:]
+    client = f"{(float(u) + float(s)) * 1e6 / n:.1f}"
+print(f"{int(sys.argv[2]) * tick / n:.1f}\t{int(sys.argv[3]) * tick / n:.1f}\t{client}")
 PY
 }
 
-echo -e "scenario\treq/s\tp50_ms\tp99_ms\tstatus\terrors\tproxy_cpu_us/req\tsim_cpu_us/req" | tee "$out"
-# The shared 2-core box drifts by +-20% over a minute, so the four keep-alive scenarios are
+echo -e "scenario\treq/s\tp50_ms\tp99_ms\tstatus\terrors\tproxy_cpu_us/req\tsim_cpu_us/req\toha_cpu_us/req" | tee "$out"
+# The shared 2-core box drifts by +-20% over a minute, so the keep-alive scenarios are
 # interleaved for ROUNDS rounds and each ratio uses the mean of its rounds.
 for r in $(seq 1 "${ROUNDS:-2}"); do
   run direct        --insecure https://127.0.0.1:19443/
+  MID=$RELAY_PID run tcp_relay --insecure https://127.0.0.1:19500/
   run intercept     -x http://127.0.0.1:19128 --cacert "$CA" https://bench.enclave.test/
   run origination   -x http://127.0.0.1:19128 http://bench.enclave.test/
   run sidecar       http://127.0.0.1:19081/
 done
 if [ -x "$MITM" ]; then
   "$MITM" -q --listen-host 127.0.0.1 --listen-port 18081 --set confdir="$W/mitm" --ssl-insecure > "$W/mitm.log" 2>&1 &
-  PIDS+=($!); wait_port 18081
-  run mitmproxy   -x http://127.0.0.1:18081 --insecure https://127.0.0.1:19443/
+  PIDS+=($!); MITM_PID=$!; wait_port 18081
+  MID=$MITM_PID run mitmproxy   -x http://127.0.0.1:18081 --insecure https://127.0.0.1:19443/
 else
   echo "mitmproxy not found at $MITM (python3 -m venv /tmp/mitm-venv && /tmp/mitm-venv/bin/pip install mitmproxy)" >&2
 fi
@@ -60,9 +74,11 @@ def rps(k):
     v = [float(l[1]) for l in lines if l[0] == k]
     return sum(v) / len(v) if v else None
 d = rps("direct")
+ceiling = rps("tcp_relay")
 print()
+if d and ceiling: print(f"tcp_relay / direct = {ceiling/d:.2f}x (the ceiling for any proxy that adds a TCP hop here)")
 for k in ("intercept", "origination", "sidecar"):
-    if d and rps(k): print(f"{k} / direct = {rps(k)/d:.2f}x")
+    if d and rps(k): print(f"{k} / direct = {rps(k)/d:.2f}x" + (f" ({rps(k)/ceiling:.2f}x the bare relay)" if ceiling else ""))
 if rps("mitmproxy"): print(f"intercept / mitmproxy = {rps('intercept')/rps('mitmproxy'):.0f}x")
 if "direct_c1" in rows and "intercept_c1" in rows:
     print(f"added p50 at concurrency 1 = {float(rows['intercept_c1'][2]) - float(rows['direct_c1'][2]):.3f} ms")
