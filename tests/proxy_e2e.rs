@@ -148,6 +148,9 @@ async fn intercept_origination_and_sidecar_reach_the_attested_enclave() {
             "HTTP/1.1"
         };
         assert_eq!(e["version"], upstream, "{version}");
+        if version == "--http1.1" {
+            assert_eq!(e["headers"]["host"], "good.enclave.test");
+        }
     }
     // An unmodified client configured only through HTTPS_PROXY.
     let out = curl(
@@ -168,7 +171,7 @@ async fn intercept_origination_and_sidecar_reach_the_attested_enclave() {
             &proxy,
             "-H",
             "X-App: legacy",
-            "http://good.enclave.test/orig",
+            "http://good.enclave.test/orig?q=2",
         ]),
         vec![],
     )
@@ -179,9 +182,21 @@ async fn intercept_origination_and_sidecar_reach_the_attested_enclave() {
         (Some("/orig"), Some("legacy"))
     );
     assert_eq!(e["version"], "HTTP/1.1");
-    // Sidecar route.
-    let out = curl(s(&[&format!("http://127.0.0.1:{route_port}/side")]), vec![]).await;
-    assert_eq!(echo(&out)["path"], "/side");
+    // Absolute form in, origin form and the enclave's Host out.
+    assert_eq!(e["query"], "q=2");
+    assert_eq!(e["headers"]["host"], "good.enclave.test");
+    // Sidecar route: the client's Host names the route listener; upstream gets the enclave's.
+    let out = curl(
+        s(&[&format!("http://127.0.0.1:{route_port}/side?x=1")]),
+        vec![],
+    )
+    .await;
+    let e = echo(&out);
+    assert_eq!(
+        (e["path"].as_str(), e["query"].as_str()),
+        (Some("/side"), Some("x=1"))
+    );
+    assert_eq!(e["headers"]["host"], "good.enclave.test");
     // Without trusting the proxy's CA, curl refuses the intercepted connection.
     let out = curl(
         s(&["-x", &proxy, "https://good.enclave.test/hello"]),

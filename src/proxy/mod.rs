@@ -232,7 +232,9 @@ struct Outcome {
     host: String,
     verdict: &'static str,
     code: Option<String>,
-    mrenclave: Option<String>,
+    /// The verdict that admitted the upstream connection; its MRENCLAVE is formatted only
+    /// when the access log is on (per request, that formatting was measurable work).
+    accepted: Option<Arc<crate::ratls::cache::CachedVerdict>>,
     upstream: Option<Duration>,
 }
 
@@ -736,7 +738,12 @@ fn access_log(
         status = status.as_u16(),
         verdict = o.verdict,
         code = o.code.as_deref().unwrap_or("-"),
-        mrenclave = o.mrenclave.as_deref().unwrap_or("-"),
+        mrenclave = o
+            .accepted
+            .as_deref()
+            .and_then(mrenclave_of)
+            .as_deref()
+            .unwrap_or("-"),
         upstream_ms = o.upstream.map_or(-1.0, |d| d.as_secs_f64() * 1000.0),
         total_ms = start.elapsed().as_secs_f64() * 1000.0,
     );
@@ -855,7 +862,7 @@ async fn connect(
         host: host.clone(),
         verdict: "accepted",
         code: None,
-        mrenclave: mrenclave_of(conn.verdict()),
+        accepted: Some(Arc::clone(conn.verdict())),
         upstream: Some(started.elapsed()),
     };
     g.pool.checkin(&target, conn);
@@ -1013,7 +1020,7 @@ async fn relay(
                 host: target.host.clone(),
                 verdict: "accepted",
                 code: None,
-                mrenclave: mrenclave_of(&verdict),
+                accepted: Some(Arc::clone(&verdict)),
                 upstream: Some(started.elapsed()),
             };
             let counter = Arc::clone(&proxy.metrics.bytes_to_clients);
