@@ -1,5 +1,5 @@
-//! Limits: a slow client is cut off at the header timeout while others are served,
-//! oversized headers get 431, the connection cap refuses the excess quickly and recovers (and
+//! Limits: a slow client is cut off at the header timeout while others are served, idle
+//! keep-alive connections wait for the idle timeout instead, oversized headers get 431, the connection cap refuses the excess quickly and recovers (and
 //! counts open tunnels and route connections),
 //! an upstream that never completes its handshake gives 504, IPv6 literals are handled.
 
@@ -16,7 +16,7 @@ use ratls_proxy::sim::{SimConfig, SimEnclave};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::{env, start_sim, Env};
+use common::{env, read_response, start_sim, tls_through, Env};
 
 async fn good_sim(env: &Env) -> SimEnclave {
     start_sim(env, SimConfig::default()).await
@@ -365,9 +365,15 @@ async fn route_listeners_share_the_connection_cap() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tunnel_with_traffic_outlives_the_idle_timeout() {
+async fn a_tunnel_with_traffic_outlives_the_idle_and_header_timeouts() {
     let env = env();
-    let running = proxy(&env, "idle_timeout_secs = 1", &[]).await;
+    // The header timeout times HTTP request heads; a passthrough tunnel carries bytes.
+    let running = proxy(
+        &env,
+        "idle_timeout_secs = 1\nheader_read_timeout_secs = 1",
+        &[],
+    )
+    .await;
     let echo = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -401,4 +407,93 @@ async fn a_tunnel_with_traffic_outlives_the_idle_timeout() {
     let mut rest = Vec::new();
     let r = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest)).await;
     assert!(r.is_ok(), "idle tunnel closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_waits_for_the_idle_timeout_while_heads_keep_the_header_timeout() {
+    let env = env();
+    let good = good_sim(&env).await;
+    let route_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let running = proxy_with(
+        &env,
+        "header_read_timeout_secs = 1\nidle_timeout_secs = 30",
+        &[("good.test", good.addr())],
+        &format!(
+            "[[route]]\nlisten = \"127.0.0.1:{route_port}\"\nupstream = \"https://good.test\"\n"
+        ),
+    )
+    .await;
+    let route: SocketAddr = format!("127.0.0.1:{route_port}").parse().expect("addr");
+    let pause = Duration::from_millis(1600);
+    let timed_close = |what: &'static str, started: Instant, closed: bool| {
+        let waited = started.elapsed();
+        assert!(closed, "{what}: closed, not held");
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+            "{what}: cut at the 1 s header timeout, not the 30 s idle one: {waited:?}"
+        );
+    };
+
+    // Origination on the proxy listener: a second request after more than the header timeout
+    // of silence is served; then a second head that stalls is cut at the header timeout.
+    let plain = async {
+        let mut tcp = TcpStream::connect(running.addr).await.expect("connect");
+        for path in ["a", "b"] {
+            tcp.write_all(
+                format!("GET http://good.test/{path} HTTP/1.1\r\nHost: good.test\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .expect("write");
+            let answer = read_response(&mut tcp).await;
+            assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
+            tokio::time::sleep(pause).await;
+        }
+        tcp.write_all(b"GET http://good.test/c HTTP/1.1\r\nHo")
+            .await
+            .expect("write");
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest)).await;
+        timed_close("slow second head", started, closed.is_ok());
+    };
+    // A sidecar route: the same.
+    let sidecar = async {
+        let mut tcp = TcpStream::connect(route).await.expect("connect");
+        for path in ["a", "b"] {
+            tcp.write_all(format!("GET /{path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                .await
+                .expect("write");
+            let answer = read_response(&mut tcp).await;
+            assert!(answer.starts_with("HTTP/1.1 200"), "route {path}: {answer}");
+            tokio::time::sleep(pause).await;
+        }
+    };
+    // HTTP/1.1 inside an intercepted tunnel: the same.
+    let tunnel = async {
+        let mut tls = tls_through(running.addr, "good.test", &env.ca_pem()).await;
+        for path in ["a", "b"] {
+            tls.write_all(format!("GET /{path} HTTP/1.1\r\nHost: good.test\r\n\r\n").as_bytes())
+                .await
+                .expect("write");
+            let answer = read_response(&mut tls).await;
+            assert!(
+                answer.starts_with("HTTP/1.1 200"),
+                "tunnel {path}: {answer}"
+            );
+            tokio::time::sleep(pause).await;
+        }
+    };
+    // A connection that never sends a byte is cut at the header timeout.
+    let silent = async {
+        let mut tcp = TcpStream::connect(running.addr).await.expect("connect");
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest)).await;
+        timed_close("silent connection", started, closed.is_ok());
+    };
+    tokio::join!(plain, sidecar, tunnel, silent);
 }

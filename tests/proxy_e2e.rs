@@ -20,7 +20,7 @@ use serde_json::Value;
 
 const TRUSTED: &str = "e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1";
 
-use common::{curl, env, free_port, s, start_sim, Env};
+use common::{curl, env, free_port, s, start_sim, tls_through, Env};
 
 async fn sim(env: &Env, f: impl FnOnce(&mut SimConfig)) -> SimEnclave {
     let mut c = SimConfig::default();
@@ -437,7 +437,6 @@ async fn an_http1_client_still_reaches_an_http2_only_enclave() {
 async fn a_hyper_client_originates_and_a_rustls_client_sees_a_proper_minted_leaf() {
     use http_body_util::{BodyExt, Empty};
     use hyper_util::rt::TokioIo;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let env = env();
     let good = sim(&env, |_| {}).await;
@@ -464,35 +463,7 @@ async fn a_hyper_client_originates_and_a_rustls_client_sees_a_proper_minted_leaf
     );
 
     // rustls through CONNECT: the leaf is minted by our CA for the host, P-256, with AKI and SKI.
-    let mut tcp = tokio::net::TcpStream::connect(running.addr)
-        .await
-        .expect("connect");
-    tcp.write_all(b"CONNECT good.enclave.test:443 HTTP/1.1\r\nHost: good.enclave.test:443\r\n\r\n")
-        .await
-        .expect("write");
-    let mut buf = [0u8; 256];
-    let n = tcp.read(&mut buf).await.expect("read");
-    assert!(
-        buf[..n].starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&buf[..n])
-    );
-    let mut roots = rustls::RootCertStore::empty();
-    let ca_der =
-        ratls_proxy::pki::pem_chain(std::fs::read(env.ca_pem()).expect("ca").as_slice(), "ca")
-            .expect("pem");
-    roots.add(ca_der[0].clone().into()).expect("root");
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect("good.enclave.test".try_into().expect("name"), tcp)
-        .await
-        .expect("the minted leaf validates against the ratls-proxy CA");
+    let tls = tls_through(running.addr, "good.enclave.test", &env.ca_pem()).await;
     let leaf = tls.get_ref().1.peer_certificates().expect("certs")[0].clone();
     let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).expect("leaf parses");
     let san = cert

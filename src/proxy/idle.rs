@@ -1,40 +1,186 @@
-//! An I/O wrapper that fails once no byte has moved in either direction for a while, so idle
-//! keep-alive connections and idle tunnels do not hold resources forever. It wraps client
-//! sockets before hyper sees them, so CONNECT tunnels (which upgrade the same socket) inherit it.
+//! An I/O wrapper that closes client connections that stall: once no byte has moved in
+//! either direction for the idle timeout, or, on an HTTP/1 connection, once a request head
+//! has been arriving for longer than the header timeout. It wraps client sockets before hyper
+//! sees them, so CONNECT tunnels (which upgrade the same socket) inherit it.
+//!
+//! The head deadline is ours rather than hyper's: hyper starts its header timer as soon as a
+//! keep-alive connection begins waiting for its next request, so an idle keep-alive
+//! connection was closed after the header timeout (15 s) instead of the idle timeout. Here
+//! the deadline starts at a connection's opening and at the first byte of each later
+//! request, and stops when the request is being served ([`Phase::serving`]).
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-/// `inner`, closed with `TimedOut` after `timeout` without traffic.
+/// Where a client connection's HTTP/1 exchange stands, shared by its I/O wrapper and the
+/// services that answer it (the connection's own, then its tunnel's).
+#[derive(Debug, Default)]
+pub(super) struct Phase {
+    state: AtomicU8,
+    /// Requests that reached a service: a head deadline set before the count moved was for
+    /// a head that has arrived, even if the request was answered before the wrapper looked.
+    heads: AtomicU64,
+}
+
+/// The next request head is due; its deadline runs from its first byte.
+const WAITING: u8 = 0;
+/// A request is being served: no head is due.
+const SERVING: u8 = 1;
+/// Not HTTP/1 (a passthrough tunnel, HTTP/2 in a tunnel): no head deadline at all.
+const OFF: u8 = 2;
+
+impl Phase {
+    /// Marks a request as being served until the returned guard drops.
+    pub(super) fn serving(self: &Arc<Self>) -> Serving {
+        self.heads.fetch_add(1, Ordering::AcqRel);
+        let _ = self
+            .state
+            .compare_exchange(WAITING, SERVING, Ordering::AcqRel, Ordering::Acquire);
+        Serving(Arc::clone(self))
+    }
+
+    /// No more request heads on this connection: it carries something other than HTTP/1.
+    pub(super) fn off(&self) {
+        self.state.store(OFF, Ordering::Release);
+    }
+
+    /// The state, and the count of heads served so far.
+    fn get(&self) -> (u8, u64) {
+        (
+            self.state.load(Ordering::Acquire),
+            self.heads.load(Ordering::Acquire),
+        )
+    }
+}
+
+/// A request being served; when it is answered, the connection waits for the next head.
+pub(super) struct Serving(Arc<Phase>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ =
+            self.0
+                .state
+                .compare_exchange(SERVING, WAITING, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+/// The head deadline of an HTTP/1 connection.
+struct Head {
+    phase: Arc<Phase>,
+    timeout: Duration,
+    /// Set while a head is due and has begun (or the connection is new).
+    deadline: Option<Instant>,
+    /// [`Phase`]'s head count when the deadline was set.
+    heads: u64,
+}
+
+impl Head {
+    /// True while the deadline times a head that has not reached a service yet.
+    fn pending(&self) -> bool {
+        self.deadline.is_some() && self.phase.get() == (WAITING, self.heads)
+    }
+}
+
+/// `inner`, closed with `TimedOut` after `timeout` without traffic, or after a request head
+/// took longer than the header timeout.
 pub(super) struct Idle<T> {
     inner: T,
     timeout: Duration,
-    deadline: Pin<Box<Sleep>>,
+    /// When the connection counts as idle, from its last byte.
+    idle_at: Instant,
+    head: Option<Head>,
+    /// Set to the earlier of `idle_at` and the head deadline.
+    sleep: Pin<Box<Sleep>>,
 }
 
 impl<T> Idle<T> {
-    /// Wraps `inner`.
+    /// Wraps `inner` with the idle timeout only.
     pub(super) fn new(inner: T, timeout: Duration) -> Self {
+        let idle_at = Instant::now() + timeout;
         Self {
             inner,
             timeout,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
+            idle_at,
+            head: None,
+            sleep: Box::pin(tokio::time::sleep_until(idle_at)),
         }
     }
 
-    fn touch(&mut self) {
-        let next = Instant::now() + self.timeout;
-        self.deadline.as_mut().reset(next);
+    /// Wraps an HTTP/1 client connection: also a head deadline of `header_timeout`, running
+    /// from now for the first request.
+    pub(super) fn http1(
+        inner: T,
+        timeout: Duration,
+        header_timeout: Duration,
+        phase: Arc<Phase>,
+    ) -> Self {
+        let mut idle = Self::new(inner, timeout);
+        let deadline = Instant::now() + header_timeout;
+        let (_, heads) = phase.get();
+        idle.head = Some(Head {
+            phase,
+            timeout: header_timeout,
+            deadline: Some(deadline),
+            heads,
+        });
+        idle.rearm();
+        idle
     }
 
+    /// Bytes moved (`read`: from the client): the idle deadline moves on, and the head
+    /// deadline starts, stays or ends with the phase.
+    fn touch(&mut self, read: bool) {
+        let now = Instant::now();
+        self.idle_at = now + self.timeout;
+        if let Some(head) = &mut self.head {
+            if !head.pending() {
+                head.deadline = None;
+            }
+            let (state, heads) = head.phase.get();
+            // The first byte from the client while a head is due starts that head's clock.
+            if read && head.deadline.is_none() && state == WAITING {
+                head.deadline = Some(now + head.timeout);
+                head.heads = heads;
+            }
+        }
+        self.rearm();
+    }
+
+    fn rearm(&mut self) {
+        let at = match self.head.as_ref().and_then(|h| h.deadline) {
+            Some(head) => head.min(self.idle_at),
+            None => self.idle_at,
+        };
+        self.sleep.as_mut().reset(at);
+    }
+
+    /// True once a deadline has passed. A head deadline whose request started being served
+    /// meanwhile is dropped, and the idle deadline re-armed.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.deadline.as_mut().poll(cx).is_ready()
+        if self.sleep.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        if let Some(head) = &mut self.head {
+            if head.deadline.is_some() {
+                if head.pending() {
+                    return true;
+                }
+                head.deadline = None;
+                self.rearm();
+                // Registers the waker for the idle deadline (or reports it already passed).
+                return self.sleep.as_mut().poll(cx).is_ready();
+            }
+        }
+        true
     }
 
     /// Common tail of the write paths: bytes written count as traffic.
@@ -46,7 +192,7 @@ impl<T> Idle<T> {
         match r {
             Poll::Ready(Ok(n)) => {
                 if n > 0 {
-                    self.touch();
+                    self.touch(false);
                 }
                 Poll::Ready(Ok(n))
             }
@@ -57,7 +203,7 @@ impl<T> Idle<T> {
 }
 
 fn timed_out() -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, "idle timeout")
+    io::Error::new(io::ErrorKind::TimedOut, "idle or header timeout")
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Idle<T> {
@@ -70,7 +216,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Idle<T> {
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
                 if buf.filled().len() > before {
-                    self.touch();
+                    self.touch(true);
                 }
                 Poll::Ready(r)
             }

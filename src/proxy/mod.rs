@@ -26,7 +26,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use self::idle::Idle;
+use self::idle::{Idle, Phase};
 use self::refusal::ProxyRefusal;
 use self::upstream::{strip_hop_by_hop, Pool, Target, UpstreamError, Version};
 use crate::ca::LocalCa;
@@ -561,18 +561,25 @@ fn overloaded() -> Vec<u8> {
 
 /// A client connection's place under `max_connections`, shared by the connection's task and
 /// the tunnel it may become: hyper ends the first when a CONNECT is upgraded, so the tunnel
-/// must hold the slot (and the open-connections gauge) until it closes.
+/// must hold the slot (and the open-connections gauge) until it closes. It also carries
+/// where the connection's HTTP/1 exchange stands, which its [`Idle`] wrapper times.
 struct ClientSlot {
     _permit: tokio::sync::OwnedSemaphorePermit,
     metrics: Arc<Metrics>,
+    phase: Arc<Phase>,
 }
 
 impl ClientSlot {
-    fn new(permit: tokio::sync::OwnedSemaphorePermit, metrics: &Arc<Metrics>) -> Self {
+    fn new(
+        permit: tokio::sync::OwnedSemaphorePermit,
+        metrics: &Arc<Metrics>,
+        phase: Arc<Phase>,
+    ) -> Self {
         metrics.client_connections.fetch_add(1, Ordering::Relaxed);
         Self {
             _permit: permit,
             metrics: Arc::clone(metrics),
+            phase,
         }
     }
 }
@@ -602,16 +609,22 @@ async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, slots: Arc<Semaph
         let (tcp, client, slot) = next_client(&listener, &slots).await;
         let proxy = Arc::clone(&proxy);
         tokio::spawn(async move {
-            let slot = Arc::new(ClientSlot::new(slot, &proxy.metrics));
+            let phase = Arc::new(Phase::default());
+            let slot = Arc::new(ClientSlot::new(slot, &proxy.metrics, Arc::clone(&phase)));
             let limits = proxy.current().config.limits;
             let p = Arc::clone(&proxy);
             let service = hyper::service::service_fn(move |req| {
                 let proxy = Arc::clone(&p);
                 let slot = Arc::clone(&slot);
-                async move { Ok::<_, Infallible>(handle(proxy, slot, client, req).await) }
+                let serving = slot.phase.serving();
+                async move {
+                    let _serving = serving;
+                    Ok::<_, Infallible>(handle(proxy, slot, client, req).await)
+                }
             });
+            let io = Idle::http1(tcp, limits.idle_timeout, limits.header_read_timeout, phase);
             let served = http1_server(&limits)
-                .serve_connection(TokioIo::new(Idle::new(tcp, limits.idle_timeout)), service)
+                .serve_connection(TokioIo::new(io), service)
                 .with_upgrades()
                 .await;
             if let Err(e) = served {
@@ -643,11 +656,11 @@ async fn next_client(
 }
 
 /// The HTTP/1 server of every client-facing connection (proxy listener, routes, HTTP/1.1
-/// inside intercepted tunnels), with the configured header limits.
+/// inside intercepted tunnels), with the configured header size limit. The header read
+/// timeout is [`Idle`]'s: hyper's would also close idle keep-alive connections.
 fn http1_server(limits: &Limits) -> hyper::server::conn::http1::Builder {
     let mut b = hyper::server::conn::http1::Builder::new();
-    b.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+    b.header_read_timeout(None)
         .max_header_size(limits.max_header_bytes);
     b
 }
@@ -686,11 +699,15 @@ async fn route_loop(
         let (tcp, client, slot) = next_client(&listener, &slots).await;
         let proxy = Arc::clone(&proxy);
         tokio::spawn(async move {
-            let _open = ClientSlot::new(slot, &proxy.metrics);
+            let phase = Arc::new(Phase::default());
+            let _open = ClientSlot::new(slot, &proxy.metrics, Arc::clone(&phase));
             let p = Arc::clone(&proxy);
+            let requests = Arc::clone(&phase);
             let service = hyper::service::service_fn(move |req| {
                 let proxy = Arc::clone(&p);
+                let serving = requests.serving();
                 async move {
+                    let _serving = serving;
                     // Routes follow reloads: look the route up in the generation in force.
                     let g = proxy.current();
                     let route = g
@@ -710,8 +727,9 @@ async fn route_loop(
                 }
             });
             let limits = proxy.current().config.limits;
+            let io = Idle::http1(tcp, limits.idle_timeout, limits.header_read_timeout, phase);
             let _ = http1_server(&limits)
-                .serve_connection(TokioIo::new(Idle::new(tcp, limits.idle_timeout)), service)
+                .serve_connection(TokioIo::new(io), service)
                 .await;
         });
     }
@@ -876,7 +894,8 @@ async fn connect(
         }
     };
     tokio::spawn(async move {
-        let _slot = slot;
+        // The tunnel holds the client's slot (and its phase) for its whole life.
+        let slot = slot;
         let stream = {
             // The handshake holds shutdown open; the tunnel's idle traffic after it does not.
             let _tunnel = proxy.drain.enter();
@@ -888,7 +907,7 @@ async fn connect(
                 None => return,
             }
         };
-        serve_tunnel(proxy, g, target, client, stream).await;
+        serve_tunnel(proxy, g, target, client, stream, &slot.phase).await;
     });
     (Response::new(empty()), outcome)
 }
@@ -937,14 +956,22 @@ async fn serve_tunnel(
     target: Target,
     client: SocketAddr,
     stream: Box<ClientTls>,
+    phase: &Arc<Phase>,
 ) {
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    if h2 {
+        // HTTP/2 multiplexes: there is no "next head" to time, only the idle timeout.
+        phase.off();
+    }
     let limits = g.config.limits;
     let p = Arc::clone(&proxy);
+    let phase = Arc::clone(phase);
     let service = hyper::service::service_fn(move |req| {
         let proxy = Arc::clone(&p);
         let (g, target) = (Arc::clone(&g), target.clone());
+        let serving = phase.serving();
         async move {
+            let _serving = serving;
             let _inflight = proxy.drain.enter();
             relay_logged(Arc::clone(&proxy), g, target, client, req).await
         }
@@ -1095,6 +1122,8 @@ async fn tunnel(
         Err(refusal) => return refuse(refusal, host),
     };
     let _ = upstream.set_nodelay(true);
+    // Bytes, not HTTP, from here on: no request head to time.
+    slot.phase.off();
     let p = Arc::clone(proxy);
     tokio::spawn(async move {
         let _slot = slot;

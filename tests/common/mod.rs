@@ -134,3 +134,68 @@ pub async fn start_sim(
     .await
     .expect("sim starts")
 }
+
+/// A TLS session with `host` through the proxy at `proxy`: CONNECT, then TLS trusting only
+/// the proxy's local CA (`ca_pem`), as an intercepted client sees it.
+pub async fn tls_through(
+    proxy: std::net::SocketAddr,
+    host: &str,
+    ca_pem: &std::path::Path,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(proxy)
+        .await
+        .expect("connect");
+    tcp.write_all(format!("CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut buf = [0u8; 256];
+    let n = tcp.read(&mut buf).await.expect("read");
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    let ca_der = ratls_proxy::pki::pem_chain(std::fs::read(ca_pem).expect("ca").as_slice(), "ca")
+        .expect("pem");
+    roots.add(ca_der[0].clone().into()).expect("root");
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(host.to_owned().try_into().expect("name"), tcp)
+        .await
+        .expect("the minted leaf validates against the ratls-proxy CA")
+}
+
+/// Reads one HTTP/1.1 response with a `content-length` body from `io`; the head and body as
+/// text.
+pub async fn read_response<R: tokio::io::AsyncRead + Unpin>(io: &mut R) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut data = Vec::new();
+    let mut byte = [0u8; 1];
+    while !data.ends_with(b"\r\n\r\n") {
+        let n = io.read(&mut byte).await.expect("read head");
+        assert!(
+            n == 1,
+            "closed mid-head: {}",
+            String::from_utf8_lossy(&data)
+        );
+        data.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&data).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    io.read_exact(&mut body).await.expect("read body");
+    data.extend(body);
+    String::from_utf8_lossy(&data).into_owned()
+}
