@@ -45,22 +45,24 @@ PY
 }
 
 echo -e "scenario\treq/s\tp50_ms\tp99_ms\tstatus\terrors\tproxy_cpu_us/req\tsim_cpu_us/req\toha_cpu_us/req" | tee "$out"
-# The shared 2-core box drifts by +-20% over a minute, so the keep-alive scenarios are
-# interleaved for ROUNDS rounds and each ratio uses the mean of its rounds.
+if [ -x "$MITM" ]; then
+  "$MITM" -q --listen-host 127.0.0.1 --listen-port 18081 --set confdir="$W/mitm" --ssl-insecure > "$W/mitm.log" 2>&1 &
+  PIDS+=($!); MITM_PID=$!; wait_port 18081
+else
+  echo "mitmproxy not found at $MITM (python3 -m venv /tmp/mitm-venv && /tmp/mitm-venv/bin/pip install mitmproxy)" >&2
+fi
+# The shared 2-core box drifts by +-20% over a minute, so the keep-alive scenarios (mitmproxy
+# too) are interleaved for ROUNDS rounds and each ratio uses the mean of its rounds.
 for r in $(seq 1 "${ROUNDS:-2}"); do
   run direct        --insecure https://127.0.0.1:19443/
   MID=$RELAY_PID run tcp_relay --insecure https://127.0.0.1:19500/
   run intercept     -x http://127.0.0.1:19128 --cacert "$CA" https://bench.enclave.test/
   run origination   -x http://127.0.0.1:19128 http://bench.enclave.test/
   run sidecar       http://127.0.0.1:19081/
+  if [ -n "${MITM_PID:-}" ]; then
+    MID=$MITM_PID run mitmproxy -x http://127.0.0.1:18081 --insecure https://127.0.0.1:19443/
+  fi
 done
-if [ -x "$MITM" ]; then
-  "$MITM" -q --listen-host 127.0.0.1 --listen-port 18081 --set confdir="$W/mitm" --ssl-insecure > "$W/mitm.log" 2>&1 &
-  PIDS+=($!); MITM_PID=$!; wait_port 18081
-  MID=$MITM_PID run mitmproxy   -x http://127.0.0.1:18081 --insecure https://127.0.0.1:19443/
-else
-  echo "mitmproxy not found at $MITM (python3 -m venv /tmp/mitm-venv && /tmp/mitm-venv/bin/pip install mitmproxy)" >&2
-fi
 C=1 run direct_c1    --insecure https://127.0.0.1:19443/
 C=1 run intercept_c1 -x http://127.0.0.1:19128 --cacert "$CA" https://bench.enclave.test/
 echo
