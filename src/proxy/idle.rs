@@ -84,56 +84,51 @@ struct Head {
 }
 
 impl Head {
-    /// True while the deadline times a head that has not reached a service yet.
-    fn pending(&self) -> bool {
-        self.deadline.is_some() && self.phase.get() == (WAITING, self.heads)
+    /// True while the deadline times a head that has not reached a service yet, given the
+    /// phase's current state and head count.
+    fn pending(&self, (state, heads): (u8, u64)) -> bool {
+        self.deadline.is_some() && state == WAITING && heads == self.heads
     }
 }
 
-/// `inner`, closed with `TimedOut` after `timeout` without traffic, or after a request head
-/// took longer than the header timeout.
+/// An HTTP/1 client connection, closed with `TimedOut` after `timeout` without traffic, or
+/// after a request head took longer than the header timeout.
 pub(super) struct Idle<T> {
     inner: T,
     timeout: Duration,
     /// When the connection counts as idle, from its last byte.
     idle_at: Instant,
-    head: Option<Head>,
+    head: Head,
     /// Set to the earlier of `idle_at` and the head deadline.
     sleep: Pin<Box<Sleep>>,
 }
 
 impl<T> Idle<T> {
-    /// Wraps `inner` with the idle timeout only.
-    pub(super) fn new(inner: T, timeout: Duration) -> Self {
-        let idle_at = Instant::now() + timeout;
-        Self {
-            inner,
-            timeout,
-            idle_at,
-            head: None,
-            sleep: Box::pin(tokio::time::sleep_until(idle_at)),
-        }
-    }
-
-    /// Wraps an HTTP/1 client connection: also a head deadline of `header_timeout`, running
-    /// from now for the first request.
+    /// Wraps `inner`; the head deadline of `header_timeout` runs from now for the first
+    /// request.
     pub(super) fn http1(
         inner: T,
         timeout: Duration,
         header_timeout: Duration,
         phase: Arc<Phase>,
     ) -> Self {
-        let mut idle = Self::new(inner, timeout);
-        let deadline = Instant::now() + header_timeout;
+        let now = Instant::now();
         let (_, heads) = phase.get();
-        idle.head = Some(Head {
+        let head = Head {
             phase,
             timeout: header_timeout,
-            deadline: Some(deadline),
+            deadline: Some(now + header_timeout),
             heads,
-        });
-        idle.rearm();
-        idle
+        };
+        let idle_at = now + timeout;
+        let at = idle_at.min(now + header_timeout);
+        Self {
+            inner,
+            timeout,
+            idle_at,
+            head,
+            sleep: Box::pin(tokio::time::sleep_until(at)),
+        }
     }
 
     /// Bytes moved (`read`: from the client): the idle deadline moves on, and the head
@@ -141,22 +136,20 @@ impl<T> Idle<T> {
     fn touch(&mut self, read: bool) {
         let now = Instant::now();
         self.idle_at = now + self.timeout;
-        if let Some(head) = &mut self.head {
-            if !head.pending() {
-                head.deadline = None;
-            }
-            let (state, heads) = head.phase.get();
-            // The first byte from the client while a head is due starts that head's clock.
-            if read && head.deadline.is_none() && state == WAITING {
-                head.deadline = Some(now + head.timeout);
-                head.heads = heads;
-            }
+        let phase = self.head.phase.get();
+        if !self.head.pending(phase) {
+            self.head.deadline = None;
+        }
+        // The first byte from the client while a head is due starts that head's clock.
+        if read && self.head.deadline.is_none() && phase.0 == WAITING {
+            self.head.deadline = Some(now + self.head.timeout);
+            self.head.heads = phase.1;
         }
         self.rearm();
     }
 
     fn rearm(&mut self) {
-        let at = match self.head.as_ref().and_then(|h| h.deadline) {
+        let at = match self.head.deadline {
             Some(head) => head.min(self.idle_at),
             None => self.idle_at,
         };
@@ -169,18 +162,13 @@ impl<T> Idle<T> {
         if self.sleep.as_mut().poll(cx).is_pending() {
             return false;
         }
-        if let Some(head) = &mut self.head {
-            if head.deadline.is_some() {
-                if head.pending() {
-                    return true;
-                }
-                head.deadline = None;
-                self.rearm();
-                // Registers the waker for the idle deadline (or reports it already passed).
-                return self.sleep.as_mut().poll(cx).is_ready();
-            }
+        if self.head.deadline.is_none() || self.head.pending(self.head.phase.get()) {
+            return true;
         }
-        true
+        self.head.deadline = None;
+        self.rearm();
+        // Registers the waker for the idle deadline (or reports it already passed).
+        self.sleep.as_mut().poll(cx).is_ready()
     }
 
     /// Common tail of the write paths: bytes written count as traffic.

@@ -570,17 +570,19 @@ struct ClientSlot {
 }
 
 impl ClientSlot {
-    fn new(
-        permit: tokio::sync::OwnedSemaphorePermit,
-        metrics: &Arc<Metrics>,
-        phase: Arc<Phase>,
-    ) -> Self {
+    fn new(permit: tokio::sync::OwnedSemaphorePermit, metrics: &Arc<Metrics>) -> Self {
         metrics.client_connections.fetch_add(1, Ordering::Relaxed);
         Self {
             _permit: permit,
             metrics: Arc::clone(metrics),
-            phase,
+            phase: Arc::default(),
         }
+    }
+
+    /// The client's socket, timed by this connection's phase.
+    fn io(&self, tcp: TcpStream, limits: &Limits) -> Idle<TcpStream> {
+        let phase = Arc::clone(&self.phase);
+        Idle::http1(tcp, limits.idle_timeout, limits.header_read_timeout, phase)
     }
 }
 
@@ -609,9 +611,9 @@ async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, slots: Arc<Semaph
         let (tcp, client, slot) = next_client(&listener, &slots).await;
         let proxy = Arc::clone(&proxy);
         tokio::spawn(async move {
-            let phase = Arc::new(Phase::default());
-            let slot = Arc::new(ClientSlot::new(slot, &proxy.metrics, Arc::clone(&phase)));
+            let slot = Arc::new(ClientSlot::new(slot, &proxy.metrics));
             let limits = proxy.current().config.limits;
+            let io = slot.io(tcp, &limits);
             let p = Arc::clone(&proxy);
             let service = hyper::service::service_fn(move |req| {
                 let proxy = Arc::clone(&p);
@@ -622,7 +624,6 @@ async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, slots: Arc<Semaph
                     Ok::<_, Infallible>(handle(proxy, slot, client, req).await)
                 }
             });
-            let io = Idle::http1(tcp, limits.idle_timeout, limits.header_read_timeout, phase);
             let served = http1_server(&limits)
                 .serve_connection(TokioIo::new(io), service)
                 .with_upgrades()
@@ -699,10 +700,9 @@ async fn route_loop(
         let (tcp, client, slot) = next_client(&listener, &slots).await;
         let proxy = Arc::clone(&proxy);
         tokio::spawn(async move {
-            let phase = Arc::new(Phase::default());
-            let _open = ClientSlot::new(slot, &proxy.metrics, Arc::clone(&phase));
+            let slot = ClientSlot::new(slot, &proxy.metrics);
             let p = Arc::clone(&proxy);
-            let requests = Arc::clone(&phase);
+            let requests = Arc::clone(&slot.phase);
             let service = hyper::service::service_fn(move |req| {
                 let proxy = Arc::clone(&p);
                 let serving = requests.serving();
@@ -717,7 +717,7 @@ async fn route_loop(
                         .find(|r| r.listen == listen)
                         .map(|r| g.target(&r.host, r.port, r.enclave));
                     match route {
-                        Some(target) => relay_logged(proxy, g, target, client, req).await,
+                        Some(target) => relay_logged(proxy, g, &target, client, req).await,
                         None => Ok(refuse(
                             ProxyRefusal::Unreachable("this route was removed by a reload".into()),
                             "-",
@@ -727,7 +727,7 @@ async fn route_loop(
                 }
             });
             let limits = proxy.current().config.limits;
-            let io = Idle::http1(tcp, limits.idle_timeout, limits.header_read_timeout, phase);
+            let io = slot.io(tcp, &limits);
             let _ = http1_server(&limits)
                 .serve_connection(TokioIo::new(io), service)
                 .await;
@@ -966,14 +966,16 @@ async fn serve_tunnel(
     let limits = g.config.limits;
     let p = Arc::clone(&proxy);
     let phase = Arc::clone(phase);
+    // Shared, not cloned, by the tunnel's requests: a `Target` is two strings.
+    let target = Arc::new(target);
     let service = hyper::service::service_fn(move |req| {
         let proxy = Arc::clone(&p);
-        let (g, target) = (Arc::clone(&g), target.clone());
+        let (g, target) = (Arc::clone(&g), Arc::clone(&target));
         let serving = phase.serving();
         async move {
             let _serving = serving;
             let _inflight = proxy.drain.enter();
-            relay_logged(Arc::clone(&proxy), g, target, client, req).await
+            relay_logged(Arc::clone(&proxy), g, &target, client, req).await
         }
     });
     let io = TokioIo::new(stream);
@@ -1047,7 +1049,7 @@ async fn relay(
                 host: target.host.clone(),
                 verdict: "accepted",
                 code: None,
-                accepted: Some(Arc::clone(&verdict)),
+                accepted: Some(verdict),
                 upstream: Some(started.elapsed()),
             };
             let counter = Arc::clone(&proxy.metrics.bytes_to_clients);
@@ -1064,13 +1066,13 @@ async fn relay(
 async fn relay_logged(
     proxy: Arc<Proxy>,
     g: Arc<Generation>,
-    target: Target,
+    target: &Target,
     client: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-    let (resp, outcome) = relay(&proxy, &g, &target, req.map(BodyExt::boxed)).await;
+    let (resp, outcome) = relay(&proxy, &g, target, req.map(BodyExt::boxed)).await;
     access_log(
         &proxy,
         client,

@@ -5,6 +5,7 @@
 //! (multiplexed); HTTP/1.1 connections serve one exchange at a time.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -102,11 +103,11 @@ pub enum Version {
 }
 
 /// One open HTTP/1.1 connection counted against [`H1_CONNECTIONS`] until it drops.
-struct H1Ticket(Arc<std::sync::atomic::AtomicUsize>);
+struct H1Ticket(Arc<AtomicUsize>);
 
 impl Drop for H1Ticket {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -114,7 +115,7 @@ impl Drop for H1Ticket {
 #[derive(Default)]
 struct Slot {
     conns: Vec<Conn>,
-    h1_open: Arc<std::sync::atomic::AtomicUsize>,
+    h1_open: Arc<AtomicUsize>,
     /// When an HTTP/1.1 dial last failed: an HTTP/2-only enclave is not asked again at once.
     h1_failed: Option<Instant>,
 }
@@ -131,7 +132,7 @@ fn slot_mut<'a>(idle: &'a mut HashMap<Target, Slot>, target: &Target) -> Option<
 /// How long HTTP/1.1 clients share HTTP/2 after an HTTP/1.1 dial to the destination failed.
 const H1_RETRY_AFTER: Duration = Duration::from_secs(60);
 
-static NEXT_CONN_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(0);
 
 impl Conn {
     /// True if the upstream negotiated HTTP/2.
@@ -155,7 +156,7 @@ impl Conn {
 
 /// Verified connections by destination, shared by intercept, origination and routes.
 pub struct Pool {
-    next: std::sync::atomic::AtomicUsize,
+    next: AtomicUsize,
     connect_timeout: Duration,
     idle_timeout: Duration,
     verifiers: Vec<Arc<RaTlsVerifier>>,
@@ -173,7 +174,7 @@ impl Pool {
         idle_timeout: Duration,
     ) -> Self {
         Self {
-            next: std::sync::atomic::AtomicUsize::new(0),
+            next: AtomicUsize::new(0),
             connect_timeout,
             idle_timeout,
             verifiers,
@@ -196,8 +197,7 @@ impl Pool {
                 // destination is not funnelled through a single connection task.
                 let h2_count = list.iter().filter(|c| c.is_h2()).count();
                 if h2_count >= H2_CONNECTIONS {
-                    let pick =
-                        self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % h2_count;
+                    let pick = self.next.fetch_add(1, Ordering::Relaxed) % h2_count;
                     if let Some(Conn {
                         sender: Sender::H2(s),
                         verdict,
@@ -240,7 +240,7 @@ impl Pool {
         idle.retain(|_, slot| {
             slot.conns.retain(|c| c.last_used.elapsed() < timeout);
             !slot.conns.is_empty()
-                || slot.h1_open.load(std::sync::atomic::Ordering::Relaxed) > 0
+                || slot.h1_open.load(Ordering::Relaxed) > 0
                 || slot
                     .h1_failed
                     .is_some_and(|at| at.elapsed() < H1_RETRY_AFTER)
@@ -272,9 +272,7 @@ impl Pool {
             {
                 return Ok(None);
             }
-            let open = slot
-                .h1_open
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let open = slot.h1_open.fetch_add(1, Ordering::Relaxed);
             let ticket = H1Ticket(Arc::clone(&slot.h1_open));
             if open >= H1_CONNECTIONS {
                 return Ok(None);
@@ -401,7 +399,7 @@ impl Pool {
         Ok(Conn {
             sender,
             verdict: attested.verdict,
-            id: NEXT_CONN_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
             h1_ticket: None,
             last_used: Instant::now(),
         })
@@ -458,18 +456,14 @@ struct UpstreamOpen(Arc<Metrics>);
 
 impl UpstreamOpen {
     fn new(metrics: &Arc<Metrics>) -> Self {
-        metrics
-            .upstream_connections
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics.upstream_connections.fetch_add(1, Ordering::Relaxed);
         Self(Arc::clone(metrics))
     }
 }
 
 impl Drop for UpstreamOpen {
     fn drop(&mut self) {
-        self.0
-            .upstream_connections
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.upstream_connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
