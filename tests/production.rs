@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use ratls_proxy::ids::MrEnclave;
@@ -19,7 +18,7 @@ use serde_json::Value;
 const TRUSTED: &str = "e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1";
 const OTHER: &str = "0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b";
 
-use common::{curl, env, free_port, s, start_sim, Env};
+use common::{curl, env, free_port, s, start_sim, tls_through, Env};
 
 async fn sim(env: &Env, mrenclave: MrEnclave) -> SimEnclave {
     let mut c = SimConfig::default();
@@ -292,37 +291,8 @@ async fn open_tunnel(
     ports: &Ports,
     host: &str,
 ) -> hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", ports.proxy))
-        .await
-        .expect("connect");
-    tcp.write_all(format!("CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let mut buf = [0u8; 512];
-    let n = tcp.read(&mut buf).await.expect("read");
-    assert!(
-        buf[..n].starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&buf[..n])
-    );
-    let mut roots = rustls::RootCertStore::empty();
-    let ca =
-        ratls_proxy::pki::pem_chain(&std::fs::read(env.dir.join("ca/ca.pem")).expect("ca"), "ca")
-            .expect("pem");
-    roots.add(ca[0].clone().into()).expect("root");
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("v")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(host.to_owned().try_into().expect("name"), tcp)
-        .await
-        .expect("tls");
+    let proxy = std::net::SocketAddr::from(([127, 0, 0, 1], ports.proxy));
+    let tls = tls_through(proxy, host, &env.ca_pem()).await;
     let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
         .await
         .expect("h1");
