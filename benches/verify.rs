@@ -15,13 +15,14 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use dcap_qvl::configs::RingConfig;
 use dcap_qvl::verify::QuoteVerifier;
 use dcap_qvl::QuoteCollateralV3;
-use ratls_proxy::appraisal::{appraise, Unverified};
-use ratls_proxy::collateral::{Collateral, VerifiedCollateral};
-use ratls_proxy::policy::EnclavePolicy;
-use ratls_proxy::quote::Quote;
-use ratls_proxy::tcb::TcbStatus;
-use ratls_proxy::trust::TrustAnchor;
-use ratls_proxy::unix_time::UnixTime;
+use ratls_proxy::appraise::policy::EnclavePolicy;
+use ratls_proxy::appraise::{appraise, Unverified};
+use ratls_proxy::dcap::collateral::Collateral;
+use ratls_proxy::dcap::quote::Quote;
+use ratls_proxy::dcap::tcb::TcbStatus;
+use ratls_proxy::dcap::time::UnixTime;
+use ratls_proxy::dcap::trust::TrustAnchor;
+use ratls_proxy::dcap::verified::VerifiedCollateral;
 
 const CASES: [(&str, u64); 2] = [
     ("sgx_v3_qvl", 1_751_623_200),

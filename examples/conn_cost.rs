@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ratls_proxy::collateral::VerifiedCollateral;
-use ratls_proxy::policy::EnclavePolicy;
+use ratls_proxy::appraise::policy::EnclavePolicy;
+use ratls_proxy::dcap::time::UnixTime;
+use ratls_proxy::dcap::verified::VerifiedCollateral;
 use ratls_proxy::ratls::client::connect;
 use ratls_proxy::ratls::{BindingMode, RaTlsVerifier, VerdictCache};
 use ratls_proxy::sim::{SimConfig, SimEnclave, SimPki};
-use ratls_proxy::unix_time::UnixTime;
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -30,7 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         &pki.collateral(UnixTime(now.0 - 60), &[])?,
         &anchor,
     )?);
-    let collateral: Arc<dyn ratls_proxy::appraisal::CollateralSource + Send + Sync> =
+    let collateral: Arc<dyn ratls_proxy::appraise::CollateralSource + Send + Sync> =
         Arc::new(verified);
     let sim = SimEnclave::start(&pki, SimConfig::default(), "127.0.0.1:0".parse()?, now).await?;
     let addr = sim.addr().to_string();

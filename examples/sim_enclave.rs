@@ -14,10 +14,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ratls_proxy::ids::{IsvProdId, IsvSvn, MrEnclave, MrSigner};
+use ratls_proxy::dcap::ids::{IsvProdId, IsvSvn, MrEnclave, MrSigner};
+use ratls_proxy::dcap::tcb::TcbStatus;
+use ratls_proxy::dcap::time::UnixTime;
 use ratls_proxy::sim::{EnclaveSpec, SimBinding, SimConfig, SimEnclave, SimPki};
-use ratls_proxy::tcb::TcbStatus;
-use ratls_proxy::unix_time::UnixTime;
 
 /// A simulated SGX enclave serving HTTPS with an RA-TLS certificate (test PKI, not Intel).
 #[derive(Parser, Debug)]

@@ -1,5 +1,6 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics`, and `POST /reload`.
-//! Loopback by default; it exposes no secrets (no keys, no API keys, no request bodies).
+//! EDGE. The admin listener: `/healthz`, `/readyz` (readiness is decided here), `/metrics`
+//! (rendered here), and `POST /reload`. Started by whoever starts the proxy; loopback by
+//! default; it exposes no secrets (no keys, no API keys, no request bodies).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -11,8 +12,23 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::proxy::{Proxy, HEADER_READ_TIMEOUT};
-use crate::unix_time::UnixTime;
+use crate::dcap::time::UnixTime;
+use crate::metrics::Sample;
+use crate::proxy::Proxy;
+use crate::source::fetch::SnapshotInfo;
+use crate::source::CollateralSetup;
+
+/// How long a client may take to send its request head.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Readiness, as `/readyz` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Readiness {
+    /// Ready to serve.
+    pub ready: bool,
+    /// Why not (empty when ready).
+    pub reasons: Vec<String>,
+}
 
 fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
     Response::builder()
@@ -30,7 +46,7 @@ async fn route(proxy: Arc<Proxy>, req: Request<Incoming>) -> Response<Full<Bytes
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         (&Method::GET, "/readyz") => {
-            let r = proxy.readiness(UnixTime::now());
+            let r = readiness(&proxy, UnixTime::now());
             let status = if r.ready {
                 StatusCode::OK
             } else {
@@ -44,16 +60,16 @@ async fn route(proxy: Arc<Proxy>, req: Request<Incoming>) -> Response<Full<Bytes
         (&Method::GET, "/metrics") => reply(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            proxy.render_metrics(UnixTime::now()),
+            render_metrics(&proxy, UnixTime::now()),
         ),
         (&Method::POST, "/reload") => match proxy.reload().await {
-            Ok(msg) => json(
+            Ok(done) => json(
                 StatusCode::OK,
-                &serde_json::json!({"reloaded": true, "detail": msg}),
+                &serde_json::json!({"reloaded": true, "detail": done.to_string()}),
             ),
             Err(e) => json(
                 StatusCode::BAD_REQUEST,
-                &serde_json::json!({"reloaded": false, "error": e}),
+                &serde_json::json!({"reloaded": false, "error": e.to_string()}),
             ),
         },
         (_, "/healthz" | "/readyz" | "/metrics" | "/reload") => json(
@@ -67,8 +83,17 @@ async fn route(proxy: Arc<Proxy>, req: Request<Incoming>) -> Response<Full<Bytes
     }
 }
 
-/// Serves the admin endpoints on `listener` until the task is aborted.
-pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener) {
+/// Binds `addr` and serves the admin endpoints for `proxy` until the task is aborted.
+pub(crate) async fn start(
+    proxy: Arc<Proxy>,
+    addr: std::net::SocketAddr,
+) -> std::io::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    Ok((bound, tokio::spawn(serve(proxy, listener))))
+}
+
+async fn serve(proxy: Arc<Proxy>, listener: TcpListener) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -87,4 +112,159 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener) {
                 .await;
         });
     }
+}
+
+/// Whether the proxy can serve: listening, CA loaded (always, once built), and
+/// collateral for the configured enclaves present and unexpired.
+fn readiness(proxy: &Proxy, now: UnixTime) -> Readiness {
+    let mut reasons = Vec::new();
+    if !proxy.is_listening() {
+        reasons.push("listeners are not bound".to_owned());
+    }
+    let g = proxy.current();
+    if !g.config.enclaves.is_empty() {
+        if let CollateralSetup::Files(files) = g.collateral.as_ref() {
+            for b in files.bundles() {
+                if let Err(e) = b.check_fresh(now) {
+                    reasons.push(format!("collateral for FMSPC {}: {e}", b.tcb_info.fmspc));
+                }
+            }
+        }
+        if let CollateralSetup::Fetched(cache) = g.collateral.as_ref() {
+            let snapshots = cache.snapshots();
+            for f in &g.config.source.prefetch {
+                if !snapshots
+                    .iter()
+                    .any(|s| s.key.0 == *f && now <= s.valid_until)
+                {
+                    reasons.push(format!("no unexpired collateral for FMSPC {f} yet"));
+                }
+            }
+            for s in snapshots.iter().filter(|s| now > s.valid_until) {
+                reasons.push(format!(
+                    "collateral for FMSPC {} expired at {}",
+                    s.key.0, s.valid_until
+                ));
+            }
+        }
+    }
+    Readiness {
+        ready: reasons.is_empty(),
+        reasons,
+    }
+}
+
+/// Prometheus text of every metric.
+fn render_metrics(proxy: &Proxy, now: UnixTime) -> String {
+    let stats = proxy.cache_stats();
+    let g = proxy.current();
+    let mut extra = vec![
+        Sample {
+            name: "ratls_verdict_cache_hits_total",
+            kind: "counter",
+            help: "Verdict cache hits (no quote verification).",
+            values: vec![(Vec::new(), count(stats.hits))],
+        },
+        Sample {
+            name: "ratls_verdict_cache_misses_total",
+            kind: "counter",
+            help: "Verdict cache misses.",
+            values: vec![(Vec::new(), count(stats.misses))],
+        },
+        Sample {
+            name: "ratls_verifications_total",
+            kind: "counter",
+            help: "Full RA-TLS verifications.",
+            values: vec![(Vec::new(), count(stats.verifications))],
+        },
+    ];
+    let (hits, misses) = match g.collateral.as_ref() {
+        CollateralSetup::Fetched(c) => (c.stats().hits, c.stats().misses),
+        CollateralSetup::Files(f) => f.hits_and_misses(),
+        CollateralSetup::Unconfigured | CollateralSetup::Bundle(_) => (0, 0),
+    };
+    extra.push(Sample {
+        name: "ratls_collateral_cache_hits_total",
+        kind: "counter",
+        help: "Collateral lookups answered from a verified snapshot.",
+        values: vec![(Vec::new(), count(hits))],
+    });
+    extra.push(Sample {
+        name: "ratls_collateral_cache_misses_total",
+        kind: "counter",
+        help: "Collateral lookups with no snapshot.",
+        values: vec![(Vec::new(), count(misses))],
+    });
+    if let CollateralSetup::Fetched(cache) = g.collateral.as_ref() {
+        let st = cache.stats();
+        extra.push(Sample {
+            name: "ratls_collateral_fetches_total",
+            kind: "counter",
+            help: "Collateral fetch attempts.",
+            values: vec![(Vec::new(), count(st.fetches))],
+        });
+        extra.push(Sample {
+            name: "ratls_collateral_fetch_failures_total",
+            kind: "counter",
+            help: "Failed collateral fetches.",
+            values: vec![(Vec::new(), count(st.failures))],
+        });
+        let snaps = cache.snapshots();
+        let labels = |s: &SnapshotInfo| {
+            vec![
+                ("fmspc", s.key.0.to_string()),
+                ("ca", s.key.1.as_str().to_owned()),
+            ]
+        };
+        extra.push(Sample {
+            name: "ratls_collateral_age_seconds",
+            kind: "gauge",
+            help: "Seconds since the collateral snapshot was fetched.",
+            values: snaps
+                .iter()
+                .map(|s| (labels(s), secs(now.0.saturating_sub(s.fetched_at.0))))
+                .collect(),
+        });
+        extra.push(Sample {
+            name: "ratls_collateral_valid_seconds",
+            kind: "gauge",
+            help: "Seconds until the collateral snapshot expires (negative: expired).",
+            values: snaps
+                .iter()
+                .map(|s| (labels(s), secs(s.valid_until.0.saturating_sub(now.0))))
+                .collect(),
+        });
+    }
+    if let CollateralSetup::Files(files) = g.collateral.as_ref() {
+        extra.push(Sample {
+            name: "ratls_collateral_valid_seconds",
+            kind: "gauge",
+            help: "Seconds until the collateral bundle expires (negative: expired).",
+            values: files
+                .bundles()
+                .map(|b| {
+                    (
+                        vec![("fmspc", b.tcb_info.fmspc.to_string())],
+                        secs(b.valid_until().0.saturating_sub(now.0)),
+                    )
+                })
+                .collect(),
+        });
+    }
+    proxy
+        .metrics()
+        .render(proxy.verdict_cache().durations(), &extra)
+}
+
+fn count(v: u64) -> f64 {
+    // Counters stay far below 2^53 in practice; precision loss beyond is acceptable for metrics.
+    #[allow(clippy::cast_precision_loss, clippy::as_conversions)]
+    let f = v as f64;
+    f
+}
+
+fn secs(v: i64) -> f64 {
+    #[allow(clippy::cast_precision_loss, clippy::as_conversions)]
+    let f = v as f64;
+    f
 }

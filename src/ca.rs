@@ -12,14 +12,14 @@ use rcgen::{
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::{Duration, OffsetDateTime};
 
-use crate::unix_time::UnixTime;
+use crate::dcap::time::UnixTime;
 
 /// CA certificate file name.
-pub const CA_CERT_FILE: &str = "ca.pem";
+pub(crate) const CA_CERT_FILE: &str = "ca.pem";
 /// CA key file name (mode 0600).
-pub const CA_KEY_FILE: &str = "ca-key.pem";
+pub(crate) const CA_KEY_FILE: &str = "ca-key.pem";
 /// How long a minted leaf is valid.
-pub const LEAF_VALIDITY: Duration = Duration::days(7);
+pub(crate) const LEAF_VALIDITY: Duration = Duration::days(7);
 
 /// A CA problem.
 #[derive(Debug, thiserror::Error)]

@@ -1,29 +1,40 @@
 //! ratls-proxy: verify Intel SGX RA-TLS attestation for clients that cannot.
 //!
-//! The pure core (`quote`, `collateral` verification, `policy`, `tcb`, `pki`) does no
-//! I/O and reads no clock; time is a parameter. I/O lives in `cli` and `main`.
+//! The house, from the bottom up (arrows point down; nothing imports a layer above it):
+//!
+//! - `dcap` (PURE): quotes, collateral, the verification steps. No I/O, no clock.
+//! - `appraise` (PURE): policy, the appraisal of one quote, the refusal vocabulary.
+//! - `ratls`: an RA-TLS certificate judged (evidence, key binding, rustls verifier, verdict
+//!   cache) and the attested TLS connector.
+//! - `source` (edge): where trust and collateral come from (PCS/PCCS fetch, files).
+//! - `config`, `addr`, `ca`, `metrics`, `clock`: the configuration, destinations, the local
+//!   CA, counters, the wall clock.
+//! - `proxy` (edge): the forward proxy; `admin` (edge): the admin listener; `cli` (edge):
+//!   the commands.
+//!
+//! The verification stack (`dcap`, `appraise`, `ratls`) and the simulator (`sim`) are
+//! public; the application is private, with the small facade below for the binary, the
+//! tests, benches and examples.
 
-pub mod admin;
-pub mod appraisal;
-pub mod ca;
-pub mod cli;
-pub mod collateral;
-pub mod config;
-#[cfg(feature = "sim")]
-pub mod demo;
-pub mod error;
-pub mod ids;
-pub mod metrics;
-pub mod pki;
-pub mod policy;
-pub mod proxy;
-pub mod quote;
+mod addr;
+mod admin;
+pub mod appraise;
+mod ca;
+mod cli;
+mod clock;
+mod config;
+pub mod dcap;
+mod metrics;
+mod proxy;
 pub mod ratls;
-pub mod refusal;
-pub mod report;
-pub mod setup;
 #[cfg(feature = "sim")]
 pub mod sim;
-pub mod tcb;
-pub mod trust;
-pub mod unix_time;
+mod source;
+
+pub use addr::Authority;
+pub use ca::LocalCa;
+pub use cli::{run, Cli, Command, EXIT_CANNOT_CHECK};
+pub use config::Config;
+pub use proxy::{Proxy, Running};
+pub use source::fetch::{CollateralCache, PcsEndpoint, RefreshPolicy};
+pub use source::{trust_and_collateral, CollateralSetup, CollateralSpec, SourceConfig};

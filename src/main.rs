@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use ratls_proxy::cli::{self, Cli};
+use ratls_proxy::{self as cli, Cli};
 
 #[cfg(feature = "jemalloc")]
 #[global_allocator]

@@ -14,10 +14,10 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
 /// Distinct host label values kept; further hosts are counted as `other`.
-pub const MAX_HOST_LABELS: usize = 1000;
+pub(crate) const MAX_HOST_LABELS: usize = 1000;
 
 /// Upper bounds (seconds) of the verification duration histogram.
-pub const BUCKETS: [f64; 10] = [
+pub(crate) const BUCKETS: [f64; 10] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
 ];
 
@@ -84,23 +84,6 @@ pub struct Metrics {
 struct Requests {
     /// host → verdict → code → count: borrowed lookups, no allocation once seen.
     counts: HashMap<String, HashMap<&'static str, HashMap<String, u64>>>,
-}
-
-/// A gauge increment undone on drop.
-pub struct GaugeGuard<'a>(&'a AtomicI64);
-
-impl<'a> GaugeGuard<'a> {
-    /// Increments `gauge` until the guard drops.
-    pub fn new(gauge: &'a AtomicI64) -> Self {
-        gauge.fetch_add(1, Ordering::Relaxed);
-        Self(gauge)
-    }
-}
-
-impl Drop for GaugeGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// Escapes a label value.
@@ -233,14 +216,14 @@ impl Metrics {
 }
 
 /// A body that adds the length of every data frame to a counter.
-pub struct Counting<B> {
+pub(crate) struct Counting<B> {
     inner: B,
     counter: Arc<AtomicU64>,
 }
 
 impl<B> Counting<B> {
     /// Wraps `inner`.
-    pub fn new(inner: B, counter: Arc<AtomicU64>) -> Self {
+    pub(crate) fn new(inner: B, counter: Arc<AtomicU64>) -> Self {
         Self { inner, counter }
     }
 }

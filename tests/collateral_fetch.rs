@@ -21,13 +21,13 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use ratls_proxy::appraisal::{appraise, Unverified};
-use ratls_proxy::collateral::fetch::{CollateralCache, PcsEndpoint, RefreshPolicy};
-use ratls_proxy::collateral::pcs::PckCa;
-use ratls_proxy::collateral::Collateral;
-use ratls_proxy::refusal::RefusalCode;
-use ratls_proxy::trust::TrustAnchor;
-use ratls_proxy::unix_time::UnixTime;
+use ratls_proxy::appraise::refusal::RefusalCode;
+use ratls_proxy::appraise::{appraise, Unverified};
+use ratls_proxy::dcap::collateral::pcs::PckCa;
+use ratls_proxy::dcap::collateral::Collateral;
+use ratls_proxy::dcap::time::UnixTime;
+use ratls_proxy::dcap::trust::TrustAnchor;
+use ratls_proxy::{CollateralCache, PcsEndpoint, RefreshPolicy};
 
 /// What the mock answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -263,7 +263,7 @@ async fn appraise_fetching(
     quote: &[u8],
     at: i64,
     allow: bool,
-) -> ratls_proxy::appraisal::Appraisal {
+) -> ratls_proxy::appraise::Appraisal {
     let policy = common::permissive(allow);
     let first = appraise(quote, cache.as_ref(), &policy, UnixTime(at));
     if first.outcome.as_ref().err().map(|r| r.code) == Some(RefusalCode::CollateralUnavailable)
@@ -372,8 +372,8 @@ async fn verify_from_the_shell_fetches_from_a_pccs_url() {
 #[cfg(feature = "sim")]
 mod with_sim {
     use super::*;
+    use ratls_proxy::dcap::tcb::TcbStatus;
     use ratls_proxy::sim::{forge, EnclaveSpec, SimPki};
-    use ratls_proxy::tcb::TcbStatus;
 
     struct Sim {
         pki: SimPki,
@@ -453,7 +453,7 @@ mod with_sim {
         assert!(cache
             .ensure(
                 (
-                    ratls_proxy::ids::Fmspc::from_hex(SIM_FMSPC).expect("hex"),
+                    ratls_proxy::dcap::ids::Fmspc::from_hex(SIM_FMSPC).expect("hex"),
                     PckCa::Platform
                 ),
                 true
@@ -484,7 +484,7 @@ mod with_sim {
             .await
             .is_accepted());
         let key = (
-            ratls_proxy::ids::Fmspc::from_hex(SIM_FMSPC).expect("hex"),
+            ratls_proxy::dcap::ids::Fmspc::from_hex(SIM_FMSPC).expect("hex"),
             PckCa::Platform,
         );
         let before = cache.ensure(key, false).await.expect("snapshot");
@@ -517,7 +517,7 @@ mod with_sim {
             RefreshPolicy::default(),
         );
         let key = (
-            ratls_proxy::ids::Fmspc::from_hex(SIM_FMSPC).expect("hex"),
+            ratls_proxy::dcap::ids::Fmspc::from_hex(SIM_FMSPC).expect("hex"),
             PckCa::Platform,
         );
         let tasks: Vec<_> = (0..16)
@@ -613,11 +613,12 @@ mod with_sim {
             m = EnclaveSpec::default().mrenclave,
             addr = enclave.addr(),
         );
-        let config =
-            ratls_proxy::config::Config::from_toml(&text, "t", Path::new("/")).expect("config");
-        let (anchor, setup) = ratls_proxy::setup::trust_and_collateral(&config).expect("setup");
-        let ca = ratls_proxy::ca::LocalCa::load_or_create(&config.ca_dir, now).expect("ca");
-        let running = Arc::new(ratls_proxy::proxy::Proxy::new(config, &anchor, setup, ca))
+        let config = ratls_proxy::Config::from_toml(&text, "t", Path::new("/")).expect("config");
+        let (anchor, setup) =
+            ratls_proxy::trust_and_collateral(&config.source, !config.enclaves.is_empty())
+                .expect("setup");
+        let ca = ratls_proxy::LocalCa::load_or_create(&config.ca_dir, now).expect("ca");
+        let running = Arc::new(ratls_proxy::Proxy::new(config, &anchor, setup, ca))
             .start()
             .await
             .expect("start");

@@ -7,13 +7,14 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use ratls_proxy::appraisal::{appraise, Appraisal, Unverified};
-use ratls_proxy::collateral::{Collateral, VerifiedCollateral};
-use ratls_proxy::policy::EnclavePolicy;
-use ratls_proxy::quote::Quote;
-use ratls_proxy::refusal::RefusalCode;
-use ratls_proxy::trust::TrustAnchor;
-use ratls_proxy::unix_time::UnixTime;
+use ratls_proxy::appraise::policy::EnclavePolicy;
+use ratls_proxy::appraise::refusal::RefusalCode;
+use ratls_proxy::appraise::{appraise, Appraisal, Unverified};
+use ratls_proxy::dcap::collateral::Collateral;
+use ratls_proxy::dcap::quote::Quote;
+use ratls_proxy::dcap::time::UnixTime;
+use ratls_proxy::dcap::trust::TrustAnchor;
+use ratls_proxy::dcap::verified::VerifiedCollateral;
 use serde_json::Value;
 
 fn expected(dir: &Path) -> Value {

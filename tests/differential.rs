@@ -13,11 +13,12 @@ use dcap_qvl::configs::RingConfig;
 use dcap_qvl::verify::QuoteVerifier;
 use dcap_qvl::QuoteCollateralV3;
 use proptest::prelude::*;
-use ratls_proxy::appraisal::{appraise, Unverified};
-use ratls_proxy::collateral::{Collateral, VerifiedCollateral};
-use ratls_proxy::refusal::RefusalCode;
-use ratls_proxy::trust::TrustAnchor;
-use ratls_proxy::unix_time::UnixTime;
+use ratls_proxy::appraise::refusal::RefusalCode;
+use ratls_proxy::appraise::{appraise, Unverified};
+use ratls_proxy::dcap::collateral::Collateral;
+use ratls_proxy::dcap::time::UnixTime;
+use ratls_proxy::dcap::trust::TrustAnchor;
+use ratls_proxy::dcap::verified::VerifiedCollateral;
 
 struct Sample {
     quote: Vec<u8>,
@@ -164,8 +165,8 @@ fn unmutated_samples_agree_exactly() {
 #[cfg(feature = "sim")]
 #[test]
 fn dcap_qvl_accepts_sim_quotes_as_we_do() {
+    use ratls_proxy::dcap::tcb::TcbStatus;
     use ratls_proxy::sim::{forge, EnclaveSpec, SimPki};
-    use ratls_proxy::tcb::TcbStatus;
     let now = UnixTime::now();
     let pki = SimPki::generate(now).expect("pki");
     let collateral = pki
@@ -208,8 +209,8 @@ fn dcap_qvl_accepts_sim_quotes_as_we_do() {
 #[cfg(feature = "sim")]
 #[test]
 fn stricter_pceid_must_match_the_tcb_info() {
+    use ratls_proxy::dcap::tcb::TcbStatus;
     use ratls_proxy::sim::{forge, EnclaveSpec, SimPki};
-    use ratls_proxy::tcb::TcbStatus;
     let now = UnixTime::now();
     let pki = SimPki::generate(now).expect("pki");
     let mut collateral = pki
@@ -282,7 +283,7 @@ fn stricter_sgx_quotes_in_v4_framing_are_parsed_where_dcap_qvl_refuses() {
     )
     .is_none());
     let v = Arc::new(VerifiedCollateral::verify(&c, &anchor).expect("verifies"));
-    let parsed = ratls_proxy::quote::Quote::parse(&v4).expect("v4 parses");
+    let parsed = ratls_proxy::dcap::quote::Quote::parse(&v4).expect("v4 parses");
     assert_eq!(parsed.header.version.number(), 4);
     assert_eq!(parsed.qe.auth_data.len(), 32);
     drop(v);

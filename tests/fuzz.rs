@@ -11,19 +11,19 @@ mod common;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use ratls_proxy::appraisal::{appraise, Unverified};
-use ratls_proxy::collateral::pcs;
-use ratls_proxy::collateral::qe_identity::QeIdentity;
-use ratls_proxy::collateral::tcb_info::TcbInfo;
-use ratls_proxy::collateral::Collateral;
-use ratls_proxy::config::Config;
-use ratls_proxy::quote::Quote;
+use ratls_proxy::appraise::{appraise, Unverified};
+use ratls_proxy::dcap::collateral::pcs;
+use ratls_proxy::dcap::collateral::qe_identity::QeIdentity;
+use ratls_proxy::dcap::collateral::tcb_info::TcbInfo;
+use ratls_proxy::dcap::collateral::Collateral;
+use ratls_proxy::dcap::quote::Quote;
+use ratls_proxy::dcap::time::UnixTime;
+use ratls_proxy::dcap::trust::TrustAnchor;
 use ratls_proxy::ratls::evidence::{
     OID_SGX_QUOTE, OID_SGX_QUOTE_GRAMINE_LEGACY, OID_TCG_DICE_TAGGED_EVIDENCE,
 };
 use ratls_proxy::ratls::{appraise_certificate, BindingMode};
-use ratls_proxy::trust::TrustAnchor;
-use ratls_proxy::unix_time::UnixTime;
+use ratls_proxy::Config;
 
 fn cases(default: u32) -> u32 {
     std::env::var("RATLS_FUZZ_CASES")
@@ -38,10 +38,10 @@ fn real_quote() -> Vec<u8> {
         .unwrap_or_else(|| vec![3, 0, 2, 0])
 }
 
-fn no_collateral() -> ratls_proxy::error::VerifyError {
-    ratls_proxy::error::VerifyError::Collateral(ratls_proxy::collateral::CollateralError::Json(
-        "fuzz".into(),
-    ))
+fn no_collateral() -> ratls_proxy::dcap::error::VerifyError {
+    ratls_proxy::dcap::error::VerifyError::Collateral(
+        ratls_proxy::dcap::collateral::CollateralError::Json("fuzz".into()),
+    )
 }
 
 proptest! {
@@ -80,8 +80,8 @@ proptest! {
         let _ = pcs::qe_identity_body(text.as_bytes());
         let _ = pcs::crl_body(&bytes, "fuzz");
         let _ = pcs::issuer_chain(&bytes, "fuzz");
-        let _ = ratls_proxy::pki::pem_chain(&bytes, "fuzz");
-        let _ = ratls_proxy::pki::pem_chain(text.as_bytes(), "fuzz");
+        let _ = ratls_proxy::dcap::pki::pem_chain(&bytes, "fuzz");
+        let _ = ratls_proxy::dcap::pki::pem_chain(text.as_bytes(), "fuzz");
     }
 
     /// The configuration parser on arbitrary text never panics.
@@ -198,9 +198,9 @@ fn proxy_request_handling_on_arbitrary_bytes() {
             dir.join("ca").display()
         );
         let config = Config::from_toml(&text, "fuzz", std::path::Path::new("/")).expect("config");
-        let (anchor, setup) = ratls_proxy::setup::trust_and_collateral(&config).expect("setup");
-        let ca = ratls_proxy::ca::LocalCa::load_or_create(&config.ca_dir, UnixTime::now()).expect("ca");
-        Arc::new(ratls_proxy::proxy::Proxy::new(config, &anchor, setup, ca)).start().await.expect("start")
+        let (anchor, setup) = ratls_proxy::trust_and_collateral(&config.source, !config.enclaves.is_empty()).expect("setup");
+        let ca = ratls_proxy::LocalCa::load_or_create(&config.ca_dir, UnixTime::now()).expect("ca");
+        Arc::new(ratls_proxy::Proxy::new(config, &anchor, setup, ca)).start().await.expect("start")
     });
     let addr = running.addr;
     let seeds: [&[u8]; 6] = [

@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ratls_proxy::ca::LocalCa;
-use ratls_proxy::config::Config;
-use ratls_proxy::proxy::{Proxy, Running};
 use ratls_proxy::sim::{SimConfig, SimEnclave};
+use ratls_proxy::Config;
+use ratls_proxy::LocalCa;
+use ratls_proxy::{Proxy, Running};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -62,7 +62,9 @@ async fn proxy_with(
     }
     text.push_str(extra);
     let config = Config::from_toml(&text, "limits", std::path::Path::new("/")).expect("config");
-    let (anchor, setup) = ratls_proxy::setup::trust_and_collateral(&config).expect("setup");
+    let (anchor, setup) =
+        ratls_proxy::trust_and_collateral(&config.source, !config.enclaves.is_empty())
+            .expect("setup");
     let ca = LocalCa::load_or_create(&config.ca_dir, env.now).expect("ca");
     Arc::new(Proxy::new(config, &anchor, setup, ca))
         .start()

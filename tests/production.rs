@@ -10,9 +10,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use ratls_proxy::ids::MrEnclave;
+use ratls_proxy::dcap::ids::MrEnclave;
+use ratls_proxy::dcap::time::UnixTime;
 use ratls_proxy::sim::{SimConfig, SimEnclave};
-use ratls_proxy::unix_time::UnixTime;
 use serde_json::Value;
 
 const TRUSTED: &str = "e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1";

@@ -10,12 +10,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratls_proxy::ca::LocalCa;
-use ratls_proxy::config::Config;
-use ratls_proxy::ids::MrEnclave;
-use ratls_proxy::proxy::Proxy;
+use ratls_proxy::dcap::ids::MrEnclave;
+use ratls_proxy::dcap::tcb::TcbStatus;
 use ratls_proxy::sim::{SimBinding, SimConfig, SimEnclave};
-use ratls_proxy::tcb::TcbStatus;
+use ratls_proxy::Config;
+use ratls_proxy::LocalCa;
+use ratls_proxy::Proxy;
 use serde_json::Value;
 
 const TRUSTED: &str = "e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1";
@@ -355,10 +355,12 @@ async fn passthrough_keeps_the_clients_own_validation_and_deny_refuses() {
 }
 
 /// A library proxy for tests that read its counters.
-async fn library_proxy(env: &Env, entries: &[(&str, SocketAddr)]) -> ratls_proxy::proxy::Running {
+async fn library_proxy(env: &Env, entries: &[(&str, SocketAddr)]) -> ratls_proxy::Running {
     let path = write_config(env, "lib.toml", 0, entries, "");
     let config = Config::load(&path).expect("config");
-    let (anchor, collateral) = ratls_proxy::setup::trust_and_collateral(&config).expect("trust");
+    let (anchor, collateral) =
+        ratls_proxy::trust_and_collateral(&config.source, !config.enclaves.is_empty())
+            .expect("trust");
     let ca = LocalCa::load_or_create(&config.ca_dir, env.now).expect("ca");
     Arc::new(Proxy::new(config, &anchor, collateral, ca))
         .start()
@@ -600,6 +602,6 @@ fn config_check_reports_errors_with_their_location() {
     let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/ratls-proxy.toml");
     let text = std::fs::read_to_string(&example).expect("config/ratls-proxy.toml");
     let config = Config::from_toml(&text, "example", Path::new("/")).expect("example validates");
-    assert_eq!(config.collateral, ratls_proxy::config::CollateralSpec::Pcs);
+    assert_eq!(config.source.collateral, ratls_proxy::CollateralSpec::Pcs);
     assert_eq!((config.enclaves.len(), config.routes.len()), (1, 1));
 }

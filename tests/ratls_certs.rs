@@ -6,22 +6,22 @@ mod common;
 
 use std::sync::Arc;
 
-use ratls_proxy::appraisal::CollateralSource;
-use ratls_proxy::collateral::VerifiedCollateral;
-use ratls_proxy::error::VerifyError;
+use ratls_proxy::appraise::refusal::RefusalCode;
+use ratls_proxy::appraise::CollateralSource;
+use ratls_proxy::dcap::error::VerifyError;
+use ratls_proxy::dcap::tcb::TcbStatus;
+use ratls_proxy::dcap::time::UnixTime;
+use ratls_proxy::dcap::verified::VerifiedCollateral;
 use ratls_proxy::ratls::evidence::{
     OID_SGX_QUOTE, OID_SGX_QUOTE_GRAMINE_LEGACY, OID_TCG_DICE_TAGGED_EVIDENCE,
 };
 use ratls_proxy::ratls::{appraise_certificate, Binding, BindingMode, CertAppraisal};
-use ratls_proxy::refusal::RefusalCode;
 use ratls_proxy::sim::{forge, EnclaveSpec, SimPki};
-use ratls_proxy::tcb::TcbStatus;
-use ratls_proxy::unix_time::UnixTime;
 use rcgen::{CertificateParams, CustomExtension, KeyPair, PublicKeyData, PKCS_ECDSA_P384_SHA384};
 use sha2::{Digest, Sha256};
 
 fn no_collateral() -> VerifyError {
-    VerifyError::Collateral(ratls_proxy::collateral::CollateralError::Json(
+    VerifyError::Collateral(ratls_proxy::dcap::collateral::CollateralError::Json(
         "none in this test".into(),
     ))
 }
@@ -36,7 +36,7 @@ fn appraise(
 }
 
 fn leaf_of(pem: &[u8]) -> Vec<u8> {
-    ratls_proxy::pki::pem_chain(pem, "fixture").expect("PEM")[0].clone()
+    ratls_proxy::dcap::pki::pem_chain(pem, "fixture").expect("PEM")[0].clone()
 }
 
 struct CosmianCase {
@@ -359,19 +359,19 @@ fn a_revoked_pck_certificate_and_a_revoked_tcb_level_are_refused() {
     let revoking = Arc::new(
         VerifiedCollateral::verify(&c, &s.pki.anchor().expect("anchor")).expect("verifies"),
     );
-    let a = ratls_proxy::appraisal::appraise(&quote, &revoking, &common::permissive(false), s.now);
+    let a = ratls_proxy::appraise::appraise(&quote, &revoking, &common::permissive(false), s.now);
     assert_eq!(
         a.outcome.as_ref().err().map(|r| r.code),
         Some(RefusalCode::Revoked)
     );
     let ok =
-        ratls_proxy::appraisal::appraise(&quote, &s.collateral, &common::permissive(false), s.now);
+        ratls_proxy::appraise::appraise(&quote, &s.collateral, &common::permissive(false), s.now);
     assert!(ok.is_accepted());
 
     let revoked_level = s.pki.pck_leaf(TcbStatus::Revoked, s.now).expect("pck");
     let quote = forge(&EnclaveSpec::default(), &[0; 64], &revoked_level).expect("quote");
     let a =
-        ratls_proxy::appraisal::appraise(&quote, &s.collateral, &common::permissive(false), s.now);
+        ratls_proxy::appraise::appraise(&quote, &s.collateral, &common::permissive(false), s.now);
     assert_eq!(
         a.outcome.as_ref().err().map(|r| r.code),
         Some(RefusalCode::Revoked)
@@ -384,7 +384,7 @@ fn every_tcb_level_of_the_sim_is_reported_as_its_status() {
     for status in common::all_statuses() {
         let pck = s.pki.pck_leaf(status, s.now).expect("pck");
         let quote = forge(&EnclaveSpec::default(), &[0; 64], &pck).expect("quote");
-        let a = ratls_proxy::appraisal::appraise(
+        let a = ratls_proxy::appraise::appraise(
             &quote,
             &s.collateral,
             &common::permissive(false),
@@ -404,16 +404,16 @@ fn sim_collateral_refuses_intel_quotes_and_intel_collateral_refuses_sim_quotes()
     let Some(dir) = common::fixtures() else {
         return;
     };
-    let intel = ratls_proxy::collateral::Collateral::from_json(&common::read(
+    let intel = ratls_proxy::dcap::collateral::Collateral::from_json(&common::read(
         &dir,
         "dcap/sgx_v3_qvl.collateral.json",
     ))
     .expect("json");
     let verified = Arc::new(
-        VerifiedCollateral::verify(&intel, &ratls_proxy::trust::TrustAnchor::intel())
+        VerifiedCollateral::verify(&intel, &ratls_proxy::dcap::trust::TrustAnchor::intel())
             .expect("verifies"),
     );
-    let a = ratls_proxy::appraisal::appraise(
+    let a = ratls_proxy::appraise::appraise(
         &quote,
         &verified,
         &common::permissive(false),

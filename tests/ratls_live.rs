@@ -7,15 +7,16 @@ mod common;
 use std::process::Command;
 use std::sync::Arc;
 
-use ratls_proxy::collateral::{Collateral, VerifiedCollateral};
-use ratls_proxy::ids::{MrEnclave, MrSigner};
-use ratls_proxy::policy::EnclavePolicy;
+use ratls_proxy::appraise::policy::EnclavePolicy;
+use ratls_proxy::appraise::refusal::RefusalCode;
+use ratls_proxy::dcap::collateral::Collateral;
+use ratls_proxy::dcap::ids::{MrEnclave, MrSigner};
+use ratls_proxy::dcap::tcb::TcbStatus;
+use ratls_proxy::dcap::time::UnixTime;
+use ratls_proxy::dcap::verified::VerifiedCollateral;
 use ratls_proxy::ratls::client::{connect, ConnectError};
 use ratls_proxy::ratls::{BindingMode, RaTlsVerifier, VerdictCache};
-use ratls_proxy::refusal::RefusalCode;
 use ratls_proxy::sim::{EnclaveSpec, SimBinding, SimConfig, SimEnclave};
-use ratls_proxy::tcb::TcbStatus;
-use ratls_proxy::unix_time::UnixTime;
 use serde_json::Value;
 
 use common::{env, start_sim, Env};
@@ -296,10 +297,9 @@ async fn repeat_connections_use_the_verdict_cache_and_failures_are_never_cached(
     let wrong = sim(&env, config(|c| c.binding = SimBinding::Wrong)).await;
     for _ in 0..2 {
         match dial(&wrong, &v, None).await {
-            Err(ConnectError::Refused(r)) => assert_eq!(
-                r.refusal().map(|r| r.code),
-                Some(RefusalCode::BindingMismatch)
-            ),
+            Err(ConnectError::Refused(r)) => {
+                assert_eq!(Some(r.refusal.code), Some(RefusalCode::BindingMismatch))
+            }
             other => panic!("expected a refusal, got {:?}", other.err()),
         }
     }
@@ -329,10 +329,9 @@ async fn a_changed_policy_or_an_expired_verdict_is_never_served_from_the_cache()
         &cache,
     );
     match dial(&good, &strict, None).await {
-        Err(ConnectError::Refused(r)) => assert_eq!(
-            r.refusal().map(|r| r.code),
-            Some(RefusalCode::MrenclaveMismatch)
-        ),
+        Err(ConnectError::Refused(r)) => {
+            assert_eq!(Some(r.refusal.code), Some(RefusalCode::MrenclaveMismatch))
+        }
         other => panic!("expected a refusal, got {:?}", other.err()),
     }
 
@@ -340,7 +339,7 @@ async fn a_changed_policy_or_an_expired_verdict_is_never_served_from_the_cache()
     let late = UnixTime(env.now.0 + 40 * 86_400);
     match dial(&good, &accepting, Some(late)).await {
         Err(ConnectError::Refused(r)) => {
-            let code = r.refusal().map(|r| r.code);
+            let code = Some(r.refusal.code);
             assert!(
                 matches!(
                     code,

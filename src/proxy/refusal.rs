@@ -6,11 +6,11 @@ use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
 use super::ProxyBody;
-use crate::refusal::Refusal;
+use crate::appraise::refusal::Refusal;
 
 /// Why the proxy answered instead of the destination.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ProxyRefusal {
+pub(super) enum ProxyRefusal {
     /// Attestation or verification failed.
     Attestation(Refusal),
     /// The upstream could not be reached.
@@ -29,7 +29,7 @@ pub enum ProxyRefusal {
 
 impl ProxyRefusal {
     /// HTTP status.
-    pub fn status(&self) -> StatusCode {
+    pub(super) fn status(&self) -> StatusCode {
         match self {
             Self::Attestation(_) | Self::Unreachable(_) => StatusCode::BAD_GATEWAY,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -40,7 +40,7 @@ impl ProxyRefusal {
     }
 
     /// The RFC 9209 error type.
-    pub fn proxy_status_error(&self) -> &'static str {
+    pub(super) fn proxy_status_error(&self) -> &'static str {
         match self {
             Self::Attestation(_) => "tls_certificate_error",
             Self::Unreachable(_) => "destination_unavailable",
@@ -53,7 +53,7 @@ impl ProxyRefusal {
     }
 
     /// The stable code: the refusal code for attestation failures, else the error type.
-    pub fn code(&self) -> &'static str {
+    pub(super) fn code(&self) -> &'static str {
         match self {
             Self::Attestation(r) => r.code.as_str(),
             other => other.proxy_status_error(),
@@ -61,7 +61,7 @@ impl ProxyRefusal {
     }
 
     /// Human-readable reasons.
-    pub fn reasons(&self) -> Vec<String> {
+    pub(super) fn reasons(&self) -> Vec<String> {
         match self {
             Self::Attestation(r) => r.reasons.clone(),
             Self::Unreachable(s)
@@ -74,7 +74,7 @@ impl ProxyRefusal {
     }
 
     /// The response to send; the connection is closed after it.
-    pub fn response(&self, host: &str) -> Response<ProxyBody> {
+    pub(super) fn response(&self, host: &str) -> Response<ProxyBody> {
         let reasons = self.reasons();
         let details: String = format!("{}: {}", self.code(), reasons.join("; "))
             .chars()

@@ -10,7 +10,7 @@
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use super::evidence::{self, Evidence};
-use crate::ids::ReportData;
+use crate::dcap::ids::ReportData;
 
 /// Which binding rules a policy accepts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::appraise::CertAppraisal;
-use crate::ids::CertSha256;
+use super::certificate::CertAppraisal;
+use crate::dcap::ids::CertSha256;
+use crate::dcap::time::UnixTime;
 use crate::metrics::Histogram;
-use crate::unix_time::UnixTime;
 
 /// Identifies a policy (and binding mode and trust root): verdicts under another policy never match.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -104,16 +104,17 @@ impl VerdictCache {
         &self.durations
     }
 
-    /// Stores an accepted appraisal; refusals are ignored (never cached).
+    /// Stores an accepted appraisal whose quote's collateral is valid until
+    /// `quote_valid_until` (refusals are never cached: the caller holds them).
     pub fn insert_accepted(
         &self,
         policy: PolicyId,
         appraisal: &CertAppraisal,
+        quote_valid_until: UnixTime,
         now: UnixTime,
-    ) -> Option<Arc<CachedVerdict>> {
-        let accepted = appraisal.appraisal.outcome.as_ref().ok()?;
+    ) -> Arc<CachedVerdict> {
         let max = i64::try_from(self.max_age.as_secs()).unwrap_or(i64::MAX);
-        let mut until = UnixTime(now.0.saturating_add(max)).min(accepted.quote.valid_until);
+        let mut until = UnixTime(now.0.saturating_add(max)).min(quote_valid_until);
         if let Some(not_after) = appraisal.cert_not_after {
             until = until.min(not_after);
         }
@@ -123,7 +124,7 @@ impl VerdictCache {
         });
         self.entries
             .insert((appraisal.cert_sha256, policy), Arc::clone(&entry));
-        Some(entry)
+        entry
     }
 
     /// Drops every verdict (for example after a policy reload).

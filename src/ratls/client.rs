@@ -10,7 +10,7 @@ use tokio_rustls::TlsConnector;
 
 use super::cache::CachedVerdict;
 use super::verifier::{client_config, RaTlsRefused, RaTlsVerifier};
-use crate::unix_time::UnixTime;
+use crate::dcap::time::UnixTime;
 
 /// Why an attested connection could not be established.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +75,7 @@ pub async fn connect(
         .connect(name, tcp)
         .await
         .map_err(|source| match RaTlsRefused::find(&source) {
-            Some(r) => ConnectError::Refused(Box::new(RaTlsRefused(r.0.clone()))),
+            Some(r) => ConnectError::Refused(Box::new(r.clone())),
             None => ConnectError::Tls {
                 addr: addr.to_owned(),
                 source,

@@ -11,7 +11,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::der_parser::oid::Oid;
 
 use super::cbor::{Cbor, CborError};
-use crate::quote::limits::MAX_QUOTE_LEN;
+use crate::dcap::quote::limits::MAX_QUOTE_LEN;
 
 /// `2.23.133.5.4.9`: TCG DICE tagged evidence.
 pub const OID_TCG_DICE_TAGGED_EVIDENCE: &[u64] = &[2, 23, 133, 5, 4, 9];

@@ -1,15 +1,15 @@
 //! RA-TLS: the quote in a certificate, the key binding, and verification of live
 //! connections (the rustls verifier, the verdict cache, the attested connector).
 
-pub mod appraise;
 pub mod binding;
 pub mod cache;
 mod cbor;
+pub mod certificate;
 pub mod client;
 pub mod evidence;
 pub mod verifier;
 
-pub use appraise::{appraise_certificate, CertAppraisal};
 pub use binding::{Binding, BindingMode};
 pub use cache::{CacheStats, PolicyId, VerdictCache};
+pub use certificate::{appraise_certificate, CertAppraisal};
 pub use verifier::{client_config, RaTlsRefused, RaTlsVerifier};

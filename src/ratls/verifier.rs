@@ -21,26 +21,29 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime as RustlsTime};
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, SignatureScheme};
 use sha2::{Digest, Sha256};
 
-use super::appraise::{appraise_certificate, CertAppraisal};
 use super::binding::BindingMode;
 use super::cache::{CachedVerdict, PolicyId, VerdictCache};
-use crate::appraisal::CollateralSource;
-use crate::ids::CertSha256;
-use crate::policy::EnclavePolicy;
-use crate::refusal::Refusal;
-use crate::unix_time::UnixTime;
+use super::certificate::{appraise_certificate, CertAppraisal};
+use crate::appraise::policy::EnclavePolicy;
+use crate::appraise::refusal::Refusal;
+use crate::appraise::CollateralSource;
+use crate::dcap::ids::CertSha256;
+use crate::dcap::time::UnixTime;
 
-/// The error carried through rustls when a certificate is refused: the whole appraisal,
-/// so callers can report what was parsed and why it was refused.
-#[derive(Debug)]
-pub struct RaTlsRefused(pub Box<CertAppraisal>);
+/// The error carried through rustls when a certificate is refused: the refusal, and the
+/// whole appraisal so callers can report what was parsed. Only a refused appraisal makes
+/// one, so it always carries its refusal.
+#[derive(Clone, Debug)]
+pub struct RaTlsRefused {
+    /// Why.
+    pub refusal: Refusal,
+    /// Everything learnt before the refusal.
+    pub appraisal: Box<CertAppraisal>,
+}
 
 impl fmt::Display for RaTlsRefused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.refusal() {
-            Some(r) => write!(f, "RA-TLS attestation refused: {r}"),
-            None => f.write_str("RA-TLS attestation refused"),
-        }
+        write!(f, "RA-TLS attestation refused: {}", self.refusal)
     }
 }
 
@@ -74,11 +77,6 @@ impl RaTlsRefused {
             };
         }
         None
-    }
-
-    /// The refusal.
-    pub fn refusal(&self) -> Option<&Refusal> {
-        self.0.refusal()
     }
 }
 
@@ -149,22 +147,30 @@ impl RaTlsVerifier {
             now,
         );
         self.cache.count_verification(started.elapsed());
-        match self.cache.insert_accepted(self.policy_id, &appraisal, now) {
-            Some(entry) => Ok(entry),
-            None => Err(RaTlsRefused(Box::new(appraisal))),
-        }
+        let quote_valid_until = match &appraisal.appraisal.outcome {
+            Ok(accepted) => accepted.quote.valid_until,
+            Err(refusal) => {
+                return Err(RaTlsRefused {
+                    refusal: refusal.clone(),
+                    appraisal: Box::new(appraisal),
+                })
+            }
+        };
+        Ok(self
+            .cache
+            .insert_accepted(self.policy_id, &appraisal, quote_valid_until, now))
     }
 }
 
 /// The cheap re-check on a cache hit: the quote in this certificate still binds its key.
 fn binding_still_holds(leaf_der: &[u8], mode: BindingMode) -> bool {
-    let Ok(cert) = crate::pki::parse_cert(leaf_der, "RA-TLS certificate") else {
+    let Ok(cert) = crate::dcap::pki::parse_cert(leaf_der, "RA-TLS certificate") else {
         return false;
     };
     let Ok(evidence) = super::evidence::find(&cert) else {
         return false;
     };
-    let Ok(quote) = crate::quote::Quote::parse(evidence.quote()) else {
+    let Ok(quote) = crate::dcap::quote::Quote::parse(evidence.quote()) else {
         return false;
     };
     let key = super::binding::CertKey {

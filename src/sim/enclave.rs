@@ -26,11 +26,11 @@ use tokio_rustls::TlsAcceptor;
 
 use super::pki::{SimError, SimPki};
 use super::quote::{forge, EnclaveSpec};
+use crate::dcap::tcb::TcbStatus;
+use crate::dcap::time::UnixTime;
 use crate::ratls::evidence::{
     OID_SGX_QUOTE, OID_SGX_QUOTE_GRAMINE_LEGACY, OID_TCG_DICE_TAGGED_EVIDENCE,
 };
-use crate::tcb::TcbStatus;
-use crate::unix_time::UnixTime;
 
 /// How the RA-TLS certificate binds its key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,11 +17,11 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use super::der;
-use crate::collateral::Collateral;
-use crate::ids::{Fmspc, MrSigner, PceId};
-use crate::tcb::TcbStatus;
-use crate::trust::TrustAnchor;
-use crate::unix_time::UnixTime;
+use crate::dcap::collateral::Collateral;
+use crate::dcap::ids::{Fmspc, MrSigner, PceId};
+use crate::dcap::tcb::TcbStatus;
+use crate::dcap::time::UnixTime;
+use crate::dcap::trust::TrustAnchor;
 
 /// The sim platform's FMSPC.
 pub const SIM_FMSPC: Fmspc = Fmspc([0x5e, 0xc0, 0xde, 0x00, 0x00, 0x00]);
@@ -141,7 +141,7 @@ pub struct PckLeaf {
 }
 
 fn der_of(pem: &str) -> Result<Vec<u8>, SimError> {
-    crate::pki::pem_chain(pem.as_bytes(), "sim PKI certificate")
+    crate::dcap::pki::pem_chain(pem.as_bytes(), "sim PKI certificate")
         .map_err(|e| SimError::Format(e.to_string()))?
         .into_iter()
         .next()
@@ -373,7 +373,7 @@ impl SimPki {
         let Ok(anchor) = self.anchor() else {
             return false;
         };
-        crate::collateral::VerifiedCollateral::verify(&c, &anchor)
+        crate::dcap::verified::VerifiedCollateral::verify(&c, &anchor)
             .is_ok_and(|v| v.check_fresh(now).is_ok() && v.valid_until().0 > now.0 + 86_400)
     }
 }

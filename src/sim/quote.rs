@@ -6,8 +6,8 @@ use ring::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNIN
 use sha2::{Digest, Sha256};
 
 use super::pki::{sign_raw, PckLeaf, SimError, SIM_PCE_SVN, SIM_QE_ISV_SVN, SIM_QE_MRSIGNER};
-use crate::ids::{IsvProdId, IsvSvn, MrEnclave, MrSigner};
-use crate::quote::INTEL_QE_VENDOR_ID;
+use crate::dcap::ids::{IsvProdId, IsvSvn, MrEnclave, MrSigner};
+use crate::dcap::quote::INTEL_QE_VENDOR_ID;
 
 /// The identity a forged quote claims.
 #[derive(Clone, Debug, PartialEq, Eq)]

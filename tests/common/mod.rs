@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use ratls_proxy::policy::EnclavePolicy;
-use ratls_proxy::tcb::TcbStatus;
+use ratls_proxy::appraise::policy::EnclavePolicy;
+use ratls_proxy::dcap::tcb::TcbStatus;
 
 /// The fixtures directory (`RATLS_FIXTURES`, default `../shared/fixtures`), or `None`
 /// with a printed notice when a clone has no fixtures next to it.
@@ -55,7 +55,7 @@ pub fn permissive(allow_debug: bool) -> EnclavePolicy {
 pub struct Env {
     pub dir: PathBuf,
     pub pki: ratls_proxy::sim::SimPki,
-    pub now: ratls_proxy::unix_time::UnixTime,
+    pub now: ratls_proxy::dcap::time::UnixTime,
 }
 
 #[cfg(feature = "sim")]
@@ -84,7 +84,7 @@ pub fn env() -> Env {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));
-    let now = ratls_proxy::unix_time::UnixTime::now();
+    let now = ratls_proxy::dcap::time::UnixTime::now();
     let pki = ratls_proxy::sim::SimPki::load_or_create(&dir.join("pki"), now).expect("sim PKI");
     Env { dir, pki, now }
 }
@@ -157,8 +157,9 @@ pub async fn tls_through(
         String::from_utf8_lossy(&buf[..n])
     );
     let mut roots = rustls::RootCertStore::empty();
-    let ca_der = ratls_proxy::pki::pem_chain(std::fs::read(ca_pem).expect("ca").as_slice(), "ca")
-        .expect("pem");
+    let ca_der =
+        ratls_proxy::dcap::pki::pem_chain(std::fs::read(ca_pem).expect("ca").as_slice(), "ca")
+            .expect("pem");
     roots.add(ca_der[0].clone().into()).expect("root");
     let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
         rustls::crypto::ring::default_provider(),

@@ -1,0 +1,242 @@
+//! Destinations: the one parser and printer of `host[:port]` (IPv6 in brackets), and the
+//! `[[enclave]] hosts` patterns matched against them. Every destination the proxy sees (a
+//! CONNECT authority, an absolute URI, a route upstream, `connect_to`) becomes an
+//! [`Authority`] here, once; nothing else handles brackets or default ports.
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// A host: a lower-case DNS name, or an IP address (IPv6 in canonical form).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// A DNS name, lower-cased (letters, digits, `-`, `.`, `_`).
+    Name(String),
+    /// An IP literal.
+    Ip(IpAddr),
+}
+
+impl Host {
+    /// Parses a bare host (no brackets, no port).
+    fn parse(host: &str, whole: &str) -> Result<Self, String> {
+        if host.is_empty() {
+            return Err(format!("`{whole}`: missing host"));
+        }
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(Self::Ip(ip));
+        }
+        if !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+        {
+            return Err(format!("`{whole}`: invalid host name"));
+        }
+        Ok(Self::Name(host.to_ascii_lowercase()))
+    }
+}
+
+impl fmt::Display for Host {
+    /// The host without brackets (SNI, logs, refusal bodies).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Name(n) => f.write_str(n),
+            Self::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// A destination: host and port.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Authority {
+    /// The host.
+    pub host: Host,
+    /// The port (never 0).
+    pub port: u16,
+}
+
+impl Authority {
+    /// Parses `host[:port]` or `[v6][:port]`; `default_port` applies when none is given,
+    /// and `None` makes the port required.
+    pub fn parse(text: &str, default_port: Option<u16>) -> Result<Self, String> {
+        let (host, port) = split(text)?;
+        let port = match (port, default_port) {
+            (Some(p), _) => parse_port(p, text)?,
+            (None, Some(d)) => d,
+            (None, None) => return Err(format!("`{text}`: a port is required (host:port)")),
+        };
+        Ok(Self {
+            host: Host::parse(host, text)?,
+            port,
+        })
+    }
+
+    /// `host` or `host:port` as it belongs in `Host` / `:authority`: the port is left out
+    /// when it is the scheme's default.
+    pub fn host_header(&self, default_port: u16) -> String {
+        let host = match &self.host {
+            Host::Ip(IpAddr::V6(ip)) => format!("[{ip}]"),
+            other => other.to_string(),
+        };
+        if self.port == default_port {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+impl fmt::Display for Authority {
+    /// `host:port`, IPv6 in brackets: what a socket connect takes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host {
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]:{}", self.port),
+            other => write!(f, "{other}:{}", self.port),
+        }
+    }
+}
+
+/// Splits `host[:port]` / `[v6][:port]` into the bare host and the port text, if any.
+fn split(text: &str) -> Result<(&str, Option<&str>), String> {
+    let text = text.trim();
+    if let Some(rest) = text.strip_prefix('[') {
+        let (h, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("`{text}`: unclosed `[`"))?;
+        if h.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("`{text}`: brackets hold an IPv6 address"));
+        }
+        return match after {
+            "" => Ok((h, None)),
+            p => Ok((
+                h,
+                Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| format!("`{text}`: expected `:port` after `]`"))?,
+                ),
+            )),
+        };
+    }
+    if text.matches(':').count() > 1 {
+        return Err(format!(
+            "`{text}`: IPv6 addresses must be in brackets, like [::1]:443"
+        ));
+    }
+    Ok(match text.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (text, None),
+    })
+}
+
+fn parse_port(p: &str, text: &str) -> Result<u16, String> {
+    p.parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("`{text}`: invalid port"))
+}
+
+/// A host pattern: `host[:port]` or `*.suffix[:port]`; the port defaults to 443.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPattern {
+    /// The host, or for a wildcard the suffix after `*.` (always a name).
+    pub host: Host,
+    /// True for `*.suffix`: any name ending in `.suffix`.
+    pub wildcard: bool,
+    /// Port.
+    pub port: u16,
+}
+
+impl HostPattern {
+    /// Parses `host[:port]`, `*.suffix[:port]`, `[v6]:port`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (host, port) = split(text)?;
+        let port = port.map_or(Ok(443), |p| parse_port(p, text))?;
+        let (wildcard, host) = match host.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, host),
+        };
+        if host.contains('*') {
+            return Err(format!(
+                "`{text}`: a wildcard is only allowed as a leading `*.`"
+            ));
+        }
+        let host = Host::parse(host, text)?;
+        if wildcard && matches!(host, Host::Ip(_)) {
+            return Err(format!("`{text}`: a wildcard needs a DNS suffix"));
+        }
+        Ok(Self {
+            host,
+            wildcard,
+            port,
+        })
+    }
+
+    /// True if `dest` matches.
+    pub fn matches(&self, dest: &Authority) -> bool {
+        if dest.port != self.port {
+            return false;
+        }
+        match (&self.host, &dest.host, self.wildcard) {
+            (Host::Name(suffix), Host::Name(name), true) => name
+                .strip_suffix(suffix.as_str())
+                .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+            (_, _, true) => false,
+            (pattern, host, false) => pattern == host,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(text: &str) -> Authority {
+        Authority::parse(text, Some(443)).expect("parses")
+    }
+
+    #[test]
+    fn brackets_are_parsed_and_printed_in_one_place() {
+        let v6 = a("[::1]:8443");
+        assert_eq!(v6.host, Host::Ip("::1".parse().expect("ip")));
+        assert_eq!(v6.to_string(), "[::1]:8443");
+        assert_eq!(v6.host_header(443), "[::1]:8443");
+        assert_eq!(a("[::1]").host_header(443), "[::1]");
+        assert_eq!(a("[::1]").host.to_string(), "::1");
+        assert_eq!(a("KMS.Example.com").to_string(), "kms.example.com:443");
+        assert_eq!(a("kms.example.com:443").host_header(443), "kms.example.com");
+    }
+
+    #[test]
+    fn malformed_authorities_are_refused() {
+        for bad in [
+            "",
+            ":443",
+            "[::1",
+            "[::1]x",
+            "::1",
+            "host:0",
+            "host:99999",
+            "host:x",
+            "h st",
+            "[a.b]:1",
+            "*.x:443",
+        ] {
+            assert!(Authority::parse(bad, Some(443)).is_err(), "{bad:?}");
+        }
+        assert!(Authority::parse("host", None).is_err());
+        assert_eq!(Authority::parse("host:8443", None).expect("ok").port, 8443);
+    }
+
+    #[test]
+    fn host_patterns_match_exactly_or_by_suffix() {
+        let exact = HostPattern::parse("KMS.example.com").expect("ok");
+        assert!(exact.matches(&a("kms.example.com")));
+        assert!(!exact.matches(&a("kms.example.com:8443")));
+        let wild = HostPattern::parse("*.enclave.example.com:8443").expect("ok");
+        assert!(wild.matches(&a("a.enclave.example.com:8443")));
+        assert!(!wild.matches(&a("enclave.example.com:8443")));
+        assert!(!wild.matches(&a("xenclave.example.com:8443")));
+        assert!(HostPattern::parse("a.*.com").is_err());
+        assert!(HostPattern::parse("*.[::1]").is_err());
+        let v6 = HostPattern::parse("[::1]:9443").expect("ok");
+        assert!(v6.matches(&a("[0:0::1]:9443")));
+    }
+}

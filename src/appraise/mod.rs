@@ -1,0 +1,152 @@
+//! PURE. The whole judgement of one quote: parse, the early DEBUG check, collateral,
+//! verification, policy. Keeps whatever was learnt along the way so a refusal can
+//! still show the user the parsed identity and TCB.
+
+pub mod policy;
+pub mod refusal;
+
+use std::sync::Arc;
+
+use crate::appraise::policy::{Accepted, EnclavePolicy};
+use crate::appraise::refusal::Refusal;
+use crate::dcap::collateral::Collateral;
+use crate::dcap::error::VerifyError;
+use crate::dcap::quote::{Quote, QuoteVersion, TeeType};
+use crate::dcap::time::UnixTime;
+use crate::dcap::trust::TrustAnchor;
+use crate::dcap::verified::VerifiedCollateral;
+use crate::dcap::verify::{self, EnclaveIdentity, TcbVerdict};
+
+/// Hands out verified collateral for a parsed quote.
+pub trait CollateralSource {
+    /// Verified collateral fitting `quote` (its FMSPC and PCK CA).
+    fn verified_for(&self, quote: &Quote<'_>) -> Result<Arc<VerifiedCollateral>, VerifyError>;
+}
+
+/// Collateral verified once and shared.
+impl CollateralSource for Arc<VerifiedCollateral> {
+    fn verified_for(&self, _quote: &Quote<'_>) -> Result<Arc<VerifiedCollateral>, VerifyError> {
+        Ok(Arc::clone(self))
+    }
+}
+
+/// Raw collateral verified on demand (one-shot use; nothing cached).
+pub struct Unverified<'a> {
+    /// The collateral bytes.
+    pub collateral: &'a Collateral,
+    /// The root to verify them against.
+    pub anchor: &'a TrustAnchor,
+}
+
+impl CollateralSource for Unverified<'_> {
+    fn verified_for(&self, _quote: &Quote<'_>) -> Result<Arc<VerifiedCollateral>, VerifyError> {
+        VerifiedCollateral::verify(self.collateral, self.anchor).map(Arc::new)
+    }
+}
+
+/// Collateral that could not be obtained at all.
+impl CollateralSource for VerifyError {
+    fn verified_for(&self, _quote: &Quote<'_>) -> Result<Arc<VerifiedCollateral>, VerifyError> {
+        Err(self.clone())
+    }
+}
+
+/// What the quote says, parsed but not necessarily verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuoteSummary {
+    /// Format version.
+    pub version: QuoteVersion,
+    /// TEE.
+    pub tee: TeeType,
+    /// Identity fields of the application enclave.
+    pub identity: EnclaveIdentity,
+}
+
+/// The outcome of judging one quote.
+#[derive(Clone, Debug)]
+pub struct Appraisal {
+    /// Parsed fields, when the quote parsed.
+    pub quote: Option<QuoteSummary>,
+    /// The TCB judgement, when verification got that far.
+    pub tcb: Option<TcbVerdict>,
+    /// Accepted, or refused with a code and reasons.
+    pub outcome: Result<Accepted, Refusal>,
+    /// The verification time used.
+    pub verified_at: UnixTime,
+}
+
+impl Appraisal {
+    /// True when accepted.
+    pub fn is_accepted(&self) -> bool {
+        self.outcome.is_ok()
+    }
+}
+
+impl Appraisal {
+    /// A refusal before any quote was parsed.
+    pub fn refused_early(refusal: Refusal, now: UnixTime) -> Self {
+        Self {
+            quote: None,
+            tcb: None,
+            outcome: Err(refusal),
+            verified_at: now,
+        }
+    }
+}
+
+/// Judges `quote_bytes` under `policy` at `now`.
+pub fn appraise(
+    quote_bytes: &[u8],
+    source: &dyn CollateralSource,
+    policy: &EnclavePolicy,
+    now: UnixTime,
+) -> Appraisal {
+    appraise_with(quote_bytes, source, policy, now, |_| Ok(()))
+}
+
+/// Like [`appraise`], with `precheck` (cheap checks such as the key binding) run after
+/// the DEBUG check and before any signature work.
+pub fn appraise_with(
+    quote_bytes: &[u8],
+    source: &dyn CollateralSource,
+    policy: &EnclavePolicy,
+    now: UnixTime,
+    precheck: impl FnOnce(&Quote<'_>) -> Result<(), Refusal>,
+) -> Appraisal {
+    let refused = |quote, tcb, refusal: Refusal| Appraisal {
+        quote,
+        tcb,
+        outcome: Err(refusal),
+        verified_at: now,
+    };
+    let quote = match Quote::parse(quote_bytes) {
+        Ok(q) => q,
+        Err(e) => return refused(None, None, VerifyError::from(e).into()),
+    };
+    let summary = QuoteSummary {
+        version: quote.header.version,
+        tee: quote.header.tee,
+        identity: EnclaveIdentity::of(&quote.report),
+    };
+    if let Err(v) = policy.check_debug(&quote.report.attributes) {
+        return refused(Some(summary), None, Refusal::new(v.code(), v.to_string()));
+    }
+    if let Err(refusal) = precheck(&quote) {
+        return refused(Some(summary), None, refusal);
+    }
+    let verified = source
+        .verified_for(&quote)
+        .and_then(|collateral| verify::verify(&quote, &collateral, now));
+    match verified {
+        Err(e) => refused(Some(summary), None, e.into()),
+        Ok(v) => {
+            let tcb = Some(v.tcb.clone());
+            Appraisal {
+                quote: Some(summary),
+                tcb,
+                outcome: policy.evaluate(v),
+                verified_at: now,
+            }
+        }
+    }
+}

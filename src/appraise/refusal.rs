@@ -1,0 +1,198 @@
+//! The stable refusal codes: JSON `code`, log field and metric label.
+//!
+//! Users script against these strings; a test pins every one. Every error type in
+//! the crate maps onto exactly one code through an exhaustive `match`.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+use crate::dcap::error::VerifyError;
+
+/// Why a connection or quote was refused, as a stable machine-readable code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RefusalCode {
+    /// The quote or certificate could not be parsed, or uses an unsupported format.
+    QuoteMalformed,
+    /// The certificate carries no quote.
+    NoQuote,
+    /// A signature over the quote, QE report or signed collateral does not verify.
+    SignatureInvalid,
+    /// A certificate or CRL chain does not lead to the pinned root, or a CRL does not cover the certificate.
+    ChainInvalid,
+    /// The PCK certificate, its CA or the platform's TCB is revoked.
+    Revoked,
+    /// Collateral is outside its validity window at the verification time.
+    CollateralExpired,
+    /// Collateral for this platform could not be obtained or parsed.
+    CollateralUnavailable,
+    /// The TCB info belongs to another platform (FMSPC, PCE ID or TEE type).
+    FmspcMismatch,
+    /// The quoting enclave does not match Intel's QE identity.
+    QeIdentityMismatch,
+    /// REPORTDATA does not commit to the certificate's public key.
+    BindingMismatch,
+    /// The enclave runs in debug mode and the policy does not allow it.
+    DebugEnclave,
+    /// MRENCLAVE is not in the allow-list.
+    MrenclaveMismatch,
+    /// MRSIGNER is not in the allow-list.
+    MrsignerMismatch,
+    /// ISVPRODID differs from the policy's.
+    IsvProdIdMismatch,
+    /// ISVSVN is below the policy's minimum.
+    IsvSvnTooLow,
+    /// The platform's TCB status is not among the accepted ones.
+    TcbStatusNotAllowed,
+    /// The TCB level carries an advisory the policy does not list.
+    AdvisoryNotAllowed,
+}
+
+impl RefusalCode {
+    /// Every code, in ranking order (the first applicable one is the headline).
+    pub const ALL: [RefusalCode; 17] = [
+        Self::QuoteMalformed,
+        Self::NoQuote,
+        Self::SignatureInvalid,
+        Self::ChainInvalid,
+        Self::Revoked,
+        Self::CollateralExpired,
+        Self::CollateralUnavailable,
+        Self::FmspcMismatch,
+        Self::QeIdentityMismatch,
+        Self::BindingMismatch,
+        Self::DebugEnclave,
+        Self::MrenclaveMismatch,
+        Self::MrsignerMismatch,
+        Self::IsvProdIdMismatch,
+        Self::IsvSvnTooLow,
+        Self::TcbStatusNotAllowed,
+        Self::AdvisoryNotAllowed,
+    ];
+
+    /// The stable string used in JSON, logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::QuoteMalformed => "quote_malformed",
+            Self::NoQuote => "no_quote",
+            Self::SignatureInvalid => "signature_invalid",
+            Self::ChainInvalid => "chain_invalid",
+            Self::Revoked => "revoked",
+            Self::CollateralExpired => "collateral_expired",
+            Self::CollateralUnavailable => "collateral_unavailable",
+            Self::FmspcMismatch => "fmspc_mismatch",
+            Self::QeIdentityMismatch => "qe_identity_mismatch",
+            Self::BindingMismatch => "binding_mismatch",
+            Self::DebugEnclave => "debug_enclave",
+            Self::MrenclaveMismatch => "mrenclave_mismatch",
+            Self::MrsignerMismatch => "mrsigner_mismatch",
+            Self::IsvProdIdMismatch => "isv_prod_id_mismatch",
+            Self::IsvSvnTooLow => "isv_svn_too_low",
+            Self::TcbStatusNotAllowed => "tcb_status_not_allowed",
+            Self::AdvisoryNotAllowed => "advisory_not_allowed",
+        }
+    }
+}
+
+impl fmt::Display for RefusalCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for RefusalCode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// A refusal: one headline code and every human-readable reason found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The headline code (the highest-ranked violation).
+    pub code: RefusalCode,
+    /// One sentence per violation, naming expected and actual values.
+    pub reasons: Vec<String>,
+}
+
+impl Refusal {
+    /// A refusal with a single reason.
+    pub fn new(code: RefusalCode, reason: impl Into<String>) -> Self {
+        Self {
+            code,
+            reasons: vec![reason.into()],
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.reasons.join("; "))
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+impl VerifyError {
+    /// The stable refusal code.
+    pub fn code(&self) -> RefusalCode {
+        match self {
+            Self::Quote(_) => RefusalCode::QuoteMalformed,
+            Self::Collateral(_) => RefusalCode::CollateralUnavailable,
+            Self::Chain { .. } => RefusalCode::ChainInvalid,
+            Self::Signature(_) | Self::QeReportData => RefusalCode::SignatureInvalid,
+            Self::Revoked { .. } | Self::TcbRevoked => RefusalCode::Revoked,
+            Self::NotYetValid { .. } | Self::Expired { .. } => RefusalCode::CollateralExpired,
+            Self::FmspcMismatch { .. } | Self::PceIdMismatch { .. } | Self::TcbInfoTee(_) => {
+                RefusalCode::FmspcMismatch
+            }
+            Self::QeIdentity(_) => RefusalCode::QeIdentityMismatch,
+            Self::TcbNotSupported => RefusalCode::TcbStatusNotAllowed,
+        }
+    }
+}
+
+impl From<VerifyError> for Refusal {
+    fn from(e: VerifyError) -> Self {
+        Refusal::new(e.code(), e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_string_is_pinned() {
+        let names: Vec<&str> = RefusalCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "quote_malformed",
+                "no_quote",
+                "signature_invalid",
+                "chain_invalid",
+                "revoked",
+                "collateral_expired",
+                "collateral_unavailable",
+                "fmspc_mismatch",
+                "qe_identity_mismatch",
+                "binding_mismatch",
+                "debug_enclave",
+                "mrenclave_mismatch",
+                "mrsigner_mismatch",
+                "isv_prod_id_mismatch",
+                "isv_svn_too_low",
+                "tcb_status_not_allowed",
+                "advisory_not_allowed",
+            ]
+        );
+    }
+
+    #[test]
+    fn ranking_is_the_declaration_order() {
+        let mut sorted = RefusalCode::ALL;
+        sorted.sort();
+        assert_eq!(sorted, RefusalCode::ALL);
+    }
+}

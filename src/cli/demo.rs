@@ -1,0 +1,112 @@
+//! `ratls-proxy demo`: three simulated enclaves (one matching the policy, one with another
+//! MRENCLAVE, one in DEBUG mode) and the proxy in front of them, with curl lines to paste.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::addr::{Authority, HostPattern};
+use crate::appraise::policy::EnclavePolicy;
+use crate::ca::LocalCa;
+use crate::config::{default_ca_dir, Config, EnclaveConfig, RouteConfig, Unmatched};
+use crate::dcap::ids::MrEnclave;
+use crate::dcap::time::UnixTime;
+use crate::proxy::Proxy;
+use crate::ratls::BindingMode;
+use crate::sim::{EnclaveSpec, SimConfig, SimEnclave, SimPki};
+use crate::source::trust_and_collateral;
+use crate::source::{CollateralSpec, TrustRoot};
+
+/// `ratls-proxy demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Where the demo proxy listens.
+    #[arg(long, default_value = "127.0.0.1:3128")]
+    pub listen: std::net::SocketAddr,
+}
+
+/// The MRENCLAVE the demo policy trusts.
+const TRUSTED: MrEnclave = MrEnclave([0xe1; 32]);
+/// The MRENCLAVE of the impostor build.
+const OTHER: MrEnclave = MrEnclave([0x0b; 32]);
+
+fn enclave(host: &str, dial: std::net::SocketAddr) -> anyhow::Result<EnclaveConfig> {
+    Ok(EnclaveConfig {
+        hosts: vec![HostPattern::parse(host).map_err(anyhow::Error::msg)?],
+        policy: EnclavePolicy {
+            mrenclave: vec![TRUSTED],
+            ..EnclavePolicy::default()
+        },
+        binding: BindingMode::Auto,
+        connect_to: Some(Authority::parse(&dial.to_string(), None).map_err(anyhow::Error::msg)?),
+    })
+}
+
+/// Runs the demo until Ctrl-C.
+pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    let base = default_ca_dir().join("demo");
+    let now = UnixTime::now();
+    let pki = SimPki::load_or_create(&base.join("sim-pki"), now).context("demo test PKI")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let any = "127.0.0.1:0".parse().context("address")?;
+        let start = |spec: EnclaveSpec| SimEnclave::start(&pki, SimConfig { spec, log_requests: true, ..SimConfig::default() }, any, now);
+        let good = start(EnclaveSpec { mrenclave: TRUSTED, ..EnclaveSpec::default() }).await?;
+        let other = start(EnclaveSpec { mrenclave: OTHER, ..EnclaveSpec::default() }).await?;
+        let debug = start(EnclaveSpec { mrenclave: TRUSTED, debug: true, ..EnclaveSpec::default() }).await?;
+
+        let mut config = Config::defaults();
+        config.listen = args.listen;
+        config.admin_listen = None;
+        config.unmatched = Unmatched::Passthrough;
+        config.ca_dir = base.join("ca");
+        config.source.trust_root = TrustRoot::Pem(base.join("sim-pki/root.pem"));
+        config.source.collateral = CollateralSpec::File(base.join("sim-pki/collateral.json"));
+        config.enclaves = vec![
+            enclave("good.enclave.test", good.addr())?,
+            enclave("other.enclave.test", other.addr())?,
+            enclave("debug.enclave.test", debug.addr())?,
+        ];
+        config.routes = vec![RouteConfig {
+            listen: "127.0.0.1:0".parse().context("address")?,
+            upstream: Authority::parse("good.enclave.test", Some(443)).map_err(anyhow::Error::msg)?,
+        }];
+        let (anchor, collateral) = trust_and_collateral(&config.source, !config.enclaves.is_empty())?;
+        let ca = LocalCa::load_or_create(&config.ca_dir, now)?;
+        let ca_path = ca.cert_path();
+        let proxy = Arc::new(Proxy::new(config, &anchor, collateral, ca));
+        let mut running = proxy.start().await.with_context(|| format!("cannot listen on {}", args.listen))?;
+        let p = running.addr;
+        let route = running.route_addrs.first().copied();
+        let ca = ca_path.display();
+        println!("ratls-proxy demo: proxy on http://{p}, three simulated SGX enclaves (test PKI, not Intel)");
+        println!("policy for *.enclave.test: MRENCLAVE {TRUSTED}, no DEBUG, TCB UpToDate\n");
+        println!("# accepted: the enclave's JSON echo (HTTP/1.1, then HTTP/2)");
+        println!("curl -x http://{p} --cacert {ca} --http1.1 https://good.enclave.test/hello");
+        println!("curl -x http://{p} --cacert {ca} --http2 https://good.enclave.test/hello");
+        println!("# accepted, no CA needed: the proxy originates attested TLS");
+        println!("curl -x http://{p} http://good.enclave.test/hello");
+        if let Some(r) = route {
+            println!("# accepted through a sidecar route (plain HTTP in, attested TLS out)");
+            println!("curl http://{r}/hello");
+        }
+        println!("# refused: 502, Proxy-Status and JSON code mrenclave_mismatch");
+        println!("curl -i -x http://{p} http://other.enclave.test/hello");
+        println!("# refused: code debug_enclave (curl reports the CONNECT answer)");
+        println!("curl -x http://{p} --cacert {ca} https://debug.enclave.test/hello -v 2>&1 | grep -iE 'HTTP/|proxy-status'");
+        println!("# or with HTTPS_PROXY, as an unmodified app would:");
+        println!("HTTPS_PROXY=http://{p} curl --cacert {ca} https://good.enclave.test/hello\n");
+        println!("Serving until Ctrl-C. Each enclave prints the requests it serves; the proxy logs one line per request.");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = running.wait() => {}
+        }
+        drop((good, other, debug));
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

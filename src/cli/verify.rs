@@ -1,0 +1,254 @@
+//! `ratls-proxy verify`: the one-shot check of a URL, a certificate or a quote
+//! (exit 0 accepted, 1 refused, 2 could not check).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use super::report::Report;
+use super::{EXIT_ACCEPTED, EXIT_REFUSED};
+use crate::appraise::policy::EnclavePolicy;
+use crate::appraise::refusal::RefusalCode;
+use crate::appraise::{self, CollateralSource};
+use crate::dcap::collateral::Collateral;
+use crate::dcap::error::VerifyError;
+use crate::dcap::ids::{IsvProdId, IsvSvn, MrEnclave, MrSigner};
+use crate::dcap::tcb::TcbStatus;
+use crate::dcap::time::UnixTime;
+use crate::dcap::trust::TrustAnchor;
+use crate::dcap::verified::VerifiedCollateral;
+use crate::ratls::client::{self, ConnectError};
+use crate::ratls::{appraise_certificate, BindingMode, RaTlsVerifier, VerdictCache};
+use crate::source::fetch::RefreshPolicy;
+use crate::source::{fetching, from_files, CollateralSetup, CollateralSpec};
+
+/// `ratls-proxy verify`.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// An RA-TLS server to connect to and verify: https://host[:port] (port 443 by default).
+    #[arg(value_name = "URL", required_unless_present_any = ["cert", "quote"], conflicts_with_all = ["cert", "quote"])]
+    pub url: Option<String>,
+    /// An RA-TLS certificate (PEM; the first certificate is the leaf).
+    #[arg(long, value_name = "FILE.pem", conflicts_with = "quote")]
+    pub cert: Option<PathBuf>,
+    /// A raw DCAP quote file.
+    #[arg(long, value_name = "FILE.bin")]
+    pub quote: Option<PathBuf>,
+    /// How REPORTDATA must bind the certificate key: auto, cosmian or gramine.
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub binding: BindingMode,
+    /// Allowed MRENCLAVE (repeatable; any if none given).
+    #[arg(long = "mrenclave", value_name = "HEX")]
+    pub mrenclave: Vec<MrEnclave>,
+    /// Allowed MRSIGNER (repeatable; any if none given).
+    #[arg(long = "mrsigner", value_name = "HEX")]
+    pub mrsigner: Vec<MrSigner>,
+    /// Required ISVPRODID.
+    #[arg(long, value_name = "N")]
+    pub isv_prod_id: Option<u16>,
+    /// Minimum ISVSVN.
+    #[arg(long, value_name = "N")]
+    pub min_isv_svn: Option<u16>,
+    /// Accept DEBUG enclaves (insecure: the host can read their memory).
+    #[arg(long)]
+    pub allow_debug: bool,
+    /// Accepted TCB status (repeatable; default UpToDate only).
+    #[arg(long = "tcb-status", value_name = "STATUS")]
+    pub tcb_status: Vec<TcbStatus>,
+    /// Allowed advisory ID (repeatable; if any given, every advisory must be listed).
+    #[arg(long = "allow-advisory", value_name = "ID")]
+    pub allow_advisory: Vec<String>,
+    /// Collateral: a JSON bundle, a directory of them, `pcs` (Intel PCS v4) or a PCCS base URL.
+    #[arg(long, value_name = "FILE.json|DIR|pcs|URL")]
+    pub collateral: Option<String>,
+    /// A PEM CA for the PCCS's TLS (instead of the WebPKI roots).
+    #[arg(long, value_name = "FILE.pem")]
+    pub pccs_ca: Option<PathBuf>,
+    /// Intel PCS subscription key (also read from RATLS_PCS_API_KEY).
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "RATLS_PCS_API_KEY",
+        hide_env_values = true
+    )]
+    pub pcs_api_key: Option<String>,
+    /// Trust this root instead of the Intel SGX Root CA (test PKI only).
+    #[arg(long, value_name = "FILE.pem")]
+    pub trust_root: Option<PathBuf>,
+    /// Verification time: RFC 3339 or Unix seconds (default: now).
+    #[arg(long, value_name = "RFC3339|UNIX")]
+    pub at: Option<String>,
+    /// Print one JSON object instead of the text report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl VerifyArgs {
+    /// The policy the flags describe.
+    pub fn policy(&self) -> EnclavePolicy {
+        let defaults = EnclavePolicy::default();
+        EnclavePolicy {
+            mrenclave: self.mrenclave.clone(),
+            mrsigner: self.mrsigner.clone(),
+            isv_prod_id: self.isv_prod_id.map(IsvProdId),
+            min_isv_svn: self.min_isv_svn.map(IsvSvn),
+            allow_debug: self.allow_debug,
+            tcb_statuses: if self.tcb_status.is_empty() {
+                defaults.tcb_statuses
+            } else {
+                self.tcb_status.clone()
+            },
+            allowed_advisories: self.allow_advisory.clone(),
+        }
+    }
+}
+
+fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
+}
+
+pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    if args.tcb_status.contains(&TcbStatus::Revoked) {
+        bail!("--tcb-status Revoked: a revoked TCB is never acceptable");
+    }
+    let at = args.at.as_deref().map(UnixTime::parse).transpose()?;
+    let now = at.unwrap_or_else(UnixTime::now);
+    let anchor = match &args.trust_root {
+        Some(path) => TrustAnchor::from_pem(&read(path, "trust root")?)
+            .with_context(|| format!("{} is not a usable root certificate", path.display()))?,
+        None => TrustAnchor::intel(),
+    };
+    let Some(spec) = &args.collateral else {
+        bail!("--collateral is required: a collateral JSON file, a directory of them, `pcs` or a PCCS URL");
+    };
+    let spec = CollateralSpec::parse(spec, |s| PathBuf::from(s)).map_err(|p| {
+        anyhow::anyhow!(
+            "cannot read collateral {}: no such file or directory",
+            p.display()
+        )
+    })?;
+    let setup = match spec {
+        CollateralSpec::Pcs => fetching(
+            None,
+            None,
+            args.pcs_api_key.clone(),
+            &anchor,
+            RefreshPolicy::default(),
+        )?,
+        CollateralSpec::Url(url) => fetching(
+            Some(&url),
+            args.pccs_ca.as_deref(),
+            args.pcs_api_key.clone(),
+            &anchor,
+            RefreshPolicy::default(),
+        )?,
+        CollateralSpec::Dir(dir) => from_files(&dir, &anchor, UnixTime::now())?,
+        CollateralSpec::File(file) => {
+            // One bundle. Well-formed JSON with bad content is a refusal, not a usage error.
+            let bytes = read(&file, "collateral")?;
+            CollateralSetup::Bundle(
+                Collateral::from_json(&bytes)
+                    .map_err(VerifyError::from)
+                    .and_then(|c| VerifiedCollateral::verify(&c, &anchor))
+                    .map(Arc::new),
+            )
+        }
+    };
+    let setup = Arc::new(setup);
+    let source: Arc<dyn CollateralSource + Send + Sync> = setup.clone();
+    let policy = args.policy();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let cache = Arc::new(VerdictCache::new(16, std::time::Duration::from_secs(60)));
+
+    let mut attempt = 0;
+    let report = loop {
+        let report = if let Some(url) = &args.url {
+            let (addr, host) = https_target(url)?;
+            let verifier = Arc::new(RaTlsVerifier::new(
+                policy.clone(),
+                args.binding,
+                anchor.sha256(),
+                Arc::clone(&source),
+                Arc::clone(&cache),
+            ));
+            let connected = runtime.block_on(async {
+                tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    client::connect(&addr, &host, verifier, &[b"h2", b"http/1.1"], at),
+                )
+                .await
+            });
+            match connected {
+                Err(_) => bail!("timed out connecting to {addr}"),
+                Ok(Ok(attested)) => Report::of_certificate(&attested.verdict.appraisal),
+                Ok(Err(ConnectError::Refused(refused))) => {
+                    Report::of_certificate(&refused.appraisal)
+                }
+                Ok(Err(other)) => return Err(other.into()),
+            }
+        } else if let Some(path) = &args.cert {
+            let pem = read(path, "certificate")?;
+            let leaf = crate::dcap::pki::pem_chain(&pem, "certificate PEM")
+                .map_err(anyhow::Error::from)
+                .and_then(|chain| chain.into_iter().next().context("no certificate"))
+                .with_context(|| format!("{} holds no PEM certificate", path.display()))?;
+            Report::of_certificate(&appraise_certificate(
+                &leaf,
+                setup.as_ref(),
+                &policy,
+                args.binding,
+                now,
+            ))
+        } else if let Some(path) = &args.quote {
+            let quote = read(path, "quote")?;
+            Report::new(
+                &appraise::appraise(&quote, setup.as_ref(), &policy, now),
+                None,
+                None,
+            )
+        } else {
+            bail!("give a URL, --cert or --quote");
+        };
+        // A fetching source learns which platform the quote needs from the first attempt.
+        let missing = report.code == Some(RefusalCode::CollateralUnavailable);
+        match setup.cache() {
+            Some(c) if missing && attempt == 0 && runtime.block_on(c.fetch_missing()) > 0 => {
+                attempt += 1
+            }
+            _ => break report,
+        }
+    };
+
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(ExitCode::from(if report.code.is_none() {
+        EXIT_ACCEPTED
+    } else {
+        EXIT_REFUSED
+    }))
+}
+
+/// `https://host[:port]` → (`host:port` to dial, host name for SNI).
+fn https_target(url: &str) -> anyhow::Result<(String, String)> {
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("`{url}` is not a URL"))?;
+    if uri.scheme_str() != Some("https") {
+        bail!("`{url}`: only https:// URLs can be verified");
+    }
+    let host = uri.host().with_context(|| format!("`{url}` has no host"))?;
+    let port = uri.port_u16().unwrap_or(443);
+    let bare = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    Ok((format!("{host}:{port}"), bare))
+}

@@ -1,0 +1,234 @@
+//! Configuration: the TOML of DESIGN.md, read into raw structs (unknown keys refused)
+//! and validated into typed values (`parse.rs`). Every error names its file, line and
+//! column.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+mod parse;
+
+use crate::addr::{Authority, HostPattern};
+use crate::appraise::policy::EnclavePolicy;
+use crate::ratls::BindingMode;
+use crate::source::SourceConfig;
+
+/// Default proxy listener.
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:3128";
+/// Default admin listener.
+pub(crate) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:3129";
+/// Default time in-flight requests get to finish on shutdown.
+pub(crate) const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Default maximum age of a cached verdict.
+pub(crate) const DEFAULT_VERDICT_MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// One configuration problem with its location.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// `file:line:col` or just the file.
+    pub location: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+/// All problems found in one configuration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+/// What to do with destinations that are not enclave hosts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unmatched {
+    /// Plain CONNECT tunnel and plain HTTP forwarding.
+    Passthrough,
+    /// 403.
+    Deny,
+}
+
+/// One `[[enclave]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnclaveConfig {
+    /// Destinations this policy covers.
+    pub hosts: Vec<HostPattern>,
+    /// The policy.
+    pub policy: EnclavePolicy,
+    /// Binding rule.
+    pub binding: BindingMode,
+    /// Dial here instead of resolving the host.
+    pub connect_to: Option<Authority>,
+}
+
+/// One `[[route]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteConfig {
+    /// Plain-HTTP listener.
+    pub listen: SocketAddr,
+    /// The enclave destination (it matches an `[[enclave]]`).
+    pub upstream: Authority,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Proxy listener.
+    pub listen: SocketAddr,
+    /// Admin listener, if on.
+    pub admin_listen: Option<SocketAddr>,
+    /// Non-enclave destinations.
+    pub unmatched: Unmatched,
+    /// Local CA directory.
+    pub ca_dir: PathBuf,
+    /// Trust anchor and collateral source.
+    pub source: SourceConfig,
+    /// Enclave policies.
+    pub enclaves: Vec<EnclaveConfig>,
+    /// Sidecar routes.
+    pub routes: Vec<RouteConfig>,
+    /// Maximum age of a cached verdict.
+    pub verdict_max_age: Duration,
+    /// Add a `Ratls-Attestation` header to responses relayed from enclaves.
+    pub attestation_header: bool,
+    /// How long in-flight requests may take to finish on shutdown.
+    pub shutdown_grace: Duration,
+    /// Resource limits.
+    pub limits: Limits,
+}
+
+/// Resource limits with their defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// A client must send its request head within this time, or the connection is closed.
+    pub header_read_timeout: Duration,
+    /// Larger request heads get 431.
+    pub max_header_bytes: usize,
+    /// Client connections beyond this are answered 503 at once and closed.
+    pub max_connections: usize,
+    /// Dialing an enclave plus the attested handshake (504 after it).
+    pub connect_timeout: Duration,
+    /// The client's TLS handshake inside an intercepted CONNECT.
+    pub client_tls_timeout: Duration,
+    /// A client connection or tunnel with no traffic for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(15),
+            max_header_bytes: 32 * 1024,
+            max_connections: 4096,
+            connect_timeout: Duration::from_secs(10),
+            client_tls_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The default CA directory: `$XDG_DATA_HOME/ratls-proxy`, else `~/.local/share/ratls-proxy`.
+pub(crate) fn default_ca_dir() -> PathBuf {
+    match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d).join("ratls-proxy"),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into()))
+            .join(".local/share/ratls-proxy"),
+    }
+}
+
+impl Config {
+    /// The configuration with every default (what `ratls-proxy` alone runs).
+    pub fn defaults() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3128)),
+            admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 3129))),
+            unmatched: Unmatched::Passthrough,
+            ca_dir: default_ca_dir(),
+            source: SourceConfig::default(),
+            enclaves: Vec::new(),
+            routes: Vec::new(),
+            verdict_max_age: DEFAULT_VERDICT_MAX_AGE,
+            attestation_header: false,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                location: path.display().to_string(),
+                message: format!("cannot read: {e}"),
+            }])
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::from_toml(&text, &path.display().to_string(), &base)
+    }
+
+    /// The index of the enclave entry covering `dest`, if any (first match wins).
+    pub fn enclave_for(&self, dest: &Authority) -> Option<usize> {
+        self.enclaves
+            .iter()
+            .position(|e| e.hosts.iter().any(|h| h.matches(dest)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse() {
+        let c = Config::from_toml("", "x", Path::new(".")).expect("empty config is valid");
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(
+            c.admin_listen.map(|a| a.to_string()).as_deref(),
+            Some(DEFAULT_ADMIN_LISTEN)
+        );
+        assert_eq!(c.unmatched, Unmatched::Passthrough);
+        assert_eq!(c.source.collateral, crate::source::CollateralSpec::Pcs);
+        assert!(c.enclaves.is_empty());
+        assert_eq!(c, Config::defaults());
+    }
+
+    #[test]
+    fn errors_carry_file_line_and_column() {
+        let text = "listen = \"127.0.0.1:3128\"\n\n[[enclave]]\nhosts = [\"a.example\"]\nmrenclave = [\"zz\"]\n";
+        let err = Config::from_toml(text, "p.toml", Path::new(".")).expect_err("invalid");
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(err.0[0].location, "p.toml:5:14");
+        assert!(
+            err.0[0].message.contains("MRENCLAVE"),
+            "{}",
+            err.0[0].message
+        );
+
+        let err =
+            Config::from_toml("bogus = 1\n", "p.toml", Path::new(".")).expect_err("unknown key");
+        assert!(err.0[0].location.starts_with("p.toml:1:"), "{}", err.0[0]);
+        assert!(err.0[0].message.contains("unknown field"), "{}", err.0[0]);
+    }
+
+    #[test]
+    fn every_enclave_error_is_reported_at_once() {
+        let text = "[[enclave]]\nhosts = [\"*x.example\"]\ntcb_status = [\"Revoked\", \"Fine\"]\nbinding = \"maybe\"\n\n[[route]]\nlisten = \"127.0.0.1:8080\"\nupstream = \"https://nowhere.example\"\n";
+        let err = Config::from_toml(text, "p.toml", Path::new(".")).expect_err("invalid");
+        let all = err.to_string();
+        assert!(all.contains("p.toml:2:"), "{all}");
+        assert!(all.contains("mrenclave or mrsigner"), "{all}");
+        assert!(all.contains("never acceptable"), "{all}");
+        assert!(all.contains("unknown TCB status"), "{all}");
+        assert!(all.contains("unknown binding"), "{all}");
+        assert!(all.contains("matches no [[enclave]]"), "{all}");
+    }
+}

@@ -1,0 +1,14 @@
+//! PURE. Intel DCAP: quotes as zero-copy typed views, collateral as the exact signed bytes,
+//! collateral verified once per snapshot, and the verification steps in the order of the
+//! reference. No I/O, no clock, no tokio: time and collateral are parameters.
+
+pub mod collateral;
+pub mod error;
+pub mod ids;
+pub mod pki;
+pub mod quote;
+pub mod tcb;
+pub mod time;
+pub mod trust;
+pub mod verified;
+pub mod verify;

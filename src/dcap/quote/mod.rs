@@ -1,0 +1,87 @@
+//! PURE. DCAP quotes: parsing into typed views and verification against collateral
+//! at a given time. No I/O, no clock reads.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+pub mod limits;
+mod parse;
+pub(crate) mod pck_extension;
+pub(crate) mod reader;
+
+pub use parse::{
+    Header, QeCertification, Quote, QuoteVersion, ReportBody, TeeType, INTEL_QE_VENDOR_ID,
+};
+
+/// A quote that cannot be parsed, or uses a format we do not support. Always `quote_malformed`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QuoteError {
+    /// A field runs past the end of the input.
+    #[error("quote truncated: {what} needs {needed} bytes, {available} left")]
+    Truncated {
+        /// The field being read.
+        what: &'static str,
+        /// Bytes the field needs.
+        needed: usize,
+        /// Bytes left.
+        available: usize,
+    },
+    /// The whole quote is above the size cap.
+    #[error("quote is {len} bytes, above the {max}-byte limit")]
+    TooLarge {
+        /// Input length.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// A declared length is above its cap.
+    #[error("{what} declares {len} bytes, above the {max}-byte limit")]
+    FieldTooLarge {
+        /// The field.
+        what: &'static str,
+        /// Declared length.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// Bytes left over where the format allows none.
+    #[error("{extra} unexpected bytes after {what}")]
+    TrailingBytes {
+        /// What should have ended.
+        what: &'static str,
+        /// How many bytes were left.
+        extra: usize,
+    },
+    /// Quote version other than 3, 4, 5.
+    #[error("unsupported quote version {0} (supported: 3, 4, 5)")]
+    UnsupportedVersion(u16),
+    /// Attestation key type other than ECDSA P-256.
+    #[error("unsupported attestation key type {0} (only 2, ECDSA-256-with-P-256)")]
+    UnsupportedAttestationKeyType(u16),
+    /// TEE type neither SGX nor TDX.
+    #[error("unknown TEE type {0:#x}")]
+    UnknownTeeType(u32),
+    /// TDX quotes are recognised but not verified yet.
+    #[error("TDX quotes are not supported yet (SGX only)")]
+    TdxUnsupported,
+    /// The QE vendor is not Intel.
+    #[error("unknown QE vendor ID {0} (expected Intel's 939a7233f79c4ca9940a0db3957f0607)")]
+    UnknownQeVendor(String),
+    /// A v5 body that is not a 384-byte SGX report.
+    #[error("v5 body type {body_type} of {body_size} bytes is not an SGX enclave report")]
+    BodyMismatch {
+        /// Declared body type.
+        body_type: u16,
+        /// Declared body size.
+        body_size: u32,
+    },
+    /// Certification data other than the full PCK chain (or, v4/v5, its type 6 wrapper).
+    #[error(
+        "certification data type {0} is not supported (need type 5, the PCK certificate chain)"
+    )]
+    UnsupportedCertificationData(u16),
+}

@@ -1,0 +1,112 @@
+//! The trust anchor: the Intel SGX Root CA compiled in, or an explicitly configured
+//! root (the sim's test PKI). Quotes never supply their own root: the copy inside a
+//! quote is only compared with this one.
+
+use sha2::{Digest, Sha256};
+
+use crate::dcap::ids::CertSha256;
+use crate::dcap::pki::{self, PkiError};
+
+/// DER of the Intel SGX Root CA (SHA-256 `44a0196b…74d3`), as published by Intel.
+pub const INTEL_SGX_ROOT_CA_DER: &[u8] = include_bytes!("trust/intel_sgx_root_ca.der");
+
+/// SHA-256 of [`INTEL_SGX_ROOT_CA_DER`], checked by a test.
+pub const INTEL_SGX_ROOT_CA_SHA256: &str =
+    "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3";
+
+/// A pinned root certificate with the parts verification needs, pre-extracted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustAnchor {
+    der: Vec<u8>,
+    subject: Vec<u8>,
+    point: Vec<u8>,
+    not_before: i64,
+    not_after: i64,
+}
+
+impl TrustAnchor {
+    /// The Intel SGX Root CA.
+    pub fn intel() -> Self {
+        // The compiled-in constant is a valid P-256 certificate; `intel_root_parses` proves it.
+        #[allow(clippy::expect_used)]
+        Self::from_der(INTEL_SGX_ROOT_CA_DER.to_vec()).expect("the compiled-in Intel root parses")
+    }
+
+    /// A root from its DER encoding; it must be a self-signed P-256 certificate.
+    pub fn from_der(der: Vec<u8>) -> Result<Self, PkiError> {
+        let (subject, point, not_before, not_after) = {
+            let cert = pki::parse_cert(&der, "trust root")?;
+            let point = pki::p256_point(cert.public_key(), "trust root key")?;
+            pki::verify_cert_signature(&cert, point, "trust root self-signature")?;
+            let (nb, na) = pki::validity(&cert);
+            (cert.subject().as_raw().to_vec(), point.to_vec(), nb, na)
+        };
+        Ok(Self {
+            der,
+            subject,
+            point,
+            not_before,
+            not_after,
+        })
+    }
+
+    /// A root from a PEM text holding exactly one certificate.
+    pub fn from_pem(pem: &[u8]) -> Result<Self, PkiError> {
+        let mut chain = pki::pem_chain(pem, "trust root PEM")?;
+        if chain.len() != 1 {
+            return Err(PkiError::Malformed {
+                what: "trust root PEM",
+                detail: format!("{} certificates, expected exactly one", chain.len()),
+            });
+        }
+        Self::from_der(chain.remove(0))
+    }
+
+    /// The root's DER.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// The root's subject name, DER-encoded.
+    pub fn subject(&self) -> &[u8] {
+        &self.subject
+    }
+
+    /// The root's P-256 public key point.
+    pub fn point(&self) -> &[u8] {
+        &self.point
+    }
+
+    /// The root's validity (inclusive).
+    pub fn validity(&self) -> (i64, i64) {
+        (self.not_before, self.not_after)
+    }
+
+    /// SHA-256 of the root's DER.
+    pub fn sha256(&self) -> CertSha256 {
+        CertSha256(Sha256::digest(&self.der).into())
+    }
+
+    /// True for the compiled-in Intel root.
+    pub fn is_intel(&self) -> bool {
+        self.der == INTEL_SGX_ROOT_CA_DER
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intel_root_parses_and_has_the_published_fingerprint() {
+        let root = TrustAnchor::intel();
+        assert_eq!(root.sha256().to_string(), INTEL_SGX_ROOT_CA_SHA256);
+        assert!(root.is_intel());
+    }
+
+    #[test]
+    fn garbage_is_not_a_root() {
+        assert!(TrustAnchor::from_der(vec![0x30, 0x03, 1, 2, 3]).is_err());
+        assert!(TrustAnchor::from_pem(b"not pem").is_err());
+    }
+}

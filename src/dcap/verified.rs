@@ -1,0 +1,358 @@
+//! Verifying one collateral snapshot against the trust anchor, once.
+//!
+//! Signatures and chains are time-independent and checked here a single time per
+//! snapshot; validity windows depend on the clock and are checked on every use with
+//! [`VerifiedCollateral::check_fresh`] (a few integer comparisons).
+
+use x509_parser::certificate::X509Certificate;
+use x509_parser::revocation_list::CertificateRevocationList;
+
+use super::collateral::qe_identity::QeIdentity;
+use super::collateral::tcb_info::TcbInfo;
+use super::collateral::{Collateral, CollateralItem};
+use crate::dcap::error::VerifyError;
+use crate::dcap::pki;
+use crate::dcap::time::UnixTime;
+use crate::dcap::trust::TrustAnchor;
+
+/// When one collateral item is valid, both ends inclusive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// The item.
+    pub item: CollateralItem,
+    /// First valid second.
+    pub from: UnixTime,
+    /// Last valid second.
+    pub until: UnixTime,
+}
+
+/// A CA certificate verified directly under the root: its DER and key.
+#[derive(Clone, Debug)]
+pub(crate) struct VerifiedCa {
+    pub(crate) der: Vec<u8>,
+    pub(crate) point: Vec<u8>,
+}
+
+/// Collateral whose signatures and chains have been verified against a trust anchor.
+/// The only constructor is [`VerifiedCollateral::verify`].
+#[derive(Clone, Debug)]
+pub struct VerifiedCollateral {
+    /// The verified TCB info.
+    pub tcb_info: TcbInfo,
+    /// The verified QE identity.
+    pub qe_identity: QeIdentity,
+    pub(crate) anchor: TrustAnchor,
+    pub(crate) pck_ca: VerifiedCa,
+    pub(crate) root_crl_revoked: Vec<Vec<u8>>,
+    pub(crate) pck_crl_issuer: Vec<u8>,
+    pub(crate) pck_crl_revoked: Vec<Vec<u8>>,
+    windows: Vec<Window>,
+}
+
+/// Issuer chains are [signer, root]: the signer directly under the pinned root.
+const SIGNER_CHAIN_LEN: usize = 2;
+
+impl VerifiedCollateral {
+    /// Verifies every signature and chain of `c` against `anchor` (time-independent).
+    pub fn verify(c: &Collateral, anchor: &TrustAnchor) -> Result<Self, VerifyError> {
+        let mut windows = Vec::with_capacity(8);
+        let (root_from, root_until) = anchor.validity();
+        windows.push(Window {
+            item: CollateralItem::RootCa,
+            from: UnixTime(root_from),
+            until: UnixTime(root_until),
+        });
+
+        // B. Root CA CRL, signed by the pinned root.
+        let root_crl = pki::parse_crl(&c.root_ca_crl, "root CA CRL")
+            .map_err(|e| VerifyError::chain("root CA CRL", e))?;
+        if root_crl.issuer().as_raw() != anchor.subject() {
+            return Err(VerifyError::Chain {
+                what: "root CA CRL",
+                detail: format!("issued by `{}`, not by the pinned root", root_crl.issuer()),
+            });
+        }
+        pki::verify_crl_signature(&root_crl, anchor.point(), "root CA CRL")
+            .map_err(|e| VerifyError::chain("root CA CRL", e))?;
+        windows.push(crl_window(
+            &root_crl,
+            CollateralItem::RootCaCrl,
+            "root CA CRL",
+        )?);
+        let root_crl_revoked = revoked_serials(&root_crl);
+
+        // C. TCB info: chain, signature over the exact bytes, then content.
+        let tcb_signer = verify_signer_chain(
+            &c.tcb_info_issuer_chain,
+            anchor,
+            &root_crl_revoked,
+            "TCB info issuer chain",
+        )?;
+        windows.push(Window {
+            item: CollateralItem::TcbInfoSigner,
+            ..tcb_signer.window
+        });
+        if !pki::verify_raw_signature(
+            &tcb_signer.point,
+            c.tcb_info.as_bytes(),
+            &c.tcb_info_signature,
+        ) {
+            return Err(VerifyError::Signature("TCB info"));
+        }
+        let tcb_info = TcbInfo::parse(&c.tcb_info)?;
+        windows.push(Window {
+            item: CollateralItem::TcbInfo,
+            from: tcb_info.issue_date,
+            until: tcb_info.next_update,
+        });
+
+        // D. QE identity; its chain is usually the TCB info's, checked once.
+        let qe_signer = if c.qe_identity_issuer_chain == c.tcb_info_issuer_chain {
+            tcb_signer
+        } else {
+            verify_signer_chain(
+                &c.qe_identity_issuer_chain,
+                anchor,
+                &root_crl_revoked,
+                "QE identity issuer chain",
+            )?
+        };
+        windows.push(Window {
+            item: CollateralItem::QeIdentitySigner,
+            ..qe_signer.window
+        });
+        if !pki::verify_raw_signature(
+            &qe_signer.point,
+            c.qe_identity.as_bytes(),
+            &c.qe_identity_signature,
+        ) {
+            return Err(VerifyError::Signature("QE identity"));
+        }
+        let qe_identity = QeIdentity::parse(&c.qe_identity)?;
+        windows.push(Window {
+            item: CollateralItem::QeIdentity,
+            from: qe_identity.issue_date,
+            until: qe_identity.next_update,
+        });
+
+        // E (collateral half). The PCK CA and its CRL; matched against the quote's chain later.
+        let what = "PCK CRL issuer chain";
+        let ders = pki::pem_chain(c.pck_crl_issuer_chain.as_bytes(), what)
+            .map_err(|e| VerifyError::chain(what, e))?;
+        let [ca_der, root_der] =
+            <[Vec<u8>; SIGNER_CHAIN_LEN]>::try_from(ders).map_err(|v| VerifyError::Chain {
+                what,
+                detail: format!("{} certificates, expected the PCK CA and the root", v.len()),
+            })?;
+        check_root_copy(&root_der, anchor, what)?;
+        let ca = pki::parse_cert(&ca_der, "PCK CA certificate")
+            .map_err(|e| VerifyError::chain(what, e))?;
+        let pck_ca = verify_under_root(&ca, anchor, &root_crl_revoked, what)?;
+        windows.push(cert_window(&ca, CollateralItem::PckCrlIssuer));
+        let pck_crl =
+            pki::parse_crl(&c.pck_crl, "PCK CRL").map_err(|e| VerifyError::chain("PCK CRL", e))?;
+        if pck_crl.issuer().as_raw() != ca.subject().as_raw() {
+            return Err(VerifyError::Chain {
+                what: "PCK CRL",
+                detail: format!(
+                    "issued by `{}`, but its issuer chain is `{}`",
+                    pck_crl.issuer(),
+                    ca.subject()
+                ),
+            });
+        }
+        pki::verify_crl_signature(&pck_crl, &pck_ca.point, "PCK CRL")
+            .map_err(|e| VerifyError::chain("PCK CRL", e))?;
+        windows.push(crl_window(&pck_crl, CollateralItem::PckCrl, "PCK CRL")?);
+        let pck_crl_issuer = pck_crl.issuer().as_raw().to_vec();
+        let pck_crl_revoked = revoked_serials(&pck_crl);
+
+        Ok(Self {
+            tcb_info,
+            qe_identity,
+            anchor: anchor.clone(),
+            pck_ca,
+            root_crl_revoked,
+            pck_crl_issuer,
+            pck_crl_revoked,
+            windows,
+        })
+    }
+
+    /// Fails unless every item is within its validity window at `now`.
+    pub fn check_fresh(&self, now: UnixTime) -> Result<(), VerifyError> {
+        for w in &self.windows {
+            if now < w.from {
+                return Err(VerifyError::NotYetValid {
+                    item: w.item,
+                    from: w.from,
+                    now,
+                });
+            }
+            if now > w.until {
+                return Err(VerifyError::Expired {
+                    item: w.item,
+                    until: w.until,
+                    now,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The validity window of every item.
+    pub fn windows(&self) -> &[Window] {
+        &self.windows
+    }
+
+    /// The last second at which the whole snapshot is valid (the earliest expiry).
+    pub fn valid_until(&self) -> UnixTime {
+        self.windows
+            .iter()
+            .map(|w| w.until)
+            .min()
+            .unwrap_or(UnixTime(i64::MIN))
+    }
+
+    /// The first second at which the whole snapshot is valid (the latest start).
+    pub fn valid_from(&self) -> UnixTime {
+        self.windows
+            .iter()
+            .map(|w| w.from)
+            .max()
+            .unwrap_or(UnixTime(i64::MAX))
+    }
+
+    /// The trust anchor this snapshot was verified against.
+    pub fn anchor(&self) -> &TrustAnchor {
+        &self.anchor
+    }
+}
+
+/// A signer certificate verified directly under the root.
+#[derive(Clone)]
+struct Signer {
+    point: Vec<u8>,
+    window: Window,
+}
+
+/// Checks a `[signer, root]` PEM chain: the root is the pinned one, the signer is issued
+/// and signed by it, and not in the root CRL.
+fn verify_signer_chain(
+    pem: &str,
+    anchor: &TrustAnchor,
+    root_crl_revoked: &[Vec<u8>],
+    what: &'static str,
+) -> Result<Signer, VerifyError> {
+    let ders = pki::pem_chain(pem.as_bytes(), what).map_err(|e| VerifyError::chain(what, e))?;
+    let [signer_der, root_der] =
+        <[Vec<u8>; SIGNER_CHAIN_LEN]>::try_from(ders).map_err(|v| VerifyError::Chain {
+            what,
+            detail: format!(
+                "{} certificates, expected the TCB Signing certificate and the root",
+                v.len()
+            ),
+        })?;
+    check_root_copy(&root_der, anchor, what)?;
+    let signer = pki::parse_cert(&signer_der, "TCB Signing certificate")
+        .map_err(|e| VerifyError::chain(what, e))?;
+    if !pki::common_name(&signer).contains("TCB Signing") {
+        return Err(VerifyError::Chain {
+            what,
+            detail: format!(
+                "signer `{}` is not a TCB Signing certificate",
+                signer.subject()
+            ),
+        });
+    }
+    let ca = verify_under_root(&signer, anchor, root_crl_revoked, what)?;
+    Ok(Signer {
+        point: ca.point,
+        window: cert_window(&signer, CollateralItem::TcbInfoSigner),
+    })
+}
+
+/// The chain's copy of the root must be byte-identical to the pinned root.
+pub(crate) fn check_root_copy(
+    root_der: &[u8],
+    anchor: &TrustAnchor,
+    what: &'static str,
+) -> Result<(), VerifyError> {
+    if root_der == anchor.der() {
+        Ok(())
+    } else {
+        Err(VerifyError::Chain {
+            what,
+            detail: "the chain ends in a root other than the pinned trust root".into(),
+        })
+    }
+}
+
+/// Checks that `cert` is issued and signed by the root and not revoked by it.
+pub(crate) fn verify_under_root(
+    cert: &X509Certificate<'_>,
+    anchor: &TrustAnchor,
+    root_crl_revoked: &[Vec<u8>],
+    what: &'static str,
+) -> Result<VerifiedCa, VerifyError> {
+    if cert.issuer().as_raw() != anchor.subject() {
+        return Err(VerifyError::Chain {
+            what,
+            detail: format!(
+                "`{}` is issued by `{}`, not by the pinned root",
+                cert.subject(),
+                cert.issuer()
+            ),
+        });
+    }
+    pki::verify_cert_signature(cert, anchor.point(), what)
+        .map_err(|e| VerifyError::chain(what, e))?;
+    if root_crl_revoked
+        .iter()
+        .any(|s| s.as_slice() == cert.raw_serial())
+    {
+        return Err(VerifyError::Revoked {
+            what,
+            serial: cert.raw_serial_as_string(),
+        });
+    }
+    let point =
+        pki::p256_point(cert.public_key(), what).map_err(|e| VerifyError::chain(what, e))?;
+    Ok(VerifiedCa {
+        der: cert.as_raw().to_vec(),
+        point: point.to_vec(),
+    })
+}
+
+fn cert_window(cert: &X509Certificate<'_>, item: CollateralItem) -> Window {
+    let (from, until) = pki::validity(cert);
+    Window {
+        item,
+        from: UnixTime(from),
+        until: UnixTime(until),
+    }
+}
+
+/// A CRL is valid from thisUpdate until just before nextUpdate (webpki and dcap-qvl
+/// treat `now == nextUpdate` as expired). A CRL without nextUpdate is refused.
+fn crl_window(
+    crl: &CertificateRevocationList<'_>,
+    item: CollateralItem,
+    what: &'static str,
+) -> Result<Window, VerifyError> {
+    let next = crl.next_update().ok_or(VerifyError::Chain {
+        what,
+        detail: "CRL has no nextUpdate".into(),
+    })?;
+    Ok(Window {
+        item,
+        from: UnixTime(crl.last_update().timestamp()),
+        until: UnixTime(next.timestamp().saturating_sub(1)),
+    })
+}
+
+fn revoked_serials(crl: &CertificateRevocationList<'_>) -> Vec<Vec<u8>> {
+    crl.iter_revoked_certificates()
+        .map(|r| r.raw_serial().to_vec())
+        .collect()
+}

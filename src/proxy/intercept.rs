@@ -1,0 +1,165 @@
+//! Intercepting a CONNECT to an enclave host: the attested upstream connection and its
+//! verdict come first; only then is the CONNECT answered, the client's TLS terminated with
+//! a leaf minted for the host, and the tunnel's requests relayed over attested connections.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio_rustls::TlsAcceptor;
+
+use super::admit::{http1_server, ClientSlot};
+use super::empty;
+use super::idle::Phase;
+use super::refusal::ProxyRefusal;
+use super::relay::{from_upstream, refuse, relay_logged, Outcome, Verdict};
+use super::state::{Generation, Proxy};
+use super::target::Target;
+use super::ProxyBody;
+use crate::dcap::time::UnixTime;
+
+/// The proxy's TLS session with an intercepted client.
+type ClientTls = tokio_rustls::server::TlsStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// CONNECT to an enclave host: attest upstream, then answer 200 and serve the tunnel.
+pub(super) async fn intercept(
+    proxy: Arc<Proxy>,
+    g: Arc<Generation>,
+    slot: Arc<ClientSlot>,
+    client: SocketAddr,
+    req: Request<Incoming>,
+    target: Target,
+) -> (Response<ProxyBody>, Outcome) {
+    let host = target.dest.host.to_string();
+    let started = Instant::now();
+    // The attested connection and its verdict come before any answer to the client.
+    let conn = match g.pool.checkout(&target, &proxy.metrics).await {
+        Ok(c) => c,
+        Err(e) => return refuse(from_upstream(e), &host),
+    };
+    // Mirror upstream's protocol, with HTTP/1.1 as a fallback: requests are relayed, not
+    // bytes, so an HTTP/1.1-only client still works in front of an HTTP/2 enclave.
+    let alpn: &[&[u8]] = if conn.is_h2() {
+        &[b"h2", b"http/1.1"]
+    } else {
+        &[b"http/1.1"]
+    };
+    let verdict = Verdict::Accepted(Arc::clone(conn.verdict()));
+    g.pool.checkin(&target, conn);
+    let tls = match proxy.ca.server_config(&host, alpn, UnixTime::now()) {
+        Ok(t) => t,
+        Err(e) => {
+            return refuse(
+                ProxyRefusal::Internal(format!("cannot mint a certificate for {host}: {e}")),
+                &host,
+            )
+        }
+    };
+    let outcome = Outcome {
+        host,
+        verdict,
+        upstream: Some(started.elapsed()),
+    };
+    tokio::spawn(async move {
+        // The tunnel holds the client's slot (and its phase) for its whole life.
+        let slot = slot;
+        let stream = {
+            // The handshake holds shutdown open; the tunnel's idle traffic after it does not.
+            let _tunnel = proxy.drain.enter();
+            let timeout = g.config.limits.client_tls_timeout;
+            // Boxed: the handshake's state is large and short-lived; inline it would stay
+            // allocated in the task for the whole life of the tunnel.
+            match Box::pin(accept_client_tls(req, tls, timeout, client, &target)).await {
+                Some(s) => s,
+                None => return,
+            }
+        };
+        serve_tunnel(proxy, g, target, client, stream, &slot.phase).await;
+    });
+    (Response::new(empty()), outcome)
+}
+
+/// The client's TLS session inside an answered CONNECT, within `timeout`; `None` (logged)
+/// if the upgrade, the handshake or the deadline fails.
+async fn accept_client_tls(
+    req: Request<Incoming>,
+    tls: Arc<rustls::ServerConfig>,
+    timeout: Duration,
+    client: SocketAddr,
+    target: &Target,
+) -> Option<Box<ClientTls>> {
+    let upgraded = match hyper::upgrade::on(req).await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::debug!(%client, error = %e, "CONNECT upgrade failed");
+            return None;
+        }
+    };
+    let host = &target.dest.host;
+    match tokio::time::timeout(
+        timeout,
+        TlsAcceptor::from(tls).accept(TokioIo::new(upgraded)),
+    )
+    .await
+    {
+        Ok(Ok(s)) => Some(Box::new(s)),
+        Ok(Err(e)) => {
+            tracing::info!(%client, %host, error = %e, "client TLS handshake failed (does the client trust the ratls-proxy CA?)");
+            None
+        }
+        Err(_) => {
+            tracing::info!(%client, %host, "client TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// Serves the requests of one intercepted tunnel over the client's TLS session.
+async fn serve_tunnel(
+    proxy: Arc<Proxy>,
+    g: Arc<Generation>,
+    target: Target,
+    client: SocketAddr,
+    stream: Box<ClientTls>,
+    phase: &Arc<Phase>,
+) {
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    if h2 {
+        // HTTP/2 multiplexes: there is no "next head" to time, only the idle timeout.
+        phase.off();
+    }
+    let limits = g.config.limits;
+    let p = Arc::clone(&proxy);
+    let phase = Arc::clone(phase);
+    // Shared, not cloned, by the tunnel's requests.
+    let target = Arc::new(target);
+    let service = hyper::service::service_fn(move |req| {
+        let proxy = Arc::clone(&p);
+        let (g, target) = (Arc::clone(&g), Arc::clone(&target));
+        let serving = phase.serving();
+        async move {
+            let _serving = serving;
+            let _inflight = proxy.drain.enter();
+            relay_logged(Arc::clone(&proxy), g, &target, client, req).await
+        }
+    });
+    let io = TokioIo::new(stream);
+    // ALPN already chose the protocol, so no preface sniffing (hyper-util's auto builder):
+    // its read-ahead doubled each connection's HTTP/1 read buffer to 16 KiB for its lifetime.
+    // The listener's header limits apply inside the tunnel too.
+    let served = if h2 {
+        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .serve_connection(io, service)
+            .await
+    } else {
+        http1_server(&limits).serve_connection(io, service).await
+    };
+    if let Err(e) = served {
+        tracing::debug!(%client, error = %e, "intercepted connection ended with an error");
+    }
+}

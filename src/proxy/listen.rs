@@ -1,0 +1,180 @@
+//! Listeners: binding the proxy and route listeners, their accept loops, the HTTP/1 server
+//! every client-facing connection uses, and the sweep of idle pooled connections.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use super::admit::{http1_server, next_client, ClientSlot};
+use super::dispatch::handle;
+use super::refusal::ProxyRefusal;
+use super::relay::{refuse, relay_logged};
+use super::state::Proxy;
+
+/// A started proxy: its addresses and tasks (stopped on drop).
+pub struct Running {
+    /// The proxy listener's address.
+    pub addr: SocketAddr,
+    /// Each sidecar route's address, in config order.
+    pub route_addrs: Vec<SocketAddr>,
+    /// Shared state (cache counters).
+    pub proxy: Arc<Proxy>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Running {
+    /// Waits until the listeners stop (normally never).
+    pub async fn wait(&mut self) {
+        for t in std::mem::take(&mut self.tasks) {
+            let _ = t.await;
+        }
+    }
+
+    /// Stops accepting, then waits up to `grace` for in-flight requests and tunnels.
+    /// Returns how many were still running when the grace period ended.
+    pub async fn shutdown(mut self, grace: Duration) -> usize {
+        for t in std::mem::take(&mut self.tasks) {
+            t.abort();
+        }
+        self.proxy.listening.store(false, Ordering::SeqCst);
+        self.proxy.drain.wait(grace).await
+    }
+}
+
+impl Proxy {
+    /// Binds the proxy listener and every sidecar route, and serves. (The admin listener
+    /// is started by whoever starts the proxy: `admin::start`.)
+    pub async fn start(self: Arc<Self>) -> std::io::Result<Running> {
+        let g = self.current();
+        g.start_refresher();
+        let listener = TcpListener::bind(g.config.listen).await?;
+        let addr = listener.local_addr()?;
+        let slots = Arc::new(Semaphore::new(g.config.limits.max_connections));
+        let mut tasks = vec![
+            tokio::spawn(accept_loop(Arc::clone(&self), listener, Arc::clone(&slots))),
+            tokio::spawn(sweep_loop(Arc::clone(&self))),
+        ];
+        let mut route_addrs = Vec::new();
+        for route in &g.config.routes {
+            let l = TcpListener::bind(route.listen).await?;
+            route_addrs.push(l.local_addr()?);
+            tasks.push(tokio::spawn(route_loop(
+                Arc::clone(&self),
+                l,
+                route.listen,
+                Arc::clone(&slots),
+            )));
+        }
+        self.listening.store(true, Ordering::SeqCst);
+        tracing::info!(%addr, routes = route_addrs.len(), enclaves = g.config.enclaves.len(), "ratls-proxy listening");
+        Ok(Running {
+            addr,
+            route_addrs,
+            proxy: self,
+            tasks,
+        })
+    }
+}
+
+/// Closes idle pooled upstream connections, at half the idle timeout (at most every 30 s).
+async fn sweep_loop(proxy: Arc<Proxy>) {
+    loop {
+        let g = proxy.current();
+        let tick = (g.config.limits.idle_timeout / 2)
+            .clamp(Duration::from_millis(100), Duration::from_secs(30));
+        g.pool.sweep();
+        drop(g);
+        tokio::time::sleep(tick).await;
+    }
+}
+
+async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, slots: Arc<Semaphore>) {
+    loop {
+        let (tcp, client, slot) = next_client(&listener, &slots).await;
+        let proxy = Arc::clone(&proxy);
+        tokio::spawn(async move {
+            let slot = Arc::new(ClientSlot::new(slot, &proxy.metrics));
+            let limits = proxy.current().config.limits;
+            let io = slot.io(tcp, &limits);
+            let p = Arc::clone(&proxy);
+            let service = hyper::service::service_fn(move |req| {
+                let proxy = Arc::clone(&p);
+                let slot = Arc::clone(&slot);
+                let serving = slot.phase.serving();
+                async move {
+                    let _serving = serving;
+                    Ok::<_, Infallible>(handle(proxy, slot, client, req).await)
+                }
+            });
+            let served = http1_server(&limits)
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades()
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(%client, error = %e, "client connection ended with an error");
+            }
+        });
+    }
+}
+
+/// A sidecar route's listener: plain HTTP in, attested TLS to one enclave out. Its
+/// connections share `max_connections` with the proxy listener.
+async fn route_loop(
+    proxy: Arc<Proxy>,
+    listener: TcpListener,
+    listen: SocketAddr,
+    slots: Arc<Semaphore>,
+) {
+    loop {
+        let (tcp, client, slot) = next_client(&listener, &slots).await;
+        let proxy = Arc::clone(&proxy);
+        tokio::spawn(async move {
+            let slot = ClientSlot::new(slot, &proxy.metrics);
+            let p = Arc::clone(&proxy);
+            let requests = Arc::clone(&slot.phase);
+            let service = hyper::service::service_fn(move |req| {
+                let proxy = Arc::clone(&p);
+                let serving = requests.serving();
+                async move {
+                    let _serving = serving;
+                    // Routes follow reloads: look the route up in the generation in force.
+                    let g = proxy.current();
+                    let route = g
+                        .config
+                        .routes
+                        .iter()
+                        .find(|r| r.listen == listen)
+                        .and_then(|r| g.target(&r.upstream));
+                    match route {
+                        Some(target) => relay_logged(proxy, g, &target, client, req).await,
+                        None => Ok(refuse(
+                            ProxyRefusal::Unreachable("this route was removed by a reload".into()),
+                            "-",
+                        )
+                        .0),
+                    }
+                }
+            });
+            let limits = proxy.current().config.limits;
+            let io = slot.io(tcp, &limits);
+            let _ = http1_server(&limits)
+                .serve_connection(TokioIo::new(io), service)
+                .await;
+        });
+    }
+}

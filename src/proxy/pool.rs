@@ -1,0 +1,435 @@
+//! Attested upstream connections and their pool.
+//!
+//! A connection enters the pool only after its own handshake was verified and accepted; it
+//! is reused while it lives and while that verdict is fresh. HTTP/2 connections are shared
+//! (multiplexed); HTTP/1.1 connections serve one exchange at a time.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use super::rewrite::prepare;
+use super::target::Target;
+use super::ProxyBody;
+use crate::appraise::refusal::{Refusal, RefusalCode};
+use crate::dcap::time::UnixTime;
+use crate::metrics::Metrics;
+use crate::ratls::cache::CachedVerdict;
+use crate::ratls::client::{connect, ConnectError};
+use crate::source::fetch::CollateralCache;
+
+/// Why no attested upstream connection could be had.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum UpstreamError {
+    /// The attestation was refused.
+    #[error("{0}")]
+    Refused(Refusal),
+    /// TCP or TLS failure.
+    #[error("{0}")]
+    Unreachable(String),
+    /// Dial or handshake timed out.
+    #[error("{0}")]
+    Timeout(String),
+    /// The connection failed mid-request.
+    #[error("{0}")]
+    Request(String),
+}
+
+enum Sender {
+    H1(http1::SendRequest<ProxyBody>),
+    H2(http2::SendRequest<ProxyBody>),
+}
+
+/// One verified upstream connection.
+pub(super) struct Conn {
+    sender: Sender,
+    verdict: Arc<CachedVerdict>,
+    /// Shared by the clones of one HTTP/2 connection.
+    id: u64,
+    /// Held by HTTP/1.1 connections dialed for HTTP/1.1 clients, counted against the cap.
+    h1_ticket: Option<H1Ticket>,
+    /// When it last carried or was given a request; idle ones are closed by [`Pool::sweep`].
+    last_used: Instant,
+}
+
+/// HTTP/2 connections kept per destination (requests are spread over them round-robin).
+pub(super) const H2_CONNECTIONS: usize = 4;
+
+/// HTTP/1.1 connections per destination (idle or in use) for HTTP/1.1 clients; beyond it
+/// their requests share the HTTP/2 connections, so upstream connections stay bounded.
+pub(super) const H1_CONNECTIONS: usize = 64;
+
+/// The HTTP version a client speaks to the proxy; upstream requests mirror it when they can.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Version {
+    /// HTTP/1.1: one request at a time per connection.
+    Http1,
+    /// HTTP/2: multiplexed.
+    Http2,
+}
+
+/// One open HTTP/1.1 connection counted against [`H1_CONNECTIONS`] until it drops.
+struct H1Ticket(Arc<AtomicUsize>);
+
+impl Drop for H1Ticket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A destination's idle connections and its count of HTTP/1.1 connections.
+#[derive(Default)]
+struct Slot {
+    conns: Vec<Conn>,
+    h1_open: Arc<AtomicUsize>,
+    /// When an HTTP/1.1 dial last failed: an HTTP/2-only enclave is not asked again at once.
+    h1_failed: Option<Instant>,
+}
+
+/// The slot of `target`, created if new. The key is cloned only then: this runs under the
+/// pool's lock on every HTTP/1.1 request.
+// Target hashes and compares its entry by identity (`Arc::ptr_eq`), never by the verifier's
+// interior state, so the key cannot change while it is in the map.
+#[allow(clippy::mutable_key_type)]
+fn slot_mut<'a>(idle: &'a mut HashMap<Target, Slot>, target: &Target) -> Option<&'a mut Slot> {
+    if !idle.contains_key(target) {
+        idle.insert(target.clone(), Slot::default());
+    }
+    idle.get_mut(target)
+}
+
+/// How long HTTP/1.1 clients share HTTP/2 after an HTTP/1.1 dial to the destination failed.
+const H1_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(0);
+
+impl Conn {
+    /// True if the upstream negotiated HTTP/2.
+    pub(super) fn is_h2(&self) -> bool {
+        matches!(self.sender, Sender::H2(_))
+    }
+
+    /// The verdict that admitted this connection.
+    pub(super) fn verdict(&self) -> &Arc<CachedVerdict> {
+        &self.verdict
+    }
+
+    fn usable(&self, now: UnixTime) -> bool {
+        let open = match &self.sender {
+            Sender::H1(s) => !s.is_closed(),
+            Sender::H2(s) => !s.is_closed(),
+        };
+        open && now <= self.verdict.valid_until
+    }
+}
+
+/// Verified connections by destination, shared by intercept, origination and routes.
+pub(super) struct Pool {
+    next: AtomicUsize,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    collateral: Option<Arc<CollateralCache>>,
+    /// Keyed by [`Target`], whose entry hashes by identity (see `slot_mut`).
+    #[allow(clippy::mutable_key_type)]
+    idle: Mutex<HashMap<Target, Slot>>,
+}
+
+impl Pool {
+    /// A pool dialing with each target's verifier; connections idle for `idle_timeout`
+    /// are closed by [`Pool::sweep`].
+    pub(super) fn new(
+        collateral: Option<Arc<CollateralCache>>,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+    ) -> Self {
+        Self {
+            next: AtomicUsize::new(0),
+            connect_timeout,
+            idle_timeout,
+            collateral,
+            idle: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A usable idle connection, or a newly dialed and attested one.
+    pub(super) async fn checkout(
+        &self,
+        target: &Target,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Conn, UpstreamError> {
+        let now = UnixTime::now();
+        if let Ok(mut idle) = self.idle.lock() {
+            if let Some(Slot { conns: list, .. }) = idle.get_mut(target) {
+                list.retain(|c| c.usable(now));
+                // HTTP/2: share up to H2_CONNECTIONS connections round-robin, so the work of one
+                // destination is not funnelled through a single connection task.
+                let h2_count = list.iter().filter(|c| c.is_h2()).count();
+                if h2_count >= H2_CONNECTIONS {
+                    let pick = self.next.fetch_add(1, Ordering::Relaxed) % h2_count;
+                    if let Some(Conn {
+                        sender: Sender::H2(s),
+                        verdict,
+                        id,
+                        last_used,
+                        ..
+                    }) = list.iter_mut().filter(|c| c.is_h2()).nth(pick)
+                    {
+                        *last_used = Instant::now();
+                        return Ok(Conn {
+                            sender: Sender::H2(s.clone()),
+                            verdict: Arc::clone(verdict),
+                            id: *id,
+                            h1_ticket: None,
+                            last_used: *last_used,
+                        });
+                    }
+                }
+                // HTTP/1.1: take an idle connection out while it is in use.
+                if h2_count == 0 {
+                    if let Some(c) = list.pop() {
+                        return Ok(c);
+                    }
+                }
+            }
+        }
+        // Boxed: dialing (TCP, TLS, attestation, HTTP handshake) is the cold path, and inline
+        // its state would make every request's future, held per connection, tens of KiB.
+        Box::pin(self.dial(target, metrics)).await
+    }
+
+    /// Closes pooled connections idle for longer than the idle timeout (an HTTP/2
+    /// connection still carrying requests lives on with them) and forgets destinations
+    /// left with nothing, so neither sockets nor map entries pile up.
+    pub(super) fn sweep(&self) {
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        let timeout = self.idle_timeout;
+        idle.retain(|_, slot| {
+            slot.conns.retain(|c| c.last_used.elapsed() < timeout);
+            !slot.conns.is_empty()
+                || slot.h1_open.load(Ordering::Relaxed) > 0
+                || slot
+                    .h1_failed
+                    .is_some_and(|at| at.elapsed() < H1_RETRY_AFTER)
+        });
+    }
+
+    /// An idle or new HTTP/1.1 connection for an HTTP/1.1 client, or `None` if the cap is
+    /// reached or the destination would not speak HTTP/1.1 (the caller then shares HTTP/2).
+    async fn checkout_h1(
+        &self,
+        target: &Target,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Option<Conn>, UpstreamError> {
+        let now = UnixTime::now();
+        let ticket = {
+            let Ok(mut idle) = self.idle.lock() else {
+                return Ok(None);
+            };
+            let Some(slot) = slot_mut(&mut idle, target) else {
+                return Ok(None);
+            };
+            slot.conns.retain(|c| c.usable(now));
+            if let Some(at) = slot.conns.iter().rposition(|c| c.h1_ticket.is_some()) {
+                return Ok(Some(slot.conns.swap_remove(at)));
+            }
+            if slot
+                .h1_failed
+                .is_some_and(|at| at.elapsed() < H1_RETRY_AFTER)
+            {
+                return Ok(None);
+            }
+            let open = slot.h1_open.fetch_add(1, Ordering::Relaxed);
+            let ticket = H1Ticket(Arc::clone(&slot.h1_open));
+            if open >= H1_CONNECTIONS {
+                return Ok(None);
+            }
+            ticket
+        };
+        match Box::pin(self.dial_once(target, metrics, &[b"http/1.1"])).await {
+            Ok(mut conn) if !conn.is_h2() => {
+                conn.h1_ticket = Some(ticket);
+                Ok(Some(conn))
+            }
+            Ok(_) => Ok(None),
+            // Missing collateral: the shared path fetches it and dials again.
+            Err(UpstreamError::Refused(r)) if r.code == RefusalCode::CollateralUnavailable => {
+                Ok(None)
+            }
+            // A refusal stands (verifying again would not change it); waiting the connect
+            // timeout twice would only double the client's wait.
+            Err(e @ (UpstreamError::Refused(_) | UpstreamError::Timeout(_))) => Err(e),
+            // No HTTP/1.1 (an HTTP/2-only enclave) or a TLS failure: the shared path dials
+            // with its own ALPN and reports its own error.
+            Err(_) => {
+                if let Ok(mut idle) = self.idle.lock() {
+                    idle.entry(target.clone()).or_default().h1_failed = Some(Instant::now());
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Returns a connection for reuse.
+    pub(super) fn checkin(&self, target: &Target, mut conn: Conn) {
+        conn.last_used = Instant::now();
+        if let Ok(mut idle) = self.idle.lock() {
+            let Some(Slot { conns: list, .. }) = slot_mut(&mut idle, target) else {
+                return;
+            };
+            if conn.is_h2() {
+                // A clone of a shared connection is already listed; a new one joins the set.
+                let shared = list.iter().any(|c| c.id == conn.id);
+                if shared || list.iter().filter(|c| c.is_h2()).count() >= H2_CONNECTIONS {
+                    return;
+                }
+            }
+            // HTTP/1.1 connections of HTTP/1.1 clients are already bounded by their cap.
+            if conn.h1_ticket.is_some() || list.len() < 32 {
+                list.push(conn);
+            }
+        }
+    }
+
+    async fn dial(&self, target: &Target, metrics: &Arc<Metrics>) -> Result<Conn, UpstreamError> {
+        match self.dial_once(target, metrics, &[b"h2", b"http/1.1"]).await {
+            // The first connection to a platform names collateral nobody fetched yet: fetch it
+            // (coalesced with concurrent dials) and try once more. No byte was sent upstream.
+            Err(UpstreamError::Refused(r)) if r.code == RefusalCode::CollateralUnavailable => {
+                match &self.collateral {
+                    Some(cache) if cache.fetch_missing().await > 0 => {
+                        self.dial_once(target, metrics, &[b"h2", b"http/1.1"]).await
+                    }
+                    _ => Err(UpstreamError::Refused(r)),
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn dial_once(
+        &self,
+        target: &Target,
+        metrics: &Arc<Metrics>,
+        alpn: &[&[u8]],
+    ) -> Result<Conn, UpstreamError> {
+        let verifier = Arc::clone(&target.enclave.verifier);
+        let (dial, host) = (target.dial.to_string(), target.dest.host.to_string());
+        let attempt = connect(&dial, &host, verifier, alpn, None);
+        let attested = match tokio::time::timeout(self.connect_timeout, attempt).await {
+            Err(_) => {
+                return Err(UpstreamError::Timeout(format!(
+                    "no attested connection to {} within {}s",
+                    target.dial,
+                    self.connect_timeout.as_secs()
+                )))
+            }
+            Ok(Err(ConnectError::Refused(r))) => return Err(UpstreamError::Refused(r.refusal)),
+            Ok(Err(e)) => return Err(UpstreamError::Unreachable(e.to_string())),
+            Ok(Ok(a)) => a,
+        };
+        let h2 = attested.stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        let io = TokioIo::new(attested.stream);
+        let sender = if h2 {
+            let (s, conn) = http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(|e| {
+                    UpstreamError::Unreachable(format!(
+                        "HTTP/2 handshake with {}: {e}",
+                        target.dial
+                    ))
+                })?;
+            let open = UpstreamOpen::new(metrics);
+            tokio::spawn(async move {
+                let _open = open;
+                let _ = conn.await;
+            });
+            Sender::H2(s)
+        } else {
+            let (s, conn) = http1::handshake(io).await.map_err(|e| {
+                UpstreamError::Unreachable(format!("HTTP/1.1 handshake with {}: {e}", target.dial))
+            })?;
+            let open = UpstreamOpen::new(metrics);
+            tokio::spawn(async move {
+                let _open = open;
+                let _ = conn.await;
+            });
+            Sender::H1(s)
+        };
+        Ok(Conn {
+            sender,
+            verdict: attested.verdict,
+            id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
+            h1_ticket: None,
+            last_used: Instant::now(),
+        })
+    }
+
+    /// Sends `req` over an attested connection to `target`, rewriting it for the
+    /// connection's HTTP version. Returns the response and the verdict of the connection used.
+    ///
+    /// An HTTP/1.1 client's request goes over an HTTP/1.1 connection of its own while there
+    /// are fewer than [`H1_CONNECTIONS`]: measured, that costs the proxy and the enclave less
+    /// per request than multiplexing it onto HTTP/2 (see docs/benchmarks.md).
+    pub(super) async fn send(
+        &self,
+        target: &Target,
+        req: Request<ProxyBody>,
+        metrics: &Arc<Metrics>,
+        version: Version,
+    ) -> Result<(Response<Incoming>, Arc<CachedVerdict>), UpstreamError> {
+        let h1 = match version {
+            Version::Http1 => self.checkout_h1(target, metrics).await?,
+            Version::Http2 => None,
+        };
+        let mut conn = match h1 {
+            Some(c) => c,
+            None => self.checkout(target, metrics).await?,
+        };
+        let req = prepare(req, target, conn.is_h2());
+        let result = match &mut conn.sender {
+            Sender::H1(s) => match s.ready().await {
+                Ok(()) => s.send_request(req).await,
+                Err(e) => Err(e),
+            },
+            Sender::H2(s) => match s.ready().await {
+                Ok(()) => s.send_request(req).await,
+                Err(e) => Err(e),
+            },
+        };
+        let verdict = Arc::clone(&conn.verdict);
+        match result {
+            Ok(resp) => {
+                self.checkin(target, conn);
+                Ok((resp, verdict))
+            }
+            Err(e) => Err(UpstreamError::Request(format!(
+                "upstream {}: {e}",
+                target.dial
+            ))),
+        }
+    }
+}
+
+/// Counts an open upstream connection while its driver task lives.
+struct UpstreamOpen(Arc<Metrics>);
+
+impl UpstreamOpen {
+    fn new(metrics: &Arc<Metrics>) -> Self {
+        metrics.upstream_connections.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(metrics))
+    }
+}
+
+impl Drop for UpstreamOpen {
+    fn drop(&mut self) {
+        self.0.upstream_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}

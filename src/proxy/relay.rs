@@ -1,0 +1,207 @@
+//! One request relayed over an attested upstream connection, what the proxy decided for
+//! each request ([`Verdict`]), and the one access-log call that records it.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::pool::{UpstreamError, Version};
+use super::refusal::ProxyRefusal;
+use super::rewrite::strip_hop_by_hop;
+use super::state::{Generation, Proxy};
+use super::target::Target;
+use super::ProxyBody;
+use crate::metrics::Counting;
+use crate::ratls::cache::CachedVerdict;
+
+/// What the proxy decided for one request.
+pub(super) enum Verdict {
+    /// Relayed over an attested connection admitted by this verdict.
+    Accepted(Arc<CachedVerdict>),
+    /// Tunnelled or forwarded to a non-enclave destination.
+    Passthrough,
+    /// Answered by the proxy: refused, denied, or failed.
+    Refused(ProxyRefusal),
+}
+
+impl Verdict {
+    /// The access log's and metrics' `verdict` label.
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Accepted(_) => "accepted",
+            Self::Passthrough => "passthrough",
+            Self::Refused(ProxyRefusal::Attestation(_)) => "refused",
+            Self::Refused(ProxyRefusal::DestinationDenied(_) | ProxyRefusal::RequestDenied(_)) => {
+                "denied"
+            }
+            Self::Refused(_) => "error",
+        }
+    }
+
+    /// The access log's and metrics' `code` label: the refusal code, else `-`.
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Refused(r) => r.code(),
+            Self::Accepted(_) | Self::Passthrough => "-",
+        }
+    }
+
+    /// The MRENCLAVE of an accepted connection, formatted only when the access log is on
+    /// (per request, that formatting was measurable work).
+    fn mrenclave(&self) -> Option<String> {
+        match self {
+            Self::Accepted(v) => v
+                .appraisal
+                .appraisal
+                .quote
+                .as_ref()
+                .map(|q| q.identity.mrenclave.to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// What the access log records about one request.
+pub(super) struct Outcome {
+    /// The destination host as the client named it.
+    pub(super) host: String,
+    /// The decision.
+    pub(super) verdict: Verdict,
+    /// Time to an upstream connection or response, when there was one.
+    pub(super) upstream: Option<Duration>,
+}
+
+/// The one access-log call (and request metric) for every request the proxy answers.
+pub(super) fn access_log(
+    proxy: &Proxy,
+    client: SocketAddr,
+    o: &Outcome,
+    method: &Method,
+    path: &str,
+    status: StatusCode,
+    start: Instant,
+) {
+    let code = o.verdict.code();
+    proxy.metrics.request(&o.host, o.verdict.label(), code);
+    tracing::info!(
+        target: "ratls_proxy::access",
+        %client,
+        host = %o.host,
+        %method,
+        path,
+        status = status.as_u16(),
+        verdict = o.verdict.label(),
+        code,
+        mrenclave = o.verdict.mrenclave().as_deref().unwrap_or("-"),
+        upstream_ms = o.upstream.map_or(-1.0, |d| d.as_secs_f64() * 1000.0),
+        total_ms = start.elapsed().as_secs_f64() * 1000.0,
+    );
+}
+
+/// The proxy's own answer to a request, and its outcome.
+pub(super) fn refuse(refusal: ProxyRefusal, host: &str) -> (Response<ProxyBody>, Outcome) {
+    if let ProxyRefusal::Attestation(r) = &refusal {
+        tracing::warn!(host, code = %r.code, reasons = ?r.reasons, "attestation refused");
+    }
+    let response = refusal.response(host);
+    let outcome = Outcome {
+        host: host.to_owned(),
+        verdict: Verdict::Refused(refusal),
+        upstream: None,
+    };
+    (response, outcome)
+}
+
+/// The client-facing refusal for an upstream failure.
+pub(super) fn from_upstream(e: UpstreamError) -> ProxyRefusal {
+    match e {
+        UpstreamError::Refused(r) => ProxyRefusal::Attestation(r),
+        UpstreamError::Unreachable(s) | UpstreamError::Request(s) => ProxyRefusal::Unreachable(s),
+        UpstreamError::Timeout(s) => ProxyRefusal::Timeout(s),
+    }
+}
+
+/// The optional header that tells the client what was verified.
+fn attestation_header(v: &CachedVerdict) -> Option<http::HeaderValue> {
+    let a = &v.appraisal.appraisal;
+    let q = a.quote.as_ref()?;
+    let tcb = a.tcb.as_ref()?;
+    let binding = v.appraisal.binding.map_or("-", |b| b.as_str());
+    http::HeaderValue::from_str(&format!(
+        "mrenclave={}; mrsigner={}; isv_prod_id={}; isv_svn={}; tcb={}; binding={binding}; verified_at={}",
+        q.identity.mrenclave,
+        q.identity.mrsigner,
+        q.identity.isv_prod_id,
+        q.identity.isv_svn,
+        tcb.status,
+        a.verified_at.to_rfc3339()
+    ))
+    .ok()
+}
+
+/// Sends one request over an attested connection to `target` and returns its response.
+pub(super) async fn relay(
+    proxy: &Proxy,
+    g: &Generation,
+    target: &Target,
+    req: Request<ProxyBody>,
+) -> (Response<ProxyBody>, Outcome) {
+    let started = Instant::now();
+    let host = target.dest.host.to_string();
+    let req = req.map(|b| Counting::new(b, Arc::clone(&proxy.metrics.bytes_to_upstreams)).boxed());
+    // Mirror the client's HTTP version upstream where the pool can.
+    let version = if req.version() == http::Version::HTTP_2 {
+        Version::Http2
+    } else {
+        Version::Http1
+    };
+    match g.pool.send(target, req, &proxy.metrics, version).await {
+        Ok((mut resp, verdict)) => {
+            strip_hop_by_hop(resp.headers_mut());
+            if g.config.attestation_header {
+                if let Some(v) = attestation_header(&verdict) {
+                    resp.headers_mut().insert("ratls-attestation", v);
+                }
+            }
+            let outcome = Outcome {
+                host,
+                verdict: Verdict::Accepted(verdict),
+                upstream: Some(started.elapsed()),
+            };
+            let counter = Arc::clone(&proxy.metrics.bytes_to_clients);
+            (
+                resp.map(|b| Counting::new(b.boxed(), counter).boxed()),
+                outcome,
+            )
+        }
+        Err(e) => refuse(from_upstream(e), &host),
+    }
+}
+
+/// One request inside an intercepted tunnel or on a sidecar route: relay and log it.
+pub(super) async fn relay_logged(
+    proxy: Arc<Proxy>,
+    g: Arc<Generation>,
+    target: &Target,
+    client: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let start = Instant::now();
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let (resp, outcome) = relay(&proxy, &g, target, req.map(BodyExt::boxed)).await;
+    access_log(
+        &proxy,
+        client,
+        &outcome,
+        &method,
+        &path,
+        resp.status(),
+        start,
+    );
+    Ok(resp)
+}

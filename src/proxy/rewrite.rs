@@ -1,0 +1,84 @@
+//! Rewriting HTTP messages between hops: hop-by-hop headers out, and a request put in the
+//! form its upstream connection's HTTP version needs.
+
+use http::Request;
+
+use super::target::Target;
+use super::ProxyBody;
+
+/// Headers that belong to one hop only (RFC 9110 7.6.1), never forwarded.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Strips hop-by-hop headers (including those named in `Connection`).
+pub(super) fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    for h in HOP_BY_HOP
+        .iter()
+        .copied()
+        .chain(named.iter().map(String::as_str))
+    {
+        headers.remove(h);
+    }
+}
+
+/// Rewrites a request for the upstream: HTTP/2 takes the authority from an absolute URI
+/// and must not also get `Host`; HTTP/1.1 takes origin-form and `Host`.
+pub(crate) fn prepare(
+    mut req: Request<ProxyBody>,
+    target: &Target,
+    h2: bool,
+) -> Request<ProxyBody> {
+    let authority = target.dest.host_header(443);
+    strip_hop_by_hop(req.headers_mut());
+    if h2 {
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let uri = format!("https://{authority}{path}").parse();
+        *req.version_mut() = http::Version::HTTP_2;
+        req.headers_mut().remove(http::header::HOST);
+        if let Ok(uri) = uri {
+            *req.uri_mut() = uri;
+        }
+    } else {
+        *req.version_mut() = http::Version::HTTP_11;
+        // Inside a tunnel both are usually right already; rewriting them on every request
+        // (a URI parse and a header insert) was measurable work.
+        let host = req.headers().get(http::header::HOST);
+        if host.is_none_or(|v| v.as_bytes() != authority.as_bytes()) {
+            if let Ok(v) = http::HeaderValue::from_str(&authority) {
+                req.headers_mut().insert(http::header::HOST, v);
+            }
+        }
+        if let Some(uri) = origin_form(req.uri()) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
+
+/// The origin form (`/path?query`) of an absolute URI; `None` if it is one already.
+fn origin_form(uri: &http::Uri) -> Option<http::Uri> {
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        return None;
+    }
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = Some(
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    http::Uri::from_parts(parts).ok()
+}

@@ -1,0 +1,314 @@
+//! The proxy's state: the generation in force (configuration, enclave entries with their
+//! verifiers, collateral source, upstream pool), the verdict cache and metrics shared
+//! across generations, and reload, which builds a new generation and swaps it in.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::pool::Pool;
+use super::target::{Enclave, Target};
+use crate::addr::Authority;
+use crate::appraise::CollateralSource;
+use crate::ca::LocalCa;
+use crate::config::{Config, ConfigErrors};
+use crate::dcap::trust::TrustAnchor;
+use crate::metrics::Metrics;
+use crate::ratls::{CacheStats, RaTlsVerifier, VerdictCache};
+use crate::source::{trust_and_collateral, CollateralSetup, SetupError};
+
+/// How often fetched collateral is checked for refresh.
+const REFRESH_TICK: Duration = Duration::from_secs(10);
+
+/// One configuration's worth of state. A reload builds a new one and swaps it in; open
+/// tunnels keep the generation they started with.
+pub struct Generation {
+    /// The configuration.
+    pub config: Config,
+    /// The collateral source verifiers read.
+    pub collateral: Arc<CollateralSetup>,
+    enclaves: Vec<Arc<Enclave>>,
+    pub(super) pool: Pool,
+    refresher: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Generation {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.refresher.lock() {
+            if let Some(t) = r.take() {
+                t.abort();
+            }
+        }
+    }
+}
+
+impl Generation {
+    fn new(
+        config: Config,
+        anchor: &TrustAnchor,
+        collateral: CollateralSetup,
+        cache: &Arc<VerdictCache>,
+    ) -> Self {
+        let collateral = Arc::new(collateral);
+        let source: Arc<dyn CollateralSource + Send + Sync> = collateral.clone();
+        let enclaves = config
+            .enclaves
+            .iter()
+            .map(|e| {
+                Arc::new(Enclave {
+                    verifier: Arc::new(RaTlsVerifier::new(
+                        e.policy.clone(),
+                        e.binding,
+                        anchor.sha256(),
+                        Arc::clone(&source),
+                        Arc::clone(cache),
+                    )),
+                    config: e.clone(),
+                })
+            })
+            .collect();
+        Self {
+            pool: Pool::new(
+                collateral.cache().cloned(),
+                config.limits.connect_timeout,
+                config.limits.idle_timeout,
+            ),
+            enclaves,
+            config,
+            collateral,
+            refresher: Mutex::new(None),
+        }
+    }
+
+    /// Starts prefetching and background refresh of fetched collateral (needs a runtime).
+    pub(super) fn start_refresher(&self) {
+        let Some(cache) = self.collateral.cache().cloned() else {
+            return;
+        };
+        let prefetch = self.config.source.prefetch.clone();
+        let task = tokio::spawn(async move {
+            cache.prefetch(&prefetch).await;
+            cache.refresh_loop(REFRESH_TICK).await;
+        });
+        if let Ok(mut r) = self.refresher.lock() {
+            *r = Some(task);
+        }
+    }
+
+    /// The enclave destination `dest` is, if an entry covers it (first match wins).
+    pub(super) fn target(&self, dest: &Authority) -> Option<Target> {
+        self.enclaves
+            .iter()
+            .find(|e| e.config.hosts.iter().any(|h| h.matches(dest)))
+            .map(|e| Target::new(dest.clone(), e))
+    }
+}
+
+/// Counts in-flight requests and tunnels so shutdown can wait for them.
+#[derive(Debug, Default)]
+pub(super) struct Drain {
+    active: AtomicUsize,
+    idle: Notify,
+}
+
+/// One in-flight request or tunnel, counted while it lives.
+pub(super) struct DrainGuard<'a>(&'a Drain);
+
+impl Drain {
+    pub(super) fn enter(&self) -> DrainGuard<'_> {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        DrainGuard(self)
+    }
+
+    /// Waits up to `grace` until nothing is in flight; how many still were.
+    pub(super) async fn wait(&self, grace: Duration) -> usize {
+        let wait = async {
+            loop {
+                let idle = self.idle.notified();
+                if self.active.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let _ = tokio::time::timeout(grace, wait).await;
+        self.active.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for DrainGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Why a reload was rejected (the old configuration stays in force).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The proxy was started without a file.
+    #[error("no configuration file to reload (started without --config)")]
+    NoFile,
+    /// The file does not validate.
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    /// Its trust root or collateral cannot be set up.
+    #[error("{0}")]
+    Setup(#[from] SetupError),
+}
+
+/// What a reload changed, and what it could not.
+#[derive(Debug)]
+pub struct Reloaded {
+    /// Enclave entries now in force.
+    pub enclaves: usize,
+    /// Settings that need a restart to change.
+    pub need_restart: Vec<&'static str>,
+}
+
+impl fmt::Display for Reloaded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} enclave entries", self.enclaves)?;
+        for note in &self.need_restart {
+            write!(f, "; {note}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Shared proxy state.
+pub struct Proxy {
+    current: RwLock<Arc<Generation>>,
+    config_path: Option<PathBuf>,
+    pub(super) ca: LocalCa,
+    cache: Arc<VerdictCache>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) drain: Drain,
+    pub(super) listening: AtomicBool,
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy").finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// Builds the proxy from a validated config, a trust anchor and a collateral source.
+    pub fn new(
+        config: Config,
+        anchor: &TrustAnchor,
+        collateral: CollateralSetup,
+        ca: LocalCa,
+    ) -> Self {
+        let cache = Arc::new(VerdictCache::new(10_000, config.verdict_max_age));
+        let generation = Generation::new(config, anchor, collateral, &cache);
+        Self {
+            current: RwLock::new(Arc::new(generation)),
+            config_path: None,
+            ca,
+            cache,
+            metrics: Arc::new(Metrics::default()),
+            drain: Drain::default(),
+            listening: AtomicBool::new(false),
+        }
+    }
+
+    /// Remembers the file to re-read on reload.
+    pub fn with_config_path(mut self, path: PathBuf) -> Self {
+        self.config_path = Some(path);
+        self
+    }
+
+    /// The generation in force.
+    pub fn current(&self) -> Arc<Generation> {
+        match self.current.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Verdict cache counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    /// The verdict cache (its verification-time histogram feeds the metrics).
+    pub fn verdict_cache(&self) -> &VerdictCache {
+        &self.cache
+    }
+
+    /// The local CA.
+    pub fn ca(&self) -> &LocalCa {
+        &self.ca
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// True once the listeners are bound, until shutdown begins.
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::SeqCst)
+    }
+
+    /// Re-reads the config file and swaps it in if valid; the old one stays otherwise.
+    /// Listen addresses, routes and the CA directory need a restart to change.
+    pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let result = self.reload_inner();
+        match &result {
+            Ok(done) => {
+                self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("configuration reloaded: {done}");
+            }
+            Err(e) => {
+                self.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("configuration reload rejected, keeping the old one: {e}");
+            }
+        }
+        result
+    }
+
+    fn reload_inner(&self) -> Result<Reloaded, ReloadError> {
+        let path = self.config_path.as_ref().ok_or(ReloadError::NoFile)?;
+        let config = Config::load(path)?;
+        let (anchor, collateral) =
+            trust_and_collateral(&config.source, !config.enclaves.is_empty())?;
+        let old = self.current();
+        let mut need_restart = Vec::new();
+        if config.listen != old.config.listen || config.admin_listen != old.config.admin_listen {
+            need_restart.push("listen addresses need a restart to change");
+        }
+        if config
+            .routes
+            .iter()
+            .map(|r| r.listen)
+            .ne(old.config.routes.iter().map(|r| r.listen))
+        {
+            need_restart.push("route listeners need a restart to change");
+        }
+        if config.ca_dir != old.config.ca_dir {
+            need_restart.push("the CA directory needs a restart to change");
+        }
+        let generation = Generation::new(config, &anchor, collateral, &self.cache);
+        generation.start_refresher();
+        let enclaves = generation.config.enclaves.len();
+        match self.current.write() {
+            Ok(mut g) => *g = Arc::new(generation),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(generation),
+        }
+        // Verdicts were made under the old policies: drop them all.
+        self.cache.clear();
+        Ok(Reloaded {
+            enclaves,
+            need_restart,
+        })
+    }
+}

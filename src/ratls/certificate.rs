@@ -1,0 +1,106 @@
+//! Judging an RA-TLS leaf certificate: find the quote, the cheap checks (DEBUG,
+//! key binding, certificate validity), then full quote verification and policy.
+
+use sha2::{Digest, Sha256};
+
+use super::binding::{self, Binding, BindingMode, CertKey};
+use super::evidence::{self, EvidenceError};
+use crate::appraise::policy::EnclavePolicy;
+use crate::appraise::refusal::{Refusal, RefusalCode};
+use crate::appraise::{appraise_with, Appraisal, CollateralSource};
+use crate::dcap::ids::CertSha256;
+use crate::dcap::pki;
+use crate::dcap::time::UnixTime;
+
+/// The judgement of one certificate, with what the report shows.
+#[derive(Clone, Debug)]
+pub struct CertAppraisal {
+    /// The quote's appraisal.
+    pub appraisal: Appraisal,
+    /// The binding rule that matched, if checked and matched.
+    pub binding: Option<Binding>,
+    /// SHA-256 of the leaf DER.
+    pub cert_sha256: CertSha256,
+    /// The certificate's notAfter, if it parsed.
+    pub cert_not_after: Option<UnixTime>,
+}
+
+impl CertAppraisal {
+    /// The refusal, if refused.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        self.appraisal.outcome.as_ref().err()
+    }
+}
+
+impl EvidenceError {
+    /// The stable refusal code.
+    pub fn code(&self) -> RefusalCode {
+        match self {
+            Self::NoQuote => RefusalCode::NoQuote,
+            Self::Ambiguous(_) | Self::Dice(_) | Self::TooLarge(_) => RefusalCode::QuoteMalformed,
+        }
+    }
+}
+
+/// Judges the RA-TLS certificate `leaf_der` at `now`.
+pub fn appraise_certificate(
+    leaf_der: &[u8],
+    source: &dyn CollateralSource,
+    policy: &EnclavePolicy,
+    mode: BindingMode,
+    now: UnixTime,
+) -> CertAppraisal {
+    let cert_sha256 = CertSha256(Sha256::digest(leaf_der).into());
+    let refused = |refusal: Refusal, not_after| CertAppraisal {
+        appraisal: Appraisal::refused_early(refusal, now),
+        binding: None,
+        cert_sha256,
+        cert_not_after: not_after,
+    };
+    let cert = match pki::parse_cert(leaf_der, "RA-TLS certificate") {
+        Ok(c) => c,
+        Err(e) => {
+            return refused(
+                Refusal::new(RefusalCode::QuoteMalformed, e.to_string()),
+                None,
+            )
+        }
+    };
+    let (not_before, not_after) = pki::validity(&cert);
+    let evidence = match evidence::find(&cert) {
+        Ok(e) => e,
+        Err(e) => {
+            return refused(
+                Refusal::new(e.code(), e.to_string()),
+                Some(UnixTime(not_after)),
+            )
+        }
+    };
+    let key = CertKey {
+        spki_der: cert.public_key().raw,
+        point: cert.public_key().subject_public_key.data.as_ref(),
+    };
+    let mut bound = None;
+    let appraisal = appraise_with(evidence.quote(), source, policy, now, |quote| {
+        let b = binding::check(mode, &evidence, &quote.report.report_data, key)
+            .map_err(|reason| Refusal::new(RefusalCode::BindingMismatch, reason))?;
+        bound = Some(b);
+        if now.0 < not_before || now.0 > not_after {
+            return Err(Refusal::new(
+                RefusalCode::ChainInvalid,
+                format!(
+                    "the RA-TLS certificate is valid {} .. {}, not at {now}",
+                    UnixTime(not_before),
+                    UnixTime(not_after)
+                ),
+            ));
+        }
+        Ok(())
+    });
+    CertAppraisal {
+        appraisal,
+        binding: bound,
+        cert_sha256,
+        cert_not_after: Some(UnixTime(not_after)),
+    }
+}

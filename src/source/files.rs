@@ -1,0 +1,103 @@
+//! Collateral from a JSON bundle file or a directory of them (the edge that reads files).
+//! Each bundle is verified once at load; quotes get the bundle for their FMSPC.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::appraise::CollateralSource;
+use crate::dcap::collateral::{Collateral, CollateralError};
+use crate::dcap::error::VerifyError;
+use crate::dcap::ids::Fmspc;
+use crate::dcap::quote::Quote;
+use crate::dcap::trust::TrustAnchor;
+use crate::dcap::verified::VerifiedCollateral;
+use crate::dcap::verify::pck_fmspc;
+
+/// Verified bundles by FMSPC.
+#[derive(Debug, Default)]
+pub struct FileCollateral {
+    by_fmspc: HashMap<Fmspc, Arc<VerifiedCollateral>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl FileCollateral {
+    /// Loads one bundle, or every `*.json` in a directory; a bundle that does not verify
+    /// is an error for a file and skipped (and reported) for a directory.
+    pub fn load(path: &Path, anchor: &TrustAnchor) -> Result<(Self, Vec<String>), String> {
+        let mut out = Self::default();
+        let mut skipped = Vec::new();
+        if path.is_dir() {
+            let entries =
+                std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut files: Vec<_> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect();
+            files.sort();
+            for file in files {
+                if let Err(e) = out.add(&file, anchor) {
+                    skipped.push(e);
+                }
+            }
+            if out.by_fmspc.is_empty() {
+                return Err(format!(
+                    "{}: no usable collateral bundle ({})",
+                    path.display(),
+                    skipped.join("; ")
+                ));
+            }
+        } else {
+            out.add(path, anchor)?;
+        }
+        Ok((out, skipped))
+    }
+
+    fn add(&mut self, file: &Path, anchor: &TrustAnchor) -> Result<(), String> {
+        let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let c = Collateral::from_json(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
+        let v = VerifiedCollateral::verify(&c, anchor)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        self.by_fmspc.insert(v.tcb_info.fmspc, Arc::new(v));
+        Ok(())
+    }
+
+    /// Lookups answered and lookups with no bundle.
+    pub fn hits_and_misses(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Every loaded bundle.
+    pub fn bundles(&self) -> impl Iterator<Item = &Arc<VerifiedCollateral>> {
+        self.by_fmspc.values()
+    }
+}
+
+impl CollateralSource for FileCollateral {
+    fn verified_for(&self, quote: &Quote<'_>) -> Result<Arc<VerifiedCollateral>, VerifyError> {
+        let fmspc = pck_fmspc(quote);
+        let found = fmspc.and_then(|f| self.by_fmspc.get(&f));
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        match found {
+            Some(v) => Ok(Arc::clone(v)),
+            None => Err(VerifyError::Collateral(CollateralError::Content {
+                what: "collateral",
+                detail: match fmspc {
+                    Some(f) => format!("no collateral bundle for FMSPC {f}"),
+                    None => "the quote's PCK certificate names no FMSPC".into(),
+                },
+            })),
+        }
+    }
+}
