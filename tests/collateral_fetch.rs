@@ -590,11 +590,10 @@ mod with_sim {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_proxy_fetches_collateral_on_first_use() {
         use ratls_proxy::sim::{SimConfig, SimEnclave};
-        let dir = std::env::temp_dir().join(format!("ratls-fetch-{}", std::process::id()));
-        let now = UnixTime::now();
-        let pki = SimPki::load_or_create(&dir.join("pki"), now).expect("pki");
+        let env = common::env();
+        let (dir, now, pki) = (&env.dir, env.now, &env.pki);
         let enclave = SimEnclave::start(
-            &pki,
+            pki,
             SimConfig::default(),
             "127.0.0.1:0".parse().expect("a"),
             now,
@@ -605,23 +604,16 @@ mod with_sim {
             Collateral::from_json(&std::fs::read(dir.join("pki/collateral.json")).expect("read"))
                 .expect("json");
         let pcs = mock(vec![(SIM_FMSPC, Served::from_bundle(&bundle))], None).await;
-        let text = format!(
-            "listen = \"127.0.0.1:0\"\nadmin_listen = \"\"\n[ca]\ndir = \"{ca}\"\n[trust]\nroot_ca = \"{root}\"\n[collateral]\nsource = \"{url}\"\n[[enclave]]\nhosts = [\"good.enclave.test\"]\nmrenclave = [\"{m}\"]\nconnect_to = \"{addr}\"\n",
-            ca = dir.join("ca").display(),
-            root = dir.join("pki/root.pem").display(),
-            url = pcs.url(),
-            m = EnclaveSpec::default().mrenclave,
-            addr = enclave.addr(),
-        );
-        let config = ratls_proxy::Config::from_toml(&text, "t", Path::new("/")).expect("config");
-        let (anchor, setup) =
-            ratls_proxy::trust_and_collateral(&config.source, !config.enclaves.is_empty())
-                .expect("setup");
-        let ca = ratls_proxy::LocalCa::load_or_create(&config.ca_dir, now).expect("ca");
-        let running = Arc::new(ratls_proxy::Proxy::new(config, &anchor, setup, ca))
+        let running = common::Harness::new(&env)
+            .collateral_source(&pcs.url())
+            .enclave_with(
+                &["good.enclave.test"],
+                enclave.addr(),
+                &EnclaveSpec::default().mrenclave.to_string(),
+                "",
+            )
             .start()
-            .await
-            .expect("start");
+            .await;
         let proxy = format!("http://{}", running.addr);
         for _ in 0..3 {
             let p = proxy.clone();
@@ -646,6 +638,5 @@ mod with_sim {
         }
         assert_eq!(pcs.hits(), 1, "fetched once, on the first connection");
         drop(running);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use proptest::prelude::*;
 use ratls_proxy::appraise::{appraise, Unverified};
 use ratls_proxy::dcap::collateral::pcs;
@@ -191,17 +189,13 @@ fn proxy_request_handling_on_arbitrary_bytes() {
         .enable_all()
         .build()
         .expect("rt");
-    let dir = std::env::temp_dir().join(format!("ratls-fuzz-{}", std::process::id()));
-    let running = runtime.block_on(async {
-        let text = format!(
-            "listen = \"127.0.0.1:0\"\nadmin_listen = \"\"\nunmatched = \"deny\"\n[limits]\nheader_read_timeout_secs = 2\n[ca]\ndir = \"{}\"\n",
-            dir.join("ca").display()
-        );
-        let config = Config::from_toml(&text, "fuzz", std::path::Path::new("/")).expect("config");
-        let (anchor, setup) = ratls_proxy::trust_and_collateral(&config.source, !config.enclaves.is_empty()).expect("setup");
-        let ca = ratls_proxy::LocalCa::load_or_create(&config.ca_dir, UnixTime::now()).expect("ca");
-        Arc::new(ratls_proxy::Proxy::new(config, &anchor, setup, ca)).start().await.expect("start")
-    });
+    let env = common::env();
+    let running = runtime.block_on(
+        common::Harness::new(&env)
+            .top("unmatched = \"deny\"")
+            .limits("header_read_timeout_secs = 2")
+            .start(),
+    );
     let addr = running.addr;
     let seeds: [&[u8]; 6] = [
         b"CONNECT ",
@@ -268,5 +262,4 @@ fn proxy_request_handling_on_arbitrary_bytes() {
         assert!(buf[..n].starts_with(b"HTTP/1.1 403"));
     });
     drop(running);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -6,17 +6,14 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ratls_proxy::sim::{SimConfig, SimEnclave};
-use ratls_proxy::Config;
-use ratls_proxy::LocalCa;
-use ratls_proxy::{Proxy, Running};
+use ratls_proxy::Running;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::{env, read_response, start_sim, tls_through, Env};
+use common::{env, read_response, start_sim, tls_through, Env, Harness};
 
 async fn good_sim(env: &Env) -> SimEnclave {
     start_sim(env, SimConfig::default()).await
@@ -41,35 +38,18 @@ async fn proxy(env: &Env, limits: &str, enclaves: &[(&str, SocketAddr)]) -> Runn
     proxy_with(env, limits, enclaves, "").await
 }
 
-/// A proxy with `limits` under `[limits]`, one `[[enclave]]` per entry, then `extra`.
+/// A proxy with `limits` under `[limits]`, one `[[enclave]]` per entry, then `tail`.
 async fn proxy_with(
     env: &Env,
     limits: &str,
     enclaves: &[(&str, SocketAddr)],
-    extra: &str,
+    tail: &str,
 ) -> Running {
-    let mut text = format!(
-        "listen = \"127.0.0.1:0\"\nadmin_listen = \"\"\n[limits]\n{limits}\n[ca]\ndir = \"{}\"\n[trust]\nroot_ca = \"{}\"\n[collateral]\nsource = \"{}\"\n",
-        env.dir.join("ca").display(),
-        env.dir.join("pki/root.pem").display(),
-        env.dir.join("pki/collateral.json").display()
-    );
+    let mut h = Harness::new(env).limits(limits).tail(tail);
     for (host, addr) in enclaves {
-        text.push_str(&format!(
-            "[[enclave]]\nhosts = [\"{host}\"]\nmrenclave = [\"{}\"]\nconnect_to = \"{addr}\"\n",
-            "e1".repeat(32)
-        ));
+        h = h.enclave(host, *addr);
     }
-    text.push_str(extra);
-    let config = Config::from_toml(&text, "limits", std::path::Path::new("/")).expect("config");
-    let (anchor, setup) =
-        ratls_proxy::trust_and_collateral(&config.source, !config.enclaves.is_empty())
-            .expect("setup");
-    let ca = LocalCa::load_or_create(&config.ca_dir, env.now).expect("ca");
-    Arc::new(Proxy::new(config, &anchor, setup, ca))
-        .start()
-        .await
-        .expect("start")
+    h.start().await
 }
 
 /// Sends `request` and reads until the server closes (or 5 s pass).

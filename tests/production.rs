@@ -7,7 +7,6 @@ mod common;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use ratls_proxy::dcap::ids::MrEnclave;
@@ -15,10 +14,9 @@ use ratls_proxy::dcap::time::UnixTime;
 use ratls_proxy::sim::{SimConfig, SimEnclave};
 use serde_json::Value;
 
-const TRUSTED: &str = "e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1";
 const OTHER: &str = "0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b";
 
-use common::{curl, env, free_port, s, start_sim, tls_through, Env};
+use common::{curl, env, free_port, s, start_sim, tls_through, Binary, Env, Harness, TRUSTED};
 
 async fn sim(env: &Env, mrenclave: MrEnclave) -> SimEnclave {
     let mut c = SimConfig::default();
@@ -36,71 +34,23 @@ fn config_text(
     ports: &Ports,
     collateral: &Path,
     entries: &[(&str, std::net::SocketAddr, &str)],
-    extra: &str,
+    top: &str,
 ) -> String {
-    let mut text = format!(
-        "listen = \"127.0.0.1:{}\"\nadmin_listen = \"127.0.0.1:{}\"\nshutdown_grace_secs = 10\n{extra}\n[ca]\ndir = \"{}\"\n[trust]\nroot_ca = \"{}\"\n[collateral]\nsource = \"{}\"\n",
-        ports.proxy,
-        ports.admin,
-        env.dir.join("ca").display(),
-        env.dir.join("pki/root.pem").display(),
-        collateral.display(),
-    );
-    for (host, addr, mrenclave) in entries {
-        text.push_str(&format!("\n[[enclave]]\nhosts = [\"{host}\"]\nmrenclave = [\"{mrenclave}\"]\nconnect_to = \"{addr}\"\n"));
-    }
-    text
-}
-
-struct Binary {
-    child: Child,
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Binary {
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(ok.success());
-    }
+    entries
+        .iter()
+        .fold(
+            Harness::new(env)
+                .listen(ports.proxy)
+                .admin(ports.admin)
+                .top(top)
+                .collateral(collateral),
+            |h, (host, addr, mrenclave)| h.enclave_with(&[host], *addr, mrenclave, ""),
+        )
+        .text()
 }
 
 async fn start(config: &Path, ports: &Ports, json_logs: bool) -> Binary {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"));
-    if json_logs {
-        cmd.args(["--log-format", "json"]);
-    }
-    let child = cmd
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(if json_logs {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .spawn()
-        .expect("starts");
-    let b = Binary { child };
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", ports.admin))
-            .await
-            .is_ok()
-        {
-            return b;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("proxy did not start");
+    Binary::start(config, ports.admin, &[], json_logs).await
 }
 
 /// `name{labels}` → value, from Prometheus text.

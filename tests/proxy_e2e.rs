@@ -6,21 +6,16 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::Arc;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use ratls_proxy::dcap::ids::MrEnclave;
 use ratls_proxy::dcap::tcb::TcbStatus;
 use ratls_proxy::sim::{SimBinding, SimConfig, SimEnclave};
 use ratls_proxy::Config;
-use ratls_proxy::LocalCa;
-use ratls_proxy::Proxy;
 use serde_json::Value;
 
-const TRUSTED: &str = "e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1";
-
-use common::{curl, env, free_port, s, start_sim, tls_through, Env};
+use common::{curl, env, free_port, s, start_sim, tls_through, Binary, Env, Harness, TRUSTED};
 
 async fn sim(env: &Env, f: impl FnOnce(&mut SimConfig)) -> SimEnclave {
     let mut c = SimConfig::default();
@@ -34,55 +29,21 @@ fn write_config(
     name: &str,
     listen: u16,
     entries: &[(&str, SocketAddr)],
-    extra: &str,
+    top: &str,
 ) -> PathBuf {
-    let mut text = format!(
-        "listen = \"127.0.0.1:{listen}\"\nadmin_listen = \"\"\n{extra}\n[ca]\ndir = \"{}\"\n\n[trust]\nroot_ca = \"{}\"\n\n[collateral]\nsource = \"{}\"\n",
-        env.dir.join("ca").display(),
-        env.dir.join("pki/root.pem").display(),
-        env.dir.join("pki/collateral.json").display(),
-    );
-    for (host, addr) in entries {
-        text.push_str(&format!(
-            "\n[[enclave]]\nhosts = [\"{host}\"]\nmrenclave = [\"{TRUSTED}\"]\nconnect_to = \"{addr}\"\n"
-        ));
-    }
-    let path = env.dir.join(name);
-    std::fs::write(&path, text).expect("write config");
-    path
+    harness(env, listen, entries).top(top).write(name)
 }
 
-/// The real binary running `run --config`, killed on drop.
-struct Binary(Child);
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn harness<'e>(env: &'e Env, listen: u16, entries: &[(&str, SocketAddr)]) -> Harness<'e> {
+    entries
+        .iter()
+        .fold(Harness::new(env).listen(listen), |h, (host, addr)| {
+            h.enclave(host, *addr)
+        })
 }
 
 async fn start_binary(config: &Path, port: u16) -> Binary {
-    let binary = Binary(
-        Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
-            .args(["run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("binary starts"),
-    );
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return binary;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the proxy did not start listening on {port}");
+    Binary::start(config, port, &[], false).await
 }
 
 fn echo(out: &Output) -> Value {
@@ -356,16 +317,7 @@ async fn passthrough_keeps_the_clients_own_validation_and_deny_refuses() {
 
 /// A library proxy for tests that read its counters.
 async fn library_proxy(env: &Env, entries: &[(&str, SocketAddr)]) -> ratls_proxy::Running {
-    let path = write_config(env, "lib.toml", 0, entries, "");
-    let config = Config::load(&path).expect("config");
-    let (anchor, collateral) =
-        ratls_proxy::trust_and_collateral(&config.source, !config.enclaves.is_empty())
-            .expect("trust");
-    let ca = LocalCa::load_or_create(&config.ca_dir, env.now).expect("ca");
-    Arc::new(Proxy::new(config, &anchor, collateral, ca))
-        .start()
-        .await
-        .expect("starts")
+    harness(env, 0, entries).start().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,6 @@
-//! The command line (clap) and the commands' I/O: reading files, the clock, printing.
+//! EDGE. The command line (clap) and its dispatch: `run` (the default), `config check`,
+//! `ca export|path`; `verify` (verify.rs, its report in report.rs) and `demo` (demo.rs)
+//! own their arguments.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

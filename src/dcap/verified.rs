@@ -1,4 +1,4 @@
-//! Verifying one collateral snapshot against the trust anchor, once.
+//! PURE. Verifying one collateral snapshot against the trust anchor, once.
 //!
 //! Signatures and chains are time-independent and checked here a single time per
 //! snapshot; validity windows depend on the clock and are checked on every use with

@@ -1,4 +1,4 @@
-//! Verifying a parsed quote against verified collateral at a given time.
+//! PURE. Verifying a parsed quote against verified collateral at a given time.
 //!
 //! The body of [`verify`] is the check list of `reference/dcap-verification.md` §5, in
 //! order; each step is one function. Collateral signatures were checked once when the

@@ -1,6 +1,6 @@
 //! Collateral from Intel PCS v4 or a PCCS, and the cache that keeps it fresh.
 //!
-//! This is an edge: it does network I/O. Snapshots are verified once when fetched
+//! EDGE: it does network I/O. Snapshots are verified once when fetched
 //! ([`VerifiedCollateral`]); the synchronous read path used inside TLS handshakes only
 //! reads the snapshot map, so no request ever waits on the network in steady state.
 //! Concurrent misses for one key are coalesced into one fetch; a failed refresh keeps

@@ -1,4 +1,4 @@
-//! Collateral from a JSON bundle file or a directory of them (the edge that reads files).
+//! EDGE. Collateral from a JSON bundle file or a directory of them.
 //! Each bundle is verified once at load; quotes get the bundle for their FMSPC.
 
 use std::collections::HashMap;

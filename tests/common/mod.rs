@@ -200,3 +200,241 @@ pub async fn read_response<R: tokio::io::AsyncRead + Unpin>(io: &mut R) -> Strin
     data.extend(body);
     String::from_utf8_lossy(&data).into_owned()
 }
+
+/// The MRENCLAVE the harness's policies trust by default (the sim's default identity).
+pub const TRUSTED: &str = "e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1";
+
+/// One `[[enclave]]` of a [`Harness`] config.
+#[cfg(feature = "sim")]
+pub struct Entry {
+    hosts: Vec<String>,
+    connect_to: std::net::SocketAddr,
+    mrenclave: String,
+    extra: String,
+}
+
+/// The one builder of "config + proxy" for every test file: a config text over an [`Env`]
+/// (its CA directory, sim root and collateral), then a proxy started from it, in-process
+/// (the library, to read counters) or as the real binary.
+#[cfg(feature = "sim")]
+pub struct Harness<'e> {
+    env: &'e Env,
+    listen: u16,
+    admin: Option<u16>,
+    top: String,
+    limits: String,
+    collateral: String,
+    entries: Vec<Entry>,
+    tail: String,
+}
+
+#[cfg(feature = "sim")]
+impl<'e> Harness<'e> {
+    /// Listen on a free port, admin off, the sim PKI's root and collateral, no enclaves.
+    pub fn new(env: &'e Env) -> Self {
+        Self {
+            env,
+            listen: 0,
+            admin: None,
+            top: String::new(),
+            limits: String::new(),
+            collateral: env.dir.join("pki/collateral.json").display().to_string(),
+            entries: Vec::new(),
+            tail: String::new(),
+        }
+    }
+
+    /// The proxy listener's port (0: any free port; in-process only).
+    pub fn listen(mut self, port: u16) -> Self {
+        self.listen = port;
+        self
+    }
+
+    /// Turns the admin listener on at `port`.
+    pub fn admin(mut self, port: u16) -> Self {
+        self.admin = Some(port);
+        self
+    }
+
+    /// Top-level keys (`unmatched = "deny"`, ...).
+    pub fn top(mut self, text: &str) -> Self {
+        self.top.push_str(text);
+        self.top.push('\n');
+        self
+    }
+
+    /// Keys under `[limits]`.
+    pub fn limits(mut self, text: &str) -> Self {
+        self.limits.push_str(text);
+        self.limits.push('\n');
+        self
+    }
+
+    /// The collateral source: a bundle file or directory.
+    pub fn collateral(self, path: &std::path::Path) -> Self {
+        self.collateral_source(&path.display().to_string())
+    }
+
+    /// The collateral source as written (`pcs`, a PCCS URL, a path).
+    pub fn collateral_source(mut self, source: &str) -> Self {
+        self.collateral = source.to_owned();
+        self
+    }
+
+    /// An `[[enclave]]` for `host` dialled at `addr`, trusting [`TRUSTED`].
+    pub fn enclave(self, host: &str, addr: std::net::SocketAddr) -> Self {
+        self.enclave_with(&[host], addr, TRUSTED, "")
+    }
+
+    /// An `[[enclave]]` with its hosts, MRENCLAVE allow-list and extra keys.
+    pub fn enclave_with(
+        mut self,
+        hosts: &[&str],
+        addr: std::net::SocketAddr,
+        mrenclave: &str,
+        extra: &str,
+    ) -> Self {
+        self.entries.push(Entry {
+            hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
+            connect_to: addr,
+            mrenclave: mrenclave.to_owned(),
+            extra: extra.to_owned(),
+        });
+        self
+    }
+
+    /// Text appended after the enclaves (`[[route]]` tables, ...).
+    pub fn tail(mut self, text: &str) -> Self {
+        self.tail.push_str(text);
+        self.tail.push('\n');
+        self
+    }
+
+    /// The config text.
+    pub fn text(&self) -> String {
+        let admin = self
+            .admin
+            .map_or_else(String::new, |p| format!("127.0.0.1:{p}"));
+        let mut text = format!(
+            "listen = \"127.0.0.1:{}\"\nadmin_listen = \"{admin}\"\nshutdown_grace_secs = 10\n{}\n[limits]\n{}\n[ca]\ndir = \"{}\"\n[trust]\nroot_ca = \"{}\"\n[collateral]\nsource = \"{}\"\n",
+            self.listen,
+            self.top,
+            self.limits,
+            self.env.dir.join("ca").display(),
+            self.env.dir.join("pki/root.pem").display(),
+            self.collateral,
+        );
+        for e in &self.entries {
+            let hosts: Vec<String> = e.hosts.iter().map(|h| format!("\"{h}\"")).collect();
+            text.push_str(&format!(
+                "\n[[enclave]]\nhosts = [{}]\nmrenclave = [\"{}\"]\nconnect_to = \"{}\"\n{}\n",
+                hosts.join(", "),
+                e.mrenclave,
+                e.connect_to,
+                e.extra
+            ));
+        }
+        text.push_str(&self.tail);
+        text
+    }
+
+    /// Writes the config as `name` in the env's directory.
+    pub fn write(&self, name: &str) -> PathBuf {
+        let path = self.env.dir.join(name);
+        std::fs::write(&path, self.text()).expect("write config");
+        path
+    }
+
+    /// The validated config.
+    pub fn config(&self) -> ratls_proxy::Config {
+        ratls_proxy::Config::from_toml(&self.text(), "harness", std::path::Path::new("/"))
+            .expect("config")
+    }
+
+    /// The proxy, in-process.
+    pub async fn start(&self) -> ratls_proxy::Running {
+        let config = self.config();
+        let (anchor, setup) =
+            ratls_proxy::trust_and_collateral(&config.source, !config.enclaves.is_empty())
+                .expect("trust and collateral");
+        let ca = ratls_proxy::LocalCa::load_or_create(&config.ca_dir, self.env.now).expect("ca");
+        std::sync::Arc::new(ratls_proxy::Proxy::new(config, &anchor, setup, ca))
+            .start()
+            .await
+            .expect("start")
+    }
+
+    /// The real binary with this config written as `name`, once it accepts connections on
+    /// its admin port (if on) or proxy port.
+    pub async fn start_binary(&self, name: &str) -> Binary {
+        Binary::start(
+            &self.write(name),
+            self.admin.unwrap_or(self.listen),
+            &[],
+            false,
+        )
+        .await
+    }
+}
+
+/// The real `ratls-proxy run --config` process, killed on drop.
+pub struct Binary {
+    pub child: std::process::Child,
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Binary {
+    /// Starts the binary with `config` (after `args`) and waits until `port` accepts.
+    /// With `json_logs`, logs are JSON on a piped stderr; otherwise discarded.
+    pub async fn start(
+        config: &std::path::Path,
+        port: u16,
+        args: &[&str],
+        json_logs: bool,
+    ) -> Self {
+        use std::process::{Command, Stdio};
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"));
+        if json_logs {
+            cmd.args(["--log-format", "json"]);
+        }
+        let child = cmd
+            .args(args)
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", if json_logs { "info" } else { "warn" })
+            .stdout(Stdio::null())
+            .stderr(if json_logs {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .expect("the binary starts");
+        let b = Self { child };
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return b;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("the proxy did not start listening on {port}");
+    }
+
+    /// Sends `sig` (`-HUP`, `-TERM`) to the process.
+    pub fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(ok.success());
+    }
+}

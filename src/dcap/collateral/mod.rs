@@ -1,8 +1,6 @@
-//! Collateral: the exact signed bytes Intel serves (root CA CRL, PCK CRL, TCB info,
-//! QE identity, issuer chains), and their once-per-snapshot verification.
-//!
-//! PURE in this module: parsing and verifying bytes handed over by a source. Sources
-//! that read files or fetch over the network live at the edges.
+//! PURE. Collateral: the exact signed bytes Intel serves (root CA CRL, PCK CRL, TCB info,
+//! QE identity, issuer chains), parsed from a bundle or PCS responses. Verification of a
+//! snapshot is `dcap::verified`; sources that read files or fetch live in `source/`.
 
 #![deny(
     clippy::unwrap_used,

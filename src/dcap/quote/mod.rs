@@ -1,5 +1,5 @@
-//! PURE. DCAP quotes: parsing into typed views and verification against collateral
-//! at a given time. No I/O, no clock reads.
+//! PURE. DCAP quotes parsed into zero-copy typed views over the untrusted bytes, with a
+//! bounded reader; a malformed or truncated quote is a `QuoteError`, never a panic.
 
 #![deny(
     clippy::unwrap_used,
