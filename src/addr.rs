@@ -4,7 +4,7 @@
 //! [`Authority`] here, once; nothing else handles brackets or default ports.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// A host: a lower-case DNS name, or an IP address (IPv6 in canonical form).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -16,22 +16,85 @@ pub enum Host {
 }
 
 impl Host {
-    /// Parses a bare host (no brackets, no port).
+    /// Parses a bare host (no brackets, no port) into its normal form: one trailing dot
+    /// removed, names lower-cased, every IPv4 spelling `inet_aton` accepts and every
+    /// IPv4-mapped IPv6 address read as the IPv4 address it names. Non-ASCII and
+    /// percent-encoded hosts are refused: the same name must never have two spellings.
     fn parse(host: &str, whole: &str) -> Result<Self, String> {
+        if !host.is_ascii() || host.contains('%') {
+            return Err(format!(
+                "`{whole}`: non-ASCII or percent-encoded hosts are not accepted (use the A-label)"
+            ));
+        }
+        let host = host.strip_suffix('.').unwrap_or(host);
         if host.is_empty() {
             return Err(format!("`{whole}`: missing host"));
         }
         if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(Self::Ip(ip));
+            return Ok(Self::Ip(canonical(ip)));
         }
-        if !host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
-        {
+        if let Some(v4) = inet_aton(host) {
+            return Ok(Self::Ip(IpAddr::V4(v4)));
+        }
+        let valid_label = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        if host.len() > 253 || !host.split('.').all(valid_label) {
             return Err(format!("`{whole}`: invalid host name"));
         }
         Ok(Self::Name(host.to_ascii_lowercase()))
     }
+}
+
+/// An IPv4-mapped IPv6 address is the IPv4 address it maps.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The IPv4 address `text` names under the rules of `inet_aton(3)`: one to four parts,
+/// each decimal, octal (leading `0`) or hex (`0x`); the last part fills the remaining bytes
+/// (`127.1`, `2130706433`, `0x7f000001`, `0177.0.0.1`). `None` if it is not such a spelling.
+fn inet_aton(text: &str) -> Option<Ipv4Addr> {
+    let parts: Vec<u32> = text
+        .split('.')
+        .map(|p| {
+            let (digits, radix) =
+                if let Some(hex) = p.strip_prefix("0x").or_else(|| p.strip_prefix("0X")) {
+                    (hex, 16)
+                } else if let Some(octal) = p.strip_prefix('0').filter(|r| !r.is_empty()) {
+                    (octal, 8)
+                } else {
+                    (p, 10)
+                };
+            if digits.is_empty() && radix != 16 {
+                return None;
+            }
+            if digits.is_empty() {
+                // `0x` alone is 0 for inet_aton.
+                return Some(0);
+            }
+            if !digits.chars().all(|c| c.is_digit(radix)) {
+                return None;
+            }
+            u32::from_str_radix(digits, radix).ok()
+        })
+        .collect::<Option<_>>()?;
+    let value = match parts.as_slice() {
+        [a] => *a,
+        [a, b] if *a <= 0xff && *b <= 0xff_ffff => (a << 24) | b,
+        [a, b, c] if *a <= 0xff && *b <= 0xff && *c <= 0xffff => (a << 24) | (b << 16) | c,
+        [a, b, c, d] if [a, b, c, d].iter().all(|x| **x <= 0xff) => {
+            (a << 24) | (b << 16) | (c << 8) | d
+        }
+        _ => return None,
+    };
+    Some(Ipv4Addr::from(value))
 }
 
 impl fmt::Display for Host {
@@ -171,16 +234,39 @@ impl HostPattern {
 
     /// True if `dest` matches.
     pub fn matches(&self, dest: &Authority) -> bool {
-        if dest.port != self.port {
-            return false;
-        }
-        match (&self.host, &dest.host, self.wildcard) {
+        dest.port == self.port && self.matches_host(&dest.host)
+    }
+
+    /// True if `host` matches, at whatever port.
+    pub fn matches_host(&self, host: &Host) -> bool {
+        match (&self.host, host, self.wildcard) {
             (Host::Name(suffix), Host::Name(name), true) => name
                 .strip_suffix(suffix.as_str())
                 .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
             (_, _, true) => false,
             (pattern, host, false) => pattern == host,
         }
+    }
+
+    /// How specific a match by this pattern is: an exact host beats every wildcard, and a
+    /// longer wildcard suffix beats a shorter one.
+    pub fn specificity(&self) -> (bool, usize) {
+        let suffix = match &self.host {
+            Host::Name(n) => n.len(),
+            Host::Ip(_) => 0,
+        };
+        (!self.wildcard, suffix)
+    }
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let star = if self.wildcard { "*." } else { "" };
+        let dest = Authority {
+            host: self.host.clone(),
+            port: self.port,
+        };
+        write!(f, "{star}{dest}")
     }
 }
 
@@ -202,6 +288,48 @@ mod tests {
         assert_eq!(a("[::1]").host.to_string(), "::1");
         assert_eq!(a("KMS.Example.com").to_string(), "kms.example.com:443");
         assert_eq!(a("kms.example.com:443").host_header(443), "kms.example.com");
+    }
+
+    #[test]
+    fn every_spelling_of_a_destination_has_one_normal_form() {
+        let loopback = a("127.0.0.1:443");
+        for spelling in [
+            "127.1:443",
+            "2130706433:443",
+            "0x7f000001:443",
+            "0X7F000001:443",
+            "0177.0.0.1:443",
+            "0x7f.1:443",
+            "127.0.1:443",
+            "127.0.0.1.:443",
+            "[::ffff:127.0.0.1]:443",
+            "[::ffff:7f00:1]:443",
+            "[0:0:0:0:0:ffff:7f00:1]:443",
+        ] {
+            assert_eq!(a(spelling), loopback, "{spelling}");
+        }
+        assert_eq!(a("Good.Enclave.Test.:443"), a("good.enclave.test:443"));
+        assert_eq!(a("[0:0::1]"), a("[::1]"));
+        assert_eq!(a("10.1"), a("10.0.0.1"));
+        // Not IPv4 spellings: names (resolved later, if ever).
+        for name in ["1e100.net", "0x7g", "08.1", "256.256.256.256.256"] {
+            assert!(matches!(a(name).host, Host::Name(_)), "{name}");
+        }
+    }
+
+    #[test]
+    fn non_ascii_percent_encoded_and_empty_labels_are_refused() {
+        for bad in [
+            "g%6fod.enclave.test:443",
+            "bücher.example:443",
+            "a..b:443",
+            ".:443",
+            "..:443",
+            "good.enclave.test..:443",
+        ] {
+            let err = Authority::parse(bad, Some(443));
+            assert!(err.is_err(), "{bad:?} parsed as {err:?}");
+        }
     }
 
     #[test]

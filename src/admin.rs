@@ -3,6 +3,7 @@
 //! default; it exposes no secrets (no keys, no API keys, no request bodies).
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -42,7 +43,74 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> 
     reply(status, "application/json", format!("{value}\n"))
 }
 
-async fn route(proxy: Arc<Proxy>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Who may talk to the admin listener: requests naming it by its own address (no browser
+/// page from elsewhere, no request relayed by a proxy under another name), with the bearer
+/// token where one is configured.
+struct Gate {
+    /// `Host` values that name this listener.
+    hosts: Vec<String>,
+    /// The token `POST /reload` and `GET /metrics` need, if configured.
+    token: Option<String>,
+}
+
+impl Gate {
+    fn new(bound: SocketAddr, token: Option<String>) -> Self {
+        let mut hosts = vec![bound.to_string()];
+        if bound.ip().is_loopback() {
+            hosts.push(format!("localhost:{}", bound.port()));
+        }
+        Self { hosts, token }
+    }
+
+    /// The refusal for `req`, if it may not pass.
+    fn check(&self, req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+        let forbidden = |why: &str| {
+            Some(json(
+                StatusCode::FORBIDDEN,
+                &serde_json::json!({"error": "forbidden", "reason": why}),
+            ))
+        };
+        if req.headers().contains_key(http::header::ORIGIN) {
+            return forbidden("requests with an Origin header (browser pages) are refused");
+        }
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok());
+        if !host.is_some_and(|h| self.hosts.iter().any(|own| own.eq_ignore_ascii_case(h))) {
+            return forbidden("the Host header must name this admin listener's own address");
+        }
+        let guarded = matches!(
+            (req.method(), req.uri().path()),
+            (&Method::POST, "/reload") | (&Method::GET, "/metrics")
+        );
+        if let (true, Some(token)) = (guarded, &self.token) {
+            let given = req
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .unwrap_or("");
+            if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+                return Some(json(
+                    StatusCode::UNAUTHORIZED,
+                    &serde_json::json!({"error": "unauthorized", "reason": "this endpoint needs Authorization: Bearer <admin token>"}),
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// Compares without an early exit, so the time taken does not tell how much matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn route(proxy: Arc<Proxy>, gate: &Gate, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if let Some(refused) = gate.check(&req) {
+        return refused;
+    }
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         (&Method::GET, "/readyz") => {
@@ -83,27 +151,51 @@ async fn route(proxy: Arc<Proxy>, req: Request<Incoming>) -> Response<Full<Bytes
     }
 }
 
-/// Binds `addr` and serves the admin endpoints for `proxy` until the task is aborted.
+/// Binds `addr` and serves the admin endpoints for `proxy` until the task is aborted;
+/// reads the admin token file first (a missing or empty one is an error).
 pub(crate) async fn start(
     proxy: Arc<Proxy>,
-    addr: std::net::SocketAddr,
-) -> std::io::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    addr: SocketAddr,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let token = match &proxy.current().config.admin_token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("admin_token_file {}: {e}", path.display()),
+                )
+            })?;
+            let token = text.trim().to_owned();
+            if token.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("admin_token_file {} is empty", path.display()),
+                ));
+            }
+            Some(token)
+        }
+        None => None,
+    };
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    Ok((bound, tokio::spawn(serve(proxy, listener))))
+    proxy.add_own_addr(bound);
+    let gate = Arc::new(Gate::new(bound, token));
+    Ok((bound, tokio::spawn(serve(proxy, listener, gate))))
 }
 
-async fn serve(proxy: Arc<Proxy>, listener: TcpListener) {
+async fn serve(proxy: Arc<Proxy>, listener: TcpListener, gate: Arc<Gate>) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
         let proxy = Arc::clone(&proxy);
+        let gate = Arc::clone(&gate);
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let proxy = Arc::clone(&proxy);
-                async move { Ok::<_, Infallible>(route(proxy, req).await) }
+                let gate = Arc::clone(&gate);
+                async move { Ok::<_, Infallible>(route(proxy, &gate, req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

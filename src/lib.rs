@@ -36,5 +36,6 @@ pub use ca::LocalCa;
 pub use cli::{run, Cli, Command, EXIT_CANNOT_CHECK};
 pub use config::Config;
 pub use proxy::{Proxy, Running};
-pub use source::fetch::{CollateralCache, PcsEndpoint, RefreshPolicy};
+pub use source::fetch::{CollateralCache, RefreshPolicy};
+pub use source::pcs::PcsEndpoint;
 pub use source::{trust_and_collateral, CollateralSetup, CollateralSpec, SourceConfig};

@@ -434,12 +434,32 @@ mod with_sim {
             .await
             .is_accepted());
 
-        // Recovery: the server answers again, the same cache fetches and accepts.
+        // A failed fetch backs off: the server answering again is not asked at once.
         pcs.set(Mode::Status(500));
         let cache = cache_for(
             &pcs.url(),
             s.pki.anchor().expect("anchor"),
             RefreshPolicy::default(),
+        );
+        assert!(!appraise_fetching(&cache, &s.quote, s.now.0, false)
+            .await
+            .is_accepted());
+        let fetches = cache.stats().fetches;
+        pcs.set(Mode::Normal);
+        assert!(!appraise_fetching(&cache, &s.quote, s.now.0, false)
+            .await
+            .is_accepted());
+        assert_eq!(cache.stats().fetches, fetches, "backing off, no new fetch");
+
+        // Recovery: once the backoff has passed, the same cache fetches and accepts.
+        pcs.set(Mode::Status(500));
+        let cache = cache_for(
+            &pcs.url(),
+            s.pki.anchor().expect("anchor"),
+            RefreshPolicy {
+                min_backoff: Duration::ZERO,
+                ..RefreshPolicy::default()
+            },
         );
         assert!(!appraise_fetching(&cache, &s.quote, s.now.0, false)
             .await

@@ -39,13 +39,18 @@ async fn proxy(env: &Env, limits: &str, enclaves: &[(&str, SocketAddr)]) -> Runn
 }
 
 /// A proxy with `limits` under `[limits]`, one `[[enclave]]` per entry, then `tail`.
+/// Passthrough may reach loopback here: these tests tunnel to local servers to test limits
+/// (the default refusal of local destinations is tested in `tests/boundary.rs`).
 async fn proxy_with(
     env: &Env,
     limits: &str,
     enclaves: &[(&str, SocketAddr)],
     tail: &str,
 ) -> Running {
-    let mut h = Harness::new(env).limits(limits).tail(tail);
+    let mut h = Harness::new(env)
+        .top("allow_local_destinations = true")
+        .limits(limits)
+        .tail(tail);
     for (host, addr) in enclaves {
         h = h.enclave(host, *addr);
     }

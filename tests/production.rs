@@ -1,6 +1,6 @@
 //! Running it in production: `/metrics` parsed and moving, `/readyz` following collateral,
-//! reload by SIGHUP and `POST /reload` (new policy for new connections, open connections keep
-//! serving, invalid config rejected), graceful SIGTERM, JSON logs, the attestation header.
+//! reload by SIGHUP and `POST /reload` (the new policy judges new connections and the next
+//! request of open ones, invalid config rejected), graceful SIGTERM, JSON logs, the attestation header.
 
 mod common;
 
@@ -266,7 +266,7 @@ async fn get(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reload_changes_policy_for_new_connections_while_open_ones_keep_serving() {
+async fn a_reload_judges_new_and_open_connections_under_the_new_policy() {
     let env = env();
     let good = sim(&env, MrEnclave([0xe1; 32])).await;
     let ports = Ports {
@@ -325,8 +325,8 @@ async fn a_reload_changes_policy_for_new_connections_while_open_ones_keep_servin
     assert!(body.contains("mrenclave_mismatch"));
     assert_eq!(
         get(&mut open, "good.test").await,
-        200,
-        "the open tunnel keeps serving"
+        502,
+        "the open tunnel's next request is judged under the new policy and refused"
     );
 
     // An invalid config is rejected over POST /reload; the policy in force stays.

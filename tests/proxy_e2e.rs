@@ -267,7 +267,14 @@ async fn passthrough_keeps_the_clients_own_validation_and_deny_refuses() {
     // A TLS server that is not an enclave host: the sim, reached by its IP.
     let plain = sim(&env, |_| {}).await;
     let port = free_port();
-    let config = write_config(&env, "pass.toml", port, &[], "");
+    // The server stands on loopback here; passthrough may reach it only when allowed.
+    let config = write_config(
+        &env,
+        "pass.toml",
+        port,
+        &[],
+        "allow_local_destinations = true",
+    );
     let _proxy = start_binary(&config, port).await;
     let proxy = format!("http://127.0.0.1:{port}");
     let url = format!("https://127.0.0.1:{}/through", plain.addr().port());

@@ -21,6 +21,12 @@ use crate::dcap::verify::{self, EnclaveIdentity, TcbVerdict};
 pub trait CollateralSource {
     /// Verified collateral fitting `quote` (its FMSPC and PCK CA).
     fn verified_for(&self, quote: &Quote<'_>) -> Result<Arc<VerifiedCollateral>, VerifyError>;
+
+    /// Changes whenever the collateral this source hands out changes: a verdict made under
+    /// another snapshot id is not to be reused.
+    fn snapshot_id(&self) -> u64 {
+        0
+    }
 }
 
 /// Collateral verified once and shared.

@@ -46,11 +46,20 @@ pub enum RefusalCode {
     TcbStatusNotAllowed,
     /// The TCB level carries an advisory the policy does not list.
     AdvisoryNotAllowed,
+    /// A host an enclave entry names, at a port no entry lists: never tunnelled.
+    EnclavePortNotConfigured,
+    /// A passthrough destination resolved to an enclave entry's address.
+    EnclaveAddressNotAttested,
+    /// A passthrough destination is loopback, link-local, unspecified, multicast or the
+    /// proxy itself.
+    LocalDestinationDenied,
+    /// No upstream connection could be had under `max_upstream_connections`.
+    UpstreamCapacity,
 }
 
 impl RefusalCode {
     /// Every code, in ranking order (the first applicable one is the headline).
-    pub const ALL: [RefusalCode; 17] = [
+    pub const ALL: [RefusalCode; 21] = [
         Self::QuoteMalformed,
         Self::NoQuote,
         Self::SignatureInvalid,
@@ -68,6 +77,10 @@ impl RefusalCode {
         Self::IsvSvnTooLow,
         Self::TcbStatusNotAllowed,
         Self::AdvisoryNotAllowed,
+        Self::EnclavePortNotConfigured,
+        Self::EnclaveAddressNotAttested,
+        Self::LocalDestinationDenied,
+        Self::UpstreamCapacity,
     ];
 
     /// The stable string used in JSON, logs and metrics.
@@ -90,6 +103,10 @@ impl RefusalCode {
             Self::IsvSvnTooLow => "isv_svn_too_low",
             Self::TcbStatusNotAllowed => "tcb_status_not_allowed",
             Self::AdvisoryNotAllowed => "advisory_not_allowed",
+            Self::EnclavePortNotConfigured => "enclave_port_not_configured",
+            Self::EnclaveAddressNotAttested => "enclave_address_not_attested",
+            Self::LocalDestinationDenied => "local_destination_denied",
+            Self::UpstreamCapacity => "upstream_capacity",
         }
     }
 }
@@ -185,6 +202,10 @@ mod tests {
                 "isv_svn_too_low",
                 "tcb_status_not_allowed",
                 "advisory_not_allowed",
+                "enclave_port_not_configured",
+                "enclave_address_not_attested",
+                "local_destination_denied",
+                "upstream_capacity",
             ]
         );
     }

@@ -79,6 +79,15 @@ pub struct RouteConfig {
     pub upstream: Authority,
 }
 
+/// How much a refusal tells the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefusalDetails {
+    /// Status, `Proxy-Status`, JSON code and the reasons.
+    Full,
+    /// Status, `Proxy-Status` and the JSON code only; reasons go to the log.
+    Code,
+}
+
 /// The validated configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -100,6 +109,13 @@ pub struct Config {
     pub verdict_max_age: Duration,
     /// Add a `Ratls-Attestation` header to responses relayed from enclaves.
     pub attestation_header: bool,
+    /// Let passthrough and plain HTTP reach loopback, link-local and the proxy's own
+    /// addresses (development only).
+    pub allow_local_destinations: bool,
+    /// How much refusals tell the client.
+    pub refusal_details: RefusalDetails,
+    /// A file holding the bearer token `POST /reload` and `GET /metrics` require.
+    pub admin_token_file: Option<PathBuf>,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Duration,
     /// Resource limits.
@@ -115,6 +131,9 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Client connections beyond this are answered 503 at once and closed.
     pub max_connections: usize,
+    /// Upstream connections (attested and passthrough alike) open at once; beyond it a
+    /// request waits up to `connect_timeout`, then gets 503 `upstream_capacity`.
+    pub max_upstream_connections: usize,
     /// Dialing an enclave plus the attested handshake (504 after it).
     pub connect_timeout: Duration,
     /// The client's TLS handshake inside an intercepted CONNECT.
@@ -129,6 +148,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(15),
             max_header_bytes: 32 * 1024,
             max_connections: 4096,
+            max_upstream_connections: 1024,
             connect_timeout: Duration::from_secs(10),
             client_tls_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
@@ -158,6 +178,9 @@ impl Config {
             routes: Vec::new(),
             verdict_max_age: DEFAULT_VERDICT_MAX_AGE,
             attestation_header: false,
+            allow_local_destinations: false,
+            refusal_details: RefusalDetails::Full,
+            admin_token_file: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             limits: Limits::default(),
         }

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    default_ca_dir, Config, ConfigError, ConfigErrors, EnclaveConfig, Limits, RouteConfig,
-    Unmatched, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, DEFAULT_SHUTDOWN_GRACE,
+    default_ca_dir, Config, ConfigError, ConfigErrors, EnclaveConfig, Limits, RefusalDetails,
+    RouteConfig, Unmatched, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, DEFAULT_SHUTDOWN_GRACE,
     DEFAULT_VERDICT_MAX_AGE,
 };
 use crate::addr::{Authority, HostPattern};
@@ -27,9 +27,12 @@ struct Raw {
     listen: Option<Spanned<String>>,
     admin_listen: Option<Spanned<String>>,
     unmatched: Option<Spanned<String>>,
-    verdict_max_age_secs: Option<Spanned<u64>>,
+    verdict_max_age_secs: Option<Spanned<i64>>,
     attestation_header: Option<bool>,
-    shutdown_grace_secs: Option<u64>,
+    shutdown_grace_secs: Option<Spanned<i64>>,
+    allow_local_destinations: Option<bool>,
+    refusal_details: Option<Spanned<String>>,
+    admin_token_file: Option<Spanned<String>>,
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
@@ -47,12 +50,13 @@ struct Raw {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawLimits {
-    header_read_timeout_secs: Option<u64>,
-    max_header_bytes: Option<usize>,
-    max_connections: Option<usize>,
-    connect_timeout_secs: Option<u64>,
-    client_tls_timeout_secs: Option<u64>,
-    idle_timeout_secs: Option<u64>,
+    header_read_timeout_secs: Option<Spanned<i64>>,
+    max_header_bytes: Option<Spanned<i64>>,
+    max_connections: Option<Spanned<i64>>,
+    max_upstream_connections: Option<Spanned<i64>>,
+    connect_timeout_secs: Option<Spanned<i64>>,
+    client_tls_timeout_secs: Option<Spanned<i64>>,
+    idle_timeout_secs: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -73,8 +77,8 @@ struct RawCollateral {
     source: Option<Spanned<String>>,
     api_key: Option<String>,
     pccs_ca: Option<Spanned<String>>,
-    refresh_interval_secs: Option<u64>,
-    refresh_margin_secs: Option<u64>,
+    refresh_interval_secs: Option<Spanned<i64>>,
+    refresh_margin_secs: Option<Spanned<i64>>,
     #[serde(default)]
     prefetch: Vec<Spanned<String>>,
 }
@@ -87,8 +91,8 @@ struct RawEnclave {
     mrenclave: Vec<Spanned<String>>,
     #[serde(default)]
     mrsigner: Vec<Spanned<String>>,
-    isv_prod_id: Option<u16>,
-    min_isv_svn: Option<u16>,
+    isv_prod_id: Option<Spanned<i64>>,
+    min_isv_svn: Option<Spanned<i64>>,
     #[serde(default)]
     allow_debug: bool,
     tcb_status: Option<Vec<Spanned<String>>>,
@@ -131,6 +135,42 @@ impl Checker<'_> {
         });
     }
 
+    /// `value` if within `min..=max`, else an error at its location; `default` if absent.
+    fn range(
+        &mut self,
+        name: &str,
+        value: Option<&Spanned<i64>>,
+        min: u64,
+        max: u64,
+        default: u64,
+    ) -> u64 {
+        let Some(s) = value else {
+            return default;
+        };
+        match u64::try_from(*s.get_ref()) {
+            Ok(v) if (min..=max).contains(&v) => v,
+            _ => {
+                self.error(
+                    s,
+                    format!("{name} = {} is out of range {min}..={max}", s.get_ref()),
+                );
+                default
+            }
+        }
+    }
+
+    /// A duration in seconds within `min..=max` seconds.
+    fn secs(
+        &mut self,
+        name: &str,
+        value: Option<&Spanned<i64>>,
+        min: u64,
+        max: u64,
+        default: Duration,
+    ) -> Duration {
+        Duration::from_secs(self.range(name, value, min, max, default.as_secs()))
+    }
+
     fn parse<T, U, E: std::fmt::Display>(
         &mut self,
         s: &Spanned<T>,
@@ -159,6 +199,15 @@ fn resolve_path(p: &str, base: &Path) -> PathBuf {
     } else {
         base.join(path)
     }
+}
+
+/// Upper bounds shared by several keys.
+const RANGE_HOUR: u64 = 3600;
+const RANGE_DAYS_30: u64 = 30 * 86_400;
+
+/// A range-checked count as `usize` (every bound above fits).
+fn count(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
 }
 
 impl Config {
@@ -206,12 +255,40 @@ impl Config {
                 )),
             }),
         };
-        let verdict_max_age = raw
-            .verdict_max_age_secs
-            .as_ref()
-            .map_or(DEFAULT_VERDICT_MAX_AGE, |s| {
-                Duration::from_secs(*s.get_ref())
-            });
+        let verdict_max_age = c.secs(
+            "verdict_max_age_secs",
+            raw.verdict_max_age_secs.as_ref(),
+            1,
+            RANGE_DAYS_30,
+            DEFAULT_VERDICT_MAX_AGE,
+        );
+        let shutdown_grace = c.secs(
+            "shutdown_grace_secs",
+            raw.shutdown_grace_secs.as_ref(),
+            0,
+            RANGE_HOUR,
+            DEFAULT_SHUTDOWN_GRACE,
+        );
+        let refusal_details = match &raw.refusal_details {
+            None => Some(RefusalDetails::Full),
+            Some(s) => c.parse(s, |v| match v.as_str() {
+                "full" => Ok(RefusalDetails::Full),
+                "code" => Ok(RefusalDetails::Code),
+                other => Err(format!(
+                    "refusal_details = `{other}`: expected \"full\" or \"code\""
+                )),
+            }),
+        };
+        let admin_token_file = raw.admin_token_file.as_ref().map(|s| {
+            let p = resolve_path(s.get_ref(), base);
+            if !p.is_file() {
+                c.error(
+                    s,
+                    format!("admin_token_file `{}` is not a file", p.display()),
+                );
+            }
+            p
+        });
         let ca_dir = raw
             .ca
             .dir
@@ -255,14 +332,20 @@ impl Config {
         });
         let defaults = RefreshPolicy::default();
         let refresh = RefreshPolicy {
-            interval: raw
-                .collateral
-                .refresh_interval_secs
-                .map_or(defaults.interval, Duration::from_secs),
-            margin: raw
-                .collateral
-                .refresh_margin_secs
-                .map_or(defaults.margin, Duration::from_secs),
+            interval: c.secs(
+                "collateral.refresh_interval_secs",
+                raw.collateral.refresh_interval_secs.as_ref(),
+                60,
+                RANGE_DAYS_30,
+                defaults.interval,
+            ),
+            margin: c.secs(
+                "collateral.refresh_margin_secs",
+                raw.collateral.refresh_margin_secs.as_ref(),
+                0,
+                RANGE_DAYS_30,
+                defaults.margin,
+            ),
             ..defaults
         };
         let prefetch: Vec<Fmspc> = raw
@@ -275,25 +358,56 @@ impl Config {
         let d = Limits::default();
         let l = &raw.limits;
         let limits = Limits {
-            header_read_timeout: l
-                .header_read_timeout_secs
-                .map_or(d.header_read_timeout, Duration::from_secs),
+            header_read_timeout: c.secs(
+                "limits.header_read_timeout_secs",
+                l.header_read_timeout_secs.as_ref(),
+                1,
+                RANGE_HOUR,
+                d.header_read_timeout,
+            ),
             // hyper needs room for at least a minimal request head.
-            max_header_bytes: l
-                .max_header_bytes
-                .map_or(d.max_header_bytes, |v| v.max(1024)),
-            max_connections: l
-                .max_connections
-                .map_or(d.max_connections, |v| v.clamp(1, 1_000_000)),
-            connect_timeout: l
-                .connect_timeout_secs
-                .map_or(d.connect_timeout, Duration::from_secs),
-            client_tls_timeout: l
-                .client_tls_timeout_secs
-                .map_or(d.client_tls_timeout, Duration::from_secs),
-            idle_timeout: l
-                .idle_timeout_secs
-                .map_or(d.idle_timeout, |v| Duration::from_secs(v.max(1))),
+            max_header_bytes: count(c.range(
+                "limits.max_header_bytes",
+                l.max_header_bytes.as_ref(),
+                1024,
+                1 << 20,
+                u64::try_from(d.max_header_bytes).unwrap_or(u64::MAX),
+            )),
+            max_connections: count(c.range(
+                "limits.max_connections",
+                l.max_connections.as_ref(),
+                1,
+                1_000_000,
+                u64::try_from(d.max_connections).unwrap_or(u64::MAX),
+            )),
+            max_upstream_connections: count(c.range(
+                "limits.max_upstream_connections",
+                l.max_upstream_connections.as_ref(),
+                1,
+                1_000_000,
+                u64::try_from(d.max_upstream_connections).unwrap_or(u64::MAX),
+            )),
+            connect_timeout: c.secs(
+                "limits.connect_timeout_secs",
+                l.connect_timeout_secs.as_ref(),
+                1,
+                300,
+                d.connect_timeout,
+            ),
+            client_tls_timeout: c.secs(
+                "limits.client_tls_timeout_secs",
+                l.client_tls_timeout_secs.as_ref(),
+                1,
+                300,
+                d.client_tls_timeout,
+            ),
+            idle_timeout: c.secs(
+                "limits.idle_timeout_secs",
+                l.idle_timeout_secs.as_ref(),
+                1,
+                RANGE_DAYS_30,
+                d.idle_timeout,
+            ),
         };
 
         let mut enclaves = Vec::new();
@@ -301,6 +415,24 @@ impl Config {
             enclaves.push(check_enclave(&mut c, e));
         }
         let enclaves: Vec<EnclaveConfig> = enclaves.into_iter().flatten().collect();
+        // Most specific entry wins; two entries naming the same pattern would tie.
+        let mut seen: Vec<(HostPattern, String)> = Vec::new();
+        for h in raw.enclave.iter().flat_map(|e| e.hosts.get_ref()) {
+            let Ok(pattern) = HostPattern::parse(h.get_ref()) else {
+                continue;
+            };
+            let here = c.at(h.span().start);
+            match seen.iter().find(|(p, _)| *p == pattern) {
+                Some((_, first)) => {
+                    let first = first.clone();
+                    c.error(
+                        h,
+                        format!("{pattern} is already named at {first}: two entries for one host and port at the same specificity"),
+                    );
+                }
+                None => seen.push((pattern, here)),
+            }
+        }
 
         let mut routes = Vec::new();
         for r in &raw.route {
@@ -329,8 +461,10 @@ impl Config {
             }
         }
 
-        match (listen, admin_listen, unmatched) {
-            (Some(listen), Some(admin_listen), Some(unmatched)) if c.errors.is_empty() => {
+        match (listen, admin_listen, unmatched, refusal_details) {
+            (Some(listen), Some(admin_listen), Some(unmatched), Some(refusal_details))
+                if c.errors.is_empty() =>
+            {
                 Ok(Self {
                     listen,
                     admin_listen,
@@ -348,9 +482,10 @@ impl Config {
                     routes,
                     verdict_max_age,
                     attestation_header: raw.attestation_header.unwrap_or(false),
-                    shutdown_grace: raw
-                        .shutdown_grace_secs
-                        .map_or(DEFAULT_SHUTDOWN_GRACE, Duration::from_secs),
+                    allow_local_destinations: raw.allow_local_destinations.unwrap_or(false),
+                    refusal_details,
+                    admin_token_file,
+                    shutdown_grace,
                     limits,
                 })
             }
@@ -410,6 +545,11 @@ fn check_enclave(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig> {
             Authority::parse(v, None).map_err(|e| format!("connect_to must be host:port: {e}"))
         })
     });
+    let u16_field = |c: &mut Checker<'_>, name: &str, v: Option<&Spanned<i64>>| {
+        v.map(|s| u16::try_from(c.range(name, Some(s), 0, u64::from(u16::MAX), 0)).unwrap_or(0))
+    };
+    let isv_prod_id = u16_field(c, "isv_prod_id", e.isv_prod_id.as_ref()).map(IsvProdId);
+    let min_isv_svn = u16_field(c, "min_isv_svn", e.min_isv_svn.as_ref()).map(IsvSvn);
     if c.errors.len() != before {
         return None;
     }
@@ -418,8 +558,8 @@ fn check_enclave(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig> {
         policy: EnclavePolicy {
             mrenclave,
             mrsigner,
-            isv_prod_id: e.isv_prod_id.map(IsvProdId),
-            min_isv_svn: e.min_isv_svn.map(IsvSvn),
+            isv_prod_id,
+            min_isv_svn,
             allow_debug: e.allow_debug,
             tcb_statuses,
             allowed_advisories: e.allowed_advisories.clone(),

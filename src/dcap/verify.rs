@@ -19,6 +19,7 @@ use crate::dcap::ids::{
 use crate::dcap::pki;
 use crate::dcap::tcb::TcbStatus;
 use crate::dcap::time::UnixTime;
+use crate::dcap::trust::TrustAnchor;
 use crate::dcap::verified::{self, VerifiedCollateral};
 
 /// The enclave identity from a quote whose signatures all verified.
@@ -223,6 +224,42 @@ fn verify_pck_chain(
         detail,
     })?;
     Ok(Pck { point, tcb })
+}
+
+/// The FMSPC and PCK CA name of a quote whose PCK chain verifies up to `anchor` (signatures
+/// only: no CRL, no validity window). Decides whether a quote may make anyone fetch
+/// collateral: a forged chain must not send the proxy to Intel for made-up platforms.
+pub fn pck_platform_under(
+    quote: &Quote<'_>,
+    anchor: &TrustAnchor,
+) -> Result<(Fmspc, String), VerifyError> {
+    let what = "PCK certificate chain";
+    let ders =
+        pki::pem_chain(quote.qe.pck_chain_pem, what).map_err(|e| VerifyError::chain(what, e))?;
+    let [leaf_der, ca_der, root_der] =
+        <[Vec<u8>; PCK_CHAIN_LEN]>::try_from(ders).map_err(|v| VerifyError::Chain {
+            what,
+            detail: format!("{} certificates, expected leaf, PCK CA and root", v.len()),
+        })?;
+    verified::check_root_copy(&root_der, anchor, what)?;
+    let leaf =
+        pki::parse_cert(&leaf_der, "PCK certificate").map_err(|e| VerifyError::chain(what, e))?;
+    let ca =
+        pki::parse_cert(&ca_der, "PCK CA certificate").map_err(|e| VerifyError::chain(what, e))?;
+    let ca_point = verified::verify_under_root(&ca, anchor, &[], what)?.point;
+    if leaf.issuer().as_raw() != ca.subject().as_raw() {
+        return Err(VerifyError::Chain {
+            what,
+            detail: "the PCK certificate is not issued by the chain's CA".into(),
+        });
+    }
+    pki::verify_cert_signature(&leaf, &ca_point, "PCK certificate")
+        .map_err(|e| VerifyError::chain(what, e))?;
+    let tcb = pck_extension::parse(&leaf).map_err(|detail| VerifyError::Chain {
+        what: "PCK certificate SGX extension",
+        detail,
+    })?;
+    Ok((tcb.fmspc, pki::common_name(&ca)))
 }
 
 fn check_validity(

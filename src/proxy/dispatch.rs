@@ -14,10 +14,11 @@ use super::admit::ClientSlot;
 use super::intercept::intercept;
 use super::passthrough::{plain_http, tunnel};
 use super::refusal::ProxyRefusal;
-use super::relay::{access_log, refuse, relay, Outcome};
-use super::state::{Generation, Proxy};
+use super::relay::{access_log, as_configured, refuse, relay, Outcome};
+use super::state::{Destination, Generation, Proxy};
 use super::ProxyBody;
 use crate::addr::Authority;
+use crate::appraise::refusal::RefusalCode;
 use crate::config::Unmatched;
 
 /// Entry point for every request on the proxy listener.
@@ -37,10 +38,11 @@ pub(super) async fn handle(
     };
     let g = proxy.current();
     let (resp, outcome) = if method == Method::CONNECT {
-        connect(Arc::clone(&proxy), g, slot, client, req).await
+        connect(Arc::clone(&proxy), Arc::clone(&g), slot, client, req).await
     } else {
         forward(&proxy, &g, req).await
     };
+    let resp = as_configured(&g, resp, &outcome);
     access_log(
         &proxy,
         client,
@@ -76,16 +78,17 @@ async fn connect(
             )
         }
     };
-    match g.target(&dest) {
-        Some(target) => intercept(proxy, g, slot, client, req, target).await,
-        None => match g.config.unmatched {
+    match g.classify(&dest) {
+        Destination::Enclave(target) => intercept(proxy, g, slot, client, req, target).await,
+        Destination::EnclaveOtherPort => port_not_configured(&dest),
+        Destination::Other => match g.config.unmatched {
             Unmatched::Deny => refuse(
                 ProxyRefusal::DestinationDenied(format!(
                     "{dest} is not a configured enclave host and unmatched = \"deny\""
                 )),
                 &dest.host.to_string(),
             ),
-            Unmatched::Passthrough => tunnel(&proxy, slot, req, &dest).await,
+            Unmatched::Passthrough => tunnel(&proxy, &g, slot, req, &dest).await,
         },
     }
 }
@@ -116,23 +119,41 @@ async fn forward(
         Ok(dest) => dest,
         Err(e) => return refuse(ProxyRefusal::BadRequest(e), authority.as_str()),
     };
-    if let Some(target) = g.target(&dest) {
-        return relay(proxy, g, &target, req.map(BodyExt::boxed)).await;
+    match g.classify(&dest) {
+        Destination::Enclave(target) => {
+            return relay(proxy, g, &target, req.map(BodyExt::boxed)).await
+        }
+        Destination::EnclaveOtherPort => return port_not_configured(&dest),
+        Destination::Other => {}
+    }
+    // Plain HTTP goes to the given port, 80 if none; an enclave host at that port is
+    // still an enclave host.
+    let plain = Authority {
+        port: explicit_port.unwrap_or(80),
+        ..dest
+    };
+    if !matches!(g.classify(&plain), Destination::Other) {
+        return port_not_configured(&plain);
     }
     match g.config.unmatched {
         Unmatched::Deny => refuse(
             ProxyRefusal::RequestDenied(format!(
                 "{} is not a configured enclave host and unmatched = \"deny\"",
-                dest.host
+                plain.host
             )),
-            &dest.host.to_string(),
+            &plain.host.to_string(),
         ),
-        Unmatched::Passthrough => {
-            let plain = Authority {
-                port: explicit_port.unwrap_or(80),
-                ..dest
-            };
-            plain_http(proxy, req, &plain).await
-        }
+        Unmatched::Passthrough => plain_http(proxy, g, req, &plain).await,
     }
+}
+
+/// A host an enclave entry names, at a port no entry lists: refused, never tunnelled.
+fn port_not_configured(dest: &Authority) -> (Response<ProxyBody>, Outcome) {
+    refuse(
+        ProxyRefusal::Destination(
+            RefusalCode::EnclavePortNotConfigured,
+            format!("{} is an enclave host, but no [[enclave]] entry lists port {}: it is attested at its configured ports or refused", dest.host, dest.port),
+        ),
+        &dest.host.to_string(),
+    )
 }

@@ -3,7 +3,7 @@
 //! a leaf minted for the host, and the tunnel's requests relayed over attested connections.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
@@ -15,7 +15,9 @@ use super::admit::{http1_server, ClientSlot};
 use super::empty;
 use super::idle::Phase;
 use super::refusal::ProxyRefusal;
-use super::relay::{from_upstream, refuse, relay_logged, Outcome, Verdict};
+use super::relay::{
+    access_log, as_configured, from_upstream, refuse, relay_logged, Outcome, Verdict,
+};
 use super::state::{Generation, Proxy};
 use super::target::Target;
 use super::ProxyBody;
@@ -117,6 +119,41 @@ async fn accept_client_tls(
     }
 }
 
+/// A tunnel's next request goes out under the generation in force: after a reload its
+/// destination is classified again (and its connections judged under the new policy);
+/// a host no longer configured as an enclave gets a refusal, never a plain connection.
+#[allow(clippy::type_complexity)]
+fn in_force(
+    proxy: &Proxy,
+    current: &Mutex<(Arc<Generation>, Arc<Target>)>,
+) -> Result<(Arc<Generation>, Arc<Target>), (Arc<Generation>, ProxyRefusal, String)> {
+    let now = proxy.current();
+    let Ok(mut held) = current.lock() else {
+        return Err((
+            now,
+            ProxyRefusal::Internal("tunnel state poisoned".into()),
+            "-".into(),
+        ));
+    };
+    if !Arc::ptr_eq(&held.0, &now) {
+        let dest = held.1.dest.clone();
+        match now.target(&dest) {
+            Some(target) => *held = (Arc::clone(&now), Arc::new(target)),
+            None => {
+                let host = dest.host.to_string();
+                return Err((
+                    now,
+                    ProxyRefusal::RequestDenied(format!(
+                        "{dest} is no longer a configured enclave host (the configuration was reloaded)"
+                    )),
+                    host,
+                ));
+            }
+        }
+    }
+    Ok((Arc::clone(&held.0), Arc::clone(&held.1)))
+}
+
 /// Serves the requests of one intercepted tunnel over the client's TLS session.
 async fn serve_tunnel(
     proxy: Arc<Proxy>,
@@ -134,16 +171,35 @@ async fn serve_tunnel(
     let limits = g.config.limits;
     let p = Arc::clone(&proxy);
     let phase = Arc::clone(phase);
-    // Shared, not cloned, by the tunnel's requests.
-    let target = Arc::new(target);
+    // The generation and target the tunnel's last request used: shared, not rebuilt, by its
+    // requests while no reload happens.
+    let current = Arc::new(Mutex::new((g, Arc::new(target))));
     let service = hyper::service::service_fn(move |req| {
         let proxy = Arc::clone(&p);
-        let (g, target) = (Arc::clone(&g), Arc::clone(&target));
+        let judged = in_force(&proxy, &current);
         let serving = phase.serving();
         async move {
             let _serving = serving;
             let _inflight = proxy.drain.enter();
-            relay_logged(Arc::clone(&proxy), g, &target, client, req).await
+            match judged {
+                Ok((g, target)) => relay_logged(Arc::clone(&proxy), g, &target, client, req).await,
+                Err((g, refusal, host)) => {
+                    let start = std::time::Instant::now();
+                    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+                    let (resp, outcome) = refuse(refusal, &host);
+                    let resp = as_configured(&g, resp, &outcome);
+                    access_log(
+                        &proxy,
+                        client,
+                        &outcome,
+                        &method,
+                        &path,
+                        resp.status(),
+                        start,
+                    );
+                    Ok(resp)
+                }
+            }
         }
     });
     let io = TokioIo::new(stream);

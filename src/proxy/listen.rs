@@ -80,6 +80,10 @@ impl Proxy {
                 Arc::clone(&slots),
             )));
         }
+        self.add_own_addr(addr);
+        for a in &route_addrs {
+            self.add_own_addr(*a);
+        }
         self.listening.store(true, Ordering::SeqCst);
         tracing::info!(%addr, routes = route_addrs.len(), enclaves = g.config.enclaves.len(), "ratls-proxy listening");
         Ok(Running {

@@ -1,6 +1,7 @@
 //! Non-enclave destinations under `unmatched = "passthrough"`: a plain CONNECT tunnel
 //! (bytes, not HTTP) and plain HTTP forwarding.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,21 +14,116 @@ use tokio::net::TcpStream;
 
 use super::admit::ClientSlot;
 use super::empty;
+use super::pool::UpstreamOpen;
 use super::refusal::ProxyRefusal;
-use super::relay::{refuse, Outcome, Verdict};
+use super::relay::{from_upstream, refuse, Outcome, Verdict, ATTESTATION_HEADER};
 use super::rewrite::strip_hop_by_hop;
-use super::state::Proxy;
+use super::state::{Generation, Proxy};
 use super::ProxyBody;
-use crate::addr::Authority;
+use crate::addr::{Authority, Host};
+use crate::appraise::refusal::RefusalCode;
 
-/// A plain TCP connection to a non-enclave destination, within the connect timeout.
-async fn dial_plain(proxy: &Proxy, dest: &Authority) -> Result<TcpStream, ProxyRefusal> {
-    let timeout = proxy.current().config.limits.connect_timeout;
-    match tokio::time::timeout(timeout, TcpStream::connect(dest.to_string())).await {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(ProxyRefusal::Unreachable(format!(
-            "cannot connect to {dest}: {e}"
-        ))),
+/// Whether `ip` is one the default configuration never lets passthrough reach.
+fn is_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || v6.is_unicast_link_local()
+        }
+    }
+}
+
+/// Why `addr` (one address `dest` resolved to) may not be reached by passthrough, if so.
+fn forbidden(
+    proxy: &Proxy,
+    g: &Generation,
+    dest: &Authority,
+    addr: SocketAddr,
+) -> Option<ProxyRefusal> {
+    let ip = match addr.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    if g.is_enclave_address(&Host::Ip(ip), addr.port()) {
+        return Some(ProxyRefusal::Destination(
+            RefusalCode::EnclaveAddressNotAttested,
+            format!(
+                "{dest} is an address of an enclave entry: it is reached only by name, attested"
+            ),
+        ));
+    }
+    // The proxy's own listeners are never a destination: a request looping back to the
+    // admin listener would carry the admin's own Host.
+    let own = proxy
+        .own_addrs()
+        .into_iter()
+        .any(|o| o.port() == addr.port() && (o.ip() == ip || o.ip().is_unspecified()));
+    if own || (is_local(ip) && !g.config.allow_local_destinations) {
+        return Some(ProxyRefusal::Destination(
+            RefusalCode::LocalDestinationDenied,
+            format!("{dest} is a local destination (loopback, link-local, unspecified, multicast or the proxy itself)"),
+        ));
+    }
+    None
+}
+
+/// A plain TCP connection to a non-enclave destination, within the connect timeout: the
+/// name is resolved once, every address is checked, and only a checked one is dialled.
+async fn dial_plain(
+    proxy: &Proxy,
+    g: &Generation,
+    dest: &Authority,
+) -> Result<(TcpStream, UpstreamOpen), ProxyRefusal> {
+    let permit = g.pool.upstream_permit(dest).await.map_err(from_upstream)?;
+    let open = UpstreamOpen::new(&proxy.metrics, permit);
+    let timeout = g.config.limits.connect_timeout;
+    let attempt = async {
+        if let Host::Name(name) = &dest.host {
+            if g.is_enclave_address(&dest.host, dest.port) {
+                return Err(ProxyRefusal::Destination(
+                    RefusalCode::EnclaveAddressNotAttested,
+                    format!(
+                        "{name} is the address of an enclave entry: it is reached only attested"
+                    ),
+                ));
+            }
+        }
+        let addrs: Vec<SocketAddr> = match &dest.host {
+            Host::Ip(ip) => vec![SocketAddr::new(*ip, dest.port)],
+            Host::Name(name) => tokio::net::lookup_host((name.as_str(), dest.port))
+                .await
+                .map_err(|e| ProxyRefusal::Unreachable(format!("cannot resolve {dest}: {e}")))?
+                .collect(),
+        };
+        let mut refusal = None;
+        let mut last_error = None;
+        for addr in addrs {
+            if let Some(r) = forbidden(proxy, g, dest, addr) {
+                refusal.get_or_insert(r);
+                continue;
+            }
+            match TcpStream::connect(addr).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(match (last_error, refusal) {
+            (Some(e), _) => ProxyRefusal::Unreachable(format!("cannot connect to {dest}: {e}")),
+            (None, Some(r)) => r,
+            (None, None) => ProxyRefusal::Unreachable(format!("{dest} resolves to no address")),
+        })
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result.map(|tcp| (tcp, open)),
         Err(_) => Err(ProxyRefusal::Timeout(format!(
             "no connection to {dest} within {}s",
             timeout.as_secs()
@@ -46,13 +142,14 @@ fn passed(host: String, started: Instant) -> Outcome {
 /// A plain CONNECT tunnel to a non-enclave destination.
 pub(super) async fn tunnel(
     proxy: &Arc<Proxy>,
+    g: &Generation,
     slot: Arc<ClientSlot>,
     req: Request<Incoming>,
     dest: &Authority,
 ) -> (Response<ProxyBody>, Outcome) {
     let host = dest.host.to_string();
     let started = Instant::now();
-    let mut upstream = match dial_plain(proxy, dest).await {
+    let (mut upstream, open) = match dial_plain(proxy, g, dest).await {
         Ok(s) => s,
         Err(refusal) => return refuse(refusal, &host),
     };
@@ -62,6 +159,7 @@ pub(super) async fn tunnel(
     let p = Arc::clone(proxy);
     tokio::spawn(async move {
         let _slot = slot;
+        let _open = open;
         let _tunnel = p.drain.enter();
         if let Ok(upgraded) = hyper::upgrade::on(req).await {
             if let Ok((up, down)) =
@@ -82,12 +180,13 @@ pub(super) async fn tunnel(
 /// Forwards a plain HTTP request to a non-enclave destination.
 pub(super) async fn plain_http(
     proxy: &Proxy,
+    g: &Generation,
     mut req: Request<Incoming>,
     dest: &Authority,
 ) -> (Response<ProxyBody>, Outcome) {
     let host = dest.host.to_string();
     let started = Instant::now();
-    let tcp = match dial_plain(proxy, dest).await {
+    let (tcp, open) = match dial_plain(proxy, g, dest).await {
         Ok(s) => s,
         Err(refusal) => return refuse(refusal, &host),
     };
@@ -95,7 +194,10 @@ pub(super) async fn plain_http(
         Ok(x) => x,
         Err(e) => return refuse(ProxyRefusal::Unreachable(format!("{dest}: {e}")), &host),
     };
-    tokio::spawn(conn);
+    tokio::spawn(async move {
+        let _open = open;
+        let _ = conn.await;
+    });
     strip_hop_by_hop(req.headers_mut());
     let path = req
         .uri()
@@ -109,6 +211,8 @@ pub(super) async fn plain_http(
     match send.send_request(req).await {
         Ok(mut resp) => {
             strip_hop_by_hop(resp.headers_mut());
+            // A plain server does not get to speak for an enclave.
+            resp.headers_mut().remove(ATTESTATION_HEADER);
             (resp.map(BodyExt::boxed), passed(host, started))
         }
         Err(e) => refuse(ProxyRefusal::Unreachable(format!("{dest}: {e}")), &host),

@@ -13,10 +13,12 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::rewrite::prepare;
 use super::target::Target;
 use super::ProxyBody;
+use crate::addr::Authority;
 use crate::appraise::refusal::{Refusal, RefusalCode};
 use crate::dcap::time::UnixTime;
 use crate::metrics::Metrics;
@@ -39,6 +41,9 @@ pub(super) enum UpstreamError {
     /// The connection failed mid-request.
     #[error("{0}")]
     Request(String),
+    /// No place under `max_upstream_connections` within the connect timeout.
+    #[error("{0}")]
+    Capacity(String),
 }
 
 enum Sender {
@@ -135,6 +140,9 @@ pub(super) struct Pool {
     connect_timeout: Duration,
     idle_timeout: Duration,
     collateral: Option<Arc<CollateralCache>>,
+    /// Places under `max_upstream_connections`, shared with passthrough and across
+    /// generations.
+    slots: Arc<Semaphore>,
     /// Keyed by [`Target`], whose entry hashes by identity (see `slot_mut`).
     #[allow(clippy::mutable_key_type)]
     idle: Mutex<HashMap<Target, Slot>>,
@@ -144,6 +152,7 @@ impl Pool {
     /// A pool dialing with each target's verifier; connections idle for `idle_timeout`
     /// are closed by [`Pool::sweep`].
     pub(super) fn new(
+        slots: Arc<Semaphore>,
         collateral: Option<Arc<CollateralCache>>,
         connect_timeout: Duration,
         idle_timeout: Duration,
@@ -153,12 +162,63 @@ impl Pool {
             connect_timeout,
             idle_timeout,
             collateral,
+            slots,
             idle: Mutex::new(HashMap::new()),
         }
     }
 
-    /// A usable idle connection, or a newly dialed and attested one.
+    /// A usable idle connection, or a newly dialed and attested one, judged under the
+    /// collateral in force.
     pub(super) async fn checkout(
+        &self,
+        target: &Target,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Conn, UpstreamError> {
+        self.rejudge_stale(target)?;
+        self.checkout_judged(target, metrics).await
+    }
+
+    /// Judges again, under the collateral snapshot in force, every idle connection to
+    /// `target` whose verdict was made under an older one: re-appraising a known
+    /// certificate is a verdict-cache lookup after the first. Accepted ones go back to the
+    /// pool with their new verdict; on a refusal they are all closed and the refusal is
+    /// what the request gets.
+    fn rejudge_stale(&self, target: &Target) -> Result<(), UpstreamError> {
+        let verifier = &target.enclave.verifier;
+        let snapshot = verifier.snapshot();
+        let stale: Vec<Conn> = {
+            let Ok(mut idle) = self.idle.lock() else {
+                return Ok(());
+            };
+            let Some(slot) = idle.get_mut(target) else {
+                return Ok(());
+            };
+            if slot.conns.iter().all(|c| c.verdict.snapshot == snapshot) {
+                return Ok(());
+            }
+            let (stale, fresh) = std::mem::take(&mut slot.conns)
+                .into_iter()
+                .partition(|c| c.verdict.snapshot != snapshot);
+            slot.conns = fresh;
+            stale
+        };
+        let now = UnixTime::now();
+        for mut conn in stale {
+            match verifier.verdict_for(&conn.verdict.leaf, now) {
+                Ok(verdict) => {
+                    conn.verdict = verdict;
+                    self.checkin(target, conn);
+                }
+                Err(refused) => {
+                    tracing::warn!(host = %target.dest.host, code = %refused.refusal.code, "a pooled connection is refused under the new collateral; closing it");
+                    return Err(UpstreamError::Refused(refused.refusal));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn checkout_judged(
         &self,
         target: &Target,
         metrics: &Arc<Metrics>,
@@ -265,7 +325,11 @@ impl Pool {
             }
             // A refusal stands (verifying again would not change it); waiting the connect
             // timeout twice would only double the client's wait.
-            Err(e @ (UpstreamError::Refused(_) | UpstreamError::Timeout(_))) => Err(e),
+            Err(
+                e @ (UpstreamError::Refused(_)
+                | UpstreamError::Timeout(_)
+                | UpstreamError::Capacity(_)),
+            ) => Err(e),
             // No HTTP/1.1 (an HTTP/2-only enclave) or a TLS failure: the shared path dials
             // with its own ALPN and reports its own error.
             Err(_) => {
@@ -303,14 +367,71 @@ impl Pool {
             // The first connection to a platform names collateral nobody fetched yet: fetch it
             // (coalesced with concurrent dials) and try once more. No byte was sent upstream.
             Err(UpstreamError::Refused(r)) if r.code == RefusalCode::CollateralUnavailable => {
-                match &self.collateral {
-                    Some(cache) if cache.fetch_missing().await > 0 => {
-                        self.dial_once(target, metrics, &[b"h2", b"http/1.1"]).await
+                // A request never waits longer than the connect timeout for collateral.
+                let fetched = match &self.collateral {
+                    Some(cache) => {
+                        tokio::time::timeout(self.connect_timeout, cache.fetch_missing())
+                            .await
+                            .unwrap_or(0)
                     }
-                    _ => Err(UpstreamError::Refused(r)),
+                    None => 0,
+                };
+                if fetched > 0 {
+                    self.dial_once(target, metrics, &[b"h2", b"http/1.1"]).await
+                } else {
+                    Err(UpstreamError::Refused(r))
                 }
             }
             other => other,
+        }
+    }
+
+    /// A place under `max_upstream_connections` for a new connection to `dest`: at the cap,
+    /// idle pooled connections are closed first (oldest first), then the request waits up
+    /// to the connect timeout for a place to free up.
+    pub(super) async fn upstream_permit(
+        &self,
+        dest: &Authority,
+    ) -> Result<OwnedSemaphorePermit, UpstreamError> {
+        if let Ok(p) = Arc::clone(&self.slots).try_acquire_owned() {
+            return Ok(p);
+        }
+        self.evict_oldest_idle();
+        match tokio::time::timeout(
+            self.connect_timeout,
+            Arc::clone(&self.slots).acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(UpstreamError::Capacity(format!(
+                "no upstream connection for {dest} within {}s: max_upstream_connections reached",
+                self.connect_timeout.as_secs()
+            ))),
+        }
+    }
+
+    /// Closes the idle pooled connection unused for longest, if any.
+    fn evict_oldest_idle(&self) {
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        let oldest = idle
+            .iter()
+            .flat_map(|(k, slot)| {
+                slot.conns
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, c)| (k, i, c.last_used))
+            })
+            .min_by_key(|(_, _, used)| *used)
+            .map(|(k, i, _)| (k.clone(), i));
+        if let Some((key, i)) = oldest {
+            if let Some(slot) = idle.get_mut(&key) {
+                if i < slot.conns.len() {
+                    drop(slot.conns.swap_remove(i));
+                }
+            }
         }
     }
 
@@ -320,33 +441,44 @@ impl Pool {
         metrics: &Arc<Metrics>,
         alpn: &[&[u8]],
     ) -> Result<Conn, UpstreamError> {
+        let permit = self.upstream_permit(&target.dest).await?;
         let verifier = Arc::clone(&target.enclave.verifier);
         let (dial, host) = (target.dial.to_string(), target.dest.host.to_string());
+        let dest = &target.dest;
         let attempt = connect(&dial, &host, verifier, alpn, None);
+        // Client-facing messages name the destination as the client did, never the
+        // `connect_to` address; the log has both.
         let attested = match tokio::time::timeout(self.connect_timeout, attempt).await {
             Err(_) => {
                 return Err(UpstreamError::Timeout(format!(
-                    "no attested connection to {} within {}s",
-                    target.dial,
+                    "no attested connection to {dest} within {}s",
                     self.connect_timeout.as_secs()
                 )))
             }
             Ok(Err(ConnectError::Refused(r))) => return Err(UpstreamError::Refused(r.refusal)),
-            Ok(Err(e)) => return Err(UpstreamError::Unreachable(e.to_string())),
+            Ok(Err(e)) => {
+                tracing::info!(%dest, dial, error = %e, "upstream connection failed");
+                return Err(UpstreamError::Unreachable(match e {
+                    ConnectError::Connect { source, .. } => {
+                        format!("cannot connect to {dest}: {source}")
+                    }
+                    ConnectError::Tls { source, .. } => {
+                        format!("TLS handshake with {dest} failed: {source}")
+                    }
+                    other => other.to_string(),
+                }));
+            }
             Ok(Ok(a)) => a,
         };
         let h2 = attested.stream.get_ref().1.alpn_protocol() == Some(b"h2");
         let io = TokioIo::new(attested.stream);
+        let open = UpstreamOpen::new(metrics, permit);
         let sender = if h2 {
             let (s, conn) = http2::handshake(TokioExecutor::new(), io)
                 .await
                 .map_err(|e| {
-                    UpstreamError::Unreachable(format!(
-                        "HTTP/2 handshake with {}: {e}",
-                        target.dial
-                    ))
+                    UpstreamError::Unreachable(format!("HTTP/2 handshake with {dest}: {e}"))
                 })?;
-            let open = UpstreamOpen::new(metrics);
             tokio::spawn(async move {
                 let _open = open;
                 let _ = conn.await;
@@ -354,9 +486,8 @@ impl Pool {
             Sender::H2(s)
         } else {
             let (s, conn) = http1::handshake(io).await.map_err(|e| {
-                UpstreamError::Unreachable(format!("HTTP/1.1 handshake with {}: {e}", target.dial))
+                UpstreamError::Unreachable(format!("HTTP/1.1 handshake with {dest}: {e}"))
             })?;
-            let open = UpstreamOpen::new(metrics);
             tokio::spawn(async move {
                 let _open = open;
                 let _ = conn.await;
@@ -385,13 +516,14 @@ impl Pool {
         metrics: &Arc<Metrics>,
         version: Version,
     ) -> Result<(Response<Incoming>, Arc<CachedVerdict>), UpstreamError> {
+        self.rejudge_stale(target)?;
         let h1 = match version {
             Version::Http1 => self.checkout_h1(target, metrics).await?,
             Version::Http2 => None,
         };
         let mut conn = match h1 {
             Some(c) => c,
-            None => self.checkout(target, metrics).await?,
+            None => self.checkout_judged(target, metrics).await?,
         };
         let req = prepare(req, target, conn.is_h2());
         let result = match &mut conn.sender {
@@ -412,24 +544,33 @@ impl Pool {
             }
             Err(e) => Err(UpstreamError::Request(format!(
                 "upstream {}: {e}",
-                target.dial
+                target.dest
             ))),
         }
     }
 }
 
-/// Counts an open upstream connection while its driver task lives.
-struct UpstreamOpen(Arc<Metrics>);
+/// Counts an open upstream connection, and holds its place under
+/// `max_upstream_connections`, while its driver task lives.
+pub(super) struct UpstreamOpen {
+    metrics: Arc<Metrics>,
+    _permit: OwnedSemaphorePermit,
+}
 
 impl UpstreamOpen {
-    fn new(metrics: &Arc<Metrics>) -> Self {
+    pub(super) fn new(metrics: &Arc<Metrics>, permit: OwnedSemaphorePermit) -> Self {
         metrics.upstream_connections.fetch_add(1, Ordering::Relaxed);
-        Self(Arc::clone(metrics))
+        Self {
+            metrics: Arc::clone(metrics),
+            _permit: permit,
+        }
     }
 }
 
 impl Drop for UpstreamOpen {
     fn drop(&mut self) {
-        self.0.upstream_connections.fetch_sub(1, Ordering::Relaxed);
+        self.metrics
+            .upstream_connections
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -6,7 +6,8 @@ use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
 use super::ProxyBody;
-use crate::appraise::refusal::Refusal;
+use crate::appraise::refusal::{Refusal, RefusalCode};
+use crate::config::RefusalDetails;
 
 /// Why the proxy answered instead of the destination.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +26,11 @@ pub(super) enum ProxyRefusal {
     BadRequest(String),
     /// The proxy failed internally (for example, minting a leaf).
     Internal(String),
+    /// A destination rule refused it (403): an enclave host at an unlisted port, an
+    /// enclave's address through passthrough, a local destination.
+    Destination(RefusalCode, String),
+    /// No upstream connection could be had within the connect timeout (503).
+    Capacity(String),
 }
 
 impl ProxyRefusal {
@@ -33,7 +39,10 @@ impl ProxyRefusal {
         match self {
             Self::Attestation(_) | Self::Unreachable(_) => StatusCode::BAD_GATEWAY,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            Self::DestinationDenied(_) | Self::RequestDenied(_) => StatusCode::FORBIDDEN,
+            Self::DestinationDenied(_) | Self::RequestDenied(_) | Self::Destination(..) => {
+                StatusCode::FORBIDDEN
+            }
+            Self::Capacity(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -45,7 +54,8 @@ impl ProxyRefusal {
             Self::Attestation(_) => "tls_certificate_error",
             Self::Unreachable(_) => "destination_unavailable",
             Self::Timeout(_) => "connection_timeout",
-            Self::DestinationDenied(_) => "destination_ip_prohibited",
+            Self::DestinationDenied(_) | Self::Destination(..) => "destination_ip_prohibited",
+            Self::Capacity(_) => "connection_limit_reached",
             Self::RequestDenied(_) => "http_request_denied",
             Self::BadRequest(_) => "http_request_error",
             Self::Internal(_) => "proxy_internal_error",
@@ -56,6 +66,8 @@ impl ProxyRefusal {
     pub(super) fn code(&self) -> &'static str {
         match self {
             Self::Attestation(r) => r.code.as_str(),
+            Self::Destination(code, _) => code.as_str(),
+            Self::Capacity(_) => RefusalCode::UpstreamCapacity.as_str(),
             other => other.proxy_status_error(),
         }
     }
@@ -69,13 +81,19 @@ impl ProxyRefusal {
             | Self::DestinationDenied(s)
             | Self::RequestDenied(s)
             | Self::BadRequest(s)
-            | Self::Internal(s) => vec![s.clone()],
+            | Self::Internal(s)
+            | Self::Destination(_, s)
+            | Self::Capacity(s) => vec![s.clone()],
         }
     }
 
-    /// The response to send; the connection is closed after it.
-    pub(super) fn response(&self, host: &str) -> Response<ProxyBody> {
-        let reasons = self.reasons();
+    /// The response to send; the connection is closed after it. With
+    /// `refusal_details = "code"` the reasons stay in the log.
+    pub(super) fn response(&self, host: &str, details: RefusalDetails) -> Response<ProxyBody> {
+        let reasons = match details {
+            RefusalDetails::Full => self.reasons(),
+            RefusalDetails::Code => Vec::new(),
+        };
         let details: String = format!("{}: {}", self.code(), reasons.join("; "))
             .chars()
             .filter(|c| *c != '"' && *c != '\\' && !c.is_control())

@@ -16,6 +16,7 @@ use super::rewrite::strip_hop_by_hop;
 use super::state::{Generation, Proxy};
 use super::target::Target;
 use super::ProxyBody;
+use crate::config::RefusalDetails;
 use crate::metrics::Counting;
 use crate::ratls::cache::CachedVerdict;
 
@@ -76,6 +77,19 @@ pub(super) struct Outcome {
     pub(super) upstream: Option<Duration>,
 }
 
+/// The response as the configuration allows it to be seen: with `refusal_details =
+/// "code"`, a refusal is rendered again without its reasons (they stay in the log).
+pub(super) fn as_configured(
+    g: &Generation,
+    resp: Response<ProxyBody>,
+    o: &Outcome,
+) -> Response<ProxyBody> {
+    match (&o.verdict, g.config.refusal_details) {
+        (Verdict::Refused(r), RefusalDetails::Code) => r.response(&o.host, RefusalDetails::Code),
+        _ => resp,
+    }
+}
+
 /// The one access-log call (and request metric) for every request the proxy answers.
 pub(super) fn access_log(
     proxy: &Proxy,
@@ -105,10 +119,16 @@ pub(super) fn access_log(
 
 /// The proxy's own answer to a request, and its outcome.
 pub(super) fn refuse(refusal: ProxyRefusal, host: &str) -> (Response<ProxyBody>, Outcome) {
-    if let ProxyRefusal::Attestation(r) = &refusal {
-        tracing::warn!(host, code = %r.code, reasons = ?r.reasons, "attestation refused");
+    match &refusal {
+        ProxyRefusal::Attestation(r) => {
+            tracing::warn!(host, code = %r.code, reasons = ?r.reasons, "attestation refused");
+        }
+        ProxyRefusal::Destination(code, reason) => {
+            tracing::warn!(host, %code, reason, "destination refused");
+        }
+        _ => {}
     }
-    let response = refusal.response(host);
+    let response = refusal.response(host, RefusalDetails::Full);
     let outcome = Outcome {
         host: host.to_owned(),
         verdict: Verdict::Refused(refusal),
@@ -123,8 +143,12 @@ pub(super) fn from_upstream(e: UpstreamError) -> ProxyRefusal {
         UpstreamError::Refused(r) => ProxyRefusal::Attestation(r),
         UpstreamError::Unreachable(s) | UpstreamError::Request(s) => ProxyRefusal::Unreachable(s),
         UpstreamError::Timeout(s) => ProxyRefusal::Timeout(s),
+        UpstreamError::Capacity(s) => ProxyRefusal::Capacity(s),
     }
 }
+
+/// The header in which the proxy tells the client what it verified.
+pub(super) const ATTESTATION_HEADER: &str = "ratls-attestation";
 
 /// The optional header that tells the client what was verified.
 fn attestation_header(v: &CachedVerdict) -> Option<http::HeaderValue> {
@@ -163,9 +187,12 @@ pub(super) async fn relay(
     match g.pool.send(target, req, &proxy.metrics, version).await {
         Ok((mut resp, verdict)) => {
             strip_hop_by_hop(resp.headers_mut());
+            // Only the proxy speaks for the enclave: whatever upstream sent under this
+            // name goes, and ours is added only when configured.
+            resp.headers_mut().remove(ATTESTATION_HEADER);
             if g.config.attestation_header {
                 if let Some(v) = attestation_header(&verdict) {
-                    resp.headers_mut().insert("ratls-attestation", v);
+                    resp.headers_mut().insert(ATTESTATION_HEADER, v);
                 }
             }
             let outcome = Outcome {
@@ -194,6 +221,7 @@ pub(super) async fn relay_logged(
     let start = Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let (resp, outcome) = relay(&proxy, &g, target, req.map(BodyExt::boxed)).await;
+    let resp = as_configured(&g, resp, &outcome);
     access_log(
         &proxy,
         client,

@@ -3,17 +3,18 @@
 //! across generations, and reload, which builds a new generation and swaps it in.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::pool::Pool;
 use super::target::{Enclave, Target};
-use crate::addr::Authority;
+use crate::addr::{Authority, Host};
 use crate::appraise::CollateralSource;
 use crate::ca::LocalCa;
 use crate::config::{Config, ConfigErrors};
@@ -21,6 +22,9 @@ use crate::dcap::trust::TrustAnchor;
 use crate::metrics::Metrics;
 use crate::ratls::{CacheStats, RaTlsVerifier, VerdictCache};
 use crate::source::{trust_and_collateral, CollateralSetup, SetupError};
+
+/// Generation ids: each configuration in force gets a new one.
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 
 /// How often fetched collateral is checked for refresh.
 const REFRESH_TICK: Duration = Duration::from_secs(10);
@@ -53,7 +57,9 @@ impl Generation {
         anchor: &TrustAnchor,
         collateral: CollateralSetup,
         cache: &Arc<VerdictCache>,
+        slots: &Arc<Semaphore>,
     ) -> Self {
+        let id = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
         let collateral = Arc::new(collateral);
         let source: Arc<dyn CollateralSource + Send + Sync> = collateral.clone();
         let enclaves = config
@@ -61,19 +67,23 @@ impl Generation {
             .iter()
             .map(|e| {
                 Arc::new(Enclave {
-                    verifier: Arc::new(RaTlsVerifier::new(
-                        e.policy.clone(),
-                        e.binding,
-                        anchor.sha256(),
-                        Arc::clone(&source),
-                        Arc::clone(cache),
-                    )),
+                    verifier: Arc::new(
+                        RaTlsVerifier::new(
+                            e.policy.clone(),
+                            e.binding,
+                            anchor.sha256(),
+                            Arc::clone(&source),
+                            Arc::clone(cache),
+                        )
+                        .in_generation(id),
+                    ),
                     config: e.clone(),
                 })
             })
             .collect();
         Self {
             pool: Pool::new(
+                Arc::clone(slots),
                 collateral.cache().cloned(),
                 config.limits.connect_timeout,
                 config.limits.idle_timeout,
@@ -100,13 +110,66 @@ impl Generation {
         }
     }
 
-    /// The enclave destination `dest` is, if an entry covers it (first match wins).
-    pub(super) fn target(&self, dest: &Authority) -> Option<Target> {
-        self.enclaves
+    /// What `dest` is under this generation's entries: the most specific entry covering
+    /// it wins (an exact host beats a wildcard, a longer suffix a shorter one).
+    pub(super) fn classify(&self, dest: &Authority) -> Destination {
+        let best = self
+            .enclaves
             .iter()
-            .find(|e| e.config.hosts.iter().any(|h| h.matches(dest)))
-            .map(|e| Target::new(dest.clone(), e))
+            .flat_map(|e| e.config.hosts.iter().map(move |h| (e, h)))
+            .filter(|(_, h)| h.matches(dest))
+            .max_by_key(|(_, h)| h.specificity());
+        if let Some((e, _)) = best {
+            return Destination::Enclave(Target::new(dest.clone(), e));
+        }
+        let named = self
+            .enclaves
+            .iter()
+            .flat_map(|e| e.config.hosts.iter())
+            .any(|h| h.matches_host(&dest.host));
+        if named {
+            Destination::EnclaveOtherPort
+        } else {
+            Destination::Other
+        }
     }
+
+    /// True if `host:port` is where an enclave entry lives: an IP literal one of its
+    /// `hosts` names (at any port: an enclave host is attested at every port or refused), or
+    /// its `connect_to` address. Passthrough never reaches such an address.
+    pub(super) fn is_enclave_address(&self, host: &Host, port: u16) -> bool {
+        self.enclaves.iter().any(|e| {
+            let literal = matches!(host, Host::Ip(_))
+                && e.config
+                    .hosts
+                    .iter()
+                    .any(|h| !h.wildcard && h.host == *host);
+            let dialled = e
+                .config
+                .connect_to
+                .as_ref()
+                .is_some_and(|c| c.host == *host && c.port == port);
+            literal || dialled
+        })
+    }
+
+    /// The enclave destination `dest` is, if an entry covers it.
+    pub(super) fn target(&self, dest: &Authority) -> Option<Target> {
+        match self.classify(dest) {
+            Destination::Enclave(t) => Some(t),
+            Destination::EnclaveOtherPort | Destination::Other => None,
+        }
+    }
+}
+
+/// What a destination is to the proxy.
+pub(super) enum Destination {
+    /// Covered by an `[[enclave]]` entry: attested.
+    Enclave(Target),
+    /// A host an entry names, at a port no entry lists: refused, never tunnelled.
+    EnclaveOtherPort,
+    /// Not an enclave host: passthrough or deny.
+    Other,
 }
 
 /// Counts in-flight requests and tunnels so shutdown can wait for them.
@@ -191,6 +254,11 @@ pub struct Proxy {
     pub(super) metrics: Arc<Metrics>,
     pub(super) drain: Drain,
     pub(super) listening: AtomicBool,
+    /// The addresses the proxy itself listens on (proxy, routes, admin): never a
+    /// passthrough destination.
+    own: Mutex<Vec<SocketAddr>>,
+    /// Places under `max_upstream_connections` (fixed at start; a reload does not resize).
+    pub(super) upstream_slots: Arc<Semaphore>,
 }
 
 impl fmt::Debug for Proxy {
@@ -208,7 +276,8 @@ impl Proxy {
         ca: LocalCa,
     ) -> Self {
         let cache = Arc::new(VerdictCache::new(10_000, config.verdict_max_age));
-        let generation = Generation::new(config, anchor, collateral, &cache);
+        let upstream_slots = Arc::new(Semaphore::new(config.limits.max_upstream_connections));
+        let generation = Generation::new(config, anchor, collateral, &cache, &upstream_slots);
         Self {
             current: RwLock::new(Arc::new(generation)),
             config_path: None,
@@ -217,6 +286,8 @@ impl Proxy {
             metrics: Arc::new(Metrics::default()),
             drain: Drain::default(),
             listening: AtomicBool::new(false),
+            own: Mutex::new(Vec::new()),
+            upstream_slots,
         }
     }
 
@@ -252,6 +323,18 @@ impl Proxy {
     /// The metrics registry.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Records an address the proxy listens on (the admin listener's, say).
+    pub fn add_own_addr(&self, addr: SocketAddr) {
+        if let Ok(mut own) = self.own.lock() {
+            own.push(addr);
+        }
+    }
+
+    /// The addresses the proxy listens on.
+    pub(super) fn own_addrs(&self) -> Vec<SocketAddr> {
+        self.own.lock().map(|o| o.clone()).unwrap_or_default()
     }
 
     /// True once the listeners are bound, until shutdown begins.
@@ -297,7 +380,13 @@ impl Proxy {
         if config.ca_dir != old.config.ca_dir {
             need_restart.push("the CA directory needs a restart to change");
         }
-        let generation = Generation::new(config, &anchor, collateral, &self.cache);
+        let generation = Generation::new(
+            config,
+            &anchor,
+            collateral,
+            &self.cache,
+            &self.upstream_slots,
+        );
         generation.start_refresher();
         let enclaves = generation.config.enclaves.len();
         match self.current.write() {

@@ -1,4 +1,5 @@
-//! The verdict cache: accepted verdicts keyed by SHA-256 of the leaf DER and the policy.
+//! The verdict cache: accepted verdicts keyed by SHA-256 of the leaf DER, the policy (of
+//! one generation) and the collateral snapshot they were made under.
 //!
 //! A failure is never cached. An entry lives until the earliest of: the collateral's
 //! validity, the certificate's notAfter, and the configured maximum age; an entry past
@@ -33,6 +34,10 @@ pub struct CachedVerdict {
     pub appraisal: CertAppraisal,
     /// The last second it may be served.
     pub valid_until: UnixTime,
+    /// The collateral snapshot it was made under ([`crate::appraise::CollateralSource::snapshot_id`]).
+    pub snapshot: u64,
+    /// The leaf certificate judged, so a connection it admitted can be judged again.
+    pub leaf: Arc<[u8]>,
 }
 
 /// Cache counters.
@@ -49,7 +54,7 @@ pub struct CacheStats {
 /// Shared across connections and verifiers.
 #[derive(Debug)]
 pub struct VerdictCache {
-    entries: moka::sync::Cache<(CertSha256, PolicyId), Arc<CachedVerdict>>,
+    entries: moka::sync::Cache<(CertSha256, PolicyId, u64), Arc<CachedVerdict>>,
     max_age: Duration,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -73,16 +78,17 @@ impl VerdictCache {
         }
     }
 
-    /// A fresh verdict for this certificate and policy, if any.
+    /// A fresh verdict for this certificate, policy and collateral snapshot, if any.
     pub fn get(
         &self,
         cert: CertSha256,
         policy: PolicyId,
+        snapshot: u64,
         now: UnixTime,
     ) -> Option<Arc<CachedVerdict>> {
         let hit = self
             .entries
-            .get(&(cert, policy))
+            .get(&(cert, policy, snapshot))
             .filter(|v| now <= v.valid_until);
         let counter = if hit.is_some() {
             &self.hits
@@ -108,11 +114,13 @@ impl VerdictCache {
     /// `quote_valid_until` (refusals are never cached: the caller holds them).
     pub fn insert_accepted(
         &self,
-        policy: PolicyId,
+        key: (PolicyId, u64),
+        leaf: &[u8],
         appraisal: &CertAppraisal,
         quote_valid_until: UnixTime,
         now: UnixTime,
     ) -> Arc<CachedVerdict> {
+        let (policy, snapshot) = key;
         let max = i64::try_from(self.max_age.as_secs()).unwrap_or(i64::MAX);
         let mut until = UnixTime(now.0.saturating_add(max)).min(quote_valid_until);
         if let Some(not_after) = appraisal.cert_not_after {
@@ -121,9 +129,13 @@ impl VerdictCache {
         let entry = Arc::new(CachedVerdict {
             appraisal: appraisal.clone(),
             valid_until: until,
+            snapshot,
+            leaf: Arc::from(leaf),
         });
-        self.entries
-            .insert((appraisal.cert_sha256, policy), Arc::clone(&entry));
+        self.entries.insert(
+            (appraisal.cert_sha256, policy, snapshot),
+            Arc::clone(&entry),
+        );
         entry
     }
 

@@ -84,6 +84,7 @@ impl RaTlsRefused {
 pub struct RaTlsVerifier {
     policy: EnclavePolicy,
     mode: BindingMode,
+    trust_root_id: CertSha256,
     policy_id: PolicyId,
     collateral: Arc<dyn CollateralSource + Send + Sync>,
     cache: Arc<VerdictCache>,
@@ -108,15 +109,28 @@ impl RaTlsVerifier {
         collateral: Arc<dyn CollateralSource + Send + Sync>,
         cache: Arc<VerdictCache>,
     ) -> Self {
-        let policy_id = PolicyId::of(&(&policy, mode, trust_root_id));
+        let policy_id = PolicyId::of(&(&policy, mode, trust_root_id, 0u64));
         Self {
             policy,
             mode,
+            trust_root_id,
             policy_id,
             collateral,
             cache,
             provider: Arc::new(rustls::crypto::ring::default_provider()),
         }
+    }
+
+    /// The same verifier for generation `id` of a proxy's configuration: verdicts made
+    /// under another generation (another policy or collateral source) are never reused.
+    pub fn in_generation(mut self, id: u64) -> Self {
+        self.policy_id = PolicyId::of(&(&self.policy, self.mode, self.trust_root_id, id));
+        self
+    }
+
+    /// The collateral snapshot verdicts are made under now.
+    pub fn snapshot(&self) -> u64 {
+        self.collateral.snapshot_id()
     }
 
     /// The verdict cache.
@@ -132,7 +146,10 @@ impl RaTlsVerifier {
         now: UnixTime,
     ) -> Result<Arc<CachedVerdict>, RaTlsRefused> {
         let sha = CertSha256(Sha256::digest(leaf_der).into());
-        if let Some(hit) = self.cache.get(sha, self.policy_id, now) {
+        // Read before judging: a snapshot installed meanwhile makes this verdict stale, never
+        // the other way round.
+        let snapshot = self.snapshot();
+        if let Some(hit) = self.cache.get(sha, self.policy_id, snapshot, now) {
             if binding_still_holds(leaf_der, self.mode) {
                 tracing::debug!(cert_sha256 = %sha, "verdict cache hit: no quote verification");
                 return Ok(hit);
@@ -156,9 +173,13 @@ impl RaTlsVerifier {
                 })
             }
         };
-        Ok(self
-            .cache
-            .insert_accepted(self.policy_id, &appraisal, quote_valid_until, now))
+        Ok(self.cache.insert_accepted(
+            (self.policy_id, snapshot),
+            leaf_der,
+            &appraisal,
+            quote_valid_until,
+            now,
+        ))
     }
 }
 

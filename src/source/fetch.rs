@@ -1,4 +1,5 @@
-//! Collateral from Intel PCS v4 or a PCCS, and the cache that keeps it fresh.
+//! EDGE. Collateral fetched from Intel PCS v4 or a PCCS (`pcs.rs`), and the cache that
+//! keeps it fresh.
 //!
 //! EDGE: it does network I/O. Snapshots are verified once when fetched
 //! ([`VerifiedCollateral`]); the synchronous read path used inside TLS handshakes only
@@ -11,14 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
-
+pub(crate) use super::pcs::PcsEndpoint;
 use crate::appraise::CollateralSource;
-use crate::dcap::collateral::pcs::{self, PckCa, Responses};
+use crate::dcap::collateral::pcs::PckCa;
 use crate::dcap::collateral::CollateralError;
 use crate::dcap::error::VerifyError;
 use crate::dcap::ids::Fmspc;
@@ -26,273 +22,7 @@ use crate::dcap::quote::Quote;
 use crate::dcap::time::UnixTime;
 use crate::dcap::trust::TrustAnchor;
 use crate::dcap::verified::VerifiedCollateral;
-use crate::dcap::verify::pck_platform;
-
-/// Intel PCS v4 base URL.
-pub(crate) const INTEL_PCS: &str = "https://api.trustedservices.intel.com";
-/// Where Intel publishes the root CA CRL (DER).
-pub(crate) const INTEL_ROOT_CA_CRL: &str =
-    "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der";
-/// Largest response body accepted.
-pub(crate) const MAX_BODY: usize = 4 * 1024 * 1024;
-
-/// A fetch failure.
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    /// Bad URL or configuration.
-    #[error("{0}")]
-    Config(String),
-    /// Network or TLS failure.
-    #[error("{url}: {detail}")]
-    Network {
-        /// The URL.
-        url: String,
-        /// What failed.
-        detail: String,
-    },
-    /// A non-200 answer.
-    #[error("{url}: HTTP {status}")]
-    Status {
-        /// The URL.
-        url: String,
-        /// The status.
-        status: StatusCode,
-    },
-    /// A missing issuer-chain header.
-    #[error("{url}: no {header} header")]
-    MissingHeader {
-        /// The URL.
-        url: String,
-        /// The header.
-        header: &'static str,
-    },
-    /// The answer does not parse.
-    #[error(transparent)]
-    Content(#[from] CollateralError),
-}
-
-impl From<FetchError> for VerifyError {
-    fn from(e: FetchError) -> Self {
-        match e {
-            FetchError::Content(c) => VerifyError::Collateral(c),
-            other => VerifyError::Collateral(CollateralError::Content {
-                what: "collateral fetch",
-                detail: other.to_string(),
-            }),
-        }
-    }
-}
-
-/// Where and how to fetch.
-#[derive(Clone)]
-pub struct PcsEndpoint {
-    base: String,
-    root_crl_url: String,
-    api_key: Option<String>,
-    tls: Arc<rustls::ClientConfig>,
-    timeout: Duration,
-}
-
-impl std::fmt::Debug for PcsEndpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print the API key.
-        f.debug_struct("PcsEndpoint")
-            .field("base", &self.base)
-            .finish_non_exhaustive()
-    }
-}
-
-fn tls_config(custom_ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, FetchError> {
-    let mut roots = rustls::RootCertStore::empty();
-    match custom_ca_pem {
-        Some(pem) => {
-            for der in crate::dcap::pki::pem_chain(pem, "PCCS CA")
-                .map_err(|e| FetchError::Config(e.to_string()))?
-            {
-                roots
-                    .add(der.into())
-                    .map_err(|e| FetchError::Config(format!("PCCS CA: {e}")))?;
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| FetchError::Config(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
-impl PcsEndpoint {
-    /// Intel PCS v4 (WebPKI roots for its TLS).
-    pub fn intel(api_key: Option<String>) -> Result<Self, FetchError> {
-        Ok(Self {
-            base: INTEL_PCS.to_owned(),
-            root_crl_url: INTEL_ROOT_CA_CRL.to_owned(),
-            api_key,
-            tls: tls_config(None)?,
-            timeout: Duration::from_secs(10),
-        })
-    }
-
-    /// A PCCS (or PCS) at `base_url`; `custom_ca_pem` replaces the WebPKI roots for its TLS.
-    pub fn pccs(
-        base_url: &str,
-        custom_ca_pem: Option<&[u8]>,
-        api_key: Option<String>,
-    ) -> Result<Self, FetchError> {
-        let base = base_url.trim_end_matches('/').to_owned();
-        let uri: http::Uri = base
-            .parse()
-            .map_err(|_| FetchError::Config(format!("`{base_url}` is not a URL")))?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-            return Err(FetchError::Config(format!(
-                "`{base_url}`: expected http(s)://host[:port][/path]"
-            )));
-        }
-        Ok(Self {
-            root_crl_url: format!("{base}/sgx/certification/v4/rootcacrl"),
-            base,
-            api_key,
-            tls: tls_config(custom_ca_pem)?,
-            timeout: Duration::from_secs(10),
-        })
-    }
-
-    /// Sets the per-request timeout.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Fetches the four pieces of collateral for one platform.
-    pub async fn fetch(
-        &self,
-        fmspc: Fmspc,
-        ca: PckCa,
-    ) -> Result<crate::dcap::collateral::Collateral, FetchError> {
-        let v4 = format!("{}/sgx/certification/v4", self.base);
-        let tcb_url = format!("{v4}/tcb?fmspc={}", fmspc.to_string().to_uppercase());
-        let qe_url = format!("{v4}/qe/identity");
-        let crl_url = format!("{v4}/pckcrl?ca={}&encoding=der", ca.as_str());
-        let (tcb, qe, crl, root) = tokio::join!(
-            self.get(&tcb_url),
-            self.get(&qe_url),
-            self.get(&crl_url),
-            self.get(&self.root_crl_url)
-        );
-        let (tcb, qe, crl, root) = (tcb?, qe?, crl?, root?);
-        Responses {
-            root_ca_crl: root.1.to_vec(),
-            pck_crl: (
-                crl.1.to_vec(),
-                header(&crl.0, &pcs::PCK_CRL_ISSUER_CHAIN, &crl_url)?,
-            ),
-            tcb_info: (
-                tcb.1.to_vec(),
-                header(&tcb.0, &pcs::TCB_INFO_ISSUER_CHAIN, &tcb_url)?,
-            ),
-            qe_identity: (
-                qe.1.to_vec(),
-                header(&qe.0, &pcs::QE_IDENTITY_ISSUER_CHAIN, &qe_url)?,
-            ),
-        }
-        .into_collateral()
-        .map_err(FetchError::from)
-    }
-
-    async fn get(&self, url: &str) -> Result<(HeaderMap, Bytes), FetchError> {
-        match tokio::time::timeout(self.timeout, self.get_inner(url)).await {
-            Ok(r) => r,
-            Err(_) => Err(FetchError::Network {
-                url: url.to_owned(),
-                detail: format!("no answer within {}s", self.timeout.as_secs()),
-            }),
-        }
-    }
-
-    async fn get_inner(&self, url: &str) -> Result<(HeaderMap, Bytes), FetchError> {
-        let net = |detail: String| FetchError::Network {
-            url: url.to_owned(),
-            detail,
-        };
-        let uri: http::Uri = url.parse().map_err(|_| net("not a URL".into()))?;
-        let host = uri.host().ok_or_else(|| net("no host".into()))?.to_owned();
-        let https = uri.scheme_str() == Some("https");
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let bare = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let tcp = TcpStream::connect((bare.as_str(), port))
-            .await
-            .map_err(|e| net(e.to_string()))?;
-        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-        let mut req = Request::get(path).header(
-            http::header::HOST,
-            uri.authority().map_or(host.as_str(), |a| a.as_str()),
-        );
-        if let Some(key) = &self.api_key {
-            req = req.header("Ocp-Apim-Subscription-Key", key);
-        }
-        let req = req
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| net(e.to_string()))?;
-        let resp = if https {
-            let name =
-                rustls::pki_types::ServerName::try_from(bare).map_err(|e| net(e.to_string()))?;
-            let tls = tokio_rustls::TlsConnector::from(Arc::clone(&self.tls))
-                .connect(name, tcp)
-                .await
-                .map_err(|e| net(format!("TLS: {e}")))?;
-            send(TokioIo::new(tls), req).await
-        } else {
-            send(TokioIo::new(tcp), req).await
-        }
-        .map_err(net)?;
-        if resp.status() != StatusCode::OK {
-            return Err(FetchError::Status {
-                url: url.to_owned(),
-                status: resp.status(),
-            });
-        }
-        let (parts, body) = resp.into_parts();
-        let body = Limited::new(body, MAX_BODY)
-            .collect()
-            .await
-            .map_err(|e| net(format!("body: {e}")))?
-            .to_bytes();
-        Ok((parts.headers, body))
-    }
-}
-
-async fn send<T>(
-    io: TokioIo<T>,
-    req: Request<Empty<Bytes>>,
-) -> Result<http::Response<hyper::body::Incoming>, String>
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    sender.send_request(req).await.map_err(|e| e.to_string())
-}
-
-fn header(headers: &HeaderMap, names: &[&'static str], url: &str) -> Result<Vec<u8>, FetchError> {
-    names
-        .iter()
-        .find_map(|n| headers.get(*n))
-        .map(|v| v.as_bytes().to_vec())
-        .ok_or_else(|| FetchError::MissingHeader {
-            url: url.to_owned(),
-            header: names.first().copied().unwrap_or("issuer chain"),
-        })
-}
+use crate::dcap::verify::{pck_platform, pck_platform_under};
 
 /// Collateral cache key: the platform model and its PCK CA.
 pub(crate) type Key = (Fmspc, PckCa);
@@ -366,7 +96,13 @@ pub struct CollateralCache {
     hits: AtomicU64,
     misses: AtomicU64,
     generations: AtomicU64,
+    /// Bumped whenever a snapshot with new content is stored: verdicts and pooled
+    /// connections judged under an older one are judged again.
+    changes: AtomicU64,
 }
+
+/// Platforms remembered as missing at most (only quotes with a verifying PCK chain count).
+const MAX_MISSING: usize = 64;
 
 fn key_of(quote: &Quote<'_>) -> Option<Key> {
     let (fmspc, issuer) = pck_platform(quote)?;
@@ -396,6 +132,7 @@ impl CollateralCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             generations: AtomicU64::new(0),
+            changes: AtomicU64::new(0),
         }
     }
 
@@ -455,18 +192,8 @@ impl CollateralCache {
         }
         let result = self.fetch_and_verify(key).await;
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        match result {
+        match result.and_then(|v| self.store(key, v)) {
             Ok(v) => {
-                if let Ok(mut map) = self.snapshots.write() {
-                    map.insert(
-                        key,
-                        Snapshot {
-                            verified: Arc::clone(&v),
-                            fetched_at: UnixTime::now(),
-                            generation: self.generations.fetch_add(1, Ordering::Relaxed),
-                        },
-                    );
-                }
                 if let Ok(mut b) = self.backoff.lock() {
                     b.remove(&key);
                 }
@@ -495,6 +222,55 @@ impl CollateralCache {
         }
     }
 
+    /// Stores a verified snapshot for `key`, unless it would move collateral backwards: a
+    /// lower `tcbEvaluationDataNumber` or an older TCB info or QE identity `issueDate`
+    /// than the snapshot held is refused (an attacker replaying old, validly signed
+    /// collateral would hide a TCB recovery).
+    fn store(
+        &self,
+        key: Key,
+        v: Arc<VerifiedCollateral>,
+    ) -> Result<Arc<VerifiedCollateral>, VerifyError> {
+        let mut map = self
+            .snapshots
+            .write()
+            .map_err(|_| unavailable("cache lock poisoned".into()))?;
+        let changed = match map.get(&key) {
+            Some(held) => {
+                let (old, new) = (&held.verified, &v);
+                if new.tcb_info.tcb_evaluation_data_number < old.tcb_info.tcb_evaluation_data_number
+                    || new.tcb_info.issue_date < old.tcb_info.issue_date
+                    || new.qe_identity.issue_date < old.qe_identity.issue_date
+                {
+                    return Err(unavailable(format!(
+                        "refused a collateral rollback for FMSPC {}: fetched TCB evaluation data number {} issued {}, holding {} issued {}",
+                        key.0,
+                        new.tcb_info.tcb_evaluation_data_number,
+                        new.tcb_info.issue_date,
+                        old.tcb_info.tcb_evaluation_data_number,
+                        old.tcb_info.issue_date
+                    )));
+                }
+                new.tcb_info.issue_date != old.tcb_info.issue_date
+                    || new.qe_identity.issue_date != old.qe_identity.issue_date
+                    || new.valid_until() != old.valid_until()
+            }
+            None => true,
+        };
+        if changed {
+            self.changes.fetch_add(1, Ordering::Relaxed);
+        }
+        map.insert(
+            key,
+            Snapshot {
+                verified: Arc::clone(&v),
+                fetched_at: UnixTime::now(),
+                generation: self.generations.fetch_add(1, Ordering::Relaxed),
+            },
+        );
+        Ok(v)
+    }
+
     async fn fetch_and_verify(&self, key: Key) -> Result<Arc<VerifiedCollateral>, VerifyError> {
         let collateral = self.endpoint.fetch(key.0, key.1).await?;
         let verified = VerifiedCollateral::verify(&collateral, &self.anchor)?;
@@ -507,12 +283,20 @@ impl CollateralCache {
         Ok(Arc::new(verified))
     }
 
-    /// Fetches every key a quote asked for but found missing (after a refused handshake).
+    /// Fetches every key a quote asked for but found missing (after a refused handshake),
+    /// except those backing off after a failed fetch.
     pub async fn fetch_missing(&self) -> usize {
+        let now = UnixTime::now();
+        let backoff = self.backoff.lock().map(|b| b.clone()).unwrap_or_default();
         let keys: Vec<Key> = self
             .missing
             .lock()
-            .map(|m| m.iter().copied().collect())
+            .map(|m| {
+                m.iter()
+                    .filter(|k| backoff.get(k).is_none_or(|(next, _)| now >= *next))
+                    .copied()
+                    .collect()
+            })
             .unwrap_or_default();
         let mut fetched: usize = 0;
         for key in keys {
@@ -571,6 +355,10 @@ impl CollateralCache {
 }
 
 impl CollateralSource for CollateralCache {
+    fn snapshot_id(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
+    }
+
     fn verified_for(&self, quote: &Quote<'_>) -> Result<Arc<VerifiedCollateral>, VerifyError> {
         let key = key_of(quote).ok_or_else(|| {
             unavailable("the quote's PCK certificate names no FMSPC or PCK CA".into())
@@ -582,8 +370,17 @@ impl CollateralSource for CollateralCache {
             }
             None => {
                 self.misses.fetch_add(1, Ordering::Relaxed);
+                // Only a quote whose PCK chain verifies to the trust root may make us fetch.
+                if let Err(e) = pck_platform_under(quote, &self.anchor) {
+                    return Err(unavailable(format!(
+                        "no collateral for FMSPC {}, and none will be fetched for this quote: {e}",
+                        key.0
+                    )));
+                }
                 if let Ok(mut m) = self.missing.lock() {
-                    m.insert(key);
+                    if m.len() < MAX_MISSING {
+                        m.insert(key);
+                    }
                 }
                 Err(unavailable(format!(
                     "no collateral fetched yet for FMSPC {} ({} CA)",

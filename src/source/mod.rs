@@ -5,12 +5,14 @@
 
 pub(crate) mod fetch;
 pub(crate) mod files;
+pub(crate) mod pcs;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use self::fetch::{CollateralCache, FetchError, PcsEndpoint, RefreshPolicy};
+use self::fetch::{CollateralCache, RefreshPolicy};
 use self::files::FileCollateral;
+use self::pcs::{FetchError, PcsEndpoint};
 use crate::appraise::CollateralSource;
 use crate::dcap::collateral::CollateralError;
 use crate::dcap::error::VerifyError;
@@ -143,6 +145,13 @@ impl CollateralSource for CollateralSetup {
             Self::Fetched(cache) => cache.verified_for(quote),
             Self::Files(files) => files.verified_for(quote),
             Self::Bundle(bundle) => bundle.clone(),
+        }
+    }
+
+    fn snapshot_id(&self) -> u64 {
+        match self {
+            Self::Fetched(cache) => cache.snapshot_id(),
+            Self::Unconfigured | Self::Files(_) | Self::Bundle(_) => 0,
         }
     }
 }
