@@ -399,7 +399,11 @@ impl Binary {
         json_logs: bool,
     ) -> Self {
         use std::process::{Command, Stdio};
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"));
+        // RATLS_PROXY_BIN runs the same test against another build (an older commit, to
+        // show a test fails on the code it guards against).
+        let bin = std::env::var_os("RATLS_PROXY_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_ratls-proxy").into());
+        let mut cmd = Command::new(bin);
         if json_logs {
             cmd.args(["--log-format", "json"]);
         }
