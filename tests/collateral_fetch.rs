@@ -528,6 +528,69 @@ mod with_sim {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn collateral_never_moves_backwards() {
+        let s = sim();
+        let newer = s.now.0 - 60;
+        let pcs = mock(vec![(SIM_FMSPC, served(&s, newer))], None).await;
+        let cache = cache_for(
+            &pcs.url(),
+            s.pki.anchor().expect("anchor"),
+            RefreshPolicy::default(),
+        );
+        let key = (
+            ratls_proxy::dcap::ids::Fmspc::from_hex(SIM_FMSPC).expect("hex"),
+            PckCa::Platform,
+        );
+        cache.ensure(key, false).await.expect("first snapshot");
+        let snapshot = ratls_proxy::appraise::CollateralSource::snapshot_id(cache.as_ref());
+        // A replay of older, validly signed collateral (it would hide a TCB recovery).
+        pcs.replace(SIM_FMSPC, served(&s, newer - 7 * 86_400));
+        let err = cache.ensure(key, true).await.expect_err("rollback refused");
+        assert!(err.to_string().contains("rollback"), "{err}");
+        let held = cache.ensure(key, false).await.expect("held");
+        assert_eq!(
+            held.tcb_info.issue_date,
+            UnixTime(newer),
+            "the newer snapshot stays"
+        );
+        assert_eq!(
+            ratls_proxy::appraise::CollateralSource::snapshot_id(cache.as_ref()),
+            snapshot,
+            "nothing changed, so no verdict is judged again"
+        );
+        // Newer collateral is a change: verdicts made under the old snapshot are stale.
+        pcs.replace(SIM_FMSPC, served(&s, newer + 30));
+        cache.ensure(key, true).await.expect("newer accepted");
+        assert_ne!(
+            ratls_proxy::appraise::CollateralSource::snapshot_id(cache.as_ref()),
+            snapshot
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_a_quote_whose_pck_chain_verifies_makes_the_cache_fetch() {
+        let s = sim();
+        let pcs = mock(vec![(SIM_FMSPC, served(&s, s.now.0 - 60))], None).await;
+        // A quote from another "Intel": its PCK chain does not lead to our root.
+        let forger = SimPki::generate(s.now).expect("pki");
+        let pck = forger.pck_leaf(TcbStatus::UpToDate, s.now).expect("pck");
+        let forged = forge(&EnclaveSpec::default(), &[0; 64], &pck).expect("quote");
+        let cache = cache_for(
+            &pcs.url(),
+            s.pki.anchor().expect("anchor"),
+            RefreshPolicy::default(),
+        );
+        let a = appraise_fetching(&cache, &forged, s.now.0, false).await;
+        assert!(!a.is_accepted());
+        assert_eq!(pcs.hits(), 0, "no fetch for an unverified platform");
+        assert_eq!(cache.fetch_missing().await, 0);
+        // The genuine quote of the same platform does make it fetch.
+        let a = appraise_fetching(&cache, &s.quote, s.now.0, false).await;
+        assert!(a.is_accepted(), "{:?}", a.outcome);
+        assert_eq!(pcs.hits(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_misses_are_coalesced_into_one_fetch() {
         let s = sim();
         let pcs = mock(vec![(SIM_FMSPC, served(&s, s.now.0 - 60))], None).await;

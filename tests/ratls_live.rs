@@ -411,3 +411,94 @@ async fn traffic_flows_over_the_attested_connection_in_http1_and_http2() {
     }
     assert_eq!(good.request_count(), 2);
 }
+
+/// Collateral that switches to a second snapshot on demand, as a refresh would.
+struct Switching {
+    first: Arc<VerifiedCollateral>,
+    second: Arc<VerifiedCollateral>,
+    switched: std::sync::atomic::AtomicBool,
+}
+
+impl ratls_proxy::appraise::CollateralSource for Switching {
+    fn verified_for(
+        &self,
+        _quote: &ratls_proxy::dcap::quote::Quote<'_>,
+    ) -> Result<Arc<VerifiedCollateral>, ratls_proxy::dcap::error::VerifyError> {
+        Ok(Arc::clone(
+            if self.switched.load(std::sync::atomic::Ordering::SeqCst) {
+                &self.second
+            } else {
+                &self.first
+            },
+        ))
+    }
+
+    fn snapshot_id(&self) -> u64 {
+        u64::from(self.switched.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_collateral_snapshot_makes_every_cached_verdict_stale() {
+    use x509_parser::prelude::FromDer;
+    let env = env();
+    let good = sim(&env, SimConfig::default()).await;
+    let anchor = env.pki.anchor().expect("anchor");
+    // The second snapshot revokes the sim's PCK certificate.
+    let (_, cert) =
+        x509_parser::certificate::X509Certificate::from_der(good.certificate_der()).expect("cert");
+    let evidence = ratls_proxy::ratls::evidence::find(&cert).expect("evidence");
+    let quote = ratls_proxy::dcap::quote::Quote::parse(evidence.quote()).expect("quote");
+    let chain = ratls_proxy::dcap::pki::pem_chain(quote.qe.pck_chain_pem, "pck").expect("chain");
+    let (_, pck) = x509_parser::certificate::X509Certificate::from_der(&chain[0]).expect("pck");
+    let verified = |revoked: &[Vec<u8>]| {
+        let c = env
+            .pki
+            .collateral(UnixTime(env.now.0 - 60), revoked)
+            .expect("collateral");
+        Arc::new(VerifiedCollateral::verify(&c, &anchor).expect("verifies"))
+    };
+    let source = Arc::new(Switching {
+        first: verified(&[]),
+        second: verified(&[pck.raw_serial().to_vec()]),
+        switched: std::sync::atomic::AtomicBool::new(false),
+    });
+    let cache = cache();
+    let v = RaTlsVerifier::new(
+        EnclavePolicy::default(),
+        BindingMode::Auto,
+        anchor.sha256(),
+        source.clone(),
+        Arc::clone(&cache),
+    );
+    let leaf = good.certificate_der();
+    assert!(v.verdict_for(leaf, env.now).is_ok());
+    assert!(v.verdict_for(leaf, env.now).is_ok());
+    assert_eq!(cache.stats().verifications, 1, "the second was a cache hit");
+    source
+        .switched
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let refused = v
+        .verdict_for(leaf, env.now)
+        .expect_err("judged again, refused");
+    assert_eq!(refused.refusal.code, RefusalCode::Revoked);
+    assert_eq!(cache.stats().verifications, 2);
+    // Another generation of the same policy never reuses this generation's verdicts.
+    source
+        .switched
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let next = RaTlsVerifier::new(
+        EnclavePolicy::default(),
+        BindingMode::Auto,
+        anchor.sha256(),
+        source,
+        Arc::clone(&cache),
+    )
+    .in_generation(7);
+    assert!(next.verdict_for(leaf, env.now).is_ok());
+    assert_eq!(
+        cache.stats().verifications,
+        3,
+        "a new generation verifies anew"
+    );
+}
