@@ -132,6 +132,20 @@ impl Authority {
         })
     }
 
+    /// Like [`Authority::parse`] with a required port, also reading an unbracketed IPv6
+    /// address before its port (`::1:8443`), as a socket connect does; for configuration
+    /// written before brackets were required.
+    pub fn parse_dial(text: &str) -> Result<Self, String> {
+        Self::parse(text, None).or_else(|e| {
+            let (host, port) = text.trim().rsplit_once(':').ok_or_else(|| e.clone())?;
+            let ip = host.parse::<std::net::Ipv6Addr>().map_err(|_| e.clone())?;
+            Ok(Self {
+                host: Host::Ip(canonical(IpAddr::V6(ip))),
+                port: parse_port(port, text)?,
+            })
+        })
+    }
+
     /// `host` or `host:port` as it belongs in `Host` / `:authority`: the port is left out
     /// when it is the scheme's default.
     pub fn host_header(&self, default_port: u16) -> String {
@@ -222,7 +236,13 @@ impl HostPattern {
             ));
         }
         let host = Host::parse(host, text)?;
-        if wildcard && matches!(host, Host::Ip(_)) {
+        let numeric = |h: &Host| match h {
+            Host::Ip(_) => true,
+            Host::Name(n) => n.split('.').all(|l| l.chars().all(|c| c.is_ascii_digit())),
+        };
+        // An IP address is never matched by a wildcard: a numeric suffix would look like it
+        // covers addresses and silently cover none.
+        if wildcard && numeric(&host) {
             return Err(format!("`{text}`: a wildcard needs a DNS suffix"));
         }
         Ok(Self {
@@ -333,6 +353,15 @@ mod tests {
     }
 
     #[test]
+    fn a_dial_address_may_be_unbracketed_ipv6() {
+        let d = Authority::parse_dial("::1:8443").expect("ok");
+        assert_eq!(d.to_string(), "[::1]:8443");
+        assert_eq!(Authority::parse_dial("[::1]:8443").expect("ok"), d);
+        assert!(Authority::parse_dial("::1").is_err());
+        assert!(Authority::parse_dial("host").is_err());
+    }
+
+    #[test]
     fn malformed_authorities_are_refused() {
         for bad in [
             "",
@@ -362,8 +391,23 @@ mod tests {
         assert!(wild.matches(&a("a.enclave.example.com:8443")));
         assert!(!wild.matches(&a("enclave.example.com:8443")));
         assert!(!wild.matches(&a("xenclave.example.com:8443")));
-        assert!(HostPattern::parse("a.*.com").is_err());
-        assert!(HostPattern::parse("*.[::1]").is_err());
+        assert!(wild.matches(&a("a.b.enclave.example.com:8443")));
+        for bad in [
+            "",
+            "a*.b",
+            "a.*.com",
+            "*.[::1]",
+            "*.0.1",
+            "*.10.0.0.1",
+            "*.1.2.3.4.5",
+            "host:0",
+            "host:99999",
+            "::1",
+            "[::1",
+            "ho st",
+        ] {
+            assert!(HostPattern::parse(bad).is_err(), "{bad:?}");
+        }
         let v6 = HostPattern::parse("[::1]:9443").expect("ok");
         assert!(v6.matches(&a("[0:0::1]:9443")));
     }

@@ -39,7 +39,9 @@ fn main() -> ExitCode {
 /// Logs go to stderr (stdout carries `verify` output); `RUST_LOG` sets levels.
 fn init_logging(cli: &Cli) {
     let default = match cli.command {
-        None | Some(cli::Command::Run(_)) | Some(cli::Command::Demo(_)) => "info",
+        None | Some(cli::Command::Run(_)) => "info",
+        #[cfg(feature = "sim")]
+        Some(cli::Command::Demo(_)) => "info",
         Some(_) => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -306,3 +306,42 @@ fn verify_cert_on_the_real_cosmian_debug_certificate_is_refused_as_debug() {
     ]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn collateral_may_come_from_a_pipe() {
+    let Some(dir) = common::fixtures() else {
+        return;
+    };
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
+        .args([
+            "verify",
+            "--quote",
+            &dcap(&dir, "sgx_v3_qvl.quote.bin"),
+            "--collateral",
+            "/dev/stdin",
+            "--at",
+            "2025-07-04T10:00:00Z",
+            "--tcb-status",
+            "ConfigurationAndSWHardeningNeeded",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    let bundle = common::read(&dir, "dcap/sgx_v3_qvl.collateral.json");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&bundle)
+        .expect("write");
+    let out = child.wait_with_output().expect("exits");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -124,12 +124,10 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let Some(spec) = &args.collateral else {
         bail!("--collateral is required: a collateral JSON file, a directory of them, `pcs` or a PCCS URL");
     };
-    let spec = CollateralSpec::parse(spec, |s| PathBuf::from(s)).map_err(|p| {
-        anyhow::anyhow!(
-            "cannot read collateral {}: no such file or directory",
-            p.display()
-        )
-    })?;
+    // Anything but `pcs`, a URL or a directory is read as one bundle (a pipe or `/dev/stdin`
+    // too); reading it reports what is wrong with it.
+    let spec =
+        CollateralSpec::parse(spec, |s| PathBuf::from(s)).unwrap_or_else(CollateralSpec::File);
     let setup = match spec {
         CollateralSpec::Pcs => fetching(
             None,

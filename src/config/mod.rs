@@ -197,13 +197,6 @@ impl Config {
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Self::from_toml(&text, &path.display().to_string(), &base)
     }
-
-    /// The index of the enclave entry covering `dest`, if any (first match wins).
-    pub fn enclave_for(&self, dest: &Authority) -> Option<usize> {
-        self.enclaves
-            .iter()
-            .position(|e| e.hosts.iter().any(|h| h.matches(dest)))
-    }
 }
 
 #[cfg(test)]

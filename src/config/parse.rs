@@ -542,7 +542,7 @@ fn check_enclave(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig> {
     };
     let connect_to = e.connect_to.as_ref().and_then(|s| {
         c.parse(s, |v| {
-            Authority::parse(v, None).map_err(|e| format!("connect_to must be host:port: {e}"))
+            Authority::parse_dial(v).map_err(|e| format!("connect_to must be host:port: {e}"))
         })
     });
     let u16_field = |c: &mut Checker<'_>, name: &str, v: Option<&Spanned<i64>>| {

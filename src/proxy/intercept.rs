@@ -50,6 +50,7 @@ pub(super) async fn intercept(
         &[b"http/1.1"]
     };
     let verdict = Verdict::Accepted(Arc::clone(conn.verdict()));
+    let upstream = started.elapsed();
     g.pool.checkin(&target, conn);
     let tls = match proxy.ca.server_config(&host, alpn, UnixTime::now()) {
         Ok(t) => t,
@@ -63,7 +64,7 @@ pub(super) async fn intercept(
     let outcome = Outcome {
         host,
         verdict,
-        upstream: Some(started.elapsed()),
+        upstream: Some(upstream),
     };
     tokio::spawn(async move {
         // The tunnel holds the client's slot (and its phase) for its whole life.

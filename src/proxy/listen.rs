@@ -95,14 +95,15 @@ impl Proxy {
     }
 }
 
-/// Closes idle pooled upstream connections, at half the idle timeout (at most every 30 s).
+/// Closes idle pooled upstream connections of every live generation, at half the idle
+/// timeout (at most every 30 s).
 async fn sweep_loop(proxy: Arc<Proxy>) {
     loop {
-        let g = proxy.current();
-        let tick = (g.config.limits.idle_timeout / 2)
+        let tick = (proxy.current().config.limits.idle_timeout / 2)
             .clamp(Duration::from_millis(100), Duration::from_secs(30));
-        g.pool.sweep();
-        drop(g);
+        for g in proxy.generations() {
+            g.pool.sweep();
+        }
         tokio::time::sleep(tick).await;
     }
 }

@@ -6,7 +6,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
@@ -259,6 +259,9 @@ pub struct Proxy {
     own: Mutex<Vec<SocketAddr>>,
     /// Places under `max_upstream_connections` (fixed at start; a reload does not resize).
     pub(super) upstream_slots: Arc<Semaphore>,
+    /// Generations replaced by a reload but still held by an open tunnel until its next
+    /// request: their idle pooled connections are swept too.
+    retired: Mutex<Vec<Weak<Generation>>>,
 }
 
 impl fmt::Debug for Proxy {
@@ -288,6 +291,7 @@ impl Proxy {
             listening: AtomicBool::new(false),
             own: Mutex::new(Vec::new()),
             upstream_slots,
+            retired: Mutex::new(Vec::new()),
         }
     }
 
@@ -335,6 +339,16 @@ impl Proxy {
     /// The addresses the proxy listens on.
     pub(super) fn own_addrs(&self) -> Vec<SocketAddr> {
         self.own.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// Every generation still alive: the one in force and those open tunnels still hold.
+    pub(super) fn generations(&self) -> Vec<Arc<Generation>> {
+        let mut all = vec![self.current()];
+        if let Ok(mut retired) = self.retired.lock() {
+            retired.retain(|g| g.strong_count() > 0);
+            all.extend(retired.iter().filter_map(Weak::upgrade));
+        }
+        all
     }
 
     /// True once the listeners are bound, until shutdown begins.
@@ -392,6 +406,10 @@ impl Proxy {
         match self.current.write() {
             Ok(mut g) => *g = Arc::new(generation),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(generation),
+        }
+        if let Ok(mut retired) = self.retired.lock() {
+            retired.retain(|g| g.strong_count() > 0);
+            retired.push(Arc::downgrade(&old));
         }
         // Verdicts were made under the old policies: drop them all.
         self.cache.clear();

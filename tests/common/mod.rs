@@ -250,7 +250,8 @@ impl<'e> Harness<'e> {
         self
     }
 
-    /// Turns the admin listener on at `port`.
+    /// Turns the admin listener on at `port` (the real binary only: in-process, whoever
+    /// starts the proxy starts the admin listener, and `start` does not).
     pub fn admin(mut self, port: u16) -> Self {
         self.admin = Some(port);
         self
