@@ -11,7 +11,7 @@ use ratls_proxy::appraise::policy::EnclavePolicy;
 use ratls_proxy::appraise::refusal::RefusalCode;
 use ratls_proxy::appraise::{appraise, Appraisal, Unverified};
 use ratls_proxy::dcap::collateral::Collateral;
-use ratls_proxy::dcap::quote::Quote;
+use ratls_proxy::dcap::quote::{Body, Quote};
 use ratls_proxy::dcap::time::UnixTime;
 use ratls_proxy::dcap::trust::TrustAnchor;
 use ratls_proxy::dcap::verified::VerifiedCollateral;
@@ -87,7 +87,13 @@ fn every_sgx_case_matches_the_ground_truth_identity_and_tcb() {
         );
         assert_eq!(tcb.qe_status.as_str(), want["qe_status"], "{name}");
         assert_eq!(tcb.fmspc.to_string(), q["fmspc"], "{name} fmspc");
-        let id = &a.quote.as_ref().expect("quote").identity;
+        let id = a
+            .quote
+            .as_ref()
+            .expect("quote")
+            .identity
+            .sgx()
+            .expect("an SGX identity");
         assert_eq!(id.mrenclave.to_string(), q["mrenclave"], "{name}");
         assert_eq!(id.mrsigner.to_string(), q["mrsigner"], "{name}");
         assert_eq!(
@@ -156,30 +162,112 @@ fn the_default_policy_accepts_only_up_to_date() {
         .contains("ConfigurationAndSWHardeningNeeded"));
 }
 
+/// The TDX cases: identity fields, status and advisories equal the ground truth at the
+/// recorded time; where the reference finds no TCB level we refuse with the same meaning.
 #[test]
-fn tdx_cases_are_refused_as_unsupported_without_panicking() {
+fn every_tdx_case_matches_the_ground_truth() {
     let Some(dir) = common::fixtures() else {
         return;
     };
     let exp = expected(&dir);
+    let mut checked = 0;
     for case in exp["cases"].as_array().expect("cases") {
-        if case["quote"]["tee_type"] == "0x0" {
+        let q = &case["quote"];
+        if q["tee_type"] != "0x81" {
             continue;
         }
+        let name = case["name"].as_str().expect("name");
         let a = run(
             &dir,
             case["quote_file"].as_str().expect("f"),
             case["collateral_file"].as_str().expect("f"),
             case["verified_at"].as_i64().expect("t"),
-            &common::permissive(true),
+            &common::permissive(false),
+        );
+        let quote = a.quote.as_ref().expect("parsed");
+        assert_eq!(quote.tee.as_str(), "TDX", "{name}");
+        let td = quote.identity.td().expect("a TD identity");
+        assert_eq!(td.mr_td.to_string(), q["mr_td"], "{name} mr_td");
+        assert_eq!(
+            td.tee_tcb_svn.to_string(),
+            q["tee_tcb_svn"],
+            "{name} tee_tcb_svn"
         );
         assert_eq!(
-            code(&a),
-            Some(RefusalCode::QuoteMalformed),
-            "{}",
-            case["name"]
+            td.td_attributes.to_string(),
+            q["td_attributes"],
+            "{name} td_attributes"
         );
-        assert!(a.outcome.as_ref().expect_err("refused").reasons[0].contains("TDX"));
+        assert_eq!(
+            td.report_data.to_string(),
+            q["report_data"],
+            "{name} report_data"
+        );
+        let want = &case["expected"]["default"];
+        if want["ok"] == true {
+            assert!(a.is_accepted(), "{name}: {:?}", a.outcome);
+            let tcb = a.tcb.as_ref().expect("tcb");
+            assert_eq!(tcb.status.as_str(), want["status"], "{name} status");
+            assert_eq!(
+                tcb.advisory_ids,
+                strings(&want["advisory_ids"]),
+                "{name} advisories"
+            );
+            assert_eq!(
+                tcb.platform_status.as_str(),
+                want["platform_status"],
+                "{name}"
+            );
+            assert_eq!(tcb.qe_status.as_str(), want["qe_status"], "{name}");
+            assert_eq!(tcb.fmspc.to_string(), q["fmspc"], "{name} fmspc");
+        } else {
+            assert_eq!(
+                want["error"], "No matching TCB level found",
+                "{name}: a reference error we map"
+            );
+            assert_eq!(
+                code(&a),
+                Some(RefusalCode::TcbStatusNotAllowed),
+                "{name}: {:?}",
+                a.outcome
+            );
+            assert!(
+                a.outcome.as_ref().expect_err("refused").reasons[0].contains("no TCB level"),
+                "{name}: {:?}",
+                a.outcome
+            );
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 4, "four TDX cases");
+}
+
+/// An SGX quote is never judged with TDX collateral, nor the reverse.
+#[test]
+fn sgx_and_tdx_collateral_are_never_mixed() {
+    let Some(dir) = common::fixtures() else {
+        return;
+    };
+    let policy = common::permissive(true);
+    let sgx_with_tdx = run(
+        &dir,
+        "sgx_v3_qvl.quote.bin",
+        "tdx_v4_qvl.collateral.json",
+        1_751_623_200,
+        &policy,
+    );
+    assert!(!sgx_with_tdx.is_accepted());
+    let tdx_with_sgx = run(
+        &dir,
+        "tdx_v4_qvl.quote.bin",
+        "sgx_v3_qvl.collateral.json",
+        1_751_623_200,
+        &policy,
+    );
+    assert!(!tdx_with_sgx.is_accepted());
+    for a in [&sgx_with_tdx, &tdx_with_sgx] {
+        let reason = &a.outcome.as_ref().expect_err("refused").reasons[0];
+        assert!(reason.contains("TDX") || reason.contains("SGX"), "{reason}");
     }
 }
 
@@ -187,6 +275,8 @@ fn tdx_cases_are_refused_as_unsupported_without_panicking() {
 fn probe_code(error: &str) -> RefusalCode {
     if error.contains("Debug") {
         RefusalCode::DebugEnclave
+    } else if error.contains("No matching TCB level") {
+        RefusalCode::TcbStatusNotAllowed
     } else if error.contains("expired") || error.contains("future") || error.contains("CrlExpired")
     {
         RefusalCode::CollateralExpired
@@ -197,15 +287,13 @@ fn probe_code(error: &str) -> RefusalCode {
 
 #[test]
 fn freshness_boundaries_match_the_reference_except_future_crls() {
+    // SGX and TDX cases alike: the four probes of each.
     let Some(dir) = common::fixtures() else {
         return;
     };
     let exp = expected(&dir);
     let mut stricter = 0;
     for case in exp["cases"].as_array().expect("cases") {
-        if case["quote"]["tee_type"] != "0x0" {
-            continue;
-        }
         let name = case["name"].as_str().expect("name");
         let (qf, cf) = (
             case["quote_file"].as_str().expect("f"),
@@ -276,8 +364,8 @@ fn freshness_boundaries_match_the_reference_except_future_crls() {
         );
     }
     assert_eq!(
-        stricter, 2,
-        "sgx_v3_automata and its eval19 twin start at a PCK CRL thisUpdate"
+        stricter, 3,
+        "sgx_v3_automata, its eval19 twin and tdx_v5_td15ex_qvl start at a PCK CRL thisUpdate"
     );
 }
 
@@ -473,12 +561,11 @@ fn parsed_quote_fields_equal_the_ground_truth() {
             q["qe_mrsigner"],
             "{name}"
         );
-        assert_eq!(quote.report.mrenclave.to_string(), q["mrenclave"], "{name}");
-        assert_eq!(
-            quote.report.report_data.to_string(),
-            q["report_data"],
-            "{name}"
-        );
+        let Body::Sgx(report) = quote.body else {
+            panic!("{name}: an SGX body");
+        };
+        assert_eq!(report.mrenclave.to_string(), q["mrenclave"], "{name}");
+        assert_eq!(report.report_data.to_string(), q["report_data"], "{name}");
         assert!(
             quote
                 .qe

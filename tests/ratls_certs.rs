@@ -83,23 +83,18 @@ fn real_cosmian_certificates_give_their_recorded_identity_and_binding() {
         let a = appraise(&der, &no_collateral(), BindingMode::Auto, at);
         let q = a.appraisal.quote.as_ref().expect("quote parsed");
         assert_eq!(
-            q.identity.mrenclave.to_string(),
+            q.identity.sgx().expect("sgx").mrenclave.to_string(),
             case.mrenclave,
             "{}",
             case.file
         );
         assert_eq!(
-            q.identity.mrsigner.to_string(),
+            q.identity.sgx().expect("sgx").mrsigner.to_string(),
             "c1c161d0dd996e8a9847de67ea2c00226761f7715a2c422d3012ac10795a1ef5"
         );
+        assert_eq!(q.identity.is_debug(), case.debug, "{}", case.file);
         assert_eq!(
-            q.identity.attributes.is_debug(),
-            case.debug,
-            "{}",
-            case.file
-        );
-        assert_eq!(
-            q.identity.report_data.to_string(),
+            q.identity.report_data().to_string(),
             case.report_data,
             "{}",
             case.file

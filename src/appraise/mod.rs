@@ -4,6 +4,7 @@
 
 pub mod policy;
 pub mod refusal;
+pub mod td_policy;
 
 use std::sync::Arc;
 
@@ -11,11 +12,12 @@ use crate::appraise::policy::{Accepted, EnclavePolicy};
 use crate::appraise::refusal::Refusal;
 use crate::dcap::collateral::Collateral;
 use crate::dcap::error::VerifyError;
+use crate::dcap::identity::Identity;
 use crate::dcap::quote::{Quote, QuoteVersion, TeeType};
 use crate::dcap::time::UnixTime;
 use crate::dcap::trust::TrustAnchor;
 use crate::dcap::verified::VerifiedCollateral;
-use crate::dcap::verify::{self, EnclaveIdentity, TcbVerdict};
+use crate::dcap::verify::{self, TcbVerdict};
 
 /// Hands out verified collateral for a parsed quote.
 pub trait CollateralSource {
@@ -64,8 +66,8 @@ pub struct QuoteSummary {
     pub version: QuoteVersion,
     /// TEE.
     pub tee: TeeType,
-    /// Identity fields of the application enclave.
-    pub identity: EnclaveIdentity,
+    /// Identity fields of the enclave or TD.
+    pub identity: Identity,
 }
 
 /// The outcome of judging one quote.
@@ -132,9 +134,9 @@ pub fn appraise_with(
     let summary = QuoteSummary {
         version: quote.header.version,
         tee: quote.header.tee,
-        identity: EnclaveIdentity::of(&quote.report),
+        identity: Identity::of(&quote.body),
     };
-    if let Err(v) = policy.check_debug(&quote.report.attributes) {
+    if let Err(v) = policy.check_early(&quote.body) {
         return refused(Some(summary), None, Refusal::new(v.code(), v.to_string()));
     }
     if let Err(refusal) = precheck(&quote) {

@@ -10,14 +10,25 @@
     clippy::arithmetic_side_effects
 )]
 
+use super::td_policy::TdPolicy;
 use crate::appraise::refusal::{Refusal, RefusalCode};
-use crate::dcap::ids::{Attributes, IsvProdId, IsvSvn, MrEnclave, MrSigner};
+use crate::dcap::identity::Identity;
+use crate::dcap::ids::{
+    Attributes, IsvProdId, IsvSvn, MrConfigId, MrEnclave, MrOwner, MrOwnerConfig, MrSeam, MrSigner,
+    MrTd, Rtmr, TdAttributes, TeeTcbSvn,
+};
+use crate::dcap::quote::{Body, TeeType};
 use crate::dcap::tcb::TcbStatus;
 use crate::dcap::verify::VerifiedQuote;
 
-/// What an enclave must look like to be trusted.
+/// What an enclave (SGX) or a trust domain (TDX) must look like to be trusted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnclavePolicy {
+    /// The TEE the entry expects; a quote of the other kind is refused (`tee_mismatch`).
+    /// `None`: the one its constraints imply (SGX fields: SGX, TD fields: TDX), else either.
+    pub tee: Option<TeeType>,
+    /// The TD allow-lists and minimums (TDX entries only).
+    pub td: TdPolicy,
     /// Allowed MRENCLAVE values; empty means any.
     pub mrenclave: Vec<MrEnclave>,
     /// Allowed MRSIGNER values; empty means any.
@@ -38,6 +49,8 @@ impl Default for EnclavePolicy {
     /// The secure default: any identity, no DEBUG, `UpToDate` only.
     fn default() -> Self {
         Self {
+            tee: None,
+            td: TdPolicy::default(),
             mrenclave: Vec::new(),
             mrsigner: Vec::new(),
             isv_prod_id: None,
@@ -52,9 +65,86 @@ impl Default for EnclavePolicy {
 /// One way a verified enclave fails the policy.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyViolation {
+    /// The quote is of another TEE than the entry's.
+    #[error("the entry expects an {expected} quote, the quote is {actual}")]
+    Tee {
+        /// The entry's.
+        expected: &'static str,
+        /// The quote's.
+        actual: &'static str,
+    },
     /// DEBUG enclave, not allowed.
     #[error("the enclave runs in DEBUG mode (ATTRIBUTES.FLAGS bit 1 set: {0}) and the policy does not allow debug enclaves")]
     Debug(Attributes),
+    /// DEBUG TD, not allowed.
+    #[error("the TD runs in DEBUG mode (TD_ATTRIBUTES bit 0 set: {0}) and the policy does not allow debug TDs")]
+    DebugTd(TdAttributes),
+    /// TD attributes outside what is allowed.
+    #[error("TD_ATTRIBUTES {actual}: {why}")]
+    TdAttributes {
+        /// From the quote.
+        actual: TdAttributes,
+        /// What is wrong.
+        why: String,
+    },
+    /// MRTD not allowed.
+    #[error("MRTD {actual} is not in the allow-list [{}]", join(.allowed))]
+    MrTd {
+        /// From the quote.
+        actual: MrTd,
+        /// The policy's list.
+        allowed: Vec<MrTd>,
+    },
+    /// An RTMR not allowed.
+    #[error("RTMR{index} {actual} is not in the allow-list [{}]", join(.allowed))]
+    Rtmr {
+        /// Which register.
+        index: usize,
+        /// From the quote.
+        actual: Rtmr,
+        /// The policy's list.
+        allowed: Vec<Rtmr>,
+    },
+    /// MRCONFIGID not allowed.
+    #[error("MRCONFIGID {actual} is not in the allow-list [{}]", join(.allowed))]
+    MrConfigId {
+        /// From the quote.
+        actual: MrConfigId,
+        /// The policy's list.
+        allowed: Vec<MrConfigId>,
+    },
+    /// MROWNER not allowed.
+    #[error("MROWNER {actual} is not in the allow-list [{}]", join(.allowed))]
+    MrOwner {
+        /// From the quote.
+        actual: MrOwner,
+        /// The policy's list.
+        allowed: Vec<MrOwner>,
+    },
+    /// MROWNERCONFIG not allowed.
+    #[error("MROWNERCONFIG {actual} is not in the allow-list [{}]", join(.allowed))]
+    MrOwnerConfig {
+        /// From the quote.
+        actual: MrOwnerConfig,
+        /// The policy's list.
+        allowed: Vec<MrOwnerConfig>,
+    },
+    /// MRSEAM not allowed.
+    #[error("MRSEAM {actual} is not in the allow-list [{}]", join(.allowed))]
+    MrSeam {
+        /// From the quote.
+        actual: MrSeam,
+        /// The policy's list.
+        allowed: Vec<MrSeam>,
+    },
+    /// A TEE_TCB_SVN component below the minimum.
+    #[error("TEE_TCB_SVN {actual} is below the policy minimum {min} (component-wise)")]
+    TeeTcbSvn {
+        /// From the quote.
+        actual: TeeTcbSvn,
+        /// The policy's minimum.
+        min: TeeTcbSvn,
+    },
     /// MRENCLAVE not allowed.
     #[error("MRENCLAVE {actual} is not in the allow-list [{}]", join(.allowed))]
     MrEnclave {
@@ -105,7 +195,7 @@ pub enum PolicyViolation {
     },
 }
 
-fn join<T: std::fmt::Display>(items: &[T]) -> String {
+pub(crate) fn join<T: std::fmt::Display>(items: &[T]) -> String {
     items
         .iter()
         .map(T::to_string)
@@ -117,7 +207,16 @@ impl PolicyViolation {
     /// The stable refusal code.
     pub fn code(&self) -> RefusalCode {
         match self {
-            Self::Debug(_) => RefusalCode::DebugEnclave,
+            Self::Tee { .. } => RefusalCode::TeeMismatch,
+            Self::Debug(_) | Self::DebugTd(_) => RefusalCode::DebugEnclave,
+            Self::TdAttributes { .. } => RefusalCode::TdAttributesNotAllowed,
+            Self::MrTd { .. } => RefusalCode::MrtdMismatch,
+            Self::Rtmr { .. } => RefusalCode::RtmrMismatch,
+            Self::MrConfigId { .. } => RefusalCode::MrconfigidMismatch,
+            Self::MrOwner { .. } => RefusalCode::MrownerMismatch,
+            Self::MrOwnerConfig { .. } => RefusalCode::MrownerconfigMismatch,
+            Self::MrSeam { .. } => RefusalCode::MrseamMismatch,
+            Self::TeeTcbSvn { .. } => RefusalCode::TeeTcbSvnTooLow,
             Self::MrEnclave { .. } => RefusalCode::MrenclaveMismatch,
             Self::MrSigner { .. } => RefusalCode::MrsignerMismatch,
             Self::IsvProdId { .. } => RefusalCode::IsvProdIdMismatch,
@@ -137,22 +236,91 @@ pub struct Accepted {
 }
 
 impl EnclavePolicy {
-    /// The cheap check that runs before any signature work: refuse DEBUG enclaves early.
-    /// (A forged DEBUG bit can only cause a refusal, never an acceptance.)
-    pub fn check_debug(&self, attributes: &Attributes) -> Result<(), PolicyViolation> {
-        if attributes.is_debug() && !self.allow_debug {
-            Err(PolicyViolation::Debug(*attributes))
-        } else {
-            Ok(())
+    /// The cheap checks that run before any signature work: the quote is of the entry's
+    /// TEE, and not a DEBUG enclave or TD. (A forged quote can only cause a refusal here,
+    /// never an acceptance.)
+    pub fn check_early(&self, body: &Body<'_>) -> Result<(), PolicyViolation> {
+        self.check_tee(body.tee())?;
+        match body {
+            Body::Sgx(r) if r.attributes.is_debug() && !self.allow_debug => {
+                Err(PolicyViolation::Debug(r.attributes))
+            }
+            Body::Td(t) if t.td_attributes.is_debug() && !self.allow_debug => {
+                Err(PolicyViolation::DebugTd(t.td_attributes))
+            }
+            _ => Ok(()),
         }
     }
 
     /// Every violation of the policy by a verified quote.
     pub fn violations(&self, q: &VerifiedQuote) -> Vec<PolicyViolation> {
-        let id = &q.identity;
         let mut out = Vec::new();
-        if let Err(v) = self.check_debug(&id.attributes) {
+        if let Err(v) = self.check_tee(q.identity.tee()) {
+            // The other fields describe another kind of TEE: nothing else applies.
             out.push(v);
+            return out;
+        }
+        match &q.identity {
+            Identity::Sgx(id) => self.sgx_violations(id, &mut out),
+            Identity::Td(td) => self.td.violations(td, self.allow_debug, &mut out),
+        }
+        let status = q.tcb.status;
+        if status == TcbStatus::Revoked || !self.tcb_statuses.contains(&status) {
+            out.push(PolicyViolation::TcbStatus {
+                actual: status,
+                accepted: self.tcb_statuses.clone(),
+            });
+        }
+        if !self.allowed_advisories.is_empty() {
+            let not_allowed: Vec<String> = q
+                .tcb
+                .advisory_ids
+                .iter()
+                .filter(|a| !self.allowed_advisories.contains(a))
+                .cloned()
+                .collect();
+            if !not_allowed.is_empty() {
+                out.push(PolicyViolation::Advisory {
+                    not_allowed,
+                    allowed: self.allowed_advisories.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// The TEE this policy expects: the one it names, else the one its constraints imply.
+    /// (A policy pinning MRENCLAVE must never wave a TD through because TDs have none.)
+    pub fn expected_tee(&self) -> Option<TeeType> {
+        let sgx = !self.mrenclave.is_empty()
+            || !self.mrsigner.is_empty()
+            || self.isv_prod_id.is_some()
+            || self.min_isv_svn.is_some();
+        let td = self.td != TdPolicy::default();
+        self.tee.or(match (sgx, td) {
+            (true, _) => Some(TeeType::Sgx),
+            (false, true) => Some(TeeType::Tdx),
+            (false, false) => None,
+        })
+    }
+
+    fn check_tee(&self, actual: TeeType) -> Result<(), PolicyViolation> {
+        match self.expected_tee() {
+            Some(expected) if expected != actual => Err(PolicyViolation::Tee {
+                expected: expected.as_str(),
+                actual: actual.as_str(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn sgx_violations(
+        &self,
+        id: &crate::dcap::identity::EnclaveIdentity,
+        out: &mut Vec<PolicyViolation>,
+    ) {
+        if id.attributes.is_debug() && !self.allow_debug {
+            out.push(PolicyViolation::Debug(id.attributes));
         }
         if !self.mrenclave.is_empty() && !self.mrenclave.contains(&id.mrenclave) {
             out.push(PolicyViolation::MrEnclave {
@@ -182,29 +350,6 @@ impl EnclavePolicy {
                 });
             }
         }
-        let status = q.tcb.status;
-        if status == TcbStatus::Revoked || !self.tcb_statuses.contains(&status) {
-            out.push(PolicyViolation::TcbStatus {
-                actual: status,
-                accepted: self.tcb_statuses.clone(),
-            });
-        }
-        if !self.allowed_advisories.is_empty() {
-            let not_allowed: Vec<String> = q
-                .tcb
-                .advisory_ids
-                .iter()
-                .filter(|a| !self.allowed_advisories.contains(a))
-                .cloned()
-                .collect();
-            if !not_allowed.is_empty() {
-                out.push(PolicyViolation::Advisory {
-                    not_allowed,
-                    allowed: self.allowed_advisories.clone(),
-                });
-            }
-        }
-        out
     }
 
     /// Accepts the quote, or refuses it with every violation and the top-ranked code.

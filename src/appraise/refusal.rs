@@ -30,10 +30,17 @@ pub enum RefusalCode {
     FmspcMismatch,
     /// The quoting enclave does not match Intel's QE identity.
     QeIdentityMismatch,
+    /// The TDX module is not the one Intel's TCB info describes, or has no TCB level.
+    TdxModuleMismatch,
     /// REPORTDATA does not commit to the certificate's public key.
     BindingMismatch,
-    /// The enclave runs in debug mode and the policy does not allow it.
+    /// The entry says SGX and the quote is TDX, or the reverse.
+    TeeMismatch,
+    /// The enclave or TD runs in debug mode and the policy does not allow it.
     DebugEnclave,
+    /// TD_ATTRIBUTES has a bit the policy does not allow, lacks SEPT_VE_DISABLE, or the TD
+    /// is bound to a service TD.
+    TdAttributesNotAllowed,
     /// MRENCLAVE is not in the allow-list.
     MrenclaveMismatch,
     /// MRSIGNER is not in the allow-list.
@@ -42,6 +49,20 @@ pub enum RefusalCode {
     IsvProdIdMismatch,
     /// ISVSVN is below the policy's minimum.
     IsvSvnTooLow,
+    /// MRTD is not in the allow-list.
+    MrtdMismatch,
+    /// An RTMR is not in its allow-list.
+    RtmrMismatch,
+    /// MRCONFIGID is not in the allow-list.
+    MrconfigidMismatch,
+    /// MROWNER is not in the allow-list.
+    MrownerMismatch,
+    /// MROWNERCONFIG is not in the allow-list.
+    MrownerconfigMismatch,
+    /// MRSEAM is not in the allow-list.
+    MrseamMismatch,
+    /// A TEE_TCB_SVN component is below the policy's minimum.
+    TeeTcbSvnTooLow,
     /// The platform's TCB status is not among the accepted ones.
     TcbStatusNotAllowed,
     /// The TCB level carries an advisory the policy does not list.
@@ -59,7 +80,7 @@ pub enum RefusalCode {
 
 impl RefusalCode {
     /// Every code, in ranking order (the first applicable one is the headline).
-    pub const ALL: [RefusalCode; 21] = [
+    pub const ALL: [RefusalCode; 31] = [
         Self::QuoteMalformed,
         Self::NoQuote,
         Self::SignatureInvalid,
@@ -69,12 +90,22 @@ impl RefusalCode {
         Self::CollateralUnavailable,
         Self::FmspcMismatch,
         Self::QeIdentityMismatch,
+        Self::TdxModuleMismatch,
         Self::BindingMismatch,
+        Self::TeeMismatch,
         Self::DebugEnclave,
+        Self::TdAttributesNotAllowed,
         Self::MrenclaveMismatch,
         Self::MrsignerMismatch,
         Self::IsvProdIdMismatch,
         Self::IsvSvnTooLow,
+        Self::MrtdMismatch,
+        Self::RtmrMismatch,
+        Self::MrconfigidMismatch,
+        Self::MrownerMismatch,
+        Self::MrownerconfigMismatch,
+        Self::MrseamMismatch,
+        Self::TeeTcbSvnTooLow,
         Self::TcbStatusNotAllowed,
         Self::AdvisoryNotAllowed,
         Self::EnclavePortNotConfigured,
@@ -95,12 +126,22 @@ impl RefusalCode {
             Self::CollateralUnavailable => "collateral_unavailable",
             Self::FmspcMismatch => "fmspc_mismatch",
             Self::QeIdentityMismatch => "qe_identity_mismatch",
+            Self::TdxModuleMismatch => "tdx_module_mismatch",
             Self::BindingMismatch => "binding_mismatch",
+            Self::TeeMismatch => "tee_mismatch",
             Self::DebugEnclave => "debug_enclave",
+            Self::TdAttributesNotAllowed => "td_attributes_not_allowed",
             Self::MrenclaveMismatch => "mrenclave_mismatch",
             Self::MrsignerMismatch => "mrsigner_mismatch",
             Self::IsvProdIdMismatch => "isv_prod_id_mismatch",
             Self::IsvSvnTooLow => "isv_svn_too_low",
+            Self::MrtdMismatch => "mrtd_mismatch",
+            Self::RtmrMismatch => "rtmr_mismatch",
+            Self::MrconfigidMismatch => "mrconfigid_mismatch",
+            Self::MrownerMismatch => "mrowner_mismatch",
+            Self::MrownerconfigMismatch => "mrownerconfig_mismatch",
+            Self::MrseamMismatch => "mrseam_mismatch",
+            Self::TeeTcbSvnTooLow => "tee_tcb_svn_too_low",
             Self::TcbStatusNotAllowed => "tcb_status_not_allowed",
             Self::AdvisoryNotAllowed => "advisory_not_allowed",
             Self::EnclavePortNotConfigured => "enclave_port_not_configured",
@@ -160,7 +201,8 @@ impl VerifyError {
             Self::Signature(_) | Self::QeReportData => RefusalCode::SignatureInvalid,
             Self::Revoked { .. } | Self::TcbRevoked => RefusalCode::Revoked,
             Self::NotYetValid { .. } | Self::Expired { .. } => RefusalCode::CollateralExpired,
-            Self::FmspcMismatch { .. } | Self::PceIdMismatch { .. } | Self::TcbInfoTee(_) => {
+            Self::TdxModule(_) => RefusalCode::TdxModuleMismatch,
+            Self::FmspcMismatch { .. } | Self::PceIdMismatch { .. } | Self::TcbInfoTee { .. } => {
                 RefusalCode::FmspcMismatch
             }
             Self::QeIdentity(_) => RefusalCode::QeIdentityMismatch,
@@ -194,12 +236,22 @@ mod tests {
                 "collateral_unavailable",
                 "fmspc_mismatch",
                 "qe_identity_mismatch",
+                "tdx_module_mismatch",
                 "binding_mismatch",
+                "tee_mismatch",
                 "debug_enclave",
+                "td_attributes_not_allowed",
                 "mrenclave_mismatch",
                 "mrsigner_mismatch",
                 "isv_prod_id_mismatch",
                 "isv_svn_too_low",
+                "mrtd_mismatch",
+                "rtmr_mismatch",
+                "mrconfigid_mismatch",
+                "mrowner_mismatch",
+                "mrownerconfig_mismatch",
+                "mrseam_mismatch",
+                "tee_tcb_svn_too_low",
                 "tcb_status_not_allowed",
                 "advisory_not_allowed",
                 "enclave_port_not_configured",

@@ -4,9 +4,12 @@
 use serde::Serialize;
 
 use crate::appraise::refusal::RefusalCode;
-use crate::appraise::Appraisal;
+use crate::appraise::{Appraisal, QuoteSummary};
+use crate::dcap::identity::Identity;
 use crate::dcap::ids::{
-    Attributes, CertSha256, Fmspc, IsvProdId, IsvSvn, MrEnclave, MrSigner, ReportData,
+    Attributes, CertSha256, Fmspc, IsvProdId, IsvSvn, MrConfigId, MrEnclave, MrOwner,
+    MrOwnerConfig, MrSeam, MrServiceTd, MrSigner, MrSignerSeam, MrTd, ReportData, Rtmr,
+    TdAttributes, TeeTcbSvn, Xfam,
 };
 use crate::dcap::tcb::TcbStatus;
 use crate::ratls::{Binding, CertAppraisal};
@@ -37,8 +40,23 @@ pub(crate) struct Report {
 pub(crate) struct QuoteJson {
     /// Quote format version.
     pub version: u16,
-    /// `SGX`.
+    /// `SGX` or `TDX`.
     pub tee: &'static str,
+    /// DEBUG attribute (SGX ATTRIBUTES bit 1, TD_ATTRIBUTES bit 0).
+    pub debug: bool,
+    /// REPORTDATA.
+    pub report_data: ReportData,
+    /// The SGX enclave's fields.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub sgx: Option<SgxJson>,
+    /// The TD's fields.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub td: Option<TdJson>,
+}
+
+/// SGX quote fields in the JSON report.
+#[derive(Serialize, Debug)]
+pub(crate) struct SgxJson {
     /// MRENCLAVE.
     pub mrenclave: MrEnclave,
     /// MRSIGNER.
@@ -47,12 +65,75 @@ pub(crate) struct QuoteJson {
     pub isv_prod_id: IsvProdId,
     /// ISVSVN.
     pub isv_svn: IsvSvn,
-    /// DEBUG attribute.
-    pub debug: bool,
     /// ATTRIBUTES.
     pub attributes: Attributes,
-    /// REPORTDATA.
-    pub report_data: ReportData,
+}
+
+/// TD quote fields in the JSON report (names as DESIGN.md "verify").
+#[derive(Serialize, Debug)]
+pub(crate) struct TdJson {
+    pub mrtd: MrTd,
+    pub rtmr0: Rtmr,
+    pub rtmr1: Rtmr,
+    pub rtmr2: Rtmr,
+    pub rtmr3: Rtmr,
+    pub mrseam: MrSeam,
+    pub mrsignerseam: MrSignerSeam,
+    pub mrconfigid: MrConfigId,
+    pub mrowner: MrOwner,
+    pub mrownerconfig: MrOwnerConfig,
+    pub td_attributes: TdAttributes,
+    pub xfam: Xfam,
+    pub tee_tcb_svn: TeeTcbSvn,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tee_tcb_svn2: Option<TeeTcbSvn>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mr_servicetd: Option<MrServiceTd>,
+}
+
+impl QuoteJson {
+    fn of(q: &QuoteSummary) -> Self {
+        let (sgx, td) = match &q.identity {
+            Identity::Sgx(e) => (
+                Some(SgxJson {
+                    mrenclave: e.mrenclave,
+                    mrsigner: e.mrsigner,
+                    isv_prod_id: e.isv_prod_id,
+                    isv_svn: e.isv_svn,
+                    attributes: e.attributes,
+                }),
+                None,
+            ),
+            Identity::Td(t) => (
+                None,
+                Some(TdJson {
+                    mrtd: t.mr_td,
+                    rtmr0: t.rtmr[0],
+                    rtmr1: t.rtmr[1],
+                    rtmr2: t.rtmr[2],
+                    rtmr3: t.rtmr[3],
+                    mrseam: t.mr_seam,
+                    mrsignerseam: t.mr_signer_seam,
+                    mrconfigid: t.mr_config_id,
+                    mrowner: t.mr_owner,
+                    mrownerconfig: t.mr_owner_config,
+                    td_attributes: t.td_attributes,
+                    xfam: t.xfam,
+                    tee_tcb_svn: t.tee_tcb_svn,
+                    tee_tcb_svn2: t.tee_tcb_svn2,
+                    mr_servicetd: t.mr_service_td,
+                }),
+            ),
+        };
+        Self {
+            version: q.version.number(),
+            tee: q.tee.as_str(),
+            debug: q.identity.is_debug(),
+            report_data: *q.identity.report_data(),
+            sgx,
+            td,
+        }
+    }
 }
 
 /// TCB fields in the JSON report.
@@ -68,6 +149,9 @@ pub(crate) struct TcbJson {
     pub platform_status: TcbStatus,
     /// QE level status.
     pub qe_status: TcbStatus,
+    /// TDX module level status (TDX quotes with a module identity).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tdx_module_status: Option<TcbStatus>,
     /// TCB evaluation data number of the TCB info used.
     pub tcb_evaluation_data_number: u32,
 }
@@ -96,23 +180,14 @@ impl Report {
             verdict,
             code,
             reasons,
-            quote: a.quote.as_ref().map(|q| QuoteJson {
-                version: q.version.number(),
-                tee: q.tee.as_str(),
-                mrenclave: q.identity.mrenclave,
-                mrsigner: q.identity.mrsigner,
-                isv_prod_id: q.identity.isv_prod_id,
-                isv_svn: q.identity.isv_svn,
-                debug: q.identity.attributes.is_debug(),
-                attributes: q.identity.attributes,
-                report_data: q.identity.report_data,
-            }),
+            quote: a.quote.as_ref().map(QuoteJson::of),
             tcb: a.tcb.as_ref().map(|t| TcbJson {
                 status: t.status,
                 advisory_ids: t.advisory_ids.clone(),
                 fmspc: t.fmspc,
                 platform_status: t.platform_status,
                 qe_status: t.qe_status,
+                tdx_module_status: t.tdx_module_status,
                 tcb_evaluation_data_number: t.tcb_evaluation_data_number,
             }),
             binding,
@@ -143,12 +218,25 @@ impl Report {
                 "  quote        {} v{}{parsed}\n",
                 q.tee, q.version
             ));
-            out.push_str(&format!("  mrenclave    {}\n", q.mrenclave));
-            out.push_str(&format!("  mrsigner     {}\n", q.mrsigner));
-            out.push_str(&format!(
-                "  isv          prod_id {}, svn {}\n",
-                q.isv_prod_id, q.isv_svn
-            ));
+            if let Some(s) = &q.sgx {
+                out.push_str(&format!("  mrenclave    {}\n", s.mrenclave));
+                out.push_str(&format!("  mrsigner     {}\n", s.mrsigner));
+                out.push_str(&format!(
+                    "  isv          prod_id {}, svn {}\n",
+                    s.isv_prod_id, s.isv_svn
+                ));
+            }
+            if let Some(td) = &q.td {
+                out.push_str(&format!("  mrtd         {}\n", td.mrtd));
+                for (i, r) in [td.rtmr0, td.rtmr1, td.rtmr2, td.rtmr3].iter().enumerate() {
+                    out.push_str(&format!("  rtmr{i}        {r}\n"));
+                }
+                out.push_str(&format!("  mrseam       {}\n", td.mrseam));
+                out.push_str(&format!("  mrconfigid   {}\n", td.mrconfigid));
+                out.push_str(&format!("  mrowner      {}\n", td.mrowner));
+                out.push_str(&format!("  td attrs     {}\n", td.td_attributes));
+                out.push_str(&format!("  tee_tcb_svn  {}\n", td.tee_tcb_svn));
+            }
             out.push_str(&format!(
                 "  debug        {}\n",
                 if q.debug { "YES" } else { "no" }

@@ -12,10 +12,15 @@ use super::report::Report;
 use super::{EXIT_ACCEPTED, EXIT_REFUSED};
 use crate::appraise::policy::EnclavePolicy;
 use crate::appraise::refusal::RefusalCode;
+use crate::appraise::td_policy::TdPolicy;
 use crate::appraise::{self, CollateralSource};
 use crate::dcap::collateral::Collateral;
 use crate::dcap::error::VerifyError;
-use crate::dcap::ids::{IsvProdId, IsvSvn, MrEnclave, MrSigner};
+use crate::dcap::ids::{
+    IsvProdId, IsvSvn, MrConfigId, MrEnclave, MrOwner, MrOwnerConfig, MrSeam, MrSigner, MrTd, Rtmr,
+    TeeTcbSvn,
+};
+use crate::dcap::quote::TeeType;
 use crate::dcap::tcb::TcbStatus;
 use crate::dcap::time::UnixTime;
 use crate::dcap::trust::TrustAnchor;
@@ -78,6 +83,40 @@ pub struct VerifyArgs {
     /// Trust this root instead of the Intel SGX Root CA (test PKI only).
     #[arg(long, value_name = "FILE.pem")]
     pub trust_root: Option<PathBuf>,
+    /// The TEE the quote must be: sgx or tdx (default: whichever the policy flags imply,
+    /// else either).
+    #[arg(long, value_name = "sgx|tdx", value_parser = ["sgx", "tdx"])]
+    pub tee: Option<String>,
+    /// Allowed MRTD (repeatable; TDX).
+    #[arg(long = "mrtd", value_name = "HEX")]
+    pub mrtd: Vec<MrTd>,
+    /// Allowed RTMR0 (repeatable; TDX).
+    #[arg(long = "rtmr0", value_name = "HEX")]
+    pub rtmr0: Vec<Rtmr>,
+    /// Allowed RTMR1 (repeatable; TDX).
+    #[arg(long = "rtmr1", value_name = "HEX")]
+    pub rtmr1: Vec<Rtmr>,
+    /// Allowed RTMR2 (repeatable; TDX).
+    #[arg(long = "rtmr2", value_name = "HEX")]
+    pub rtmr2: Vec<Rtmr>,
+    /// Allowed RTMR3 (repeatable; TDX).
+    #[arg(long = "rtmr3", value_name = "HEX")]
+    pub rtmr3: Vec<Rtmr>,
+    /// Allowed MRCONFIGID (repeatable; TDX).
+    #[arg(long = "mrconfigid", value_name = "HEX")]
+    pub mrconfigid: Vec<MrConfigId>,
+    /// Allowed MROWNER (repeatable; TDX).
+    #[arg(long = "mrowner", value_name = "HEX")]
+    pub mrowner: Vec<MrOwner>,
+    /// Allowed MROWNERCONFIG (repeatable; TDX).
+    #[arg(long = "mrownerconfig", value_name = "HEX")]
+    pub mrownerconfig: Vec<MrOwnerConfig>,
+    /// Allowed MRSEAM (repeatable; TDX).
+    #[arg(long = "mrseam", value_name = "HEX")]
+    pub mrseam: Vec<MrSeam>,
+    /// Component-wise minimum TEE_TCB_SVN (32 hex digits; TDX).
+    #[arg(long, value_name = "HEX")]
+    pub min_tee_tcb_svn: Option<TeeTcbSvn>,
     /// Verification time: RFC 3339 or Unix seconds (default: now).
     #[arg(long, value_name = "RFC3339|UNIX")]
     pub at: Option<String>,
@@ -91,6 +130,25 @@ impl VerifyArgs {
     pub fn policy(&self) -> EnclavePolicy {
         let defaults = EnclavePolicy::default();
         EnclavePolicy {
+            tee: match self.tee.as_deref() {
+                Some("tdx") => Some(TeeType::Tdx),
+                Some(_) => Some(TeeType::Sgx),
+                None => None,
+            },
+            td: TdPolicy {
+                mrtd: self.mrtd.clone(),
+                rtmr: [
+                    self.rtmr0.clone(),
+                    self.rtmr1.clone(),
+                    self.rtmr2.clone(),
+                    self.rtmr3.clone(),
+                ],
+                mrconfigid: self.mrconfigid.clone(),
+                mrowner: self.mrowner.clone(),
+                mrownerconfig: self.mrownerconfig.clone(),
+                mrseam: self.mrseam.clone(),
+                min_tee_tcb_svn: self.min_tee_tcb_svn,
+            },
             mrenclave: self.mrenclave.clone(),
             mrsigner: self.mrsigner.clone(),
             isv_prod_id: self.isv_prod_id.map(IsvProdId),

@@ -15,7 +15,12 @@ use super::{
 };
 use crate::addr::{Authority, HostPattern};
 use crate::appraise::policy::EnclavePolicy;
-use crate::dcap::ids::{Fmspc, IsvProdId, IsvSvn, MrEnclave, MrSigner};
+use crate::appraise::td_policy::TdPolicy;
+use crate::dcap::ids::{
+    BadHex, Fmspc, IsvProdId, IsvSvn, MrConfigId, MrEnclave, MrOwner, MrOwnerConfig, MrSeam,
+    MrSigner, MrTd, Rtmr, TeeTcbSvn,
+};
+use crate::dcap::quote::TeeType;
 use crate::dcap::tcb::TcbStatus;
 use crate::ratls::BindingMode;
 use crate::source::fetch::RefreshPolicy;
@@ -87,6 +92,26 @@ struct RawCollateral {
 #[serde(deny_unknown_fields)]
 struct RawEnclave {
     hosts: Spanned<Vec<Spanned<String>>>,
+    tee: Option<Spanned<String>>,
+    #[serde(default)]
+    mrtd: Vec<Spanned<String>>,
+    #[serde(default)]
+    rtmr0: Vec<Spanned<String>>,
+    #[serde(default)]
+    rtmr1: Vec<Spanned<String>>,
+    #[serde(default)]
+    rtmr2: Vec<Spanned<String>>,
+    #[serde(default)]
+    rtmr3: Vec<Spanned<String>>,
+    #[serde(default)]
+    mrconfigid: Vec<Spanned<String>>,
+    #[serde(default)]
+    mrowner: Vec<Spanned<String>>,
+    #[serde(default)]
+    mrownerconfig: Vec<Spanned<String>>,
+    #[serde(default)]
+    mrseam: Vec<Spanned<String>>,
+    min_tee_tcb_svn: Option<Spanned<String>>,
     #[serde(default)]
     mrenclave: Vec<Spanned<String>>,
     #[serde(default)]
@@ -505,12 +530,81 @@ fn check_enclave(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig> {
         .iter()
         .filter_map(|h| c.parse(h, |v| HostPattern::parse(v)))
         .collect();
-    if e.mrenclave.is_empty() && e.mrsigner.is_empty() {
-        c.error(
-            &e.hosts,
-            "an [[enclave]] needs at least one of mrenclave or mrsigner",
-        );
+    let tee = match &e.tee {
+        None => Some(TeeType::Sgx),
+        Some(s) => c.parse(s, |v| match v.as_str() {
+            "sgx" => Ok(TeeType::Sgx),
+            "tdx" => Ok(TeeType::Tdx),
+            other => Err(format!("tee = `{other}`: expected \"sgx\" or \"tdx\"")),
+        }),
+    };
+    let td_keys = !e.mrtd.is_empty()
+        || [
+            &e.rtmr0,
+            &e.rtmr1,
+            &e.rtmr2,
+            &e.rtmr3,
+            &e.mrconfigid,
+            &e.mrowner,
+            &e.mrownerconfig,
+            &e.mrseam,
+        ]
+        .iter()
+        .any(|v| !v.is_empty())
+        || e.min_tee_tcb_svn.is_some();
+    match tee {
+        Some(TeeType::Sgx) => {
+            if e.mrenclave.is_empty() && e.mrsigner.is_empty() {
+                c.error(
+                    &e.hosts,
+                    "an [[enclave]] needs at least one of mrenclave or mrsigner",
+                );
+            }
+            if td_keys {
+                c.error(&e.hosts, "TD keys (mrtd, rtmr0..3, mrconfigid, mrowner, mrownerconfig, mrseam, min_tee_tcb_svn) need tee = \"tdx\"");
+            }
+        }
+        Some(TeeType::Tdx) => {
+            if e.mrtd.is_empty() {
+                c.error(
+                    &e.hosts,
+                    "a tee = \"tdx\" [[enclave]] needs mrtd (an allow-list)",
+                );
+            }
+            if !e.mrenclave.is_empty()
+                || !e.mrsigner.is_empty()
+                || e.isv_prod_id.is_some()
+                || e.min_isv_svn.is_some()
+            {
+                c.error(&e.hosts, "SGX keys (mrenclave, mrsigner, isv_prod_id, min_isv_svn) do not apply to tee = \"tdx\"");
+            }
+        }
+        None => {}
     }
+    fn list<T>(
+        c: &mut Checker<'_>,
+        v: &[Spanned<String>],
+        f: impl Fn(&str) -> Result<T, BadHex>,
+    ) -> Vec<T> {
+        v.iter().filter_map(|m| c.parse(m, |s| f(s))).collect()
+    }
+    let td = TdPolicy {
+        mrtd: list(c, &e.mrtd, MrTd::from_hex),
+        rtmr: [
+            list(c, &e.rtmr0, Rtmr::from_hex),
+            list(c, &e.rtmr1, Rtmr::from_hex),
+            list(c, &e.rtmr2, Rtmr::from_hex),
+            list(c, &e.rtmr3, Rtmr::from_hex),
+        ],
+        mrconfigid: list(c, &e.mrconfigid, MrConfigId::from_hex),
+        mrowner: list(c, &e.mrowner, MrOwner::from_hex),
+        mrownerconfig: list(c, &e.mrownerconfig, MrOwnerConfig::from_hex),
+        mrseam: list(c, &e.mrseam, MrSeam::from_hex),
+        min_tee_tcb_svn: e
+            .min_tee_tcb_svn
+            .as_ref()
+            .and_then(|s| c.parse(s, |v| TeeTcbSvn::from_hex(v))),
+    };
     let mrenclave: Vec<MrEnclave> = e
         .mrenclave
         .iter()
@@ -556,6 +650,8 @@ fn check_enclave(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig> {
     Some(EnclaveConfig {
         hosts,
         policy: EnclavePolicy {
+            tee,
+            td,
             mrenclave,
             mrsigner,
             isv_prod_id,

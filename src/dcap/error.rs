@@ -80,8 +80,16 @@ pub enum VerifyError {
         tcb_info: PceId,
     },
     /// The TCB info describes another TEE.
-    #[error("TCB info is for {0}, the quote is SGX")]
-    TcbInfoTee(&'static str),
+    #[error("TCB info is for {tcb_info}, the quote is {quote}")]
+    TcbInfoTee {
+        /// The TCB info's TEE.
+        tcb_info: &'static str,
+        /// The quote's TEE.
+        quote: &'static str,
+    },
+    /// The TDX module is not the one the TCB info describes, or has no TCB level.
+    #[error("TDX module: {0}")]
+    TdxModule(String),
     /// The QE does not match Intel's QE identity.
     #[error("quoting enclave does not match the QE identity: {0}")]
     QeIdentity(String),

@@ -101,6 +101,67 @@ hex_newtype!(
     CertSha256, 32, "certificate SHA-256"
 );
 
+hex_newtype!(
+    /// SHA-384 measurement of a TD's initial contents (MRTD).
+    MrTd, 48, "MRTD"
+);
+hex_newtype!(
+    /// A TD runtime measurement register (RTMR0..3), SHA-384 extended.
+    Rtmr, 48, "RTMR"
+);
+hex_newtype!(
+    /// SHA-384 measurement of the TDX module (MRSEAM).
+    MrSeam, 48, "MRSEAM"
+);
+hex_newtype!(
+    /// The TDX module's signer (MRSIGNERSEAM); zero for Intel's module.
+    MrSignerSeam, 48, "MRSIGNERSEAM"
+);
+hex_newtype!(
+    /// Software-defined ID of the TD's configuration (MRCONFIGID).
+    MrConfigId, 48, "MRCONFIGID"
+);
+hex_newtype!(
+    /// Software-defined ID of the TD's owner (MROWNER).
+    MrOwner, 48, "MROWNER"
+);
+hex_newtype!(
+    /// Software-defined ID of the owner's configuration (MROWNERCONFIG).
+    MrOwnerConfig, 48, "MROWNERCONFIG"
+);
+hex_newtype!(
+    /// Measurement of the service TDs bound to the TD (TD 1.5).
+    MrServiceTd, 48, "MR_SERVICETD"
+);
+hex_newtype!(
+    /// TEE_TCB_SVN: the TDX module's and platform's TCB component SVNs.
+    TeeTcbSvn, 16, "TEE_TCB_SVN"
+);
+hex_newtype!(
+    /// TD_ATTRIBUTES (u64 LE): DEBUG is bit 0, SEPT_VE_DISABLE bit 28.
+    TdAttributes, 8, "TD_ATTRIBUTES"
+);
+hex_newtype!(
+    /// XFAM: the extended features the TD may use (u64 LE).
+    Xfam, 8, "XFAM"
+);
+hex_newtype!(
+    /// SEAM_ATTRIBUTES of the TDX module (u64 LE).
+    SeamAttributes, 8, "SEAM_ATTRIBUTES"
+);
+
+impl TdAttributes {
+    /// TUD.DEBUG (bit 0): the host can read and change the TD's state.
+    pub fn is_debug(&self) -> bool {
+        self.0[0] & 0x01 != 0
+    }
+
+    /// The attributes as the little-endian u64 the TDX ABI defines.
+    pub fn bits(&self) -> u64 {
+        u64::from_le_bytes(self.0)
+    }
+}
+
 impl Attributes {
     /// ATTRIBUTES.FLAGS bit 1: the enclave runs in debug mode and its memory is readable.
     pub fn is_debug(&self) -> bool {

@@ -4,10 +4,12 @@
 
 pub mod collateral;
 pub mod error;
+pub mod identity;
 pub mod ids;
 pub mod pki;
 pub mod quote;
 pub mod tcb;
+pub mod tdx;
 pub mod time;
 pub mod trust;
 pub mod verified;

@@ -8,56 +8,19 @@
 use sha2::{Digest, Sha256};
 use x509_parser::certificate::X509Certificate;
 
+use super::identity::Identity;
 use super::quote::limits::PCK_CHAIN_LEN;
 use super::quote::pck_extension::{self, PckTcb};
-use super::quote::{Quote, ReportBody};
+use super::quote::{Body, Quote, ReportBody};
+use super::tdx;
 use crate::dcap::collateral::tcb_info::CollateralTee;
 use crate::dcap::error::VerifyError;
-use crate::dcap::ids::{
-    Attributes, CpuSvn, Fmspc, IsvProdId, IsvSvn, MrEnclave, MrSigner, ReportData,
-};
+use crate::dcap::ids::Fmspc;
 use crate::dcap::pki;
 use crate::dcap::tcb::TcbStatus;
 use crate::dcap::time::UnixTime;
 use crate::dcap::trust::TrustAnchor;
 use crate::dcap::verified::{self, VerifiedCollateral};
-
-/// The enclave identity from a quote whose signatures all verified.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EnclaveIdentity {
-    /// MRENCLAVE.
-    pub mrenclave: MrEnclave,
-    /// MRSIGNER.
-    pub mrsigner: MrSigner,
-    /// ISVPRODID.
-    pub isv_prod_id: IsvProdId,
-    /// ISVSVN.
-    pub isv_svn: IsvSvn,
-    /// ATTRIBUTES (DEBUG is bit 1).
-    pub attributes: Attributes,
-    /// REPORTDATA.
-    pub report_data: ReportData,
-    /// CPUSVN.
-    pub cpu_svn: CpuSvn,
-    /// MISCSELECT (raw little-endian bytes).
-    pub miscselect: [u8; 4],
-}
-
-impl EnclaveIdentity {
-    /// Copies the identity fields of a report body.
-    pub fn of(report: &ReportBody<'_>) -> Self {
-        Self {
-            mrenclave: report.mrenclave,
-            mrsigner: report.mrsigner,
-            isv_prod_id: report.isv_prod_id,
-            isv_svn: report.isv_svn,
-            attributes: report.attributes,
-            report_data: report.report_data,
-            cpu_svn: report.cpu_svn,
-            miscselect: report.miscselect,
-        }
-    }
-}
 
 /// The platform's TCB judgement.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +33,8 @@ pub struct TcbVerdict {
     pub platform_status: TcbStatus,
     /// The QE level's status.
     pub qe_status: TcbStatus,
+    /// The TDX module level's status (TDX with a module identity only).
+    pub tdx_module_status: Option<TcbStatus>,
     /// The platform model.
     pub fmspc: Fmspc,
     /// Which TCB evaluation the verdict is based on.
@@ -80,8 +45,8 @@ pub struct TcbVerdict {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct VerifiedQuote {
-    /// The enclave's identity.
-    pub identity: EnclaveIdentity,
+    /// The enclave's or the TD's identity.
+    pub identity: Identity,
     /// The TCB judgement.
     pub tcb: TcbVerdict,
     /// The last second at which the collateral used is valid.
@@ -95,31 +60,42 @@ pub fn verify(
     now: UnixTime,
 ) -> Result<VerifiedQuote, VerifyError> {
     collateral.check_fresh(now)?;
-    check_collateral_tee(collateral)?;
+    check_collateral_tee(quote, collateral)?;
     let pck = verify_pck_chain(quote, collateral, now)?;
     verify_qe_report_signature(quote, &pck.point)?;
     verify_qe_report_data(quote)?;
     let qe_level = verify_qe_identity(&quote.qe.report, collateral)?;
     verify_isv_report_signature(quote)?;
-    let platform = match_platform_tcb(&pck.tcb, collateral)?;
+    let td = match &quote.body {
+        Body::Td(td) => Some(td),
+        Body::Sgx(_) => None,
+    };
+    let platform = match_platform_tcb(&pck.tcb, td.map(|t| &t.tee_tcb_svn.0), collateral)?;
+    let module = match td {
+        Some(td) => Some(tdx::verify_module(td, &collateral.tcb_info)?),
+        None => None,
+    };
+    let platform_status = tdx::converge(platform.status, module.as_ref().and_then(|m| m.status));
 
-    let status = TcbStatus::converge(platform.status, qe_level.status);
+    let status = TcbStatus::converge(platform_status, qe_level.status);
     if status == TcbStatus::Revoked {
         return Err(VerifyError::TcbRevoked);
     }
     let mut advisory_ids = platform.advisory_ids.clone();
-    for id in &qe_level.advisory_ids {
+    let module_advisories = module.iter().flat_map(|m| m.advisory_ids.iter());
+    for id in module_advisories.chain(qe_level.advisory_ids.iter()) {
         if !advisory_ids.contains(id) {
             advisory_ids.push(id.clone());
         }
     }
     Ok(VerifiedQuote {
-        identity: EnclaveIdentity::of(&quote.report),
+        identity: Identity::of(&quote.body),
         tcb: TcbVerdict {
             status,
             advisory_ids,
             platform_status: platform.status,
             qe_status: qe_level.status,
+            tdx_module_status: module.and_then(|m| m.status),
             fmspc: pck.tcb.fmspc,
             tcb_evaluation_data_number: collateral.tcb_info.tcb_evaluation_data_number,
         },
@@ -127,15 +103,28 @@ pub fn verify(
     })
 }
 
-/// C4/D: the collateral must describe an SGX QE and SGX platform.
-fn check_collateral_tee(c: &VerifiedCollateral) -> Result<(), VerifyError> {
-    if c.qe_identity.tee != CollateralTee::Sgx {
-        return Err(VerifyError::QeIdentity(
-            "the QE identity is for the TDX quoting enclave (TD_QE), the quote is SGX".into(),
-        ));
+/// C4/D: the collateral must describe the quote's TEE: an SGX quote is never judged with
+/// TDX collateral (TCB info `TDX`, QE identity `TD_QE`), nor the reverse.
+fn check_collateral_tee(quote: &Quote<'_>, c: &VerifiedCollateral) -> Result<(), VerifyError> {
+    let (want, name) = match quote.body {
+        Body::Sgx(_) => (CollateralTee::Sgx, "SGX"),
+        Body::Td(_) => (CollateralTee::Tdx, "TDX"),
+    };
+    let tee_name = |t: CollateralTee| match t {
+        CollateralTee::Sgx => "SGX",
+        CollateralTee::Tdx => "TDX",
+    };
+    if c.qe_identity.tee != want {
+        return Err(VerifyError::QeIdentity(format!(
+            "the QE identity is for the {} quoting enclave, the quote is {name}",
+            tee_name(c.qe_identity.tee)
+        )));
     }
-    if c.tcb_info.tee != CollateralTee::Sgx {
-        return Err(VerifyError::TcbInfoTee("TDX"));
+    if c.tcb_info.tee != want {
+        return Err(VerifyError::TcbInfoTee {
+            tcb_info: tee_name(c.tcb_info.tee),
+            quote: name,
+        });
     }
     Ok(())
 }
@@ -374,6 +363,7 @@ fn verify_isv_report_signature(quote: &Quote<'_>) -> Result<(), VerifyError> {
 /// J: the TCB info is this platform's, and the level its PCK TCB reaches.
 fn match_platform_tcb<'c>(
     pck: &PckTcb,
+    tee_tcb_svn: Option<&[u8; 16]>,
     c: &'c VerifiedCollateral,
 ) -> Result<&'c crate::dcap::collateral::tcb_info::TcbLevel, VerifyError> {
     if pck.fmspc != c.tcb_info.fmspc {
@@ -390,7 +380,7 @@ fn match_platform_tcb<'c>(
         });
     }
     c.tcb_info
-        .matching_level(&pck.components, pck.pce_svn)
+        .matching_level(&pck.components, pck.pce_svn, tee_tcb_svn)
         .ok_or(VerifyError::TcbNotSupported)
 }
 

@@ -17,6 +17,8 @@ use super::state::{Generation, Proxy};
 use super::target::Target;
 use super::ProxyBody;
 use crate::config::RefusalDetails;
+use crate::dcap::identity::Identity;
+use crate::dcap::quote::TeeType;
 use crate::metrics::Counting;
 use crate::ratls::cache::CachedVerdict;
 
@@ -52,16 +54,16 @@ impl Verdict {
         }
     }
 
-    /// The MRENCLAVE of an accepted connection, formatted only when the access log is on
-    /// (per request, that formatting was measurable work).
-    fn mrenclave(&self) -> Option<String> {
-        match self {
-            Self::Accepted(v) => v
-                .appraisal
-                .appraisal
-                .quote
-                .as_ref()
-                .map(|q| q.identity.mrenclave.to_string()),
+    /// The measurement of an accepted connection (SGX MRENCLAVE or TD MRTD), formatted
+    /// only when the access log is on (per request, that formatting was measurable work).
+    fn measurement(&self, tee: TeeType) -> Option<String> {
+        let Self::Accepted(v) = self else {
+            return None;
+        };
+        let q = v.appraisal.appraisal.quote.as_ref()?;
+        match (&q.identity, tee) {
+            (Identity::Sgx(e), TeeType::Sgx) => Some(e.mrenclave.to_string()),
+            (Identity::Td(t), TeeType::Tdx) => Some(t.mr_td.to_string()),
             _ => None,
         }
     }
@@ -111,7 +113,8 @@ pub(super) fn access_log(
         status = status.as_u16(),
         verdict = o.verdict.label(),
         code,
-        mrenclave = o.verdict.mrenclave().as_deref().unwrap_or("-"),
+        mrenclave = o.verdict.measurement(TeeType::Sgx).as_deref().unwrap_or("-"),
+        mrtd = o.verdict.measurement(TeeType::Tdx).as_deref().unwrap_or("-"),
         upstream_ms = o.upstream.map_or(-1.0, |d| d.as_secs_f64() * 1000.0),
         total_ms = start.elapsed().as_secs_f64() * 1000.0,
     );
@@ -156,12 +159,18 @@ fn attestation_header(v: &CachedVerdict) -> Option<http::HeaderValue> {
     let q = a.quote.as_ref()?;
     let tcb = a.tcb.as_ref()?;
     let binding = v.appraisal.binding.map_or("-", |b| b.as_str());
+    let identity = match &q.identity {
+        Identity::Sgx(e) => format!(
+            "mrenclave={}; mrsigner={}; isv_prod_id={}; isv_svn={}",
+            e.mrenclave, e.mrsigner, e.isv_prod_id, e.isv_svn
+        ),
+        Identity::Td(t) => format!(
+            "mrtd={}; rtmr0={}; rtmr1={}; rtmr2={}; rtmr3={}; mrseam={}",
+            t.mr_td, t.rtmr[0], t.rtmr[1], t.rtmr[2], t.rtmr[3], t.mr_seam
+        ),
+    };
     http::HeaderValue::from_str(&format!(
-        "mrenclave={}; mrsigner={}; isv_prod_id={}; isv_svn={}; tcb={}; binding={binding}; verified_at={}",
-        q.identity.mrenclave,
-        q.identity.mrsigner,
-        q.identity.isv_prod_id,
-        q.identity.isv_svn,
+        "{identity}; tcb={}; binding={binding}; verified_at={}",
         tcb.status,
         a.verified_at.to_rfc3339()
     ))

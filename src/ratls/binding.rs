@@ -2,7 +2,9 @@
 //!
 //! - Cosmian: SHA-256 of the uncompressed EC point `04‖X‖Y`;
 //! - Gramine legacy: SHA-256 of the SubjectPublicKeyInfo DER;
-//! - Gramine DICE: SHA-256 of the embedded claims, whose `pubkey-hash` is the SPKI hash.
+//! - Gramine DICE: SHA-256 of the embedded claims, whose `pubkey-hash` is the SPKI hash;
+//! - dstack (TDX, OID `1.3.6.1.4.1.62397.1.1` only): all 64 bytes are
+//!   SHA-512(`"ratls-cert:"` ‖ SPKI DER), dstack's `QuoteContentType::RaTlsCert`.
 //!
 //! REPORTDATA[32..64] is application data (Cosmian puts an X25519 key there) and is never
 //! required to be zero. Both hashes commit to the same key, so `auto` is safe.
@@ -22,6 +24,8 @@ pub enum BindingMode {
     Cosmian,
     /// Only the SPKI hash (legacy) or the DICE claims.
     Gramine,
+    /// Only dstack's SHA-512 of the tagged SPKI.
+    Dstack,
 }
 
 impl std::str::FromStr for BindingMode {
@@ -31,8 +35,9 @@ impl std::str::FromStr for BindingMode {
             "auto" => Ok(Self::Auto),
             "cosmian" => Ok(Self::Cosmian),
             "gramine" => Ok(Self::Gramine),
+            "dstack" => Ok(Self::Dstack),
             other => Err(format!(
-                "unknown binding `{other}` (auto, cosmian, gramine)"
+                "unknown binding `{other}` (auto, cosmian, gramine, dstack)"
             )),
         }
     }
@@ -45,6 +50,8 @@ pub enum Binding {
     Cosmian,
     /// SHA-256 of the SPKI DER, directly or through DICE claims.
     Gramine,
+    /// SHA-512 of `ratls-cert:` and the SPKI DER (dstack).
+    Dstack,
 }
 
 impl Binding {
@@ -53,6 +60,7 @@ impl Binding {
         match self {
             Self::Cosmian => "cosmian",
             Self::Gramine => "gramine",
+            Self::Dstack => "dstack",
         }
     }
 }
@@ -102,6 +110,27 @@ pub fn check(
                 Err("the DICE pubkey-hash claim does not match the certificate key".into())
             }
         }
+        Evidence::Raw { oid, .. } if *oid == evidence::OID_DSTACK_QUOTE => {
+            if !matches!(mode, BindingMode::Auto | BindingMode::Dstack) {
+                return Err(
+                    "the certificate carries a dstack quote, the policy requires another binding"
+                        .into(),
+                );
+            }
+            let want = dstack_report_data(key.spki_der);
+            if want == report_data.0 {
+                Ok(Binding::Dstack)
+            } else {
+                Err(format!(
+                    "REPORTDATA {} is not dstack's SHA-512(\"ratls-cert:\" ‖ SPKI) ({})",
+                    report_data,
+                    hex::encode(want)
+                ))
+            }
+        }
+        Evidence::Raw { .. } if mode == BindingMode::Dstack => Err(
+            "the policy requires the dstack binding, the certificate is not a dstack one".into(),
+        ),
         Evidence::Raw { .. } => {
             let cosmian = Sha256::digest(key.point);
             let gramine = Sha256::digest(key.spki_der);
@@ -121,7 +150,7 @@ pub fn check(
                     BindingMode::Cosmian => {
                         format!("not SHA-256 of the key point ({})", hex::encode(cosmian))
                     }
-                    BindingMode::Gramine => {
+                    BindingMode::Gramine | BindingMode::Dstack => {
                         format!("not SHA-256 of the SPKI ({})", hex::encode(gramine))
                     }
                 };
@@ -131,5 +160,31 @@ pub fn check(
                 ))
             }
         }
+    }
+}
+
+/// dstack's REPORTDATA for an RA-TLS certificate key: SHA-512(`ratls-cert:` ‖ `spki_der`).
+pub fn dstack_report_data(spki_der: &[u8]) -> [u8; 64] {
+    let mut h = Sha512::new();
+    h.update(b"ratls-cert:");
+    h.update(spki_der);
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dstack_rule_is_sha512_of_the_tagged_key() {
+        // A P-256 SPKI header and a 64-byte point 00..3f; the expected value was computed
+        // independently (Python hashlib.sha512(b"ratls-cert:" + spki)).
+        let mut spki = hex::decode("3059301306072a8648ce3d020106082a8648ce3d03010703420004")
+            .unwrap_or_default();
+        spki.extend(0u8..64);
+        assert_eq!(
+            hex::encode(dstack_report_data(&spki)),
+            "9beb4320d19089ccdbafc20459299c5f3d3ec7bd1187ec803954f3da5fe174895cd812e374dfefbc5ccb2de62efe17f69b5bfe709c5dcf68cce5151f480ce46a"
+        );
     }
 }

@@ -82,7 +82,7 @@ pub fn appraise_certificate(
     };
     let mut bound = None;
     let appraisal = appraise_with(evidence.quote(), source, policy, now, |quote| {
-        let b = binding::check(mode, &evidence, &quote.report.report_data, key)
+        let b = binding::check(mode, &evidence, quote.body.report_data(), key)
             .map_err(|reason| Refusal::new(RefusalCode::BindingMismatch, reason))?;
         bound = Some(b);
         if now.0 < not_before || now.0 > not_after {

@@ -5,7 +5,11 @@
 //!   (Gramine ≥ 1.8), REPORTDATA commits to the claims;
 //! - `1.2.840.113741.1337.6`, the raw quote (Cosmian MSE, and Gramine's intent);
 //! - `0.6.9.42.840.113741.1337.6`, the same OID as Gramine's C constant actually encodes it
-//!   (its DER tag and length bytes end up inside the OID value).
+//!   (its DER tag and length bytes end up inside the OID value);
+//! - `1.2.840.113741.1337.8`, a raw TDX quote (Cosmian tee-tools, Cosmian VM; bound like .6);
+//! - `1.3.6.1.4.1.62397.1.1`, a raw TDX quote (dstack; its own REPORTDATA rule).
+//!
+//! More than one raw carrier in one certificate is ambiguous and refused.
 
 use x509_parser::certificate::X509Certificate;
 use x509_parser::der_parser::oid::Oid;
@@ -21,6 +25,11 @@ pub const OID_SGX_QUOTE: &[u64] = &[1, 2, 840, 113_741, 1337, 6];
 pub const OID_SGX_QUOTE_GRAMINE_LEGACY: &[u64] = &[0, 6, 9, 42, 840, 113_741, 1337, 6];
 
 /// The CBOR tag of TCG DICE tagged evidence for an SGX quote (Gramine).
+/// Cosmian's TDX quote carrier.
+pub const OID_TDX_QUOTE: &[u64] = &[1, 2, 840, 113_741, 1337, 8];
+/// dstack's TDX quote carrier.
+pub const OID_DSTACK_QUOTE: &[u64] = &[1, 3, 6, 1, 4, 1, 62_397, 1, 1];
+
 const DICE_SGX_TAG: u64 = 60000;
 
 /// The quote carried by a certificate, and what its REPORTDATA commits to.
@@ -55,7 +64,7 @@ impl<'a> Evidence<'a> {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EvidenceError {
     /// No carrier extension (`no_quote`).
-    #[error("the certificate carries no SGX quote (none of 2.23.133.5.4.9, 1.2.840.113741.1337.6, Gramine's legacy OID)")]
+    #[error("the certificate carries no quote (none of 2.23.133.5.4.9, 1.2.840.113741.1337.6, Gramine's legacy OID, 1.2.840.113741.1337.8, 1.3.6.1.4.1.62397.1.1)")]
     NoQuote,
     /// A carrier appears twice, or both raw encodings are present (`quote_malformed`).
     #[error("ambiguous evidence: {0}")]
@@ -103,25 +112,28 @@ pub fn find<'a>(cert: &'a X509Certificate<'_>) -> Result<Evidence<'a>, EvidenceE
         }
         return Ok(Evidence::Dice { quote, claims });
     }
-    let standard = extension(cert, OID_SGX_QUOTE)?;
-    let legacy = extension(cert, OID_SGX_QUOTE_GRAMINE_LEGACY)?;
-    match (standard, legacy) {
-        (Some(_), Some(_)) => Err(EvidenceError::Ambiguous(
-            "both encodings of the SGX quote OID are present",
-        )),
-        (Some(q), None) => Ok(Evidence::Raw {
-            quote: capped(q)?,
-            oid: OID_SGX_QUOTE,
-        }),
-        (None, Some(q)) => Ok(Evidence::Raw {
-            quote: capped(q)?,
-            oid: OID_SGX_QUOTE_GRAMINE_LEGACY,
-        }),
-        (None, None) => Err(EvidenceError::NoQuote),
+    let mut found = None;
+    for oid in [
+        OID_SGX_QUOTE,
+        OID_SGX_QUOTE_GRAMINE_LEGACY,
+        OID_TDX_QUOTE,
+        OID_DSTACK_QUOTE,
+    ] {
+        if let Some(q) = extension(cert, oid)? {
+            if found.is_some() {
+                return Err(EvidenceError::Ambiguous(
+                    "more than one quote extension is present",
+                ));
+            }
+            found = Some(Evidence::Raw {
+                quote: capped(q)?,
+                oid,
+            });
+        }
     }
+    found.ok_or(EvidenceError::NoQuote)
 }
 
-/// The `pubkey-hash` claim: hash algorithm id (1 SHA-256, 7 SHA-384, 8 SHA-512) and digest.
 pub(crate) fn dice_pubkey_hash(claims: &[u8]) -> Result<(u64, &[u8]), CborError> {
     let mut c = Cbor::new(claims);
     let pairs = c.map()?;

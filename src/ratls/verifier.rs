@@ -198,7 +198,7 @@ fn binding_still_holds(leaf_der: &[u8], mode: BindingMode) -> bool {
         spki_der: cert.public_key().raw,
         point: cert.public_key().subject_public_key.data.as_ref(),
     };
-    super::binding::check(mode, &evidence, &quote.report.report_data, key).is_ok()
+    super::binding::check(mode, &evidence, quote.body.report_data(), key).is_ok()
 }
 
 impl ServerCertVerifier for RaTlsVerifier {

@@ -1,4 +1,5 @@
-//! PURE. DCAP quotes parsed into zero-copy typed views over the untrusted bytes, with a
+//! PURE. DCAP quotes (SGX v3/v4/v5, TDX v4/v5 with TD 1.0, 1.5 and 1.5ex bodies) parsed
+//! into zero-copy typed views over the untrusted bytes, with a
 //! bounded reader; a malformed or truncated quote is a `QuoteError`, never a panic.
 
 #![deny(
@@ -14,7 +15,8 @@ pub(crate) mod pck_extension;
 pub(crate) mod reader;
 
 pub use parse::{
-    Header, QeCertification, Quote, QuoteVersion, ReportBody, TeeType, INTEL_QE_VENDOR_ID,
+    Body, Header, QeCertification, Quote, QuoteVersion, ReportBody, TdReport, TdReportKind,
+    TeeType, INTEL_QE_VENDOR_ID,
 };
 
 /// A quote that cannot be parsed, or uses a format we do not support. Always `quote_malformed`.
@@ -65,14 +67,14 @@ pub enum QuoteError {
     /// TEE type neither SGX nor TDX.
     #[error("unknown TEE type {0:#x}")]
     UnknownTeeType(u32),
-    /// TDX quotes are recognised but not verified yet.
-    #[error("TDX quotes are not supported yet (SGX only)")]
-    TdxUnsupported,
+    /// A v3 quote whose header says TDX (v3 is SGX only).
+    #[error("a version 3 quote cannot be a TDX quote")]
+    TdxInV3,
     /// The QE vendor is not Intel.
     #[error("unknown QE vendor ID {0} (expected Intel's 939a7233f79c4ca9940a0db3957f0607)")]
     UnknownQeVendor(String),
-    /// A v5 body that is not a 384-byte SGX report.
-    #[error("v5 body type {body_type} of {body_size} bytes is not an SGX enclave report")]
+    /// A v5 body whose type and size do not agree, or do not fit the header's TEE.
+    #[error("v5 body type {body_type} of {body_size} bytes does not fit the quote's TEE type")]
     BodyMismatch {
         /// Declared body type.
         body_type: u16,

@@ -1,13 +1,18 @@
 //! Parsing a DCAP ECDSA quote into borrowed, typed views.
 //!
-//! Layout: `reference/dcap-verification.md` §2. SGX v3, and SGX in the v4/v5 framing
-//! (certification data type 6 wrapping type 5). Everything the verifier needs is parsed
+//! Layout: `reference/dcap-verification.md` §2. SGX v3, SGX in the v4/v5 framing
+//! (certification data type 6 wrapping type 5), and TDX v4 (TD 1.0 body) and v5 (body
+//! descriptor types 2, 3 and 4: TD 1.0, TD 1.5 and TD 1.5 with the extended fields). Everything the verifier needs is parsed
 //! here once; nothing downstream indexes raw quote bytes.
 
 use super::limits::{MAX_CERT_DATA_LEN, MAX_QE_AUTH_DATA_LEN, MAX_QUOTE_LEN, MAX_SIG_DATA_LEN};
 use super::reader::Reader;
 use super::QuoteError;
-use crate::dcap::ids::{Attributes, CpuSvn, IsvProdId, IsvSvn, MrEnclave, MrSigner, ReportData};
+use crate::dcap::ids::{
+    Attributes, CpuSvn, IsvProdId, IsvSvn, MrConfigId, MrEnclave, MrOwner, MrOwnerConfig, MrSeam,
+    MrServiceTd, MrSigner, MrSignerSeam, MrTd, ReportData, Rtmr, SeamAttributes, TdAttributes,
+    TeeTcbSvn, Xfam,
+};
 
 /// Intel's Quoting Enclave vendor ID.
 pub const INTEL_QE_VENDOR_ID: [u8; 16] = [
@@ -21,6 +26,12 @@ const TEE_TDX: u32 = 0x81;
 const CERT_TYPE_PCK_CHAIN: u16 = 5;
 const CERT_TYPE_QE_REPORT: u16 = 6;
 const V5_BODY_SGX: u16 = 1;
+const V5_BODY_TD10: u16 = 2;
+const V5_BODY_TD15: u16 = 3;
+const V5_BODY_TD15EX: u16 = 4;
+const TD10_LEN: usize = 584;
+const TD15_LEN: usize = 648;
+const TD15EX_LEN: usize = 885;
 
 /// The quote format version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +60,8 @@ impl QuoteVersion {
 pub enum TeeType {
     /// Intel SGX enclave.
     Sgx,
+    /// Intel TDX trust domain (confidential VM).
+    Tdx,
 }
 
 impl TeeType {
@@ -56,6 +69,7 @@ impl TeeType {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Sgx => "SGX",
+            Self::Tdx => "TDX",
         }
     }
 }
@@ -128,6 +142,138 @@ impl<'a> ReportBody<'a> {
     }
 }
 
+/// Which TD report body a TDX quote carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TdReportKind {
+    /// TD 1.0 (584 bytes; v4, or v5 body type 2).
+    Td10,
+    /// TD 1.5 (648 bytes; v5 body type 3): adds TEE_TCB_SVN2 and MR_SERVICETD.
+    Td15,
+    /// TD 1.5 with the extended fields (885 bytes; v5 body type 4).
+    Td15Ex,
+}
+
+/// A TD report body: the trust domain's measurements and the TDX module's identity.
+#[derive(Clone, Copy, Debug)]
+pub struct TdReport<'a> {
+    /// The exact body bytes, as signed.
+    pub raw: &'a [u8],
+    /// Which body layout.
+    pub kind: TdReportKind,
+    /// TEE_TCB_SVN: [0] module minor SVN, [1] module major version, then platform components.
+    pub tee_tcb_svn: TeeTcbSvn,
+    /// MRSEAM: the TDX module's measurement.
+    pub mr_seam: MrSeam,
+    /// MRSIGNERSEAM: the TDX module's signer (zero for Intel).
+    pub mr_signer_seam: MrSignerSeam,
+    /// SEAM_ATTRIBUTES of the module.
+    pub seam_attributes: SeamAttributes,
+    /// TD_ATTRIBUTES (DEBUG is bit 0).
+    pub td_attributes: TdAttributes,
+    /// XFAM.
+    pub xfam: Xfam,
+    /// MRTD: the TD's initial measurement.
+    pub mr_td: MrTd,
+    /// MRCONFIGID.
+    pub mr_config_id: MrConfigId,
+    /// MROWNER.
+    pub mr_owner: MrOwner,
+    /// MROWNERCONFIG.
+    pub mr_owner_config: MrOwnerConfig,
+    /// RTMR0..RTMR3.
+    pub rtmr: [Rtmr; 4],
+    /// REPORTDATA.
+    pub report_data: ReportData,
+    /// TEE_TCB_SVN2: the current TCB (TD 1.5 bodies).
+    pub tee_tcb_svn2: Option<TeeTcbSvn>,
+    /// MR_SERVICETD (TD 1.5 bodies).
+    pub mr_service_td: Option<MrServiceTd>,
+}
+
+impl<'a> TdReport<'a> {
+    fn parse(raw: &'a [u8], kind: TdReportKind) -> Result<Self, QuoteError> {
+        let mut r = Reader::new(raw);
+        let tee_tcb_svn = TeeTcbSvn(*r.array::<16>("TD tee_tcb_svn")?);
+        let mr_seam = MrSeam(*r.array::<48>("TD mr_seam")?);
+        let mr_signer_seam = MrSignerSeam(*r.array::<48>("TD mrsigner_seam")?);
+        let seam_attributes = SeamAttributes(*r.array::<8>("TD seam_attributes")?);
+        let td_attributes = TdAttributes(*r.array::<8>("TD td_attributes")?);
+        let xfam = Xfam(*r.array::<8>("TD xfam")?);
+        let mr_td = MrTd(*r.array::<48>("TD mr_td")?);
+        let mr_config_id = MrConfigId(*r.array::<48>("TD mr_config_id")?);
+        let mr_owner = MrOwner(*r.array::<48>("TD mr_owner")?);
+        let mr_owner_config = MrOwnerConfig(*r.array::<48>("TD mr_owner_config")?);
+        let rtmr = [
+            Rtmr(*r.array::<48>("TD rtmr0")?),
+            Rtmr(*r.array::<48>("TD rtmr1")?),
+            Rtmr(*r.array::<48>("TD rtmr2")?),
+            Rtmr(*r.array::<48>("TD rtmr3")?),
+        ];
+        let report_data = ReportData(*r.array::<64>("TD report_data")?);
+        let (tee_tcb_svn2, mr_service_td) = match kind {
+            TdReportKind::Td10 => (None, None),
+            TdReportKind::Td15 | TdReportKind::Td15Ex => (
+                Some(TeeTcbSvn(*r.array::<16>("TD tee_tcb_svn2")?)),
+                Some(MrServiceTd(*r.array::<48>("TD mr_servicetd")?)),
+            ),
+        };
+        // The 1.5ex extension (VM and device identities, service-TD hashes, initial SVNs) is
+        // signed with the body; no policy reads it yet.
+        if kind == TdReportKind::Td15Ex {
+            r.take(
+                TD15EX_LEN.saturating_sub(TD15_LEN),
+                "TD 1.5 extended fields",
+            )?;
+        }
+        r.finish("TD report body")?;
+        Ok(Self {
+            raw,
+            kind,
+            tee_tcb_svn,
+            mr_seam,
+            mr_signer_seam,
+            seam_attributes,
+            td_attributes,
+            xfam,
+            mr_td,
+            mr_config_id,
+            mr_owner,
+            mr_owner_config,
+            rtmr,
+            report_data,
+            tee_tcb_svn2,
+            mr_service_td,
+        })
+    }
+}
+
+/// What a quote attests: an SGX enclave's report or a TD's report.
+#[derive(Clone, Copy, Debug)]
+pub enum Body<'a> {
+    /// An SGX enclave.
+    Sgx(ReportBody<'a>),
+    /// A TDX trust domain.
+    Td(TdReport<'a>),
+}
+
+impl Body<'_> {
+    /// REPORTDATA, whichever the TEE.
+    pub fn report_data(&self) -> &ReportData {
+        match self {
+            Self::Sgx(r) => &r.report_data,
+            Self::Td(t) => &t.report_data,
+        }
+    }
+
+    /// The TEE this body belongs to.
+    pub fn tee(&self) -> TeeType {
+        match self {
+            Self::Sgx(_) => TeeType::Sgx,
+            Self::Td(_) => TeeType::Tdx,
+        }
+    }
+}
+
 /// The Quoting Enclave's certification of the attestation key.
 #[derive(Clone, Copy, Debug)]
 pub struct QeCertification<'a> {
@@ -141,13 +287,13 @@ pub struct QeCertification<'a> {
     pub pck_chain_pem: &'a [u8],
 }
 
-/// A parsed SGX DCAP quote: borrowed views over the input bytes.
+/// A parsed DCAP quote (SGX or TDX): borrowed views over the input bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct Quote<'a> {
     /// Header.
     pub header: Header<'a>,
-    /// The application enclave's report.
-    pub report: ReportBody<'a>,
+    /// The enclave's or the TD's report.
+    pub body: Body<'a>,
     /// Bytes covered by the ISV enclave report signature (header, descriptor, body).
     pub signed: &'a [u8],
     /// ECDSA P-256 `r‖s` by the attestation key over `signed`.
@@ -181,7 +327,8 @@ impl<'a> Quote<'a> {
         }
         let tee = match r.u32_le("header tee_type")? {
             TEE_SGX => TeeType::Sgx,
-            TEE_TDX => return Err(QuoteError::TdxUnsupported),
+            TEE_TDX if version == QuoteVersion::V3 => return Err(QuoteError::TdxInV3),
+            TEE_TDX => TeeType::Tdx,
             other => return Err(QuoteError::UnknownTeeType(other)),
         };
         let qe_svn = r.u16_le("header qe_svn")?;
@@ -192,18 +339,49 @@ impl<'a> Quote<'a> {
         }
         let user_data = r.array::<20>("header user_data")?;
 
-        if version == QuoteVersion::V5 {
-            let body_type = r.u16_le("v5 body type")?;
-            let body_size = r.u32_le("v5 body size")?;
-            let sgx_size = u32::try_from(REPORT_BODY_LEN).unwrap_or(u32::MAX);
-            if body_type != V5_BODY_SGX || body_size != sgx_size {
-                return Err(QuoteError::BodyMismatch {
-                    body_type,
-                    body_size,
-                });
+        let body = match (version, tee) {
+            (QuoteVersion::V5, _) => {
+                let body_type = r.u16_le("v5 body type")?;
+                let body_size = r.u32_le("v5 body size")?;
+                let expected = match (body_type, tee) {
+                    (V5_BODY_SGX, TeeType::Sgx) => Some(REPORT_BODY_LEN),
+                    (V5_BODY_TD10, TeeType::Tdx) => Some(TD10_LEN),
+                    (V5_BODY_TD15, TeeType::Tdx) => Some(TD15_LEN),
+                    (V5_BODY_TD15EX, TeeType::Tdx) => Some(TD15EX_LEN),
+                    _ => None,
+                };
+                if expected.and_then(|n| u32::try_from(n).ok()) != Some(body_size) {
+                    return Err(QuoteError::BodyMismatch {
+                        body_type,
+                        body_size,
+                    });
+                }
+                match body_type {
+                    V5_BODY_SGX => Body::Sgx(ReportBody::parse(
+                        r.array::<REPORT_BODY_LEN>("report body")?,
+                    )?),
+                    V5_BODY_TD10 => Body::Td(TdReport::parse(
+                        r.take(TD10_LEN, "TD 1.0 report body")?,
+                        TdReportKind::Td10,
+                    )?),
+                    V5_BODY_TD15 => Body::Td(TdReport::parse(
+                        r.take(TD15_LEN, "TD 1.5 report body")?,
+                        TdReportKind::Td15,
+                    )?),
+                    _ => Body::Td(TdReport::parse(
+                        r.take(TD15EX_LEN, "TD 1.5 extended report body")?,
+                        TdReportKind::Td15Ex,
+                    )?),
+                }
             }
-        }
-        let report = ReportBody::parse(r.array::<REPORT_BODY_LEN>("report body")?)?;
+            (_, TeeType::Sgx) => Body::Sgx(ReportBody::parse(
+                r.array::<REPORT_BODY_LEN>("report body")?,
+            )?),
+            (_, TeeType::Tdx) => Body::Td(TdReport::parse(
+                r.take(TD10_LEN, "TD 1.0 report body")?,
+                TdReportKind::Td10,
+            )?),
+        };
         let signed_len = bytes.len().saturating_sub(r.remaining());
         let signed = bytes.get(..signed_len).ok_or(QuoteError::Truncated {
             what: "signed region",
@@ -251,7 +429,7 @@ impl<'a> Quote<'a> {
                 pce_svn,
                 user_data,
             },
-            report,
+            body,
             signed,
             isv_signature,
             attestation_key,
