@@ -14,15 +14,7 @@ use super::{
     DEFAULT_VERDICT_MAX_AGE,
 };
 use crate::addr::{Authority, HostPattern};
-use crate::appraise::policy::EnclavePolicy;
-use crate::appraise::td_policy::TdPolicy;
-use crate::dcap::ids::{
-    BadHex, Fmspc, IsvProdId, IsvSvn, MrConfigId, MrEnclave, MrOwner, MrOwnerConfig, MrSeam,
-    MrSigner, MrTd, Rtmr, TeeTcbSvn,
-};
-use crate::dcap::quote::TeeType;
-use crate::dcap::tcb::TcbStatus;
-use crate::ratls::BindingMode;
+use crate::dcap::ids::Fmspc;
 use crate::source::fetch::RefreshPolicy;
 use crate::source::{CollateralSpec, SourceConfig, TrustRoot};
 
@@ -47,7 +39,7 @@ struct Raw {
     #[serde(default)]
     collateral: RawCollateral,
     #[serde(default)]
-    enclave: Vec<RawEnclave>,
+    enclave: Vec<super::enclave::RawEnclave>,
     #[serde(default)]
     route: Vec<RawRoute>,
 }
@@ -90,55 +82,16 @@ struct RawCollateral {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawEnclave {
-    hosts: Spanned<Vec<Spanned<String>>>,
-    tee: Option<Spanned<String>>,
-    #[serde(default)]
-    mrtd: Vec<Spanned<String>>,
-    #[serde(default)]
-    rtmr0: Vec<Spanned<String>>,
-    #[serde(default)]
-    rtmr1: Vec<Spanned<String>>,
-    #[serde(default)]
-    rtmr2: Vec<Spanned<String>>,
-    #[serde(default)]
-    rtmr3: Vec<Spanned<String>>,
-    #[serde(default)]
-    mrconfigid: Vec<Spanned<String>>,
-    #[serde(default)]
-    mrowner: Vec<Spanned<String>>,
-    #[serde(default)]
-    mrownerconfig: Vec<Spanned<String>>,
-    #[serde(default)]
-    mrseam: Vec<Spanned<String>>,
-    min_tee_tcb_svn: Option<Spanned<String>>,
-    #[serde(default)]
-    mrenclave: Vec<Spanned<String>>,
-    #[serde(default)]
-    mrsigner: Vec<Spanned<String>>,
-    isv_prod_id: Option<Spanned<i64>>,
-    min_isv_svn: Option<Spanned<i64>>,
-    #[serde(default)]
-    allow_debug: bool,
-    tcb_status: Option<Vec<Spanned<String>>>,
-    #[serde(default)]
-    allowed_advisories: Vec<String>,
-    binding: Option<Spanned<String>>,
-    connect_to: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawRoute {
     listen: Spanned<String>,
     upstream: Spanned<String>,
 }
 
 /// Collects errors with locations while validating.
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     file: &'a str,
     text: &'a str,
-    errors: Vec<ConfigError>,
+    pub(super) errors: Vec<ConfigError>,
 }
 
 impl Checker<'_> {
@@ -153,7 +106,7 @@ impl Checker<'_> {
         format!("{}:{line}:{col}", self.file)
     }
 
-    fn error<T>(&mut self, spanned: &Spanned<T>, message: impl Into<String>) {
+    pub(super) fn error<T>(&mut self, spanned: &Spanned<T>, message: impl Into<String>) {
         self.errors.push(ConfigError {
             location: self.at(spanned.span().start),
             message: message.into(),
@@ -161,7 +114,7 @@ impl Checker<'_> {
     }
 
     /// `value` if within `min..=max`, else an error at its location; `default` if absent.
-    fn range(
+    pub(super) fn range(
         &mut self,
         name: &str,
         value: Option<&Spanned<i64>>,
@@ -196,7 +149,7 @@ impl Checker<'_> {
         Duration::from_secs(self.range(name, value, min, max, default.as_secs()))
     }
 
-    fn parse<T, U, E: std::fmt::Display>(
+    pub(super) fn parse<T, U, E: std::fmt::Display>(
         &mut self,
         s: &Spanned<T>,
         f: impl FnOnce(&T) -> Result<U, E>,
@@ -437,7 +390,7 @@ impl Config {
 
         let mut enclaves = Vec::new();
         for e in &raw.enclave {
-            enclaves.push(check_enclave(&mut c, e));
+            enclaves.push(super::enclave::check(&mut c, e));
         }
         let enclaves: Vec<EnclaveConfig> = enclaves.into_iter().flatten().collect();
         // Most specific entry wins; two entries naming the same pattern would tie.
@@ -517,150 +470,4 @@ impl Config {
             _ => Err(ConfigErrors(c.errors)),
         }
     }
-}
-
-fn check_enclave(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig> {
-    let before = c.errors.len();
-    if e.hosts.get_ref().is_empty() {
-        c.error(&e.hosts, "hosts must list at least one host");
-    }
-    let hosts: Vec<HostPattern> = e
-        .hosts
-        .get_ref()
-        .iter()
-        .filter_map(|h| c.parse(h, |v| HostPattern::parse(v)))
-        .collect();
-    let tee = match &e.tee {
-        None => Some(TeeType::Sgx),
-        Some(s) => c.parse(s, |v| match v.as_str() {
-            "sgx" => Ok(TeeType::Sgx),
-            "tdx" => Ok(TeeType::Tdx),
-            other => Err(format!("tee = `{other}`: expected \"sgx\" or \"tdx\"")),
-        }),
-    };
-    let td_keys = !e.mrtd.is_empty()
-        || [
-            &e.rtmr0,
-            &e.rtmr1,
-            &e.rtmr2,
-            &e.rtmr3,
-            &e.mrconfigid,
-            &e.mrowner,
-            &e.mrownerconfig,
-            &e.mrseam,
-        ]
-        .iter()
-        .any(|v| !v.is_empty())
-        || e.min_tee_tcb_svn.is_some();
-    match tee {
-        Some(TeeType::Sgx) => {
-            if e.mrenclave.is_empty() && e.mrsigner.is_empty() {
-                c.error(
-                    &e.hosts,
-                    "an [[enclave]] needs at least one of mrenclave or mrsigner",
-                );
-            }
-            if td_keys {
-                c.error(&e.hosts, "TD keys (mrtd, rtmr0..3, mrconfigid, mrowner, mrownerconfig, mrseam, min_tee_tcb_svn) need tee = \"tdx\"");
-            }
-        }
-        Some(TeeType::Tdx) => {
-            if e.mrtd.is_empty() {
-                c.error(
-                    &e.hosts,
-                    "a tee = \"tdx\" [[enclave]] needs mrtd (an allow-list)",
-                );
-            }
-            if !e.mrenclave.is_empty()
-                || !e.mrsigner.is_empty()
-                || e.isv_prod_id.is_some()
-                || e.min_isv_svn.is_some()
-            {
-                c.error(&e.hosts, "SGX keys (mrenclave, mrsigner, isv_prod_id, min_isv_svn) do not apply to tee = \"tdx\"");
-            }
-        }
-        None => {}
-    }
-    fn list<T>(
-        c: &mut Checker<'_>,
-        v: &[Spanned<String>],
-        f: impl Fn(&str) -> Result<T, BadHex>,
-    ) -> Vec<T> {
-        v.iter().filter_map(|m| c.parse(m, |s| f(s))).collect()
-    }
-    let td = TdPolicy {
-        mrtd: list(c, &e.mrtd, MrTd::from_hex),
-        rtmr: [
-            list(c, &e.rtmr0, Rtmr::from_hex),
-            list(c, &e.rtmr1, Rtmr::from_hex),
-            list(c, &e.rtmr2, Rtmr::from_hex),
-            list(c, &e.rtmr3, Rtmr::from_hex),
-        ],
-        mrconfigid: list(c, &e.mrconfigid, MrConfigId::from_hex),
-        mrowner: list(c, &e.mrowner, MrOwner::from_hex),
-        mrownerconfig: list(c, &e.mrownerconfig, MrOwnerConfig::from_hex),
-        mrseam: list(c, &e.mrseam, MrSeam::from_hex),
-        min_tee_tcb_svn: e
-            .min_tee_tcb_svn
-            .as_ref()
-            .and_then(|s| c.parse(s, |v| TeeTcbSvn::from_hex(v))),
-    };
-    let mrenclave: Vec<MrEnclave> = e
-        .mrenclave
-        .iter()
-        .filter_map(|m| c.parse(m, |v| MrEnclave::from_hex(v)))
-        .collect();
-    let mrsigner: Vec<MrSigner> = e
-        .mrsigner
-        .iter()
-        .filter_map(|m| c.parse(m, |v| MrSigner::from_hex(v)))
-        .collect();
-    let tcb_statuses = match &e.tcb_status {
-        None => vec![TcbStatus::UpToDate],
-        Some(list) => list
-            .iter()
-            .filter_map(|s| {
-                c.parse(s, |v| match v.parse::<TcbStatus>() {
-                    Ok(TcbStatus::Revoked) => {
-                        Err("tcb_status Revoked: a revoked TCB is never acceptable".to_owned())
-                    }
-                    Ok(t) => Ok(t),
-                    Err(e) => Err(e.to_string()),
-                })
-            })
-            .collect(),
-    };
-    let binding = match &e.binding {
-        None => Some(BindingMode::Auto),
-        Some(b) => c.parse(b, |v| v.parse::<BindingMode>()),
-    };
-    let connect_to = e.connect_to.as_ref().and_then(|s| {
-        c.parse(s, |v| {
-            Authority::parse_dial(v).map_err(|e| format!("connect_to must be host:port: {e}"))
-        })
-    });
-    let u16_field = |c: &mut Checker<'_>, name: &str, v: Option<&Spanned<i64>>| {
-        v.map(|s| u16::try_from(c.range(name, Some(s), 0, u64::from(u16::MAX), 0)).unwrap_or(0))
-    };
-    let isv_prod_id = u16_field(c, "isv_prod_id", e.isv_prod_id.as_ref()).map(IsvProdId);
-    let min_isv_svn = u16_field(c, "min_isv_svn", e.min_isv_svn.as_ref()).map(IsvSvn);
-    if c.errors.len() != before {
-        return None;
-    }
-    Some(EnclaveConfig {
-        hosts,
-        policy: EnclavePolicy {
-            tee,
-            td,
-            mrenclave,
-            mrsigner,
-            isv_prod_id,
-            min_isv_svn,
-            allow_debug: e.allow_debug,
-            tcb_statuses,
-            allowed_advisories: e.allowed_advisories.clone(),
-        },
-        binding: binding?,
-        connect_to,
-    })
 }

@@ -248,6 +248,9 @@ impl<'a> TdReport<'a> {
 }
 
 /// What a quote attests: an SGX enclave's report or a TD's report.
+// A parsed quote lives on the stack for one verification; boxing the larger TD view would
+// allocate for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug)]
 pub enum Body<'a> {
     /// An SGX enclave.
