@@ -7,17 +7,19 @@
 //! ```
 //!
 //! Several sims started with the same `--pki-dir` share one test root and one collateral
-//! bundle; `--tcb-status` puts each on its own TCB level of that bundle.
+//! bundle; `--tcb-status` puts each on its own TCB level of that bundle. `--tee tdx` makes a
+//! simulated TDX confidential VM instead (a TDX v4 quote under OID 1.2.840.113741.1337.8, or
+//! dstack's with `--binding dstack`); `DIR/collateral/` holds both platforms' bundles.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ratls_proxy::dcap::ids::{IsvProdId, IsvSvn, MrEnclave, MrSigner};
+use ratls_proxy::dcap::ids::{IsvProdId, IsvSvn, MrEnclave, MrSigner, MrTd, Rtmr};
 use ratls_proxy::dcap::tcb::TcbStatus;
 use ratls_proxy::dcap::time::UnixTime;
-use ratls_proxy::sim::{EnclaveSpec, SimBinding, SimConfig, SimEnclave, SimPki};
+use ratls_proxy::sim::{EnclaveSpec, SimBinding, SimConfig, SimEnclave, SimPki, TdSpec};
 
 /// A simulated SGX enclave serving HTTPS with an RA-TLS certificate (test PKI, not Intel).
 #[derive(Parser, Debug)]
@@ -43,13 +45,32 @@ struct Args {
     /// ISVSVN.
     #[arg(long, default_value_t = 1)]
     isv_svn: u16,
-    /// Set the DEBUG attribute.
+    /// `sgx` (default) or `tdx`: a simulated TDX confidential VM.
+    #[arg(long, default_value = "sgx", value_parser = ["sgx", "tdx"])]
+    tee: String,
+    /// MRTD the TDX quote claims.
+    #[arg(long)]
+    mrtd: Option<MrTd>,
+    /// RTMR0 the TDX quote claims.
+    #[arg(long)]
+    rtmr0: Option<Rtmr>,
+    /// RTMR1 the TDX quote claims.
+    #[arg(long)]
+    rtmr1: Option<Rtmr>,
+    /// RTMR2 the TDX quote claims.
+    #[arg(long)]
+    rtmr2: Option<Rtmr>,
+    /// RTMR3 the TDX quote claims.
+    #[arg(long)]
+    rtmr3: Option<Rtmr>,
+    /// Set the DEBUG attribute (SGX ATTRIBUTES, or TD_ATTRIBUTES with --tee tdx).
     #[arg(long)]
     debug: bool,
     /// The platform's TCB status.
     #[arg(long, default_value = "UpToDate")]
     tcb_status: TcbStatus,
-    /// Key binding: cosmian, gramine (P-384, legacy OID and DICE evidence) or wrong.
+    /// Key binding: cosmian, gramine (SGX: P-384, legacy OID and DICE evidence), dstack
+    /// (TDX) or wrong.
     #[arg(long, default_value = "cosmian")]
     binding: SimBinding,
     /// Where the test PKI lives (created if absent): root.pem and collateral.json.
@@ -79,6 +100,20 @@ async fn main() -> ExitCode {
             isv_svn: IsvSvn(args.isv_svn),
             debug: args.debug,
         },
+        td: (args.tee == "tdx").then(|| {
+            let d = TdSpec::default();
+            TdSpec {
+                mr_td: args.mrtd.unwrap_or(d.mr_td),
+                rtmr: [
+                    args.rtmr0.unwrap_or(d.rtmr[0]),
+                    args.rtmr1.unwrap_or(d.rtmr[1]),
+                    args.rtmr2.unwrap_or(d.rtmr[2]),
+                    args.rtmr3.unwrap_or(d.rtmr[3]),
+                ],
+                debug: args.debug,
+                ..d
+            }
+        }),
         tcb_status: args.tcb_status,
         binding: args.binding,
         log_requests: !args.quiet,
@@ -93,11 +128,16 @@ async fn main() -> ExitCode {
     };
     let dir = args.pki_dir.display();
     println!("sim enclave listening on https://{}", sim.addr());
+    let measurement = if args.tee == "tdx" {
+        format!("mrtd {}", args.mrtd.unwrap_or(TdSpec::default().mr_td))
+    } else {
+        format!("mrenclave {}", args.mrenclave)
+    };
     println!(
-        "  mrenclave {}  tcb {}  binding {:?}  debug {}",
-        args.mrenclave, args.tcb_status, args.binding, args.debug
+        "  {measurement}  tcb {}  binding {:?}  debug {}",
+        args.tcb_status, args.binding, args.debug
     );
-    println!("  trust root {dir}/root.pem  collateral {dir}/collateral.json");
+    println!("  trust root {dir}/root.pem  collateral {dir}/collateral (SGX and TDX bundles)");
     let _ = tokio::signal::ctrl_c().await;
     ExitCode::SUCCESS
 }

@@ -226,6 +226,51 @@ fn dcap_qvl_accepts_sim_quotes_as_we_do() {
     }
 }
 
+/// The TDX sim too: dcap-qvl, given the sim root, accepts a sim TDX quote (TDX TCB info
+/// with a module identity, TD_QE identity) with the status and advisories we report.
+#[cfg(feature = "sim")]
+#[test]
+fn dcap_qvl_accepts_sim_tdx_quotes_as_we_do() {
+    use ratls_proxy::dcap::tcb::TcbStatus;
+    use ratls_proxy::sim::{forge_td, SimPki, SimPlatform, TdSpec};
+    let now = UnixTime::now();
+    let pki = SimPki::generate(now).expect("pki");
+    let collateral = pki
+        .collateral_for(SimPlatform::Tdx, UnixTime(now.0 - 60), &[])
+        .expect("collateral");
+    let anchor = pki.anchor().expect("anchor");
+    for status in [
+        TcbStatus::UpToDate,
+        TcbStatus::SwHardeningNeeded,
+        TcbStatus::OutOfDate,
+    ] {
+        let pck = pki.pck_leaf_on(SimPlatform::Tdx, status, now).expect("pck");
+        let quote = forge_td(&TdSpec::default(), &[7; 64], &pck).expect("quote");
+        let theirs: QuoteCollateralV3 =
+            serde_json::from_str(&collateral.to_json()).expect("dcap-qvl reads our bundle");
+        let r = QuoteVerifier::new(anchor.der().to_vec())
+            .with_config::<RingConfig>()
+            .verify(&quote, &theirs, u64::try_from(now.0).expect("positive"))
+            .expect("dcap-qvl accepts the sim TDX quote");
+        let a = appraise(
+            &quote,
+            &Unverified {
+                collateral: &collateral,
+                anchor: &anchor,
+            },
+            &common::permissive(false),
+            now,
+        );
+        assert_eq!(
+            a.tcb.as_ref().map(|t| t.status.as_str().to_owned()),
+            Some(r.status.clone()),
+            "{status}: {:?}",
+            a.outcome
+        );
+        assert_eq!(a.tcb.map(|t| t.advisory_ids), Some(r.advisory_ids));
+    }
+}
+
 /// dcap-qvl 0.7.1 skips the PCE ID comparison; Intel QVL and we do not. A TCB info for
 /// another PCE, correctly signed, is refused by us and accepted by the reference.
 #[cfg(feature = "sim")]

@@ -24,12 +24,14 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use super::pki::{SimError, SimPki};
-use super::quote::{forge, EnclaveSpec};
+use super::pki::{SimError, SimPki, SimPlatform};
+use super::quote::{forge, forge_td, EnclaveSpec, TdSpec};
 use crate::dcap::tcb::TcbStatus;
 use crate::dcap::time::UnixTime;
+use crate::ratls::binding::dstack_report_data;
 use crate::ratls::evidence::{
-    OID_SGX_QUOTE, OID_SGX_QUOTE_GRAMINE_LEGACY, OID_TCG_DICE_TAGGED_EVIDENCE,
+    OID_DSTACK_QUOTE, OID_SGX_QUOTE, OID_SGX_QUOTE_GRAMINE_LEGACY, OID_TCG_DICE_TAGGED_EVIDENCE,
+    OID_TDX_QUOTE,
 };
 
 /// How the RA-TLS certificate binds its key.
@@ -41,6 +43,8 @@ pub enum SimBinding {
     Gramine,
     /// Like Cosmian, but REPORTDATA binds a different key.
     Wrong,
+    /// TDX only: P-256, dstack's carrier and REPORTDATA = SHA-512("ratls-cert:" ‖ SPKI).
+    Dstack,
 }
 
 impl std::str::FromStr for SimBinding {
@@ -50,8 +54,9 @@ impl std::str::FromStr for SimBinding {
             "cosmian" => Ok(Self::Cosmian),
             "gramine" => Ok(Self::Gramine),
             "wrong" => Ok(Self::Wrong),
+            "dstack" => Ok(Self::Dstack),
             other => Err(format!(
-                "unknown binding `{other}` (cosmian, gramine, wrong)"
+                "unknown binding `{other}` (cosmian, gramine, dstack, wrong)"
             )),
         }
     }
@@ -60,8 +65,10 @@ impl std::str::FromStr for SimBinding {
 /// Everything that makes one sim enclave.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
-    /// The identity its quote claims.
+    /// The identity its quote claims (an SGX enclave).
     pub spec: EnclaveSpec,
+    /// A TD instead: the TDX quote's identity (then `spec` is unused).
+    pub td: Option<TdSpec>,
     /// The TCB level of its platform.
     pub tcb_status: TcbStatus,
     /// How its certificate binds the key.
@@ -76,6 +83,7 @@ impl Default for SimConfig {
     fn default() -> Self {
         Self {
             spec: EnclaveSpec::default(),
+            td: None,
             tcb_status: TcbStatus::UpToDate,
             binding: SimBinding::Cosmian,
             log_requests: false,
@@ -120,18 +128,15 @@ fn dice_evidence(quote: &[u8], claims: &[u8]) -> Vec<u8> {
     v
 }
 
-/// Mints a fresh RA-TLS certificate for `config`, valid around `now`.
-pub fn ratls_identity(
+/// The quote extension of an SGX sim's certificate.
+fn sgx_evidence(
     pki: &SimPki,
     config: &SimConfig,
+    key: &KeyPair,
     now: UnixTime,
-) -> Result<RaTlsIdentity, SimError> {
+) -> Result<Vec<CustomExtension>, SimError> {
     let pck = pki.pck_leaf(config.tcb_status, now)?;
-    let key = match config.binding {
-        SimBinding::Gramine => KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384)?,
-        SimBinding::Cosmian | SimBinding::Wrong => KeyPair::generate()?,
-    };
-    let extensions = match config.binding {
+    Ok(match config.binding {
         SimBinding::Cosmian => {
             let quote = forge(&config.spec, &report_data(key.public_key_raw()), &pck)?;
             vec![CustomExtension::from_oid_content(OID_SGX_QUOTE, quote)]
@@ -154,6 +159,59 @@ pub fn ratls_identity(
                 ),
             ]
         }
+        SimBinding::Dstack => {
+            return Err(SimError::Format(
+                "the dstack binding is for TDX sims (--tee tdx)".into(),
+            ))
+        }
+    })
+}
+
+/// The quote extension of a TDX sim's certificate: Cosmian's `1337.8` or dstack's carrier.
+fn td_evidence(
+    pki: &SimPki,
+    config: &SimConfig,
+    td: &TdSpec,
+    key: &KeyPair,
+    now: UnixTime,
+) -> Result<Vec<CustomExtension>, SimError> {
+    let pck = pki.pck_leaf_on(SimPlatform::Tdx, config.tcb_status, now)?;
+    Ok(match config.binding {
+        SimBinding::Cosmian => {
+            let quote = forge_td(td, &report_data(key.public_key_raw()), &pck)?;
+            vec![CustomExtension::from_oid_content(OID_TDX_QUOTE, quote)]
+        }
+        SimBinding::Wrong => {
+            let other = KeyPair::generate()?;
+            let quote = forge_td(td, &report_data(other.public_key_raw()), &pck)?;
+            vec![CustomExtension::from_oid_content(OID_TDX_QUOTE, quote)]
+        }
+        SimBinding::Dstack => {
+            let rd = dstack_report_data(&key.subject_public_key_info());
+            let quote = forge_td(td, &rd, &pck)?;
+            vec![CustomExtension::from_oid_content(OID_DSTACK_QUOTE, quote)]
+        }
+        SimBinding::Gramine => {
+            return Err(SimError::Format(
+                "the Gramine binding is for SGX sims".into(),
+            ))
+        }
+    })
+}
+
+/// Mints a fresh RA-TLS certificate for `config`, valid around `now`.
+pub fn ratls_identity(
+    pki: &SimPki,
+    config: &SimConfig,
+    now: UnixTime,
+) -> Result<RaTlsIdentity, SimError> {
+    let key = match config.binding {
+        SimBinding::Gramine => KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384)?,
+        SimBinding::Cosmian | SimBinding::Wrong | SimBinding::Dstack => KeyPair::generate()?,
+    };
+    let extensions = match &config.td {
+        Some(td) => td_evidence(pki, config, td, &key, now)?,
+        None => sgx_evidence(pki, config, &key, now)?,
     };
     let mut p = CertificateParams::new(vec!["localhost".to_owned()])?;
     p.subject_alt_names

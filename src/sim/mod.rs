@@ -8,5 +8,5 @@ pub mod pki;
 pub mod quote;
 
 pub use enclave::{ratls_identity, RaTlsIdentity, SimBinding, SimConfig, SimEnclave};
-pub use pki::{PckLeaf, SimError, SimPki};
-pub use quote::{forge, EnclaveSpec};
+pub use pki::{PckLeaf, SimError, SimPki, SimPlatform};
+pub use quote::{forge, forge_td, EnclaveSpec, TdSpec};

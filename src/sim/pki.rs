@@ -25,6 +25,30 @@ use crate::dcap::trust::TrustAnchor;
 
 /// The sim platform's FMSPC.
 pub const SIM_FMSPC: Fmspc = Fmspc([0x5e, 0xc0, 0xde, 0x00, 0x00, 0x00]);
+/// The simulated TDX platform's FMSPC (another platform model than the SGX one, so one
+/// directory of bundles serves both).
+pub const SIM_TDX_FMSPC: Fmspc = Fmspc([0x5e, 0xc0, 0xde, 0x00, 0x00, 0x81]);
+/// The TEE_TCB_SVN of simulated TDs: module SVN 3, major version 1 (`TDX_01`).
+pub const SIM_TEE_TCB_SVN: [u8; 16] = [3, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+/// Which simulated platform: an SGX machine or a TDX machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimPlatform {
+    /// SGX: TCB info `SGX`, QE identity `QE`.
+    Sgx,
+    /// TDX: TCB info `TDX` with a module identity, QE identity `TD_QE`.
+    Tdx,
+}
+
+impl SimPlatform {
+    /// Its FMSPC.
+    pub fn fmspc(self) -> Fmspc {
+        match self {
+            Self::Sgx => SIM_FMSPC,
+            Self::Tdx => SIM_TDX_FMSPC,
+        }
+    }
+}
 /// The sim platform's PCE ID.
 pub const SIM_PCE_ID: PceId = PceId([0, 0]);
 /// The sim PCE SVN, met by every TCB level.
@@ -232,8 +256,18 @@ impl SimPki {
             .map_err(|e| SimError::Format(e.to_string()))
     }
 
-    /// A PCK leaf whose TCB lands on `status`'s level.
+    /// A PCK leaf of the SGX platform whose TCB lands on `status`'s level.
     pub fn pck_leaf(&self, status: TcbStatus, now: UnixTime) -> Result<PckLeaf, SimError> {
+        self.pck_leaf_on(SimPlatform::Sgx, status, now)
+    }
+
+    /// A PCK leaf of `platform` whose TCB lands on `status`'s level.
+    pub fn pck_leaf_on(
+        &self,
+        platform: SimPlatform,
+        status: TcbStatus,
+        now: UnixTime,
+    ) -> Result<PckLeaf, SimError> {
         let key = KeyPair::generate()?;
         let mut p = CertificateParams::default();
         p.distinguished_name = dn(PCK_CN);
@@ -256,7 +290,7 @@ impl SimPki {
         p.serial_number = Some(SerialNumber::from_slice(&serial));
         p.custom_extensions = vec![CustomExtension::from_oid_content(
             &[1, 2, 840, 113_741, 1, 13, 1],
-            sgx_extension(level_svn(status)),
+            sgx_extension(level_svn(status), platform.fmspc()),
         )];
         let cert = p.signed_by(&key, &self.pck_ca_issuer()?)?;
         let chain_pem = format!(
@@ -273,9 +307,21 @@ impl SimPki {
         })
     }
 
-    /// Collateral valid from `issued` for [`COLLATERAL_DAYS`], revoking the given PCK serials.
+    /// SGX collateral valid from `issued` for [`COLLATERAL_DAYS`], revoking the given PCK
+    /// serials.
     pub fn collateral(
         &self,
+        issued: UnixTime,
+        revoked_pck_serials: &[Vec<u8>],
+    ) -> Result<Collateral, SimError> {
+        self.collateral_for(SimPlatform::Sgx, issued, revoked_pck_serials)
+    }
+
+    /// `platform`'s collateral valid from `issued` for [`COLLATERAL_DAYS`], revoking the
+    /// given PCK serials.
+    pub fn collateral_for(
+        &self,
+        platform: SimPlatform,
         issued: UnixTime,
         revoked_pck_serials: &[Vec<u8>],
     ) -> Result<Collateral, SimError> {
@@ -302,8 +348,8 @@ impl SimPki {
         let pck_crl = crl(revoked).signed_by(&self.pck_ca_issuer()?)?;
 
         let next_update = UnixTime(issued.0 + COLLATERAL_DAYS * 86_400);
-        let tcb_info = tcb_info_json(issued, next_update);
-        let qe_identity = qe_identity_json(issued, next_update);
+        let tcb_info = tcb_info_json(platform, issued, next_update);
+        let qe_identity = qe_identity_json(platform, issued, next_update);
         let tcb_key = KeyPair::from_pem(&self.stored.tcb_key)?.serialize_der();
         let tcb_chain = format!("{}{}", self.stored.tcb_cert, self.stored.root_cert);
         Ok(Collateral {
@@ -328,7 +374,8 @@ impl SimPki {
     }
 
     /// Loads the PKI in `dir`, or creates it there (atomically: concurrent starters agree on
-    /// one PKI). Writes `root.pem` and a `collateral.json` valid at `now`.
+    /// one PKI). Writes `root.pem`, a `collateral.json` (SGX) valid at `now`, and
+    /// `collateral/{sgx,tdx}.json`.
     pub fn load_or_create(dir: &Path, now: UnixTime) -> Result<Self, SimError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
@@ -359,6 +406,20 @@ impl SimPki {
         if !pki.collateral_file_fresh(&collateral, now) {
             let c = pki.collateral(UnixTime(now.0 - 3600), &[])?;
             atomic_write(&collateral, c.to_json().as_bytes()).map_err(io(&collateral))?;
+        }
+        // One bundle per simulated platform: `[collateral] source = "DIR/collateral"` covers
+        // SGX and TDX sims together.
+        let bundles = dir.join("collateral");
+        std::fs::create_dir_all(&bundles).map_err(io(&bundles))?;
+        for (platform, name) in [
+            (SimPlatform::Sgx, "sgx.json"),
+            (SimPlatform::Tdx, "tdx.json"),
+        ] {
+            let path = bundles.join(name);
+            if !pki.collateral_file_fresh(&path, now) {
+                let c = pki.collateral_for(platform, UnixTime(now.0 - 3600), &[])?;
+                atomic_write(&path, c.to_json().as_bytes()).map_err(io(&path))?;
+            }
         }
         Ok(pki)
     }
@@ -394,7 +455,7 @@ fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// The SGX extension with component 1 = `svn`, the rest 0, PCESVN [`SIM_PCE_SVN`].
-fn sgx_extension(svn: u8) -> Vec<u8> {
+fn sgx_extension(svn: u8, fmspc: Fmspc) -> Vec<u8> {
     let base: [u64; 7] = [1, 2, 840, 113_741, 1, 13, 1];
     let arc = |tail: &[u64]| der::oid(&[&base[..], tail].concat());
     let mut cpusvn = [0u8; 16];
@@ -416,12 +477,12 @@ fn sgx_extension(svn: u8) -> Vec<u8> {
         der::seq(&[arc(&[1]), der::octets(&[0x77; 16])]),
         der::seq(&[arc(&[2]), der::seq(&tcb)]),
         der::seq(&[arc(&[3]), der::octets(SIM_PCE_ID.as_bytes())]),
-        der::seq(&[arc(&[4]), der::octets(SIM_FMSPC.as_bytes())]),
+        der::seq(&[arc(&[4]), der::octets(fmspc.as_bytes())]),
         der::seq(&[arc(&[5]), der::enumerated(0)]),
     ])
 }
 
-fn tcb_info_json(issued: UnixTime, next: UnixTime) -> String {
+fn tcb_info_json(platform: SimPlatform, issued: UnixTime, next: UnixTime) -> String {
     let levels: Vec<serde_json::Value> = ALL_LEVELS
         .iter()
         .map(|s| {
@@ -432,8 +493,16 @@ fn tcb_info_json(issued: UnixTime, next: UnixTime) -> String {
             } else {
                 vec![format!("SIM-SA-{:05}", level_svn(*s))]
             };
+            let mut tcb = serde_json::json!({"sgxtcbcomponents": comps, "pcesvn": SIM_PCE_SVN});
+            if platform == SimPlatform::Tdx {
+                // Platform levels are told apart by the SGX components; the TDX ones are met
+                // by every simulated TD (the module identity judges TEE_TCB_SVN[0..2]).
+                let tdx: Vec<serde_json::Value> =
+                    (0..16).map(|_| serde_json::json!({"svn": 0})).collect();
+                tcb["tdxtcbcomponents"] = serde_json::Value::Array(tdx);
+            }
             serde_json::json!({
-                "tcb": {"sgxtcbcomponents": comps, "pcesvn": SIM_PCE_SVN},
+                "tcb": tcb,
                 "tcbDate": rfc3339(issued),
                 "tcbStatus": s.as_str(),
                 "advisoryIDs": advisories,
@@ -442,19 +511,34 @@ fn tcb_info_json(issued: UnixTime, next: UnixTime) -> String {
         .collect();
     // serde_json keeps insertion order only with preserve_order; build the text by hand
     // so the key order is Intel's.
+    let (id, module) = match platform {
+        SimPlatform::Sgx => ("SGX", String::new()),
+        SimPlatform::Tdx => (
+            "TDX",
+            format!(
+                r#""tdxModule":{{"mrsigner":"{zero}","attributes":"0000000000000000","attributesMask":"FFFFFFFFFFFFFFFF"}},"tdxModuleIdentities":[{{"id":"TDX_01","mrsigner":"{zero}","attributes":"0000000000000000","attributesMask":"FFFFFFFFFFFFFFFF","tcbLevels":[{{"tcb":{{"isvsvn":3}},"tcbDate":"{d}","tcbStatus":"UpToDate"}},{{"tcb":{{"isvsvn":1}},"tcbDate":"{d}","tcbStatus":"OutOfDate","advisoryIDs":["SIM-SA-TDX01"]}}]}}],"#,
+                zero = "0".repeat(96),
+                d = rfc3339(issued)
+            ),
+        ),
+    };
     format!(
-        r#"{{"id":"SGX","version":3,"issueDate":"{}","nextUpdate":"{}","fmspc":"{}","pceId":"{}","tcbType":0,"tcbEvaluationDataNumber":17,"tcbLevels":{}}}"#,
+        r#"{{"id":"{id}","version":3,"issueDate":"{}","nextUpdate":"{}","fmspc":"{}","pceId":"{}","tcbType":0,"tcbEvaluationDataNumber":17,{module}"tcbLevels":{}}}"#,
         rfc3339(issued),
         rfc3339(next),
-        SIM_FMSPC.to_string().to_uppercase(),
+        platform.fmspc().to_string().to_uppercase(),
         SIM_PCE_ID,
         serde_json::Value::Array(levels)
     )
 }
 
-fn qe_identity_json(issued: UnixTime, next: UnixTime) -> String {
+fn qe_identity_json(platform: SimPlatform, issued: UnixTime, next: UnixTime) -> String {
+    let (id, prod) = match platform {
+        SimPlatform::Sgx => ("QE", 1),
+        SimPlatform::Tdx => ("TD_QE", 2),
+    };
     format!(
-        r#"{{"id":"QE","version":2,"issueDate":"{}","nextUpdate":"{}","tcbEvaluationDataNumber":17,"miscselect":"00000000","miscselectMask":"FFFFFFFF","attributes":"11000000000000000000000000000000","attributesMask":"FBFFFFFFFFFFFFFF0000000000000000","mrsigner":"{}","isvprodid":1,"tcbLevels":[{{"tcb":{{"isvsvn":{}}},"tcbDate":"{}","tcbStatus":"UpToDate"}},{{"tcb":{{"isvsvn":1}},"tcbDate":"{}","tcbStatus":"OutOfDate","advisoryIDs":["SIM-SA-QE001"]}}]}}"#,
+        r#"{{"id":"{id}","version":2,"issueDate":"{}","nextUpdate":"{}","tcbEvaluationDataNumber":17,"miscselect":"00000000","miscselectMask":"FFFFFFFF","attributes":"11000000000000000000000000000000","attributesMask":"FBFFFFFFFFFFFFFF0000000000000000","mrsigner":"{}","isvprodid":{prod},"tcbLevels":[{{"tcb":{{"isvsvn":{}}},"tcbDate":"{}","tcbStatus":"UpToDate"}},{{"tcb":{{"isvsvn":1}},"tcbDate":"{}","tcbStatus":"OutOfDate","advisoryIDs":["SIM-SA-QE001"]}}]}}"#,
         rfc3339(issued),
         rfc3339(next),
         SIM_QE_MRSIGNER.to_string().to_uppercase(),

@@ -1,12 +1,16 @@
-//! Forging SGX v3 quotes with the test PKI: a chosen enclave identity and REPORTDATA,
-//! a fresh attestation key, a QE report signed by the PCK leaf, the PCK chain.
+//! Forging quotes with the test PKI: SGX v3 and TDX v4 (TD 1.0), a chosen identity and
+//! REPORTDATA, a fresh attestation key, a QE report signed by the PCK leaf, the PCK chain.
 
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
 use sha2::{Digest, Sha256};
 
-use super::pki::{sign_raw, PckLeaf, SimError, SIM_PCE_SVN, SIM_QE_ISV_SVN, SIM_QE_MRSIGNER};
-use crate::dcap::ids::{IsvProdId, IsvSvn, MrEnclave, MrSigner};
+use super::pki::{
+    sign_raw, PckLeaf, SimError, SIM_PCE_SVN, SIM_QE_ISV_SVN, SIM_QE_MRSIGNER, SIM_TEE_TCB_SVN,
+};
+use crate::dcap::ids::{
+    IsvProdId, IsvSvn, MrConfigId, MrEnclave, MrOwner, MrOwnerConfig, MrSeam, MrSigner, MrTd, Rtmr,
+};
 use crate::dcap::quote::INTEL_QE_VENDOR_ID;
 
 /// The identity a forged quote claims.
@@ -71,10 +75,115 @@ fn report_body(
     b
 }
 
+/// The identity a forged TDX quote claims.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TdSpec {
+    /// MRTD.
+    pub mr_td: MrTd,
+    /// RTMR0..RTMR3.
+    pub rtmr: [Rtmr; 4],
+    /// MRCONFIGID.
+    pub mr_config_id: MrConfigId,
+    /// MROWNER.
+    pub mr_owner: MrOwner,
+    /// MROWNERCONFIG.
+    pub mr_owner_config: MrOwnerConfig,
+    /// MRSEAM.
+    pub mr_seam: MrSeam,
+    /// DEBUG TD attribute.
+    pub debug: bool,
+}
+
+impl Default for TdSpec {
+    fn default() -> Self {
+        Self {
+            mr_td: MrTd([0x7d; 48]),
+            rtmr: [
+                Rtmr([0x10; 48]),
+                Rtmr([0x11; 48]),
+                Rtmr([0x12; 48]),
+                Rtmr([0x13; 48]),
+            ],
+            mr_config_id: MrConfigId([0; 48]),
+            mr_owner: MrOwner([0; 48]),
+            mr_owner_config: MrOwnerConfig([0; 48]),
+            mr_seam: MrSeam([0x5e; 48]),
+            debug: false,
+        }
+    }
+}
+
+/// A TD 1.0 report body (584 bytes) for `spec`.
+fn td_body(spec: &TdSpec, report_data: &[u8; 64]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(584);
+    b.extend_from_slice(&SIM_TEE_TCB_SVN);
+    b.extend_from_slice(spec.mr_seam.as_bytes());
+    b.extend_from_slice(&[0; 48]); // mrsigner_seam: Intel's module
+    b.extend_from_slice(&[0; 8]); // seam_attributes
+                                  // SEPT_VE_DISABLE (bit 28), and DEBUG (bit 0) when asked for.
+    let attributes: u64 = (1 << 28) | u64::from(spec.debug);
+    b.extend_from_slice(&attributes.to_le_bytes());
+    b.extend_from_slice(&0xe7u64.to_le_bytes()); // xfam
+    b.extend_from_slice(spec.mr_td.as_bytes());
+    b.extend_from_slice(spec.mr_config_id.as_bytes());
+    b.extend_from_slice(spec.mr_owner.as_bytes());
+    b.extend_from_slice(spec.mr_owner_config.as_bytes());
+    for r in &spec.rtmr {
+        b.extend_from_slice(r.as_bytes());
+    }
+    b.extend_from_slice(report_data);
+    b
+}
+
+/// Forges a TDX v4 quote (TD 1.0 body) for `spec` with `report_data`, certified by `pck`
+/// (a PCK leaf of the TDX platform).
+pub fn forge_td(spec: &TdSpec, report_data: &[u8; 64], pck: &PckLeaf) -> Result<Vec<u8>, SimError> {
+    let mut header = Vec::with_capacity(48);
+    header.extend_from_slice(&4u16.to_le_bytes());
+    header.extend_from_slice(&2u16.to_le_bytes());
+    header.extend_from_slice(&0x81u32.to_le_bytes());
+    header.extend_from_slice(&[0; 4]);
+    header.extend_from_slice(&INTEL_QE_VENDOR_ID);
+    header.extend_from_slice(&[0x0a; 16]);
+    header.extend_from_slice(&[0; 4]);
+    sign_quote(header, &td_body(spec, report_data), 2, true, pck)
+}
+
 /// Forges a v3 quote for `spec` with `report_data`, certified by `pck`.
 pub fn forge(
     spec: &EnclaveSpec,
     report_data: &[u8; 64],
+    pck: &PckLeaf,
+) -> Result<Vec<u8>, SimError> {
+    let mut header = Vec::with_capacity(48);
+    header.extend_from_slice(&3u16.to_le_bytes());
+    header.extend_from_slice(&2u16.to_le_bytes());
+    header.extend_from_slice(&0u32.to_le_bytes());
+    header.extend_from_slice(&SIM_QE_ISV_SVN.to_le_bytes());
+    header.extend_from_slice(&SIM_PCE_SVN.to_le_bytes());
+    header.extend_from_slice(&INTEL_QE_VENDOR_ID);
+    header.extend_from_slice(&[0x0a; 16]);
+    header.extend_from_slice(&[0; 4]);
+    let flags = if spec.debug { 0x07 } else { 0x05 };
+    let body = report_body(
+        16,
+        flags,
+        spec.mrenclave.as_bytes(),
+        spec.mrsigner.as_bytes(),
+        spec.isv_prod_id.0,
+        spec.isv_svn.0,
+        report_data,
+    );
+    sign_quote(header, &body, 1, false, pck)
+}
+
+/// Header ‖ body, signed by a fresh attestation key, with the QE's certification of that
+/// key (QE product `qe_prod_id`); v4 framing wraps it in certification data type 6.
+fn sign_quote(
+    header: Vec<u8>,
+    body: &[u8],
+    qe_prod_id: u16,
+    v4: bool,
     pck: &PckLeaf,
 ) -> Result<Vec<u8>, SimError> {
     let rng = SystemRandom::new();
@@ -89,25 +198,8 @@ pub fn forge(
         .unwrap_or_default()
         .to_vec();
 
-    let mut quote = Vec::with_capacity(4800);
-    quote.extend_from_slice(&3u16.to_le_bytes());
-    quote.extend_from_slice(&2u16.to_le_bytes());
-    quote.extend_from_slice(&0u32.to_le_bytes());
-    quote.extend_from_slice(&SIM_QE_ISV_SVN.to_le_bytes());
-    quote.extend_from_slice(&SIM_PCE_SVN.to_le_bytes());
-    quote.extend_from_slice(&INTEL_QE_VENDOR_ID);
-    quote.extend_from_slice(&[0x0a; 16]);
-    quote.extend_from_slice(&[0; 4]);
-    let flags = if spec.debug { 0x07 } else { 0x05 };
-    quote.extend_from_slice(&report_body(
-        16,
-        flags,
-        spec.mrenclave.as_bytes(),
-        spec.mrsigner.as_bytes(),
-        spec.isv_prod_id.0,
-        spec.isv_svn.0,
-        report_data,
-    ));
+    let mut quote = header;
+    quote.extend_from_slice(body);
     let isv_signature = sign_raw(att_pkcs8.as_ref(), &quote)?;
 
     let auth_data: Vec<u8> = (0u8..32).collect();
@@ -122,7 +214,7 @@ pub fn forge(
         0x15,
         &[0x9e; 32],
         SIM_QE_MRSIGNER.as_bytes(),
-        1,
+        qe_prod_id,
         SIM_QE_ISV_SVN,
         &qe_report_data,
     );
@@ -130,16 +222,22 @@ pub fn forge(
 
     let mut cert_data = pck.chain_pem.as_bytes().to_vec();
     cert_data.push(0);
+    let mut qe = Vec::new();
+    qe.extend_from_slice(&qe_report);
+    qe.extend_from_slice(&qe_signature);
+    qe.extend_from_slice(&u16::try_from(auth_data.len()).unwrap_or(0).to_le_bytes());
+    qe.extend_from_slice(&auth_data);
+    qe.extend_from_slice(&5u16.to_le_bytes());
+    qe.extend_from_slice(&u32::try_from(cert_data.len()).unwrap_or(0).to_le_bytes());
+    qe.extend_from_slice(&cert_data);
     let mut sig = Vec::new();
     sig.extend_from_slice(&isv_signature);
     sig.extend_from_slice(&att_key);
-    sig.extend_from_slice(&qe_report);
-    sig.extend_from_slice(&qe_signature);
-    sig.extend_from_slice(&u16::try_from(auth_data.len()).unwrap_or(0).to_le_bytes());
-    sig.extend_from_slice(&auth_data);
-    sig.extend_from_slice(&5u16.to_le_bytes());
-    sig.extend_from_slice(&u32::try_from(cert_data.len()).unwrap_or(0).to_le_bytes());
-    sig.extend_from_slice(&cert_data);
+    if v4 {
+        sig.extend_from_slice(&6u16.to_le_bytes());
+        sig.extend_from_slice(&u32::try_from(qe.len()).unwrap_or(0).to_le_bytes());
+    }
+    sig.extend_from_slice(&qe);
     quote.extend_from_slice(&u32::try_from(sig.len()).unwrap_or(0).to_le_bytes());
     quote.extend_from_slice(&sig);
     Ok(quote)
