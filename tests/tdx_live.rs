@@ -1,0 +1,228 @@
+//! TDX end to end: `verify https://` against simulated TDX confidential VMs, every TD policy
+//! field accepted and refused, both TDX carriers, and TDX hosts through the proxy beside an
+//! SGX one (real sockets, real TLS, curl).
+
+mod common;
+
+use std::process::Command;
+
+use ratls_proxy::dcap::tcb::TcbStatus;
+use ratls_proxy::sim::{SimBinding, SimConfig, SimEnclave, TdSpec};
+use serde_json::Value;
+
+use common::{curl, env, free_port, s, start_sim, Env, Harness};
+
+const MRTD: &str = "7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d";
+
+async fn td_sim(env: &Env, f: impl FnOnce(&mut SimConfig)) -> SimEnclave {
+    let mut c = SimConfig {
+        td: Some(TdSpec::default()),
+        ..SimConfig::default()
+    };
+    f(&mut c);
+    start_sim(env, c).await
+}
+
+/// `ratls-proxy verify https://… --json` with the sim root and both platforms' collateral.
+async fn verify(env: &Env, sim: &SimEnclave, extra: &[&str]) -> (i32, Value) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"));
+    cmd.arg("verify")
+        .arg(format!("https://127.0.0.1:{}", sim.addr().port()))
+        .arg("--trust-root")
+        .arg(env.dir.join("pki/root.pem"))
+        .arg("--collateral")
+        .arg(env.dir.join("pki/collateral"))
+        .arg("--json")
+        .args(extra);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("runs");
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "JSON ({e}): {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), json)
+}
+
+fn hex48(b: u8) -> String {
+    hex::encode([b; 48])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_reports_a_td_and_accepts_it_under_its_policy() {
+    let env = env();
+    for binding in [SimBinding::Cosmian, SimBinding::Dstack] {
+        let sim = td_sim(&env, |c| c.binding = binding).await;
+        let (code, j) = verify(&env, &sim, &["--mrtd", MRTD]).await;
+        assert_eq!(code, 0, "{binding:?}: {j}");
+        assert_eq!(j["verdict"], "accepted");
+        assert_eq!(j["quote"]["tee"], "TDX");
+        assert_eq!(j["quote"]["version"], 4);
+        assert_eq!(j["quote"]["mrtd"], MRTD);
+        assert_eq!(j["quote"]["rtmr3"], hex48(0x13));
+        assert_eq!(j["quote"]["mrseam"], hex48(0x5e));
+        assert_eq!(j["quote"]["debug"], false);
+        assert_eq!(
+            j["quote"]["tee_tcb_svn"],
+            "03010000000000000000000000000000"
+        );
+        assert!(j["quote"].get("mrenclave").is_none(), "no SGX fields: {j}");
+        assert_eq!(j["tcb"]["status"], "UpToDate");
+        assert_eq!(j["tcb"]["tdx_module_status"], "UpToDate");
+        let want = match binding {
+            SimBinding::Dstack => "dstack",
+            _ => "cosmian",
+        };
+        assert_eq!(j["binding"], want);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_td_policy_field_refuses_what_it_does_not_list() {
+    let env = env();
+    let sim = td_sim(&env, |_| {}).await;
+    let wrong = hex48(0xee);
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (s(&["--mrtd", &wrong]), "mrtd_mismatch"),
+        (s(&["--rtmr0", &wrong]), "rtmr_mismatch"),
+        (s(&["--rtmr1", &wrong]), "rtmr_mismatch"),
+        (s(&["--rtmr2", &wrong]), "rtmr_mismatch"),
+        (s(&["--rtmr3", &wrong]), "rtmr_mismatch"),
+        (s(&["--mrconfigid", &wrong]), "mrconfigid_mismatch"),
+        (s(&["--mrowner", &wrong]), "mrowner_mismatch"),
+        (s(&["--mrownerconfig", &wrong]), "mrownerconfig_mismatch"),
+        (s(&["--mrseam", &wrong]), "mrseam_mismatch"),
+        (
+            s(&["--min-tee-tcb-svn", "04010000000000000000000000000000"]),
+            "tee_tcb_svn_too_low",
+        ),
+        (s(&["--tee", "sgx"]), "tee_mismatch"),
+        (s(&["--mrenclave", &"e1".repeat(32)]), "tee_mismatch"),
+        (s(&["--binding", "dstack"]), "binding_mismatch"),
+    ];
+    for (args, code) in cases {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (exit, j) = verify(&env, &sim, &refs).await;
+        assert_eq!(exit, 1, "{args:?}: {j}");
+        assert_eq!(j["code"], code, "{args:?}: {j}");
+    }
+    // The same values listed are accepted, one field at a time.
+    for args in [
+        s(&["--rtmr0", &hex48(0x10), "--rtmr3", &hex48(0x13)]),
+        s(&["--mrseam", &hex48(0x5e), "--mrconfigid", &hex48(0)]),
+        s(&["--min-tee-tcb-svn", "03010000000000000000000000000000"]),
+        s(&["--tee", "tdx", "--mrtd", MRTD, "--mrtd", &wrong]),
+    ] {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (exit, j) = verify(&env, &sim, &refs).await;
+        assert_eq!(exit, 0, "{args:?}: {j}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_tds_out_of_date_platforms_and_wrong_bindings_are_refused() {
+    let env = env();
+    let debug = td_sim(&env, |c| {
+        if let Some(td) = c.td.as_mut() {
+            td.debug = true;
+        }
+    })
+    .await;
+    let (exit, j) = verify(&env, &debug, &["--mrtd", MRTD]).await;
+    assert_eq!(
+        (exit, j["code"].as_str()),
+        (1, Some("debug_enclave")),
+        "{j}"
+    );
+    assert_eq!(j["quote"]["debug"], true);
+    let (exit, j) = verify(&env, &debug, &["--mrtd", MRTD, "--allow-debug"]).await;
+    assert_eq!(exit, 0, "{j}");
+
+    let old = td_sim(&env, |c| c.tcb_status = TcbStatus::OutOfDate).await;
+    let (exit, j) = verify(&env, &old, &[]).await;
+    assert_eq!(
+        (exit, j["code"].as_str()),
+        (1, Some("tcb_status_not_allowed")),
+        "{j}"
+    );
+    let (exit, j) = verify(&env, &old, &["--tcb-status", "OutOfDate"]).await;
+    assert_eq!(exit, 0, "{j}");
+    assert_eq!(j["tcb"]["advisory_ids"][0], "SIM-SA-00012");
+
+    let wrong = td_sim(&env, |c| c.binding = SimBinding::Wrong).await;
+    let (exit, j) = verify(&env, &wrong, &[]).await;
+    assert_eq!(
+        (exit, j["code"].as_str()),
+        (1, Some("binding_mismatch")),
+        "{j}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tdx_and_sgx_hosts_through_the_proxy() {
+    let env = env();
+    let td = td_sim(&env, |_| {}).await;
+    let sgx = start_sim(&env, SimConfig::default()).await;
+    let proxy = free_port();
+    let wrong = hex48(0xee);
+    let _p = Harness::new(&env)
+        .listen(proxy)
+        .collateral(&env.dir.join("pki/collateral"))
+        .enclave("sgx.enclave.test", sgx.addr())
+        .tail(&format!(
+            "[[enclave]]\nhosts = [\"cvm.enclave.test\"]\ntee = \"tdx\"\nmrtd = [\"{MRTD}\"]\nrtmr3 = [\"{}\"]\nconnect_to = \"{}\"\n\n\
+             [[enclave]]\nhosts = [\"pinned.enclave.test\"]\ntee = \"tdx\"\nmrtd = [\"{wrong}\"]\nconnect_to = \"{}\"\n\n\
+             [[enclave]]\nhosts = [\"mixed.enclave.test\"]\nmrenclave = [\"{}\"]\nconnect_to = \"{}\"\n",
+            hex48(0x13),
+            td.addr(),
+            td.addr(),
+            "e1".repeat(32),
+            td.addr(),
+        ))
+        .start_binary("tdx.toml")
+        .await;
+    let via = format!("http://127.0.0.1:{proxy}");
+    let ca = env.ca_pem().display().to_string();
+    let get = |host: &str| {
+        s(&[
+            "-s",
+            "-o",
+            "/dev/stdout",
+            "-w",
+            "\n%{http_code}",
+            "-x",
+            &via,
+            "--cacert",
+            &ca,
+            &format!("https://{host}/hello"),
+        ])
+    };
+    let out = curl(get("cvm.enclave.test"), vec![]).await;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.ends_with("200"), "{text}");
+    let out = curl(get("sgx.enclave.test"), vec![]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with("200"));
+    // Refusals: a pinned MRTD, and an SGX entry meeting a TD.
+    for (host, code) in [
+        ("pinned.enclave.test", "mrtd_mismatch"),
+        ("mixed.enclave.test", "tee_mismatch"),
+    ] {
+        let out = curl(
+            s(&["-s", "-i", "-x", &via, &format!("http://{host}/")]),
+            vec![],
+        )
+        .await;
+        let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        assert!(text.starts_with("http/1.1 502"), "{host}: {text}");
+        assert!(
+            text.contains(&format!("\"code\":\"{code}\"")),
+            "{host}: {text}"
+        );
+    }
+    let served = td.request_count();
+    assert!(served >= 1, "the accepted TD was reached");
+}
