@@ -129,19 +129,24 @@ fn answer(state: &MockState, req: &Request<hyper::body::Incoming>) -> Response<F
         r.body(Full::new(Bytes::from(body))).unwrap_or_default()
     };
     match path {
-        "/sgx/certification/v4/tcb" => match state.by_fmspc.get(&param("fmspc").to_uppercase()) {
-            Some(s) => {
-                let mut body = s.tcb_body.clone();
-                if state.mode == Mode::TamperedTcbInfo {
-                    body = String::from_utf8_lossy(&body)
-                        .replacen("OutOfDate", "UpToDate", 1)
-                        .into_bytes();
+        "/sgx/certification/v4/tcb" | "/tdx/certification/v4/tcb" => {
+            // Each bundle is served at its own TEE's path only (PCS keeps them apart).
+            let tdx_path = path.starts_with("/tdx/");
+            let is_tdx = |s: &Served| s.tcb_body.windows(10).any(|w| w == br#""id":"TDX""#);
+            match state.by_fmspc.get(&param("fmspc").to_uppercase()) {
+                Some(s) if is_tdx(s) == tdx_path => {
+                    let mut body = s.tcb_body.clone();
+                    if state.mode == Mode::TamperedTcbInfo {
+                        body = String::from_utf8_lossy(&body)
+                            .replacen("OutOfDate", "UpToDate", 1)
+                            .into_bytes();
+                    }
+                    reply(body, Some(("TCB-Info-Issuer-Chain", s.tcb_chain.clone())))
                 }
-                reply(body, Some(("TCB-Info-Issuer-Chain", s.tcb_chain.clone())))
+                _ => status(404),
             }
-            None => status(404),
-        },
-        "/sgx/certification/v4/qe/identity" => match any {
+        }
+        "/sgx/certification/v4/qe/identity" | "/tdx/certification/v4/qe/identity" => match any {
             Some(s) => reply(
                 s.qe_body.clone(),
                 Some(("SGX-Enclave-Identity-Issuer-Chain", s.qe_chain.clone())),
@@ -474,7 +479,8 @@ mod with_sim {
             .ensure(
                 (
                     ratls_proxy::dcap::ids::Fmspc::from_hex(SIM_FMSPC).expect("hex"),
-                    PckCa::Platform
+                    PckCa::Platform,
+                    ratls_proxy::dcap::quote::TeeType::Sgx,
                 ),
                 true
             )
@@ -506,6 +512,7 @@ mod with_sim {
         let key = (
             ratls_proxy::dcap::ids::Fmspc::from_hex(SIM_FMSPC).expect("hex"),
             PckCa::Platform,
+            ratls_proxy::dcap::quote::TeeType::Sgx,
         );
         let before = cache.ensure(key, false).await.expect("snapshot");
         assert_eq!(before.tcb_info.issue_date, UnixTime(first_issue));
@@ -540,6 +547,7 @@ mod with_sim {
         let key = (
             ratls_proxy::dcap::ids::Fmspc::from_hex(SIM_FMSPC).expect("hex"),
             PckCa::Platform,
+            ratls_proxy::dcap::quote::TeeType::Sgx,
         );
         cache.ensure(key, false).await.expect("first snapshot");
         let snapshot = ratls_proxy::appraise::CollateralSource::snapshot_id(cache.as_ref());
@@ -590,6 +598,40 @@ mod with_sim {
         assert_eq!(pcs.hits(), 1);
     }
 
+    /// A TDX quote makes the cache fetch from the TDX endpoints (`/tdx/certification/v4/tcb`
+    /// and `/qe/identity`); the mock serves the TDX platform's bundle only there.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tdx_collateral_is_fetched_from_the_tdx_endpoints() {
+        use ratls_proxy::sim::{forge_td, SimPlatform, TdSpec};
+        let s = sim();
+        let bundle = s
+            .pki
+            .collateral_for(SimPlatform::Tdx, UnixTime(s.now.0 - 60), &[])
+            .expect("collateral");
+        let pcs = mock(vec![("5EC0DE000081", Served::from_bundle(&bundle))], None).await;
+        let pck = s
+            .pki
+            .pck_leaf_on(SimPlatform::Tdx, TcbStatus::UpToDate, s.now)
+            .expect("pck");
+        let quote = forge_td(&TdSpec::default(), &[0; 64], &pck).expect("quote");
+        let cache = cache_for(
+            &pcs.url(),
+            s.pki.anchor().expect("anchor"),
+            RefreshPolicy::default(),
+        );
+        let a = appraise_fetching(&cache, &quote, s.now.0, false).await;
+        assert!(a.is_accepted(), "{:?}", a.outcome);
+        assert_eq!(a.quote.as_ref().map(|q| q.tee.as_str()), Some("TDX"));
+        assert!(pcs.hits() >= 1);
+        assert!(
+            cache
+                .snapshots()
+                .iter()
+                .any(|snap| snap.key.2 == ratls_proxy::dcap::quote::TeeType::Tdx),
+            "cached under the TDX key"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_misses_are_coalesced_into_one_fetch() {
         let s = sim();
@@ -602,6 +644,7 @@ mod with_sim {
         let key = (
             ratls_proxy::dcap::ids::Fmspc::from_hex(SIM_FMSPC).expect("hex"),
             PckCa::Platform,
+            ratls_proxy::dcap::quote::TeeType::Sgx,
         );
         let tasks: Vec<_> = (0..16)
             .map(|_| {

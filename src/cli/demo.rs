@@ -9,13 +9,15 @@ use clap::Args;
 
 use crate::addr::{Authority, HostPattern};
 use crate::appraise::policy::EnclavePolicy;
+use crate::appraise::td_policy::TdPolicy;
 use crate::ca::LocalCa;
 use crate::config::{default_ca_dir, Config, EnclaveConfig, RouteConfig, Unmatched};
 use crate::dcap::ids::MrEnclave;
+use crate::dcap::quote::TeeType;
 use crate::dcap::time::UnixTime;
 use crate::proxy::Proxy;
 use crate::ratls::BindingMode;
-use crate::sim::{EnclaveSpec, SimConfig, SimEnclave, SimPki};
+use crate::sim::{EnclaveSpec, SimConfig, SimEnclave, SimPki, TdSpec};
 use crate::source::trust_and_collateral;
 use crate::source::{CollateralSpec, TrustRoot};
 
@@ -58,6 +60,9 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let good = start(EnclaveSpec { mrenclave: TRUSTED, ..EnclaveSpec::default() }).await?;
         let other = start(EnclaveSpec { mrenclave: OTHER, ..EnclaveSpec::default() }).await?;
         let debug = start(EnclaveSpec { mrenclave: TRUSTED, debug: true, ..EnclaveSpec::default() }).await?;
+        // A simulated TDX confidential VM beside the SGX enclaves.
+        let td = TdSpec::default();
+        let cvm = SimEnclave::start(&pki, SimConfig { td: Some(td.clone()), log_requests: true, ..SimConfig::default() }, any, now).await?;
 
         let mut config = Config::defaults();
         config.listen = args.listen;
@@ -65,11 +70,21 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         config.unmatched = Unmatched::Passthrough;
         config.ca_dir = base.join("ca");
         config.source.trust_root = TrustRoot::Pem(base.join("sim-pki/root.pem"));
-        config.source.collateral = CollateralSpec::File(base.join("sim-pki/collateral.json"));
+        config.source.collateral = CollateralSpec::Dir(base.join("sim-pki/collateral"));
         config.enclaves = vec![
             enclave("good.enclave.test", good.addr())?,
             enclave("other.enclave.test", other.addr())?,
             enclave("debug.enclave.test", debug.addr())?,
+            EnclaveConfig {
+                hosts: vec![HostPattern::parse("cvm.enclave.test").map_err(anyhow::Error::msg)?],
+                policy: EnclavePolicy {
+                    tee: Some(TeeType::Tdx),
+                    td: TdPolicy { mrtd: vec![td.mr_td], ..TdPolicy::default() },
+                    ..EnclavePolicy::default()
+                },
+                binding: BindingMode::Auto,
+                connect_to: Some(Authority::parse(&cvm.addr().to_string(), None).map_err(anyhow::Error::msg)?),
+            },
         ];
         config.routes = vec![RouteConfig {
             listen: "127.0.0.1:0".parse().context("address")?,
@@ -83,8 +98,8 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let p = running.addr;
         let route = running.route_addrs.first().copied();
         let ca = ca_path.display();
-        println!("ratls-proxy demo: proxy on http://{p}, three simulated SGX enclaves (test PKI, not Intel)");
-        println!("policy for *.enclave.test: MRENCLAVE {TRUSTED}, no DEBUG, TCB UpToDate\n");
+        println!("ratls-proxy demo: proxy on http://{p}, three simulated SGX enclaves and a TDX confidential VM (test PKI, not Intel)");
+        println!("policy for *.enclave.test: MRENCLAVE {TRUSTED}, no DEBUG, TCB UpToDate; cvm.enclave.test: TDX, MRTD {}\n", td.mr_td);
         println!("# accepted: the enclave's JSON echo (HTTP/1.1, then HTTP/2)");
         println!("curl -x http://{p} --cacert {ca} --http1.1 https://good.enclave.test/hello");
         println!("curl -x http://{p} --cacert {ca} --http2 https://good.enclave.test/hello");
@@ -98,6 +113,8 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         println!("curl -i -x http://{p} http://other.enclave.test/hello");
         println!("# refused: code debug_enclave (curl reports the CONNECT answer)");
         println!("curl -x http://{p} --cacert {ca} https://debug.enclave.test/hello -v 2>&1 | grep -iE 'HTTP/|proxy-status'");
+        println!("# accepted: a TDX confidential VM (MRTD pinned), attested the same way");
+        println!("curl -x http://{p} --cacert {ca} https://cvm.enclave.test/hello");
         println!("# or with HTTPS_PROXY, as an unmodified app would:");
         println!("HTTPS_PROXY=http://{p} curl --cacert {ca} https://good.enclave.test/hello\n");
         println!("Serving until Ctrl-C. Each enclave prints the requests it serves; the proxy logs one line per request.");
@@ -105,7 +122,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             _ = tokio::signal::ctrl_c() => {}
             () = running.wait() => {}
         }
-        drop((good, other, debug));
+        drop((good, other, debug, cvm));
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -18,14 +18,16 @@ use crate::dcap::collateral::pcs::PckCa;
 use crate::dcap::collateral::CollateralError;
 use crate::dcap::error::VerifyError;
 use crate::dcap::ids::Fmspc;
-use crate::dcap::quote::Quote;
+use crate::dcap::quote::{Quote, TeeType};
 use crate::dcap::time::UnixTime;
 use crate::dcap::trust::TrustAnchor;
 use crate::dcap::verified::VerifiedCollateral;
 use crate::dcap::verify::{pck_platform, pck_platform_under};
 
 /// Collateral cache key: the platform model and its PCK CA.
-pub(crate) type Key = (Fmspc, PckCa);
+/// Collateral cache key: the platform model, its PCK CA and the TEE (SGX and TDX collateral of
+/// one platform are different documents).
+pub(crate) type Key = (Fmspc, PckCa, TeeType);
 
 /// When to refresh.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,7 +108,7 @@ const MAX_MISSING: usize = 64;
 
 fn key_of(quote: &Quote<'_>) -> Option<Key> {
     let (fmspc, issuer) = pck_platform(quote)?;
-    Some((fmspc, PckCa::from_issuer_cn(&issuer)?))
+    Some((fmspc, PckCa::from_issuer_cn(&issuer)?, quote.header.tee))
 }
 
 fn unavailable(detail: String) -> VerifyError {
@@ -272,7 +274,7 @@ impl CollateralCache {
     }
 
     async fn fetch_and_verify(&self, key: Key) -> Result<Arc<VerifiedCollateral>, VerifyError> {
-        let collateral = self.endpoint.fetch(key.0, key.1).await?;
+        let collateral = self.endpoint.fetch(key.0, key.1, key.2).await?;
         let verified = VerifiedCollateral::verify(&collateral, &self.anchor)?;
         if verified.tcb_info.fmspc != key.0 {
             return Err(VerifyError::FmspcMismatch {
@@ -311,7 +313,7 @@ impl CollateralCache {
     pub async fn prefetch(&self, fmspcs: &[Fmspc]) {
         for f in fmspcs {
             for ca in [PckCa::Platform, PckCa::Processor] {
-                let _ = self.ensure((*f, ca), false).await;
+                let _ = self.ensure((*f, ca, TeeType::Sgx), false).await;
             }
         }
     }

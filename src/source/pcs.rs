@@ -15,6 +15,7 @@ use crate::dcap::collateral::pcs::{self, PckCa, Responses};
 use crate::dcap::collateral::CollateralError;
 use crate::dcap::error::VerifyError;
 use crate::dcap::ids::Fmspc;
+use crate::dcap::quote::TeeType;
 
 /// Intel PCS v4 base URL.
 pub(crate) const INTEL_PCS: &str = "https://api.trustedservices.intel.com";
@@ -156,15 +157,21 @@ impl PcsEndpoint {
         self
     }
 
-    /// Fetches the four pieces of collateral for one platform.
+    /// Fetches the four pieces of collateral for one platform and TEE.
     pub async fn fetch(
         &self,
         fmspc: Fmspc,
         ca: PckCa,
+        tee: TeeType,
     ) -> Result<crate::dcap::collateral::Collateral, FetchError> {
         let v4 = format!("{}/sgx/certification/v4", self.base);
-        let tcb_url = format!("{v4}/tcb?fmspc={}", fmspc.to_string().to_uppercase());
-        let qe_url = format!("{v4}/qe/identity");
+        // TDX has its own TCB info and QE identity; the PCK CRL is the SGX one.
+        let tee_v4 = match tee {
+            TeeType::Sgx => v4.clone(),
+            TeeType::Tdx => format!("{}/tdx/certification/v4", self.base),
+        };
+        let tcb_url = format!("{tee_v4}/tcb?fmspc={}", fmspc.to_string().to_uppercase());
+        let qe_url = format!("{tee_v4}/qe/identity");
         let crl_url = format!("{v4}/pckcrl?ca={}&encoding=der", ca.as_str());
         let (tcb, qe, crl, root) = tokio::join!(
             self.get(&tcb_url),

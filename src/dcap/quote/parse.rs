@@ -56,7 +56,7 @@ impl QuoteVersion {
 }
 
 /// The trusted execution environment the quote attests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TeeType {
     /// Intel SGX enclave.
     Sgx,
