@@ -1,5 +1,5 @@
-//! Quote verification speed, side by side with dcap-qvl 0.7.1 (ring backend) on the
-//! same real fixture in the same run:
+//! Quote verification speed (SGX and TDX), side by side with dcap-qvl 0.7.1 (ring backend)
+//! on the same real fixture in the same run:
 //! - `ours_full`: collateral verification (signatures, chains, CRLs) + quote verification;
 //! - `ours_cached_collateral`: collateral already verified (the proxy's steady state);
 //! - `dcap_qvl_ring`: the reference, collateral already deserialised;
@@ -24,9 +24,12 @@ use ratls_proxy::dcap::time::UnixTime;
 use ratls_proxy::dcap::trust::TrustAnchor;
 use ratls_proxy::dcap::verified::VerifiedCollateral;
 
-const CASES: [(&str, u64); 2] = [
+const CASES: [(&str, u64); 4] = [
     ("sgx_v3_qvl", 1_751_623_200),
     ("sgx_v3_automata", 1_756_530_000),
+    // TDX: v4 TD 1.0, and v5 TD 1.5ex.
+    ("tdx_v4_qvl", 1_751_623_200),
+    ("tdx_v5_td15ex_qvl", 1_792_713_600),
 ];
 
 fn fixtures() -> Option<PathBuf> {

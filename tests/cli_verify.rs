@@ -264,8 +264,14 @@ fn garbage_quote_and_garbage_collateral_are_refusals_not_crashes() {
         "1751623200",
         "--json",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    // Unusable collateral is "could not check" (exit 2), still with the JSON report.
+    assert_eq!(out.status.code(), Some(2));
     assert_eq!(json(&out)["code"], "collateral_unavailable");
+    assert_eq!(
+        json(&out)["quote"]["tee"],
+        "SGX",
+        "the parsed quote is reported"
+    );
     let _ = std::fs::remove_dir_all(&tmp);
 }
 

@@ -151,7 +151,10 @@ fn an_expired_ra_tls_certificate_is_refused() {
         BindingMode::Auto,
         UnixTime::parse("2023-05-16T00:00:00Z").expect("t").0,
     );
-    assert_eq!(a.refusal().map(|r| r.code), Some(RefusalCode::ChainInvalid));
+    assert_eq!(
+        a.refusal().map(|r| r.code),
+        Some(RefusalCode::CertificateExpired)
+    );
     assert!(a.refusal().expect("refused").reasons[0].contains("RA-TLS certificate is valid"));
 }
 

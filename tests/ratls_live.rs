@@ -343,7 +343,7 @@ async fn a_changed_policy_or_an_expired_verdict_is_never_served_from_the_cache()
             assert!(
                 matches!(
                     code,
-                    Some(RefusalCode::CollateralExpired | RefusalCode::ChainInvalid)
+                    Some(RefusalCode::CollateralExpired | RefusalCode::CertificateExpired)
                 ),
                 "{code:?}"
             );

@@ -9,7 +9,7 @@ pub mod td_policy;
 use std::sync::Arc;
 
 use crate::appraise::policy::{Accepted, EnclavePolicy};
-use crate::appraise::refusal::Refusal;
+use crate::appraise::refusal::{Refusal, RefusalCode};
 use crate::dcap::collateral::Collateral;
 use crate::dcap::error::VerifyError;
 use crate::dcap::identity::Identity;
@@ -146,6 +146,17 @@ pub fn appraise_with(
         .verified_for(&quote)
         .and_then(|collateral| verify::verify(&quote, &collateral, now));
     match verified {
+        // Without collateral, the identity allow-lists still decide: a refusal there is a
+        // refusal (offline `verify` exits 1), not "could not check".
+        Err(e) if e.code() == RefusalCode::CollateralUnavailable => {
+            match policy.identity_refusal(&summary.identity) {
+                Some(mut refusal) => {
+                    refusal.reasons.push(format!("(not verified further: {e})"));
+                    refused(Some(summary), None, refusal)
+                }
+                None => refused(Some(summary), None, e.into()),
+            }
+        }
         Err(e) => refused(Some(summary), None, e.into()),
         Ok(v) => {
             let tcb = Some(v.tcb.clone());

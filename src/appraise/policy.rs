@@ -19,6 +19,7 @@ use crate::dcap::ids::{
 };
 use crate::dcap::quote::{Body, TeeType};
 use crate::dcap::tcb::TcbStatus;
+use crate::dcap::time::UnixTime;
 use crate::dcap::verify::VerifiedQuote;
 
 /// What an enclave (SGX) or a trust domain (TDX) must look like to be trusted.
@@ -43,6 +44,10 @@ pub struct EnclavePolicy {
     pub tcb_statuses: Vec<TcbStatus>,
     /// If non-empty, every advisory of the TCB level must be listed here.
     pub allowed_advisories: Vec<String>,
+    /// Refuse RA-TLS certificates issued (notBefore) longer ago than this many seconds.
+    pub max_cert_age_secs: Option<u64>,
+    /// Refuse collateral (TCB info, QE identity) issued longer ago than this many seconds.
+    pub max_collateral_age_secs: Option<u64>,
 }
 
 impl Default for EnclavePolicy {
@@ -58,6 +63,8 @@ impl Default for EnclavePolicy {
             allow_debug: false,
             tcb_statuses: vec![TcbStatus::UpToDate],
             allowed_advisories: Vec::new(),
+            max_cert_age_secs: None,
+            max_collateral_age_secs: None,
         }
     }
 }
@@ -177,6 +184,16 @@ pub enum PolicyViolation {
         /// The policy's minimum.
         min: IsvSvn,
     },
+    /// Collateral issued too long ago.
+    #[error("the collateral was issued {issued} ({age} s before the verification), more than max_age_secs = {max}")]
+    CollateralAge {
+        /// The older issue date of the TCB info and QE identity.
+        issued: UnixTime,
+        /// Its age at the verification time.
+        age: i64,
+        /// The limit.
+        max: u64,
+    },
     /// TCB status not accepted.
     #[error("TCB status {actual} is not accepted (accepted: {})", join(.accepted))]
     TcbStatus {
@@ -222,6 +239,7 @@ impl PolicyViolation {
             Self::IsvProdId { .. } => RefusalCode::IsvProdIdMismatch,
             Self::IsvSvn { .. } => RefusalCode::IsvSvnTooLow,
             Self::TcbStatus { .. } => RefusalCode::TcbStatusNotAllowed,
+            Self::CollateralAge { .. } => RefusalCode::CollateralTooOld,
             Self::Advisory { .. } => RefusalCode::AdvisoryNotAllowed,
         }
     }
@@ -263,6 +281,16 @@ impl EnclavePolicy {
         match &q.identity {
             Identity::Sgx(id) => self.sgx_violations(id, &mut out),
             Identity::Td(td) => self.td.violations(td, self.allow_debug, &mut out),
+        }
+        if let Some(max) = self.max_collateral_age_secs {
+            let age = q.verified_at.0.saturating_sub(q.collateral_issued.0);
+            if age > i64::try_from(max).unwrap_or(i64::MAX) {
+                out.push(PolicyViolation::CollateralAge {
+                    issued: q.collateral_issued,
+                    age,
+                    max,
+                });
+            }
         }
         let status = q.tcb.status;
         if status == TcbStatus::Revoked || !self.tcb_statuses.contains(&status) {
@@ -350,6 +378,25 @@ impl EnclavePolicy {
                 });
             }
         }
+    }
+
+    /// The refusal the identity fields alone earn (allow-lists, product ID, minimum SVNs,
+    /// TD attributes), if any: what can be decided without collateral.
+    pub fn identity_refusal(&self, identity: &Identity) -> Option<Refusal> {
+        let mut out = Vec::new();
+        if let Err(v) = self.check_tee(identity.tee()) {
+            out.push(v);
+        } else {
+            match identity {
+                Identity::Sgx(id) => self.sgx_violations(id, &mut out),
+                Identity::Td(td) => self.td.violations(td, self.allow_debug, &mut out),
+            }
+        }
+        let code = out.iter().map(PolicyViolation::code).min()?;
+        Some(Refusal {
+            code,
+            reasons: out.iter().map(ToString::to_string).collect(),
+        })
     }
 
     /// Accepts the quote, or refuses it with every violation and the top-ranked code.

@@ -20,10 +20,16 @@ pub enum RefusalCode {
     SignatureInvalid,
     /// A certificate or CRL chain does not lead to the pinned root, or a CRL does not cover the certificate.
     ChainInvalid,
+    /// The RA-TLS certificate is outside its validity period at the verification time.
+    CertificateExpired,
+    /// The RA-TLS certificate was issued longer ago than the entry's `max_cert_age_secs`.
+    CertificateTooOld,
     /// The PCK certificate, its CA or the platform's TCB is revoked.
     Revoked,
     /// Collateral is outside its validity window at the verification time.
     CollateralExpired,
+    /// The collateral was issued longer ago than `[collateral] max_age_secs`.
+    CollateralTooOld,
     /// Collateral for this platform could not be obtained or parsed.
     CollateralUnavailable,
     /// The TCB info belongs to another platform (FMSPC, PCE ID or TEE type).
@@ -80,13 +86,16 @@ pub enum RefusalCode {
 
 impl RefusalCode {
     /// Every code, in ranking order (the first applicable one is the headline).
-    pub const ALL: [RefusalCode; 31] = [
+    pub const ALL: [RefusalCode; 34] = [
         Self::QuoteMalformed,
         Self::NoQuote,
         Self::SignatureInvalid,
         Self::ChainInvalid,
+        Self::CertificateExpired,
+        Self::CertificateTooOld,
         Self::Revoked,
         Self::CollateralExpired,
+        Self::CollateralTooOld,
         Self::CollateralUnavailable,
         Self::FmspcMismatch,
         Self::QeIdentityMismatch,
@@ -121,8 +130,11 @@ impl RefusalCode {
             Self::NoQuote => "no_quote",
             Self::SignatureInvalid => "signature_invalid",
             Self::ChainInvalid => "chain_invalid",
+            Self::CertificateExpired => "certificate_expired",
+            Self::CertificateTooOld => "certificate_too_old",
             Self::Revoked => "revoked",
             Self::CollateralExpired => "collateral_expired",
+            Self::CollateralTooOld => "collateral_too_old",
             Self::CollateralUnavailable => "collateral_unavailable",
             Self::FmspcMismatch => "fmspc_mismatch",
             Self::QeIdentityMismatch => "qe_identity_mismatch",
@@ -231,8 +243,11 @@ mod tests {
                 "no_quote",
                 "signature_invalid",
                 "chain_invalid",
+                "certificate_expired",
+                "certificate_too_old",
                 "revoked",
                 "collateral_expired",
+                "collateral_too_old",
                 "collateral_unavailable",
                 "fmspc_mismatch",
                 "qe_identity_mismatch",

@@ -9,7 +9,10 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::report::Report;
-use super::{EXIT_ACCEPTED, EXIT_REFUSED};
+use super::{EXIT_ACCEPTED, EXIT_CANNOT_CHECK, EXIT_REFUSED};
+
+/// The longest `verify` waits for collateral from PCS or a PCCS.
+const COLLATERAL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 use crate::appraise::policy::EnclavePolicy;
 use crate::appraise::refusal::RefusalCode;
 use crate::appraise::td_policy::TdPolicy;
@@ -66,7 +69,8 @@ pub struct VerifyArgs {
     /// Allowed advisory ID (repeatable; if any given, every advisory must be listed).
     #[arg(long = "allow-advisory", value_name = "ID")]
     pub allow_advisory: Vec<String>,
-    /// Collateral: a JSON bundle, a directory of them, `pcs` (Intel PCS v4) or a PCCS base URL.
+    /// Collateral: `pcs` (Intel PCS v4, the default), a PCCS base URL, a JSON bundle or a
+    /// directory of them.
     #[arg(long, value_name = "FILE.json|DIR|pcs|URL")]
     pub collateral: Option<String>,
     /// A PEM CA for the PCCS's TLS (instead of the WebPKI roots).
@@ -117,6 +121,12 @@ pub struct VerifyArgs {
     /// Component-wise minimum TEE_TCB_SVN (32 hex digits; TDX).
     #[arg(long, value_name = "HEX")]
     pub min_tee_tcb_svn: Option<TeeTcbSvn>,
+    /// Refuse an RA-TLS certificate issued longer ago than this (certificate_too_old).
+    #[arg(long, value_name = "SECS")]
+    pub max_cert_age_secs: Option<u64>,
+    /// Refuse collateral issued longer ago than this (collateral_too_old).
+    #[arg(long, value_name = "SECS")]
+    pub max_collateral_age_secs: Option<u64>,
     /// Verification time: RFC 3339 or Unix seconds (default: now).
     #[arg(long, value_name = "RFC3339|UNIX")]
     pub at: Option<String>,
@@ -160,6 +170,8 @@ impl VerifyArgs {
                 self.tcb_status.clone()
             },
             allowed_advisories: self.allow_advisory.clone(),
+            max_cert_age_secs: self.max_cert_age_secs,
+            max_collateral_age_secs: self.max_collateral_age_secs,
         }
     }
 }
@@ -179,9 +191,8 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("{} is not a usable root certificate", path.display()))?,
         None => TrustAnchor::intel(),
     };
-    let Some(spec) = &args.collateral else {
-        bail!("--collateral is required: a collateral JSON file, a directory of them, `pcs` or a PCCS URL");
-    };
+    // Intel PCS, as the proxy defaults to; checks that need no collateral decide first.
+    let spec = args.collateral.as_deref().unwrap_or("pcs");
     // Anything but `pcs`, a URL or a directory is read as one bundle (a pipe or `/dev/stdin`
     // too); reading it reports what is wrong with it.
     let spec =
@@ -273,7 +284,16 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         // A fetching source learns which platform the quote needs from the first attempt.
         let missing = report.code == Some(RefusalCode::CollateralUnavailable);
         match setup.cache() {
-            Some(c) if missing && attempt == 0 && runtime.block_on(c.fetch_missing()) > 0 => {
+            Some(c)
+                if missing
+                    && attempt == 0
+                    && runtime.block_on(async {
+                        // No hanging on a dead network: one bounded try.
+                        tokio::time::timeout(COLLATERAL_WAIT, c.fetch_missing())
+                            .await
+                            .unwrap_or(0)
+                    }) > 0 =>
+            {
                 attempt += 1
             }
             _ => break report,
@@ -285,10 +305,12 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", report.to_text());
     }
-    Ok(ExitCode::from(if report.code.is_none() {
-        EXIT_ACCEPTED
-    } else {
-        EXIT_REFUSED
+    // Collateral that cannot be had is "could not check", not a refusal: every check that
+    // needs none has passed by then (a refusal among them comes first, as exit 1).
+    Ok(ExitCode::from(match report.code {
+        None => EXIT_ACCEPTED,
+        Some(RefusalCode::CollateralUnavailable) => EXIT_CANNOT_CHECK,
+        Some(_) => EXIT_REFUSED,
     }))
 }
 

@@ -52,6 +52,7 @@ pub(super) struct RawEnclave {
     pub(super) tcb_status: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub(super) allowed_advisories: Vec<String>,
+    pub(super) max_cert_age_secs: Option<Spanned<i64>>,
     pub(super) binding: Option<Spanned<String>>,
     pub(super) connect_to: Option<Spanned<String>>,
 }
@@ -182,6 +183,10 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
     };
     let isv_prod_id = u16_field(c, "isv_prod_id", e.isv_prod_id.as_ref()).map(IsvProdId);
     let min_isv_svn = u16_field(c, "min_isv_svn", e.min_isv_svn.as_ref()).map(IsvSvn);
+    let max_cert_age_secs = e
+        .max_cert_age_secs
+        .as_ref()
+        .map(|s| c.range("max_cert_age_secs", Some(s), 1, 10 * 365 * 86_400, 0));
     if c.errors.len() != before {
         return None;
     }
@@ -197,6 +202,9 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
             allow_debug: e.allow_debug,
             tcb_statuses,
             allowed_advisories: e.allowed_advisories.clone(),
+            max_cert_age_secs,
+            // Set from `[collateral] max_age_secs` once every entry is read.
+            max_collateral_age_secs: None,
         },
         binding: binding?,
         connect_to,

@@ -74,6 +74,7 @@ struct RawCollateral {
     source: Option<Spanned<String>>,
     api_key: Option<String>,
     pccs_ca: Option<Spanned<String>>,
+    max_age_secs: Option<Spanned<i64>>,
     refresh_interval_secs: Option<Spanned<i64>>,
     refresh_margin_secs: Option<Spanned<i64>>,
     #[serde(default)]
@@ -392,7 +393,23 @@ impl Config {
         for e in &raw.enclave {
             enclaves.push(super::enclave::check(&mut c, e));
         }
-        let enclaves: Vec<EnclaveConfig> = enclaves.into_iter().flatten().collect();
+        let max_collateral_age = raw.collateral.max_age_secs.as_ref().map(|s| {
+            c.range(
+                "collateral.max_age_secs",
+                Some(s),
+                3600,
+                10 * 365 * 86_400,
+                0,
+            )
+        });
+        let enclaves: Vec<EnclaveConfig> = enclaves
+            .into_iter()
+            .flatten()
+            .map(|mut e| {
+                e.policy.max_collateral_age_secs = max_collateral_age;
+                e
+            })
+            .collect();
         // Most specific entry wins; two entries naming the same pattern would tie.
         let mut seen: Vec<(HostPattern, String)> = Vec::new();
         for h in raw.enclave.iter().flat_map(|e| e.hosts.get_ref()) {

@@ -51,6 +51,10 @@ pub struct VerifiedQuote {
     pub tcb: TcbVerdict,
     /// The last second at which the collateral used is valid.
     pub valid_until: UnixTime,
+    /// When the collateral used was issued (the older of TCB info and QE identity).
+    pub collateral_issued: UnixTime,
+    /// The verification time.
+    pub verified_at: UnixTime,
 }
 
 /// Verifies `quote` against `collateral` at `now`.
@@ -100,6 +104,11 @@ pub fn verify(
             tcb_evaluation_data_number: collateral.tcb_info.tcb_evaluation_data_number,
         },
         valid_until: collateral.valid_until(),
+        collateral_issued: collateral
+            .tcb_info
+            .issue_date
+            .min(collateral.qe_identity.issue_date),
+        verified_at: now,
     })
 }
 

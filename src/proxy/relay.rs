@@ -92,6 +92,11 @@ pub(super) fn as_configured(
     }
 }
 
+/// Milliseconds rounded to the microsecond (the log showed `1.4232500000000001`).
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
 /// The one access-log call (and request metric) for every request the proxy answers.
 pub(super) fn access_log(
     proxy: &Proxy,
@@ -115,8 +120,8 @@ pub(super) fn access_log(
         code,
         mrenclave = o.verdict.measurement(TeeType::Sgx).as_deref().unwrap_or("-"),
         mrtd = o.verdict.measurement(TeeType::Tdx).as_deref().unwrap_or("-"),
-        upstream_ms = o.upstream.map_or(-1.0, |d| d.as_secs_f64() * 1000.0),
-        total_ms = start.elapsed().as_secs_f64() * 1000.0,
+        upstream_ms = o.upstream.map_or(-1.0, ms),
+        total_ms = ms(start.elapsed()),
     );
 }
 

@@ -87,13 +87,27 @@ pub fn appraise_certificate(
         bound = Some(b);
         if now.0 < not_before || now.0 > not_after {
             return Err(Refusal::new(
-                RefusalCode::ChainInvalid,
+                RefusalCode::CertificateExpired,
                 format!(
                     "the RA-TLS certificate is valid {} .. {}, not at {now}",
                     UnixTime(not_before),
                     UnixTime(not_after)
                 ),
             ));
+        }
+        // Attestation is as fresh as the certificate carrying it: a certificate valid for
+        // years can outlive a TCB recovery.
+        if let Some(max) = policy.max_cert_age_secs {
+            let age = now.0.saturating_sub(not_before);
+            if age > i64::try_from(max).unwrap_or(i64::MAX) {
+                return Err(Refusal::new(
+                    RefusalCode::CertificateTooOld,
+                    format!(
+                        "the RA-TLS certificate was issued {} ({age} s ago), more than max_cert_age_secs = {max}",
+                        UnixTime(not_before)
+                    ),
+                ));
+            }
         }
         Ok(())
     });

@@ -112,10 +112,7 @@ fn key_of(quote: &Quote<'_>) -> Option<Key> {
 }
 
 fn unavailable(detail: String) -> VerifyError {
-    VerifyError::Collateral(CollateralError::Content {
-        what: "collateral",
-        detail,
-    })
+    VerifyError::Collateral(CollateralError::Unavailable(detail))
 }
 
 impl CollateralCache {
@@ -207,7 +204,11 @@ impl CollateralCache {
             }
             Err(e) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(fmspc = %key.0, ca = key.1.as_str(), error = %e, "collateral fetch failed; serving the previous snapshot until it expires");
+                if self.snapshot(&key).is_some() {
+                    tracing::warn!(fmspc = %key.0, ca = key.1.as_str(), error = %e, "collateral fetch failed; serving the previous snapshot until it expires");
+                } else {
+                    tracing::warn!(fmspc = %key.0, ca = key.1.as_str(), error = %e, "collateral fetch failed; there is no snapshot for this platform, so its quotes are refused (collateral_unavailable)");
+                }
                 if let Ok(mut b) = self.backoff.lock() {
                     let delay = b.get(&key).map_or(self.policy.min_backoff, |(_, d)| {
                         d.saturating_mul(2).min(self.policy.max_backoff)

@@ -23,6 +23,9 @@ pub enum CollateralError {
     /// No collateral source is configured (no enclave needs one).
     #[error("no collateral source is configured")]
     NotConfigured,
+    /// Collateral could not be had (not fetched yet, fetch failed, refused as a rollback).
+    #[error("collateral unavailable: {0}")]
+    Unavailable(String),
     /// The bundle is not JSON of the expected shape.
     #[error("collateral bundle is not valid JSON of the expected shape: {0}")]
     Json(String),

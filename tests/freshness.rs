@@ -1,0 +1,196 @@
+//! Freshness limits and offline `verify`: certificates and collateral issued too long ago
+//! are refused with their own codes, and `verify` without reachable collateral still decides
+//! everything that needs none (exit 1) or says it could not check (exit 2), quickly.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ratls_proxy::sim::{SimConfig, SimEnclave};
+use serde_json::Value;
+
+use common::{env, start_sim, Env};
+
+/// `ratls-proxy verify https://sim --json` with the sim root; `collateral` as given.
+async fn verify(
+    env: &Env,
+    sim: &SimEnclave,
+    collateral: Option<&str>,
+    extra: &[&str],
+) -> (i32, Value, Duration) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"));
+    cmd.arg("verify")
+        .arg(format!("https://127.0.0.1:{}", sim.addr().port()))
+        .arg("--trust-root")
+        .arg(env.dir.join("pki/root.pem"))
+        .arg("--json")
+        .args(extra);
+    if let Some(c) = collateral {
+        cmd.args(["--collateral", c]);
+    }
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("runs");
+    let took = started.elapsed();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "JSON ({e}): {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), json, took)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_and_collateral_issued_too_long_ago_are_refused() {
+    let env = env();
+    let sim = start_sim(&env, SimConfig::default()).await;
+    let bundle = env.dir.join("pki/collateral.json").display().to_string();
+    // The sim's certificate was issued an hour ago, its collateral an hour ago too.
+    let (code, j, _) = verify(&env, &sim, Some(&bundle), &["--max-cert-age-secs", "60"]).await;
+    assert_eq!(
+        (code, j["code"].as_str()),
+        (1, Some("certificate_too_old")),
+        "{j}"
+    );
+    let (code, j, _) = verify(&env, &sim, Some(&bundle), &["--max-cert-age-secs", "7200"]).await;
+    assert_eq!(code, 0, "{j}");
+    let (code, j, _) = verify(
+        &env,
+        &sim,
+        Some(&bundle),
+        &["--max-collateral-age-secs", "60"],
+    )
+    .await;
+    assert_eq!(
+        (code, j["code"].as_str()),
+        (1, Some("collateral_too_old")),
+        "{j}"
+    );
+    let (code, j, _) = verify(
+        &env,
+        &sim,
+        Some(&bundle),
+        &["--max-collateral-age-secs", "86400"],
+    )
+    .await;
+    assert_eq!(code, 0, "{j}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_applies_both_freshness_limits() {
+    let env = env();
+    let sim = start_sim(&env, SimConfig::default()).await;
+    let port = common::free_port();
+    let _p = common::Harness::new(&env)
+        .listen(port)
+        .enclave_with(
+            &["old.enclave.test"],
+            sim.addr(),
+            common::TRUSTED,
+            "max_cert_age_secs = 60",
+        )
+        .enclave_with(
+            &["fresh.enclave.test"],
+            sim.addr(),
+            common::TRUSTED,
+            "max_cert_age_secs = 7200",
+        )
+        .start_binary("fresh.toml")
+        .await;
+    let proxy = format!("http://127.0.0.1:{port}");
+    let out = common::curl(
+        common::s(&["-s", "-i", "-x", &proxy, "http://old.enclave.test/"]),
+        vec![],
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\"code\":\"certificate_too_old\""), "{text}");
+    let out = common::curl(
+        common::s(&["-s", "-i", "-x", &proxy, "http://fresh.enclave.test/"]),
+        vec![],
+    )
+    .await;
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("HTTP/1.1 200"));
+    // Collateral older than [collateral] max_age_secs: this bundle was issued two hours ago.
+    let old = env.dir.join("old-collateral.json");
+    let bundle = env
+        .pki
+        .collateral(ratls_proxy::dcap::time::UnixTime(env.now.0 - 7200), &[])
+        .expect("collateral");
+    std::fs::write(&old, bundle.to_json()).expect("write");
+    let cfg = env.dir.join("stale.toml");
+    let port = common::free_port();
+    std::fs::write(
+        &cfg,
+        common::Harness::new(&env)
+            .listen(port)
+            .collateral(&old)
+            .enclave("good.enclave.test", sim.addr())
+            .text()
+            .replace("[collateral]\n", "[collateral]\nmax_age_secs = 3600\n"),
+    )
+    .expect("write");
+    let _q = common::Binary::start(&cfg, port, &[], false).await;
+    let out = common::curl(
+        common::s(&[
+            "-s",
+            "-i",
+            "-x",
+            &format!("http://127.0.0.1:{port}"),
+            "http://good.enclave.test/",
+        ]),
+        vec![],
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\"code\":\"collateral_too_old\""), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_without_reachable_collateral_decides_what_it_can_quickly() {
+    let env = env();
+    let sim = start_sim(&env, SimConfig::default()).await;
+    let debug = start_sim(
+        &env,
+        SimConfig {
+            spec: ratls_proxy::sim::EnclaveSpec {
+                debug: true,
+                ..Default::default()
+            },
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    // A PCCS that is not there: nothing listens at this port.
+    let dead = format!("http://127.0.0.1:{}", common::free_port());
+    let (code, j, took) = verify(&env, &debug, Some(&dead), &[]).await;
+    assert_eq!(
+        (code, j["code"].as_str()),
+        (1, Some("debug_enclave")),
+        "{j}"
+    );
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    let (code, j, _) = verify(&env, &sim, Some(&dead), &["--mrenclave", &"00".repeat(32)]).await;
+    assert_eq!(
+        (code, j["code"].as_str()),
+        (1, Some("mrenclave_mismatch")),
+        "{j}"
+    );
+    let (code, j, took) = verify(&env, &sim, Some(&dead), &[]).await;
+    assert_eq!(
+        (code, j["code"].as_str()),
+        (2, Some("collateral_unavailable")),
+        "{j}"
+    );
+    assert_eq!(
+        j["quote"]["mrenclave"],
+        "e1".repeat(32),
+        "the parsed quote is reported"
+    );
+    assert!(took < Duration::from_secs(20), "{took:?}");
+}
