@@ -19,6 +19,7 @@
 mod addr;
 mod admin;
 pub mod appraise;
+mod audit;
 mod ca;
 mod cli;
 mod clock;

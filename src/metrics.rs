@@ -77,6 +77,8 @@ pub struct Metrics {
     pub reloads: AtomicU64,
     /// Rejected reloads.
     pub reload_failures: AtomicU64,
+    /// Audit records that could not be written.
+    pub audit_write_failures: AtomicU64,
 }
 
 /// Request counts by (host, verdict, code), and the host labels in use.
@@ -187,6 +189,11 @@ impl Metrics {
             "# HELP ratls_reloads_total Configuration reloads by result.\n# TYPE ratls_reloads_total counter\nratls_reloads_total{{result=\"ok\"}} {}\nratls_reloads_total{{result=\"rejected\"}} {}",
             self.reloads.load(Ordering::Relaxed),
             self.reload_failures.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ratls_audit_write_failures_total Audit records that could not be written.\n# TYPE ratls_audit_write_failures_total counter\nratls_audit_write_failures_total {}",
+            self.audit_write_failures.load(Ordering::Relaxed)
         );
         verification.render(
             "ratls_verification_duration_seconds",

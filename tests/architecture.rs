@@ -9,7 +9,7 @@ const LAYERS: &[&[&str]] = &[
     &["admin"],
     &["proxy"],
     &["config"],
-    &["source", "ca", "sim"],
+    &["source", "ca", "sim", "audit"],
     &["ratls", "metrics", "addr", "clock"],
     &["appraise"],
     &["dcap"],

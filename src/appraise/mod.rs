@@ -16,7 +16,7 @@ use crate::dcap::identity::Identity;
 use crate::dcap::quote::{Quote, QuoteVersion, TeeType};
 use crate::dcap::time::UnixTime;
 use crate::dcap::trust::TrustAnchor;
-use crate::dcap::verified::VerifiedCollateral;
+use crate::dcap::verified::{CollateralDigests, VerifiedCollateral};
 use crate::dcap::verify::{self, TcbVerdict};
 
 /// Hands out verified collateral for a parsed quote.
@@ -77,6 +77,8 @@ pub struct Appraisal {
     pub quote: Option<QuoteSummary>,
     /// The TCB judgement, when verification got that far.
     pub tcb: Option<TcbVerdict>,
+    /// The collateral used, when verification got that far.
+    pub collateral: Option<CollateralDigests>,
     /// Accepted, or refused with a code and reasons.
     pub outcome: Result<Accepted, Refusal>,
     /// The verification time used.
@@ -96,6 +98,7 @@ impl Appraisal {
         Self {
             quote: None,
             tcb: None,
+            collateral: None,
             outcome: Err(refusal),
             verified_at: now,
         }
@@ -124,6 +127,7 @@ pub fn appraise_with(
     let refused = |quote, tcb, refusal: Refusal| Appraisal {
         quote,
         tcb,
+        collateral: None,
         outcome: Err(refusal),
         verified_at: now,
     };
@@ -160,9 +164,11 @@ pub fn appraise_with(
         Err(e) => refused(Some(summary), None, e.into()),
         Ok(v) => {
             let tcb = Some(v.tcb.clone());
+            let collateral = Some(v.collateral);
             Appraisal {
                 quote: Some(summary),
                 tcb,
+                collateral,
                 outcome: policy.evaluate(v),
                 verified_at: now,
             }

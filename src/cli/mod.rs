@@ -53,6 +53,9 @@ pub enum Command {
     /// The local CA that signs the certificates clients see on intercepted connections.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// The audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Start three simulated enclaves and the proxy in front of them, and print curl lines to try.
     #[cfg(feature = "sim")]
     Demo(demo::DemoArgs),
@@ -71,6 +74,17 @@ pub struct RunArgs {
 pub enum ConfigCommand {
     /// Validate a configuration file; errors are printed as file:line:col and exit 1.
     Check {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+/// `ratls-proxy audit …`.
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check an audit file's hash chain: exit 0 and the record count, or exit 1 naming the
+    /// first line that breaks it.
+    Verify {
         /// The file.
         file: PathBuf,
     },
@@ -97,6 +111,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let ca = LocalCa::load_or_create(&config.ca_dir, UnixTime::now())?;
             print!("{}", ca.cert_pem());
             Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Audit(AuditCommand::Verify { file })) => {
+            match crate::audit::verify_file(&file) {
+                Ok((n, last)) => {
+                    println!(
+                        "{}: ok, {n} records, the hash chain is intact; last record sha256 {}",
+                        file.display(),
+                        hex::encode(last)
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err((0, why)) => Err(anyhow::anyhow!("{}: {why}", file.display())),
+                Err((line, why)) => {
+                    eprintln!("{}:{line}: the chain breaks here: {why}", file.display());
+                    Ok(ExitCode::from(EXIT_REFUSED))
+                }
+            }
         }
         Some(Command::Ca(CaCommand::Path(args))) => {
             let config = load_config(&args)?;
@@ -197,6 +228,7 @@ async fn wait_for_shutdown(proxy: &Arc<Proxy>) {
         loop {
             tokio::select! {
                 _ = hup.recv() => {
+                    proxy.reopen_audit();
                     let _ = proxy.reload().await;
                 }
                 _ = term.recv() => return,

@@ -89,6 +89,15 @@ pub enum RefusalDetails {
     Code,
 }
 
+/// `[audit]`: one hash-chained JSON line per verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// The file (appended to, never truncated; reopened on SIGHUP).
+    pub path: PathBuf,
+    /// Refuse connections rather than serve unaudited when a write fails.
+    pub required: bool,
+}
+
 /// The validated configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -117,6 +126,8 @@ pub struct Config {
     pub refusal_details: RefusalDetails,
     /// A file holding the bearer token `POST /reload` and `GET /metrics` require.
     pub admin_token_file: Option<PathBuf>,
+    /// The audit trail, if on.
+    pub audit: Option<AuditConfig>,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Duration,
     /// Resource limits.
@@ -182,6 +193,7 @@ impl Config {
             allow_local_destinations: false,
             refusal_details: RefusalDetails::Full,
             admin_token_file: None,
+            audit: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             limits: Limits::default(),
         }

@@ -9,9 +9,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    default_ca_dir, Config, ConfigError, ConfigErrors, EnclaveConfig, Limits, RefusalDetails,
-    RouteConfig, Unmatched, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, DEFAULT_SHUTDOWN_GRACE,
-    DEFAULT_VERDICT_MAX_AGE,
+    default_ca_dir, AuditConfig, Config, ConfigError, ConfigErrors, EnclaveConfig, Limits,
+    RefusalDetails, RouteConfig, Unmatched, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN,
+    DEFAULT_SHUTDOWN_GRACE, DEFAULT_VERDICT_MAX_AGE,
 };
 use crate::addr::{Authority, HostPattern};
 use crate::dcap::ids::Fmspc;
@@ -39,6 +39,8 @@ struct Raw {
     #[serde(default)]
     collateral: RawCollateral,
     #[serde(default)]
+    audit: RawAudit,
+    #[serde(default)]
     enclave: Vec<super::enclave::RawEnclave>,
     #[serde(default)]
     route: Vec<RawRoute>,
@@ -54,6 +56,13 @@ struct RawLimits {
     connect_timeout_secs: Option<Spanned<i64>>,
     client_tls_timeout_secs: Option<Spanned<i64>>,
     idle_timeout_secs: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    path: Option<Spanned<String>>,
+    required: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -480,6 +489,10 @@ impl Config {
                     allow_local_destinations: raw.allow_local_destinations.unwrap_or(false),
                     refusal_details,
                     admin_token_file,
+                    audit: raw.audit.path.as_ref().map(|p| AuditConfig {
+                        path: resolve_path(p.get_ref(), base),
+                        required: raw.audit.required.unwrap_or(false),
+                    }),
                     shutdown_grace,
                     limits,
                 })

@@ -47,6 +47,33 @@ pub struct VerifiedCollateral {
     pub(crate) pck_crl_issuer: Vec<u8>,
     pub(crate) pck_crl_revoked: Vec<Vec<u8>>,
     windows: Vec<Window>,
+    /// SHA-256 of the exact bytes verified, for the audit trail.
+    pub digests: CollateralDigests,
+}
+
+/// SHA-256 of each collateral item's exact bytes: what a verdict was made with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CollateralDigests {
+    /// Of the signed TCB info text.
+    pub tcb_info: [u8; 32],
+    /// Of the signed QE identity text.
+    pub qe_identity: [u8; 32],
+    /// Of the PCK CRL DER.
+    pub pck_crl: [u8; 32],
+    /// Of the root CA CRL DER.
+    pub root_ca_crl: [u8; 32],
+}
+
+impl CollateralDigests {
+    fn of(c: &Collateral) -> Self {
+        use sha2::{Digest, Sha256};
+        Self {
+            tcb_info: Sha256::digest(c.tcb_info.as_bytes()).into(),
+            qe_identity: Sha256::digest(c.qe_identity.as_bytes()).into(),
+            pck_crl: Sha256::digest(&c.pck_crl).into(),
+            root_ca_crl: Sha256::digest(&c.root_ca_crl).into(),
+        }
+    }
 }
 
 /// Issuer chains are [signer, root]: the signer directly under the pinned root.
@@ -176,6 +203,7 @@ impl VerifiedCollateral {
             pck_crl_issuer,
             pck_crl_revoked,
             windows,
+            digests: CollateralDigests::of(c),
         })
     }
 

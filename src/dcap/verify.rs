@@ -20,7 +20,7 @@ use crate::dcap::pki;
 use crate::dcap::tcb::TcbStatus;
 use crate::dcap::time::UnixTime;
 use crate::dcap::trust::TrustAnchor;
-use crate::dcap::verified::{self, VerifiedCollateral};
+use crate::dcap::verified::{self, CollateralDigests, VerifiedCollateral};
 
 /// The platform's TCB judgement.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +55,8 @@ pub struct VerifiedQuote {
     pub collateral_issued: UnixTime,
     /// The verification time.
     pub verified_at: UnixTime,
+    /// What the collateral used was, byte for byte (for the audit trail).
+    pub collateral: CollateralDigests,
 }
 
 /// Verifies `quote` against `collateral` at `now`.
@@ -109,6 +111,7 @@ pub fn verify(
             .issue_date
             .min(collateral.qe_identity.issue_date),
         verified_at: now,
+        collateral: collateral.digests,
     })
 }
 

@@ -8,6 +8,7 @@
 //! - `passthrough`: plain tunnels and plain HTTP to non-enclave destinations;
 //! - `relay`: one request over an attested connection, and the one access-log call;
 //! - `refusal`: the one place that builds refusal responses;
+//! - `audited`: verdicts into the audit trail, once each, before the connection is used;
 //! - `rewrite`, `pool`, `target`, `idle`: message rewriting, the attested upstream pool,
 //!   destinations matched to enclave entries, idle and header timeouts.
 //!
@@ -15,6 +16,7 @@
 //! upstream connection exists, and every request goes over such a connection.
 
 mod admit;
+mod audited;
 mod dispatch;
 mod idle;
 mod intercept;

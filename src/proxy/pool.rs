@@ -15,6 +15,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::audited::Auditor;
 use super::rewrite::prepare;
 use super::target::Target;
 use super::ProxyBody;
@@ -44,6 +45,9 @@ pub(super) enum UpstreamError {
     /// No place under `max_upstream_connections` within the connect timeout.
     #[error("{0}")]
     Capacity(String),
+    /// The audit trail is required and cannot be written.
+    #[error("{0}")]
+    Audit(String),
 }
 
 enum Sender {
@@ -143,6 +147,9 @@ pub(super) struct Pool {
     /// Places under `max_upstream_connections`, shared with passthrough and across
     /// generations.
     slots: Arc<Semaphore>,
+    /// The audit trail, and the generation whose verdicts this pool's connections carry.
+    audit: Arc<Auditor>,
+    generation: u64,
     /// Keyed by [`Target`], whose entry hashes by identity (see `slot_mut`).
     #[allow(clippy::mutable_key_type)]
     idle: Mutex<HashMap<Target, Slot>>,
@@ -152,6 +159,8 @@ impl Pool {
     /// A pool dialing with each target's verifier; connections idle for `idle_timeout`
     /// are closed by [`Pool::sweep`].
     pub(super) fn new(
+        audit: Arc<Auditor>,
+        generation: u64,
         slots: Arc<Semaphore>,
         collateral: Option<Arc<CollateralCache>>,
         connect_timeout: Duration,
@@ -163,6 +172,8 @@ impl Pool {
             idle_timeout,
             collateral,
             slots,
+            audit,
+            generation,
             idle: Mutex::new(HashMap::new()),
         }
     }
@@ -206,10 +217,16 @@ impl Pool {
         for mut conn in stale {
             match verifier.verdict_for(&conn.verdict.leaf, now) {
                 Ok(verdict) => {
+                    self.audit
+                        .record_verdict(target, self.generation, &verdict)
+                        .map_err(UpstreamError::Audit)?;
                     conn.verdict = verdict;
                     self.checkin(target, conn);
                 }
                 Err(refused) => {
+                    self.audit
+                        .record(target, self.generation, &refused.appraisal)
+                        .map_err(UpstreamError::Audit)?;
                     tracing::warn!(host = %target.dest.host, code = %refused.refusal.code, "a pooled connection is refused under the new collateral; closing it");
                     return Err(UpstreamError::Refused(refused.refusal));
                 }
@@ -328,7 +345,8 @@ impl Pool {
             Err(
                 e @ (UpstreamError::Refused(_)
                 | UpstreamError::Timeout(_)
-                | UpstreamError::Capacity(_)),
+                | UpstreamError::Capacity(_)
+                | UpstreamError::Audit(_)),
             ) => Err(e),
             // No HTTP/1.1 (an HTTP/2-only enclave) or a TLS failure: the shared path dials
             // with its own ALPN and reports its own error.
@@ -455,7 +473,12 @@ impl Pool {
                     self.connect_timeout.as_secs()
                 )))
             }
-            Ok(Err(ConnectError::Refused(r))) => return Err(UpstreamError::Refused(r.refusal)),
+            Ok(Err(ConnectError::Refused(r))) => {
+                self.audit
+                    .record(target, self.generation, &r.appraisal)
+                    .map_err(UpstreamError::Audit)?;
+                return Err(UpstreamError::Refused(r.refusal));
+            }
             Ok(Err(e)) => {
                 tracing::info!(%dest, dial, error = %e, "upstream connection failed");
                 return Err(UpstreamError::Unreachable(match e {
@@ -470,6 +493,10 @@ impl Pool {
             }
             Ok(Ok(a)) => a,
         };
+        // Into the trail before the connection carries a byte (the HTTP/2 preface included).
+        self.audit
+            .record_verdict(target, self.generation, &attested.verdict)
+            .map_err(UpstreamError::Audit)?;
         let h2 = attested.stream.get_ref().1.alpn_protocol() == Some(b"h2");
         let io = TokioIo::new(attested.stream);
         let open = UpstreamOpen::new(metrics, permit);

@@ -152,6 +152,7 @@ pub(super) fn from_upstream(e: UpstreamError) -> ProxyRefusal {
         UpstreamError::Unreachable(s) | UpstreamError::Request(s) => ProxyRefusal::Unreachable(s),
         UpstreamError::Timeout(s) => ProxyRefusal::Timeout(s),
         UpstreamError::Capacity(s) => ProxyRefusal::Capacity(s),
+        UpstreamError::Audit(s) => ProxyRefusal::Internal(s),
     }
 }
 

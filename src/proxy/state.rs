@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 
+use super::audited::Auditor;
 use super::pool::Pool;
 use super::target::{Enclave, Target};
 use crate::addr::{Authority, Host};
@@ -58,6 +59,7 @@ impl Generation {
         collateral: CollateralSetup,
         cache: &Arc<VerdictCache>,
         slots: &Arc<Semaphore>,
+        audit: &Arc<Auditor>,
     ) -> Self {
         let id = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
         let collateral = Arc::new(collateral);
@@ -83,6 +85,8 @@ impl Generation {
             .collect();
         Self {
             pool: Pool::new(
+                Arc::clone(audit),
+                id,
                 Arc::clone(slots),
                 collateral.cache().cloned(),
                 config.limits.connect_timeout,
@@ -262,6 +266,8 @@ pub struct Proxy {
     /// Generations replaced by a reload but still held by an open tunnel until its next
     /// request: their idle pooled connections are swept too.
     retired: Mutex<Vec<Weak<Generation>>>,
+    /// The audit trail (its file and `required` are fixed at start).
+    audit: Arc<Auditor>,
 }
 
 impl fmt::Debug for Proxy {
@@ -280,18 +286,22 @@ impl Proxy {
     ) -> Self {
         let cache = Arc::new(VerdictCache::new(10_000, config.verdict_max_age));
         let upstream_slots = Arc::new(Semaphore::new(config.limits.max_upstream_connections));
-        let generation = Generation::new(config, anchor, collateral, &cache, &upstream_slots);
+        let metrics = Arc::new(Metrics::default());
+        let audit = Arc::new(Auditor::new(config.audit.as_ref(), &metrics));
+        let generation =
+            Generation::new(config, anchor, collateral, &cache, &upstream_slots, &audit);
         Self {
             current: RwLock::new(Arc::new(generation)),
             config_path: None,
             ca,
             cache,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             drain: Drain::default(),
             listening: AtomicBool::new(false),
             own: Mutex::new(Vec::new()),
             upstream_slots,
             retired: Mutex::new(Vec::new()),
+            audit,
         }
     }
 
@@ -327,6 +337,11 @@ impl Proxy {
     /// The metrics registry.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Reopens the audit trail's file (SIGHUP: log rotation).
+    pub fn reopen_audit(&self) {
+        self.audit.reopen();
     }
 
     /// Records an address the proxy listens on (the admin listener's, say).
@@ -400,6 +415,7 @@ impl Proxy {
             collateral,
             &self.cache,
             &self.upstream_slots,
+            &self.audit,
         );
         generation.start_refresher();
         let enclaves = generation.config.enclaves.len();

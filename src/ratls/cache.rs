@@ -28,7 +28,7 @@ impl PolicyId {
 }
 
 /// An accepted verdict and until when it may be reused.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct CachedVerdict {
     /// The accepted appraisal.
     pub appraisal: CertAppraisal,
@@ -38,6 +38,8 @@ pub struct CachedVerdict {
     pub snapshot: u64,
     /// The leaf certificate judged, so a connection it admitted can be judged again.
     pub leaf: Arc<[u8]>,
+    /// Set once the verdict is in the audit trail: a cache hit is not a new verdict.
+    pub audited: std::sync::atomic::AtomicBool,
 }
 
 /// Cache counters.
@@ -131,6 +133,7 @@ impl VerdictCache {
             valid_until: until,
             snapshot,
             leaf: Arc::from(leaf),
+            audited: std::sync::atomic::AtomicBool::new(false),
         });
         self.entries.insert(
             (appraisal.cert_sha256, policy, snapshot),

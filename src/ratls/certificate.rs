@@ -23,6 +23,8 @@ pub struct CertAppraisal {
     pub cert_sha256: CertSha256,
     /// The certificate's notAfter, if it parsed.
     pub cert_not_after: Option<UnixTime>,
+    /// SHA-256 of the quote bytes, if one was found.
+    pub quote_sha256: Option<[u8; 32]>,
 }
 
 impl CertAppraisal {
@@ -56,6 +58,7 @@ pub fn appraise_certificate(
         binding: None,
         cert_sha256,
         cert_not_after: not_after,
+        quote_sha256: None,
     };
     let cert = match pki::parse_cert(leaf_der, "RA-TLS certificate") {
         Ok(c) => c,
@@ -116,5 +119,6 @@ pub fn appraise_certificate(
         binding: bound,
         cert_sha256,
         cert_not_after: Some(UnixTime(not_after)),
+        quote_sha256: Some(Sha256::digest(evidence.quote()).into()),
     }
 }
