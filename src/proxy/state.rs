@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::pool::Pool;
@@ -262,6 +262,9 @@ pub struct Proxy {
     /// Generations replaced by a reload but still held by an open tunnel until its next
     /// request: their idle pooled connections are swept too.
     retired: Mutex<Vec<Weak<Generation>>>,
+    /// How many generations replaced the first: bumped after each reload's swap, so open
+    /// upgraded connections (WebSockets) judge their enclave again under the new one.
+    pub(super) reloads: watch::Sender<u64>,
 }
 
 impl fmt::Debug for Proxy {
@@ -292,6 +295,7 @@ impl Proxy {
             own: Mutex::new(Vec::new()),
             upstream_slots,
             retired: Mutex::new(Vec::new()),
+            reloads: watch::Sender::new(0),
         }
     }
 
@@ -413,6 +417,8 @@ impl Proxy {
         }
         // Verdicts were made under the old policies: drop them all.
         self.cache.clear();
+        // After the swap: whoever wakes up finds the new generation in force.
+        self.reloads.send_modify(|n| *n += 1);
         Ok(Reloaded {
             enclaves,
             need_restart,

@@ -1,17 +1,34 @@
 //! Attested upstream connections before they are HTTP: a place under
-//! `max_upstream_connections` and the TLS handshake judged by the target's verifier (with
-//! one collateral fetch for a platform seen first).
+//! `max_upstream_connections`, the TLS handshake judged by the target's verifier (with one
+//! collateral fetch for a platform seen first), and the connection an HTTP/1.1 upgrade
+//! (WebSocket) gets to itself, which never enters the pool.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{Pool, UpstreamError};
 use crate::appraise::refusal::RefusalCode;
 use crate::metrics::Metrics;
 use crate::proxy::target::Target;
+use crate::proxy::ProxyBody;
+use crate::ratls::cache::CachedVerdict;
 use crate::ratls::client::{connect, Attested, ConnectError};
+
+/// An attested HTTP/1.1 connection of one upgrade's own: it carries the upgrade request,
+/// then (after `101`) the relayed bytes, and is never reused.
+pub(crate) struct UpgradeConn {
+    /// Sends the one upgrade request.
+    pub(crate) sender: http1::SendRequest<ProxyBody>,
+    /// The verdict that admitted this connection (its leaf, to judge it again).
+    pub(crate) verdict: Arc<CachedVerdict>,
+    /// Its place under the cap, shared by the HTTP driver and the relay of the upgraded
+    /// bytes: the place is freed when both are done.
+    pub(crate) open: Arc<UpstreamOpen>,
+}
 
 impl Pool {
     /// An attested connection (see [`Pool::attest`]); the first connection to a platform
@@ -41,6 +58,41 @@ impl Pool {
             }
             other => other,
         }
+    }
+
+    /// A fresh attested connection for one HTTP/1.1 upgrade, judged under `target`'s
+    /// verifier (the generation in force when the caller classified the request), ALPN
+    /// `http/1.1` only, counted under `max_upstream_connections` but never pooled: an
+    /// upgraded connection is bytes, it cannot carry another request.
+    pub(crate) async fn dial_upgrade(
+        &self,
+        target: &Target,
+        metrics: &Arc<Metrics>,
+    ) -> Result<UpgradeConn, UpstreamError> {
+        let (attested, permit) = self.attest_fetching(target, &[b"http/1.1"]).await?;
+        let dest = &target.dest;
+        if attested.stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+            return Err(UpstreamError::Unreachable(format!(
+                "{dest} negotiated HTTP/2 where only HTTP/1.1 was offered"
+            )));
+        }
+        let open = Arc::new(UpstreamOpen::new(metrics, permit));
+        let (sender, conn) = http1::handshake(TokioIo::new(attested.stream))
+            .await
+            .map_err(|e| {
+                UpstreamError::Unreachable(format!("HTTP/1.1 handshake with {dest}: {e}"))
+            })?;
+        let held = Arc::clone(&open);
+        tokio::spawn(async move {
+            // Ends when the connection closes or hands its bytes over to the upgrade.
+            let _open = held;
+            let _ = conn.with_upgrades().await;
+        });
+        Ok(UpgradeConn {
+            sender,
+            verdict: attested.verdict,
+            open,
+        })
     }
 
     /// A TLS connection to `target` whose verdict is accepted under the target's verifier
