@@ -130,8 +130,8 @@ enum End {
     Closed,
     /// The enclave's certificate is no longer accepted.
     Refused(ProxyRefusal),
-    /// A side failed (reset, the idle timeout, ...).
-    Failed(std::io::Error),
+    /// A side failed (reset, the idle timeout, ...): which, and how.
+    Failed(String),
 }
 
 /// An upgrade the client and the upstream both switched, and all the relay needs.
@@ -172,7 +172,7 @@ impl Switched {
                 )
                 .await
             }
-            Err(e) => End::Failed(std::io::Error::other(e)),
+            Err(e) => End::Failed(format!("upgrade: {e}")),
         };
         let end = match &end {
             End::Closed => "closed".to_owned(),
@@ -180,7 +180,7 @@ impl Switched {
                 tracing::warn!(host = %self.outcome.host, code = r.code(), reasons = ?r.reasons(), "an open WebSocket's enclave is refused under the generation in force; closed both sides");
                 format!("refused: {}", r.code())
             }
-            End::Failed(e) => e.to_string(),
+            End::Failed(e) => e.clone(),
         };
         let closed = Closed {
             up: up.load(Ordering::Relaxed),
@@ -216,14 +216,14 @@ async fn relay(
     let both = async {
         tokio::try_join!(
             pump(
-                &mut client_rx,
-                &mut upstream_tx,
+                (&mut client_rx, "client"),
+                (&mut upstream_tx, "upstream"),
                 judge,
                 (metrics.bytes_to_upstreams.as_ref(), up)
             ),
             pump(
-                &mut upstream_rx,
-                &mut client_tx,
+                (&mut upstream_rx, "upstream"),
+                (&mut client_tx, "client"),
                 judge,
                 (metrics.bytes_to_clients.as_ref(), down)
             ),
@@ -248,8 +248,8 @@ async fn relay(
 /// the end of `from` is passed on as a half-close. Reading only after the last write went
 /// out is the back-pressure: a side that stops reading stops the other from being read.
 async fn pump<R, W>(
-    from: &mut R,
-    to: &mut W,
+    (from, source): (&mut R, &str),
+    (to, sink): (&mut W, &str),
     judge: Option<&Judge>,
     (total, moved): (&AtomicU64, &AtomicU64),
 ) -> Result<(), End>
@@ -259,7 +259,10 @@ where
 {
     let mut buf = vec![0u8; CHUNK];
     loop {
-        let n = from.read(&mut buf).await.map_err(End::Failed)?;
+        let n = from
+            .read(&mut buf)
+            .await
+            .map_err(|e| End::Failed(format!("{source}: {}", reason(&e))))?;
         let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
             let _ = to.shutdown().await;
             return Ok(());
@@ -267,10 +270,20 @@ where
         if let Some(judge) = judge {
             judge.check().map_err(End::Refused)?;
         }
-        to.write_all(chunk).await.map_err(End::Failed)?;
-        to.flush().await.map_err(End::Failed)?;
+        let failed = |e: std::io::Error| End::Failed(format!("{sink}: {}", reason(&e)));
+        to.write_all(chunk).await.map_err(failed)?;
+        to.flush().await.map_err(failed)?;
         let n = u64::try_from(n).unwrap_or(u64::MAX);
         total.fetch_add(n, Ordering::Relaxed);
         moved.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Why a side failed, in a few words for the access log.
+fn reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        // rustls' own text for this links to its manual.
+        std::io::ErrorKind::UnexpectedEof => "closed without TLS close_notify".into(),
+        _ => e.to_string(),
     }
 }

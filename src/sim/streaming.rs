@@ -162,7 +162,10 @@ fn websocket(req: &mut Request<Incoming>, counters: Arc<Counters>) -> Response<S
     let on = hyper::upgrade::on(req);
     tokio::spawn(async move {
         if let Ok(upgraded) = on.await {
-            let _ = echo(TokioIo::new(upgraded), &counters.frames).await;
+            let mut io = TokioIo::new(upgraded);
+            // However the echo ends (the client's close, its end of stream), TLS ends politely.
+            let _ = echo(&mut io, &counters.frames).await;
+            let _ = io.shutdown().await;
         }
     });
     Response::builder()
@@ -194,7 +197,7 @@ fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
 
 /// Echoes frames until the client closes (or sends what this echo does not take).
 async fn echo<S: AsyncRead + AsyncWrite + Unpin>(
-    mut io: S,
+    io: &mut S,
     frames: &AtomicU64,
 ) -> std::io::Result<()> {
     loop {
@@ -221,10 +224,10 @@ async fn echo<S: AsyncRead + AsyncWrite + Unpin>(
             *byte ^= key;
         }
         match first & 0x0f {
-            // Close: echoed (RFC 6455 5.5.1), then the connection ends (with TLS close_notify).
+            // Close: echoed (RFC 6455 5.5.1), then the connection ends.
             0x8 => {
                 io.write_all(&frame(0x88, &payload)).await?;
-                return io.shutdown().await;
+                return io.flush().await;
             }
             // Ping: answered with a pong carrying its payload.
             0x9 => io.write_all(&frame(0x8a, &payload)).await?,
