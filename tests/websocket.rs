@@ -446,18 +446,23 @@ async fn a_reload_that_refuses_the_enclave_closes_open_websockets() {
         proxy: SocketAddr::from(([127, 0, 0, 1], proxy)),
         route: SocketAddr::from(([127, 0, 0, 1], route_port)),
     };
+    // Per mode, one socket that will try to talk after the revocation and one that stays
+    // silent (closed by the reload itself, not by a message).
     let mut open_sockets = Vec::new();
+    let mut silent = Vec::new();
     for mode in MODES {
-        let mut ws = open(&env, ports, mode)
-            .await
-            .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
-        round_trip(&mut ws, "before").await;
-        open_sockets.push((mode, ws));
+        for list in [&mut open_sockets, &mut silent] {
+            let mut ws = open(&env, ports, mode)
+                .await
+                .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+            round_trip(&mut ws, "before").await;
+            list.push((mode, ws));
+        }
     }
     // The same policy again: a new generation that still accepts the enclave.
     config(TRUSTED).write("ws-reload.toml");
     reload(admin).await;
-    for (mode, ws) in &mut open_sockets {
+    for (mode, ws) in open_sockets.iter_mut().chain(silent.iter_mut()) {
         round_trip(ws, &format!("{mode:?} after a reload that keeps it")).await;
     }
     let frames = sim.websocket_frames();
@@ -469,6 +474,12 @@ async fn a_reload_that_refuses_the_enclave_closes_open_websockets() {
         assert!(
             closed_within(ws, Duration::from_secs(5)).await,
             "{mode:?}: closed by the reload"
+        );
+    }
+    for (mode, ws) in &mut silent {
+        assert!(
+            closed_within(ws, Duration::from_secs(5)).await,
+            "{mode:?}: a silent socket is closed by the reload"
         );
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -523,6 +534,45 @@ async fn an_open_websocket_holds_its_connection_slot_and_idles_out() {
         .await
         .expect("a place again");
     round_trip(&mut again, "three").await;
+}
+
+/// An open WebSocket holds its upstream's place under `max_upstream_connections`: at the
+/// cap the next upgrade gets 503 `upstream_capacity`; once it closes, the place is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_websocket_holds_its_upstream_place() {
+    let env = env();
+    let sim = good_sim(&env).await;
+    let running = Harness::new(&env)
+        .limits("max_upstream_connections = 1\nconnect_timeout_secs = 1")
+        .enclave(HOST, sim.addr())
+        .start()
+        .await;
+    let ports = Ports {
+        proxy: running.addr,
+        route: running.addr,
+    };
+    let upstream = Arc::clone(running.proxy.metrics());
+    let mut first = open(&env, ports, Mode::Originated).await.expect("first");
+    round_trip(&mut first, "one").await;
+    assert_eq!(upstream.upstream_connections.load(Ordering::Relaxed), 1);
+    let second = upgrade_by_hand(running.addr, &format!("http://{HOST}/ws"), "")
+        .await
+        .err()
+        .expect("at the cap");
+    assert!(second.starts_with("HTTP/1.1 503"), "{second}");
+    assert!(
+        second.contains("\"code\":\"upstream_capacity\""),
+        "{second}"
+    );
+    first.close(None).await.expect("close");
+    assert!(closed_within(&mut first, Duration::from_secs(5)).await);
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(upstream.upstream_connections.load(Ordering::Relaxed), 0);
+    let mut third = open(&env, ports, Mode::Originated)
+        .await
+        .expect("a place again");
+    round_trip(&mut third, "three").await;
 }
 
 /// The access log records the upgrade when it closes: status 101, the bytes each way, the
