@@ -9,7 +9,7 @@ mod common;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -135,7 +135,6 @@ async fn a_slow_stream_reaches_the_client_as_it_is_produced() {
         Mode::Route,
     ]) {
         let (mut send, prefix) = connect(&env, running.addr, running.route_addrs[0], mode).await;
-        let started = Instant::now();
         let resp = send
             .send(get(format!("{prefix}/stream?n={n}&ms={ms}")))
             .await;
@@ -155,7 +154,6 @@ async fn a_slow_stream_reaches_the_client_as_it_is_produced() {
             i,
             "{mode:?}: first chunk before the last was written"
         );
-        let first_at = started.elapsed();
         let mut chunks = vec![first];
         while let Some(frame) = body.frame().await {
             if let Ok(data) = frame.expect("frame").into_data() {
@@ -167,10 +165,6 @@ async fn a_slow_stream_reaches_the_client_as_it_is_produced() {
             .map(|c| format!("data: chunk {c} of {n}\n\n"))
             .collect();
         assert_eq!(String::from_utf8_lossy(&all), expected, "{mode:?}");
-        assert!(
-            started.elapsed() >= first_at + Duration::from_millis((n - 1) * ms - 100),
-            "{mode:?}: the rest came as produced"
-        );
         assert_eq!(sim.streams_done(), i + 1);
     }
 }
