@@ -6,6 +6,9 @@
 //!     --collateral /tmp/sim-pki/collateral.json
 //! ```
 //!
+//! Besides its JSON echo it answers `/ws` (a WebSocket echo), `/stream?n=N&ms=M` (N chunks M ms
+//! apart) and `/upload?ms=M` (the body's size); see README "The simulated enclave".
+//!
 //! Several sims started with the same `--pki-dir` share one test root and one collateral
 //! bundle; `--tcb-status` puts each on its own TCB level of that bundle. `--tee tdx` makes a
 //! simulated TDX confidential VM instead (a TDX v4 quote under OID 1.2.840.113741.1337.8, or

@@ -105,6 +105,9 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         println!("curl -x http://{p} --cacert {ca} --http2 https://good.enclave.test/hello");
         println!("# accepted, no CA needed: the proxy originates attested TLS");
         println!("curl -x http://{p} http://good.enclave.test/hello");
+        println!("# streamed as produced (5 chunks 500 ms apart), and a WebSocket upgrade answered 101");
+        println!("curl -N -x http://{p} 'http://good.enclave.test/stream?n=5&ms=500'");
+        println!("curl -i -N -x http://{p} http://good.enclave.test/ws -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=='");
         if let Some(r) = route {
             println!("# accepted through a sidecar route (plain HTTP in, attested TLS out)");
             println!("curl http://{r}/hello");

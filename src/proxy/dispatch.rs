@@ -16,6 +16,7 @@ use super::passthrough::{plain_http, tunnel};
 use super::refusal::ProxyRefusal;
 use super::relay::{access_log, as_configured, refuse, relay, Outcome};
 use super::state::{Destination, Generation, Proxy};
+use super::upgrade::{self, Client};
 use super::ProxyBody;
 use crate::addr::Authority;
 use crate::appraise::refusal::RefusalCode;
@@ -38,9 +39,19 @@ pub(super) async fn handle(
     };
     let g = proxy.current();
     let (resp, outcome) = if method == Method::CONNECT {
-        connect(Arc::clone(&proxy), Arc::clone(&g), slot, client, req).await
+        let (resp, outcome) = connect(Arc::clone(&proxy), Arc::clone(&g), slot, client, req).await;
+        (resp, Some(outcome))
     } else {
-        forward(&proxy, &g, req).await
+        let from = Client {
+            addr: client,
+            slot,
+            start,
+        };
+        forward(&proxy, &g, from, req).await
+    };
+    // A switched connection (WebSocket) is logged by its relay when it closes.
+    let Some(outcome) = outcome else {
+        return resp;
     };
     let resp = as_configured(&g, resp, &outcome);
     access_log(
@@ -94,36 +105,47 @@ async fn connect(
 }
 
 /// Absolute-form requests: originate attested TLS to enclave hosts; forward or deny the rest.
+/// A WebSocket upgrade is relayed the same way (its outcome is then logged at close: `None`).
 async fn forward(
-    proxy: &Proxy,
+    proxy: &Arc<Proxy>,
     g: &Generation,
+    client: Client,
     req: Request<Incoming>,
-) -> (Response<ProxyBody>, Outcome) {
+) -> (Response<ProxyBody>, Option<Outcome>) {
+    let now = |(resp, outcome)| (resp, Some(outcome));
     let uri = req.uri().clone();
     let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-        return refuse(ProxyRefusal::BadRequest("this is a forward proxy: send an absolute-form request (http://host/path) or CONNECT".into()),
+        return now(refuse(ProxyRefusal::BadRequest("this is a forward proxy: send an absolute-form request (http://host/path) or CONNECT".into()),
             "-",
-        );
+        ));
     };
+    // `ws://` is `http://` on the wire (RFC 6455 3): clients send the handshake as http.
     if scheme != "http" {
-        return refuse(
+        return now(refuse(
             ProxyRefusal::BadRequest(format!(
                 "scheme `{scheme}` is not supported: use CONNECT for https"
             )),
             authority.as_str(),
-        );
+        ));
     }
+    let switch = match upgrade::requested(&req) {
+        Ok(switch) => switch,
+        Err(refusal) => return now(refuse(refusal, authority.as_str())),
+    };
     // An enclave host named over http:// gets attested TLS to the given port, 443 if none.
     let explicit_port = authority.port_u16();
     let dest = match Authority::parse(authority.as_str(), Some(443)) {
         Ok(dest) => dest,
-        Err(e) => return refuse(ProxyRefusal::BadRequest(e), authority.as_str()),
+        Err(e) => return now(refuse(ProxyRefusal::BadRequest(e), authority.as_str())),
     };
     match g.classify(&dest) {
         Destination::Enclave(target) => {
-            return relay(proxy, g, &target, req.map(BodyExt::boxed)).await
+            return match switch {
+                Some(switch) => upgrade::attested(proxy, g, &target, client, req, switch).await,
+                None => now(relay(proxy, g, &target, req.map(BodyExt::boxed)).await),
+            }
         }
-        Destination::EnclaveOtherPort => return port_not_configured(&dest),
+        Destination::EnclaveOtherPort => return now(port_not_configured(&dest)),
         Destination::Other => {}
     }
     // Plain HTTP goes to the given port, 80 if none; an enclave host at that port is
@@ -133,17 +155,20 @@ async fn forward(
         ..dest
     };
     if !matches!(g.classify(&plain), Destination::Other) {
-        return port_not_configured(&plain);
+        return now(port_not_configured(&plain));
     }
     match g.config.unmatched {
-        Unmatched::Deny => refuse(
+        Unmatched::Deny => now(refuse(
             ProxyRefusal::RequestDenied(format!(
                 "{} is not a configured enclave host and unmatched = \"deny\"",
                 plain.host
             )),
             &plain.host.to_string(),
-        ),
-        Unmatched::Passthrough => plain_http(proxy, g, req, &plain).await,
+        )),
+        Unmatched::Passthrough => {
+            let switching = switch.map(|_| client);
+            plain_http(proxy, g, req, &plain, switching).await
+        }
     }
 }
 

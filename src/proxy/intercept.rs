@@ -13,7 +13,6 @@ use tokio_rustls::TlsAcceptor;
 
 use super::admit::{http1_server, ClientSlot};
 use super::empty;
-use super::idle::Phase;
 use super::refusal::ProxyRefusal;
 use super::relay::{
     access_log, as_configured, from_upstream, refuse, relay_logged, Outcome, Verdict,
@@ -80,7 +79,7 @@ pub(super) async fn intercept(
                 None => return,
             }
         };
-        serve_tunnel(proxy, g, target, client, stream, &slot.phase).await;
+        serve_tunnel(proxy, g, target, client, stream, &slot).await;
     });
     (Response::new(empty()), outcome)
 }
@@ -162,16 +161,19 @@ async fn serve_tunnel(
     target: Target,
     client: SocketAddr,
     stream: Box<ClientTls>,
-    phase: &Arc<Phase>,
+    slot: &Arc<ClientSlot>,
 ) {
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     if h2 {
         // HTTP/2 multiplexes: there is no "next head" to time, only the idle timeout.
-        phase.off();
+        slot.phase.off();
     }
     let limits = g.config.limits;
     let p = Arc::clone(&proxy);
-    let phase = Arc::clone(phase);
+    let phase = Arc::clone(&slot.phase);
+    // A WebSocket relay outlives this connection's service (an HTTP/1.1 upgrade ends it),
+    // so it keeps the slot itself.
+    let slot = Arc::clone(slot);
     // The generation and target the tunnel's last request used: shared, not rebuilt, by its
     // requests while no reload happens.
     let current = Arc::new(Mutex::new((g, Arc::new(target))));
@@ -179,11 +181,14 @@ async fn serve_tunnel(
         let proxy = Arc::clone(&p);
         let judged = in_force(&proxy, &current);
         let serving = phase.serving();
+        let slot = Arc::clone(&slot);
         async move {
             let _serving = serving;
             let _inflight = proxy.drain.enter();
             match judged {
-                Ok((g, target)) => relay_logged(Arc::clone(&proxy), g, &target, client, req).await,
+                Ok((g, target)) => {
+                    relay_logged(Arc::clone(&proxy), g, &target, client, &slot, req).await
+                }
                 Err((g, refusal, host)) => {
                     let start = std::time::Instant::now();
                     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
@@ -207,14 +212,19 @@ async fn serve_tunnel(
     // ALPN already chose the protocol, so no preface sniffing (hyper-util's auto builder):
     // its read-ahead doubled each connection's HTTP/1 read buffer to 16 KiB for its lifetime.
     // The listener's header limits apply inside the tunnel too.
+    // WebSockets: extended CONNECT (RFC 8441) on HTTP/2, upgrades on HTTP/1.1.
     let served = if h2 {
         hyper::server::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .enable_connect_protocol()
             .serve_connection(io, service)
             .await
     } else {
-        http1_server(&limits).serve_connection(io, service).await
+        http1_server(&limits)
+            .serve_connection(io, service)
+            .with_upgrades()
+            .await
     };
     if let Err(e) = served {
         tracing::debug!(%client, error = %e, "intercepted connection ended with an error");

@@ -149,12 +149,13 @@ async fn route_loop(
         let (tcp, client, slot) = next_client(&listener, &slots).await;
         let proxy = Arc::clone(&proxy);
         tokio::spawn(async move {
-            let slot = ClientSlot::new(slot, &proxy.metrics);
+            let slot = Arc::new(ClientSlot::new(slot, &proxy.metrics));
             let p = Arc::clone(&proxy);
-            let requests = Arc::clone(&slot.phase);
+            let held = Arc::clone(&slot);
             let service = hyper::service::service_fn(move |req| {
                 let proxy = Arc::clone(&p);
-                let serving = requests.serving();
+                let serving = held.phase.serving();
+                let slot = Arc::clone(&held);
                 async move {
                     let _serving = serving;
                     // Routes follow reloads: look the route up in the generation in force.
@@ -166,7 +167,7 @@ async fn route_loop(
                         .find(|r| r.listen == listen)
                         .and_then(|r| g.target(&r.upstream));
                     match route {
-                        Some(target) => relay_logged(proxy, g, &target, client, req).await,
+                        Some(target) => relay_logged(proxy, g, &target, client, &slot, req).await,
                         None => Ok(refuse(
                             ProxyRefusal::Unreachable("this route was removed by a reload".into()),
                             "-",
@@ -177,8 +178,10 @@ async fn route_loop(
             });
             let limits = proxy.current().config.limits;
             let io = slot.io(tcp, &limits);
+            // Upgrades: a WebSocket switches this connection to a byte relay.
             let _ = http1_server(&limits)
                 .serve_connection(TokioIo::new(io), service)
+                .with_upgrades()
                 .await;
         });
     }

@@ -6,10 +6,15 @@
 //! - `dispatch`: one request on the proxy listener: CONNECT or absolute-form, by destination;
 //! - `intercept`: an attested CONNECT answered, the client's TLS terminated, its requests served;
 //! - `passthrough`: plain tunnels and plain HTTP to non-enclave destinations;
-//! - `relay`: one request over an attested connection, and the one access-log call;
+//! - `relay`: one request over an attested connection, and the access-log calls;
+//! - `upgrade`: WebSocket upgrades (HTTP/1.1 `Upgrade`, HTTP/2 extended CONNECT) sent to an
+//!   enclave on an attested connection of their own;
+//! - `upgraded`: a switched connection's bytes relayed both ways, judged again under each
+//!   new generation, logged at close;
 //! - `refusal`: the one place that builds refusal responses;
 //! - `audited`: verdicts into the audit trail, once each, before the connection is used;
-//! - `rewrite`, `pool`, `target`, `idle`: message rewriting, the attested upstream pool,
+//! - `rewrite`, `pool`, `target`, `idle`: message rewriting, the attested upstream pool
+//!   (`pool/attest`: attested dialing, and the connections upgrades get to themselves),
 //!   destinations matched to enclave entries, idle and header timeouts.
 //!
 //! Enclave hosts are never tunnelled blindly: a CONNECT is answered only after an attested
@@ -28,6 +33,8 @@ mod relay;
 mod rewrite;
 mod state;
 mod target;
+mod upgrade;
+mod upgraded;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;

@@ -19,6 +19,8 @@ use super::refusal::ProxyRefusal;
 use super::relay::{from_upstream, refuse, Outcome, Verdict, ATTESTATION_HEADER};
 use super::rewrite::strip_hop_by_hop;
 use super::state::{Generation, Proxy};
+use super::upgrade::{ask_websocket, Client};
+use super::upgraded::Switched;
 use super::ProxyBody;
 use crate::addr::{Authority, Host};
 use crate::appraise::refusal::RefusalCode;
@@ -177,44 +179,84 @@ pub(super) async fn tunnel(
     (Response::new(empty()), passed(host, started))
 }
 
-/// Forwards a plain HTTP request to a non-enclave destination.
+/// Forwards a plain HTTP request to a non-enclave destination; with `switching`, a
+/// WebSocket upgrade whose `101` switches the connection to a byte relay (logged at close:
+/// the outcome is then `None`).
 pub(super) async fn plain_http(
-    proxy: &Proxy,
+    proxy: &Arc<Proxy>,
     g: &Generation,
     mut req: Request<Incoming>,
     dest: &Authority,
-) -> (Response<ProxyBody>, Outcome) {
+    switching: Option<Client>,
+) -> (Response<ProxyBody>, Option<Outcome>) {
     let host = dest.host.to_string();
+    let refused = |refusal| {
+        let (resp, outcome) = refuse(refusal, &host);
+        (resp, Some(outcome))
+    };
     let started = Instant::now();
     let (tcp, open) = match dial_plain(proxy, g, dest).await {
         Ok(s) => s,
-        Err(refusal) => return refuse(refusal, &host),
+        Err(refusal) => return refused(refusal),
     };
     let (mut send, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await {
         Ok(x) => x,
-        Err(e) => return refuse(ProxyRefusal::Unreachable(format!("{dest}: {e}")), &host),
+        Err(e) => return refused(ProxyRefusal::Unreachable(format!("{dest}: {e}"))),
     };
+    // Shared by the HTTP driver and, after a switch, the relay of the upgraded bytes.
+    let open = Arc::new(open);
+    let held = Arc::clone(&open);
     tokio::spawn(async move {
-        let _open = open;
-        let _ = conn.await;
+        let _open = held;
+        let _ = conn.with_upgrades().await;
     });
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let from_client = switching.as_ref().map(|_| hyper::upgrade::on(&mut req));
     strip_hop_by_hop(req.headers_mut());
-    let path = req
+    if switching.is_some() {
+        ask_websocket(req.headers_mut());
+    }
+    let target = req
         .uri()
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    if let Ok(p) = path.parse() {
+    if let Ok(p) = target.parse() {
         *req.uri_mut() = p;
     }
     *req.version_mut() = http::Version::HTTP_11;
-    match send.send_request(req).await {
-        Ok(mut resp) => {
-            strip_hop_by_hop(resp.headers_mut());
-            // A plain server does not get to speak for an enclave.
-            resp.headers_mut().remove(ATTESTATION_HEADER);
-            (resp.map(BodyExt::boxed), passed(host, started))
-        }
-        Err(e) => refuse(ProxyRefusal::Unreachable(format!("{dest}: {e}")), &host),
+    let mut resp = match send.send_request(req).await {
+        Ok(resp) => resp,
+        Err(e) => return refused(ProxyRefusal::Unreachable(format!("{dest}: {e}"))),
+    };
+    strip_hop_by_hop(resp.headers_mut());
+    // A plain server does not get to speak for an enclave.
+    resp.headers_mut().remove(ATTESTATION_HEADER);
+    let (Some(client), Some(from_client)) = (switching, from_client) else {
+        return (resp.map(BodyExt::boxed), Some(passed(host, started)));
+    };
+    if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        return (resp.map(BodyExt::boxed), Some(passed(host, started)));
     }
+    let mut answer = Response::new(empty());
+    *answer.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    *answer.headers_mut() = resp.headers().clone();
+    ask_websocket(answer.headers_mut());
+    client.slot.phase.off();
+    let relay = Switched {
+        proxy: Arc::clone(proxy),
+        client: client.addr,
+        slot: client.slot,
+        from_client,
+        from_upstream: hyper::upgrade::on(&mut resp),
+        judge: None,
+        open,
+        outcome: passed(host, started),
+        method,
+        path,
+        status: answer.status(),
+        start: client.start,
+    };
+    tokio::spawn(relay.run());
+    (answer, None)
 }

@@ -15,6 +15,10 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+mod attest;
+
+pub(super) use attest::UpstreamOpen;
+
 use super::audited::Auditor;
 use super::rewrite::prepare;
 use super::target::Target;
@@ -24,7 +28,7 @@ use crate::appraise::refusal::{Refusal, RefusalCode};
 use crate::dcap::time::UnixTime;
 use crate::metrics::Metrics;
 use crate::ratls::cache::CachedVerdict;
-use crate::ratls::client::{connect, ConnectError};
+use crate::ratls::client::Attested;
 use crate::source::fetch::CollateralCache;
 
 /// Why no attested upstream connection could be had.
@@ -381,27 +385,8 @@ impl Pool {
     }
 
     async fn dial(&self, target: &Target, metrics: &Arc<Metrics>) -> Result<Conn, UpstreamError> {
-        match self.dial_once(target, metrics, &[b"h2", b"http/1.1"]).await {
-            // The first connection to a platform names collateral nobody fetched yet: fetch it
-            // (coalesced with concurrent dials) and try once more. No byte was sent upstream.
-            Err(UpstreamError::Refused(r)) if r.code == RefusalCode::CollateralUnavailable => {
-                // A request never waits longer than the connect timeout for collateral.
-                let fetched = match &self.collateral {
-                    Some(cache) => {
-                        tokio::time::timeout(self.connect_timeout, cache.fetch_missing())
-                            .await
-                            .unwrap_or(0)
-                    }
-                    None => 0,
-                };
-                if fetched > 0 {
-                    self.dial_once(target, metrics, &[b"h2", b"http/1.1"]).await
-                } else {
-                    Err(UpstreamError::Refused(r))
-                }
-            }
-            other => other,
-        }
+        let (attested, permit) = self.attest_fetching(target, &[b"h2", b"http/1.1"]).await?;
+        self.handshake(target, metrics, attested, permit).await
     }
 
     /// A place under `max_upstream_connections` for a new connection to `dest`: at the cap,
@@ -459,44 +444,20 @@ impl Pool {
         metrics: &Arc<Metrics>,
         alpn: &[&[u8]],
     ) -> Result<Conn, UpstreamError> {
-        let permit = self.upstream_permit(&target.dest).await?;
-        let verifier = Arc::clone(&target.enclave.verifier);
-        let (dial, host) = (target.dial.to_string(), target.dest.host.to_string());
+        let (attested, permit) = self.attest(target, alpn).await?;
+        self.handshake(target, metrics, attested, permit).await
+    }
+
+    /// The HTTP handshake (by ALPN) on an attested connection, whose driver task holds the
+    /// connection's place under the cap.
+    async fn handshake(
+        &self,
+        target: &Target,
+        metrics: &Arc<Metrics>,
+        attested: Attested,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<Conn, UpstreamError> {
         let dest = &target.dest;
-        let attempt = connect(&dial, &host, verifier, alpn, None);
-        // Client-facing messages name the destination as the client did, never the
-        // `connect_to` address; the log has both.
-        let attested = match tokio::time::timeout(self.connect_timeout, attempt).await {
-            Err(_) => {
-                return Err(UpstreamError::Timeout(format!(
-                    "no attested connection to {dest} within {}s",
-                    self.connect_timeout.as_secs()
-                )))
-            }
-            Ok(Err(ConnectError::Refused(r))) => {
-                self.audit
-                    .record(target, self.generation, &r.appraisal)
-                    .map_err(UpstreamError::Audit)?;
-                return Err(UpstreamError::Refused(r.refusal));
-            }
-            Ok(Err(e)) => {
-                tracing::info!(%dest, dial, error = %e, "upstream connection failed");
-                return Err(UpstreamError::Unreachable(match e {
-                    ConnectError::Connect { source, .. } => {
-                        format!("cannot connect to {dest}: {source}")
-                    }
-                    ConnectError::Tls { source, .. } => {
-                        format!("TLS handshake with {dest} failed: {source}")
-                    }
-                    other => other.to_string(),
-                }));
-            }
-            Ok(Ok(a)) => a,
-        };
-        // Into the trail before the connection carries a byte (the HTTP/2 preface included).
-        self.audit
-            .record_verdict(target, self.generation, &attested.verdict)
-            .map_err(UpstreamError::Audit)?;
         let h2 = attested.stream.get_ref().1.alpn_protocol() == Some(b"h2");
         let io = TokioIo::new(attested.stream);
         let open = UpstreamOpen::new(metrics, permit);
@@ -574,30 +535,5 @@ impl Pool {
                 target.dest
             ))),
         }
-    }
-}
-
-/// Counts an open upstream connection, and holds its place under
-/// `max_upstream_connections`, while its driver task lives.
-pub(super) struct UpstreamOpen {
-    metrics: Arc<Metrics>,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl UpstreamOpen {
-    pub(super) fn new(metrics: &Arc<Metrics>, permit: OwnedSemaphorePermit) -> Self {
-        metrics.upstream_connections.fetch_add(1, Ordering::Relaxed);
-        Self {
-            metrics: Arc::clone(metrics),
-            _permit: permit,
-        }
-    }
-}
-
-impl Drop for UpstreamOpen {
-    fn drop(&mut self) {
-        self.metrics
-            .upstream_connections
-            .fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -10,11 +10,13 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::admit::ClientSlot;
 use super::pool::{UpstreamError, Version};
 use super::refusal::ProxyRefusal;
 use super::rewrite::strip_hop_by_hop;
 use super::state::{Generation, Proxy};
 use super::target::Target;
+use super::upgrade;
 use super::ProxyBody;
 use crate::config::RefusalDetails;
 use crate::dcap::identity::Identity;
@@ -201,15 +203,7 @@ pub(super) async fn relay(
     };
     match g.pool.send(target, req, &proxy.metrics, version).await {
         Ok((mut resp, verdict)) => {
-            strip_hop_by_hop(resp.headers_mut());
-            // Only the proxy speaks for the enclave: whatever upstream sent under this
-            // name goes, and ours is added only when configured.
-            resp.headers_mut().remove(ATTESTATION_HEADER);
-            if g.config.attestation_header {
-                if let Some(v) = attestation_header(&verdict) {
-                    resp.headers_mut().insert(ATTESTATION_HEADER, v);
-                }
-            }
+            speak_for(g, resp.headers_mut(), &verdict);
             let outcome = Outcome {
                 host,
                 verdict: Verdict::Accepted(verdict),
@@ -225,17 +219,53 @@ pub(super) async fn relay(
     }
 }
 
-/// One request inside an intercepted tunnel or on a sidecar route: relay and log it.
+/// The head of a response from an attested connection, as the client gets it: hop-by-hop
+/// headers out, and only the proxy speaks for the enclave (whatever upstream sent under the
+/// attestation header's name goes; ours is added only when configured).
+pub(super) fn speak_for(g: &Generation, headers: &mut http::HeaderMap, verdict: &CachedVerdict) {
+    strip_hop_by_hop(headers);
+    headers.remove(ATTESTATION_HEADER);
+    if g.config.attestation_header {
+        if let Some(v) = attestation_header(verdict) {
+            headers.insert(ATTESTATION_HEADER, v);
+        }
+    }
+}
+
+/// One request inside an intercepted tunnel or on a sidecar route: relay and log it. A
+/// WebSocket upgrade goes to [`upgrade::attested`] (its relay logs at close); any other
+/// `Upgrade` is refused.
 pub(super) async fn relay_logged(
     proxy: Arc<Proxy>,
     g: Arc<Generation>,
     target: &Target,
     client: SocketAddr,
+    slot: &Arc<ClientSlot>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-    let (resp, outcome) = relay(&proxy, &g, target, req.map(BodyExt::boxed)).await;
+    let (resp, outcome) = match upgrade::requested(&req) {
+        Ok(None) => {
+            let (resp, outcome) = relay(&proxy, &g, target, req.map(BodyExt::boxed)).await;
+            (resp, Some(outcome))
+        }
+        Ok(Some(switch)) => {
+            let from = upgrade::Client {
+                addr: client,
+                slot: Arc::clone(slot),
+                start,
+            };
+            upgrade::attested(&proxy, &g, target, from, req, switch).await
+        }
+        Err(refusal) => {
+            let (resp, outcome) = refuse(refusal, &target.dest.host.to_string());
+            (resp, Some(outcome))
+        }
+    };
+    let Some(outcome) = outcome else {
+        return Ok(resp);
+    };
     let resp = as_configured(&g, resp, &outcome);
     access_log(
         &proxy,
@@ -247,4 +277,49 @@ pub(super) async fn relay_logged(
         start,
     );
     Ok(resp)
+}
+
+/// How an upgraded connection ended, for its access-log line at close.
+pub(super) struct Closed<'a> {
+    /// Bytes from the client to the upstream.
+    pub(super) up: u64,
+    /// Bytes from the upstream to the client.
+    pub(super) down: u64,
+    /// `closed`, `refused: <code>` or what failed.
+    pub(super) end: &'a str,
+}
+
+/// The access-log line (and request metric) of an upgraded connection, written when it
+/// closes: the status the client got for the switch, the bytes each way, its whole life.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn access_log_closed(
+    proxy: &Proxy,
+    client: SocketAddr,
+    o: &Outcome,
+    method: &Method,
+    path: &str,
+    status: StatusCode,
+    start: Instant,
+    closed: &Closed<'_>,
+) {
+    let code = o.verdict.code();
+    proxy.metrics.request(&o.host, o.verdict.label(), code);
+    tracing::info!(
+        target: "ratls_proxy::access",
+        %client,
+        host = %o.host,
+        %method,
+        path,
+        status = status.as_u16(),
+        verdict = o.verdict.label(),
+        code,
+        mrenclave = o.verdict.measurement(TeeType::Sgx).as_deref().unwrap_or("-"),
+        mrtd = o.verdict.measurement(TeeType::Tdx).as_deref().unwrap_or("-"),
+        upstream_ms = o.upstream.map_or(-1.0, ms),
+        total_ms = ms(start.elapsed()),
+        upgrade = "websocket",
+        bytes_up = closed.up,
+        bytes_down = closed.down,
+        end = closed.end,
+    );
 }

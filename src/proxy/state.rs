@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::audited::Auditor;
@@ -268,6 +268,9 @@ pub struct Proxy {
     retired: Mutex<Vec<Weak<Generation>>>,
     /// The audit trail (its file and `required` are fixed at start).
     audit: Arc<Auditor>,
+    /// How many generations replaced the first: bumped after each reload's swap, so open
+    /// upgraded connections (WebSockets) judge their enclave again under the new one.
+    pub(super) reloads: watch::Sender<u64>,
 }
 
 impl fmt::Debug for Proxy {
@@ -302,6 +305,7 @@ impl Proxy {
             upstream_slots,
             retired: Mutex::new(Vec::new()),
             audit,
+            reloads: watch::Sender::new(0),
         }
     }
 
@@ -429,6 +433,8 @@ impl Proxy {
         }
         // Verdicts were made under the old policies: drop them all.
         self.cache.clear();
+        // After the swap: whoever wakes up finds the new generation in force.
+        self.reloads.send_modify(|n| *n += 1);
         Ok(Reloaded {
             enclaves,
             need_restart,

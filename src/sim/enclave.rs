@@ -1,6 +1,7 @@
 //! A simulated RA-TLS enclave: an HTTPS server (HTTP/1.1 and HTTP/2 by ALPN) with a fresh
 //! RA-TLS certificate whose quote is forged with the test PKI. It answers every request
-//! with a JSON echo and counts the requests it serves.
+//! with a JSON echo and counts the requests it serves; `/ws`, `/stream` and `/upload` are
+//! a WebSocket echo and streamed bodies (see `streaming`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -8,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -26,6 +27,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::pki::{SimError, SimPki, SimPlatform};
 use super::quote::{forge, forge_td, EnclaveSpec, TdSpec};
+use super::streaming::{self, Answer, Counters};
 use crate::dcap::tcb::TcbStatus;
 use crate::dcap::time::UnixTime;
 use crate::ratls::binding::dstack_report_data;
@@ -245,6 +247,7 @@ impl ResolvesServerCert for Fixed {
 pub struct SimEnclave {
     addr: SocketAddr,
     requests: Arc<AtomicU64>,
+    streaming: Arc<Counters>,
     cert_der: Vec<u8>,
     task: JoinHandle<()>,
 }
@@ -305,6 +308,8 @@ impl SimEnclave {
         let requests = Arc::new(AtomicU64::new(0));
         let mrenclave = config.spec.mrenclave.to_string();
         let counter = Arc::clone(&requests);
+        let streamed = Arc::new(Counters::default());
+        let counters = Arc::clone(&streamed);
         let log = config.log_requests;
         let task = tokio::spawn(async move {
             loop {
@@ -313,6 +318,7 @@ impl SimEnclave {
                 };
                 let acceptor = acceptor.clone();
                 let counter = Arc::clone(&counter);
+                let counters = Arc::clone(&counters);
                 let mrenclave = mrenclave.clone();
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
@@ -320,10 +326,13 @@ impl SimEnclave {
                     };
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         counter.fetch_add(1, Ordering::Relaxed);
-                        let body = echo(&req, &mrenclave);
                         if log {
                             println!("{} {}", req.method(), req.uri().path());
                         }
+                        if streaming::serves(req.uri().path()) {
+                            return streaming::answer(req, &counters);
+                        }
+                        let body = echo(&req, &mrenclave);
                         // `/slow?ms=N` answers after N ms (at most 10 s), for shutdown tests.
                         let delay = (req.uri().path() == "/slow")
                             .then(|| {
@@ -334,20 +343,21 @@ impl SimEnclave {
                             })
                             .flatten()
                             .map(|ms| std::time::Duration::from_millis(ms.min(10_000)));
-                        async move {
+                        let answer: Answer = Box::pin(async move {
                             if let Some(d) = delay {
                                 tokio::time::sleep(d).await;
                             }
                             Ok::<_, Infallible>(
                                 Response::builder()
                                     .header("content-type", "application/json")
-                                    .body(Full::new(Bytes::from(body)))
+                                    .body(Full::new(Bytes::from(body)).boxed())
                                     .unwrap_or_default(),
                             )
-                        }
+                        });
+                        answer
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), service)
+                        .serve_connection_with_upgrades(TokioIo::new(tls), service)
                         .await;
                 });
             }
@@ -355,6 +365,7 @@ impl SimEnclave {
         Ok(Self {
             addr,
             requests,
+            streaming: streamed,
             cert_der,
             task,
         })
@@ -368,6 +379,16 @@ impl SimEnclave {
     /// How many requests it has served.
     pub fn request_count(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// How many WebSocket data frames its `/ws` echo has received.
+    pub fn websocket_frames(&self) -> u64 {
+        self.streaming.frames.load(Ordering::Relaxed)
+    }
+
+    /// How many `/stream` responses it has finished writing (the last chunk handed over).
+    pub fn streams_done(&self) -> u64 {
+        self.streaming.streams_done.load(Ordering::Relaxed)
     }
 
     /// Its RA-TLS certificate.

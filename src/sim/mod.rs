@@ -6,6 +6,7 @@ mod der;
 pub mod enclave;
 pub mod pki;
 pub mod quote;
+mod streaming;
 
 pub use enclave::{ratls_identity, RaTlsIdentity, SimBinding, SimConfig, SimEnclave};
 pub use pki::{PckLeaf, SimError, SimPki, SimPlatform};

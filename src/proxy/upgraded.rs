@@ -1,0 +1,289 @@
+//! An upgraded connection (a WebSocket) relayed as bytes both ways until either side
+//! closes, under the client's connection slot, the idle timeout of the client's socket, the
+//! upstream connection cap and the byte counters; logged once, at close.
+//!
+//! To an enclave, every chunk goes out only while the upstream's certificate is accepted
+//! under the generation in force: after a reload (or a new collateral snapshot, or when its
+//! verdict ages out) the certificate is judged again before the next chunk either way, and
+//! a reload that refuses it closes both sides at once, idle or not.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
+
+use http::{Method, StatusCode};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+use super::admit::ClientSlot;
+use super::pool::UpstreamOpen;
+use super::refusal::ProxyRefusal;
+use super::relay::{access_log_closed, Closed, Outcome};
+use super::state::{Generation, Proxy};
+use super::target::Target;
+use crate::addr::Authority;
+use crate::dcap::time::UnixTime;
+use crate::ratls::cache::CachedVerdict;
+use crate::ratls::RaTlsVerifier;
+
+/// Bytes read at a time in each direction (what `tokio::io::copy` uses).
+const CHUNK: usize = 8 * 1024;
+
+/// The verdict an upgraded connection to an enclave stands on, and the generation and
+/// verifier it was made under.
+struct Held {
+    generation: Weak<Generation>,
+    verifier: Arc<RaTlsVerifier>,
+    verdict: Arc<CachedVerdict>,
+}
+
+/// Judges an upgraded enclave connection's certificate again whenever the generation in
+/// force, its collateral snapshot or the verdict's validity changed.
+pub(super) struct Judge {
+    proxy: Arc<Proxy>,
+    dest: Authority,
+    reloads: watch::Receiver<u64>,
+    held: Mutex<Held>,
+}
+
+impl Judge {
+    /// The connection to `target`, admitted by `verdict` under `g`.
+    pub(super) fn new(
+        proxy: &Arc<Proxy>,
+        g: &Generation,
+        target: &Target,
+        verdict: Arc<CachedVerdict>,
+    ) -> Self {
+        // `g` is borrowed from an Arc somewhere up the stack; the one in force now is either
+        // it or newer, and a newer one is judged again on the first chunk.
+        let current = proxy.current();
+        let generation = if std::ptr::eq(Arc::as_ptr(&current), g) {
+            Arc::downgrade(&current)
+        } else {
+            Weak::new()
+        };
+        Self {
+            proxy: Arc::clone(proxy),
+            dest: target.dest.clone(),
+            reloads: proxy.reloads.subscribe(),
+            held: Mutex::new(Held {
+                generation,
+                verifier: Arc::clone(&target.enclave.verifier),
+                verdict,
+            }),
+        }
+    }
+
+    /// `Ok` while the certificate is accepted under the generation in force; judged again
+    /// (a verdict-cache lookup after the first) when anything it stands on changed.
+    fn check(&self) -> Result<(), ProxyRefusal> {
+        let g = self.proxy.current();
+        let now = UnixTime::now();
+        let Ok(mut held) = self.held.lock() else {
+            return Err(ProxyRefusal::Internal("upgrade state poisoned".into()));
+        };
+        if std::ptr::eq(held.generation.as_ptr(), Arc::as_ptr(&g))
+            && held.verifier.snapshot() == held.verdict.snapshot
+            && now <= held.verdict.valid_until
+        {
+            return Ok(());
+        }
+        let Some(target) = g.target(&self.dest) else {
+            return Err(ProxyRefusal::RequestDenied(format!(
+                "{} is no longer a configured enclave host (the configuration was reloaded)",
+                self.dest
+            )));
+        };
+        let verifier = Arc::clone(&target.enclave.verifier);
+        let verdict = verifier
+            .verdict_for(&held.verdict.leaf, now)
+            .map_err(|r| ProxyRefusal::Attestation(r.refusal))?;
+        *held = Held {
+            generation: Arc::downgrade(&g),
+            verifier,
+            verdict,
+        };
+        Ok(())
+    }
+
+    /// Resolves with the refusal once a reload refuses the connection (never otherwise).
+    async fn refused_by_reload(&self) -> ProxyRefusal {
+        let mut reloads = self.reloads.clone();
+        loop {
+            if reloads.changed().await.is_err() {
+                // The proxy is gone; the relay ends with its sockets.
+                return std::future::pending().await;
+            }
+            if let Err(refusal) = self.check() {
+                return refusal;
+            }
+        }
+    }
+}
+
+/// How a relay ended.
+enum End {
+    /// Both sides closed.
+    Closed,
+    /// The enclave's certificate is no longer accepted.
+    Refused(ProxyRefusal),
+    /// A side failed (reset, the idle timeout, ...): which, and how.
+    Failed(String),
+}
+
+/// An upgrade the client and the upstream both switched, and all the relay needs.
+pub(super) struct Switched {
+    pub(super) proxy: Arc<Proxy>,
+    pub(super) client: SocketAddr,
+    /// The client's place under `max_connections`, kept until the relay ends.
+    pub(super) slot: Arc<ClientSlot>,
+    pub(super) from_client: OnUpgrade,
+    pub(super) from_upstream: OnUpgrade,
+    /// `None` for a non-enclave destination (passthrough).
+    pub(super) judge: Option<Judge>,
+    /// The upstream's place under `max_upstream_connections`, kept until the relay ends.
+    pub(super) open: Arc<UpstreamOpen>,
+    pub(super) outcome: Outcome,
+    pub(super) method: Method,
+    pub(super) path: String,
+    /// What the client got for the switch (101, or 200 for HTTP/2).
+    pub(super) status: StatusCode,
+    pub(super) start: Instant,
+}
+
+impl Switched {
+    /// Relays until either side closes (or a reload refuses the enclave), then logs.
+    pub(super) async fn run(self) {
+        let _slot = &self.slot;
+        let _open = &self.open;
+        let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
+        let end = match tokio::try_join!(self.from_client, self.from_upstream) {
+            Ok((client, upstream)) => {
+                relay(
+                    &self.proxy,
+                    client,
+                    upstream,
+                    self.judge.as_ref(),
+                    &up,
+                    &down,
+                )
+                .await
+            }
+            Err(e) => End::Failed(format!("upgrade: {e}")),
+        };
+        let end = match &end {
+            End::Closed => "closed".to_owned(),
+            End::Refused(r) => {
+                tracing::warn!(host = %self.outcome.host, code = r.code(), reasons = ?r.reasons(), "an open WebSocket's enclave is refused under the generation in force; closed both sides");
+                format!("refused: {}", r.code())
+            }
+            End::Failed(e) => e.clone(),
+        };
+        let closed = Closed {
+            up: up.load(Ordering::Relaxed),
+            down: down.load(Ordering::Relaxed),
+            end: &end,
+        };
+        access_log_closed(
+            &self.proxy,
+            self.client,
+            &self.outcome,
+            &self.method,
+            &self.path,
+            self.status,
+            self.start,
+            &closed,
+        );
+    }
+}
+
+/// Copies both ways until both sides closed, one fails, or the judge refuses; returning
+/// drops (closes) both connections.
+async fn relay(
+    proxy: &Proxy,
+    client: hyper::upgrade::Upgraded,
+    upstream: hyper::upgrade::Upgraded,
+    judge: Option<&Judge>,
+    up: &AtomicU64,
+    down: &AtomicU64,
+) -> End {
+    let (mut client_rx, mut client_tx) = tokio::io::split(TokioIo::new(client));
+    let (mut upstream_rx, mut upstream_tx) = tokio::io::split(TokioIo::new(upstream));
+    let metrics = &proxy.metrics;
+    let both = async {
+        tokio::try_join!(
+            pump(
+                (&mut client_rx, "client"),
+                (&mut upstream_tx, "upstream"),
+                judge,
+                (metrics.bytes_to_upstreams.as_ref(), up)
+            ),
+            pump(
+                (&mut upstream_rx, "upstream"),
+                (&mut client_tx, "client"),
+                judge,
+                (metrics.bytes_to_clients.as_ref(), down)
+            ),
+        )
+    };
+    let reload = async {
+        match judge {
+            Some(j) => j.refused_by_reload().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        done = both => match done {
+            Ok(_) => End::Closed,
+            Err(end) => end,
+        },
+        refusal = reload => End::Refused(refusal),
+    }
+}
+
+/// One direction: each chunk read is judged (for an enclave), written, flushed and counted;
+/// the end of `from` is passed on as a half-close. Reading only after the last write went
+/// out is the back-pressure: a side that stops reading stops the other from being read.
+async fn pump<R, W>(
+    (from, source): (&mut R, &str),
+    (to, sink): (&mut W, &str),
+    judge: Option<&Judge>,
+    (total, moved): (&AtomicU64, &AtomicU64),
+) -> Result<(), End>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = from
+            .read(&mut buf)
+            .await
+            .map_err(|e| End::Failed(format!("{source}: {}", reason(&e))))?;
+        let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
+            let _ = to.shutdown().await;
+            return Ok(());
+        };
+        if let Some(judge) = judge {
+            judge.check().map_err(End::Refused)?;
+        }
+        let failed = |e: std::io::Error| End::Failed(format!("{sink}: {}", reason(&e)));
+        to.write_all(chunk).await.map_err(failed)?;
+        to.flush().await.map_err(failed)?;
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        total.fetch_add(n, Ordering::Relaxed);
+        moved.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Why a side failed, in a few words for the access log.
+fn reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        // rustls' own text for this links to its manual.
+        std::io::ErrorKind::UnexpectedEof => "closed without TLS close_notify".into(),
+        _ => e.to_string(),
+    }
+}

@@ -1,0 +1,665 @@
+//! WebSockets through the proxy with a real client (tokio-tungstenite's framing) against the
+//! sim's `/ws` echo: intercepted over HTTP/1.1 (upgrade) and HTTP/2 (extended CONNECT,
+//! RFC 8441), originated (`ws://` as an absolute-form upgrade) and on a sidecar route; and
+//! the boundary around them: a refused enclave receives nothing, only `websocket` upgrades
+//! switch, passthrough keeps its rules, a reload that refuses the enclave closes an open
+//! socket, the connection slot, idle timeout, byte counters and the access line at close.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
+use ratls_proxy::sim::{SimConfig, SimEnclave};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::handshake::client::generate_key;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use common::{env, free_port, read_response, start_sim, tls_through, Env, Harness, TRUSTED};
+
+const OTHER: &str = "0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b";
+const HOST: &str = "good.enclave.test";
+
+/// Any client-side stream a WebSocket can run over.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+type Ws = WebSocketStream<Box<dyn Io>>;
+
+/// How the client reaches the enclave through the proxy.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    /// CONNECT, TLS with the minted leaf, an HTTP/1.1 upgrade inside.
+    Intercepted,
+    /// CONNECT, TLS with ALPN h2, extended CONNECT inside.
+    InterceptedH2,
+    /// `GET http://host/ws` with the upgrade headers, to the proxy listener.
+    Originated,
+    /// A plain-HTTP sidecar route.
+    Route,
+}
+
+const MODES: [Mode; 4] = [
+    Mode::Intercepted,
+    Mode::InterceptedH2,
+    Mode::Originated,
+    Mode::Route,
+];
+
+/// The proxy's and the route's addresses.
+#[derive(Clone, Copy)]
+struct Ports {
+    proxy: SocketAddr,
+    route: SocketAddr,
+}
+
+/// The `[[route]]` table of a route to [`HOST`] on `port`.
+fn route(port: u16) -> String {
+    format!("[[route]]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"https://{HOST}\"\n")
+}
+
+/// An absolute-form (or origin-form, for a route) upgrade written by hand, answered `101`
+/// with the right accept key: then tungstenite's framing over the same socket. `Err` is the
+/// answer when there was no switch.
+async fn upgrade_by_hand(addr: SocketAddr, target: &str, extra: &str) -> Result<Ws, String> {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    let key = generate_key();
+    tcp.write_all(
+        format!(
+            "GET {target} HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n{extra}\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("write");
+    let answer = tokio::time::timeout(Duration::from_secs(15), read_response(&mut tcp))
+        .await
+        .expect("an answer");
+    if !answer.starts_with("HTTP/1.1 101") {
+        return Err(answer);
+    }
+    let accept = derive_accept_key(key.as_bytes()).to_ascii_lowercase();
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains(&format!("sec-websocket-accept: {accept}")),
+        "{answer}"
+    );
+    let io: Box<dyn Io> = Box::new(tcp);
+    Ok(WebSocketStream::from_raw_socket(io, Role::Client, None).await)
+}
+
+/// CONNECT and TLS trusting the proxy's CA, offering `alpn`.
+async fn tls_with_alpn(
+    env: &Env,
+    proxy: SocketAddr,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut tcp = TcpStream::connect(proxy).await.expect("connect");
+    tcp.write_all(format!("CONNECT {HOST}:443 HTTP/1.1\r\nHost: {HOST}:443\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let head = read_response(&mut tcp).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(env.ca_pem()).expect("ca");
+    let der = ratls_proxy::dcap::pki::pem_chain(&pem, "ca").expect("pem");
+    roots.add(der[0].clone().into()).expect("root");
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(HOST.try_into().expect("name"), tcp)
+        .await
+        .expect("the minted leaf validates")
+}
+
+/// RFC 8441 from an HTTP/2 client: extended CONNECT with `:protocol = websocket`; `Err` is
+/// the status when it was not 200.
+async fn extended_connect(env: &Env, proxy: SocketAddr) -> Result<Ws, u16> {
+    let tls = tls_with_alpn(env, proxy, b"h2").await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tls),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    // One ordinary request first: the server's SETTINGS (with ENABLE_CONNECT_PROTOCOL) are
+    // in by its answer.
+    let warm = hyper::Request::get(format!("https://{HOST}/hello"))
+        .body(http_body_util::Empty::<Bytes>::new())
+        .expect("request");
+    let resp = send.send_request(warm).await.expect("h2 GET");
+    assert_eq!(resp.status(), 200);
+    let mut req = hyper::Request::builder()
+        .method(hyper::Method::CONNECT)
+        .uri(format!("https://{HOST}/ws"))
+        .header("sec-websocket-version", "13")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .expect("request");
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let resp = send.send_request(req).await.expect("extended CONNECT");
+    if resp.status() != 200 {
+        return Err(resp.status().as_u16());
+    }
+    let upgraded = hyper::upgrade::on(resp).await.expect("the stream switched");
+    // The connection lives while the sender does.
+    tokio::spawn(async move {
+        let _send = send;
+        std::future::pending::<()>().await;
+    });
+    let io: Box<dyn Io> = Box::new(TokioIo::new(upgraded));
+    Ok(WebSocketStream::from_raw_socket(io, Role::Client, None).await)
+}
+
+/// A WebSocket to the sim's `/ws` through the proxy in `mode`.
+async fn open(env: &Env, ports: Ports, mode: Mode) -> Result<Ws, String> {
+    match mode {
+        Mode::Intercepted => {
+            let tls = tls_through(ports.proxy, HOST, &env.ca_pem()).await;
+            let io: Box<dyn Io> = Box::new(tls);
+            tokio_tungstenite::client_async(format!("wss://{HOST}/ws"), io)
+                .await
+                .map(|(ws, _)| ws)
+                .map_err(|e| e.to_string())
+        }
+        Mode::InterceptedH2 => extended_connect(env, ports.proxy)
+            .await
+            .map_err(|s| s.to_string()),
+        Mode::Originated => upgrade_by_hand(ports.proxy, &format!("http://{HOST}/ws"), "").await,
+        Mode::Route => {
+            let tcp = TcpStream::connect(ports.route).await.expect("connect");
+            let io: Box<dyn Io> = Box::new(tcp);
+            tokio_tungstenite::client_async(format!("ws://{}/ws", ports.route), io)
+                .await
+                .map(|(ws, _)| ws)
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Sends `text` and expects it back.
+async fn round_trip(ws: &mut Ws, text: &str) {
+    ws.send(Message::text(text)).await.expect("send");
+    let back = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("an echo in time")
+        .expect("open")
+        .expect("a message");
+    assert_eq!(back, Message::text(text));
+}
+
+/// True if the socket is closed (by the proxy) within `within`, without the client sending.
+async fn closed_within(ws: &mut Ws, within: Duration) -> bool {
+    match tokio::time::timeout(within, ws.next()).await {
+        Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => true,
+        Ok(Some(Ok(other))) => panic!("unexpected {other:?}"),
+        Err(_) => false,
+    }
+}
+
+async fn good_sim(env: &Env) -> SimEnclave {
+    start_sim(env, SimConfig::default()).await
+}
+
+/// The same WebSocket conversation works in every mode, text and binary, small and large
+/// frames, and the client's close is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_work_in_every_mode_over_http1_and_http2() {
+    let env = env();
+    let sim = good_sim(&env).await;
+    let route_port = free_port();
+    let running = Harness::new(&env)
+        .enclave(HOST, sim.addr())
+        .tail(&route(route_port))
+        .start()
+        .await;
+    let ports = Ports {
+        proxy: running.addr,
+        route: running.route_addrs[0],
+    };
+    let metrics = Arc::clone(running.proxy.metrics());
+    for mode in MODES {
+        let frames = sim.websocket_frames();
+        let (up, down) = (
+            metrics.bytes_to_upstreams.load(Ordering::Relaxed),
+            metrics.bytes_to_clients.load(Ordering::Relaxed),
+        );
+        let mut ws = open(&env, ports, mode)
+            .await
+            .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        round_trip(&mut ws, &format!("hello over {mode:?}")).await;
+        let big = vec![7u8; 300 * 1024];
+        ws.send(Message::binary(big.clone())).await.expect("send");
+        let back = ws.next().await.expect("open").expect("message");
+        assert_eq!(back, Message::binary(big), "{mode:?}");
+        round_trip(&mut ws, "after the big one").await;
+        ws.close(None).await.expect("close");
+        // The close is echoed and the connection ends.
+        assert!(
+            closed_within(&mut ws, Duration::from_secs(5)).await,
+            "{mode:?}"
+        );
+        assert_eq!(sim.websocket_frames(), frames + 3, "{mode:?}");
+        // The relayed bytes are counted both ways.
+        assert!(
+            metrics.bytes_to_upstreams.load(Ordering::Relaxed) > up + 300 * 1024,
+            "{mode:?}"
+        );
+        assert!(
+            metrics.bytes_to_clients.load(Ordering::Relaxed) > down + 300 * 1024,
+            "{mode:?}"
+        );
+    }
+}
+
+/// A refused enclave's upgrade gets the refusal (502 and its code) and the enclave
+/// receives nothing, originated and on a route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_enclaves_upgrade_gets_the_refusal_and_nothing_is_sent() {
+    let env = env();
+    let sim = good_sim(&env).await;
+    let route_port = free_port();
+    let running = Harness::new(&env)
+        .enclave_with(&[HOST], sim.addr(), OTHER, "")
+        .tail(&route(route_port))
+        .start()
+        .await;
+    let originated = upgrade_by_hand(running.addr, &format!("http://{HOST}/ws"), "")
+        .await
+        .err()
+        .expect("no switch");
+    let routed = upgrade_by_hand(running.route_addrs[0], "/ws", "")
+        .await
+        .err()
+        .expect("no switch");
+    for answer in [originated, routed] {
+        assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+        assert!(
+            answer.contains("\"code\":\"mrenclave_mismatch\""),
+            "{answer}"
+        );
+    }
+    assert_eq!(
+        sim.request_count(),
+        0,
+        "the refused enclave received nothing"
+    );
+}
+
+/// `GET path` on `addr` asking to upgrade to `upgrade`; the answer.
+async fn ask_upgrade(addr: SocketAddr, path: &str, upgrade: &str) -> String {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\nUpgrade: {upgrade}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .expect("write");
+    read_response(&mut tcp).await
+}
+
+/// Only `websocket` switches: another `Upgrade` gets 400 and reaches nobody, in every
+/// HTTP/1.1 mode; `h2c` (which clients offer and fall back from) is dropped as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_websocket_upgrades_are_relayed() {
+    let env = env();
+    let sim = good_sim(&env).await;
+    let route_port = free_port();
+    let running = Harness::new(&env)
+        .enclave(HOST, sim.addr())
+        .tail(&route(route_port))
+        .start()
+        .await;
+    let originated = (running.addr, format!("http://{HOST}/hello"));
+    let routed = (running.route_addrs[0], "/hello".to_owned());
+    for (addr, path) in [&originated, &routed] {
+        for upgrade in ["TLS/1.0", "websocket, h2c", "IRC/6.9"] {
+            let answer = ask_upgrade(*addr, path, upgrade).await;
+            assert!(answer.starts_with("HTTP/1.1 400"), "{upgrade}: {answer}");
+            assert!(answer.contains("only websocket"), "{answer}");
+        }
+    }
+    // Inside an intercepted tunnel too.
+    let mut tls = tls_through(running.addr, HOST, &env.ca_pem()).await;
+    tls.write_all(
+        format!("GET /hello HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\nUpgrade: TLS/1.0\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .expect("write");
+    let answer = read_response(&mut tls).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert_eq!(
+        sim.request_count(),
+        0,
+        "no refused upgrade reached the enclave"
+    );
+    // h2c is no switch: the request is served as HTTP/1.1.
+    let answer = ask_upgrade(originated.0, &originated.1, "h2c").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(!answer.contains("\"upgrade\""), "{answer}");
+    assert_eq!(sim.request_count(), 1);
+}
+
+/// A plain WebSocket echo server (not an enclave) on loopback: its address and how many
+/// connections it accepted.
+async fn plain_ws_server() -> (SocketAddr, Arc<std::sync::atomic::AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                if let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await {
+                    while let Some(Ok(m)) = ws.next().await {
+                        if m.is_text() || m.is_binary() {
+                            let _ = ws.send(m).await;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// An upgrade to a non-enclave host follows the passthrough rules: a local destination is
+/// refused by default (and reached by nothing); allowed, it is relayed in plain HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthrough_upgrades_follow_the_passthrough_rules() {
+    let env = env();
+    let (server, accepted) = plain_ws_server().await;
+    let target = format!("http://{server}/chat");
+    let running = Harness::new(&env).start().await;
+    let answer = upgrade_by_hand(running.addr, &target, "")
+        .await
+        .err()
+        .expect("refused");
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(
+        answer.contains("\"code\":\"local_destination_denied\""),
+        "{answer}"
+    );
+    assert_eq!(accepted.load(Ordering::Relaxed), 0);
+    drop(running);
+    let running = Harness::new(&env)
+        .top("allow_local_destinations = true")
+        .start()
+        .await;
+    let mut ws = upgrade_by_hand(running.addr, &target, "")
+        .await
+        .expect("switched");
+    round_trip(&mut ws, "plain but allowed").await;
+    assert_eq!(accepted.load(Ordering::Relaxed), 1);
+}
+
+/// `POST /reload` on the admin listener.
+async fn reload(admin: u16) {
+    let mut tcp = TcpStream::connect(("127.0.0.1", admin))
+        .await
+        .expect("connect");
+    tcp.write_all(format!("POST /reload HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let answer = read_response(&mut tcp).await;
+    assert!(answer.contains("\"reloaded\":true"), "{answer}");
+}
+
+/// A reload that refuses the enclave closes every open WebSocket to it, in every mode,
+/// before it carries another message (the enclave receives nothing more); a reload that
+/// keeps accepting it leaves them open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_refuses_the_enclave_closes_open_websockets() {
+    let env = env();
+    let sim = good_sim(&env).await;
+    let (proxy, admin, route_port) = (free_port(), free_port(), free_port());
+    let config = |mrenclave: &str| {
+        Harness::new(&env)
+            .listen(proxy)
+            .admin(admin)
+            .enclave_with(&[HOST], sim.addr(), mrenclave, "")
+            .tail(&route(route_port))
+    };
+    let _p = config(TRUSTED).start_binary("ws-reload.toml").await;
+    let ports = Ports {
+        proxy: SocketAddr::from(([127, 0, 0, 1], proxy)),
+        route: SocketAddr::from(([127, 0, 0, 1], route_port)),
+    };
+    // Per mode, one socket that will try to talk after the revocation and one that stays
+    // silent (closed by the reload itself, not by a message).
+    let mut open_sockets = Vec::new();
+    let mut silent = Vec::new();
+    for mode in MODES {
+        for list in [&mut open_sockets, &mut silent] {
+            let mut ws = open(&env, ports, mode)
+                .await
+                .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+            round_trip(&mut ws, "before").await;
+            list.push((mode, ws));
+        }
+    }
+    // The same policy again: a new generation that still accepts the enclave.
+    config(TRUSTED).write("ws-reload.toml");
+    reload(admin).await;
+    for (mode, ws) in open_sockets.iter_mut().chain(silent.iter_mut()) {
+        round_trip(ws, &format!("{mode:?} after a reload that keeps it")).await;
+    }
+    let frames = sim.websocket_frames();
+    config(OTHER).write("ws-reload.toml");
+    reload(admin).await;
+    for (mode, ws) in &mut open_sockets {
+        // Try to slip one through, then the socket must be closed without an echo.
+        let _ = ws.send(Message::text("after the revocation")).await;
+        assert!(
+            closed_within(ws, Duration::from_secs(5)).await,
+            "{mode:?}: closed by the reload"
+        );
+    }
+    for (mode, ws) in &mut silent {
+        assert!(
+            closed_within(ws, Duration::from_secs(5)).await,
+            "{mode:?}: a silent socket is closed by the reload"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        sim.websocket_frames(),
+        frames,
+        "nothing reached the enclave after the reload refused it"
+    );
+    // And a new upgrade is refused.
+    let answer = upgrade_by_hand(ports.proxy, &format!("http://{HOST}/ws"), "")
+        .await
+        .err()
+        .expect("refused");
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+}
+
+/// An open WebSocket keeps its client connection's place under `max_connections` until it
+/// closes, and the idle timeout closes a silent one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_websocket_holds_its_connection_slot_and_idles_out() {
+    let env = env();
+    let sim = good_sim(&env).await;
+    let running = Harness::new(&env)
+        .limits("max_connections = 2\nidle_timeout_secs = 2")
+        .enclave(HOST, sim.addr())
+        .start()
+        .await;
+    let ports = Ports {
+        proxy: running.addr,
+        route: running.addr,
+    };
+    let metrics = Arc::clone(running.proxy.metrics());
+    let mut first = open(&env, ports, Mode::Originated).await.expect("first");
+    let mut second = open(&env, ports, Mode::Intercepted).await.expect("second");
+    round_trip(&mut first, "one").await;
+    round_trip(&mut second, "two").await;
+    assert_eq!(metrics.client_connections.load(Ordering::Relaxed), 2);
+    let third = upgrade_by_hand(running.addr, &format!("http://{HOST}/ws"), "")
+        .await
+        .err()
+        .expect("over the cap");
+    assert!(third.starts_with("HTTP/1.1 503"), "{third}");
+    // Keep the first busy past the idle timeout; the second says nothing and is closed.
+    for i in 0..6 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        round_trip(&mut first, &format!("still here {i}")).await;
+    }
+    assert!(closed_within(&mut second, Duration::from_secs(2)).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(metrics.client_connections.load(Ordering::Relaxed), 1);
+    let mut again = open(&env, ports, Mode::Originated)
+        .await
+        .expect("a place again");
+    round_trip(&mut again, "three").await;
+}
+
+/// An open WebSocket holds its upstream's place under `max_upstream_connections`: at the
+/// cap the next upgrade gets 503 `upstream_capacity`; once it closes, the place is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_websocket_holds_its_upstream_place() {
+    let env = env();
+    let sim = good_sim(&env).await;
+    let running = Harness::new(&env)
+        .limits("max_upstream_connections = 1\nconnect_timeout_secs = 1")
+        .enclave(HOST, sim.addr())
+        .start()
+        .await;
+    let ports = Ports {
+        proxy: running.addr,
+        route: running.addr,
+    };
+    let upstream = Arc::clone(running.proxy.metrics());
+    let mut first = open(&env, ports, Mode::Originated).await.expect("first");
+    round_trip(&mut first, "one").await;
+    assert_eq!(upstream.upstream_connections.load(Ordering::Relaxed), 1);
+    let second = upgrade_by_hand(running.addr, &format!("http://{HOST}/ws"), "")
+        .await
+        .err()
+        .expect("at the cap");
+    assert!(second.starts_with("HTTP/1.1 503"), "{second}");
+    assert!(
+        second.contains("\"code\":\"upstream_capacity\""),
+        "{second}"
+    );
+    first.close(None).await.expect("close");
+    assert!(closed_within(&mut first, Duration::from_secs(5)).await);
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(upstream.upstream_connections.load(Ordering::Relaxed), 0);
+    let mut third = open(&env, ports, Mode::Originated)
+        .await
+        .expect("a place again");
+    round_trip(&mut third, "three").await;
+}
+
+/// The access log records the upgrade when it closes: status 101, the bytes each way, the
+/// whole duration, the verdict and MRENCLAVE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_records_the_upgrade_at_close() {
+    let env = env();
+    let sim = good_sim(&env).await;
+    let proxy = free_port();
+    let config = Harness::new(&env)
+        .listen(proxy)
+        .enclave(HOST, sim.addr())
+        .write("ws-log.toml");
+    let mut p = common::Binary::start(&config, proxy, &[], true).await;
+    let ports = Ports {
+        proxy: SocketAddr::from(([127, 0, 0, 1], proxy)),
+        route: SocketAddr::from(([127, 0, 0, 1], proxy)),
+    };
+    let mut ws = open(&env, ports, Mode::Originated).await.expect("open");
+    round_trip(&mut ws, &"x".repeat(1000)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ws.close(None).await.expect("close");
+    assert!(closed_within(&mut ws, Duration::from_secs(5)).await);
+    // The client's side closes too (the relay keeps a half-closed connection open).
+    drop(ws);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.signal("-TERM");
+    let stderr = p.child.stderr.take().expect("stderr");
+    let lines: Vec<String> = tokio::task::spawn_blocking(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect()
+    })
+    .await
+    .expect("join");
+    let access: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "ratls_proxy::access")
+        .collect();
+    assert_eq!(access.len(), 1, "one line per upgrade: {lines:?}");
+    let line = &access[0];
+    assert_eq!(line["status"], 101, "{line}");
+    assert_eq!(line["path"], "/ws", "{line}");
+    assert_eq!(line["verdict"], "accepted", "{line}");
+    assert_eq!(line["mrenclave"], TRUSTED, "{line}");
+    assert_eq!(line["upgrade"], "websocket", "{line}");
+    assert_eq!(line["end"], "closed", "{line}");
+    // A masked 1000-byte frame up (1008 bytes) and its echo down (1004), plus the closes.
+    assert!(line["bytes_up"].as_u64().unwrap_or(0) >= 1008, "{line}");
+    assert!(line["bytes_down"].as_u64().unwrap_or(0) >= 1004, "{line}");
+    assert!(line["total_ms"].as_f64().unwrap_or(0.0) >= 300.0, "{line}");
+}
+
+/// curl, as a user would type it: the upgrade through the proxy gets `101` and the
+/// enclave's accept key (curl 7.88 has no `ws://` of its own, so it stops after the head).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_gets_the_switch_through_the_proxy() {
+    let env = env();
+    let sim = good_sim(&env).await;
+    let running = Harness::new(&env).enclave(HOST, sim.addr()).start().await;
+    let out = common::curl(
+        common::s(&[
+            "-i",
+            "--max-time",
+            "2",
+            "-x",
+            &format!("http://{}", running.addr),
+            &format!("http://{HOST}/ws"),
+            "-H",
+            "Connection: Upgrade",
+            "-H",
+            "Upgrade: websocket",
+            "-H",
+            "Sec-WebSocket-Version: 13",
+            "-H",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        ]),
+        vec![],
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 101"), "{text}");
+    assert!(
+        text.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{text}"
+    );
+    assert_eq!(sim.request_count(), 1);
+}
