@@ -306,7 +306,11 @@ impl SimEnclave {
             source,
         })?;
         let requests = Arc::new(AtomicU64::new(0));
-        let mrenclave = config.spec.mrenclave.to_string();
+        // The echo names the measurement the quote claims: MRENCLAVE, or `mrtd:` and MRTD.
+        let mrenclave = match &config.td {
+            Some(td) => format!("mrtd:{}", td.mr_td),
+            None => config.spec.mrenclave.to_string(),
+        };
         let counter = Arc::clone(&requests);
         let streamed = Arc::new(Counters::default());
         let counters = Arc::clone(&streamed);
@@ -397,7 +401,7 @@ impl SimEnclave {
     }
 }
 
-fn echo(req: &Request<Incoming>, mrenclave: &str) -> String {
+fn echo(req: &Request<Incoming>, measurement: &str) -> String {
     let headers: serde_json::Map<String, serde_json::Value> = req
         .headers()
         .iter()
@@ -408,9 +412,13 @@ fn echo(req: &Request<Incoming>, mrenclave: &str) -> String {
             )
         })
         .collect();
+    let (key, value) = match measurement.strip_prefix("mrtd:") {
+        Some(mrtd) => ("mrtd", mrtd),
+        None => ("mrenclave", measurement),
+    };
     serde_json::json!({
         "enclave": "ratls-proxy sim",
-        "mrenclave": mrenclave,
+        key: value,
         "method": req.method().as_str(),
         "path": req.uri().path(),
         "query": req.uri().query(),
