@@ -567,11 +567,44 @@ mod with_sim {
             "nothing changed, so no verdict is judged again"
         );
         // Newer collateral is a change: verdicts made under the old snapshot are stale.
-        pcs.replace(SIM_FMSPC, served(&s, newer + 30));
+        let base = s
+            .pki
+            .collateral(UnixTime(newer + 30), &[])
+            .expect("collateral");
+        pcs.replace(SIM_FMSPC, Served::from_bundle(&base));
         cache.ensure(key, true).await.expect("newer accepted");
-        assert_ne!(
+        let after_tcb = ratls_proxy::appraise::CollateralSource::snapshot_id(cache.as_ref());
+        assert_ne!(after_tcb, snapshot);
+
+        // The same TCB info and QE identity bytes with a new PCK CRL (a revocation) are a
+        // change too: pooled connections are judged again under it.
+        let mut revoking = base.clone();
+        revoking.pck_crl = s
+            .pki
+            .collateral(UnixTime(newer + 30), &[vec![0x42]])
+            .expect("collateral")
+            .pck_crl;
+        pcs.replace(SIM_FMSPC, Served::from_bundle(&revoking));
+        cache.ensure(key, true).await.expect("a new CRL accepted");
+        let after_crl = ratls_proxy::appraise::CollateralSource::snapshot_id(cache.as_ref());
+        assert_ne!(after_crl, after_tcb, "a new CRL is a new snapshot");
+
+        // A replayed older CRL (it would un-revoke a PCK) beside current TCB info is refused.
+        let mut replay = base;
+        replay.pck_crl = s
+            .pki
+            .collateral(UnixTime(newer - 86_400), &[])
+            .expect("collateral")
+            .pck_crl;
+        pcs.replace(SIM_FMSPC, Served::from_bundle(&replay));
+        let err = cache
+            .ensure(key, true)
+            .await
+            .expect_err("CRL rollback refused");
+        assert!(err.to_string().contains("PCK CRL"), "{err}");
+        assert_eq!(
             ratls_proxy::appraise::CollateralSource::snapshot_id(cache.as_ref()),
-            snapshot
+            after_crl
         );
     }
 

@@ -425,3 +425,39 @@ fn sim_collateral_refuses_intel_quotes_and_intel_collateral_refuses_sim_quotes()
         VerifiedCollateral::verify(&intel, &s.pki.anchor().expect("anchor")).expect_err("refused");
     assert_eq!(err.code(), RefusalCode::ChainInvalid);
 }
+
+#[test]
+fn dice_evidence_binds_under_gramine_and_is_refused_under_a_dstack_or_cosmian_policy() {
+    let s = sim();
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).expect("key");
+    let mut claims = vec![0xa1, 0x6b];
+    claims.extend_from_slice(b"pubkey-hash");
+    claims.extend_from_slice(&[0x58, 0x24, 0x82, 0x01, 0x58, 0x20]);
+    claims.extend_from_slice(&Sha256::digest(key.subject_public_key_info()));
+    let quote = quote_for(&s, &rd(&claims));
+    let mut ev = vec![0xd9, 0xea, 0x60, 0x82, 0x59];
+    ev.extend_from_slice(&u16::try_from(quote.len()).expect("fits").to_be_bytes());
+    ev.extend_from_slice(&quote);
+    ev.extend_from_slice(&[0x58, u8::try_from(claims.len()).expect("fits")]);
+    ev.extend_from_slice(&claims);
+    let der = cert(
+        &key,
+        vec![CustomExtension::from_oid_content(
+            OID_TCG_DICE_TAGGED_EVIDENCE,
+            ev,
+        )],
+    );
+    for mode in [BindingMode::Auto, BindingMode::Gramine] {
+        let a = appraise(&der, &s.collateral, mode, s.now.0);
+        assert!(a.appraisal.is_accepted(), "{mode:?}: {:?}", a.refusal());
+        assert_eq!(a.binding, Some(Binding::Gramine));
+    }
+    for mode in [BindingMode::Dstack, BindingMode::Cosmian] {
+        let a = appraise(&der, &s.collateral, mode, s.now.0);
+        assert_eq!(
+            a.refusal().map(|r| r.code),
+            Some(RefusalCode::BindingMismatch),
+            "{mode:?}"
+        );
+    }
+}

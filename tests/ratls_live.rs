@@ -502,3 +502,50 @@ async fn a_new_collateral_snapshot_makes_every_cached_verdict_stale() {
         "a new generation verifies anew"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_verdict_never_outlives_the_policys_freshness_limits() {
+    let env = env();
+    let good = sim(&env, SimConfig::default()).await;
+    let leaf = good.certificate_der();
+    // A cache that would keep a verdict for a day: only the policy limits end it sooner.
+    let cache = Arc::new(VerdictCache::new(
+        100,
+        std::time::Duration::from_secs(86_400),
+    ));
+    for (policy, code) in [
+        (
+            EnclavePolicy {
+                max_cert_age_secs: Some(7_200),
+                ..EnclavePolicy::default()
+            },
+            RefusalCode::CertificateTooOld,
+        ),
+        (
+            EnclavePolicy {
+                max_collateral_age_secs: Some(7_200),
+                ..EnclavePolicy::default()
+            },
+            RefusalCode::CollateralTooOld,
+        ),
+    ] {
+        let v = verifier(&env, policy, &cache);
+        let first = v.verdict_for(leaf, env.now).expect("accepted now");
+        // The sim issued its certificate and collateral about an hour ago.
+        assert!(
+            first.valid_until.0 <= env.now.0 + 3_600,
+            "{code:?}: the verdict holds until {}, past the limit",
+            first.valid_until
+        );
+        let verifications = cache.stats().verifications;
+        let refused = v
+            .verdict_for(leaf, UnixTime(first.valid_until.0 + 1))
+            .expect_err("refused past the limit");
+        assert_eq!(refused.refusal.code, code);
+        assert_eq!(
+            cache.stats().verifications,
+            verifications + 1,
+            "judged afresh, not served from the cache"
+        );
+    }
+}

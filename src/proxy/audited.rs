@@ -65,38 +65,11 @@ impl Auditor {
         if !self.enabled {
             return Ok(());
         }
-        let host = target.dest.host.to_string();
-        let judged = Judged {
-            host: &host,
-            port: target.dest.port,
-            generation,
-            policy: &target.enclave.config.policy,
-        };
         let written = match self.log.lock() {
-            Ok(log) => match log.as_ref() {
-                Some(l) => l
-                    .record(judged, c, UnixTime::now())
-                    .map_err(|e| e.to_string()),
-                None => Err("the audit trail is not open".to_owned()),
-            },
+            Ok(log) => write(log.as_ref(), target, generation, c),
             Err(_) => Err("audit lock poisoned".to_owned()),
         };
-        match written {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                tracing::error!(host, error = %e, "audit record not written");
-                if let Some(m) = &self.metrics {
-                    m.audit_write_failures.fetch_add(1, Ordering::Relaxed);
-                }
-                if self.required {
-                    Err(format!(
-                        "the audit trail cannot be written ({e}) and [audit] required = true"
-                    ))
-                } else {
-                    Ok(())
-                }
-            }
-        }
+        self.outcome(target, written)
     }
 
     /// Records an accepted verdict the first time it admits a connection.
@@ -106,14 +79,63 @@ impl Auditor {
         generation: u64,
         v: &CachedVerdict,
     ) -> Result<(), String> {
-        if !self.enabled || v.audited.swap(true, Ordering::AcqRel) {
+        if !self.enabled {
             return Ok(());
         }
-        let result = self.record(target, generation, &v.appraisal);
-        if result.is_err() {
-            // Not in the trail: the next connection it admits tries again.
-            v.audited.store(false, Ordering::Release);
-        }
-        result
+        // Checked, written and marked under the trail's lock: a second connection the
+        // same verdict admits meanwhile waits for the write instead of going ahead of it.
+        let written = match self.log.lock() {
+            Ok(log) => {
+                if v.audited.load(Ordering::Acquire) {
+                    return Ok(());
+                }
+                let w = write(log.as_ref(), target, generation, &v.appraisal);
+                if w.is_ok() {
+                    v.audited.store(true, Ordering::Release);
+                }
+                w
+            }
+            Err(_) => Err("audit lock poisoned".to_owned()),
+        };
+        self.outcome(target, written)
     }
+
+    /// Logs and counts a failed write; `Err` only when the trail is required.
+    fn outcome(&self, target: &Target, written: Result<(), String>) -> Result<(), String> {
+        let Err(e) = written else {
+            return Ok(());
+        };
+        tracing::error!(host = %target.dest.host, error = %e, "audit record not written");
+        if let Some(m) = &self.metrics {
+            m.audit_write_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.required {
+            Err(format!(
+                "the audit trail cannot be written ({e}) and [audit] required = true"
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// One record of `c` for `target` into `log` (the caller holds the trail's lock).
+fn write(
+    log: Option<&AuditLog>,
+    target: &Target,
+    generation: u64,
+    c: &CertAppraisal,
+) -> Result<(), String> {
+    let Some(l) = log else {
+        return Err("the audit trail is not open".to_owned());
+    };
+    let host = target.dest.host.to_string();
+    let judged = Judged {
+        host: &host,
+        port: target.dest.port,
+        generation,
+        policy: &target.enclave.config.policy,
+    };
+    l.record(judged, c, UnixTime::now())
+        .map_err(|e| e.to_string())
 }

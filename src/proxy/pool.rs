@@ -140,6 +140,13 @@ impl Conn {
         };
         open && now <= self.verdict.valid_until
     }
+
+    /// Judged under the collateral snapshot `target`'s verifier has now: a
+    /// snapshot that changed after `rejudge_stale` looked leaves an older connection in
+    /// the pool for the next checkout to judge, never handed out.
+    fn current(&self, target: &Target) -> bool {
+        self.verdict.snapshot == target.enclave.verifier.snapshot()
+    }
 }
 
 /// Verified connections by destination, shared by intercept, origination and routes.
@@ -219,24 +226,43 @@ impl Pool {
         };
         let now = UnixTime::now();
         for mut conn in stale {
-            match verifier.verdict_for(&conn.verdict.leaf, now) {
+            match self.rejudge(target, &conn.verdict, now) {
                 Ok(verdict) => {
-                    self.audit
-                        .record_verdict(target, self.generation, &verdict)
-                        .map_err(UpstreamError::Audit)?;
                     conn.verdict = verdict;
                     self.checkin(target, conn);
                 }
-                Err(refused) => {
-                    self.audit
-                        .record(target, self.generation, &refused.appraisal)
-                        .map_err(UpstreamError::Audit)?;
-                    tracing::warn!(host = %target.dest.host, code = %refused.refusal.code, "a pooled connection is refused under the new collateral; closing it");
-                    return Err(UpstreamError::Refused(refused.refusal));
+                Err(e) => {
+                    tracing::warn!(host = %target.dest.host, error = %e, "a pooled connection is refused under the new collateral; closing it");
+                    return Err(e);
                 }
             }
         }
         Ok(())
+    }
+
+    /// Judges the certificate behind `held` again under `target`'s verifier (this pool's
+    /// generation) at `now`, and puts a new verdict (accepted or refused) into the audit
+    /// trail before the connection carries another byte.
+    pub(super) fn rejudge(
+        &self,
+        target: &Target,
+        held: &CachedVerdict,
+        now: UnixTime,
+    ) -> Result<Arc<CachedVerdict>, UpstreamError> {
+        match target.enclave.verifier.verdict_for(&held.leaf, now) {
+            Ok(verdict) => {
+                self.audit
+                    .record_verdict(target, self.generation, &verdict)
+                    .map_err(UpstreamError::Audit)?;
+                Ok(verdict)
+            }
+            Err(refused) => {
+                self.audit
+                    .record(target, self.generation, &refused.appraisal)
+                    .map_err(UpstreamError::Audit)?;
+                Err(UpstreamError::Refused(refused.refusal))
+            }
+        }
     }
 
     async fn checkout_judged(
@@ -250,7 +276,10 @@ impl Pool {
                 list.retain(|c| c.usable(now));
                 // HTTP/2: share up to H2_CONNECTIONS connections round-robin, so the work of one
                 // destination is not funnelled through a single connection task.
-                let h2_count = list.iter().filter(|c| c.is_h2()).count();
+                let h2_count = list
+                    .iter()
+                    .filter(|c| c.is_h2() && c.current(target))
+                    .count();
                 if h2_count >= H2_CONNECTIONS {
                     let pick = self.next.fetch_add(1, Ordering::Relaxed) % h2_count;
                     if let Some(Conn {
@@ -259,7 +288,10 @@ impl Pool {
                         id,
                         last_used,
                         ..
-                    }) = list.iter_mut().filter(|c| c.is_h2()).nth(pick)
+                    }) = list
+                        .iter_mut()
+                        .filter(|c| c.is_h2() && c.current(target))
+                        .nth(pick)
                     {
                         *last_used = Instant::now();
                         return Ok(Conn {
@@ -273,8 +305,8 @@ impl Pool {
                 }
                 // HTTP/1.1: take an idle connection out while it is in use.
                 if h2_count == 0 {
-                    if let Some(c) = list.pop() {
-                        return Ok(c);
+                    if let Some(at) = list.iter().rposition(|c| !c.is_h2() && c.current(target)) {
+                        return Ok(list.swap_remove(at));
                     }
                 }
             }
@@ -318,7 +350,11 @@ impl Pool {
                 return Ok(None);
             };
             slot.conns.retain(|c| c.usable(now));
-            if let Some(at) = slot.conns.iter().rposition(|c| c.h1_ticket.is_some()) {
+            if let Some(at) = slot
+                .conns
+                .iter()
+                .rposition(|c| c.h1_ticket.is_some() && c.current(target))
+            {
                 return Ok(Some(slot.conns.swap_remove(at)));
             }
             if slot

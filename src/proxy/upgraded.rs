@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use super::admit::ClientSlot;
 use super::pool::UpstreamOpen;
 use super::refusal::ProxyRefusal;
-use super::relay::{access_log_closed, Closed, Outcome};
+use super::relay::{access_log_closed, from_upstream, Closed, Outcome};
 use super::state::{Generation, Proxy};
 use super::target::Target;
 use crate::addr::Authority;
@@ -98,9 +98,11 @@ impl Judge {
             )));
         };
         let verifier = Arc::clone(&target.enclave.verifier);
-        let verdict = verifier
-            .verdict_for(&held.verdict.leaf, now)
-            .map_err(|r| ProxyRefusal::Attestation(r.refusal))?;
+        // Through the generation's pool, so the new verdict is in the audit trail first.
+        let verdict = g
+            .pool
+            .rejudge(&target, &held.verdict, now)
+            .map_err(from_upstream)?;
         *held = Held {
             generation: Arc::downgrade(&g),
             verifier,

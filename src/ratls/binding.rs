@@ -84,8 +84,11 @@ pub fn check(
     let committed = report_data.0.get(..32).unwrap_or_default();
     match evidence {
         Evidence::Dice { claims, .. } => {
-            if mode == BindingMode::Cosmian {
-                return Err("the certificate carries Gramine DICE evidence, the policy requires the Cosmian binding".into());
+            if !matches!(mode, BindingMode::Auto | BindingMode::Gramine) {
+                return Err(format!(
+                    "the certificate carries Gramine DICE evidence, the policy requires the {} binding",
+                    if mode == BindingMode::Cosmian { "Cosmian" } else { "dstack" }
+                ));
             }
             if Sha256::digest(claims).as_slice() != committed {
                 return Err(format!(

@@ -112,19 +112,19 @@ impl VerdictCache {
         &self.durations
     }
 
-    /// Stores an accepted appraisal whose quote's collateral is valid until
-    /// `quote_valid_until` (refusals are never cached: the caller holds them).
+    /// Stores an accepted appraisal that holds until `valid_until` (the collateral's and
+    /// the policy's limits; refusals are never cached: the caller holds them).
     pub fn insert_accepted(
         &self,
         key: (PolicyId, u64),
         leaf: &[u8],
         appraisal: &CertAppraisal,
-        quote_valid_until: UnixTime,
+        valid_until: UnixTime,
         now: UnixTime,
     ) -> Arc<CachedVerdict> {
         let (policy, snapshot) = key;
         let max = i64::try_from(self.max_age.as_secs()).unwrap_or(i64::MAX);
-        let mut until = UnixTime(now.0.saturating_add(max)).min(quote_valid_until);
+        let mut until = UnixTime(now.0.saturating_add(max)).min(valid_until);
         if let Some(not_after) = appraisal.cert_not_after {
             until = until.min(not_after);
         }

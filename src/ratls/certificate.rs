@@ -21,6 +21,8 @@ pub struct CertAppraisal {
     pub binding: Option<Binding>,
     /// SHA-256 of the leaf DER.
     pub cert_sha256: CertSha256,
+    /// The certificate's notBefore, if it parsed.
+    pub cert_not_before: Option<UnixTime>,
     /// The certificate's notAfter, if it parsed.
     pub cert_not_after: Option<UnixTime>,
     /// SHA-256 of the quote bytes, if one was found.
@@ -57,6 +59,7 @@ pub fn appraise_certificate(
         appraisal: Appraisal::refused_early(refusal, now),
         binding: None,
         cert_sha256,
+        cert_not_before: None,
         cert_not_after: not_after,
         quote_sha256: None,
     };
@@ -118,6 +121,7 @@ pub fn appraise_certificate(
         appraisal,
         binding: bound,
         cert_sha256,
+        cert_not_before: Some(UnixTime(not_before)),
         cert_not_after: Some(UnixTime(not_after)),
         quote_sha256: Some(Sha256::digest(evidence.quote()).into()),
     }

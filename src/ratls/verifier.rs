@@ -29,6 +29,7 @@ use crate::appraise::refusal::Refusal;
 use crate::appraise::CollateralSource;
 use crate::dcap::ids::CertSha256;
 use crate::dcap::time::UnixTime;
+use crate::dcap::verify::VerifiedQuote;
 
 /// The error carried through rustls when a certificate is refused: the refusal, and the
 /// whole appraisal so callers can report what was parsed. Only a refused appraisal makes
@@ -164,8 +165,8 @@ impl RaTlsVerifier {
             now,
         );
         self.cache.count_verification(started.elapsed());
-        let quote_valid_until = match &appraisal.appraisal.outcome {
-            Ok(accepted) => accepted.quote.valid_until,
+        let valid_until = match &appraisal.appraisal.outcome {
+            Ok(accepted) => self.accepted_until(&appraisal, &accepted.quote),
             Err(refusal) => {
                 return Err(RaTlsRefused {
                     refusal: refusal.clone(),
@@ -177,9 +178,29 @@ impl RaTlsVerifier {
             (self.policy_id, snapshot),
             leaf_der,
             &appraisal,
-            quote_valid_until,
+            valid_until,
             now,
         ))
+    }
+
+    /// The last second an accepted verdict holds: the collateral's validity, and the
+    /// policy's freshness limits counted from when the certificate and the collateral were
+    /// issued (a cached verdict must not outlive `max_cert_age_secs` or
+    /// `max_collateral_age_secs`).
+    fn accepted_until(&self, c: &CertAppraisal, quote: &VerifiedQuote) -> UnixTime {
+        let after = |from: UnixTime, max: Option<u64>| {
+            max.map(|m| UnixTime(from.0.saturating_add(i64::try_from(m).unwrap_or(i64::MAX))))
+        };
+        let mut until = quote.valid_until;
+        let limits = [
+            c.cert_not_before
+                .and_then(|nb| after(nb, self.policy.max_cert_age_secs)),
+            after(quote.collateral_issued, self.policy.max_collateral_age_secs),
+        ];
+        for limit in limits.into_iter().flatten() {
+            until = until.min(limit);
+        }
+        until
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 pub(crate) use super::pcs::PcsEndpoint;
 use crate::appraise::CollateralSource;
 use crate::dcap::collateral::pcs::PckCa;
-use crate::dcap::collateral::CollateralError;
+use crate::dcap::collateral::{CollateralError, CollateralItem};
 use crate::dcap::error::VerifyError;
 use crate::dcap::ids::Fmspc;
 use crate::dcap::quote::{Quote, TeeType};
@@ -225,10 +225,9 @@ impl CollateralCache {
         }
     }
 
-    /// Stores a verified snapshot for `key`, unless it would move collateral backwards: a
-    /// lower `tcbEvaluationDataNumber` or an older TCB info or QE identity `issueDate`
-    /// than the snapshot held is refused (an attacker replaying old, validly signed
-    /// collateral would hide a TCB recovery).
+    /// Stores a verified snapshot for `key`, unless it would move collateral backwards (see
+    /// [`rollback`]): an attacker replaying old, validly signed collateral would hide a TCB
+    /// recovery or a revocation.
     fn store(
         &self,
         key: Key,
@@ -241,22 +240,15 @@ impl CollateralCache {
         let changed = match map.get(&key) {
             Some(held) => {
                 let (old, new) = (&held.verified, &v);
-                if new.tcb_info.tcb_evaluation_data_number < old.tcb_info.tcb_evaluation_data_number
-                    || new.tcb_info.issue_date < old.tcb_info.issue_date
-                    || new.qe_identity.issue_date < old.qe_identity.issue_date
-                {
+                if let Some(detail) = rollback(old, new) {
                     return Err(unavailable(format!(
-                        "refused a collateral rollback for FMSPC {}: fetched TCB evaluation data number {} issued {}, holding {} issued {}",
-                        key.0,
-                        new.tcb_info.tcb_evaluation_data_number,
-                        new.tcb_info.issue_date,
-                        old.tcb_info.tcb_evaluation_data_number,
-                        old.tcb_info.issue_date
+                        "refused a collateral rollback for FMSPC {}: {detail}",
+                        key.0
                     )));
                 }
-                new.tcb_info.issue_date != old.tcb_info.issue_date
-                    || new.qe_identity.issue_date != old.qe_identity.issue_date
-                    || new.valid_until() != old.valid_until()
+                // Any new byte (a CRL included: a newly revoked PCK must reach pooled
+                // connections) is a new snapshot, judged again.
+                new.digests != old.digests || new.valid_until() != old.valid_until()
             }
             None => true,
         };
@@ -374,12 +366,8 @@ impl CollateralSource for CollateralCache {
             None => {
                 self.misses.fetch_add(1, Ordering::Relaxed);
                 // Only a quote whose PCK chain verifies to the trust root may make us fetch.
-                if let Err(e) = pck_platform_under(quote, &self.anchor) {
-                    return Err(unavailable(format!(
-                        "no collateral for FMSPC {}, and none will be fetched for this quote: {e}",
-                        key.0
-                    )));
-                }
+                // A chain that does not verify is that (chain_invalid), not missing collateral.
+                pck_platform_under(quote, &self.anchor)?;
                 if let Ok(mut m) = self.missing.lock() {
                     if m.len() < MAX_MISSING {
                         m.insert(key);
@@ -393,4 +381,35 @@ impl CollateralSource for CollateralCache {
             }
         }
     }
+}
+
+/// Why `new` would move collateral backwards from `old`, if it would: a lower
+/// `tcbEvaluationDataNumber`, an older TCB info or QE identity `issueDate`, or an older
+/// CRL `thisUpdate` (a replayed CRL would un-revoke a PCK).
+fn rollback(old: &VerifiedCollateral, new: &VerifiedCollateral) -> Option<String> {
+    let (o, n) = (&old.tcb_info, &new.tcb_info);
+    if n.tcb_evaluation_data_number < o.tcb_evaluation_data_number || n.issue_date < o.issue_date {
+        return Some(format!(
+            "fetched TCB evaluation data number {} issued {}, holding {} issued {}",
+            n.tcb_evaluation_data_number, n.issue_date, o.tcb_evaluation_data_number, o.issue_date
+        ));
+    }
+    if new.qe_identity.issue_date < old.qe_identity.issue_date {
+        return Some(format!(
+            "fetched QE identity issued {}, holding one issued {}",
+            new.qe_identity.issue_date, old.qe_identity.issue_date
+        ));
+    }
+    for item in [CollateralItem::RootCaCrl, CollateralItem::PckCrl] {
+        let from =
+            |v: &VerifiedCollateral| v.windows().iter().find(|w| w.item == item).map(|w| w.from);
+        if let (Some(held), Some(fetched)) = (from(old), from(new)) {
+            if fetched < held {
+                return Some(format!(
+                    "fetched {item} issued {fetched}, holding one issued {held}"
+                ));
+            }
+        }
+    }
+    None
 }

@@ -1,5 +1,6 @@
 //! EDGE. Collateral from a JSON bundle file or a directory of them.
-//! Each bundle is verified once at load; quotes get the bundle for their FMSPC.
+//! Each bundle is verified once at load; quotes get the bundle for their FMSPC and TEE
+//! (one platform can have SGX and TDX collateral under the same FMSPC).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -7,18 +8,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::appraise::CollateralSource;
+use crate::dcap::collateral::tcb_info::CollateralTee;
 use crate::dcap::collateral::{Collateral, CollateralError};
 use crate::dcap::error::VerifyError;
 use crate::dcap::ids::Fmspc;
-use crate::dcap::quote::Quote;
+use crate::dcap::quote::{Body, Quote};
 use crate::dcap::trust::TrustAnchor;
 use crate::dcap::verified::VerifiedCollateral;
 use crate::dcap::verify::pck_fmspc;
 
-/// Verified bundles by FMSPC.
+/// Verified bundles by FMSPC and TEE.
 #[derive(Debug, Default)]
 pub struct FileCollateral {
-    by_fmspc: HashMap<Fmspc, Arc<VerifiedCollateral>>,
+    by_fmspc: HashMap<(Fmspc, CollateralTee), Arc<VerifiedCollateral>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -61,7 +63,18 @@ impl FileCollateral {
         let c = Collateral::from_json(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
         let v = VerifiedCollateral::verify(&c, anchor)
             .map_err(|e| format!("{}: {e}", file.display()))?;
-        self.by_fmspc.insert(v.tcb_info.fmspc, Arc::new(v));
+        // Two bundles for one platform: the newer TCB info stands, whatever the file order.
+        let key = (v.tcb_info.fmspc, v.tcb_info.tee);
+        let newer = self.by_fmspc.get(&key).is_none_or(|held| {
+            (v.tcb_info.tcb_evaluation_data_number, v.tcb_info.issue_date)
+                > (
+                    held.tcb_info.tcb_evaluation_data_number,
+                    held.tcb_info.issue_date,
+                )
+        });
+        if newer {
+            self.by_fmspc.insert(key, Arc::new(v));
+        }
         Ok(())
     }
 
@@ -82,7 +95,11 @@ impl FileCollateral {
 impl CollateralSource for FileCollateral {
     fn verified_for(&self, quote: &Quote<'_>) -> Result<Arc<VerifiedCollateral>, VerifyError> {
         let fmspc = pck_fmspc(quote);
-        let found = fmspc.and_then(|f| self.by_fmspc.get(&f));
+        let tee = match quote.body {
+            Body::Sgx(_) => CollateralTee::Sgx,
+            Body::Td(_) => CollateralTee::Tdx,
+        };
+        let found = fmspc.and_then(|f| self.by_fmspc.get(&(f, tee)));
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -94,10 +111,45 @@ impl CollateralSource for FileCollateral {
             None => Err(VerifyError::Collateral(CollateralError::Content {
                 what: "collateral",
                 detail: match fmspc {
-                    Some(f) => format!("no collateral bundle for FMSPC {f}"),
+                    Some(f) => format!(
+                        "no {} collateral bundle for FMSPC {f}",
+                        if tee == CollateralTee::Sgx {
+                            "SGX"
+                        } else {
+                            "TDX"
+                        }
+                    ),
                     None => "the quote's PCK certificate names no FMSPC".into(),
                 },
             })),
         }
+    }
+}
+
+#[cfg(all(test, feature = "sim"))]
+mod tests {
+    use super::*;
+    use crate::dcap::time::UnixTime;
+    use crate::sim::SimPki;
+
+    #[test]
+    fn of_two_bundles_for_one_platform_the_newer_stands_whatever_the_file_order() {
+        let now = UnixTime::now();
+        let pki = SimPki::generate(now).expect("pki");
+        let anchor = pki.anchor().expect("anchor");
+        let dir = std::env::temp_dir().join(format!("ratls-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let newer = UnixTime(now.0 - 60);
+        let older = UnixTime(now.0 - 2 * 86_400);
+        // `a` sorts first: the older one, read last, must not replace it.
+        for (name, issued) in [("a.json", newer), ("b.json", older)] {
+            let c = pki.collateral(issued, &[]).expect("collateral");
+            std::fs::write(dir.join(name), c.to_json()).expect("write");
+        }
+        let (files, skipped) = FileCollateral::load(&dir, &anchor).expect("loads");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let held: Vec<_> = files.bundles().map(|b| b.tcb_info.issue_date).collect();
+        assert_eq!(held, vec![newer]);
     }
 }

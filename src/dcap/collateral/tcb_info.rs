@@ -9,7 +9,7 @@ use crate::dcap::tcb::TcbStatus;
 use crate::dcap::time::UnixTime;
 
 /// Which TEE a TCB info or QE identity describes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CollateralTee {
     /// `"SGX"` / `"QE"`.
     Sgx,
