@@ -496,6 +496,62 @@ async fn a_reload_that_refuses_the_enclave_closes_open_websockets() {
     assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
 }
 
+/// The records of `host` in the audit trail at `path`.
+fn audited(path: &std::path::Path, host: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["host"] == host)
+        .collect()
+}
+
+/// Judging an open WebSocket again is a verdict like any other: the refusal a reload brings
+/// is in the audit trail, under the new generation, when the socket closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn judging_an_open_websocket_again_is_audited() {
+    let env = env();
+    let sim = good_sim(&env).await;
+    let (proxy, admin, route_port) = (free_port(), free_port(), free_port());
+    let trail = env.dir.join("ws-verdicts.jsonl");
+    let config = |mrenclave: &str| {
+        Harness::new(&env)
+            .listen(proxy)
+            .admin(admin)
+            .enclave_with(&[HOST], sim.addr(), mrenclave, "")
+            .tail(&format!(
+                "{}\n[audit]\npath = \"{}\"\n",
+                route(route_port),
+                trail.display()
+            ))
+    };
+    let _p = config(TRUSTED).start_binary("ws-audit.toml").await;
+    let ports = Ports {
+        proxy: SocketAddr::from(([127, 0, 0, 1], proxy)),
+        route: SocketAddr::from(([127, 0, 0, 1], route_port)),
+    };
+    let mut ws = open(&env, ports, Mode::Intercepted)
+        .await
+        .expect("upgraded");
+    round_trip(&mut ws, "before").await;
+    let before = audited(&trail, HOST);
+    assert!(
+        before.iter().all(|r| r["verdict"] == "accepted") && !before.is_empty(),
+        "{before:#?}"
+    );
+    config(OTHER).write("ws-audit.toml");
+    reload(admin).await;
+    assert!(closed_within(&mut ws, Duration::from_secs(5)).await);
+    let after = audited(&trail, HOST);
+    let refused: Vec<_> = after[before.len()..]
+        .iter()
+        .filter(|r| r["verdict"] == "refused")
+        .collect();
+    assert!(!refused.is_empty(), "{after:#?}");
+    assert_eq!(refused[0]["code"], "mrenclave_mismatch");
+    assert_ne!(refused[0]["generation"], before[0]["generation"]);
+}
+
 /// An open WebSocket keeps its client connection's place under `max_connections` until it
 /// closes, and the idle timeout closes a silent one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
