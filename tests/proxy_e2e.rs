@@ -562,5 +562,6 @@ fn config_check_reports_errors_with_their_location() {
     let text = std::fs::read_to_string(&example).expect("config/ratls-proxy.toml");
     let config = Config::from_toml(&text, "example", Path::new("/")).expect("example validates");
     assert_eq!(config.source.collateral, ratls_proxy::CollateralSpec::Pcs);
-    assert_eq!((config.enclaves.len(), config.routes.len()), (1, 1));
+    // One SGX entry and one TDX entry, one route.
+    assert_eq!((config.enclaves.len(), config.routes.len()), (2, 1));
 }
