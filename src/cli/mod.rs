@@ -1,18 +1,19 @@
 //! EDGE. The command line (clap) and its dispatch: `run` (the default), `config check`,
-//! `ca export|path`; `verify` (verify.rs, its report in report.rs) and `demo` (demo.rs)
-//! own their arguments.
+//! `ca export|path`; `verify` (verify.rs, its report in report.rs), `demo` (demo.rs) and
+//! `completions`/`man` (completions.rs) own their arguments.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod completions;
 #[cfg(feature = "sim")]
 mod demo;
 pub(crate) mod report;
 mod verify;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueHint};
 
 use crate::admin;
 use crate::ca::LocalCa;
@@ -59,13 +60,17 @@ pub enum Command {
     /// Start three simulated enclaves and the proxy in front of them, and print curl lines to try.
     #[cfg(feature = "sim")]
     Demo(demo::DemoArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff) on stdout, or write one page per command with --dir.
+    Man(completions::ManArgs),
 }
 
 /// `ratls-proxy run`.
 #[derive(Args, Debug, Default)]
 pub struct RunArgs {
     /// Configuration file (TOML); without it, every default applies.
-    #[arg(long, short, value_name = "FILE")]
+    #[arg(long, short, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub config: Option<PathBuf>,
 }
 
@@ -75,6 +80,7 @@ pub enum ConfigCommand {
     /// Validate a configuration file; errors are printed as file:line:col and exit 1.
     Check {
         /// The file.
+        #[arg(value_hint = ValueHint::FilePath)]
         file: PathBuf,
     },
 }
@@ -136,6 +142,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         #[cfg(feature = "sim")]
         Some(Command::Demo(args)) => demo::run(&args),
+        Some(Command::Completions(args)) => completions::completions(&args),
+        Some(Command::Man(args)) => completions::man(&args),
     }
 }
 
