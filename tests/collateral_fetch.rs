@@ -622,7 +622,13 @@ mod with_sim {
             RefreshPolicy::default(),
         );
         let a = appraise_fetching(&cache, &forged, s.now.0, false).await;
-        assert!(!a.is_accepted());
+        // Refused as what it is, a chain that does not verify, not as missing collateral.
+        assert_eq!(
+            a.outcome.as_ref().err().map(|r| r.code),
+            Some(RefusalCode::ChainInvalid),
+            "{:?}",
+            a.outcome
+        );
         assert_eq!(pcs.hits(), 0, "no fetch for an unverified platform");
         assert_eq!(cache.fetch_missing().await, 0);
         // The genuine quote of the same platform does make it fetch.

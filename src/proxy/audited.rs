@@ -79,10 +79,11 @@ impl Auditor {
         generation: u64,
         v: &CachedVerdict,
     ) -> Result<(), String> {
-        if !self.enabled {
+        // Set only after a successful write: a verdict already in the trail takes no lock.
+        if !self.enabled || v.audited.load(Ordering::Acquire) {
             return Ok(());
         }
-        // Checked, written and marked under the trail's lock: a second connection the
+        // Checked again, written and marked under the trail's lock: a second connection the
         // same verdict admits meanwhile waits for the write instead of going ahead of it.
         let written = match self.log.lock() {
             Ok(log) => {

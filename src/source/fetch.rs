@@ -355,9 +355,13 @@ impl CollateralSource for CollateralCache {
     }
 
     fn verified_for(&self, quote: &Quote<'_>) -> Result<Arc<VerifiedCollateral>, VerifyError> {
-        let key = key_of(quote).ok_or_else(|| {
-            unavailable("the quote's PCK certificate names no FMSPC or PCK CA".into())
-        })?;
+        let Some(key) = key_of(quote) else {
+            // A chain that does not verify is that (chain_invalid), whatever it names.
+            pck_platform_under(quote, &self.anchor)?;
+            return Err(unavailable(
+                "the quote's PCK certificate names no FMSPC or PCK CA".into(),
+            ));
+        };
         match self.snapshot(&key) {
             Some((v, _)) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
@@ -386,7 +390,7 @@ impl CollateralSource for CollateralCache {
 /// Why `new` would move collateral backwards from `old`, if it would: a lower
 /// `tcbEvaluationDataNumber`, an older TCB info or QE identity `issueDate`, or an older
 /// CRL `thisUpdate` (a replayed CRL would un-revoke a PCK).
-fn rollback(old: &VerifiedCollateral, new: &VerifiedCollateral) -> Option<String> {
+pub(super) fn rollback(old: &VerifiedCollateral, new: &VerifiedCollateral) -> Option<String> {
     let (o, n) = (&old.tcb_info, &new.tcb_info);
     if n.tcb_evaluation_data_number < o.tcb_evaluation_data_number || n.issue_date < o.issue_date {
         return Some(format!(

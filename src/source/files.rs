@@ -17,6 +17,8 @@ use crate::dcap::trust::TrustAnchor;
 use crate::dcap::verified::VerifiedCollateral;
 use crate::dcap::verify::pck_fmspc;
 
+use super::fetch::rollback;
+
 /// Verified bundles by FMSPC and TEE.
 #[derive(Debug, Default)]
 pub struct FileCollateral {
@@ -63,17 +65,18 @@ impl FileCollateral {
         let c = Collateral::from_json(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
         let v = VerifiedCollateral::verify(&c, anchor)
             .map_err(|e| format!("{}: {e}", file.display()))?;
-        // Two bundles for one platform: the newer TCB info stands, whatever the file order.
+        // Two bundles for one platform: the one that does not move backwards from the other
+        // (TCB info, QE identity, both CRLs: see `rollback`) stands, whatever the file order;
+        // on a tie the later file wins, as before.
         let key = (v.tcb_info.fmspc, v.tcb_info.tee);
-        let newer = self.by_fmspc.get(&key).is_none_or(|held| {
-            (v.tcb_info.tcb_evaluation_data_number, v.tcb_info.issue_date)
-                > (
-                    held.tcb_info.tcb_evaluation_data_number,
-                    held.tcb_info.issue_date,
-                )
-        });
-        if newer {
-            self.by_fmspc.insert(key, Arc::new(v));
+        let keep_held = self.by_fmspc.get(&key).and_then(|held| rollback(held, &v));
+        match keep_held {
+            Some(why) => {
+                tracing::warn!(file = %file.display(), why, "collateral bundle older than another for the same platform; not used")
+            }
+            None => {
+                self.by_fmspc.insert(key, Arc::new(v));
+            }
         }
         Ok(())
     }
@@ -133,7 +136,7 @@ mod tests {
     use crate::sim::SimPki;
 
     #[test]
-    fn of_two_bundles_for_one_platform_the_newer_stands_whatever_the_file_order() {
+    fn of_bundles_for_one_platform_the_newest_stands_whatever_the_file_order() {
         let now = UnixTime::now();
         let pki = SimPki::generate(now).expect("pki");
         let anchor = pki.anchor().expect("anchor");
@@ -141,15 +144,33 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let newer = UnixTime(now.0 - 60);
         let older = UnixTime(now.0 - 2 * 86_400);
-        // `a` sorts first: the older one, read last, must not replace it.
-        for (name, issued) in [("a.json", newer), ("b.json", older)] {
-            let c = pki.collateral(issued, &[]).expect("collateral");
+        let crl_issued = UnixTime(now.0 - 30);
+        let base = pki.collateral(newer, &[]).expect("collateral");
+        // The same TCB info with a newer PCK CRL (a revocation): it must stand although
+        // `0.json` is read first and `a.json` (older CRL) and `b.json` (older all) after it.
+        let mut revoking = base.clone();
+        revoking.pck_crl = pki
+            .collateral(crl_issued, &[vec![0x42]])
+            .expect("collateral")
+            .pck_crl;
+        let old = pki.collateral(older, &[]).expect("collateral");
+        for (name, c) in [("0.json", &revoking), ("a.json", &base), ("b.json", &old)] {
             std::fs::write(dir.join(name), c.to_json()).expect("write");
         }
         let (files, skipped) = FileCollateral::load(&dir, &anchor).expect("loads");
         let _ = std::fs::remove_dir_all(&dir);
         assert!(skipped.is_empty(), "{skipped:?}");
-        let held: Vec<_> = files.bundles().map(|b| b.tcb_info.issue_date).collect();
-        assert_eq!(held, vec![newer]);
+        let held: Vec<_> = files
+            .bundles()
+            .map(|b| {
+                let crl = b
+                    .windows()
+                    .iter()
+                    .find(|w| w.item == crate::dcap::collateral::CollateralItem::PckCrl)
+                    .map(|w| w.from);
+                (b.tcb_info.issue_date, crl)
+            })
+            .collect();
+        assert_eq!(held, vec![(newer, Some(crl_issued))]);
     }
 }
