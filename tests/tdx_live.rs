@@ -204,7 +204,10 @@ async fn tdx_and_sgx_hosts_through_the_proxy() {
     let out = curl(get("cvm.enclave.test"), vec![]).await;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.ends_with("200"), "{text}");
-    assert!(text.contains(&format!("\"mrtd\":\"{MRTD}\"")), "the TD answered: {text}");
+    assert!(
+        text.contains(&format!("\"mrtd\":\"{MRTD}\"")),
+        "the TD answered: {text}"
+    );
     let out = curl(get("sgx.enclave.test"), vec![]).await;
     assert!(String::from_utf8_lossy(&out.stdout).ends_with("200"));
     // Refusals: a pinned MRTD, and an SGX entry meeting a TD.

@@ -89,6 +89,19 @@ pub enum RefusalDetails {
     Code,
 }
 
+/// Whether a refused CONNECT to an enclave host is answered inside the tunnel: 200, the
+/// client's TLS with a leaf minted for the host, and a refusal page for every request.
+/// Browsers never show the body of a failed CONNECT, only a generic tunnel error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefusalPage {
+    /// For browsers only: the CONNECT's `User-Agent` starts with `Mozilla/`.
+    Browsers,
+    /// For every client.
+    Always,
+    /// For none: the CONNECT itself gets the refusal.
+    Never,
+}
+
 /// `[audit]`: one hash-chained JSON line per verdict.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditConfig {
@@ -124,6 +137,8 @@ pub struct Config {
     pub allow_local_destinations: bool,
     /// How much refusals tell the client.
     pub refusal_details: RefusalDetails,
+    /// Who gets a refused CONNECT answered inside the tunnel.
+    pub refusal_page: RefusalPage,
     /// A file holding the bearer token `POST /reload` and `GET /metrics` require.
     pub admin_token_file: Option<PathBuf>,
     /// The audit trail, if on.
@@ -192,6 +207,7 @@ impl Config {
             attestation_header: false,
             allow_local_destinations: false,
             refusal_details: RefusalDetails::Full,
+            refusal_page: RefusalPage::Browsers,
             admin_token_file: None,
             audit: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
