@@ -276,4 +276,24 @@ mod tests {
         assert!(all.contains("unknown binding"), "{all}");
         assert!(all.contains("matches no [[enclave]]"), "{all}");
     }
+
+    #[test]
+    fn refusal_page_parses_and_reports_where() {
+        for (v, want) in [
+            ("browsers", RefusalPage::Browsers),
+            ("always", RefusalPage::Always),
+            ("never", RefusalPage::Never),
+        ] {
+            let text = format!("refusal_page = \"{v}\"\n");
+            let c = Config::from_toml(&text, "p.toml", Path::new(".")).expect("valid");
+            assert_eq!(c.refusal_page, want);
+        }
+        let err = Config::from_toml("\nrefusal_page = \"sometimes\"\n", "p.toml", Path::new("."))
+            .expect_err("invalid");
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(err.0[0].location, "p.toml:2:16");
+        assert!(err.0[0]
+            .message
+            .contains("\"browsers\", \"always\" or \"never\""));
+    }
 }

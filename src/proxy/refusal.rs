@@ -216,3 +216,55 @@ impl Format {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(v: &str) -> Format {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            http::header::ACCEPT,
+            http::HeaderValue::from_str(v).expect("value"),
+        );
+        Format::of(&h)
+    }
+
+    #[test]
+    fn html_only_when_asked_for() {
+        assert_eq!(Format::of(&http::HeaderMap::new()), Format::Json);
+        assert_eq!(accept("*/*"), Format::Json);
+        assert_eq!(accept("application/json"), Format::Json);
+        assert_eq!(accept("text/html;q=0"), Format::Json);
+        assert_eq!(accept("Text/HTML"), Format::Html);
+        assert_eq!(
+            accept("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+            Format::Html
+        );
+    }
+
+    #[test]
+    fn the_page_in_a_tunnel_is_502_with_its_guards() {
+        let r = ProxyRefusal::Attestation(Refusal::new(RefusalCode::DebugEnclave, "<b>\"x\""));
+        let resp = r.in_tunnel("h.test", RefusalDetails::Full, Format::Html);
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+        let h = resp.headers();
+        assert!(h["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/html"));
+        assert!(h["content-security-policy"]
+            .to_str()
+            .expect("ascii")
+            .contains("default-src 'none'"));
+        assert_eq!(h["cache-control"], "no-store");
+        // The Proxy-Status quoted string cannot be broken by a reason's quote.
+        assert_eq!(
+            h["proxy-status"],
+            "ratls-proxy; error=tls_certificate_error; details=\"debug_enclave: <b>x\""
+        );
+        let json = r.rendered("h.test", RefusalDetails::Code, Format::Json);
+        assert_eq!(json.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(json.headers()["content-type"], "application/json");
+    }
+}

@@ -61,6 +61,8 @@ pub(super) fn hint(code: &str) -> &'static str {
         | "binding_mismatch" | "fmspc_mismatch" | "qe_identity_mismatch"
         | "tdx_module_mismatch" => "The attestation evidence does not verify: this server is not the enclave it claims to be, or not an RA-TLS server at all. Do not work around it; the operator checks where the host name points.",
         "enclave_port_not_configured" => "This port is not listed for the host: the operator adds it to the host's [[enclave]] entry, or you use a listed port.",
+        "enclave_address_not_attested" => "This address belongs to an enclave: reach it by its configured host name, so that it is attested.",
+        "local_destination_denied" => "Local addresses are not reachable through this proxy; the operator may set allow_local_destinations = true for development only.",
         "upstream_capacity" | "destination_unavailable" | "connection_timeout" => "The enclave is down, unreachable or overloaded: try again later; the operator checks that it runs and is reachable from the proxy (or raises [limits] max_upstream_connections).",
         _ => "The proxy's log records this refusal with its reasons; the operator can change the policy in the proxy's configuration.",
     }
