@@ -157,7 +157,7 @@ async fn chromium_loads_an_accepted_enclave_and_shows_why_one_is_refused() {
             port,
             vec![
                 format!("--screenshot={}", file.display()),
-                "--window-size=900,600".to_owned(),
+                "--window-size=900,660".to_owned(),
                 "--hide-scrollbars".to_owned(),
             ],
             "https://debug.enclave.test/",
