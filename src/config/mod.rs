@@ -89,6 +89,19 @@ pub enum RefusalDetails {
     Code,
 }
 
+/// Whether a refused CONNECT to an enclave host is answered inside the tunnel: 200, the
+/// client's TLS with a leaf minted for the host, and a refusal page for every request.
+/// Browsers never show the body of a failed CONNECT, only a generic tunnel error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefusalPage {
+    /// For browsers only: the CONNECT's `User-Agent` starts with `Mozilla/`.
+    Browsers,
+    /// For every client.
+    Always,
+    /// For none: the CONNECT itself gets the refusal.
+    Never,
+}
+
 /// `[audit]`: one hash-chained JSON line per verdict.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditConfig {
@@ -124,6 +137,8 @@ pub struct Config {
     pub allow_local_destinations: bool,
     /// How much refusals tell the client.
     pub refusal_details: RefusalDetails,
+    /// Who gets a refused CONNECT answered inside the tunnel.
+    pub refusal_page: RefusalPage,
     /// A file holding the bearer token `POST /reload` and `GET /metrics` require.
     pub admin_token_file: Option<PathBuf>,
     /// The audit trail, if on.
@@ -192,6 +207,7 @@ impl Config {
             attestation_header: false,
             allow_local_destinations: false,
             refusal_details: RefusalDetails::Full,
+            refusal_page: RefusalPage::Browsers,
             admin_token_file: None,
             audit: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
@@ -259,5 +275,25 @@ mod tests {
         assert!(all.contains("unknown TCB status"), "{all}");
         assert!(all.contains("unknown binding"), "{all}");
         assert!(all.contains("matches no [[enclave]]"), "{all}");
+    }
+
+    #[test]
+    fn refusal_page_parses_and_reports_where() {
+        for (v, want) in [
+            ("browsers", RefusalPage::Browsers),
+            ("always", RefusalPage::Always),
+            ("never", RefusalPage::Never),
+        ] {
+            let text = format!("refusal_page = \"{v}\"\n");
+            let c = Config::from_toml(&text, "p.toml", Path::new(".")).expect("valid");
+            assert_eq!(c.refusal_page, want);
+        }
+        let err = Config::from_toml("\nrefusal_page = \"sometimes\"\n", "p.toml", Path::new("."))
+            .expect_err("invalid");
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(err.0[0].location, "p.toml:2:16");
+        assert!(err.0[0]
+            .message
+            .contains("\"browsers\", \"always\" or \"never\""));
     }
 }

@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::{
     default_ca_dir, AuditConfig, Config, ConfigError, ConfigErrors, EnclaveConfig, Limits,
-    RefusalDetails, RouteConfig, Unmatched, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN,
+    RefusalDetails, RefusalPage, RouteConfig, Unmatched, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN,
     DEFAULT_SHUTDOWN_GRACE, DEFAULT_VERDICT_MAX_AGE,
 };
 use crate::addr::{Authority, HostPattern};
@@ -29,6 +29,7 @@ struct Raw {
     shutdown_grace_secs: Option<Spanned<i64>>,
     allow_local_destinations: Option<bool>,
     refusal_details: Option<Spanned<String>>,
+    refusal_page: Option<Spanned<String>>,
     admin_token_file: Option<Spanned<String>>,
     #[serde(default)]
     limits: RawLimits,
@@ -267,6 +268,16 @@ impl Config {
                 )),
             }),
         };
+        let refusal_page = raw.refusal_page.as_ref().and_then(|s| {
+            c.parse(s, |v| match v.as_str() {
+                "browsers" => Ok(RefusalPage::Browsers),
+                "always" => Ok(RefusalPage::Always),
+                "never" => Ok(RefusalPage::Never),
+                other => Err(format!(
+                    "refusal_page = `{other}`: expected \"browsers\", \"always\" or \"never\""
+                )),
+            })
+        });
         let admin_token_file = raw.admin_token_file.as_ref().map(|s| {
             let p = resolve_path(s.get_ref(), base);
             if !p.is_file() {
@@ -488,6 +499,8 @@ impl Config {
                     attestation_header: raw.attestation_header.unwrap_or(false),
                     allow_local_destinations: raw.allow_local_destinations.unwrap_or(false),
                     refusal_details,
+                    // An invalid value was reported above (and `c.errors` is not empty).
+                    refusal_page: refusal_page.unwrap_or(RefusalPage::Browsers),
                     admin_token_file,
                     audit: raw.audit.path.as_ref().map(|p| AuditConfig {
                         path: resolve_path(p.get_ref(), base),

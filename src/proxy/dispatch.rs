@@ -13,7 +13,8 @@ use hyper::body::Incoming;
 use super::admit::ClientSlot;
 use super::intercept::intercept;
 use super::passthrough::{plain_http, tunnel};
-use super::refusal::ProxyRefusal;
+use super::refusal::{Format, ProxyRefusal};
+use super::refused_tunnel::refused_connect;
 use super::relay::{access_log, as_configured, refuse, relay, Outcome};
 use super::state::{Destination, Generation, Proxy};
 use super::upgrade::{self, Client};
@@ -38,6 +39,13 @@ pub(super) async fn handle(
         req.uri().path().to_owned()
     };
     let g = proxy.current();
+    // A CONNECT's refusal stays JSON (or becomes the page inside its tunnel): a browser never
+    // shows a failed CONNECT's body, and other clients keep today's answer.
+    let format = if method == Method::CONNECT {
+        Format::Json
+    } else {
+        Format::of(req.headers())
+    };
     let (resp, outcome) = if method == Method::CONNECT {
         let (resp, outcome) = connect(Arc::clone(&proxy), Arc::clone(&g), slot, client, req).await;
         (resp, Some(outcome))
@@ -53,7 +61,7 @@ pub(super) async fn handle(
     let Some(outcome) = outcome else {
         return resp;
     };
-    let resp = as_configured(&g, resp, &outcome);
+    let resp = as_configured(&g, resp, &outcome, format);
     access_log(
         &proxy,
         client,
@@ -91,7 +99,12 @@ async fn connect(
     };
     match g.classify(&dest) {
         Destination::Enclave(target) => intercept(proxy, g, slot, client, req, target).await,
-        Destination::EnclaveOtherPort => port_not_configured(&dest),
+        // An enclave host is refused here as after a failed attestation: a browser gets the
+        // page inside the tunnel, under the leaf minted for the host it named.
+        Destination::EnclaveOtherPort => {
+            let host = dest.host.to_string();
+            refused_connect(&proxy, &g, slot, client, req, port_refusal(&dest), &host)
+        }
         Destination::Other => match g.config.unmatched {
             Unmatched::Deny => refuse(
                 ProxyRefusal::DestinationDenied(format!(
@@ -174,11 +187,12 @@ async fn forward(
 
 /// A host an enclave entry names, at a port no entry lists: refused, never tunnelled.
 fn port_not_configured(dest: &Authority) -> (Response<ProxyBody>, Outcome) {
-    refuse(
-        ProxyRefusal::Destination(
-            RefusalCode::EnclavePortNotConfigured,
-            format!("{} is an enclave host, but no [[enclave]] entry lists port {}: it is attested at its configured ports or refused", dest.host, dest.port),
-        ),
-        &dest.host.to_string(),
+    refuse(port_refusal(dest), &dest.host.to_string())
+}
+
+fn port_refusal(dest: &Authority) -> ProxyRefusal {
+    ProxyRefusal::Destination(
+        RefusalCode::EnclavePortNotConfigured,
+        format!("{} is an enclave host, but no [[enclave]] entry lists port {}: it is attested at its configured ports or refused", dest.host, dest.port),
     )
 }

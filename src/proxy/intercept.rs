@@ -13,7 +13,8 @@ use tokio_rustls::TlsAcceptor;
 
 use super::admit::{http1_server, ClientSlot};
 use super::empty;
-use super::refusal::ProxyRefusal;
+use super::refusal::{Format, ProxyRefusal};
+use super::refused_tunnel::refused_connect;
 use super::relay::{
     access_log, as_configured, from_upstream, refuse, relay_logged, Outcome, Verdict,
 };
@@ -23,7 +24,7 @@ use super::ProxyBody;
 use crate::dcap::time::UnixTime;
 
 /// The proxy's TLS session with an intercepted client.
-type ClientTls = tokio_rustls::server::TlsStream<TokioIo<hyper::upgrade::Upgraded>>;
+pub(super) type ClientTls = tokio_rustls::server::TlsStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// CONNECT to an enclave host: attest upstream, then answer 200 and serve the tunnel.
 pub(super) async fn intercept(
@@ -39,7 +40,9 @@ pub(super) async fn intercept(
     // The attested connection and its verdict come before any answer to the client.
     let conn = match g.pool.checkout(&target, &proxy.metrics).await {
         Ok(c) => c,
-        Err(e) => return refuse(from_upstream(e), &host),
+        // Refused: the CONNECT gets the refusal, or (for a browser) 200 and the refusal
+        // page inside the tunnel. Either way nothing goes upstream.
+        Err(e) => return refused_connect(&proxy, &g, slot, client, req, from_upstream(e), &host),
     };
     // Mirror upstream's protocol, with HTTP/1.1 as a fallback: requests are relayed, not
     // bytes, so an HTTP/1.1-only client still works in front of an HTTP/2 enclave.
@@ -74,7 +77,8 @@ pub(super) async fn intercept(
             let timeout = g.config.limits.client_tls_timeout;
             // Boxed: the handshake's state is large and short-lived; inline it would stay
             // allocated in the task for the whole life of the tunnel.
-            match Box::pin(accept_client_tls(req, tls, timeout, client, &target)).await {
+            let host = target.dest.host.to_string();
+            match Box::pin(accept_client_tls(req, tls, timeout, client, &host)).await {
                 Some(s) => s,
                 None => return,
             }
@@ -86,12 +90,12 @@ pub(super) async fn intercept(
 
 /// The client's TLS session inside an answered CONNECT, within `timeout`; `None` (logged)
 /// if the upgrade, the handshake or the deadline fails.
-async fn accept_client_tls(
+pub(super) async fn accept_client_tls(
     req: Request<Incoming>,
     tls: Arc<rustls::ServerConfig>,
     timeout: Duration,
     client: SocketAddr,
-    target: &Target,
+    host: &str,
 ) -> Option<Box<ClientTls>> {
     let upgraded = match hyper::upgrade::on(req).await {
         Ok(u) => u,
@@ -100,7 +104,6 @@ async fn accept_client_tls(
             return None;
         }
     };
-    let host = &target.dest.host;
     match tokio::time::timeout(
         timeout,
         TlsAcceptor::from(tls).accept(TokioIo::new(upgraded)),
@@ -193,7 +196,7 @@ async fn serve_tunnel(
                     let start = std::time::Instant::now();
                     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
                     let (resp, outcome) = refuse(refusal, &host);
-                    let resp = as_configured(&g, resp, &outcome);
+                    let resp = as_configured(&g, resp, &outcome, Format::of(req.headers()));
                     access_log(
                         &proxy,
                         client,

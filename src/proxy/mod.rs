@@ -11,7 +11,9 @@
 //!   enclave on an attested connection of their own;
 //! - `upgraded`: a switched connection's bytes relayed both ways, judged again under each
 //!   new generation, logged at close;
-//! - `refusal`: the one place that builds refusal responses;
+//! - `refusal`: the one place that builds refusal responses (JSON, or `refusal/page`'s HTML);
+//! - `refused_tunnel`: a refused CONNECT to an enclave host answered inside the tunnel, for
+//!   browsers (which never show a failed CONNECT's answer);
 //! - `audited`: verdicts into the audit trail, once each, before the connection is used;
 //! - `rewrite`, `pool`, `target`, `idle`: message rewriting, the attested upstream pool
 //!   (`pool/attest`: attested dialing, and the connections upgrades get to themselves),
@@ -29,6 +31,7 @@ mod listen;
 mod passthrough;
 mod pool;
 mod refusal;
+mod refused_tunnel;
 mod relay;
 mod rewrite;
 mod state;

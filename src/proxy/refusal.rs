@@ -1,5 +1,8 @@
 //! The one place that builds refusal responses: HTTP status, RFC 9209 `Proxy-Status`,
-//! and a small JSON body with a stable `code`.
+//! and a small JSON body with a stable `code`, or, for a browser (`Accept: text/html`), a
+//! small self-contained HTML page saying the same (`page`).
+
+mod page;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
@@ -87,46 +90,181 @@ impl ProxyRefusal {
         }
     }
 
-    /// The response to send; the connection is closed after it. With
-    /// `refusal_details = "code"` the reasons stay in the log.
+    /// The response to send (JSON, the refusal's own status); the connection is closed
+    /// after it. With `refusal_details = "code"` the reasons stay in the log.
     pub(super) fn response(&self, host: &str, details: RefusalDetails) -> Response<ProxyBody> {
+        self.rendered(host, details, Format::Json)
+    }
+
+    /// The response in the format the client asked for, with the refusal's own status.
+    pub(super) fn rendered(
+        &self,
+        host: &str,
+        details: RefusalDetails,
+        format: Format,
+    ) -> Response<ProxyBody> {
+        self.build(self.status(), host, details, format)
+    }
+
+    /// The answer to every request inside a refused CONNECT's tunnel: always 502, since
+    /// the proxy stands in as the origin's gateway there, and the client's browser shows
+    /// the status as the origin's.
+    pub(super) fn in_tunnel(
+        &self,
+        host: &str,
+        details: RefusalDetails,
+        format: Format,
+    ) -> Response<ProxyBody> {
+        self.build(StatusCode::BAD_GATEWAY, host, details, format)
+    }
+
+    fn build(
+        &self,
+        status: StatusCode,
+        host: &str,
+        details: RefusalDetails,
+        format: Format,
+    ) -> Response<ProxyBody> {
         let reasons = match details {
             RefusalDetails::Full => self.reasons(),
             RefusalDetails::Code => Vec::new(),
         };
-        let details: String = format!("{}: {}", self.code(), reasons.join("; "))
+        // Quoted-string safe: no quote, backslash or control character can end it early.
+        let proxy_details: String = format!("{}: {}", self.code(), reasons.join("; "))
             .chars()
             .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
             .take(300)
             .collect();
-        let body = serde_json::json!({
-            "error": self.proxy_status_error(),
-            "code": self.code(),
-            "reasons": reasons,
-            "host": host,
-        });
-        Response::builder()
-            .status(self.status())
-            .header("content-type", "application/json")
+        let b = Response::builder()
+            .status(status)
             .header(
                 "proxy-status",
                 format!(
-                    "ratls-proxy; error={}; details=\"{details}\"",
+                    "ratls-proxy; error={}; details=\"{proxy_details}\"",
                     self.proxy_status_error()
                 ),
             )
             .header("connection", "close")
-            .body(
-                Full::new(Bytes::from(format!("{body}\n")))
-                    .map_err(|never| match never {})
-                    .boxed(),
-            )
-            .unwrap_or_else(|_| {
-                Response::new(
-                    http_body_util::Empty::new()
-                        .map_err(|never| match never {})
-                        .boxed(),
+            // Inside a tunnel the page is served as the origin's: never cache it for it.
+            .header("cache-control", "no-store");
+        let built = match format {
+            Format::Json => {
+                let body = serde_json::json!({
+                    "error": self.proxy_status_error(),
+                    "code": self.code(),
+                    "reasons": reasons,
+                    "host": host,
+                });
+                b.header("content-type", "application/json")
+                    .body(full(format!("{body}\n")))
+            }
+            Format::Html => b
+                .header("content-type", "text/html; charset=utf-8")
+                // The page needs nothing but its inline style: nothing else may load or run,
+                // even if some value slipped through escaping.
+                .header(
+                    "content-security-policy",
+                    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'",
                 )
-            })
+                .header("x-content-type-options", "nosniff")
+                .body(full(page::html(self, host, &reasons, details))),
+        };
+        built.unwrap_or_else(|_| Response::new(full(String::new())))
+    }
+}
+
+fn full(s: String) -> ProxyBody {
+    Full::new(Bytes::from(s))
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// How a refusal's body is written, from the request's `Accept`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Format {
+    /// The stable JSON object (the default: scripts and tools).
+    Json,
+    /// A small self-contained page, for a person in a browser.
+    Html,
+}
+
+impl Format {
+    /// HTML when `Accept` names `text/html` with a non-zero weight, else JSON (so an absent
+    /// `Accept`, `*/*` and `application/json` keep today's answer).
+    pub(super) fn of(headers: &http::HeaderMap) -> Self {
+        let html = headers
+            .get_all(http::header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|range| {
+                let mut parts = range.split(';');
+                let media = parts.next().unwrap_or("").trim();
+                let refused = parts.any(|p| {
+                    let p = p.trim();
+                    p.strip_prefix("q=")
+                        .or_else(|| p.strip_prefix("Q="))
+                        .and_then(|q| q.trim().parse::<f32>().ok())
+                        .is_some_and(|q| q <= 0.0)
+                });
+                media.eq_ignore_ascii_case("text/html") && !refused
+            });
+        if html {
+            Self::Html
+        } else {
+            Self::Json
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(v: &str) -> Format {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            http::header::ACCEPT,
+            http::HeaderValue::from_str(v).expect("value"),
+        );
+        Format::of(&h)
+    }
+
+    #[test]
+    fn html_only_when_asked_for() {
+        assert_eq!(Format::of(&http::HeaderMap::new()), Format::Json);
+        assert_eq!(accept("*/*"), Format::Json);
+        assert_eq!(accept("application/json"), Format::Json);
+        assert_eq!(accept("text/html;q=0"), Format::Json);
+        assert_eq!(accept("Text/HTML"), Format::Html);
+        assert_eq!(
+            accept("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+            Format::Html
+        );
+    }
+
+    #[test]
+    fn the_page_in_a_tunnel_is_502_with_its_guards() {
+        let r = ProxyRefusal::Attestation(Refusal::new(RefusalCode::DebugEnclave, "<b>\"x\""));
+        let resp = r.in_tunnel("h.test", RefusalDetails::Full, Format::Html);
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+        let h = resp.headers();
+        assert!(h["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/html"));
+        assert!(h["content-security-policy"]
+            .to_str()
+            .expect("ascii")
+            .contains("default-src 'none'"));
+        assert_eq!(h["cache-control"], "no-store");
+        // The Proxy-Status quoted string cannot be broken by a reason's quote.
+        assert_eq!(
+            h["proxy-status"],
+            "ratls-proxy; error=tls_certificate_error; details=\"debug_enclave: <b>x\""
+        );
+        let json = r.rendered("h.test", RefusalDetails::Code, Format::Json);
+        assert_eq!(json.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(json.headers()["content-type"], "application/json");
     }
 }

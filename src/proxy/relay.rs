@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 
 use super::admit::ClientSlot;
 use super::pool::{UpstreamError, Version};
-use super::refusal::ProxyRefusal;
+use super::refusal::{Format, ProxyRefusal};
 use super::rewrite::strip_hop_by_hop;
 use super::state::{Generation, Proxy};
 use super::target::Target;
@@ -81,15 +81,23 @@ pub(super) struct Outcome {
     pub(super) upstream: Option<Duration>,
 }
 
-/// The response as the configuration allows it to be seen: with `refusal_details =
-/// "code"`, a refusal is rendered again without its reasons (they stay in the log).
+/// The response as the configuration and the client allow it to be seen: with
+/// `refusal_details = "code"` a refusal is rendered again without its reasons (they stay in
+/// the log), and for a client that asked for HTML (`Accept`) as a page. A success is left
+/// as it is: that is a refused CONNECT answered with the page inside its tunnel.
 pub(super) fn as_configured(
     g: &Generation,
     resp: Response<ProxyBody>,
     o: &Outcome,
+    format: Format,
 ) -> Response<ProxyBody> {
-    match (&o.verdict, g.config.refusal_details) {
-        (Verdict::Refused(r), RefusalDetails::Code) => r.response(&o.host, RefusalDetails::Code),
+    match &o.verdict {
+        Verdict::Refused(r)
+            if !resp.status().is_success()
+                && (g.config.refusal_details == RefusalDetails::Code || format == Format::Html) =>
+        {
+            r.rendered(&o.host, g.config.refusal_details, format)
+        }
         _ => resp,
     }
 }
@@ -245,6 +253,7 @@ pub(super) async fn relay_logged(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let format = Format::of(req.headers());
     let (resp, outcome) = match upgrade::requested(&req) {
         Ok(None) => {
             let (resp, outcome) = relay(&proxy, &g, target, req.map(BodyExt::boxed)).await;
@@ -266,7 +275,7 @@ pub(super) async fn relay_logged(
     let Some(outcome) = outcome else {
         return Ok(resp);
     };
-    let resp = as_configured(&g, resp, &outcome);
+    let resp = as_configured(&g, resp, &outcome, format);
     access_log(
         &proxy,
         client,

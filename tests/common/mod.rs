@@ -142,13 +142,27 @@ pub async fn tls_through(
     host: &str,
     ca_pem: &std::path::Path,
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    tls_through_as(proxy, host, ca_pem, "", &[]).await
+}
+
+/// [`tls_through`] with extra CONNECT header lines (each ending in `\r\n`, such as a
+/// browser's `User-Agent`) and the ALPN protocols to offer.
+pub async fn tls_through_as(
+    proxy: std::net::SocketAddr,
+    host: &str,
+    ca_pem: &std::path::Path,
+    headers: &str,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(proxy)
         .await
         .expect("connect");
-    tcp.write_all(format!("CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
+    tcp.write_all(
+        format!("CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n{headers}\r\n").as_bytes(),
+    )
+    .await
+    .expect("write");
     let mut buf = [0u8; 256];
     let n = tcp.read(&mut buf).await.expect("read");
     assert!(
@@ -161,13 +175,14 @@ pub async fn tls_through(
         ratls_proxy::dcap::pki::pem_chain(std::fs::read(ca_pem).expect("ca").as_slice(), "ca")
             .expect("pem");
     roots.add(ca_der[0].clone().into()).expect("root");
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .expect("versions")
     .with_root_certificates(roots)
     .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
         .connect(host.to_owned().try_into().expect("name"), tcp)
         .await
