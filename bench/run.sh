@@ -100,7 +100,7 @@ else
 fi
 # The shared 2-core box drifts by +-20% over a minute, so the keep-alive scenarios (mitmproxy
 # too) are interleaved for ROUNDS rounds and each ratio uses the mean of its rounds.
-for r in $(seq 1 "${ROUNDS:-2}"); do
+for _ in $(seq 1 "${ROUNDS:-2}"); do
   run direct        --insecure https://127.0.0.1:19443/
   MID=$RELAY_PID run tcp_relay --insecure https://127.0.0.1:19500/
   run intercept     -x http://127.0.0.1:19128 --cacert "$CA" https://bench.enclave.test/
