@@ -64,8 +64,8 @@ record() {
   perf record -q -g -p "$pids" -o "$W/$name.perf.data" -- sleep "$PERF_DUR" > /dev/null 2>&1 || true
   wait "$oha" || true
   echo "== $name: share of samples by object, then top symbols (self)"
-  perf report -i "$W/$name.perf.data" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -8
-  perf report -i "$W/$name.perf.data" --no-children --sort sym --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -25
+  perf report -i "$W/$name.perf.data" --no-children --sort dso --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | sed -n '1,8p'
+  perf report -i "$W/$name.perf.data" --no-children --sort sym --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | sed -n '1,25p'
 }
 if command -v perf >/dev/null; then
   record sidecar "$PROXY_PID" http://127.0.0.1:19081/ | tee "$W/perf-sidecar.txt"
