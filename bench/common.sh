@@ -53,6 +53,51 @@ TOML
   CA="$W/ca/ca.pem"
 }
 
+# nginx and haproxy doing exactly the sidecar job (plain HTTP in, TLS to the enclave out, no
+# verification, keep-alive upstream): what a user would run instead of ratls-proxy.
+# start_peers: sets NGINX_MIDS (master + worker pids, 127.0.0.1:19082) and HAPROXY_PID
+# (127.0.0.1:19083), each empty when that server is not available.
+render() { sed -e "s|@W@|$W|g" -e "s|@LISTEN@|$2|g" -e "s|@UPSTREAM@|127.0.0.1:19443|g" -e "s|@USER@|$3|g" "$1"; }
+start_peers() {
+  local missing=() nuser workers=""
+  NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+  HAPROXY="$(command -v haproxy || echo /usr/sbin/haproxy)"
+  [ -x "$NGINX" ] || missing+=(nginx)
+  [ -x "$HAPROXY" ] || missing+=(haproxy)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "installing ${missing[*]} (apt-get)" >&2
+      DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" > "$W/apt.log" 2>&1 \
+        || echo "apt-get install ${missing[*]} failed, see $W/apt.log" >&2
+    else
+      echo "skipping ${missing[*]}: not installed and not root (apt-get install -y nginx haproxy)" >&2
+    fi
+  fi
+  NGINX_MIDS=""
+  if [ -x "$NGINX" ]; then
+    mkdir -p "$W/nginx"
+    # As root the workers would drop to nobody, who cannot enter the 0700 work dir.
+    nuser=""; [ "$(id -u)" = 0 ] && nuser="user root;"
+    render "$ROOT/bench/nginx.conf" 127.0.0.1:19082 "$nuser" > "$W/nginx/nginx.conf"
+    "$NGINX" -p "$W/nginx" -c "$W/nginx/nginx.conf" -e "$W/nginx/error.log" > "$W/nginx.log" 2>&1 &
+    PIDS+=($!); NGINX_PID=$!
+    wait_port 19082
+    # The master binds before it forks its workers: wait for both, charge master + workers.
+    for _ in $(seq 1 50); do
+      workers=$(ps -o pid= --ppid "$NGINX_PID" | tr '\n' ' ')
+      [ "$(echo "$workers" | wc -w)" -ge 2 ] && break; sleep 0.1
+    done
+    NGINX_MIDS="$NGINX_PID $workers"
+  fi
+  HAPROXY_PID=""
+  if [ -x "$HAPROXY" ]; then
+    render "$ROOT/bench/haproxy.cfg" 127.0.0.1:19083 "" > "$W/haproxy.cfg"
+    "$HAPROXY" -db -f "$W/haproxy.cfg" > "$W/haproxy.log" 2>&1 &
+    PIDS+=($!); HAPROXY_PID=$!
+    wait_port 19083
+  fi
+}
+
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 fds() { ls "/proc/$1/fd" | wc -l; }
