@@ -331,7 +331,15 @@ impl SimEnclave {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         counter.fetch_add(1, Ordering::Relaxed);
                         if log {
-                            println!("{} {}", req.method(), req.uri().path());
+                            // Not `println!`: a closed stdout (`demo | head`) must not
+                            // take the enclave down with a panic.
+                            use std::io::Write;
+                            let _ = writeln!(
+                                std::io::stdout().lock(),
+                                "{} {}",
+                                req.method(),
+                                req.uri().path()
+                            );
                         }
                         if streaming::serves(req.uri().path()) {
                             return streaming::answer(req, &counters);
