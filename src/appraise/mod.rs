@@ -5,6 +5,7 @@
 pub mod policy;
 pub mod refusal;
 pub mod td_policy;
+pub mod violation;
 
 use std::sync::Arc;
 

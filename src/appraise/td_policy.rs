@@ -9,7 +9,7 @@
     clippy::arithmetic_side_effects
 )]
 
-use super::policy::PolicyViolation;
+use super::violation::PolicyViolation;
 use crate::dcap::identity::TdIdentity;
 use crate::dcap::ids::{MrConfigId, MrOwner, MrOwnerConfig, MrSeam, MrTd, Rtmr, TeeTcbSvn};
 

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::parse::Checker;
+use super::checker::Checker;
 use super::EnclaveConfig;
 use crate::addr::{Authority, HostPattern};
 use crate::appraise::policy::EnclavePolicy;

@@ -4,14 +4,14 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio_rustls::TlsAcceptor;
 
 use super::admit::{http1_server, ClientSlot};
+use super::client_tls::{accept_client_tls, ClientTls};
 use super::empty;
 use super::refusal::{Format, ProxyRefusal};
 use super::refused_tunnel::refused_connect;
@@ -22,9 +22,6 @@ use super::state::{Generation, Proxy};
 use super::target::Target;
 use super::ProxyBody;
 use crate::dcap::time::UnixTime;
-
-/// The proxy's TLS session with an intercepted client.
-pub(super) type ClientTls = tokio_rustls::server::TlsStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// CONNECT to an enclave host: attest upstream, then answer 200 and serve the tunnel.
 pub(super) async fn intercept(
@@ -86,40 +83,6 @@ pub(super) async fn intercept(
         serve_tunnel(proxy, g, target, client, stream, &slot).await;
     });
     (Response::new(empty()), outcome)
-}
-
-/// The client's TLS session inside an answered CONNECT, within `timeout`; `None` (logged)
-/// if the upgrade, the handshake or the deadline fails.
-pub(super) async fn accept_client_tls(
-    req: Request<Incoming>,
-    tls: Arc<rustls::ServerConfig>,
-    timeout: Duration,
-    client: SocketAddr,
-    host: &str,
-) -> Option<Box<ClientTls>> {
-    let upgraded = match hyper::upgrade::on(req).await {
-        Ok(u) => u,
-        Err(e) => {
-            tracing::debug!(%client, error = %e, "CONNECT upgrade failed");
-            return None;
-        }
-    };
-    match tokio::time::timeout(
-        timeout,
-        TlsAcceptor::from(tls).accept(TokioIo::new(upgraded)),
-    )
-    .await
-    {
-        Ok(Ok(s)) => Some(Box::new(s)),
-        Ok(Err(e)) => {
-            tracing::info!(%client, %host, error = %e, "client TLS handshake failed (does the client trust the ratls-proxy CA?)");
-            None
-        }
-        Err(_) => {
-            tracing::info!(%client, %host, "client TLS handshake timed out");
-            None
-        }
-    }
 }
 
 /// A tunnel's next request goes out under the generation in force: after a reload its

@@ -5,6 +5,7 @@
 //! - `admit`: the connection cap and a client connection's slot;
 //! - `dispatch`: one request on the proxy listener: CONNECT or absolute-form, by destination;
 //! - `intercept`: an attested CONNECT answered, the client's TLS terminated, its requests served;
+//! - `client_tls`: the client's TLS session inside an answered CONNECT (tunnels and pages);
 //! - `passthrough`: plain tunnels and plain HTTP to non-enclave destinations;
 //! - `relay`: one request over an attested connection, and the access-log calls;
 //! - `upgrade`: WebSocket upgrades (HTTP/1.1 `Upgrade`, HTTP/2 extended CONNECT) sent to an
@@ -24,6 +25,7 @@
 
 mod admit;
 mod audited;
+mod client_tls;
 mod dispatch;
 mod idle;
 mod intercept;

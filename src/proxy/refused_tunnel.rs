@@ -23,8 +23,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::Notify;
 
 use super::admit::{http1_server, ClientSlot};
+use super::client_tls::{accept_client_tls, ClientTls};
 use super::empty;
-use super::intercept::accept_client_tls;
 use super::refusal::{Format, ProxyRefusal};
 use super::relay::{refuse, Outcome};
 use super::state::{Generation, Proxy};
@@ -118,7 +118,7 @@ struct Page {
 /// the first answer, which still lets requests already in flight get theirs.
 async fn serve(
     page: Page,
-    stream: Box<super::intercept::ClientTls>,
+    stream: Box<ClientTls>,
     h2: bool,
     client: SocketAddr,
     limits: &crate::config::Limits,
