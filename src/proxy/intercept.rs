@@ -15,11 +15,10 @@ use super::client_tls::{accept_client_tls, ClientTls};
 use super::empty;
 use super::refusal::{Format, ProxyRefusal};
 use super::refused_tunnel::refused_connect;
-use super::relay::{
-    access_log, as_configured, from_upstream, refuse, relay_logged, Outcome, Verdict,
-};
+use super::relay::{access_log, as_configured, from_upstream, refuse, Outcome, Verdict};
 use super::state::{Generation, Proxy};
 use super::target::Target;
+use super::tunnel_request::relay_logged;
 use super::ProxyBody;
 use crate::dcap::time::UnixTime;
 

@@ -15,8 +15,9 @@ use tokio::task::JoinHandle;
 use super::admit::{http1_server, next_client, ClientSlot};
 use super::dispatch::handle;
 use super::refusal::ProxyRefusal;
-use super::relay::{refuse, relay_logged};
+use super::relay::refuse;
 use super::state::Proxy;
+use super::tunnel_request::relay_logged;
 
 /// A started proxy: its addresses and tasks (stopped on drop).
 pub struct Running {

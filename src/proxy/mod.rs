@@ -8,6 +8,7 @@
 //! - `client_tls`: the client's TLS session inside an answered CONNECT (tunnels and pages);
 //! - `passthrough`: plain tunnels and plain HTTP to non-enclave destinations;
 //! - `relay`: one request over an attested connection, and the access-log calls;
+//! - `tunnel_request`: a request in a tunnel or on a route, to `relay` or `upgrade`;
 //! - `upgrade`: WebSocket upgrades (HTTP/1.1 `Upgrade`, HTTP/2 extended CONNECT) sent to an
 //!   enclave on an attested connection of their own;
 //! - `upgraded`: a switched connection's bytes relayed both ways, judged again under each
@@ -38,6 +39,7 @@ mod relay;
 mod rewrite;
 mod state;
 mod target;
+mod tunnel_request;
 mod upgrade;
 mod upgraded;
 
