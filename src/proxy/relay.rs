@@ -113,6 +113,20 @@ pub(super) fn access_log(
     status: StatusCode,
     start: Instant,
 ) {
+    log_access(proxy, client, o, (method, path), status, start, None);
+}
+
+/// The access line and request metric; an upgraded connection's line (`closed`) adds the
+/// upgrade, its bytes each way and how it ended (`None` fields are not written).
+fn log_access(
+    proxy: &Proxy,
+    client: SocketAddr,
+    o: &Outcome,
+    (method, path): (&Method, &str),
+    status: StatusCode,
+    start: Instant,
+    closed: Option<&Closed<'_>>,
+) {
     let code = o.verdict.code();
     proxy.metrics.request(&o.host, o.verdict.label(), code);
     tracing::info!(
@@ -128,6 +142,10 @@ pub(super) fn access_log(
         mrtd = o.verdict.measurement(TeeType::Tdx).as_deref().unwrap_or("-"),
         upstream_ms = o.upstream.map_or(-1.0, ms),
         total_ms = ms(start.elapsed()),
+        upgrade = closed.map(|_| "websocket"),
+        bytes_up = closed.map(|c| c.up),
+        bytes_down = closed.map(|c| c.down),
+        end = closed.map(|c| c.end),
     );
 }
 
@@ -259,24 +277,13 @@ pub(super) fn access_log_closed(
     start: Instant,
     closed: &Closed<'_>,
 ) {
-    let code = o.verdict.code();
-    proxy.metrics.request(&o.host, o.verdict.label(), code);
-    tracing::info!(
-        target: "ratls_proxy::access",
-        %client,
-        host = %o.host,
-        %method,
-        path,
-        status = status.as_u16(),
-        verdict = o.verdict.label(),
-        code,
-        mrenclave = o.verdict.measurement(TeeType::Sgx).as_deref().unwrap_or("-"),
-        mrtd = o.verdict.measurement(TeeType::Tdx).as_deref().unwrap_or("-"),
-        upstream_ms = o.upstream.map_or(-1.0, ms),
-        total_ms = ms(start.elapsed()),
-        upgrade = "websocket",
-        bytes_up = closed.up,
-        bytes_down = closed.down,
-        end = closed.end,
+    log_access(
+        proxy,
+        client,
+        o,
+        (method, path),
+        status,
+        start,
+        Some(closed),
     );
 }
