@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ratls_proxy::dcap::ids::{IsvProdId, IsvSvn, MrEnclave, MrSigner, MrTd, Rtmr};
+use ratls_proxy::dcap::ids::{IsvProdId, IsvSvn, MrEnclave, MrSigner, MrTd, Rtmr, TeeTcbSvn};
 use ratls_proxy::dcap::tcb::TcbStatus;
 use ratls_proxy::dcap::time::UnixTime;
 use ratls_proxy::sim::{EnclaveSpec, SimBinding, SimConfig, SimEnclave, SimPki, TdSpec};
@@ -69,9 +69,20 @@ struct Args {
     /// Set the DEBUG attribute (SGX ATTRIBUTES, or TD_ATTRIBUTES with --tee tdx).
     #[arg(long)]
     debug: bool,
-    /// The platform's TCB status.
+    /// The platform's TCB status; with --tee tdx also TDRelaunchAdvised or
+    /// TDRelaunchAdvisedConfigurationNeeded (a TD 1.5 quote launched on an out-of-date
+    /// module, running on an up-to-date one).
     #[arg(long, default_value = "UpToDate")]
     tcb_status: TcbStatus,
+    /// TEE_TCB_SVN the TDX quote claims (16 bytes hex; default: module TDX_01 SVN 3).
+    #[arg(long)]
+    tee_tcb_svn: Option<TeeTcbSvn>,
+    /// TEE_TCB_SVN2 (the current TCB): forges a v5 quote with a TD 1.5 body.
+    #[arg(long)]
+    tee_tcb_svn2: Option<TeeTcbSvn>,
+    /// A v5 quote with a TD 1.5 body whose TEE_TCB_SVN2 equals TEE_TCB_SVN.
+    #[arg(long)]
+    td15: bool,
     /// Key binding: cosmian, gramine (SGX: P-384, legacy OID and DICE evidence), dstack
     /// (TDX) or wrong.
     #[arg(long, default_value = "cosmian")]
@@ -114,6 +125,10 @@ async fn main() -> ExitCode {
                     args.rtmr3.unwrap_or(d.rtmr[3]),
                 ],
                 debug: args.debug,
+                tee_tcb_svn: args.tee_tcb_svn.unwrap_or(d.tee_tcb_svn),
+                tee_tcb_svn2: args
+                    .tee_tcb_svn2
+                    .or_else(|| args.td15.then(|| args.tee_tcb_svn.unwrap_or(d.tee_tcb_svn))),
                 ..d
             }
         }),

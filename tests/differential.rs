@@ -271,6 +271,145 @@ fn dcap_qvl_accepts_sim_tdx_quotes_as_we_do() {
     }
 }
 
+/// TD 1.5 (v5 quote, body type 3) carries the TCB the TD runs on now (TEE_TCB_SVN2) beside
+/// the one it launched on. Intel's QVL evaluates both and advises a relaunch when only the
+/// launch TCB is out of date; dcap-qvl 0.7.1 does the same, and we agree with both. One
+/// case is deliberately stricter: a TD that launched up to date but runs on an out-of-date
+/// TCB now is out of date for us (Intel and dcap-qvl keep the launch status and its
+/// advisories); we also report the current TCB's advisories.
+#[cfg(feature = "sim")]
+#[test]
+fn td15_current_tcb_relaunch_as_intel_and_dcap_qvl() {
+    use ratls_proxy::dcap::ids::TeeTcbSvn;
+    use ratls_proxy::dcap::tcb::TcbStatus;
+    use ratls_proxy::sim::{forge_td, SimPki, SimPlatform, TdSpec};
+    let now = UnixTime::now();
+    let pki = SimPki::generate(now).expect("pki");
+    let collateral = pki
+        .collateral_for(SimPlatform::Tdx, UnixTime(now.0 - 60), &[])
+        .expect("collateral");
+    let theirs_collateral: QuoteCollateralV3 =
+        serde_json::from_str(&collateral.to_json()).expect("dcap-qvl reads our bundle");
+    let anchor = pki.anchor().expect("anchor");
+    let svn = |minor: u8, major: u8| {
+        let mut s = [0u8; 16];
+        s[0] = minor;
+        s[1] = major;
+        TeeTcbSvn(s)
+    };
+    let (good, old) = (svn(3, 1), svn(1, 1));
+    // (platform, launch, current) -> (ours, dcap-qvl's); None: refused.
+    let relaunch_cn = Some("TDRelaunchAdvisedConfigurationNeeded");
+    let cases = [
+        (
+            TcbStatus::UpToDate,
+            good,
+            good,
+            Some("UpToDate"),
+            Some("UpToDate"),
+        ),
+        (
+            TcbStatus::UpToDate,
+            old,
+            good,
+            Some("TDRelaunchAdvised"),
+            Some("TDRelaunchAdvised"),
+        ),
+        (
+            TcbStatus::ConfigurationNeeded,
+            old,
+            good,
+            relaunch_cn,
+            relaunch_cn,
+        ),
+        (
+            TcbStatus::UpToDate,
+            old,
+            old,
+            Some("OutOfDate"),
+            Some("OutOfDate"),
+        ),
+        // Stricter than Intel and dcap-qvl, which keep the launch status.
+        (
+            TcbStatus::UpToDate,
+            good,
+            old,
+            Some("OutOfDate"),
+            Some("UpToDate"),
+        ),
+        // A current module with no identity in the TCB info: refused by all three.
+        (TcbStatus::UpToDate, good, svn(3, 9), None, None),
+    ];
+    for (platform, launch, current, want, want_theirs) in cases {
+        let pck = pki
+            .pck_leaf_on(SimPlatform::Tdx, platform, now)
+            .expect("pck");
+        let spec = TdSpec {
+            tee_tcb_svn: launch,
+            tee_tcb_svn2: Some(current),
+            ..TdSpec::default()
+        };
+        let quote = forge_td(&spec, &[7; 64], &pck).expect("quote");
+        assert_eq!(quote.get(..2), Some(&[5u8, 0][..]), "a v5 quote");
+        let theirs = QuoteVerifier::new(anchor.der().to_vec())
+            .with_config::<RingConfig>()
+            .verify(
+                &quote,
+                &theirs_collateral,
+                u64::try_from(now.0).expect("positive"),
+            )
+            .ok();
+        let theirs_status = theirs.as_ref().map(|r| r.status.as_str());
+        assert_eq!(
+            theirs_status, want_theirs,
+            "dcap-qvl, {launch} -> {current}"
+        );
+        let a = appraise(
+            &quote,
+            &Unverified {
+                collateral: &collateral,
+                anchor: &anchor,
+            },
+            &common::permissive(false),
+            now,
+        );
+        let ours = a
+            .outcome
+            .as_ref()
+            .ok()
+            .map(|acc| acc.quote.tcb.status.as_str());
+        assert_eq!(ours, want, "ours, {launch} -> {current}: {:?}", a.outcome);
+        if let (Ok(acc), Some(r)) = (&a.outcome, &theirs) {
+            if r.status == acc.quote.tcb.status.as_str() {
+                assert_eq!(
+                    acc.quote.tcb.advisory_ids, r.advisory_ids,
+                    "{launch} -> {current}"
+                );
+            }
+        }
+        if let Ok(acc) = &a.outcome {
+            // The module advisory of an out-of-date launch or current TCB is never lost.
+            let out_of_date_module = launch == old || current == old;
+            assert_eq!(
+                acc.quote
+                    .tcb
+                    .advisory_ids
+                    .contains(&"SIM-SA-TDX01".to_owned()),
+                out_of_date_module,
+                "{launch} -> {current}: {:?}",
+                acc.quote.tcb.advisory_ids
+            );
+        } else {
+            assert_eq!(
+                a.outcome.as_ref().err().map(|r| r.code),
+                Some(RefusalCode::TdxModuleMismatch),
+                "{:?}",
+                a.outcome
+            );
+        }
+    }
+}
+
 /// dcap-qvl 0.7.1 skips the PCE ID comparison; Intel QVL and we do not. A TCB info for
 /// another PCE, correctly signed, is refused by us and accepted by the reference.
 #[cfg(feature = "sim")]

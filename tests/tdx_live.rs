@@ -230,3 +230,116 @@ async fn tdx_and_sgx_hosts_through_the_proxy() {
     let served = td.request_count();
     assert!(served >= 1, "the accepted TD was reached");
 }
+
+/// TD 1.5: a TD that launched on an out-of-date TDX module and runs on an up-to-date one
+/// now is `TDRelaunchAdvised` (Intel's QVL), a status a policy accepts only by name; one
+/// that launched up to date but runs on an out-of-date TCB now is out of date (stricter
+/// than Intel). Through `verify https://` and through the proxy with curl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn td15_relaunch_statuses_are_judged_by_the_policy() {
+    use ratls_proxy::dcap::ids::TeeTcbSvn;
+    let env = env();
+    let relaunch = td_sim(&env, |c| c.tcb_status = TcbStatus::TdRelaunchAdvised).await;
+    let (exit, j) = verify(&env, &relaunch, &[]).await;
+    assert_eq!(
+        (exit, j["code"].as_str()),
+        (1, Some("tcb_status_not_allowed")),
+        "{j}"
+    );
+    assert!(
+        j["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.contains("TDRelaunchAdvised")),
+        "{j}"
+    );
+    assert_eq!(j["quote"]["version"], 5);
+    assert_eq!(
+        j["quote"]["tee_tcb_svn"],
+        "01010000000000000000000000000000"
+    );
+    assert_eq!(
+        j["quote"]["tee_tcb_svn2"],
+        "03010000000000000000000000000000"
+    );
+    assert_eq!(j["tcb"]["status"], "TDRelaunchAdvised");
+    assert_eq!(j["tcb"]["tdx_module_status"], "OutOfDate");
+    assert_eq!(j["tcb"]["current_status"], "UpToDate");
+    assert_eq!(j["tcb"]["advisory_ids"][0], "SIM-SA-TDX01");
+    // Accepting OutOfDate does not accept a relaunch: the policy names statuses exactly.
+    let (exit, j) = verify(&env, &relaunch, &["--tcb-status", "OutOfDate"]).await;
+    assert_eq!(exit, 1, "{j}");
+    let (exit, j) = verify(&env, &relaunch, &["--tcb-status", "TDRelaunchAdvised"]).await;
+    assert_eq!(exit, 0, "{j}");
+
+    let relaunch_cn = td_sim(&env, |c| {
+        c.tcb_status = TcbStatus::TdRelaunchAdvisedConfigurationNeeded;
+    })
+    .await;
+    let (exit, j) = verify(&env, &relaunch_cn, &["--tcb-status", "TDRelaunchAdvised"]).await;
+    assert_eq!(exit, 1, "{j}");
+    assert_eq!(j["tcb"]["status"], "TDRelaunchAdvisedConfigurationNeeded");
+    assert_eq!(j["tcb"]["platform_status"], "ConfigurationNeeded");
+    let wanted = ["--tcb-status", "TDRelaunchAdvisedConfigurationNeeded"];
+    assert_eq!(verify(&env, &relaunch_cn, &wanted).await.0, 0);
+
+    // Launched up to date, running on the out-of-date module now.
+    let regressed = td_sim(&env, |c| {
+        if let Some(td) = c.td.as_mut() {
+            td.tee_tcb_svn2 = Some(TeeTcbSvn([1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+        }
+    })
+    .await;
+    let (exit, j) = verify(&env, &regressed, &[]).await;
+    assert_eq!(
+        (exit, j["code"].as_str()),
+        (1, Some("tcb_status_not_allowed")),
+        "{j}"
+    );
+    assert_eq!(j["tcb"]["status"], "OutOfDate");
+    assert_eq!(j["tcb"]["current_status"], "OutOfDate");
+
+    // Through the proxy: one entry accepts the relaunch status by name, one does not.
+    let proxy = free_port();
+    let _p = Harness::new(&env)
+        .listen(proxy)
+        .collateral(&env.dir.join("pki/collateral"))
+        .tail(&format!(
+            "[[enclave]]\nhosts = [\"relaunch.enclave.test\"]\ntee = \"tdx\"\nmrtd = [\"{MRTD}\"]\ntcb_status = [\"UpToDate\", \"TDRelaunchAdvised\"]\nconnect_to = \"{}\"\n\n\
+             [[enclave]]\nhosts = [\"strict.enclave.test\"]\ntee = \"tdx\"\nmrtd = [\"{MRTD}\"]\nconnect_to = \"{}\"\n",
+            relaunch.addr(),
+            relaunch.addr(),
+        ))
+        .start_binary("relaunch.toml")
+        .await;
+    let via = format!("http://127.0.0.1:{proxy}");
+    let ca = env.ca_pem().display().to_string();
+    let out = curl(
+        s(&[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-x",
+            &via,
+            "--cacert",
+            &ca,
+            "https://relaunch.enclave.test/hello",
+        ]),
+        vec![],
+    )
+    .await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+    let out = curl(
+        s(&["-s", "-i", "-x", &via, "http://strict.enclave.test/"]),
+        vec![],
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(text.starts_with("http/1.1 502"), "{text}");
+    assert!(
+        text.contains("\"code\":\"tcb_status_not_allowed\""),
+        "{text}"
+    );
+    assert!(text.contains("tdrelaunchadvised"), "{text}");
+}

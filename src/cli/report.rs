@@ -152,6 +152,9 @@ pub(crate) struct TcbJson {
     /// TDX module level status (TDX quotes with a module identity).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tdx_module_status: Option<TcbStatus>,
+    /// Converged status of the TCB a TD 1.5 runs on now (TEE_TCB_SVN2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_status: Option<TcbStatus>,
     /// TCB evaluation data number of the TCB info used.
     pub tcb_evaluation_data_number: u32,
 }
@@ -188,6 +191,7 @@ impl Report {
                 platform_status: t.platform_status,
                 qe_status: t.qe_status,
                 tdx_module_status: t.tdx_module_status,
+                current_status: t.current_status,
                 tcb_evaluation_data_number: t.tcb_evaluation_data_number,
             }),
             binding,
@@ -236,6 +240,9 @@ impl Report {
                 out.push_str(&format!("  mrowner      {}\n", td.mrowner));
                 out.push_str(&format!("  td attrs     {}\n", td.td_attributes));
                 out.push_str(&format!("  tee_tcb_svn  {}\n", td.tee_tcb_svn));
+                if let Some(svn2) = td.tee_tcb_svn2 {
+                    out.push_str(&format!("  tee_tcb_svn2 {svn2}\n"));
+                }
             }
             out.push_str(&format!(
                 "  debug        {}\n",
@@ -250,6 +257,9 @@ impl Report {
                 format!(" [{}]", t.advisory_ids.join(", "))
             };
             out.push_str(&format!("  tcb          {}{adv}\n", t.status));
+            if let Some(current) = t.current_status {
+                out.push_str(&format!("  current tcb  {current} (TEE_TCB_SVN2)\n"));
+            }
             out.push_str(&format!("  fmspc        {}\n", t.fmspc));
         }
         if let Some(b) = self.binding {

@@ -163,6 +163,10 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
                     Ok(TcbStatus::Revoked) => {
                         Err("tcb_status Revoked: a revoked TCB is never acceptable".to_owned())
                     }
+                    // Only a TD 1.5 quote can earn one: on an SGX entry it is a mistake.
+                    Ok(t) if !t.is_published() && tee != Some(TeeType::Tdx) => Err(format!(
+                        "tcb_status {t}: a TD relaunch status applies to tee = \"tdx\" entries only"
+                    )),
                     Ok(t) => Ok(t),
                     Err(e) => Err(e.to_string()),
                 })

@@ -267,13 +267,17 @@ mod tests {
 
     #[test]
     fn every_enclave_error_is_reported_at_once() {
-        let text = "[[enclave]]\nhosts = [\"*x.example\"]\ntcb_status = [\"Revoked\", \"Fine\"]\nbinding = \"maybe\"\n\n[[route]]\nlisten = \"127.0.0.1:8080\"\nupstream = \"https://nowhere.example\"\n";
+        let text = "[[enclave]]\nhosts = [\"*x.example\"]\ntcb_status = [\"Revoked\", \"Fine\", \"TDRelaunchAdvised\"]\nbinding = \"maybe\"\n\n[[route]]\nlisten = \"127.0.0.1:8080\"\nupstream = \"https://nowhere.example\"\n";
         let err = Config::from_toml(text, "p.toml", Path::new(".")).expect_err("invalid");
         let all = err.to_string();
         assert!(all.contains("p.toml:2:"), "{all}");
         assert!(all.contains("mrenclave or mrsigner"), "{all}");
         assert!(all.contains("never acceptable"), "{all}");
         assert!(all.contains("unknown TCB status"), "{all}");
+        assert!(
+            all.contains("applies to tee = \"tdx\" entries only"),
+            "{all}"
+        );
         assert!(all.contains("unknown binding"), "{all}");
         assert!(all.contains("matches no [[enclave]]"), "{all}");
     }

@@ -22,11 +22,16 @@ pub enum TcbStatus {
     OutOfDateConfigurationNeeded,
     /// Revoked: never acceptable.
     Revoked,
+    /// TD 1.5: the TD launched on an out-of-date TDX module and runs on an up-to-date one
+    /// now (TEE_TCB_SVN2); relaunching it would make it up to date. Computed, never published.
+    TdRelaunchAdvised,
+    /// As [`TcbStatus::TdRelaunchAdvised`], and a configuration change is needed.
+    TdRelaunchAdvisedConfigurationNeeded,
 }
 
 /// A TCB status string Intel does not define.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown TCB status `{0}` (known: UpToDate, SWHardeningNeeded, ConfigurationNeeded, ConfigurationAndSWHardeningNeeded, OutOfDate, OutOfDateConfigurationNeeded, Revoked)")]
+#[error("unknown TCB status `{0}` (known: UpToDate, SWHardeningNeeded, ConfigurationNeeded, ConfigurationAndSWHardeningNeeded, OutOfDate, OutOfDateConfigurationNeeded, Revoked, TDRelaunchAdvised, TDRelaunchAdvisedConfigurationNeeded)")]
 pub struct UnknownTcbStatus(pub String);
 
 impl TcbStatus {
@@ -40,7 +45,38 @@ impl TcbStatus {
             Self::OutOfDate => "OutOfDate",
             Self::OutOfDateConfigurationNeeded => "OutOfDateConfigurationNeeded",
             Self::Revoked => "Revoked",
+            Self::TdRelaunchAdvised => "TDRelaunchAdvised",
+            Self::TdRelaunchAdvisedConfigurationNeeded => "TDRelaunchAdvisedConfigurationNeeded",
         }
+    }
+
+    /// Whether Intel publishes this status in TCB info and QE identity levels; the TD
+    /// relaunch statuses are only ever computed (Intel QVL `TDRelaunchCheck`), so collateral
+    /// naming one is malformed.
+    pub fn is_published(self) -> bool {
+        !matches!(
+            self,
+            Self::TdRelaunchAdvised | Self::TdRelaunchAdvisedConfigurationNeeded
+        )
+    }
+
+    /// A status as collateral spells it: one of the seven published statuses.
+    pub fn parse_published(s: &str) -> Result<Self, UnknownTcbStatus> {
+        match s.parse::<Self>() {
+            Ok(status) if status.is_published() => Ok(status),
+            _ => Err(UnknownTcbStatus(s.to_owned())),
+        }
+    }
+
+    /// Whether the status asks for a configuration change (Intel QVL `isConfigurationNeeded`).
+    pub fn needs_configuration(self) -> bool {
+        matches!(
+            self,
+            Self::ConfigurationNeeded
+                | Self::OutOfDateConfigurationNeeded
+                | Self::ConfigurationAndSwHardeningNeeded
+                | Self::TdRelaunchAdvisedConfigurationNeeded
+        )
     }
 
     /// Combines the platform's status with the QE's (Intel QVL `convergeTcbStatusWithQeTcbStatus`).
@@ -70,6 +106,8 @@ impl FromStr for TcbStatus {
             "OutOfDate" => Self::OutOfDate,
             "OutOfDateConfigurationNeeded" => Self::OutOfDateConfigurationNeeded,
             "Revoked" => Self::Revoked,
+            "TDRelaunchAdvised" => Self::TdRelaunchAdvised,
+            "TDRelaunchAdvisedConfigurationNeeded" => Self::TdRelaunchAdvisedConfigurationNeeded,
             other => return Err(UnknownTcbStatus(other.to_owned())),
         })
     }
@@ -127,9 +165,23 @@ mod tests {
             "OutOfDate",
             "OutOfDateConfigurationNeeded",
             "Revoked",
+            "TDRelaunchAdvised",
+            "TDRelaunchAdvisedConfigurationNeeded",
         ] {
             assert_eq!(s.parse::<TcbStatus>().map(|t| t.as_str()).ok(), Some(s));
         }
         assert!("Fine".parse::<TcbStatus>().is_err());
+    }
+
+    #[test]
+    fn collateral_never_names_a_relaunch_status() {
+        assert_eq!(TcbStatus::parse_published("OutOfDate"), Ok(OutOfDate));
+        for s in [
+            "TDRelaunchAdvised",
+            "TDRelaunchAdvisedConfigurationNeeded",
+            "Fine",
+        ] {
+            assert!(TcbStatus::parse_published(s).is_err(), "{s}");
+        }
     }
 }

@@ -1,9 +1,11 @@
-//! PURE. The TDX steps after the shared ones (`reference/tdx-verification.md` §2.5–§2.6):
-//! the TDX module the TD runs on must be the one the TCB info describes, and its TCB
-//! level's status converges with the platform's.
+//! PURE. The TDX steps after the shared ones (`reference/tdx-verification.md` §2.5–§2.7):
+//! the TDX module the TD runs on must be the one the TCB info describes, its TCB level's
+//! status converges with the platform's, and a TD 1.5 whose current TCB (TEE_TCB_SVN2) is
+//! better than its launch TCB is advised to relaunch.
 
-use super::collateral::tcb_info::{TcbInfo, TdxModule};
+use super::collateral::tcb_info::{TcbInfo, TdxModule, TdxModuleIdentity};
 use super::error::VerifyError;
+use super::ids::TeeTcbSvn;
 use super::quote::TdReport;
 use super::tcb::TcbStatus;
 
@@ -42,29 +44,48 @@ fn check_module(td: &TdReport<'_>, module: &TdxModule, which: &str) -> Result<()
     Ok(())
 }
 
-/// The module the TD runs on, judged: TEE_TCB_SVN[1] (major version) selects the module
-/// identity `TDX_%02X`, TEE_TCB_SVN[0] its TCB level.
-pub fn verify_module(td: &TdReport<'_>, tcb_info: &TcbInfo) -> Result<ModuleVerdict, VerifyError> {
+/// The module the TD runs on is the one the TCB info describes: MRSIGNERSEAM and
+/// SEAM_ATTRIBUTES match `tdxModule` and, for a major version above 0 (TEE_TCB_SVN[1]),
+/// the module identity `TDX_%02X` too.
+pub fn check_module_identity(td: &TdReport<'_>, tcb_info: &TcbInfo) -> Result<(), VerifyError> {
     let Some(module) = &tcb_info.tdx_module else {
         return Err(VerifyError::TdxModule(
             "the TCB info describes no TDX module".into(),
         ));
     };
     check_module(td, module, "the TCB info's tdxModule")?;
-    let [minor, major, ..] = td.tee_tcb_svn.0;
+    let major = td.tee_tcb_svn.0[1];
+    if major == 0 {
+        return Ok(());
+    }
+    let identity = module_identity(tcb_info, &td.tee_tcb_svn)?;
+    check_module(td, &identity.module, &identity.id)
+}
+
+fn module_identity<'c>(
+    tcb_info: &'c TcbInfo,
+    svn: &TeeTcbSvn,
+) -> Result<&'c TdxModuleIdentity, VerifyError> {
+    let major = svn.0[1];
+    tcb_info.tdx_module_identity(major).ok_or_else(|| {
+        VerifyError::TdxModule(format!(
+            "no TDX module identity TDX_{major:02X} in the TCB info for TEE_TCB_SVN {svn}"
+        ))
+    })
+}
+
+/// The module level a TEE_TCB_SVN reaches: byte 1 (major version) selects the module
+/// identity `TDX_%02X`, byte 0 (minor SVN) its TCB level. Evaluated for the launch
+/// TEE_TCB_SVN and, on TD 1.5, for the current TEE_TCB_SVN2.
+pub fn module_level(svn: &TeeTcbSvn, tcb_info: &TcbInfo) -> Result<ModuleVerdict, VerifyError> {
+    let [minor, major, ..] = svn.0;
     if major == 0 {
         return Ok(ModuleVerdict {
             status: None,
             advisory_ids: Vec::new(),
         });
     }
-    let identity = tcb_info.tdx_module_identity(major).ok_or_else(|| {
-        VerifyError::TdxModule(format!(
-            "no TDX module identity TDX_{major:02X} in the TCB info for TEE_TCB_SVN {}",
-            td.tee_tcb_svn
-        ))
-    })?;
-    check_module(td, &identity.module, &identity.id)?;
+    let identity = module_identity(tcb_info, svn)?;
     let level = identity.matching_level(minor).ok_or_else(|| {
         VerifyError::TdxModule(format!(
             "TDX module {} SVN {minor} is below every level of {}",
@@ -83,5 +104,96 @@ pub fn converge(platform: TcbStatus, module: Option<TcbStatus>) -> TcbStatus {
     match module {
         Some(m) => TcbStatus::converge(platform, m),
         None => platform,
+    }
+}
+
+/// The status of a TD 1.5 from its launch TCB (TEE_TCB_SVN) and its current TCB
+/// (TEE_TCB_SVN2), both converged (platform, module and QE), neither Revoked.
+///
+/// A TD that launched out of date on a platform whose current TCB is no longer out of date
+/// needs only a relaunch, not a TCB recovery: Intel QVL `checkForRelaunch`
+/// (TDRelaunchCheck.cpp). Stricter than Intel, which keeps the launch status otherwise: a
+/// TD that launched up to date but runs on an out-of-date TCB now is out of date.
+pub fn with_current_tcb(launch: TcbStatus, current: TcbStatus) -> TcbStatus {
+    let out_of_date = |s: TcbStatus| {
+        matches!(
+            s,
+            TcbStatus::OutOfDate | TcbStatus::OutOfDateConfigurationNeeded
+        )
+    };
+    let configuration = launch.needs_configuration() || current.needs_configuration();
+    match (out_of_date(launch), out_of_date(current)) {
+        (true, false) if configuration => TcbStatus::TdRelaunchAdvisedConfigurationNeeded,
+        (true, false) => TcbStatus::TdRelaunchAdvised,
+        (false, true) if configuration => TcbStatus::OutOfDateConfigurationNeeded,
+        (false, true) => TcbStatus::OutOfDate,
+        _ => launch,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_current_tcb as judge;
+    use crate::dcap::tcb::TcbStatus::{self, *};
+
+    const FINE: [TcbStatus; 4] = [
+        UpToDate,
+        SwHardeningNeeded,
+        ConfigurationNeeded,
+        ConfigurationAndSwHardeningNeeded,
+    ];
+
+    #[test]
+    fn an_out_of_date_launch_on_a_current_platform_is_advised_to_relaunch() {
+        assert_eq!(judge(OutOfDate, UpToDate), TdRelaunchAdvised);
+        assert_eq!(judge(OutOfDate, SwHardeningNeeded), TdRelaunchAdvised);
+        assert_eq!(
+            judge(OutOfDate, ConfigurationNeeded),
+            TdRelaunchAdvisedConfigurationNeeded
+        );
+        assert_eq!(
+            judge(OutOfDateConfigurationNeeded, UpToDate),
+            TdRelaunchAdvisedConfigurationNeeded
+        );
+        assert_eq!(
+            judge(
+                OutOfDateConfigurationNeeded,
+                ConfigurationAndSwHardeningNeeded
+            ),
+            TdRelaunchAdvisedConfigurationNeeded
+        );
+    }
+
+    #[test]
+    fn out_of_date_then_and_now_stays_out_of_date() {
+        for launch in [OutOfDate, OutOfDateConfigurationNeeded] {
+            for current in [OutOfDate, OutOfDateConfigurationNeeded] {
+                assert_eq!(judge(launch, current), launch, "{launch} {current}");
+            }
+        }
+    }
+
+    #[test]
+    fn fine_then_and_now_keeps_the_launch_status() {
+        for launch in FINE {
+            for current in FINE {
+                assert_eq!(judge(launch, current), launch, "{launch} {current}");
+            }
+        }
+    }
+
+    /// Stricter than Intel QVL, which would keep the launch status.
+    #[test]
+    fn stricter_a_td_running_on_an_out_of_date_tcb_now_is_out_of_date() {
+        assert_eq!(judge(UpToDate, OutOfDate), OutOfDate);
+        assert_eq!(judge(SwHardeningNeeded, OutOfDate), OutOfDate);
+        assert_eq!(
+            judge(ConfigurationNeeded, OutOfDate),
+            OutOfDateConfigurationNeeded
+        );
+        assert_eq!(
+            judge(UpToDate, OutOfDateConfigurationNeeded),
+            OutOfDateConfigurationNeeded
+        );
     }
 }

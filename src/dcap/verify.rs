@@ -13,9 +13,10 @@ use super::quote::limits::PCK_CHAIN_LEN;
 use super::quote::pck_extension::{self, PckTcb};
 use super::quote::{Body, Quote, ReportBody};
 use super::tdx;
+use crate::dcap::collateral::qe_identity::QeTcbLevel;
 use crate::dcap::collateral::tcb_info::CollateralTee;
 use crate::dcap::error::VerifyError;
-use crate::dcap::ids::Fmspc;
+use crate::dcap::ids::{Fmspc, TeeTcbSvn};
 use crate::dcap::pki;
 use crate::dcap::tcb::TcbStatus;
 use crate::dcap::time::UnixTime;
@@ -25,9 +26,9 @@ use crate::dcap::verified::{self, CollateralDigests, VerifiedCollateral};
 /// The platform's TCB judgement.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TcbVerdict {
-    /// Converged status (platform and QE).
+    /// Converged status (platform, TDX module and QE; for TD 1.5 after the relaunch check).
     pub status: TcbStatus,
-    /// Platform then QE advisories, deduplicated.
+    /// Platform, module, QE (then TD 1.5 current TCB) advisories, deduplicated.
     pub advisory_ids: Vec<String>,
     /// The platform level's status.
     pub platform_status: TcbStatus,
@@ -35,6 +36,9 @@ pub struct TcbVerdict {
     pub qe_status: TcbStatus,
     /// The TDX module level's status (TDX with a module identity only).
     pub tdx_module_status: Option<TcbStatus>,
+    /// The converged status of the TCB a TD 1.5 runs on now (TEE_TCB_SVN2); `status` is
+    /// the launch TCB's, or a TD relaunch status when only the launch TCB is out of date.
+    pub current_status: Option<TcbStatus>,
     /// The platform model.
     pub fmspc: Fmspc,
     /// Which TCB evaluation the verdict is based on.
@@ -76,22 +80,31 @@ pub fn verify(
         Body::Td(td) => Some(td),
         Body::Sgx(_) => None,
     };
-    let platform = match_platform_tcb(&pck.tcb, td.map(|t| &t.tee_tcb_svn.0), collateral)?;
-    let module = match td {
-        Some(td) => Some(tdx::verify_module(td, &collateral.tcb_info)?),
+    check_platform(&pck.tcb, collateral)?;
+    if let Some(td) = td {
+        tdx::check_module_identity(td, &collateral.tcb_info)?;
+    }
+    let launch = evaluate_tcb(&pck.tcb, td.map(|t| &t.tee_tcb_svn), qe_level, collateral)?;
+    // TD 1.5 reports the TCB it runs on now beside the one it launched on; Intel's QVL
+    // evaluates both and may advise a relaunch instead of a TCB recovery.
+    let current = match td.and_then(|t| t.tee_tcb_svn2.as_ref()) {
+        Some(svn2) => Some(evaluate_tcb(&pck.tcb, Some(svn2), qe_level, collateral)?),
         None => None,
     };
-    let platform_status = tdx::converge(platform.status, module.as_ref().and_then(|m| m.status));
-
-    let status = TcbStatus::converge(platform_status, qe_level.status);
-    if status == TcbStatus::Revoked {
+    let current_status = current.as_ref().map(|c| c.status);
+    // Stricter than Intel, which keeps the launch status here: a TD now running on a
+    // revoked TCB is refused even if it launched on a good one.
+    if launch.status == TcbStatus::Revoked || current_status == Some(TcbStatus::Revoked) {
         return Err(VerifyError::TcbRevoked);
     }
-    let mut advisory_ids = platform.advisory_ids.clone();
-    let module_advisories = module.iter().flat_map(|m| m.advisory_ids.iter());
-    for id in module_advisories.chain(qe_level.advisory_ids.iter()) {
-        if !advisory_ids.contains(id) {
-            advisory_ids.push(id.clone());
+    let status = match current_status {
+        Some(current) => tdx::with_current_tcb(launch.status, current),
+        None => launch.status,
+    };
+    let mut advisory_ids = launch.advisory_ids;
+    for id in current.into_iter().flat_map(|c| c.advisory_ids) {
+        if !advisory_ids.contains(&id) {
+            advisory_ids.push(id);
         }
     }
     Ok(VerifiedQuote {
@@ -99,9 +112,10 @@ pub fn verify(
         tcb: TcbVerdict {
             status,
             advisory_ids,
-            platform_status: platform.status,
+            platform_status: launch.platform_status,
             qe_status: qe_level.status,
-            tdx_module_status: module.and_then(|m| m.status),
+            tdx_module_status: launch.module_status,
+            current_status,
             fmspc: pck.tcb.fmspc,
             tcb_evaluation_data_number: collateral.tcb_info.tcb_evaluation_data_number,
         },
@@ -309,7 +323,7 @@ fn verify_qe_report_data(quote: &Quote<'_>) -> Result<(), VerifyError> {
 fn verify_qe_identity<'c>(
     qe: &ReportBody<'_>,
     c: &'c VerifiedCollateral,
-) -> Result<&'c crate::dcap::collateral::qe_identity::QeTcbLevel, VerifyError> {
+) -> Result<&'c QeTcbLevel, VerifyError> {
     let id = &c.qe_identity;
     let masked_eq = |have: &[u8], mask: &[u8], want: &[u8]| {
         have.len() == want.len()
@@ -372,12 +386,8 @@ fn verify_isv_report_signature(quote: &Quote<'_>) -> Result<(), VerifyError> {
     }
 }
 
-/// J: the TCB info is this platform's, and the level its PCK TCB reaches.
-fn match_platform_tcb<'c>(
-    pck: &PckTcb,
-    tee_tcb_svn: Option<&[u8; 16]>,
-    c: &'c VerifiedCollateral,
-) -> Result<&'c crate::dcap::collateral::tcb_info::TcbLevel, VerifyError> {
+/// J: the TCB info is this platform's.
+fn check_platform(pck: &PckTcb, c: &VerifiedCollateral) -> Result<(), VerifyError> {
     if pck.fmspc != c.tcb_info.fmspc {
         return Err(VerifyError::FmspcMismatch {
             pck: pck.fmspc,
@@ -391,9 +401,55 @@ fn match_platform_tcb<'c>(
             tcb_info: c.tcb_info.pce_id,
         });
     }
-    c.tcb_info
-        .matching_level(&pck.components, pck.pce_svn, tee_tcb_svn)
-        .ok_or(VerifyError::TcbNotSupported)
+    Ok(())
+}
+
+/// One TCB evaluation (Intel QVL `sgxEvaluateTCB` / `tdxEvaluateTCB`).
+struct TcbEvaluation {
+    /// Platform, module and QE statuses converged.
+    status: TcbStatus,
+    /// The platform level's own status.
+    platform_status: TcbStatus,
+    /// The TDX module level's status.
+    module_status: Option<TcbStatus>,
+    /// Platform, module, QE advisories, deduplicated.
+    advisory_ids: Vec<String>,
+}
+
+/// J–K: the platform level the PCK TCB (and a TD's TEE_TCB_SVN) reaches, the TDX module
+/// level, and the QE level, converged.
+fn evaluate_tcb(
+    pck: &PckTcb,
+    tee_tcb_svn: Option<&TeeTcbSvn>,
+    qe_level: &QeTcbLevel,
+    c: &VerifiedCollateral,
+) -> Result<TcbEvaluation, VerifyError> {
+    let platform = c
+        .tcb_info
+        .matching_level(&pck.components, pck.pce_svn, tee_tcb_svn.map(|s| &s.0))
+        .ok_or(VerifyError::TcbNotSupported)?;
+    let module = match tee_tcb_svn {
+        Some(svn) => Some(tdx::module_level(svn, &c.tcb_info)?),
+        None => None,
+    };
+    let module_status = module.as_ref().and_then(|m| m.status);
+    let status = TcbStatus::converge(
+        tdx::converge(platform.status, module_status),
+        qe_level.status,
+    );
+    let mut advisory_ids = platform.advisory_ids.clone();
+    let module_advisories = module.iter().flat_map(|m| m.advisory_ids.iter());
+    for id in module_advisories.chain(qe_level.advisory_ids.iter()) {
+        if !advisory_ids.contains(id) {
+            advisory_ids.push(id.clone());
+        }
+    }
+    Ok(TcbEvaluation {
+        status,
+        platform_status: platform.status,
+        module_status,
+        advisory_ids,
+    })
 }
 
 /// The FMSPC in the quote's PCK certificate (to choose collateral), if it parses.

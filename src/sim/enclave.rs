@@ -25,9 +25,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use super::pki::{SimError, SimPki, SimPlatform};
+use super::pki::{SimError, SimPki, SimPlatform, SIM_TEE_TCB_SVN, SIM_TEE_TCB_SVN_OUT_OF_DATE};
 use super::quote::{forge, forge_td, EnclaveSpec, TdSpec};
 use super::streaming::{self, Answer, Counters};
+use crate::dcap::ids::TeeTcbSvn;
 use crate::dcap::tcb::TcbStatus;
 use crate::dcap::time::UnixTime;
 use crate::ratls::binding::dstack_report_data;
@@ -137,6 +138,12 @@ fn sgx_evidence(
     key: &KeyPair,
     now: UnixTime,
 ) -> Result<Vec<CustomExtension>, SimError> {
+    if !config.tcb_status.is_published() {
+        return Err(SimError::Format(format!(
+            "{} is a TDX status (--tee tdx)",
+            config.tcb_status
+        )));
+    }
     let pck = pki.pck_leaf(config.tcb_status, now)?;
     Ok(match config.binding {
         SimBinding::Cosmian => {
@@ -178,6 +185,19 @@ fn td_evidence(
     now: UnixTime,
 ) -> Result<Vec<CustomExtension>, SimError> {
     let pck = pki.pck_leaf_on(SimPlatform::Tdx, config.tcb_status, now)?;
+    let relaunched;
+    let td = if config.tcb_status.is_published() {
+        td
+    } else {
+        // A TD relaunch status: the TD launched on the out-of-date module level and runs
+        // on the up-to-date one now (a TD 1.5 body tells both).
+        relaunched = TdSpec {
+            tee_tcb_svn: TeeTcbSvn(SIM_TEE_TCB_SVN_OUT_OF_DATE),
+            tee_tcb_svn2: Some(TeeTcbSvn(SIM_TEE_TCB_SVN)),
+            ..td.clone()
+        };
+        &relaunched
+    };
     Ok(match config.binding {
         SimBinding::Cosmian => {
             let quote = forge_td(td, &report_data(key.public_key_raw()), &pck)?;

@@ -30,6 +30,9 @@ pub const SIM_FMSPC: Fmspc = Fmspc([0x5e, 0xc0, 0xde, 0x00, 0x00, 0x00]);
 pub const SIM_TDX_FMSPC: Fmspc = Fmspc([0x5e, 0xc0, 0xde, 0x00, 0x00, 0x81]);
 /// The TEE_TCB_SVN of simulated TDs: module SVN 3, major version 1 (`TDX_01`).
 pub const SIM_TEE_TCB_SVN: [u8; 16] = [3, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+/// A TEE_TCB_SVN on the out-of-date `TDX_01` module level (SVN 1): what a TD launched on
+/// before a TD-preserving module update reports as its launch TCB.
+pub const SIM_TEE_TCB_SVN_OUT_OF_DATE: [u8; 16] = [1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
 /// Which simulated platform: an SGX machine or a TDX machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,9 +85,19 @@ pub enum SimError {
     Format(String),
 }
 
+/// The platform TCB level a sim status stands on: itself, or for a TD relaunch status the
+/// platform level a relaunch keeps (the module, not the platform, is what was out of date).
+pub fn platform_level(status: TcbStatus) -> TcbStatus {
+    match status {
+        TcbStatus::TdRelaunchAdvised => TcbStatus::UpToDate,
+        TcbStatus::TdRelaunchAdvisedConfigurationNeeded => TcbStatus::ConfigurationNeeded,
+        other => other,
+    }
+}
+
 /// The component SVN (component 1) that puts a PCK on a given TCB level.
 pub fn level_svn(status: TcbStatus) -> u8 {
-    match status {
+    match platform_level(status) {
         TcbStatus::UpToDate => 16,
         TcbStatus::SwHardeningNeeded => 15,
         TcbStatus::ConfigurationNeeded => 14,
@@ -92,6 +105,7 @@ pub fn level_svn(status: TcbStatus) -> u8 {
         TcbStatus::OutOfDate => 12,
         TcbStatus::OutOfDateConfigurationNeeded => 11,
         TcbStatus::Revoked => 10,
+        TcbStatus::TdRelaunchAdvised | TcbStatus::TdRelaunchAdvisedConfigurationNeeded => 0,
     }
 }
 

@@ -1,4 +1,4 @@
-//! Forging quotes with the test PKI: SGX v3 and TDX v4 (TD 1.0), a chosen identity and
+//! Forging quotes with the test PKI: SGX v3, TDX v4 (TD 1.0) and v5 (TD 1.5), a chosen identity and
 //! REPORTDATA, a fresh attestation key, a QE report signed by the PCK leaf, the PCK chain.
 
 use ring::rand::SystemRandom;
@@ -10,6 +10,7 @@ use super::pki::{
 };
 use crate::dcap::ids::{
     IsvProdId, IsvSvn, MrConfigId, MrEnclave, MrOwner, MrOwnerConfig, MrSeam, MrSigner, MrTd, Rtmr,
+    TeeTcbSvn,
 };
 use crate::dcap::quote::INTEL_QE_VENDOR_ID;
 
@@ -92,6 +93,11 @@ pub struct TdSpec {
     pub mr_seam: MrSeam,
     /// DEBUG TD attribute.
     pub debug: bool,
+    /// TEE_TCB_SVN: the TCB the TD launched on.
+    pub tee_tcb_svn: TeeTcbSvn,
+    /// TEE_TCB_SVN2, the TCB the TD runs on now: `Some` forges a v5 quote with a TD 1.5
+    /// body, `None` a v4 quote with a TD 1.0 body.
+    pub tee_tcb_svn2: Option<TeeTcbSvn>,
 }
 
 impl Default for TdSpec {
@@ -109,14 +115,16 @@ impl Default for TdSpec {
             mr_owner_config: MrOwnerConfig([0; 48]),
             mr_seam: MrSeam([0x5e; 48]),
             debug: false,
+            tee_tcb_svn: TeeTcbSvn(SIM_TEE_TCB_SVN),
+            tee_tcb_svn2: None,
         }
     }
 }
 
-/// A TD 1.0 report body (584 bytes) for `spec`.
+/// A TD 1.0 report body (584 bytes) for `spec`, or TD 1.5 (648) when it has TEE_TCB_SVN2.
 fn td_body(spec: &TdSpec, report_data: &[u8; 64]) -> Vec<u8> {
-    let mut b = Vec::with_capacity(584);
-    b.extend_from_slice(&SIM_TEE_TCB_SVN);
+    let mut b = Vec::with_capacity(648);
+    b.extend_from_slice(spec.tee_tcb_svn.as_bytes());
     b.extend_from_slice(spec.mr_seam.as_bytes());
     b.extend_from_slice(&[0; 48]); // mrsigner_seam: Intel's module
     b.extend_from_slice(&[0; 8]); // seam_attributes
@@ -132,21 +140,35 @@ fn td_body(spec: &TdSpec, report_data: &[u8; 64]) -> Vec<u8> {
         b.extend_from_slice(r.as_bytes());
     }
     b.extend_from_slice(report_data);
+    if let Some(svn2) = &spec.tee_tcb_svn2 {
+        b.extend_from_slice(svn2.as_bytes());
+        b.extend_from_slice(&[0; 48]); // mr_servicetd: no service TD
+    }
     b
 }
 
-/// Forges a TDX v4 quote (TD 1.0 body) for `spec` with `report_data`, certified by `pck`
-/// (a PCK leaf of the TDX platform).
+/// Forges a TDX quote for `spec` with `report_data`, certified by `pck` (a PCK leaf of the
+/// TDX platform): v4 with a TD 1.0 body, or v5 with a TD 1.5 body (descriptor type 3)
+/// when the spec has TEE_TCB_SVN2.
 pub fn forge_td(spec: &TdSpec, report_data: &[u8; 64], pck: &PckLeaf) -> Result<Vec<u8>, SimError> {
+    let version: u16 = if spec.tee_tcb_svn2.is_some() { 5 } else { 4 };
     let mut header = Vec::with_capacity(48);
-    header.extend_from_slice(&4u16.to_le_bytes());
+    header.extend_from_slice(&version.to_le_bytes());
     header.extend_from_slice(&2u16.to_le_bytes());
     header.extend_from_slice(&0x81u32.to_le_bytes());
     header.extend_from_slice(&[0; 4]);
     header.extend_from_slice(&INTEL_QE_VENDOR_ID);
     header.extend_from_slice(&[0x0a; 16]);
     header.extend_from_slice(&[0; 4]);
-    sign_quote(header, &td_body(spec, report_data), 2, true, pck)
+    let body = td_body(spec, report_data);
+    if spec.tee_tcb_svn2.is_none() {
+        return sign_quote(header, &body, 2, true, pck);
+    }
+    // v5: the body descriptor (type 3 = TD 1.5, size) is signed with the header and body.
+    let size = u32::try_from(body.len()).map_err(|_| SimError::Format("TD body size".into()))?;
+    header.extend_from_slice(&3u16.to_le_bytes());
+    header.extend_from_slice(&size.to_le_bytes());
+    sign_quote(header, &body, 2, true, pck)
 }
 
 /// Forges a v3 quote for `spec` with `report_data`, certified by `pck`.

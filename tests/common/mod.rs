@@ -38,6 +38,8 @@ pub fn all_statuses() -> Vec<TcbStatus> {
         ConfigurationAndSwHardeningNeeded,
         OutOfDate,
         OutOfDateConfigurationNeeded,
+        TdRelaunchAdvised,
+        TdRelaunchAdvisedConfigurationNeeded,
     ]
 }
 

@@ -113,10 +113,8 @@ impl QeIdentity {
         for level in raw.tcb_levels {
             levels.push(QeTcbLevel {
                 isv_svn: level.tcb.isvsvn,
-                status: level
-                    .tcb_status
-                    .parse()
-                    .map_err(|e: crate::dcap::tcb::UnknownTcbStatus| bad(e.to_string()))?,
+                status: crate::dcap::tcb::TcbStatus::parse_published(&level.tcb_status)
+                    .map_err(|e| bad(e.to_string()))?,
                 advisory_ids: level.advisory_ids,
             });
         }

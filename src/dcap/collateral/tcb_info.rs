@@ -206,10 +206,8 @@ impl TcbInfo {
             let sgx_components: [u8; 16] = svns.try_into().map_err(|v: Vec<u8>| {
                 bad(format!("{} SGX TCB components, expected 16", v.len()))
             })?;
-            let status = level
-                .tcb_status
-                .parse::<TcbStatus>()
-                .map_err(|e| bad(e.to_string()))?;
+            let status =
+                TcbStatus::parse_published(&level.tcb_status).map_err(|e| bad(e.to_string()))?;
             let tdx_components = match (&tee, level.tcb.tdxtcbcomponents) {
                 (CollateralTee::Tdx, Some(c)) => {
                     let svns: Vec<u8> = c.iter().map(|c| c.svn).collect();
@@ -260,9 +258,7 @@ impl TcbInfo {
             for l in &m.tcb_levels {
                 levels.push(TdxModuleLevel {
                     isv_svn: l.tcb.isvsvn,
-                    status: l
-                        .tcb_status
-                        .parse::<TcbStatus>()
+                    status: TcbStatus::parse_published(&l.tcb_status)
                         .map_err(|e| bad(e.to_string()))?,
                     advisory_ids: l.advisory_ids.clone(),
                 });
