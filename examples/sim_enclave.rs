@@ -83,8 +83,8 @@ struct Args {
     /// A v5 quote with a TD 1.5 body whose TEE_TCB_SVN2 equals TEE_TCB_SVN.
     #[arg(long)]
     td15: bool,
-    /// Key binding: cosmian, gramine (SGX: P-384, legacy OID and DICE evidence), dstack
-    /// (TDX) or wrong.
+    /// Key binding: cosmian, gramine (P-384; SGX: legacy OID and DICE evidence, TDX: DICE
+    /// evidence), dstack (TDX) or wrong.
     #[arg(long, default_value = "cosmian")]
     binding: SimBinding,
     /// Where the test PKI lives (created if absent): root.pem and collateral.json.

@@ -343,3 +343,45 @@ async fn td15_relaunch_statuses_are_judged_by_the_policy() {
     );
     assert!(text.contains("tdrelaunchadvised"), "{text}");
 }
+
+/// A TDX quote inside TCG DICE tagged evidence (`2.23.133.5.4.9`, tag 60000 "Intel TEE
+/// quote"): REPORTDATA commits to the claims, whose `pubkey-hash` names the key, as for
+/// Gramine's SGX evidence. Accepted under a TD policy; refused when the claims name another
+/// key, when the policy wants another binding, or when an SGX policy meets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tdx_quote_in_dice_evidence_is_judged_as_a_td() {
+    let env = env();
+    let dice = td_sim(&env, |c| c.binding = SimBinding::Gramine).await;
+    let (exit, j) = verify(&env, &dice, &["--mrtd", MRTD]).await;
+    assert_eq!(exit, 0, "{j}");
+    assert_eq!(j["quote"]["tee"], "TDX");
+    assert_eq!(j["quote"]["mrtd"], MRTD);
+    assert_eq!(j["binding"], "gramine");
+    for (args, code) in [
+        (
+            &["--mrtd", MRTD, "--binding", "cosmian"][..],
+            "binding_mismatch",
+        ),
+        (
+            &["--mrtd", MRTD, "--binding", "dstack"][..],
+            "binding_mismatch",
+        ),
+        (&["--tee", "sgx"][..], "tee_mismatch"),
+        (&["--mrtd", &"ee".repeat(48)][..], "mrtd_mismatch"),
+    ] {
+        let (exit, j) = verify(&env, &dice, args).await;
+        assert_eq!((exit, j["code"].as_str()), (1, Some(code)), "{args:?}: {j}");
+    }
+    // The TD 1.5 relaunch rule holds whatever carries the quote.
+    let dice15 = td_sim(&env, |c| {
+        c.binding = SimBinding::Gramine;
+        c.tcb_status = TcbStatus::TdRelaunchAdvised;
+    })
+    .await;
+    let (exit, j) = verify(&env, &dice15, &["--mrtd", MRTD]).await;
+    assert_eq!(
+        (exit, j["tcb"]["status"].as_str()),
+        (1, Some("TDRelaunchAdvised")),
+        "{j}"
+    );
+}

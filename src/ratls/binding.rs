@@ -86,7 +86,7 @@ pub fn check(
         Evidence::Dice { claims, .. } => {
             if !matches!(mode, BindingMode::Auto | BindingMode::Gramine) {
                 return Err(format!(
-                    "the certificate carries Gramine DICE evidence, the policy requires the {} binding",
+                    "the certificate carries TCG DICE evidence (Gramine's claims rule), the policy requires the {} binding",
                     if mode == BindingMode::Cosmian { "Cosmian" } else { "dstack" }
                 ));
             }

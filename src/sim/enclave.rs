@@ -214,9 +214,14 @@ fn td_evidence(
             vec![CustomExtension::from_oid_content(OID_DSTACK_QUOTE, quote)]
         }
         SimBinding::Gramine => {
-            return Err(SimError::Format(
-                "the Gramine binding is for SGX sims".into(),
-            ))
+            // TCG DICE tagged evidence around a TDX quote: tag 60000 is "an Intel TEE
+            // quote", SGX or TDX; REPORTDATA commits to the claims, as for Gramine's SGX.
+            let claims = dice_claims(&Sha256::digest(key.subject_public_key_info()));
+            let quote = forge_td(td, &report_data(&claims), &pck)?;
+            vec![CustomExtension::from_oid_content(
+                OID_TCG_DICE_TAGGED_EVIDENCE,
+                dice_evidence(&quote, &claims),
+            )]
         }
     })
 }
