@@ -167,6 +167,10 @@ fn record(judged: Judged<'_>, c: &CertAppraisal, now: UnixTime) -> Value {
             "root_ca_crl_sha256": hex::encode(d.root_ca_crl),
         })),
     });
+    // TD 1.5 only: the status of the TCB the TD runs on now, which a relaunch verdict rests on.
+    if let Some(current) = a.tcb.as_ref().and_then(|t| t.current_status) {
+        v["tcb"]["current_status"] = json!(current.as_str());
+    }
     match a.quote.as_ref().map(|q| &q.identity) {
         Some(Identity::Sgx(e)) => {
             v["mrenclave"] = json!(e.mrenclave.to_string());

@@ -410,6 +410,213 @@ fn td15_current_tcb_relaunch_as_intel_and_dcap_qvl() {
     }
 }
 
+/// Statuses in re-signed sim collateral, against dcap-qvl. Each kind of level takes only
+/// its own statuses (a TDX module level only UpToDate, OutOfDate, Revoked; a QE level no
+/// SW hardening); a status outside the set, or a relaunch status (only ever computed), is
+/// malformed collateral, never silently dropped. A revoked current TCB is refused, as by
+/// dcap-qvl (Intel's QVL keeps the launch status). Stricter than dcap-qvl where named: a QE
+/// level `OutOfDateConfigurationNeeded` is out of date; a current TCB needing software
+/// hardening worsens an up-to-date launch.
+#[cfg(feature = "sim")]
+#[test]
+fn collateral_level_statuses_as_dcap_qvl_or_stricter() {
+    use ratls_proxy::dcap::ids::TeeTcbSvn;
+    use ratls_proxy::dcap::tcb::TcbStatus;
+    use ratls_proxy::sim::{forge_td, SimPki, SimPlatform, TdSpec};
+    let now = UnixTime::now();
+    let pki = SimPki::generate(now).expect("pki");
+    let anchor = pki.anchor().expect("anchor");
+    let pck = pki
+        .pck_leaf_on(SimPlatform::Tdx, TcbStatus::UpToDate, now)
+        .expect("pck");
+    let svn = |minor: u8, major: u8, c2: u8| {
+        let mut s = [0u8; 16];
+        (s[0], s[1], s[2]) = (minor, major, c2);
+        TeeTcbSvn(s)
+    };
+    let (good, old) = (svn(3, 1, 0), svn(1, 1, 0));
+    const OLD_MODULE: &str = r#""tcbStatus":"OutOfDate","advisoryIDs":["SIM-SA-TDX01"]"#;
+    let module_level = |status: &str| {
+        let with = format!(r#""tcbStatus":"{status}","advisoryIDs":["SIM-SA-TDX01"]"#);
+        move |t: String| t.replacen(OLD_MODULE, &with, 1)
+    };
+    let qe_level = |status: &str| {
+        let with = format!(r#""tcbStatus":"{status}""#);
+        move |q: String| q.replacen(r#""tcbStatus":"UpToDate""#, &with, 1)
+    };
+    let platform_needs_component_2 = |t: String| {
+        let mut v: serde_json::Value = serde_json::from_str(&t).expect("json");
+        v["tcbLevels"][0]["tcb"]["tdxtcbcomponents"][2]["svn"] = serde_json::json!(1);
+        v.to_string()
+    };
+    let same = |x: String| x;
+    type Edit = Box<dyn Fn(String) -> String>;
+    /// What, TCB info edit, QE identity edit, launch, current, then ours and dcap-qvl's.
+    type Case = (
+        &'static str,
+        Edit,
+        Edit,
+        TeeTcbSvn,
+        Option<TeeTcbSvn>,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "module level SWHardeningNeeded",
+            Box::new(module_level("SWHardeningNeeded")),
+            Box::new(same),
+            old,
+            None,
+            None,
+            None,
+        ),
+        (
+            "module level ConfigurationNeeded",
+            Box::new(module_level("ConfigurationNeeded")),
+            Box::new(same),
+            old,
+            None,
+            None,
+            None,
+        ),
+        (
+            "module level OutOfDateConfigurationNeeded",
+            Box::new(module_level("OutOfDateConfigurationNeeded")),
+            Box::new(same),
+            old,
+            None,
+            None,
+            None,
+        ),
+        (
+            "module level TDRelaunchAdvised",
+            Box::new(module_level("TDRelaunchAdvised")),
+            Box::new(same),
+            old,
+            Some(good),
+            None,
+            None,
+        ),
+        (
+            "QE level SWHardeningNeeded",
+            Box::new(same),
+            Box::new(qe_level("SWHardeningNeeded")),
+            good,
+            None,
+            None,
+            None,
+        ),
+        (
+            "QE level TDRelaunchAdvised",
+            Box::new(same),
+            Box::new(qe_level("TDRelaunchAdvised")),
+            good,
+            None,
+            None,
+            None,
+        ),
+        (
+            "QE level ConfigurationNeeded",
+            Box::new(same),
+            Box::new(qe_level("ConfigurationNeeded")),
+            good,
+            None,
+            Some("UpToDate"),
+            Some("UpToDate"),
+        ),
+        // Stricter than dcap-qvl (which ignores it):
+        (
+            "QE level OutOfDateConfigurationNeeded",
+            Box::new(same),
+            Box::new(qe_level("OutOfDateConfigurationNeeded")),
+            good,
+            None,
+            Some("OutOfDate"),
+            Some("UpToDate"),
+        ),
+        (
+            "current module Revoked",
+            Box::new(module_level("Revoked")),
+            Box::new(same),
+            good,
+            Some(old),
+            None,
+            None,
+        ),
+        (
+            "launch module Revoked",
+            Box::new(module_level("Revoked")),
+            Box::new(same),
+            old,
+            Some(good),
+            None,
+            None,
+        ),
+        (
+            "current platform SWHardeningNeeded",
+            Box::new(platform_needs_component_2),
+            Box::new(same),
+            svn(3, 1, 1),
+            Some(good),
+            Some("SWHardeningNeeded"),
+            Some("UpToDate"),
+        ),
+        (
+            "launch platform SWHardeningNeeded, current UpToDate",
+            Box::new(platform_needs_component_2),
+            Box::new(same),
+            good,
+            Some(svn(3, 1, 1)),
+            Some("SWHardeningNeeded"),
+            Some("SWHardeningNeeded"),
+        ),
+    ];
+    for (what, edit_tcb, edit_qe, launch, current, want, want_theirs) in cases {
+        let mut c = pki
+            .collateral_for(SimPlatform::Tdx, UnixTime(now.0 - 60), &[])
+            .expect("collateral");
+        c.tcb_info = edit_tcb(c.tcb_info.clone());
+        c.tcb_info_signature = pki.sign_with_tcb_key(&c.tcb_info).expect("sign");
+        c.qe_identity = edit_qe(c.qe_identity.clone());
+        c.qe_identity_signature = pki.sign_with_tcb_key(&c.qe_identity).expect("sign");
+        let spec = TdSpec {
+            tee_tcb_svn: launch,
+            tee_tcb_svn2: current,
+            ..TdSpec::default()
+        };
+        let quote = forge_td(&spec, &[7; 64], &pck).expect("quote");
+        let theirs = serde_json::from_str::<QuoteCollateralV3>(&c.to_json())
+            .ok()
+            .and_then(|tc| {
+                QuoteVerifier::new(anchor.der().to_vec())
+                    .with_config::<RingConfig>()
+                    .verify(&quote, &tc, u64::try_from(now.0).expect("positive"))
+                    .ok()
+            });
+        assert_eq!(
+            theirs.as_ref().map(|r| r.status.as_str()),
+            want_theirs,
+            "dcap-qvl: {what}"
+        );
+        let a = appraise(
+            &quote,
+            &Unverified {
+                collateral: &c,
+                anchor: &anchor,
+            },
+            &common::permissive(false),
+            now,
+        );
+        let ours = a
+            .outcome
+            .as_ref()
+            .ok()
+            .map(|acc| acc.quote.tcb.status.as_str());
+        assert_eq!(ours, want, "ours: {what}: {:?}", a.outcome);
+    }
+}
+
 /// dcap-qvl 0.7.1 skips the PCE ID comparison; Intel QVL and we do not. A TCB info for
 /// another PCE, correctly signed, is refused by us and accepted by the reference.
 #[cfg(feature = "sim")]

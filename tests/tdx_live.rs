@@ -298,6 +298,44 @@ async fn td15_relaunch_statuses_are_judged_by_the_policy() {
     assert_eq!(j["tcb"]["status"], "OutOfDate");
     assert_eq!(j["tcb"]["current_status"], "OutOfDate");
 
+    // min_tee_tcb_svn holds for the launch TCB and the current one.
+    let min = [
+        "--tcb-status",
+        "OutOfDate",
+        "--min-tee-tcb-svn",
+        "03010000000000000000000000000000",
+    ];
+    let (exit, j) = verify(&env, &regressed, &min).await;
+    assert_eq!(
+        (exit, j["code"].as_str()),
+        (1, Some("tee_tcb_svn_too_low")),
+        "{j}"
+    );
+    assert!(
+        j["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.starts_with("TEE_TCB_SVN2 ")),
+        "{j}"
+    );
+    let min = [
+        "--tcb-status",
+        "TDRelaunchAdvised",
+        "--min-tee-tcb-svn",
+        "03010000000000000000000000000000",
+    ];
+    let (exit, j) = verify(&env, &relaunch, &min).await;
+    assert_eq!(
+        (exit, j["code"].as_str()),
+        (1, Some("tee_tcb_svn_too_low")),
+        "{j}"
+    );
+    assert!(
+        j["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.starts_with("TEE_TCB_SVN ")),
+        "{j}"
+    );
+
     // Through the proxy: one entry accepts the relaunch status by name, one does not.
     let proxy = free_port();
     let _p = Harness::new(&env)
@@ -383,5 +421,26 @@ async fn a_tdx_quote_in_dice_evidence_is_judged_as_a_td() {
         (exit, j["tcb"]["status"].as_str()),
         (1, Some("TDRelaunchAdvised")),
         "{j}"
+    );
+}
+
+/// A relaunch status asked for an SGX-only verification is a usage error, as in the config.
+#[test]
+fn verify_refuses_a_relaunch_status_for_sgx() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
+        .args([
+            "verify",
+            "https://127.0.0.1:1",
+            "--tee",
+            "sgx",
+            "--tcb-status",
+            "TDRelaunchAdvised",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("applies to --tee tdx only"),
+        "{out:?}"
     );
 }

@@ -120,17 +120,21 @@ impl TdPolicy {
             });
         }
         if let Some(min) = self.min_tee_tcb_svn {
-            let below = td
-                .tee_tcb_svn
-                .0
-                .iter()
-                .zip(min.0.iter())
-                .any(|(have, need)| have < need);
-            if below {
-                out.push(PolicyViolation::TeeTcbSvn {
-                    actual: td.tee_tcb_svn,
-                    min,
-                });
+            // TD 1.5: the TCB the TD launched on and the one it runs on now both count.
+            let svns = [
+                ("TEE_TCB_SVN", Some(td.tee_tcb_svn)),
+                ("TEE_TCB_SVN2", td.tee_tcb_svn2),
+            ];
+            for (field, svn) in svns {
+                let Some(actual) = svn else { continue };
+                let below = actual
+                    .0
+                    .iter()
+                    .zip(min.0.iter())
+                    .any(|(have, need)| have < need);
+                if below {
+                    out.push(PolicyViolation::TeeTcbSvn { field, actual, min });
+                }
             }
         }
     }

@@ -83,9 +83,11 @@ pub enum PolicyViolation {
         /// The policy's list.
         allowed: Vec<MrSeam>,
     },
-    /// A TEE_TCB_SVN component below the minimum.
-    #[error("TEE_TCB_SVN {actual} is below the policy minimum {min} (component-wise)")]
+    /// A TEE_TCB_SVN (or, TD 1.5, TEE_TCB_SVN2) component below the minimum.
+    #[error("{field} {actual} is below the policy minimum {min} (component-wise)")]
     TeeTcbSvn {
+        /// `TEE_TCB_SVN` (the launch TCB) or `TEE_TCB_SVN2` (the current TCB, TD 1.5).
+        field: &'static str,
         /// From the quote.
         actual: TeeTcbSvn,
         /// The policy's minimum.

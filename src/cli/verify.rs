@@ -184,6 +184,10 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     if args.tcb_status.contains(&TcbStatus::Revoked) {
         bail!("--tcb-status Revoked: a revoked TCB is never acceptable");
     }
+    let td_only = args.tcb_status.iter().find(|s| !s.is_published());
+    if let (Some(status), Some("sgx")) = (td_only, args.tee.as_deref()) {
+        bail!("--tcb-status {status}: a TD relaunch status applies to --tee tdx only");
+    }
     let at = args.at.as_deref().map(UnixTime::parse).transpose()?;
     let now = at.unwrap_or_else(UnixTime::now);
     let anchor = match &args.trust_root {

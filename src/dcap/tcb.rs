@@ -34,6 +34,31 @@ pub enum TcbStatus {
 #[error("unknown TCB status `{0}` (known: UpToDate, SWHardeningNeeded, ConfigurationNeeded, ConfigurationAndSWHardeningNeeded, OutOfDate, OutOfDateConfigurationNeeded, Revoked, TDRelaunchAdvised, TDRelaunchAdvisedConfigurationNeeded)")]
 pub struct UnknownTcbStatus(pub String);
 
+/// Which kind of collateral level a status is read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LevelKind {
+    /// A platform TCB level of TCB info.
+    Platform,
+    /// A TDX module identity's TCB level.
+    TdxModule,
+    /// A QE identity TCB level.
+    QuotingEnclave,
+}
+
+/// A collateral level whose status is unknown or not valid for its kind of level.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("TCB status `{status}` is not valid on a {} level", match kind {
+    LevelKind::Platform => "platform TCB",
+    LevelKind::TdxModule => "TDX module TCB",
+    LevelKind::QuotingEnclave => "QE identity TCB",
+})]
+pub struct InvalidLevelStatus {
+    /// The status as written.
+    pub status: String,
+    /// Where it was read.
+    pub kind: LevelKind,
+}
+
 impl TcbStatus {
     /// Intel's spelling.
     pub fn as_str(self) -> &'static str {
@@ -60,11 +85,34 @@ impl TcbStatus {
         )
     }
 
-    /// A status as collateral spells it: one of the seven published statuses.
-    pub fn parse_published(s: &str) -> Result<Self, UnknownTcbStatus> {
+    /// A status as a level of `kind` may spell it (Intel QVL's and dcap-qvl's sets): a
+    /// status outside the set would otherwise be dropped when statuses converge.
+    pub fn parse_level(s: &str, kind: LevelKind) -> Result<Self, InvalidLevelStatus> {
+        let allowed: &[Self] = match kind {
+            LevelKind::Platform => &[
+                Self::UpToDate,
+                Self::SwHardeningNeeded,
+                Self::ConfigurationNeeded,
+                Self::ConfigurationAndSwHardeningNeeded,
+                Self::OutOfDate,
+                Self::OutOfDateConfigurationNeeded,
+                Self::Revoked,
+            ],
+            LevelKind::TdxModule => &[Self::UpToDate, Self::OutOfDate, Self::Revoked],
+            LevelKind::QuotingEnclave => &[
+                Self::UpToDate,
+                Self::ConfigurationNeeded,
+                Self::OutOfDate,
+                Self::OutOfDateConfigurationNeeded,
+                Self::Revoked,
+            ],
+        };
         match s.parse::<Self>() {
-            Ok(status) if status.is_published() => Ok(status),
-            _ => Err(UnknownTcbStatus(s.to_owned())),
+            Ok(status) if allowed.contains(&status) => Ok(status),
+            _ => Err(InvalidLevelStatus {
+                status: s.to_owned(),
+                kind,
+            }),
         }
     }
 
@@ -79,17 +127,18 @@ impl TcbStatus {
         )
     }
 
-    /// Combines the platform's status with the QE's (Intel QVL `convergeTcbStatusWithQeTcbStatus`).
-    pub fn converge(platform: TcbStatus, qe: TcbStatus) -> TcbStatus {
-        match (qe, platform) {
-            (TcbStatus::Revoked, _) | (_, TcbStatus::Revoked) => TcbStatus::Revoked,
-            (TcbStatus::OutOfDate, TcbStatus::UpToDate | TcbStatus::SwHardeningNeeded) => {
-                TcbStatus::OutOfDate
-            }
+    /// Combines the platform's status with a component's, the QE's or the TDX module's
+    /// (Intel QVL `convergeTcbStatusWithQeTcbStatus`). Stricter than dcap-qvl 0.7.1, which
+    /// ignores a QE level `OutOfDateConfigurationNeeded`: it counts as out of date here.
+    pub fn converge(platform: TcbStatus, component: TcbStatus) -> TcbStatus {
+        use TcbStatus::*;
+        match (component, platform) {
+            (Revoked, _) | (_, Revoked) => Revoked,
+            (OutOfDate | OutOfDateConfigurationNeeded, UpToDate | SwHardeningNeeded) => OutOfDate,
             (
-                TcbStatus::OutOfDate,
-                TcbStatus::ConfigurationNeeded | TcbStatus::ConfigurationAndSwHardeningNeeded,
-            ) => TcbStatus::OutOfDateConfigurationNeeded,
+                OutOfDate | OutOfDateConfigurationNeeded,
+                ConfigurationNeeded | ConfigurationAndSwHardeningNeeded,
+            ) => OutOfDateConfigurationNeeded,
             (_, platform) => platform,
         }
     }
@@ -174,14 +223,45 @@ mod tests {
     }
 
     #[test]
-    fn collateral_never_names_a_relaunch_status() {
-        assert_eq!(TcbStatus::parse_published("OutOfDate"), Ok(OutOfDate));
-        for s in [
-            "TDRelaunchAdvised",
-            "TDRelaunchAdvisedConfigurationNeeded",
-            "Fine",
-        ] {
-            assert!(TcbStatus::parse_published(s).is_err(), "{s}");
+    fn each_kind_of_level_takes_only_its_statuses() {
+        use LevelKind::*;
+        let ok = |s: &str, k| TcbStatus::parse_level(s, k).is_ok();
+        for kind in [Platform, TdxModule, QuotingEnclave] {
+            for s in ["UpToDate", "OutOfDate", "Revoked"] {
+                assert!(ok(s, kind), "{s} {kind:?}");
+            }
+            for s in [
+                "TDRelaunchAdvised",
+                "TDRelaunchAdvisedConfigurationNeeded",
+                "Fine",
+            ] {
+                assert!(!ok(s, kind), "{s} {kind:?}");
+            }
         }
+        for s in ["SWHardeningNeeded", "ConfigurationAndSWHardeningNeeded"] {
+            assert!(
+                ok(s, Platform) && !ok(s, TdxModule) && !ok(s, QuotingEnclave),
+                "{s}"
+            );
+        }
+        for s in ["ConfigurationNeeded", "OutOfDateConfigurationNeeded"] {
+            assert!(
+                ok(s, Platform) && !ok(s, TdxModule) && ok(s, QuotingEnclave),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn stricter_a_qe_out_of_date_needing_configuration_is_out_of_date() {
+        assert_eq!(
+            TcbStatus::converge(UpToDate, OutOfDateConfigurationNeeded),
+            OutOfDate
+        );
+        assert_eq!(
+            TcbStatus::converge(ConfigurationNeeded, OutOfDateConfigurationNeeded),
+            OutOfDateConfigurationNeeded
+        );
+        assert_eq!(TcbStatus::converge(UpToDate, ConfigurationNeeded), UpToDate);
     }
 }

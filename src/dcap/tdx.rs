@@ -58,18 +58,19 @@ pub fn check_module_identity(td: &TdReport<'_>, tcb_info: &TcbInfo) -> Result<()
     if major == 0 {
         return Ok(());
     }
-    let identity = module_identity(tcb_info, &td.tee_tcb_svn)?;
+    let identity = module_identity(tcb_info, &td.tee_tcb_svn, "TEE_TCB_SVN")?;
     check_module(td, &identity.module, &identity.id)
 }
 
 fn module_identity<'c>(
     tcb_info: &'c TcbInfo,
     svn: &TeeTcbSvn,
+    field: &str,
 ) -> Result<&'c TdxModuleIdentity, VerifyError> {
     let major = svn.0[1];
     tcb_info.tdx_module_identity(major).ok_or_else(|| {
         VerifyError::TdxModule(format!(
-            "no TDX module identity TDX_{major:02X} in the TCB info for TEE_TCB_SVN {svn}"
+            "no TDX module identity TDX_{major:02X} in the TCB info for {field} {svn}"
         ))
     })
 }
@@ -77,7 +78,11 @@ fn module_identity<'c>(
 /// The module level a TEE_TCB_SVN reaches: byte 1 (major version) selects the module
 /// identity `TDX_%02X`, byte 0 (minor SVN) its TCB level. Evaluated for the launch
 /// TEE_TCB_SVN and, on TD 1.5, for the current TEE_TCB_SVN2.
-pub fn module_level(svn: &TeeTcbSvn, tcb_info: &TcbInfo) -> Result<ModuleVerdict, VerifyError> {
+pub fn module_level(
+    svn: &TeeTcbSvn,
+    field: &str,
+    tcb_info: &TcbInfo,
+) -> Result<ModuleVerdict, VerifyError> {
     let [minor, major, ..] = svn.0;
     if major == 0 {
         return Ok(ModuleVerdict {
@@ -85,10 +90,10 @@ pub fn module_level(svn: &TeeTcbSvn, tcb_info: &TcbInfo) -> Result<ModuleVerdict
             advisory_ids: Vec::new(),
         });
     }
-    let identity = module_identity(tcb_info, svn)?;
+    let identity = module_identity(tcb_info, svn, field)?;
     let level = identity.matching_level(minor).ok_or_else(|| {
         VerifyError::TdxModule(format!(
-            "TDX module {} SVN {minor} is below every level of {}",
+            "TDX module {} SVN {minor} ({field}) is below every level of {}",
             identity.id, identity.id
         ))
     })?;
@@ -108,26 +113,64 @@ pub fn converge(platform: TcbStatus, module: Option<TcbStatus>) -> TcbStatus {
 }
 
 /// The status of a TD 1.5 from its launch TCB (TEE_TCB_SVN) and its current TCB
-/// (TEE_TCB_SVN2), both converged (platform, module and QE), neither Revoked.
+/// (TEE_TCB_SVN2), both converged (platform, module and QE).
 ///
 /// A TD that launched out of date on a platform whose current TCB is no longer out of date
 /// needs only a relaunch, not a TCB recovery: Intel QVL `checkForRelaunch`
-/// (TDRelaunchCheck.cpp). Stricter than Intel, which keeps the launch status otherwise: a
-/// TD that launched up to date but runs on an out-of-date TCB now is out of date.
+/// (TDRelaunchCheck.cpp). Otherwise Intel keeps the launch status; stricter here, the
+/// current TCB's problems are added to it (a TD that launched up to date but runs on an
+/// out-of-date, revoked or configuration-needing TCB now is judged so), because the
+/// connection being attested is made to the module running now.
 pub fn with_current_tcb(launch: TcbStatus, current: TcbStatus) -> TcbStatus {
-    let out_of_date = |s: TcbStatus| {
-        matches!(
-            s,
-            TcbStatus::OutOfDate | TcbStatus::OutOfDateConfigurationNeeded
-        )
-    };
-    let configuration = launch.needs_configuration() || current.needs_configuration();
-    match (out_of_date(launch), out_of_date(current)) {
-        (true, false) if configuration => TcbStatus::TdRelaunchAdvisedConfigurationNeeded,
-        (true, false) => TcbStatus::TdRelaunchAdvised,
-        (false, true) if configuration => TcbStatus::OutOfDateConfigurationNeeded,
-        (false, true) => TcbStatus::OutOfDate,
-        _ => launch,
+    if launch == TcbStatus::Revoked || current == TcbStatus::Revoked {
+        return TcbStatus::Revoked;
+    }
+    let (l, c) = (Flags::of(launch), Flags::of(current));
+    let configuration = l.configuration || c.configuration;
+    if l.out_of_date && !c.out_of_date {
+        return if configuration {
+            TcbStatus::TdRelaunchAdvisedConfigurationNeeded
+        } else {
+            TcbStatus::TdRelaunchAdvised
+        };
+    }
+    Flags {
+        out_of_date: l.out_of_date || c.out_of_date,
+        configuration,
+        sw_hardening: l.sw_hardening || c.sw_hardening,
+    }
+    .status()
+}
+
+/// A published, non-revoked status as the three things it says.
+#[derive(Clone, Copy)]
+struct Flags {
+    out_of_date: bool,
+    configuration: bool,
+    sw_hardening: bool,
+}
+
+impl Flags {
+    fn of(s: TcbStatus) -> Self {
+        use TcbStatus::*;
+        Self {
+            out_of_date: matches!(s, OutOfDate | OutOfDateConfigurationNeeded),
+            configuration: s.needs_configuration(),
+            sw_hardening: matches!(s, SwHardeningNeeded | ConfigurationAndSwHardeningNeeded),
+        }
+    }
+
+    /// Intel has no out-of-date status with software hardening: out of date subsumes it.
+    fn status(self) -> TcbStatus {
+        use TcbStatus::*;
+        match (self.out_of_date, self.configuration, self.sw_hardening) {
+            (true, false, _) => OutOfDate,
+            (true, true, _) => OutOfDateConfigurationNeeded,
+            (false, false, false) => UpToDate,
+            (false, false, true) => SwHardeningNeeded,
+            (false, true, false) => ConfigurationNeeded,
+            (false, true, true) => ConfigurationAndSwHardeningNeeded,
+        }
     }
 }
 
@@ -166,25 +209,63 @@ mod tests {
 
     #[test]
     fn out_of_date_then_and_now_stays_out_of_date() {
-        for launch in [OutOfDate, OutOfDateConfigurationNeeded] {
-            for current in [OutOfDate, OutOfDateConfigurationNeeded] {
-                assert_eq!(judge(launch, current), launch, "{launch} {current}");
-            }
+        assert_eq!(judge(OutOfDate, OutOfDate), OutOfDate);
+        assert_eq!(
+            judge(OutOfDateConfigurationNeeded, OutOfDate),
+            OutOfDateConfigurationNeeded
+        );
+    }
+
+    #[test]
+    fn equal_launch_and_current_keep_the_status() {
+        for status in [
+            UpToDate,
+            SwHardeningNeeded,
+            ConfigurationNeeded,
+            ConfigurationAndSwHardeningNeeded,
+            OutOfDate,
+            OutOfDateConfigurationNeeded,
+            Revoked,
+        ] {
+            assert_eq!(judge(status, status), status);
         }
     }
 
     #[test]
-    fn fine_then_and_now_keeps_the_launch_status() {
+    fn a_better_current_tcb_that_is_not_a_relaunch_keeps_the_launch_status() {
         for launch in FINE {
-            for current in FINE {
-                assert_eq!(judge(launch, current), launch, "{launch} {current}");
-            }
+            assert_eq!(judge(launch, UpToDate), launch, "{launch}");
+        }
+        assert_eq!(
+            judge(ConfigurationAndSwHardeningNeeded, ConfigurationNeeded),
+            ConfigurationAndSwHardeningNeeded
+        );
+    }
+
+    #[test]
+    fn revoked_launch_or_current_is_revoked() {
+        for other in FINE
+            .into_iter()
+            .chain([OutOfDate, OutOfDateConfigurationNeeded])
+        {
+            assert_eq!(judge(Revoked, other), Revoked, "{other}");
+            assert_eq!(judge(other, Revoked), Revoked, "{other}");
         }
     }
 
-    /// Stricter than Intel QVL, which would keep the launch status.
+    /// Stricter than Intel QVL and dcap-qvl, which keep the launch status.
     #[test]
-    fn stricter_a_td_running_on_an_out_of_date_tcb_now_is_out_of_date() {
+    fn stricter_a_worse_current_tcb_worsens_the_status() {
+        assert_eq!(judge(UpToDate, SwHardeningNeeded), SwHardeningNeeded);
+        assert_eq!(judge(UpToDate, ConfigurationNeeded), ConfigurationNeeded);
+        assert_eq!(
+            judge(SwHardeningNeeded, ConfigurationNeeded),
+            ConfigurationAndSwHardeningNeeded
+        );
+        assert_eq!(
+            judge(OutOfDate, OutOfDateConfigurationNeeded),
+            OutOfDateConfigurationNeeded
+        );
         assert_eq!(judge(UpToDate, OutOfDate), OutOfDate);
         assert_eq!(judge(SwHardeningNeeded, OutOfDate), OutOfDate);
         assert_eq!(

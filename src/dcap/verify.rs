@@ -84,23 +84,31 @@ pub fn verify(
     if let Some(td) = td {
         tdx::check_module_identity(td, &collateral.tcb_info)?;
     }
-    let launch = evaluate_tcb(&pck.tcb, td.map(|t| &t.tee_tcb_svn), qe_level, collateral)?;
+    let launch = evaluate_tcb(
+        &pck.tcb,
+        td.map(|t| (&t.tee_tcb_svn, "TEE_TCB_SVN")),
+        qe_level,
+        collateral,
+    )?;
     // TD 1.5 reports the TCB it runs on now beside the one it launched on; Intel's QVL
     // evaluates both and may advise a relaunch instead of a TCB recovery.
     let current = match td.and_then(|t| t.tee_tcb_svn2.as_ref()) {
-        Some(svn2) => Some(evaluate_tcb(&pck.tcb, Some(svn2), qe_level, collateral)?),
+        Some(svn2) => Some(evaluate_tcb(
+            &pck.tcb,
+            Some((svn2, "TEE_TCB_SVN2")),
+            qe_level,
+            collateral,
+        )?),
         None => None,
     };
     let current_status = current.as_ref().map(|c| c.status);
-    // Stricter than Intel, which keeps the launch status here: a TD now running on a
-    // revoked TCB is refused even if it launched on a good one.
-    if launch.status == TcbStatus::Revoked || current_status == Some(TcbStatus::Revoked) {
-        return Err(VerifyError::TcbRevoked);
-    }
     let status = match current_status {
         Some(current) => tdx::with_current_tcb(launch.status, current),
         None => launch.status,
     };
+    if status == TcbStatus::Revoked {
+        return Err(VerifyError::TcbRevoked);
+    }
     let mut advisory_ids = launch.advisory_ids;
     for id in current.into_iter().flat_map(|c| c.advisory_ids) {
         if !advisory_ids.contains(&id) {
@@ -420,16 +428,16 @@ struct TcbEvaluation {
 /// level, and the QE level, converged.
 fn evaluate_tcb(
     pck: &PckTcb,
-    tee_tcb_svn: Option<&TeeTcbSvn>,
+    tee_tcb_svn: Option<(&TeeTcbSvn, &str)>,
     qe_level: &QeTcbLevel,
     c: &VerifiedCollateral,
 ) -> Result<TcbEvaluation, VerifyError> {
     let platform = c
         .tcb_info
-        .matching_level(&pck.components, pck.pce_svn, tee_tcb_svn.map(|s| &s.0))
+        .matching_level(&pck.components, pck.pce_svn, tee_tcb_svn.map(|(s, _)| &s.0))
         .ok_or(VerifyError::TcbNotSupported)?;
     let module = match tee_tcb_svn {
-        Some(svn) => Some(tdx::module_level(svn, &c.tcb_info)?),
+        Some((svn, field)) => Some(tdx::module_level(svn, field, &c.tcb_info)?),
         None => None,
     };
     let module_status = module.as_ref().and_then(|m| m.status);

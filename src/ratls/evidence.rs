@@ -2,7 +2,8 @@
 //!
 //! Carriers, in the order Gramine's own verifier prefers them:
 //! - `2.23.133.5.4.9`, TCG DICE tagged evidence: CBOR `tag(60000) [bstr quote, bstr claims]`
-//!   (Gramine ≥ 1.8), REPORTDATA commits to the claims;
+//!   (Gramine ≥ 1.8 for SGX; tag 60000 is "an Intel TEE quote", SGX or TDX), REPORTDATA
+//!   commits to the claims;
 //! - `1.2.840.113741.1337.6`, the raw quote (Cosmian MSE, and Gramine's intent);
 //! - `0.6.9.42.840.113741.1337.6`, the same OID as Gramine's C constant actually encodes it
 //!   (its DER tag and length bytes end up inside the OID value);
@@ -24,13 +25,13 @@ pub const OID_SGX_QUOTE: &[u64] = &[1, 2, 840, 113_741, 1337, 6];
 /// `0.6.9.42.840.113741.1337.6`: raw SGX quote, Gramine's legacy encoding.
 pub const OID_SGX_QUOTE_GRAMINE_LEGACY: &[u64] = &[0, 6, 9, 42, 840, 113_741, 1337, 6];
 
-/// The CBOR tag of TCG DICE tagged evidence for an SGX quote (Gramine).
 /// Cosmian's TDX quote carrier.
 pub const OID_TDX_QUOTE: &[u64] = &[1, 2, 840, 113_741, 1337, 8];
 /// dstack's TDX quote carrier.
 pub const OID_DSTACK_QUOTE: &[u64] = &[1, 3, 6, 1, 4, 1, 62_397, 1, 1];
 
-const DICE_SGX_TAG: u64 = 60000;
+/// The CBOR tag of TCG DICE tagged evidence for an Intel TEE quote, SGX or TDX.
+const DICE_INTEL_QUOTE_TAG: u64 = 60000;
 
 /// The quote carried by a certificate, and what its REPORTDATA commits to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,8 +100,10 @@ fn capped(quote: &[u8]) -> Result<&[u8], EvidenceError> {
 pub fn find<'a>(cert: &'a X509Certificate<'_>) -> Result<Evidence<'a>, EvidenceError> {
     if let Some(value) = extension(cert, OID_TCG_DICE_TAGGED_EVIDENCE)? {
         let mut c = Cbor::new(value);
-        if c.tag()? != DICE_SGX_TAG {
-            return Err(CborError("unexpected tag (expected 60000, SGX quote evidence)").into());
+        if c.tag()? != DICE_INTEL_QUOTE_TAG {
+            return Err(
+                CborError("unexpected tag (expected 60000, Intel TEE quote evidence)").into(),
+            );
         }
         if c.array()? != 2 {
             return Err(CborError("expected [quote, claims]").into());

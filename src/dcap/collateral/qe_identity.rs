@@ -5,7 +5,7 @@ use serde::Deserialize;
 use super::tcb_info::CollateralTee;
 use super::CollateralError;
 use crate::dcap::ids::{IsvProdId, MrSigner};
-use crate::dcap::tcb::TcbStatus;
+use crate::dcap::tcb::{LevelKind, TcbStatus};
 use crate::dcap::time::UnixTime;
 
 /// One QE TCB level.
@@ -113,7 +113,7 @@ impl QeIdentity {
         for level in raw.tcb_levels {
             levels.push(QeTcbLevel {
                 isv_svn: level.tcb.isvsvn,
-                status: crate::dcap::tcb::TcbStatus::parse_published(&level.tcb_status)
+                status: TcbStatus::parse_level(&level.tcb_status, LevelKind::QuotingEnclave)
                     .map_err(|e| bad(e.to_string()))?,
                 advisory_ids: level.advisory_ids,
             });

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::CollateralError;
 use crate::dcap::ids::{Fmspc, MrSignerSeam, PceId};
-use crate::dcap::tcb::TcbStatus;
+use crate::dcap::tcb::{LevelKind, TcbStatus};
 use crate::dcap::time::UnixTime;
 
 /// Which TEE a TCB info or QE identity describes.
@@ -206,8 +206,8 @@ impl TcbInfo {
             let sgx_components: [u8; 16] = svns.try_into().map_err(|v: Vec<u8>| {
                 bad(format!("{} SGX TCB components, expected 16", v.len()))
             })?;
-            let status =
-                TcbStatus::parse_published(&level.tcb_status).map_err(|e| bad(e.to_string()))?;
+            let status = TcbStatus::parse_level(&level.tcb_status, LevelKind::Platform)
+                .map_err(|e| bad(e.to_string()))?;
             let tdx_components = match (&tee, level.tcb.tdxtcbcomponents) {
                 (CollateralTee::Tdx, Some(c)) => {
                     let svns: Vec<u8> = c.iter().map(|c| c.svn).collect();
@@ -258,7 +258,7 @@ impl TcbInfo {
             for l in &m.tcb_levels {
                 levels.push(TdxModuleLevel {
                     isv_svn: l.tcb.isvsvn,
-                    status: TcbStatus::parse_published(&l.tcb_status)
+                    status: TcbStatus::parse_level(&l.tcb_status, LevelKind::TdxModule)
                         .map_err(|e| bad(e.to_string()))?,
                     advisory_ids: l.advisory_ids.clone(),
                 });
