@@ -336,14 +336,18 @@ async fn td15_relaunch_statuses_are_judged_by_the_policy() {
         "{j}"
     );
 
-    // Through the proxy: one entry accepts the relaunch status by name, one does not.
+    // Through the proxy: one entry accepts the relaunch status by name, one does not; the
+    // audit trail records both verdicts with the current TCB's status.
     let proxy = free_port();
+    let trail = env.dir.join("relaunch-audit.jsonl");
     let _p = Harness::new(&env)
         .listen(proxy)
         .collateral(&env.dir.join("pki/collateral"))
         .tail(&format!(
-            "[[enclave]]\nhosts = [\"relaunch.enclave.test\"]\ntee = \"tdx\"\nmrtd = [\"{MRTD}\"]\ntcb_status = [\"UpToDate\", \"TDRelaunchAdvised\"]\nconnect_to = \"{}\"\n\n\
+            "[audit]\npath = \"{}\"\n\n\
+             [[enclave]]\nhosts = [\"relaunch.enclave.test\"]\ntee = \"tdx\"\nmrtd = [\"{MRTD}\"]\ntcb_status = [\"UpToDate\", \"TDRelaunchAdvised\"]\nconnect_to = \"{}\"\n\n\
              [[enclave]]\nhosts = [\"strict.enclave.test\"]\ntee = \"tdx\"\nmrtd = [\"{MRTD}\"]\nconnect_to = \"{}\"\n",
+            trail.display(),
             relaunch.addr(),
             relaunch.addr(),
         ))
@@ -380,6 +384,17 @@ async fn td15_relaunch_statuses_are_judged_by_the_policy() {
         "{text}"
     );
     assert!(text.contains("tdrelaunchadvised"), "{text}");
+    let records: Vec<Value> = std::fs::read_to_string(&trail)
+        .expect("audit trail")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(records.len(), 2, "{records:#?}");
+    for (r, verdict) in records.iter().zip(["accepted", "refused"]) {
+        assert_eq!(r["verdict"], verdict, "{r}");
+        assert_eq!(r["tcb"]["status"], "TDRelaunchAdvised", "{r}");
+        assert_eq!(r["tcb"]["current_status"], "UpToDate", "{r}");
+    }
 }
 
 /// A TDX quote inside TCG DICE tagged evidence (`2.23.133.5.4.9`, tag 60000 "Intel TEE
