@@ -158,9 +158,12 @@ async fn forward(
     match g.classify(&dest) {
         Destination::Enclave(target) => {
             return match switch {
-                Some(switch) => upgrade::attested(proxy, g, &target, client, req, switch).await,
+                // Boxed, as in a tunnel: rare, and large inline in every request's future.
+                Some(switch) => {
+                    Box::pin(upgrade::attested(proxy, g, &target, client, req, switch)).await
+                }
                 None => now(relay(proxy, g, &target, req.map(BodyExt::boxed)).await),
-            }
+            };
         }
         Destination::EnclaveOtherPort => return now(port_not_configured(&dest)),
         Destination::Other => {}
