@@ -5,9 +5,11 @@
 #   bench/ab.sh BIN_A BIN_B          e.g. a copy of the old build vs target/release/ratls-proxy
 #   ROUNDS=3 DUR=8s C=32 OHA_EXTRA=--disable-keepalive bench/ab.sh ...   (the defaults, and a flag)
 # A command works as a "binary" too: bench/ab.sh "env TOKIO_WORKER_THREADS=1 $PWD/target/release/ratls-proxy" ...
+# MODES=intercept (default) or any of "intercept origination sidecar": each mode is run through
+# A then B in every round (e.g. MODES="origination sidecar" bench/ab.sh A B).
 source "$(dirname "$0")/common.sh"
 [ $# -eq 2 ] || { echo "usage: bench/ab.sh BIN_A BIN_B" >&2; exit 2; }
-DUR="${DUR:-8s}"; C="${C:-32}"; ROUNDS="${ROUNDS:-3}"
+DUR="${DUR:-8s}"; C="${C:-32}"; ROUNDS="${ROUNDS:-3}"; MODES="${MODES:-intercept}"
 start_sim
 # shellcheck disable=SC2086 # a "binary" may be a command with arguments
 start_proxy 19128 19129 19081 $1; PA=$PROXY_PID
@@ -23,17 +25,27 @@ print(f"{int(sys.argv[2]) * t / n:.1f}\t{int(sys.argv[3]) * t / n:.1f}")
 PY
 }
 echo -e "scenario\treq/s\tp50_ms\tp99_ms\tstatus\terrors\tproxy_cpu_us/req\tsim_cpu_us/req"
-for _ in $(seq 1 "$ROUNDS"); do
+for r in $(seq 1 "$ROUNDS"); do
+  # A then B in odd rounds, B then A in even ones: neither side always runs first.
+  order="A B"; [ $((r % 2)) = 0 ] && order="B A"
   oha --no-tui --insecure --output-format json -z "$DUR" -c "$C" https://127.0.0.1:19443/ > "$W/d.json"
   summarise direct "$W/d.json"
-  for side in A B; do
-    if [ $side = A ]; then port=19128; pid=$PA; else port=19138; pid=$PB; fi
-    p0=$(ticks "$pid"); s0=$(ticks "$SIM_PID")
-    # shellcheck disable=SC2086
-    oha --no-tui --no-pre-lookup --ipv4 --output-format json -z "$DUR" -c "$C" ${OHA_EXTRA:-} \
-      -x "http://127.0.0.1:$port" --cacert "$CA" https://bench.enclave.test/ > "$W/$side.json"
-    p1=$(ticks "$pid"); s1=$(ticks "$SIM_PID")
-    echo -e "$(summarise "intercept_$side" "$W/$side.json")\t$(per_req "$W/$side.json" $((p1 - p0)) $((s1 - s0)))"
+  for mode in $MODES; do
+    for side in $order; do
+      if [ $side = A ]; then port=19128; route=19081; pid=$PA; else port=19138; route=19091; pid=$PB; fi
+      case $mode in
+        intercept) args=(-x "http://127.0.0.1:$port" --cacert "$CA" https://bench.enclave.test/) ;;
+        origination) args=(-x "http://127.0.0.1:$port" http://bench.enclave.test/) ;;
+        sidecar) args=("http://127.0.0.1:$route/") ;;
+        *) echo "unknown mode $mode" >&2; exit 2 ;;
+      esac
+      p0=$(ticks "$pid"); s0=$(ticks "$SIM_PID")
+      # shellcheck disable=SC2086
+      oha --no-tui --no-pre-lookup --ipv4 --output-format json -z "$DUR" -c "$C" ${OHA_EXTRA:-} \
+        "${args[@]}" > "$W/$side.json"
+      p1=$(ticks "$pid"); s1=$(ticks "$SIM_PID")
+      echo -e "$(summarise "${mode}_$side" "$W/$side.json")\t$(per_req "$W/$side.json" $((p1 - p0)) $((s1 - s0)))"
+    done
   done
 done
 echo "raw results: $W"

@@ -3,7 +3,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 W="$(mktemp -d /tmp/ratls-bench.XXXXXX)"
-BIN="$ROOT/target/release/ratls-proxy"
+BIN="${PROXY_BIN:-$ROOT/target/release/ratls-proxy}"  # PROXY_BIN: another build (bench/load.sh)
 SIM="$ROOT/target/release/examples/sim_enclave"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }

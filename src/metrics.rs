@@ -81,11 +81,14 @@ pub struct Metrics {
     pub audit_write_failures: AtomicU64,
 }
 
+/// The maps counted into on every request: foldhash (per-process random seed), not SipHash.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Request counts by (host, verdict, code), and the host labels in use.
 #[derive(Debug, Default)]
 struct Requests {
     /// host → verdict → code → count: borrowed lookups, no allocation once seen.
-    counts: HashMap<String, HashMap<&'static str, HashMap<String, u64>>>,
+    counts: Map<String, Map<&'static str, Map<String, u64>>>,
 }
 
 /// Escapes a label value.

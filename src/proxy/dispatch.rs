@@ -151,12 +151,19 @@ async fn forward(
         Ok(dest) => dest,
         Err(e) => return now(refuse(ProxyRefusal::BadRequest(e), authority.as_str())),
     };
+    // The URI's parts are slices of the client connection's read buffer: held across the
+    // relay below, they made hyper allocate (and the allocator fault in) a fresh 8 KiB read
+    // buffer for every request on the connection.
+    drop(uri);
     match g.classify(&dest) {
         Destination::Enclave(target) => {
             return match switch {
-                Some(switch) => upgrade::attested(proxy, g, &target, client, req, switch).await,
+                // Boxed, as in a tunnel: rare, and large inline in every request's future.
+                Some(switch) => {
+                    Box::pin(upgrade::attested(proxy, g, &target, client, req, switch)).await
+                }
                 None => now(relay(proxy, g, &target, req.map(BodyExt::boxed)).await),
-            }
+            };
         }
         Destination::EnclaveOtherPort => return now(port_not_configured(&dest)),
         Destination::Other => {}

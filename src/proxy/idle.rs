@@ -99,7 +99,9 @@ pub(super) struct Idle<T> {
     /// When the connection counts as idle, from its last byte.
     idle_at: Instant,
     head: Head,
-    /// Set to the earlier of `idle_at` and the head deadline.
+    /// Set to the earlier of `idle_at` and the head deadline, or earlier: a deadline that
+    /// moves later leaves the timer where it is (resetting it on every read and write was
+    /// per-request work), and [`Idle::expired`] moves it on when it fires early.
     sleep: Pin<Box<Sleep>>,
 }
 
@@ -148,26 +150,38 @@ impl<T> Idle<T> {
         self.rearm();
     }
 
-    fn rearm(&mut self) {
-        let at = match self.head.deadline {
+    /// The earlier of the idle deadline and the head deadline.
+    fn deadline(&self) -> Instant {
+        match self.head.deadline {
             Some(head) => head.min(self.idle_at),
             None => self.idle_at,
-        };
-        self.sleep.as_mut().reset(at);
+        }
+    }
+
+    /// Moves the timer earlier if the deadline now is; a later deadline is left to
+    /// [`Idle::expired`].
+    fn rearm(&mut self) {
+        let at = self.deadline();
+        if at < self.sleep.deadline() {
+            self.sleep.as_mut().reset(at);
+        }
     }
 
     /// True once a deadline has passed. A head deadline whose request started being served
-    /// meanwhile is dropped, and the idle deadline re-armed.
+    /// meanwhile is dropped; a timer that fired before the deadline in force is set to it.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
         if self.sleep.as_mut().poll(cx).is_pending() {
             return false;
         }
-        if self.head.deadline.is_none() || self.head.pending(self.head.phase.get()) {
+        if self.head.deadline.is_some() && !self.head.pending(self.head.phase.get()) {
+            self.head.deadline = None;
+        }
+        let at = self.deadline();
+        if at <= Instant::now() {
             return true;
         }
-        self.head.deadline = None;
-        self.rearm();
-        // Registers the waker for the idle deadline (or reports it already passed).
+        self.sleep.as_mut().reset(at);
+        // Registers the waker for the deadline in force (or reports it already passed).
         self.sleep.as_mut().poll(cx).is_ready()
     }
 

@@ -161,13 +161,7 @@ async fn route_loop(
                     let _serving = serving;
                     // Routes follow reloads: look the route up in the generation in force.
                     let g = proxy.current();
-                    let route = g
-                        .config
-                        .routes
-                        .iter()
-                        .find(|r| r.listen == listen)
-                        .and_then(|r| g.target(&r.upstream));
-                    match route {
+                    match g.route_target(listen).cloned() {
                         Some(target) => relay_logged(proxy, g, &target, client, &slot, req).await,
                         None => Ok(refuse(
                             ProxyRefusal::Unreachable("this route was removed by a reload".into()),

@@ -105,12 +105,16 @@ struct Slot {
     h1_failed: Option<Instant>,
 }
 
+/// The pool's slots by destination. foldhash, not std's SipHash: the map is hashed several
+/// times per request under the pool's lock (a fast hash with a per-process random seed).
+type Slots = HashMap<Target, Slot, foldhash::fast::RandomState>;
+
 /// The slot of `target`, created if new. The key is cloned only then: this runs under the
 /// pool's lock on every HTTP/1.1 request.
 // Target hashes and compares its entry by identity (`Arc::ptr_eq`), never by the verifier's
 // interior state, so the key cannot change while it is in the map.
 #[allow(clippy::mutable_key_type)]
-fn slot_mut<'a>(idle: &'a mut HashMap<Target, Slot>, target: &Target) -> Option<&'a mut Slot> {
+fn slot_mut<'a>(idle: &'a mut Slots, target: &Target) -> Option<&'a mut Slot> {
     if !idle.contains_key(target) {
         idle.insert(target.clone(), Slot::default());
     }
@@ -163,7 +167,7 @@ pub(super) struct Pool {
     generation: u64,
     /// Keyed by [`Target`], whose entry hashes by identity (see `slot_mut`).
     #[allow(clippy::mutable_key_type)]
-    idle: Mutex<HashMap<Target, Slot>>,
+    idle: Mutex<Slots>,
 }
 
 impl Pool {
@@ -185,7 +189,7 @@ impl Pool {
             slots,
             audit,
             generation,
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(Slots::default()),
         }
     }
 

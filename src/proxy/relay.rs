@@ -183,6 +183,10 @@ pub(super) fn from_upstream(e: UpstreamError) -> ProxyRefusal {
 /// The header in which the proxy tells the client what it verified.
 pub(super) const ATTESTATION_HEADER: &str = "ratls-attestation";
 
+/// [`ATTESTATION_HEADER`] as a header name: removed from every response, and a `&str` name
+/// is parsed again on each use.
+static ATTESTATION: http::HeaderName = http::HeaderName::from_static(ATTESTATION_HEADER);
+
 /// The optional header that tells the client what was verified.
 fn attestation_header(v: &CachedVerdict) -> Option<http::HeaderValue> {
     let a = &v.appraisal.appraisal;
@@ -246,10 +250,10 @@ pub(super) async fn relay(
 /// attestation header's name goes; ours is added only when configured).
 pub(super) fn speak_for(g: &Generation, headers: &mut http::HeaderMap, verdict: &CachedVerdict) {
     strip_hop_by_hop(headers);
-    headers.remove(ATTESTATION_HEADER);
+    headers.remove(&ATTESTATION);
     if g.config.attestation_header {
         if let Some(v) = attestation_header(verdict) {
-            headers.insert(ATTESTATION_HEADER, v);
+            headers.insert(ATTESTATION.clone(), v);
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Rewriting HTTP messages between hops: hop-by-hop headers out, and a request put in the
 //! form its upstream connection's HTTP version needs.
 
+use http::header::{HeaderName, CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE};
+use http::header::{TRANSFER_ENCODING, UPGRADE};
 use http::Request;
 
 use super::target::Target;
@@ -18,8 +20,25 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
+/// The same names as [`HOP_BY_HOP`], to compare with a map's names without hashing.
+static HOP_BY_HOP_NAMES: [HeaderName; 8] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    PROXY_AUTHORIZATION,
+    PROXY_AUTHENTICATE,
+    TE,
+    TRANSFER_ENCODING,
+    UPGRADE,
+];
+
 /// Strips hop-by-hop headers (including those named in `Connection`).
 pub(super) fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    // Most messages carry none: one pass over their few names is cheaper than the nine hashed
+    // lookups below (any name `Connection` lists is only there if `Connection` is).
+    if !headers.keys().any(|k| HOP_BY_HOP_NAMES.contains(k)) {
+        return;
+    }
     let named: Vec<String> = headers
         .get_all(http::header::CONNECTION)
         .iter()
@@ -42,7 +61,7 @@ pub(crate) fn prepare(
     target: &Target,
     h2: bool,
 ) -> Request<ProxyBody> {
-    let authority = target.dest.host_header(443);
+    let authority = &target.host_header;
     strip_hop_by_hop(req.headers_mut());
     if h2 {
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
@@ -58,7 +77,7 @@ pub(crate) fn prepare(
         // (a URI parse and a header insert) was measurable work.
         let host = req.headers().get(http::header::HOST);
         if host.is_none_or(|v| v.as_bytes() != authority.as_bytes()) {
-            if let Ok(v) = http::HeaderValue::from_str(&authority) {
+            if let Ok(v) = http::HeaderValue::from_str(authority) {
                 req.headers_mut().insert(http::header::HOST, v);
             }
         }

@@ -38,6 +38,9 @@ pub struct Generation {
     /// The collateral source verifiers read.
     pub collateral: Arc<CollateralSetup>,
     enclaves: Vec<Arc<Enclave>>,
+    /// Each sidecar route's listen address and its target, resolved once for the generation
+    /// (`None`: its upstream is no enclave host of this configuration).
+    routes: Vec<(SocketAddr, Option<Arc<Target>>)>,
     pub(super) pool: Pool,
     refresher: Mutex<Option<JoinHandle<()>>>,
 }
@@ -83,7 +86,7 @@ impl Generation {
                 })
             })
             .collect();
-        Self {
+        let mut g = Self {
             pool: Pool::new(
                 Arc::clone(audit),
                 id,
@@ -93,10 +96,27 @@ impl Generation {
                 config.limits.idle_timeout,
             ),
             enclaves,
+            routes: Vec::new(),
             config,
             collateral,
             refresher: Mutex::new(None),
-        }
+        };
+        g.routes = g
+            .config
+            .routes
+            .iter()
+            .map(|r| (r.listen, g.target(&r.upstream).map(Arc::new)))
+            .collect();
+        g
+    }
+
+    /// The target of the sidecar route listening on `listen` under this generation, if the
+    /// route is still configured and its upstream is an enclave host.
+    pub(super) fn route_target(&self, listen: SocketAddr) -> Option<&Arc<Target>> {
+        self.routes
+            .iter()
+            .find(|(l, _)| *l == listen)
+            .and_then(|(_, t)| t.as_ref())
     }
 
     /// Starts prefetching and background refresh of fetched collateral (needs a runtime).

@@ -28,6 +28,8 @@ pub(crate) struct Target {
     pub(crate) dial: Authority,
     /// The entry.
     pub(crate) enclave: Arc<Enclave>,
+    /// `dest` as an HTTP/1.1 `Host` (and HTTP/2 `:authority`): formatted once, not per request.
+    pub(crate) host_header: String,
 }
 
 impl Target {
@@ -39,6 +41,7 @@ impl Target {
             .clone()
             .unwrap_or_else(|| dest.clone());
         Self {
+            host_header: dest.host_header(443),
             dest,
             dial,
             enclave: Arc::clone(enclave),

@@ -43,7 +43,10 @@ pub(super) async fn relay_logged(
                 slot: Arc::clone(slot),
                 start,
             };
-            upgrade::attested(&proxy, &g, target, from, req, switch).await
+            // Boxed: the upgrade's state is large and rare; inline it would size every
+            // request's future, which hyper allocates once per connection for its whole life
+            // (DHAT: 21.9 KB per idle intercepted connection).
+            Box::pin(upgrade::attested(&proxy, &g, target, from, req, switch)).await
         }
         Err(refusal) => {
             let (resp, outcome) = refuse(refusal, &target.dest.host.to_string());
