@@ -299,42 +299,29 @@ async fn td15_relaunch_statuses_are_judged_by_the_policy() {
     assert_eq!(j["tcb"]["current_status"], "OutOfDate");
 
     // min_tee_tcb_svn holds for the launch TCB and the current one.
-    let min = [
-        "--tcb-status",
-        "OutOfDate",
-        "--min-tee-tcb-svn",
-        "03010000000000000000000000000000",
-    ];
-    let (exit, j) = verify(&env, &regressed, &min).await;
-    assert_eq!(
-        (exit, j["code"].as_str()),
-        (1, Some("tee_tcb_svn_too_low")),
-        "{j}"
-    );
-    assert!(
-        j["reasons"][0]
-            .as_str()
-            .is_some_and(|r| r.starts_with("TEE_TCB_SVN2 ")),
-        "{j}"
-    );
-    let min = [
-        "--tcb-status",
-        "TDRelaunchAdvised",
-        "--min-tee-tcb-svn",
-        "03010000000000000000000000000000",
-    ];
-    let (exit, j) = verify(&env, &relaunch, &min).await;
-    assert_eq!(
-        (exit, j["code"].as_str()),
-        (1, Some("tee_tcb_svn_too_low")),
-        "{j}"
-    );
-    assert!(
-        j["reasons"][0]
-            .as_str()
-            .is_some_and(|r| r.starts_with("TEE_TCB_SVN ")),
-        "{j}"
-    );
+    for (sim, accepted, field) in [
+        (&regressed, "OutOfDate", "TEE_TCB_SVN2 "),
+        (&relaunch, "TDRelaunchAdvised", "TEE_TCB_SVN "),
+    ] {
+        let min = [
+            "--tcb-status",
+            accepted,
+            "--min-tee-tcb-svn",
+            "03010000000000000000000000000000",
+        ];
+        let (exit, j) = verify(&env, sim, &min).await;
+        assert_eq!(
+            (exit, j["code"].as_str()),
+            (1, Some("tee_tcb_svn_too_low")),
+            "{j}"
+        );
+        assert!(
+            j["reasons"][0]
+                .as_str()
+                .is_some_and(|r| r.starts_with(field)),
+            "{j}"
+        );
+    }
 
     // Through the proxy: one entry accepts the relaunch status by name, one does not; the
     // audit trail records both verdicts with the current TCB's status.

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use serde::{Serialize, Serializer};
 
 /// A TCB status as Intel names it in TCB info and QE identity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TcbStatus {
     /// Fully patched.
     UpToDate,
@@ -88,27 +88,17 @@ impl TcbStatus {
     /// A status as a level of `kind` may spell it (Intel QVL's and dcap-qvl's sets): a
     /// status outside the set would otherwise be dropped when statuses converge.
     pub fn parse_level(s: &str, kind: LevelKind) -> Result<Self, InvalidLevelStatus> {
-        let allowed: &[Self] = match kind {
-            LevelKind::Platform => &[
-                Self::UpToDate,
-                Self::SwHardeningNeeded,
-                Self::ConfigurationNeeded,
-                Self::ConfigurationAndSwHardeningNeeded,
-                Self::OutOfDate,
-                Self::OutOfDateConfigurationNeeded,
-                Self::Revoked,
-            ],
-            LevelKind::TdxModule => &[Self::UpToDate, Self::OutOfDate, Self::Revoked],
-            LevelKind::QuotingEnclave => &[
-                Self::UpToDate,
-                Self::ConfigurationNeeded,
-                Self::OutOfDate,
-                Self::OutOfDateConfigurationNeeded,
-                Self::Revoked,
-            ],
+        use TcbStatus::*;
+        let fits = |status: Self| match kind {
+            LevelKind::Platform => status.is_published(),
+            LevelKind::TdxModule => matches!(status, UpToDate | OutOfDate | Revoked),
+            LevelKind::QuotingEnclave => matches!(
+                status,
+                UpToDate | ConfigurationNeeded | OutOfDate | OutOfDateConfigurationNeeded | Revoked
+            ),
         };
         match s.parse::<Self>() {
-            Ok(status) if allowed.contains(&status) => Ok(status),
+            Ok(status) if fits(status) => Ok(status),
             _ => Err(InvalidLevelStatus {
                 status: s.to_owned(),
                 kind,

@@ -218,15 +218,10 @@ mod tests {
 
     #[test]
     fn equal_launch_and_current_keep_the_status() {
-        for status in [
-            UpToDate,
-            SwHardeningNeeded,
-            ConfigurationNeeded,
-            ConfigurationAndSwHardeningNeeded,
-            OutOfDate,
-            OutOfDateConfigurationNeeded,
-            Revoked,
-        ] {
+        for status in FINE
+            .into_iter()
+            .chain([OutOfDate, OutOfDateConfigurationNeeded, Revoked])
+        {
             assert_eq!(judge(status, status), status);
         }
     }

@@ -110,11 +110,10 @@ pub fn verify(
         return Err(VerifyError::TcbRevoked);
     }
     let mut advisory_ids = launch.advisory_ids;
-    for id in current.into_iter().flat_map(|c| c.advisory_ids) {
-        if !advisory_ids.contains(&id) {
-            advisory_ids.push(id);
-        }
-    }
+    join_advisories(
+        &mut advisory_ids,
+        current.iter().flat_map(|c| &c.advisory_ids),
+    );
     Ok(VerifiedQuote {
         identity: Identity::of(&quote.body),
         tcb: TcbVerdict {
@@ -446,18 +445,26 @@ fn evaluate_tcb(
         qe_level.status,
     );
     let mut advisory_ids = platform.advisory_ids.clone();
-    let module_advisories = module.iter().flat_map(|m| m.advisory_ids.iter());
-    for id in module_advisories.chain(qe_level.advisory_ids.iter()) {
-        if !advisory_ids.contains(id) {
-            advisory_ids.push(id.clone());
-        }
-    }
+    let module_advisories = module.iter().flat_map(|m| &m.advisory_ids);
+    join_advisories(
+        &mut advisory_ids,
+        module_advisories.chain(&qe_level.advisory_ids),
+    );
     Ok(TcbEvaluation {
         status,
         platform_status: platform.status,
         module_status,
         advisory_ids,
     })
+}
+
+/// Appends the advisories of `more` that `ids` does not list yet, in order.
+fn join_advisories<'a>(ids: &mut Vec<String>, more: impl Iterator<Item = &'a String>) {
+    for id in more {
+        if !ids.contains(id) {
+            ids.push(id.clone());
+        }
+    }
 }
 
 /// The FMSPC in the quote's PCK certificate (to choose collateral), if it parses.

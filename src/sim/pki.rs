@@ -85,27 +85,18 @@ pub enum SimError {
     Format(String),
 }
 
-/// The platform TCB level a sim status stands on: itself, or for a TD relaunch status the
-/// platform level a relaunch keeps (the module, not the platform, is what was out of date).
-pub fn platform_level(status: TcbStatus) -> TcbStatus {
-    match status {
-        TcbStatus::TdRelaunchAdvised => TcbStatus::UpToDate,
-        TcbStatus::TdRelaunchAdvisedConfigurationNeeded => TcbStatus::ConfigurationNeeded,
-        other => other,
-    }
-}
-
-/// The component SVN (component 1) that puts a PCK on a given TCB level.
+/// The component SVN (component 1) that puts a PCK on a given TCB level; a TD relaunch
+/// status stands on the platform level a relaunch keeps (the module, not the platform, was
+/// out of date).
 pub fn level_svn(status: TcbStatus) -> u8 {
-    match platform_level(status) {
-        TcbStatus::UpToDate => 16,
+    match status {
+        TcbStatus::UpToDate | TcbStatus::TdRelaunchAdvised => 16,
         TcbStatus::SwHardeningNeeded => 15,
-        TcbStatus::ConfigurationNeeded => 14,
+        TcbStatus::ConfigurationNeeded | TcbStatus::TdRelaunchAdvisedConfigurationNeeded => 14,
         TcbStatus::ConfigurationAndSwHardeningNeeded => 13,
         TcbStatus::OutOfDate => 12,
         TcbStatus::OutOfDateConfigurationNeeded => 11,
         TcbStatus::Revoked => 10,
-        TcbStatus::TdRelaunchAdvised | TcbStatus::TdRelaunchAdvisedConfigurationNeeded => 0,
     }
 }
 
