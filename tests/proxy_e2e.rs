@@ -565,3 +565,59 @@ fn config_check_reports_errors_with_their_location() {
     // One SGX entry and one TDX entry, one route.
     assert_eq!((config.enclaves.len(), config.routes.len()), (2, 1));
 }
+
+/// The names of the process's threads (Linux: `/proc/PID/task/*/comm`).
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("/proc/PID/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_connection_thread_serves_its_clients_over_upstream_connections_of_its_own() {
+    let env = env();
+    let good = sim(&env, |_| {}).await;
+    let (port, admin) = (free_port(), free_port());
+    let config = harness(&env, port, &[("pool.enclave.test", good.addr())])
+        .admin(admin)
+        .limits("threads = 3")
+        .write("threads.toml");
+    let bin = start_binary(&config, port).await;
+    let names = thread_names(bin.child.id());
+    let cores = names
+        .iter()
+        .filter(|n| n.starts_with("ratls-core-"))
+        .count();
+    assert_eq!(
+        cores, 3,
+        "limits.threads = 3 runs three connection threads: {names:?}"
+    );
+
+    // Six client connections one after another: they go to the three threads in turn, and
+    // each thread dials one attested upstream connection and reuses it for its second client.
+    let proxy = format!("http://127.0.0.1:{port}");
+    for i in 0..6 {
+        let out = curl(
+            s(&["-x", &proxy, &format!("http://pool.enclave.test/c{i}")]),
+            vec![],
+        )
+        .await;
+        let e = echo(&out);
+        assert_eq!(e["mrenclave"], TRUSTED, "client {i}");
+        assert_eq!(e["path"], format!("/c{i}"));
+    }
+    assert_eq!(good.request_count(), 6);
+    let out = curl(s(&[&format!("http://127.0.0.1:{admin}/metrics")]), vec![]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let open = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ratls_upstream_connections "))
+        .unwrap_or_else(|| panic!("no upstream gauge in {text}"));
+    assert_eq!(
+        open.trim(),
+        "3",
+        "one pooled upstream connection per thread"
+    );
+}

@@ -188,7 +188,14 @@ fn run_proxy(args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     let grace = config.shutdown_grace;
     let admin_listen = config.admin_listen;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // Connections are served on one runtime per core; this one accepts them and runs the
+    // admin listener, reloads and collateral refresh.
+    let cores = match config.limits.threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    crate::proxy::start_cores(cores).context("cannot start the connection threads")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {

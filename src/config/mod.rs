@@ -168,6 +168,9 @@ pub struct Limits {
     pub client_tls_timeout: Duration,
     /// A client connection or tunnel with no traffic for this long is closed.
     pub idle_timeout: Duration,
+    /// Threads serving client connections, each with its own share of them and of the
+    /// upstream pool; 0: one per CPU the process may use.
+    pub threads: usize,
 }
 
 impl Default for Limits {
@@ -180,6 +183,7 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(10),
             client_tls_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
+            threads: 0,
         }
     }
 }
@@ -280,6 +284,23 @@ mod tests {
         );
         assert!(all.contains("unknown binding"), "{all}");
         assert!(all.contains("matches no [[enclave]]"), "{all}");
+    }
+
+    #[test]
+    fn threads_default_to_one_per_cpu_and_are_bounded() {
+        assert_eq!(Config::defaults().limits.threads, 0);
+        let c =
+            Config::from_toml("[limits]\nthreads = 3\n", "p.toml", Path::new(".")).expect("valid");
+        assert_eq!(c.limits.threads, 3);
+        for bad in ["-1", "1025", "\"2\""] {
+            let text = format!("[limits]\nthreads = {bad}\n");
+            let err = Config::from_toml(&text, "p.toml", Path::new(".")).expect_err(bad);
+            assert!(
+                err.0[0].location.starts_with("p.toml:2:"),
+                "{bad}: {}",
+                err.0[0]
+            );
+        }
     }
 
     #[test]

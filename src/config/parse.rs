@@ -57,6 +57,7 @@ struct RawLimits {
     connect_timeout_secs: Option<Spanned<i64>>,
     client_tls_timeout_secs: Option<Spanned<i64>>,
     idle_timeout_secs: Option<Spanned<i64>>,
+    threads: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -326,6 +327,13 @@ impl Config {
                 RANGE_DAYS_30,
                 d.idle_timeout,
             ),
+            threads: count(c.range(
+                "limits.threads",
+                l.threads.as_ref(),
+                0,
+                1024,
+                u64::try_from(d.threads).unwrap_or(u64::MAX),
+            )),
         };
 
         let mut enclaves = Vec::new();

@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::admit::{http1_server, next_client, ClientSlot};
+use super::cores;
 use super::dispatch::handle;
 use super::refusal::ProxyRefusal;
 use super::relay::refuse;
@@ -113,7 +114,7 @@ async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, slots: Arc<Semaph
     loop {
         let (tcp, client, slot) = next_client(&listener, &slots).await;
         let proxy = Arc::clone(&proxy);
-        tokio::spawn(async move {
+        cores::serve(tcp, move |tcp| async move {
             let slot = Arc::new(ClientSlot::new(slot, &proxy.metrics));
             let limits = proxy.current().config.limits;
             let io = slot.io(tcp, &limits);
@@ -149,7 +150,7 @@ async fn route_loop(
     loop {
         let (tcp, client, slot) = next_client(&listener, &slots).await;
         let proxy = Arc::clone(&proxy);
-        tokio::spawn(async move {
+        cores::serve(tcp, move |tcp| async move {
             let slot = Arc::new(ClientSlot::new(slot, &proxy.metrics));
             let p = Arc::clone(&proxy);
             let held = Arc::clone(&slot);

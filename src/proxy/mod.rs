@@ -3,6 +3,7 @@
 //! - `state`: the proxy, its generations (config + policy + collateral) and reload;
 //! - `listen`: binding, the accept loops of the proxy and route listeners, the pool sweep;
 //! - `admit`: the connection cap and a client connection's slot;
+//! - `cores`: one single-threaded runtime per core, each serving its share of the connections;
 //! - `dispatch`: one request on the proxy listener: CONNECT or absolute-form, by destination;
 //! - `intercept`: an attested CONNECT answered, the client's TLS terminated, its requests served;
 //! - `client_tls`: the client's TLS session inside an answered CONNECT (tunnels and pages);
@@ -27,6 +28,7 @@
 mod admit;
 mod audited;
 mod client_tls;
+mod cores;
 mod dispatch;
 mod idle;
 mod intercept;
@@ -47,6 +49,7 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
 
+pub use cores::start as start_cores;
 pub use listen::Running;
 pub use state::Proxy;
 

@@ -20,6 +20,7 @@ mod attest;
 pub(super) use attest::UpstreamOpen;
 
 use super::audited::Auditor;
+use super::cores;
 use super::rewrite::prepare;
 use super::target::Target;
 use super::ProxyBody;
@@ -165,9 +166,13 @@ pub(super) struct Pool {
     /// The audit trail, and the generation whose verdicts this pool's connections carry.
     audit: Arc<Auditor>,
     generation: u64,
-    /// Keyed by [`Target`], whose entry hashes by identity (see `slot_mut`).
+    /// One shard per core ([`cores`]): a core's connections borrow the upstream
+    /// connections its own runtime drives. Keyed by [`Target`], whose entry hashes by
+    /// identity (see `slot_mut`).
     #[allow(clippy::mutable_key_type)]
-    idle: Mutex<Slots>,
+    idle: Box<[Mutex<Slots>]>,
+    /// [`H1_CONNECTIONS`] split between the shards.
+    h1_cap: usize,
 }
 
 impl Pool {
@@ -181,6 +186,7 @@ impl Pool {
         connect_timeout: Duration,
         idle_timeout: Duration,
     ) -> Self {
+        let shards = cores::count();
         Self {
             next: AtomicUsize::new(0),
             connect_timeout,
@@ -189,8 +195,14 @@ impl Pool {
             slots,
             audit,
             generation,
-            idle: Mutex::new(Slots::default()),
+            idle: (0..shards).map(|_| Mutex::default()).collect(),
+            h1_cap: H1_CONNECTIONS.div_ceil(shards),
         }
+    }
+
+    /// The calling core's shard of the idle connections.
+    fn shard(&self) -> &Mutex<Slots> {
+        &self.idle[cores::index() % self.idle.len()]
     }
 
     /// A usable idle connection, or a newly dialed and attested one, judged under the
@@ -213,7 +225,7 @@ impl Pool {
         let verifier = &target.enclave.verifier;
         let snapshot = verifier.snapshot();
         let stale: Vec<Conn> = {
-            let Ok(mut idle) = self.idle.lock() else {
+            let Ok(mut idle) = self.shard().lock() else {
                 return Ok(());
             };
             let Some(slot) = idle.get_mut(target) else {
@@ -275,7 +287,7 @@ impl Pool {
         metrics: &Arc<Metrics>,
     ) -> Result<Conn, UpstreamError> {
         let now = UnixTime::now();
-        if let Ok(mut idle) = self.idle.lock() {
+        if let Ok(mut idle) = self.shard().lock() {
             if let Some(Slot { conns: list, .. }) = idle.get_mut(target) {
                 list.retain(|c| c.usable(now));
                 // HTTP/2: share up to H2_CONNECTIONS connections round-robin, so the work of one
@@ -324,18 +336,20 @@ impl Pool {
     /// connection still carrying requests lives on with them) and forgets destinations
     /// left with nothing, so neither sockets nor map entries pile up.
     pub(super) fn sweep(&self) {
-        let Ok(mut idle) = self.idle.lock() else {
-            return;
-        };
         let timeout = self.idle_timeout;
-        idle.retain(|_, slot| {
-            slot.conns.retain(|c| c.last_used.elapsed() < timeout);
-            !slot.conns.is_empty()
-                || slot.h1_open.load(Ordering::Relaxed) > 0
-                || slot
-                    .h1_failed
-                    .is_some_and(|at| at.elapsed() < H1_RETRY_AFTER)
-        });
+        for shard in &self.idle {
+            let Ok(mut idle) = shard.lock() else {
+                continue;
+            };
+            idle.retain(|_, slot| {
+                slot.conns.retain(|c| c.last_used.elapsed() < timeout);
+                !slot.conns.is_empty()
+                    || slot.h1_open.load(Ordering::Relaxed) > 0
+                    || slot
+                        .h1_failed
+                        .is_some_and(|at| at.elapsed() < H1_RETRY_AFTER)
+            });
+        }
     }
 
     /// An idle or new HTTP/1.1 connection for an HTTP/1.1 client, or `None` if the cap is
@@ -347,7 +361,7 @@ impl Pool {
     ) -> Result<Option<Conn>, UpstreamError> {
         let now = UnixTime::now();
         let ticket = {
-            let Ok(mut idle) = self.idle.lock() else {
+            let Ok(mut idle) = self.shard().lock() else {
                 return Ok(None);
             };
             let Some(slot) = slot_mut(&mut idle, target) else {
@@ -369,7 +383,7 @@ impl Pool {
             }
             let open = slot.h1_open.fetch_add(1, Ordering::Relaxed);
             let ticket = H1Ticket(Arc::clone(&slot.h1_open));
-            if open >= H1_CONNECTIONS {
+            if open >= self.h1_cap {
                 return Ok(None);
             }
             ticket
@@ -395,7 +409,7 @@ impl Pool {
             // No HTTP/1.1 (an HTTP/2-only enclave) or a TLS failure: the shared path dials
             // with its own ALPN and reports its own error.
             Err(_) => {
-                if let Ok(mut idle) = self.idle.lock() {
+                if let Ok(mut idle) = self.shard().lock() {
                     idle.entry(target.clone()).or_default().h1_failed = Some(Instant::now());
                 }
                 Ok(None)
@@ -406,7 +420,7 @@ impl Pool {
     /// Returns a connection for reuse.
     pub(super) fn checkin(&self, target: &Target, mut conn: Conn) {
         conn.last_used = Instant::now();
-        if let Ok(mut idle) = self.idle.lock() {
+        if let Ok(mut idle) = self.shard().lock() {
             let Some(Slot { conns: list, .. }) = slot_mut(&mut idle, target) else {
                 return;
             };
@@ -456,24 +470,31 @@ impl Pool {
 
     /// Closes the idle pooled connection unused for longest, if any.
     fn evict_oldest_idle(&self) {
-        let Ok(mut idle) = self.idle.lock() else {
+        // Each shard's oldest, then the oldest of those: one shard locked at a time.
+        let oldest = self
+            .idle
+            .iter()
+            .filter_map(|shard| {
+                shard
+                    .lock()
+                    .ok()?
+                    .values()
+                    .flat_map(|s| s.conns.iter().map(|c| c.last_used))
+                    .min()
+                    .map(|used| (shard, used))
+            })
+            .min_by_key(|(_, used)| *used);
+        let Some((shard, used)) = oldest else {
             return;
         };
-        let oldest = idle
-            .iter()
-            .flat_map(|(k, slot)| {
-                slot.conns
-                    .iter()
-                    .enumerate()
-                    .map(move |(i, c)| (k, i, c.last_used))
-            })
-            .min_by_key(|(_, _, used)| *used)
-            .map(|(k, i, _)| (k.clone(), i));
-        if let Some((key, i)) = oldest {
-            if let Some(slot) = idle.get_mut(&key) {
-                if i < slot.conns.len() {
-                    drop(slot.conns.swap_remove(i));
-                }
+        let Ok(mut idle) = shard.lock() else {
+            return;
+        };
+        // Found again under the lock: it may have been taken meanwhile.
+        for slot in idle.values_mut() {
+            if let Some(i) = slot.conns.iter().position(|c| c.last_used == used) {
+                drop(slot.conns.swap_remove(i));
+                return;
             }
         }
     }

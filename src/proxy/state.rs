@@ -430,6 +430,9 @@ impl Proxy {
         {
             need_restart.push("route listeners need a restart to change");
         }
+        if config.limits.threads != old.config.limits.threads {
+            need_restart.push("limits.threads needs a restart to change");
+        }
         if config.ca_dir != old.config.ca_dir {
             need_restart.push("the CA directory needs a restart to change");
         }
