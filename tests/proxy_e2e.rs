@@ -577,6 +577,7 @@ fn thread_names(pid: u32) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_connection_thread_serves_its_clients_over_upstream_connections_of_its_own() {
+    use tokio::io::AsyncWriteExt;
     let env = env();
     let good = sim(&env, |_| {}).await;
     let (port, admin) = (free_port(), free_port());
@@ -594,21 +595,44 @@ async fn each_connection_thread_serves_its_clients_over_upstream_connections_of_
         cores, 3,
         "limits.threads = 3 runs three connection threads: {names:?}"
     );
+    // The port is taken: a second proxy on it fails to start rather than share it.
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("runs");
+    assert!(
+        !second.status.success(),
+        "a second proxy bound the same port"
+    );
 
-    // Six client connections one after another: they go to the three threads in turn, and
-    // each thread dials one attested upstream connection and reuses it for its second client.
-    let proxy = format!("http://127.0.0.1:{port}");
-    for i in 0..6 {
-        let out = curl(
-            s(&["-x", &proxy, &format!("http://pool.enclave.test/c{i}")]),
-            vec![],
+    // Twelve keep-alive client connections held open, one request each, one after another:
+    // however the kernel spreads them, a thread serving more than the least loaded one hands
+    // new ones on, so every thread serves some; each thread dials one attested upstream
+    // connection and reuses it for its later clients.
+    let mut held = Vec::new();
+    for i in 0..12 {
+        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        c.write_all(
+            format!(
+                "GET http://pool.enclave.test/c{i} HTTP/1.1\r\nHost: pool.enclave.test\r\n\r\n"
+            )
+            .as_bytes(),
         )
-        .await;
-        let e = echo(&out);
-        assert_eq!(e["mrenclave"], TRUSTED, "client {i}");
-        assert_eq!(e["path"], format!("/c{i}"));
+        .await
+        .expect("write");
+        let response = common::read_response(&mut c).await;
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "client {i}: {response}"
+        );
+        assert!(response.contains(TRUSTED), "client {i}: {response}");
+        held.push(c);
     }
-    assert_eq!(good.request_count(), 6);
+    assert_eq!(good.request_count(), 12);
     let out = curl(s(&[&format!("http://127.0.0.1:{admin}/metrics")]), vec![]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     let open = text
@@ -620,4 +644,5 @@ async fn each_connection_thread_serves_its_clients_over_upstream_connections_of_
         "3",
         "one pooled upstream connection per thread"
     );
+    drop(held);
 }

@@ -64,23 +64,21 @@ impl Proxy {
     pub async fn start(self: Arc<Self>) -> std::io::Result<Running> {
         let g = self.current();
         g.start_refresher();
-        let listener = TcpListener::bind(g.config.listen).await?;
-        let addr = listener.local_addr()?;
         let slots = Arc::new(Semaphore::new(g.config.limits.max_connections));
-        let mut tasks = vec![
-            tokio::spawn(accept_loop(Arc::clone(&self), listener, Arc::clone(&slots))),
-            tokio::spawn(sweep_loop(Arc::clone(&self))),
-        ];
+        let mut tasks = vec![tokio::spawn(sweep_loop(Arc::clone(&self)))];
+        let (p, s) = (Arc::clone(&self), Arc::clone(&slots));
+        let (addr, accepting) = cores::listen_on_each(g.config.listen, move |l| {
+            accept_loop(Arc::clone(&p), l, Arc::clone(&s))
+        })?;
+        tasks.extend(accepting);
         let mut route_addrs = Vec::new();
         for route in &g.config.routes {
-            let l = TcpListener::bind(route.listen).await?;
-            route_addrs.push(l.local_addr()?);
-            tasks.push(tokio::spawn(route_loop(
-                Arc::clone(&self),
-                l,
-                route.listen,
-                Arc::clone(&slots),
-            )));
+            let (p, s, listen) = (Arc::clone(&self), Arc::clone(&slots), route.listen);
+            let (bound, accepting) = cores::listen_on_each(route.listen, move |l| {
+                route_loop(Arc::clone(&p), l, listen, Arc::clone(&s))
+            })?;
+            route_addrs.push(bound);
+            tasks.extend(accepting);
         }
         self.add_own_addr(addr);
         for a in &route_addrs {
