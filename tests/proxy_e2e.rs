@@ -645,4 +645,27 @@ async fn each_connection_thread_serves_its_clients_over_upstream_connections_of_
         "one pooled upstream connection per thread"
     );
     drop(held);
+
+    // The thread count is fixed at start: a reload applies the rest and says so.
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(&config, text.replace("threads = 3", "threads = 2")).expect("write");
+    let out = curl(
+        s(&["-X", "POST", &format!("http://127.0.0.1:{admin}/reload")]),
+        vec![],
+    )
+    .await;
+    let reloaded = echo(&out);
+    assert_eq!(reloaded["reloaded"], true, "{reloaded}");
+    assert!(
+        reloaded["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("limits.threads needs a restart")),
+        "{reloaded}"
+    );
+    let names = thread_names(bin.child.id());
+    let cores = names
+        .iter()
+        .filter(|n| n.starts_with("ratls-core-"))
+        .count();
+    assert_eq!(cores, 3, "still three threads after the reload: {names:?}");
 }
