@@ -343,6 +343,24 @@ fn render_metrics(proxy: &Proxy, now: UnixTime) -> String {
                 .collect(),
         });
     }
+    let loads = crate::proxy::thread_loads();
+    if !loads.is_empty() {
+        extra.push(Sample {
+            name: "ratls_thread_client_connections",
+            kind: "gauge",
+            help: "Client connections each connection thread serves (tunnels included).",
+            values: loads
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    (
+                        vec![("thread", i.to_string())],
+                        count(u64::try_from(*n).unwrap_or(u64::MAX)),
+                    )
+                })
+                .collect(),
+        });
+    }
     proxy
         .metrics()
         .render(proxy.verdict_cache().durations(), &extra)

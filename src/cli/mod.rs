@@ -190,11 +190,8 @@ fn run_proxy(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let admin_listen = config.admin_listen;
     // Connections are served on one runtime per core; this one accepts them and runs the
     // admin listener, reloads and collateral refresh.
-    let cores = match config.limits.threads {
-        0 => std::thread::available_parallelism().map_or(1, usize::from),
-        n => n,
-    };
-    crate::proxy::start_cores(cores).context("cannot start the connection threads")?;
+    crate::proxy::start_cores(crate::proxy::resolve_threads(config.limits.threads))
+        .context("cannot start the connection threads")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

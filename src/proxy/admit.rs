@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::cores::CoreLoad;
 use super::idle::{Idle, Phase};
 use crate::config::Limits;
 use crate::metrics::Metrics;
@@ -30,15 +31,22 @@ fn overloaded() -> Vec<u8> {
 /// where the connection's HTTP/1 exchange stands, which its [`Idle`] wrapper times.
 pub(super) struct ClientSlot {
     _permit: OwnedSemaphorePermit,
+    /// Counts the connection in its core's load for as long as the slot lives.
+    _load: CoreLoad,
     metrics: Arc<Metrics>,
     pub(super) phase: Arc<Phase>,
 }
 
 impl ClientSlot {
-    pub(super) fn new(permit: OwnedSemaphorePermit, metrics: &Arc<Metrics>) -> Self {
+    pub(super) fn new(
+        permit: OwnedSemaphorePermit,
+        load: CoreLoad,
+        metrics: &Arc<Metrics>,
+    ) -> Self {
         metrics.client_connections.fetch_add(1, Ordering::Relaxed);
         Self {
             _permit: permit,
+            _load: load,
             metrics: Arc::clone(metrics),
             phase: Arc::default(),
         }

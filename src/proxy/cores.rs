@@ -5,13 +5,14 @@
 //! wake-up and no work-stealing hand-off on the hot path (measured in docs/benchmarks.md,
 //! "Issue 16, third part").
 //!
-//! Every core accepts on a listening socket of its own bound to the same port
-//! (`SO_REUSEPORT`: the kernel spreads new connections, a new connection costs no hand-off
-//! and wakes one core), and a core holding more connections than the least loaded one
-//! passes a new connection on to it, so keep-alive connections opened in a burst still
-//! spread evenly over the cores.
+//! Every core accepts on the one listening socket (registered with each core's reactor:
+//! whichever core is free takes the next connection, and no second socket ever shares the
+//! port), and a core serving clearly more connections than the least loaded one hands a new
+//! one on, so a burst of keep-alive connections still spreads evenly. A connection counts
+//! in its core's load until it closes, tunnel or upgrade included ([`CoreLoad`], held by the
+//! connection's slot).
 //!
-//! Without [`start`] (the library in-process, as the tests use it) everything runs on the
+//! Without [`start`] (the library in-process, as most tests use it) everything runs on the
 //! ambient runtime and the pool has one shard, as before.
 
 use std::cell::Cell;
@@ -21,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
@@ -39,10 +40,29 @@ thread_local! {
     static INDEX: Cell<usize> = const { Cell::new(0) };
 }
 
+/// The default thread count (`limits.threads = 0`): one per CPU the process may use, at
+/// most this many. More threads mean more pool shards, each dialing its own upstream
+/// connections; past a handful, a proxy in front of a few enclaves gains nothing from them.
+pub const DEFAULT_MAX_THREADS: usize = 8;
+
+/// The thread count `limits.threads` asks for (0: the default).
+pub fn resolve(threads: usize) -> usize {
+    match threads {
+        0 => std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(DEFAULT_MAX_THREADS),
+        n => n,
+    }
+}
+
 /// Starts `n` (at least 1) connection runtimes on threads of their own, for the life of the
-/// process. Called once, before the proxy is built; a second call fails.
+/// process: called once, before the proxy is built (a second call fails). Connections served
+/// there are not stopped by [`crate::Running::shutdown`], which waits for them: the process is
+/// expected to exit after it.
 pub fn start(n: usize) -> io::Result<()> {
     let n = n.max(1);
+    // tokio's default of 512 blocking threads (DNS lookups) is per runtime: split it.
+    let blocking = (512 / n).max(8);
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
@@ -52,6 +72,7 @@ pub fn start(n: usize) -> io::Result<()> {
                 INDEX.with(|c| c.set(i));
                 let rt = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
+                    .max_blocking_threads(blocking)
                     .build()
                 {
                     Ok(rt) => rt,
@@ -83,16 +104,41 @@ pub(super) fn count() -> usize {
     CORES.get().map_or(1, |c| c.handles.len())
 }
 
+/// Client connections each connection thread serves now, by thread (empty when none were
+/// started): the `ratls_thread_client_connections` gauge, to see the spread.
+pub fn loads() -> Vec<usize> {
+    CORES.get().map_or_else(Vec::new, |c| {
+        c.load.iter().map(|l| l.load(Ordering::Relaxed)).collect()
+    })
+}
+
+/// Returns once every core has finished what it was doing when called (a no-op task run on
+/// each): after shutdown's drain, a response whose last byte was just counted out is written
+/// before the process exits.
+pub(super) async fn barrier() {
+    let Some(c) = CORES.get() else {
+        return;
+    };
+    for h in &c.handles {
+        let _ = h.spawn(async {}).await;
+    }
+}
+
+/// True once [`start`] ran: `limits.threads` is in force (in-process it has no effect).
+pub(super) fn started() -> bool {
+    CORES.get().is_some()
+}
+
 /// The core the calling thread is (0 off the core threads): its shard of the pool.
 pub(super) fn index() -> usize {
     INDEX.with(Cell::get)
 }
 
-/// Binds `addr` and runs `accept` on every core with a listening socket of its own (on
-/// the ambient runtime when no cores were started); returns the bound address. The
-/// sockets share the port with `SO_REUSEPORT`, so the kernel spreads new connections
-/// over the cores and no core is woken for a connection another one takes. The tasks
-/// stop when aborted.
+/// Binds `addr` and runs `accept` on every core, each with its own registration of the one
+/// listening socket (on the ambient runtime when no cores were started); returns the bound
+/// address. One socket, not one per core with `SO_REUSEPORT`: that option would let any
+/// process of the same user bind the port too (a more specific address even takes every
+/// loopback connection) and silently share the proxy's traffic. The tasks stop when aborted.
 pub(super) fn listen_on_each<F, Fut>(
     addr: SocketAddr,
     accept: F,
@@ -101,86 +147,74 @@ where
     F: Fn(TcpListener) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let socket = std::net::TcpListener::bind(addr)?;
+    socket.set_nonblocking(true)?;
+    let addr = socket.local_addr()?;
     let Some(c) = CORES.get() else {
-        let l = std::net::TcpListener::bind(addr)?;
-        l.set_nonblocking(true)?;
-        let l = TcpListener::from_std(l)?;
-        return Ok((l.local_addr()?, vec![tokio::spawn(accept(l))]));
+        return Ok((
+            addr,
+            vec![tokio::spawn(accept(TcpListener::from_std(socket)?))],
+        ));
     };
-    // A plain bind first: the port must be free. SO_REUSEPORT alone would let a second
-    // proxy (an old one still running, say) bind it too and silently take half the
-    // connections; a port someone listens on fails here as it always did.
-    let addr = std::net::TcpListener::bind(addr)?.local_addr()?;
-    let sockets = c
-        .handles
-        .iter()
-        .map(|_| {
-            let s = if addr.is_ipv4() {
-                TcpSocket::new_v4()?
-            } else {
-                TcpSocket::new_v6()?
-            };
-            s.set_reuseaddr(true)?;
-            s.set_reuseport(true)?;
-            s.bind(addr)?;
-            s.listen(1024)?.into_std()
-        })
-        .collect::<io::Result<Vec<_>>>()?;
     let tasks = c
         .handles
         .iter()
-        .zip(sockets)
-        .map(|(h, mine)| {
+        .map(|h| {
+            let mine = socket.try_clone()?;
             let accept = accept.clone();
-            h.spawn(async move {
+            Ok(h.spawn(async move {
                 match TcpListener::from_std(mine) {
                     Ok(l) => accept(l).await,
                     Err(e) => {
                         tracing::error!(error = %e, "a core cannot listen; the others accept")
                     }
                 }
-            })
+            }))
         })
-        .collect();
+        .collect::<io::Result<Vec<_>>>()?;
     Ok((addr, tasks))
 }
 
-/// A connection counted in its core's load while it is served.
-struct Counted(&'static AtomicUsize);
+/// A client connection counted in its core's load while held (by the connection's slot,
+/// which a tunnel or upgraded connection keeps until it closes).
+pub(super) struct CoreLoad(Option<&'static AtomicUsize>);
 
-impl Counted {
+impl CoreLoad {
     fn new(load: &'static AtomicUsize) -> Self {
         load.fetch_add(1, Ordering::Relaxed);
-        Self(load)
+        Self(Some(load))
     }
 }
 
-impl Drop for Counted {
+impl Drop for CoreLoad {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        if let Some(load) = self.0 {
+            load.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
 /// Serves a client connection the calling core accepted: on this core, or on the least
 /// loaded one when this one serves clearly more (the socket then moves to that core's
-/// reactor; one that cannot move is closed, logged at debug).
+/// reactor; one that cannot move is closed, logged at debug). `serve` gets the connection's
+/// [`CoreLoad`] to hold for as long as the connection lives.
 pub(super) fn serve<F, Fut>(tcp: TcpStream, serve: F)
 where
-    F: FnOnce(TcpStream) -> Fut + Send + 'static,
+    F: FnOnce(TcpStream, CoreLoad) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let Some(c) = CORES.get() else {
-        drop(tokio::spawn(serve(tcp)));
+        drop(tokio::spawn(serve(tcp, CoreLoad(None))));
         return;
     };
     let here = index() % c.load.len();
     let to = pick(here, c.load.iter().map(|l| l.load(Ordering::Relaxed)));
+    let Some(slot) = c.load.get(to) else {
+        return;
+    };
+    let load = CoreLoad::new(slot);
     if to == here {
-        let counted = Counted::new(&c.load[here]);
-        drop(tokio::spawn(async move {
-            let _counted = counted;
-            serve(tcp).await;
-        }));
+        drop(tokio::spawn(serve(tcp, load)));
         return;
     }
     let std = match tcp.into_std() {
@@ -190,11 +224,12 @@ where
             return;
         }
     };
-    let counted = Counted::new(&c.load[to]);
-    drop(c.handles[to].spawn(async move {
-        let _counted = counted;
+    let Some(h) = c.handles.get(to) else {
+        return;
+    };
+    drop(h.spawn(async move {
         match TcpStream::from_std(std) {
-            Ok(tcp) => serve(tcp).await,
+            Ok(tcp) => serve(tcp, load).await,
             Err(e) => {
                 tracing::debug!(error = %e, "cannot register a client connection on its core; closing it")
             }

@@ -54,7 +54,9 @@ impl Running {
             t.abort();
         }
         self.proxy.listening.store(false, Ordering::SeqCst);
-        self.proxy.drain.wait(grace).await
+        let left = self.proxy.drain.wait(grace).await;
+        cores::barrier().await;
+        left
     }
 }
 
@@ -65,12 +67,14 @@ impl Proxy {
         let g = self.current();
         g.start_refresher();
         let slots = Arc::new(Semaphore::new(g.config.limits.max_connections));
-        let mut tasks = vec![tokio::spawn(sweep_loop(Arc::clone(&self)))];
+        // Aborted if a later listener fails to bind: accept loops already running on the
+        // cores would otherwise go on accepting for a proxy that did not start.
+        let mut tasks = Aborting(vec![tokio::spawn(sweep_loop(Arc::clone(&self)))]);
         let (p, s) = (Arc::clone(&self), Arc::clone(&slots));
         let (addr, accepting) = cores::listen_on_each(g.config.listen, move |l| {
             accept_loop(Arc::clone(&p), l, Arc::clone(&s))
         })?;
-        tasks.extend(accepting);
+        tasks.0.extend(accepting);
         let mut route_addrs = Vec::new();
         for route in &g.config.routes {
             let (p, s, listen) = (Arc::clone(&self), Arc::clone(&slots), route.listen);
@@ -78,7 +82,7 @@ impl Proxy {
                 route_loop(Arc::clone(&p), l, listen, Arc::clone(&s))
             })?;
             route_addrs.push(bound);
-            tasks.extend(accepting);
+            tasks.0.extend(accepting);
         }
         self.add_own_addr(addr);
         for a in &route_addrs {
@@ -90,8 +94,19 @@ impl Proxy {
             addr,
             route_addrs,
             proxy: self,
-            tasks,
+            tasks: std::mem::take(&mut tasks.0),
         })
+    }
+}
+
+/// Tasks aborted on drop, until taken.
+struct Aborting(Vec<JoinHandle<()>>);
+
+impl Drop for Aborting {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
     }
 }
 
@@ -112,8 +127,8 @@ async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, slots: Arc<Semaph
     loop {
         let (tcp, client, slot) = next_client(&listener, &slots).await;
         let proxy = Arc::clone(&proxy);
-        cores::serve(tcp, move |tcp| async move {
-            let slot = Arc::new(ClientSlot::new(slot, &proxy.metrics));
+        cores::serve(tcp, move |tcp, load| async move {
+            let slot = Arc::new(ClientSlot::new(slot, load, &proxy.metrics));
             let limits = proxy.current().config.limits;
             let io = slot.io(tcp, &limits);
             let p = Arc::clone(&proxy);
@@ -148,8 +163,8 @@ async fn route_loop(
     loop {
         let (tcp, client, slot) = next_client(&listener, &slots).await;
         let proxy = Arc::clone(&proxy);
-        cores::serve(tcp, move |tcp| async move {
-            let slot = Arc::new(ClientSlot::new(slot, &proxy.metrics));
+        cores::serve(tcp, move |tcp, load| async move {
+            let slot = Arc::new(ClientSlot::new(slot, load, &proxy.metrics));
             let p = Arc::clone(&proxy);
             let held = Arc::clone(&slot);
             let service = hyper::service::service_fn(move |req| {

@@ -49,7 +49,9 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
 
-pub use cores::start as start_cores;
+pub use cores::{
+    loads as thread_loads, resolve as resolve_threads, start as start_cores, DEFAULT_MAX_THREADS,
+};
 pub use listen::Running;
 pub use state::Proxy;
 

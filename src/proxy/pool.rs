@@ -16,8 +16,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 mod attest;
+mod conn;
 
 pub(super) use attest::UpstreamOpen;
+pub(super) use conn::{Conn, UpstreamError, Version};
+use conn::{H1Ticket, Sender};
 
 use super::audited::Auditor;
 use super::cores;
@@ -25,52 +28,12 @@ use super::rewrite::prepare;
 use super::target::Target;
 use super::ProxyBody;
 use crate::addr::Authority;
-use crate::appraise::refusal::{Refusal, RefusalCode};
+use crate::appraise::refusal::RefusalCode;
 use crate::dcap::time::UnixTime;
 use crate::metrics::Metrics;
 use crate::ratls::cache::CachedVerdict;
 use crate::ratls::client::Attested;
 use crate::source::fetch::CollateralCache;
-
-/// Why no attested upstream connection could be had.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum UpstreamError {
-    /// The attestation was refused.
-    #[error("{0}")]
-    Refused(Refusal),
-    /// TCP or TLS failure.
-    #[error("{0}")]
-    Unreachable(String),
-    /// Dial or handshake timed out.
-    #[error("{0}")]
-    Timeout(String),
-    /// The connection failed mid-request.
-    #[error("{0}")]
-    Request(String),
-    /// No place under `max_upstream_connections` within the connect timeout.
-    #[error("{0}")]
-    Capacity(String),
-    /// The audit trail is required and cannot be written.
-    #[error("{0}")]
-    Audit(String),
-}
-
-enum Sender {
-    H1(http1::SendRequest<ProxyBody>),
-    H2(http2::SendRequest<ProxyBody>),
-}
-
-/// One verified upstream connection.
-pub(super) struct Conn {
-    sender: Sender,
-    verdict: Arc<CachedVerdict>,
-    /// Shared by the clones of one HTTP/2 connection.
-    id: u64,
-    /// Held by HTTP/1.1 connections dialed for HTTP/1.1 clients, counted against the cap.
-    h1_ticket: Option<H1Ticket>,
-    /// When it last carried or was given a request; idle ones are closed by [`Pool::sweep`].
-    last_used: Instant,
-}
 
 /// HTTP/2 connections kept per destination (requests are spread over them round-robin).
 pub(super) const H2_CONNECTIONS: usize = 4;
@@ -78,24 +41,6 @@ pub(super) const H2_CONNECTIONS: usize = 4;
 /// HTTP/1.1 connections per destination (idle or in use) for HTTP/1.1 clients; beyond it
 /// their requests share the HTTP/2 connections, so upstream connections stay bounded.
 pub(super) const H1_CONNECTIONS: usize = 64;
-
-/// The HTTP version a client speaks to the proxy; upstream requests mirror it when they can.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Version {
-    /// HTTP/1.1: one request at a time per connection.
-    Http1,
-    /// HTTP/2: multiplexed.
-    Http2,
-}
-
-/// One open HTTP/1.1 connection counted against [`H1_CONNECTIONS`] until it drops.
-struct H1Ticket(Arc<AtomicUsize>);
-
-impl Drop for H1Ticket {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
 
 /// A destination's idle connections and its count of HTTP/1.1 connections.
 #[derive(Default)]
@@ -126,33 +71,6 @@ fn slot_mut<'a>(idle: &'a mut Slots, target: &Target) -> Option<&'a mut Slot> {
 const H1_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(0);
-
-impl Conn {
-    /// True if the upstream negotiated HTTP/2.
-    pub(super) fn is_h2(&self) -> bool {
-        matches!(self.sender, Sender::H2(_))
-    }
-
-    /// The verdict that admitted this connection.
-    pub(super) fn verdict(&self) -> &Arc<CachedVerdict> {
-        &self.verdict
-    }
-
-    fn usable(&self, now: UnixTime) -> bool {
-        let open = match &self.sender {
-            Sender::H1(s) => !s.is_closed(),
-            Sender::H2(s) => !s.is_closed(),
-        };
-        open && now <= self.verdict.valid_until
-    }
-
-    /// Judged under the collateral snapshot `target`'s verifier has now: a
-    /// snapshot that changed after `rejudge_stale` looked leaves an older connection in
-    /// the pool for the next checkout to judge, never handed out.
-    fn current(&self, target: &Target) -> bool {
-        self.verdict.snapshot == target.enclave.verifier.snapshot()
-    }
-}
 
 /// Verified connections by destination, shared by intercept, origination and routes.
 pub(super) struct Pool {
@@ -287,6 +205,7 @@ impl Pool {
         metrics: &Arc<Metrics>,
     ) -> Result<Conn, UpstreamError> {
         let now = UnixTime::now();
+        let mut local_empty = true;
         if let Ok(mut idle) = self.shard().lock() {
             if let Some(Slot { conns: list, .. }) = idle.get_mut(target) {
                 list.retain(|c| c.usable(now));
@@ -303,6 +222,7 @@ impl Pool {
                         verdict,
                         id,
                         last_used,
+                        home,
                         ..
                     }) = list
                         .iter_mut()
@@ -316,6 +236,7 @@ impl Pool {
                             id: *id,
                             h1_ticket: None,
                             last_used: *last_used,
+                            home: *home,
                         });
                     }
                 }
@@ -325,6 +246,14 @@ impl Pool {
                         return Ok(list.swap_remove(at));
                     }
                 }
+                local_empty = h2_count == 0;
+            }
+        }
+        // Another core's HTTP/1.1 connection dialed on this path (an enclave without HTTP/2);
+        // those of HTTP/1.1 clients stay theirs, so an HTTP/2 client still gets HTTP/2.
+        if local_empty {
+            if let Some(conn) = self.borrow_h1(target, now, |c| c.h1_ticket.is_none()) {
+                return Ok(conn);
             }
         }
         // Boxed: dialing (TCP, TLS, attestation, HTTP handshake) is the cold path, and inline
@@ -360,6 +289,14 @@ impl Pool {
         metrics: &Arc<Metrics>,
     ) -> Result<Option<Conn>, UpstreamError> {
         let now = UnixTime::now();
+        let ticketed = |c: &Conn| c.h1_ticket.is_some();
+        if let Some(conn) = self.take_h1(self.shard(), target, now, ticketed) {
+            return Ok(Some(conn));
+        }
+        // None of this core's own: another core's idle one beats a new attested handshake.
+        if let Some(conn) = self.borrow_h1(target, now, ticketed) {
+            return Ok(Some(conn));
+        }
         let ticket = {
             let Ok(mut idle) = self.shard().lock() else {
                 return Ok(None);
@@ -367,14 +304,6 @@ impl Pool {
             let Some(slot) = slot_mut(&mut idle, target) else {
                 return Ok(None);
             };
-            slot.conns.retain(|c| c.usable(now));
-            if let Some(at) = slot
-                .conns
-                .iter()
-                .rposition(|c| c.h1_ticket.is_some() && c.current(target))
-            {
-                return Ok(Some(slot.conns.swap_remove(at)));
-            }
             if slot
                 .h1_failed
                 .is_some_and(|at| at.elapsed() < H1_RETRY_AFTER)
@@ -417,10 +346,48 @@ impl Pool {
         }
     }
 
-    /// Returns a connection for reuse.
+    /// An idle, usable HTTP/1.1 connection to `target` judged under the collateral in force
+    /// and passing `which`, taken out of `shard` (unusable ones there are dropped).
+    fn take_h1(
+        &self,
+        shard: &Mutex<Slots>,
+        target: &Target,
+        now: UnixTime,
+        which: impl Fn(&Conn) -> bool,
+    ) -> Option<Conn> {
+        let mut idle = shard.lock().ok()?;
+        let slot = idle.get_mut(target)?;
+        slot.conns.retain(|c| c.usable(now));
+        let at = slot
+            .conns
+            .iter()
+            .rposition(|c| !c.is_h2() && c.current(target) && which(c))?;
+        Some(slot.conns.swap_remove(at))
+    }
+
+    /// [`Pool::take_h1`] from the other cores' shards, for a core with none of its own: the
+    /// connection's driver stays on its home core and it returns there after the request.
+    fn borrow_h1(
+        &self,
+        target: &Target,
+        now: UnixTime,
+        which: impl Fn(&Conn) -> bool + Copy,
+    ) -> Option<Conn> {
+        let here = cores::index() % self.idle.len();
+        self.idle
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != here)
+            .find_map(|(_, shard)| self.take_h1(shard, target, now, which))
+    }
+
+    /// Returns a connection for reuse, to its home shard.
     pub(super) fn checkin(&self, target: &Target, mut conn: Conn) {
         conn.last_used = Instant::now();
-        if let Ok(mut idle) = self.shard().lock() {
+        let Some(shard) = self.idle.get(conn.home) else {
+            return;
+        };
+        if let Ok(mut idle) = shard.lock() {
             let Some(Slot { conns: list, .. }) = slot_mut(&mut idle, target) else {
                 return;
             };
@@ -549,6 +516,7 @@ impl Pool {
             id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
             h1_ticket: None,
             last_used: Instant::now(),
+            home: cores::index() % self.idle.len(),
         })
     }
 

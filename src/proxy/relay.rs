@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use super::pool::{UpstreamError, Version};
 use super::refusal::{Format, ProxyRefusal};
 use super::rewrite::strip_hop_by_hop;
-use super::state::{Generation, Proxy};
+use super::state::{DrainGuard, Generation, Proxy};
 use super::target::Target;
 use super::ProxyBody;
 use crate::config::RefusalDetails;
@@ -236,12 +236,49 @@ pub(super) async fn relay(
                 upstream: Some(started.elapsed()),
             };
             let counter = Arc::clone(&proxy.metrics.bytes_to_clients);
+            // In flight until its body is done, not only its head: shutdown waits for it.
+            let inflight = proxy.drain.enter();
             (
-                resp.map(|b| Counting::new(b.boxed(), counter).boxed()),
+                resp.map(|b| {
+                    Counting::new(
+                        InFlight {
+                            body: b,
+                            _inflight: inflight,
+                        },
+                        counter,
+                    )
+                    .boxed()
+                }),
                 outcome,
             )
         }
         Err(e) => refuse(from_upstream(e), &host),
+    }
+}
+
+/// A response body counted as in flight (for shutdown's drain) until it ends or is dropped.
+struct InFlight<B> {
+    body: B,
+    _inflight: DrainGuard,
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for InFlight<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -13,6 +13,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::audited::Auditor;
+use super::cores;
 use super::pool::Pool;
 use super::target::{Enclave, Target};
 use crate::addr::{Authority, Host};
@@ -204,12 +205,12 @@ pub(super) struct Drain {
 }
 
 /// One in-flight request or tunnel, counted while it lives.
-pub(super) struct DrainGuard<'a>(&'a Drain);
+pub(super) struct DrainGuard(Arc<Drain>);
 
 impl Drain {
-    pub(super) fn enter(&self) -> DrainGuard<'_> {
+    pub(super) fn enter(self: &Arc<Self>) -> DrainGuard {
         self.active.fetch_add(1, Ordering::SeqCst);
-        DrainGuard(self)
+        DrainGuard(Arc::clone(self))
     }
 
     /// Waits up to `grace` until nothing is in flight; how many still were.
@@ -228,7 +229,7 @@ impl Drain {
     }
 }
 
-impl Drop for DrainGuard<'_> {
+impl Drop for DrainGuard {
     fn drop(&mut self) {
         if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.idle.notify_waiters();
@@ -276,7 +277,7 @@ pub struct Proxy {
     pub(super) ca: LocalCa,
     cache: Arc<VerdictCache>,
     pub(super) metrics: Arc<Metrics>,
-    pub(super) drain: Drain,
+    pub(super) drain: Arc<Drain>,
     pub(super) listening: AtomicBool,
     /// The addresses the proxy itself listens on (proxy, routes, admin): never a
     /// passthrough destination.
@@ -319,7 +320,7 @@ impl Proxy {
             ca,
             cache,
             metrics,
-            drain: Drain::default(),
+            drain: Arc::default(),
             listening: AtomicBool::new(false),
             own: Mutex::new(Vec::new()),
             upstream_slots,
@@ -430,7 +431,8 @@ impl Proxy {
         {
             need_restart.push("route listeners need a restart to change");
         }
-        if config.limits.threads != old.config.limits.threads {
+        // Against what runs, not the previous file: a second reload must say it again.
+        if cores::started() && cores::resolve(config.limits.threads) != cores::count() {
             need_restart.push("limits.threads needs a restart to change");
         }
         if config.ca_dir != old.config.ca_dir {
