@@ -251,7 +251,7 @@ impl Pool {
         }
         // Another core's HTTP/1.1 connection dialed on this path (an enclave without HTTP/2);
         // those of HTTP/1.1 clients stay theirs, so an HTTP/2 client still gets HTTP/2.
-        if local_empty {
+        if local_empty && !self.has_own(target) {
             if let Some(conn) = self.borrow_h1(target, now, |c| c.h1_ticket.is_none()) {
                 return Ok(conn);
             }
@@ -293,9 +293,13 @@ impl Pool {
         if let Some(conn) = self.take_h1(self.shard(), target, now, ticketed) {
             return Ok(Some(conn));
         }
-        // None of this core's own: another core's idle one beats a new attested handshake.
-        if let Some(conn) = self.borrow_h1(target, now, ticketed) {
-            return Ok(Some(conn));
+        // This core has no connection to `target` at all (idle or busy): another core's idle
+        // one beats a new attested handshake. A core with connections of its own dials more
+        // rather than borrow, so under load each core keeps driving its own.
+        if !self.has_own(target) {
+            if let Some(conn) = self.borrow_h1(target, now, ticketed) {
+                return Ok(Some(conn));
+            }
         }
         let ticket = {
             let Ok(mut idle) = self.shard().lock() else {
@@ -363,6 +367,15 @@ impl Pool {
             .iter()
             .rposition(|c| !c.is_h2() && c.current(target) && which(c))?;
         Some(slot.conns.swap_remove(at))
+    }
+
+    /// True if this core's shard holds or has out any connection to `target`.
+    fn has_own(&self, target: &Target) -> bool {
+        self.shard().lock().is_ok_and(|idle| {
+            idle.get(target).is_some_and(|slot| {
+                !slot.conns.is_empty() || slot.h1_open.load(Ordering::Relaxed) > 0
+            })
+        })
     }
 
     /// [`Pool::take_h1`] from the other cores' shards, for a core with none of its own: the
