@@ -36,7 +36,7 @@ pub use addr::Authority;
 pub use ca::LocalCa;
 pub use cli::{run, Cli, Command, EXIT_CANNOT_CHECK};
 pub use config::Config;
-pub use proxy::{resolve_threads, start_cores, thread_loads, Proxy, Running, DEFAULT_MAX_THREADS};
+pub use proxy::{Proxy, Running};
 pub use source::fetch::{CollateralCache, RefreshPolicy};
 pub use source::pcs::PcsEndpoint;
 pub use source::{trust_and_collateral, CollateralSetup, CollateralSpec, SourceConfig};

@@ -43,10 +43,10 @@ thread_local! {
 /// The default thread count (`limits.threads = 0`): one per CPU the process may use, at
 /// most this many. More threads mean more pool shards, each dialing its own upstream
 /// connections; past a handful, a proxy in front of a few enclaves gains nothing from them.
-pub const DEFAULT_MAX_THREADS: usize = 8;
+const DEFAULT_MAX_THREADS: usize = 8;
 
 /// The thread count `limits.threads` asks for (0: the default).
-pub fn resolve(threads: usize) -> usize {
+pub(crate) fn resolve(threads: usize) -> usize {
     match threads {
         0 => std::thread::available_parallelism()
             .map_or(1, usize::from)
@@ -57,9 +57,9 @@ pub fn resolve(threads: usize) -> usize {
 
 /// Starts `n` (at least 1) connection runtimes on threads of their own, for the life of the
 /// process: called once, before the proxy is built (a second call fails). Connections served
-/// there are not stopped by [`crate::Running::shutdown`], which waits for them: the process is
+/// there are not stopped by `Running::shutdown`, which waits for them: the process is
 /// expected to exit after it.
-pub fn start(n: usize) -> io::Result<()> {
+pub(crate) fn start(n: usize) -> io::Result<()> {
     let n = n.max(1);
     // tokio's default of 512 blocking threads (DNS lookups) is per runtime: split it.
     let blocking = (512 / n).max(8);
@@ -106,7 +106,7 @@ pub(super) fn count() -> usize {
 
 /// Client connections each connection thread serves now, by thread (empty when none were
 /// started): the `ratls_thread_client_connections` gauge, to see the spread.
-pub fn loads() -> Vec<usize> {
+pub(crate) fn loads() -> Vec<usize> {
     CORES.get().map_or_else(Vec::new, |c| {
         c.load.iter().map(|l| l.load(Ordering::Relaxed)).collect()
     })
@@ -209,10 +209,10 @@ where
     };
     let here = index() % c.load.len();
     let to = pick(here, c.load.iter().map(|l| l.load(Ordering::Relaxed)));
-    let Some(slot) = c.load.get(to) else {
+    let Some(counter) = c.load.get(to) else {
         return;
     };
-    let load = CoreLoad::new(slot);
+    let load = CoreLoad::new(counter);
     if to == here {
         drop(tokio::spawn(serve(tcp, load)));
         return;

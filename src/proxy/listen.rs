@@ -28,21 +28,13 @@ pub struct Running {
     pub route_addrs: Vec<SocketAddr>,
     /// Shared state (cache counters).
     pub proxy: Arc<Proxy>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
+    tasks: Aborting,
 }
 
 impl Running {
     /// Waits until the listeners stop (normally never).
     pub async fn wait(&mut self) {
-        for t in std::mem::take(&mut self.tasks) {
+        for t in std::mem::take(&mut self.tasks.0) {
             let _ = t.await;
         }
     }
@@ -50,7 +42,7 @@ impl Running {
     /// Stops accepting, then waits up to `grace` for in-flight requests and tunnels.
     /// Returns how many were still running when the grace period ended.
     pub async fn shutdown(mut self, grace: Duration) -> usize {
-        for t in std::mem::take(&mut self.tasks) {
+        for t in std::mem::take(&mut self.tasks.0) {
             t.abort();
         }
         self.proxy.listening.store(false, Ordering::SeqCst);
@@ -94,12 +86,12 @@ impl Proxy {
             addr,
             route_addrs,
             proxy: self,
-            tasks: std::mem::take(&mut tasks.0),
+            tasks,
         })
     }
 }
 
-/// Tasks aborted on drop, until taken.
+/// Tasks aborted on drop (a started proxy's, or those of one failing to start).
 struct Aborting(Vec<JoinHandle<()>>);
 
 impl Drop for Aborting {

@@ -49,9 +49,7 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
 
-pub use cores::{
-    loads as thread_loads, resolve as resolve_threads, start as start_cores, DEFAULT_MAX_THREADS,
-};
+pub(crate) use cores::{loads as thread_loads, resolve as resolve_threads, start as start_cores};
 pub use listen::Running;
 pub use state::Proxy;
 

@@ -205,7 +205,6 @@ impl Pool {
         metrics: &Arc<Metrics>,
     ) -> Result<Conn, UpstreamError> {
         let now = UnixTime::now();
-        let mut local_empty = true;
         if let Ok(mut idle) = self.shard().lock() {
             if let Some(Slot { conns: list, .. }) = idle.get_mut(target) {
                 list.retain(|c| c.usable(now));
@@ -246,12 +245,12 @@ impl Pool {
                         return Ok(list.swap_remove(at));
                     }
                 }
-                local_empty = h2_count == 0;
             }
         }
-        // Another core's HTTP/1.1 connection dialed on this path (an enclave without HTTP/2);
-        // those of HTTP/1.1 clients stay theirs, so an HTTP/2 client still gets HTTP/2.
-        if local_empty && !self.has_own(target) {
+        // With no connection of its own, another core's HTTP/1.1 connection dialed on this path
+        // (an enclave without HTTP/2); those of HTTP/1.1 clients stay theirs, so an HTTP/2
+        // client still gets HTTP/2.
+        if !self.has_own(target) {
             if let Some(conn) = self.borrow_h1(target, now, |c| c.h1_ticket.is_none()) {
                 return Ok(conn);
             }
