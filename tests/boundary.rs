@@ -6,6 +6,12 @@
 
 mod common;
 
+// Issue 24's collateral (items 2, 9) and audit (item 7) findings, one file each.
+#[path = "boundary/audit.rs"]
+mod audit_trail;
+#[path = "boundary/collateral.rs"]
+mod collateral;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

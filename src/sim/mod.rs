@@ -3,6 +3,7 @@
 //! simulated: certificates, signatures, TLS and HTTP are all real.
 
 mod der;
+mod documents;
 pub mod enclave;
 pub mod pki;
 pub mod quote;

@@ -1,0 +1,324 @@
+//! EDGE. The audit trail: one hash-chained JSON line per verdict the proxy makes (accepted
+//! or refused; a cache hit is not a new verdict, but the first use of a cached verdict for
+//! each host is recorded too), written before the connection it judges carries a byte.
+//! Each line carries `prev_sha256`, the SHA-256 of the previous line's bytes (64 zeros for
+//! the first line of a file), so an edited, reordered or truncated file is found by
+//! `ratls-proxy audit verify` (`verify.rs`, which also checks each record's schema); with
+//! `[audit] key_file` each line also carries an HMAC (`seal.rs`), so nobody without the key
+//! can forge a chain. The file is opened for appending, never truncated, and reopened on
+//! SIGUSR1 (log rotation): a new file starts with a `rotated` record naming the previous
+//! file's last hash. A torn last line (a crash or a full disk mid-write) is closed and
+//! followed by a `recovered` record naming it, so the records after it still verify.
+
+mod seal;
+mod verify;
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+pub(crate) use self::seal::AuditKey;
+pub(crate) use self::verify::{verify_file, Broken};
+use crate::appraise::policy::EnclavePolicy;
+use crate::dcap::identity::Identity;
+use crate::dcap::time::UnixTime;
+use crate::ratls::CertAppraisal;
+
+/// What the chain starts from.
+const ZERO: [u8; 32] = [0; 32];
+/// How far back from the end the last record is looked for (records are a few KiB).
+const MAX_TAIL: u64 = 16 << 20;
+
+/// Where one judged connection was going.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Judged<'a> {
+    /// The destination host as the client named it.
+    pub(crate) host: &'a str,
+    /// Its port.
+    pub(crate) port: u16,
+    /// The configuration generation that judged it.
+    pub(crate) generation: u64,
+    /// The entry's policy.
+    pub(crate) policy: &'a EnclavePolicy,
+}
+
+/// What a verdict record is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Use {
+    /// A verdict just made.
+    Verdict,
+    /// A verdict from the cache, admitting a connection to a host it had not admitted yet.
+    Cached,
+}
+
+struct State {
+    file: File,
+    seq: u64,
+    prev: [u8; 32],
+    /// A write failed: the file may end in a torn line, to be closed before the next record.
+    torn: bool,
+}
+
+/// An open audit trail.
+pub(crate) struct AuditLog {
+    path: PathBuf,
+    key: Option<AuditKey>,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("path", &self.path)
+            .field("keyed", &self.key.is_some())
+            .finish()
+    }
+}
+
+/// The end of a trail file: its length, its last complete line, and the bytes after it
+/// (a torn line, if any).
+struct Tail {
+    len: u64,
+    last: Option<Vec<u8>>,
+    torn: Vec<u8>,
+}
+
+fn read_tail(file: &mut File) -> std::io::Result<Tail> {
+    let len = file.metadata()?.len();
+    let start = len.saturating_sub(MAX_TAIL);
+    file.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::new();
+    file.take(MAX_TAIL).read_to_end(&mut buf)?;
+    let too_long = || {
+        std::io::Error::other(format!(
+            "no complete line in the trail's last {MAX_TAIL} bytes: not a trail this proxy wrote"
+        ))
+    };
+    let (lines, torn) = match buf.iter().rposition(|b| *b == b'\n') {
+        Some(end) => {
+            let (lines, rest) = buf.split_at(end);
+            (lines, rest.get(1..).unwrap_or_default())
+        }
+        None if start == 0 => (&buf[..0], buf.as_slice()),
+        None => return Err(too_long()),
+    };
+    let last = lines
+        .split(|b| *b == b'\n')
+        .rfind(|l| !l.is_empty())
+        .map(<[u8]>::to_vec);
+    if last.is_none() && start > 0 {
+        return Err(too_long());
+    }
+    Ok(Tail {
+        len,
+        last,
+        torn: torn.to_vec(),
+    })
+}
+
+fn open_append(path: &Path) -> std::io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.create(true).read(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)
+}
+
+fn seq_of(line: &[u8]) -> u64 {
+    serde_json::from_slice::<Value>(line)
+        .ok()
+        .and_then(|v| v["seq"].as_u64())
+        .unwrap_or(0)
+}
+
+impl AuditLog {
+    /// Opens `path` for appending, continuing the chain of what it holds (closing a torn
+    /// last line first); with `key`, every line it writes is sealed with it.
+    pub(crate) fn open(path: &Path, key: Option<AuditKey>) -> std::io::Result<Self> {
+        let log = Self {
+            path: path.to_path_buf(),
+            key,
+            state: Mutex::new(State {
+                file: open_append(path)?,
+                seq: 0,
+                prev: ZERO,
+                torn: false,
+            }),
+        };
+        {
+            let mut s = log.lock()?;
+            log.resume(&mut s, None)?;
+        }
+        Ok(log)
+    }
+
+    fn lock(&self) -> std::io::Result<std::sync::MutexGuard<'_, State>> {
+        self.state
+            .lock()
+            .map_err(|_| std::io::Error::other("audit lock poisoned"))
+    }
+
+    /// Reopens the path (after a rotation moved the file away): a new (empty) file starts
+    /// with a `rotated` record naming the last record written before; a file with records
+    /// is continued; `seq` keeps counting.
+    pub(crate) fn reopen(&self) -> std::io::Result<()> {
+        let mut s = self.lock()?;
+        let mut next = State {
+            file: open_append(&self.path)?,
+            seq: s.seq,
+            prev: s.prev,
+            torn: false,
+        };
+        self.resume(&mut next, Some(s.prev))?;
+        *s = next;
+        Ok(())
+    }
+
+    /// Positions `s` after its file's last record. An empty file after a rotation starts
+    /// with a `rotated` record; a torn last line is closed and a `recovered` record follows.
+    fn resume(&self, s: &mut State, rotated_from: Option<[u8; 32]>) -> std::io::Result<()> {
+        let tail = read_tail(&mut s.file)?;
+        let now = UnixTime::now();
+        if tail.len == 0 {
+            s.prev = ZERO;
+            if let Some(previous) = rotated_from {
+                let record = json!({
+                    "event": "rotated",
+                    "time": now.to_rfc3339(),
+                    "previous_sha256": hex::encode(previous),
+                });
+                self.append(s, record)?;
+            } else {
+                s.seq = 0;
+            }
+            return Ok(());
+        }
+        // Continue after the last complete line (a rotation into a file with records keeps
+        // counting from the higher seq).
+        if let Some(last) = &tail.last {
+            s.prev = Sha256::digest(last).into();
+            s.seq = s.seq.max(seq_of(last));
+        } else {
+            s.prev = ZERO;
+        }
+        if tail.torn.is_empty() {
+            return Ok(());
+        }
+        s.file.write_all(b"\n")?;
+        if serde_json::from_slice::<Value>(&tail.torn).is_ok_and(|v| v.is_object()) {
+            // A whole record that only lacked its newline: it is the last record.
+            s.prev = Sha256::digest(&tail.torn).into();
+            s.seq = s.seq.max(seq_of(&tail.torn));
+            return Ok(());
+        }
+        let record = json!({
+            "event": "recovered",
+            "time": now.to_rfc3339(),
+            "torn_sha256": hex::encode(Sha256::digest(&tail.torn)),
+            "torn_bytes": tail.torn.len(),
+        });
+        tracing::warn!(path = %self.path.display(), torn_bytes = tail.torn.len(), "the audit trail ended in a torn line (a crash or a full disk mid-write); closed it and wrote a recovered record");
+        self.append(s, record)
+    }
+
+    /// Chains, seals and appends `record`, then flushes; `s` moves past it only once written.
+    fn append(&self, s: &mut State, mut record: Value) -> std::io::Result<()> {
+        let seq = s.seq.saturating_add(1);
+        record["seq"] = json!(seq);
+        record["prev_sha256"] = json!(hex::encode(s.prev));
+        let mut line = record.to_string().into_bytes();
+        if let Some(key) = &self.key {
+            line = key.seal(line);
+        }
+        let digest: [u8; 32] = Sha256::digest(&line).into();
+        line.push(b'\n');
+        if let Err(e) = s.file.write_all(&line).and_then(|()| s.file.flush()) {
+            s.torn = true;
+            return Err(e);
+        }
+        s.seq = seq;
+        s.prev = digest;
+        // The log anchors the chain's tail, which no later line in the file covers.
+        tracing::info!(target: "ratls_proxy::audit", seq, sha256 = %hex::encode(digest), "audit record written");
+        Ok(())
+    }
+
+    /// Appends the record of one verdict, or of a cached verdict's first use for a host.
+    pub(crate) fn record(
+        &self,
+        judged: Judged<'_>,
+        c: &CertAppraisal,
+        used: Use,
+        now: UnixTime,
+    ) -> std::io::Result<()> {
+        let mut s = self.lock()?;
+        if s.torn {
+            // The failed write may have left part of a line: close it before going on.
+            self.resume(&mut s, None)?;
+            s.torn = false;
+        }
+        let mut r = record(judged, c, now);
+        if used == Use::Cached {
+            r["event"] = json!("cached");
+        }
+        self.append(&mut s, r)
+    }
+}
+
+/// The fields of one verdict record, as DESIGN.md "Audit trail" lists them.
+fn record(judged: Judged<'_>, c: &CertAppraisal, now: UnixTime) -> Value {
+    let a = &c.appraisal;
+    let (verdict, code, reasons) = match &a.outcome {
+        Ok(_) => ("accepted", Value::Null, Vec::new()),
+        Err(r) => ("refused", json!(r.code.as_str()), r.reasons.clone()),
+    };
+    let mut v = json!({
+        "time": now.to_rfc3339(),
+        "host": judged.host,
+        "port": judged.port,
+        "tee": a.quote.as_ref().map(|q| q.tee.as_str()),
+        "verdict": verdict,
+        "code": code,
+        "reasons": reasons,
+        "cert_sha256": c.cert_sha256.to_string(),
+        "quote_sha256": c.quote_sha256.map(hex::encode),
+        "policy_sha256": hex::encode(Sha256::digest(format!("{:?}", judged.policy).as_bytes())),
+        "generation": judged.generation,
+        "tcb": a.tcb.as_ref().map(|t| json!({
+            "status": t.status.as_str(),
+            "advisory_ids": t.advisory_ids,
+            "fmspc": t.fmspc.to_string(),
+            "tcb_evaluation_data_number": t.tcb_evaluation_data_number,
+        })),
+        "collateral": a.collateral.map(|d| json!({
+            "tcb_info_sha256": hex::encode(d.tcb_info),
+            "qe_identity_sha256": hex::encode(d.qe_identity),
+            "pck_crl_sha256": hex::encode(d.pck_crl),
+            "root_ca_crl_sha256": hex::encode(d.root_ca_crl),
+        })),
+    });
+    // TD 1.5 only: the status of the TCB the TD runs on now, which a relaunch verdict rests on.
+    if let Some(current) = a.tcb.as_ref().and_then(|t| t.current_status) {
+        v["tcb"]["current_status"] = json!(current.as_str());
+    }
+    match a.quote.as_ref().map(|q| &q.identity) {
+        Some(Identity::Sgx(e)) => {
+            v["mrenclave"] = json!(e.mrenclave.to_string());
+            v["mrsigner"] = json!(e.mrsigner.to_string());
+            v["isv_prod_id"] = json!(e.isv_prod_id.0);
+            v["isv_svn"] = json!(e.isv_svn.0);
+        }
+        Some(Identity::Td(t)) => {
+            v["mrtd"] = json!(t.mr_td.to_string());
+            for (i, r) in t.rtmr.iter().enumerate() {
+                v[format!("rtmr{i}")] = json!(r.to_string());
+            }
+        }
+        None => {}
+    }
+    v
+}

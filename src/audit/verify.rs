@@ -1,0 +1,397 @@
+//! EDGE. `ratls-proxy audit verify`: the chain, each record's schema, where the trail starts,
+//! torn lines the proxy recovered, the HMAC of every line when a key is given, and the last
+//! record against a hash anchored elsewhere.
+//!
+//! The schema is checked field by field for what the proxy writes (required fields and their
+//! types); fields it does not know are allowed, so a record that is a superset of a verdict
+//! record (a newer proxy's, say) still verifies.
+
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::path::Path;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::seal::{is_sealed, AuditKey};
+use super::ZERO;
+use crate::appraise::refusal::RefusalCode;
+use crate::dcap::time::UnixTime;
+
+/// A record line longer than this is not one the proxy wrote.
+const MAX_LINE: u64 = 1 << 20;
+
+/// What an intact trail holds.
+#[derive(Debug)]
+pub(crate) struct Checked {
+    /// Records (torn lines not counted).
+    pub(crate) records: u64,
+    /// SHA-256 of the last line.
+    pub(crate) last: [u8; 32],
+    /// The previous file's last hash, when this file starts with a rotation record.
+    pub(crate) rotated_from: Option<[u8; 32]>,
+    /// Torn lines closed by a `recovered` record.
+    pub(crate) recovered: u64,
+    /// Every line's HMAC was checked.
+    pub(crate) keyed: bool,
+}
+
+/// Why a trail does not verify.
+#[derive(Debug)]
+pub(crate) enum Broken {
+    /// The first line (1-based) that breaks it, and why.
+    At(usize, String),
+    /// The trail as a whole: empty, or not ending where it should.
+    Trail(String),
+    /// It could not be checked (unreadable; keyed and no key given).
+    CannotCheck(String),
+}
+
+/// What kind of record a line holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A verdict, or a cached verdict's first use for a host (or any superset of one).
+    Verdict,
+    /// The first record of a file after a rotation.
+    Rotated,
+    /// Follows a torn line the proxy closed.
+    Recovered,
+}
+
+type Fields = Map<String, Value>;
+
+fn field<'a>(o: &'a Fields, name: &str) -> Result<&'a Value, String> {
+    o.get(name).ok_or_else(|| format!("no `{name}`"))
+}
+
+fn string<'a>(o: &'a Fields, name: &str) -> Result<&'a str, String> {
+    field(o, name)?
+        .as_str()
+        .ok_or_else(|| format!("`{name}` is not a string"))
+}
+
+fn number(o: &Fields, name: &str, max: u64) -> Result<u64, String> {
+    field(o, name)?
+        .as_u64()
+        .filter(|n| *n <= max)
+        .ok_or_else(|| format!("`{name}` is not a whole number up to {max}"))
+}
+
+fn is_hex(v: &Value, digits: usize) -> bool {
+    v.as_str().is_some_and(|s| {
+        s.len() == digits
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+fn hex(o: &Fields, name: &str, digits: usize) -> Result<(), String> {
+    if is_hex(field(o, name)?, digits) {
+        Ok(())
+    } else {
+        Err(format!("`{name}` is not {digits} lower-case hex digits"))
+    }
+}
+
+/// `name` is null, or `digits` hex digits.
+fn hex_or_null(o: &Fields, name: &str, digits: usize) -> Result<bool, String> {
+    match field(o, name)? {
+        Value::Null => Ok(false),
+        v if is_hex(v, digits) => Ok(true),
+        _ => Err(format!(
+            "`{name}` is neither null nor {digits} lower-case hex digits"
+        )),
+    }
+}
+
+fn strings(o: &Fields, name: &str) -> Result<(), String> {
+    match field(o, name)?.as_array() {
+        Some(a) if a.iter().all(Value::is_string) => Ok(()),
+        _ => Err(format!("`{name}` is not a list of strings")),
+    }
+}
+
+fn hex_256(o: &Fields, name: &str) -> Result<[u8; 32], String> {
+    hex(o, name, 64)?;
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(string(o, name)?, &mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// The fields every record has: `seq`, `time`, `prev_sha256`.
+fn common(o: &Fields) -> Result<(), String> {
+    if number(o, "seq", u64::MAX)? == 0 {
+        return Err("`seq` is 0".into());
+    }
+    if UnixTime::parse_rfc3339(string(o, "time")?).is_none() {
+        return Err("`time` is not an RFC 3339 time".into());
+    }
+    hex(o, "prev_sha256", 64)
+}
+
+/// A verdict record's fields and their types (DESIGN.md "Audit trail").
+fn verdict(o: &Fields) -> Result<(), String> {
+    let host = string(o, "host")?;
+    if host.is_empty() {
+        return Err("`host` is empty".into());
+    }
+    if number(o, "port", u64::from(u16::MAX))? == 0 {
+        return Err("`port` is 0".into());
+    }
+    let tee = match field(o, "tee")? {
+        Value::Null => None,
+        Value::String(t) if t == "SGX" || t == "TDX" => Some(t.as_str()),
+        _ => return Err("`tee` is neither null, \"SGX\" nor \"TDX\"".into()),
+    };
+    let accepted = match string(o, "verdict")? {
+        "accepted" => true,
+        "refused" => false,
+        other => return Err(format!("`verdict` is `{other}`, not accepted or refused")),
+    };
+    match (accepted, field(o, "code")?) {
+        (true, Value::Null) => {}
+        (true, _) => return Err("an accepted verdict with a `code`".into()),
+        (false, Value::String(c)) if RefusalCode::ALL.iter().any(|k| k.as_str() == c) => {}
+        (false, _) => return Err("a refused verdict without a known refusal `code`".into()),
+    }
+    strings(o, "reasons")?;
+    hex(o, "cert_sha256", 64)?;
+    let quoted = hex_or_null(o, "quote_sha256", 64)?;
+    hex(o, "policy_sha256", 64)?;
+    number(o, "generation", u64::MAX)?;
+    let tcb = match field(o, "tcb")? {
+        Value::Null => false,
+        Value::Object(t) => {
+            string(t, "status")?;
+            strings(t, "advisory_ids")?;
+            hex(t, "fmspc", 12)?;
+            number(t, "tcb_evaluation_data_number", u64::from(u32::MAX))?;
+            true
+        }
+        _ => return Err("`tcb` is neither null nor an object".into()),
+    };
+    let collateral = match field(o, "collateral")? {
+        Value::Null => false,
+        Value::Object(c) => {
+            for name in [
+                "tcb_info_sha256",
+                "qe_identity_sha256",
+                "pck_crl_sha256",
+                "root_ca_crl_sha256",
+            ] {
+                hex(c, name, 64)?;
+            }
+            true
+        }
+        _ => return Err("`collateral` is neither null nor an object".into()),
+    };
+    // The identity, wherever the quote parsed; an accepted verdict rests on all of it.
+    let (hex_fields, numbers): (&[(&str, usize)], &[&str]) = match tee {
+        Some("SGX") => (
+            &[("mrenclave", 64), ("mrsigner", 64)],
+            &["isv_prod_id", "isv_svn"],
+        ),
+        Some(_) => (
+            &[
+                ("mrtd", 96),
+                ("rtmr0", 96),
+                ("rtmr1", 96),
+                ("rtmr2", 96),
+                ("rtmr3", 96),
+            ],
+            &[],
+        ),
+        None => (&[], &[]),
+    };
+    for (name, digits) in hex_fields {
+        hex(o, name, *digits)?;
+    }
+    for name in numbers {
+        number(o, name, u64::from(u16::MAX))?;
+    }
+    if accepted && !(tee.is_some() && quoted && tcb && collateral) {
+        return Err("an accepted verdict without its quote, TEE, TCB or collateral digests".into());
+    }
+    Ok(())
+}
+
+/// Checks one record's schema; its kind.
+fn check(v: &Value) -> Result<Kind, String> {
+    let o = v.as_object().ok_or("not a JSON object")?;
+    common(o)?;
+    match o.get("event").and_then(Value::as_str) {
+        Some("rotated") => {
+            hex(o, "previous_sha256", 64)?;
+            Ok(Kind::Rotated)
+        }
+        Some("recovered") => {
+            hex(o, "torn_sha256", 64)?;
+            number(o, "torn_bytes", u64::MAX)?;
+            Ok(Kind::Recovered)
+        }
+        // A verdict, a cached verdict's first use for a host, or a superset of a verdict
+        // record: all carry the verdict's fields.
+        _ => verdict(o).map(|()| Kind::Verdict),
+    }
+}
+
+/// A line that did not verify, kept until the next line says whether the proxy recovered it.
+struct Pending {
+    line: usize,
+    sha256: [u8; 32],
+    why: String,
+}
+
+/// Checks the trail in `path`: every record's schema and chain link, where it starts (its
+/// first record, or a rotation record), torn lines only where a `recovered` record names
+/// them, every line's HMAC under `key`, and the last record's hash against `expect_last`.
+pub(crate) fn verify_file(
+    path: &Path,
+    key: Option<&AuditKey>,
+    expect_last: Option<[u8; 32]>,
+) -> Result<Checked, Broken> {
+    let file =
+        std::fs::File::open(path).map_err(|e| Broken::CannotCheck(format!("cannot read: {e}")))?;
+    let mut reader = BufReader::new(file);
+    let mut out = Checked {
+        records: 0,
+        last: ZERO,
+        rotated_from: None,
+        recovered: 0,
+        keyed: key.is_some(),
+    };
+    let mut prev = ZERO;
+    let mut seq = None::<u64>;
+    let mut pending: Option<Pending> = None;
+    let mut n = 0usize;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = (&mut reader)
+            .take(MAX_LINE.saturating_add(1))
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Broken::CannotCheck(format!("cannot read: {e}")))?;
+        if read == 0 {
+            break;
+        }
+        n = n.saturating_add(1);
+        if line.last() != Some(&b'\n') {
+            if u64::try_from(line.len()).unwrap_or(u64::MAX) > MAX_LINE {
+                return Err(Broken::At(
+                    n,
+                    format!("a line longer than {MAX_LINE} bytes"),
+                ));
+            }
+            return Err(Broken::At(
+                n,
+                "the last line is not terminated (a torn write the proxy has not closed yet, or truncated)".into(),
+            ));
+        }
+        line.pop();
+        if key.is_none() && is_sealed(&line) {
+            return Err(Broken::CannotCheck(
+                "the trail is keyed (its lines carry an HMAC): give --key-file to check it".into(),
+            ));
+        }
+        let sha256: [u8; 32] = Sha256::digest(&line).into();
+        let first = out.records == 0;
+        let judged = judge(&line, key, prev, seq).and_then(|kind| match (kind, &pending) {
+            (Kind::Recovered, Some(p)) => {
+                let v: Value = serde_json::from_slice(&line).map_err(|e| e.to_string())?;
+                let o = v.as_object().ok_or("not an object")?;
+                if hex_256(o, "torn_sha256")? != p.sha256 {
+                    return Err("a recovered record naming another torn line".into());
+                }
+                Ok(kind)
+            }
+            (Kind::Recovered, None) => Err("a recovered record with no torn line before it".into()),
+            (_, Some(_)) => Err("not a recovered record".into()),
+            (Kind::Rotated, None) if !first => {
+                Err("a rotation record that is not the first record".into())
+            }
+            (_, None) => Ok(kind),
+        });
+        match judged {
+            Ok(kind) => {
+                pending = None;
+                let v: Value = serde_json::from_slice(&line).unwrap_or(Value::Null);
+                if kind == Kind::Rotated {
+                    out.rotated_from = v
+                        .as_object()
+                        .and_then(|o| hex_256(o, "previous_sha256").ok());
+                }
+                if kind == Kind::Recovered {
+                    out.recovered = out.recovered.saturating_add(1);
+                }
+                seq = v["seq"].as_u64();
+                prev = sha256;
+                out.records = out.records.saturating_add(1);
+            }
+            // A line that fails might be one the proxy closed after a crash: it says so on
+            // the next line, chained to the line before the torn one.
+            Err(why) => match pending.take() {
+                None if !line.is_empty() => {
+                    pending = Some(Pending {
+                        line: n,
+                        sha256,
+                        why,
+                    })
+                }
+                None => return Err(Broken::At(n, "an empty line".into())),
+                Some(p) => return Err(Broken::At(p.line, p.why)),
+            },
+        }
+    }
+    if let Some(p) = pending {
+        return Err(Broken::At(p.line, p.why));
+    }
+    if out.records == 0 {
+        return Err(Broken::Trail(
+            "no records: an empty trail proves nothing (was it emptied?)".into(),
+        ));
+    }
+    out.last = prev;
+    if let Some(want) = expect_last {
+        if want != out.last {
+            return Err(Broken::Trail(format!(
+                "the last record's sha256 is {}, not the expected {} (records were removed after it, or added)",
+                hex::encode(out.last),
+                hex::encode(want)
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// One line against the chain so far: parses, seals, links, counts and schema.
+fn judge(
+    line: &[u8],
+    key: Option<&AuditKey>,
+    prev: [u8; 32],
+    seq: Option<u64>,
+) -> Result<Kind, String> {
+    let v: Value = serde_json::from_slice(line).map_err(|e| format!("not a JSON object: {e}"))?;
+    if key.is_some_and(|k| !k.verifies(line)) {
+        return Err(if is_sealed(line) {
+            "its HMAC does not verify under the key (forged or edited)".into()
+        } else {
+            "no HMAC, but the trail is keyed".into()
+        });
+    }
+    let kind = check(&v)?;
+    if v["prev_sha256"].as_str() != Some(hex::encode(prev).as_str()) {
+        return Err(
+            "prev_sha256 is not the SHA-256 of the previous line (edited, reordered or removed lines)"
+                .into(),
+        );
+    }
+    let this = v["seq"].as_u64().unwrap_or(0);
+    match seq {
+        Some(before) if this != before.saturating_add(1) => {
+            Err(format!("seq {this} does not follow {before}"))
+        }
+        None if this != 1 && kind != Kind::Rotated => Err(format!(
+            "the trail starts at seq {this}, neither its first record nor a rotation record: its beginning was removed"
+        )),
+        _ => Ok(kind),
+    }
+}
