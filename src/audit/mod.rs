@@ -79,12 +79,17 @@ impl std::fmt::Debug for AuditLog {
     }
 }
 
-/// The end of a trail file: its length, its last complete line, and the bytes after it
-/// (a torn line, if any).
+/// The end of a trail file: its length, its last record (the last line that is a JSON object
+/// with a `seq`), and what follows it: nothing, or junk a crash or a full disk left (a torn
+/// line; after a second failure, more than one line).
 struct Tail {
     len: u64,
     last: Option<Vec<u8>>,
-    torn: Vec<u8>,
+    junk: Vec<u8>,
+}
+
+fn is_record(line: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(line).is_ok_and(|v| v["seq"].is_u64())
 }
 
 fn read_tail(file: &mut File) -> std::io::Result<Tail> {
@@ -93,30 +98,37 @@ fn read_tail(file: &mut File) -> std::io::Result<Tail> {
     file.seek(SeekFrom::Start(start))?;
     let mut buf = Vec::new();
     file.take(MAX_TAIL).read_to_end(&mut buf)?;
-    let too_long = || {
-        std::io::Error::other(format!(
-            "no complete line in the trail's last {MAX_TAIL} bytes: not a trail this proxy wrote"
-        ))
-    };
-    let (lines, torn) = match buf.iter().rposition(|b| *b == b'\n') {
-        Some(end) => {
-            let (lines, rest) = buf.split_at(end);
-            (lines, rest.get(1..).unwrap_or_default())
+    // Complete lines end with '\n'; the bytes after the last one are a torn line.
+    let mut end = buf.len();
+    let mut last = None;
+    while let Some(nl) = buf
+        .get(..end)
+        .and_then(|b| b.iter().rposition(|c| *c == b'\n'))
+    {
+        let begin = buf
+            .get(..nl)
+            .and_then(|b| b.iter().rposition(|c| *c == b'\n'))
+            .map_or(0, |p| p.saturating_add(1));
+        let line = buf.get(begin..nl).unwrap_or_default();
+        if (begin > 0 || start == 0) && is_record(line) {
+            last = Some((line.to_vec(), nl.saturating_add(1)));
+            break;
         }
-        None if start == 0 => (&buf[..0], buf.as_slice()),
-        None => return Err(too_long()),
-    };
-    let last = lines
-        .split(|b| *b == b'\n')
-        .rfind(|l| !l.is_empty())
-        .map(<[u8]>::to_vec);
-    if last.is_none() && start > 0 {
-        return Err(too_long());
+        end = nl;
     }
+    let (last, junk_from) = match last {
+        Some((line, after)) => (Some(line), after),
+        None if start == 0 => (None, 0),
+        None => {
+            return Err(std::io::Error::other(format!(
+                "no record in the trail's last {MAX_TAIL} bytes: not a trail this proxy wrote"
+            )))
+        }
+    };
     Ok(Tail {
         len,
         last,
-        torn: torn.to_vec(),
+        junk: buf.get(junk_from..).unwrap_or_default().to_vec(),
     })
 }
 
@@ -179,7 +191,8 @@ impl AuditLog {
     }
 
     /// Positions `s` after its file's last record. An empty file after a rotation starts
-    /// with a `rotated` record; a torn last line is closed and a `recovered` record follows.
+    /// with a `rotated` record; junk after the last record (a torn line) is closed and a
+    /// `recovered` record naming it follows, in one write.
     fn resume(&self, s: &mut State, rotated_from: Option<[u8; 32]>) -> std::io::Result<()> {
         let tail = read_tail(&mut s.file)?;
         let now = UnixTime::now();
@@ -191,42 +204,54 @@ impl AuditLog {
                     "time": now.to_rfc3339(),
                     "previous_sha256": hex::encode(previous),
                 });
-                self.append(s, record)?;
+                self.append(s, record, b"")?;
             } else {
                 s.seq = 0;
             }
             return Ok(());
         }
-        // Continue after the last complete line (a rotation into a file with records keeps
+        // Continue after the last record (a rotation into a file with records keeps
         // counting from the higher seq).
-        if let Some(last) = &tail.last {
-            s.prev = Sha256::digest(last).into();
-            s.seq = s.seq.max(seq_of(last));
-        } else {
-            s.prev = ZERO;
+        match &tail.last {
+            Some(last) => {
+                if self.key.as_ref().is_some_and(|k| !k.verifies(last)) {
+                    tracing::warn!(path = %self.path.display(), "the audit trail's last record is not sealed with this key: `audit verify --key-file` will report the lines before; start a keyed (or re-keyed) trail in a new file");
+                }
+                s.prev = Sha256::digest(last).into();
+                s.seq = s.seq.max(seq_of(last));
+            }
+            None => s.prev = ZERO,
         }
-        if tail.torn.is_empty() {
+        if tail.junk.is_empty() {
             return Ok(());
         }
-        s.file.write_all(b"\n")?;
-        if serde_json::from_slice::<Value>(&tail.torn).is_ok_and(|v| v.is_object()) {
+        if !tail.junk.contains(&b'\n') && is_record(&tail.junk) {
             // A whole record that only lacked its newline: it is the last record.
-            s.prev = Sha256::digest(&tail.torn).into();
-            s.seq = s.seq.max(seq_of(&tail.torn));
+            s.file.write_all(b"\n")?;
+            s.prev = Sha256::digest(&tail.junk).into();
+            s.seq = s.seq.max(seq_of(&tail.junk));
             return Ok(());
         }
+        // What `audit verify` sees: the junk's lines, without the newline that ends the last.
+        let closed = !tail.junk.ends_with(b"\n");
+        let torn = if closed {
+            tail.junk.as_slice()
+        } else {
+            tail.junk.split_last().map_or(&[][..], |(_, t)| t)
+        };
         let record = json!({
             "event": "recovered",
             "time": now.to_rfc3339(),
-            "torn_sha256": hex::encode(Sha256::digest(&tail.torn)),
-            "torn_bytes": tail.torn.len(),
+            "torn_sha256": hex::encode(Sha256::digest(torn)),
+            "torn_bytes": torn.len(),
         });
-        tracing::warn!(path = %self.path.display(), torn_bytes = tail.torn.len(), "the audit trail ended in a torn line (a crash or a full disk mid-write); closed it and wrote a recovered record");
-        self.append(s, record)
+        tracing::warn!(path = %self.path.display(), torn_bytes = torn.len(), "the audit trail ended in a torn line (a crash or a full disk mid-write); closed it and wrote a recovered record");
+        self.append(s, record, if closed { b"\n" } else { b"" })
     }
 
-    /// Chains, seals and appends `record`, then flushes; `s` moves past it only once written.
-    fn append(&self, s: &mut State, mut record: Value) -> std::io::Result<()> {
+    /// Chains, seals and appends `record` after `before` (a newline closing a torn line) in
+    /// one write, then flushes; `s` moves past it only once written.
+    fn append(&self, s: &mut State, mut record: Value, before: &[u8]) -> std::io::Result<()> {
         let seq = s.seq.saturating_add(1);
         record["seq"] = json!(seq);
         record["prev_sha256"] = json!(hex::encode(s.prev));
@@ -236,6 +261,7 @@ impl AuditLog {
         }
         let digest: [u8; 32] = Sha256::digest(&line).into();
         line.push(b'\n');
+        let line = [before, &line].concat();
         if let Err(e) = s.file.write_all(&line).and_then(|()| s.file.flush()) {
             s.torn = true;
             return Err(e);
@@ -265,7 +291,7 @@ impl AuditLog {
         if used == Use::Cached {
             r["event"] = json!("cached");
         }
-        self.append(&mut s, r)
+        self.append(&mut s, r, b"")
     }
 }
 

@@ -234,11 +234,12 @@ fn check(v: &Value) -> Result<Kind, String> {
     }
 }
 
-/// A line that did not verify, kept until the next line says whether the proxy recovered it.
+/// Lines that did not verify, kept until a line says whether the proxy recovered them: the
+/// first one's number and why, and the SHA-256 of them all (joined by newlines).
 struct Pending {
     line: usize,
-    sha256: [u8; 32],
     why: String,
+    torn: Sha256,
 }
 
 /// Checks the trail in `path`: every record's schema and chain link, where it starts (its
@@ -294,12 +295,15 @@ pub(crate) fn verify_file(
         }
         let sha256: [u8; 32] = Sha256::digest(&line).into();
         let first = out.records == 0;
+        let torn_sha256 = pending
+            .as_ref()
+            .map(|p| <[u8; 32]>::from(p.torn.clone().finalize()));
         let judged = judge(&line, key, prev, seq).and_then(|kind| match (kind, &pending) {
-            (Kind::Recovered, Some(p)) => {
+            (Kind::Recovered, Some(_)) => {
                 let v: Value = serde_json::from_slice(&line).map_err(|e| e.to_string())?;
                 let o = v.as_object().ok_or("not an object")?;
-                if hex_256(o, "torn_sha256")? != p.sha256 {
-                    return Err("a recovered record naming another torn line".into());
+                if Some(hex_256(o, "torn_sha256")?) != torn_sha256 {
+                    return Err("a recovered record naming other torn bytes".into());
                 }
                 Ok(kind)
             }
@@ -326,18 +330,23 @@ pub(crate) fn verify_file(
                 prev = sha256;
                 out.records = out.records.saturating_add(1);
             }
-            // A line that fails might be one the proxy closed after a crash: it says so on
-            // the next line, chained to the line before the torn one.
-            Err(why) => match pending.take() {
-                None if !line.is_empty() => {
-                    pending = Some(Pending {
-                        line: n,
-                        sha256,
-                        why,
-                    })
+            // Lines that fail might be ones the proxy closed after a crash: a `recovered`
+            // record naming them follows, chained to the record before them.
+            Err(why) => match &mut pending {
+                Some(p) => {
+                    p.torn.update(b"\n");
+                    p.torn.update(&line);
                 }
-                None => return Err(Broken::At(n, "an empty line".into())),
-                Some(p) => return Err(Broken::At(p.line, p.why)),
+                None => {
+                    let why = if line.is_empty() {
+                        "an empty line".to_owned()
+                    } else {
+                        why
+                    };
+                    let mut torn = Sha256::new();
+                    torn.update(&line);
+                    pending = Some(Pending { line: n, why, torn });
+                }
             },
         }
     }
@@ -393,5 +402,171 @@ fn judge(
             "the trail starts at seq {this}, neither its first record nor a rotation record: its beginning was removed"
         )),
         _ => Ok(kind),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// A verdict record as the proxy writes one, unchained.
+    fn verdict_record(accepted: bool) -> Value {
+        let h = |b: &str| b.repeat(32);
+        json!({
+            "time": "2026-01-01T00:00:00Z", "host": "a.test", "port": 443, "tee": "SGX",
+            "verdict": if accepted { "accepted" } else { "refused" },
+            "code": if accepted { Value::Null } else { json!("mrenclave_mismatch") },
+            "reasons": if accepted { json!([]) } else { json!(["MRENCLAVE … not allowed"]) },
+            "cert_sha256": h("0a"), "quote_sha256": h("0b"), "policy_sha256": h("0c"),
+            "generation": 1,
+            "tcb": {"status": "UpToDate", "advisory_ids": [], "fmspc": "00606a000000", "tcb_evaluation_data_number": 17},
+            "collateral": {"tcb_info_sha256": h("01"), "qe_identity_sha256": h("02"), "pck_crl_sha256": h("03"), "root_ca_crl_sha256": h("04")},
+            "mrenclave": h("e1"), "mrsigner": h("51"), "isv_prod_id": 1, "isv_svn": 2,
+        })
+    }
+
+    /// Chains `records` (seq from 1, prev_sha256) into a file's text; raw lines pass as is.
+    fn chain(records: Vec<Result<Value, &str>>) -> String {
+        let (mut text, mut prev, mut seq) = (String::new(), ZERO, 0u64);
+        for r in records {
+            let line = match r {
+                Ok(mut v) => {
+                    seq += 1;
+                    if v.get("seq").is_none() {
+                        v["seq"] = json!(seq);
+                    }
+                    v["prev_sha256"] = json!(hex::encode(prev));
+                    let line = v.to_string();
+                    prev = Sha256::digest(line.as_bytes()).into();
+                    line
+                }
+                Err(raw) => raw.to_owned(),
+            };
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    }
+
+    fn verify_text(name: &str, text: &str) -> Result<Checked, Broken> {
+        let path = std::env::temp_dir().join(format!("ratls-audit-{name}-{}", std::process::id()));
+        std::fs::write(&path, text).expect("write");
+        let r = verify_file(&path, None, None);
+        let _ = std::fs::remove_file(&path);
+        r
+    }
+
+    fn at(r: Result<Checked, Broken>) -> (usize, String) {
+        match r {
+            Err(Broken::At(n, why)) => (n, why),
+            other => panic!("expected a broken line, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_superset_of_a_verdict_record_verifies_and_a_wrong_type_does_not() {
+        let mut cut = verdict_record(false);
+        cut["cut"] = json!(true);
+        cut["bytes_relayed"] = json!(123);
+        let mut cached = verdict_record(true);
+        cached["event"] = json!("cached");
+        let ok = verify_text(
+            "superset",
+            &chain(vec![Ok(verdict_record(true)), Ok(cut), Ok(cached)]),
+        )
+        .expect("verifies");
+        assert_eq!(ok.records, 3);
+        for (field, bad, says) in [
+            ("port", json!("443"), "`port`"),
+            ("code", json!("no_such_code"), "refusal `code`"),
+            ("cert_sha256", json!("XYZ"), "`cert_sha256`"),
+            ("tee", json!("SEV"), "`tee`"),
+            ("tcb", json!({"status": "UpToDate"}), "`advisory_ids`"),
+            ("reasons", json!("one"), "`reasons`"),
+            ("time", json!("yesterday"), "`time`"),
+        ] {
+            let mut r = verdict_record(false);
+            r[field] = bad;
+            let (n, why) = at(verify_text(field, &chain(vec![Ok(r)])));
+            assert_eq!(n, 1);
+            assert!(why.contains(says), "{field}: {why}");
+        }
+        let mut r = verdict_record(true);
+        r["collateral"] = Value::Null;
+        let (_, why) = at(verify_text("no-collateral", &chain(vec![Ok(r)])));
+        assert!(why.contains("accepted verdict without"), "{why}");
+    }
+
+    #[test]
+    fn torn_lines_only_where_a_recovered_record_names_them() {
+        let torn = r#"{"cert_sha256":"0a0a"#;
+        let recovered = |t: &str| {
+            json!({"event": "recovered", "time": "2026-01-01T00:00:01Z",
+                   "torn_sha256": hex::encode(Sha256::digest(t.as_bytes())), "torn_bytes": t.len()})
+        };
+        let good = chain(vec![
+            Ok(verdict_record(true)),
+            Err(torn),
+            Ok(recovered(torn)),
+            Ok(verdict_record(false)),
+        ]);
+        let ok = verify_text("recovered", &good).expect("verifies");
+        assert_eq!((ok.records, ok.recovered), (3, 1));
+        // A torn line nobody recovered, a recovery naming other bytes, one with nothing torn.
+        let (n, _) = at(verify_text(
+            "unrecovered",
+            &chain(vec![
+                Ok(verdict_record(true)),
+                Err(torn),
+                Ok(verdict_record(false)),
+            ]),
+        ));
+        assert_eq!(n, 2);
+        let (n, why) = at(verify_text(
+            "other",
+            &chain(vec![
+                Ok(verdict_record(true)),
+                Err(torn),
+                Ok(recovered("{\"x")),
+            ]),
+        ));
+        assert!(n == 2 && !why.is_empty());
+        let (n, why) = at(verify_text(
+            "nothing-torn",
+            &chain(vec![Ok(verdict_record(true)), Ok(recovered(torn))]),
+        ));
+        assert!(n == 2 && why.contains("no torn line"), "{why}");
+        // A rotation record only as the first record.
+        let rotated = |seq: u64| {
+            json!({"event": "rotated", "time": "2026-01-01T00:00:00Z",
+                   "previous_sha256": "ab".repeat(32), "seq": seq})
+        };
+        let mut next = verdict_record(true);
+        next["seq"] = json!(8);
+        let ok = verify_text("rotated", &chain(vec![Ok(rotated(7)), Ok(next)])).expect("verifies");
+        assert_eq!(ok.rotated_from, Some([0xab; 32]));
+        let (n, why) = at(verify_text(
+            "late-rotation",
+            &chain(vec![Ok(verdict_record(true)), Ok(rotated(2))]),
+        ));
+        assert!(n == 2 && why.contains("rotation"), "{why}");
+        assert!(matches!(verify_text("empty", ""), Err(Broken::Trail(_))));
+    }
+
+    #[test]
+    fn opening_a_trail_closes_what_two_failed_writes_left() {
+        // A torn record, closed; then a second failure tore the recovered record too.
+        let mut text = chain(vec![Ok(verdict_record(true))]);
+        text.push_str("{\"cert_sha256\":\"0a\n{\"event\":\"recov");
+        let path = std::env::temp_dir().join(format!("ratls-audit-reopen-{}", std::process::id()));
+        std::fs::write(&path, &text).expect("write");
+        drop(crate::audit::AuditLog::open(&path, None).expect("opens"));
+        let checked = verify_file(&path, None, None);
+        let after = std::fs::read_to_string(&path).unwrap_or_default();
+        let _ = std::fs::remove_file(&path);
+        let checked = checked.unwrap_or_else(|e| panic!("{e:?}\n{after}"));
+        assert_eq!((checked.records, checked.recovered), (2, 1), "{after}");
     }
 }

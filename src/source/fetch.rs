@@ -18,6 +18,7 @@ use super::marks::{Marks, Refused};
 pub(crate) use super::pcs::PcsEndpoint;
 use crate::appraise::CollateralSource;
 use crate::dcap::collateral::pcs::PckCa;
+use crate::dcap::collateral::tcb_info::CollateralTee;
 use crate::dcap::collateral::{CollateralError, CollateralItem};
 use crate::dcap::error::VerifyError;
 use crate::dcap::ids::Fmspc;
@@ -235,7 +236,10 @@ impl CollateralCache {
                 return Ok(v);
             }
         }
-        let result = self.fetch_and_verify(key).await;
+        let result = match self.fetch_and_verify(key).await {
+            Ok(v) => self.admit(key, v).await,
+            Err(e) => Err(e),
+        };
         self.fetches.fetch_add(1, Ordering::Relaxed);
         match result.and_then(|v| self.store(key, v)) {
             Ok(v) => {
@@ -282,10 +286,12 @@ impl CollateralCache {
         }
     }
 
-    /// Stores a verified snapshot for `key` once the high-water marks admit it: an attacker
-    /// replaying old, validly signed collateral would hide a TCB recovery or a revocation.
-    /// A refusal is logged here, whichever generation's cache made the fetch.
-    fn store(
+    /// Admits a fetched snapshot for `key` against the high-water marks (on the blocking
+    /// pool: raising them writes and fsyncs the marks file, which must not stall the
+    /// connections this thread serves). An attacker replaying old, validly signed
+    /// collateral would hide a TCB recovery or a revocation; a refusal is logged here,
+    /// whichever generation's cache made the fetch.
+    async fn admit(
         &self,
         key: Key,
         v: Arc<VerifiedCollateral>,
@@ -295,30 +301,40 @@ impl CollateralCache {
             .lock()
             .map(|m| Arc::clone(&m))
             .map_err(|_| unavailable("marks lock poisoned".into()))?;
-        // Admitting and storing under the map's lock: two fetches of one key cannot cross.
-        let mut map = self
-            .snapshots
-            .write()
-            .map_err(|_| unavailable("cache lock poisoned".into()))?;
-        match marks.admit(&self.anchor.sha256(), key.1, &v) {
-            Ok(()) => {}
+        let (anchor, held) = (self.anchor.sha256(), Arc::clone(&v));
+        let admitted = tokio::task::spawn_blocking(move || marks.admit(&anchor, key.1, &held))
+            .await
+            .map_err(|e| unavailable(format!("admitting collateral: {e}")))?;
+        match admitted {
+            Ok(()) => Ok(v),
             Err(Refused::Rollback(detail)) => {
                 self.rollbacks.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(fmspc = %key.0, ca = key.1.as_str(), tee = key.2.as_str(), %detail, "collateral rollback refused: the source served collateral older than already seen");
-                return Err(VerifyError::Collateral(CollateralError::Rollback(format!(
+                Err(VerifyError::Collateral(CollateralError::Rollback(format!(
                     "FMSPC {} ({} CA, {}): {detail}",
                     key.0,
                     key.1.as_str(),
                     key.2.as_str()
-                ))));
+                ))))
             }
-            Err(Refused::Full) => {
-                return Err(unavailable(format!(
-                    "no room for the high-water marks of another platform (at most {})",
-                    super::marks::MAX_MARKS
-                )))
-            }
+            Err(Refused::Full) => Err(unavailable(format!(
+                "no room for the high-water marks of another platform (at most {})",
+                super::marks::MAX_MARKS
+            ))),
         }
+    }
+
+    /// Stores an admitted snapshot for `key` (fetches of one key are serialised by
+    /// [`Self::ensure`]).
+    fn store(
+        &self,
+        key: Key,
+        v: Arc<VerifiedCollateral>,
+    ) -> Result<Arc<VerifiedCollateral>, VerifyError> {
+        let mut map = self
+            .snapshots
+            .write()
+            .map_err(|_| unavailable("cache lock poisoned".into()))?;
         let changed = match map.get(&key) {
             // Any new byte (a CRL included: a newly revoked PCK must reach pooled
             // connections) is a new snapshot, judged again.
@@ -349,6 +365,18 @@ impl CollateralCache {
                 pck: key.0,
                 tcb_info: verified.tcb_info.fmspc,
             });
+        }
+        // The TEE asked for: another TEE's TCB info or QE identity would be admitted against
+        // that TEE's marks and then fail every verification for this one.
+        let tee = match key.2 {
+            TeeType::Sgx => CollateralTee::Sgx,
+            TeeType::Tdx => CollateralTee::Tdx,
+        };
+        if verified.tcb_info.tee != tee || verified.qe_identity.tee != tee {
+            return Err(unavailable(format!(
+                "asked for {} collateral, got another TEE's TCB info or QE identity",
+                key.2.as_str()
+            )));
         }
         // The CRL asked for is the key's CA's: another CA's CRL says nothing about this
         // platform's PCK certificates, and must not raise (or dodge) that CA's mark.

@@ -206,9 +206,9 @@ async fn the_pck_crl_mark_is_per_ca_not_per_platform() {
 }
 
 /// Item 9: a PCK CRL fetched for one CA and issued by another is not taken (nor does it touch
-/// that other CA's mark); the refusal says so.
+/// that other CA's mark); nor is another TEE's QE identity; the refusal says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fetched_pck_crl_of_another_ca_is_refused() {
+async fn fetched_collateral_of_another_ca_or_tee_is_refused() {
     let env = env();
     let sim = start_sim(
         &env,
@@ -218,28 +218,53 @@ async fn a_fetched_pck_crl_of_another_ca_is_refused() {
         },
     )
     .await;
+    let td = start_sim(
+        &env,
+        SimConfig {
+            td: Some(TdSpec::default()),
+            ..SimConfig::default()
+        },
+    )
+    .await;
     let pccs = Pccs::start().await;
     let platform = sgx(&env, env.now.0 - 60);
+    pccs.serve(
+        "platform",
+        &env.pki
+            .collateral_for(SimPlatform::Tdx, UnixTime(env.now.0 - 60), &[])
+            .expect("c"),
+    );
     pccs.serve("platform", &platform);
-    // Asked for the Processor CA's CRL, the PCCS answers with the Platform CA's.
+    // Asked for the Processor CA's CRL, the PCCS answers with the Platform CA's; asked for
+    // the TD quoting enclave's identity, with the SGX QE's.
     pccs.serve_pck_crl("processor", &platform);
+    pccs.serve_qe_as("tdx", &platform);
     let proxy = free_port();
     let _p = binary(
         Harness::new(&env)
             .listen(proxy)
             .collateral_source(&pccs.url())
-            .enclave("proc.enclave.test", sim.addr()),
+            .enclave("proc.enclave.test", sim.addr())
+            .tail(&format!(
+                "[[enclave]]\nhosts = [\"td.enclave.test\"]\ntee = \"tdx\"\nmrtd = [\"{}\"]\nconnect_to = \"{}\"\n",
+                TdSpec::default().mr_td,
+                td.addr()
+            )),
         "crl-issuer.toml",
     )
     .await;
-    let answer = get(proxy, "proc.enclave.test", "/", "").await;
-    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
-    assert!(
-        answer.contains("\"code\":\"collateral_unavailable\"")
-            && answer.contains("asked for the PCK processor CA's CRL"),
-        "{answer}"
-    );
-    assert_eq!(sim.request_count(), 0);
+    for (host, says) in [
+        ("proc.enclave.test", "asked for the PCK processor CA's CRL"),
+        ("td.enclave.test", "another TEE's TCB info or QE identity"),
+    ] {
+        let answer = get(proxy, host, "/", "").await;
+        assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+        assert!(
+            answer.contains("\"code\":\"collateral_unavailable\"") && answer.contains(says),
+            "{host}: {answer}"
+        );
+    }
+    assert_eq!(sim.request_count() + td.request_count(), 0);
 }
 
 /// Item 9: a directory with a Platform-CA and a Processor-CA bundle for one FMSPC serves

@@ -183,8 +183,16 @@ impl Pccs {
                 chain: c.tcb_info_issuer_chain.clone(),
             },
         );
-        a.qe.insert(
-            tee,
+        drop(a);
+        self.serve_qe_as(&tee, c);
+        self.serve_pck_crl(ca, c);
+        self.answers.lock().expect("lock").root_crl = c.root_ca_crl.clone();
+    }
+
+    /// Serves `c`'s QE identity at `tee`'s path (`sgx` or `tdx`), whatever TEE it is for.
+    pub fn serve_qe_as(&self, tee: &str, c: &Collateral) {
+        self.answers.lock().expect("lock").qe.insert(
+            tee.to_owned(),
             Doc {
                 body: format!(
                     r#"{{"enclaveIdentity":{},"signature":"{}"}}"#,
@@ -195,9 +203,6 @@ impl Pccs {
                 chain: c.qe_identity_issuer_chain.clone(),
             },
         );
-        drop(a);
-        self.serve_pck_crl(ca, c);
-        self.answers.lock().expect("lock").root_crl = c.root_ca_crl.clone();
     }
 
     /// Serves `c`'s PCK CRL (and its chain) for `ca=<ca>` only.
