@@ -103,6 +103,22 @@ fn bin() -> std::ffi::OsString {
     std::env::var_os("RATLS_PROXY_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_ratls-proxy").into())
 }
 
+/// The binary under test with `args`: its exit code and everything it printed.
+fn run(args: &[&std::ffi::OsStr]) -> (i32, String) {
+    let out = std::process::Command::new(bin())
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 async fn sim_with(env: &Env, f: impl FnOnce(&mut SimConfig)) -> SimEnclave {
     let mut c = SimConfig::default();
     f(&mut c);

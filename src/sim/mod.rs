@@ -3,9 +3,9 @@
 //! simulated: certificates, signatures, TLS and HTTP are all real.
 
 mod der;
-mod documents;
 pub mod enclave;
 pub mod pki;
+mod platform;
 pub mod quote;
 mod streaming;
 

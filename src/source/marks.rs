@@ -27,6 +27,7 @@ use crate::dcap::collateral::pcs::PckCa;
 use crate::dcap::collateral::tcb_info::CollateralTee;
 use crate::dcap::collateral::CollateralItem;
 use crate::dcap::ids::CertSha256;
+use crate::dcap::time::UnixTime;
 use crate::dcap::verified::VerifiedCollateral;
 
 /// The marks file, in the state directory.
@@ -261,30 +262,27 @@ impl Marks {
         let root_key = anchor.to_string();
         let empty = RootMarks::default();
         let held = table.roots.get(&root_key).unwrap_or(&empty);
-        if let Some(h) = held.tcb_info.get(&tcb_key).filter(|h| tcb < **h) {
-            return Err(Refused::Rollback(format!(
-                "TCB info for {tcb_key} has TCB evaluation data number {} issued {}; already seen {} issued {}",
-                tcb.evaluation,
-                crate::dcap::time::UnixTime(tcb.issued),
+        let below = |what: String, new: Level, h: &Level| {
+            Refused::Rollback(format!(
+                "{what} has TCB evaluation data number {} issued {}; already seen {} issued {}",
+                new.evaluation,
+                UnixTime(new.issued),
                 h.evaluation,
-                crate::dcap::time::UnixTime(h.issued)
-            )));
+                UnixTime(h.issued)
+            ))
+        };
+        if let Some(h) = held.tcb_info.get(&tcb_key).filter(|h| tcb < **h) {
+            return Err(below(format!("TCB info for {tcb_key}"), tcb, h));
         }
         if let Some(h) = held.qe_identity.get(&qe_key).filter(|h| qe < **h) {
-            return Err(Refused::Rollback(format!(
-                "{qe_key} QE identity has TCB evaluation data number {} issued {}; already seen {} issued {}",
-                qe.evaluation,
-                crate::dcap::time::UnixTime(qe.issued),
-                h.evaluation,
-                crate::dcap::time::UnixTime(h.issued)
-            )));
+            return Err(below(format!("{qe_key} QE identity"), qe, h));
         }
         for (issuer, what, from) in &crls {
             if let Some(h) = held.crl.get(issuer).filter(|h| from < *h) {
                 return Err(Refused::Rollback(format!(
                     "{what} of the {issuer} CA was issued {}; one issued {} was already seen",
-                    crate::dcap::time::UnixTime(*from),
-                    crate::dcap::time::UnixTime(*h)
+                    UnixTime(*from),
+                    UnixTime(*h)
                 )));
             }
         }
@@ -359,7 +357,6 @@ fn write_atomically(path: &Path, table: &Table) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::dcap::collateral::Collateral;
-    use crate::dcap::time::UnixTime;
     use crate::sim::SimPki;
 
     fn verified(pki: &SimPki, c: &Collateral) -> VerifiedCollateral {

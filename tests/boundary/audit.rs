@@ -11,25 +11,15 @@ use ratls_proxy::sim::SimConfig;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::{bin, get};
+use super::{bin, get, run};
 use crate::common::{env, free_port, start_sim, Binary, Env, Harness};
 
 /// `ratls-proxy audit verify FILE ARGS…`: exit code and output.
 fn verify(path: &Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new(bin())
-        .args(["audit", "verify"])
-        .arg(path)
-        .args(args)
-        .output()
-        .expect("runs");
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let mut all: Vec<&std::ffi::OsStr> =
+        vec!["audit".as_ref(), "verify".as_ref(), path.as_os_str()];
+    all.extend(args.iter().map(|a| std::ffi::OsStr::new(*a)));
+    run(&all)
 }
 
 fn lines(path: &Path) -> Vec<String> {

@@ -8,9 +8,9 @@ use std::time::Duration;
 use ratls_proxy::dcap::collateral::pcs::PckCa;
 use ratls_proxy::dcap::collateral::Collateral;
 use ratls_proxy::dcap::time::UnixTime;
-use ratls_proxy::sim::{SimConfig, SimPlatform, TdSpec};
+use ratls_proxy::sim::{SimConfig, SimEnclave, SimPlatform, TdSpec};
 
-use super::{binary, gauge, get, pck_serial, reload};
+use super::{binary, gauge, get, pck_serial, reload, run};
 use crate::common::{env, free_port, start_sim, Binary, Env, Harness};
 
 #[path = "../common/pccs.rs"]
@@ -42,6 +42,58 @@ fn recovered(env: &Env, c: &Collateral) -> Collateral {
         );
     c.tcb_info_signature = env.pki.sign_with_tcb_key(&c.tcb_info).expect("sign");
     c
+}
+
+/// A simulated TD (TDX platform, Platform CA).
+async fn td_sim(env: &Env) -> SimEnclave {
+    sim_on(env, |c| c.td = Some(TdSpec::default())).await
+}
+
+/// An SGX sim, as `f` configures it.
+async fn sim_on(env: &Env, f: impl FnOnce(&mut SimConfig)) -> SimEnclave {
+    let mut c = SimConfig::default();
+    f(&mut c);
+    start_sim(env, c).await
+}
+
+/// A `tee = "tdx"` entry for `host`, pinning the sim TD's MRTD (and `extra` keys), dialled at
+/// `td`.
+fn td_entry(host: &str, td: &SimEnclave, extra: &str) -> String {
+    format!(
+        "[[enclave]]\nhosts = [\"{host}\"]\ntee = \"tdx\"\nmrtd = [\"{}\"]\n{extra}\nconnect_to = \"{}\"\n",
+        TdSpec::default().mr_td,
+        td.addr()
+    )
+}
+
+/// The sim's collateral for `platform`, issued `ago` seconds before the env's now.
+fn for_platform(env: &Env, platform: SimPlatform, ago: i64) -> Collateral {
+    env.pki
+        .collateral_for(platform, UnixTime(env.now.0 - ago), &[])
+        .expect("collateral")
+}
+
+/// The binary in front of `sgx.enclave.test` (`sgx`) and `td.enclave.test` (`td`), taking
+/// collateral from `pccs`, its admin listener on `admin`: its proxy port.
+async fn both_behind(
+    env: &Env,
+    pccs: &Pccs,
+    (sgx, td): (&SimEnclave, &SimEnclave),
+    admin: u16,
+    name: &str,
+) -> (u16, Binary) {
+    let proxy = free_port();
+    let p = binary(
+        Harness::new(env)
+            .listen(proxy)
+            .admin(admin)
+            .collateral_source(&pccs.url())
+            .enclave("sgx.enclave.test", sgx.addr())
+            .tail(&td_entry("td.enclave.test", td, "")),
+        name,
+    )
+    .await;
+    (proxy, p)
 }
 
 /// The proxy's metrics text.
@@ -152,50 +204,21 @@ async fn a_reload_with_the_pccs_unreachable_keeps_serving_the_kept_snapshot() {
 async fn the_pck_crl_mark_is_per_ca_not_per_platform() {
     let env = env();
     let sgx_sim = start_sim(&env, SimConfig::default()).await;
-    let td = start_sim(
-        &env,
-        SimConfig {
-            td: Some(TdSpec::default()),
-            ..SimConfig::default()
-        },
-    )
-    .await;
+    let td = td_sim(&env).await;
     let revoked = pck_serial(td.certificate_der());
-    let pki = &env.pki;
-    let at = |s: i64| UnixTime(env.now.0 - s);
     let pccs = Pccs::start().await;
+    pccs.serve("platform", &for_platform(&env, SimPlatform::Tdx, 60));
     pccs.serve(
         "platform",
-        &pki.collateral_for(SimPlatform::Tdx, at(60), &[])
+        &env.pki
+            .collateral_for(SimPlatform::Sgx, UnixTime(env.now.0 - 60), &[revoked])
             .expect("c"),
     );
-    pccs.serve(
-        "platform",
-        &pki.collateral_for(SimPlatform::Sgx, at(60), &[revoked])
-            .expect("c"),
-    );
-    let proxy = free_port();
-    let _p = binary(
-        Harness::new(&env)
-            .listen(proxy)
-            .collateral_source(&pccs.url())
-            .enclave("sgx.enclave.test", sgx_sim.addr())
-            .tail(&format!(
-                "[[enclave]]\nhosts = [\"td.enclave.test\"]\ntee = \"tdx\"\nmrtd = [\"{}\"]\nconnect_to = \"{}\"\n",
-                TdSpec::default().mr_td,
-                td.addr()
-            )),
-        "crl-per-ca.toml",
-    )
-    .await;
+    let (proxy, _p) = both_behind(&env, &pccs, (&sgx_sim, &td), free_port(), "crl.toml").await;
     let answer = get(proxy, "sgx.enclave.test", "/", "").await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     // Now the PCCS hands out the CRL from before the revocation.
-    pccs.serve_pck_crl(
-        "platform",
-        &pki.collateral_for(SimPlatform::Tdx, at(3600), &[])
-            .expect("c"),
-    );
+    pccs.serve_pck_crl("platform", &for_platform(&env, SimPlatform::Tdx, 3600));
     let answer = get(proxy, "td.enclave.test", "/", "").await;
     assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
     assert!(
@@ -210,51 +233,19 @@ async fn the_pck_crl_mark_is_per_ca_not_per_platform() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetched_collateral_of_another_ca_or_tee_is_refused() {
     let env = env();
-    let sim = start_sim(
-        &env,
-        SimConfig {
-            pck_ca: PckCa::Processor,
-            ..SimConfig::default()
-        },
-    )
-    .await;
-    let td = start_sim(
-        &env,
-        SimConfig {
-            td: Some(TdSpec::default()),
-            ..SimConfig::default()
-        },
-    )
-    .await;
+    let sim = sim_on(&env, |c| c.pck_ca = PckCa::Processor).await;
+    let td = td_sim(&env).await;
     let pccs = Pccs::start().await;
     let platform = sgx(&env, env.now.0 - 60);
-    pccs.serve(
-        "platform",
-        &env.pki
-            .collateral_for(SimPlatform::Tdx, UnixTime(env.now.0 - 60), &[])
-            .expect("c"),
-    );
+    pccs.serve("platform", &for_platform(&env, SimPlatform::Tdx, 60));
     pccs.serve("platform", &platform);
     // Asked for the Processor CA's CRL, the PCCS answers with the Platform CA's; asked for
     // the TD quoting enclave's identity, with the SGX QE's.
     pccs.serve_pck_crl("processor", &platform);
     pccs.serve_qe_as("tdx", &platform);
-    let proxy = free_port();
-    let _p = binary(
-        Harness::new(&env)
-            .listen(proxy)
-            .collateral_source(&pccs.url())
-            .enclave("proc.enclave.test", sim.addr())
-            .tail(&format!(
-                "[[enclave]]\nhosts = [\"td.enclave.test\"]\ntee = \"tdx\"\nmrtd = [\"{}\"]\nconnect_to = \"{}\"\n",
-                TdSpec::default().mr_td,
-                td.addr()
-            )),
-        "crl-issuer.toml",
-    )
-    .await;
+    let (proxy, _p) = both_behind(&env, &pccs, (&sim, &td), free_port(), "issuer.toml").await;
     for (host, says) in [
-        ("proc.enclave.test", "asked for the PCK processor CA's CRL"),
+        ("sgx.enclave.test", "asked for the PCK processor CA's CRL"),
         ("td.enclave.test", "another TEE's TCB info or QE identity"),
     ] {
         let answer = get(proxy, host, "/", "").await;
@@ -273,14 +264,7 @@ async fn fetched_collateral_of_another_ca_or_tee_is_refused() {
 async fn bundles_for_both_pck_cas_of_one_fmspc_do_not_collide() {
     let env = env();
     let platform = start_sim(&env, SimConfig::default()).await;
-    let processor = start_sim(
-        &env,
-        SimConfig {
-            pck_ca: PckCa::Processor,
-            ..SimConfig::default()
-        },
-    )
-    .await;
+    let processor = sim_on(&env, |c| c.pck_ca = PckCa::Processor).await;
     let dir = env.dir.join("bundles");
     std::fs::create_dir_all(&dir).expect("dir");
     for (name, ca) in [("a.json", PckCa::Platform), ("b.json", PckCa::Processor)] {
@@ -323,38 +307,13 @@ async fn bundles_for_both_pck_cas_of_one_fmspc_do_not_collide() {
 async fn collateral_gauges_carry_the_tee() {
     let env = env();
     let sgx_sim = start_sim(&env, SimConfig::default()).await;
-    let td = start_sim(
-        &env,
-        SimConfig {
-            td: Some(TdSpec::default()),
-            ..SimConfig::default()
-        },
-    )
-    .await;
+    let td = td_sim(&env).await;
     let pccs = Pccs::start().await;
     for platform in [SimPlatform::Sgx, SimPlatform::Tdx] {
-        pccs.serve(
-            "platform",
-            &env.pki
-                .collateral_for(platform, UnixTime(env.now.0 - 60), &[])
-                .expect("c"),
-        );
+        pccs.serve("platform", &for_platform(&env, platform, 60));
     }
-    let (proxy, admin) = (free_port(), free_port());
-    let _p = binary(
-        Harness::new(&env)
-            .listen(proxy)
-            .admin(admin)
-            .collateral_source(&pccs.url())
-            .enclave("sgx.enclave.test", sgx_sim.addr())
-            .tail(&format!(
-                "[[enclave]]\nhosts = [\"td.enclave.test\"]\ntee = \"tdx\"\nmrtd = [\"{}\"]\nconnect_to = \"{}\"\n",
-                TdSpec::default().mr_td,
-                td.addr()
-            )),
-        "tee-label.toml",
-    )
-    .await;
+    let admin = free_port();
+    let (proxy, _p) = both_behind(&env, &pccs, (&sgx_sim, &td), admin, "tee.toml").await;
     for host in ["sgx.enclave.test", "td.enclave.test"] {
         let answer = get(proxy, host, "/", "").await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
@@ -375,23 +334,6 @@ async fn collateral_gauges_carry_the_tee() {
     }
 }
 
-/// `ratls-proxy config check FILE`: its exit code and what it printed.
-fn config_check(path: &std::path::Path) -> (i32, String) {
-    let out = std::process::Command::new(super::bin())
-        .args(["config", "check"])
-        .arg(path)
-        .output()
-        .expect("runs");
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 /// Item 9: `tcb_status = []` would refuse every connection: a config error at its place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_tcb_status_list_is_a_config_error() {
@@ -404,7 +346,7 @@ async fn an_empty_tcb_status_list_is_a_config_error() {
             "tcb_status = []",
         )
         .write("empty-status.toml");
-    let (code, out) = config_check(&path);
+    let (code, out) = run(&["config".as_ref(), "check".as_ref(), path.as_os_str()]);
     assert_eq!(code, 1, "{out}");
     let line = std::fs::read_to_string(&path)
         .expect("read")
@@ -422,14 +364,7 @@ async fn an_empty_tcb_status_list_is_a_config_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_td_policy_pins_xfam() {
     let env = env();
-    let td = start_sim(
-        &env,
-        SimConfig {
-            td: Some(TdSpec::default()),
-            ..SimConfig::default()
-        },
-    )
-    .await;
+    let td = td_sim(&env).await;
     // The sim's TDs enable x87, SSE, AVX and AVX-512 state: XFAM 0xe7.
     let sims = "e700000000000000";
     let other = "0300000000000000";
@@ -439,10 +374,15 @@ async fn the_td_policy_pins_xfam() {
         Harness::new(&env)
             .listen(proxy)
             .collateral(&env.dir.join("pki/collateral"))
-            .tail(&format!(
-                "[[enclave]]\nhosts = [\"pinned.enclave.test\"]\ntee = \"tdx\"\nmrtd = [\"{mrtd}\"]\nxfam = [\"{sims}\"]\nconnect_to = \"{0}\"\n\n\
-                 [[enclave]]\nhosts = [\"other.enclave.test\"]\ntee = \"tdx\"\nmrtd = [\"{mrtd}\"]\nxfam = [\"{other}\"]\nconnect_to = \"{0}\"\n",
-                td.addr()
+            .tail(&td_entry(
+                "pinned.enclave.test",
+                &td,
+                &format!("xfam = [\"{sims}\"]"),
+            ))
+            .tail(&td_entry(
+                "other.enclave.test",
+                &td,
+                &format!("xfam = [\"{other}\"]"),
             )),
         "xfam.toml",
     )

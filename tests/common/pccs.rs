@@ -117,6 +117,40 @@ fn answer(a: &Answers, req: &Request<hyper::body::Incoming>) -> Response<Full<By
     }
 }
 
+/// Serves HTTP/1.1 and HTTP/2 on `listener` (in TLS with `tls`), each request answered by
+/// `answer`, until the task is aborted.
+pub async fn serve_http<F>(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    answer: F,
+) where
+    F: Fn(&Request<hyper::body::Incoming>) -> Response<Full<Bytes>> + Clone + Send + Sync + 'static,
+{
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let (answer, tls) = (answer.clone(), tls.clone());
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let resp = answer(&req);
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            match tls {
+                Some(cfg) => {
+                    if let Ok(s) = tokio_rustls::TlsAcceptor::from(cfg).accept(tcp).await {
+                        let _ = builder.serve_connection(TokioIo::new(s), svc).await;
+                    }
+                }
+                None => {
+                    let _ = builder.serve_connection(TokioIo::new(tcp), svc).await;
+                }
+            }
+        });
+    }
+}
+
 impl Pccs {
     /// A stand-in serving nothing yet.
     pub async fn start() -> Self {
@@ -127,27 +161,12 @@ impl Pccs {
         let addr = listener.local_addr().expect("addr");
         let tcb_hits = Arc::new(AtomicU64::new(0));
         let (a, hits) = (Arc::clone(&answers), Arc::clone(&tcb_hits));
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (a, hits) = (Arc::clone(&a), Arc::clone(&hits));
-                tokio::spawn(async move {
-                    let svc =
-                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                            if req.uri().path().ends_with("/tcb") {
-                                hits.fetch_add(1, Ordering::Relaxed);
-                            }
-                            let resp = a.lock().map(|a| answer(&a, &req)).unwrap_or_default();
-                            async move { Ok::<_, Infallible>(resp) }
-                        });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .await;
-                });
+        let task = tokio::spawn(serve_http(listener, None, move |req| {
+            if req.uri().path().ends_with("/tcb") {
+                hits.fetch_add(1, Ordering::Relaxed);
             }
-        });
+            a.lock().map(|a| answer(&a, req)).unwrap_or_default()
+        }));
         Self {
             addr,
             answers,

@@ -1,12 +1,74 @@
-//! The sim's signed JSON documents, written as Intel writes them (key order included): a
-//! TCB info with one level per TCB status (and, for TDX, a module identity), and a QE
-//! identity.
+//! What the simulated platforms are (their FMSPCs, PCE, quoting enclave and TCB levels), and
+//! the signed JSON Intel would publish for them, written as Intel writes it (key order
+//! included): a TCB info with one level per TCB status (and, for TDX, a module identity),
+//! and a QE identity.
 
-use super::pki::{
-    level_svn, SimPlatform, ALL_LEVELS, SIM_PCE_ID, SIM_PCE_SVN, SIM_QE_ISV_SVN, SIM_QE_MRSIGNER,
-};
+use crate::dcap::ids::{Fmspc, MrSigner, PceId};
 use crate::dcap::tcb::TcbStatus;
 use crate::dcap::time::UnixTime;
+
+/// The sim platform's FMSPC.
+pub const SIM_FMSPC: Fmspc = Fmspc([0x5e, 0xc0, 0xde, 0x00, 0x00, 0x00]);
+/// The simulated TDX platform's FMSPC (another platform model than the SGX one, so one
+/// directory of bundles serves both).
+pub const SIM_TDX_FMSPC: Fmspc = Fmspc([0x5e, 0xc0, 0xde, 0x00, 0x00, 0x81]);
+/// The TEE_TCB_SVN of simulated TDs: module SVN 3, major version 1 (`TDX_01`).
+pub const SIM_TEE_TCB_SVN: [u8; 16] = [3, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+/// A TEE_TCB_SVN on the out-of-date `TDX_01` module level (SVN 1): what a TD launched on
+/// before a TD-preserving module update reports as its launch TCB.
+pub const SIM_TEE_TCB_SVN_OUT_OF_DATE: [u8; 16] = [1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+/// Which simulated platform: an SGX machine or a TDX machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimPlatform {
+    /// SGX: TCB info `SGX`, QE identity `QE`.
+    Sgx,
+    /// TDX: TCB info `TDX` with a module identity, QE identity `TD_QE`.
+    Tdx,
+}
+
+impl SimPlatform {
+    /// Its FMSPC.
+    pub fn fmspc(self) -> Fmspc {
+        match self {
+            Self::Sgx => SIM_FMSPC,
+            Self::Tdx => SIM_TDX_FMSPC,
+        }
+    }
+}
+/// The sim platform's PCE ID.
+pub const SIM_PCE_ID: PceId = PceId([0, 0]);
+/// The sim PCE SVN, met by every TCB level.
+pub const SIM_PCE_SVN: u16 = 13;
+/// The sim quoting enclave's signer.
+pub const SIM_QE_MRSIGNER: MrSigner = MrSigner([0x51; 32]);
+/// The sim QE's ISVSVN (the QE identity's UpToDate level).
+pub const SIM_QE_ISV_SVN: u16 = 8;
+
+/// The component SVN (component 1) that puts a PCK on a given TCB level; a TD relaunch
+/// status stands on the platform level a relaunch keeps (the module, not the platform, was
+/// out of date).
+pub fn level_svn(status: TcbStatus) -> u8 {
+    match status {
+        TcbStatus::UpToDate | TcbStatus::TdRelaunchAdvised => 16,
+        TcbStatus::SwHardeningNeeded => 15,
+        TcbStatus::ConfigurationNeeded | TcbStatus::TdRelaunchAdvisedConfigurationNeeded => 14,
+        TcbStatus::ConfigurationAndSwHardeningNeeded => 13,
+        TcbStatus::OutOfDate => 12,
+        TcbStatus::OutOfDateConfigurationNeeded => 11,
+        TcbStatus::Revoked => 10,
+    }
+}
+
+const ALL_LEVELS: [TcbStatus; 7] = [
+    TcbStatus::UpToDate,
+    TcbStatus::SwHardeningNeeded,
+    TcbStatus::ConfigurationNeeded,
+    TcbStatus::ConfigurationAndSwHardeningNeeded,
+    TcbStatus::OutOfDate,
+    TcbStatus::OutOfDateConfigurationNeeded,
+    TcbStatus::Revoked,
+];
 
 fn rfc3339(t: UnixTime) -> String {
     t.to_rfc3339()
