@@ -367,3 +367,59 @@ fn trailing_bytes_after_the_envelope_or_inside_the_payload_are_refused() {
         );
     }
 }
+
+#[test]
+fn the_real_debug_document_is_refused_as_debug_unless_allowed_and_the_other_accepted() {
+    use ratls_proxy::appraise::nitro_policy::{evaluate, NitroPolicy, NitroViolation};
+    let (Some(prod), Some(debug)) = (cose(DSTACK), cose(DSTACK_DEBUG)) else {
+        return;
+    };
+    let root = NitroRoot::aws();
+    let p = parse(&prod).expect("parses");
+    let verified = verify(&p, &root, at(DSTACK)).expect("verifies");
+    let policy = NitroPolicy {
+        pcr0: vec![p
+            .doc
+            .pcrs
+            .get(0)
+            .expect("pcr0")
+            .to_string()
+            .parse()
+            .expect("hex")],
+        max_age_secs: Some(60),
+        ..NitroPolicy::default()
+    };
+    assert_eq!(evaluate(&policy, &verified, at(DSTACK)), vec![]);
+    assert!(matches!(
+        evaluate(&policy, &verified, UnixTime(at(DSTACK).0 + 61)).as_slice(),
+        [NitroViolation::TooOld {
+            age_secs: 61,
+            max_secs: 60
+        }]
+    ));
+
+    let d = parse(&debug).expect("parses");
+    let verified = verify(&d, &root, at(DSTACK_DEBUG)).expect("verifies");
+    let zeros = NitroPolicy {
+        pcr0: vec!["00".repeat(48).parse().expect("hex")],
+        ..NitroPolicy::default()
+    };
+    assert_eq!(
+        evaluate(&zeros, &verified, at(DSTACK_DEBUG)),
+        vec![NitroViolation::Debug]
+    );
+    let allowed = NitroPolicy {
+        allow_debug: true,
+        ..zeros
+    };
+    assert_eq!(evaluate(&allowed, &verified, at(DSTACK_DEBUG)), vec![]);
+    // The production policy refuses it twice over: debug, and PCR0 not pinned.
+    let v = evaluate(&policy, &verified, at(DSTACK_DEBUG));
+    assert!(
+        matches!(
+            v.as_slice(),
+            [NitroViolation::Debug, NitroViolation::Pcr { index: 0, .. }]
+        ),
+        "{v:?}"
+    );
+}
