@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub mod oracle;
+
 /// The fixtures' `dstack/` directory, or `None` with a notice (as `common::fixtures`).
 pub fn dstack_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("RATLS_FIXTURES")
