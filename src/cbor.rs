@@ -118,7 +118,8 @@ impl<'a> Cbor<'a> {
         let arg = match info {
             0..=23 => Some(u64::from(info)),
             24..=27 => {
-                let n = 1usize << (info - 24);
+                // 24..=27 announce 1, 2, 4 or 8 argument bytes.
+                let n = 1usize << (info & 0x03);
                 Some(
                     self.take(n)?
                         .iter()

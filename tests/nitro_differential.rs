@@ -164,6 +164,11 @@ fn never_accepts_a_sim_document_that_the_oracle_refuses_and_agrees_when_both_acc
         .expect("no difference");
 }
 
+/// The envelope of `cose` around another payload (protected header and signature kept).
+fn rewrap(cose: &ratls_proxy::nitro::CoseSign1<'_>, payload: &[u8]) -> Vec<u8> {
+    ratls_proxy::nitro::CoseSign1 { payload, ..*cose }.to_vec()
+}
+
 /// Where we refuse and the oracle accepts, on purpose (docs/nitro.md, "Stricter than").
 #[test]
 fn the_deliberate_differences_are_these() {
@@ -176,15 +181,6 @@ fn the_deliberate_differences_are_these() {
     let payload = parsed.cose.payload;
     let bundle = &parsed.doc.cabundle;
     let at = |c: &[u8]| c.as_ptr().addr() - payload.as_ptr().addr();
-    let rewrap = |p: &[u8]| {
-        let mut out = Vec::new();
-        ratls_proxy::cbor::write_head(&mut out, ratls_proxy::cbor::ARRAY, 4);
-        ratls_proxy::cbor::write_bytes(&mut out, parsed.cose.protected);
-        out.push(0xa0);
-        ratls_proxy::cbor::write_bytes(&mut out, p);
-        ratls_proxy::cbor::write_bytes(&mut out, parsed.cose.signature);
-        out
-    };
     // 1. A bundle out of AWS's order: webpki builds a path from any order, we refuse (AWS §3.2.3
     //    fixes the order; a verifier that re-sorts accepts bundles AWS never sends). Not signed
     //    over differently: only the order of intermediates changed, so the signature fails
@@ -225,15 +221,15 @@ fn the_deliberate_differences_are_these() {
     assert!(webpki_ok, "webpki re-sorts the bundle");
     // 2. Trailing bytes after the document map: ciborium reads one item and stops.
     let trailing = [payload, &[0x00]].concat();
-    assert!(parse(&rewrap(&trailing)).is_err());
-    let c = OracleCose::from_bytes(&rewrap(&trailing)).expect("oracle COSE parses");
+    assert!(parse(&rewrap(&parsed.cose, &trailing)).is_err());
+    let c = OracleCose::from_bytes(&rewrap(&parsed.cose, &trailing)).expect("oracle COSE parses");
     let p = c.get_payload::<Sha2>(None).expect("payload");
     assert!(ciborium::de::from_reader::<Value, _>(p.as_slice()).is_ok());
     // 3. An unknown field: the oracle (like serde-based verifiers) ignores it; we refuse.
     let mut unknown = payload.to_vec();
     let end = unknown.len() - 1; // before the break of the indefinite map
     unknown.splice(end..end, [0x65, b'e', b'x', b't', b'r', b'a', 0x01]);
-    assert!(parse(&rewrap(&unknown)).is_err());
+    assert!(parse(&rewrap(&parsed.cose, &unknown)).is_err());
     let doc: Value = ciborium::de::from_reader(unknown.as_slice()).expect("oracle CBOR parses");
     assert!(doc.as_map().is_some_and(|m| field(m, "extra").is_some()));
     // (4. The bundle's own root differing from the pinned one: webpki ignores bundle[0]; we

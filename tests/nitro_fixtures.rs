@@ -11,6 +11,7 @@ use ratls_proxy::dcap::time::UnixTime;
 use ratls_proxy::dcap::trust::TrustAnchor;
 use ratls_proxy::nitro::document::Digest;
 use ratls_proxy::nitro::error::{DocumentError, NitroError};
+use ratls_proxy::nitro::CoseSign1;
 use ratls_proxy::nitro::{parse, verify, NitroRoot};
 
 /// The signing certificate of the NSM fixture: valid 2025-12-25 13:15:34 .. 16:15:37 UTC.
@@ -30,13 +31,7 @@ fn check(bytes: &[u8], now: UnixTime) -> Result<(), NitroError> {
 /// The COSE_Sign1 re-encoded around a new payload (protected header and signature kept).
 fn with_payload(cose_bytes: &[u8], payload: &[u8]) -> Vec<u8> {
     let p = parse(cose_bytes).expect("parses");
-    let mut out = Vec::new();
-    cbor::write_head(&mut out, cbor::ARRAY, 4);
-    cbor::write_bytes(&mut out, p.cose.protected);
-    out.push(0xa0);
-    cbor::write_bytes(&mut out, payload);
-    cbor::write_bytes(&mut out, p.cose.signature);
-    out
+    CoseSign1 { payload, ..p.cose }.to_vec()
 }
 
 fn chain_error_about(r: &Result<(), NitroError>, about: &str) -> bool {

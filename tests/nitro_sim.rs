@@ -115,9 +115,7 @@ fn intermediates_without_key_cert_sign_or_beyond_their_path_length_are_refused()
 fn a_bundle_of_a_thousand_certificates_is_refused_before_any_is_parsed() {
     let sim = sim();
     let (_, leaf) = payload_with_leaf(&sim, &spec());
-    let bundle: Vec<Vec<u8>> = std::iter::repeat(sim.bundle()[0].clone())
-        .take(1000)
-        .collect();
+    let bundle: Vec<Vec<u8>> = vec![sim.bundle()[0].clone(); 1000];
     let payload = encode_document(&spec(), &leaf.der, &bundle);
     let r = check(&sim, &sign_document(&payload, &leaf).expect("sign"), NOW);
     assert!(
@@ -145,7 +143,7 @@ fn a_bundle_of_a_thousand_certificates_is_refused_before_any_is_parsed() {
         "{r:?}"
     );
     // Nine certificates fit in the payload and are still one too many.
-    let bundle: Vec<Vec<u8>> = std::iter::repeat(sim.bundle()[0].clone()).take(9).collect();
+    let bundle: Vec<Vec<u8>> = vec![sim.bundle()[0].clone(); 9];
     let payload = encode_document(&spec(), &leaf.der, &bundle);
     let r = check(&sim, &sign_document(&payload, &leaf).expect("sign"), NOW);
     assert!(

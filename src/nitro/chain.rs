@@ -163,7 +163,7 @@ fn check_time(
 /// RFC 5280 §4.2.1.9: at most `path_len` non-self-issued intermediates may follow a CA.
 fn check_path_len(what: &str, path_len: Option<u32>, below: usize) -> Result<(), NitroError> {
     match path_len {
-        Some(max) if usize::try_from(max).map_or(false, |m| below > m) => Err(NitroError::chain(
+        Some(max) if usize::try_from(max).is_ok_and(|m| below > m) => Err(NitroError::chain(
             what,
             format!("allows {max} intermediate CAs below it, the bundle has {below}"),
         )),

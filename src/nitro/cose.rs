@@ -99,6 +99,18 @@ impl<'a> CoseSign1<'a> {
         })
     }
 
+    /// The untagged encoding of this envelope (the empty unprotected header, as parsed):
+    /// what the hypervisor sends, and how tests rebuild one around an edited payload.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.payload.len().saturating_add(128));
+        cbor::write_head(&mut out, cbor::ARRAY, 4);
+        cbor::write_bytes(&mut out, self.protected);
+        cbor::write_head(&mut out, cbor::MAP, 0);
+        cbor::write_bytes(&mut out, self.payload);
+        cbor::write_bytes(&mut out, self.signature);
+        out
+    }
+
     /// The bytes ES384 signs: `["Signature1", protected, b"", payload]` (RFC 9052 §4.4),
     /// the protected header and payload exactly as received.
     pub fn sig_structure(&self) -> Vec<u8> {

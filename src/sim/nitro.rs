@@ -404,13 +404,15 @@ pub fn sign_cose(protected: &[u8], payload: &[u8], leaf: &SimLeaf) -> Result<Vec
     let signature = key
         .sign(&rng, &unsigned.sig_structure())
         .map_err(|e| SimError::Ring(e.to_string()))?;
-    let mut out = Vec::new();
-    cbor::write_head(&mut out, cbor::ARRAY, 4);
-    cbor::write_bytes(&mut out, protected);
-    out.push(0xa0);
-    cbor::write_bytes(&mut out, payload);
-    cbor::write_bytes(&mut out, signature.as_ref());
-    Ok(out)
+    let signature: &[u8; 96] = signature
+        .as_ref()
+        .try_into()
+        .map_err(|_| SimError::Ring("an ES384 signature is not 96 bytes".into()))?;
+    Ok(CoseSign1 {
+        signature,
+        ..unsigned
+    }
+    .to_vec())
 }
 
 #[cfg(test)]
