@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 use crate::dcap::ids::CertSha256;
 use crate::dcap::pki::parse_cert;
 use crate::dcap::time::UnixTime;
+use crate::nitro::error::NitroError;
 use crate::nitro::pki::{self, Role};
 
 /// DER of AWS Nitro Enclaves Root-G1 (`CN=aws.nitro-enclaves`, P-384, valid 2019-10-28 ..
@@ -39,16 +40,17 @@ impl NitroRoot {
     }
 
     /// A root from its DER: a self-signed P-384 CA certificate (checked here).
-    pub fn from_der(der: Vec<u8>) -> Result<Self, String> {
+    pub fn from_der(der: Vec<u8>) -> Result<Self, NitroError> {
+        let fail = |detail: String| NitroError::chain("the pinned root", detail);
         let (subject, point, path_len, (not_before, not_after)) = {
-            let cert = parse_cert(&der, "Nitro root").map_err(|e| e.to_string())?;
-            let point = pki::p384_point(cert.public_key())?;
+            let cert = parse_cert(&der, "Nitro root").map_err(|e| fail(e.to_string()))?;
+            let point = pki::p384_point(cert.public_key()).map_err(fail)?;
             if cert.issuer().as_raw() != cert.subject().as_raw() {
-                return Err("the root is not self-issued".into());
+                return Err(fail("is not self-issued".into()));
             }
             pki::verify_cert_signature(&cert, point)
-                .map_err(|e| format!("the root's self-signature: {e}"))?;
-            let profile = pki::check_profile(&cert, Role::Ca)?;
+                .map_err(|e| fail(format!("its self-signature: {e}")))?;
+            let profile = pki::check_profile(&cert, Role::Ca).map_err(fail)?;
             (
                 cert.subject().as_raw().to_vec(),
                 point.to_vec(),

@@ -251,7 +251,7 @@ impl SimNitro {
 
     /// The sim root, to pin instead of AWS's.
     pub fn root(&self) -> Result<NitroRoot, SimError> {
-        NitroRoot::from_der(self.root.der.clone()).map_err(SimError::Format)
+        NitroRoot::from_der(self.root.der.clone()).map_err(|e| SimError::Format(e.to_string()))
     }
 
     /// The CA bundle a document carries: root first, then the intermediates.
