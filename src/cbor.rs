@@ -139,7 +139,7 @@ impl<'a> Cbor<'a> {
             .ok_or(CborError("length too large"))
     }
 
-    fn expect(&mut self, major: u8, what: &'static str) -> Result<Option<u64>, CborError> {
+    fn expect_major(&mut self, major: u8, what: &'static str) -> Result<Option<u64>, CborError> {
         let h = self.head()?;
         if h.major == major {
             Ok(h.arg)
@@ -150,19 +150,19 @@ impl<'a> Cbor<'a> {
 
     /// A byte string.
     pub fn bytes(&mut self) -> Result<&'a [u8], CborError> {
-        let arg = self.expect(BYTES, "expected a byte string")?;
+        let arg = self.expect_major(BYTES, "expected a byte string")?;
         self.take(Self::len(arg)?)
     }
 
     /// A text string (UTF-8).
     pub fn text(&mut self) -> Result<&'a str, CborError> {
-        let arg = self.expect(TEXT, "expected a text string")?;
+        let arg = self.expect_major(TEXT, "expected a text string")?;
         std::str::from_utf8(self.take(Self::len(arg)?)?).map_err(|_| CborError("text is not UTF-8"))
     }
 
     /// An unsigned integer.
     pub fn uint(&mut self) -> Result<u64, CborError> {
-        self.expect(UINT, "expected an unsigned integer")?
+        self.expect_major(UINT, "expected an unsigned integer")?
             .ok_or(CborError("expected an unsigned integer"))
     }
 
@@ -202,13 +202,13 @@ impl<'a> Cbor<'a> {
 
     /// An array header, definite or not.
     pub fn array_len(&mut self) -> Result<Length, CborError> {
-        let arg = self.expect(ARRAY, "expected an array")?;
+        let arg = self.expect_major(ARRAY, "expected an array")?;
         self.length(arg, 1)
     }
 
     /// A map header, definite or not.
     pub fn map_len(&mut self) -> Result<Length, CborError> {
-        let arg = self.expect(MAP, "expected a map")?;
+        let arg = self.expect_major(MAP, "expected a map")?;
         self.length(arg, 2)
     }
 
@@ -228,7 +228,7 @@ impl<'a> Cbor<'a> {
 
     /// A tag; returns its number.
     pub fn tag(&mut self) -> Result<u64, CborError> {
-        self.expect(TAG, "expected a tag")?
+        self.expect_major(TAG, "expected a tag")?
             .ok_or(CborError("expected a tag"))
     }
 

@@ -1,6 +1,5 @@
 //! The house rules, read from the source: the pure core (`dcap/`, `appraise/`, `nitro/`,
-//! `cbor.rs`) does no I/O
-//! and reads no clock, and no module imports a layer above its own.
+//! `cbor.rs`) does no I/O and reads no clock, and no module imports a layer above its own.
 
 use std::path::{Path, PathBuf};
 
