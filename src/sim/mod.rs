@@ -4,6 +4,7 @@
 
 mod der;
 pub mod enclave;
+pub mod nitro;
 pub mod pki;
 mod platform;
 pub mod quote;
