@@ -3,6 +3,7 @@
 //! The house, from the bottom up (arrows point down; nothing imports a layer above it):
 //!
 //! - `dcap` (PURE): quotes, collateral, the verification steps. No I/O, no clock.
+//! - `snp` (PURE): AMD SEV-SNP reports, the VCEK/VLEK chain, the report signature.
 //! - `appraise` (PURE): policy, the appraisal of one quote, the refusal vocabulary.
 //! - `ratls`: an RA-TLS certificate judged (evidence, key binding, rustls verifier, verdict
 //!   cache) and the attested TLS connector.
@@ -30,6 +31,7 @@ mod proxy;
 pub mod ratls;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod snp;
 mod source;
 
 pub use addr::Authority;

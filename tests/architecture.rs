@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["source", "ca", "sim", "audit"],
     &["ratls", "metrics", "addr", "clock"],
     &["appraise"],
-    &["dcap"],
+    &["dcap", "snp"],
 ];
 
 /// What the pure core must not name: runtimes, sockets, files, the clock.
@@ -66,6 +66,7 @@ fn the_pure_core_does_no_io_and_reads_no_clock() {
     let mut files = Vec::new();
     rust_files(&src().join("dcap"), &mut files);
     rust_files(&src().join("appraise"), &mut files);
+    rust_files(&src().join("snp"), &mut files);
     assert!(files.len() > 10, "the core was not found");
     let mut found = Vec::new();
     for file in &files {
