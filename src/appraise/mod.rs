@@ -4,6 +4,7 @@
 
 pub mod policy;
 pub mod refusal;
+pub mod snp_policy;
 pub mod td_policy;
 pub mod violation;
 
