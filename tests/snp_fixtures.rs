@@ -81,3 +81,143 @@ fn the_real_milan_report_verifies_to_the_pinned_ark_and_says_what_the_capture_no
     assert_eq!(&id.report_data.0[..24], b"attest-test-fixture-2026");
     assert_eq!(id.current_version.to_string(), "1.55.29");
 }
+
+#[test]
+fn the_real_report_is_judged_at_the_given_time() {
+    let Some(m) = milan() else { return };
+    // The VCEK was issued 2026-06-17T01:05:04Z for seven years.
+    assert!(matches!(
+        check(&m.report, &m.collateral, at("2026-06-17T01:05:03Z")),
+        Err(SnpError::Expired { role: CertRole::Vcek, .. })
+    ));
+    assert_eq!(check(&m.report, &m.collateral, at("2026-06-17T01:05:04Z")), Ok(()));
+    assert_eq!(check(&m.report, &m.collateral, at("2033-06-17T01:05:04Z")), Ok(()));
+    assert!(matches!(
+        check(&m.report, &m.collateral, at("2033-06-17T01:05:05Z")),
+        Err(SnpError::Expired { role: CertRole::Vcek, .. })
+    ));
+}
+
+#[test]
+fn every_byte_of_the_real_report_is_either_refused_by_the_parser_or_by_the_signature() {
+    let Some(m) = milan() else { return };
+    let trust = SnpTrust::amd();
+    let good = Report::parse(&m.report).expect("parses");
+    // The chain and the key verified once, then each mutated report against them.
+    let vek: VerifiedVek = m.collateral.verify(&good, &trust).expect("vek");
+    let now = at(CAPTURED);
+    for i in 0..REPORT_LEN {
+        for flip in [0x01u8, 0x80] {
+            let mut bytes = m.report.clone();
+            bytes[i] ^= flip;
+            let got = Report::parse(&bytes)
+                .map_err(SnpError::from)
+                .and_then(|r| ratls_proxy::snp::verify::verify(&r, &vek, now).map(|_| ()));
+            let Err(e) = got else {
+                panic!("byte {i:#x} ^ {flip:#x} accepted");
+            };
+            let signed = i < 0x2A0;
+            let in_signature = (0x2A0..0x2A0 + 144).contains(&i);
+            let expected = match &e {
+                SnpError::Report(ReportError::Reserved { .. }) => true,
+                SnpError::Report(ReportError::UnsupportedVersion(_)) => i < 4,
+                SnpError::Report(ReportError::SignatureAlgorithm(_)) => (0x34..0x38).contains(&i),
+                SnpError::Report(ReportError::SigningKey(_) | ReportError::Unsigned) => (0x48..0x4C).contains(&i),
+                SnpError::Report(ReportError::UnknownCpu { .. }) => (0x188..0x18A).contains(&i),
+                SnpError::KeyKind { .. } => i == 0x48,
+                SnpError::ReportSignature(_) => signed || in_signature,
+                SnpError::SignatureEncoding(_) => in_signature,
+                _ => false,
+            };
+            assert!(expected, "byte {i:#x} ^ {flip:#x}: unexpected {e:?}");
+        }
+    }
+}
+
+#[test]
+fn the_real_report_is_refused_with_a_chain_that_is_not_amds() {
+    let Some(m) = milan() else { return };
+    let report = Report::parse(&m.report).expect("parses");
+    // The ASK where the VCEK belongs, the VCEK where the ASK belongs.
+    let swapped = SnpCollateral {
+        intermediate: m.collateral.vek.clone(),
+        vek: m.collateral.intermediate.clone(),
+        ..m.collateral.clone()
+    };
+    assert!(verify_with_collateral(&report, &swapped, &SnpTrust::amd(), at(CAPTURED)).is_err());
+    // A byte of the VCEK's signed part (its P-384 key).
+    let mut vek = m.collateral.vek.clone();
+    let at_key = vek.len() - 600;
+    vek[at_key] ^= 1;
+    let bad = SnpCollateral { vek, ..m.collateral.clone() };
+    assert!(verify_with_collateral(&report, &bad, &SnpTrust::amd(), at(CAPTURED)).is_err());
+    // No roots at all.
+    let none = SnpTrust::with_arks(Vec::new());
+    assert!(matches!(
+        verify_with_collateral(&report, &m.collateral, &none, at(CAPTURED)),
+        Err(SnpError::NotPinned { .. })
+    ));
+}
+
+/// The Genoa and Turin reports in `tests/data/snp/` (SOURCE.md there), verified to the
+/// pinned ARKs at a time inside their VCEKs' windows.
+#[test]
+fn public_genoa_and_turin_reports_verify_to_their_pinned_arks() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/snp");
+    let read = |name: &str| std::fs::read(dir.join(name)).expect(name);
+    let trust = SnpTrust::amd();
+    let now = at("2026-03-01T00:00:00Z");
+    for (name, product, version, fmc) in [
+        ("genoa", Product::Genoa, ReportVersion::V3, None),
+        ("turin", Product::Turin, ReportVersion::V5, Some(1)),
+    ] {
+        let bytes = read(&format!("{name}_report.bin"));
+        let c = SnpCollateral::from_pem(
+            &read(&format!("{name}_ask.pem")),
+            &read(&format!("{name}_vcek.pem")),
+            None,
+        )
+        .expect("pems");
+        let report = Report::parse(&bytes).expect("parses");
+        let v = verify_with_collateral(&report, &c, &trust, now).expect(name);
+        assert_eq!(v.identity.product, product);
+        assert_eq!(v.identity.version, version);
+        assert_eq!(v.identity.tcb.reported.fmc, fmc);
+        // Each real report verifies only under its own product's chain.
+        let other = if product == Product::Genoa { "turin" } else { "genoa" };
+        let wrong = SnpCollateral::from_pem(
+            &read(&format!("{other}_ask.pem")),
+            &read(&format!("{other}_vcek.pem")),
+            None,
+        )
+        .expect("pems");
+        assert!(verify_with_collateral(&report, &wrong, &trust, now).is_err());
+    }
+    // Turin: PLATFORM_INFO bit 6, which ABI 1.58 leaves unnamed, is set on real hardware.
+    let turin = read("turin_report.bin");
+    let report = Report::parse(&turin).expect("parses");
+    assert_eq!(report.platform_info.0, 0x65);
+    assert_eq!(report.launch_mit_vector, Some(0x3f));
+    assert_eq!(report.chip_id.0[8..], [0u8; 56], "Turin uses 8 bytes of CHIP_ID");
+}
+
+#[test]
+fn amds_published_asvks_verify_under_the_pinned_arks() {
+    use ratls_proxy::snp::chain::VerifiedChain;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/snp");
+    let trust = SnpTrust::amd();
+    for product in Product::ALL {
+        let name = product.name().to_lowercase();
+        let pem = std::fs::read(dir.join(format!("{name}_asvk_ark.pem"))).expect("pem");
+        let certs = ratls_proxy::dcap::pki::pem_chain(&pem, "t").expect("pem");
+        assert_eq!(certs[1], trust.ark(product).expect("ark").der(), "{product}: the ARK copy is the pin");
+        let chain = VerifiedChain::verify(product, SigningKey::Vlek, &certs[0], None, &trust)
+            .expect("ASVK verifies");
+        chain.check_fresh(at("2026-03-01T00:00:00Z")).expect("fresh");
+        // The ASVK is not an ASK: a VCEK chain refuses it.
+        assert!(matches!(
+            VerifiedChain::verify(product, SigningKey::Vcek, &certs[0], None, &trust),
+            Err(SnpError::KeyKind { .. })
+        ));
+    }
+}
