@@ -42,7 +42,10 @@ fn bench(c: &mut Criterion) {
         eprintln!("NOTICE: no SNP report in the fixture; nothing to benchmark");
         return;
     };
-    let (ask_pem, vcek_pem) = (read("dstack/sev_snp_ask.pem"), read("dstack/sev_snp_vcek.pem"));
+    let (ask_pem, vcek_pem) = (
+        read("dstack/sev_snp_ask.pem"),
+        read("dstack/sev_snp_vcek.pem"),
+    );
     let now = UnixTime(1_781_697_600); // 2026-06-17T12:00:00Z, the capture day
     let trust = SnpTrust::amd();
     let Ok(collateral) = SnpCollateral::from_pem(&ask_pem, &vcek_pem, None) else {
@@ -50,7 +53,10 @@ fn bench(c: &mut Criterion) {
         return;
     };
     let parsed = Report::parse(&report).ok();
-    let Some(vek) = parsed.as_ref().and_then(|r| collateral.verify(r, &trust).ok()) else {
+    let Some(vek) = parsed
+        .as_ref()
+        .and_then(|r| collateral.verify(r, &trust).ok())
+    else {
         eprintln!("NOTICE: the fixture's chain does not verify; skipped");
         return;
     };
@@ -79,11 +85,19 @@ fn bench(c: &mut Criterion) {
             .is_ok()
     };
     // What is measured must be the accepting path on both sides.
-    eprintln!("snp milan: ours accepted={}, sev accepted={}", ours(&report), theirs(&report));
+    eprintln!(
+        "snp milan: ours accepted={}, sev accepted={}",
+        ours(&report),
+        theirs(&report)
+    );
 
     let mut g = c.benchmark_group("snp_verify/milan");
-    g.bench_function("ours_full", |b| b.iter(|| black_box(ours(black_box(&report)))));
-    g.bench_function("sev_full", |b| b.iter(|| black_box(theirs(black_box(&report)))));
+    g.bench_function("ours_full", |b| {
+        b.iter(|| black_box(ours(black_box(&report))))
+    });
+    g.bench_function("sev_full", |b| {
+        b.iter(|| black_box(theirs(black_box(&report))))
+    });
     g.bench_function("ours_chain_once", |b| {
         b.iter(|| {
             let r = Report::parse(black_box(&report));

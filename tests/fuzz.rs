@@ -368,7 +368,9 @@ fn snp_vcek_extension_parser_on_arbitrary_values() {
     let product = Product::Milan;
     let pki = SimSnpPki::new(product, now).expect("pki");
     let trust = SimSnpPki::trust(&[&pki]).expect("trust");
-    let chain = Arc::new(VerifiedChain::verify(product, SigningKey::Vcek, &pki.ask, None, &trust).expect("chain"));
+    let chain = Arc::new(
+        VerifiedChain::verify(product, SigningKey::Vcek, &pki.ask, None, &trust).expect("chain"),
+    );
     let arcs = prop_oneof![
         Just(vec![1u64]),
         Just(vec![2]),
@@ -377,8 +379,16 @@ fn snp_vcek_extension_parser_on_arbitrary_values() {
         Just(vec![5]),
         (0u64..20, 0u64..20).prop_map(|(a, b)| vec![a, b]),
     ];
-    let ext = (arcs, proptest::collection::vec(any::<u8>(), 0..80), any::<bool>());
-    let mut runner = TestRunner::new(Config { cases: cases(2000) / 8, failure_persistence: None, ..Config::default() });
+    let ext = (
+        arcs,
+        proptest::collection::vec(any::<u8>(), 0..80),
+        any::<bool>(),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: cases(2000) / 8,
+        failure_persistence: None,
+        ..Config::default()
+    });
     runner
         .run(&proptest::collection::vec(ext, 1..4), |exts| {
             let mut spec = VekSpec::vcek(sim_chip_id(product), sim_tcb(product));
@@ -395,7 +405,8 @@ fn snp_vcek_extension_parser_on_arbitrary_values() {
                 let e = vek.extensions();
                 let t = sim_tcb(product);
                 let bound = e.hwid.as_deref() == Some(&sim_chip_id(product).0[..])
-                    && (e.bootloader, e.tee, e.snp, e.microcode) == (t.bootloader, t.tee, t.snp, t.microcode);
+                    && (e.bootloader, e.tee, e.snp, e.microcode)
+                        == (t.bootloader, t.tee, t.snp, t.microcode);
                 prop_assert_eq!(accepted, bound);
             }
             Ok(())

@@ -132,7 +132,11 @@ fn both_accept_the_real_reports_and_read_the_same_fields() {
         assert_eq!(a.launch_mit_vector, b.launch_mit_vector);
         assert_eq!(a.current_mit_vector, b.current_mit_vector);
         assert_eq!(
-            (a.current_version.major, a.current_version.minor, a.current_version.build),
+            (
+                a.current_version.major,
+                a.current_version.minor,
+                a.current_version.build
+            ),
             (b.current.major, b.current.minor, b.current.build)
         );
         let tcbs = a.tcbs(case.product).expect("tcbs");
@@ -143,8 +147,20 @@ fn both_accept_the_real_reports_and_read_the_same_fields() {
             (tcbs.launch, b.launch_tcb),
         ] {
             assert_eq!(
-                (ours.fmc, ours.bootloader, ours.tee, ours.snp, ours.microcode),
-                (theirs.fmc, theirs.bootloader, theirs.tee, theirs.snp, theirs.microcode),
+                (
+                    ours.fmc,
+                    ours.bootloader,
+                    ours.tee,
+                    ours.snp,
+                    ours.microcode
+                ),
+                (
+                    theirs.fmc,
+                    theirs.bootloader,
+                    theirs.tee,
+                    theirs.snp,
+                    theirs.microcode
+                ),
                 "{}",
                 case.name
             );
@@ -165,8 +181,18 @@ fn both_refuse_each_real_report_under_another_products_chain() {
                 product: other.product,
                 now: other.now,
             };
-            assert!(!ours(&mixed, &case.report), "{} under {}", case.name, other.name);
-            assert!(!theirs(&mixed, &case.report), "{} under {} (sev)", case.name, other.name);
+            assert!(
+                !ours(&mixed, &case.report),
+                "{} under {}",
+                case.name,
+                other.name
+            );
+            assert!(
+                !theirs(&mixed, &case.report),
+                "{} under {} (sev)",
+                case.name,
+                other.name
+            );
         }
     }
 }
@@ -224,7 +250,12 @@ fn sim_reports_agree_except_for_the_vcek_binding_sev_does_not_check() {
         let pki = SimSnpPki::new(product, now).expect("pki");
         let trust = SimSnpPki::trust(&[&pki]).expect("trust");
         let judge = |report: &[u8], vek_der: &[u8], vek_pem: &str| {
-            let c = SnpCollateral::from_pem(pki.cert_chain_pem(SigningKey::Vcek).as_bytes(), vek_pem.as_bytes(), None).expect("pem");
+            let c = SnpCollateral::from_pem(
+                pki.cert_chain_pem(SigningKey::Vcek).as_bytes(),
+                vek_pem.as_bytes(),
+                None,
+            )
+            .expect("pem");
             let a = Report::parse(report)
                 .map_err(Into::into)
                 .and_then(|r| verify_with_collateral(&r, &c, &trust, now))
@@ -235,23 +266,41 @@ fn sim_reports_agree_except_for_the_vcek_binding_sev_does_not_check() {
                 .unwrap_or(false);
             (a, b)
         };
-        let key = pki.vek(&VekSpec::vcek(sim_chip_id(product), sim_tcb(product))).expect("vek");
+        let key = pki
+            .vek(&VekSpec::vcek(sim_chip_id(product), sim_tcb(product)))
+            .expect("vek");
         let good = ReportSpec::new(product).sign(&key).expect("sign");
         assert_eq!(judge(&good, &key.der, &key.pem), (true, true), "{product}");
         let mut forged = good;
         forged[0x90] ^= 1; // MEASUREMENT
-        assert_eq!(judge(&forged, &key.der, &key.pem), (false, false), "{product}");
+        assert_eq!(
+            judge(&forged, &key.der, &key.pem),
+            (false, false),
+            "{product}"
+        );
 
         let mut chip = sim_chip_id(product);
         chip.0[1] ^= 0x10;
-        let other_chip = pki.vek(&VekSpec::vcek(chip, sim_tcb(product))).expect("vek");
+        let other_chip = pki
+            .vek(&VekSpec::vcek(chip, sim_tcb(product)))
+            .expect("vek");
         let report = ReportSpec::new(product).sign(&other_chip).expect("sign");
-        assert_eq!(judge(&report, &other_chip.der, &other_chip.pem), (false, true), "{product}: another chip");
+        assert_eq!(
+            judge(&report, &other_chip.der, &other_chip.pem),
+            (false, true),
+            "{product}: another chip"
+        );
 
         let mut tcb = sim_tcb(product);
         tcb.snp -= 1;
-        let old_tcb = pki.vek(&VekSpec::vcek(sim_chip_id(product), tcb)).expect("vek");
+        let old_tcb = pki
+            .vek(&VekSpec::vcek(sim_chip_id(product), tcb))
+            .expect("vek");
         let report = ReportSpec::new(product).sign(&old_tcb).expect("sign");
-        assert_eq!(judge(&report, &old_tcb.der, &old_tcb.pem), (false, true), "{product}: another TCB");
+        assert_eq!(
+            judge(&report, &old_tcb.der, &old_tcb.pem),
+            (false, true),
+            "{product}: another TCB"
+        );
     }
 }

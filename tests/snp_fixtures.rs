@@ -27,10 +27,18 @@ fn milan() -> Option<Milan> {
     let json = common::read(&dir, "dstack/sev-snp-attestation.json");
     let value: serde_json::Value = serde_json::from_slice(&json).expect("json");
     let blob = hex::decode(value["attestation"].as_str().expect("attestation hex")).expect("hex");
-    assert_eq!(blob[..4], [0x00, 0x03, 0x81, 0x12], "the SCALE envelope this test knows");
+    assert_eq!(
+        blob[..4],
+        [0x00, 0x03, 0x81, 0x12],
+        "the SCALE envelope this test knows"
+    );
     let report = blob[4..4 + REPORT_LEN].to_vec();
     let same = common::read(&dir, "dstack/sev_snp_attestation.bin");
-    assert_eq!(same[4..4 + REPORT_LEN], report[..], "the same report in both fixtures");
+    assert_eq!(
+        same[4..4 + REPORT_LEN],
+        report[..],
+        "the same report in both fixtures"
+    );
     let collateral = SnpCollateral::from_pem(
         &common::read(&dir, "dstack/sev_snp_ask.pem"),
         &common::read(&dir, "dstack/sev_snp_vcek.pem"),
@@ -64,9 +72,10 @@ fn the_real_milan_report_verifies_to_the_pinned_ark_and_says_what_the_capture_no
         "38d174589d2dff97a6d40cb9f9d90b9507c027491219083cef3ce73e\
          d18f7289142d941ad61eabecd27d25f268c1095d665f6001358e98a4769c82734a6bb877"
     );
-    assert!(id.measurement.to_string().starts_with(
-        "7f51e17f72a04d5422cb2c00998166536019a217376f3aa45a630e59c805a599"
-    ));
+    assert!(id
+        .measurement
+        .to_string()
+        .starts_with("7f51e17f72a04d5422cb2c00998166536019a217376f3aa45a630e59c805a599"));
     assert_eq!(
         id.host_data.to_string(),
         "783f0057820acb99249af56cc3b07b4e8d80f65183167cba9cf437bb680f742f"
@@ -76,8 +85,14 @@ fn the_real_milan_report_verifies_to_the_pinned_ark_and_says_what_the_capture_no
     assert_eq!(id.vmpl, 0);
     assert_eq!(id.guest_svn, 0);
     let r = id.tcb.reported;
-    assert_eq!((r.fmc, r.bootloader, r.tee, r.snp, r.microcode), (None, 4, 0, 23, 213));
-    assert_eq!(id.tcb.current.snp, 24, "the host reports an older TCB than it runs");
+    assert_eq!(
+        (r.fmc, r.bootloader, r.tee, r.snp, r.microcode),
+        (None, 4, 0, 23, 213)
+    );
+    assert_eq!(
+        id.tcb.current.snp, 24,
+        "the host reports an older TCB than it runs"
+    );
     assert_eq!(&id.report_data.0[..24], b"attest-test-fixture-2026");
     assert_eq!(id.current_version.to_string(), "1.55.29");
 }
@@ -88,13 +103,25 @@ fn the_real_report_is_judged_at_the_given_time() {
     // The VCEK was issued 2026-06-17T01:05:04Z for seven years.
     assert!(matches!(
         check(&m.report, &m.collateral, at("2026-06-17T01:05:03Z")),
-        Err(SnpError::Expired { role: CertRole::Vcek, .. })
+        Err(SnpError::Expired {
+            role: CertRole::Vcek,
+            ..
+        })
     ));
-    assert_eq!(check(&m.report, &m.collateral, at("2026-06-17T01:05:04Z")), Ok(()));
-    assert_eq!(check(&m.report, &m.collateral, at("2033-06-17T01:05:04Z")), Ok(()));
+    assert_eq!(
+        check(&m.report, &m.collateral, at("2026-06-17T01:05:04Z")),
+        Ok(())
+    );
+    assert_eq!(
+        check(&m.report, &m.collateral, at("2033-06-17T01:05:04Z")),
+        Ok(())
+    );
     assert!(matches!(
         check(&m.report, &m.collateral, at("2033-06-17T01:05:05Z")),
-        Err(SnpError::Expired { role: CertRole::Vcek, .. })
+        Err(SnpError::Expired {
+            role: CertRole::Vcek,
+            ..
+        })
     ));
 }
 
@@ -122,7 +149,9 @@ fn every_byte_of_the_real_report_is_either_refused_by_the_parser_or_by_the_signa
                 SnpError::Report(ReportError::Reserved { .. }) => true,
                 SnpError::Report(ReportError::UnsupportedVersion(_)) => i < 4,
                 SnpError::Report(ReportError::SignatureAlgorithm(_)) => (0x34..0x38).contains(&i),
-                SnpError::Report(ReportError::SigningKey(_) | ReportError::Unsigned) => (0x48..0x4C).contains(&i),
+                SnpError::Report(ReportError::SigningKey(_) | ReportError::Unsigned) => {
+                    (0x48..0x4C).contains(&i)
+                }
                 SnpError::Report(ReportError::UnknownCpu { .. }) => (0x188..0x18A).contains(&i),
                 SnpError::KeyKind { .. } => i == 0x48,
                 SnpError::ReportSignature(_) => signed || in_signature,
@@ -149,7 +178,10 @@ fn the_real_report_is_refused_with_a_chain_that_is_not_amds() {
     let mut vek = m.collateral.vek.clone();
     let at_key = vek.len() - 600;
     vek[at_key] ^= 1;
-    let bad = SnpCollateral { vek, ..m.collateral.clone() };
+    let bad = SnpCollateral {
+        vek,
+        ..m.collateral.clone()
+    };
     assert!(verify_with_collateral(&report, &bad, &SnpTrust::amd(), at(CAPTURED)).is_err());
     // No roots at all.
     let none = SnpTrust::with_arks(Vec::new());
@@ -184,7 +216,11 @@ fn public_genoa_and_turin_reports_verify_to_their_pinned_arks() {
         assert_eq!(v.identity.version, version);
         assert_eq!(v.identity.tcb.reported.fmc, fmc);
         // Each real report verifies only under its own product's chain.
-        let other = if product == Product::Genoa { "turin" } else { "genoa" };
+        let other = if product == Product::Genoa {
+            "turin"
+        } else {
+            "genoa"
+        };
         let wrong = SnpCollateral::from_pem(
             &read(&format!("{other}_ask.pem")),
             &read(&format!("{other}_vcek.pem")),
@@ -198,7 +234,11 @@ fn public_genoa_and_turin_reports_verify_to_their_pinned_arks() {
     let report = Report::parse(&turin).expect("parses");
     assert_eq!(report.platform_info.0, 0x65);
     assert_eq!(report.launch_mit_vector, Some(0x3f));
-    assert_eq!(report.chip_id.0[8..], [0u8; 56], "Turin uses 8 bytes of CHIP_ID");
+    assert_eq!(
+        report.chip_id.0[8..],
+        [0u8; 56],
+        "Turin uses 8 bytes of CHIP_ID"
+    );
 }
 
 #[test]
@@ -210,10 +250,16 @@ fn amds_published_asvks_verify_under_the_pinned_arks() {
         let name = product.name().to_lowercase();
         let pem = std::fs::read(dir.join(format!("{name}_asvk_ark.pem"))).expect("pem");
         let certs = ratls_proxy::dcap::pki::pem_chain(&pem, "t").expect("pem");
-        assert_eq!(certs[1], trust.ark(product).expect("ark").der(), "{product}: the ARK copy is the pin");
+        assert_eq!(
+            certs[1],
+            trust.ark(product).expect("ark").der(),
+            "{product}: the ARK copy is the pin"
+        );
         let chain = VerifiedChain::verify(product, SigningKey::Vlek, &certs[0], None, &trust)
             .expect("ASVK verifies");
-        chain.check_fresh(at("2026-03-01T00:00:00Z")).expect("fresh");
+        chain
+            .check_fresh(at("2026-03-01T00:00:00Z"))
+            .expect("fresh");
         // The ASVK is not an ASK: a VCEK chain refuses it.
         assert!(matches!(
             VerifiedChain::verify(product, SigningKey::Vcek, &certs[0], None, &trust),

@@ -307,7 +307,10 @@ impl SnpPolicy {
             });
         }
         if let Some(min) = &self.min_tcb {
-            for (field, tcb) in [("REPORTED_TCB", id.tcb.reported), ("LAUNCH_TCB", id.tcb.launch)] {
+            for (field, tcb) in [
+                ("REPORTED_TCB", id.tcb.reported),
+                ("LAUNCH_TCB", id.tcb.launch),
+            ] {
                 tcb_violations(field, &tcb, min, &mut out);
             }
         }

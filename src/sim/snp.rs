@@ -150,8 +150,19 @@ impl SimSnpPki {
     }
 
     /// The product CRL signed by the ARK, valid `[from, until)`, listing `revoked` serials.
-    pub fn crl(&self, from: UnixTime, until: UnixTime, revoked: &[u64]) -> Result<Vec<u8>, SimError> {
-        x509::crl(&format!("ARK-{}", self.product), from, until, revoked, &self.ark_key)
+    pub fn crl(
+        &self,
+        from: UnixTime,
+        until: UnixTime,
+        revoked: &[u64],
+    ) -> Result<Vec<u8>, SimError> {
+        x509::crl(
+            &format!("ARK-{}", self.product),
+            from,
+            until,
+            revoked,
+            &self.ark_key,
+        )
     }
 
     /// A CRL valid for a year from a day before creation, revoking nothing.
@@ -171,7 +182,11 @@ impl SimSnpPki {
             .map_err(|e| SimError::Ring(e.to_string()))?;
         let (issuer, signer, subject) = match spec.kind {
             SigningKey::Vcek => (format!("SEV-{}", self.product), &self.ask_key, "SEV-VCEK"),
-            SigningKey::Vlek => (format!("SEV-VLEK-{}", self.product), &self.asvk_key, "SEV-VLEK"),
+            SigningKey::Vlek => (
+                format!("SEV-VLEK-{}", self.product),
+                &self.asvk_key,
+                "SEV-VLEK",
+            ),
         };
         let from = UnixTime(self.created.0.saturating_sub(3600));
         let der = x509::certificate(
@@ -266,26 +281,56 @@ impl VekSpec {
             format!("{product}-B0")
         };
         let mut exts: Vec<VekExt> = vec![
-            VekExt { arcs: vec![1], value: int(u8::from(turin)) },
-            VekExt { arcs: vec![2], value: ia5(self.product_name.as_deref().unwrap_or(&default_name)) },
+            VekExt {
+                arcs: vec![1],
+                value: int(u8::from(turin)),
+            },
+            VekExt {
+                arcs: vec![2],
+                value: ia5(self.product_name.as_deref().unwrap_or(&default_name)),
+            },
         ];
         if let Some(fmc) = self.tcb.fmc.filter(|_| turin) {
-            exts.push(VekExt { arcs: vec![3, 9], value: int(fmc) });
+            exts.push(VekExt {
+                arcs: vec![3, 9],
+                value: int(fmc),
+            });
         }
-        exts.push(VekExt { arcs: vec![3, 1], value: int(self.tcb.bootloader) });
-        exts.push(VekExt { arcs: vec![3, 2], value: int(self.tcb.tee) });
-        exts.push(VekExt { arcs: vec![3, 3], value: int(self.tcb.snp) });
+        exts.push(VekExt {
+            arcs: vec![3, 1],
+            value: int(self.tcb.bootloader),
+        });
+        exts.push(VekExt {
+            arcs: vec![3, 2],
+            value: int(self.tcb.tee),
+        });
+        exts.push(VekExt {
+            arcs: vec![3, 3],
+            value: int(self.tcb.snp),
+        });
         for n in 4..=7 {
-            exts.push(VekExt { arcs: vec![3, n], value: int(0) });
+            exts.push(VekExt {
+                arcs: vec![3, n],
+                value: int(0),
+            });
         }
-        exts.push(VekExt { arcs: vec![3, 8], value: int(self.tcb.microcode) });
+        exts.push(VekExt {
+            arcs: vec![3, 8],
+            value: int(self.tcb.microcode),
+        });
         match self.kind {
             SigningKey::Vcek => {
                 let len = if turin { 8 } else { 64 };
                 let hwid = self.chip_id.0.get(..len).unwrap_or_default().to_vec();
-                exts.push(VekExt { arcs: vec![4], value: hwid });
+                exts.push(VekExt {
+                    arcs: vec![4],
+                    value: hwid,
+                });
             }
-            SigningKey::Vlek => exts.push(VekExt { arcs: vec![5], value: ia5("sim-csp") }),
+            SigningKey::Vlek => exts.push(VekExt {
+                arcs: vec![5],
+                value: ia5("sim-csp"),
+            }),
         }
         exts.retain(|e| !self.omit.contains(&e.arcs));
         exts.extend(self.extra.iter().cloned());
@@ -325,8 +370,13 @@ impl SimVek {
         let (r, s) = sig.as_ref().split_at(48);
         signature.fill(0);
         let (r_out, rest) = signature.split_at_mut(72);
-        r_out.iter_mut().zip(r.iter().rev()).for_each(|(o, i)| *o = *i);
-        rest.iter_mut().zip(s.iter().rev()).for_each(|(o, i)| *o = *i);
+        r_out
+            .iter_mut()
+            .zip(r.iter().rev())
+            .for_each(|(o, i)| *o = *i);
+        rest.iter_mut()
+            .zip(s.iter().rev())
+            .for_each(|(o, i)| *o = *i);
         Ok(())
     }
 }
@@ -393,7 +443,10 @@ pub fn sim_chip_id(product: Product) -> ChipId {
     let mut id = [0u8; 64];
     let len = if product == Product::Turin { 8 } else { 64 };
     for (i, b) in id.iter_mut().take(len).enumerate() {
-        *b = u8::try_from(i).unwrap_or(0).wrapping_mul(7).wrapping_add(0x51);
+        *b = u8::try_from(i)
+            .unwrap_or(0)
+            .wrapping_mul(7)
+            .wrapping_add(0x51);
     }
     ChipId(id)
 }

@@ -6,7 +6,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{RsaKeyPair, RSA_PSS_SHA384};
 use time::OffsetDateTime;
 
-use super::der::{oid, octets, seq, tlv, uint};
+use super::der::{octets, oid, seq, tlv, uint};
 use super::pki::SimError;
 use crate::dcap::time::UnixTime;
 use crate::snp::PSS_SHA384_ALGORITHMS;
@@ -18,10 +18,7 @@ const O: &[u64] = &[2, 5, 4, 10];
 /// A certificate's subject or issuer: the sim's organisation and a common name.
 pub(crate) fn name(cn: &str) -> Vec<u8> {
     let rdn = |arcs: &[u64], text: &str| tlv(0x31, &seq(&[oid(arcs), tlv(0x0c, text.as_bytes())]));
-    seq(&[
-        rdn(O, "ratls-proxy simulation (not AMD)"),
-        rdn(CN, cn),
-    ])
+    seq(&[rdn(O, "ratls-proxy simulation (not AMD)"), rdn(CN, cn)])
 }
 
 /// UTCTime until 2049, GeneralizedTime after (RFC 5280 4.1.2.5).
@@ -38,7 +35,10 @@ fn time(t: UnixTime) -> Vec<u8> {
         )
     };
     if (1950..2050).contains(&t.year()) {
-        tlv(0x17, body(format!("{:02}", t.year().rem_euclid(100))).as_bytes())
+        tlv(
+            0x17,
+            body(format!("{:02}", t.year().rem_euclid(100))).as_bytes(),
+        )
     } else {
         tlv(0x18, body(format!("{:04}", t.year())).as_bytes())
     }

@@ -8,7 +8,9 @@
 
 use ring::signature::{UnparsedPublicKey, RSA_PSS_2048_8192_SHA384};
 use x509_parser::certificate::X509Certificate;
-use x509_parser::oid_registry::{OID_NIST_EC_P384, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_PKCS1_RSAENCRYPTION};
+use x509_parser::oid_registry::{
+    OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
+};
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 
@@ -44,7 +46,10 @@ pub const MAX_DER_LEN: usize = 64 * 1024;
 /// Parses a DER certificate, refusing trailing bytes and oversized input.
 pub(crate) fn parse_cert(der: &[u8], role: CertRole) -> Result<X509Certificate<'_>, SnpError> {
     if der.len() > MAX_DER_LEN {
-        return Err(SnpError::cert(role, format!("{} bytes, above the {MAX_DER_LEN}-byte limit", der.len())));
+        return Err(SnpError::cert(
+            role,
+            format!("{} bytes, above the {MAX_DER_LEN}-byte limit", der.len()),
+        ));
     }
     match X509Certificate::from_der(der) {
         Ok(([], cert)) => Ok(cert),
@@ -56,17 +61,26 @@ pub(crate) fn parse_cert(der: &[u8], role: CertRole) -> Result<X509Certificate<'
 /// Parses a DER CRL, refusing trailing bytes and oversized input.
 pub(crate) fn parse_crl(der: &[u8]) -> Result<CertificateRevocationList<'_>, SnpError> {
     if der.len() > MAX_DER_LEN {
-        return Err(SnpError::cert(CertRole::Crl, format!("{} bytes, above the {MAX_DER_LEN}-byte limit", der.len())));
+        return Err(SnpError::cert(
+            CertRole::Crl,
+            format!("{} bytes, above the {MAX_DER_LEN}-byte limit", der.len()),
+        ));
     }
     match CertificateRevocationList::from_der(der) {
         Ok(([], crl)) => Ok(crl),
-        Ok(_) => Err(SnpError::cert(CertRole::Crl, "trailing bytes after the CRL")),
+        Ok(_) => Err(SnpError::cert(
+            CertRole::Crl,
+            "trailing bytes after the CRL",
+        )),
         Err(e) => Err(SnpError::cert(CertRole::Crl, e.to_string())),
     }
 }
 
 /// The PKCS#1 `RSAPublicKey` of an RSA subject key (ARK, ASK, ASVK).
-pub(crate) fn rsa_key<'a>(cert: &'a X509Certificate<'a>, role: CertRole) -> Result<&'a [u8], SnpError> {
+pub(crate) fn rsa_key<'a>(
+    cert: &'a X509Certificate<'a>,
+    role: CertRole,
+) -> Result<&'a [u8], SnpError> {
     let spki = cert.public_key();
     if spki.algorithm.algorithm != OID_PKCS1_RSAENCRYPTION {
         return Err(SnpError::cert(role, "the key is not an RSA key"));
@@ -75,7 +89,10 @@ pub(crate) fn rsa_key<'a>(cert: &'a X509Certificate<'a>, role: CertRole) -> Resu
 }
 
 /// The uncompressed SEC1 point of a P-384 subject key (VCEK, VLEK).
-pub(crate) fn p384_point<'a>(cert: &'a X509Certificate<'a>, role: CertRole) -> Result<&'a [u8], SnpError> {
+pub(crate) fn p384_point<'a>(
+    cert: &'a X509Certificate<'a>,
+    role: CertRole,
+) -> Result<&'a [u8], SnpError> {
     let spki = cert.public_key();
     let curve_ok = spki
         .algorithm
@@ -88,7 +105,10 @@ pub(crate) fn p384_point<'a>(cert: &'a X509Certificate<'a>, role: CertRole) -> R
         return Err(SnpError::cert(role, "the key is not an ECDSA P-384 key"));
     }
     if point.len() != 97 || point.first() != Some(&0x04) {
-        return Err(SnpError::cert(role, "the P-384 key is not an uncompressed point"));
+        return Err(SnpError::cert(
+            role,
+            "the P-384 key is not an uncompressed point",
+        ));
     }
     Ok(point)
 }
@@ -112,7 +132,13 @@ pub(crate) fn verify_crl_signature(
 ) -> Result<(), SnpError> {
     let signature = crl.signature_value.data.as_ref();
     let tbs = crl.tbs_cert_list.as_ref();
-    check_envelope(crl.as_raw(), tbs, signed_algorithm_crl(tbs), signature, CertRole::Crl)?;
+    check_envelope(
+        crl.as_raw(),
+        tbs,
+        signed_algorithm_crl(tbs),
+        signature,
+        CertRole::Crl,
+    )?;
     verify_pss(issuer_key, tbs, signature, CertRole::Crl)
 }
 
@@ -148,9 +174,18 @@ pub(crate) fn check_window(
     Ok(())
 }
 
-/// The header (tag and length bytes) and content of the DER TLV at the start of `bytes`,
-/// with a minimal length encoding, and what follows it.
-fn tlv(bytes: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
+/// One DER TLV at the start of some bytes.
+struct Tlv<'a> {
+    tag: u8,
+    /// Header and content.
+    whole: &'a [u8],
+    content: &'a [u8],
+    /// What follows it.
+    after: &'a [u8],
+}
+
+/// The DER TLV at the start of `bytes`, with a minimal length encoding.
+fn tlv(bytes: &[u8]) -> Option<Tlv<'_>> {
     let (&tag, rest) = bytes.split_first()?;
     let (&len0, rest) = rest.split_first()?;
     let (len, rest) = match len0 {
@@ -170,26 +205,27 @@ fn tlv(bytes: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
         }
         _ => return None,
     };
-    let header_len = bytes.len().checked_sub(rest.len())?;
-    let (header, _) = bytes.split_at_checked(header_len)?;
     let (content, after) = rest.split_at_checked(len)?;
-    Some((tag, header, content, after))
+    let whole_len = bytes.len().checked_sub(after.len())?;
+    let (whole, _) = bytes.split_at_checked(whole_len)?;
+    Some(Tlv {
+        tag,
+        whole,
+        content,
+        after,
+    })
 }
 
 /// The content of a TLV with `tag` spanning `bytes` exactly.
 fn exact_tlv(bytes: &[u8], tag: u8) -> Option<&[u8]> {
-    match tlv(bytes)? {
-        (t, _, content, []) if t == tag => Some(content),
-        _ => None,
-    }
+    tlv(bytes)
+        .filter(|t| t.tag == tag && t.after.is_empty())
+        .map(|t| t.content)
 }
 
 /// The whole TLV (header and content) at the start of `bytes`, and what follows.
 fn whole_tlv(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (_, header, content, after) = tlv(bytes)?;
-    let len = header.len().checked_add(content.len())?;
-    let (whole, _) = bytes.split_at_checked(len)?;
-    Some((whole, after))
+    tlv(bytes).map(|t| (t.whole, t.after))
 }
 
 /// The `signature` AlgorithmIdentifier inside a TBSCertificate:

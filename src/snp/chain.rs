@@ -96,7 +96,10 @@ impl VerifiedChain {
                     }),
                 });
             }
-            return Err(SnpError::cert(role, format!("subject CN `{cn}`, expected `{want}`")));
+            return Err(SnpError::cert(
+                role,
+                format!("subject CN `{cn}`, expected `{want}`"),
+            ));
         }
         if !c.is_ca() {
             return Err(SnpError::cert(role, "not a CA certificate"));

@@ -45,7 +45,10 @@ impl SnpCollateral {
             .map_err(|e| SnpError::cert(CertRole::Vcek, e.to_string()))?
             .into_iter();
         let (Some(vek), None) = (veks.next(), veks.next()) else {
-            return Err(SnpError::cert(CertRole::Vcek, "expected exactly one certificate"));
+            return Err(SnpError::cert(
+                CertRole::Vcek,
+                "expected exactly one certificate",
+            ));
         };
         Ok(Self {
             intermediate,

@@ -199,7 +199,9 @@ pub enum SnpError {
         report: String,
     },
     /// The VCEK/VLEK is for another TCB than the report's REPORTED_TCB.
-    #[error("the {role} is for {component} SPL {certificate}, the report's REPORTED_TCB says {report}")]
+    #[error(
+        "the {role} is for {component} SPL {certificate}, the report's REPORTED_TCB says {report}"
+    )]
     TcbMismatch {
         /// Which certificate.
         role: CertRole,

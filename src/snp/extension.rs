@@ -104,8 +104,14 @@ pub fn parse(cert: &X509Certificate<'_>, role: CertRole) -> Result<VekExtensions
         let Some(tail) = arcs.strip_prefix(AMD_ARC) else {
             if ext.critical {
                 // x509-parser has already parsed the standard extensions it knows.
-                if matches!(ext.parsed_extension(), x509_parser::extensions::ParsedExtension::UnsupportedExtension { .. }) {
-                    return Err(err(UNKNOWN, format!("unknown critical extension {}", ext.oid)));
+                if matches!(
+                    ext.parsed_extension(),
+                    x509_parser::extensions::ParsedExtension::UnsupportedExtension { .. }
+                ) {
+                    return Err(err(
+                        UNKNOWN,
+                        format!("unknown critical extension {}", ext.oid),
+                    ));
                 }
             }
             continue;
@@ -166,10 +172,22 @@ pub fn parse(cert: &X509Certificate<'_>, role: CertRole) -> Result<VekExtensions
     let csp_id = get(CSP_ID).map(|v| ia5(CSP_ID, v)).transpose()?;
 
     match struct_version {
-        0 if fmc.is_some() => return Err(err(SPL_FIRST + 8, "fmcSPL in a structure version 0 certificate".into())),
-        1 if fmc.is_none() => return Err(err(SPL_FIRST + 8, "missing (structure version 1)".into())),
+        0 if fmc.is_some() => {
+            return Err(err(
+                SPL_FIRST + 8,
+                "fmcSPL in a structure version 0 certificate".into(),
+            ))
+        }
+        1 if fmc.is_none() => {
+            return Err(err(SPL_FIRST + 8, "missing (structure version 1)".into()))
+        }
         0 | 1 => {}
-        v => return Err(err(STRUCT_VERSION, format!("unknown structure version {v}"))),
+        v => {
+            return Err(err(
+                STRUCT_VERSION,
+                format!("unknown structure version {v}"),
+            ))
+        }
     }
     if reserved_spl.iter().flatten().any(|s| *s != 0) {
         return Err(err(SPL_FIRST + 3, "a reserved SPL is not zero".into()));

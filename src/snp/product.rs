@@ -148,7 +148,9 @@ impl TcbVersion {
     /// Encodes SPLs in a layout (the inverse of [`TcbVersion::decode`]).
     pub fn encode(tcb: &Tcb, layout: TcbLayout) -> Self {
         match layout {
-            TcbLayout::Legacy => Self([tcb.bootloader, tcb.tee, 0, 0, 0, 0, tcb.snp, tcb.microcode]),
+            TcbLayout::Legacy => {
+                Self([tcb.bootloader, tcb.tee, 0, 0, 0, 0, tcb.snp, tcb.microcode])
+            }
             TcbLayout::Turin => Self([
                 tcb.fmc.unwrap_or(0),
                 tcb.bootloader,
@@ -203,7 +205,10 @@ mod tests {
         assert!(raw.decode(TcbLayout::Legacy, "t").is_err());
         let milan = TcbVersion([4, 0, 0, 0, 0, 0, 0x17, 0xd5]);
         let tcb = milan.decode(TcbLayout::Legacy, "m");
-        assert_eq!(tcb.map(|t| (t.bootloader, t.snp, t.microcode)), Ok((4, 0x17, 0xd5)));
+        assert_eq!(
+            tcb.map(|t| (t.bootloader, t.snp, t.microcode)),
+            Ok((4, 0x17, 0xd5))
+        );
         assert!(TcbVersion([4, 0, 1, 0, 0, 0, 0x17, 0xd5])
             .decode(TcbLayout::Legacy, "m")
             .is_err());

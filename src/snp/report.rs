@@ -302,8 +302,7 @@ impl<'a> Report<'a> {
         };
         let guest_svn = f.u32()?;
         let policy = GuestPolicy(f.u64()?);
-        if policy.0 & GuestPolicy::RESERVED_ONE == 0 || policy.0 & GuestPolicy::RESERVED_ZERO != 0
-        {
+        if policy.0 & GuestPolicy::RESERVED_ONE == 0 || policy.0 & GuestPolicy::RESERVED_ZERO != 0 {
             return Err(ReportError::Reserved { what: "POLICY" });
         }
         let family_id = FamilyId(*f.take()?);

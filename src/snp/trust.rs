@@ -168,7 +168,11 @@ mod tests {
     #[test]
     fn amd_arks_match_their_pins_and_verify_their_self_signatures() {
         let trust = SnpTrust::amd();
-        assert_eq!(trust.arks().len(), 3, "every compiled-in ARK parses and self-verifies");
+        assert_eq!(
+            trust.arks().len(),
+            3,
+            "every compiled-in ARK parses and self-verifies"
+        );
         for (product, sha) in ARK_SHA256 {
             let ark = trust.ark(product).map(Ark::sha256_hex);
             assert_eq!(ark.as_deref(), Some(sha), "{product}");

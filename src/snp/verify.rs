@@ -59,7 +59,10 @@ impl VerifiedVek {
             });
         }
         if cn != format!("SEV-{role}") {
-            return Err(SnpError::cert(role, format!("subject CN `{cn}`, expected `SEV-{role}`")));
+            return Err(SnpError::cert(
+                role,
+                format!("subject CN `{cn}`, expected `SEV-{role}`"),
+            ));
         }
         if c.issuer().as_raw() != chain.subject.as_slice() {
             return Err(SnpError::NotPinned {
@@ -128,7 +131,11 @@ impl VerifiedVek {
 }
 
 /// Verifies `report` against `vek` at `now`.
-pub fn verify(report: &Report<'_>, vek: &VerifiedVek, now: UnixTime) -> Result<VerifiedReport, SnpError> {
+pub fn verify(
+    report: &Report<'_>,
+    vek: &VerifiedVek,
+    now: UnixTime,
+) -> Result<VerifiedReport, SnpError> {
     let chain = vek.chain();
     let role = vek_role(chain.kind());
     // 1. The ARK, the ASK/ASVK, the CRL and the key are valid now.
@@ -196,7 +203,9 @@ pub fn signature_fixed(report: &Report<'_>) -> Result<[u8; 96], SnpError> {
                 "r or s has non-zero bytes above its 48 bytes",
             ));
         }
-        be.iter_mut().zip(value.iter().rev()).for_each(|(o, i)| *o = *i);
+        be.iter_mut()
+            .zip(value.iter().rev())
+            .for_each(|(o, i)| *o = *i);
     }
     Ok(out)
 }
@@ -211,7 +220,11 @@ fn verify_signature(report: &Report<'_>, point: &[u8], role: CertRole) -> Result
 /// The key's SPLs equal the report's REPORTED_TCB, component by component.
 fn check_tcb(reported: &Tcb, ext: &VekExtensions, role: CertRole) -> Result<(), SnpError> {
     let pairs = [
-        (TcbComponent::Bootloader, ext.bootloader, reported.bootloader),
+        (
+            TcbComponent::Bootloader,
+            ext.bootloader,
+            reported.bootloader,
+        ),
         (TcbComponent::Tee, ext.tee, reported.tee),
         (TcbComponent::Snp, ext.snp, reported.snp),
         (TcbComponent::Microcode, ext.microcode, reported.microcode),
