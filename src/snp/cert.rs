@@ -15,6 +15,7 @@ use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 
 use super::error::{CertRole, SnpError};
+use crate::dcap::pki::{exact_tlv, tlv};
 use crate::dcap::time::UnixTime;
 
 /// `AlgorithmIdentifier { id-RSASSA-PSS, { sha384, mgf1(sha384), saltLength 48, trailerField 1 } }`
@@ -172,55 +173,6 @@ pub(crate) fn check_window(
         });
     }
     Ok(())
-}
-
-/// One DER TLV at the start of some bytes.
-struct Tlv<'a> {
-    tag: u8,
-    /// Header and content.
-    whole: &'a [u8],
-    content: &'a [u8],
-    /// What follows it.
-    after: &'a [u8],
-}
-
-/// The DER TLV at the start of `bytes`, with a minimal length encoding.
-fn tlv(bytes: &[u8]) -> Option<Tlv<'_>> {
-    let (&tag, rest) = bytes.split_first()?;
-    let (&len0, rest) = rest.split_first()?;
-    let (len, rest) = match len0 {
-        0..=0x7f => (usize::from(len0), rest),
-        0x81..=0x83 => {
-            let (len_bytes, rest) = rest.split_at_checked(usize::from(len0 & 0x7f))?;
-            if len_bytes.first() == Some(&0) {
-                return None;
-            }
-            let len = len_bytes
-                .iter()
-                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-            if len < 0x80 {
-                return None;
-            }
-            (len, rest)
-        }
-        _ => return None,
-    };
-    let (content, after) = rest.split_at_checked(len)?;
-    let whole_len = bytes.len().checked_sub(after.len())?;
-    let (whole, _) = bytes.split_at_checked(whole_len)?;
-    Some(Tlv {
-        tag,
-        whole,
-        content,
-        after,
-    })
-}
-
-/// The content of a TLV with `tag` spanning `bytes` exactly.
-fn exact_tlv(bytes: &[u8], tag: u8) -> Option<&[u8]> {
-    tlv(bytes)
-        .filter(|t| t.tag == tag && t.after.is_empty())
-        .map(|t| t.content)
 }
 
 /// The whole TLV (header and content) at the start of `bytes`, and what follows.

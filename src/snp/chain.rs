@@ -88,12 +88,13 @@ impl VerifiedChain {
                 SigningKey::Vlek => intermediate_cn(SigningKey::Vcek, product),
             };
             if cn == other {
+                let (report, certificate) = match kind {
+                    SigningKey::Vcek => (CertRole::Vcek, CertRole::Asvk),
+                    SigningKey::Vlek => (CertRole::Vlek, CertRole::Ask),
+                };
                 return Err(SnpError::KeyKind {
-                    report: role,
-                    certificate: intermediate_role(match kind {
-                        SigningKey::Vcek => SigningKey::Vlek,
-                        SigningKey::Vlek => SigningKey::Vcek,
-                    }),
+                    report,
+                    certificate,
                 });
             }
             return Err(SnpError::cert(
