@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ratls_proxy::dcap::time::UnixTime;
-use ratls_proxy::snp::collateral::SnpCollateral;
-use ratls_proxy::snp::verify::{verify, verify_with_collateral, VerifiedVek};
+use ratls_proxy::snp::collateral::{verify_with_collateral, SnpCollateral};
+use ratls_proxy::snp::verify::{verify, VerifiedVek};
 use ratls_proxy::snp::{Report, SnpTrust, REPORT_LEN};
 use sev::certs::snp::{builtin, ca, Certificate, Chain, Verifiable};
 use sev::firmware::guest::AttestationReport;

@@ -15,8 +15,7 @@
 
 use proptest::prelude::*;
 use ratls_proxy::dcap::time::UnixTime;
-use ratls_proxy::snp::collateral::SnpCollateral;
-use ratls_proxy::snp::verify::verify_with_collateral;
+use ratls_proxy::snp::collateral::{verify_with_collateral, SnpCollateral};
 use ratls_proxy::snp::{Product, Report, SnpTrust, REPORT_LEN};
 use sev::certs::snp::{builtin, Certificate, Chain, Verifiable};
 use sev::firmware::guest::AttestationReport;

@@ -6,9 +6,9 @@
 mod common;
 
 use ratls_proxy::dcap::time::UnixTime;
-use ratls_proxy::snp::collateral::SnpCollateral;
+use ratls_proxy::snp::collateral::{verify_with_collateral, SnpCollateral};
 use ratls_proxy::snp::report::{ReportVersion, SigningKey};
-use ratls_proxy::snp::verify::{verify_with_collateral, VerifiedVek};
+use ratls_proxy::snp::verify::VerifiedVek;
 use ratls_proxy::snp::{CertRole, Product, Report, ReportError, SnpError, SnpTrust, REPORT_LEN};
 
 /// The capture day (the VCEK was fetched from KDS on 2026-06-17 at 01:05:04).

@@ -7,13 +7,12 @@
 use ratls_proxy::appraise::snp_policy::{snp_error_code, MinTcb, SnpPolicy, SnpViolation};
 use ratls_proxy::dcap::time::UnixTime;
 use ratls_proxy::sim::snp::{sim_chip_id, sim_tcb, ReportSpec, SimSnpPki, VekSpec};
-use ratls_proxy::snp::collateral::SnpCollateral;
+use ratls_proxy::snp::collateral::{verify_with_collateral, SnpCollateral};
 use ratls_proxy::snp::ids::{
     AuthorKeyDigest, FamilyId, HostData, IdKeyDigest, ImageId, Measurement,
 };
 use ratls_proxy::snp::report::{PlatformInfo, SigningKey};
 use ratls_proxy::snp::verified::SnpIdentity;
-use ratls_proxy::snp::verify::verify_with_collateral;
 use ratls_proxy::snp::{
     CertRole, Product, Report, ReportError, SnpError, TcbComponent, TcbVersion,
 };

@@ -12,10 +12,10 @@ use ratls_proxy::sim::snp::{
     sim_chip_id, sim_tcb, ReportSpec, SimSnpPki, SimVek, VekExt, VekSpec, ASK_SERIAL,
 };
 use ratls_proxy::snp::chain::VerifiedChain;
-use ratls_proxy::snp::collateral::SnpCollateral;
+use ratls_proxy::snp::collateral::{verify_with_collateral, SnpCollateral};
 use ratls_proxy::snp::ids::ChipId;
 use ratls_proxy::snp::report::{ReportVersion, SigningKey};
-use ratls_proxy::snp::verify::{verify, verify_with_collateral, VerifiedVek};
+use ratls_proxy::snp::verify::{verify, VerifiedVek};
 use ratls_proxy::snp::{
     CertRole, Product, Report, ReportError, SnpError, SnpTrust, TcbComponent, REPORT_LEN,
 };

@@ -11,8 +11,10 @@ use super::extension;
 use super::product::Product;
 use super::report::{Report, SigningKey};
 use super::trust::SnpTrust;
-use super::verify::VerifiedVek;
+use super::verified::VerifiedReport;
+use super::verify::{verify, VerifiedVek};
 use crate::dcap::pki;
+use crate::dcap::time::UnixTime;
 
 /// The certificates (DER) and CRL for one report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,4 +102,16 @@ impl SnpCollateral {
         )?;
         VerifiedVek::verify(&self.vek, Arc::new(chain))
     }
+}
+
+/// Verifies a report with its collateral from scratch (the chain, the key, the report):
+/// the one-shot path (`verify` command); the proxy keeps the verified chain and key instead.
+pub fn verify_with_collateral(
+    report: &Report<'_>,
+    collateral: &SnpCollateral,
+    trust: &SnpTrust,
+    now: UnixTime,
+) -> Result<VerifiedReport, SnpError> {
+    let vek = collateral.verify(report, trust)?;
+    verify(report, &vek, now)
 }

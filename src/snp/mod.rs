@@ -3,7 +3,7 @@
 //! order of `docs/snp.md`. No I/O, no clock, no tokio: time and collateral are parameters;
 //! ring is the only signature provider (RSA-PSS SHA-384, ECDSA P-384).
 //!
-//! Phase 2 entry points: [`Report::parse`], then either [`verify::verify_with_collateral`]
+//! Phase 2 entry points: [`Report::parse`], then either [`collateral::verify_with_collateral`]
 //! (one shot) or [`chain::VerifiedChain::verify`] and [`verify::VerifiedVek::verify`] once
 //! per product and chip, then [`verify::verify`] per report; the policy is
 //! `appraise::snp_policy`.

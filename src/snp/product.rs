@@ -5,8 +5,6 @@
 
 use std::fmt;
 
-use super::error::ReportError;
-
 /// An AMD EPYC product line with its own root key (ARK). Bergamo and Siena are Genoa.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Product {
@@ -32,12 +30,12 @@ impl Product {
     }
 
     /// The product a report's CPUID family and model (report version 3 and later) name.
-    pub fn from_cpuid(family: u8, model: u8) -> Result<Self, ReportError> {
+    pub fn from_cpuid(family: u8, model: u8) -> Option<Self> {
         match (family, model) {
-            (0x19, 0x00..=0x0f) => Ok(Self::Milan),
-            (0x19, 0x10..=0x1f | 0xa0..=0xaf) => Ok(Self::Genoa),
-            (0x1a, 0x00..=0x1f) => Ok(Self::Turin),
-            _ => Err(ReportError::UnknownCpu { family, model }),
+            (0x19, 0x00..=0x0f) => Some(Self::Milan),
+            (0x19, 0x10..=0x1f | 0xa0..=0xaf) => Some(Self::Genoa),
+            (0x1a, 0x00..=0x1f) => Some(Self::Turin),
+            _ => None,
         }
     }
 
@@ -111,9 +109,9 @@ impl fmt::Display for Tcb {
 }
 
 impl TcbVersion {
-    /// Decodes the SPLs; a reserved byte that is not zero means a layout we do not know
-    /// (or a Turin TCB read as Milan's) and is refused.
-    pub fn decode(self, layout: TcbLayout, what: &'static str) -> Result<Tcb, ReportError> {
+    /// Decodes the SPLs; `None` when a reserved byte is not zero: a layout we do not know
+    /// (or a Turin TCB read as Milan's), refused by the caller.
+    pub fn decode(self, layout: TcbLayout) -> Option<Tcb> {
         let b = self.0;
         let (reserved, tcb) = match layout {
             TcbLayout::Legacy => {
@@ -139,10 +137,7 @@ impl TcbVersion {
                 ([r0, r1, r2, 0], tcb)
             }
         };
-        if reserved.iter().any(|r| *r != 0) {
-            return Err(ReportError::Reserved { what });
-        }
-        Ok(tcb)
+        reserved.iter().all(|r| *r == 0).then_some(tcb)
     }
 
     /// Encodes SPLs in a layout (the inverse of [`TcbVersion::decode`]).
@@ -171,12 +166,12 @@ mod tests {
 
     #[test]
     fn cpuid_names_the_product_lines_and_refuses_others() {
-        assert_eq!(Product::from_cpuid(0x19, 0x01), Ok(Product::Milan));
-        assert_eq!(Product::from_cpuid(0x19, 0x11), Ok(Product::Genoa));
-        assert_eq!(Product::from_cpuid(0x19, 0xa0), Ok(Product::Genoa));
-        assert_eq!(Product::from_cpuid(0x1a, 0x02), Ok(Product::Turin));
+        assert_eq!(Product::from_cpuid(0x19, 0x01), Some(Product::Milan));
+        assert_eq!(Product::from_cpuid(0x19, 0x11), Some(Product::Genoa));
+        assert_eq!(Product::from_cpuid(0x19, 0xa0), Some(Product::Genoa));
+        assert_eq!(Product::from_cpuid(0x1a, 0x02), Some(Product::Turin));
         for (f, m) in [(0x17, 0x31), (0x19, 0x21), (0x1a, 0x50), (0, 0)] {
-            assert!(Product::from_cpuid(f, m).is_err(), "{f:#x} {m:#x}");
+            assert!(Product::from_cpuid(f, m).is_none(), "{f:#x} {m:#x}");
         }
     }
 
@@ -201,16 +196,16 @@ mod tests {
         };
         let raw = TcbVersion::encode(&turin, TcbLayout::Turin);
         assert_eq!(raw.0, [1, 1, 1, 4, 0, 0, 0, 0x51]);
-        assert_eq!(raw.decode(TcbLayout::Turin, "t"), Ok(turin));
-        assert!(raw.decode(TcbLayout::Legacy, "t").is_err());
+        assert_eq!(raw.decode(TcbLayout::Turin), Some(turin));
+        assert!(raw.decode(TcbLayout::Legacy).is_none());
         let milan = TcbVersion([4, 0, 0, 0, 0, 0, 0x17, 0xd5]);
-        let tcb = milan.decode(TcbLayout::Legacy, "m");
+        let tcb = milan.decode(TcbLayout::Legacy);
         assert_eq!(
             tcb.map(|t| (t.bootloader, t.snp, t.microcode)),
-            Ok((4, 0x17, 0xd5))
+            Some((4, 0x17, 0xd5))
         );
         assert!(TcbVersion([4, 0, 1, 0, 0, 0, 0x17, 0xd5])
-            .decode(TcbLayout::Legacy, "m")
-            .is_err());
+            .decode(TcbLayout::Legacy)
+            .is_none());
     }
 }

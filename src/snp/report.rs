@@ -423,18 +423,26 @@ impl<'a> Report<'a> {
     /// product comes from the VCEK.
     pub fn product(&self) -> Result<Option<Product>, ReportError> {
         self.cpuid
-            .map(|c| Product::from_cpuid(c.family, c.model))
+            .map(|c| {
+                Product::from_cpuid(c.family, c.model).ok_or(ReportError::UnknownCpu {
+                    family: c.family,
+                    model: c.model,
+                })
+            })
             .transpose()
     }
 
     /// The four TCBs decoded for `product`.
     pub fn tcbs(&self, product: Product) -> Result<ReportTcbs, ReportError> {
         let layout = product.tcb_layout();
+        let decode = |tcb: TcbVersion, what: &'static str| {
+            tcb.decode(layout).ok_or(ReportError::Reserved { what })
+        };
         Ok(ReportTcbs {
-            current: self.current_tcb.decode(layout, "CURRENT_TCB")?,
-            reported: self.reported_tcb.decode(layout, "REPORTED_TCB")?,
-            committed: self.committed_tcb.decode(layout, "COMMITTED_TCB")?,
-            launch: self.launch_tcb.decode(layout, "LAUNCH_TCB")?,
+            current: decode(self.current_tcb, "CURRENT_TCB")?,
+            reported: decode(self.reported_tcb, "REPORTED_TCB")?,
+            committed: decode(self.committed_tcb, "COMMITTED_TCB")?,
+            launch: decode(self.launch_tcb, "LAUNCH_TCB")?,
         })
     }
 }

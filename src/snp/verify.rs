@@ -4,7 +4,8 @@
 //! the report's SIGNING_KEY names the kind of key given; the report's product (CPUID) is
 //! the key's; the key signed the report; the key is for the report's REPORTED_TCB and (a
 //! VCEK) for its CHIP_ID. The key itself was verified once under the chain, in
-//! [`VerifiedVek::verify`]; per report only one ECDSA P-384 verification is done.
+//! [`VerifiedVek::verify`]; per report only one ECDSA P-384 verification is done. The
+//! one-shot path from the bytes is `collateral::verify_with_collateral`.
 
 use std::sync::Arc;
 
@@ -12,12 +13,10 @@ use ring::signature::{UnparsedPublicKey, ECDSA_P384_SHA384_FIXED};
 use sha2::{Digest, Sha256};
 
 use super::chain::{intermediate_role, VerifiedChain};
-use super::collateral::SnpCollateral;
 use super::error::{CertRole, SnpError, TcbComponent};
 use super::extension::{self, VekExtensions};
 use super::product::{Product, Tcb};
 use super::report::{Report, SigningKey};
-use super::trust::SnpTrust;
 use super::verified::{SnpDigests, SnpIdentity, VerifiedReport};
 use crate::dcap::time::UnixTime;
 
@@ -177,18 +176,6 @@ pub fn verify(
             vek: vek.sha256,
         },
     ))
-}
-
-/// Verifies a report with its collateral from scratch (the chain, the key, the report):
-/// the one-shot path (`verify` command); the proxy keeps the verified chain and key instead.
-pub fn verify_with_collateral(
-    report: &Report<'_>,
-    collateral: &SnpCollateral,
-    trust: &SnpTrust,
-    now: UnixTime,
-) -> Result<VerifiedReport, SnpError> {
-    let vek = collateral.verify(report, trust)?;
-    verify(report, &vek, now)
 }
 
 /// The report's r and s (72 bytes each, little-endian, the top 24 bytes zero) as the
