@@ -6,6 +6,7 @@
 //! - `cbor` (PURE): the one CBOR reader (DICE evidence, Nitro documents).
 //! - `nitro` (PURE): AWS Nitro Enclaves attestation documents: COSE_Sign1, the chain to the
 //!   pinned AWS root, CRLs as parameters, key binding.
+//! - `snp` (PURE): AMD SEV-SNP reports, the VCEK/VLEK chain, the report signature.
 //! - `appraise` (PURE): policy, the appraisal of one quote, the refusal vocabulary.
 //! - `ratls`: an RA-TLS certificate judged (evidence, key binding, rustls verifier, verdict
 //!   cache) and the attested TLS connector.
@@ -35,6 +36,7 @@ mod proxy;
 pub mod ratls;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod snp;
 mod source;
 
 pub use addr::Authority;

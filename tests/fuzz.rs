@@ -290,6 +290,32 @@ proptest! {
                 if c.skip().is_err() {
                     break;
                 }
+// ---- AMD SEV-SNP: the report parser, the certificate chain and the VCEK extensions ----
+
+/// The real Milan report (or a sim-shaped stand-in when the fixtures are absent).
+fn real_snp_report() -> Vec<u8> {
+    common::fixtures()
+        .map(|d| {
+            let bytes = common::read(&d, "dstack/sev_snp_attestation.bin");
+            bytes[4..4 + ratls_proxy::snp::REPORT_LEN].to_vec()
+        })
+        .unwrap_or_else(|| vec![0; ratls_proxy::snp::REPORT_LEN])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(2000), failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Arbitrary bytes of any length, and of exactly the report's length: the SEV-SNP report
+    /// parser returns, and a parsed report's signed part is the input's first 0x2A0 bytes.
+    #[test]
+    fn snp_report_parser_on_arbitrary_bytes(
+        bytes in proptest::collection::vec(any::<u8>(), 0..1300),
+        exact in proptest::collection::vec(any::<u8>(), ratls_proxy::snp::REPORT_LEN),
+    ) {
+        for b in [&bytes, &exact] {
+            if let Ok(r) = ratls_proxy::snp::Report::parse(b) {
+                prop_assert!(b.starts_with(r.signed));
+                prop_assert_eq!(b.len(), ratls_proxy::snp::REPORT_LEN);
             }
         }
     }
@@ -340,4 +366,123 @@ proptest! {
             .is_ok_and(|p| ratls_proxy::nitro::verify(&p, &root, now).is_ok());
         prop_assert!(!accepted || m == real, "accepted a changed document");
     }
+}
+    /// The real report with up to 8 bytes overwritten: never a panic, and with the real
+    /// chain and VCEK verified once, never accepted unless the bytes are unchanged.
+    #[test]
+    fn snp_mutated_real_reports_are_accepted_only_when_unchanged(edits in proptest::collection::vec((0usize..ratls_proxy::snp::REPORT_LEN, any::<u8>()), 1..8)) {
+        let good = real_snp_report();
+        let mut m = good.clone();
+        for (pos, b) in edits {
+            m[pos] = b;
+        }
+        let Ok(report) = ratls_proxy::snp::Report::parse(&m) else { return Ok(()) };
+        let Some(vek) = snp_real_vek() else { return Ok(()) };
+        let now = UnixTime(1_781_697_600); // 2026-06-17T12:00:00Z
+        let accepted = ratls_proxy::snp::verify::verify(&report, vek, now).is_ok();
+        prop_assert!(!accepted || m == good);
+    }
+
+    /// Arbitrary bytes as the ASK, the CRL, the VCEK, and arbitrary text as PEM: the chain,
+    /// key and PEM parsers return and accept nothing.
+    #[test]
+    fn snp_chain_parsers_on_arbitrary_bytes(
+        ask in proptest::collection::vec(any::<u8>(), 0..2000),
+        crl in proptest::collection::vec(any::<u8>(), 0..600),
+        text in ".{0,400}",
+    ) {
+        use ratls_proxy::snp::chain::VerifiedChain;
+        use ratls_proxy::snp::collateral::SnpCollateral;
+        use ratls_proxy::snp::report::SigningKey;
+        let trust = ratls_proxy::snp::SnpTrust::amd();
+        for kind in [SigningKey::Vcek, SigningKey::Vlek] {
+            prop_assert!(VerifiedChain::verify(ratls_proxy::snp::Product::Milan, kind, &ask, Some(&crl), &trust).is_err());
+        }
+        let _ = SnpCollateral::from_pem(text.as_bytes(), &ask, None);
+        let _ = SnpCollateral::from_pem(&ask, text.as_bytes(), Some(crl));
+    }
+}
+
+/// The real report's VCEK, verified once under the real ASK and the pinned Milan ARK.
+fn snp_real_vek() -> Option<&'static ratls_proxy::snp::verify::VerifiedVek> {
+    use std::sync::OnceLock;
+    static VEK: OnceLock<Option<ratls_proxy::snp::verify::VerifiedVek>> = OnceLock::new();
+    VEK.get_or_init(|| {
+        let d = common::fixtures()?;
+        let c = ratls_proxy::snp::collateral::SnpCollateral::from_pem(
+            &common::read(&d, "dstack/sev_snp_ask.pem"),
+            &common::read(&d, "dstack/sev_snp_vcek.pem"),
+            None,
+        )
+        .ok()?;
+        let report = real_snp_report();
+        let parsed = ratls_proxy::snp::Report::parse(&report).ok()?;
+        c.verify(&parsed, &ratls_proxy::snp::SnpTrust::amd()).ok()
+    })
+    .as_ref()
+}
+
+/// VCEKs (signed by the sim ASK, so only the extensions are wrong) carrying arbitrary
+/// values under every AMD extension OID, and arbitrary extra AMD OIDs: the extension parser
+/// returns, and a key it accepts is bound to exactly the report's chip and TCB.
+#[cfg(feature = "sim")]
+#[test]
+fn snp_vcek_extension_parser_on_arbitrary_values() {
+    use std::sync::Arc;
+
+    use proptest::test_runner::{Config, TestRunner};
+    use ratls_proxy::sim::snp::{sim_chip_id, sim_tcb, ReportSpec, SimSnpPki, VekExt, VekSpec};
+    use ratls_proxy::snp::chain::VerifiedChain;
+    use ratls_proxy::snp::report::SigningKey;
+    use ratls_proxy::snp::verify::{verify, VerifiedVek};
+    use ratls_proxy::snp::{Product, Report};
+
+    let now = UnixTime(1_790_000_000);
+    let product = Product::Milan;
+    let pki = SimSnpPki::new(product, now).expect("pki");
+    let trust = SimSnpPki::trust(&[&pki]).expect("trust");
+    let chain = Arc::new(
+        VerifiedChain::verify(product, SigningKey::Vcek, &pki.ask, None, &trust).expect("chain"),
+    );
+    let arcs = prop_oneof![
+        Just(vec![1u64]),
+        Just(vec![2]),
+        (1u64..=10).prop_map(|n| vec![3, n]),
+        Just(vec![4]),
+        Just(vec![5]),
+        (0u64..20, 0u64..20).prop_map(|(a, b)| vec![a, b]),
+    ];
+    let ext = (
+        arcs,
+        proptest::collection::vec(any::<u8>(), 0..80),
+        any::<bool>(),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: cases(2000) / 8,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&proptest::collection::vec(ext, 1..4), |exts| {
+            let mut spec = VekSpec::vcek(sim_chip_id(product), sim_tcb(product));
+            for (arcs, value, replace) in exts {
+                if replace {
+                    spec.omit.push(arcs.clone());
+                }
+                spec.extra.push(VekExt { arcs, value });
+            }
+            let key = pki.vek(&spec).expect("vek");
+            if let Ok(vek) = VerifiedVek::verify(&key.der, Arc::clone(&chain)) {
+                let report = ReportSpec::new(product).sign(&key).expect("sign");
+                let accepted = verify(&Report::parse(&report).expect("parse"), &vek, now).is_ok();
+                let e = vek.extensions();
+                let t = sim_tcb(product);
+                let bound = e.hwid.as_deref() == Some(&sim_chip_id(product).0[..])
+                    && (e.bootloader, e.tee, e.snp, e.microcode)
+                        == (t.bootloader, t.tee, t.snp, t.microcode);
+                prop_assert_eq!(accepted, bound);
+            }
+            Ok(())
+        })
+        .expect("property holds");
 }

@@ -5,6 +5,7 @@
 pub mod nitro_policy;
 pub mod policy;
 pub mod refusal;
+pub mod snp_policy;
 pub mod td_policy;
 pub mod violation;
 

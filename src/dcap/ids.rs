@@ -68,6 +68,9 @@ macro_rules! hex_newtype {
     };
 }
 
+// Sibling TEE cores (`snp`) name their values with the same newtype.
+pub(crate) use hex_newtype;
+
 hex_newtype!(
     /// SHA-256 measurement of the enclave's initial contents.
     MrEnclave, 32, "MRENCLAVE"

@@ -197,18 +197,24 @@ const ECDSA_WITH_SHA256_ALG_ID: [u8; 12] = [
     0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
 ];
 
-/// The content of a DER TLV with `tag` that spans `bytes` exactly, with a minimal length.
-fn exact_tlv(bytes: &[u8], tag: u8) -> Option<&[u8]> {
-    let (&first, rest) = bytes.split_first()?;
+/// One DER TLV at the start of some bytes (also read by `snp::cert`).
+pub(crate) struct Tlv<'a> {
+    pub(crate) tag: u8,
+    /// Header and content.
+    pub(crate) whole: &'a [u8],
+    pub(crate) content: &'a [u8],
+    /// What follows it.
+    pub(crate) after: &'a [u8],
+}
+
+/// The DER TLV at the start of `bytes`, with a minimal length encoding (up to 3 length bytes).
+pub(crate) fn tlv(bytes: &[u8]) -> Option<Tlv<'_>> {
+    let (&tag, rest) = bytes.split_first()?;
     let (&len0, rest) = rest.split_first()?;
-    if first != tag {
-        return None;
-    }
-    let (len, content) = match len0 {
+    let (len, rest) = match len0 {
         0..=0x7f => (usize::from(len0), rest),
         0x81..=0x83 => {
-            let n = usize::from(len0 & 0x7f);
-            let (len_bytes, content) = rest.split_at_checked(n)?;
+            let (len_bytes, rest) = rest.split_at_checked(usize::from(len0 & 0x7f))?;
             if len_bytes.first() == Some(&0) {
                 return None;
             }
@@ -218,11 +224,26 @@ fn exact_tlv(bytes: &[u8], tag: u8) -> Option<&[u8]> {
             if len < 0x80 {
                 return None;
             }
-            (len, content)
+            (len, rest)
         }
         _ => return None,
     };
-    (content.len() == len).then_some(content)
+    let (content, after) = rest.split_at_checked(len)?;
+    let whole_len = bytes.len().checked_sub(after.len())?;
+    let (whole, _) = bytes.split_at_checked(whole_len)?;
+    Some(Tlv {
+        tag,
+        whole,
+        content,
+        after,
+    })
+}
+
+/// The content of a DER TLV with `tag` that spans `bytes` exactly, with a minimal length.
+pub(crate) fn exact_tlv(bytes: &[u8], tag: u8) -> Option<&[u8]> {
+    tlv(bytes)
+        .filter(|t| t.tag == tag && t.after.is_empty())
+        .map(|t| t.content)
 }
 
 /// The unsigned envelope of a certificate or CRL must be exactly

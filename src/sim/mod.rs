@@ -1,6 +1,6 @@
-//! The simulated SGX platform (cargo feature `sim`): a test PKI standing in for Intel,
-//! quote and collateral forging, and RA-TLS enclave servers. Only the hardware is
-//! simulated: certificates, signatures, TLS and HTTP are all real.
+//! The simulated platforms (cargo feature `sim`): a test PKI standing in for Intel, quote
+//! and collateral forging, RA-TLS enclave servers, and (`snp`) AMD's SEV-SNP PKI and
+//! reports. Only the hardware is simulated: certificates, signatures, TLS and HTTP are real.
 
 mod der;
 pub mod enclave;
@@ -8,6 +8,8 @@ pub mod nitro;
 pub mod pki;
 mod platform;
 pub mod quote;
+pub mod snp;
+mod snp_x509;
 mod streaming;
 
 pub use enclave::{ratls_identity, RaTlsIdentity, SimBinding, SimConfig, SimEnclave};
