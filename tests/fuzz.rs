@@ -290,32 +290,6 @@ proptest! {
                 if c.skip().is_err() {
                     break;
                 }
-// ---- AMD SEV-SNP: the report parser, the certificate chain and the VCEK extensions ----
-
-/// The real Milan report (or a sim-shaped stand-in when the fixtures are absent).
-fn real_snp_report() -> Vec<u8> {
-    common::fixtures()
-        .map(|d| {
-            let bytes = common::read(&d, "dstack/sev_snp_attestation.bin");
-            bytes[4..4 + ratls_proxy::snp::REPORT_LEN].to_vec()
-        })
-        .unwrap_or_else(|| vec![0; ratls_proxy::snp::REPORT_LEN])
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(2000), failure_persistence: None, ..ProptestConfig::default() })]
-
-    /// Arbitrary bytes of any length, and of exactly the report's length: the SEV-SNP report
-    /// parser returns, and a parsed report's signed part is the input's first 0x2A0 bytes.
-    #[test]
-    fn snp_report_parser_on_arbitrary_bytes(
-        bytes in proptest::collection::vec(any::<u8>(), 0..1300),
-        exact in proptest::collection::vec(any::<u8>(), ratls_proxy::snp::REPORT_LEN),
-    ) {
-        for b in [&bytes, &exact] {
-            if let Ok(r) = ratls_proxy::snp::Report::parse(b) {
-                prop_assert!(b.starts_with(r.signed));
-                prop_assert_eq!(b.len(), ratls_proxy::snp::REPORT_LEN);
             }
         }
     }
@@ -367,6 +341,37 @@ proptest! {
         prop_assert!(!accepted || m == real, "accepted a changed document");
     }
 }
+
+// ---- AMD SEV-SNP: the report parser, the certificate chain and the VCEK extensions ----
+
+/// The real Milan report (or a sim-shaped stand-in when the fixtures are absent).
+fn real_snp_report() -> Vec<u8> {
+    common::fixtures()
+        .map(|d| {
+            let bytes = common::read(&d, "dstack/sev_snp_attestation.bin");
+            bytes[4..4 + ratls_proxy::snp::REPORT_LEN].to_vec()
+        })
+        .unwrap_or_else(|| vec![0; ratls_proxy::snp::REPORT_LEN])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(2000), failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Arbitrary bytes of any length, and of exactly the report's length: the SEV-SNP report
+    /// parser returns, and a parsed report's signed part is the input's first 0x2A0 bytes.
+    #[test]
+    fn snp_report_parser_on_arbitrary_bytes(
+        bytes in proptest::collection::vec(any::<u8>(), 0..1300),
+        exact in proptest::collection::vec(any::<u8>(), ratls_proxy::snp::REPORT_LEN),
+    ) {
+        for b in [&bytes, &exact] {
+            if let Ok(r) = ratls_proxy::snp::Report::parse(b) {
+                prop_assert!(b.starts_with(r.signed));
+                prop_assert_eq!(b.len(), ratls_proxy::snp::REPORT_LEN);
+            }
+        }
+    }
+
     /// The real report with up to 8 bytes overwritten: never a panic, and with the real
     /// chain and VCEK verified once, never accepted unless the bytes are unchanged.
     #[test]
