@@ -10,7 +10,7 @@ const LAYERS: &[&[&str]] = &[
     &["proxy"],
     &["config"],
     &["source", "ca", "sim", "audit"],
-    &["ratls", "metrics", "addr", "clock"],
+    &["ratls", "metrics", "addr", "clock", "tcb_watch"],
     &["appraise"],
     &["nitro", "snp"],
     &["dcap"],

@@ -79,6 +79,9 @@ pub enum RefusalCode {
     TcbStatusNotAllowed,
     /// The TCB level carries an advisory the policy does not list.
     AdvisoryNotAllowed,
+    /// With `early = "enforce"`: Intel's early TCB data (the next TCB recovery) would refuse
+    /// the enclave.
+    TcbAtRisk,
     /// A host an enclave entry names, at a port no entry lists: never tunnelled.
     EnclavePortNotConfigured,
     /// A passthrough destination resolved to an enclave entry's address.
@@ -92,7 +95,7 @@ pub enum RefusalCode {
 
 impl RefusalCode {
     /// Every code, in ranking order (the first applicable one is the headline).
-    pub const ALL: [RefusalCode; 36] = [
+    pub const ALL: [RefusalCode; 37] = [
         Self::QuoteMalformed,
         Self::NoQuote,
         Self::SignatureInvalid,
@@ -125,6 +128,7 @@ impl RefusalCode {
         Self::TeeTcbSvnTooLow,
         Self::TcbStatusNotAllowed,
         Self::AdvisoryNotAllowed,
+        Self::TcbAtRisk,
         Self::EnclavePortNotConfigured,
         Self::EnclaveAddressNotAttested,
         Self::LocalDestinationDenied,
@@ -166,6 +170,7 @@ impl RefusalCode {
             Self::TeeTcbSvnTooLow => "tee_tcb_svn_too_low",
             Self::TcbStatusNotAllowed => "tcb_status_not_allowed",
             Self::AdvisoryNotAllowed => "advisory_not_allowed",
+            Self::TcbAtRisk => "tcb_at_risk",
             Self::EnclavePortNotConfigured => "enclave_port_not_configured",
             Self::EnclaveAddressNotAttested => "enclave_address_not_attested",
             Self::LocalDestinationDenied => "local_destination_denied",
@@ -282,6 +287,7 @@ mod tests {
                 "tee_tcb_svn_too_low",
                 "tcb_status_not_allowed",
                 "advisory_not_allowed",
+                "tcb_at_risk",
                 "enclave_port_not_configured",
                 "enclave_address_not_attested",
                 "local_destination_denied",

@@ -14,6 +14,7 @@ use super::{
     DEFAULT_SHUTDOWN_GRACE, DEFAULT_VERDICT_MAX_AGE,
 };
 use crate::addr::{Authority, HostPattern};
+use crate::appraise::early::EarlyMode;
 use crate::dcap::ids::Fmspc;
 use crate::source::fetch::RefreshPolicy;
 use crate::source::{CollateralSpec, SourceConfig, TrustRoot};
@@ -88,6 +89,8 @@ struct RawCollateral {
     api_key: Option<String>,
     pccs_ca: Option<Spanned<String>>,
     max_age_secs: Option<Spanned<i64>>,
+    early: Option<Spanned<String>>,
+    min_tcb_evaluation_data_number: Option<Spanned<i64>>,
     refresh_interval_secs: Option<Spanned<i64>>,
     refresh_margin_secs: Option<Spanned<i64>>,
     #[serde(default)]
@@ -368,14 +371,41 @@ impl Config {
                 0,
             )
         });
+        let early = raw
+            .collateral
+            .early
+            .as_ref()
+            .and_then(|s| c.parse(s, |v| v.parse::<EarlyMode>()))
+            .unwrap_or_default();
+        let min_evaluation = raw
+            .collateral
+            .min_tcb_evaluation_data_number
+            .as_ref()
+            .map(|s| {
+                super::enclave::evaluation_number(
+                    &mut c,
+                    "collateral.min_tcb_evaluation_data_number",
+                    s,
+                )
+            });
+        // An entry's own `early` and minimum stand; the others take `[collateral]`'s.
         let enclaves: Vec<EnclaveConfig> = enclaves
             .into_iter()
-            .flatten()
-            .map(|mut e| {
+            .zip(&raw.enclave)
+            .filter_map(|(e, r)| e.map(|e| (e, r)))
+            .map(|(mut e, r)| {
                 e.policy.max_collateral_age_secs = max_collateral_age;
+                if r.early.is_none() {
+                    e.policy.early = early;
+                }
+                if r.min_tcb_evaluation_data_number.is_none() {
+                    e.policy.min_tcb_evaluation_data_number = min_evaluation;
+                }
                 e
             })
             .collect();
+        let fetch_early =
+            early != EarlyMode::Off || enclaves.iter().any(|e| e.policy.early != EarlyMode::Off);
         // Most specific entry wins; two entries naming the same pattern would tie.
         let mut seen: Vec<(HostPattern, String)> = Vec::new();
         for h in raw.enclave.iter().flat_map(|e| e.hosts.get_ref()) {
@@ -439,6 +469,7 @@ impl Config {
                         pccs_ca,
                         refresh,
                         prefetch,
+                        early: fetch_early,
                     },
                     enclaves,
                     routes,

@@ -260,6 +260,28 @@ impl VerifiedCollateral {
     pub fn anchor(&self) -> &TrustAnchor {
         &self.anchor
     }
+
+    /// Verifies `text`, signed by the TCB Signing certificate of the `[signer, root]` PEM
+    /// `chain`, under this snapshot's root and root CRL (the rules of the TCB info's chain):
+    /// the signer's validity window, as `item`.
+    pub(crate) fn verify_signed(
+        &self,
+        chain: &str,
+        text: &str,
+        signature: &[u8],
+        what: (&'static str, &'static str),
+        item: CollateralItem,
+    ) -> Result<Window, VerifyError> {
+        let (chain_what, doc_what) = what;
+        let signer = verify_signer_chain(chain, &self.anchor, &self.root_crl_revoked, chain_what)?;
+        if !pki::verify_raw_signature(&signer.point, text.as_bytes(), signature) {
+            return Err(VerifyError::Signature(doc_what));
+        }
+        Ok(Window {
+            item,
+            ..signer.window
+        })
+    }
 }
 
 /// A signer certificate verified directly under the root.

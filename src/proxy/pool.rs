@@ -34,6 +34,7 @@ use crate::metrics::Metrics;
 use crate::ratls::cache::CachedVerdict;
 use crate::ratls::client::Attested;
 use crate::source::fetch::CollateralCache;
+use crate::tcb_watch::TcbWatch;
 
 /// HTTP/2 connections kept per destination (requests are spread over them round-robin).
 pub(super) const H2_CONNECTIONS: usize = 4;
@@ -84,6 +85,8 @@ pub(super) struct Pool {
     /// The audit trail, and the generation whose verdicts this pool's connections carry.
     audit: Arc<Auditor>,
     generation: u64,
+    /// Where each verdict's TCB judgements go, per host (`GET /tcb`, the at-risk warning).
+    tcb: Arc<TcbWatch>,
     /// One shard per core ([`cores`]): a core's connections borrow the upstream
     /// connections its own runtime drives. Keyed by [`Target`], whose entry hashes by
     /// identity (see `slot_mut`).
@@ -97,7 +100,7 @@ impl Pool {
     /// A pool dialing with each target's verifier; connections idle for `idle_timeout`
     /// are closed by [`Pool::sweep`].
     pub(super) fn new(
-        audit: Arc<Auditor>,
+        (audit, tcb): (Arc<Auditor>, Arc<TcbWatch>),
         generation: u64,
         slots: Arc<Semaphore>,
         collateral: Option<Arc<CollateralCache>>,
@@ -113,6 +116,7 @@ impl Pool {
             slots,
             audit,
             generation,
+            tcb,
             idle: (0..shards).map(|_| Mutex::default()).collect(),
             h1_cap: H1_CONNECTIONS.div_ceil(shards),
         }
@@ -185,18 +189,26 @@ impl Pool {
     ) -> Result<Arc<CachedVerdict>, UpstreamError> {
         match target.enclave.verifier.verdict_for(&held.leaf, now) {
             Ok(verdict) => {
+                self.saw(target, &verdict.appraisal);
                 self.audit
                     .record_verdict(target, self.generation, &verdict)
                     .map_err(UpstreamError::Audit)?;
                 Ok(verdict)
             }
             Err(refused) => {
+                self.saw(target, &refused.appraisal);
                 self.audit
                     .record(target, self.generation, &refused.appraisal)
                     .map_err(UpstreamError::Audit)?;
                 Err(UpstreamError::Refused(refused.refusal))
             }
         }
+    }
+
+    /// Hands the verdict `c` on a connection to `target` to the TCB watch.
+    fn saw(&self, target: &Target, c: &crate::ratls::CertAppraisal) {
+        let host = target.dest.host.to_string();
+        self.tcb.saw(&host, target.dest.port, c, UnixTime::now());
     }
 
     async fn checkout_judged(

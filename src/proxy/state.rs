@@ -23,8 +23,9 @@ use crate::config::{Config, ConfigErrors};
 use crate::dcap::trust::TrustAnchor;
 use crate::metrics::Metrics;
 use crate::ratls::{CacheStats, RaTlsVerifier, VerdictCache};
-use crate::source::marks::Marks;
+use crate::source::marks::Books;
 use crate::source::{trust_and_collateral, CollateralSetup, SetupError};
+use crate::tcb_watch::TcbWatch;
 
 /// Generation ids: each configuration in force gets a new one.
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
@@ -65,11 +66,12 @@ impl Generation {
         cache: &Arc<VerdictCache>,
         slots: &Arc<Semaphore>,
         audit: &Arc<Auditor>,
-        marks: &Arc<Marks>,
+        (marks, tcb): (&Books, &Arc<TcbWatch>),
     ) -> Self {
         let id = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
         if let Some(c) = collateral.cache() {
-            c.share_marks(marks);
+            c.share_marks(&marks.standard);
+            c.share_early_marks(&marks.early);
         }
         let collateral = Arc::new(collateral);
         let source: Arc<dyn CollateralSource + Send + Sync> = collateral.clone();
@@ -94,7 +96,7 @@ impl Generation {
             .collect();
         let mut g = Self {
             pool: Pool::new(
-                Arc::clone(audit),
+                (Arc::clone(audit), Arc::clone(tcb)),
                 id,
                 Arc::clone(slots),
                 collateral.cache().cloned(),
@@ -304,9 +306,12 @@ pub struct Proxy {
     retired: Mutex<Vec<Weak<Generation>>>,
     /// The audit trail (its file and `required` are fixed at start).
     audit: Arc<Auditor>,
-    /// The collateral high-water marks, shared by every generation's collateral cache (in
-    /// memory unless [`Proxy::with_marks`] gives the ones kept in the state directory).
-    marks: Arc<Marks>,
+    /// The collateral high-water marks, standard and early, shared by every generation's
+    /// collateral cache (in memory unless [`Proxy::with_marks`] gives the ones kept in the
+    /// state directory).
+    marks: Books,
+    /// Each enclave host's TCB under the standard and the early data.
+    tcb: Arc<TcbWatch>,
     /// How many generations replaced the first: bumped after each reload's swap, so open
     /// upgraded connections (WebSockets) judge their enclave again under the new one.
     pub(super) reloads: watch::Sender<u64>,
@@ -330,7 +335,8 @@ impl Proxy {
         let upstream_slots = Arc::new(Semaphore::new(config.limits.max_upstream_connections));
         let metrics = Arc::new(Metrics::default());
         let audit = Arc::new(Auditor::new(config.audit.as_ref(), &metrics));
-        let marks = Arc::new(Marks::in_memory());
+        let marks = Books::in_memory();
+        let tcb = Arc::new(TcbWatch::default());
         let generation = Generation::new(
             config,
             anchor,
@@ -338,7 +344,7 @@ impl Proxy {
             &cache,
             &upstream_slots,
             &audit,
-            &marks,
+            (&marks, &tcb),
         );
         Self {
             current: RwLock::new(Arc::new(generation)),
@@ -353,22 +359,32 @@ impl Proxy {
             retired: Mutex::new(Vec::new()),
             audit,
             marks,
+            tcb,
             reloads: watch::Sender::new(0),
         }
     }
 
-    /// The collateral high-water marks.
-    pub(crate) fn marks(&self) -> &Arc<Marks> {
+    /// The collateral high-water marks, standard and early.
+    pub(crate) fn marks(&self) -> &Books {
         &self.marks
     }
 
-    /// Uses `marks` (read from the state directory) from now on: call before `start`.
-    pub(crate) fn with_marks(mut self, marks: Arc<Marks>) -> Self {
-        if let Some(path) = marks.path() {
-            tracing::info!(path = %path.display(), "collateral high-water marks");
+    /// Each enclave host's TCB under the standard and the early data.
+    pub(crate) fn tcb_watch(&self) -> &TcbWatch {
+        &self.tcb
+    }
+
+    /// Uses `marks` (standard and early, read from the state directory) from now on: call
+    /// before `start`.
+    pub(crate) fn with_marks(mut self, marks: Books) -> Self {
+        for m in [&marks.standard, &marks.early] {
+            if let Some(path) = m.path() {
+                tracing::info!(path = %path.display(), "collateral high-water marks");
+            }
         }
         if let Some(c) = self.current().collateral.cache() {
-            c.share_marks(&marks);
+            c.share_marks(&marks.standard);
+            c.share_early_marks(&marks.early);
         }
         self.marks = marks;
         self
@@ -499,7 +515,7 @@ impl Proxy {
             &self.cache,
             &self.upstream_slots,
             &self.audit,
-            &self.marks,
+            (&self.marks, &self.tcb),
         );
         generation.start_refresher();
         old.stop_refresher();

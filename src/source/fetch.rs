@@ -8,6 +8,11 @@
 //! serving the old snapshot until its own expiry, after which verification refuses it.
 //! Every fetched snapshot is admitted against the high-water marks ([`Marks`]) first: a
 //! replay of older collateral is refused whether or not this cache holds a newer one.
+//! With early data on (`early.rs`), Intel's early TCB data is fetched beside each snapshot,
+//! verified against it and admitted against marks of its own; its failure never touches the
+//! standard snapshot.
+
+mod early;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +25,7 @@ use crate::appraise::CollateralSource;
 use crate::dcap::collateral::pcs::PckCa;
 use crate::dcap::collateral::tcb_info::CollateralTee;
 use crate::dcap::collateral::{CollateralError, CollateralItem};
+use crate::dcap::early::VerifiedEarly;
 use crate::dcap::error::VerifyError;
 use crate::dcap::ids::Fmspc;
 use crate::dcap::quote::{Quote, TeeType};
@@ -109,9 +115,11 @@ pub struct CollateralCache {
     hits: AtomicU64,
     misses: AtomicU64,
     generations: AtomicU64,
-    /// Bumped whenever a snapshot with new content is stored: verdicts and pooled
-    /// connections judged under an older one are judged again.
+    /// Bumped whenever a snapshot with new content is stored (early data included): verdicts
+    /// and pooled connections judged under an older one are judged again.
     changes: AtomicU64,
+    /// Intel's early TCB data, when fetched.
+    early: early::EarlyState,
 }
 
 /// Platforms remembered as missing at most (only quotes with a verifying PCK chain count).
@@ -147,6 +155,7 @@ impl CollateralCache {
             misses: AtomicU64::new(0),
             generations: AtomicU64::new(0),
             changes: AtomicU64::new(0),
+            early: early::EarlyState::default(),
         }
     }
 
@@ -190,6 +199,8 @@ impl CollateralCache {
                 generation: self.generations.fetch_add(1, Ordering::Relaxed),
             });
         }
+        drop(mine);
+        self.adopt_early(older);
     }
 
     /// Every snapshot held.
@@ -236,13 +247,18 @@ impl CollateralCache {
                 return Ok(v);
             }
         }
-        let result = match self.fetch_and_verify(key).await {
+        // The early data comes beside the standard data, on its schedule.
+        let (fetched, early) = tokio::join!(self.fetch_and_verify(key), self.fetch_early(key));
+        let result = match fetched {
             Ok(v) => self.admit(key, v).await,
             Err(e) => Err(e),
         };
         self.fetches.fetch_add(1, Ordering::Relaxed);
         match result.and_then(|v| self.store(key, v)) {
             Ok(v) => {
+                if let Some(early) = early {
+                    self.take_early(key, &v, early).await;
+                }
                 if let Ok(mut b) = self.backoff.lock() {
                     b.remove(&key);
                 }
@@ -406,11 +422,15 @@ impl CollateralCache {
                     .collect()
             })
             .unwrap_or_default();
-        let tried = keys.len();
+        let mut tried = keys.len();
         for key in keys {
             // Failed or not, the answer is now known: judged again, its quotes get the
             // reason (a rollback, the source's error) rather than "not fetched yet".
             let _ = self.ensure(key, false).await;
+        }
+        for key in self.early_missing(now) {
+            self.ensure_early(key).await;
+            tried = tried.saturating_add(1);
         }
         tried
     }
@@ -468,6 +488,10 @@ impl CollateralCache {
 impl CollateralSource for CollateralCache {
     fn snapshot_id(&self) -> u64 {
         self.changes.load(Ordering::Relaxed)
+    }
+
+    fn early_for(&self, quote: &Quote<'_>) -> Option<Arc<VerifiedEarly>> {
+        self.early_of(key_of(quote)?)
     }
 
     fn verified_for(&self, quote: &Quote<'_>) -> Result<Arc<VerifiedCollateral>, VerifyError> {

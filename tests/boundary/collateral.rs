@@ -14,7 +14,7 @@ use super::{binary, gauge, get, pck_serial, reload, run};
 use crate::common::{env, free_port, start_sim, Binary, Env, Harness};
 
 #[path = "../common/pccs.rs"]
-mod pccs;
+pub(super) mod pccs;
 use pccs::Pccs;
 
 /// The sim's SGX collateral issued at `issued`.

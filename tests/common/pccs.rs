@@ -1,6 +1,8 @@
 //! A PCCS stand-in on loopback speaking the Intel PCS v4 paths the proxy fetches: TCB info
 //! per TEE and FMSPC, QE identity per TEE, PCK CRL per CA, the root CA CRL (hex, as a PCCS
-//! serves it), issuer chains in URL-encoded headers. A test swaps what it serves at will: a
+//! serves it), issuer chains in URL-encoded headers, and Intel's early TCB data
+//! (`update=early` on TCB info and QE identity, `tcbevaluationdatanumbers`) when given some
+//! (404 otherwise, as a PCCS without it answers). A test swaps what it serves at will: a
 //! hostile PCCS replaying older, validly signed collateral, or answering for the wrong CA.
 #![allow(dead_code, unreachable_pub)]
 
@@ -14,6 +16,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use ratls_proxy::dcap::collateral::early::BundleFile;
 use ratls_proxy::dcap::collateral::Collateral;
 
 /// One signed answer: the body and its issuer chain (PEM).
@@ -32,6 +35,11 @@ struct Answers {
     /// "platform"|"processor" → PCK CRL.
     pck_crl: HashMap<String, Doc>,
     root_crl: Vec<u8>,
+    /// Early data: ("sgx"|"tdx", FMSPC) → TCB info, "sgx"|"tdx" → QE identity and the
+    /// evaluation data numbers list.
+    early_tcb: HashMap<(String, String), Doc>,
+    early_qe: HashMap<String, Doc>,
+    numbers: HashMap<String, Doc>,
     /// Every request gets 503 (the PCCS is down for maintenance).
     down: bool,
 }
@@ -99,7 +107,21 @@ fn answer(a: &Answers, req: &Request<hyper::body::Incoming>) -> Response<Full<By
     } else {
         "sgx"
     };
+    let early = param("update") == "early";
     match path {
+        "/sgx/certification/v4/tcb" | "/tdx/certification/v4/tcb" if early => reply(
+            a.early_tcb
+                .get(&(tee.to_owned(), param("fmspc").to_uppercase())),
+            "TCB-Info-Issuer-Chain",
+        ),
+        "/sgx/certification/v4/qe/identity" | "/tdx/certification/v4/qe/identity" if early => {
+            reply(a.early_qe.get(tee), "SGX-Enclave-Identity-Issuer-Chain")
+        }
+        "/sgx/certification/v4/tcbevaluationdatanumbers"
+        | "/tdx/certification/v4/tcbevaluationdatanumbers" => reply(
+            a.numbers.get(tee),
+            "TCB-Evaluation-Data-Numbers-Issuer-Chain",
+        ),
         "/sgx/certification/v4/tcb" | "/tdx/certification/v4/tcb" => reply(
             a.tcb.get(&(tee.to_owned(), param("fmspc").to_uppercase())),
             "TCB-Info-Issuer-Chain",
@@ -233,6 +255,72 @@ impl Pccs {
                 chain: c.pck_crl_issuer_chain.clone(),
             },
         );
+    }
+
+    /// Serves `b`'s TCB info and QE identity as its TEE's early data for its FMSPC, and its
+    /// evaluation data numbers list (whatever `b` says it is: a hostile PCCS may serve
+    /// anything as early data).
+    pub fn serve_early(&self, b: &BundleFile) {
+        self.serve_early_at(tee_of(&b.collateral), &fmspc_of(&b.collateral), b);
+    }
+
+    /// Serves `b` as early data at `tee`'s paths (`sgx` or `tdx`) for `fmspc` (upper-case
+    /// hex), whatever TEE and platform it is for.
+    pub fn serve_early_at(&self, tee: &str, fmspc: &str, b: &BundleFile) {
+        let c = &b.collateral;
+        let mut a = self.answers.lock().expect("lock");
+        let tee = tee.to_owned();
+        a.early_tcb.insert(
+            (tee.clone(), fmspc.to_owned()),
+            Doc {
+                body: format!(
+                    r#"{{"tcbInfo":{},"signature":"{}"}}"#,
+                    c.tcb_info,
+                    hex::encode(&c.tcb_info_signature)
+                )
+                .into_bytes(),
+                chain: c.tcb_info_issuer_chain.clone(),
+            },
+        );
+        a.early_qe.insert(
+            tee.clone(),
+            Doc {
+                body: format!(
+                    r#"{{"enclaveIdentity":{},"signature":"{}"}}"#,
+                    c.qe_identity,
+                    hex::encode(&c.qe_identity_signature)
+                )
+                .into_bytes(),
+                chain: c.qe_identity_issuer_chain.clone(),
+            },
+        );
+        match &b.evaluation_numbers {
+            Some(n) => {
+                a.numbers.insert(
+                    tee,
+                    Doc {
+                        body: format!(
+                            r#"{{"tcbEvaluationDataNumbers":{},"signature":"{}"}}"#,
+                            n.text,
+                            hex::encode(&n.signature)
+                        )
+                        .into_bytes(),
+                        chain: n.issuer_chain.clone(),
+                    },
+                );
+            }
+            None => {
+                a.numbers.remove(&tee);
+            }
+        }
+    }
+
+    /// Serves no early data any more (404, as a PCCS without it).
+    pub fn stop_early(&self) {
+        let mut a = self.answers.lock().expect("lock");
+        a.early_tcb.clear();
+        a.early_qe.clear();
+        a.numbers.clear();
     }
 
     /// Answers every request 503 (`true`) or normally again.
