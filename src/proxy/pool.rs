@@ -241,7 +241,7 @@ impl Pool {
                 }
                 // HTTP/1.1: take an idle connection out while it is in use.
                 if h2_count == 0 {
-                    if let Some(at) = list.iter().rposition(|c| !c.is_h2() && c.current(target)) {
+                    if let Some(at) = list.iter().rposition(|c| c.free_h1() && c.current(target)) {
                         return Ok(list.swap_remove(at));
                     }
                 }
@@ -364,7 +364,7 @@ impl Pool {
         let at = slot
             .conns
             .iter()
-            .rposition(|c| !c.is_h2() && c.current(target) && which(c))?;
+            .rposition(|c| c.free_h1() && c.current(target) && which(c))?;
         Some(slot.conns.swap_remove(at))
     }
 
