@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use super::target::Target;
-use crate::audit::{AuditLog, Judged};
+use crate::audit::{AuditLog, CutNote, Judged};
 use crate::config::AuditConfig;
 use crate::dcap::time::UnixTime;
 use crate::metrics::Metrics;
@@ -62,11 +62,33 @@ impl Auditor {
         generation: u64,
         c: &CertAppraisal,
     ) -> Result<(), String> {
+        self.record_as(target, generation, c, None)
+    }
+
+    /// Records the refusal that cut an exchange in flight, on `c` (the certificate's last
+    /// appraisal); `Err` only when the write failed and the trail is required.
+    pub(super) fn record_cut(
+        &self,
+        target: &Target,
+        generation: u64,
+        c: &CertAppraisal,
+        cut: CutNote<'_>,
+    ) -> Result<(), String> {
+        self.record_as(target, generation, c, Some(cut))
+    }
+
+    fn record_as(
+        &self,
+        target: &Target,
+        generation: u64,
+        c: &CertAppraisal,
+        cut: Option<CutNote<'_>>,
+    ) -> Result<(), String> {
         if !self.enabled {
             return Ok(());
         }
         let written = match self.log.lock() {
-            Ok(log) => write(log.as_ref(), target, generation, c),
+            Ok(log) => write(log.as_ref(), target, generation, c, cut),
             Err(_) => Err("audit lock poisoned".to_owned()),
         };
         self.outcome(target, written)
@@ -90,7 +112,7 @@ impl Auditor {
                 if v.audited.load(Ordering::Acquire) {
                     return Ok(());
                 }
-                let w = write(log.as_ref(), target, generation, &v.appraisal);
+                let w = write(log.as_ref(), target, generation, &v.appraisal, None);
                 if w.is_ok() {
                     v.audited.store(true, Ordering::Release);
                 }
@@ -126,6 +148,7 @@ fn write(
     target: &Target,
     generation: u64,
     c: &CertAppraisal,
+    cut: Option<CutNote<'_>>,
 ) -> Result<(), String> {
     let Some(l) = log else {
         return Err("the audit trail is not open".to_owned());
@@ -136,6 +159,7 @@ fn write(
         port: target.dest.port,
         generation,
         policy: &target.enclave.config.policy,
+        cut,
     };
     l.record(judged, c, UnixTime::now())
         .map_err(|e| e.to_string())

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{Method, Request, Response};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::admit::ClientSlot;
@@ -15,7 +14,7 @@ use super::intercept::intercept;
 use super::passthrough::{plain_http, tunnel};
 use super::refusal::{Format, ProxyRefusal};
 use super::refused_tunnel::refused_connect;
-use super::relay::{access_log, as_configured, refuse, relay, Outcome};
+use super::relay::{access_log, as_configured, refuse, relay, Asked, Outcome};
 use super::state::{Destination, Generation, Proxy};
 use super::upgrade::{self, Client};
 use super::ProxyBody;
@@ -55,7 +54,7 @@ pub(super) async fn handle(
             slot,
             start,
         };
-        forward(&proxy, &g, from, req).await
+        forward(&proxy, &g, from, req, &path).await
     };
     // A switched connection (WebSocket) is logged by its relay when it closes.
     let Some(outcome) = outcome else {
@@ -121,9 +120,10 @@ async fn connect(
 /// A WebSocket upgrade is relayed the same way (its outcome is then logged at close: `None`).
 async fn forward(
     proxy: &Arc<Proxy>,
-    g: &Generation,
+    g: &Arc<Generation>,
     client: Client,
     req: Request<Incoming>,
+    path: &str,
 ) -> (Response<ProxyBody>, Option<Outcome>) {
     let now = |(resp, outcome)| (resp, Some(outcome));
     let uri = req.uri().clone();
@@ -157,12 +157,22 @@ async fn forward(
     drop(uri);
     match g.classify(&dest) {
         Destination::Enclave(target) => {
+            let target = Arc::new(target);
             return match switch {
                 // Boxed, as in a tunnel: rare, and large inline in every request's future.
                 Some(switch) => {
                     Box::pin(upgrade::attested(proxy, g, &target, client, req, switch)).await
                 }
-                None => now(relay(proxy, g, &target, req.map(BodyExt::boxed)).await),
+                None => {
+                    let method = req.method().clone();
+                    let asked = Asked {
+                        client: client.addr,
+                        method: &method,
+                        path,
+                        start: client.start,
+                    };
+                    now(relay(proxy, g, &target, req, asked).await)
+                }
             };
         }
         Destination::EnclaveOtherPort => return now(port_not_configured(&dest)),

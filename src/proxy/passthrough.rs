@@ -21,7 +21,7 @@ use super::rewrite::strip_hop_by_hop;
 use super::state::{Generation, Proxy};
 use super::upgrade::{ask_websocket, Client};
 use super::upgraded::Switched;
-use super::ProxyBody;
+use super::{BodyError, ProxyBody};
 use crate::addr::{Authority, Host};
 use crate::appraise::refusal::RefusalCode;
 
@@ -232,11 +232,12 @@ pub(super) async fn plain_http(
     strip_hop_by_hop(resp.headers_mut());
     // A plain server does not get to speak for an enclave.
     resp.headers_mut().remove(ATTESTATION_HEADER);
+    let relayed = |resp: Response<Incoming>| resp.map(|b| b.map_err(BodyError::from).boxed());
     let (Some(client), Some(from_client)) = (switching, from_client) else {
-        return (resp.map(BodyExt::boxed), Some(passed(host, started)));
+        return (relayed(resp), Some(passed(host, started)));
     };
     if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
-        return (resp.map(BodyExt::boxed), Some(passed(host, started)));
+        return (relayed(resp), Some(passed(host, started)));
     }
     let mut answer = Response::new(empty());
     *answer.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;

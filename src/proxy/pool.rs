@@ -29,10 +29,12 @@ use super::target::Target;
 use super::ProxyBody;
 use crate::addr::Authority;
 use crate::appraise::refusal::RefusalCode;
+use crate::audit::CutNote;
 use crate::dcap::time::UnixTime;
 use crate::metrics::Metrics;
 use crate::ratls::cache::CachedVerdict;
 use crate::ratls::client::Attested;
+use crate::ratls::CertAppraisal;
 use crate::source::fetch::CollateralCache;
 
 /// HTTP/2 connections kept per destination (requests are spread over them round-robin).
@@ -160,7 +162,7 @@ impl Pool {
         };
         let now = UnixTime::now();
         for mut conn in stale {
-            match self.rejudge(target, &conn.verdict, now) {
+            match self.rejudge(target, &conn.verdict, now, None) {
                 Ok(verdict) => {
                     conn.verdict = verdict;
                     self.checkin(target, conn);
@@ -176,12 +178,14 @@ impl Pool {
 
     /// Judges the certificate behind `held` again under `target`'s verifier (this pool's
     /// generation) at `now`, and puts a new verdict (accepted or refused) into the audit
-    /// trail before the connection carries another byte.
+    /// trail before the connection carries another byte; a refusal that cuts an exchange in
+    /// flight is recorded as that `cut` (`request`, `response`, `websocket`).
     pub(super) fn rejudge(
         &self,
         target: &Target,
         held: &CachedVerdict,
         now: UnixTime,
+        cut: Option<&str>,
     ) -> Result<Arc<CachedVerdict>, UpstreamError> {
         match target.enclave.verifier.verdict_for(&held.leaf, now) {
             Ok(verdict) => {
@@ -191,12 +195,38 @@ impl Pool {
                 Ok(verdict)
             }
             Err(refused) => {
-                self.audit
-                    .record(target, self.generation, &refused.appraisal)
-                    .map_err(UpstreamError::Audit)?;
+                let r = &refused.refusal;
+                let written = match cut {
+                    Some(what) => {
+                        let note = CutNote {
+                            what,
+                            code: r.code.as_str(),
+                            reasons: &r.reasons,
+                        };
+                        self.audit
+                            .record_cut(target, self.generation, &refused.appraisal, note)
+                    }
+                    None => self
+                        .audit
+                        .record(target, self.generation, &refused.appraisal),
+                };
+                written.map_err(UpstreamError::Audit)?;
                 Err(UpstreamError::Refused(refused.refusal))
             }
         }
+    }
+
+    /// Records, under this pool's generation, an exchange in flight cut for a reason its
+    /// certificate's appraisal `c` does not carry (its host is no longer an enclave host).
+    pub(super) fn record_cut(
+        &self,
+        target: &Target,
+        c: &CertAppraisal,
+        note: CutNote<'_>,
+    ) -> Result<(), UpstreamError> {
+        self.audit
+            .record_cut(target, self.generation, c, note)
+            .map_err(UpstreamError::Audit)
     }
 
     async fn checkout_judged(
@@ -532,28 +562,37 @@ impl Pool {
         })
     }
 
-    /// Sends `req` over an attested connection to `target`, rewriting it for the
-    /// connection's HTTP version. Returns the response and the verdict of the connection used.
+    /// An attested connection to `target` for one request of a client speaking `version`,
+    /// judged under the collateral in force.
     ///
     /// An HTTP/1.1 client's request goes over an HTTP/1.1 connection of its own while there
     /// are fewer than [`H1_CONNECTIONS`]: measured, that costs the proxy and the enclave less
     /// per request than multiplexing it onto HTTP/2 (see docs/benchmarks.md).
-    pub(super) async fn send(
+    pub(super) async fn checkout_for(
         &self,
         target: &Target,
-        req: Request<ProxyBody>,
         metrics: &Arc<Metrics>,
         version: Version,
-    ) -> Result<(Response<Incoming>, Arc<CachedVerdict>), UpstreamError> {
+    ) -> Result<Conn, UpstreamError> {
         self.rejudge_stale(target)?;
         let h1 = match version {
             Version::Http1 => self.checkout_h1(target, metrics).await?,
             Version::Http2 => None,
         };
-        let mut conn = match h1 {
-            Some(c) => c,
-            None => self.checkout_judged(target, metrics).await?,
-        };
+        match h1 {
+            Some(c) => Ok(c),
+            None => self.checkout_judged(target, metrics).await,
+        }
+    }
+
+    /// Sends `req` over `conn` (from [`Pool::checkout_for`]), rewritten for the connection's
+    /// HTTP version; the connection goes back to the pool once the response head is in.
+    pub(super) async fn send_on(
+        &self,
+        target: &Target,
+        mut conn: Conn,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         let req = prepare(req, target, conn.is_h2());
         let result = match &mut conn.sender {
             Sender::H1(s) => match s.ready().await {
@@ -565,11 +604,10 @@ impl Pool {
                 Err(e) => Err(e),
             },
         };
-        let verdict = Arc::clone(&conn.verdict);
         match result {
             Ok(resp) => {
                 self.checkin(target, conn);
-                Ok((resp, verdict))
+                Ok(resp)
             }
             Err(e) => Err(UpstreamError::Request(format!(
                 "upstream {}: {e}",

@@ -64,8 +64,14 @@ impl Generation {
         cache: &Arc<VerdictCache>,
         slots: &Arc<Semaphore>,
         audit: &Arc<Auditor>,
+        changes: &Arc<Changes>,
     ) -> Self {
         let id = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
+        if let Some(cache) = collateral.cache() {
+            // A new snapshot is a change open exchanges judge their verdict again on.
+            let changes = Arc::clone(changes);
+            cache.on_new_snapshot(move || changes.bump());
+        }
         let collateral = Arc::new(collateral);
         let source: Arc<dyn CollateralSource + Send + Sync> = collateral.clone();
         let enclaves = config
@@ -197,6 +203,41 @@ pub(super) enum Destination {
     Other,
 }
 
+/// Reloads and new collateral snapshots, counted: what open exchanges judge their verdict
+/// again on. Every relayed chunk reads the count (an integer compare); a body or an upgraded
+/// connection waiting for its side subscribes to be woken by the next change.
+#[derive(Debug)]
+pub(super) struct Changes {
+    count: AtomicU64,
+    wake: watch::Sender<()>,
+}
+
+impl Changes {
+    fn new() -> Self {
+        Self {
+            count: AtomicU64::new(0),
+            wake: watch::Sender::new(()),
+        }
+    }
+
+    /// Counts one change (after it took effect), then wakes whoever waits for one.
+    pub(super) fn bump(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        self.wake.send_replace(());
+    }
+
+    /// Changes so far.
+    pub(super) fn count(&self) -> u64 {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Woken by every change after this call (count first, then wake: a change counted
+    /// before the subscription is seen by reading the count after it).
+    pub(super) fn subscribe(&self) -> watch::Receiver<()> {
+        self.wake.subscribe()
+    }
+}
+
 /// Counts in-flight requests and tunnels so shutdown can wait for them.
 #[derive(Debug, Default)]
 pub(super) struct Drain {
@@ -289,9 +330,9 @@ pub struct Proxy {
     retired: Mutex<Vec<Weak<Generation>>>,
     /// The audit trail (its file and `required` are fixed at start).
     audit: Arc<Auditor>,
-    /// How many generations replaced the first: bumped after each reload's swap, so open
-    /// upgraded connections (WebSockets) judge their enclave again under the new one.
-    pub(super) reloads: watch::Sender<u64>,
+    /// Bumped after each reload's swap and each new collateral snapshot, so exchanges in
+    /// flight (bodies, WebSockets) judge their enclave again under what is in force.
+    pub(super) changes: Arc<Changes>,
 }
 
 impl fmt::Debug for Proxy {
@@ -312,8 +353,16 @@ impl Proxy {
         let upstream_slots = Arc::new(Semaphore::new(config.limits.max_upstream_connections));
         let metrics = Arc::new(Metrics::default());
         let audit = Arc::new(Auditor::new(config.audit.as_ref(), &metrics));
-        let generation =
-            Generation::new(config, anchor, collateral, &cache, &upstream_slots, &audit);
+        let changes = Arc::new(Changes::new());
+        let generation = Generation::new(
+            config,
+            anchor,
+            collateral,
+            &cache,
+            &upstream_slots,
+            &audit,
+            &changes,
+        );
         Self {
             current: RwLock::new(Arc::new(generation)),
             config_path: None,
@@ -326,7 +375,7 @@ impl Proxy {
             upstream_slots,
             retired: Mutex::new(Vec::new()),
             audit,
-            reloads: watch::Sender::new(0),
+            changes,
         }
     }
 
@@ -445,6 +494,7 @@ impl Proxy {
             &self.cache,
             &self.upstream_slots,
             &self.audit,
+            &self.changes,
         );
         generation.start_refresher();
         let enclaves = generation.config.enclaves.len();
@@ -459,7 +509,7 @@ impl Proxy {
         // Verdicts were made under the old policies: drop them all.
         self.cache.clear();
         // After the swap: whoever wakes up finds the new generation in force.
-        self.reloads.send_modify(|n| *n += 1);
+        self.changes.bump();
         Ok(Reloaded {
             enclaves,
             need_restart,

@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{Request, Response};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::admit::ClientSlot;
 use super::refusal::Format;
-use super::relay::{access_log, as_configured, refuse, relay};
+use super::relay::{access_log, as_configured, refuse, relay, Asked};
 use super::state::{Generation, Proxy};
 use super::target::Target;
 use super::upgrade;
@@ -24,7 +23,7 @@ use super::ProxyBody;
 pub(super) async fn relay_logged(
     proxy: Arc<Proxy>,
     g: Arc<Generation>,
-    target: &Target,
+    target: &Arc<Target>,
     client: SocketAddr,
     slot: &Arc<ClientSlot>,
     req: Request<Incoming>,
@@ -34,7 +33,13 @@ pub(super) async fn relay_logged(
     let format = Format::of(req.headers());
     let (resp, outcome) = match upgrade::requested(&req) {
         Ok(None) => {
-            let (resp, outcome) = relay(&proxy, &g, target, req.map(BodyExt::boxed)).await;
+            let asked = Asked {
+                client,
+                method: &method,
+                path: &path,
+                start,
+            };
+            let (resp, outcome) = relay(&proxy, &g, target, req, asked).await;
             (resp, Some(outcome))
         }
         Ok(Some(switch)) => {

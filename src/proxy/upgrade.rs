@@ -19,12 +19,14 @@ use hyper::upgrade::OnUpgrade;
 
 use super::admit::ClientSlot;
 use super::empty;
+use super::judge::{Checkpoint, Cut, Judge};
+use super::judged::{Exchange, Judged};
 use super::refusal::ProxyRefusal;
 use super::relay::{from_upstream, refuse, speak_for, Outcome, Verdict};
 use super::rewrite::prepare;
 use super::state::{Generation, Proxy};
 use super::target::Target;
-use super::upgraded::{Judge, Switched};
+use super::upgraded::Switched;
 use super::ProxyBody;
 use crate::metrics::Counting;
 
@@ -194,8 +196,8 @@ fn switched(
 /// relayed in its own task, which logs it when it closes.
 pub(super) async fn attested(
     proxy: &Arc<Proxy>,
-    g: &Generation,
-    target: &Target,
+    g: &Arc<Generation>,
+    target: &Arc<Target>,
     client: Client,
     mut req: Request<Incoming>,
     switch: Switch,
@@ -232,16 +234,31 @@ pub(super) async fn attested(
         }
     };
     let verdict = conn.verdict;
+    let judge = Arc::new(Judge::new(proxy, g, target, Arc::clone(&verdict)));
+    // The answer passes the checkpoint like a chunk (a change while it was on its way).
+    let mut checkpoint = Checkpoint::new(Arc::clone(&judge), Cut::Request);
+    if let Err(refusal) = checkpoint.pass() {
+        return refused(refusal);
+    }
     let outcome = Outcome {
         host: host.clone(),
         verdict: Verdict::Accepted(Arc::clone(&verdict)),
         upstream: Some(started.elapsed()),
     };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        // The enclave declined: its answer is relayed like any response.
+        // The enclave declined: its answer is relayed like any response, judged as one.
         speak_for(g, resp.headers_mut(), &verdict);
+        let exchange = Exchange {
+            client: client.addr,
+            method,
+            path,
+            status: resp.status(),
+            start: client.start,
+        };
         let counter = Arc::clone(&proxy.metrics.bytes_to_clients);
-        let resp = resp.map(|b| Counting::new(b.boxed(), counter).boxed());
+        let checkpoint = checkpoint.cutting(Cut::Response);
+        let resp = resp
+            .map(|b| Counting::new(Judged::new(b, checkpoint, Some(exchange)), counter).boxed());
         return (resp, Some(outcome));
     }
     let answer = match switched(g, &resp, switch, key.as_deref(), &verdict) {
@@ -257,7 +274,7 @@ pub(super) async fn attested(
         slot: client.slot,
         from_client,
         from_upstream,
-        judge: Some(Judge::new(proxy, g, target, verdict)),
+        judge: Some(judge),
         open: conn.open,
         outcome,
         method,

@@ -1,0 +1,157 @@
+//! A body relayed to or from an enclave under its exchange's [`Judge`]: each data frame
+//! passes the checkpoint before it goes on, and while the body waits for its side, a reload
+//! or a new collateral snapshot wakes it to be judged at once, so an idle stream of a
+//! refused enclave is cut too. A cut ends the body with [`BodyError::Cut`]: hyper then closes
+//! an HTTP/1.1 connection mid-body and resets an HTTP/2 stream. The response side writes the
+//! cut's access-log line (the request side's cut reaches the client as the refusal, or as
+//! the response failing).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use hyper::body::{Body, Frame, SizeHint};
+
+use super::judge::Checkpoint;
+use super::refusal::ProxyRefusal;
+use super::relay::access_log_cut;
+use super::BodyError;
+
+/// Wakes a waiting body when the proxy's change count moves.
+type Wake = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
+
+/// What the access log says about an exchange a cut ends after its response head went out.
+pub(super) struct Exchange {
+    pub(super) client: SocketAddr,
+    pub(super) method: Method,
+    pub(super) path: String,
+    pub(super) status: StatusCode,
+    pub(super) start: Instant,
+}
+
+/// A body whose every data frame passes its exchange's checkpoint.
+pub(super) struct Judged<B> {
+    inner: B,
+    checkpoint: Checkpoint,
+    /// Armed while the body waits for its side: resolves at the next change.
+    wake: Option<Wake>,
+    /// The task `wake` wakes.
+    waker: Option<Waker>,
+    /// The response side's exchange, logged once if it is cut.
+    log: Option<Box<Exchange>>,
+}
+
+impl<B> Judged<B> {
+    /// `inner` passing `checkpoint`; `log` for a response body.
+    pub(super) fn new(inner: B, checkpoint: Checkpoint, log: Option<Exchange>) -> Self {
+        Self {
+            inner,
+            checkpoint,
+            wake: None,
+            waker: None,
+            log: log.map(Box::new),
+        }
+    }
+
+    /// Ends the exchange: the access-log line once (response side), the error for hyper.
+    fn cut(&mut self, refusal: &ProxyRefusal) -> BodyError {
+        if let Some(e) = self.log.take() {
+            let judge = self.checkpoint.judge();
+            let host = judge.target().dest.host.to_string();
+            access_log_cut(judge.proxy(), host, &e, refusal);
+        }
+        BodyError::Cut(refusal.code())
+    }
+
+    /// A change since the last look: judged now, before anything else moves.
+    fn judge_changes(&mut self) -> Result<(), ProxyRefusal> {
+        if self.checkpoint.changed() && self.checkpoint.pass()? {
+            // The armed wake-up was for this change (or an earlier one): arm a fresh one.
+            self.wake = None;
+        }
+        Ok(())
+    }
+
+    /// Arms (once per task) the wake-up for the next change while the body waits.
+    fn listen(&mut self, cx: &mut Context<'_>) {
+        if self.wake.is_some() && self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            return;
+        }
+        let proxy = self.checkpoint.judge().proxy();
+        let wake = self.wake.get_or_insert_with(|| {
+            let mut changes = proxy.changes.subscribe();
+            Box::pin(async move {
+                if changes.changed().await.is_err() {
+                    // The proxy is gone: nothing will change any more.
+                    std::future::pending::<()>().await;
+                }
+            })
+        });
+        if wake.as_mut().poll(cx).is_ready() {
+            self.wake = None;
+            cx.waker().wake_by_ref();
+            return;
+        }
+        self.waker = Some(cx.waker().clone());
+        // A change between the last look and the subscription above: judged at once.
+        if self.checkpoint.changed() {
+            cx.waker().wake_by_ref();
+        }
+    }
+}
+
+impl<B> Body for Judged<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BodyError>,
+{
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        if let Err(refusal) = this.judge_changes() {
+            return Poll::Ready(Some(Err(this.cut(&refusal))));
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if frame.is_data() {
+                    match this.checkpoint.pass() {
+                        Ok(true) => this.wake = None,
+                        Ok(false) => {}
+                        Err(refusal) => return Poll::Ready(Some(Err(this.cut(&refusal)))),
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                // The other direction's cut makes this side fail: it is that cut.
+                let err = match this.checkpoint.judge().refused() {
+                    Some(refusal) => this.cut(&refusal),
+                    None => e.into(),
+                };
+                Poll::Ready(Some(Err(err)))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                this.listen(cx);
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
