@@ -1265,7 +1265,6 @@ async fn the_admin_listener_caps_its_connections_and_their_heads() {
 /// `allow_local_destinations = true`: never a blind tunnel to an enclave's address, never the
 /// proxy's own admin listener.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 24 item 5: fails until fixed"]
 async fn unspecified_addresses_are_refused_in_every_spelling() {
     let env = env();
     let good = start_sim(&env, SimConfig::default()).await;

@@ -29,18 +29,21 @@ use crate::appraise::refusal::RefusalCode;
 fn is_local(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
+            v4.is_loopback() || v4.is_link_local() || v4.is_multicast() || v4.is_broadcast()
         }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || v6.is_unicast_link_local()
-        }
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_multicast() || v6.is_unicast_link_local(),
+    }
+}
+
+/// Whether `ip` is unspecified: `0.0.0.0/8` ("this host on this network", RFC 1122) or `::`.
+/// Linux connects `0.0.0.0` (and `::`) to this host, on whatever local address a listener
+/// has, so such a destination is refused whatever `allow_local_destinations` says: it is
+/// never needed (name `127.0.0.1`), and reading it as loopback would still miss listeners on
+/// other local addresses and depend on the kernel. (IPv4-mapped forms arrive as IPv4.)
+fn is_unspecified(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.octets()[0] == 0,
+        IpAddr::V6(v6) => v6.is_unspecified(),
     }
 }
 
@@ -55,6 +58,12 @@ fn forbidden(
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     };
+    if is_unspecified(ip) {
+        return Some(ProxyRefusal::Destination(
+            RefusalCode::LocalDestinationDenied,
+            format!("{dest} is an unspecified address (this host): never a destination"),
+        ));
+    }
     if g.is_enclave_address(&Host::Ip(ip), addr.port()) {
         return Some(ProxyRefusal::Destination(
             RefusalCode::EnclaveAddressNotAttested,
@@ -260,4 +269,40 @@ pub(super) async fn plain_http(
     };
     tokio::spawn(relay.run());
     (answer, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::Authority;
+
+    #[test]
+    fn every_spelling_of_an_unspecified_address_is_unspecified() {
+        for spelling in [
+            "0",
+            "0x0",
+            "00",
+            "0.0",
+            "0.0.0.0",
+            "0.0.0.1",
+            "0.255.255.255",
+            "[::]",
+            "[0:0:0:0:0:0:0:0]",
+            "[::ffff:0.0.0.0]",
+            "[::ffff:0:0]",
+        ] {
+            let dest = Authority::parse(&format!("{spelling}:80"), None).expect(spelling);
+            let Host::Ip(ip) = dest.host else {
+                panic!("{spelling} is an address");
+            };
+            assert!(is_unspecified(ip), "{spelling}");
+        }
+        for other in ["1.0.0.0", "127.0.0.1", "[::1]", "10.0.0.1"] {
+            let dest = Authority::parse(&format!("{other}:80"), None).expect(other);
+            let Host::Ip(ip) = dest.host else {
+                panic!("{other} is an address");
+            };
+            assert!(!is_unspecified(ip), "{other}");
+        }
+    }
 }
