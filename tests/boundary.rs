@@ -1341,7 +1341,6 @@ async fn in_tunnel(env: &Env, proxy: u16, request: &str) -> String {
 /// `CONNECT` gets 405 (only an RFC 8441 WebSocket may use CONNECT there), and a request
 /// naming another host than the tunnel's gets 421; the enclave receives neither.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 24 item 6: fails until fixed"]
 async fn connect_and_other_hosts_inside_a_tunnel_are_refused() {
     let env = env();
     let good = start_sim(&env, SimConfig::default()).await;

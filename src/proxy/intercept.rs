@@ -18,7 +18,7 @@ use super::refused_tunnel::refused_connect;
 use super::relay::{access_log, as_configured, from_upstream, refuse, Outcome, Verdict};
 use super::state::{Generation, Proxy};
 use super::target::Target;
-use super::tunnel_request::relay_logged;
+use super::tunnel_request::{relay_logged, Inside};
 use super::ProxyBody;
 use crate::dcap::time::UnixTime;
 
@@ -152,7 +152,8 @@ async fn serve_tunnel(
             let _inflight = proxy.drain.enter();
             match judged {
                 Ok((g, target)) => {
-                    relay_logged(Arc::clone(&proxy), g, &target, client, &slot, req).await
+                    let to = (&target, Inside::Tunnel);
+                    relay_logged(Arc::clone(&proxy), g, to, client, &slot, req).await
                 }
                 Err((g, refusal, host)) => {
                     let start = std::time::Instant::now();

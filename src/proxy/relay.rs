@@ -40,9 +40,12 @@ impl Verdict {
             Self::Accepted(_) => "accepted",
             Self::Passthrough => "passthrough",
             Self::Refused(ProxyRefusal::Attestation(_)) => "refused",
-            Self::Refused(ProxyRefusal::DestinationDenied(_) | ProxyRefusal::RequestDenied(_)) => {
-                "denied"
-            }
+            Self::Refused(
+                ProxyRefusal::DestinationDenied(_)
+                | ProxyRefusal::RequestDenied(_)
+                | ProxyRefusal::MethodNotAllowed(_)
+                | ProxyRefusal::Misdirected(_),
+            ) => "denied",
             Self::Refused(_) => "error",
         }
     }
