@@ -49,7 +49,7 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> 
 struct Gate {
     /// `Host` values that name this listener.
     hosts: Vec<String>,
-    /// The token `POST /reload` and `GET /metrics` need, if configured.
+    /// The token `POST /reload`, `GET /metrics` and `/readyz`'s reasons need, if configured.
     token: Option<String>,
 }
 
@@ -84,21 +84,27 @@ impl Gate {
             (req.method(), req.uri().path()),
             (&Method::POST, "/reload") | (&Method::GET, "/metrics")
         );
-        if let (true, Some(token)) = (guarded, &self.token) {
-            let given = req
-                .headers()
-                .get(http::header::AUTHORIZATION)
-                .and_then(|h| h.to_str().ok())
-                .and_then(|h| h.strip_prefix("Bearer "))
-                .unwrap_or("");
-            if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
-                return Some(json(
-                    StatusCode::UNAUTHORIZED,
-                    &serde_json::json!({"error": "unauthorized", "reason": "this endpoint needs Authorization: Bearer <admin token>"}),
-                ));
-            }
+        if guarded && !self.authorized(req) {
+            return Some(json(
+                StatusCode::UNAUTHORIZED,
+                &serde_json::json!({"error": "unauthorized", "reason": "this endpoint needs Authorization: Bearer <admin token>"}),
+            ));
         }
         None
+    }
+
+    /// True if no token is configured, or `req` carries it.
+    fn authorized(&self, req: &Request<Incoming>) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let given = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .unwrap_or("");
+        constant_time_eq(given.as_bytes(), token.as_bytes())
     }
 }
 
@@ -120,10 +126,14 @@ async fn route(proxy: Arc<Proxy>, gate: &Gate, req: Request<Incoming>) -> Respon
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            json(
-                status,
-                &serde_json::json!({"ready": r.ready, "reasons": r.reasons}),
-            )
+            // The reasons name platforms and collateral sources: with a token, only for it
+            // (probes read the status alone).
+            let body = if gate.authorized(&req) {
+                serde_json::json!({"ready": r.ready, "reasons": r.reasons})
+            } else {
+                serde_json::json!({"ready": r.ready})
+            };
+            json(status, &body)
         }
         (&Method::GET, "/metrics") => reply(
             StatusCode::OK,

@@ -1408,7 +1408,6 @@ async fn connect_and_other_hosts_inside_a_tunnel_are_refused() {
 /// Item 8: with an admin token, `/metrics` and readiness detail need it, and passthrough
 /// destinations are not metric labels unless the operator asks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 24 item 8: fails until fixed"]
 async fn metrics_and_readiness_detail_are_behind_the_token() {
     let env = env();
     let good = start_sim(&env, SimConfig::default()).await;

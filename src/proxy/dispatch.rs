@@ -14,7 +14,7 @@ use super::intercept::intercept;
 use super::passthrough::{plain_http, tunnel};
 use super::refusal::{Format, ProxyRefusal};
 use super::refused_tunnel::refused_connect;
-use super::relay::{access_log, as_configured, refuse, relay, Asked, Outcome};
+use super::relay::{access_log, as_configured, at_enclave, refuse, relay, Asked, Outcome};
 use super::state::{Destination, Generation, Proxy};
 use super::upgrade::{self, Client};
 use super::ProxyBody;
@@ -97,12 +97,17 @@ async fn connect(
         }
     };
     match g.classify(&dest) {
-        Destination::Enclave(target) => intercept(proxy, g, slot, client, req, target).await,
+        Destination::Enclave(target) => {
+            at_enclave(intercept(proxy, g, slot, client, req, target).await)
+        }
         // An enclave host is refused here as after a failed attestation: a browser gets the
         // page inside the tunnel, under the leaf minted for the host it named.
         Destination::EnclaveOtherPort => {
             let host = dest.host.to_string();
-            refused_connect(&proxy, &g, slot, client, req, port_refusal(&dest), &host)
+            let refusal = port_refusal(&dest);
+            at_enclave(refused_connect(
+                &proxy, &g, slot, client, req, refusal, &host,
+            ))
         }
         Destination::Other => match g.config.unmatched {
             Unmatched::Deny => refuse(
@@ -161,7 +166,9 @@ async fn forward(
             return match switch {
                 // Boxed, as in a tunnel: rare, and large inline in every request's future.
                 Some(switch) => {
-                    Box::pin(upgrade::attested(proxy, g, &target, client, req, switch)).await
+                    let (resp, outcome) =
+                        Box::pin(upgrade::attested(proxy, g, &target, client, req, switch)).await;
+                    (resp, outcome.map(Outcome::at_enclave))
                 }
                 None => {
                     let method = req.method().clone();
@@ -171,7 +178,7 @@ async fn forward(
                         path,
                         start: client.start,
                     };
-                    now(relay(proxy, g, &target, req, asked).await)
+                    now(at_enclave(relay(proxy, g, &target, req, asked).await))
                 }
             };
         }
@@ -204,7 +211,7 @@ async fn forward(
 
 /// A host an enclave entry names, at a port no entry lists: refused, never tunnelled.
 fn port_not_configured(dest: &Authority) -> (Response<ProxyBody>, Outcome) {
-    refuse(port_refusal(dest), &dest.host.to_string())
+    at_enclave(refuse(port_refusal(dest), &dest.host.to_string()))
 }
 
 fn port_refusal(dest: &Authority) -> ProxyRefusal {

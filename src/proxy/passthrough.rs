@@ -147,6 +147,7 @@ fn passed(host: String, started: Instant) -> Outcome {
         host,
         verdict: Verdict::Passthrough,
         upstream: Some(started.elapsed()),
+        enclave: false,
     }
 }
 

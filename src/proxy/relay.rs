@@ -17,7 +17,7 @@ use super::rewrite::strip_hop_by_hop;
 use super::state::{DrainGuard, Generation, Proxy};
 use super::target::Target;
 use super::{empty, ProxyBody};
-use crate::config::RefusalDetails;
+use crate::config::{MetricsHostLabels, RefusalDetails};
 use crate::dcap::identity::Identity;
 use crate::dcap::quote::TeeType;
 use crate::metrics::Counting;
@@ -81,6 +81,21 @@ pub(super) struct Outcome {
     pub(super) verdict: Verdict,
     /// Time to an upstream connection or response, when there was one.
     pub(super) upstream: Option<Duration>,
+    /// The destination is an enclave host (metrics name it; others only when asked).
+    pub(super) enclave: bool,
+}
+
+impl Outcome {
+    /// This outcome, for an enclave destination.
+    pub(super) fn at_enclave(mut self) -> Self {
+        self.enclave = true;
+        self
+    }
+}
+
+/// A response and its outcome, for an enclave destination.
+pub(super) fn at_enclave<R>((resp, outcome): (R, Outcome)) -> (R, Outcome) {
+    (resp, outcome.at_enclave())
 }
 
 /// The response as the configuration and the client allow it to be seen: with
@@ -142,7 +157,10 @@ fn log_access(
     ended: Option<Ended<'_>>,
 ) {
     let code = o.verdict.code();
-    proxy.metrics.request(&o.host, o.verdict.label(), code);
+    // Other destinations say where a local user went: named only when the operator asks.
+    let named = o.enclave || proxy.current().config.metrics_host_labels == MetricsHostLabels::All;
+    let label = if named { o.host.as_str() } else { "-" };
+    proxy.metrics.request(label, o.verdict.label(), code);
     let closed = match &ended {
         Some(Ended::Upgrade(c)) => Some(*c),
         _ => None,
@@ -188,6 +206,7 @@ pub(super) fn refuse(refusal: ProxyRefusal, host: &str) -> (Response<ProxyBody>,
         host: host.to_owned(),
         verdict: Verdict::Refused(refusal),
         upstream: None,
+        enclave: false,
     };
     (response, outcome)
 }
@@ -263,7 +282,7 @@ pub(super) async fn relay(
     };
     let conn = match g.pool.checkout_for(target, &proxy.metrics, version).await {
         Ok(c) => c,
-        Err(e) => return refuse(from_upstream(e), &host),
+        Err(e) => return at_enclave(refuse(from_upstream(e), &host)),
     };
     let verdict = Arc::clone(conn.verdict());
     let judge = Arc::new(Judge::new(proxy, g, target, Arc::clone(&verdict)));
@@ -288,7 +307,7 @@ pub(super) async fn relay(
     let mut checkpoint = Checkpoint::new(Arc::clone(&judge), Cut::Request);
     let mut resp = match sent.and_then(|resp| checkpoint.pass().map(|_| resp)) {
         Ok(resp) => resp,
-        Err(e) => return refuse(judge.refused().unwrap_or(e), &host),
+        Err(e) => return at_enclave(refuse(judge.refused().unwrap_or(e), &host)),
     };
     speak_for(g, resp.headers_mut(), &verdict);
     let exchange = Exchange {
@@ -302,6 +321,7 @@ pub(super) async fn relay(
         host,
         verdict: Verdict::Accepted(verdict),
         upstream: Some(started.elapsed()),
+        enclave: true,
     };
     let counter = Arc::clone(&proxy.metrics.bytes_to_clients);
     // In flight until its body is done, not only its head: shutdown waits for it.
@@ -399,6 +419,7 @@ pub(super) fn access_log_cut(proxy: &Proxy, host: String, e: &Exchange, refusal:
         host,
         verdict: Verdict::Refused(refusal.clone()),
         upstream: None,
+        enclave: true,
     };
     log_access(
         proxy,

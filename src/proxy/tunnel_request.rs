@@ -109,6 +109,8 @@ pub(super) async fn relay_logged(
     let Some(outcome) = outcome else {
         return Ok(resp);
     };
+    // A tunnel's or a route's destination is an enclave host.
+    let outcome = outcome.at_enclave();
     let resp = as_configured(&g, resp, &outcome, format);
     access_log(
         &proxy,

@@ -205,7 +205,7 @@ pub(super) async fn attested(
     let host = target.dest.host.to_string();
     let refused = |refusal| {
         let (resp, outcome) = refuse(refusal, &host);
-        (resp, Some(outcome))
+        (resp, Some(outcome.at_enclave()))
     };
     let started = Instant::now();
     // Its own attested connection: an upgraded connection cannot go back to the pool.
@@ -244,6 +244,7 @@ pub(super) async fn attested(
         host: host.clone(),
         verdict: Verdict::Accepted(Arc::clone(&verdict)),
         upstream: Some(started.elapsed()),
+        enclave: true,
     };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         // The enclave declined: its answer is relayed like any response, judged as one.
