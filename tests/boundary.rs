@@ -1221,7 +1221,6 @@ async fn one_client_cannot_hold_the_upstream_cap_with_upgrades() {
 /// heads: beyond the cap a connection is answered 503 and closed, never left holding a file
 /// descriptor, and the half-sent requests holding the cap are closed soon.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 24 item 4: fails until fixed"]
 async fn the_admin_listener_caps_its_connections_and_their_heads() {
     let env = env();
     let proxy = free_port();

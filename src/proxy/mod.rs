@@ -54,6 +54,7 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
 
+pub(crate) use admit::next_client;
 pub(crate) use cores::{loads as thread_loads, resolve as resolve_threads, start as start_cores};
 pub use listen::Running;
 pub use state::Proxy;
