@@ -1095,7 +1095,6 @@ async fn a_revocation_cuts_uploads_in_flight_in_every_mode() {
 /// once (an open tunnel keeps that generation alive until its next request), so a new
 /// request is served, not kept waiting for a 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 24 item 3: fails until fixed"]
 async fn a_reload_at_the_upstream_cap_keeps_serving() {
     let env = env();
     let good = start_sim(&env, SimConfig::default()).await;
@@ -1168,19 +1167,21 @@ async fn upgrade(proxy: u16, host: &str) -> (String, TcpStream) {
 /// the whole upstream cap: connections whose life the client decides get a bounded share
 /// per destination and in all, and requests are still served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 24 item 3: fails until fixed"]
 async fn one_client_cannot_hold_the_upstream_cap_with_upgrades() {
     let env = env();
     let good = start_sim(&env, SimConfig::default()).await;
+    let other = start_sim(&env, SimConfig::default()).await;
     let plain = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let plain_port = plain.local_addr().expect("addr").port();
     let proxy = free_port();
+    // Two names for `good` (one destination: where the proxy dials), one for `other`.
     let _p = binary(
         Harness::new(&env)
             .listen(proxy)
             .top("allow_local_destinations = true")
             .limits("max_upstream_connections = 4\nconnect_timeout_secs = 1")
-            .enclave_with(&[HOST, "other.enclave.test"], good.addr(), TRUSTED, ""),
+            .enclave_with(&[HOST, "alias.enclave.test"], good.addr(), TRUSTED, "")
+            .enclave("other.enclave.test", other.addr()),
         "share.toml",
     )
     .await;
@@ -1188,10 +1189,12 @@ async fn one_client_cannot_hold_the_upstream_cap_with_upgrades() {
     let (head, ws) = upgrade(proxy, HOST).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     held.push(ws);
-    // A second to the same destination is beyond its share.
-    let (head, _) = upgrade(proxy, HOST).await;
-    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
-    assert!(head.contains("\"code\":\"upstream_capacity\""), "{head}");
+    // A second to the same destination, by either name, is beyond its share.
+    for host in [HOST, "alias.enclave.test"] {
+        let (head, _) = upgrade(proxy, host).await;
+        assert!(head.starts_with("HTTP/1.1 503"), "{host}: {head}");
+        assert!(head.contains("\"code\":\"upstream_capacity\""), "{head}");
+    }
     // Another destination has its own share, until client-held connections reach theirs.
     let (head, ws) = upgrade(proxy, "other.enclave.test").await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");

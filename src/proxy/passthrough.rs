@@ -94,8 +94,10 @@ async fn dial_plain(
     g: &Generation,
     dest: &Authority,
 ) -> Result<(TcpStream, UpstreamOpen), ProxyRefusal> {
+    // A client decides how long a tunnel (or a plain exchange) lasts: a share, checked first.
+    let held = g.pool.hold(dest).map_err(from_upstream)?;
     let permit = g.pool.upstream_permit(dest).await.map_err(from_upstream)?;
-    let open = UpstreamOpen::new(&proxy.metrics, permit);
+    let open = UpstreamOpen::new(&proxy.metrics, permit).holding(held);
     let timeout = g.config.limits.connect_timeout;
     let attempt = async {
         if let Host::Name(name) = &dest.host {

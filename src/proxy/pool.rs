@@ -5,7 +5,7 @@
 //! (multiplexed); HTTP/1.1 connections serve one exchange at a time.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,12 +13,15 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 
 mod attest;
+mod capacity;
 mod conn;
 
 pub(super) use attest::UpstreamOpen;
+use capacity::Shards;
+pub(super) use capacity::{Capacity, Held};
 pub(super) use conn::{Conn, UpstreamError, Version};
 use conn::{H1Ticket, Sender};
 
@@ -80,9 +83,11 @@ pub(super) struct Pool {
     connect_timeout: Duration,
     idle_timeout: Duration,
     collateral: Option<Arc<CollateralCache>>,
-    /// Places under `max_upstream_connections`, shared with passthrough and across
-    /// generations.
-    slots: Arc<Semaphore>,
+    /// The upstream cap, shared with passthrough and across generations.
+    capacity: Arc<Capacity>,
+    /// Set when a reload replaced this pool's generation: its idle connections were closed,
+    /// and one coming back from a request is closed too.
+    retired: AtomicBool,
     /// The audit trail, and the generation whose verdicts this pool's connections carry.
     audit: Arc<Auditor>,
     generation: u64,
@@ -90,7 +95,7 @@ pub(super) struct Pool {
     /// connections its own runtime drives. Keyed by [`Target`], whose entry hashes by
     /// identity (see `slot_mut`).
     #[allow(clippy::mutable_key_type)]
-    idle: Box<[Mutex<Slots>]>,
+    idle: Arc<Shards>,
     /// [`H1_CONNECTIONS`] split between the shards.
     h1_cap: usize,
 }
@@ -101,23 +106,46 @@ impl Pool {
     pub(super) fn new(
         audit: Arc<Auditor>,
         generation: u64,
-        slots: Arc<Semaphore>,
+        capacity: Arc<Capacity>,
         collateral: Option<Arc<CollateralCache>>,
         connect_timeout: Duration,
         idle_timeout: Duration,
     ) -> Self {
         let shards = cores::count();
+        let idle: Arc<Shards> = (0..shards).map(|_| Mutex::default()).collect();
+        capacity.register(&idle);
         Self {
             next: AtomicUsize::new(0),
             connect_timeout,
             idle_timeout,
             collateral,
-            slots,
+            capacity,
+            retired: AtomicBool::new(false),
             audit,
             generation,
-            idle: (0..shards).map(|_| Mutex::default()).collect(),
+            idle,
             h1_cap: H1_CONNECTIONS.div_ceil(shards),
         }
+    }
+
+    /// Retires this pool (a reload replaced its generation): its idle connections close at
+    /// once, giving their places under the cap back, and every connection that comes back
+    /// from a request in flight closes too. They used to hold their places until the idle
+    /// sweep (300 s by default), so a reload at the cap made new requests wait and get 503.
+    pub(super) fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+        for shard in self.idle.iter() {
+            if let Ok(mut idle) = shard.lock() {
+                for slot in idle.values_mut() {
+                    slot.conns.clear();
+                }
+            }
+        }
+    }
+
+    /// A share for one connection a client keeps open to `dest` (see [`Capacity::hold`]).
+    pub(super) fn hold(&self, dest: &Authority) -> Result<Held, UpstreamError> {
+        self.capacity.hold(dest)
     }
 
     /// The calling core's shard of the idle connections.
@@ -295,7 +323,7 @@ impl Pool {
     /// left with nothing, so neither sockets nor map entries pile up.
     pub(super) fn sweep(&self) {
         let timeout = self.idle_timeout;
-        for shard in &self.idle {
+        for shard in self.idle.iter() {
             let Ok(mut idle) = shard.lock() else {
                 continue;
             };
@@ -430,6 +458,10 @@ impl Pool {
             return;
         };
         if let Ok(mut idle) = shard.lock() {
+            // Under the shard's lock: `retire` sets the flag before it empties the shards.
+            if self.retired.load(Ordering::SeqCst) {
+                return;
+            }
             let Some(Slot { conns: list, .. }) = slot_mut(&mut idle, target) else {
                 return;
             };
@@ -453,58 +485,23 @@ impl Pool {
     }
 
     /// A place under `max_upstream_connections` for a new connection to `dest`: at the cap,
-    /// idle pooled connections are closed first (oldest first), then the request waits up
-    /// to the connect timeout for a place to free up.
+    /// the idle pooled connection unused for longest (of any generation) is closed first,
+    /// then the request waits up to the connect timeout for a place to free up.
     pub(super) async fn upstream_permit(
         &self,
         dest: &Authority,
     ) -> Result<OwnedSemaphorePermit, UpstreamError> {
-        if let Ok(p) = Arc::clone(&self.slots).try_acquire_owned() {
+        let places = self.capacity.places();
+        if let Ok(p) = Arc::clone(places).try_acquire_owned() {
             return Ok(p);
         }
-        self.evict_oldest_idle();
-        match tokio::time::timeout(
-            self.connect_timeout,
-            Arc::clone(&self.slots).acquire_owned(),
-        )
-        .await
-        {
+        self.capacity.evict_oldest_idle();
+        match tokio::time::timeout(self.connect_timeout, Arc::clone(places).acquire_owned()).await {
             Ok(Ok(p)) => Ok(p),
             _ => Err(UpstreamError::Capacity(format!(
                 "no upstream connection for {dest} within {}s: max_upstream_connections reached",
                 self.connect_timeout.as_secs()
             ))),
-        }
-    }
-
-    /// Closes the idle pooled connection unused for longest, if any.
-    fn evict_oldest_idle(&self) {
-        // Each shard's oldest, then the oldest of those: one shard locked at a time.
-        let oldest = self
-            .idle
-            .iter()
-            .filter_map(|shard| {
-                shard
-                    .lock()
-                    .ok()?
-                    .values()
-                    .flat_map(|s| s.conns.iter().map(|c| c.last_used))
-                    .min()
-                    .map(|used| (shard, used))
-            })
-            .min_by_key(|(_, used)| *used);
-        let Some((shard, used)) = oldest else {
-            return;
-        };
-        let Ok(mut idle) = shard.lock() else {
-            return;
-        };
-        // Found again under the lock: it may have been taken meanwhile.
-        for slot in idle.values_mut() {
-            if let Some(i) = slot.conns.iter().position(|c| c.last_used == used) {
-                drop(slot.conns.swap_remove(i));
-                return;
-            }
         }
     }
 

@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::audited::Auditor;
 use super::cores;
-use super::pool::Pool;
+use super::pool::{Capacity, Pool};
 use super::target::{Enclave, Target};
 use crate::addr::{Authority, Host};
 use crate::appraise::CollateralSource;
@@ -62,7 +62,7 @@ impl Generation {
         anchor: &TrustAnchor,
         collateral: CollateralSetup,
         cache: &Arc<VerdictCache>,
-        slots: &Arc<Semaphore>,
+        upstream: &Arc<Capacity>,
         audit: &Arc<Auditor>,
         changes: &Arc<Changes>,
     ) -> Self {
@@ -97,7 +97,7 @@ impl Generation {
             pool: Pool::new(
                 Arc::clone(audit),
                 id,
-                Arc::clone(slots),
+                Arc::clone(upstream),
                 collateral.cache().cloned(),
                 config.limits.connect_timeout,
                 config.limits.idle_timeout,
@@ -323,8 +323,9 @@ pub struct Proxy {
     /// The addresses the proxy itself listens on (proxy, routes, admin): never a
     /// passthrough destination.
     own: Mutex<Vec<SocketAddr>>,
-    /// Places under `max_upstream_connections` (fixed at start; a reload does not resize).
-    pub(super) upstream_slots: Arc<Semaphore>,
+    /// The upstream cap, its shares and every generation's idle connections (fixed at
+    /// start; a reload does not resize it).
+    upstream: Arc<Capacity>,
     /// Generations replaced by a reload but still held by an open tunnel until its next
     /// request: their idle pooled connections are swept too.
     retired: Mutex<Vec<Weak<Generation>>>,
@@ -350,18 +351,12 @@ impl Proxy {
         ca: LocalCa,
     ) -> Self {
         let cache = Arc::new(VerdictCache::new(10_000, config.verdict_max_age));
-        let upstream_slots = Arc::new(Semaphore::new(config.limits.max_upstream_connections));
+        let upstream = Arc::new(Capacity::new(config.limits.max_upstream_connections));
         let metrics = Arc::new(Metrics::default());
         let audit = Arc::new(Auditor::new(config.audit.as_ref(), &metrics));
         let changes = Arc::new(Changes::new());
         let generation = Generation::new(
-            config,
-            anchor,
-            collateral,
-            &cache,
-            &upstream_slots,
-            &audit,
-            &changes,
+            config, anchor, collateral, &cache, &upstream, &audit, &changes,
         );
         Self {
             current: RwLock::new(Arc::new(generation)),
@@ -372,7 +367,7 @@ impl Proxy {
             drain: Arc::default(),
             listening: AtomicBool::new(false),
             own: Mutex::new(Vec::new()),
-            upstream_slots,
+            upstream,
             retired: Mutex::new(Vec::new()),
             audit,
             changes,
@@ -492,7 +487,7 @@ impl Proxy {
             &anchor,
             collateral,
             &self.cache,
-            &self.upstream_slots,
+            &self.upstream,
             &self.audit,
             &self.changes,
         );
@@ -506,6 +501,8 @@ impl Proxy {
             retired.retain(|g| g.strong_count() > 0);
             retired.push(Arc::downgrade(&old));
         }
+        // Its idle connections give their places back now, not at the idle sweep.
+        old.pool.retire();
         // Verdicts were made under the old policies: drop them all.
         self.cache.clear();
         // After the swap: whoever wakes up finds the new generation in force.
