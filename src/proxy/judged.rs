@@ -1,10 +1,10 @@
-//! A body relayed to or from an enclave under its exchange's [`Judge`]: each data frame
-//! passes the checkpoint before it goes on, and while the body waits for its side, a reload
-//! or a new collateral snapshot wakes it to be judged at once, so an idle stream of a
-//! refused enclave is cut too. A cut ends the body with [`BodyError::Cut`]: hyper then closes
-//! an HTTP/1.1 connection mid-body and resets an HTTP/2 stream. The response side writes the
-//! cut's access-log line (the request side's cut reaches the client as the refusal, or as
-//! the response failing).
+//! A body relayed to or from an enclave under its exchange's
+//! [`Judge`](super::judge::Judge): each frame (data or trailers) passes the checkpoint before
+//! it goes on, and while the body waits for its side, a reload or a new collateral snapshot
+//! wakes it to be judged at once, so an idle stream of a refused enclave is cut too. A cut
+//! ends the body with [`BodyError::Cut`]: hyper then closes an HTTP/1.1 connection mid-body
+//! and resets an HTTP/2 stream. The response side writes the cut's access-log line (the
+//! request side's cut reaches the client as the refusal, or as the response failing).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,7 +33,7 @@ pub(super) struct Exchange {
     pub(super) start: Instant,
 }
 
-/// A body whose every data frame passes its exchange's checkpoint.
+/// A body whose every frame passes its exchange's checkpoint.
 pub(super) struct Judged<B> {
     inner: B,
     checkpoint: Checkpoint,
@@ -121,16 +121,16 @@ where
             return Poll::Ready(Some(Err(this.cut(&refusal))));
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if frame.is_data() {
-                    match this.checkpoint.pass() {
-                        Ok(true) => this.wake = None,
-                        Ok(false) => {}
-                        Err(refusal) => return Poll::Ready(Some(Err(this.cut(&refusal)))),
+            // Every frame, data or trailers: both are the enclave's words.
+            Poll::Ready(Some(Ok(frame))) => match this.checkpoint.pass() {
+                Ok(judged) => {
+                    if judged {
+                        this.wake = None;
                     }
+                    Poll::Ready(Some(Ok(frame)))
                 }
-                Poll::Ready(Some(Ok(frame)))
-            }
+                Err(refusal) => Poll::Ready(Some(Err(this.cut(&refusal)))),
+            },
             Poll::Ready(Some(Err(e))) => {
                 // The other direction's cut makes this side fail: it is that cut.
                 let err = match this.checkpoint.judge().refused() {

@@ -493,9 +493,16 @@ impl Proxy {
         );
         generation.start_refresher();
         let enclaves = generation.config.enclaves.len();
-        match self.current.write() {
-            Ok(mut g) => *g = Arc::new(generation),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(generation),
+        {
+            let mut current = match self.current.write() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            *current = Arc::new(generation);
+            // Counted as the swap takes effect (chunks check the count, not the lock): a
+            // chunk checked after this point is judged under the new generation. Whoever
+            // wakes up finds it in force once the lock is released.
+            self.changes.bump();
         }
         if let Ok(mut retired) = self.retired.lock() {
             retired.retain(|g| g.strong_count() > 0);
@@ -505,8 +512,6 @@ impl Proxy {
         old.pool.retire();
         // Verdicts were made under the old policies: drop them all.
         self.cache.clear();
-        // After the swap: whoever wakes up finds the new generation in force.
-        self.changes.bump();
         Ok(Reloaded {
             enclaves,
             need_restart,
