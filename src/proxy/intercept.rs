@@ -13,11 +13,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use super::admit::{http1_server, ClientSlot};
 use super::client_tls::{accept_client_tls, ClientTls};
 use super::empty;
-use super::refusal::{Format, ProxyRefusal};
+use super::refusal::{from_upstream, Format, ProxyRefusal};
 use super::refused_tunnel::refused_connect;
-use super::relay::{
-    access_log, as_configured, at_enclave, from_upstream, refuse, Outcome, Verdict,
-};
+use super::relay::{access_log, as_configured, at_enclave, refuse, Outcome, Verdict};
 use super::state::{Generation, Proxy};
 use super::target::Target;
 use super::tunnel_request::{relay_logged, Inside};

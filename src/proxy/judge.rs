@@ -9,8 +9,7 @@
 
 use std::sync::{Arc, Mutex, Weak};
 
-use super::refusal::ProxyRefusal;
-use super::relay::from_upstream;
+use super::refusal::{from_upstream, ProxyRefusal};
 use super::state::{Generation, Proxy};
 use super::target::Target;
 use crate::audit::CutNote;
@@ -107,11 +106,6 @@ impl Judge {
     /// The proxy this exchange goes through.
     pub(super) fn proxy(&self) -> &Arc<Proxy> {
         &self.proxy
-    }
-
-    /// The destination, as the client named it, and the entry that admitted it.
-    pub(super) fn target(&self) -> &Arc<Target> {
-        &self.target
     }
 
     /// The refusal that cut this exchange, if one did.

@@ -3,35 +3,26 @@
 //! it goes on, and while the body waits for its side, a reload or a new collateral snapshot
 //! wakes it to be judged at once, so an idle stream of a refused enclave is cut too. A cut
 //! ends the body with [`BodyError::Cut`]: hyper then closes an HTTP/1.1 connection mid-body
-//! and resets an HTTP/2 stream. The response side writes the cut's access-log line (the
-//! request side's cut reaches the client as the refusal, or as the response failing).
+//! and resets an HTTP/2 stream; the response side's caller writes the cut's access-log line
+//! then (the request side's cut reaches the client as the refusal, or as the response
+//! failing).
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
 
 use bytes::Bytes;
-use http::{Method, StatusCode};
 use hyper::body::{Body, Frame, SizeHint};
 
 use super::judge::Checkpoint;
 use super::refusal::ProxyRefusal;
-use super::relay::access_log_cut;
 use super::BodyError;
 
 /// Wakes a waiting body when the proxy's change count moves.
 type Wake = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 
-/// What the access log says about an exchange a cut ends after its response head went out.
-pub(super) struct Exchange {
-    pub(super) client: SocketAddr,
-    pub(super) method: Method,
-    pub(super) path: String,
-    pub(super) status: StatusCode,
-    pub(super) start: Instant,
-}
+/// What to do, once, when a cut ends a body (the response side writes its access line).
+pub(super) type OnCut = Box<dyn FnOnce(&ProxyRefusal) + Send + Sync>;
 
 /// A body whose every frame passes its exchange's checkpoint.
 pub(super) struct Judged<B> {
@@ -41,28 +32,26 @@ pub(super) struct Judged<B> {
     wake: Option<Wake>,
     /// The task `wake` wakes.
     waker: Option<Waker>,
-    /// The response side's exchange, logged once if it is cut.
-    log: Option<Box<Exchange>>,
+    /// Called once if the body is cut.
+    on_cut: Option<OnCut>,
 }
 
 impl<B> Judged<B> {
-    /// `inner` passing `checkpoint`; `log` for a response body.
-    pub(super) fn new(inner: B, checkpoint: Checkpoint, log: Option<Exchange>) -> Self {
+    /// `inner` passing `checkpoint`; `on_cut` called once should it be cut.
+    pub(super) fn new(inner: B, checkpoint: Checkpoint, on_cut: Option<OnCut>) -> Self {
         Self {
             inner,
             checkpoint,
             wake: None,
             waker: None,
-            log: log.map(Box::new),
+            on_cut,
         }
     }
 
-    /// Ends the exchange: the access-log line once (response side), the error for hyper.
+    /// Ends the body: `on_cut` once, and the error for hyper.
     fn cut(&mut self, refusal: &ProxyRefusal) -> BodyError {
-        if let Some(e) = self.log.take() {
-            let judge = self.checkpoint.judge();
-            let host = judge.target().dest.host.to_string();
-            access_log_cut(judge.proxy(), host, &e, refusal);
+        if let Some(f) = self.on_cut.take() {
+            f(refusal);
         }
         BodyError::Cut(refusal.code())
     }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
+use super::pool::UpstreamError;
 use super::ProxyBody;
 use crate::appraise::refusal::{Refusal, RefusalCode};
 use crate::config::RefusalDetails;
@@ -194,6 +195,17 @@ fn full(s: String) -> ProxyBody {
     Full::new(Bytes::from(s))
         .map_err(|never| match never {})
         .boxed()
+}
+
+/// The client-facing refusal for an upstream failure.
+pub(super) fn from_upstream(e: UpstreamError) -> ProxyRefusal {
+    match e {
+        UpstreamError::Refused(r) => ProxyRefusal::Attestation(r),
+        UpstreamError::Unreachable(s) | UpstreamError::Request(s) => ProxyRefusal::Unreachable(s),
+        UpstreamError::Timeout(s) => ProxyRefusal::Timeout(s),
+        UpstreamError::Capacity(s) => ProxyRefusal::Capacity(s),
+        UpstreamError::Audit(s) => ProxyRefusal::Internal(s),
+    }
 }
 
 /// How a refusal's body is written, from the request's `Accept`.

@@ -10,9 +10,9 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::judge::{Checkpoint, Cut, Judge};
-use super::judged::{Exchange, Judged};
-use super::pool::{UpstreamError, Version};
-use super::refusal::{Format, ProxyRefusal};
+use super::judged::{Judged, OnCut};
+use super::pool::Version;
+use super::refusal::{from_upstream, Format, ProxyRefusal};
 use super::rewrite::strip_hop_by_hop;
 use super::state::{DrainGuard, Generation, Proxy};
 use super::target::Target;
@@ -211,17 +211,6 @@ pub(super) fn refuse(refusal: ProxyRefusal, host: &str) -> (Response<ProxyBody>,
     (response, outcome)
 }
 
-/// The client-facing refusal for an upstream failure.
-pub(super) fn from_upstream(e: UpstreamError) -> ProxyRefusal {
-    match e {
-        UpstreamError::Refused(r) => ProxyRefusal::Attestation(r),
-        UpstreamError::Unreachable(s) | UpstreamError::Request(s) => ProxyRefusal::Unreachable(s),
-        UpstreamError::Timeout(s) => ProxyRefusal::Timeout(s),
-        UpstreamError::Capacity(s) => ProxyRefusal::Capacity(s),
-        UpstreamError::Audit(s) => ProxyRefusal::Internal(s),
-    }
-}
-
 /// The header in which the proxy tells the client what it verified.
 pub(super) const ATTESTATION_HEADER: &str = "ratls-attestation";
 
@@ -251,6 +240,23 @@ fn attestation_header(v: &CachedVerdict) -> Option<http::HeaderValue> {
         a.verified_at.to_rfc3339()
     ))
     .ok()
+}
+
+/// What the access log says about an exchange a cut ends after its response head went out.
+pub(super) struct Exchange {
+    pub(super) client: SocketAddr,
+    pub(super) method: Method,
+    pub(super) path: String,
+    pub(super) status: StatusCode,
+    pub(super) start: Instant,
+}
+
+/// Writes the access line of `exchange` with `target` when a cut ends its response.
+pub(super) fn log_cut(proxy: &Arc<Proxy>, target: &Arc<Target>, exchange: Exchange) -> OnCut {
+    let (proxy, target) = (Arc::clone(proxy), Arc::clone(target));
+    Box::new(move |refusal| {
+        access_log_cut(&proxy, target.dest.host.to_string(), &exchange, refusal);
+    })
 }
 
 /// Who asked for one exchange: what its access-log line needs should a cut end it after
@@ -332,7 +338,8 @@ pub(super) async fn relay(
             _inflight: inflight,
         };
         let checkpoint = checkpoint.cutting(Cut::Response);
-        Counting::new(Judged::new(body, checkpoint, Some(exchange)), counter).boxed()
+        let on_cut = log_cut(proxy, target, exchange);
+        Counting::new(Judged::new(body, checkpoint, Some(on_cut)), counter).boxed()
     });
     (resp, outcome)
 }
@@ -413,7 +420,7 @@ pub(super) fn access_log_closed(
 /// The access-log line (and request metric) of an exchange cut after its response head
 /// went out: the refusal's verdict and code, the status the client already had, and
 /// `end = "cut: <code>"`. The exchange's own line, written with its head, stays as it was.
-pub(super) fn access_log_cut(proxy: &Proxy, host: String, e: &Exchange, refusal: &ProxyRefusal) {
+fn access_log_cut(proxy: &Proxy, host: String, e: &Exchange, refusal: &ProxyRefusal) {
     let end = format!("cut: {}", refusal.code());
     let outcome = Outcome {
         host,

@@ -20,9 +20,9 @@ use hyper::upgrade::OnUpgrade;
 use super::admit::ClientSlot;
 use super::empty;
 use super::judge::{Checkpoint, Cut, Judge};
-use super::judged::{Exchange, Judged};
-use super::refusal::ProxyRefusal;
-use super::relay::{from_upstream, refuse, speak_for, Outcome, Verdict};
+use super::judged::Judged;
+use super::refusal::{from_upstream, ProxyRefusal};
+use super::relay::{log_cut, refuse, speak_for, Exchange, Outcome, Verdict};
 use super::rewrite::prepare;
 use super::state::{Generation, Proxy};
 use super::target::Target;
@@ -258,8 +258,9 @@ pub(super) async fn attested(
         };
         let counter = Arc::clone(&proxy.metrics.bytes_to_clients);
         let checkpoint = checkpoint.cutting(Cut::Response);
-        let resp = resp
-            .map(|b| Counting::new(Judged::new(b, checkpoint, Some(exchange)), counter).boxed());
+        let on_cut = log_cut(proxy, target, exchange);
+        let resp =
+            resp.map(|b| Counting::new(Judged::new(b, checkpoint, Some(on_cut)), counter).boxed());
         return (resp, Some(outcome));
     }
     let answer = match switched(g, &resp, switch, key.as_deref(), &verdict) {
