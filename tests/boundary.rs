@@ -868,16 +868,6 @@ fn cut_lines(lines: &std::sync::Mutex<Vec<serde_json::Value>>) -> Vec<serde_json
         .collect()
 }
 
-/// The records of `host` in the audit trail at `path`.
-fn audited(path: &std::path::Path, host: &str) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|r| r["host"] == host)
-        .collect()
-}
-
 /// A proxy config for `HOST` at `sim` trusting `mrenclave`, with a route and an audit trail.
 fn judged(
     env: &Env,
@@ -968,7 +958,7 @@ async fn a_revocation_cuts_streams_in_flight_in_every_mode() {
         assert!(after <= 2, "{mode:?}: {after} chunks after the reload");
     }
     assert_eq!(good.streams_done(), 0, "no stream ran to its end");
-    let cuts: Vec<_> = audited(&trail, HOST)
+    let cuts: Vec<_> = common::audited(&trail, HOST)
         .into_iter()
         .filter(|r| r.get("cut").is_some())
         .collect();
@@ -1079,7 +1069,7 @@ async fn a_revocation_cuts_uploads_in_flight_in_every_mode() {
             assert!(body.contains("mrenclave_mismatch"), "{mode:?}: {body}");
         }
     }
-    let cuts: Vec<_> = audited(&trail, HOST)
+    let cuts: Vec<_> = common::audited(&trail, HOST)
         .into_iter()
         .filter(|r| r.get("cut").is_some())
         .collect();
