@@ -685,3 +685,824 @@ fn pck_serial(cert_der: &[u8]) -> Vec<u8> {
     let (_, pck) = x509_parser::certificate::X509Certificate::from_der(&chain[0]).expect("pck");
     pck.raw_serial().to_vec()
 }
+
+// ---------------------------------------------------------------------------------------
+// The next layer (issue 24): revocation reaches what is in flight, a reload at the upstream
+// cap, one client and the cap, the admin listener's connections, unspecified addresses,
+// CONNECT and foreign hosts inside a tunnel, what metrics and readiness tell without the
+// token. Each test below failed on the code before that work.
+
+const HOST: &str = "good.enclave.test";
+
+/// The ports of one proxy: listener, admin, one sidecar route.
+#[derive(Clone, Copy)]
+struct Ports {
+    proxy: u16,
+    admin: u16,
+    route: u16,
+}
+
+impl Ports {
+    fn free() -> Self {
+        Self {
+            proxy: free_port(),
+            admin: free_port(),
+            route: free_port(),
+        }
+    }
+}
+
+/// How a client reaches the enclave: intercepted over HTTP/1.1 or HTTP/2, originated
+/// (`http://` to the proxy), or on a sidecar route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Tunnel,
+    TunnelH2,
+    Originated,
+    Route,
+}
+
+const MODES: [Mode; 4] = [Mode::Tunnel, Mode::TunnelH2, Mode::Originated, Mode::Route];
+
+/// A request body fed chunk by chunk from a channel (an upload in progress).
+struct Feed(tokio::sync::mpsc::Receiver<bytes::Bytes>);
+
+impl hyper::body::Body for Feed {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|c| c.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+type Up = http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>;
+
+fn nothing() -> Up {
+    use http_body_util::BodyExt;
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// One client connection as its mode speaks.
+enum Client {
+    H1(hyper::client::conn::http1::SendRequest<Up>),
+    H2(hyper::client::conn::http2::SendRequest<Up>),
+}
+
+impl Client {
+    async fn open(env: &Env, ports: Ports, mode: Mode) -> Self {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        let proxy = SocketAddr::from(([127, 0, 0, 1], ports.proxy));
+        match mode {
+            Mode::TunnelH2 => {
+                let tls = common::tls_through_as(proxy, HOST, &env.ca_pem(), "", &[b"h2"]).await;
+                let (send, conn) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                        .await
+                        .expect("h2");
+                tokio::spawn(conn);
+                Self::H2(send)
+            }
+            Mode::Tunnel => {
+                let tls = common::tls_through(proxy, HOST, &env.ca_pem()).await;
+                Self::h1(TokioIo::new(tls)).await
+            }
+            Mode::Originated => {
+                Self::h1(TokioIo::new(TcpStream::connect(proxy).await.expect("tcp"))).await
+            }
+            Mode::Route => {
+                let route = ("127.0.0.1", ports.route);
+                Self::h1(TokioIo::new(TcpStream::connect(route).await.expect("tcp"))).await
+            }
+        }
+    }
+
+    async fn h1<T>(io: T) -> Self
+    where
+        T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let (send, conn) = hyper::client::conn::http1::handshake(io).await.expect("h1");
+        tokio::spawn(conn);
+        Self::H1(send)
+    }
+
+    /// `method path` to the enclave host, as this mode names it.
+    fn request(mode: Mode, method: &str, path: &str, body: Up) -> hyper::Request<Up> {
+        let uri = match mode {
+            Mode::TunnelH2 => format!("https://{HOST}{path}"),
+            Mode::Originated => format!("http://{HOST}{path}"),
+            Mode::Tunnel | Mode::Route => path.to_owned(),
+        };
+        let mut b = hyper::Request::builder().method(method).uri(uri);
+        if mode != Mode::TunnelH2 {
+            b = b.header("host", HOST);
+        }
+        b.body(body).expect("request")
+    }
+
+    async fn send(
+        &mut self,
+        req: hyper::Request<Up>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, hyper::Error> {
+        match self {
+            Self::H1(s) => {
+                s.ready().await?;
+                s.send_request(req).await
+            }
+            Self::H2(s) => {
+                s.ready().await?;
+                s.send_request(req).await
+            }
+        }
+    }
+}
+
+/// How a response body went on.
+#[derive(Debug, PartialEq, Eq)]
+enum Went {
+    /// More than the allowed chunks kept arriving.
+    Flowing,
+    /// It ended cleanly.
+    Ended,
+    /// It failed: the connection closed mid-body, or the stream was reset.
+    Cut,
+    /// Nothing happened within the wait.
+    Open,
+}
+
+/// Reads `body` until it ends, fails, goes quiet for 10 s, or delivers more than `allowed`
+/// data frames; the frames it delivered and how it went.
+async fn follow(body: &mut hyper::body::Incoming, allowed: usize) -> (usize, Went) {
+    use http_body_util::BodyExt;
+    let mut seen = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), body.frame()).await {
+            Err(_) => return (seen, Went::Open),
+            Ok(None) => return (seen, Went::Ended),
+            Ok(Some(Err(_))) => return (seen, Went::Cut),
+            Ok(Some(Ok(f))) if f.is_data() => {
+                seen += 1;
+                if seen > allowed {
+                    return (seen, Went::Flowing);
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+/// The proxy's JSON log lines, collected as the process writes them (its stderr drained so
+/// it never blocks on a full pipe).
+fn log_lines(p: &mut Binary) -> Arc<std::sync::Mutex<Vec<serde_json::Value>>> {
+    use std::io::BufRead;
+    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stderr = p.child.stderr.take().expect("stderr piped");
+    let into = Arc::clone(&lines);
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                into.lock().expect("lines").push(v);
+            }
+        }
+    });
+    lines
+}
+
+/// The access-log lines that record a cut exchange.
+fn cut_lines(lines: &std::sync::Mutex<Vec<serde_json::Value>>) -> Vec<serde_json::Value> {
+    lines
+        .lock()
+        .expect("lines")
+        .iter()
+        .filter(|v| v["target"] == "ratls_proxy::access")
+        .filter(|v| v["end"].as_str().is_some_and(|e| e.starts_with("cut")))
+        .cloned()
+        .collect()
+}
+
+/// A proxy config for `HOST` at `sim` trusting `mrenclave`, with a route and an audit trail.
+fn judged(
+    env: &Env,
+    ports: Ports,
+    sim: SocketAddr,
+    mrenclave: &str,
+    trail: &std::path::Path,
+) -> String {
+    Harness::new(env)
+        .listen(ports.proxy)
+        .admin(ports.admin)
+        .enclave_with(&[HOST], sim, mrenclave, "")
+        .tail(&format!(
+            "[[route]]\nlisten = \"127.0.0.1:{}\"\nupstream = \"https://{HOST}\"\n\n[audit]\npath = \"{}\"\n",
+            ports.route,
+            trail.display()
+        ))
+        .text()
+}
+
+/// Item 1: a reload that refuses the enclave cuts a streamed response already flowing, in
+/// every mode (HTTP/2 inside a tunnel included): the enclave's next chunk never reaches the
+/// client, the exchange ends with an error (HTTP/1.1: the connection closes mid-body; HTTP/2:
+/// the stream is reset), and the cut is in the access log and the audit trail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_cuts_streams_in_flight_in_every_mode() {
+    let env = env();
+    let good = start_sim(&env, SimConfig::default()).await;
+    let ports = Ports::free();
+    let trail = env.dir.join("cut.jsonl");
+    let config = env.dir.join("cut.toml");
+    std::fs::write(&config, judged(&env, ports, good.addr(), TRUSTED, &trail)).expect("write");
+    let mut p = Binary::start(&config, ports.admin, &[], true).await;
+    let logs = log_lines(&mut p);
+    // One stream per mode, each read as it arrives by its own task: (when, what) per frame.
+    let mut streams = Vec::new();
+    for mode in MODES {
+        let mut client = Client::open(&env, ports, mode).await;
+        let req = Client::request(mode, "GET", "/stream?n=1000&ms=200", nothing());
+        let resp = client.send(req).await.expect("response");
+        assert_eq!(resp.status(), 200, "{mode:?}");
+        let mut body = resp.into_body();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let into = Arc::clone(&seen);
+        let reader = tokio::spawn(async move {
+            let _client = client;
+            loop {
+                let (n, went) = follow(&mut body, 0).await;
+                into.lock()
+                    .expect("seen")
+                    .push((std::time::Instant::now(), n, went));
+                if n == 0 {
+                    return;
+                }
+            }
+        });
+        streams.push((mode, seen, reader));
+    }
+    // Every stream is flowing.
+    for _ in 0..100 {
+        if streams
+            .iter()
+            .all(|(_, seen, _)| !seen.lock().expect("seen").is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    std::fs::write(&config, judged(&env, ports, good.addr(), OTHER, &trail)).expect("write");
+    reload(ports.admin).await;
+    let reloaded = std::time::Instant::now();
+    for (mode, seen, reader) in streams {
+        let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
+        let seen = seen.lock().expect("seen");
+        // What was on the wire before the reload may still arrive (a chunk is 200 ms of the
+        // enclave's time; two allow for a reader this loaded machine kept waiting); then the
+        // cut. Without it the stream flows on for 200 s.
+        let after = seen
+            .iter()
+            .filter(|(at, n, _)| *at > reloaded && *n > 0)
+            .count();
+        let last = seen.last().map(|(_, _, went)| went);
+        assert_eq!(
+            last,
+            Some(&Went::Cut),
+            "{mode:?}: {after} chunks after the reload, then"
+        );
+        assert!(after <= 2, "{mode:?}: {after} chunks after the reload");
+    }
+    assert_eq!(good.streams_done(), 0, "no stream ran to its end");
+    let cuts: Vec<_> = common::audited(&trail, HOST)
+        .into_iter()
+        .filter(|r| r.get("cut").is_some())
+        .collect();
+    assert_eq!(
+        cuts.len(),
+        MODES.len(),
+        "one audit record per cut: {cuts:#?}"
+    );
+    for r in &cuts {
+        assert_eq!(r["verdict"], "refused", "{r}");
+        assert_eq!(r["code"], "mrenclave_mismatch", "{r}");
+        assert_eq!(r["cut"], "response", "{r}");
+        assert!(
+            r["cert_sha256"].is_string() && r["generation"].is_u64(),
+            "{r}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let lines = cut_lines(&logs);
+    assert_eq!(
+        lines.len(),
+        MODES.len(),
+        "one access line per cut: {lines:#?}"
+    );
+    for l in &lines {
+        assert_eq!(l["verdict"], "refused", "{l}");
+        assert_eq!(l["code"], "mrenclave_mismatch", "{l}");
+        assert_eq!(l["status"], 200, "{l}");
+        assert_eq!(l["path"], "/stream", "{l}");
+    }
+    // And nothing new goes to the refused enclave.
+    let mut client = Client::open(&env, ports, Mode::Originated).await;
+    let resp = client
+        .send(Client::request(Mode::Originated, "GET", "/", nothing()))
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), 502);
+}
+
+/// Item 1, uploads: a reload that refuses the enclave stops a streamed request body on its
+/// way, in every mode: the enclave receives at most what was already on the wire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_cuts_uploads_in_flight_in_every_mode() {
+    use http_body_util::BodyExt;
+    let env = env();
+    let good = start_sim(&env, SimConfig::default()).await;
+    let ports = Ports::free();
+    let trail = env.dir.join("upload.jsonl");
+    let config = env.dir.join("upload.toml");
+    std::fs::write(&config, judged(&env, ports, good.addr(), TRUSTED, &trail)).expect("write");
+    let _p = Binary::start(&config, ports.admin, &[], false).await;
+    const CHUNK: usize = 4096;
+    let mut uploads = Vec::new();
+    for mode in MODES {
+        let mut client = Client::open(&env, ports, mode).await;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let req = Client::request(mode, "POST", "/upload", Feed(rx).boxed());
+        let answer = tokio::spawn(async move {
+            let resp = client.send(req).await.map_err(|e| e.to_string())?;
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await.map(|b| b.to_bytes());
+            let body = body.map(|b| String::from_utf8_lossy(&b).into_owned());
+            Ok::<_, String>((status, body.unwrap_or_default()))
+        });
+        // A chunk every 50 ms for up to 30 s, until the request is gone.
+        tokio::spawn(async move {
+            for _ in 0..600 {
+                if tx
+                    .send(bytes::Bytes::from(vec![b'u'; CHUNK]))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        uploads.push((mode, answer));
+    }
+    // Every upload is under way at the enclave.
+    let want = u64::try_from(MODES.len() * CHUNK * 3).expect("fits");
+    for _ in 0..100 {
+        if good.uploaded_bytes() >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(good.uploaded_bytes() >= want, "{}", good.uploaded_bytes());
+    std::fs::write(&config, judged(&env, ports, good.addr(), OTHER, &trail)).expect("write");
+    reload(ports.admin).await;
+    let at_reload = good.uploaded_bytes();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let later = good.uploaded_bytes();
+    // At most one chunk per upload was on the wire when the reload took effect.
+    let slack = u64::try_from(MODES.len() * CHUNK).expect("fits");
+    assert!(
+        later <= at_reload + slack,
+        "{} bytes reached the refused enclave after the reload",
+        later - at_reload
+    );
+    for (mode, answer) in uploads {
+        let answer = tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .expect("the upload ends")
+            .expect("join");
+        if let Ok((status, body)) = &answer {
+            assert_eq!(*status, 502, "{mode:?}: {body}");
+            assert!(body.contains("mrenclave_mismatch"), "{mode:?}: {body}");
+        }
+    }
+    let cuts: Vec<_> = common::audited(&trail, HOST)
+        .into_iter()
+        .filter(|r| r.get("cut").is_some())
+        .collect();
+    assert_eq!(cuts.len(), MODES.len(), "{cuts:#?}");
+    assert!(
+        cuts.iter()
+            .all(|r| r["cut"] == "request" && r["verdict"] == "refused"),
+        "{cuts:#?}"
+    );
+}
+
+/// Item 3: a reload at the upstream cap closes the retired generation's idle connections at
+/// once (an open tunnel keeps that generation alive until its next request), so a new
+/// request is served, not kept waiting for a 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_at_the_upstream_cap_keeps_serving() {
+    let env = env();
+    let good = start_sim(&env, SimConfig::default()).await;
+    let proxy = free_port();
+    let admin = free_port();
+    let _p = binary(
+        Harness::new(&env)
+            .listen(proxy)
+            .admin(admin)
+            .limits("max_upstream_connections = 4\nconnect_timeout_secs = 2")
+            .enclave_with(&["*.corp.test"], good.addr(), TRUSTED, ""),
+        "cap-reload.toml",
+    )
+    .await;
+    // An intercepted tunnel, open and quiet: its attested connection idles in the pool.
+    let _tunnel = common::tls_through(
+        SocketAddr::from(([127, 0, 0, 1], proxy)),
+        "h0.corp.test",
+        &env.ca_pem(),
+    )
+    .await;
+    let mut tcp = TcpStream::connect(("127.0.0.1", proxy))
+        .await
+        .expect("connect");
+    for i in 1..4 {
+        let host = format!("h{i}.corp.test");
+        tcp.write_all(format!("GET http://{host}/ HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+            .await
+            .expect("write");
+        let answer = read_response(&mut tcp).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
+    }
+    assert_eq!(gauge(admin, "ratls_upstream_connections").await, 4.0);
+    reload(admin).await;
+    let mut open = -1.0;
+    for _ in 0..40 {
+        open = gauge(admin, "ratls_upstream_connections").await;
+        if open == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        open, 0.0,
+        "the retired generation's idle connections are closed"
+    );
+    let answer = get(proxy, "h9.corp.test", "/", "").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// `GET http://{host}/ws` as a WebSocket upgrade through the proxy; the answer's head and the
+/// socket (kept open: an upgraded connection holds its upstream place while it lives).
+async fn upgrade(proxy: u16, host: &str) -> (String, TcpStream) {
+    let mut tcp = TcpStream::connect(("127.0.0.1", proxy))
+        .await
+        .expect("connect");
+    tcp.write_all(
+        format!("GET http://{host}/ws HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("write");
+    let head = match tokio::time::timeout(Duration::from_secs(15), read_response(&mut tcp)).await {
+        Ok(h) => h,
+        Err(_) => "timed out".into(),
+    };
+    (head, tcp)
+}
+
+/// Item 3 (and item 9's last point): one client opening WebSockets (or tunnels) cannot hold
+/// the whole upstream cap: connections whose life the client decides get a bounded share
+/// per destination and in all, and requests are still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_cannot_hold_the_upstream_cap_with_upgrades() {
+    let env = env();
+    let good = start_sim(&env, SimConfig::default()).await;
+    let other = start_sim(&env, SimConfig::default()).await;
+    let plain = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let plain_port = plain.local_addr().expect("addr").port();
+    let proxy = free_port();
+    // Two names for `good` (one destination: where the proxy dials), one for `other`.
+    let _p = binary(
+        Harness::new(&env)
+            .listen(proxy)
+            .top("allow_local_destinations = true")
+            .limits("max_upstream_connections = 4\nconnect_timeout_secs = 1")
+            .enclave_with(&[HOST, "alias.enclave.test"], good.addr(), TRUSTED, "")
+            .enclave("other.enclave.test", other.addr()),
+        "share.toml",
+    )
+    .await;
+    let mut held = Vec::new();
+    let (head, ws) = upgrade(proxy, HOST).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    held.push(ws);
+    // A second to the same destination, by either name, is beyond its share.
+    for host in [HOST, "alias.enclave.test"] {
+        let (head, _) = upgrade(proxy, host).await;
+        assert!(head.starts_with("HTTP/1.1 503"), "{host}: {head}");
+        assert!(head.contains("\"code\":\"upstream_capacity\""), "{head}");
+    }
+    // Another destination has its own share, until client-held connections reach theirs.
+    let (head, ws) = upgrade(proxy, "other.enclave.test").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    held.push(ws);
+    let (head, _) = connect(proxy, &format!("127.0.0.1:{plain_port}")).await;
+    assert!(head.starts_with("HTTP/1.1 503"), "a tunnel too: {head}");
+    // Requests still get upstream connections.
+    for host in [HOST, "other.enclave.test"] {
+        let answer = get(proxy, host, "/", "").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
+    }
+    // A closed upgrade gives its place back (once the relay has seen both sides close).
+    drop(held);
+    let mut head = String::new();
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (h, _ws) = upgrade(proxy, HOST).await;
+        head = h;
+        if head.starts_with("HTTP/1.1 101") {
+            break;
+        }
+    }
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+}
+
+/// Item 4: the admin listener takes a few connections at a time and a short time for their
+/// heads: beyond the cap a connection is answered 503 and closed, never left holding a file
+/// descriptor, and the half-sent requests holding the cap are closed soon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_caps_its_connections_and_their_heads() {
+    let env = env();
+    let proxy = free_port();
+    let admin = free_port();
+    let _p = binary(
+        Harness::new(&env).listen(proxy).admin(admin),
+        "admin-cap.toml",
+    )
+    .await;
+    let mut half_sent = Vec::new();
+    for _ in 0..40 {
+        let mut tcp = TcpStream::connect(("127.0.0.1", admin))
+            .await
+            .expect("connect");
+        tcp.write_all(format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\n").as_bytes())
+            .await
+            .expect("write");
+        half_sent.push(tcp);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let healthz =
+        format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\nConnection: close\r\n\r\n");
+    let answer = ask(admin, &healthz).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    // The half-sent heads are closed within the admin's header timeout.
+    let mut byte = [0u8; 64];
+    for tcp in &mut half_sent {
+        match tokio::time::timeout(Duration::from_secs(12), tcp.read(&mut byte)).await {
+            Ok(Ok(_) | Err(_)) => {}
+            Err(_) => panic!("a half-sent admin request is still open after 12 s"),
+        }
+    }
+    drop(half_sent);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let answer = ask(admin, &healthz).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// Item 5: the unspecified addresses (`0.0.0.0/8`, `::`) connect to this host on Linux, so
+/// every spelling of them is a local destination, refused even with
+/// `allow_local_destinations = true`: never a blind tunnel to an enclave's address, never the
+/// proxy's own admin listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unspecified_addresses_are_refused_in_every_spelling() {
+    let env = env();
+    let good = start_sim(&env, SimConfig::default()).await;
+    let port = good.addr().port();
+    let plain = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let plain_port = plain.local_addr().expect("addr").port();
+    let proxy = free_port();
+    let admin = free_port();
+    let _p = binary(
+        Harness::new(&env)
+            .listen(proxy)
+            .admin(admin)
+            .top("allow_local_destinations = true")
+            .enclave(HOST, good.addr()),
+        "unspecified.toml",
+    )
+    .await;
+    for spelling in [
+        "0",
+        "0.0.0.0",
+        "0x0",
+        "0.0",
+        "00",
+        "0.0.0.1",
+        "0.1.2.3",
+        "[::]",
+        "[::0]",
+        "[0:0:0:0:0:0:0:0]",
+        "[::ffff:0.0.0.0]",
+        "[::ffff:0:0]",
+        "0.0.0.0.",
+    ] {
+        for target in [port, admin, proxy] {
+            let authority = format!("{spelling}:{target}");
+            let (head, _) = connect(proxy, &authority).await;
+            assert!(head.starts_with("HTTP/1.1 403"), "{authority}: {head}");
+        }
+        // The admin's own Host, forged: only the destination check stands in the way.
+        let answer = ask(
+            proxy,
+            &format!("GET http://{spelling}:{admin}/metrics HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 403"), "{spelling}: {answer}");
+        assert!(
+            answer.contains("\"code\":\"local_destination_denied\""),
+            "{spelling}: {answer}"
+        );
+    }
+    // Loopback itself stays reachable for development, the proxy's own listeners not.
+    let (head, _) = connect(proxy, &format!("127.0.0.1:{plain_port}")).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (head, _) = connect(proxy, &format!("127.0.0.1:{admin}")).await;
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    assert_eq!(good.request_count(), 0, "the enclave received nothing");
+}
+
+/// One request written inside a fresh intercepted tunnel; the answer's head and body.
+async fn in_tunnel(env: &Env, proxy: u16, request: &str) -> String {
+    let mut tls = common::tls_through(
+        SocketAddr::from(([127, 0, 0, 1], proxy)),
+        HOST,
+        &env.ca_pem(),
+    )
+    .await;
+    tls.write_all(request.as_bytes()).await.expect("write");
+    match tokio::time::timeout(Duration::from_secs(15), read_response(&mut tls)).await {
+        Ok(r) => r,
+        Err(_) => "timed out".into(),
+    }
+}
+
+/// Item 6: inside an intercepted tunnel (HTTP/1.1 and HTTP/2) and on a sidecar route a
+/// `CONNECT` gets 405 (only an RFC 8441 WebSocket may use CONNECT there), and a request
+/// naming another host than the tunnel's gets 421; the enclave receives neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_and_other_hosts_inside_a_tunnel_are_refused() {
+    let env = env();
+    let good = start_sim(&env, SimConfig::default()).await;
+    let ports = Ports::free();
+    let trail = env.dir.join("unused.jsonl");
+    let config = env.dir.join("inside.toml");
+    std::fs::write(&config, judged(&env, ports, good.addr(), TRUSTED, &trail)).expect("write");
+    let _p = Binary::start(&config, ports.admin, &[], false).await;
+    let proxy = ports.proxy;
+    let connect_22 = "CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n";
+    let answer = in_tunnel(&env, proxy, connect_22).await;
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    let answer = ask(ports.route, connect_22).await;
+    assert!(answer.starts_with("HTTP/1.1 405"), "route: {answer}");
+    for (host_line, want) in [
+        ("Host: other.enclave.test", "421"),
+        ("Host: good.enclave.test:8443", "421"),
+        ("Host: 127.0.0.1", "421"),
+        ("Host: GOOD.Enclave.Test.:443", "200"),
+        ("Host: good.enclave.test", "200"),
+    ] {
+        let answer = in_tunnel(
+            &env,
+            proxy,
+            &format!("GET /inside HTTP/1.1\r\n{host_line}\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {want}")),
+            "{host_line}: {answer}"
+        );
+    }
+    let answer = in_tunnel(
+        &env,
+        proxy,
+        "GET https://other.enclave.test/inside HTTP/1.1\r\nHost: other.enclave.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 421"),
+        "absolute form: {answer}"
+    );
+    let served = good.request_count();
+    assert_eq!(
+        served, 2,
+        "only the two requests for the tunnel's host reached the enclave"
+    );
+    // HTTP/2: `:authority` is the host, CONNECT a method like any other.
+    let mut h2 = Client::open(&env, ports, Mode::TunnelH2).await;
+    let other = hyper::Request::get("https://other.enclave.test/inside")
+        .body(nothing())
+        .expect("request");
+    assert_eq!(h2.send(other).await.expect("response").status(), 421);
+    let connect = hyper::Request::connect("127.0.0.1:22")
+        .body(nothing())
+        .expect("request");
+    assert_eq!(h2.send(connect).await.expect("response").status(), 405);
+    let own = hyper::Request::get(format!("https://{HOST}/inside"))
+        .body(nothing())
+        .expect("request");
+    assert_eq!(h2.send(own).await.expect("response").status(), 200);
+    assert_eq!(good.request_count(), served + 1);
+}
+
+/// Item 8: with an admin token, `/metrics` and readiness detail need it, and passthrough
+/// destinations are not metric labels unless the operator asks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_readiness_detail_are_behind_the_token() {
+    let env = env();
+    let good = start_sim(&env, SimConfig::default()).await;
+    let plain = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let plain_port = plain.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = plain.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let _ = c.read(&mut buf).await;
+                let _ = c
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+    let proxy = free_port();
+    let admin = free_port();
+    let token = env.dir.join("token");
+    std::fs::write(&token, "s3cret-token\n").expect("write");
+    let down = format!("http://127.0.0.1:{}", free_port());
+    // Collateral from a PCCS that is down, for a prefetched FMSPC: not ready, with a reason.
+    let text = |labels: &str| {
+        Harness::new(&env)
+            .listen(proxy)
+            .admin(admin)
+            .top(&format!(
+                "admin_token_file = \"{}\"\nallow_local_destinations = true\n{labels}",
+                token.display()
+            ))
+            .collateral_source(&down)
+            .enclave(HOST, good.addr())
+            .text()
+            .replace(
+                &format!("source = \"{down}\""),
+                &format!("source = \"{down}\"\nprefetch = [\"5EC0DE000000\"]"),
+            )
+    };
+    let config = env.dir.join("labels.toml");
+    std::fs::write(&config, text("")).expect("write");
+    let _p = Binary::start(&config, admin, &[], false).await;
+    let direct = |path: &str, auth: bool| {
+        let auth = if auth {
+            "Authorization: Bearer s3cret-token\r\n"
+        } else {
+            ""
+        };
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\n{auth}Connection: close\r\n\r\n")
+    };
+    let answer = ask(admin, &direct("/readyz", false)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        !answer.to_ascii_lowercase().contains("5ec0de"),
+        "no detail without the token: {answer}"
+    );
+    let answer = ask(admin, &direct("/readyz", true)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("5ec0de"),
+        "detail with the token: {answer}"
+    );
+    let answer = ask(admin, &direct("/metrics", false)).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    // A passthrough destination is counted, not named.
+    let answer = get(proxy, &format!("127.0.0.1:{plain_port}"), "/", "").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let metrics = ask(admin, &direct("/metrics", true)).await;
+    assert!(metrics.contains("verdict=\"passthrough\""), "{metrics}");
+    assert!(!metrics.contains("host=\"127.0.0.1\""), "{metrics}");
+    // Unless the operator asks.
+    std::fs::write(&config, text("metrics_host_labels = \"all\"")).expect("write");
+    let answer = ask(
+        admin,
+        &format!("POST /reload HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\nAuthorization: Bearer s3cret-token\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(answer.contains("\"reloaded\":true"), "{answer}");
+    let answer = get(proxy, &format!("127.0.0.1:{plain_port}"), "/", "").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let metrics = ask(admin, &direct("/metrics", true)).await;
+    assert!(metrics.contains("host=\"127.0.0.1\""), "{metrics}");
+}

@@ -496,16 +496,6 @@ async fn a_reload_that_refuses_the_enclave_closes_open_websockets() {
     assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
 }
 
-/// The records of `host` in the audit trail at `path`.
-fn audited(path: &std::path::Path, host: &str) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|r| r["host"] == host)
-        .collect()
-}
-
 /// Judging an open WebSocket again is a verdict like any other: the refusal a reload brings
 /// is in the audit trail, under the new generation, when the socket closes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -534,7 +524,7 @@ async fn judging_an_open_websocket_again_is_audited() {
         .await
         .expect("upgraded");
     round_trip(&mut ws, "before").await;
-    let before = audited(&trail, HOST);
+    let before = common::audited(&trail, HOST);
     assert!(
         before.iter().all(|r| r["verdict"] == "accepted") && !before.is_empty(),
         "{before:#?}"
@@ -542,7 +532,7 @@ async fn judging_an_open_websocket_again_is_audited() {
     config(OTHER).write("ws-audit.toml");
     reload(admin).await;
     assert!(closed_within(&mut ws, Duration::from_secs(5)).await);
-    let after = audited(&trail, HOST);
+    let after = common::audited(&trail, HOST);
     let refused: Vec<_> = after[before.len()..]
         .iter()
         .filter(|r| r["verdict"] == "refused")

@@ -112,6 +112,9 @@ pub struct CollateralCache {
     /// Bumped whenever a snapshot with new content is stored: verdicts and pooled
     /// connections judged under an older one are judged again.
     changes: AtomicU64,
+    /// Called after each new snapshot is stored (set once, by whoever serves with the cache):
+    /// exchanges in flight are judged again at once, not at their next request.
+    on_new_snapshot: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 /// Platforms remembered as missing at most (only quotes with a verifying PCK chain count).
@@ -147,7 +150,13 @@ impl CollateralCache {
             misses: AtomicU64::new(0),
             generations: AtomicU64::new(0),
             changes: AtomicU64::new(0),
+            on_new_snapshot: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets (once; later calls are ignored) what is called after each new snapshot.
+    pub fn on_new_snapshot(&self, f: impl Fn() + Send + Sync + 'static) {
+        let _ = self.on_new_snapshot.set(Box::new(f));
     }
 
     /// Counters.
@@ -354,6 +363,11 @@ impl CollateralCache {
                 generation: self.generations.fetch_add(1, Ordering::Relaxed),
             },
         );
+        if changed {
+            if let Some(f) = self.on_new_snapshot.get() {
+                f();
+            }
+        }
         Ok(v)
     }
 

@@ -91,6 +91,16 @@ pub fn env() -> Env {
     Env { dir, pki, now }
 }
 
+/// The records of `host` in the audit trail at `path`.
+pub fn audited(path: &std::path::Path, host: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["host"] == host)
+        .collect()
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
