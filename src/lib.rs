@@ -3,6 +3,7 @@
 //! The house, from the bottom up (arrows point down; nothing imports a layer above it):
 //!
 //! - `dcap` (PURE): quotes, collateral, the verification steps. No I/O, no clock.
+//! - `dstack` (PURE): dstack's attestation formats, key binding, event-log replay, app identity.
 //! - `appraise` (PURE): policy, the appraisal of one quote, the refusal vocabulary.
 //! - `ratls`: an RA-TLS certificate judged (evidence, key binding, rustls verifier, verdict
 //!   cache) and the attested TLS connector.
@@ -25,6 +26,7 @@ mod cli;
 mod clock;
 mod config;
 pub mod dcap;
+pub mod dstack;
 mod metrics;
 mod proxy;
 pub mod ratls;

@@ -1,4 +1,4 @@
-//! The house rules, read from the source: the pure core (`dcap/`, `appraise/`) does no I/O
+//! The house rules, read from the source: the pure core (`dcap/`, `appraise/`, `dstack/`) does no I/O
 //! and reads no clock, and no module imports a layer above its own.
 
 use std::path::{Path, PathBuf};
@@ -12,6 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["source", "ca", "sim", "audit"],
     &["ratls", "metrics", "addr", "clock"],
     &["appraise"],
+    &["dstack"],
     &["dcap"],
 ];
 
@@ -66,6 +67,7 @@ fn the_pure_core_does_no_io_and_reads_no_clock() {
     let mut files = Vec::new();
     rust_files(&src().join("dcap"), &mut files);
     rust_files(&src().join("appraise"), &mut files);
+    rust_files(&src().join("dstack"), &mut files);
     assert!(files.len() > 10, "the core was not found");
     let mut found = Vec::new();
     for file in &files {
