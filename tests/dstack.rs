@@ -7,7 +7,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use ratls_proxy::dcap::ids::{ReportData, Rtmr};
+use ratls_proxy::dcap::ids::Rtmr;
 use ratls_proxy::dcap::pki;
 use ratls_proxy::dcap::quote::{Body, Quote, TdReport};
 use ratls_proxy::dstack::app::AppIdentity;
@@ -141,7 +141,9 @@ fn the_v0_fixture_parses_into_the_typed_view() {
         assert_eq!(&*e.payload, b"ACPI DATA");
     }
     assert_eq!(a.stack.runtime_events.len(), 9);
-    assert_eq!(a.stack.report_data, td(&evidence.quote).report_data.0);
+    binding::same_report_data(&a, &td(&evidence.quote).report_data.0).expect("signed");
+    // Not an RA-TLS key: dstack's KMS flow puts its own tagged data there.
+    assert!(a.stack.report_data.starts_with(b"dip1::secp256k1c-pk:"));
     assert!(a.stack.config.starts_with(r#"{"os_image_hash":"e6f5cfec"#));
     assert_eq!(a.stack.report_data_payload, None);
 }
@@ -513,7 +515,7 @@ fn each_attestation_is_bound_to_its_own_key() {
             let c = cert(der);
             let a = Attestation::parse(attestation_bytes(&c)).expect("parses");
             let report = td(&tdx(&a).quote);
-            binding::check(&a, spki(&c), &report.report_data).expect("bound");
+            binding::check(&a, spki(&c), &report.report_data.0).expect("bound");
             assert_eq!(
                 a.stack.report_data,
                 binding::ratls_cert_report_data(spki(&c))
@@ -583,7 +585,7 @@ fn moving_an_attestation_to_another_key_breaks_the_binding() {
     for (from, to) in [(&l1, &l0), (&l0, &l1), (&ca, &l1), (&l1, &ca)] {
         let a = Attestation::parse(attestation_bytes(from)).expect("parses");
         let report = td(&tdx(&a).quote);
-        let r = binding::check(&a, spki(to), &report.report_data);
+        let r = binding::check(&a, spki(to), &report.report_data.0);
         assert!(matches!(r, Err(BindingError::KeyNotBound { .. })), "{r:?}");
     }
 }
@@ -607,11 +609,11 @@ fn report_data_that_differs_from_the_quote_is_refused() {
     changed[first + 1] ^= 0x01;
     let a = Attestation::parse(&changed).expect("still parses");
     let report = td(&tdx(&a).quote);
-    let r = binding::check(&a, spki(&leaf), &report.report_data);
+    let r = binding::check(&a, spki(&leaf), &report.report_data.0);
     assert!(matches!(r, Err(BindingError::QuoteDiffers { .. })), "{r:?}");
     // The same key, but a quote that signed other report data.
     let a = Attestation::parse(&bytes).expect("parses");
-    let r = binding::check(&a, spki(&leaf), &ReportData([0x42; 64]));
+    let r = binding::check(&a, spki(&leaf), &[0x42; 64]);
     assert!(matches!(r, Err(BindingError::QuoteDiffers { .. })), "{r:?}");
 }
 

@@ -6,7 +6,6 @@
 use sha2::{Digest, Sha512};
 
 use super::Attestation;
-use crate::dcap::ids::ReportData;
 
 /// dstack's content-type tag for an RA-TLS certificate key.
 pub const RATLS_CERT_TAG: &str = "ratls-cert";
@@ -31,30 +30,43 @@ pub enum BindingError {
         /// What this key gives, hex.
         expected: String,
     },
-    /// The attestation's report data is not the quote's REPORTDATA.
-    #[error("the dstack attestation's report data {attestation} differs from the quote's REPORTDATA {quote}")]
+    /// The attestation's report data is not what the platform evidence signed.
+    #[error("the dstack attestation's report data {attestation} differs from the report data the platform evidence signed ({quote})")]
     QuoteDiffers {
         /// The attestation's report data, hex.
         attestation: String,
-        /// The quote's REPORTDATA, hex.
+        /// The signed report data (a TDX quote's REPORTDATA), hex.
         quote: String,
     },
 }
 
-/// Checks that the attestation commits to `spki_der` (the certificate's
-/// SubjectPublicKeyInfo DER) and that the quote signed that commitment.
+/// Checks that the attestation's report data is the one the platform evidence signed
+/// (`signed`: a TDX quote's REPORTDATA, an SNP report's REPORT_DATA, a Nitro document's
+/// user data).
+pub fn same_report_data(
+    attestation: &Attestation<'_>,
+    signed: &[u8; 64],
+) -> Result<(), BindingError> {
+    let attested = &attestation.stack.report_data;
+    if attested != signed {
+        return Err(BindingError::QuoteDiffers {
+            attestation: hex::encode(attested),
+            quote: hex::encode(signed),
+        });
+    }
+    Ok(())
+}
+
+/// Checks that the platform evidence signed the attestation's report data
+/// ([`same_report_data`]) and that it commits to `spki_der`, the certificate's
+/// SubjectPublicKeyInfo DER: the RA-TLS key binding.
 pub fn check(
     attestation: &Attestation<'_>,
     spki_der: &[u8],
-    quote_report_data: &ReportData,
+    signed: &[u8; 64],
 ) -> Result<(), BindingError> {
+    same_report_data(attestation, signed)?;
     let attested = &attestation.stack.report_data;
-    if *attested != quote_report_data.0 {
-        return Err(BindingError::QuoteDiffers {
-            attestation: hex::encode(attested),
-            quote: quote_report_data.to_string(),
-        });
-    }
     let expected = ratls_cert_report_data(spki_der);
     if *attested != expected {
         return Err(BindingError::KeyNotBound {
