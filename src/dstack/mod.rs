@@ -19,6 +19,7 @@
 pub mod app;
 mod attestation;
 pub mod binding;
+mod cursor;
 mod error;
 mod legacy;
 pub mod limits;

@@ -6,12 +6,13 @@
 
 use std::borrow::Cow;
 
+use super::cursor::Cursor;
 use super::limits::MAX_DEPTH;
 use super::AttestationError;
 
 /// Reads MessagePack values from a byte slice without ever panicking.
 pub(super) struct Mp<'a> {
-    rest: &'a [u8],
+    c: Cursor<'a>,
 }
 
 fn type_error(what: &'static str, expected: &'static str) -> AttestationError {
@@ -20,25 +21,21 @@ fn type_error(what: &'static str, expected: &'static str) -> AttestationError {
 
 impl<'a> Mp<'a> {
     pub(super) fn new(bytes: &'a [u8]) -> Self {
-        Self { rest: bytes }
+        Self {
+            c: Cursor::new(bytes),
+        }
     }
 
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], AttestationError> {
-        let (head, tail) = self
-            .rest
-            .split_at_checked(n)
-            .ok_or(AttestationError::Truncated {
-                what,
-                needed: n,
-                available: self.rest.len(),
-            })?;
-        self.rest = tail;
-        Ok(head)
+        self.c.take(n, what)
     }
 
     fn byte(&mut self, what: &'static str) -> Result<u8, AttestationError> {
-        self.take(1, what)
-            .map(|b| b.first().copied().unwrap_or_default())
+        self.c.byte(what)
+    }
+
+    fn fits(&self, n: u64, max: usize, what: &'static str) -> Result<usize, AttestationError> {
+        self.c.fits(n, max, what)
     }
 
     /// A big-endian unsigned integer of `n` (1, 2, 4 or 8) bytes.
@@ -47,22 +44,6 @@ impl<'a> Mp<'a> {
             .take(n, what)?
             .iter()
             .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
-    }
-
-    /// A length that must fit the input: every element or byte takes at least one byte.
-    fn fits(&self, n: u64, max: usize, what: &'static str) -> Result<usize, AttestationError> {
-        let len = usize::try_from(n).unwrap_or(usize::MAX);
-        if len > max {
-            return Err(AttestationError::FieldTooLarge { what, len: n, max });
-        }
-        if len > self.rest.len() {
-            return Err(AttestationError::Truncated {
-                what,
-                needed: len,
-                available: self.rest.len(),
-            });
-        }
-        Ok(len)
     }
 
     /// The number of pairs of a map.
@@ -152,7 +133,7 @@ impl<'a> Mp<'a> {
         max: usize,
         what: &'static str,
     ) -> Result<Cow<'a, [u8]>, AttestationError> {
-        let n = match self.rest.first() {
+        let n = match self.c.peek() {
             Some(0xc4) => {
                 self.byte(what)?;
                 self.be(1, what)?
@@ -183,17 +164,16 @@ impl<'a> Mp<'a> {
     /// Skips one value of any type, refusing nesting deeper than [`MAX_DEPTH`], and returns
     /// its exact bytes.
     pub(super) fn raw(&mut self, what: &'static str) -> Result<&'a [u8], AttestationError> {
-        let before = self.rest;
+        let mark = self.c.mark();
         self.skip(what, 0)?;
-        let used = before.len().saturating_sub(self.rest.len());
-        Ok(before.get(..used).unwrap_or_default())
+        Ok(self.c.since(mark))
     }
 
     fn skip(&mut self, what: &'static str, depth: usize) -> Result<(), AttestationError> {
         if depth > MAX_DEPTH {
             return Err(AttestationError::TooDeep(what));
         }
-        let marker = *self.rest.first().ok_or(AttestationError::Truncated {
+        let marker = self.c.peek().ok_or(AttestationError::Truncated {
             what,
             needed: 1,
             available: 0,
@@ -262,14 +242,7 @@ impl<'a> Mp<'a> {
 
     /// Succeeds only if every byte was consumed.
     pub(super) fn finish(self, what: &'static str) -> Result<(), AttestationError> {
-        if self.rest.is_empty() {
-            Ok(())
-        } else {
-            Err(AttestationError::TrailingBytes {
-                what,
-                extra: self.rest.len(),
-            })
-        }
+        self.c.finish(what)
     }
 }
 

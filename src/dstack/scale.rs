@@ -1,53 +1,33 @@
 //! A bounded SCALE reader (Parity's codec, as dstack's `V0` uses it): little-endian fixed
-//! integers, compact lengths in their shortest form only, UTF-8 strings. Every read is
-//! checked and names what it was reading; lengths are capped before anything is taken.
+//! integers, compact lengths in their shortest form only, UTF-8 strings. Lengths are capped
+//! before anything is taken.
 
+use super::cursor::Cursor;
 use super::AttestationError;
 
 /// Reads SCALE values from a byte slice without ever panicking.
 pub(super) struct Scale<'a> {
-    rest: &'a [u8],
+    c: Cursor<'a>,
+}
+
+impl<'a> std::ops::Deref for Scale<'a> {
+    type Target = Cursor<'a>;
+    fn deref(&self) -> &Cursor<'a> {
+        &self.c
+    }
+}
+
+impl std::ops::DerefMut for Scale<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.c
+    }
 }
 
 impl<'a> Scale<'a> {
     pub(super) fn new(bytes: &'a [u8]) -> Self {
-        Self { rest: bytes }
-    }
-
-    /// Takes the next `n` bytes.
-    pub(super) fn take(
-        &mut self,
-        n: usize,
-        what: &'static str,
-    ) -> Result<&'a [u8], AttestationError> {
-        let (head, tail) = self
-            .rest
-            .split_at_checked(n)
-            .ok_or(AttestationError::Truncated {
-                what,
-                needed: n,
-                available: self.rest.len(),
-            })?;
-        self.rest = tail;
-        Ok(head)
-    }
-
-    /// Takes the next `N` bytes as an array.
-    pub(super) fn array<const N: usize>(
-        &mut self,
-        what: &'static str,
-    ) -> Result<&'a [u8; N], AttestationError> {
-        let bytes = self.take(N, what)?;
-        bytes.try_into().map_err(|_| AttestationError::Truncated {
-            what,
-            needed: N,
-            available: bytes.len(),
-        })
-    }
-
-    /// One byte (an enum index).
-    pub(super) fn byte(&mut self, what: &'static str) -> Result<u8, AttestationError> {
-        self.array::<1>(what).map(|b| b[0])
+        Self {
+            c: Cursor::new(bytes),
+        }
     }
 
     /// A little-endian u32.
@@ -118,22 +98,14 @@ impl<'a> Scale<'a> {
         std::str::from_utf8(self.bytes(max, what)?).map_err(|_| AttestationError::NotUtf8(what))
     }
 
-    /// A vector count, at most `max` and at most one element per remaining byte (every
-    /// element dstack encodes takes at least one), so a count can never outrun the input.
+    /// A vector count, at most `max` and never more than the bytes left.
     pub(super) fn count(
         &mut self,
         max: usize,
         what: &'static str,
     ) -> Result<usize, AttestationError> {
         let n = self.compact(max, what)?;
-        if n > self.rest.len() {
-            return Err(AttestationError::Truncated {
-                what,
-                needed: n,
-                available: self.rest.len(),
-            });
-        }
-        Ok(n)
+        self.fits(u64::try_from(n).unwrap_or(u64::MAX), max, what)
     }
 
     /// Runs `read` and returns, with its result, the exact bytes it consumed.
@@ -141,22 +113,14 @@ impl<'a> Scale<'a> {
         &mut self,
         read: impl FnOnce(&mut Self) -> Result<T, AttestationError>,
     ) -> Result<(&'a [u8], T), AttestationError> {
-        let before = self.rest;
+        let mark = self.mark();
         let value = read(self)?;
-        let used = before.len().saturating_sub(self.rest.len());
-        Ok((before.get(..used).unwrap_or_default(), value))
+        Ok((self.since(mark), value))
     }
 
     /// Succeeds only if every byte was consumed.
     pub(super) fn finish(self, what: &'static str) -> Result<(), AttestationError> {
-        if self.rest.is_empty() {
-            Ok(())
-        } else {
-            Err(AttestationError::TrailingBytes {
-                what,
-                extra: self.rest.len(),
-            })
-        }
+        self.c.finish(what)
     }
 }
 
