@@ -20,6 +20,7 @@ pub mod app;
 mod attestation;
 pub mod binding;
 mod cursor;
+mod envelope;
 mod error;
 mod legacy;
 pub mod limits;
@@ -31,7 +32,7 @@ mod v1;
 pub mod vm_config;
 
 pub use attestation::{
-    extension_value, Attestation, Event, EventVersion, Platform, RuntimeEvent, Stack, TdxEvidence,
-    Wire, OID_ATTESTATION, OID_EVENT_LOG,
+    Attestation, Event, EventVersion, Platform, RuntimeEvent, Stack, TdxEvidence, Wire,
 };
+pub use envelope::{extension_value, OID_ATTESTATION, OID_EVENT_LOG};
 pub use error::{AttestationError, UnsupportedTee};
