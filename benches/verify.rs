@@ -5,6 +5,12 @@
 //! - `dcap_qvl_ring`: the reference, collateral already deserialised;
 //! - `parse_only`: our zero-copy parser.
 //!
+//! AWS Nitro (`verify/nitro_nsm`, the real NSM document at its own timestamp):
+//! - `ours`: parse + chain (4 certificates) + ES384 (`nitro::parse`, `nitro::verify`);
+//! - `oracle`: the differential tests' independent verifier (aws-nitro-enclaves-cose,
+//!   ciborium, RustCrypto p384, rustls-webpki), the same work;
+//! - `ours_parse_only`: COSE_Sign1 and document views.
+//!
 //! Run: `cargo bench --bench verify`. Measures only; never asserts.
 
 use std::hint::black_box;
@@ -12,6 +18,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+
+#[path = "../tests/nitro_common/mod.rs"]
+mod nitro_common;
 use dcap_qvl::configs::RingConfig;
 use dcap_qvl::verify::QuoteVerifier;
 use dcap_qvl::QuoteCollateralV3;
@@ -98,5 +107,32 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+fn bench_nitro(c: &mut Criterion) {
+    let Some(cose) = nitro_common::cose(nitro_common::NSM) else {
+        return;
+    };
+    let at = i64::try_from(nitro_common::timestamp_ms(nitro_common::NSM) / 1000).unwrap_or(0);
+    let root = ratls_proxy::nitro::NitroRoot::aws();
+    let ours = |bytes: &[u8]| {
+        ratls_proxy::nitro::parse(bytes)
+            .is_ok_and(|p| ratls_proxy::nitro::verify(&p, &root, UnixTime(at)).is_ok())
+    };
+    // What is measured must be the accepting path on both sides.
+    let ok_theirs = nitro_common::oracle::oracle(&cose, root.der(), at).is_ok();
+    eprintln!(
+        "nitro_nsm: ours accepted={}, oracle accepted={ok_theirs}",
+        ours(&cose)
+    );
+    let mut g = c.benchmark_group("verify/nitro_nsm");
+    g.bench_function("ours", |b| b.iter(|| black_box(ours(black_box(&cose)))));
+    g.bench_function("oracle", |b| {
+        b.iter(|| black_box(nitro_common::oracle::oracle(black_box(&cose), root.der(), at).is_ok()))
+    });
+    g.bench_function("ours_parse_only", |b| {
+        b.iter(|| black_box(ratls_proxy::nitro::parse(black_box(&cose)).is_ok()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_nitro);
 criterion_main!(benches);

@@ -135,7 +135,7 @@ async fn main() -> ExitCode {
         tcb_status: args.tcb_status,
         binding: args.binding,
         log_requests: !args.quiet,
-        h2_only: false,
+        ..SimConfig::default()
     };
     let sim = match SimEnclave::start(&pki, config, args.listen, now).await {
         Ok(s) => s,

@@ -13,6 +13,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use crate::dcap::collateral::tcb_info::CollateralTee;
+use crate::dcap::quote::TeeType;
 use crate::dcap::time::UnixTime;
 use crate::metrics::Sample;
 use crate::proxy::Proxy;
@@ -216,26 +218,34 @@ fn readiness(proxy: &Proxy, now: UnixTime) -> Readiness {
     let g = proxy.current();
     if !g.config.enclaves.is_empty() {
         if let CollateralSetup::Files(files) = g.collateral.as_ref() {
-            for b in files.bundles() {
+            for ((fmspc, ca, tee), b) in files.keyed() {
                 if let Err(e) = b.check_fresh(now) {
-                    reasons.push(format!("collateral for FMSPC {}: {e}", b.tcb_info.fmspc));
+                    reasons.push(format!(
+                        "{} collateral for FMSPC {fmspc} ({} CA): {e}",
+                        bundle_tee(*tee),
+                        ca.as_str()
+                    ));
                 }
             }
         }
         if let CollateralSetup::Fetched(cache) = g.collateral.as_ref() {
             let snapshots = cache.snapshots();
+            // Prefetch fetches SGX collateral (either PCK CA will do).
             for f in &g.config.source.prefetch {
                 if !snapshots
                     .iter()
-                    .any(|s| s.key.0 == *f && now <= s.valid_until)
+                    .any(|s| s.key.0 == *f && s.key.2 == TeeType::Sgx && now <= s.valid_until)
                 {
-                    reasons.push(format!("no unexpired collateral for FMSPC {f} yet"));
+                    reasons.push(format!("no unexpired sgx collateral for FMSPC {f} yet"));
                 }
             }
             for s in snapshots.iter().filter(|s| now > s.valid_until) {
                 reasons.push(format!(
-                    "collateral for FMSPC {} expired at {}",
-                    s.key.0, s.valid_until
+                    "{} collateral for FMSPC {} ({} CA) expired at {}",
+                    tee_label(s.key.2),
+                    s.key.0,
+                    s.key.1.as_str(),
+                    s.valid_until
                 ));
             }
         }
@@ -301,11 +311,24 @@ fn render_metrics(proxy: &Proxy, now: UnixTime) -> String {
             help: "Failed collateral fetches.",
             values: vec![(Vec::new(), count(st.failures))],
         });
+        extra.push(Sample {
+            name: "ratls_collateral_rollbacks_total",
+            kind: "counter",
+            help: "Fetched collateral refused as older than the high-water marks.",
+            values: vec![(Vec::new(), count(st.rollbacks))],
+        });
+        extra.push(Sample {
+            name: "ratls_collateral_marks_write_failures_total",
+            kind: "counter",
+            help: "Failed writes of the collateral high-water marks file.",
+            values: vec![(Vec::new(), count(proxy.marks().write_failures()))],
+        });
         let snaps = cache.snapshots();
         let labels = |s: &SnapshotInfo| {
             vec![
                 ("fmspc", s.key.0.to_string()),
                 ("ca", s.key.1.as_str().to_owned()),
+                ("tee", tee_label(s.key.2).to_owned()),
             ]
         };
         extra.push(Sample {
@@ -333,10 +356,14 @@ fn render_metrics(proxy: &Proxy, now: UnixTime) -> String {
             kind: "gauge",
             help: "Seconds until the collateral bundle expires (negative: expired).",
             values: files
-                .bundles()
-                .map(|b| {
+                .keyed()
+                .map(|((fmspc, ca, tee), b)| {
                     (
-                        vec![("fmspc", b.tcb_info.fmspc.to_string())],
+                        vec![
+                            ("fmspc", fmspc.to_string()),
+                            ("ca", ca.as_str().to_owned()),
+                            ("tee", bundle_tee(*tee).to_owned()),
+                        ],
                         secs(b.valid_until().0.saturating_sub(now.0)),
                     )
                 })
@@ -364,6 +391,21 @@ fn render_metrics(proxy: &Proxy, now: UnixTime) -> String {
     proxy
         .metrics()
         .render(proxy.verdict_cache().durations(), &extra)
+}
+
+/// The `tee` label: the TEE as the configuration spells it.
+fn tee_label(t: TeeType) -> &'static str {
+    match t {
+        TeeType::Sgx => "sgx",
+        TeeType::Tdx => "tdx",
+    }
+}
+
+fn bundle_tee(t: CollateralTee) -> &'static str {
+    match t {
+        CollateralTee::Sgx => "sgx",
+        CollateralTee::Tdx => "tdx",
+    }
 }
 
 fn count(v: u64) -> f64 {

@@ -3,6 +3,9 @@
 //! The house, from the bottom up (arrows point down; nothing imports a layer above it):
 //!
 //! - `dcap` (PURE): quotes, collateral, the verification steps. No I/O, no clock.
+//! - `cbor` (PURE): the one CBOR reader (DICE evidence, Nitro documents).
+//! - `nitro` (PURE): AWS Nitro Enclaves attestation documents: COSE_Sign1, the chain to the
+//!   pinned AWS root, CRLs as parameters, key binding.
 //! - `dstack` (PURE): dstack's attestation formats, key binding, event-log replay, app identity.
 //! - `appraise` (PURE): policy, the appraisal of one quote, the refusal vocabulary.
 //! - `ratls`: an RA-TLS certificate judged (evidence, key binding, rustls verifier, verdict
@@ -22,12 +25,14 @@ mod admin;
 pub mod appraise;
 mod audit;
 mod ca;
+pub mod cbor;
 mod cli;
 mod clock;
 mod config;
 pub mod dcap;
 pub mod dstack;
 mod metrics;
+pub mod nitro;
 mod proxy;
 pub mod ratls;
 #[cfg(feature = "sim")]

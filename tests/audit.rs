@@ -1,6 +1,6 @@
 //! The audit trail with the real binary: one hash-chained line per verdict (not per cache
-//! hit), its fields, `audit verify` on intact and tampered files, SIGHUP rotation, and the
-//! `required` mode.
+//! hit), its fields, `audit verify` on intact and tampered files, SIGUSR1 rotation (and
+//! SIGHUP, a reload, not reopening the file), and the `required` mode.
 
 mod common;
 
@@ -155,7 +155,7 @@ async fn one_chained_record_per_verdict_and_audit_verify_finds_tampering() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sighup_reopens_the_trail_after_rotation() {
+async fn sigusr1_reopens_the_trail_after_rotation_and_sighup_does_not() {
     let env = env();
     let good = start_sim(&env, SimConfig::default()).await;
     let trail = env.dir.join("verdicts.jsonl");
@@ -166,6 +166,7 @@ async fn sighup_reopens_the_trail_after_rotation() {
         .admin(admin)
         .enclave("a.enclave.test", good.addr())
         .enclave("b.enclave.test", good.addr())
+        .enclave("c.enclave.test", good.addr())
         .tail(&format!("[audit]\npath = \"{}\"\n", trail.display()))
         .write("rotate.toml");
     let p = Binary::start(&config, admin, &[], false).await;
@@ -174,24 +175,47 @@ async fn sighup_reopens_the_trail_after_rotation() {
         .starts_with("HTTP/1.1 200"));
     let rotated = env.dir.join("verdicts.jsonl.1");
     std::fs::rename(&trail, &rotated).expect("rotate");
+    // A reload is not a rotation: the next verdict still goes to the file the proxy holds.
     p.signal("-HUP");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // A reload is a new generation: its first verdict goes into the new file.
     assert!(get(proxy, "b.enclave.test")
+        .await
+        .starts_with("HTTP/1.1 200"));
+    assert_eq!(lines(&rotated).len(), 2, "SIGHUP did not reopen the file");
+    assert!(!trail.exists());
+    p.signal("-USR1");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(get(proxy, "c.enclave.test")
         .await
         .starts_with("HTTP/1.1 200"));
     let old = lines(&rotated);
     let new = lines(&trail);
-    assert_eq!(old.len(), 1, "{old:#?}");
-    assert!(!new.is_empty(), "the new file got the next verdict");
+    assert_eq!(old.len(), 2, "{old:#?}");
+    assert_eq!(
+        new.len(),
+        2,
+        "a rotation record, then the next verdict: {new:#?}"
+    );
     let first: Value = serde_json::from_str(&new[0]).expect("json");
+    assert_eq!(first["event"], "rotated");
     assert_eq!(
         first["prev_sha256"],
         "0".repeat(64),
         "a new file starts a new chain"
     );
+    assert_eq!(
+        first["previous_sha256"],
+        hex::encode(Sha256::digest(old[1].as_bytes())),
+        "…naming the last record of the file before"
+    );
+    assert_eq!(first["seq"], 3, "seq keeps counting");
     assert_eq!(audit_verify(&rotated).0, 0);
-    assert_eq!(audit_verify(&trail).0, 0);
+    let (code, out) = audit_verify(&trail);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&hex::encode(Sha256::digest(old[1].as_bytes()))),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,12 @@
 
 mod common;
 
+// Issue 24's collateral (items 2, 9) and audit (item 7) findings, one file each.
+#[path = "boundary/audit.rs"]
+mod audit_trail;
+#[path = "boundary/collateral.rs"]
+mod collateral;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,6 +101,22 @@ async fn intercepted(env: &Env, proxy: u16, authority: &str, name: &str) -> bool
 /// The binary under test (`RATLS_PROXY_BIN` overrides, as in `common::Binary`).
 fn bin() -> std::ffi::OsString {
     std::env::var_os("RATLS_PROXY_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_ratls-proxy").into())
+}
+
+/// The binary under test with `args`: its exit code and everything it printed.
+fn run(args: &[&std::ffi::OsStr]) -> (i32, String) {
+    let out = std::process::Command::new(bin())
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 async fn sim_with(env: &Env, f: impl FnOnce(&mut SimConfig)) -> SimEnclave {

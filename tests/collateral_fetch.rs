@@ -8,9 +8,10 @@
 #![cfg_attr(not(feature = "sim"), allow(unused_imports, dead_code))]
 
 mod common;
+#[path = "common/pccs.rs"]
+mod pccs;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +21,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use ratls_proxy::appraise::refusal::RefusalCode;
 use ratls_proxy::appraise::{appraise, Unverified};
 use ratls_proxy::dcap::collateral::pcs::PckCa;
@@ -183,34 +183,12 @@ async fn mock(served: Vec<(&str, Served)>, tls: Option<Arc<rustls::ServerConfig>
     let addr = listener.local_addr().expect("addr");
     let tcb_hits = Arc::new(AtomicU64::new(0));
     let (st, hits) = (Arc::clone(&state), Arc::clone(&tcb_hits));
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let (st, hits, tls) = (Arc::clone(&st), Arc::clone(&hits), tls.clone());
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    if req.uri().path().ends_with("/tcb") {
-                        hits.fetch_add(1, Ordering::Relaxed);
-                    }
-                    let resp = st.lock().map(|s| answer(&s, &req)).unwrap_or_default();
-                    async move { Ok::<_, Infallible>(resp) }
-                });
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                match tls {
-                    Some(cfg) => {
-                        if let Ok(s) = tokio_rustls::TlsAcceptor::from(cfg).accept(tcp).await {
-                            let _ = builder.serve_connection(TokioIo::new(s), svc).await;
-                        }
-                    }
-                    None => {
-                        let _ = builder.serve_connection(TokioIo::new(tcp), svc).await;
-                    }
-                }
-            });
+    let task = tokio::spawn(pccs::serve_http(listener, tls, move |req| {
+        if req.uri().path().ends_with("/tcb") {
+            hits.fetch_add(1, Ordering::Relaxed);
         }
-    });
+        st.lock().map(|s| answer(&s, req)).unwrap_or_default()
+    }));
     MockPcs {
         addr,
         state,

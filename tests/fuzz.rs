@@ -7,6 +7,7 @@
 #![cfg_attr(not(feature = "sim"), allow(unused_imports, dead_code))]
 
 mod common;
+mod nitro_common;
 
 use proptest::prelude::*;
 use ratls_proxy::appraise::{appraise, Unverified};
@@ -489,5 +490,82 @@ mod dstack {
                 }
             }
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(2000), failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// The CBOR reader on arbitrary bytes: `item` returns a prefix of the input and walks exactly
+    /// what `skip` walks; reading containers of either length never panics or loops.
+    #[test]
+    fn cbor_reader_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
+        use ratls_proxy::cbor::{Cbor, Items};
+        let mut a = Cbor::new(&bytes);
+        let mut b = Cbor::new(&bytes);
+        match (a.item(), b.skip()) {
+            (Ok(item), Ok(())) => {
+                prop_assert!(bytes.starts_with(item));
+                prop_assert_eq!(a.rest().len(), b.rest().len());
+            }
+            (Err(_), Err(_)) => {}
+            (x, y) => prop_assert!(false, "item {:?} and skip {:?} disagree", x.is_ok(), y.is_ok()),
+        }
+        let mut c = Cbor::new(&bytes);
+        if let Ok(len) = c.map_len() {
+            let mut items = Items::new(len, 2);
+            while let Ok(true) = items.more(&mut c) {
+                if c.skip().is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Arbitrary bytes, and bytes behind a COSE_Sign1 prefix: the COSE and document parsers
+    /// return, and what they borrow lies inside the input.
+    #[test]
+    fn nitro_cose_and_document_parsers_on_arbitrary_bytes(
+        tail in proptest::collection::vec(any::<u8>(), 0..3000),
+        prefix in 0usize..4,
+    ) {
+        use ratls_proxy::nitro::{AttestationDoc, CoseSign1};
+        let prefixes: [&[u8]; 4] = [&[], &[0x84, 0x44, 0xa1, 0x01, 0x38, 0x22, 0xa0], &[0xd2, 0x84], &[0xbf]];
+        let bytes = [prefixes[prefix], &tail].concat();
+        let inside = |s: &[u8]| {
+            let (start, end) = (bytes.as_ptr().addr(), bytes.as_ptr().addr() + bytes.len());
+            s.as_ptr().addr() >= start && s.as_ptr().addr() + s.len() <= end
+        };
+        if let Ok(c) = CoseSign1::parse(&bytes) {
+            prop_assert!(inside(c.payload) && inside(c.protected) && inside(c.signature));
+        }
+        if let Ok(d) = AttestationDoc::parse(&bytes) {
+            prop_assert!(inside(d.certificate) && d.cabundle.iter().all(|c| inside(c)));
+        }
+    }
+
+    /// A real Nitro document with a few bytes changed and cut anywhere: never a panic, and
+    /// accepted only when nothing changed.
+    #[test]
+    fn nitro_verification_on_mutated_real_documents(
+        edits in proptest::collection::vec((any::<usize>(), 1u8..=255), 0..6),
+        cut in proptest::option::of(any::<usize>()),
+    ) {
+        let Some(real) = nitro_common::cose(nitro_common::NSM) else {
+            return Ok(());
+        };
+        let mut m = real.clone();
+        for (pos, x) in edits {
+            let i = pos % m.len();
+            m[i] ^= x;
+        }
+        if let Some(c) = cut {
+            m.truncate(c % (m.len() + 1));
+        }
+        let now = UnixTime(1_766_668_537);
+        let root = ratls_proxy::nitro::NitroRoot::aws();
+        let accepted = ratls_proxy::nitro::parse(&m)
+            .is_ok_and(|p| ratls_proxy::nitro::verify(&p, &root, now).is_ok());
+        prop_assert!(!accepted || m == real, "accepted a changed document");
     }
 }

@@ -157,9 +157,8 @@ async fn metrics_move_as_requests_are_accepted_and_refused() {
         m.get("ratls_upstream_connections").copied().unwrap_or(0.0) >= 1.0,
         "the verified connection stays pooled"
     );
-    assert!(m
-        .keys()
-        .any(|k| k.starts_with("ratls_collateral_valid_seconds{fmspc=\"5ec0de000000\"}")));
+    assert!(m.keys().any(|k| k
+        == "ratls_collateral_valid_seconds{fmspc=\"5ec0de000000\",ca=\"platform\",tee=\"sgx\"}"));
 
     let (code, body) =
         status_and_body(s(&[&format!("http://127.0.0.1:{}/healthz", ports.admin)])).await;

@@ -2,6 +2,7 @@
 //! verification, policy. Keeps whatever was learnt along the way so a refusal can
 //! still show the user the parsed identity and TCB.
 
+pub mod nitro_policy;
 pub mod policy;
 pub mod refusal;
 pub mod td_policy;

@@ -7,6 +7,7 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
+use crate::dcap::collateral::CollateralError;
 use crate::dcap::error::VerifyError;
 
 /// Why a connection or quote was refused, as a stable machine-readable code.
@@ -30,6 +31,9 @@ pub enum RefusalCode {
     CollateralExpired,
     /// The collateral was issued longer ago than `[collateral] max_age_secs`.
     CollateralTooOld,
+    /// The only collateral to be had is older than what was already seen for this platform
+    /// or CA (a replay would hide a TCB recovery or a revocation).
+    CollateralRollback,
     /// Collateral for this platform could not be obtained or parsed.
     CollateralUnavailable,
     /// The TCB info belongs to another platform (FMSPC, PCE ID or TEE type).
@@ -47,6 +51,8 @@ pub enum RefusalCode {
     /// TD_ATTRIBUTES has a bit the policy does not allow, lacks SEPT_VE_DISABLE, or the TD
     /// is bound to a service TD.
     TdAttributesNotAllowed,
+    /// XFAM (the TD's enabled CPU extended features) is not in the allow-list.
+    XfamMismatch,
     /// MRENCLAVE is not in the allow-list.
     MrenclaveMismatch,
     /// MRSIGNER is not in the allow-list.
@@ -86,7 +92,7 @@ pub enum RefusalCode {
 
 impl RefusalCode {
     /// Every code, in ranking order (the first applicable one is the headline).
-    pub const ALL: [RefusalCode; 34] = [
+    pub const ALL: [RefusalCode; 36] = [
         Self::QuoteMalformed,
         Self::NoQuote,
         Self::SignatureInvalid,
@@ -96,6 +102,7 @@ impl RefusalCode {
         Self::Revoked,
         Self::CollateralExpired,
         Self::CollateralTooOld,
+        Self::CollateralRollback,
         Self::CollateralUnavailable,
         Self::FmspcMismatch,
         Self::QeIdentityMismatch,
@@ -104,6 +111,7 @@ impl RefusalCode {
         Self::TeeMismatch,
         Self::DebugEnclave,
         Self::TdAttributesNotAllowed,
+        Self::XfamMismatch,
         Self::MrenclaveMismatch,
         Self::MrsignerMismatch,
         Self::IsvProdIdMismatch,
@@ -135,6 +143,7 @@ impl RefusalCode {
             Self::Revoked => "revoked",
             Self::CollateralExpired => "collateral_expired",
             Self::CollateralTooOld => "collateral_too_old",
+            Self::CollateralRollback => "collateral_rollback",
             Self::CollateralUnavailable => "collateral_unavailable",
             Self::FmspcMismatch => "fmspc_mismatch",
             Self::QeIdentityMismatch => "qe_identity_mismatch",
@@ -143,6 +152,7 @@ impl RefusalCode {
             Self::TeeMismatch => "tee_mismatch",
             Self::DebugEnclave => "debug_enclave",
             Self::TdAttributesNotAllowed => "td_attributes_not_allowed",
+            Self::XfamMismatch => "xfam_mismatch",
             Self::MrenclaveMismatch => "mrenclave_mismatch",
             Self::MrsignerMismatch => "mrsigner_mismatch",
             Self::IsvProdIdMismatch => "isv_prod_id_mismatch",
@@ -208,6 +218,7 @@ impl VerifyError {
     pub fn code(&self) -> RefusalCode {
         match self {
             Self::Quote(_) => RefusalCode::QuoteMalformed,
+            Self::Collateral(CollateralError::Rollback(_)) => RefusalCode::CollateralRollback,
             Self::Collateral(_) => RefusalCode::CollateralUnavailable,
             Self::Chain { .. } => RefusalCode::ChainInvalid,
             Self::Signature(_) | Self::QeReportData => RefusalCode::SignatureInvalid,
@@ -248,6 +259,7 @@ mod tests {
                 "revoked",
                 "collateral_expired",
                 "collateral_too_old",
+                "collateral_rollback",
                 "collateral_unavailable",
                 "fmspc_mismatch",
                 "qe_identity_mismatch",
@@ -256,6 +268,7 @@ mod tests {
                 "tee_mismatch",
                 "debug_enclave",
                 "td_attributes_not_allowed",
+                "xfam_mismatch",
                 "mrenclave_mismatch",
                 "mrsigner_mismatch",
                 "isv_prod_id_mismatch",

@@ -11,7 +11,7 @@
 
 use super::violation::PolicyViolation;
 use crate::dcap::identity::TdIdentity;
-use crate::dcap::ids::{MrConfigId, MrOwner, MrOwnerConfig, MrSeam, MrTd, Rtmr, TeeTcbSvn};
+use crate::dcap::ids::{MrConfigId, MrOwner, MrOwnerConfig, MrSeam, MrTd, Rtmr, TeeTcbSvn, Xfam};
 
 /// TUD.DEBUG: the host can read and change the TD.
 const DEBUG: u64 = 1;
@@ -39,6 +39,9 @@ pub struct TdPolicy {
     pub mrseam: Vec<MrSeam>,
     /// Component-wise minimum TEE_TCB_SVN.
     pub min_tee_tcb_svn: Option<TeeTcbSvn>,
+    /// Allowed XFAM values (the extended CPU features the TD enables), as the quote holds
+    /// them.
+    pub xfam: Vec<Xfam>,
 }
 
 fn allowed<T: PartialEq>(list: &[T], actual: &T) -> bool {
@@ -78,6 +81,12 @@ impl TdPolicy {
             out.push(PolicyViolation::TdAttributes {
                 actual: td.td_attributes,
                 why: "the TD is bound to a service TD (MR_SERVICETD is not zero)".into(),
+            });
+        }
+        if !allowed(&self.xfam, &td.xfam) {
+            out.push(PolicyViolation::Xfam {
+                actual: td.xfam,
+                allowed: self.xfam.clone(),
             });
         }
         if !allowed(&self.mrtd, &td.mr_td) {

@@ -3,7 +3,7 @@
 use crate::appraise::refusal::RefusalCode;
 use crate::dcap::ids::{
     Attributes, IsvProdId, IsvSvn, MrConfigId, MrEnclave, MrOwner, MrOwnerConfig, MrSeam, MrSigner,
-    MrTd, Rtmr, TdAttributes, TeeTcbSvn,
+    MrTd, Rtmr, TdAttributes, TeeTcbSvn, Xfam,
 };
 use crate::dcap::tcb::TcbStatus;
 use crate::dcap::time::UnixTime;
@@ -32,6 +32,14 @@ pub enum PolicyViolation {
         actual: TdAttributes,
         /// What is wrong.
         why: String,
+    },
+    /// XFAM not allowed.
+    #[error("XFAM {actual} is not in the allow-list [{}]", join(.allowed))]
+    Xfam {
+        /// From the quote.
+        actual: Xfam,
+        /// The policy's list.
+        allowed: Vec<Xfam>,
     },
     /// MRTD not allowed.
     #[error("MRTD {actual} is not in the allow-list [{}]", join(.allowed))]
@@ -168,6 +176,7 @@ impl PolicyViolation {
             Self::Tee { .. } => RefusalCode::TeeMismatch,
             Self::Debug(_) | Self::DebugTd(_) => RefusalCode::DebugEnclave,
             Self::TdAttributes { .. } => RefusalCode::TdAttributesNotAllowed,
+            Self::Xfam { .. } => RefusalCode::XfamMismatch,
             Self::MrTd { .. } => RefusalCode::MrtdMismatch,
             Self::Rtmr { .. } => RefusalCode::RtmrMismatch,
             Self::MrConfigId { .. } => RefusalCode::MrconfigidMismatch,

@@ -106,6 +106,9 @@ The configuration, given with \fB\-\-config\fR; every key is optional.
 \fI$XDG_DATA_HOME/ratls\-proxy/ca.pem\fR, \fIca\-key.pem\fR
 The local CA (default directory, else \fI~/.local/share/ratls\-proxy\fR; \fB[ca] dir\fR moves it).
 Clients trust \fIca.pem\fR for intercepted hosts; \fIca\-key.pem\fR must stay mode 0600.
+.TP
+\fIcollateral\-marks.json\fR
+In the state directory (\fBstate_dir\fR, by default the CA directory): the newest collateral ever admitted, so older collateral replayed after a reload or a restart is refused. Written atomically; a corrupt file stops the start.
 .SH ENVIRONMENT
 .TP
 \fBRUST_LOG\fR
@@ -117,5 +120,5 @@ Where the default CA directory lives.
 \fBRATLS_PCS_API_KEY\fR
 The Intel PCS subscription key for \fBverify\fR.
 .SH SIGNALS
-\fBSIGHUP\fR re-reads the configuration file; \fBSIGTERM\fR and \fBSIGINT\fR stop accepting and let in\-flight requests finish for up to \fBshutdown_grace_secs\fR.
+\fBSIGHUP\fR re-reads the configuration file; \fBSIGUSR1\fR reopens the audit trail (log rotation); \fBSIGTERM\fR and \fBSIGINT\fR stop accepting and let in\-flight requests finish for up to \fBshutdown_grace_secs\fR.
 "#;

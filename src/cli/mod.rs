@@ -88,11 +88,21 @@ pub enum ConfigCommand {
 /// `ratls-proxy audit …`.
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
-    /// Check an audit file's hash chain: exit 0 and the record count, or exit 1 naming the
-    /// first line that breaks it.
+    /// Check an audit trail: every record's schema and hash chain, where it starts, torn
+    /// lines the proxy recovered, and with --key-file every line's HMAC. Exit 0 and the
+    /// record count, 1 naming the first line that breaks it (or an empty trail, or a last
+    /// record other than --expect-last), 2 if it cannot be checked.
     Verify {
         /// The file.
+        #[arg(value_hint = ValueHint::FilePath)]
         file: PathBuf,
+        /// The trail's key (`[audit] key_file`): every line's HMAC is checked.
+        #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+        key_file: Option<PathBuf>,
+        /// The SHA-256 the last record must have (anchored elsewhere: the proxy logs each
+        /// record's hash), so records removed from the end are found too.
+        #[arg(long, value_name = "SHA256")]
+        expect_last: Option<String>,
     },
 }
 
@@ -118,23 +128,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", ca.cert_pem());
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Audit(AuditCommand::Verify { file })) => {
-            match crate::audit::verify_file(&file) {
-                Ok((n, last)) => {
-                    println!(
-                        "{}: ok, {n} records, the hash chain is intact; last record sha256 {}",
-                        file.display(),
-                        hex::encode(last)
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err((0, why)) => Err(anyhow::anyhow!("{}: {why}", file.display())),
-                Err((line, why)) => {
-                    eprintln!("{}:{line}: the chain breaks here: {why}", file.display());
-                    Ok(ExitCode::from(EXIT_REFUSED))
-                }
-            }
-        }
+        Some(Command::Audit(AuditCommand::Verify {
+            file,
+            key_file,
+            expect_last,
+        })) => audit_verify(&file, key_file.as_deref(), expect_last.as_deref()),
         Some(Command::Ca(CaCommand::Path(args))) => {
             let config = load_config(&args)?;
             println!("{}", config.ca_dir.join(crate::ca::CA_CERT_FILE).display());
@@ -144,6 +142,62 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Demo(args)) => demo::run(&args),
         Some(Command::Completions(args)) => completions::completions(&args),
         Some(Command::Man(args)) => completions::man(&args),
+    }
+}
+
+fn audit_verify(
+    file: &Path,
+    key_file: Option<&Path>,
+    expect_last: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    use crate::audit::{verify_file, AuditKey, Broken};
+    let key = key_file
+        .map(AuditKey::read)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--key-file {e}"))?;
+    let expect_last = expect_last
+        .map(|h| {
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(h.trim(), &mut out).map(|()| out)
+        })
+        .transpose()
+        .map_err(|_| anyhow::anyhow!("--expect-last: expected 64 hex digits"))?;
+    match verify_file(file, key.as_ref(), expect_last) {
+        Ok(c) => {
+            let mut notes = Vec::new();
+            if let Some(from) = c.rotated_from {
+                notes.push(format!(
+                    "continues the rotated file whose last record is {}",
+                    hex::encode(from)
+                ));
+            }
+            if c.recovered > 0 {
+                notes.push(format!(
+                    "{} torn line(s) recovered after a crash",
+                    c.recovered
+                ));
+            }
+            if c.keyed {
+                notes.push("every HMAC verifies".to_owned());
+            }
+            let notes: String = notes.iter().map(|n| format!("; {n}")).collect();
+            println!(
+                "{}: ok, {} records, the hash chain is intact{notes}; last record sha256 {}",
+                file.display(),
+                c.records,
+                hex::encode(c.last)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(Broken::At(line, why)) => {
+            eprintln!("{}:{line}: the chain breaks here: {why}", file.display());
+            Ok(ExitCode::from(EXIT_REFUSED))
+        }
+        Err(Broken::Trail(why)) => {
+            eprintln!("{}: {why}", file.display());
+            Ok(ExitCode::from(EXIT_REFUSED))
+        }
+        Err(Broken::CannotCheck(why)) => Err(anyhow::anyhow!("{}: {why}", file.display())),
     }
 }
 
@@ -183,6 +237,13 @@ fn run_proxy(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let (anchor, collateral) = trust_and_collateral(&config.source, !config.enclaves.is_empty())?;
     let ca = LocalCa::load_or_create(&config.ca_dir, UnixTime::now())
         .with_context(|| format!("local CA in {}", config.ca_dir.display()))?;
+    // A trail whose key cannot be read would refuse (or leave unaudited) every connection:
+    // say so now instead.
+    if let Some(k) = config.audit.as_ref().and_then(|a| a.key_file.as_deref()) {
+        crate::audit::AuditKey::read(k).map_err(|e| anyhow::anyhow!("[audit] key_file {e}"))?;
+    }
+    // Read at start only: what a running proxy admits raises them in memory and in the file.
+    let marks = Arc::new(crate::source::marks::Marks::load(&config.state_dir)?);
     if config.enclaves.is_empty() {
         tracing::warn!("no [[enclave]] configured: every destination is treated as unmatched");
     }
@@ -196,7 +257,7 @@ fn run_proxy(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let mut proxy = Proxy::new(config, &anchor, collateral, ca);
+        let mut proxy = Proxy::new(config, &anchor, collateral, ca).with_marks(marks);
         if let Some(path) = &args.config {
             proxy = proxy.with_config_path(path.clone());
         }
@@ -225,13 +286,16 @@ fn run_proxy(args: &RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Waits for SIGTERM or Ctrl-C; reloads the configuration on every SIGHUP meanwhile.
+/// Waits for SIGTERM or Ctrl-C; meanwhile reloads the configuration on every SIGHUP and
+/// reopens the audit file on every SIGUSR1 (log rotation: a reload does not reopen it, and
+/// rotating does not reload).
 async fn wait_for_shutdown(proxy: &Arc<Proxy>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut hup), Ok(mut term)) = (
+        let (Ok(mut hup), Ok(mut usr1), Ok(mut term)) = (
             signal(SignalKind::hangup()),
+            signal(SignalKind::user_defined1()),
             signal(SignalKind::terminate()),
         ) else {
             let _ = tokio::signal::ctrl_c().await;
@@ -240,9 +304,9 @@ async fn wait_for_shutdown(proxy: &Arc<Proxy>) {
         loop {
             tokio::select! {
                 _ = hup.recv() => {
-                    proxy.reopen_audit();
                     let _ = proxy.reload().await;
                 }
+                _ = usr1.recv() => proxy.reopen_audit(),
                 _ = term.recv() => return,
                 _ = tokio::signal::ctrl_c() => return,
             }

@@ -21,7 +21,7 @@ use crate::dcap::collateral::Collateral;
 use crate::dcap::error::VerifyError;
 use crate::dcap::ids::{
     IsvProdId, IsvSvn, MrConfigId, MrEnclave, MrOwner, MrOwnerConfig, MrSeam, MrSigner, MrTd, Rtmr,
-    TeeTcbSvn,
+    TeeTcbSvn, Xfam,
 };
 use crate::dcap::quote::TeeType;
 use crate::dcap::tcb::TcbStatus;
@@ -121,6 +121,9 @@ pub struct VerifyArgs {
     /// Component-wise minimum TEE_TCB_SVN (32 hex digits; TDX).
     #[arg(long, value_name = "HEX")]
     pub min_tee_tcb_svn: Option<TeeTcbSvn>,
+    /// Allowed XFAM, 16 hex digits as the quote holds it (repeatable; TDX).
+    #[arg(long = "xfam", value_name = "HEX")]
+    pub xfam: Vec<Xfam>,
     /// Refuse an RA-TLS certificate issued longer ago than this (certificate_too_old).
     #[arg(long, value_name = "SECS")]
     pub max_cert_age_secs: Option<u64>,
@@ -158,6 +161,7 @@ impl VerifyArgs {
                 mrownerconfig: self.mrownerconfig.clone(),
                 mrseam: self.mrseam.clone(),
                 min_tee_tcb_svn: self.min_tee_tcb_svn,
+                xfam: self.xfam.clone(),
             },
             mrenclave: self.mrenclave.clone(),
             mrsigner: self.mrsigner.clone(),

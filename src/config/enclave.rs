@@ -11,7 +11,7 @@ use crate::appraise::policy::EnclavePolicy;
 use crate::appraise::td_policy::TdPolicy;
 use crate::dcap::ids::{
     BadHex, IsvProdId, IsvSvn, MrConfigId, MrEnclave, MrOwner, MrOwnerConfig, MrSeam, MrSigner,
-    MrTd, Rtmr, TeeTcbSvn,
+    MrTd, Rtmr, TeeTcbSvn, Xfam,
 };
 use crate::dcap::quote::TeeType;
 use crate::dcap::tcb::TcbStatus;
@@ -42,6 +42,8 @@ pub(super) struct RawEnclave {
     pub(super) mrseam: Vec<Spanned<String>>,
     pub(super) min_tee_tcb_svn: Option<Spanned<String>>,
     #[serde(default)]
+    pub(super) xfam: Vec<Spanned<String>>,
+    #[serde(default)]
     pub(super) mrenclave: Vec<Spanned<String>>,
     #[serde(default)]
     pub(super) mrsigner: Vec<Spanned<String>>,
@@ -49,7 +51,7 @@ pub(super) struct RawEnclave {
     pub(super) min_isv_svn: Option<Spanned<i64>>,
     #[serde(default)]
     pub(super) allow_debug: bool,
-    pub(super) tcb_status: Option<Vec<Spanned<String>>>,
+    pub(super) tcb_status: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub(super) allowed_advisories: Vec<String>,
     pub(super) max_cert_age_secs: Option<Spanned<i64>>,
@@ -87,6 +89,7 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
             &e.mrowner,
             &e.mrownerconfig,
             &e.mrseam,
+            &e.xfam,
         ]
         .iter()
         .any(|v| !v.is_empty())
@@ -100,7 +103,7 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
                 );
             }
             if td_keys {
-                c.error(&e.hosts, "TD keys (mrtd, rtmr0..3, mrconfigid, mrowner, mrownerconfig, mrseam, min_tee_tcb_svn) need tee = \"tdx\"");
+                c.error(&e.hosts, "TD keys (mrtd, rtmr0..3, mrconfigid, mrowner, mrownerconfig, mrseam, xfam, min_tee_tcb_svn) need tee = \"tdx\"");
             }
         }
         Some(TeeType::Tdx) => {
@@ -143,6 +146,7 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
             .min_tee_tcb_svn
             .as_ref()
             .and_then(|s| c.parse(s, |v| TeeTcbSvn::from_hex(v))),
+        xfam: list(c, &e.xfam, Xfam::from_hex),
     };
     let mrenclave: Vec<MrEnclave> = e
         .mrenclave
@@ -156,7 +160,16 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
         .collect();
     let tcb_statuses = match &e.tcb_status {
         None => vec![TcbStatus::UpToDate],
+        // An empty list would refuse every quote: a mistake, not a policy.
+        Some(list) if list.get_ref().is_empty() => {
+            c.error(
+                list,
+                "tcb_status = []: an empty list accepts no TCB status, so every connection would be refused; leave it out for [\"UpToDate\"]",
+            );
+            Vec::new()
+        }
         Some(list) => list
+            .get_ref()
             .iter()
             .filter_map(|s| {
                 c.parse(s, |v| match v.parse::<TcbStatus>() {

@@ -106,10 +106,13 @@ pub enum RefusalPage {
 /// `[audit]`: one hash-chained JSON line per verdict.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditConfig {
-    /// The file (appended to, never truncated; reopened on SIGHUP).
+    /// The file (appended to, never truncated; reopened on SIGUSR1).
     pub path: PathBuf,
     /// Refuse connections rather than serve unaudited when a write fails.
     pub required: bool,
+    /// The HMAC key (a file only the proxy's user may read): an HMAC chain nobody without
+    /// it can forge.
+    pub key_file: Option<PathBuf>,
 }
 
 /// The validated configuration.
@@ -123,6 +126,9 @@ pub struct Config {
     pub unmatched: Unmatched,
     /// Local CA directory.
     pub ca_dir: PathBuf,
+    /// Where the proxy keeps its state (the collateral high-water marks); the CA directory
+    /// unless `state_dir` says otherwise.
+    pub state_dir: PathBuf,
     /// Trust anchor and collateral source.
     pub source: SourceConfig,
     /// Enclave policies.
@@ -205,6 +211,7 @@ impl Config {
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 3129))),
             unmatched: Unmatched::Passthrough,
             ca_dir: default_ca_dir(),
+            state_dir: default_ca_dir(),
             source: SourceConfig::default(),
             enclaves: Vec::new(),
             routes: Vec::new(),

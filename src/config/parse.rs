@@ -31,6 +31,7 @@ struct Raw {
     refusal_details: Option<Spanned<String>>,
     refusal_page: Option<Spanned<String>>,
     admin_token_file: Option<Spanned<String>>,
+    state_dir: Option<Spanned<String>>,
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
@@ -65,6 +66,7 @@ struct RawLimits {
 struct RawAudit {
     path: Option<Spanned<String>>,
     required: Option<bool>,
+    key_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -208,11 +210,28 @@ impl Config {
             }
             p
         });
+        let audit_key_file = raw.audit.key_file.as_ref().map(|s| {
+            let p = resolve_path(s.get_ref(), base);
+            if !p.is_file() {
+                c.error(s, format!("audit.key_file `{}` is not a file", p.display()));
+            }
+            if raw.audit.path.is_none() {
+                c.error(
+                    s,
+                    "audit.key_file without audit.path: there is no trail to key",
+                );
+            }
+            p
+        });
         let ca_dir = raw
             .ca
             .dir
             .as_ref()
             .map_or_else(default_ca_dir, |d| resolve_path(d.get_ref(), base));
+        let state_dir = raw
+            .state_dir
+            .as_ref()
+            .map_or_else(|| ca_dir.clone(), |d| resolve_path(d.get_ref(), base));
         let trust_root = match &raw.trust.root_ca {
             None => TrustRoot::Builtin,
             Some(s) if s.get_ref() == "builtin" => TrustRoot::Builtin,
@@ -412,6 +431,7 @@ impl Config {
                     admin_listen,
                     unmatched,
                     ca_dir,
+                    state_dir,
                     source: SourceConfig {
                         trust_root,
                         collateral,
@@ -432,6 +452,7 @@ impl Config {
                     audit: raw.audit.path.as_ref().map(|p| AuditConfig {
                         path: resolve_path(p.get_ref(), base),
                         required: raw.audit.required.unwrap_or(false),
+                        key_file: audit_key_file,
                     }),
                     shutdown_grace,
                     limits,

@@ -234,17 +234,22 @@ fn check_envelope(
     signature: &[u8],
     what: &'static str,
 ) -> Result<(), PkiError> {
-    let exact = exact_tlv(der, 0x30)
-        .and_then(|body| body.strip_prefix(tbs))
-        .and_then(|rest| rest.strip_prefix(&ECDSA_WITH_SHA256_ALG_ID))
-        .and_then(|rest| exact_tlv(rest, 0x03))
-        .and_then(|bits| bits.strip_prefix(&[0u8]))
-        .is_some_and(|sig| sig == signature);
-    if exact {
+    if is_exact_envelope(der, tbs, &ECDSA_WITH_SHA256_ALG_ID, signature) {
         Ok(())
     } else {
         Err(PkiError::Algorithm(what))
     }
+}
+
+/// True when `der` is exactly `SEQUENCE { tbs, alg_id, BIT STRING { 0x00, signature } }` in
+/// minimal DER, `alg_id` being the full AlgorithmIdentifier encoding (shared with `nitro`).
+pub(crate) fn is_exact_envelope(der: &[u8], tbs: &[u8], alg_id: &[u8], signature: &[u8]) -> bool {
+    exact_tlv(der, 0x30)
+        .and_then(|body| body.strip_prefix(tbs))
+        .and_then(|rest| rest.strip_prefix(alg_id))
+        .and_then(|rest| exact_tlv(rest, 0x03))
+        .and_then(|bits| bits.strip_prefix(&[0u8]))
+        .is_some_and(|sig| sig == signature)
 }
 
 /// The subject common name, or "" if absent.

@@ -7,6 +7,7 @@
 use x509_parser::certificate::X509Certificate;
 use x509_parser::revocation_list::CertificateRevocationList;
 
+use super::collateral::pcs::PckCa;
 use super::collateral::qe_identity::QeIdentity;
 use super::collateral::tcb_info::TcbInfo;
 use super::collateral::{Collateral, CollateralItem};
@@ -46,6 +47,8 @@ pub struct VerifiedCollateral {
     pub(crate) root_crl_revoked: Vec<Vec<u8>>,
     pub(crate) pck_crl_issuer: Vec<u8>,
     pub(crate) pck_crl_revoked: Vec<Vec<u8>>,
+    /// Which PCK CA issued the PCK CRL (by its common name), if it names one.
+    pub pck_crl_ca: Option<PckCa>,
     windows: Vec<Window>,
     /// SHA-256 of the exact bytes verified, for the audit trail.
     pub digests: CollateralDigests,
@@ -192,6 +195,7 @@ impl VerifiedCollateral {
             .map_err(|e| VerifyError::chain("PCK CRL", e))?;
         windows.push(crl_window(&pck_crl, CollateralItem::PckCrl, "PCK CRL")?);
         let pck_crl_issuer = pck_crl.issuer().as_raw().to_vec();
+        let pck_crl_ca = PckCa::from_issuer_cn(&pki::common_name(&ca));
         let pck_crl_revoked = revoked_serials(&pck_crl);
 
         Ok(Self {
@@ -202,6 +206,7 @@ impl VerifiedCollateral {
             root_crl_revoked,
             pck_crl_issuer,
             pck_crl_revoked,
+            pck_crl_ca,
             windows,
             digests: CollateralDigests::of(c),
         })

@@ -1,12 +1,13 @@
 //! Putting verdicts into the audit trail from the proxy: once per verdict (a cache hit is
-//! not a new verdict), before the judged connection carries a byte; a failed write is
-//! logged and counted and, with `[audit] required = true`, refuses the connection.
+//! not a new verdict) and once more for each further host a cached verdict admits, before
+//! the judged connection carries a byte; a failed write is logged and counted and, with
+//! `[audit] required = true`, refuses the connection.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use super::target::Target;
-use crate::audit::{AuditLog, Judged};
+use crate::audit::{AuditKey, AuditLog, Judged, Use};
 use crate::config::AuditConfig;
 use crate::dcap::time::UnixTime;
 use crate::metrics::Metrics;
@@ -29,12 +30,20 @@ impl Auditor {
         let Some(c) = config else {
             return Self::default();
         };
-        let log = match AuditLog::open(&c.path) {
-            Ok(l) => Some(l),
+        let key = match c.key_file.as_deref().map(AuditKey::read).transpose() {
+            Ok(k) => Some(k),
             Err(e) => {
+                tracing::error!(error = %e, "cannot read the audit key");
+                None
+            }
+        };
+        let log = match key.map(|k| AuditLog::open(&c.path, k)) {
+            Some(Ok(l)) => Some(l),
+            Some(Err(e)) => {
                 tracing::error!(path = %c.path.display(), error = %e, "cannot open the audit trail");
                 None
             }
+            None => None,
         };
         Self {
             log: Mutex::new(log),
@@ -44,7 +53,7 @@ impl Auditor {
         }
     }
 
-    /// Reopens the file (SIGHUP, after log rotation).
+    /// Reopens the file (SIGUSR1, after log rotation).
     pub(super) fn reopen(&self) {
         if let Ok(log) = self.log.lock() {
             if let Some(l) = log.as_ref() {
@@ -66,32 +75,42 @@ impl Auditor {
             return Ok(());
         }
         let written = match self.log.lock() {
-            Ok(log) => write(log.as_ref(), target, generation, c),
+            Ok(log) => write(log.as_ref(), target, generation, c, Use::Verdict),
             Err(_) => Err("audit lock poisoned".to_owned()),
         };
         self.outcome(target, written)
     }
 
-    /// Records an accepted verdict the first time it admits a connection.
+    /// Records an accepted verdict the first time it admits a connection, and the first
+    /// time it admits one to each further host (a wildcard entry's hosts served by one
+    /// enclave: the trail says which hosts it served).
     pub(super) fn record_verdict(
         &self,
         target: &Target,
         generation: u64,
         v: &CachedVerdict,
     ) -> Result<(), String> {
-        // Set only after a successful write: a verdict already in the trail takes no lock.
-        if !self.enabled || v.audited.load(Ordering::Acquire) {
+        let (host, port) = (target.dest.host.to_string(), target.dest.port);
+        let recorded = || v.audited.load(Ordering::Acquire) && v.recorded_for(&host, port);
+        // Set only after a successful write: a use already in the trail takes no trail lock.
+        if !self.enabled || recorded() {
             return Ok(());
         }
         // Checked again, written and marked under the trail's lock: a second connection the
         // same verdict admits meanwhile waits for the write instead of going ahead of it.
         let written = match self.log.lock() {
             Ok(log) => {
-                if v.audited.load(Ordering::Acquire) {
+                if recorded() {
                     return Ok(());
                 }
-                let w = write(log.as_ref(), target, generation, &v.appraisal);
+                let used = if v.audited.load(Ordering::Acquire) {
+                    Use::Cached
+                } else {
+                    Use::Verdict
+                };
+                let w = write(log.as_ref(), target, generation, &v.appraisal, used);
                 if w.is_ok() {
+                    v.record_for(&host, port);
                     v.audited.store(true, Ordering::Release);
                 }
                 w
@@ -126,6 +145,7 @@ fn write(
     target: &Target,
     generation: u64,
     c: &CertAppraisal,
+    used: Use,
 ) -> Result<(), String> {
     let Some(l) = log else {
         return Err("the audit trail is not open".to_owned());
@@ -137,6 +157,6 @@ fn write(
         generation,
         policy: &target.enclave.config.policy,
     };
-    l.record(judged, c, UnixTime::now())
+    l.record(judged, c, used, UnixTime::now())
         .map_err(|e| e.to_string())
 }

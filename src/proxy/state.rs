@@ -23,6 +23,7 @@ use crate::config::{Config, ConfigErrors};
 use crate::dcap::trust::TrustAnchor;
 use crate::metrics::Metrics;
 use crate::ratls::{CacheStats, RaTlsVerifier, VerdictCache};
+use crate::source::marks::Marks;
 use crate::source::{trust_and_collateral, CollateralSetup, SetupError};
 
 /// Generation ids: each configuration in force gets a new one.
@@ -64,8 +65,12 @@ impl Generation {
         cache: &Arc<VerdictCache>,
         slots: &Arc<Semaphore>,
         audit: &Arc<Auditor>,
+        marks: &Arc<Marks>,
     ) -> Self {
         let id = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = collateral.cache() {
+            c.share_marks(marks);
+        }
         let collateral = Arc::new(collateral);
         let source: Arc<dyn CollateralSource + Send + Sync> = collateral.clone();
         let enclaves = config
@@ -132,6 +137,16 @@ impl Generation {
         });
         if let Ok(mut r) = self.refresher.lock() {
             *r = Some(task);
+        }
+    }
+
+    /// Stops refreshing this generation's collateral (it was replaced: the one in force
+    /// refreshes, and judges every connection again before its next request).
+    fn stop_refresher(&self) {
+        if let Ok(mut r) = self.refresher.lock() {
+            if let Some(t) = r.take() {
+                t.abort();
+            }
         }
     }
 
@@ -289,6 +304,9 @@ pub struct Proxy {
     retired: Mutex<Vec<Weak<Generation>>>,
     /// The audit trail (its file and `required` are fixed at start).
     audit: Arc<Auditor>,
+    /// The collateral high-water marks, shared by every generation's collateral cache (in
+    /// memory unless [`Proxy::with_marks`] gives the ones kept in the state directory).
+    marks: Arc<Marks>,
     /// How many generations replaced the first: bumped after each reload's swap, so open
     /// upgraded connections (WebSockets) judge their enclave again under the new one.
     pub(super) reloads: watch::Sender<u64>,
@@ -312,8 +330,16 @@ impl Proxy {
         let upstream_slots = Arc::new(Semaphore::new(config.limits.max_upstream_connections));
         let metrics = Arc::new(Metrics::default());
         let audit = Arc::new(Auditor::new(config.audit.as_ref(), &metrics));
-        let generation =
-            Generation::new(config, anchor, collateral, &cache, &upstream_slots, &audit);
+        let marks = Arc::new(Marks::in_memory());
+        let generation = Generation::new(
+            config,
+            anchor,
+            collateral,
+            &cache,
+            &upstream_slots,
+            &audit,
+            &marks,
+        );
         Self {
             current: RwLock::new(Arc::new(generation)),
             config_path: None,
@@ -326,8 +352,26 @@ impl Proxy {
             upstream_slots,
             retired: Mutex::new(Vec::new()),
             audit,
+            marks,
             reloads: watch::Sender::new(0),
         }
+    }
+
+    /// The collateral high-water marks.
+    pub(crate) fn marks(&self) -> &Arc<Marks> {
+        &self.marks
+    }
+
+    /// Uses `marks` (read from the state directory) from now on: call before `start`.
+    pub(crate) fn with_marks(mut self, marks: Arc<Marks>) -> Self {
+        if let Some(path) = marks.path() {
+            tracing::info!(path = %path.display(), "collateral high-water marks");
+        }
+        if let Some(c) = self.current().collateral.cache() {
+            c.share_marks(&marks);
+        }
+        self.marks = marks;
+        self
     }
 
     /// Remembers the file to re-read on reload.
@@ -364,7 +408,7 @@ impl Proxy {
         &self.metrics
     }
 
-    /// Reopens the audit trail's file (SIGHUP: log rotation).
+    /// Reopens the audit trail's file (SIGUSR1: log rotation).
     pub fn reopen_audit(&self) {
         self.audit.reopen();
     }
@@ -438,6 +482,16 @@ impl Proxy {
         if config.ca_dir != old.config.ca_dir {
             need_restart.push("the CA directory needs a restart to change");
         }
+        if config.state_dir != old.config.state_dir {
+            need_restart.push("state_dir needs a restart to change");
+        }
+        // The same source keeps what it fetched: with PCS or the PCCS unreachable right now,
+        // the snapshots still serve until their own nextUpdate.
+        if let (Some(new), Some(held)) = (collateral.cache(), old.collateral.cache()) {
+            if config.source.same_origin(&old.config.source) {
+                new.adopt(held);
+            }
+        }
         let generation = Generation::new(
             config,
             &anchor,
@@ -445,8 +499,10 @@ impl Proxy {
             &self.cache,
             &self.upstream_slots,
             &self.audit,
+            &self.marks,
         );
         generation.start_refresher();
+        old.stop_refresher();
         let enclaves = generation.config.enclaves.len();
         match self.current.write() {
             Ok(mut g) => *g = Arc::new(generation),

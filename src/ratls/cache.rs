@@ -40,6 +40,29 @@ pub struct CachedVerdict {
     pub leaf: Arc<[u8]>,
     /// Set once the verdict is in the audit trail: a cache hit is not a new verdict.
     pub audited: std::sync::atomic::AtomicBool,
+    /// The destinations (host, port) whose use of this verdict the trail already records.
+    hosts: std::sync::Mutex<Vec<(String, u16)>>,
+}
+
+/// Destinations remembered per verdict at most; beyond them every new use is recorded.
+const MAX_HOSTS: usize = 256;
+
+impl CachedVerdict {
+    /// True if the audit trail already records this verdict's use for `host:port`.
+    pub fn recorded_for(&self, host: &str, port: u16) -> bool {
+        self.hosts
+            .lock()
+            .is_ok_and(|h| h.iter().any(|(n, p)| n == host && *p == port))
+    }
+
+    /// Remembers that the trail records this verdict's use for `host:port`.
+    pub fn record_for(&self, host: &str, port: u16) {
+        if let Ok(mut h) = self.hosts.lock() {
+            if h.len() < MAX_HOSTS && !h.iter().any(|(n, p)| n == host && *p == port) {
+                h.push((host.to_owned(), port));
+            }
+        }
+    }
 }
 
 /// Cache counters.
@@ -134,6 +157,7 @@ impl VerdictCache {
             snapshot,
             leaf: Arc::from(leaf),
             audited: std::sync::atomic::AtomicBool::new(false),
+            hosts: std::sync::Mutex::new(Vec::new()),
         });
         self.entries.insert(
             (appraisal.cert_sha256, policy, snapshot),

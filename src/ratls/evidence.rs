@@ -15,7 +15,7 @@
 use x509_parser::certificate::X509Certificate;
 use x509_parser::der_parser::oid::Oid;
 
-use super::cbor::{Cbor, CborError};
+use crate::cbor::{Cbor, CborError};
 use crate::dcap::quote::limits::MAX_QUOTE_LEN;
 
 /// `2.23.133.5.4.9`: TCG DICE tagged evidence.

@@ -3,7 +3,6 @@
 
 pub mod binding;
 pub mod cache;
-mod cbor;
 pub mod certificate;
 pub mod client;
 pub mod evidence;

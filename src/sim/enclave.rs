@@ -28,6 +28,7 @@ use tokio_rustls::TlsAcceptor;
 use super::pki::{SimError, SimPki, SimPlatform, SIM_TEE_TCB_SVN, SIM_TEE_TCB_SVN_OUT_OF_DATE};
 use super::quote::{forge, forge_td, EnclaveSpec, TdSpec};
 use super::streaming::{self, Answer, Counters};
+use crate::dcap::collateral::pcs::PckCa;
 use crate::dcap::ids::TeeTcbSvn;
 use crate::dcap::tcb::TcbStatus;
 use crate::dcap::time::UnixTime;
@@ -80,6 +81,8 @@ pub struct SimConfig {
     pub log_requests: bool,
     /// Offer only `h2` in ALPN, like an HTTP/2-only (for example gRPC) service.
     pub h2_only: bool,
+    /// The PCK CA that issued its platform's PCK certificate.
+    pub pck_ca: PckCa,
 }
 
 impl Default for SimConfig {
@@ -91,6 +94,7 @@ impl Default for SimConfig {
             binding: SimBinding::Cosmian,
             log_requests: false,
             h2_only: false,
+            pck_ca: PckCa::Platform,
         }
     }
 }
@@ -144,7 +148,7 @@ fn sgx_evidence(
             config.tcb_status
         )));
     }
-    let pck = pki.pck_leaf(config.tcb_status, now)?;
+    let pck = pki.pck_leaf_under(SimPlatform::Sgx, config.pck_ca, config.tcb_status, now)?;
     Ok(match config.binding {
         SimBinding::Cosmian => {
             let quote = forge(&config.spec, &report_data(key.public_key_raw()), &pck)?;
@@ -184,7 +188,7 @@ fn td_evidence(
     key: &KeyPair,
     now: UnixTime,
 ) -> Result<Vec<CustomExtension>, SimError> {
-    let pck = pki.pck_leaf_on(SimPlatform::Tdx, config.tcb_status, now)?;
+    let pck = pki.pck_leaf_under(SimPlatform::Tdx, config.pck_ca, config.tcb_status, now)?;
     let relaunched;
     let td = if config.tcb_status.is_published() {
         td

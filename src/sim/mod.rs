@@ -4,7 +4,9 @@
 
 mod der;
 pub mod enclave;
+pub mod nitro;
 pub mod pki;
+mod platform;
 pub mod quote;
 mod streaming;
 

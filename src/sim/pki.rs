@@ -1,5 +1,5 @@
-//! The test PKI standing in for Intel: root CA, PCK Platform CA, TCB Signing certificate,
-//! PCK leaves with a real SGX extension, CRLs, signed TCB info and QE identity.
+//! The test PKI standing in for Intel: root CA, PCK Platform and Processor CAs, TCB Signing
+//! certificate, PCK leaves with a real SGX extension, CRLs, signed TCB info and QE identity.
 //!
 //! The TCB info carries one level per TCB status, so a sim enclave can be put on any
 //! status by giving its PCK leaf the matching TCB component.
@@ -17,49 +17,18 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use super::der;
+pub use super::platform::{
+    level_svn, SimPlatform, SIM_FMSPC, SIM_PCE_ID, SIM_PCE_SVN, SIM_QE_ISV_SVN, SIM_QE_MRSIGNER,
+    SIM_TDX_FMSPC, SIM_TEE_TCB_SVN, SIM_TEE_TCB_SVN_OUT_OF_DATE,
+};
+use super::platform::{qe_identity_json, tcb_info_json};
+use crate::dcap::collateral::pcs::PckCa;
 use crate::dcap::collateral::Collateral;
-use crate::dcap::ids::{Fmspc, MrSigner, PceId};
+use crate::dcap::ids::Fmspc;
 use crate::dcap::tcb::TcbStatus;
 use crate::dcap::time::UnixTime;
 use crate::dcap::trust::TrustAnchor;
 
-/// The sim platform's FMSPC.
-pub const SIM_FMSPC: Fmspc = Fmspc([0x5e, 0xc0, 0xde, 0x00, 0x00, 0x00]);
-/// The simulated TDX platform's FMSPC (another platform model than the SGX one, so one
-/// directory of bundles serves both).
-pub const SIM_TDX_FMSPC: Fmspc = Fmspc([0x5e, 0xc0, 0xde, 0x00, 0x00, 0x81]);
-/// The TEE_TCB_SVN of simulated TDs: module SVN 3, major version 1 (`TDX_01`).
-pub const SIM_TEE_TCB_SVN: [u8; 16] = [3, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-/// A TEE_TCB_SVN on the out-of-date `TDX_01` module level (SVN 1): what a TD launched on
-/// before a TD-preserving module update reports as its launch TCB.
-pub const SIM_TEE_TCB_SVN_OUT_OF_DATE: [u8; 16] = [1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-
-/// Which simulated platform: an SGX machine or a TDX machine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SimPlatform {
-    /// SGX: TCB info `SGX`, QE identity `QE`.
-    Sgx,
-    /// TDX: TCB info `TDX` with a module identity, QE identity `TD_QE`.
-    Tdx,
-}
-
-impl SimPlatform {
-    /// Its FMSPC.
-    pub fn fmspc(self) -> Fmspc {
-        match self {
-            Self::Sgx => SIM_FMSPC,
-            Self::Tdx => SIM_TDX_FMSPC,
-        }
-    }
-}
-/// The sim platform's PCE ID.
-pub const SIM_PCE_ID: PceId = PceId([0, 0]);
-/// The sim PCE SVN, met by every TCB level.
-pub const SIM_PCE_SVN: u16 = 13;
-/// The sim quoting enclave's signer.
-pub const SIM_QE_MRSIGNER: MrSigner = MrSigner([0x51; 32]);
-/// The sim QE's ISVSVN (the QE identity's UpToDate level).
-pub const SIM_QE_ISV_SVN: u16 = 8;
 /// How long generated collateral stays valid.
 pub const COLLATERAL_DAYS: i64 = 30;
 
@@ -84,31 +53,6 @@ pub enum SimError {
     #[error("{0}")]
     Format(String),
 }
-
-/// The component SVN (component 1) that puts a PCK on a given TCB level; a TD relaunch
-/// status stands on the platform level a relaunch keeps (the module, not the platform, was
-/// out of date).
-pub fn level_svn(status: TcbStatus) -> u8 {
-    match status {
-        TcbStatus::UpToDate | TcbStatus::TdRelaunchAdvised => 16,
-        TcbStatus::SwHardeningNeeded => 15,
-        TcbStatus::ConfigurationNeeded | TcbStatus::TdRelaunchAdvisedConfigurationNeeded => 14,
-        TcbStatus::ConfigurationAndSwHardeningNeeded => 13,
-        TcbStatus::OutOfDate => 12,
-        TcbStatus::OutOfDateConfigurationNeeded => 11,
-        TcbStatus::Revoked => 10,
-    }
-}
-
-const ALL_LEVELS: [TcbStatus; 7] = [
-    TcbStatus::UpToDate,
-    TcbStatus::SwHardeningNeeded,
-    TcbStatus::ConfigurationNeeded,
-    TcbStatus::ConfigurationAndSwHardeningNeeded,
-    TcbStatus::OutOfDate,
-    TcbStatus::OutOfDateConfigurationNeeded,
-    TcbStatus::Revoked,
-];
 
 fn dn(cn: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
@@ -137,6 +81,7 @@ fn ca_params(cn: &str, path_len: Option<u8>, created: OffsetDateTime) -> Certifi
 
 const ROOT_CN: &str = "ratls-proxy sim SGX Root CA";
 const PCK_CA_CN: &str = "ratls-proxy sim SGX PCK Platform CA";
+const PCK_PROCESSOR_CA_CN: &str = "ratls-proxy sim SGX PCK Processor CA";
 const TCB_CN: &str = "ratls-proxy sim SGX TCB Signing";
 const PCK_CN: &str = "ratls-proxy sim SGX PCK Certificate";
 
@@ -148,6 +93,9 @@ struct Stored {
     root_key: String,
     pck_ca_cert: String,
     pck_ca_key: String,
+    /// The Processor CA (PKI directories written before it existed have none).
+    #[serde(default)]
+    pck_processor_ca: Option<(String, String)>,
     tcb_cert: String,
     tcb_key: String,
 }
@@ -181,10 +129,6 @@ fn odt(t: UnixTime) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(t.0).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-fn rfc3339(t: UnixTime) -> String {
-    t.to_rfc3339()
-}
-
 /// Signs with a raw `r‖s` ECDSA P-256 signature, as Intel signs quotes and JSON.
 pub(crate) fn sign_raw(key_pkcs8: &[u8], message: &[u8]) -> Result<Vec<u8>, SimError> {
     let rng = SystemRandom::new();
@@ -207,6 +151,9 @@ impl SimPki {
 
         let pck_ca_key = KeyPair::generate()?;
         let pck_ca_cert = ca_params(PCK_CA_CN, Some(0), created).signed_by(&pck_ca_key, &root)?;
+        let processor_key = KeyPair::generate()?;
+        let processor_cert =
+            ca_params(PCK_PROCESSOR_CA_CN, Some(0), created).signed_by(&processor_key, &root)?;
 
         let tcb_key = KeyPair::generate()?;
         let mut tcb = CertificateParams::default();
@@ -228,6 +175,7 @@ impl SimPki {
                 root_key: root_key_pem,
                 pck_ca_cert: pck_ca_cert.pem(),
                 pck_ca_key: pck_ca_key.serialize_pem(),
+                pck_processor_ca: Some((processor_cert.pem(), processor_key.serialize_pem())),
                 tcb_cert: tcb_cert.pem(),
                 tcb_key: tcb_key.serialize_pem(),
             },
@@ -242,11 +190,32 @@ impl SimPki {
         ))
     }
 
-    fn pck_ca_issuer(&self) -> Result<Issuer<'static, KeyPair>, SimError> {
+    /// The PEM certificate and key of one PCK CA.
+    fn pck_ca(&self, ca: PckCa) -> Result<(&str, &str), SimError> {
+        match ca {
+            PckCa::Platform => Ok((&self.stored.pck_ca_cert, &self.stored.pck_ca_key)),
+            PckCa::Processor => self
+                .stored
+                .pck_processor_ca
+                .as_ref()
+                .map(|(c, k)| (c.as_str(), k.as_str()))
+                .ok_or_else(|| {
+                    SimError::Format(
+                        "this sim PKI has no Processor CA (created by an older build)".into(),
+                    )
+                }),
+        }
+    }
+
+    fn pck_ca_issuer(&self, ca: PckCa) -> Result<Issuer<'static, KeyPair>, SimError> {
         let created = odt(UnixTime(self.stored.created_at));
+        let cn = match ca {
+            PckCa::Platform => PCK_CA_CN,
+            PckCa::Processor => PCK_PROCESSOR_CA_CN,
+        };
         Ok(Issuer::new(
-            ca_params(PCK_CA_CN, Some(0), created),
-            KeyPair::from_pem(&self.stored.pck_ca_key)?,
+            ca_params(cn, Some(0), created),
+            KeyPair::from_pem(self.pck_ca(ca)?.1)?,
         ))
     }
 
@@ -266,10 +235,21 @@ impl SimPki {
         self.pck_leaf_on(SimPlatform::Sgx, status, now)
     }
 
-    /// A PCK leaf of `platform` whose TCB lands on `status`'s level.
+    /// A PCK leaf of `platform` whose TCB lands on `status`'s level (Platform CA).
     pub fn pck_leaf_on(
         &self,
         platform: SimPlatform,
+        status: TcbStatus,
+        now: UnixTime,
+    ) -> Result<PckLeaf, SimError> {
+        self.pck_leaf_under(platform, PckCa::Platform, status, now)
+    }
+
+    /// A PCK leaf of `platform` issued by the PCK CA `ca`, whose TCB lands on `status`'s level.
+    pub fn pck_leaf_under(
+        &self,
+        platform: SimPlatform,
+        ca: PckCa,
         status: TcbStatus,
         now: UnixTime,
     ) -> Result<PckLeaf, SimError> {
@@ -297,11 +277,11 @@ impl SimPki {
             &[1, 2, 840, 113_741, 1, 13, 1],
             sgx_extension(level_svn(status), platform.fmspc()),
         )];
-        let cert = p.signed_by(&key, &self.pck_ca_issuer()?)?;
+        let cert = p.signed_by(&key, &self.pck_ca_issuer(ca)?)?;
         let chain_pem = format!(
             "{}{}{}",
             cert.pem(),
-            self.stored.pck_ca_cert,
+            self.pck_ca(ca)?.0,
             self.stored.root_cert
         );
         Ok(PckLeaf {
@@ -323,10 +303,22 @@ impl SimPki {
     }
 
     /// `platform`'s collateral valid from `issued` for [`COLLATERAL_DAYS`], revoking the
-    /// given PCK serials.
+    /// given PCK serials (the Platform CA's CRL).
     pub fn collateral_for(
         &self,
         platform: SimPlatform,
+        issued: UnixTime,
+        revoked_pck_serials: &[Vec<u8>],
+    ) -> Result<Collateral, SimError> {
+        self.collateral_under(platform, PckCa::Platform, issued, revoked_pck_serials)
+    }
+
+    /// `platform`'s collateral with the PCK CA `ca`'s CRL, valid from `issued` for
+    /// [`COLLATERAL_DAYS`], revoking the given PCK serials.
+    pub fn collateral_under(
+        &self,
+        platform: SimPlatform,
+        ca: PckCa,
         issued: UnixTime,
         revoked_pck_serials: &[Vec<u8>],
     ) -> Result<Collateral, SimError> {
@@ -350,7 +342,7 @@ impl SimPki {
                 invalidity_date: None,
             })
             .collect();
-        let pck_crl = crl(revoked).signed_by(&self.pck_ca_issuer()?)?;
+        let pck_crl = crl(revoked).signed_by(&self.pck_ca_issuer(ca)?)?;
 
         let next_update = UnixTime(issued.0 + COLLATERAL_DAYS * 86_400);
         let tcb_info = tcb_info_json(platform, issued, next_update);
@@ -358,7 +350,7 @@ impl SimPki {
         let tcb_key = KeyPair::from_pem(&self.stored.tcb_key)?.serialize_der();
         let tcb_chain = format!("{}{}", self.stored.tcb_cert, self.stored.root_cert);
         Ok(Collateral {
-            pck_crl_issuer_chain: format!("{}{}", self.stored.pck_ca_cert, self.stored.root_cert),
+            pck_crl_issuer_chain: format!("{}{}", self.pck_ca(ca)?.0, self.stored.root_cert),
             root_ca_crl: root_crl.der().to_vec(),
             pck_crl: pck_crl.der().to_vec(),
             tcb_info_issuer_chain: tcb_chain.clone(),
@@ -485,70 +477,4 @@ fn sgx_extension(svn: u8, fmspc: Fmspc) -> Vec<u8> {
         der::seq(&[arc(&[4]), der::octets(fmspc.as_bytes())]),
         der::seq(&[arc(&[5]), der::enumerated(0)]),
     ])
-}
-
-fn tcb_info_json(platform: SimPlatform, issued: UnixTime, next: UnixTime) -> String {
-    let levels: Vec<serde_json::Value> = ALL_LEVELS
-        .iter()
-        .map(|s| {
-            let mut comps: Vec<serde_json::Value> = vec![serde_json::json!({"svn": level_svn(*s)})];
-            comps.extend((1..16).map(|_| serde_json::json!({"svn": 0})));
-            let advisories: Vec<String> = if *s == TcbStatus::UpToDate {
-                Vec::new()
-            } else {
-                vec![format!("SIM-SA-{:05}", level_svn(*s))]
-            };
-            let mut tcb = serde_json::json!({"sgxtcbcomponents": comps, "pcesvn": SIM_PCE_SVN});
-            if platform == SimPlatform::Tdx {
-                // Platform levels are told apart by the SGX components; the TDX ones are met
-                // by every simulated TD (the module identity judges TEE_TCB_SVN[0..2]).
-                let tdx: Vec<serde_json::Value> =
-                    (0..16).map(|_| serde_json::json!({"svn": 0})).collect();
-                tcb["tdxtcbcomponents"] = serde_json::Value::Array(tdx);
-            }
-            serde_json::json!({
-                "tcb": tcb,
-                "tcbDate": rfc3339(issued),
-                "tcbStatus": s.as_str(),
-                "advisoryIDs": advisories,
-            })
-        })
-        .collect();
-    // serde_json keeps insertion order only with preserve_order; build the text by hand
-    // so the key order is Intel's.
-    let (id, module) = match platform {
-        SimPlatform::Sgx => ("SGX", String::new()),
-        SimPlatform::Tdx => (
-            "TDX",
-            format!(
-                r#""tdxModule":{{"mrsigner":"{zero}","attributes":"0000000000000000","attributesMask":"FFFFFFFFFFFFFFFF"}},"tdxModuleIdentities":[{{"id":"TDX_01","mrsigner":"{zero}","attributes":"0000000000000000","attributesMask":"FFFFFFFFFFFFFFFF","tcbLevels":[{{"tcb":{{"isvsvn":3}},"tcbDate":"{d}","tcbStatus":"UpToDate"}},{{"tcb":{{"isvsvn":1}},"tcbDate":"{d}","tcbStatus":"OutOfDate","advisoryIDs":["SIM-SA-TDX01"]}}]}}],"#,
-                zero = "0".repeat(96),
-                d = rfc3339(issued)
-            ),
-        ),
-    };
-    format!(
-        r#"{{"id":"{id}","version":3,"issueDate":"{}","nextUpdate":"{}","fmspc":"{}","pceId":"{}","tcbType":0,"tcbEvaluationDataNumber":17,{module}"tcbLevels":{}}}"#,
-        rfc3339(issued),
-        rfc3339(next),
-        platform.fmspc().to_string().to_uppercase(),
-        SIM_PCE_ID,
-        serde_json::Value::Array(levels)
-    )
-}
-
-fn qe_identity_json(platform: SimPlatform, issued: UnixTime, next: UnixTime) -> String {
-    let (id, prod) = match platform {
-        SimPlatform::Sgx => ("QE", 1),
-        SimPlatform::Tdx => ("TD_QE", 2),
-    };
-    format!(
-        r#"{{"id":"{id}","version":2,"issueDate":"{}","nextUpdate":"{}","tcbEvaluationDataNumber":17,"miscselect":"00000000","miscselectMask":"FFFFFFFF","attributes":"11000000000000000000000000000000","attributesMask":"FBFFFFFFFFFFFFFF0000000000000000","mrsigner":"{}","isvprodid":{prod},"tcbLevels":[{{"tcb":{{"isvsvn":{}}},"tcbDate":"{}","tcbStatus":"UpToDate"}},{{"tcb":{{"isvsvn":1}},"tcbDate":"{}","tcbStatus":"OutOfDate","advisoryIDs":["SIM-SA-QE001"]}}]}}"#,
-        rfc3339(issued),
-        rfc3339(next),
-        SIM_QE_MRSIGNER.to_string().to_uppercase(),
-        SIM_QE_ISV_SVN,
-        rfc3339(issued),
-        rfc3339(issued),
-    )
 }

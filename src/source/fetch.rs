@@ -6,15 +6,19 @@
 //! reads the snapshot map, so no request ever waits on the network in steady state.
 //! Concurrent misses for one key are coalesced into one fetch; a failed refresh keeps
 //! serving the old snapshot until its own expiry, after which verification refuses it.
+//! Every fetched snapshot is admitted against the high-water marks ([`Marks`]) first: a
+//! replay of older collateral is refused whether or not this cache holds a newer one.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use super::marks::{Marks, Refused};
 pub(crate) use super::pcs::PcsEndpoint;
 use crate::appraise::CollateralSource;
 use crate::dcap::collateral::pcs::PckCa;
+use crate::dcap::collateral::tcb_info::CollateralTee;
 use crate::dcap::collateral::{CollateralError, CollateralItem};
 use crate::dcap::error::VerifyError;
 use crate::dcap::ids::Fmspc;
@@ -24,7 +28,6 @@ use crate::dcap::trust::TrustAnchor;
 use crate::dcap::verified::VerifiedCollateral;
 use crate::dcap::verify::{pck_platform, pck_platform_under};
 
-/// Collateral cache key: the platform model and its PCK CA.
 /// Collateral cache key: the platform model, its PCK CA and the TEE (SGX and TDX collateral of
 /// one platform are different documents).
 pub(crate) type Key = (Fmspc, PckCa, TeeType);
@@ -71,6 +74,8 @@ pub struct FetchStats {
     pub hits: u64,
     /// Lookups with no snapshot.
     pub misses: u64,
+    /// Fetched snapshots refused as older than the high-water marks.
+    pub rollbacks: u64,
 }
 
 /// One cached snapshot, for readiness and metrics.
@@ -92,8 +97,14 @@ pub struct CollateralCache {
     snapshots: RwLock<HashMap<Key, Snapshot>>,
     locks: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
     missing: Mutex<HashSet<Key>>,
+    /// Keys with no snapshot whose last fetch failed, and why: their quotes are refused with
+    /// that reason (`collateral_rollback` for a replay) until a fetch succeeds.
+    failed: Mutex<HashMap<Key, VerifyError>>,
     backoff: Mutex<HashMap<Key, (UnixTime, Duration)>>,
+    /// The high-water marks (shared by every generation's cache, kept by the proxy).
+    marks: Mutex<Arc<Marks>>,
     fetches: AtomicU64,
+    rollbacks: AtomicU64,
     failures: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -116,7 +127,8 @@ fn unavailable(detail: String) -> VerifyError {
 }
 
 impl CollateralCache {
-    /// An empty cache fetching from `endpoint`, verifying against `anchor`.
+    /// An empty cache fetching from `endpoint`, verifying against `anchor`, with high-water
+    /// marks of its own in memory until [`Self::share_marks`].
     pub fn new(endpoint: PcsEndpoint, anchor: TrustAnchor, policy: RefreshPolicy) -> Self {
         Self {
             endpoint,
@@ -125,8 +137,11 @@ impl CollateralCache {
             snapshots: RwLock::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
             missing: Mutex::new(HashSet::new()),
+            failed: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
+            marks: Mutex::new(Arc::new(Marks::in_memory())),
             fetches: AtomicU64::new(0),
+            rollbacks: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -142,6 +157,38 @@ impl CollateralCache {
             failures: self.failures.load(Ordering::Relaxed),
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
+            rollbacks: self.rollbacks.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Admits fetched collateral against `marks` from now on (the proxy's, kept in its state
+    /// directory and shared by the caches of every generation).
+    pub(crate) fn share_marks(&self, marks: &Arc<Marks>) {
+        if let Ok(mut m) = self.marks.lock() {
+            *m = Arc::clone(marks);
+        }
+    }
+
+    /// Takes over the snapshots `older` holds that this cache has none for: a reload that
+    /// keeps the collateral source keeps serving what was fetched, even if the source is
+    /// unreachable at that moment. (They were admitted against the same marks.)
+    pub(crate) fn adopt(&self, older: &CollateralCache) {
+        // Snapshots verified under another root say nothing under this one.
+        if self.anchor.der() != older.anchor.der() {
+            return;
+        }
+        let Ok(held) = older.snapshots.read() else {
+            return;
+        };
+        let Ok(mut mine) = self.snapshots.write() else {
+            return;
+        };
+        for (key, s) in held.iter() {
+            mine.entry(*key).or_insert_with(|| Snapshot {
+                verified: Arc::clone(&s.verified),
+                fetched_at: s.fetched_at,
+                generation: self.generations.fetch_add(1, Ordering::Relaxed),
+            });
         }
     }
 
@@ -189,7 +236,10 @@ impl CollateralCache {
                 return Ok(v);
             }
         }
-        let result = self.fetch_and_verify(key).await;
+        let result = match self.fetch_and_verify(key).await {
+            Ok(v) => self.admit(key, v).await,
+            Err(e) => Err(e),
+        };
         self.fetches.fetch_add(1, Ordering::Relaxed);
         match result.and_then(|v| self.store(key, v)) {
             Ok(v) => {
@@ -199,12 +249,23 @@ impl CollateralCache {
                 if let Ok(mut m) = self.missing.lock() {
                     m.remove(&key);
                 }
+                if let Ok(mut f) = self.failed.lock() {
+                    f.remove(&key);
+                }
                 tracing::info!(fmspc = %key.0, ca = key.1.as_str(), valid_until = %v.valid_until(), "collateral fetched and verified");
                 Ok(v)
             }
             Err(e) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
-                if self.snapshot(&key).is_some() {
+                let held = self.snapshot(&key).is_some();
+                if !held {
+                    if let Ok(mut f) = self.failed.lock() {
+                        if f.len() < MAX_MISSING || f.contains_key(&key) {
+                            f.insert(key, e.clone());
+                        }
+                    }
+                }
+                if held {
                     tracing::warn!(fmspc = %key.0, ca = key.1.as_str(), error = %e, "collateral fetch failed; serving the previous snapshot until it expires");
                 } else {
                     tracing::warn!(fmspc = %key.0, ca = key.1.as_str(), error = %e, "collateral fetch failed; there is no snapshot for this platform, so its quotes are refused (collateral_unavailable)");
@@ -225,9 +286,46 @@ impl CollateralCache {
         }
     }
 
-    /// Stores a verified snapshot for `key`, unless it would move collateral backwards (see
-    /// [`rollback`]): an attacker replaying old, validly signed collateral would hide a TCB
-    /// recovery or a revocation.
+    /// Admits a fetched snapshot for `key` against the high-water marks (on the blocking
+    /// pool: raising them writes and fsyncs the marks file, which must not stall the
+    /// connections this thread serves). An attacker replaying old, validly signed
+    /// collateral would hide a TCB recovery or a revocation; a refusal is logged here,
+    /// whichever generation's cache made the fetch.
+    async fn admit(
+        &self,
+        key: Key,
+        v: Arc<VerifiedCollateral>,
+    ) -> Result<Arc<VerifiedCollateral>, VerifyError> {
+        let marks = self
+            .marks
+            .lock()
+            .map(|m| Arc::clone(&m))
+            .map_err(|_| unavailable("marks lock poisoned".into()))?;
+        let (anchor, held) = (self.anchor.sha256(), Arc::clone(&v));
+        let admitted = tokio::task::spawn_blocking(move || marks.admit(&anchor, key.1, &held))
+            .await
+            .map_err(|e| unavailable(format!("admitting collateral: {e}")))?;
+        match admitted {
+            Ok(()) => Ok(v),
+            Err(Refused::Rollback(detail)) => {
+                self.rollbacks.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(fmspc = %key.0, ca = key.1.as_str(), tee = key.2.as_str(), %detail, "collateral rollback refused: the source served collateral older than already seen");
+                Err(VerifyError::Collateral(CollateralError::Rollback(format!(
+                    "FMSPC {} ({} CA, {}): {detail}",
+                    key.0,
+                    key.1.as_str(),
+                    key.2.as_str()
+                ))))
+            }
+            Err(Refused::Full) => Err(unavailable(format!(
+                "no room for the high-water marks of another platform (at most {})",
+                super::marks::MAX_MARKS
+            ))),
+        }
+    }
+
+    /// Stores an admitted snapshot for `key` (fetches of one key are serialised by
+    /// [`Self::ensure`]).
     fn store(
         &self,
         key: Key,
@@ -238,17 +336,10 @@ impl CollateralCache {
             .write()
             .map_err(|_| unavailable("cache lock poisoned".into()))?;
         let changed = match map.get(&key) {
+            // Any new byte (a CRL included: a newly revoked PCK must reach pooled
+            // connections) is a new snapshot, judged again.
             Some(held) => {
-                let (old, new) = (&held.verified, &v);
-                if let Some(detail) = rollback(old, new) {
-                    return Err(unavailable(format!(
-                        "refused a collateral rollback for FMSPC {}: {detail}",
-                        key.0
-                    )));
-                }
-                // Any new byte (a CRL included: a newly revoked PCK must reach pooled
-                // connections) is a new snapshot, judged again.
-                new.digests != old.digests || new.valid_until() != old.valid_until()
+                v.digests != held.verified.digests || v.valid_until() != held.verified.valid_until()
             }
             None => true,
         };
@@ -275,11 +366,33 @@ impl CollateralCache {
                 tcb_info: verified.tcb_info.fmspc,
             });
         }
+        // The TEE asked for: another TEE's TCB info or QE identity would be admitted against
+        // that TEE's marks and then fail every verification for this one.
+        let tee = match key.2 {
+            TeeType::Sgx => CollateralTee::Sgx,
+            TeeType::Tdx => CollateralTee::Tdx,
+        };
+        if verified.tcb_info.tee != tee || verified.qe_identity.tee != tee {
+            return Err(unavailable(format!(
+                "asked for {} collateral, got another TEE's TCB info or QE identity",
+                key.2.as_str()
+            )));
+        }
+        // The CRL asked for is the key's CA's: another CA's CRL says nothing about this
+        // platform's PCK certificates, and must not raise (or dodge) that CA's mark.
+        if verified.pck_crl_ca != Some(key.1) {
+            return Err(unavailable(format!(
+                "asked for the PCK {} CA's CRL, got one issued by {}",
+                key.1.as_str(),
+                verified.pck_crl_ca.map_or("neither PCK CA", |c| c.as_str())
+            )));
+        }
         Ok(Arc::new(verified))
     }
 
     /// Fetches every key a quote asked for but found missing (after a refused handshake),
-    /// except those backing off after a failed fetch.
+    /// except those backing off after a failed fetch; how many were tried (each now has a
+    /// snapshot or the reason it has none).
     pub async fn fetch_missing(&self) -> usize {
         let now = UnixTime::now();
         let backoff = self.backoff.lock().map(|b| b.clone()).unwrap_or_default();
@@ -293,13 +406,13 @@ impl CollateralCache {
                     .collect()
             })
             .unwrap_or_default();
-        let mut fetched: usize = 0;
+        let tried = keys.len();
         for key in keys {
-            if self.ensure(key, false).await.is_ok() {
-                fetched = fetched.saturating_add(1);
-            }
+            // Failed or not, the answer is now known: judged again, its quotes get the
+            // reason (a rollback, the source's error) rather than "not fetched yet".
+            let _ = self.ensure(key, false).await;
         }
-        fetched
+        tried
     }
 
     /// Fetches both PCK CA variants of each FMSPC (start-up prefetch).
@@ -333,13 +446,16 @@ impl CollateralCache {
             .collect()
     }
 
-    /// Refreshes what is due, every `tick`, forever (run it as a task; abort to stop).
+    /// Refreshes what is due, every `tick`, forever (run it as a task; abort to stop); also
+    /// tries again, once their backoff has passed, platforms with no snapshot (a refused
+    /// rollback, a source that was down), so they recover without waiting for a request.
     pub async fn refresh_loop(self: Arc<Self>, tick: Duration) {
         loop {
             tokio::time::sleep(tick).await;
             for key in self.due(UnixTime::now()) {
                 let _ = self.ensure(key, true).await;
             }
+            let _ = self.fetch_missing().await;
         }
     }
 
@@ -377,31 +493,42 @@ impl CollateralSource for CollateralCache {
                         m.insert(key);
                     }
                 }
-                Err(unavailable(format!(
-                    "no collateral fetched yet for FMSPC {} ({} CA)",
-                    key.0,
-                    key.1.as_str()
-                )))
+                let failed = self.failed.lock().ok().and_then(|f| f.get(&key).cloned());
+                match failed {
+                    Some(e @ VerifyError::Collateral(CollateralError::Rollback(_))) => Err(e),
+                    Some(e) => Err(unavailable(format!(
+                        "no collateral for FMSPC {} ({} CA): the last fetch failed: {e}",
+                        key.0,
+                        key.1.as_str()
+                    ))),
+                    None => Err(unavailable(format!(
+                        "no collateral fetched yet for FMSPC {} ({} CA)",
+                        key.0,
+                        key.1.as_str()
+                    ))),
+                }
             }
         }
     }
 }
 
-/// Why `new` would move collateral backwards from `old`, if it would: a lower
-/// `tcbEvaluationDataNumber`, an older TCB info or QE identity `issueDate`, or an older
-/// CRL `thisUpdate` (a replayed CRL would un-revoke a PCK).
+/// Why `new` would move collateral backwards from `old`, if it would: an older TCB info or QE
+/// identity (by `tcbEvaluationDataNumber`, then `issueDate`: Intel's early data has a higher
+/// number and an older date), or an older CRL `thisUpdate` (a replayed CRL would un-revoke a
+/// PCK). Bundle files use it between two bundles of one platform.
 pub(super) fn rollback(old: &VerifiedCollateral, new: &VerifiedCollateral) -> Option<String> {
     let (o, n) = (&old.tcb_info, &new.tcb_info);
-    if n.tcb_evaluation_data_number < o.tcb_evaluation_data_number || n.issue_date < o.issue_date {
+    if (n.tcb_evaluation_data_number, n.issue_date) < (o.tcb_evaluation_data_number, o.issue_date) {
         return Some(format!(
-            "fetched TCB evaluation data number {} issued {}, holding {} issued {}",
+            "TCB evaluation data number {} issued {}, against {} issued {}",
             n.tcb_evaluation_data_number, n.issue_date, o.tcb_evaluation_data_number, o.issue_date
         ));
     }
-    if new.qe_identity.issue_date < old.qe_identity.issue_date {
+    let (o, n) = (&old.qe_identity, &new.qe_identity);
+    if (n.tcb_evaluation_data_number, n.issue_date) < (o.tcb_evaluation_data_number, o.issue_date) {
         return Some(format!(
-            "fetched QE identity issued {}, holding one issued {}",
-            new.qe_identity.issue_date, old.qe_identity.issue_date
+            "QE identity number {} issued {}, against {} issued {}",
+            n.tcb_evaluation_data_number, n.issue_date, o.tcb_evaluation_data_number, o.issue_date
         ));
     }
     for item in [CollateralItem::RootCaCrl, CollateralItem::PckCrl] {
@@ -410,7 +537,7 @@ pub(super) fn rollback(old: &VerifiedCollateral, new: &VerifiedCollateral) -> Op
         if let (Some(held), Some(fetched)) = (from(old), from(new)) {
             if fetched < held {
                 return Some(format!(
-                    "fetched {item} issued {fetched}, holding one issued {held}"
+                    "{item} issued {fetched}, against one issued {held}"
                 ));
             }
         }

@@ -1,6 +1,7 @@
 //! EDGE. Collateral from a JSON bundle file or a directory of them.
-//! Each bundle is verified once at load; quotes get the bundle for their FMSPC and TEE
-//! (one platform can have SGX and TDX collateral under the same FMSPC).
+//! Each bundle is verified once at load; quotes get the bundle for their FMSPC, PCK CA and
+//! TEE (one platform can have SGX and TDX collateral under the same FMSPC, and a Processor-CA
+//! and a Platform-CA bundle: their PCK CRLs differ).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -8,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::appraise::CollateralSource;
+use crate::dcap::collateral::pcs::PckCa;
 use crate::dcap::collateral::tcb_info::CollateralTee;
 use crate::dcap::collateral::{Collateral, CollateralError};
 use crate::dcap::error::VerifyError;
@@ -15,14 +17,17 @@ use crate::dcap::ids::Fmspc;
 use crate::dcap::quote::{Body, Quote};
 use crate::dcap::trust::TrustAnchor;
 use crate::dcap::verified::VerifiedCollateral;
-use crate::dcap::verify::pck_fmspc;
+use crate::dcap::verify::pck_platform;
 
 use super::fetch::rollback;
 
-/// Verified bundles by FMSPC and TEE.
+/// A bundle's key: its platform model, the PCK CA of its PCK CRL, and its TEE.
+pub(crate) type BundleKey = (Fmspc, PckCa, CollateralTee);
+
+/// Verified bundles by FMSPC, PCK CA and TEE.
 #[derive(Debug, Default)]
 pub struct FileCollateral {
-    by_fmspc: HashMap<(Fmspc, CollateralTee), Arc<VerifiedCollateral>>,
+    by_fmspc: HashMap<BundleKey, Arc<VerifiedCollateral>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -65,10 +70,16 @@ impl FileCollateral {
         let c = Collateral::from_json(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
         let v = VerifiedCollateral::verify(&c, anchor)
             .map_err(|e| format!("{}: {e}", file.display()))?;
-        // Two bundles for one platform: the one that does not move backwards from the other
-        // (TCB info, QE identity, both CRLs: see `rollback`) stands, whatever the file order;
-        // on a tie the later file wins, as before.
-        let key = (v.tcb_info.fmspc, v.tcb_info.tee);
+        let Some(ca) = v.pck_crl_ca else {
+            return Err(format!(
+                "{}: the PCK CRL's issuer names neither the PCK Processor nor the Platform CA",
+                file.display()
+            ));
+        };
+        // Two bundles for one platform and CA: the one that does not move backwards from the
+        // other (TCB info, QE identity, both CRLs: see `rollback`) stands, whatever the file
+        // order; on a tie the later file wins, as before.
+        let key = (v.tcb_info.fmspc, ca, v.tcb_info.tee);
         let keep_held = self.by_fmspc.get(&key).and_then(|held| rollback(held, &v));
         match keep_held {
             Some(why) => {
@@ -93,16 +104,24 @@ impl FileCollateral {
     pub fn bundles(&self) -> impl Iterator<Item = &Arc<VerifiedCollateral>> {
         self.by_fmspc.values()
     }
+
+    /// Every loaded bundle with its key.
+    pub(crate) fn keyed(&self) -> impl Iterator<Item = (&BundleKey, &Arc<VerifiedCollateral>)> {
+        self.by_fmspc.iter()
+    }
 }
 
 impl CollateralSource for FileCollateral {
     fn verified_for(&self, quote: &Quote<'_>) -> Result<Arc<VerifiedCollateral>, VerifyError> {
-        let fmspc = pck_fmspc(quote);
+        let platform = pck_platform(quote).map(|(f, cn)| (f, PckCa::from_issuer_cn(&cn)));
         let tee = match quote.body {
             Body::Sgx(_) => CollateralTee::Sgx,
             Body::Td(_) => CollateralTee::Tdx,
         };
-        let found = fmspc.and_then(|f| self.by_fmspc.get(&(f, tee)));
+        let found = match platform {
+            Some((f, Some(ca))) => self.by_fmspc.get(&(f, ca, tee)),
+            _ => None,
+        };
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -113,15 +132,19 @@ impl CollateralSource for FileCollateral {
             Some(v) => Ok(Arc::clone(v)),
             None => Err(VerifyError::Collateral(CollateralError::Content {
                 what: "collateral",
-                detail: match fmspc {
-                    Some(f) => format!(
-                        "no {} collateral bundle for FMSPC {f}",
+                detail: match platform {
+                    Some((f, Some(ca))) => format!(
+                        "no {} collateral bundle for FMSPC {f} and the PCK {} CA",
                         if tee == CollateralTee::Sgx {
                             "SGX"
                         } else {
                             "TDX"
-                        }
+                        },
+                        ca.as_str()
                     ),
+                    Some((_, None)) => {
+                        "the quote's PCK certificate names neither the Processor nor the Platform CA".into()
+                    }
                     None => "the quote's PCK certificate names no FMSPC".into(),
                 },
             })),

@@ -5,6 +5,7 @@
 
 pub(crate) mod fetch;
 pub(crate) mod files;
+pub(crate) mod marks;
 pub(crate) mod pcs;
 
 use std::path::{Path, PathBuf};
@@ -109,6 +110,17 @@ pub struct SourceConfig {
     pub refresh: RefreshPolicy,
     /// FMSPCs to fetch collateral for at start-up.
     pub prefetch: Vec<Fmspc>,
+}
+
+impl SourceConfig {
+    /// True if `other` takes collateral from the same place under the same root (its
+    /// refresh timing and prefetch list may differ).
+    pub(crate) fn same_origin(&self, other: &Self) -> bool {
+        self.trust_root == other.trust_root
+            && self.collateral == other.collateral
+            && self.api_key == other.api_key
+            && self.pccs_ca == other.pccs_ca
+    }
 }
 
 impl Default for SourceConfig {

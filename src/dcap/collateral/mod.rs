@@ -17,15 +17,18 @@ use std::fmt;
 
 use serde::Deserialize;
 
-/// Collateral that does not parse. Always `collateral_unavailable`.
+/// Collateral that cannot be used: `collateral_unavailable`, or `collateral_rollback`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CollateralError {
     /// No collateral source is configured (no enclave needs one).
     #[error("no collateral source is configured")]
     NotConfigured,
-    /// Collateral could not be had (not fetched yet, fetch failed, refused as a rollback).
+    /// Collateral could not be had (not fetched yet, fetch failed).
     #[error("collateral unavailable: {0}")]
     Unavailable(String),
+    /// The collateral to be had is below the high-water mark already seen (a replay).
+    #[error("collateral rollback refused: {0}")]
+    Rollback(String),
     /// The bundle is not JSON of the expected shape.
     #[error("collateral bundle is not valid JSON of the expected shape: {0}")]
     Json(String),

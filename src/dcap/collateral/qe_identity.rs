@@ -30,6 +30,8 @@ pub struct QeIdentity {
     pub issue_date: UnixTime,
     /// Refresh deadline.
     pub next_update: UnixTime,
+    /// Which TCB evaluation (recovery) round it belongs to: higher is newer.
+    pub tcb_evaluation_data_number: u32,
     /// Expected MISCSELECT bytes.
     pub miscselect: [u8; 4],
     /// Mask applied before comparing MISCSELECT.
@@ -53,6 +55,7 @@ struct Raw {
     version: u32,
     issue_date: String,
     next_update: String,
+    tcb_evaluation_data_number: u32,
     miscselect: String,
     miscselect_mask: String,
     attributes: String,
@@ -126,6 +129,7 @@ impl QeIdentity {
                 .ok_or_else(|| bad("bad issueDate"))?,
             next_update: UnixTime::parse_rfc3339(&raw.next_update)
                 .ok_or_else(|| bad("bad nextUpdate"))?,
+            tcb_evaluation_data_number: raw.tcb_evaluation_data_number,
             miscselect: hex_array("miscselect", &raw.miscselect)?,
             miscselect_mask: hex_array("miscselectMask", &raw.miscselect_mask)?,
             attributes: hex_array("attributes", &raw.attributes)?,

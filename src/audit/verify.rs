@@ -1,0 +1,572 @@
+//! EDGE. `ratls-proxy audit verify`: the chain, each record's schema, where the trail starts,
+//! torn lines the proxy recovered, the HMAC of every line when a key is given, and the last
+//! record against a hash anchored elsewhere.
+//!
+//! The schema is checked field by field for what the proxy writes (required fields and their
+//! types); fields it does not know are allowed, so a record that is a superset of a verdict
+//! record (a newer proxy's, say) still verifies.
+
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::path::Path;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::seal::{is_sealed, AuditKey};
+use super::ZERO;
+use crate::appraise::refusal::RefusalCode;
+use crate::dcap::time::UnixTime;
+
+/// A record line longer than this is not one the proxy wrote.
+const MAX_LINE: u64 = 1 << 20;
+
+/// What an intact trail holds.
+#[derive(Debug)]
+pub(crate) struct Checked {
+    /// Records (torn lines not counted).
+    pub(crate) records: u64,
+    /// SHA-256 of the last line.
+    pub(crate) last: [u8; 32],
+    /// The previous file's last hash, when this file starts with a rotation record.
+    pub(crate) rotated_from: Option<[u8; 32]>,
+    /// Torn lines closed by a `recovered` record.
+    pub(crate) recovered: u64,
+    /// Every line's HMAC was checked.
+    pub(crate) keyed: bool,
+}
+
+/// Why a trail does not verify.
+#[derive(Debug)]
+pub(crate) enum Broken {
+    /// The first line (1-based) that breaks it, and why.
+    At(usize, String),
+    /// The trail as a whole: empty, or not ending where it should.
+    Trail(String),
+    /// It could not be checked (unreadable; keyed and no key given).
+    CannotCheck(String),
+}
+
+/// What kind of record a line holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A verdict, or a cached verdict's first use for a host (or any superset of one).
+    Verdict,
+    /// The first record of a file after a rotation.
+    Rotated,
+    /// Follows a torn line the proxy closed.
+    Recovered,
+}
+
+type Fields = Map<String, Value>;
+
+fn field<'a>(o: &'a Fields, name: &str) -> Result<&'a Value, String> {
+    o.get(name).ok_or_else(|| format!("no `{name}`"))
+}
+
+fn string<'a>(o: &'a Fields, name: &str) -> Result<&'a str, String> {
+    field(o, name)?
+        .as_str()
+        .ok_or_else(|| format!("`{name}` is not a string"))
+}
+
+fn number(o: &Fields, name: &str, max: u64) -> Result<u64, String> {
+    field(o, name)?
+        .as_u64()
+        .filter(|n| *n <= max)
+        .ok_or_else(|| format!("`{name}` is not a whole number up to {max}"))
+}
+
+fn is_hex(v: &Value, digits: usize) -> bool {
+    v.as_str().is_some_and(|s| {
+        s.len() == digits
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+fn hex(o: &Fields, name: &str, digits: usize) -> Result<(), String> {
+    if is_hex(field(o, name)?, digits) {
+        Ok(())
+    } else {
+        Err(format!("`{name}` is not {digits} lower-case hex digits"))
+    }
+}
+
+/// `name` is null, or `digits` hex digits.
+fn hex_or_null(o: &Fields, name: &str, digits: usize) -> Result<bool, String> {
+    match field(o, name)? {
+        Value::Null => Ok(false),
+        v if is_hex(v, digits) => Ok(true),
+        _ => Err(format!(
+            "`{name}` is neither null nor {digits} lower-case hex digits"
+        )),
+    }
+}
+
+fn strings(o: &Fields, name: &str) -> Result<(), String> {
+    match field(o, name)?.as_array() {
+        Some(a) if a.iter().all(Value::is_string) => Ok(()),
+        _ => Err(format!("`{name}` is not a list of strings")),
+    }
+}
+
+fn hex_256(o: &Fields, name: &str) -> Result<[u8; 32], String> {
+    hex(o, name, 64)?;
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(string(o, name)?, &mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// The fields every record has: `seq`, `time`, `prev_sha256`.
+fn common(o: &Fields) -> Result<(), String> {
+    if number(o, "seq", u64::MAX)? == 0 {
+        return Err("`seq` is 0".into());
+    }
+    if UnixTime::parse_rfc3339(string(o, "time")?).is_none() {
+        return Err("`time` is not an RFC 3339 time".into());
+    }
+    hex(o, "prev_sha256", 64)
+}
+
+/// A verdict record's fields and their types (DESIGN.md "Audit trail").
+fn verdict(o: &Fields) -> Result<(), String> {
+    let host = string(o, "host")?;
+    if host.is_empty() {
+        return Err("`host` is empty".into());
+    }
+    if number(o, "port", u64::from(u16::MAX))? == 0 {
+        return Err("`port` is 0".into());
+    }
+    let tee = match field(o, "tee")? {
+        Value::Null => None,
+        Value::String(t) if t == "SGX" || t == "TDX" => Some(t.as_str()),
+        _ => return Err("`tee` is neither null, \"SGX\" nor \"TDX\"".into()),
+    };
+    let accepted = match string(o, "verdict")? {
+        "accepted" => true,
+        "refused" => false,
+        other => return Err(format!("`verdict` is `{other}`, not accepted or refused")),
+    };
+    match (accepted, field(o, "code")?) {
+        (true, Value::Null) => {}
+        (true, _) => return Err("an accepted verdict with a `code`".into()),
+        (false, Value::String(c)) if RefusalCode::ALL.iter().any(|k| k.as_str() == c) => {}
+        (false, _) => return Err("a refused verdict without a known refusal `code`".into()),
+    }
+    strings(o, "reasons")?;
+    hex(o, "cert_sha256", 64)?;
+    let quoted = hex_or_null(o, "quote_sha256", 64)?;
+    hex(o, "policy_sha256", 64)?;
+    number(o, "generation", u64::MAX)?;
+    let tcb = match field(o, "tcb")? {
+        Value::Null => false,
+        Value::Object(t) => {
+            string(t, "status")?;
+            strings(t, "advisory_ids")?;
+            hex(t, "fmspc", 12)?;
+            number(t, "tcb_evaluation_data_number", u64::from(u32::MAX))?;
+            true
+        }
+        _ => return Err("`tcb` is neither null nor an object".into()),
+    };
+    let collateral = match field(o, "collateral")? {
+        Value::Null => false,
+        Value::Object(c) => {
+            for name in [
+                "tcb_info_sha256",
+                "qe_identity_sha256",
+                "pck_crl_sha256",
+                "root_ca_crl_sha256",
+            ] {
+                hex(c, name, 64)?;
+            }
+            true
+        }
+        _ => return Err("`collateral` is neither null nor an object".into()),
+    };
+    // The identity, wherever the quote parsed; an accepted verdict rests on all of it.
+    let (hex_fields, numbers): (&[(&str, usize)], &[&str]) = match tee {
+        Some("SGX") => (
+            &[("mrenclave", 64), ("mrsigner", 64)],
+            &["isv_prod_id", "isv_svn"],
+        ),
+        Some(_) => (
+            &[
+                ("mrtd", 96),
+                ("rtmr0", 96),
+                ("rtmr1", 96),
+                ("rtmr2", 96),
+                ("rtmr3", 96),
+            ],
+            &[],
+        ),
+        None => (&[], &[]),
+    };
+    for (name, digits) in hex_fields {
+        hex(o, name, *digits)?;
+    }
+    for name in numbers {
+        number(o, name, u64::from(u16::MAX))?;
+    }
+    if accepted && !(tee.is_some() && quoted && tcb && collateral) {
+        return Err("an accepted verdict without its quote, TEE, TCB or collateral digests".into());
+    }
+    Ok(())
+}
+
+/// Checks one record's schema; its kind.
+fn check(v: &Value) -> Result<Kind, String> {
+    let o = v.as_object().ok_or("not a JSON object")?;
+    common(o)?;
+    match o.get("event").and_then(Value::as_str) {
+        Some("rotated") => {
+            hex(o, "previous_sha256", 64)?;
+            Ok(Kind::Rotated)
+        }
+        Some("recovered") => {
+            hex(o, "torn_sha256", 64)?;
+            number(o, "torn_bytes", u64::MAX)?;
+            Ok(Kind::Recovered)
+        }
+        // A verdict, a cached verdict's first use for a host, or a superset of a verdict
+        // record: all carry the verdict's fields.
+        _ => verdict(o).map(|()| Kind::Verdict),
+    }
+}
+
+/// Lines that did not verify, kept until a line says whether the proxy recovered them: the
+/// first one's number and why, and the SHA-256 of them all (joined by newlines).
+struct Pending {
+    line: usize,
+    why: String,
+    torn: Sha256,
+}
+
+/// Checks the trail in `path`: every record's schema and chain link, where it starts (its
+/// first record, or a rotation record), torn lines only where a `recovered` record names
+/// them, every line's HMAC under `key`, and the last record's hash against `expect_last`.
+pub(crate) fn verify_file(
+    path: &Path,
+    key: Option<&AuditKey>,
+    expect_last: Option<[u8; 32]>,
+) -> Result<Checked, Broken> {
+    let file =
+        std::fs::File::open(path).map_err(|e| Broken::CannotCheck(format!("cannot read: {e}")))?;
+    let mut reader = BufReader::new(file);
+    let mut out = Checked {
+        records: 0,
+        last: ZERO,
+        rotated_from: None,
+        recovered: 0,
+        keyed: key.is_some(),
+    };
+    let mut prev = ZERO;
+    let mut seq = None::<u64>;
+    let mut pending: Option<Pending> = None;
+    let mut n = 0usize;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = (&mut reader)
+            .take(MAX_LINE.saturating_add(1))
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Broken::CannotCheck(format!("cannot read: {e}")))?;
+        if read == 0 {
+            break;
+        }
+        n = n.saturating_add(1);
+        if line.last() != Some(&b'\n') {
+            if u64::try_from(line.len()).unwrap_or(u64::MAX) > MAX_LINE {
+                return Err(Broken::At(
+                    n,
+                    format!("a line longer than {MAX_LINE} bytes"),
+                ));
+            }
+            return Err(Broken::At(
+                n,
+                "the last line is not terminated (a torn write the proxy has not closed yet, or truncated)".into(),
+            ));
+        }
+        line.pop();
+        if key.is_none() && is_sealed(&line) {
+            return Err(Broken::CannotCheck(
+                "the trail is keyed (its lines carry an HMAC): give --key-file to check it".into(),
+            ));
+        }
+        let sha256: [u8; 32] = Sha256::digest(&line).into();
+        let first = out.records == 0;
+        let torn_sha256 = pending
+            .as_ref()
+            .map(|p| <[u8; 32]>::from(p.torn.clone().finalize()));
+        let judged = judge(&line, key, prev, seq).and_then(|kind| match (kind, &pending) {
+            (Kind::Recovered, Some(_)) => {
+                let v: Value = serde_json::from_slice(&line).map_err(|e| e.to_string())?;
+                let o = v.as_object().ok_or("not an object")?;
+                if Some(hex_256(o, "torn_sha256")?) != torn_sha256 {
+                    return Err("a recovered record naming other torn bytes".into());
+                }
+                Ok(kind)
+            }
+            (Kind::Recovered, None) => Err("a recovered record with no torn line before it".into()),
+            (_, Some(_)) => Err("not a recovered record".into()),
+            (Kind::Rotated, None) if !first => {
+                Err("a rotation record that is not the first record".into())
+            }
+            (_, None) => Ok(kind),
+        });
+        match judged {
+            Ok(kind) => {
+                pending = None;
+                let v: Value = serde_json::from_slice(&line).unwrap_or(Value::Null);
+                if kind == Kind::Rotated {
+                    out.rotated_from = v
+                        .as_object()
+                        .and_then(|o| hex_256(o, "previous_sha256").ok());
+                }
+                if kind == Kind::Recovered {
+                    out.recovered = out.recovered.saturating_add(1);
+                }
+                seq = v["seq"].as_u64();
+                prev = sha256;
+                out.records = out.records.saturating_add(1);
+            }
+            // Lines that fail might be ones the proxy closed after a crash: a `recovered`
+            // record naming them follows, chained to the record before them.
+            Err(why) => match &mut pending {
+                Some(p) => {
+                    p.torn.update(b"\n");
+                    p.torn.update(&line);
+                }
+                None => {
+                    let why = if line.is_empty() {
+                        "an empty line".to_owned()
+                    } else {
+                        why
+                    };
+                    let mut torn = Sha256::new();
+                    torn.update(&line);
+                    pending = Some(Pending { line: n, why, torn });
+                }
+            },
+        }
+    }
+    if let Some(p) = pending {
+        return Err(Broken::At(p.line, p.why));
+    }
+    if out.records == 0 {
+        return Err(Broken::Trail(
+            "no records: an empty trail proves nothing (was it emptied?)".into(),
+        ));
+    }
+    out.last = prev;
+    if let Some(want) = expect_last {
+        if want != out.last {
+            return Err(Broken::Trail(format!(
+                "the last record's sha256 is {}, not the expected {} (records were removed after it, or added)",
+                hex::encode(out.last),
+                hex::encode(want)
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// One line against the chain so far: parses, seals, links, counts and schema.
+fn judge(
+    line: &[u8],
+    key: Option<&AuditKey>,
+    prev: [u8; 32],
+    seq: Option<u64>,
+) -> Result<Kind, String> {
+    let v: Value = serde_json::from_slice(line).map_err(|e| format!("not a JSON object: {e}"))?;
+    if key.is_some_and(|k| !k.verifies(line)) {
+        return Err(if is_sealed(line) {
+            "its HMAC does not verify under the key (forged or edited)".into()
+        } else {
+            "no HMAC, but the trail is keyed".into()
+        });
+    }
+    let kind = check(&v)?;
+    if v["prev_sha256"].as_str() != Some(hex::encode(prev).as_str()) {
+        return Err(
+            "prev_sha256 is not the SHA-256 of the previous line (edited, reordered or removed lines)"
+                .into(),
+        );
+    }
+    let this = v["seq"].as_u64().unwrap_or(0);
+    match seq {
+        Some(before) if this != before.saturating_add(1) => {
+            Err(format!("seq {this} does not follow {before}"))
+        }
+        None if this != 1 && kind != Kind::Rotated => Err(format!(
+            "the trail starts at seq {this}, neither its first record nor a rotation record: its beginning was removed"
+        )),
+        _ => Ok(kind),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// A verdict record as the proxy writes one, unchained.
+    fn verdict_record(accepted: bool) -> Value {
+        let h = |b: &str| b.repeat(32);
+        json!({
+            "time": "2026-01-01T00:00:00Z", "host": "a.test", "port": 443, "tee": "SGX",
+            "verdict": if accepted { "accepted" } else { "refused" },
+            "code": if accepted { Value::Null } else { json!("mrenclave_mismatch") },
+            "reasons": if accepted { json!([]) } else { json!(["MRENCLAVE … not allowed"]) },
+            "cert_sha256": h("0a"), "quote_sha256": h("0b"), "policy_sha256": h("0c"),
+            "generation": 1,
+            "tcb": {"status": "UpToDate", "advisory_ids": [], "fmspc": "00606a000000", "tcb_evaluation_data_number": 17},
+            "collateral": {"tcb_info_sha256": h("01"), "qe_identity_sha256": h("02"), "pck_crl_sha256": h("03"), "root_ca_crl_sha256": h("04")},
+            "mrenclave": h("e1"), "mrsigner": h("51"), "isv_prod_id": 1, "isv_svn": 2,
+        })
+    }
+
+    /// Chains `records` (seq from 1, prev_sha256) into a file's text; raw lines pass as is.
+    fn chain(records: Vec<Result<Value, &str>>) -> String {
+        let (mut text, mut prev, mut seq) = (String::new(), ZERO, 0u64);
+        for r in records {
+            let line = match r {
+                Ok(mut v) => {
+                    seq += 1;
+                    if v.get("seq").is_none() {
+                        v["seq"] = json!(seq);
+                    }
+                    v["prev_sha256"] = json!(hex::encode(prev));
+                    let line = v.to_string();
+                    prev = Sha256::digest(line.as_bytes()).into();
+                    line
+                }
+                Err(raw) => raw.to_owned(),
+            };
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    }
+
+    fn verify_text(name: &str, text: &str) -> Result<Checked, Broken> {
+        let path = std::env::temp_dir().join(format!("ratls-audit-{name}-{}", std::process::id()));
+        std::fs::write(&path, text).expect("write");
+        let r = verify_file(&path, None, None);
+        let _ = std::fs::remove_file(&path);
+        r
+    }
+
+    fn at(r: Result<Checked, Broken>) -> (usize, String) {
+        match r {
+            Err(Broken::At(n, why)) => (n, why),
+            other => panic!("expected a broken line, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_superset_of_a_verdict_record_verifies_and_a_wrong_type_does_not() {
+        let mut cut = verdict_record(false);
+        cut["cut"] = json!(true);
+        cut["bytes_relayed"] = json!(123);
+        let mut cached = verdict_record(true);
+        cached["event"] = json!("cached");
+        let ok = verify_text(
+            "superset",
+            &chain(vec![Ok(verdict_record(true)), Ok(cut), Ok(cached)]),
+        )
+        .expect("verifies");
+        assert_eq!(ok.records, 3);
+        for (field, bad, says) in [
+            ("port", json!("443"), "`port`"),
+            ("code", json!("no_such_code"), "refusal `code`"),
+            ("cert_sha256", json!("XYZ"), "`cert_sha256`"),
+            ("tee", json!("SEV"), "`tee`"),
+            ("tcb", json!({"status": "UpToDate"}), "`advisory_ids`"),
+            ("reasons", json!("one"), "`reasons`"),
+            ("time", json!("yesterday"), "`time`"),
+        ] {
+            let mut r = verdict_record(false);
+            r[field] = bad;
+            let (n, why) = at(verify_text(field, &chain(vec![Ok(r)])));
+            assert_eq!(n, 1);
+            assert!(why.contains(says), "{field}: {why}");
+        }
+        let mut r = verdict_record(true);
+        r["collateral"] = Value::Null;
+        let (_, why) = at(verify_text("no-collateral", &chain(vec![Ok(r)])));
+        assert!(why.contains("accepted verdict without"), "{why}");
+    }
+
+    #[test]
+    fn torn_lines_only_where_a_recovered_record_names_them() {
+        let torn = r#"{"cert_sha256":"0a0a"#;
+        let recovered = |t: &str| {
+            json!({"event": "recovered", "time": "2026-01-01T00:00:01Z",
+                   "torn_sha256": hex::encode(Sha256::digest(t.as_bytes())), "torn_bytes": t.len()})
+        };
+        let good = chain(vec![
+            Ok(verdict_record(true)),
+            Err(torn),
+            Ok(recovered(torn)),
+            Ok(verdict_record(false)),
+        ]);
+        let ok = verify_text("recovered", &good).expect("verifies");
+        assert_eq!((ok.records, ok.recovered), (3, 1));
+        // A torn line nobody recovered, a recovery naming other bytes, one with nothing torn.
+        let (n, _) = at(verify_text(
+            "unrecovered",
+            &chain(vec![
+                Ok(verdict_record(true)),
+                Err(torn),
+                Ok(verdict_record(false)),
+            ]),
+        ));
+        assert_eq!(n, 2);
+        let (n, why) = at(verify_text(
+            "other",
+            &chain(vec![
+                Ok(verdict_record(true)),
+                Err(torn),
+                Ok(recovered("{\"x")),
+            ]),
+        ));
+        assert!(n == 2 && !why.is_empty());
+        let (n, why) = at(verify_text(
+            "nothing-torn",
+            &chain(vec![Ok(verdict_record(true)), Ok(recovered(torn))]),
+        ));
+        assert!(n == 2 && why.contains("no torn line"), "{why}");
+        // A rotation record only as the first record.
+        let rotated = |seq: u64| {
+            json!({"event": "rotated", "time": "2026-01-01T00:00:00Z",
+                   "previous_sha256": "ab".repeat(32), "seq": seq})
+        };
+        let mut next = verdict_record(true);
+        next["seq"] = json!(8);
+        let ok = verify_text("rotated", &chain(vec![Ok(rotated(7)), Ok(next)])).expect("verifies");
+        assert_eq!(ok.rotated_from, Some([0xab; 32]));
+        let (n, why) = at(verify_text(
+            "late-rotation",
+            &chain(vec![Ok(verdict_record(true)), Ok(rotated(2))]),
+        ));
+        assert!(n == 2 && why.contains("rotation"), "{why}");
+        assert!(matches!(verify_text("empty", ""), Err(Broken::Trail(_))));
+    }
+
+    #[test]
+    fn opening_a_trail_closes_what_two_failed_writes_left() {
+        // A torn record, closed; then a second failure tore the recovered record too.
+        let mut text = chain(vec![Ok(verdict_record(true))]);
+        text.push_str("{\"cert_sha256\":\"0a\n{\"event\":\"recov");
+        let path = std::env::temp_dir().join(format!("ratls-audit-reopen-{}", std::process::id()));
+        std::fs::write(&path, &text).expect("write");
+        drop(crate::audit::AuditLog::open(&path, None).expect("opens"));
+        let checked = verify_file(&path, None, None);
+        let after = std::fs::read_to_string(&path).unwrap_or_default();
+        let _ = std::fs::remove_file(&path);
+        let checked = checked.unwrap_or_else(|e| panic!("{e:?}\n{after}"));
+        assert_eq!((checked.records, checked.recovered), (2, 1), "{after}");
+    }
+}

@@ -1,0 +1,242 @@
+//! A PCCS stand-in on loopback speaking the Intel PCS v4 paths the proxy fetches: TCB info
+//! per TEE and FMSPC, QE identity per TEE, PCK CRL per CA, the root CA CRL (hex, as a PCCS
+//! serves it), issuer chains in URL-encoded headers. A test swaps what it serves at will: a
+//! hostile PCCS replaying older, validly signed collateral, or answering for the wrong CA.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use ratls_proxy::dcap::collateral::Collateral;
+
+/// One signed answer: the body and its issuer chain (PEM).
+#[derive(Clone)]
+struct Doc {
+    body: Vec<u8>,
+    chain: String,
+}
+
+#[derive(Default)]
+struct Answers {
+    /// ("sgx"|"tdx", FMSPC upper-case) → TCB info.
+    tcb: HashMap<(String, String), Doc>,
+    /// "sgx"|"tdx" → QE identity.
+    qe: HashMap<String, Doc>,
+    /// "platform"|"processor" → PCK CRL.
+    pck_crl: HashMap<String, Doc>,
+    root_crl: Vec<u8>,
+    /// Every request gets 503 (the PCCS is down for maintenance).
+    down: bool,
+}
+
+/// The stand-in, stopped on drop (then nothing answers on its port).
+pub struct Pccs {
+    addr: SocketAddr,
+    answers: Arc<Mutex<Answers>>,
+    tcb_hits: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Pccs {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn tee_of(c: &Collateral) -> &'static str {
+    if c.tcb_info.contains(r#""id":"TDX""#) {
+        "tdx"
+    } else {
+        "sgx"
+    }
+}
+
+fn fmspc_of(c: &Collateral) -> String {
+    let v: serde_json::Value = serde_json::from_str(&c.tcb_info).expect("TCB info JSON");
+    v["fmspc"].as_str().expect("fmspc").to_uppercase()
+}
+
+fn answer(a: &Answers, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    let status = |code: u16| {
+        Response::builder()
+            .status(code)
+            .body(Full::new(Bytes::new()))
+            .unwrap_or_default()
+    };
+    if a.down {
+        return status(503);
+    }
+    let reply = |doc: Option<&Doc>, header: &str| match doc {
+        Some(d) => Response::builder()
+            .status(200)
+            .header(
+                header,
+                percent_encoding::utf8_percent_encode(&d.chain, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string(),
+            )
+            .body(Full::new(Bytes::from(d.body.clone())))
+            .unwrap_or_default(),
+        None => status(404),
+    };
+    let query = req.uri().query().unwrap_or_default();
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let path = req.uri().path();
+    let tee = if path.starts_with("/tdx/") {
+        "tdx"
+    } else {
+        "sgx"
+    };
+    match path {
+        "/sgx/certification/v4/tcb" | "/tdx/certification/v4/tcb" => reply(
+            a.tcb.get(&(tee.to_owned(), param("fmspc").to_uppercase())),
+            "TCB-Info-Issuer-Chain",
+        ),
+        "/sgx/certification/v4/qe/identity" | "/tdx/certification/v4/qe/identity" => {
+            reply(a.qe.get(tee), "SGX-Enclave-Identity-Issuer-Chain")
+        }
+        "/sgx/certification/v4/pckcrl" => {
+            reply(a.pck_crl.get(&param("ca")), "SGX-PCK-CRL-Issuer-Chain")
+        }
+        "/sgx/certification/v4/rootcacrl" => Response::new(Full::new(Bytes::from(
+            hex::encode(&a.root_crl).into_bytes(),
+        ))),
+        _ => status(404),
+    }
+}
+
+/// Serves HTTP/1.1 and HTTP/2 on `listener` (in TLS with `tls`), each request answered by
+/// `answer`, until the task is aborted.
+pub async fn serve_http<F>(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    answer: F,
+) where
+    F: Fn(&Request<hyper::body::Incoming>) -> Response<Full<Bytes>> + Clone + Send + Sync + 'static,
+{
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let (answer, tls) = (answer.clone(), tls.clone());
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let resp = answer(&req);
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            match tls {
+                Some(cfg) => {
+                    if let Ok(s) = tokio_rustls::TlsAcceptor::from(cfg).accept(tcp).await {
+                        let _ = builder.serve_connection(TokioIo::new(s), svc).await;
+                    }
+                }
+                None => {
+                    let _ = builder.serve_connection(TokioIo::new(tcp), svc).await;
+                }
+            }
+        });
+    }
+}
+
+impl Pccs {
+    /// A stand-in serving nothing yet.
+    pub async fn start() -> Self {
+        let answers = Arc::new(Mutex::new(Answers::default()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let tcb_hits = Arc::new(AtomicU64::new(0));
+        let (a, hits) = (Arc::clone(&answers), Arc::clone(&tcb_hits));
+        let task = tokio::spawn(serve_http(listener, None, move |req| {
+            if req.uri().path().ends_with("/tcb") {
+                hits.fetch_add(1, Ordering::Relaxed);
+            }
+            a.lock().map(|a| answer(&a, req)).unwrap_or_default()
+        }));
+        Self {
+            addr,
+            answers,
+            tcb_hits,
+            task,
+        }
+    }
+
+    /// Its base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// TCB info fetches answered or not.
+    pub fn tcb_hits(&self) -> u64 {
+        self.tcb_hits.load(Ordering::Relaxed)
+    }
+
+    /// Serves everything in `c` (its TEE's TCB info for its FMSPC, its TEE's QE identity, its
+    /// PCK CRL as `ca`'s, its root CA CRL), replacing what was served for those.
+    pub fn serve(&self, ca: &str, c: &Collateral) {
+        let mut a = self.answers.lock().expect("lock");
+        let tee = tee_of(c).to_owned();
+        a.tcb.insert(
+            (tee.clone(), fmspc_of(c)),
+            Doc {
+                body: format!(
+                    r#"{{"tcbInfo":{},"signature":"{}"}}"#,
+                    c.tcb_info,
+                    hex::encode(&c.tcb_info_signature)
+                )
+                .into_bytes(),
+                chain: c.tcb_info_issuer_chain.clone(),
+            },
+        );
+        drop(a);
+        self.serve_qe_as(&tee, c);
+        self.serve_pck_crl(ca, c);
+        self.answers.lock().expect("lock").root_crl = c.root_ca_crl.clone();
+    }
+
+    /// Serves `c`'s QE identity at `tee`'s path (`sgx` or `tdx`), whatever TEE it is for.
+    pub fn serve_qe_as(&self, tee: &str, c: &Collateral) {
+        self.answers.lock().expect("lock").qe.insert(
+            tee.to_owned(),
+            Doc {
+                body: format!(
+                    r#"{{"enclaveIdentity":{},"signature":"{}"}}"#,
+                    c.qe_identity,
+                    hex::encode(&c.qe_identity_signature)
+                )
+                .into_bytes(),
+                chain: c.qe_identity_issuer_chain.clone(),
+            },
+        );
+    }
+
+    /// Serves `c`'s PCK CRL (and its chain) for `ca=<ca>` only.
+    pub fn serve_pck_crl(&self, ca: &str, c: &Collateral) {
+        self.answers.lock().expect("lock").pck_crl.insert(
+            ca.to_owned(),
+            Doc {
+                body: c.pck_crl.clone(),
+                chain: c.pck_crl_issuer_chain.clone(),
+            },
+        );
+    }
+
+    /// Answers every request 503 (`true`) or normally again.
+    pub fn set_down(&self, down: bool) {
+        self.answers.lock().expect("lock").down = down;
+    }
+}
