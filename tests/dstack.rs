@@ -811,3 +811,31 @@ fn replay_needs_the_quote_it_was_given() {
         "{r:?}"
     );
 }
+
+#[test]
+fn the_nitro_envelope_hands_its_document_to_the_nitro_core() {
+    // The two cores together on dstack's real Nitro attestations: the envelope parsed here,
+    // the COSE document by `nitro`, and dstack's binding rule (user_data = report_data).
+    let Some(dir) = common::fixtures() else {
+        return;
+    };
+    for name in ["nitro_attestation.bin", "nitro_attestation_dbg.bin"] {
+        let bytes = common::read(&dir, &format!("dstack/{name}"));
+        let a = Attestation::parse(&bytes).expect("envelope");
+        let Platform::NitroEnclave { nsm_quote } = &a.platform else {
+            panic!("{name}: not Nitro")
+        };
+        let parsed = ratls_proxy::nitro::parse(nsm_quote).expect("COSE document");
+        ratls_proxy::nitro::binding::user_data_is_dstack_report_data(
+            &parsed.doc,
+            &a.stack.report_data,
+        )
+        .expect("user_data is the envelope's report data");
+        let mut other = a.stack.report_data;
+        other[0] ^= 1;
+        assert!(
+            ratls_proxy::nitro::binding::user_data_is_dstack_report_data(&parsed.doc, &other)
+                .is_err()
+        );
+    }
+}
