@@ -7,6 +7,7 @@
 //! - `nitro` (PURE): AWS Nitro Enclaves attestation documents: COSE_Sign1, the chain to the
 //!   pinned AWS root, CRLs as parameters, key binding.
 //! - `snp` (PURE): AMD SEV-SNP reports, the VCEK/VLEK chain, the report signature.
+//! - `dstack` (PURE): dstack's attestation formats, key binding, event-log replay, app identity.
 //! - `appraise` (PURE): policy, the appraisal of one quote, the refusal vocabulary.
 //! - `ratls`: an RA-TLS certificate judged (evidence, key binding, rustls verifier, verdict
 //!   cache) and the attested TLS connector.
@@ -30,6 +31,7 @@ mod cli;
 mod clock;
 mod config;
 pub mod dcap;
+pub mod dstack;
 mod metrics;
 pub mod nitro;
 mod proxy;
