@@ -8,6 +8,9 @@
 //!   pinned AWS root, CRLs as parameters, key binding. Not yet wired into the proxy.
 //! - `snp` (PURE): AMD SEV-SNP reports, the VCEK/VLEK chain, the report signature. Not yet
 //!   wired into the proxy.
+//! - `dstack` (PURE): dstack's attestation formats, key binding, event-log replay, app identity.
+//!   `ratls` uses its key binding for the `.1.1` carrier; the `.1.8` attestation and the app
+//!   identity are not yet wired into the proxy.
 //! - `appraise` (PURE): policy, the appraisal of one quote, the refusal vocabulary.
 //! - `ratls`: an RA-TLS certificate judged (evidence, key binding, rustls verifier, verdict
 //!   cache) and the attested TLS connector.
@@ -31,6 +34,7 @@ mod cli;
 mod clock;
 mod config;
 pub mod dcap;
+pub mod dstack;
 mod metrics;
 pub mod nitro;
 mod proxy;
