@@ -38,7 +38,7 @@ fn version_names_the_features_the_binary_was_built_with() {
     let (sim, jemalloc) = (cfg!(feature = "sim"), cfg!(feature = "jemalloc"));
     assert_eq!(version.contains("features: sim"), sim, "{version}");
     assert_eq!(
-        version.contains("the simulator and `demo` are built in: a development build"),
+        version.contains("the simulator and demo are built in: a development build"),
         sim,
         "{version}"
     );

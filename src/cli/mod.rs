@@ -72,12 +72,12 @@ pub enum Command {
 #[cfg(all(feature = "sim", feature = "jemalloc"))]
 pub(crate) const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
-    " (features: sim, jemalloc; the simulator and `demo` are built in: a development build)"
+    " (features: sim, jemalloc; the simulator and demo are built in: a development build)"
 );
 #[cfg(all(feature = "sim", not(feature = "jemalloc")))]
 pub(crate) const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
-    " (features: sim; the simulator and `demo` are built in: a development build)"
+    " (features: sim; the simulator and demo are built in: a development build)"
 );
 #[cfg(all(not(feature = "sim"), feature = "jemalloc"))]
 pub(crate) const VERSION: &str = concat!(
