@@ -4,13 +4,11 @@
 
 mod common;
 
-use std::process::Command;
-
 use ratls_proxy::dcap::tcb::TcbStatus;
 use ratls_proxy::sim::{SimBinding, SimConfig, SimEnclave, TdSpec};
 use serde_json::Value;
 
-use common::{curl, env, free_port, s, start_sim, Env, Harness};
+use common::{curl, env, free_port, output, s, start_sim, verify_https, Env, Harness};
 
 const MRTD: &str = "7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d";
 
@@ -25,27 +23,7 @@ async fn td_sim(env: &Env, f: impl FnOnce(&mut SimConfig)) -> SimEnclave {
 
 /// `ratls-proxy verify https://… --json` with the sim root and both platforms' collateral.
 async fn verify(env: &Env, sim: &SimEnclave, extra: &[&str]) -> (i32, Value) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"));
-    cmd.arg("verify")
-        .arg(format!("https://127.0.0.1:{}", sim.addr().port()))
-        .arg("--trust-root")
-        .arg(env.dir.join("pki/root.pem"))
-        .arg("--collateral")
-        .arg(env.dir.join("pki/collateral"))
-        .arg("--json")
-        .args(extra);
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .expect("join")
-        .expect("runs");
-    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "JSON ({e}): {} {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), json)
+    verify_https(env, sim.addr(), env.dir.join("pki/collateral"), extra).await
 }
 
 fn hex48(b: u8) -> String {
@@ -429,17 +407,14 @@ async fn a_tdx_quote_in_dice_evidence_is_judged_as_a_td() {
 /// A relaunch status asked for an SGX-only verification is a usage error, as in the config.
 #[test]
 fn verify_refuses_a_relaunch_status_for_sgx() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
-        .args([
-            "verify",
-            "https://127.0.0.1:1",
-            "--tee",
-            "sgx",
-            "--tcb-status",
-            "TDRelaunchAdvised",
-        ])
-        .output()
-        .expect("runs");
+    let out = output([
+        "verify",
+        "https://127.0.0.1:1",
+        "--tee",
+        "sgx",
+        "--tcb-status",
+        "TDRelaunchAdvised",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("applies to --tee tdx only"),
