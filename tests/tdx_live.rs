@@ -8,7 +8,9 @@ use ratls_proxy::dcap::tcb::TcbStatus;
 use ratls_proxy::sim::{SimBinding, SimConfig, SimEnclave, TdSpec};
 use serde_json::Value;
 
-use common::{curl, env, free_port, output, s, start_sim, verify_https, Env, Harness};
+use common::{
+    curl_status, curl_text, env, free_port, output, s, start_sim, verify_https, Env, Harness,
+};
 
 const MRTD: &str = "7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d";
 
@@ -165,40 +167,23 @@ async fn tdx_and_sgx_hosts_through_the_proxy() {
         .await;
     let via = format!("http://127.0.0.1:{proxy}");
     let ca = env.ca_pem().display().to_string();
-    let get = |host: &str| {
-        s(&[
-            "-s",
-            "-o",
-            "/dev/stdout",
-            "-w",
-            "\n%{http_code}",
-            "-x",
-            &via,
-            "--cacert",
-            &ca,
-            &format!("https://{host}/hello"),
-        ])
-    };
-    let out = curl(get("cvm.enclave.test"), vec![]).await;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(text.ends_with("200"), "{text}");
+    let get = |host: &str| format!("https://{host}/hello");
+    let (code, body) = curl_status(&["-x", &via, "--cacert", &ca, &get("cvm.enclave.test")]).await;
+    assert_eq!(code, 200, "{body}");
     assert!(
-        text.contains(&format!("\"mrtd\":\"{MRTD}\"")),
-        "the TD answered: {text}"
+        body.contains(&format!("\"mrtd\":\"{MRTD}\"")),
+        "the TD answered: {body}"
     );
-    let out = curl(get("sgx.enclave.test"), vec![]).await;
-    assert!(String::from_utf8_lossy(&out.stdout).ends_with("200"));
+    let (code, body) = curl_status(&["-x", &via, "--cacert", &ca, &get("sgx.enclave.test")]).await;
+    assert_eq!(code, 200, "{body}");
     // Refusals: a pinned MRTD, and an SGX entry meeting a TD.
     for (host, code) in [
         ("pinned.enclave.test", "mrtd_mismatch"),
         ("mixed.enclave.test", "tee_mismatch"),
     ] {
-        let out = curl(
-            s(&["-s", "-i", "-x", &via, &format!("http://{host}/")]),
-            vec![],
-        )
-        .await;
-        let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        let text = curl_text(&["-s", "-i", "-x", &via, &format!("http://{host}/")])
+            .await
+            .to_lowercase();
         assert!(text.starts_with("http/1.1 502"), "{host}: {text}");
         assert!(
             text.contains(&format!("\"code\":\"{code}\"")),
@@ -320,29 +305,18 @@ async fn td15_relaunch_statuses_are_judged_by_the_policy() {
         .await;
     let via = format!("http://127.0.0.1:{proxy}");
     let ca = env.ca_pem().display().to_string();
-    let out = curl(
-        s(&[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-x",
-            &via,
-            "--cacert",
-            &ca,
-            "https://relaunch.enclave.test/hello",
-        ]),
-        vec![],
-    )
+    let (code, body) = curl_status(&[
+        "-x",
+        &via,
+        "--cacert",
+        &ca,
+        "https://relaunch.enclave.test/hello",
+    ])
     .await;
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
-    let out = curl(
-        s(&["-s", "-i", "-x", &via, "http://strict.enclave.test/"]),
-        vec![],
-    )
-    .await;
-    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert_eq!(code, 200, "{body}");
+    let text = curl_text(&["-s", "-i", "-x", &via, "http://strict.enclave.test/"])
+        .await
+        .to_lowercase();
     assert!(text.starts_with("http/1.1 502"), "{text}");
     assert!(
         text.contains("\"code\":\"tcb_status_not_allowed\""),
