@@ -11,7 +11,7 @@ use ratls_proxy::sim::{EnclaveSpec, SimConfig};
 use serde_json::Value;
 
 use common::{
-    curl_text, env, free_port, lines, metrics_text, sha256_hex, start_sim, Binary, Harness,
+    curl_via, env, free_port, lines, metrics_text, sha256_hex, start_sim, Binary, Harness,
 };
 
 fn audit_verify(path: &std::path::Path) -> (i32, String) {
@@ -19,14 +19,7 @@ fn audit_verify(path: &std::path::Path) -> (i32, String) {
 }
 
 async fn get(proxy: u16, host: &str) -> String {
-    curl_text(&[
-        "-s",
-        "-i",
-        "-x",
-        &format!("http://127.0.0.1:{proxy}"),
-        &format!("http://{host}/"),
-    ])
-    .await
+    curl_via(proxy, &format!("http://{host}/")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -69,10 +69,9 @@ async fn the_proxy_applies_both_freshness_limits() {
         )
         .start_binary("fresh.toml")
         .await;
-    let proxy = format!("http://127.0.0.1:{port}");
-    let text = common::curl_text(&["-s", "-i", "-x", &proxy, "http://old.enclave.test/"]).await;
+    let text = common::curl_via(port, "http://old.enclave.test/").await;
     assert!(text.contains("\"code\":\"certificate_too_old\""), "{text}");
-    let text = common::curl_text(&["-s", "-i", "-x", &proxy, "http://fresh.enclave.test/"]).await;
+    let text = common::curl_via(port, "http://fresh.enclave.test/").await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     // Collateral older than [collateral] max_age_secs: this bundle was issued two hours ago.
     let old = env.dir.join("old-collateral.json");
@@ -94,14 +93,7 @@ async fn the_proxy_applies_both_freshness_limits() {
     )
     .expect("write");
     let _q = common::Binary::start(&cfg, port, &[], false).await;
-    let text = common::curl_text(&[
-        "-s",
-        "-i",
-        "-x",
-        &format!("http://127.0.0.1:{port}"),
-        "http://good.enclave.test/",
-    ])
-    .await;
+    let text = common::curl_via(port, "http://good.enclave.test/").await;
     assert!(text.contains("\"code\":\"collateral_too_old\""), "{text}");
 }
 

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use common::http::Http;
 use common::{
-    curl_status, curl_text, env, free_port, metrics, start_sim_with, Binary, Env, Harness, Mode,
+    curl_status, curl_via, env, free_port, metrics, start_sim_with, Binary, Env, Harness, Mode,
     Ports, OTHER, TRUSTED,
 };
 
@@ -351,8 +351,7 @@ async fn json_logs_parse_and_the_attestation_header_tells_what_was_verified() {
     )
     .expect("write");
     let mut p = start(&config, &ports, true).await;
-    let proxy = format!("http://127.0.0.1:{}", ports.proxy);
-    let text = curl_text(&["-i", "-x", &proxy, "http://good.test/hdr"])
+    let text = curl_via(ports.proxy, "http://good.test/hdr")
         .await
         .to_lowercase();
     let header = text

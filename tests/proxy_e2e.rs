@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use common::http::Http;
 use common::{
-    command, curl, curl_text, env, exchange, free_port, json, metrics_text, s, start_sim_with,
-    tls_through, Binary, Env, Harness, Mode, TRUSTED,
+    command, curl, curl_text, curl_via, env, exchange, free_port, json, metrics_text, s,
+    start_sim_with, tls_through, Binary, Env, Harness, Mode, TRUSTED,
 };
 
 async fn sim(env: &Env, f: impl FnOnce(&mut SimConfig)) -> SimEnclave {
@@ -218,12 +218,7 @@ async fn refused_enclaves_get_the_documented_answer_and_receive_no_request() {
             "{host}: {verbose}"
         );
         // Origination shows the JSON body with the stable code.
-        let out = curl(
-            s(&["-i", "-x", &proxy, &format!("http://{host}.enclave.test/x")]),
-            vec![],
-        )
-        .await;
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = curl_via(port, &format!("http://{host}.enclave.test/x")).await;
         assert!(text.starts_with("HTTP/1.1 502"), "{text}");
         let body: Value =
             serde_json::from_str(text.split("\r\n\r\n").nth(1).expect("body")).expect("JSON body");
@@ -239,7 +234,7 @@ async fn refused_enclaves_get_the_documented_answer_and_receive_no_request() {
 
     // Unreachable enclave: 502 destination_unavailable.
     drop(other);
-    let text = curl_text(&["-i", "-x", &proxy, "http://other.enclave.test/x"])
+    let text = curl_via(port, "http://other.enclave.test/x")
         .await
         .to_lowercase();
     assert!(
@@ -301,7 +296,7 @@ async fn passthrough_keeps_the_clients_own_validation_and_deny_refuses() {
         verbose.contains("< http/1.1 403") && verbose.contains("error=destination_ip_prohibited"),
         "{verbose}"
     );
-    let text = curl_text(&["-i", "-x", &proxy, "http://example.invalid/"])
+    let text = curl_via(deny_port, "http://example.invalid/")
         .await
         .to_lowercase();
     assert!(

@@ -11,8 +11,8 @@ use ratls_proxy::sim::SimEnclave;
 use tokio::io::AsyncWriteExt;
 
 use common::{
-    connect_as, curl, curl_text, env, free_port, metrics, read_response, s, start_sim_with,
-    tls_over, tls_through_as, Env, Harness,
+    connect_as, curl, curl_text, curl_via, env, free_port, metrics, read_response, s,
+    start_sim_with, tls_over, tls_through_as, Env, Harness,
 };
 
 const BROWSER: &str = "User-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0 Safari/537.36\r\n";
@@ -194,7 +194,7 @@ async fn origination_and_unlisted_ports_negotiate_the_page_too() {
         text.contains("in its log"),
         "refusal_details = \"code\": {text}"
     );
-    let text = curl_text(&["-i", "-x", &proxy, "http://debug.enclave.test/x"]).await;
+    let text = curl_via(port, "http://debug.enclave.test/x").await;
     assert!(text.contains("\"code\":\"debug_enclave\""), "{text}");
     assert!(text.contains("\"reasons\":[]"), "{text}");
 

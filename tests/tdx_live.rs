@@ -9,7 +9,7 @@ use ratls_proxy::sim::{SimBinding, SimConfig, SimEnclave, TdSpec};
 use serde_json::Value;
 
 use common::{
-    curl_status, curl_text, env, free_port, output, s, start_sim, verify_https, Env, Harness,
+    curl_status, curl_via, env, free_port, output, s, start_sim, verify_https, Env, Harness,
 };
 
 const MRTD: &str = "7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d";
@@ -181,7 +181,7 @@ async fn tdx_and_sgx_hosts_through_the_proxy() {
         ("pinned.enclave.test", "mrtd_mismatch"),
         ("mixed.enclave.test", "tee_mismatch"),
     ] {
-        let text = curl_text(&["-s", "-i", "-x", &via, &format!("http://{host}/")])
+        let text = curl_via(proxy, &format!("http://{host}/"))
             .await
             .to_lowercase();
         assert!(text.starts_with("http/1.1 502"), "{host}: {text}");
@@ -314,7 +314,7 @@ async fn td15_relaunch_statuses_are_judged_by_the_policy() {
     ])
     .await;
     assert_eq!(code, 200, "{body}");
-    let text = curl_text(&["-s", "-i", "-x", &via, "http://strict.enclave.test/"])
+    let text = curl_via(proxy, "http://strict.enclave.test/")
         .await
         .to_lowercase();
     assert!(text.starts_with("http/1.1 502"), "{text}");

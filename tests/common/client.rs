@@ -258,6 +258,11 @@ pub async fn curl_text(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The whole answer (head and body, `curl -i`) to `GET url` through the proxy at `proxy`.
+pub async fn curl_via(proxy: impl Addr, url: &str) -> String {
+    curl_text(&["-i", "-x", &format!("http://{}", proxy.socket()), url]).await
+}
+
 /// The status code and body curl with `args` got (status 0 when it got none).
 pub async fn curl_status(args: &[&str]) -> (u16, String) {
     let mut all = vec!["-o", "-", "-w", "\n%{http_code}"];

@@ -36,25 +36,27 @@ pub struct Served {
 impl Served {
     /// The PCS's answers made from a bundle (the signed text placed verbatim).
     pub fn of(c: &Collateral) -> Self {
+        let signed = |field: &str, text: &str, signature: &[u8], chain: &str| Doc {
+            body: format!(
+                r#"{{"{field}":{text},"signature":"{}"}}"#,
+                hex::encode(signature)
+            )
+            .into_bytes(),
+            chain: chain.to_owned(),
+        };
         Self {
-            tcb: Doc {
-                body: format!(
-                    r#"{{"tcbInfo":{},"signature":"{}"}}"#,
-                    c.tcb_info,
-                    hex::encode(&c.tcb_info_signature)
-                )
-                .into_bytes(),
-                chain: c.tcb_info_issuer_chain.clone(),
-            },
-            qe: Doc {
-                body: format!(
-                    r#"{{"enclaveIdentity":{},"signature":"{}"}}"#,
-                    c.qe_identity,
-                    hex::encode(&c.qe_identity_signature)
-                )
-                .into_bytes(),
-                chain: c.qe_identity_issuer_chain.clone(),
-            },
+            tcb: signed(
+                "tcbInfo",
+                &c.tcb_info,
+                &c.tcb_info_signature,
+                &c.tcb_info_issuer_chain,
+            ),
+            qe: signed(
+                "enclaveIdentity",
+                &c.qe_identity,
+                &c.qe_identity_signature,
+                &c.qe_identity_issuer_chain,
+            ),
             pck_crl: Doc {
                 body: c.pck_crl.clone(),
                 chain: c.pck_crl_issuer_chain.clone(),
