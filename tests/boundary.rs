@@ -23,9 +23,8 @@ use tokio::net::{TcpListener, TcpStream};
 use common::http::{empty, Http};
 use common::ws::{self, Ws};
 use common::{
-    answer, ask, bin, connect, env, free_port, gauge, get, read_response, reload, run, start_sim,
-    start_sim_with, tls_over, tls_through, Binary, Env, Harness, Mode, Ports, MODES, OTHER,
-    TRUSTED,
+    ask, ask_on, bin, connect, env, free_port, gauge, get, reload, run, start_sim, start_sim_with,
+    tls_over, tls_through, Binary, Env, Harness, Mode, Ports, MODES, OTHER, TRUSTED,
 };
 
 /// True if CONNECT `authority` was intercepted: answered 200 and the TLS inside presents a
@@ -322,10 +321,11 @@ async fn upstream_connections_are_bounded() {
         .expect("connect");
     for i in 0..20 {
         let host = format!("h{i}.corp.test");
-        tcp.write_all(format!("GET http://{host}/ HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
-            .await
-            .expect("write");
-        let answer = read_response(&mut tcp).await;
+        let answer = ask_on(
+            &mut tcp,
+            &format!("GET http://{host}/ HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+        )
+        .await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
         let open = gauge(admin, "ratls_upstream_connections").await;
         assert!(open <= 4.0, "{open} upstream connections open after {host}");
@@ -844,10 +844,11 @@ async fn a_reload_at_the_upstream_cap_keeps_serving() {
         .expect("connect");
     for i in 1..4 {
         let host = format!("h{i}.corp.test");
-        tcp.write_all(format!("GET http://{host}/ HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
-            .await
-            .expect("write");
-        let answer = read_response(&mut tcp).await;
+        let answer = ask_on(
+            &mut tcp,
+            &format!("GET http://{host}/ HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+        )
+        .await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
     }
     assert_eq!(gauge(admin, "ratls_upstream_connections").await, 4.0);
@@ -1039,9 +1040,7 @@ async fn unspecified_addresses_are_refused_in_every_spelling() {
 
 /// One request written inside a fresh intercepted tunnel; the answer's head and body.
 async fn in_tunnel(env: &Env, proxy: u16, request: &str) -> String {
-    let mut tls = tls_through(proxy, HOST, &env.ca_pem()).await;
-    tls.write_all(request.as_bytes()).await.expect("write");
-    answer(&mut tls).await
+    ask_on(&mut tls_through(proxy, HOST, &env.ca_pem()).await, request).await
 }
 
 /// Item 6: inside an intercepted tunnel (HTTP/1.1 and HTTP/2) and on a sidecar route a

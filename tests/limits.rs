@@ -13,7 +13,7 @@ use ratls_proxy::Running;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::{connect, env, exchange, read_response, start_sim, tls_through, Env, Harness};
+use common::{ask_on, connect, env, exchange, start_sim, tls_through, Env, Harness};
 
 async fn good_sim(env: &Env) -> SimEnclave {
     start_sim(env, SimConfig::default()).await
@@ -388,13 +388,9 @@ async fn keep_alive_waits_for_the_idle_timeout_while_heads_keep_the_header_timeo
     let plain = async {
         let mut tcp = TcpStream::connect(running.addr).await.expect("connect");
         for path in ["a", "b"] {
-            tcp.write_all(
-                format!("GET http://good.test/{path} HTTP/1.1\r\nHost: good.test\r\n\r\n")
-                    .as_bytes(),
-            )
-            .await
-            .expect("write");
-            let answer = read_response(&mut tcp).await;
+            let request =
+                format!("GET http://good.test/{path} HTTP/1.1\r\nHost: good.test\r\n\r\n");
+            let answer = ask_on(&mut tcp, &request).await;
             assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
             tokio::time::sleep(pause).await;
         }
@@ -410,10 +406,11 @@ async fn keep_alive_waits_for_the_idle_timeout_while_heads_keep_the_header_timeo
     let sidecar = async {
         let mut tcp = TcpStream::connect(route).await.expect("connect");
         for path in ["a", "b"] {
-            tcp.write_all(format!("GET /{path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-                .await
-                .expect("write");
-            let answer = read_response(&mut tcp).await;
+            let answer = ask_on(
+                &mut tcp,
+                &format!("GET /{path} HTTP/1.1\r\nHost: x\r\n\r\n"),
+            )
+            .await;
             assert!(answer.starts_with("HTTP/1.1 200"), "route {path}: {answer}");
             tokio::time::sleep(pause).await;
         }
@@ -422,10 +419,8 @@ async fn keep_alive_waits_for_the_idle_timeout_while_heads_keep_the_header_timeo
     let tunnel = async {
         let mut tls = tls_through(running.addr, "good.test", &env.ca_pem()).await;
         for path in ["a", "b"] {
-            tls.write_all(format!("GET /{path} HTTP/1.1\r\nHost: good.test\r\n\r\n").as_bytes())
-                .await
-                .expect("write");
-            let answer = read_response(&mut tls).await;
+            let request = format!("GET /{path} HTTP/1.1\r\nHost: good.test\r\n\r\n");
+            let answer = ask_on(&mut tls, &request).await;
             assert!(
                 answer.starts_with("HTTP/1.1 200"),
                 "tunnel {path}: {answer}"

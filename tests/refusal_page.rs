@@ -8,11 +8,10 @@
 mod common;
 
 use ratls_proxy::sim::SimEnclave;
-use tokio::io::AsyncWriteExt;
 
 use common::{
-    connect_as, curl, curl_text, curl_via, env, free_port, metrics, read_response, s,
-    start_sim_with, tls_over, tls_through_as, Env, Harness,
+    ask_on, connect_as, curl, curl_text, curl_via, env, free_port, metrics, s, start_sim_with,
+    tls_over, tls_through_as, Env, Harness,
 };
 
 const BROWSER: &str = "User-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0 Safari/537.36\r\n";
@@ -27,12 +26,8 @@ async fn get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     host: &str,
     accept: &str,
 ) -> String {
-    tls.write_all(
-        format!("GET /account HTTP/1.1\r\nHost: {host}\r\nAccept: {accept}\r\n\r\n").as_bytes(),
-    )
-    .await
-    .expect("write");
-    read_response(tls).await
+    let request = format!("GET /account HTTP/1.1\r\nHost: {host}\r\nAccept: {accept}\r\n\r\n");
+    ask_on(tls, &request).await
 }
 
 fn body(resp: &str) -> &str {

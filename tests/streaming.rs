@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use common::http::Http;
-use common::{env, free_port, read_response, start_sim, tls_through, Harness, Via, MODES};
+use common::{ask_on, env, free_port, read_response, start_sim, tls_through, Harness, Via, MODES};
 
 const HOST: &str = "good.enclave.test";
 
@@ -137,15 +137,19 @@ async fn a_large_upload_streams_with_back_pressure_and_flat_memory() {
     let pid = p.child.id();
     // Warm up: an attested connection, a tunnel and the minted leaf exist before measuring.
     let mut warm = TcpStream::connect(addr).await.expect("connect");
-    warm.write_all(format!("GET http://{HOST}/warm HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    assert!(read_response(&mut warm).await.starts_with("HTTP/1.1 200"));
+    let answer = ask_on(
+        &mut warm,
+        &format!("GET http://{HOST}/warm HTTP/1.1\r\nHost: {HOST}\r\n\r\n"),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let mut tls = tls_through(addr, HOST, &env.ca_pem()).await;
-    tls.write_all(format!("GET /warm HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    assert!(read_response(&mut tls).await.starts_with("HTTP/1.1 200"));
+    let answer = ask_on(
+        &mut tls,
+        &format!("GET /warm HTTP/1.1\r\nHost: {HOST}\r\n\r\n"),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let before = peak_rss(pid);
     let originated = upload(warm, &format!("http://{HOST}")).await;
     let intercepted = upload(tls, "").await;

@@ -14,13 +14,12 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use ratls_proxy::sim::{SimConfig, SimEnclave};
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
 use common::ws::{closed_within, open, round_trip, upgrade, Ws};
 use common::{
-    access_lines, curl_text, env, free_port, read_response, reload, start_sim, tls_through, Binary,
+    access_lines, ask, ask_on, curl_text, env, free_port, reload, start_sim, tls_through, Binary,
     Env, Harness, Mode, Via, MODES, OTHER, TRUSTED,
 };
 
@@ -124,14 +123,7 @@ async fn a_refused_enclaves_upgrade_gets_the_refusal_and_nothing_is_sent() {
 
 /// `GET path` on `addr` asking to upgrade to `upgrade`; the answer.
 async fn ask_upgrade(addr: SocketAddr, path: &str, upgrade: &str) -> String {
-    let mut tcp = TcpStream::connect(addr).await.expect("connect");
-    tcp.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\nUpgrade: {upgrade}\r\n\r\n")
-            .as_bytes(),
-    )
-    .await
-    .expect("write");
-    read_response(&mut tcp).await
+    ask(addr, &format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\nUpgrade: {upgrade}\r\n\r\n")).await
 }
 
 /// Only `websocket` switches: another `Upgrade` gets 400 and reaches nobody, in every
@@ -157,13 +149,11 @@ async fn only_websocket_upgrades_are_relayed() {
     }
     // Inside an intercepted tunnel too.
     let mut tls = tls_through(running.addr, HOST, &env.ca_pem()).await;
-    tls.write_all(
-        format!("GET /hello HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\nUpgrade: TLS/1.0\r\n\r\n")
-            .as_bytes(),
+    let answer = ask_on(
+        &mut tls,
+        &format!("GET /hello HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\nUpgrade: TLS/1.0\r\n\r\n"),
     )
-    .await
-    .expect("write");
-    let answer = read_response(&mut tls).await;
+    .await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert_eq!(
         sim.request_count(),

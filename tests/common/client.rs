@@ -9,7 +9,7 @@ use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
@@ -106,8 +106,14 @@ const WAIT: Duration = Duration::from_secs(15);
 /// Writes `request` to `addr` and reads one response; "timed out" after 15 s.
 pub async fn ask(addr: impl Addr, request: &str) -> String {
     let mut tcp = TcpStream::connect(addr.socket()).await.expect("connect");
-    tcp.write_all(request.as_bytes()).await.expect("write");
-    answer(&mut tcp).await
+    ask_on(&mut tcp, request).await
+}
+
+/// Writes `request` on `io` (a kept-alive connection, a TLS session inside a tunnel) and
+/// reads one response; "timed out" after 15 s.
+pub async fn ask_on<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S, request: &str) -> String {
+    io.write_all(request.as_bytes()).await.expect("write");
+    answer(io).await
 }
 
 /// `GET http://{host}{path}` through the proxy at `proxy` (with `extra` header lines, each
