@@ -7,9 +7,11 @@
 # A command works as a "binary" too: bench/ab.sh "env TOKIO_WORKER_THREADS=1 $PWD/target/release/ratls-proxy" ...
 # MODES=intercept (default) or any of "intercept origination sidecar": each mode is run through
 # A then B in every round (e.g. MODES="origination sidecar" bench/ab.sh A B).
+# REQ_PATH=/ (default) is what every request asks for: REQ_PATH='/bytes?n=67108864' makes each
+# one a 64 MiB download (the sim's /bytes), to weigh per-chunk work.
 source "$(dirname "$0")/common.sh"
 [ $# -eq 2 ] || { echo "usage: bench/ab.sh BIN_A BIN_B" >&2; exit 2; }
-DUR="${DUR:-8s}"; C="${C:-32}"; ROUNDS="${ROUNDS:-3}"; MODES="${MODES:-intercept}"
+DUR="${DUR:-8s}"; C="${C:-32}"; ROUNDS="${ROUNDS:-3}"; MODES="${MODES:-intercept}"; P="${REQ_PATH:-/}"
 start_sim
 # shellcheck disable=SC2086 # a "binary" may be a command with arguments
 start_proxy 19128 19129 19081 $1; PA=$PROXY_PID
@@ -28,15 +30,15 @@ echo -e "scenario\treq/s\tp50_ms\tp99_ms\tstatus\terrors\tproxy_cpu_us/req\tsim_
 for r in $(seq 1 "$ROUNDS"); do
   # A then B in odd rounds, B then A in even ones: neither side always runs first.
   order="A B"; [ $((r % 2)) = 0 ] && order="B A"
-  oha --no-tui --insecure --output-format json -z "$DUR" -c "$C" https://127.0.0.1:19443/ > "$W/d.json"
+  oha --no-tui --insecure --output-format json -z "$DUR" -c "$C" "https://127.0.0.1:19443$P" > "$W/d.json"
   summarise direct "$W/d.json"
   for mode in $MODES; do
     for side in $order; do
       if [ $side = A ]; then port=19128; route=19081; pid=$PA; else port=19138; route=19091; pid=$PB; fi
       case $mode in
-        intercept) args=(-x "http://127.0.0.1:$port" --cacert "$CA" https://bench.enclave.test/) ;;
-        origination) args=(-x "http://127.0.0.1:$port" http://bench.enclave.test/) ;;
-        sidecar) args=("http://127.0.0.1:$route/") ;;
+        intercept) args=(-x "http://127.0.0.1:$port" --cacert "$CA" "https://bench.enclave.test$P") ;;
+        origination) args=(-x "http://127.0.0.1:$port" "http://bench.enclave.test$P") ;;
+        sidecar) args=("http://127.0.0.1:$route$P") ;;
         *) echo "unknown mode $mode" >&2; exit 2 ;;
       esac
       p0=$(ticks "$pid"); s0=$(ticks "$SIM_PID")

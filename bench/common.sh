@@ -9,7 +9,8 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-command -v oha >/dev/null || { echo "oha is needed: cargo install oha --locked" >&2; exit 1; }
+# NEED_OHA=0: a script that drives curl instead (bench/body.sh).
+[ "${NEED_OHA:-1}" = 0 ] || command -v oha >/dev/null || { echo "oha is needed: cargo install oha --locked" >&2; exit 1; }
 (cd "$ROOT" && cargo build --release --quiet --bin ratls-proxy --example sim_enclave --example conn_cost --example tcp_relay)
 ulimit -n 65536 2>/dev/null || ulimit -n 8192 2>/dev/null || true
 

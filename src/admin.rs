@@ -6,6 +6,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -13,18 +14,28 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::dcap::collateral::tcb_info::CollateralTee;
 use crate::dcap::quote::TeeType;
 use crate::dcap::time::UnixTime;
 use crate::metrics::Sample;
-use crate::proxy::Proxy;
+use crate::proxy::{next_client, Proxy};
 use crate::source::fetch::SnapshotInfo;
 use crate::source::CollateralSetup;
 use crate::tcb_watch::days_left;
 
 /// How long a client may take to send its request head.
-const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Admin connections served at once; beyond, a connection is answered 503 and closed, so
+/// local clients cannot spend the process's file descriptors on the admin port (probes,
+/// a scraper and an operator need a handful).
+const MAX_CONNECTIONS: usize = 16;
+
+/// The longest an admin connection lives, whatever it does: one request each (no
+/// keep-alive), its head within `HEADER_READ_TIMEOUT`, a reload included.
+const CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Readiness, as `/readyz` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +67,7 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> 
 struct Gate {
     /// `Host` values that name this listener.
     hosts: Vec<String>,
-    /// The token `POST /reload` and `GET /metrics` need, if configured.
+    /// The token `POST /reload`, `GET /metrics` and `/readyz`'s reasons need, if configured.
     token: Option<String>,
 }
 
@@ -91,21 +102,27 @@ impl Gate {
             (req.method(), req.uri().path()),
             (&Method::POST, "/reload") | (&Method::GET, "/metrics" | "/tcb")
         );
-        if let (true, Some(token)) = (guarded, &self.token) {
-            let given = req
-                .headers()
-                .get(http::header::AUTHORIZATION)
-                .and_then(|h| h.to_str().ok())
-                .and_then(|h| h.strip_prefix("Bearer "))
-                .unwrap_or("");
-            if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
-                return Some(json(
-                    StatusCode::UNAUTHORIZED,
-                    &serde_json::json!({"error": "unauthorized", "reason": "this endpoint needs Authorization: Bearer <admin token>"}),
-                ));
-            }
+        if guarded && !self.authorized(req) {
+            return Some(json(
+                StatusCode::UNAUTHORIZED,
+                &serde_json::json!({"error": "unauthorized", "reason": "this endpoint needs Authorization: Bearer <admin token>"}),
+            ));
         }
         None
+    }
+
+    /// True if no token is configured, or `req` carries it.
+    fn authorized(&self, req: &Request<Incoming>) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let given = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .unwrap_or("");
+        constant_time_eq(given.as_bytes(), token.as_bytes())
     }
 }
 
@@ -127,10 +144,14 @@ async fn route(proxy: Arc<Proxy>, gate: &Gate, req: Request<Incoming>) -> Respon
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            json(
-                status,
-                &serde_json::json!({"ready": r.ready, "reasons": r.reasons, "details": r.details}),
-            )
+            // The reasons and details name platforms, hosts and collateral sources: with a
+            // token, only for it (probes read the status alone).
+            let body = if gate.authorized(&req) {
+                serde_json::json!({"ready": r.ready, "reasons": r.reasons, "details": r.details})
+            } else {
+                serde_json::json!({"ready": r.ready})
+            };
+            json(status, &body)
         }
         (&Method::GET, "/tcb") => json(StatusCode::OK, &tcb_page(&proxy, UnixTime::now())),
         (&Method::GET, "/metrics") => reply(
@@ -192,24 +213,24 @@ pub(crate) async fn start(
 }
 
 async fn serve(proxy: Arc<Proxy>, listener: TcpListener, gate: Arc<Gate>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            continue;
-        };
+        let (tcp, _, slot) = next_client(&listener, &slots).await;
         let proxy = Arc::clone(&proxy);
         let gate = Arc::clone(&gate);
         tokio::spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |req| {
                 let proxy = Arc::clone(&proxy);
                 let gate = Arc::clone(&gate);
                 async move { Ok::<_, Infallible>(route(proxy, &gate, req).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            let served = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(tcp), service);
+            let _ = tokio::time::timeout(CONNECTION_DEADLINE, served).await;
         });
     }
 }

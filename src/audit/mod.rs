@@ -45,6 +45,20 @@ pub(crate) struct Judged<'a> {
     pub(crate) generation: u64,
     /// The entry's policy.
     pub(crate) policy: &'a EnclavePolicy,
+    /// Set when this verdict cut an exchange in flight.
+    pub(crate) cut: Option<CutNote<'a>>,
+}
+
+/// An exchange in flight cut because its verdict no longer stands: the record says
+/// `"verdict": "refused"`, this code and these reasons, and `"cut"`: what was cut.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CutNote<'a> {
+    /// `request` (an upload), `response` or `websocket`.
+    pub(crate) what: &'a str,
+    /// The refusal code.
+    pub(crate) code: &'a str,
+    /// The refusal's reasons.
+    pub(crate) reasons: &'a [String],
 }
 
 /// What a verdict record is about.
@@ -350,6 +364,14 @@ fn record(judged: Judged<'_>, c: &CertAppraisal, now: UnixTime) -> Value {
             }
         }
         None => {}
+    }
+    // A cut rests on the last appraisal of the certificate, which may have been accepted (a
+    // host no longer configured): what ended the exchange is the refusal.
+    if let Some(cut) = judged.cut {
+        v["verdict"] = json!("refused");
+        v["code"] = json!(cut.code);
+        v["reasons"] = json!(cut.reasons);
+        v["cut"] = json!(cut.what);
     }
     v
 }

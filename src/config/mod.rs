@@ -103,6 +103,16 @@ pub enum RefusalPage {
     Never,
 }
 
+/// Which destinations `ratls_requests_total` names in its `host` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricsHostLabels {
+    /// Enclave hosts only; every other destination (passthrough, denied, malformed) is `-`,
+    /// so a local user reading metrics does not learn where others went.
+    Enclaves,
+    /// Every destination (capped at 1000 label values).
+    All,
+}
+
 /// `[audit]`: one hash-chained JSON line per verdict.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditConfig {
@@ -146,8 +156,11 @@ pub struct Config {
     pub refusal_details: RefusalDetails,
     /// Who gets a refused CONNECT answered inside the tunnel.
     pub refusal_page: RefusalPage,
-    /// A file holding the bearer token `POST /reload` and `GET /metrics` require.
+    /// A file holding the bearer token `POST /reload`, `GET /metrics` and `/readyz`'s
+    /// reasons require.
     pub admin_token_file: Option<PathBuf>,
+    /// Which destinations metrics name.
+    pub metrics_host_labels: MetricsHostLabels,
     /// The audit trail, if on.
     pub audit: Option<AuditConfig>,
     /// How long in-flight requests may take to finish on shutdown.
@@ -221,6 +234,7 @@ impl Config {
             refusal_details: RefusalDetails::Full,
             refusal_page: RefusalPage::Browsers,
             admin_token_file: None,
+            metrics_host_labels: MetricsHostLabels::Enclaves,
             audit: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             limits: Limits::default(),

@@ -10,8 +10,8 @@ use toml::Spanned;
 use super::checker::Checker;
 use super::{
     default_ca_dir, AuditConfig, Config, ConfigError, ConfigErrors, EnclaveConfig, Limits,
-    RefusalDetails, RefusalPage, RouteConfig, Unmatched, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN,
-    DEFAULT_SHUTDOWN_GRACE, DEFAULT_VERDICT_MAX_AGE,
+    MetricsHostLabels, RefusalDetails, RefusalPage, RouteConfig, Unmatched, DEFAULT_ADMIN_LISTEN,
+    DEFAULT_LISTEN, DEFAULT_SHUTDOWN_GRACE, DEFAULT_VERDICT_MAX_AGE,
 };
 use crate::addr::{Authority, HostPattern};
 use crate::appraise::early::EarlyMode;
@@ -33,6 +33,7 @@ struct Raw {
     refusal_page: Option<Spanned<String>>,
     admin_token_file: Option<Spanned<String>>,
     state_dir: Option<Spanned<String>>,
+    metrics_host_labels: Option<Spanned<String>>,
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
@@ -200,6 +201,15 @@ impl Config {
                 "never" => Ok(RefusalPage::Never),
                 other => Err(format!(
                     "refusal_page = `{other}`: expected \"browsers\", \"always\" or \"never\""
+                )),
+            })
+        });
+        let metrics_host_labels = raw.metrics_host_labels.as_ref().and_then(|s| {
+            c.parse(s, |v| match v.as_str() {
+                "enclaves" => Ok(MetricsHostLabels::Enclaves),
+                "all" => Ok(MetricsHostLabels::All),
+                other => Err(format!(
+                    "metrics_host_labels = `{other}`: expected \"enclaves\" or \"all\""
                 )),
             })
         });
@@ -480,6 +490,8 @@ impl Config {
                     // An invalid value was reported above (and `c.errors` is not empty).
                     refusal_page: refusal_page.unwrap_or(RefusalPage::Browsers),
                     admin_token_file,
+                    // An invalid value was reported above (and `c.errors` is not empty).
+                    metrics_host_labels: metrics_host_labels.unwrap_or(MetricsHostLabels::Enclaves),
                     audit: raw.audit.path.as_ref().map(|p| AuditConfig {
                         path: resolve_path(p.get_ref(), base),
                         required: raw.audit.required.unwrap_or(false),

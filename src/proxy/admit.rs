@@ -67,9 +67,10 @@ impl Drop for ClientSlot {
     }
 }
 
-/// The next client connection admitted under `max_connections`. Accept errors (out of file
-/// descriptors, say) are logged and retried after a pause; excess connections get 503.
-pub(super) async fn next_client(
+/// The next client connection admitted under `slots` (`max_connections`, or the admin
+/// listener's own cap). Accept errors (out of file descriptors, say) are logged and retried
+/// after a pause; excess connections get 503 and are closed.
+pub(crate) async fn next_client(
     listener: &TcpListener,
     slots: &Arc<Semaphore>,
 ) -> (TcpStream, SocketAddr, OwnedSemaphorePermit) {
@@ -103,7 +104,7 @@ fn admit(
                 tokio::time::timeout(Duration::from_secs(1), tcp.write_all(&overloaded())).await;
             let _ = tcp.shutdown().await;
         });
-        tracing::warn!(%client, "connection refused: max_connections reached");
+        tracing::warn!(%client, "connection refused: its listener's connection cap is reached");
         return None;
     };
     let _ = tcp.set_nodelay(true);

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use super::target::Target;
-use crate::audit::{AuditKey, AuditLog, Judged, Use};
+use crate::audit::{AuditKey, AuditLog, CutNote, Judged, Use};
 use crate::config::AuditConfig;
 use crate::dcap::time::UnixTime;
 use crate::metrics::Metrics;
@@ -71,11 +71,33 @@ impl Auditor {
         generation: u64,
         c: &CertAppraisal,
     ) -> Result<(), String> {
+        self.record_as(target, generation, c, None)
+    }
+
+    /// Records the refusal that cut an exchange in flight, on `c` (the certificate's last
+    /// appraisal); `Err` only when the write failed and the trail is required.
+    pub(super) fn record_cut(
+        &self,
+        target: &Target,
+        generation: u64,
+        c: &CertAppraisal,
+        cut: CutNote<'_>,
+    ) -> Result<(), String> {
+        self.record_as(target, generation, c, Some(cut))
+    }
+
+    fn record_as(
+        &self,
+        target: &Target,
+        generation: u64,
+        c: &CertAppraisal,
+        cut: Option<CutNote<'_>>,
+    ) -> Result<(), String> {
         if !self.enabled {
             return Ok(());
         }
         let written = match self.log.lock() {
-            Ok(log) => write(log.as_ref(), target, generation, c, Use::Verdict),
+            Ok(log) => write(log.as_ref(), target, generation, c, Use::Verdict, cut),
             Err(_) => Err("audit lock poisoned".to_owned()),
         };
         self.outcome(target, written)
@@ -108,7 +130,7 @@ impl Auditor {
                 } else {
                     Use::Verdict
                 };
-                let w = write(log.as_ref(), target, generation, &v.appraisal, used);
+                let w = write(log.as_ref(), target, generation, &v.appraisal, used, None);
                 if w.is_ok() {
                     v.record_for(&host, port);
                     v.audited.store(true, Ordering::Release);
@@ -146,6 +168,7 @@ fn write(
     generation: u64,
     c: &CertAppraisal,
     used: Use,
+    cut: Option<CutNote<'_>>,
 ) -> Result<(), String> {
     let Some(l) = log else {
         return Err("the audit trail is not open".to_owned());
@@ -156,6 +179,7 @@ fn write(
         port: target.dest.port,
         generation,
         policy: &target.enclave.config.policy,
+        cut,
     };
     l.record(judged, c, used, UnixTime::now())
         .map_err(|e| e.to_string())

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{Method, Request, Response};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::admit::ClientSlot;
@@ -15,7 +14,7 @@ use super::intercept::intercept;
 use super::passthrough::{plain_http, tunnel};
 use super::refusal::{Format, ProxyRefusal};
 use super::refused_tunnel::refused_connect;
-use super::relay::{access_log, as_configured, refuse, relay, Outcome};
+use super::relay::{access_log, as_configured, at_enclave, refuse, relay, Asked, Outcome};
 use super::state::{Destination, Generation, Proxy};
 use super::upgrade::{self, Client};
 use super::ProxyBody;
@@ -55,7 +54,7 @@ pub(super) async fn handle(
             slot,
             start,
         };
-        forward(&proxy, &g, from, req).await
+        forward(&proxy, &g, from, req, &path).await
     };
     // A switched connection (WebSocket) is logged by its relay when it closes.
     let Some(outcome) = outcome else {
@@ -98,12 +97,17 @@ async fn connect(
         }
     };
     match g.classify(&dest) {
-        Destination::Enclave(target) => intercept(proxy, g, slot, client, req, target).await,
+        Destination::Enclave(target) => {
+            at_enclave(intercept(proxy, g, slot, client, req, target).await)
+        }
         // An enclave host is refused here as after a failed attestation: a browser gets the
         // page inside the tunnel, under the leaf minted for the host it named.
         Destination::EnclaveOtherPort => {
             let host = dest.host.to_string();
-            refused_connect(&proxy, &g, slot, client, req, port_refusal(&dest), &host)
+            let refusal = port_refusal(&dest);
+            at_enclave(refused_connect(
+                &proxy, &g, slot, client, req, refusal, &host,
+            ))
         }
         Destination::Other => match g.config.unmatched {
             Unmatched::Deny => refuse(
@@ -121,9 +125,10 @@ async fn connect(
 /// A WebSocket upgrade is relayed the same way (its outcome is then logged at close: `None`).
 async fn forward(
     proxy: &Arc<Proxy>,
-    g: &Generation,
+    g: &Arc<Generation>,
     client: Client,
     req: Request<Incoming>,
+    path: &str,
 ) -> (Response<ProxyBody>, Option<Outcome>) {
     let now = |(resp, outcome)| (resp, Some(outcome));
     let uri = req.uri().clone();
@@ -157,12 +162,24 @@ async fn forward(
     drop(uri);
     match g.classify(&dest) {
         Destination::Enclave(target) => {
+            let target = Arc::new(target);
             return match switch {
                 // Boxed, as in a tunnel: rare, and large inline in every request's future.
                 Some(switch) => {
-                    Box::pin(upgrade::attested(proxy, g, &target, client, req, switch)).await
+                    let (resp, outcome) =
+                        Box::pin(upgrade::attested(proxy, g, &target, client, req, switch)).await;
+                    (resp, outcome.map(Outcome::at_enclave))
                 }
-                None => now(relay(proxy, g, &target, req.map(BodyExt::boxed)).await),
+                None => {
+                    let method = req.method().clone();
+                    let asked = Asked {
+                        client: client.addr,
+                        method: &method,
+                        path,
+                        start: client.start,
+                    };
+                    now(at_enclave(relay(proxy, g, &target, req, asked).await))
+                }
             };
         }
         Destination::EnclaveOtherPort => return now(port_not_configured(&dest)),
@@ -194,7 +211,7 @@ async fn forward(
 
 /// A host an enclave entry names, at a port no entry lists: refused, never tunnelled.
 fn port_not_configured(dest: &Authority) -> (Response<ProxyBody>, Outcome) {
-    refuse(port_refusal(dest), &dest.host.to_string())
+    at_enclave(refuse(port_refusal(dest), &dest.host.to_string()))
 }
 
 fn port_refusal(dest: &Authority) -> ProxyRefusal {

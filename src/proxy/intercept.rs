@@ -13,12 +13,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use super::admit::{http1_server, ClientSlot};
 use super::client_tls::{accept_client_tls, ClientTls};
 use super::empty;
-use super::refusal::{Format, ProxyRefusal};
+use super::refusal::{from_upstream, Format, ProxyRefusal};
 use super::refused_tunnel::refused_connect;
-use super::relay::{access_log, as_configured, from_upstream, refuse, Outcome, Verdict};
+use super::relay::{access_log, as_configured, at_enclave, refuse, Outcome, Verdict};
 use super::state::{Generation, Proxy};
 use super::target::Target;
-use super::tunnel_request::relay_logged;
+use super::tunnel_request::{relay_logged, Inside};
 use super::ProxyBody;
 use crate::dcap::time::UnixTime;
 
@@ -38,7 +38,12 @@ pub(super) async fn intercept(
         Ok(c) => c,
         // Refused: the CONNECT gets the refusal, or (for a browser) 200 and the refusal
         // page inside the tunnel. Either way nothing goes upstream.
-        Err(e) => return refused_connect(&proxy, &g, slot, client, req, from_upstream(e), &host),
+        Err(e) => {
+            let refusal = from_upstream(e);
+            return at_enclave(refused_connect(
+                &proxy, &g, slot, client, req, refusal, &host,
+            ));
+        }
     };
     // Mirror upstream's protocol, with HTTP/1.1 as a fallback: requests are relayed, not
     // bytes, so an HTTP/1.1-only client still works in front of an HTTP/2 enclave.
@@ -53,16 +58,17 @@ pub(super) async fn intercept(
     let tls = match proxy.ca.server_config(&host, alpn, UnixTime::now()) {
         Ok(t) => t,
         Err(e) => {
-            return refuse(
+            return at_enclave(refuse(
                 ProxyRefusal::Internal(format!("cannot mint a certificate for {host}: {e}")),
                 &host,
-            )
+            ))
         }
     };
     let outcome = Outcome {
         host,
         verdict,
         upstream: Some(upstream),
+        enclave: true,
     };
     tokio::spawn(async move {
         // The tunnel holds the client's slot (and its phase) for its whole life.
@@ -152,12 +158,13 @@ async fn serve_tunnel(
             let _inflight = proxy.drain.enter();
             match judged {
                 Ok((g, target)) => {
-                    relay_logged(Arc::clone(&proxy), g, &target, client, &slot, req).await
+                    let to = (&target, Inside::Tunnel);
+                    relay_logged(Arc::clone(&proxy), g, to, client, &slot, req).await
                 }
                 Err((g, refusal, host)) => {
                     let start = std::time::Instant::now();
                     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-                    let (resp, outcome) = refuse(refusal, &host);
+                    let (resp, outcome) = at_enclave(refuse(refusal, &host));
                     let resp = as_configured(&g, resp, &outcome, Format::of(req.headers()));
                     access_log(
                         &proxy,

@@ -18,7 +18,7 @@ use super::dispatch::handle;
 use super::refusal::ProxyRefusal;
 use super::relay::refuse;
 use super::state::Proxy;
-use super::tunnel_request::relay_logged;
+use super::tunnel_request::{relay_logged, Inside};
 
 /// A started proxy: its addresses and tasks (stopped on drop).
 pub struct Running {
@@ -168,7 +168,10 @@ async fn route_loop(
                     // Routes follow reloads: look the route up in the generation in force.
                     let g = proxy.current();
                     match g.route_target(listen).cloned() {
-                        Some(target) => relay_logged(proxy, g, &target, client, &slot, req).await,
+                        Some(target) => {
+                            let to = (&target, Inside::Route);
+                            relay_logged(proxy, g, to, client, &slot, req).await
+                        }
                         None => Ok(refuse(
                             ProxyRefusal::Unreachable("this route was removed by a reload".into()),
                             "-",

@@ -14,6 +14,9 @@
 //!   enclave on an attested connection of their own;
 //! - `upgraded`: a switched connection's bytes relayed both ways, judged again under each
 //!   new generation, logged at close;
+//! - `judge`: an open exchange's verdict checked again before each chunk and when a reload
+//!   or a new collateral snapshot fires (an integer compare while nothing changed);
+//! - `judged`: a relayed body under its exchange's judge, cut when the enclave is refused;
 //! - `refusal`: the one place that builds refusal responses (JSON, or `refusal/page`'s HTML);
 //! - `refused_tunnel`: a refused CONNECT to an enclave host answered inside the tunnel, for
 //!   browsers (which never show a failed CONNECT's answer);
@@ -32,6 +35,8 @@ mod cores;
 mod dispatch;
 mod idle;
 mod intercept;
+mod judge;
+mod judged;
 mod listen;
 mod passthrough;
 mod pool;
@@ -49,12 +54,25 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
 
+pub(crate) use admit::next_client;
 pub(crate) use cores::{loads as thread_loads, resolve as resolve_threads, start as start_cores};
 pub use listen::Running;
 pub use state::Proxy;
 
 /// The body type everywhere in the proxy.
-pub(crate) type ProxyBody = BoxBody<Bytes, hyper::Error>;
+pub(crate) type ProxyBody = BoxBody<Bytes, BodyError>;
+
+/// Why a relayed body stopped short.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BodyError {
+    /// The side it came from failed (reset, closed mid-body, ...).
+    #[error(transparent)]
+    Side(#[from] hyper::Error),
+    /// The proxy cut the exchange: its enclave is refused under the generation or collateral
+    /// snapshot in force (the refusal code).
+    #[error("cut by ratls-proxy: the enclave is refused ({0})")]
+    Cut(&'static str),
+}
 
 fn empty() -> ProxyBody {
     Empty::new().map_err(|never| match never {}).boxed()

@@ -15,13 +15,13 @@ use tokio::net::TcpStream;
 use super::admit::ClientSlot;
 use super::empty;
 use super::pool::UpstreamOpen;
-use super::refusal::ProxyRefusal;
-use super::relay::{from_upstream, refuse, Outcome, Verdict, ATTESTATION_HEADER};
+use super::refusal::{from_upstream, ProxyRefusal};
+use super::relay::{refuse, Outcome, Verdict, ATTESTATION_HEADER};
 use super::rewrite::strip_hop_by_hop;
 use super::state::{Generation, Proxy};
 use super::upgrade::{ask_websocket, Client};
 use super::upgraded::Switched;
-use super::ProxyBody;
+use super::{BodyError, ProxyBody};
 use crate::addr::{Authority, Host};
 use crate::appraise::refusal::RefusalCode;
 
@@ -29,18 +29,21 @@ use crate::appraise::refusal::RefusalCode;
 fn is_local(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
+            v4.is_loopback() || v4.is_link_local() || v4.is_multicast() || v4.is_broadcast()
         }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || v6.is_unicast_link_local()
-        }
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_multicast() || v6.is_unicast_link_local(),
+    }
+}
+
+/// Whether `ip` is unspecified: `0.0.0.0/8` ("this host on this network", RFC 1122) or `::`.
+/// Linux connects `0.0.0.0` (and `::`) to this host, on whatever local address a listener
+/// has, so such a destination is refused whatever `allow_local_destinations` says: it is
+/// never needed (name `127.0.0.1`), and reading it as loopback would still miss listeners on
+/// other local addresses and depend on the kernel. (IPv4-mapped forms arrive as IPv4.)
+fn is_unspecified(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.octets()[0] == 0,
+        IpAddr::V6(v6) => v6.is_unspecified(),
     }
 }
 
@@ -55,6 +58,12 @@ fn forbidden(
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     };
+    if is_unspecified(ip) {
+        return Some(ProxyRefusal::Destination(
+            RefusalCode::LocalDestinationDenied,
+            format!("{dest} is an unspecified address (this host): never a destination"),
+        ));
+    }
     if g.is_enclave_address(&Host::Ip(ip), addr.port()) {
         return Some(ProxyRefusal::Destination(
             RefusalCode::EnclaveAddressNotAttested,
@@ -85,8 +94,10 @@ async fn dial_plain(
     g: &Generation,
     dest: &Authority,
 ) -> Result<(TcpStream, UpstreamOpen), ProxyRefusal> {
+    // A client decides how long a tunnel (or a plain exchange) lasts: a share, checked first.
+    let held = g.pool.hold(dest).map_err(from_upstream)?;
     let permit = g.pool.upstream_permit(dest).await.map_err(from_upstream)?;
-    let open = UpstreamOpen::new(&proxy.metrics, permit);
+    let open = UpstreamOpen::new(&proxy.metrics, permit).holding(held);
     let timeout = g.config.limits.connect_timeout;
     let attempt = async {
         if let Host::Name(name) = &dest.host {
@@ -138,6 +149,7 @@ fn passed(host: String, started: Instant) -> Outcome {
         host,
         verdict: Verdict::Passthrough,
         upstream: Some(started.elapsed()),
+        enclave: false,
     }
 }
 
@@ -232,11 +244,12 @@ pub(super) async fn plain_http(
     strip_hop_by_hop(resp.headers_mut());
     // A plain server does not get to speak for an enclave.
     resp.headers_mut().remove(ATTESTATION_HEADER);
+    let relayed = |resp: Response<Incoming>| resp.map(|b| b.map_err(BodyError::from).boxed());
     let (Some(client), Some(from_client)) = (switching, from_client) else {
-        return (resp.map(BodyExt::boxed), Some(passed(host, started)));
+        return (relayed(resp), Some(passed(host, started)));
     };
     if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
-        return (resp.map(BodyExt::boxed), Some(passed(host, started)));
+        return (relayed(resp), Some(passed(host, started)));
     }
     let mut answer = Response::new(empty());
     *answer.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
@@ -259,4 +272,40 @@ pub(super) async fn plain_http(
     };
     tokio::spawn(relay.run());
     (answer, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::Authority;
+
+    #[test]
+    fn every_spelling_of_an_unspecified_address_is_unspecified() {
+        for spelling in [
+            "0",
+            "0x0",
+            "00",
+            "0.0",
+            "0.0.0.0",
+            "0.0.0.1",
+            "0.255.255.255",
+            "[::]",
+            "[0:0:0:0:0:0:0:0]",
+            "[::ffff:0.0.0.0]",
+            "[::ffff:0:0]",
+        ] {
+            let dest = Authority::parse(&format!("{spelling}:80"), None).expect(spelling);
+            let Host::Ip(ip) = dest.host else {
+                panic!("{spelling} is an address");
+            };
+            assert!(is_unspecified(ip), "{spelling}");
+        }
+        for other in ["1.0.0.0", "127.0.0.1", "[::1]", "10.0.0.1"] {
+            let dest = Authority::parse(&format!("{other}:80"), None).expect(other);
+            let Host::Ip(ip) = dest.host else {
+                panic!("{other} is an address");
+            };
+            assert!(!is_unspecified(ip), "{other}");
+        }
+    }
 }

@@ -5,7 +5,7 @@
 //! (multiplexed); HTTP/1.1 connections serve one exchange at a time.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,12 +13,16 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 
 mod attest;
+mod capacity;
 mod conn;
+mod rejudge;
 
 pub(super) use attest::UpstreamOpen;
+use capacity::Shards;
+pub(super) use capacity::{Capacity, Held};
 pub(super) use conn::{Conn, UpstreamError, Version};
 use conn::{H1Ticket, Sender};
 
@@ -31,7 +35,6 @@ use crate::addr::Authority;
 use crate::appraise::refusal::RefusalCode;
 use crate::dcap::time::UnixTime;
 use crate::metrics::Metrics;
-use crate::ratls::cache::CachedVerdict;
 use crate::ratls::client::Attested;
 use crate::source::fetch::CollateralCache;
 use crate::tcb_watch::TcbWatch;
@@ -79,9 +82,11 @@ pub(super) struct Pool {
     connect_timeout: Duration,
     idle_timeout: Duration,
     collateral: Option<Arc<CollateralCache>>,
-    /// Places under `max_upstream_connections`, shared with passthrough and across
-    /// generations.
-    slots: Arc<Semaphore>,
+    /// The upstream cap, shared with passthrough and across generations.
+    capacity: Arc<Capacity>,
+    /// Set when a reload replaced this pool's generation: its idle connections were closed,
+    /// and one coming back from a request is closed too.
+    retired: AtomicBool,
     /// The audit trail, and the generation whose verdicts this pool's connections carry.
     audit: Arc<Auditor>,
     generation: u64,
@@ -91,7 +96,7 @@ pub(super) struct Pool {
     /// connections its own runtime drives. Keyed by [`Target`], whose entry hashes by
     /// identity (see `slot_mut`).
     #[allow(clippy::mutable_key_type)]
-    idle: Box<[Mutex<Slots>]>,
+    idle: Arc<Shards>,
     /// [`H1_CONNECTIONS`] split between the shards.
     h1_cap: usize,
 }
@@ -102,24 +107,47 @@ impl Pool {
     pub(super) fn new(
         (audit, tcb): (Arc<Auditor>, Arc<TcbWatch>),
         generation: u64,
-        slots: Arc<Semaphore>,
+        capacity: Arc<Capacity>,
         collateral: Option<Arc<CollateralCache>>,
         connect_timeout: Duration,
         idle_timeout: Duration,
     ) -> Self {
         let shards = cores::count();
+        let idle: Arc<Shards> = (0..shards).map(|_| Mutex::default()).collect();
+        capacity.register(&idle);
         Self {
             next: AtomicUsize::new(0),
             connect_timeout,
             idle_timeout,
             collateral,
-            slots,
+            capacity,
+            retired: AtomicBool::new(false),
             audit,
             generation,
             tcb,
-            idle: (0..shards).map(|_| Mutex::default()).collect(),
+            idle,
             h1_cap: H1_CONNECTIONS.div_ceil(shards),
         }
+    }
+
+    /// Retires this pool (a reload replaced its generation): its idle connections close at
+    /// once, giving their places under the cap back, and every connection that comes back
+    /// from a request in flight closes too. They used to hold their places until the idle
+    /// sweep (300 s by default), so a reload at the cap made new requests wait and get 503.
+    pub(super) fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+        for shard in self.idle.iter() {
+            if let Ok(mut idle) = shard.lock() {
+                for slot in idle.values_mut() {
+                    slot.conns.clear();
+                }
+            }
+        }
+    }
+
+    /// A share for one connection a client keeps open to `dest` (see [`Capacity::hold`]).
+    pub(super) fn hold(&self, dest: &Authority) -> Result<Held, UpstreamError> {
+        self.capacity.hold(dest)
     }
 
     /// The calling core's shard of the idle connections.
@@ -138,75 +166,8 @@ impl Pool {
         self.checkout_judged(target, metrics).await
     }
 
-    /// Judges again, under the collateral snapshot in force, every idle connection to
-    /// `target` whose verdict was made under an older one: re-appraising a known
-    /// certificate is a verdict-cache lookup after the first. Accepted ones go back to the
-    /// pool with their new verdict; on a refusal they are all closed and the refusal is
-    /// what the request gets.
-    fn rejudge_stale(&self, target: &Target) -> Result<(), UpstreamError> {
-        let verifier = &target.enclave.verifier;
-        let snapshot = verifier.snapshot();
-        let stale: Vec<Conn> = {
-            let Ok(mut idle) = self.shard().lock() else {
-                return Ok(());
-            };
-            let Some(slot) = idle.get_mut(target) else {
-                return Ok(());
-            };
-            if slot.conns.iter().all(|c| c.verdict.snapshot == snapshot) {
-                return Ok(());
-            }
-            let (stale, fresh) = std::mem::take(&mut slot.conns)
-                .into_iter()
-                .partition(|c| c.verdict.snapshot != snapshot);
-            slot.conns = fresh;
-            stale
-        };
-        let now = UnixTime::now();
-        for mut conn in stale {
-            match self.rejudge(target, &conn.verdict, now) {
-                Ok(verdict) => {
-                    conn.verdict = verdict;
-                    self.checkin(target, conn);
-                }
-                Err(e) => {
-                    tracing::warn!(host = %target.dest.host, error = %e, "a pooled connection is refused under the new collateral; closing it");
-                    return Err(e);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Judges the certificate behind `held` again under `target`'s verifier (this pool's
-    /// generation) at `now`, and puts a new verdict (accepted or refused) into the audit
-    /// trail before the connection carries another byte.
-    pub(super) fn rejudge(
-        &self,
-        target: &Target,
-        held: &CachedVerdict,
-        now: UnixTime,
-    ) -> Result<Arc<CachedVerdict>, UpstreamError> {
-        match target.enclave.verifier.verdict_for(&held.leaf, now) {
-            Ok(verdict) => {
-                self.saw(target, &verdict.appraisal);
-                self.audit
-                    .record_verdict(target, self.generation, &verdict)
-                    .map_err(UpstreamError::Audit)?;
-                Ok(verdict)
-            }
-            Err(refused) => {
-                self.saw(target, &refused.appraisal);
-                self.audit
-                    .record(target, self.generation, &refused.appraisal)
-                    .map_err(UpstreamError::Audit)?;
-                Err(UpstreamError::Refused(refused.refusal))
-            }
-        }
-    }
-
     /// Hands the verdict `c` on a connection to `target` to the TCB watch.
-    fn saw(&self, target: &Target, c: &crate::ratls::CertAppraisal) {
+    pub(super) fn saw(&self, target: &Target, c: &crate::ratls::CertAppraisal) {
         let host = target.dest.host.to_string();
         self.tcb.saw(&host, target.dest.port, c, UnixTime::now());
     }
@@ -253,7 +214,7 @@ impl Pool {
                 }
                 // HTTP/1.1: take an idle connection out while it is in use.
                 if h2_count == 0 {
-                    if let Some(at) = list.iter().rposition(|c| !c.is_h2() && c.current(target)) {
+                    if let Some(at) = list.iter().rposition(|c| c.free_h1() && c.current(target)) {
                         return Ok(list.swap_remove(at));
                     }
                 }
@@ -277,7 +238,7 @@ impl Pool {
     /// left with nothing, so neither sockets nor map entries pile up.
     pub(super) fn sweep(&self) {
         let timeout = self.idle_timeout;
-        for shard in &self.idle {
+        for shard in self.idle.iter() {
             let Ok(mut idle) = shard.lock() else {
                 continue;
             };
@@ -376,7 +337,7 @@ impl Pool {
         let at = slot
             .conns
             .iter()
-            .rposition(|c| !c.is_h2() && c.current(target) && which(c))?;
+            .rposition(|c| c.free_h1() && c.current(target) && which(c))?;
         Some(slot.conns.swap_remove(at))
     }
 
@@ -412,6 +373,10 @@ impl Pool {
             return;
         };
         if let Ok(mut idle) = shard.lock() {
+            // Under the shard's lock: `retire` sets the flag before it empties the shards.
+            if self.retired.load(Ordering::SeqCst) {
+                return;
+            }
             let Some(Slot { conns: list, .. }) = slot_mut(&mut idle, target) else {
                 return;
             };
@@ -435,58 +400,23 @@ impl Pool {
     }
 
     /// A place under `max_upstream_connections` for a new connection to `dest`: at the cap,
-    /// idle pooled connections are closed first (oldest first), then the request waits up
-    /// to the connect timeout for a place to free up.
+    /// the idle pooled connection unused for longest (of any generation) is closed first,
+    /// then the request waits up to the connect timeout for a place to free up.
     pub(super) async fn upstream_permit(
         &self,
         dest: &Authority,
     ) -> Result<OwnedSemaphorePermit, UpstreamError> {
-        if let Ok(p) = Arc::clone(&self.slots).try_acquire_owned() {
+        let places = self.capacity.places();
+        if let Ok(p) = Arc::clone(places).try_acquire_owned() {
             return Ok(p);
         }
-        self.evict_oldest_idle();
-        match tokio::time::timeout(
-            self.connect_timeout,
-            Arc::clone(&self.slots).acquire_owned(),
-        )
-        .await
-        {
+        self.capacity.evict_oldest_idle();
+        match tokio::time::timeout(self.connect_timeout, Arc::clone(places).acquire_owned()).await {
             Ok(Ok(p)) => Ok(p),
             _ => Err(UpstreamError::Capacity(format!(
                 "no upstream connection for {dest} within {}s: max_upstream_connections reached",
                 self.connect_timeout.as_secs()
             ))),
-        }
-    }
-
-    /// Closes the idle pooled connection unused for longest, if any.
-    fn evict_oldest_idle(&self) {
-        // Each shard's oldest, then the oldest of those: one shard locked at a time.
-        let oldest = self
-            .idle
-            .iter()
-            .filter_map(|shard| {
-                shard
-                    .lock()
-                    .ok()?
-                    .values()
-                    .flat_map(|s| s.conns.iter().map(|c| c.last_used))
-                    .min()
-                    .map(|used| (shard, used))
-            })
-            .min_by_key(|(_, used)| *used);
-        let Some((shard, used)) = oldest else {
-            return;
-        };
-        let Ok(mut idle) = shard.lock() else {
-            return;
-        };
-        // Found again under the lock: it may have been taken meanwhile.
-        for slot in idle.values_mut() {
-            if let Some(i) = slot.conns.iter().position(|c| c.last_used == used) {
-                drop(slot.conns.swap_remove(i));
-                return;
-            }
         }
     }
 
@@ -544,28 +474,37 @@ impl Pool {
         })
     }
 
-    /// Sends `req` over an attested connection to `target`, rewriting it for the
-    /// connection's HTTP version. Returns the response and the verdict of the connection used.
+    /// An attested connection to `target` for one request of a client speaking `version`,
+    /// judged under the collateral in force.
     ///
     /// An HTTP/1.1 client's request goes over an HTTP/1.1 connection of its own while there
     /// are fewer than [`H1_CONNECTIONS`]: measured, that costs the proxy and the enclave less
     /// per request than multiplexing it onto HTTP/2 (see docs/benchmarks.md).
-    pub(super) async fn send(
+    pub(super) async fn checkout_for(
         &self,
         target: &Target,
-        req: Request<ProxyBody>,
         metrics: &Arc<Metrics>,
         version: Version,
-    ) -> Result<(Response<Incoming>, Arc<CachedVerdict>), UpstreamError> {
+    ) -> Result<Conn, UpstreamError> {
         self.rejudge_stale(target)?;
         let h1 = match version {
             Version::Http1 => self.checkout_h1(target, metrics).await?,
             Version::Http2 => None,
         };
-        let mut conn = match h1 {
-            Some(c) => c,
-            None => self.checkout_judged(target, metrics).await?,
-        };
+        match h1 {
+            Some(c) => Ok(c),
+            None => self.checkout_judged(target, metrics).await,
+        }
+    }
+
+    /// Sends `req` over `conn` (from [`Pool::checkout_for`]), rewritten for the connection's
+    /// HTTP version; the connection goes back to the pool once the response head is in.
+    pub(super) async fn send_on(
+        &self,
+        target: &Target,
+        mut conn: Conn,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         let req = prepare(req, target, conn.is_h2());
         let result = match &mut conn.sender {
             Sender::H1(s) => match s.ready().await {
@@ -577,11 +516,10 @@ impl Pool {
                 Err(e) => Err(e),
             },
         };
-        let verdict = Arc::clone(&conn.verdict);
         match result {
             Ok(resp) => {
                 self.checkin(target, conn);
-                Ok((resp, verdict))
+                Ok(resp)
             }
             Err(e) => Err(UpstreamError::Request(format!(
                 "upstream {}: {e}",

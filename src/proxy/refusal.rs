@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
+use super::pool::UpstreamError;
 use super::ProxyBody;
 use crate::appraise::refusal::{Refusal, RefusalCode};
 use crate::config::RefusalDetails;
@@ -34,6 +35,10 @@ pub(super) enum ProxyRefusal {
     Destination(RefusalCode, String),
     /// No upstream connection could be had within the connect timeout (503).
     Capacity(String),
+    /// A method not relayed where it was sent (405): `CONNECT` inside a tunnel or on a route.
+    MethodNotAllowed(String),
+    /// A request inside a tunnel for another host than the tunnel's (421).
+    Misdirected(String),
 }
 
 impl ProxyRefusal {
@@ -47,6 +52,8 @@ impl ProxyRefusal {
             }
             Self::Capacity(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -59,7 +66,9 @@ impl ProxyRefusal {
             Self::Timeout(_) => "connection_timeout",
             Self::DestinationDenied(_) | Self::Destination(..) => "destination_ip_prohibited",
             Self::Capacity(_) => "connection_limit_reached",
-            Self::RequestDenied(_) => "http_request_denied",
+            Self::RequestDenied(_) | Self::MethodNotAllowed(_) | Self::Misdirected(_) => {
+                "http_request_denied"
+            }
             Self::BadRequest(_) => "http_request_error",
             Self::Internal(_) => "proxy_internal_error",
         }
@@ -86,7 +95,9 @@ impl ProxyRefusal {
             | Self::BadRequest(s)
             | Self::Internal(s)
             | Self::Destination(_, s)
-            | Self::Capacity(s) => vec![s.clone()],
+            | Self::Capacity(s)
+            | Self::MethodNotAllowed(s)
+            | Self::Misdirected(s) => vec![s.clone()],
         }
     }
 
@@ -135,8 +146,15 @@ impl ProxyRefusal {
             .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
             .take(300)
             .collect();
-        let b = Response::builder()
-            .status(status)
+        let mut b = Response::builder().status(status);
+        if let Self::MethodNotAllowed(_) = self {
+            // RFC 9110 15.5.6: a 405 lists what is allowed; here, every method but CONNECT.
+            b = b.header(
+                "allow",
+                "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE",
+            );
+        }
+        let b = b
             .header(
                 "proxy-status",
                 format!(
@@ -177,6 +195,17 @@ fn full(s: String) -> ProxyBody {
     Full::new(Bytes::from(s))
         .map_err(|never| match never {})
         .boxed()
+}
+
+/// The client-facing refusal for an upstream failure.
+pub(super) fn from_upstream(e: UpstreamError) -> ProxyRefusal {
+    match e {
+        UpstreamError::Refused(r) => ProxyRefusal::Attestation(r),
+        UpstreamError::Unreachable(s) | UpstreamError::Request(s) => ProxyRefusal::Unreachable(s),
+        UpstreamError::Timeout(s) => ProxyRefusal::Timeout(s),
+        UpstreamError::Capacity(s) => ProxyRefusal::Capacity(s),
+        UpstreamError::Audit(s) => ProxyRefusal::Internal(s),
+    }
 }
 
 /// How a refusal's body is written, from the request's `Accept`.

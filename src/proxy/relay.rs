@@ -7,14 +7,17 @@ use std::time::{Duration, Instant};
 
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
 
-use super::pool::{UpstreamError, Version};
-use super::refusal::{Format, ProxyRefusal};
+use super::judge::{Checkpoint, Cut, Judge};
+use super::judged::{Judged, OnCut};
+use super::pool::Version;
+use super::refusal::{from_upstream, Format, ProxyRefusal};
 use super::rewrite::strip_hop_by_hop;
 use super::state::{DrainGuard, Generation, Proxy};
 use super::target::Target;
-use super::ProxyBody;
-use crate::config::RefusalDetails;
+use super::{empty, ProxyBody};
+use crate::config::{MetricsHostLabels, RefusalDetails};
 use crate::dcap::identity::Identity;
 use crate::dcap::quote::TeeType;
 use crate::metrics::Counting;
@@ -37,9 +40,12 @@ impl Verdict {
             Self::Accepted(_) => "accepted",
             Self::Passthrough => "passthrough",
             Self::Refused(ProxyRefusal::Attestation(_)) => "refused",
-            Self::Refused(ProxyRefusal::DestinationDenied(_) | ProxyRefusal::RequestDenied(_)) => {
-                "denied"
-            }
+            Self::Refused(
+                ProxyRefusal::DestinationDenied(_)
+                | ProxyRefusal::RequestDenied(_)
+                | ProxyRefusal::MethodNotAllowed(_)
+                | ProxyRefusal::Misdirected(_),
+            ) => "denied",
             Self::Refused(_) => "error",
         }
     }
@@ -75,6 +81,21 @@ pub(super) struct Outcome {
     pub(super) verdict: Verdict,
     /// Time to an upstream connection or response, when there was one.
     pub(super) upstream: Option<Duration>,
+    /// The destination is an enclave host (metrics name it; others only when asked).
+    pub(super) enclave: bool,
+}
+
+impl Outcome {
+    /// This outcome, for an enclave destination.
+    pub(super) fn at_enclave(mut self) -> Self {
+        self.enclave = true;
+        self
+    }
+}
+
+/// A response and its outcome, for an enclave destination.
+pub(super) fn at_enclave<R>((resp, outcome): (R, Outcome)) -> (R, Outcome) {
+    (resp, outcome.at_enclave())
 }
 
 /// The response as the configuration and the client allow it to be seen: with
@@ -116,8 +137,16 @@ pub(super) fn access_log(
     log_access(proxy, client, o, (method, path), status, start, None);
 }
 
-/// The access line and request metric; an upgraded connection's line (`closed`) adds the
-/// upgrade, its bytes each way and how it ended (`None` fields are not written).
+/// How a line's exchange ended, when it is written at the end: an upgraded connection's
+/// close, or a cut.
+enum Ended<'a> {
+    Upgrade(&'a Closed<'a>),
+    Cut(&'a str),
+}
+
+/// The access line and request metric; an upgraded connection's line (at close) adds the
+/// upgrade, its bytes each way and how it ended, a cut's line how it ended (`None` fields
+/// are not written).
 fn log_access(
     proxy: &Proxy,
     client: SocketAddr,
@@ -125,10 +154,22 @@ fn log_access(
     (method, path): (&Method, &str),
     status: StatusCode,
     start: Instant,
-    closed: Option<&Closed<'_>>,
+    ended: Option<Ended<'_>>,
 ) {
     let code = o.verdict.code();
-    proxy.metrics.request(&o.host, o.verdict.label(), code);
+    // Other destinations say where a local user went: named only when the operator asks.
+    let named = o.enclave || proxy.current().config.metrics_host_labels == MetricsHostLabels::All;
+    let label = if named { o.host.as_str() } else { "-" };
+    proxy.metrics.request(label, o.verdict.label(), code);
+    let closed = match &ended {
+        Some(Ended::Upgrade(c)) => Some(*c),
+        _ => None,
+    };
+    let end = match &ended {
+        Some(Ended::Upgrade(c)) => Some(c.end),
+        Some(Ended::Cut(end)) => Some(*end),
+        None => None,
+    };
     tracing::info!(
         target: "ratls_proxy::access",
         %client,
@@ -145,7 +186,7 @@ fn log_access(
         upgrade = closed.map(|_| "websocket"),
         bytes_up = closed.map(|c| c.up),
         bytes_down = closed.map(|c| c.down),
-        end = closed.map(|c| c.end),
+        end,
     );
 }
 
@@ -165,19 +206,9 @@ pub(super) fn refuse(refusal: ProxyRefusal, host: &str) -> (Response<ProxyBody>,
         host: host.to_owned(),
         verdict: Verdict::Refused(refusal),
         upstream: None,
+        enclave: false,
     };
     (response, outcome)
-}
-
-/// The client-facing refusal for an upstream failure.
-pub(super) fn from_upstream(e: UpstreamError) -> ProxyRefusal {
-    match e {
-        UpstreamError::Refused(r) => ProxyRefusal::Attestation(r),
-        UpstreamError::Unreachable(s) | UpstreamError::Request(s) => ProxyRefusal::Unreachable(s),
-        UpstreamError::Timeout(s) => ProxyRefusal::Timeout(s),
-        UpstreamError::Capacity(s) => ProxyRefusal::Capacity(s),
-        UpstreamError::Audit(s) => ProxyRefusal::Internal(s),
-    }
 }
 
 /// The header in which the proxy tells the client what it verified.
@@ -211,49 +242,106 @@ fn attestation_header(v: &CachedVerdict) -> Option<http::HeaderValue> {
     .ok()
 }
 
+/// What the access log says about an exchange a cut ends after its response head went out.
+pub(super) struct Exchange {
+    pub(super) client: SocketAddr,
+    pub(super) method: Method,
+    pub(super) path: String,
+    pub(super) status: StatusCode,
+    pub(super) start: Instant,
+}
+
+/// Writes the access line of `exchange` with `target` when a cut ends its response.
+pub(super) fn log_cut(proxy: &Arc<Proxy>, target: &Arc<Target>, exchange: Exchange) -> OnCut {
+    let (proxy, target) = (Arc::clone(proxy), Arc::clone(target));
+    Box::new(move |refusal| {
+        access_log_cut(&proxy, target.dest.host.to_string(), &exchange, refusal);
+    })
+}
+
+/// Who asked for one exchange: what its access-log line needs should a cut end it after
+/// its response head went out.
+pub(super) struct Asked<'a> {
+    pub(super) client: SocketAddr,
+    pub(super) method: &'a Method,
+    pub(super) path: &'a str,
+    pub(super) start: Instant,
+}
+
 /// Sends one request over an attested connection to `target` and returns its response.
+/// Both bodies go under the exchange's [`Judge`]; while the response head is awaited, a
+/// change that refuses the enclave answers the client with the refusal at once.
 pub(super) async fn relay(
-    proxy: &Proxy,
-    g: &Generation,
-    target: &Target,
-    req: Request<ProxyBody>,
+    proxy: &Arc<Proxy>,
+    g: &Arc<Generation>,
+    target: &Arc<Target>,
+    req: Request<Incoming>,
+    asked: Asked<'_>,
 ) -> (Response<ProxyBody>, Outcome) {
     let started = Instant::now();
     let host = target.dest.host.to_string();
-    let req = req.map(|b| Counting::new(b, Arc::clone(&proxy.metrics.bytes_to_upstreams)).boxed());
     // Mirror the client's HTTP version upstream where the pool can.
     let version = if req.version() == http::Version::HTTP_2 {
         Version::Http2
     } else {
         Version::Http1
     };
-    match g.pool.send(target, req, &proxy.metrics, version).await {
-        Ok((mut resp, verdict)) => {
-            speak_for(g, resp.headers_mut(), &verdict);
-            let outcome = Outcome {
-                host,
-                verdict: Verdict::Accepted(verdict),
-                upstream: Some(started.elapsed()),
-            };
-            let counter = Arc::clone(&proxy.metrics.bytes_to_clients);
-            // In flight until its body is done, not only its head: shutdown waits for it.
-            let inflight = proxy.drain.enter();
-            (
-                resp.map(|b| {
-                    Counting::new(
-                        InFlight {
-                            body: b,
-                            _inflight: inflight,
-                        },
-                        counter,
-                    )
-                    .boxed()
-                }),
-                outcome,
-            )
+    let conn = match g.pool.checkout_for(target, &proxy.metrics, version).await {
+        Ok(c) => c,
+        Err(e) => return at_enclave(refuse(from_upstream(e), &host)),
+    };
+    let verdict = Arc::clone(conn.verdict());
+    let judge = Arc::new(Judge::new(proxy, g, target, Arc::clone(&verdict)));
+    let to_upstream = &proxy.metrics.bytes_to_upstreams;
+    let req = req.map(|body| {
+        if hyper::body::Body::is_end_stream(&body) {
+            return empty();
         }
-        Err(e) => refuse(from_upstream(e), &host),
-    }
+        let judged = Judged::new(
+            body,
+            Checkpoint::new(Arc::clone(&judge), Cut::Request),
+            None,
+        );
+        Counting::new(judged, Arc::clone(to_upstream)).boxed()
+    });
+    let sent = tokio::select! {
+        sent = g.pool.send_on(target, conn, req) => sent.map_err(from_upstream),
+        refusal = judge.refused_by_change(Cut::Request) => Err(refusal),
+    };
+    // The head passes the checkpoint like a chunk; a failure an upload's cut caused is
+    // that cut.
+    let mut checkpoint = Checkpoint::new(Arc::clone(&judge), Cut::Request);
+    let mut resp = match sent.and_then(|resp| checkpoint.pass().map(|_| resp)) {
+        Ok(resp) => resp,
+        Err(e) => return at_enclave(refuse(judge.refused().unwrap_or(e), &host)),
+    };
+    speak_for(g, resp.headers_mut(), &verdict);
+    let exchange = Exchange {
+        client: asked.client,
+        method: asked.method.clone(),
+        path: asked.path.to_owned(),
+        status: resp.status(),
+        start: asked.start,
+    };
+    let outcome = Outcome {
+        host,
+        verdict: Verdict::Accepted(verdict),
+        upstream: Some(started.elapsed()),
+        enclave: true,
+    };
+    let counter = Arc::clone(&proxy.metrics.bytes_to_clients);
+    // In flight until its body is done, not only its head: shutdown waits for it.
+    let inflight = proxy.drain.enter();
+    let resp = resp.map(|b| {
+        let body = InFlight {
+            body: b,
+            _inflight: inflight,
+        };
+        let checkpoint = checkpoint.cutting(Cut::Response);
+        let on_cut = log_cut(proxy, target, exchange);
+        Counting::new(Judged::new(body, checkpoint, Some(on_cut)), counter).boxed()
+    });
+    (resp, outcome)
 }
 
 /// A response body counted as in flight (for shutdown's drain) until it ends or is dropped.
@@ -325,6 +413,28 @@ pub(super) fn access_log_closed(
         (method, path),
         status,
         start,
-        Some(closed),
+        Some(Ended::Upgrade(closed)),
+    );
+}
+
+/// The access-log line (and request metric) of an exchange cut after its response head
+/// went out: the refusal's verdict and code, the status the client already had, and
+/// `end = "cut: <code>"`. The exchange's own line, written with its head, stays as it was.
+fn access_log_cut(proxy: &Proxy, host: String, e: &Exchange, refusal: &ProxyRefusal) {
+    let end = format!("cut: {}", refusal.code());
+    let outcome = Outcome {
+        host,
+        verdict: Verdict::Refused(refusal.clone()),
+        upstream: None,
+        enclave: true,
+    };
+    log_access(
+        proxy,
+        e.client,
+        &outcome,
+        (&e.method, &e.path),
+        e.status,
+        e.start,
+        Some(Ended::Cut(&end)),
     );
 }

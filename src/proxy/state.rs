@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::audited::Auditor;
 use super::cores;
-use super::pool::Pool;
+use super::pool::{Capacity, Pool};
 use super::target::{Enclave, Target};
 use crate::addr::{Authority, Host};
 use crate::appraise::CollateralSource;
@@ -59,19 +59,26 @@ impl Drop for Generation {
 }
 
 impl Generation {
+    // What the proxy shares with every generation, passed one by one until the state is
+    // regrouped (issue 25).
+    #[allow(clippy::too_many_arguments)]
     fn new(
         config: Config,
         anchor: &TrustAnchor,
         collateral: CollateralSetup,
         cache: &Arc<VerdictCache>,
-        slots: &Arc<Semaphore>,
+        upstream: &Arc<Capacity>,
         audit: &Arc<Auditor>,
         (marks, tcb): (&Books, &Arc<TcbWatch>),
+        changes: &Arc<Changes>,
     ) -> Self {
         let id = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
-        if let Some(c) = collateral.cache() {
-            c.share_marks(&marks.standard);
-            c.share_early_marks(&marks.early);
+        if let Some(cache) = collateral.cache() {
+            cache.share_marks(&marks.standard);
+            cache.share_early_marks(&marks.early);
+            // A new snapshot is a change open exchanges judge their verdict again on.
+            let changes = Arc::clone(changes);
+            cache.on_new_snapshot(move || changes.bump());
         }
         let collateral = Arc::new(collateral);
         let source: Arc<dyn CollateralSource + Send + Sync> = collateral.clone();
@@ -98,7 +105,7 @@ impl Generation {
             pool: Pool::new(
                 (Arc::clone(audit), Arc::clone(tcb)),
                 id,
-                Arc::clone(slots),
+                Arc::clone(upstream),
                 collateral.cache().cloned(),
                 config.limits.connect_timeout,
                 config.limits.idle_timeout,
@@ -214,6 +221,41 @@ pub(super) enum Destination {
     Other,
 }
 
+/// Reloads and new collateral snapshots, counted: what open exchanges judge their verdict
+/// again on. Every relayed chunk reads the count (an integer compare); a body or an upgraded
+/// connection waiting for its side subscribes to be woken by the next change.
+#[derive(Debug)]
+pub(super) struct Changes {
+    count: AtomicU64,
+    wake: watch::Sender<()>,
+}
+
+impl Changes {
+    fn new() -> Self {
+        Self {
+            count: AtomicU64::new(0),
+            wake: watch::Sender::new(()),
+        }
+    }
+
+    /// Counts one change (after it took effect), then wakes whoever waits for one.
+    pub(super) fn bump(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        self.wake.send_replace(());
+    }
+
+    /// Changes so far.
+    pub(super) fn count(&self) -> u64 {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Woken by every change after this call (count first, then wake: a change counted
+    /// before the subscription is seen by reading the count after it).
+    pub(super) fn subscribe(&self) -> watch::Receiver<()> {
+        self.wake.subscribe()
+    }
+}
+
 /// Counts in-flight requests and tunnels so shutdown can wait for them.
 #[derive(Debug, Default)]
 pub(super) struct Drain {
@@ -299,8 +341,9 @@ pub struct Proxy {
     /// The addresses the proxy itself listens on (proxy, routes, admin): never a
     /// passthrough destination.
     own: Mutex<Vec<SocketAddr>>,
-    /// Places under `max_upstream_connections` (fixed at start; a reload does not resize).
-    pub(super) upstream_slots: Arc<Semaphore>,
+    /// The upstream cap, its shares and every generation's idle connections (fixed at
+    /// start; a reload does not resize it).
+    upstream: Arc<Capacity>,
     /// Generations replaced by a reload but still held by an open tunnel until its next
     /// request: their idle pooled connections are swept too.
     retired: Mutex<Vec<Weak<Generation>>>,
@@ -312,9 +355,9 @@ pub struct Proxy {
     marks: Books,
     /// Each enclave host's TCB under the standard and the early data.
     tcb: Arc<TcbWatch>,
-    /// How many generations replaced the first: bumped after each reload's swap, so open
-    /// upgraded connections (WebSockets) judge their enclave again under the new one.
-    pub(super) reloads: watch::Sender<u64>,
+    /// Bumped after each reload's swap and each new collateral snapshot, so exchanges in
+    /// flight (bodies, WebSockets) judge their enclave again under what is in force.
+    pub(super) changes: Arc<Changes>,
 }
 
 impl fmt::Debug for Proxy {
@@ -332,19 +375,21 @@ impl Proxy {
         ca: LocalCa,
     ) -> Self {
         let cache = Arc::new(VerdictCache::new(10_000, config.verdict_max_age));
-        let upstream_slots = Arc::new(Semaphore::new(config.limits.max_upstream_connections));
+        let upstream = Arc::new(Capacity::new(config.limits.max_upstream_connections));
         let metrics = Arc::new(Metrics::default());
         let audit = Arc::new(Auditor::new(config.audit.as_ref(), &metrics));
         let marks = Books::in_memory();
         let tcb = Arc::new(TcbWatch::default());
+        let changes = Arc::new(Changes::new());
         let generation = Generation::new(
             config,
             anchor,
             collateral,
             &cache,
-            &upstream_slots,
+            &upstream,
             &audit,
             (&marks, &tcb),
+            &changes,
         );
         Self {
             current: RwLock::new(Arc::new(generation)),
@@ -355,12 +400,12 @@ impl Proxy {
             drain: Arc::default(),
             listening: AtomicBool::new(false),
             own: Mutex::new(Vec::new()),
-            upstream_slots,
+            upstream,
             retired: Mutex::new(Vec::new()),
             audit,
             marks,
             tcb,
-            reloads: watch::Sender::new(0),
+            changes,
         }
     }
 
@@ -513,25 +558,33 @@ impl Proxy {
             &anchor,
             collateral,
             &self.cache,
-            &self.upstream_slots,
+            &self.upstream,
             &self.audit,
             (&self.marks, &self.tcb),
+            &self.changes,
         );
         generation.start_refresher();
         old.stop_refresher();
         let enclaves = generation.config.enclaves.len();
-        match self.current.write() {
-            Ok(mut g) => *g = Arc::new(generation),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(generation),
+        {
+            let mut current = match self.current.write() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            *current = Arc::new(generation);
+            // Counted as the swap takes effect (chunks check the count, not the lock): a
+            // chunk checked after this point is judged under the new generation. Whoever
+            // wakes up finds it in force once the lock is released.
+            self.changes.bump();
         }
         if let Ok(mut retired) = self.retired.lock() {
             retired.retain(|g| g.strong_count() > 0);
             retired.push(Arc::downgrade(&old));
         }
+        // Its idle connections give their places back now, not at the idle sweep.
+        old.pool.retire();
         // Verdicts were made under the old policies: drop them all.
         self.cache.clear();
-        // After the swap: whoever wakes up finds the new generation in force.
-        self.reloads.send_modify(|n| *n += 1);
         Ok(Reloaded {
             enclaves,
             need_restart,

@@ -6,25 +6,68 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{Request, Response};
-use http_body_util::BodyExt;
+use http::header::HOST;
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
 use super::admit::ClientSlot;
-use super::refusal::Format;
-use super::relay::{access_log, as_configured, refuse, relay};
+use super::refusal::{Format, ProxyRefusal};
+use super::relay::{access_log, as_configured, refuse, relay, Asked};
 use super::state::{Generation, Proxy};
 use super::target::Target;
 use super::upgrade;
 use super::ProxyBody;
+use crate::addr::Authority;
+
+/// Where a request arrived: inside an intercepted tunnel (to the host it was opened for),
+/// or on a sidecar route (to its one upstream, whatever `Host` says).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Inside {
+    Tunnel,
+    Route,
+}
+
+/// Why `req` is not relayed where it arrived, if so: a `CONNECT` other than an RFC 8441
+/// WebSocket (405: the proxy would otherwise send it on as `CONNECT /`), or, in a tunnel, a
+/// request whose `Host` or `:authority` (or absolute-form target) names another host or port
+/// than the tunnel's (421, so the client opens a connection of its own for it). Names are
+/// compared as [`Authority`] reads them (case, trailing dot, IP spellings, default port 443).
+fn not_here(req: &Request<Incoming>, inside: Inside, tunnel: &Authority) -> Option<ProxyRefusal> {
+    if req.method() == Method::CONNECT && req.extensions().get::<hyper::ext::Protocol>().is_none() {
+        return Some(ProxyRefusal::MethodNotAllowed(
+            "CONNECT is not relayed here: open a tunnel with the proxy itself".into(),
+        ));
+    }
+    if inside == Inside::Route {
+        return None;
+    }
+    let host = req.headers().get_all(HOST).into_iter().map(|v| v.to_str());
+    let named = req
+        .uri()
+        .authority()
+        .map(|a| Ok(a.as_str()))
+        .into_iter()
+        .chain(host);
+    for name in named {
+        let other = match name.map(|n| Authority::parse(n, Some(443))) {
+            Ok(Ok(a)) if a == *tunnel => continue,
+            Ok(Ok(a)) => a.to_string(),
+            _ => "an unreadable host".to_owned(),
+        };
+        return Some(ProxyRefusal::Misdirected(format!(
+            "this tunnel is to {tunnel}, not {other}: open a connection for it"
+        )));
+    }
+    None
+}
 
 /// One request inside an intercepted tunnel or on a sidecar route: relay and log it. A
 /// WebSocket upgrade goes to [`upgrade::attested`] (its relay logs at close); any other
-/// `Upgrade` is refused.
+/// `Upgrade` is refused, and so is what [`not_here`] refuses.
 pub(super) async fn relay_logged(
     proxy: Arc<Proxy>,
     g: Arc<Generation>,
-    target: &Target,
+    (target, inside): (&Arc<Target>, Inside),
     client: SocketAddr,
     slot: &Arc<ClientSlot>,
     req: Request<Incoming>,
@@ -32,9 +75,19 @@ pub(super) async fn relay_logged(
     let start = Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let format = Format::of(req.headers());
-    let (resp, outcome) = match upgrade::requested(&req) {
+    let asked = match not_here(&req, inside, &target.dest) {
+        Some(refusal) => Err(refusal),
+        None => upgrade::requested(&req),
+    };
+    let (resp, outcome) = match asked {
         Ok(None) => {
-            let (resp, outcome) = relay(&proxy, &g, target, req.map(BodyExt::boxed)).await;
+            let asked = Asked {
+                client,
+                method: &method,
+                path: &path,
+                start,
+            };
+            let (resp, outcome) = relay(&proxy, &g, target, req, asked).await;
             (resp, Some(outcome))
         }
         Ok(Some(switch)) => {
@@ -56,6 +109,8 @@ pub(super) async fn relay_logged(
     let Some(outcome) = outcome else {
         return Ok(resp);
     };
+    // A tunnel's or a route's destination is an enclave host.
+    let outcome = outcome.at_enclave();
     let resp = as_configured(&g, resp, &outcome, format);
     access_log(
         &proxy,

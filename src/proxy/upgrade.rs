@@ -19,12 +19,14 @@ use hyper::upgrade::OnUpgrade;
 
 use super::admit::ClientSlot;
 use super::empty;
-use super::refusal::ProxyRefusal;
-use super::relay::{from_upstream, refuse, speak_for, Outcome, Verdict};
+use super::judge::{Checkpoint, Cut, Judge};
+use super::judged::Judged;
+use super::refusal::{from_upstream, ProxyRefusal};
+use super::relay::{log_cut, refuse, speak_for, Exchange, Outcome, Verdict};
 use super::rewrite::prepare;
 use super::state::{Generation, Proxy};
 use super::target::Target;
-use super::upgraded::{Judge, Switched};
+use super::upgraded::Switched;
 use super::ProxyBody;
 use crate::metrics::Counting;
 
@@ -194,8 +196,8 @@ fn switched(
 /// relayed in its own task, which logs it when it closes.
 pub(super) async fn attested(
     proxy: &Arc<Proxy>,
-    g: &Generation,
-    target: &Target,
+    g: &Arc<Generation>,
+    target: &Arc<Target>,
     client: Client,
     mut req: Request<Incoming>,
     switch: Switch,
@@ -203,7 +205,7 @@ pub(super) async fn attested(
     let host = target.dest.host.to_string();
     let refused = |refusal| {
         let (resp, outcome) = refuse(refusal, &host);
-        (resp, Some(outcome))
+        (resp, Some(outcome.at_enclave()))
     };
     let started = Instant::now();
     // Its own attested connection: an upgraded connection cannot go back to the pool.
@@ -232,16 +234,33 @@ pub(super) async fn attested(
         }
     };
     let verdict = conn.verdict;
+    let judge = Arc::new(Judge::new(proxy, g, target, Arc::clone(&verdict)));
+    // The answer passes the checkpoint like a chunk (a change while it was on its way).
+    let mut checkpoint = Checkpoint::new(Arc::clone(&judge), Cut::Request);
+    if let Err(refusal) = checkpoint.pass() {
+        return refused(refusal);
+    }
     let outcome = Outcome {
         host: host.clone(),
         verdict: Verdict::Accepted(Arc::clone(&verdict)),
         upstream: Some(started.elapsed()),
+        enclave: true,
     };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        // The enclave declined: its answer is relayed like any response.
+        // The enclave declined: its answer is relayed like any response, judged as one.
         speak_for(g, resp.headers_mut(), &verdict);
+        let exchange = Exchange {
+            client: client.addr,
+            method,
+            path,
+            status: resp.status(),
+            start: client.start,
+        };
         let counter = Arc::clone(&proxy.metrics.bytes_to_clients);
-        let resp = resp.map(|b| Counting::new(b.boxed(), counter).boxed());
+        let checkpoint = checkpoint.cutting(Cut::Response);
+        let on_cut = log_cut(proxy, target, exchange);
+        let resp =
+            resp.map(|b| Counting::new(Judged::new(b, checkpoint, Some(on_cut)), counter).boxed());
         return (resp, Some(outcome));
     }
     let answer = match switched(g, &resp, switch, key.as_deref(), &verdict) {
@@ -257,7 +276,7 @@ pub(super) async fn attested(
         slot: client.slot,
         from_client,
         from_upstream,
-        judge: Some(Judge::new(proxy, g, target, verdict)),
+        judge: Some(judge),
         open: conn.open,
         outcome,
         method,

@@ -3,128 +3,29 @@
 //! upstream connection cap and the byte counters; logged once, at close.
 //!
 //! To an enclave, every chunk goes out only while the upstream's certificate is accepted
-//! under the generation in force: after a reload (or a new collateral snapshot, or when its
-//! verdict ages out) the certificate is judged again before the next chunk either way, and
-//! a reload that refuses it closes both sides at once, idle or not.
+//! under the generation in force ([`super::judge`]): after a reload (or a new collateral
+//! snapshot, or when its verdict ages out) the certificate is judged again before the next
+//! chunk either way, and a change that refuses it closes both sides at once, idle or not.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::{Method, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
 
 use super::admit::ClientSlot;
+use super::judge::{Checkpoint, Cut, Judge};
 use super::pool::UpstreamOpen;
 use super::refusal::ProxyRefusal;
-use super::relay::{access_log_closed, from_upstream, Closed, Outcome};
-use super::state::{Generation, Proxy};
-use super::target::Target;
-use crate::addr::Authority;
-use crate::dcap::time::UnixTime;
-use crate::ratls::cache::CachedVerdict;
-use crate::ratls::RaTlsVerifier;
+use super::relay::{access_log_closed, Closed, Outcome};
+use super::state::Proxy;
 
 /// Bytes read at a time in each direction (what `tokio::io::copy` uses).
 const CHUNK: usize = 8 * 1024;
-
-/// The verdict an upgraded connection to an enclave stands on, and the generation and
-/// verifier it was made under.
-struct Held {
-    generation: Weak<Generation>,
-    verifier: Arc<RaTlsVerifier>,
-    verdict: Arc<CachedVerdict>,
-}
-
-/// Judges an upgraded enclave connection's certificate again whenever the generation in
-/// force, its collateral snapshot or the verdict's validity changed.
-pub(super) struct Judge {
-    proxy: Arc<Proxy>,
-    dest: Authority,
-    reloads: watch::Receiver<u64>,
-    held: Mutex<Held>,
-}
-
-impl Judge {
-    /// The connection to `target`, admitted by `verdict` under `g`.
-    pub(super) fn new(
-        proxy: &Arc<Proxy>,
-        g: &Generation,
-        target: &Target,
-        verdict: Arc<CachedVerdict>,
-    ) -> Self {
-        // `g` is borrowed from an Arc somewhere up the stack; the one in force now is either
-        // it or newer, and a newer one is judged again on the first chunk.
-        let current = proxy.current();
-        let generation = if std::ptr::eq(Arc::as_ptr(&current), g) {
-            Arc::downgrade(&current)
-        } else {
-            Weak::new()
-        };
-        Self {
-            proxy: Arc::clone(proxy),
-            dest: target.dest.clone(),
-            reloads: proxy.reloads.subscribe(),
-            held: Mutex::new(Held {
-                generation,
-                verifier: Arc::clone(&target.enclave.verifier),
-                verdict,
-            }),
-        }
-    }
-
-    /// `Ok` while the certificate is accepted under the generation in force; judged again
-    /// (a verdict-cache lookup after the first) when anything it stands on changed.
-    fn check(&self) -> Result<(), ProxyRefusal> {
-        let g = self.proxy.current();
-        let now = UnixTime::now();
-        let Ok(mut held) = self.held.lock() else {
-            return Err(ProxyRefusal::Internal("upgrade state poisoned".into()));
-        };
-        if std::ptr::eq(held.generation.as_ptr(), Arc::as_ptr(&g))
-            && held.verifier.snapshot() == held.verdict.snapshot
-            && now <= held.verdict.valid_until
-        {
-            return Ok(());
-        }
-        let Some(target) = g.target(&self.dest) else {
-            return Err(ProxyRefusal::RequestDenied(format!(
-                "{} is no longer a configured enclave host (the configuration was reloaded)",
-                self.dest
-            )));
-        };
-        let verifier = Arc::clone(&target.enclave.verifier);
-        // Through the generation's pool, so the new verdict is in the audit trail first.
-        let verdict = g
-            .pool
-            .rejudge(&target, &held.verdict, now)
-            .map_err(from_upstream)?;
-        *held = Held {
-            generation: Arc::downgrade(&g),
-            verifier,
-            verdict,
-        };
-        Ok(())
-    }
-
-    /// Resolves with the refusal once a reload refuses the connection (never otherwise).
-    async fn refused_by_reload(&self) -> ProxyRefusal {
-        let mut reloads = self.reloads.clone();
-        loop {
-            if reloads.changed().await.is_err() {
-                // The proxy is gone; the relay ends with its sockets.
-                return std::future::pending().await;
-            }
-            if let Err(refusal) = self.check() {
-                return refusal;
-            }
-        }
-    }
-}
 
 /// How a relay ended.
 enum End {
@@ -145,7 +46,7 @@ pub(super) struct Switched {
     pub(super) from_client: OnUpgrade,
     pub(super) from_upstream: OnUpgrade,
     /// `None` for a non-enclave destination (passthrough).
-    pub(super) judge: Option<Judge>,
+    pub(super) judge: Option<Arc<Judge>>,
     /// The upstream's place under `max_upstream_connections`, kept until the relay ends.
     pub(super) open: Arc<UpstreamOpen>,
     pub(super) outcome: Outcome,
@@ -208,32 +109,33 @@ async fn relay(
     proxy: &Proxy,
     client: hyper::upgrade::Upgraded,
     upstream: hyper::upgrade::Upgraded,
-    judge: Option<&Judge>,
+    judge: Option<&Arc<Judge>>,
     up: &AtomicU64,
     down: &AtomicU64,
 ) -> End {
     let (mut client_rx, mut client_tx) = tokio::io::split(TokioIo::new(client));
     let (mut upstream_rx, mut upstream_tx) = tokio::io::split(TokioIo::new(upstream));
     let metrics = &proxy.metrics;
+    let checkpoint = || judge.map(|j| Checkpoint::new(Arc::clone(j), Cut::WebSocket));
     let both = async {
         tokio::try_join!(
             pump(
                 (&mut client_rx, "client"),
                 (&mut upstream_tx, "upstream"),
-                judge,
+                checkpoint(),
                 (metrics.bytes_to_upstreams.as_ref(), up)
             ),
             pump(
                 (&mut upstream_rx, "upstream"),
                 (&mut client_tx, "client"),
-                judge,
+                checkpoint(),
                 (metrics.bytes_to_clients.as_ref(), down)
             ),
         )
     };
     let reload = async {
         match judge {
-            Some(j) => j.refused_by_reload().await,
+            Some(j) => j.refused_by_change(Cut::WebSocket).await,
             None => std::future::pending().await,
         }
     };
@@ -252,7 +154,7 @@ async fn relay(
 async fn pump<R, W>(
     (from, source): (&mut R, &str),
     (to, sink): (&mut W, &str),
-    judge: Option<&Judge>,
+    mut checkpoint: Option<Checkpoint>,
     (total, moved): (&AtomicU64, &AtomicU64),
 ) -> Result<(), End>
 where
@@ -269,8 +171,8 @@ where
             let _ = to.shutdown().await;
             return Ok(());
         };
-        if let Some(judge) = judge {
-            judge.check().map_err(End::Refused)?;
+        if let Some(checkpoint) = &mut checkpoint {
+            checkpoint.pass().map_err(End::Refused)?;
         }
         let failed = |e: std::io::Error| End::Failed(format!("{sink}: {}", reason(&e)));
         to.write_all(chunk).await.map_err(failed)?;

@@ -445,6 +445,11 @@ impl SimEnclave {
         self.streaming.streams_done.load(Ordering::Relaxed)
     }
 
+    /// How many request body bytes its `/upload` has received so far.
+    pub fn uploaded_bytes(&self) -> u64 {
+        self.streaming.uploaded.load(Ordering::Relaxed)
+    }
+
     /// Its RA-TLS certificate.
     pub fn certificate_der(&self) -> &[u8] {
         &self.cert_der

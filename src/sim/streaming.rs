@@ -2,7 +2,8 @@
 //! through the proxy: `/ws` a WebSocket echo (RFC 6455: every data frame sent back as it
 //! came, ping answered, close echoed), `/stream?n=N&ms=M` N chunks M ms apart (chunked,
 //! `text/event-stream`), `/upload?ms=M` the size of the request body, read frame by frame
-//! (never whole) after waiting M ms.
+//! (never whole) after waiting M ms, `/bytes?n=N` N bytes as fast as the connection takes
+//! them (a large download, for the benchmarks).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -36,6 +37,8 @@ pub(super) struct Counters {
     pub(super) frames: AtomicU64,
     /// `/stream` responses whose last chunk was handed to the connection.
     pub(super) streams_done: AtomicU64,
+    /// Request body bytes `/upload` has received, counted frame by frame as they arrive.
+    pub(super) uploaded: AtomicU64,
 }
 
 /// The largest WebSocket frame the echo accepts (it holds one frame at a time).
@@ -62,7 +65,7 @@ fn full(status: StatusCode, body: String) -> Response<SimBody> {
 
 /// True for the paths [`answer`] serves (the rest get the echo).
 pub(super) fn serves(path: &str) -> bool {
-    matches!(path, "/ws" | "/stream" | "/upload")
+    matches!(path, "/ws" | "/stream" | "/upload" | "/bytes")
 }
 
 /// The answer of a streaming endpoint.
@@ -78,7 +81,11 @@ pub(super) fn answer(mut req: Request<Incoming>, counters: &Arc<Counters>) -> An
         }
         "/upload" => {
             let wait = Duration::from_millis(param(&req, "ms").unwrap_or(0)).min(MAX_WAIT);
-            Box::pin(upload(req.into_body(), wait))
+            Box::pin(upload(req.into_body(), wait, counters))
+        }
+        "/bytes" => {
+            let n = param(&req, "n").unwrap_or(0).min(MAX_BYTES);
+            Box::pin(std::future::ready(Ok(bytes(n))))
         }
         other => {
             let body = format!("{other} is not a streaming endpoint\n");
@@ -126,16 +133,73 @@ impl Body for Chunks {
 }
 
 /// Counts the body's bytes frame by frame, after `wait`.
-async fn upload(mut body: Incoming, wait: Duration) -> Result<Response<SimBody>, Infallible> {
+async fn upload(
+    mut body: Incoming,
+    wait: Duration,
+    counters: Arc<Counters>,
+) -> Result<Response<SimBody>, Infallible> {
     tokio::time::sleep(wait).await;
     let mut bytes = 0usize;
     while let Some(frame) = body.frame().await {
         match frame {
-            Ok(f) => bytes += f.data_ref().map_or(0, Bytes::len),
+            Ok(f) => {
+                let n = f.data_ref().map_or(0, Bytes::len);
+                bytes += n;
+                let n = u64::try_from(n).unwrap_or(u64::MAX);
+                counters.uploaded.fetch_add(n, Ordering::Relaxed);
+            }
             Err(e) => return Ok(full(StatusCode::BAD_REQUEST, format!("{e}\n"))),
         }
     }
     Ok(full(StatusCode::OK, format!("{{\"bytes\":{bytes}}}\n")))
+}
+
+/// The largest `/bytes` answer (16 GiB).
+const MAX_BYTES: u64 = 16 << 30;
+
+/// Bytes handed over per `/bytes` frame.
+const BYTES_CHUNK: usize = 64 * 1024;
+
+/// `n` bytes with a `content-length`, in frames of [`BYTES_CHUNK`] (one shared buffer).
+fn bytes(n: u64) -> Response<SimBody> {
+    let chunk = Bytes::from(vec![b'x'; BYTES_CHUNK]);
+    let mut resp = Response::new(Sized { chunk, left: n }.boxed());
+    resp.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/octet-stream"),
+    );
+    resp
+}
+
+/// `left` more bytes, as slices of one chunk.
+struct Sized {
+    chunk: Bytes,
+    left: u64,
+}
+
+impl Body for Sized {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let n = usize::try_from(self.left).map_or(BYTES_CHUNK, |l| l.min(BYTES_CHUNK));
+        self.left -= u64::try_from(n).unwrap_or(0);
+        Poll::Ready(Some(Ok(Frame::data(self.chunk.slice(..n)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.left)
+    }
 }
 
 /// RFC 6455 4.2.2: the `Sec-WebSocket-Accept` that answers `key`.

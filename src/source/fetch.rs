@@ -120,6 +120,9 @@ pub struct CollateralCache {
     changes: AtomicU64,
     /// Intel's early TCB data, when fetched.
     early: early::EarlyState,
+    /// Called after each new snapshot is stored (set once, by whoever serves with the cache):
+    /// exchanges in flight are judged again at once, not at their next request.
+    on_new_snapshot: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 /// Platforms remembered as missing at most (only quotes with a verifying PCK chain count).
@@ -156,7 +159,13 @@ impl CollateralCache {
             generations: AtomicU64::new(0),
             changes: AtomicU64::new(0),
             early: early::EarlyState::default(),
+            on_new_snapshot: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets (once; later calls are ignored) what is called after each new snapshot.
+    pub fn on_new_snapshot(&self, f: impl Fn() + Send + Sync + 'static) {
+        let _ = self.on_new_snapshot.set(Box::new(f));
     }
 
     /// Counters.
@@ -370,6 +379,11 @@ impl CollateralCache {
                 generation: self.generations.fetch_add(1, Ordering::Relaxed),
             },
         );
+        if changed {
+            if let Some(f) = self.on_new_snapshot.get() {
+                f();
+            }
+        }
         Ok(v)
     }
 

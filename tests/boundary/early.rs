@@ -17,10 +17,12 @@ use ratls_proxy::dcap::time::UnixTime;
 use ratls_proxy::sim::{SimConfig, SimEnclave, SimPlatform, TdSpec};
 use serde_json::Value;
 
-use super::{ask, get, reload, run};
-use crate::common::{env, free_port, start_sim, Binary, Env, Harness, TRUSTED};
+use crate::common::{
+    audit_verify, curl_text, env, free_port, get, metrics_text, reload, run, start_sim, Binary,
+    Env, Harness, TRUSTED,
+};
 
-use super::collateral::pccs::Pccs;
+use crate::common::pccs::Pccs;
 
 /// An SGX sim up to date today and `early` under the early data.
 async fn sgx_sim(env: &Env, early: Option<TcbStatus>) -> SimEnclave {
@@ -138,23 +140,10 @@ impl Logs {
     }
 }
 
-/// `GET path` on the admin listener: the JSON body.
+/// `GET path` on the admin listener, with curl: the JSON body.
 async fn admin_json(admin: u16, path: &str) -> Value {
-    let answer = ask(
-        admin,
-        &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\nConnection: close\r\n\r\n"),
-    )
-    .await;
-    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"))
-}
-
-async fn metrics(admin: u16) -> String {
-    ask(
-        admin,
-        &format!("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\nConnection: close\r\n\r\n"),
-    )
-    .await
+    let body = curl_text(&[&format!("http://127.0.0.1:{admin}{path}")]).await;
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
 /// The value of the metric line starting with `prefix`.
@@ -209,7 +198,7 @@ async fn an_enclave_at_risk_is_accepted_counted_warned_once_recorded_and_listed(
         );
     }
 
-    let text = metrics(admin).await;
+    let text = metrics_text(admin).await;
     for (host, tee, want) in [
         ("aging.enclave.test", "sgx", 1.0),
         ("fine.enclave.test", "sgx", 0.0),
@@ -280,7 +269,7 @@ async fn an_enclave_at_risk_is_accepted_counted_warned_once_recorded_and_listed(
     let fine_record = accepted("fine.enclave.test");
     assert_eq!(fine_record["early"]["at_risk"], false, "{fine_record}");
     assert_eq!(fine_record["early"]["status"], "UpToDate", "{fine_record}");
-    let (code, out) = run(&["audit".as_ref(), "verify".as_ref(), trail.as_os_str()]);
+    let (code, out) = audit_verify(&trail, &[]);
     assert_eq!(code, 0, "{out}");
 
     // Once per host and snapshot: more connections, and a reload that keeps the snapshot,
@@ -421,7 +410,7 @@ async fn a_minimum_evaluation_number_refuses_older_collateral() {
     let path = Harness::new(&env)
         .collateral_keys("min_tcb_evaluation_data_number = 0")
         .write("zero.toml");
-    let (code, out) = run(&["config".as_ref(), "check".as_ref(), path.as_os_str()]);
+    let (code, out) = run(["config".as_ref(), "check".as_ref(), path.as_os_str()]);
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("min_tcb_evaluation_data_number = 0 is out of range"),
@@ -515,7 +504,7 @@ async fn a_hostile_early_source_is_refused_without_touching_the_standard_verdict
         let a = tcb_host(&page, "aging.enclave.test");
         assert_eq!(a["at_risk"], false, "{name}: {a}");
         assert!(a["early"]["unavailable"].is_string(), "{name}: {a}");
-        let text = metrics(admin).await;
+        let text = metrics_text(admin).await;
         assert_eq!(
             sample(&text, "ratls_collateral_early_failures_total"),
             Some(1.0),
@@ -582,7 +571,7 @@ async fn a_hostile_early_source_is_refused_without_touching_the_standard_verdict
     assert!(get(proxy, "aging.enclave.test", "/", "")
         .await
         .starts_with("HTTP/1.1 200"));
-    let text = metrics(admin).await;
+    let text = metrics_text(admin).await;
     assert_eq!(
         sample(&text, "ratls_collateral_early_rollbacks_total"),
         Some(1.0),

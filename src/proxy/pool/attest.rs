@@ -10,7 +10,7 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::{Pool, UpstreamError};
+use super::{Held, Pool, UpstreamError};
 use crate::appraise::refusal::RefusalCode;
 use crate::metrics::Metrics;
 use crate::proxy::target::Target;
@@ -69,6 +69,8 @@ impl Pool {
         target: &Target,
         metrics: &Arc<Metrics>,
     ) -> Result<UpgradeConn, UpstreamError> {
+        // Held for as long as the client keeps the upgrade open: a share, checked first.
+        let held = self.hold(&target.dial)?;
         let (attested, permit) = self.attest_fetching(target, &[b"http/1.1"]).await?;
         let dest = &target.dest;
         if attested.stream.get_ref().1.alpn_protocol() == Some(b"h2") {
@@ -76,7 +78,7 @@ impl Pool {
                 "{dest} negotiated HTTP/2 where only HTTP/1.1 was offered"
             )));
         }
-        let open = Arc::new(UpstreamOpen::new(metrics, permit));
+        let open = Arc::new(UpstreamOpen::new(metrics, permit).holding(held));
         let (sender, conn) = http1::handshake(TokioIo::new(attested.stream))
             .await
             .map_err(|e| {
@@ -147,10 +149,12 @@ impl Pool {
 }
 
 /// Counts an open upstream connection, and holds its place under
-/// `max_upstream_connections`, while its driver task lives.
+/// `max_upstream_connections` (and, for one a client keeps open, its share), while its
+/// driver task lives.
 pub(crate) struct UpstreamOpen {
     metrics: Arc<Metrics>,
     _permit: OwnedSemaphorePermit,
+    held: Option<Held>,
 }
 
 impl UpstreamOpen {
@@ -159,7 +163,14 @@ impl UpstreamOpen {
         Self {
             metrics: Arc::clone(metrics),
             _permit: permit,
+            held: None,
         }
+    }
+
+    /// This connection, counted in a client-held share too.
+    pub(crate) fn holding(mut self, held: Held) -> Self {
+        self.held = Some(held);
+        self
     }
 }
 

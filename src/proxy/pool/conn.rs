@@ -79,6 +79,16 @@ impl Conn {
         matches!(self.sender, Sender::H2(_))
     }
 
+    /// An HTTP/1.1 connection ready for a request: one goes back to the pool with its
+    /// response head, so while that response's body still streams it is not handed out (a
+    /// request would queue behind the whole stream).
+    pub(super) fn free_h1(&self) -> bool {
+        match &self.sender {
+            Sender::H1(s) => s.is_ready(),
+            Sender::H2(_) => false,
+        }
+    }
+
     /// The verdict that admitted this connection.
     pub(in crate::proxy) fn verdict(&self) -> &Arc<CachedVerdict> {
         &self.verdict

@@ -41,7 +41,9 @@ fn lead(r: &ProxyRefusal) -> &'static str {
         }
         ProxyRefusal::RequestDenied(_)
         | ProxyRefusal::BadRequest(_)
-        | ProxyRefusal::Internal(_) => "could not be served by this proxy.",
+        | ProxyRefusal::Internal(_)
+        | ProxyRefusal::MethodNotAllowed(_)
+        | ProxyRefusal::Misdirected(_) => "could not be served by this proxy.",
     }
 }
 

@@ -236,6 +236,9 @@ impl CollateralCache {
                 if changed {
                     // Verdicts made before it are made again, with their early judgement.
                     self.changes.fetch_add(1, Ordering::Relaxed);
+                    if let Some(f) = self.on_new_snapshot.get() {
+                        f();
+                    }
                     tracing::info!(fmspc = %key.0, tee = key.2.as_str(), evaluation = v.evaluation_number(), standard_from = ?v.standard_from().map(UnixTime::to_rfc3339), "early TCB data fetched and verified");
                 }
                 if let Ok(mut b) = self.early.backoff.lock() {
