@@ -18,8 +18,8 @@ use ratls_proxy::sim::{SimConfig, SimEnclave, SimPlatform, TdSpec};
 use serde_json::Value;
 
 use crate::common::{
-    audit_verify, curl_text, env, free_port, get, metrics_text, reload, run, start_sim, Binary,
-    Env, Harness, TRUSTED,
+    audit_verify, curl_text, env, free_port, get, metrics_text, reload, run, start_sim,
+    verify_https, Binary, Env, Harness, TRUSTED,
 };
 
 use crate::common::pccs::Pccs;
@@ -587,4 +587,106 @@ async fn a_hostile_early_source_is_refused_without_touching_the_standard_verdict
         6,
         "every standard verdict accepted it"
     );
+}
+
+/// `verify --early` shows the judgement under the early data beside the standard one, exit
+/// code unchanged; `--fail-at-risk` refuses an enclave at risk (exit 1, `tcb_at_risk`, naming
+/// the date), accepts one the early data keeps, and cannot check without early data (exit
+/// 2); `--min-tcb-evaluation-data-number` refuses older collateral; a lone early bundle is
+/// not standard collateral. From a collateral directory and from a PCCS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_shows_both_judgements_and_fail_at_risk_refuses_an_enclave_at_risk() {
+    let env = env();
+    let aging = sgx_sim(&env, Some(TcbStatus::OutOfDate)).await;
+    let fine = sgx_sim(&env, None).await;
+    let dir = env.dir.join("pki/collateral");
+    let date = standard_from(
+        &BundleFile::from_json(&std::fs::read(dir.join("sgx-early.json")).expect("read"))
+            .expect("bundle"),
+    );
+
+    let (code, plain) = verify_https(&env, aging.addr(), &dir, &[]).await;
+    assert_eq!(code, 0, "{plain}");
+    assert!(plain.get("early").is_none(), "not asked: {plain}");
+    let (code, report) = verify_https(&env, aging.addr(), &dir, &["--early"]).await;
+    assert_eq!(
+        code, 0,
+        "the standard verdict decides the exit code: {report}"
+    );
+    assert_eq!(report["verdict"], "accepted", "{report}");
+    assert_eq!(report["tcb"]["status"], "UpToDate", "{report}");
+    assert_eq!(report["early"]["at_risk"], true, "{report}");
+    assert_eq!(report["early"]["status"], "OutOfDate", "{report}");
+    assert_eq!(
+        report["early"]["tcb_evaluation_data_number"], 18,
+        "{report}"
+    );
+    assert_eq!(
+        report["early"]["standard_from"],
+        date.to_rfc3339(),
+        "{report}"
+    );
+
+    let (code, report) = verify_https(&env, aging.addr(), &dir, &["--fail-at-risk"]).await;
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["code"], "tcb_at_risk", "{report}");
+    let reasons = report["reasons"].to_string();
+    assert!(
+        reasons.contains(&date.to_rfc3339()),
+        "names the date: {reasons}"
+    );
+    let (code, report) = verify_https(&env, fine.addr(), &dir, &["--fail-at-risk"]).await;
+    assert_eq!(code, 0, "up to date under both: {report}");
+    assert_eq!(report["early"]["at_risk"], false, "{report}");
+
+    // No early data to judge under: --early says so, --fail-at-risk cannot check.
+    let bare = env.dir.join("bare-verify");
+    std::fs::create_dir_all(&bare).expect("dir");
+    std::fs::copy(dir.join("sgx.json"), bare.join("sgx.json")).expect("copy");
+    let (code, report) = verify_https(&env, fine.addr(), &bare, &["--early"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert!(report["early"]["unavailable"].is_string(), "{report}");
+    let (code, report) = verify_https(&env, fine.addr(), &bare, &["--fail-at-risk"]).await;
+    assert_eq!(code, 2, "{report}");
+    assert_eq!(report["code"], "collateral_unavailable", "{report}");
+
+    // The sim's standard data is evaluation 17.
+    let (code, report) = verify_https(
+        &env,
+        fine.addr(),
+        &dir,
+        &["--min-tcb-evaluation-data-number", "18"],
+    )
+    .await;
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["code"], "collateral_too_old", "{report}");
+    let (code, report) = verify_https(
+        &env,
+        fine.addr(),
+        &dir,
+        &["--min-tcb-evaluation-data-number", "17"],
+    )
+    .await;
+    assert_eq!(code, 0, "{report}");
+
+    // A lone early bundle is not the standard data verdicts are made under.
+    let (code, out) = run([
+        "verify".as_ref(),
+        format!("https://{}", fine.addr()).as_ref(),
+        "--trust-root".as_ref(),
+        env.dir.join("pki/root.pem").as_os_str(),
+        "--collateral".as_ref(),
+        dir.join("sgx-early.json").as_os_str(),
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("early TCB data"), "{out}");
+
+    // From a PCCS serving the early endpoints.
+    let pccs = pccs_with_early(&env).await;
+    let (code, report) = verify_https(&env, aging.addr(), pccs.url(), &["--fail-at-risk"]).await;
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["code"], "tcb_at_risk", "{report}");
+    let (code, report) = verify_https(&env, aging.addr(), pccs.url(), &["--early"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["early"]["at_risk"], true, "{report}");
 }
