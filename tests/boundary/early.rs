@@ -690,3 +690,69 @@ async fn verify_shows_both_judgements_and_fail_at_risk_refuses_an_enclave_at_ris
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["early"]["at_risk"], true, "{report}");
 }
+
+/// `early = "off"` neither fetches nor judges: the enclave the early data would refuse is
+/// accepted and not at risk, `/tcb` holds no early data, the audit record has no `early`;
+/// an entry's own `early = "warn"` turns it on for that entry alone. A spelling other than
+/// off, warn or enforce is a config error at its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_off_neither_fetches_nor_judges() {
+    let env = env();
+    let aging = sgx_sim(&env, Some(TcbStatus::OutOfDate)).await;
+    let pccs = pccs_with_early(&env).await;
+    let trail = env.dir.join("off.jsonl");
+    let (proxy, admin) = (free_port(), free_port());
+    let _p = Harness::new(&env)
+        .listen(proxy)
+        .admin(admin)
+        .collateral_source(&pccs.url())
+        .collateral_keys("early = \"off\"")
+        .enclave("aging.enclave.test", aging.addr())
+        .enclave_with(
+            &["watched.enclave.test"],
+            aging.addr(),
+            TRUSTED,
+            "early = \"warn\"",
+        )
+        .tail(&format!("[audit]\npath = \"{}\"\n", trail.display()))
+        .start_binary("off.toml")
+        .await;
+    let answer = get(proxy, "aging.enclave.test", "/", "").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let page = admin_json(admin, "/tcb").await;
+    let a = tcb_host(&page, "aging.enclave.test");
+    assert_eq!(a["at_risk"], false, "{a}");
+    assert!(a["early"].is_null(), "not judged: {a}");
+    let record = |host: &str| {
+        std::fs::read_to_string(&trail)
+            .expect("trail")
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|r| r["host"] == host && r["verdict"] == "accepted")
+            .unwrap_or_else(|| panic!("{host}'s accepted verdict"))
+    };
+    assert!(record("aging.enclave.test").get("early").is_none());
+
+    // The entry that asks for it: fetched (the source serves it) and judged.
+    let answer = get(proxy, "watched.enclave.test", "/", "").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let page = admin_json(admin, "/tcb").await;
+    assert_eq!(
+        tcb_host(&page, "watched.enclave.test")["at_risk"],
+        true,
+        "{page}"
+    );
+    assert_eq!(record("watched.enclave.test")["early"]["at_risk"], true);
+    assert_eq!(
+        tcb_host(&page, "aging.enclave.test")["at_risk"],
+        false,
+        "{page}"
+    );
+
+    let path = Harness::new(&env)
+        .collateral_keys("early = \"sometimes\"")
+        .write("sometimes.toml");
+    let (code, out) = run(["config".as_ref(), "check".as_ref(), path.as_os_str()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("early = `sometimes`"), "{out}");
+}
