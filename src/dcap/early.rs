@@ -12,7 +12,7 @@ use super::collateral::tcb_info::{CollateralTee, TcbInfo};
 use super::collateral::{CollateralError, CollateralItem};
 use super::error::VerifyError;
 use super::time::UnixTime;
-use super::verified::{VerifiedCollateral, Window};
+use super::verified::{check_windows, VerifiedCollateral, Window};
 use super::verify::{judge_tcb_under, TcbVerdict, VerifiedQuote};
 
 /// Early TCB data whose signatures and chains verified, for one platform and TEE. The only
@@ -164,23 +164,7 @@ impl VerifiedEarly {
     /// Fails unless the early documents and their signers are valid at `now` (the
     /// evaluation data numbers only date them: a list past its `nextUpdate` still does).
     pub fn check_fresh(&self, now: UnixTime) -> Result<(), VerifyError> {
-        for w in &self.windows {
-            if now < w.from {
-                return Err(VerifyError::NotYetValid {
-                    item: w.item,
-                    from: w.from,
-                    now,
-                });
-            }
-            if now > w.until {
-                return Err(VerifyError::Expired {
-                    item: w.item,
-                    until: w.until,
-                    now,
-                });
-            }
-        }
-        Ok(())
+        check_windows(&self.windows, now)
     }
 
     /// The last second at which the early data is valid.

@@ -27,6 +27,27 @@ pub struct Window {
     pub until: UnixTime,
 }
 
+/// Fails unless every window holds `now` (the first that does not says why).
+pub(crate) fn check_windows(windows: &[Window], now: UnixTime) -> Result<(), VerifyError> {
+    for w in windows {
+        if now < w.from {
+            return Err(VerifyError::NotYetValid {
+                item: w.item,
+                from: w.from,
+                now,
+            });
+        }
+        if now > w.until {
+            return Err(VerifyError::Expired {
+                item: w.item,
+                until: w.until,
+                now,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A CA certificate verified directly under the root: its DER and key.
 #[derive(Clone, Debug)]
 pub(crate) struct VerifiedCa {
@@ -214,23 +235,7 @@ impl VerifiedCollateral {
 
     /// Fails unless every item is within its validity window at `now`.
     pub fn check_fresh(&self, now: UnixTime) -> Result<(), VerifyError> {
-        for w in &self.windows {
-            if now < w.from {
-                return Err(VerifyError::NotYetValid {
-                    item: w.item,
-                    from: w.from,
-                    now,
-                });
-            }
-            if now > w.until {
-                return Err(VerifyError::Expired {
-                    item: w.item,
-                    until: w.until,
-                    now,
-                });
-            }
-        }
-        Ok(())
+        check_windows(&self.windows, now)
     }
 
     /// The validity window of every item.

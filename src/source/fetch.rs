@@ -106,7 +106,7 @@ pub struct CollateralCache {
     /// Keys with no snapshot whose last fetch failed, and why: their quotes are refused with
     /// that reason (`collateral_rollback` for a replay) until a fetch succeeds.
     failed: Mutex<HashMap<Key, VerifyError>>,
-    backoff: Mutex<HashMap<Key, (UnixTime, Duration)>>,
+    backoff: Mutex<Backoff>,
     /// The high-water marks (shared by every generation's cache, kept by the proxy).
     marks: Mutex<Arc<Marks>>,
     fetches: AtomicU64,
@@ -124,6 +124,9 @@ pub struct CollateralCache {
     /// exchanges in flight are judged again at once, not at their next request.
     on_new_snapshot: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
+
+/// Per key: when to try again, and the delay that led there.
+type Backoff = HashMap<Key, (UnixTime, Duration)>;
 
 /// Platforms remembered as missing at most (only quotes with a verifying PCK chain count).
 const MAX_MISSING: usize = 64;
@@ -295,17 +298,7 @@ impl CollateralCache {
                 } else {
                     tracing::warn!(fmspc = %key.0, ca = key.1.as_str(), error = %e, "collateral fetch failed; there is no snapshot for this platform, so its quotes are refused (collateral_unavailable)");
                 }
-                if let Ok(mut b) = self.backoff.lock() {
-                    let delay = b.get(&key).map_or(self.policy.min_backoff, |(_, d)| {
-                        d.saturating_mul(2).min(self.policy.max_backoff)
-                    });
-                    let next = UnixTime(
-                        UnixTime::now()
-                            .0
-                            .saturating_add(i64::try_from(delay.as_secs()).unwrap_or(i64::MAX)),
-                    );
-                    b.insert(key, (next, delay));
-                }
+                self.back_off(&self.backoff, key);
                 Err(e)
             }
         }
@@ -385,6 +378,22 @@ impl CollateralCache {
             }
         }
         Ok(v)
+    }
+
+    /// Notes a failure for `key` in `backoff`: tried again after the policy's minimum delay,
+    /// doubled on each failure in a row up to its maximum.
+    fn back_off(&self, backoff: &Mutex<Backoff>, key: Key) {
+        if let Ok(mut b) = backoff.lock() {
+            let delay = b.get(&key).map_or(self.policy.min_backoff, |(_, d)| {
+                d.saturating_mul(2).min(self.policy.max_backoff)
+            });
+            let next = UnixTime(
+                UnixTime::now()
+                    .0
+                    .saturating_add(i64::try_from(delay.as_secs()).unwrap_or(i64::MAX)),
+            );
+            b.insert(key, (next, delay));
+        }
     }
 
     async fn fetch_and_verify(&self, key: Key) -> Result<Arc<VerifiedCollateral>, VerifyError> {

@@ -7,9 +7,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
-use super::{CollateralCache, Key, MAX_MISSING};
+use super::{Backoff, CollateralCache, Key, MAX_MISSING};
 use crate::dcap::collateral::early::EarlyCollateral;
 use crate::dcap::early::VerifiedEarly;
 use crate::dcap::error::VerifyError;
@@ -26,7 +25,7 @@ pub(super) struct EarlyState {
     held: RwLock<HashMap<Key, Held>>,
     /// Keys with a standard snapshot and no early data, a verdict asked for.
     missing: Mutex<HashSet<Key>>,
-    backoff: Mutex<HashMap<Key, (UnixTime, Duration)>>,
+    backoff: Mutex<Backoff>,
     /// The early book of marks (shared by every generation's cache, kept by the proxy).
     marks: Mutex<Option<Arc<Marks>>>,
     failures: AtomicU64,
@@ -251,17 +250,7 @@ impl CollateralCache {
             Err(why) => {
                 self.early.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(fmspc = %key.0, ca = key.1.as_str(), tee = key.2.as_str(), error = %why, "early TCB data not taken; the standard data and its verdicts are unaffected");
-                if let Ok(mut b) = self.early.backoff.lock() {
-                    let delay = b.get(&key).map_or(self.policy.min_backoff, |(_, d)| {
-                        d.saturating_mul(2).min(self.policy.max_backoff)
-                    });
-                    let next = UnixTime(
-                        UnixTime::now()
-                            .0
-                            .saturating_add(i64::try_from(delay.as_secs()).unwrap_or(i64::MAX)),
-                    );
-                    b.insert(key, (next, delay));
-                }
+                self.back_off(&self.early.backoff, key);
             }
         }
     }
