@@ -242,6 +242,35 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
     })
 }
 
+/// `[collateral] early` and `min_tcb_evaluation_data_number`, given to each entry of `raw`
+/// (checked into `enclaves`, in order) that does not set its own. True if any entry judges
+/// under Intel's early TCB data: it is fetched then.
+pub(super) fn collateral_early(
+    c: &mut Checker<'_>,
+    (early, min): (Option<&Spanned<String>>, Option<&Spanned<i64>>),
+    raw: &[RawEnclave],
+    enclaves: &mut [Option<EnclaveConfig>],
+) -> bool {
+    let early = early
+        .and_then(|s| c.parse(s, |v| v.parse::<EarlyMode>()))
+        .unwrap_or_default();
+    let min = min.map(|s| evaluation_number(c, "collateral.min_tcb_evaluation_data_number", s));
+    for (e, r) in enclaves.iter_mut().zip(raw) {
+        let Some(e) = e else { continue };
+        if r.early.is_none() {
+            e.policy.early = early;
+        }
+        if r.min_tcb_evaluation_data_number.is_none() {
+            e.policy.min_tcb_evaluation_data_number = min;
+        }
+    }
+    early != EarlyMode::Off
+        || enclaves
+            .iter()
+            .flatten()
+            .any(|e| e.policy.early != EarlyMode::Off)
+}
+
 /// A TCB evaluation data number key's value, within 1..=u32::MAX.
 pub(super) fn evaluation_number(c: &mut Checker<'_>, name: &str, s: &Spanned<i64>) -> u32 {
     u32::try_from(c.range(name, Some(s), 1, u64::from(u32::MAX), 1)).unwrap_or(1)

@@ -14,7 +14,6 @@ use super::{
     DEFAULT_LISTEN, DEFAULT_SHUTDOWN_GRACE, DEFAULT_VERDICT_MAX_AGE,
 };
 use crate::addr::{Authority, HostPattern};
-use crate::appraise::early::EarlyMode;
 use crate::dcap::ids::Fmspc;
 use crate::source::fetch::RefreshPolicy;
 use crate::source::{CollateralSpec, SourceConfig, TrustRoot};
@@ -372,6 +371,15 @@ impl Config {
         for e in &raw.enclave {
             enclaves.push(super::enclave::check(&mut c, e));
         }
+        let fetch_early = super::enclave::collateral_early(
+            &mut c,
+            (
+                raw.collateral.early.as_ref(),
+                raw.collateral.min_tcb_evaluation_data_number.as_ref(),
+            ),
+            &raw.enclave,
+            &mut enclaves,
+        );
         let max_collateral_age = raw.collateral.max_age_secs.as_ref().map(|s| {
             c.range(
                 "collateral.max_age_secs",
@@ -381,41 +389,14 @@ impl Config {
                 0,
             )
         });
-        let early = raw
-            .collateral
-            .early
-            .as_ref()
-            .and_then(|s| c.parse(s, |v| v.parse::<EarlyMode>()))
-            .unwrap_or_default();
-        let min_evaluation = raw
-            .collateral
-            .min_tcb_evaluation_data_number
-            .as_ref()
-            .map(|s| {
-                super::enclave::evaluation_number(
-                    &mut c,
-                    "collateral.min_tcb_evaluation_data_number",
-                    s,
-                )
-            });
-        // An entry's own `early` and minimum stand; the others take `[collateral]`'s.
         let enclaves: Vec<EnclaveConfig> = enclaves
             .into_iter()
-            .zip(&raw.enclave)
-            .filter_map(|(e, r)| e.map(|e| (e, r)))
-            .map(|(mut e, r)| {
+            .flatten()
+            .map(|mut e| {
                 e.policy.max_collateral_age_secs = max_collateral_age;
-                if r.early.is_none() {
-                    e.policy.early = early;
-                }
-                if r.min_tcb_evaluation_data_number.is_none() {
-                    e.policy.min_tcb_evaluation_data_number = min_evaluation;
-                }
                 e
             })
             .collect();
-        let fetch_early =
-            early != EarlyMode::Off || enclaves.iter().any(|e| e.policy.early != EarlyMode::Off);
         // Most specific entry wins; two entries naming the same pattern would tie.
         let mut seen: Vec<(HostPattern, String)> = Vec::new();
         for h in raw.enclave.iter().flat_map(|e| e.hosts.get_ref()) {
