@@ -142,10 +142,12 @@ fn choice<T: Copy>(
             .ok_or_else(|| {
                 let mut expected = String::new();
                 for (i, (word, _)) in choices.iter().enumerate() {
-                    let sep = match choices.len().saturating_sub(i) {
-                        _ if i == 0 => "",
-                        1 => " or ",
-                        _ => ", ",
+                    let sep = if i == 0 {
+                        ""
+                    } else if i.saturating_add(1) == choices.len() {
+                        " or "
+                    } else {
+                        ", "
                     };
                     expected.push_str(&format!("{sep}\"{word}\""));
                 }
@@ -279,13 +281,14 @@ fn root(c: &mut Checker<'_>, raw: &Raw, base: &Path, config: &mut Config) {
 /// `[audit]`.
 fn audit(c: &mut Checker<'_>, raw: &RawAudit, base: &Path) -> Option<AuditConfig> {
     let key_file = raw.key_file.as_ref().map(|s| {
+        let p = file_path(c, "audit.key_file", s, base);
         if raw.path.is_none() {
             c.error(
                 s,
                 "audit.key_file without audit.path: there is no trail to key",
             );
         }
-        file_path(c, "audit.key_file", s, base)
+        p
     });
     raw.path.as_ref().map(|p| AuditConfig {
         path: resolve_path(p.get_ref(), base),
