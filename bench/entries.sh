@@ -3,6 +3,7 @@
 # (issue 31). One sim enclave behind every entry; each entry names one exact host and one
 # wildcard (`app<i>.exact.test`, `*.w<i>.wild.test`), so N entries are 2N patterns. For each
 # N and each binary, in turn (A/B interleaved in one run, so a loaded box loads both alike):
+#   check   `config check` of the file (load and validate)
 #   start   process start to the proxy port accepting
 #   reload  POST /reload answered (the same file again: a whole new generation)
 #   req/s   origination (`GET http://host/` through the proxy) to the LAST exact host and to a
@@ -83,14 +84,17 @@ load() {
 }
 
 echo "# $(date -u +%FT%TZ) $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); load: $(command -v oha > /dev/null && echo oha || echo examples/http_load) -c $C for ${DUR}s"
-printf 'entries\tbinary\tstart_s\treload_s\treq/s_exact\treq/s_wildcard\trss_MiB\thwm_MiB\n'
+printf 'entries\tbinary\tcheck_s\tstart_s\treload_s\treq/s_exact\treq/s_wildcard\trss_MiB\thwm_MiB\n'
 for n in $ENTRIES; do
   cfg=$(config "$n")
   last=$((n - 1))
   for _ in $(seq "$ROUNDS"); do
     for i in "${!BINS[@]}"; do
+      t0=$(now)
+      check=$(timeout "$START_TIMEOUT" "${BINS[$i]}" config check "$cfg" > /dev/null 2>&1 \
+        && printf '%.2f' "$(echo "$(now) - $t0" | bc)" || echo "timeout/failed")
       if ! start "${BINS[$i]}" "$cfg"; then
-        printf '%s\t%s\t%s\t-\t-\t-\t-\t-\n' "$n" "${NAMES[$i]}" "$STARTED"; stop; continue
+        printf '%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\n' "$n" "${NAMES[$i]}" "$check" "$STARTED"; stop; continue
       fi
       curl -s -o /dev/null -x http://127.0.0.1:19128 "http://app$last.exact.test/" || true
       exact=$(load "app$last.exact.test")
@@ -98,7 +102,7 @@ for n in $ENTRIES; do
       t0=$(now)
       curl -s -o /dev/null -X POST --max-time "$START_TIMEOUT" http://127.0.0.1:19129/reload || true
       reload=$(printf '%.2f' "$(echo "$(now) - $t0" | bc)")
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "${NAMES[$i]}" "$STARTED" "$reload" "$exact" "$wild" \
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "${NAMES[$i]}" "$check" "$STARTED" "$reload" "$exact" "$wild" \
         "$(mib "$(kb "$PROXY_PID" VmRSS)")" "$(mib "$(kb "$PROXY_PID" VmHWM)")"
       stop
     done
