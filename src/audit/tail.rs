@@ -200,3 +200,140 @@ impl<'f> Backwards<'f> {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use serde_json::Value;
+    use sha2::{Digest, Sha256};
+
+    use crate::audit::verify::tests::{chain, verdict_record};
+    use crate::audit::verify_file;
+
+    /// `text` after `filler` zero bytes and a newline; the zeros are a hole in a sparse file,
+    /// so a trail of gigabytes costs no disk (and reading it all would show).
+    fn after_hole(name: &str, filler: u64, text: &str) -> std::path::PathBuf {
+        use std::io::{Seek as _, SeekFrom, Write as _};
+        let path = std::env::temp_dir().join(format!("ratls-audit-{name}-{}", std::process::id()));
+        let mut f = std::fs::File::create(&path).expect("create");
+        f.set_len(filler).expect("hole");
+        f.seek(SeekFrom::End(0)).expect("seek");
+        f.write_all(b"\n").expect("write");
+        f.write_all(text.as_bytes()).expect("write");
+        path
+    }
+
+    /// The file's last line (without its newline), read from the end.
+    fn last_line(path: &std::path::Path) -> Value {
+        use std::io::{Seek as _, SeekFrom};
+        let mut f = std::fs::File::open(path).expect("open");
+        let len = f.metadata().expect("len").len();
+        f.seek(SeekFrom::Start(len.saturating_sub(64 << 10)))
+            .expect("seek");
+        let mut tail = Vec::new();
+        f.read_to_end(&mut tail).expect("read");
+        let text = String::from_utf8_lossy(&tail);
+        let line = text
+            .trim_end_matches('\n')
+            .rsplit('\n')
+            .next()
+            .unwrap_or("");
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+    }
+
+    #[test]
+    fn opening_a_huge_trail_reads_its_tail_only() {
+        // 8 GiB before the last records: reading it all would take minutes and the memory.
+        let text = chain(vec![
+            Ok(verdict_record(true)),
+            Ok(verdict_record(false)),
+            Ok(verdict_record(true)),
+        ]);
+        let path = after_hole("huge", 8 << 30, &text);
+        let last = text.lines().last().unwrap_or("");
+        let want: [u8; 32] = Sha256::digest(last.as_bytes()).into();
+        let log = crate::audit::AuditLog::open(&path, None).expect("opens");
+        {
+            let mut s = log.lock().expect("lock");
+            assert_eq!((s.seq, s.prev), (3, want));
+            log.append(&mut s, verdict_record(false), b"")
+                .expect("appends");
+        }
+        log.reopen().expect("reopens");
+        let next = last_line(&path);
+        assert_eq!(next["seq"], 4);
+        assert_eq!(next["prev_sha256"], hex::encode(want));
+        assert_eq!(log.lock().expect("lock").seq, 4);
+        drop(log);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_torn_tail_is_closed_and_named_however_long_the_trail() {
+        // Torn lines longer than one read of the tail (64 KiB), the last without its newline.
+        let records = chain(vec![Ok(verdict_record(true)), Ok(verdict_record(false))]);
+        let junk = format!(
+            "{}\n\u{0}\u{0}not json\n{{\"cert_sha256\":\"0a",
+            "x".repeat(100_000)
+        );
+        let small = std::env::temp_dir().join(format!("ratls-audit-torn-{}", std::process::id()));
+        std::fs::write(&small, format!("{records}{junk}")).expect("write");
+        let huge = after_hole("torn-huge", 4 << 30, &format!("{records}{junk}"));
+        for path in [&small, &huge] {
+            drop(crate::audit::AuditLog::open(path, None).expect("opens"));
+            let recovered = last_line(path);
+            assert_eq!(recovered["event"], "recovered");
+            assert_eq!(recovered["seq"], 3);
+            assert_eq!(recovered["torn_bytes"], junk.len());
+            assert_eq!(
+                recovered["torn_sha256"],
+                hex::encode(Sha256::digest(junk.as_bytes()))
+            );
+        }
+        // What `audit verify` checks end to end: the recovered record names exactly the torn
+        // lines, chained to the record before them.
+        let checked = verify_file(&small, None, None);
+        let _ = std::fs::remove_file(&small);
+        let _ = std::fs::remove_file(&huge);
+        let checked = checked.unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!((checked.records, checked.recovered), (3, 1));
+    }
+
+    #[test]
+    fn a_hostile_tail_is_refused_or_recovered_never_read_whole() {
+        let records = chain(vec![Ok(verdict_record(true))]);
+        let open = |name: &str, tail: &str| {
+            let path = after_hole(name, 1 << 30, &format!("{records}{tail}"));
+            let r = crate::audit::AuditLog::open(&path, None).map(drop);
+            let last = r.as_ref().ok().map(|()| last_line(&path));
+            let _ = std::fs::remove_file(&path);
+            (r, last)
+        };
+        // More bytes after the last record than any torn write leaves: a line of 3 MiB, or a
+        // "record" longer than any the proxy writes followed by a newline.
+        let huge = "x".repeat(3 << 20);
+        let long_record = format!("{{\"seq\":9,\"pad\":\"{}\"}}\n", "y".repeat(3 << 19));
+        for (name, tail) in [("huge-line", huge.as_str()), ("long-record", &long_record)] {
+            let (r, _) = open(name, tail);
+            let err = r.expect_err(name).to_string();
+            assert!(
+                err.contains("no record in the trail's last"),
+                "{name}: {err}"
+            );
+        }
+        // Not JSON, NULs, empty lines, a JSON object without `seq`: closed and named.
+        for (name, tail) in [
+            ("not-json", "\u{0}\u{0}\u{0}"),
+            ("empty-lines", "\n\n\n"),
+            ("no-seq", "{\"verdict\":\"accepted\"}\n"),
+            ("seq-string", "{\"seq\":\"9\"}"),
+        ] {
+            let (r, last) = open(name, tail);
+            r.unwrap_or_else(|e| panic!("{name}: {e}"));
+            let last = last.unwrap_or_default();
+            assert_eq!(last["event"], "recovered", "{name}");
+            assert_eq!(last["seq"], 2, "{name}");
+        }
+    }
+}
