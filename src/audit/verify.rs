@@ -304,26 +304,24 @@ pub(crate) fn verify_file(
         let torn_sha256 = pending
             .as_ref()
             .map(|p| <[u8; 32]>::from(p.torn.clone().finalize()));
-        let judged = judge(&line, key, prev, seq).and_then(|kind| match (kind, &pending) {
+        let judged = judge(&line, key, prev, seq).and_then(|(kind, v)| match (kind, &pending) {
             (Kind::Recovered, Some(_)) => {
-                let v: Value = serde_json::from_slice(&line).map_err(|e| e.to_string())?;
                 let o = v.as_object().ok_or("not an object")?;
                 if Some(hex_256(o, "torn_sha256")?) != torn_sha256 {
                     return Err("a recovered record naming other torn bytes".into());
                 }
-                Ok(kind)
+                Ok((kind, v))
             }
             (Kind::Recovered, None) => Err("a recovered record with no torn line before it".into()),
             (_, Some(_)) => Err("not a recovered record".into()),
             (Kind::Rotated, None) if !first => {
                 Err("a rotation record that is not the first record".into())
             }
-            (_, None) => Ok(kind),
+            (_, None) => Ok((kind, v)),
         });
         match judged {
-            Ok(kind) => {
+            Ok((kind, v)) => {
                 pending = None;
-                let v: Value = serde_json::from_slice(&line).unwrap_or(Value::Null);
                 if kind == Kind::Rotated {
                     out.rotated_from = v
                         .as_object()
@@ -377,13 +375,14 @@ pub(crate) fn verify_file(
     Ok(out)
 }
 
-/// One line against the chain so far: parses, seals, links, counts and schema.
+/// One line against the chain so far: parses, seals, links, counts and schema; its kind and
+/// the record (each line is parsed once).
 fn judge(
     line: &[u8],
     key: Option<&AuditKey>,
     prev: [u8; 32],
     seq: Option<u64>,
-) -> Result<Kind, String> {
+) -> Result<(Kind, Value), String> {
     let v: Value = serde_json::from_slice(line).map_err(|e| format!("not a JSON object: {e}"))?;
     if key.is_some_and(|k| !k.verifies(line)) {
         return Err(if is_sealed(line) {
@@ -407,7 +406,7 @@ fn judge(
         None if this != 1 && kind != Kind::Rotated => Err(format!(
             "the trail starts at seq {this}, neither its first record nor a rotation record: its beginning was removed"
         )),
-        _ => Ok(kind),
+        _ => Ok((kind, v)),
     }
 }
 
