@@ -19,7 +19,7 @@ use super::target::{Enclave, Target};
 use crate::addr::{Authority, Host};
 use crate::appraise::CollateralSource;
 use crate::ca::LocalCa;
-use crate::config::{Config, ConfigErrors};
+use crate::config::{Config, ConfigErrors, HostIndex};
 use crate::dcap::trust::TrustAnchor;
 use crate::metrics::Metrics;
 use crate::ratls::{CacheStats, RaTlsVerifier, VerdictCache};
@@ -41,6 +41,8 @@ pub struct Generation {
     /// The collateral source verifiers read.
     pub collateral: Arc<CollateralSetup>,
     enclaves: Vec<Arc<Enclave>>,
+    /// Destination to entry (a position in `enclaves`), built once for the generation.
+    index: HostIndex,
     /// Each sidecar route's listen address and its target, resolved once for the generation
     /// (`None`: its upstream is no enclave host of this configuration).
     routes: Vec<(SocketAddr, Option<Arc<Target>>)>,
@@ -111,6 +113,7 @@ impl Generation {
                 config.limits.idle_timeout,
             ),
             enclaves,
+            index: HostIndex::new(&config.enclaves),
             routes: Vec::new(),
             config,
             collateral,
@@ -162,24 +165,10 @@ impl Generation {
     /// What `dest` is under this generation's entries: the most specific entry covering
     /// it wins (an exact host beats a wildcard, a longer suffix a shorter one).
     pub(super) fn classify(&self, dest: &Authority) -> Destination {
-        let best = self
-            .enclaves
-            .iter()
-            .flat_map(|e| e.config.hosts.iter().map(move |h| (e, h)))
-            .filter(|(_, h)| h.matches(dest))
-            .max_by_key(|(_, h)| h.specificity());
-        if let Some((e, _)) = best {
-            return Destination::Enclave(Target::new(dest.clone(), e));
-        }
-        let named = self
-            .enclaves
-            .iter()
-            .flat_map(|e| e.config.hosts.iter())
-            .any(|h| h.matches_host(&dest.host));
-        if named {
-            Destination::EnclaveOtherPort
-        } else {
-            Destination::Other
+        match self.index.find(dest).and_then(|i| self.enclaves.get(i)) {
+            Some(e) => Destination::Enclave(Target::new(dest.clone(), e)),
+            None if self.index.names_host(&dest.host) => Destination::EnclaveOtherPort,
+            None => Destination::Other,
         }
     }
 
@@ -187,19 +176,7 @@ impl Generation {
     /// `hosts` names (at any port: an enclave host is attested at every port or refused), or
     /// its `connect_to` address. Passthrough never reaches such an address.
     pub(super) fn is_enclave_address(&self, host: &Host, port: u16) -> bool {
-        self.enclaves.iter().any(|e| {
-            let literal = matches!(host, Host::Ip(_))
-                && e.config
-                    .hosts
-                    .iter()
-                    .any(|h| !h.wildcard && h.host == *host);
-            let dialled = e
-                .config
-                .connect_to
-                .as_ref()
-                .is_some_and(|c| c.host == *host && c.port == port);
-            literal || dialled
-        })
+        self.index.is_enclave_address(host, port)
     }
 
     /// The enclave destination `dest` is, if an entry covers it.
