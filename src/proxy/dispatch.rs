@@ -9,23 +9,25 @@ use std::time::Instant;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
-use super::admit::ClientSlot;
-use super::intercept::intercept;
-use super::passthrough::{plain_http, tunnel};
+use super::body::ProxyBody;
+use super::client::admit::Admitted;
+use super::connect::intercept::intercept;
+use super::connect::refused::refused_connect;
+use super::exchange::{access_log, as_configured, at_enclave, refuse, Asked, Outcome};
+use super::http::relay::relay;
+use super::passthrough::http::plain_http;
+use super::passthrough::tunnel::tunnel;
 use super::refusal::{Format, ProxyRefusal};
-use super::refused_tunnel::refused_connect;
-use super::relay::{access_log, as_configured, at_enclave, refuse, relay, Asked, Outcome};
 use super::state::{Destination, Generation, Proxy};
-use super::upgrade::{self, Client};
-use super::ProxyBody;
+use super::websocket::handshake::{self, Client};
 use crate::addr::Authority;
 use crate::appraise::refusal::RefusalCode;
 use crate::config::Unmatched;
 
 /// Entry point for every request on the proxy listener.
-pub(super) async fn handle(
+pub(crate) async fn handle(
     proxy: Arc<Proxy>,
-    slot: Arc<ClientSlot>,
+    admitted: Arc<Admitted>,
     client: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
@@ -46,12 +48,13 @@ pub(super) async fn handle(
         Format::of(req.headers())
     };
     let (resp, outcome) = if method == Method::CONNECT {
-        let (resp, outcome) = connect(Arc::clone(&proxy), Arc::clone(&g), slot, client, req).await;
+        let (resp, outcome) =
+            connect(Arc::clone(&proxy), Arc::clone(&g), admitted, client, req).await;
         (resp, Some(outcome))
     } else {
         let from = Client {
             addr: client,
-            slot,
+            admitted,
             start,
         };
         forward(&proxy, &g, from, req, &path).await
@@ -77,7 +80,7 @@ pub(super) async fn handle(
 async fn connect(
     proxy: Arc<Proxy>,
     g: Arc<Generation>,
-    slot: Arc<ClientSlot>,
+    admitted: Arc<Admitted>,
     client: SocketAddr,
     req: Request<Incoming>,
 ) -> (Response<ProxyBody>, Outcome) {
@@ -98,7 +101,7 @@ async fn connect(
     };
     match g.classify(&dest) {
         Destination::Enclave(target) => {
-            at_enclave(intercept(proxy, g, slot, client, req, target).await)
+            at_enclave(intercept(proxy, g, admitted, client, req, target).await)
         }
         // An enclave host is refused here as after a failed attestation: a browser gets the
         // page inside the tunnel, under the leaf minted for the host it named.
@@ -106,7 +109,7 @@ async fn connect(
             let host = dest.host.to_string();
             let refusal = port_refusal(&dest);
             at_enclave(refused_connect(
-                &proxy, &g, slot, client, req, refusal, &host,
+                &proxy, &g, admitted, client, req, refusal, &host,
             ))
         }
         Destination::Other => match g.config.unmatched {
@@ -116,7 +119,7 @@ async fn connect(
                 )),
                 &dest.host.to_string(),
             ),
-            Unmatched::Passthrough => tunnel(&proxy, &g, slot, req, &dest).await,
+            Unmatched::Passthrough => tunnel(&proxy, &g, admitted, req, &dest).await,
         },
     }
 }
@@ -146,7 +149,7 @@ async fn forward(
             authority.as_str(),
         ));
     }
-    let switch = match upgrade::requested(&req) {
+    let switch = match handshake::requested(&req) {
         Ok(switch) => switch,
         Err(refusal) => return now(refuse(refusal, authority.as_str())),
     };
@@ -167,7 +170,7 @@ async fn forward(
                 // Boxed, as in a tunnel: rare, and large inline in every request's future.
                 Some(switch) => {
                     let (resp, outcome) =
-                        Box::pin(upgrade::attested(proxy, g, &target, client, req, switch)).await;
+                        Box::pin(handshake::attested(proxy, g, &target, client, req, switch)).await;
                     (resp, outcome.map(Outcome::at_enclave))
                 }
                 None => {

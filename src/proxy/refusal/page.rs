@@ -9,7 +9,7 @@ use super::ProxyRefusal;
 use crate::config::RefusalDetails;
 
 /// `&`, `<`, `>`, `"` and `'` as entities: safe in text and in quoted attributes alike.
-pub(super) fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -48,7 +48,7 @@ fn lead(r: &ProxyRefusal) -> &'static str {
 }
 
 /// What the operator (or the enclave's owner) can change, by code family.
-pub(super) fn hint(code: &str) -> &'static str {
+pub(crate) fn hint(code: &str) -> &'static str {
     match code {
         "debug_enclave" => "The enclave runs in DEBUG mode: its memory is open to the host, so its attestation proves nothing. Deploy a production (non-debug) build; only for development may the operator set allow_debug = true in the host's [[enclave]] entry.",
         "mrenclave_mismatch" | "mrsigner_mismatch" | "isv_prod_id_mismatch" | "mrtd_mismatch"
@@ -73,7 +73,7 @@ pub(super) fn hint(code: &str) -> &'static str {
 }
 
 /// The whole page.
-pub(super) fn html(
+pub(crate) fn html(
     r: &ProxyRefusal,
     host: &str,
     reasons: &[String],

@@ -25,16 +25,16 @@ impl Pool {
             let Ok(mut idle) = self.shard().lock() else {
                 return Ok(());
             };
-            let Some(slot) = idle.get_mut(target) else {
+            let Some(conns) = idle.get_mut(target) else {
                 return Ok(());
             };
-            if slot.conns.iter().all(|c| c.verdict.snapshot == snapshot) {
+            if conns.idle.iter().all(|c| c.verdict.snapshot == snapshot) {
                 return Ok(());
             }
-            let (stale, fresh) = std::mem::take(&mut slot.conns)
+            let (stale, fresh) = std::mem::take(&mut conns.idle)
                 .into_iter()
                 .partition(|c| c.verdict.snapshot != snapshot);
-            slot.conns = fresh;
+            conns.idle = fresh;
             stale
         };
         let now = UnixTime::now();
@@ -57,7 +57,7 @@ impl Pool {
     /// generation) at `now`, and puts a new verdict (accepted or refused) into the audit
     /// trail before the connection carries another byte; a refusal that cuts an exchange in
     /// flight is recorded as that `cut` (`request`, `response`, `websocket`).
-    pub(in crate::proxy) fn rejudge(
+    pub(crate) fn rejudge(
         &self,
         target: &Target,
         held: &CachedVerdict,
@@ -95,7 +95,7 @@ impl Pool {
 
     /// Records, under this pool's generation, an exchange in flight cut for a reason its
     /// certificate's appraisal `c` does not carry (its host is no longer an enclave host).
-    pub(in crate::proxy) fn record_cut(
+    pub(crate) fn record_cut(
         &self,
         target: &Target,
         c: &CertAppraisal,

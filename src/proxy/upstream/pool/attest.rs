@@ -13,8 +13,8 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::{Held, Pool, UpstreamError};
 use crate::appraise::refusal::RefusalCode;
 use crate::metrics::Metrics;
+use crate::proxy::body::ProxyBody;
 use crate::proxy::target::Target;
-use crate::proxy::ProxyBody;
 use crate::ratls::cache::CachedVerdict;
 use crate::ratls::client::{connect, Attested, ConnectError};
 

@@ -10,23 +10,23 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use super::admit::{http1_server, ClientSlot};
-use super::client_tls::{accept_client_tls, ClientTls};
-use super::empty;
-use super::refusal::{from_upstream, Format, ProxyRefusal};
-use super::refused_tunnel::refused_connect;
-use super::relay::{access_log, as_configured, at_enclave, refuse, Outcome, Verdict};
-use super::state::{Generation, Proxy};
-use super::target::Target;
-use super::tunnel_request::{relay_logged, Inside};
-use super::ProxyBody;
 use crate::dcap::time::UnixTime;
+use crate::proxy::body::empty;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::client::admit::{http1_server, Admitted};
+use crate::proxy::client::tls::{accept_client_tls, ClientTls};
+use crate::proxy::connect::refused::refused_connect;
+use crate::proxy::exchange::{access_log, as_configured, at_enclave, refuse, Outcome, Verdict};
+use crate::proxy::http::inside::{self, Inside};
+use crate::proxy::refusal::{from_upstream, Format, ProxyRefusal};
+use crate::proxy::state::{Generation, Proxy};
+use crate::proxy::target::Target;
 
 /// CONNECT to an enclave host: attest upstream, then answer 200 and serve the tunnel.
-pub(super) async fn intercept(
+pub(crate) async fn intercept(
     proxy: Arc<Proxy>,
     g: Arc<Generation>,
-    slot: Arc<ClientSlot>,
+    admitted: Arc<Admitted>,
     client: SocketAddr,
     req: Request<Incoming>,
     target: Target,
@@ -41,7 +41,7 @@ pub(super) async fn intercept(
         Err(e) => {
             let refusal = from_upstream(e);
             return at_enclave(refused_connect(
-                &proxy, &g, slot, client, req, refusal, &host,
+                &proxy, &g, admitted, client, req, refusal, &host,
             ));
         }
     };
@@ -71,8 +71,8 @@ pub(super) async fn intercept(
         enclave: true,
     };
     tokio::spawn(async move {
-        // The tunnel holds the client's slot (and its phase) for its whole life.
-        let slot = slot;
+        // The tunnel holds the client's admission (and its phase) for its whole life.
+        let admitted = admitted;
         let stream = {
             // The handshake holds shutdown open; the tunnel's idle traffic after it does not.
             let _tunnel = proxy.drain.enter();
@@ -85,7 +85,7 @@ pub(super) async fn intercept(
                 None => return,
             }
         };
-        serve_tunnel(proxy, g, target, client, stream, &slot).await;
+        serve_tunnel(proxy, g, target, client, stream, &admitted).await;
     });
     (Response::new(empty()), outcome)
 }
@@ -132,19 +132,19 @@ async fn serve_tunnel(
     target: Target,
     client: SocketAddr,
     stream: Box<ClientTls>,
-    slot: &Arc<ClientSlot>,
+    admitted: &Arc<Admitted>,
 ) {
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     if h2 {
         // HTTP/2 multiplexes: there is no "next head" to time, only the idle timeout.
-        slot.phase.off();
+        admitted.phase.off();
     }
     let limits = g.config.limits;
     let p = Arc::clone(&proxy);
-    let phase = Arc::clone(&slot.phase);
+    let phase = Arc::clone(&admitted.phase);
     // A WebSocket relay outlives this connection's service (an HTTP/1.1 upgrade ends it),
-    // so it keeps the slot itself.
-    let slot = Arc::clone(slot);
+    // so it keeps the admission itself.
+    let admitted = Arc::clone(admitted);
     // The generation and target the tunnel's last request used: shared, not rebuilt, by its
     // requests while no reload happens.
     let current = Arc::new(Mutex::new((g, Arc::new(target))));
@@ -152,14 +152,14 @@ async fn serve_tunnel(
         let proxy = Arc::clone(&p);
         let judged = in_force(&proxy, &current);
         let serving = phase.serving();
-        let slot = Arc::clone(&slot);
+        let admitted = Arc::clone(&admitted);
         async move {
             let _serving = serving;
             let _inflight = proxy.drain.enter();
             match judged {
                 Ok((g, target)) => {
                     let to = (&target, Inside::Tunnel);
-                    relay_logged(Arc::clone(&proxy), g, to, client, &slot, req).await
+                    inside::serve(Arc::clone(&proxy), g, to, client, &admitted, req).await
                 }
                 Err((g, refusal, host)) => {
                     let start = std::time::Instant::now();

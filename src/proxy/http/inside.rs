@@ -1,5 +1,6 @@
-//! One request inside an intercepted tunnel or on a sidecar route: a WebSocket upgrade goes
-//! to `upgrade`, anything else to `relay`; either way it is logged.
+//! One request inside a connection bound to one enclave, an intercepted tunnel or a sidecar
+//! route: a WebSocket upgrade goes to `websocket::handshake`, anything else to `relay`;
+//! either way it is logged.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -10,19 +11,20 @@ use http::header::HOST;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
-use super::admit::ClientSlot;
-use super::refusal::{Format, ProxyRefusal};
-use super::relay::{access_log, as_configured, refuse, relay, Asked};
-use super::state::{Generation, Proxy};
-use super::target::Target;
-use super::upgrade;
-use super::ProxyBody;
 use crate::addr::Authority;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::client::admit::Admitted;
+use crate::proxy::exchange::{access_log, as_configured, refuse, Asked};
+use crate::proxy::http::relay::relay;
+use crate::proxy::refusal::{Format, ProxyRefusal};
+use crate::proxy::state::{Generation, Proxy};
+use crate::proxy::target::Target;
+use crate::proxy::websocket::handshake;
 
 /// Where a request arrived: inside an intercepted tunnel (to the host it was opened for),
 /// or on a sidecar route (to its one upstream, whatever `Host` says).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Inside {
+pub(crate) enum Inside {
     Tunnel,
     Route,
 }
@@ -62,14 +64,14 @@ fn not_here(req: &Request<Incoming>, inside: Inside, tunnel: &Authority) -> Opti
 }
 
 /// One request inside an intercepted tunnel or on a sidecar route: relay and log it. A
-/// WebSocket upgrade goes to [`upgrade::attested`] (its relay logs at close); any other
+/// WebSocket upgrade goes to [`handshake::attested`] (its relay logs at close); any other
 /// `Upgrade` is refused, and so is what [`not_here`] refuses.
-pub(super) async fn relay_logged(
+pub(crate) async fn serve(
     proxy: Arc<Proxy>,
     g: Arc<Generation>,
     (target, inside): (&Arc<Target>, Inside),
     client: SocketAddr,
-    slot: &Arc<ClientSlot>,
+    admitted: &Arc<Admitted>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
@@ -77,7 +79,7 @@ pub(super) async fn relay_logged(
     let format = Format::of(req.headers());
     let asked = match not_here(&req, inside, &target.dest) {
         Some(refusal) => Err(refusal),
-        None => upgrade::requested(&req),
+        None => handshake::requested(&req),
     };
     let (resp, outcome) = match asked {
         Ok(None) => {
@@ -91,15 +93,15 @@ pub(super) async fn relay_logged(
             (resp, Some(outcome))
         }
         Ok(Some(switch)) => {
-            let from = upgrade::Client {
+            let from = handshake::Client {
                 addr: client,
-                slot: Arc::clone(slot),
+                admitted: Arc::clone(admitted),
                 start,
             };
             // Boxed: the upgrade's state is large and rare; inline it would size every
             // request's future, which hyper allocates once per connection for its whole life
             // (DHAT: 21.9 KB per idle intercepted connection).
-            Box::pin(upgrade::attested(&proxy, &g, target, from, req, switch)).await
+            Box::pin(handshake::attested(&proxy, &g, target, from, req, switch)).await
         }
         Err(refusal) => {
             let (resp, outcome) = refuse(refusal, &target.dest.host.to_string());

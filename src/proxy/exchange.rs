@@ -1,30 +1,24 @@
-//! One request relayed over an attested upstream connection, what the proxy decided for
-//! each request ([`Verdict`]), and the one access-log call that records it.
+//! What the proxy decided for each request ([`Verdict`], [`Outcome`]) and the access-log
+//! calls that record it (and the request metric).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use http::{Method, Response, StatusCode};
 
-use super::judge::{Checkpoint, Cut, Judge};
-use super::judged::{Judged, OnCut};
-use super::pool::Version;
-use super::refusal::{from_upstream, Format, ProxyRefusal};
-use super::rewrite::strip_hop_by_hop;
-use super::state::{DrainGuard, Generation, Proxy};
+use super::body::ProxyBody;
+use super::judge::judged::OnCut;
+use super::refusal::{Format, ProxyRefusal};
+use super::state::{Generation, Proxy};
 use super::target::Target;
-use super::{empty, ProxyBody};
 use crate::config::{MetricsHostLabels, RefusalDetails};
 use crate::dcap::identity::Identity;
 use crate::dcap::quote::TeeType;
-use crate::metrics::Counting;
 use crate::ratls::cache::CachedVerdict;
 
 /// What the proxy decided for one request.
-pub(super) enum Verdict {
+pub(crate) enum Verdict {
     /// Relayed over an attested connection admitted by this verdict.
     Accepted(Arc<CachedVerdict>),
     /// Tunnelled or forwarded to a non-enclave destination.
@@ -74,27 +68,37 @@ impl Verdict {
 }
 
 /// What the access log records about one request.
-pub(super) struct Outcome {
+pub(crate) struct Outcome {
     /// The destination host as the client named it.
-    pub(super) host: String,
+    pub(crate) host: String,
     /// The decision.
-    pub(super) verdict: Verdict,
+    pub(crate) verdict: Verdict,
     /// Time to an upstream connection or response, when there was one.
-    pub(super) upstream: Option<Duration>,
+    pub(crate) upstream: Option<Duration>,
     /// The destination is an enclave host (metrics name it; others only when asked).
-    pub(super) enclave: bool,
+    pub(crate) enclave: bool,
 }
 
 impl Outcome {
     /// This outcome, for an enclave destination.
-    pub(super) fn at_enclave(mut self) -> Self {
+    pub(crate) fn at_enclave(mut self) -> Self {
         self.enclave = true;
         self
+    }
+
+    /// What passthrough to `host` records: no verdict, the time to its upstream.
+    pub(crate) fn passed(host: String, started: Instant) -> Self {
+        Self {
+            host,
+            verdict: Verdict::Passthrough,
+            upstream: Some(started.elapsed()),
+            enclave: false,
+        }
     }
 }
 
 /// A response and its outcome, for an enclave destination.
-pub(super) fn at_enclave<R>((resp, outcome): (R, Outcome)) -> (R, Outcome) {
+pub(crate) fn at_enclave<R>((resp, outcome): (R, Outcome)) -> (R, Outcome) {
     (resp, outcome.at_enclave())
 }
 
@@ -102,7 +106,7 @@ pub(super) fn at_enclave<R>((resp, outcome): (R, Outcome)) -> (R, Outcome) {
 /// `refusal_details = "code"` a refusal is rendered again without its reasons (they stay in
 /// the log), and for a client that asked for HTML (`Accept`) as a page. A success is left
 /// as it is: that is a refused CONNECT answered with the page inside its tunnel.
-pub(super) fn as_configured(
+pub(crate) fn as_configured(
     g: &Generation,
     resp: Response<ProxyBody>,
     o: &Outcome,
@@ -125,7 +129,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// The one access-log call (and request metric) for every request the proxy answers.
-pub(super) fn access_log(
+pub(crate) fn access_log(
     proxy: &Proxy,
     client: SocketAddr,
     o: &Outcome,
@@ -191,7 +195,7 @@ fn log_access(
 }
 
 /// The proxy's own answer to a request, and its outcome.
-pub(super) fn refuse(refusal: ProxyRefusal, host: &str) -> (Response<ProxyBody>, Outcome) {
+pub(crate) fn refuse(refusal: ProxyRefusal, host: &str) -> (Response<ProxyBody>, Outcome) {
     match &refusal {
         ProxyRefusal::Attestation(r) => {
             tracing::warn!(host, code = %r.code, reasons = ?r.reasons, "attestation refused");
@@ -211,48 +215,17 @@ pub(super) fn refuse(refusal: ProxyRefusal, host: &str) -> (Response<ProxyBody>,
     (response, outcome)
 }
 
-/// The header in which the proxy tells the client what it verified.
-pub(super) const ATTESTATION_HEADER: &str = "ratls-attestation";
-
-/// [`ATTESTATION_HEADER`] as a header name: removed from every response, and a `&str` name
-/// is parsed again on each use.
-static ATTESTATION: http::HeaderName = http::HeaderName::from_static(ATTESTATION_HEADER);
-
-/// The optional header that tells the client what was verified.
-fn attestation_header(v: &CachedVerdict) -> Option<http::HeaderValue> {
-    let a = &v.appraisal.appraisal;
-    let q = a.quote.as_ref()?;
-    let tcb = a.tcb.as_ref()?;
-    let binding = v.appraisal.binding.map_or("-", |b| b.as_str());
-    let identity = match &q.identity {
-        Identity::Sgx(e) => format!(
-            "mrenclave={}; mrsigner={}; isv_prod_id={}; isv_svn={}",
-            e.mrenclave, e.mrsigner, e.isv_prod_id, e.isv_svn
-        ),
-        Identity::Td(t) => format!(
-            "mrtd={}; rtmr0={}; rtmr1={}; rtmr2={}; rtmr3={}; mrseam={}",
-            t.mr_td, t.rtmr[0], t.rtmr[1], t.rtmr[2], t.rtmr[3], t.mr_seam
-        ),
-    };
-    http::HeaderValue::from_str(&format!(
-        "{identity}; tcb={}; binding={binding}; verified_at={}",
-        tcb.status,
-        a.verified_at.to_rfc3339()
-    ))
-    .ok()
-}
-
 /// What the access log says about an exchange a cut ends after its response head went out.
-pub(super) struct Exchange {
-    pub(super) client: SocketAddr,
-    pub(super) method: Method,
-    pub(super) path: String,
-    pub(super) status: StatusCode,
-    pub(super) start: Instant,
+pub(crate) struct Exchange {
+    pub(crate) client: SocketAddr,
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    pub(crate) status: StatusCode,
+    pub(crate) start: Instant,
 }
 
 /// Writes the access line of `exchange` with `target` when a cut ends its response.
-pub(super) fn log_cut(proxy: &Arc<Proxy>, target: &Arc<Target>, exchange: Exchange) -> OnCut {
+pub(crate) fn log_cut(proxy: &Arc<Proxy>, target: &Arc<Target>, exchange: Exchange) -> OnCut {
     let (proxy, target) = (Arc::clone(proxy), Arc::clone(target));
     Box::new(move |refusal| {
         access_log_cut(&proxy, target.dest.host.to_string(), &exchange, refusal);
@@ -261,142 +234,27 @@ pub(super) fn log_cut(proxy: &Arc<Proxy>, target: &Arc<Target>, exchange: Exchan
 
 /// Who asked for one exchange: what its access-log line needs should a cut end it after
 /// its response head went out.
-pub(super) struct Asked<'a> {
-    pub(super) client: SocketAddr,
-    pub(super) method: &'a Method,
-    pub(super) path: &'a str,
-    pub(super) start: Instant,
-}
-
-/// Sends one request over an attested connection to `target` and returns its response.
-/// Both bodies go under the exchange's [`Judge`]; while the response head is awaited, a
-/// change that refuses the enclave answers the client with the refusal at once.
-pub(super) async fn relay(
-    proxy: &Arc<Proxy>,
-    g: &Arc<Generation>,
-    target: &Arc<Target>,
-    req: Request<Incoming>,
-    asked: Asked<'_>,
-) -> (Response<ProxyBody>, Outcome) {
-    let started = Instant::now();
-    let host = target.dest.host.to_string();
-    // Mirror the client's HTTP version upstream where the pool can.
-    let version = if req.version() == http::Version::HTTP_2 {
-        Version::Http2
-    } else {
-        Version::Http1
-    };
-    let conn = match g.pool.checkout_for(target, &proxy.metrics, version).await {
-        Ok(c) => c,
-        Err(e) => return at_enclave(refuse(from_upstream(e), &host)),
-    };
-    let verdict = Arc::clone(conn.verdict());
-    let judge = Arc::new(Judge::new(proxy, g, target, Arc::clone(&verdict)));
-    let to_upstream = &proxy.metrics.bytes_to_upstreams;
-    let req = req.map(|body| {
-        if hyper::body::Body::is_end_stream(&body) {
-            return empty();
-        }
-        let judged = Judged::new(
-            body,
-            Checkpoint::new(Arc::clone(&judge), Cut::Request),
-            None,
-        );
-        Counting::new(judged, Arc::clone(to_upstream)).boxed()
-    });
-    let sent = tokio::select! {
-        sent = g.pool.send_on(target, conn, req) => sent.map_err(from_upstream),
-        refusal = judge.refused_by_change(Cut::Request) => Err(refusal),
-    };
-    // The head passes the checkpoint like a chunk; a failure an upload's cut caused is
-    // that cut.
-    let mut checkpoint = Checkpoint::new(Arc::clone(&judge), Cut::Request);
-    let mut resp = match sent.and_then(|resp| checkpoint.pass().map(|_| resp)) {
-        Ok(resp) => resp,
-        Err(e) => return at_enclave(refuse(judge.refused().unwrap_or(e), &host)),
-    };
-    speak_for(g, resp.headers_mut(), &verdict);
-    let exchange = Exchange {
-        client: asked.client,
-        method: asked.method.clone(),
-        path: asked.path.to_owned(),
-        status: resp.status(),
-        start: asked.start,
-    };
-    let outcome = Outcome {
-        host,
-        verdict: Verdict::Accepted(verdict),
-        upstream: Some(started.elapsed()),
-        enclave: true,
-    };
-    let counter = Arc::clone(&proxy.metrics.bytes_to_clients);
-    // In flight until its body is done, not only its head: shutdown waits for it.
-    let inflight = proxy.drain.enter();
-    let resp = resp.map(|b| {
-        let body = InFlight {
-            body: b,
-            _inflight: inflight,
-        };
-        let checkpoint = checkpoint.cutting(Cut::Response);
-        let on_cut = log_cut(proxy, target, exchange);
-        Counting::new(Judged::new(body, checkpoint, Some(on_cut)), counter).boxed()
-    });
-    (resp, outcome)
-}
-
-/// A response body counted as in flight (for shutdown's drain) until it ends or is dropped.
-struct InFlight<B> {
-    body: B,
-    _inflight: DrainGuard,
-}
-
-impl<B: hyper::body::Body + Unpin> hyper::body::Body for InFlight<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.body.size_hint()
-    }
-}
-
-/// The head of a response from an attested connection, as the client gets it: hop-by-hop
-/// headers out, and only the proxy speaks for the enclave (whatever upstream sent under the
-/// attestation header's name goes; ours is added only when configured).
-pub(super) fn speak_for(g: &Generation, headers: &mut http::HeaderMap, verdict: &CachedVerdict) {
-    strip_hop_by_hop(headers);
-    headers.remove(&ATTESTATION);
-    if g.config.attestation_header {
-        if let Some(v) = attestation_header(verdict) {
-            headers.insert(ATTESTATION.clone(), v);
-        }
-    }
+pub(crate) struct Asked<'a> {
+    pub(crate) client: SocketAddr,
+    pub(crate) method: &'a Method,
+    pub(crate) path: &'a str,
+    pub(crate) start: Instant,
 }
 
 /// How an upgraded connection ended, for its access-log line at close.
-pub(super) struct Closed<'a> {
+pub(crate) struct Closed<'a> {
     /// Bytes from the client to the upstream.
-    pub(super) up: u64,
+    pub(crate) up: u64,
     /// Bytes from the upstream to the client.
-    pub(super) down: u64,
+    pub(crate) down: u64,
     /// `closed`, `refused: <code>` or what failed.
-    pub(super) end: &'a str,
+    pub(crate) end: &'a str,
 }
 
 /// The access-log line (and request metric) of an upgraded connection, written when it
 /// closes: the status the client got for the switch, the bytes each way, its whole life.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn access_log_closed(
+pub(crate) fn access_log_closed(
     proxy: &Proxy,
     client: SocketAddr,
     o: &Outcome,

@@ -2,7 +2,7 @@
 //! HTTP/2 extended CONNECT with `:protocol = websocket` (RFC 8441) goes upstream as an
 //! HTTP/1.1 upgrade on an attested connection of its own, dialed and judged under the
 //! generation in force like any other; nothing is sent to a refused enclave. On `101` the
-//! client gets its switch (`101`, or `200` on HTTP/2) and [`super::upgraded`] relays the
+//! client gets its switch (`101`, or `200` on HTTP/2) and [`super::pipe`] carries the
 //! bytes. Any other `Upgrade` is refused (400), except `h2c`: a client offering it falls
 //! back to HTTP/1.1 by design, so it is dropped with the hop-by-hop headers as before.
 
@@ -17,34 +17,35 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
-use super::admit::ClientSlot;
-use super::empty;
-use super::judge::{Checkpoint, Cut, Judge};
-use super::judged::Judged;
-use super::refusal::{from_upstream, ProxyRefusal};
-use super::relay::{log_cut, refuse, speak_for, Exchange, Outcome, Verdict};
-use super::rewrite::prepare;
-use super::state::{Generation, Proxy};
-use super::target::Target;
-use super::upgraded::Switched;
-use super::ProxyBody;
 use crate::metrics::Counting;
+use crate::proxy::body::empty;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::client::admit::Admitted;
+use crate::proxy::exchange::{log_cut, refuse, Exchange, Outcome, Verdict};
+use crate::proxy::judge::judged::Judged;
+use crate::proxy::judge::{Checkpoint, Cut, Judge};
+use crate::proxy::refusal::{from_upstream, ProxyRefusal};
+use crate::proxy::state::{Generation, Proxy};
+use crate::proxy::target::Target;
+use crate::proxy::upstream::rewrite::prepare;
+use crate::proxy::upstream::rewrite::speak_for;
+use crate::proxy::websocket::pipe::Pipe;
 
 /// What a request asks to switch to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Switch {
+pub(crate) enum Switch {
     /// HTTP/1.1 `Connection: upgrade` with `Upgrade: websocket`.
     WebSocket,
     /// HTTP/2 extended CONNECT with `:protocol = websocket`, bridged to an HTTP/1.1 upgrade.
     ExtendedConnect,
 }
 
-/// The client side of an upgrade: who asked, the connection slot the relay keeps (the
+/// The client side of an upgrade: who asked, the client's admission the relay keeps (the
 /// request's connection ends when it is upgraded), and when the request arrived.
-pub(super) struct Client {
-    pub(super) addr: SocketAddr,
-    pub(super) slot: Arc<ClientSlot>,
-    pub(super) start: Instant,
+pub(crate) struct Client {
+    pub(crate) addr: SocketAddr,
+    pub(crate) admitted: Arc<Admitted>,
+    pub(crate) start: Instant,
 }
 
 /// The comma-separated tokens of every `name` header, lower-cased.
@@ -61,7 +62,7 @@ fn tokens(headers: &HeaderMap, name: http::header::HeaderName) -> Vec<String> {
 
 /// Whether `req` asks to switch protocols: `Ok(None)` for an ordinary request (or one
 /// offering only `h2c`), the switch for a WebSocket upgrade, a 400 for anything else.
-pub(super) fn requested<B>(req: &Request<B>) -> Result<Option<Switch>, ProxyRefusal> {
+pub(crate) fn requested<B>(req: &Request<B>) -> Result<Option<Switch>, ProxyRefusal> {
     if let Some(protocol) = req.extensions().get::<hyper::ext::Protocol>() {
         let protocol = protocol.as_str();
         return if req.method() == Method::CONNECT && protocol.eq_ignore_ascii_case("websocket") {
@@ -99,7 +100,7 @@ pub(super) fn requested<B>(req: &Request<B>) -> Result<Option<Switch>, ProxyRefu
 }
 
 /// Puts back the two hop-by-hop headers a WebSocket upgrade needs on its next hop.
-pub(super) fn ask_websocket(headers: &mut HeaderMap) {
+pub(crate) fn ask_websocket(headers: &mut HeaderMap) {
     headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
 }
@@ -170,7 +171,7 @@ fn switched(
         return Err("the enclave switched protocols, but not to websocket".into());
     }
     let mut headers = upstream.headers().clone();
-    speak_for(g, &mut headers, verdict);
+    speak_for(&mut headers, verdict, g.config.attestation_header);
     let status = match (switch, key) {
         (Switch::WebSocket, _) => {
             ask_websocket(&mut headers);
@@ -194,7 +195,7 @@ fn switched(
 /// A WebSocket upgrade to the enclave `target`. Returns the client's answer and, unless
 /// the connection switched, the outcome for the caller to log; a switched connection is
 /// relayed in its own task, which logs it when it closes.
-pub(super) async fn attested(
+pub(crate) async fn attested(
     proxy: &Arc<Proxy>,
     g: &Arc<Generation>,
     target: &Arc<Target>,
@@ -248,7 +249,7 @@ pub(super) async fn attested(
     };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         // The enclave declined: its answer is relayed like any response, judged as one.
-        speak_for(g, resp.headers_mut(), &verdict);
+        speak_for(resp.headers_mut(), &verdict, g.config.attestation_header);
         let exchange = Exchange {
             client: client.addr,
             method,
@@ -269,11 +270,11 @@ pub(super) async fn attested(
     };
     let from_upstream = hyper::upgrade::on(&mut resp);
     // Bytes, not HTTP, from here on: no request head to time, only the idle timeout.
-    client.slot.phase.off();
-    let relay = Switched {
+    client.admitted.phase.off();
+    let relay = Pipe {
         proxy: Arc::clone(proxy),
         client: client.addr,
-        slot: client.slot,
+        admitted: client.admitted,
         from_client,
         from_upstream,
         judge: Some(judge),
