@@ -4,7 +4,11 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin ratls-proxy \
+# The proxy alone: no `sim` feature, so the image carries no quote and collateral forger and
+# no `demo` (both stay in the default features, for developers). The version line says so,
+# and the build fails if it does not.
+RUN cargo build --release --locked --no-default-features --features jemalloc --bin ratls-proxy \
+ && target/release/ratls-proxy --version | grep -F 'no simulator: a production build' \
  && strip target/release/ratls-proxy
 
 FROM debian:bookworm-slim

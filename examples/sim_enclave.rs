@@ -7,8 +7,8 @@
 //! ```
 //!
 //! Besides its JSON echo it answers `/ws` (a WebSocket echo), `/stream?n=N&ms=M` (N chunks M ms
-//! apart), `/upload?ms=M` (the body's size) and `/bytes?n=N` (N bytes); see README "The
-//! simulated enclave".
+//! apart), `/upload?ms=M` (the body's size) and `/bytes?n=N` (N bytes); see docs/development.md,
+//! "The simulated enclave".
 //!
 //! Several sims started with the same `--pki-dir` share one test root and one collateral
 //! bundle; `--tcb-status` puts each on its own TCB level of that bundle. `--tee tdx` makes a

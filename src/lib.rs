@@ -1,12 +1,16 @@
-//! ratls-proxy: verify Intel SGX RA-TLS attestation for clients that cannot.
+//! ratls-proxy: verify Intel SGX and TDX RA-TLS attestation for clients that cannot.
 //!
 //! The house, from the bottom up (arrows point down; nothing imports a layer above it):
 //!
 //! - `dcap` (PURE): quotes, collateral, the verification steps. No I/O, no clock.
 //! - `cbor` (PURE): the one CBOR reader (DICE evidence, Nitro documents).
 //! - `nitro` (PURE): AWS Nitro Enclaves attestation documents: COSE_Sign1, the chain to the
-//!   pinned AWS root, CRLs as parameters, key binding.
-//! - `snp` (PURE): AMD SEV-SNP reports, the VCEK/VLEK chain, the report signature.
+//!   pinned AWS root, CRLs as parameters, key binding. Not yet wired into the proxy.
+//! - `snp` (PURE): AMD SEV-SNP reports, the VCEK/VLEK chain, the report signature. Not yet
+//!   wired into the proxy.
+//! - `dstack` (PURE): dstack's attestation formats, key binding, event-log replay, app identity.
+//!   `ratls` uses its key binding for the `.1.1` carrier; the `.1.8` attestation and the app
+//!   identity are not yet wired into the proxy.
 //! - `appraise` (PURE): policy, the appraisal of one quote, the refusal vocabulary.
 //! - `ratls`: an RA-TLS certificate judged (evidence, key binding, rustls verifier, verdict
 //!   cache) and the attested TLS connector.
@@ -30,6 +34,7 @@ mod cli;
 mod clock;
 mod config;
 pub mod dcap;
+pub mod dstack;
 mod metrics;
 pub mod nitro;
 mod proxy;
@@ -41,7 +46,7 @@ mod source;
 
 pub use addr::Authority;
 pub use ca::LocalCa;
-pub use cli::{run, Cli, Command, EXIT_CANNOT_CHECK};
+pub use cli::{not_in_this_build, run, Cli, Command, EXIT_CANNOT_CHECK};
 pub use config::Config;
 pub use proxy::{Proxy, Running};
 pub use source::fetch::{CollateralCache, RefreshPolicy};

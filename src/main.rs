@@ -16,6 +16,10 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
+            if let Some(why) = cli::not_in_this_build(&e) {
+                eprintln!("{why}");
+                return ExitCode::from(cli::EXIT_CANNOT_CHECK);
+            }
             // Help and version are not errors; everything else is "could not check".
             let code = if e.use_stderr() {
                 cli::EXIT_CANNOT_CHECK

@@ -1,5 +1,6 @@
 //! The house rules, read from the source: the pure core (`dcap/`, `appraise/`, `nitro/`,
-//! `snp/`, `cbor.rs`) does no I/O and reads no clock, and no module imports a layer above its own.
+//! `snp/`, `dstack/`, `cbor.rs`) does no I/O and reads no clock, and no module imports a layer
+//! above its own.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["source", "ca", "sim", "audit"],
     &["ratls", "metrics", "addr", "clock"],
     &["appraise"],
-    &["nitro", "snp"],
+    &["dstack", "nitro", "snp"],
     &["dcap"],
     &["cbor"],
 ];
@@ -68,6 +69,7 @@ fn the_pure_core_does_no_io_and_reads_no_clock() {
     let mut files = Vec::new();
     rust_files(&src().join("dcap"), &mut files);
     rust_files(&src().join("appraise"), &mut files);
+    rust_files(&src().join("dstack"), &mut files);
     rust_files(&src().join("nitro"), &mut files);
     files.push(src().join("cbor.rs"));
     rust_files(&src().join("snp"), &mut files);

@@ -4,54 +4,22 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use ratls_proxy::dcap::ids::MrEnclave;
 use ratls_proxy::sim::{EnclaveSpec, SimConfig};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-use common::{curl, env, free_port, s, start_sim, Binary, Harness};
+use common::{
+    curl_via, env, free_port, lines, metrics_text, sha256_hex, start_sim, Binary, Harness,
+};
 
-fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-fn audit_verify(path: &Path) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
-        .args(["audit", "verify"])
-        .arg(path)
-        .output()
-        .expect("runs");
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+fn audit_verify(path: &std::path::Path) -> (i32, String) {
+    common::audit_verify(path, &[])
 }
 
 async fn get(proxy: u16, host: &str) -> String {
-    let out = curl(
-        s(&[
-            "-s",
-            "-i",
-            "-x",
-            &format!("http://127.0.0.1:{proxy}"),
-            &format!("http://{host}/"),
-        ]),
-        vec![],
-    )
-    .await;
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    curl_via(proxy, &format!("http://{host}/")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,20 +90,14 @@ async fn one_chained_record_per_verdict_and_audit_verify_finds_tampering() {
     assert_eq!(second["seq"], 2);
     assert_eq!(second["verdict"], "refused");
     assert_eq!(second["code"], "mrenclave_mismatch");
-    assert_eq!(
-        second["prev_sha256"],
-        hex::encode(Sha256::digest(l[0].as_bytes()))
-    );
+    assert_eq!(second["prev_sha256"], sha256_hex(&l[0]));
 
     let (code, out) = audit_verify(&trail);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("2 records"), "{out}");
     // `audit verify` prints the last record's hash: anchored elsewhere, it also covers the
     // last line (which no later line chains).
-    assert!(
-        out.contains(&hex::encode(Sha256::digest(l[1].as_bytes()))),
-        "{out}"
-    );
+    assert!(out.contains(&sha256_hex(&l[1])), "{out}");
     // Edited, reordered, truncated: each names the line where the chain breaks.
     let text = std::fs::read_to_string(&trail).expect("read");
     let tampered_first = env.dir.join("tampered.jsonl");
@@ -205,17 +167,14 @@ async fn sigusr1_reopens_the_trail_after_rotation_and_sighup_does_not() {
     );
     assert_eq!(
         first["previous_sha256"],
-        hex::encode(Sha256::digest(old[1].as_bytes())),
+        sha256_hex(&old[1]),
         "…naming the last record of the file before"
     );
     assert_eq!(first["seq"], 3, "seq keeps counting");
     assert_eq!(audit_verify(&rotated).0, 0);
     let (code, out) = audit_verify(&trail);
     assert_eq!(code, 0, "{out}");
-    assert!(
-        out.contains(&hex::encode(Sha256::digest(old[1].as_bytes()))),
-        "{out}"
-    );
+    assert!(out.contains(&sha256_hex(&old[1])), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,12 +197,7 @@ async fn required_refuses_rather_than_serve_unaudited() {
             .await;
         let answer = get(proxy, "good.enclave.test").await;
         assert!(answer.starts_with(want), "required = {required}: {answer}");
-        let metrics = curl(
-            s(&["-s", &format!("http://127.0.0.1:{admin}/metrics")]),
-            vec![],
-        )
-        .await;
-        let text = String::from_utf8_lossy(&metrics.stdout);
+        let text = metrics_text(admin).await;
         assert!(
             text.lines()
                 .any(|l| l.starts_with("ratls_audit_write_failures_total") && !l.ends_with(" 0")),

@@ -20,109 +20,19 @@ use ratls_proxy::sim::{SimConfig, SimEnclave};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use common::{env, free_port, read_response, start_sim, Binary, Env, Harness, TRUSTED};
-
-const OTHER: &str = "0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b";
-
-/// Sends `request` to the proxy and reads one response (head and `content-length` body).
-async fn ask(proxy: u16, request: &str) -> String {
-    let mut tcp = TcpStream::connect(("127.0.0.1", proxy))
-        .await
-        .expect("connect");
-    tcp.write_all(request.as_bytes()).await.expect("write");
-    match tokio::time::timeout(Duration::from_secs(15), read_response(&mut tcp)).await {
-        Ok(r) => r,
-        Err(_) => "timed out".into(),
-    }
-}
-
-/// `GET http://{host}{path}` through the proxy.
-async fn get(proxy: u16, host: &str, path: &str, extra: &str) -> String {
-    ask(
-        proxy,
-        &format!(
-            "GET http://{host}{path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
-        ),
-    )
-    .await
-}
-
-/// CONNECT `authority`; the answer's status line and the socket.
-async fn connect(proxy: u16, authority: &str) -> (String, TcpStream) {
-    let mut tcp = TcpStream::connect(("127.0.0.1", proxy))
-        .await
-        .expect("connect");
-    tcp.write_all(format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match tokio::time::timeout(Duration::from_secs(15), tcp.read(&mut byte)).await {
-            Ok(Ok(1)) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    (String::from_utf8_lossy(&head).into_owned(), tcp)
-}
-
-/// The proxy's CA as a rustls client config: only what the proxy minted validates.
-fn our_ca(env: &Env) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(env.ca_pem()).expect("ca.pem");
-    let der = ratls_proxy::dcap::pki::pem_chain(&pem, "ca").expect("pem");
-    roots.add(der[0].clone().into()).expect("root");
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth(),
-    )
-}
+use common::http::{empty, Http};
+use common::ws::{self, Ws};
+use common::{
+    ask, ask_on, bin, connect, env, free_port, gauge, get, reload, run, start_sim, start_sim_with,
+    tls_over, tls_through, Binary, Env, Harness, Mode, Ports, MODES, OTHER, TRUSTED,
+};
 
 /// True if CONNECT `authority` was intercepted: answered 200 and the TLS inside presents a
 /// leaf from the proxy's CA for `name` (a blind tunnel would reach the enclave's own
 /// certificate, which our CA does not validate).
 async fn intercepted(env: &Env, proxy: u16, authority: &str, name: &str) -> bool {
     let (head, tcp) = connect(proxy, authority).await;
-    if !head.starts_with("HTTP/1.1 200") {
-        return false;
-    }
-    let name = rustls::pki_types::ServerName::try_from(name.to_owned()).expect("name");
-    tokio_rustls::TlsConnector::from(our_ca(env))
-        .connect(name, tcp)
-        .await
-        .is_ok()
-}
-
-/// The binary under test (`RATLS_PROXY_BIN` overrides, as in `common::Binary`).
-fn bin() -> std::ffi::OsString {
-    std::env::var_os("RATLS_PROXY_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_ratls-proxy").into())
-}
-
-/// The binary under test with `args`: its exit code and everything it printed.
-fn run(args: &[&std::ffi::OsStr]) -> (i32, String) {
-    let out = std::process::Command::new(bin())
-        .args(args)
-        .output()
-        .expect("runs");
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-async fn sim_with(env: &Env, f: impl FnOnce(&mut SimConfig)) -> SimEnclave {
-    let mut c = SimConfig::default();
-    f(&mut c);
-    start_sim(env, c).await
+    head.starts_with("HTTP/1.1 200") && tls_over(tcp, name, &env.ca_pem(), &[]).await.is_ok()
 }
 
 async fn binary(h: Harness<'_>, name: &str) -> Binary {
@@ -276,18 +186,8 @@ async fn verdicts_do_not_survive_a_collateral_change() {
         .enclave("good.enclave.test", addr);
     let config = h.write("collateral.toml");
     let _p = Binary::start(&config, admin, &[], false).await;
-    let ca = our_ca(&env);
-    let (head, tcp) = connect(proxy, "good.enclave.test:443").await;
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let tls = tokio_rustls::TlsConnector::from(ca)
-        .connect("good.enclave.test".try_into().expect("name"), tcp)
-        .await
-        .expect("intercepted");
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-        .await
-        .expect("http");
-    tokio::spawn(conn);
-    assert_eq!(tunnel_get(&mut send).await, 200);
+    let mut tunnel = Http::open(&env.via(proxy), "good.enclave.test", Mode::Intercepted).await;
+    assert_eq!(tunnel.status("/kept").await, 200);
 
     // The enclave restarts (the host controls that) with a new certificate, and new
     // collateral revokes the new certificate's PCK certificate.
@@ -308,7 +208,7 @@ async fn verdicts_do_not_survive_a_collateral_change() {
 
     // The old tunnel's next request re-dials: it is judged under the new collateral.
     assert_eq!(
-        tunnel_get(&mut send).await,
+        tunnel.status("/kept").await,
         502,
         "the old tunnel is refused"
     );
@@ -331,17 +231,8 @@ async fn open_tunnels_follow_a_reload() {
         .enclave_with(&["good.enclave.test"], good.addr(), TRUSTED, "")
         .write("reload.toml");
     let _p = Binary::start(&config, admin, &[], false).await;
-    let (head, tcp) = connect(proxy, "good.enclave.test:443").await;
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let tls = tokio_rustls::TlsConnector::from(our_ca(&env))
-        .connect("good.enclave.test".try_into().expect("name"), tcp)
-        .await
-        .expect("intercepted");
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-        .await
-        .expect("http");
-    tokio::spawn(conn);
-    assert_eq!(tunnel_get(&mut send).await, 200);
+    let mut tunnel = Http::open(&env.via(proxy), "good.enclave.test", Mode::Intercepted).await;
+    assert_eq!(tunnel.status("/kept").await, 200);
     let served = good.request_count();
     let h = Harness::new(&env).listen(proxy).admin(admin);
     std::fs::write(
@@ -352,7 +243,7 @@ async fn open_tunnels_follow_a_reload() {
     .expect("write");
     reload(admin).await;
     assert_eq!(
-        tunnel_get(&mut send).await,
+        tunnel.status("/kept").await,
         502,
         "revoked MRENCLAVE refused"
     );
@@ -430,10 +321,11 @@ async fn upstream_connections_are_bounded() {
         .expect("connect");
     for i in 0..20 {
         let host = format!("h{i}.corp.test");
-        tcp.write_all(format!("GET http://{host}/ HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
-            .await
-            .expect("write");
-        let answer = read_response(&mut tcp).await;
+        let answer = ask_on(
+            &mut tcp,
+            &format!("GET http://{host}/ HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+        )
+        .await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
         let open = gauge(admin, "ratls_upstream_connections").await;
         assert!(open <= 4.0, "{open} upstream connections open after {host}");
@@ -588,7 +480,7 @@ fn out_of_range_numbers_are_config_errors_with_their_location() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_do_not_disclose_internal_addresses_or_more_than_configured() {
     let env = env();
-    let other = sim_with(&env, |c| {
+    let other = start_sim_with(&env, |c| {
         c.spec.mrenclave = ratls_proxy::dcap::ids::MrEnclave([0x0b; 32])
     })
     .await;
@@ -632,49 +524,6 @@ async fn refusals_do_not_disclose_internal_addresses_or_more_than_configured() {
     );
 }
 
-async fn tunnel_get(
-    send: &mut hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
-) -> u16 {
-    if send.ready().await.is_err() {
-        return 0;
-    }
-    let req = hyper::Request::get("/kept")
-        .header("host", "good.enclave.test")
-        .body(http_body_util::Empty::new())
-        .expect("req");
-    match send.send_request(req).await {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
-            status
-        }
-        Err(_) => 0,
-    }
-}
-
-/// `POST /reload` on the admin listener, asserting it took.
-async fn reload(admin: u16) {
-    let answer = ask(
-        admin,
-        &format!("POST /reload HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
-    )
-    .await;
-    assert!(answer.contains("\"reloaded\":true"), "{answer}");
-}
-
-/// One metric's value from `/metrics`.
-async fn gauge(admin: u16, name: &str) -> f64 {
-    let answer = ask(
-        admin,
-        &format!("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\nConnection: close\r\n\r\n"),
-    )
-    .await;
-    answer
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(-1.0)
-}
-
 /// The serial of the PCK certificate inside an RA-TLS certificate's quote.
 fn pck_serial(cert_der: &[u8]) -> Vec<u8> {
     use x509_parser::prelude::FromDer;
@@ -694,36 +543,6 @@ fn pck_serial(cert_der: &[u8]) -> Vec<u8> {
 
 const HOST: &str = "good.enclave.test";
 
-/// The ports of one proxy: listener, admin, one sidecar route.
-#[derive(Clone, Copy)]
-struct Ports {
-    proxy: u16,
-    admin: u16,
-    route: u16,
-}
-
-impl Ports {
-    fn free() -> Self {
-        Self {
-            proxy: free_port(),
-            admin: free_port(),
-            route: free_port(),
-        }
-    }
-}
-
-/// How a client reaches the enclave: intercepted over HTTP/1.1 or HTTP/2, originated
-/// (`http://` to the proxy), or on a sidecar route.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
-    Tunnel,
-    TunnelH2,
-    Originated,
-    Route,
-}
-
-const MODES: [Mode; 4] = [Mode::Tunnel, Mode::TunnelH2, Mode::Originated, Mode::Route];
-
 /// A request body fed chunk by chunk from a channel (an upload in progress).
 struct Feed(tokio::sync::mpsc::Receiver<bytes::Bytes>);
 
@@ -741,87 +560,9 @@ impl hyper::body::Body for Feed {
     }
 }
 
-type Up = http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>;
-
-fn nothing() -> Up {
-    use http_body_util::BodyExt;
-    http_body_util::Empty::new()
-        .map_err(|never| match never {})
-        .boxed()
-}
-
-/// One client connection as its mode speaks.
-enum Client {
-    H1(hyper::client::conn::http1::SendRequest<Up>),
-    H2(hyper::client::conn::http2::SendRequest<Up>),
-}
-
-impl Client {
-    async fn open(env: &Env, ports: Ports, mode: Mode) -> Self {
-        use hyper_util::rt::{TokioExecutor, TokioIo};
-        let proxy = SocketAddr::from(([127, 0, 0, 1], ports.proxy));
-        match mode {
-            Mode::TunnelH2 => {
-                let tls = common::tls_through_as(proxy, HOST, &env.ca_pem(), "", &[b"h2"]).await;
-                let (send, conn) =
-                    hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                        .await
-                        .expect("h2");
-                tokio::spawn(conn);
-                Self::H2(send)
-            }
-            Mode::Tunnel => {
-                let tls = common::tls_through(proxy, HOST, &env.ca_pem()).await;
-                Self::h1(TokioIo::new(tls)).await
-            }
-            Mode::Originated => {
-                Self::h1(TokioIo::new(TcpStream::connect(proxy).await.expect("tcp"))).await
-            }
-            Mode::Route => {
-                let route = ("127.0.0.1", ports.route);
-                Self::h1(TokioIo::new(TcpStream::connect(route).await.expect("tcp"))).await
-            }
-        }
-    }
-
-    async fn h1<T>(io: T) -> Self
-    where
-        T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    {
-        let (send, conn) = hyper::client::conn::http1::handshake(io).await.expect("h1");
-        tokio::spawn(conn);
-        Self::H1(send)
-    }
-
-    /// `method path` to the enclave host, as this mode names it.
-    fn request(mode: Mode, method: &str, path: &str, body: Up) -> hyper::Request<Up> {
-        let uri = match mode {
-            Mode::TunnelH2 => format!("https://{HOST}{path}"),
-            Mode::Originated => format!("http://{HOST}{path}"),
-            Mode::Tunnel | Mode::Route => path.to_owned(),
-        };
-        let mut b = hyper::Request::builder().method(method).uri(uri);
-        if mode != Mode::TunnelH2 {
-            b = b.header("host", HOST);
-        }
-        b.body(body).expect("request")
-    }
-
-    async fn send(
-        &mut self,
-        req: hyper::Request<Up>,
-    ) -> Result<hyper::Response<hyper::body::Incoming>, hyper::Error> {
-        match self {
-            Self::H1(s) => {
-                s.ready().await?;
-                s.send_request(req).await
-            }
-            Self::H2(s) => {
-                s.ready().await?;
-                s.send_request(req).await
-            }
-        }
-    }
+/// A client of `HOST` through the proxy at `ports` in `mode`.
+async fn open(env: &Env, ports: Ports, mode: Mode) -> Http {
+    Http::open(&env.via(ports.proxy).route(ports.route), HOST, mode).await
 }
 
 /// How a response body went on.
@@ -856,26 +597,6 @@ async fn follow(body: &mut hyper::body::Incoming, allowed: usize) -> (usize, Wen
             Ok(Some(Ok(_))) => {}
         }
     }
-}
-
-/// The proxy's JSON log lines, collected as the process writes them (its stderr drained so
-/// it never blocks on a full pipe).
-fn log_lines(p: &mut Binary) -> Arc<std::sync::Mutex<Vec<serde_json::Value>>> {
-    use std::io::BufRead;
-    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let stderr = p.child.stderr.take().expect("stderr piped");
-    let into = Arc::clone(&lines);
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                into.lock().expect("lines").push(v);
-            }
-        }
-    });
-    lines
 }
 
 /// The access-log lines that record a cut exchange.
@@ -923,13 +644,12 @@ async fn a_revocation_cuts_streams_in_flight_in_every_mode() {
     let config = env.dir.join("cut.toml");
     std::fs::write(&config, judged(&env, ports, good.addr(), TRUSTED, &trail)).expect("write");
     let mut p = Binary::start(&config, ports.admin, &[], true).await;
-    let logs = log_lines(&mut p);
+    let logs = p.log_lines();
     // One stream per mode, each read as it arrives by its own task: (when, what) per frame.
     let mut streams = Vec::new();
     for mode in MODES {
-        let mut client = Client::open(&env, ports, mode).await;
-        let req = Client::request(mode, "GET", "/stream?n=1000&ms=200", nothing());
-        let resp = client.send(req).await.expect("response");
+        let mut client = open(&env, ports, mode).await;
+        let resp = client.get("/stream?n=1000&ms=200").await;
         assert_eq!(resp.status(), 200, "{mode:?}");
         let mut body = resp.into_body();
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -1012,12 +732,8 @@ async fn a_revocation_cuts_streams_in_flight_in_every_mode() {
         assert_eq!(l["path"], "/stream", "{l}");
     }
     // And nothing new goes to the refused enclave.
-    let mut client = Client::open(&env, ports, Mode::Originated).await;
-    let resp = client
-        .send(Client::request(Mode::Originated, "GET", "/", nothing()))
-        .await
-        .expect("response");
-    assert_eq!(resp.status(), 502);
+    let mut client = open(&env, ports, Mode::Originated).await;
+    assert_eq!(client.get("/").await.status(), 502);
 }
 
 /// Item 1, uploads: a reload that refuses the enclave stops a streamed request body on its
@@ -1035,9 +751,9 @@ async fn a_revocation_cuts_uploads_in_flight_in_every_mode() {
     const CHUNK: usize = 4096;
     let mut uploads = Vec::new();
     for mode in MODES {
-        let mut client = Client::open(&env, ports, mode).await;
+        let mut client = open(&env, ports, mode).await;
         let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let req = Client::request(mode, "POST", "/upload", Feed(rx).boxed());
+        let req = client.request("POST", "/upload", Feed(rx).boxed());
         let answer = tokio::spawn(async move {
             let resp = client.send(req).await.map_err(|e| e.to_string())?;
             let status = resp.status().as_u16();
@@ -1122,21 +838,17 @@ async fn a_reload_at_the_upstream_cap_keeps_serving() {
     )
     .await;
     // An intercepted tunnel, open and quiet: its attested connection idles in the pool.
-    let _tunnel = common::tls_through(
-        SocketAddr::from(([127, 0, 0, 1], proxy)),
-        "h0.corp.test",
-        &env.ca_pem(),
-    )
-    .await;
+    let _tunnel = tls_through(proxy, "h0.corp.test", &env.ca_pem()).await;
     let mut tcp = TcpStream::connect(("127.0.0.1", proxy))
         .await
         .expect("connect");
     for i in 1..4 {
         let host = format!("h{i}.corp.test");
-        tcp.write_all(format!("GET http://{host}/ HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
-            .await
-            .expect("write");
-        let answer = read_response(&mut tcp).await;
+        let answer = ask_on(
+            &mut tcp,
+            &format!("GET http://{host}/ HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+        )
+        .await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
     }
     assert_eq!(gauge(admin, "ratls_upstream_connections").await, 4.0);
@@ -1157,22 +869,11 @@ async fn a_reload_at_the_upstream_cap_keeps_serving() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
-/// `GET http://{host}/ws` as a WebSocket upgrade through the proxy; the answer's head and the
-/// socket (kept open: an upgraded connection holds its upstream place while it lives).
-async fn upgrade(proxy: u16, host: &str) -> (String, TcpStream) {
-    let mut tcp = TcpStream::connect(("127.0.0.1", proxy))
-        .await
-        .expect("connect");
-    tcp.write_all(
-        format!("GET http://{host}/ws HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").as_bytes(),
-    )
-    .await
-    .expect("write");
-    let head = match tokio::time::timeout(Duration::from_secs(15), read_response(&mut tcp)).await {
-        Ok(h) => h,
-        Err(_) => "timed out".into(),
-    };
-    (head, tcp)
+/// A WebSocket upgrade of `http://{host}/ws` through the proxy at `proxy`: the socket (kept
+/// open: an upgraded connection holds its upstream place while it lives), or the answer when
+/// there was no switch.
+async fn upgrade(proxy: u16, host: &str) -> Result<Ws, String> {
+    ws::upgrade(proxy, host, &format!("http://{host}/ws"), "").await
 }
 
 /// Item 3 (and item 9's last point): one client opening WebSockets (or tunnels) cannot hold
@@ -1197,20 +898,22 @@ async fn one_client_cannot_hold_the_upstream_cap_with_upgrades() {
         "share.toml",
     )
     .await;
-    let mut held = Vec::new();
-    let (head, ws) = upgrade(proxy, HOST).await;
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    held.push(ws);
+    let mut held = vec![upgrade(proxy, HOST).await.expect("switched")];
     // A second to the same destination, by either name, is beyond its share.
     for host in [HOST, "alias.enclave.test"] {
-        let (head, _) = upgrade(proxy, host).await;
-        assert!(head.starts_with("HTTP/1.1 503"), "{host}: {head}");
-        assert!(head.contains("\"code\":\"upstream_capacity\""), "{head}");
+        let answer = upgrade(proxy, host).await.err().expect("no switch");
+        assert!(answer.starts_with("HTTP/1.1 503"), "{host}: {answer}");
+        assert!(
+            answer.contains("\"code\":\"upstream_capacity\""),
+            "{answer}"
+        );
     }
     // Another destination has its own share, until client-held connections reach theirs.
-    let (head, ws) = upgrade(proxy, "other.enclave.test").await;
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    held.push(ws);
+    held.push(
+        upgrade(proxy, "other.enclave.test")
+            .await
+            .expect("switched"),
+    );
     let (head, _) = connect(proxy, &format!("127.0.0.1:{plain_port}")).await;
     assert!(head.starts_with("HTTP/1.1 503"), "a tunnel too: {head}");
     // Requests still get upstream connections.
@@ -1220,16 +923,15 @@ async fn one_client_cannot_hold_the_upstream_cap_with_upgrades() {
     }
     // A closed upgrade gives its place back (once the relay has seen both sides close).
     drop(held);
-    let mut head = String::new();
+    let mut again = Err(String::new());
     for _ in 0..30 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let (h, _ws) = upgrade(proxy, HOST).await;
-        head = h;
-        if head.starts_with("HTTP/1.1 101") {
+        again = upgrade(proxy, HOST).await;
+        if again.is_ok() {
             break;
         }
     }
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(again.is_ok(), "{:?}", again.err());
 }
 
 /// Item 4: the admin listener takes a few connections at a time and a short time for their
@@ -1338,17 +1040,7 @@ async fn unspecified_addresses_are_refused_in_every_spelling() {
 
 /// One request written inside a fresh intercepted tunnel; the answer's head and body.
 async fn in_tunnel(env: &Env, proxy: u16, request: &str) -> String {
-    let mut tls = common::tls_through(
-        SocketAddr::from(([127, 0, 0, 1], proxy)),
-        HOST,
-        &env.ca_pem(),
-    )
-    .await;
-    tls.write_all(request.as_bytes()).await.expect("write");
-    match tokio::time::timeout(Duration::from_secs(15), read_response(&mut tls)).await {
-        Ok(r) => r,
-        Err(_) => "timed out".into(),
-    }
+    ask_on(&mut tls_through(proxy, HOST, &env.ca_pem()).await, request).await
 }
 
 /// Item 6: inside an intercepted tunnel (HTTP/1.1 and HTTP/2) and on a sidecar route a
@@ -1403,17 +1095,17 @@ async fn connect_and_other_hosts_inside_a_tunnel_are_refused() {
         "only the two requests for the tunnel's host reached the enclave"
     );
     // HTTP/2: `:authority` is the host, CONNECT a method like any other.
-    let mut h2 = Client::open(&env, ports, Mode::TunnelH2).await;
+    let mut h2 = open(&env, ports, Mode::InterceptedH2).await;
     let other = hyper::Request::get("https://other.enclave.test/inside")
-        .body(nothing())
+        .body(empty())
         .expect("request");
     assert_eq!(h2.send(other).await.expect("response").status(), 421);
     let connect = hyper::Request::connect("127.0.0.1:22")
-        .body(nothing())
+        .body(empty())
         .expect("request");
     assert_eq!(h2.send(connect).await.expect("response").status(), 405);
     let own = hyper::Request::get(format!("https://{HOST}/inside"))
-        .body(nothing())
+        .body(empty())
         .expect("request");
     assert_eq!(h2.send(own).await.expect("response").status(), 200);
     assert_eq!(good.request_count(), served + 1);

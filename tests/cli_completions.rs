@@ -3,16 +3,12 @@
 //! the man page is rendered by groff with every warning on. A shell that is not installed is
 //! skipped with a notice, except in CI (`CI` set), which installs them and must not skip.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("binary runs")
-}
+use common::{command, output};
 
 fn stdout(out: &Output) -> String {
     assert!(
@@ -40,7 +36,7 @@ fn scratch(name: &str) -> PathBuf {
 /// The completion script for `shell`, written to a file.
 fn script(shell: &str) -> PathBuf {
     let path = scratch(&format!("ratls-proxy.{shell}"));
-    std::fs::write(&path, stdout(&run(&["completions", shell]))).expect("write script");
+    std::fs::write(&path, stdout(&output(["completions", shell]))).expect("write script");
     path
 }
 
@@ -194,13 +190,13 @@ fn fish_completes_subcommands_and_flags() {
 #[test]
 fn every_shell_clap_supports_gets_a_script_and_others_are_refused() {
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
-        let text = stdout(&run(&["completions", shell]));
+        let text = stdout(&output(["completions", shell]));
         assert!(
             text.contains("ratls-proxy"),
             "{shell} script names the binary"
         );
     }
-    let out = run(&["completions", "tcsh"]);
+    let out = output(["completions", "tcsh"]);
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -213,7 +209,7 @@ fn every_shell_clap_supports_gets_a_script_and_others_are_refused() {
 fn a_reader_that_stops_early_is_not_an_error() {
     // `ratls-proxy completions bash | head -1`: whether or not the write happens after the
     // reader is gone, the command ends quietly with 0 (no panic on EPIPE).
-    let mut child = bin()
+    let mut child = command()
         .args(["completions", "bash"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -228,7 +224,7 @@ fn a_reader_that_stops_early_is_not_an_error() {
 
 #[test]
 fn man_page_renders_cleanly_and_one_page_per_command_is_written() {
-    let page = stdout(&run(&["man"]));
+    let page = stdout(&output(["man"]));
     assert!(page.contains(".TH ratls-proxy 1"), "a section 1 page");
     for section in [
         ".SH SYNOPSIS",
@@ -244,7 +240,7 @@ fn man_page_renders_cleanly_and_one_page_per_command_is_written() {
     );
 
     let dir = scratch("man");
-    let out = run(&["man", "--dir", dir.to_str().expect("UTF-8 path")]);
+    let out = output(["man", "--dir", dir.to_str().expect("UTF-8 path")]);
     stdout(&out);
     for name in [
         "ratls-proxy.1",

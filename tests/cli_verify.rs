@@ -4,29 +4,18 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
+use common::{command, json};
+
 fn verify(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
-        .arg("verify")
-        .args(args)
-        .output()
-        .expect("binary runs")
+    common::output(std::iter::once("verify").chain(args.iter().copied()))
 }
 
 fn dcap(dir: &Path, file: &str) -> String {
     dir.join("dcap").join(file).display().to_string()
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
 }
 
 #[test]
@@ -319,7 +308,7 @@ fn collateral_may_come_from_a_pipe() {
         return;
     };
     use std::io::Write as _;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
+    let mut child = command()
         .args([
             "verify",
             "--quote",

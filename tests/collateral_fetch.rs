@@ -8,19 +8,12 @@
 #![cfg_attr(not(feature = "sim"), allow(unused_imports, dead_code))]
 
 mod common;
-#[path = "common/pccs.rs"]
-mod pccs;
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Request, Response};
+use common::pccs::{Fault, Pccs, Served};
 use ratls_proxy::appraise::refusal::RefusalCode;
 use ratls_proxy::appraise::{appraise, Unverified};
 use ratls_proxy::dcap::collateral::pcs::PckCa;
@@ -29,191 +22,16 @@ use ratls_proxy::dcap::time::UnixTime;
 use ratls_proxy::dcap::trust::TrustAnchor;
 use ratls_proxy::{CollateralCache, PcsEndpoint, RefreshPolicy};
 
-/// What the mock answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
-    Normal,
-    Status(u16),
-    Garbage,
-    TamperedTcbInfo,
-}
-
-#[derive(Clone)]
-struct Served {
-    tcb_body: Vec<u8>,
-    tcb_chain: String,
-    qe_body: Vec<u8>,
-    qe_chain: String,
-    pck_crl: Vec<u8>,
-    pck_chain: String,
-    root_crl: Vec<u8>,
-}
-
-impl Served {
-    /// PCS-shaped answers built from a bundle (the signed text is placed verbatim).
-    fn from_bundle(c: &Collateral) -> Self {
-        Self {
-            tcb_body: format!(
-                r#"{{"tcbInfo":{},"signature":"{}"}}"#,
-                c.tcb_info,
-                hex::encode(&c.tcb_info_signature)
-            )
-            .into_bytes(),
-            tcb_chain: c.tcb_info_issuer_chain.clone(),
-            qe_body: format!(
-                r#"{{"enclaveIdentity":{},"signature":"{}"}}"#,
-                c.qe_identity,
-                hex::encode(&c.qe_identity_signature)
-            )
-            .into_bytes(),
-            qe_chain: c.qe_identity_issuer_chain.clone(),
-            pck_crl: c.pck_crl.clone(),
-            pck_chain: c.pck_crl_issuer_chain.clone(),
-            root_crl: c.root_ca_crl.clone(),
+/// A PCCS stand-in serving `served` per FMSPC (each PCK CRL for both PCK CAs), in TLS with
+/// `tls` when given.
+async fn mock(served: Vec<(&str, Served)>, tls: Option<Arc<rustls::ServerConfig>>) -> Pccs {
+    let pcs = Pccs::start_with(tls).await;
+    for (fmspc, s) in served {
+        for ca in ["platform", "processor"] {
+            pcs.serve_docs(ca, fmspc, &s);
         }
     }
-}
-
-struct MockState {
-    mode: Mode,
-    by_fmspc: HashMap<String, Served>,
-}
-
-struct MockPcs {
-    addr: SocketAddr,
-    state: Arc<Mutex<MockState>>,
-    tcb_hits: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for MockPcs {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn enc(pem: &str) -> String {
-    percent_encoding::utf8_percent_encode(pem, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
-fn answer(state: &MockState, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
-    let status = |code: u16| {
-        Response::builder()
-            .status(code)
-            .header("Request-ID", "mock")
-            .body(Full::new(Bytes::new()))
-            .unwrap_or_default()
-    };
-    match state.mode {
-        Mode::Status(code) => return status(code),
-        Mode::Garbage => {
-            return Response::new(Full::new(Bytes::from_static(b"<html>maintenance</html>")))
-        }
-        Mode::Normal | Mode::TamperedTcbInfo => {}
-    }
-    let path = req.uri().path();
-    let query = req.uri().query().unwrap_or_default();
-    let param = |name: &str| {
-        query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let any = state.by_fmspc.values().next();
-    let reply = |body: Vec<u8>, header: Option<(&str, String)>| {
-        let mut r = Response::builder().status(200).header("Request-ID", "mock");
-        if let Some((h, v)) = header {
-            r = r.header(h, enc(&v));
-        }
-        r.body(Full::new(Bytes::from(body))).unwrap_or_default()
-    };
-    match path {
-        "/sgx/certification/v4/tcb" | "/tdx/certification/v4/tcb" => {
-            // Each bundle is served at its own TEE's path only (PCS keeps them apart).
-            let tdx_path = path.starts_with("/tdx/");
-            let is_tdx = |s: &Served| s.tcb_body.windows(10).any(|w| w == br#""id":"TDX""#);
-            match state.by_fmspc.get(&param("fmspc").to_uppercase()) {
-                Some(s) if is_tdx(s) == tdx_path => {
-                    let mut body = s.tcb_body.clone();
-                    if state.mode == Mode::TamperedTcbInfo {
-                        body = String::from_utf8_lossy(&body)
-                            .replacen("OutOfDate", "UpToDate", 1)
-                            .into_bytes();
-                    }
-                    reply(body, Some(("TCB-Info-Issuer-Chain", s.tcb_chain.clone())))
-                }
-                _ => status(404),
-            }
-        }
-        "/sgx/certification/v4/qe/identity" | "/tdx/certification/v4/qe/identity" => match any {
-            Some(s) => reply(
-                s.qe_body.clone(),
-                Some(("SGX-Enclave-Identity-Issuer-Chain", s.qe_chain.clone())),
-            ),
-            None => status(404),
-        },
-        "/sgx/certification/v4/pckcrl" => match (param("ca").as_str(), any) {
-            ("processor" | "platform", Some(s)) => reply(
-                s.pck_crl.clone(),
-                Some(("SGX-PCK-CRL-Issuer-Chain", s.pck_chain.clone())),
-            ),
-            _ => status(400),
-        },
-        // PCCS serves the root CA CRL as hex text.
-        "/sgx/certification/v4/rootcacrl" => match any {
-            Some(s) => reply(hex::encode(&s.root_crl).into_bytes(), None),
-            None => status(404),
-        },
-        _ => status(404),
-    }
-}
-
-async fn mock(served: Vec<(&str, Served)>, tls: Option<Arc<rustls::ServerConfig>>) -> MockPcs {
-    let state = Arc::new(Mutex::new(MockState {
-        mode: Mode::Normal,
-        by_fmspc: served
-            .into_iter()
-            .map(|(f, s)| (f.to_uppercase(), s))
-            .collect(),
-    }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let tcb_hits = Arc::new(AtomicU64::new(0));
-    let (st, hits) = (Arc::clone(&state), Arc::clone(&tcb_hits));
-    let task = tokio::spawn(pccs::serve_http(listener, tls, move |req| {
-        if req.uri().path().ends_with("/tcb") {
-            hits.fetch_add(1, Ordering::Relaxed);
-        }
-        st.lock().map(|s| answer(&s, req)).unwrap_or_default()
-    }));
-    MockPcs {
-        addr,
-        state,
-        tcb_hits,
-        task,
-    }
-}
-
-impl MockPcs {
-    fn set(&self, mode: Mode) {
-        if let Ok(mut s) = self.state.lock() {
-            s.mode = mode;
-        }
-    }
-    fn replace(&self, fmspc: &str, served: Served) {
-        if let Ok(mut s) = self.state.lock() {
-            s.by_fmspc.insert(fmspc.to_uppercase(), served);
-        }
-    }
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-    fn hits(&self) -> u64 {
-        self.tcb_hits.load(Ordering::Relaxed)
-    }
+    pcs
 }
 
 fn bundle(dir: &Path, name: &str) -> Collateral {
@@ -223,14 +41,12 @@ fn bundle(dir: &Path, name: &str) -> Collateral {
 
 /// The real Intel PCS responses the fixtures keep for FMSPC 00606a000000 (2025-08-15).
 fn real_pcs_responses(dir: &Path) -> Served {
-    let c = bundle(dir, "sgx_v3_automata");
-    Served {
-        tcb_body: common::read(dir, "dcap/raw/pcs_sgx_tcb_00606a000000_2025-08-15.json"),
-        qe_body: common::read(dir, "dcap/raw/pcs_sgx_qe_identity_2025-08-15.json"),
-        pck_crl: common::read(dir, "dcap/raw/pcs_pckcrl_platform_2025-08-15.der"),
-        root_crl: common::read(dir, "dcap/raw/intel_sgx_root_ca_crl_2025-03-20.der"),
-        ..Served::from_bundle(&c)
-    }
+    let mut s = Served::of(&bundle(dir, "sgx_v3_automata"));
+    s.tcb.body = common::read(dir, "dcap/raw/pcs_sgx_tcb_00606a000000_2025-08-15.json");
+    s.qe.body = common::read(dir, "dcap/raw/pcs_sgx_qe_identity_2025-08-15.json");
+    s.pck_crl.body = common::read(dir, "dcap/raw/pcs_pckcrl_platform_2025-08-15.der");
+    s.root_crl = common::read(dir, "dcap/raw/intel_sgx_root_ca_crl_2025-03-20.der");
+    s
 }
 
 fn cache_for(url: &str, anchor: TrustAnchor, policy: RefreshPolicy) -> Arc<CollateralCache> {
@@ -274,7 +90,7 @@ async fn fixture_quotes_verify_with_fetched_collateral_exactly_as_with_the_bundl
             "sgx_v3_qvl",
             "00a067110000",
             1_751_623_200,
-            Served::from_bundle(&bundle(&dir, "sgx_v3_qvl")),
+            Served::of(&bundle(&dir, "sgx_v3_qvl")),
         ),
     ];
     for (name, fmspc, at, served) in cases {
@@ -302,7 +118,7 @@ async fn fixture_quotes_verify_with_fetched_collateral_exactly_as_with_the_bundl
                 .await
                 .is_accepted());
         }
-        assert_eq!(pcs.hits(), 1, "{name}: one TCB info fetch");
+        assert_eq!(pcs.tcb_hits(), 1, "{name}: one TCB info fetch");
         assert_eq!(cache.stats().failures, 0);
     }
 }
@@ -319,32 +135,23 @@ async fn verify_from_the_shell_fetches_from_a_pccs_url() {
         .to_string();
     let url = pcs.url();
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
-            .args([
-                "verify",
-                "--quote",
-                &quote,
-                "--collateral",
-                &url,
-                "--at",
-                "1756530000",
-                "--tcb-status",
-                "SWHardeningNeeded",
-                "--json",
-            ])
-            .output()
-            .expect("runs")
+        common::output([
+            "verify",
+            "--quote",
+            &quote,
+            "--collateral",
+            &url,
+            "--at",
+            "1756530000",
+            "--tcb-status",
+            "SWHardeningNeeded",
+            "--json",
+        ])
     })
     .await
     .expect("join");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{} {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(out.status.code(), Some(0), "{}", common::printed(&out));
+    let j = common::json(&out);
     assert_eq!(j["tcb"]["status"], "SWHardeningNeeded");
     assert_eq!(
         j["tcb"]["advisory_ids"],
@@ -373,7 +180,7 @@ mod with_sim {
     }
 
     fn served(s: &Sim, issued: i64) -> Served {
-        Served::from_bundle(&s.pki.collateral(UnixTime(issued), &[]).expect("collateral"))
+        Served::of(&s.pki.collateral(UnixTime(issued), &[]).expect("collateral"))
     }
 
     const SIM_FMSPC: &str = "5ec0de000000";
@@ -382,14 +189,14 @@ mod with_sim {
     async fn failures_never_accept_and_fetching_recovers() {
         let s = sim();
         let pcs = mock(vec![(SIM_FMSPC, served(&s, s.now.0 - 60))], None).await;
-        for mode in [
-            Mode::Status(404),
-            Mode::Status(500),
-            Mode::Status(503),
-            Mode::Garbage,
-            Mode::TamperedTcbInfo,
+        for fault in [
+            Fault::Status(404),
+            Fault::Status(500),
+            Fault::Status(503),
+            Fault::Garbage,
+            Fault::TamperedTcbInfo,
         ] {
-            pcs.set(mode);
+            pcs.set_fault(Some(fault));
             let cache = cache_for(
                 &pcs.url(),
                 s.pki.anchor().expect("anchor"),
@@ -399,9 +206,9 @@ mod with_sim {
             assert_eq!(
                 a.outcome.as_ref().err().map(|r| r.code),
                 Some(RefusalCode::CollateralUnavailable),
-                "{mode:?}"
+                "{fault:?}"
             );
-            assert!(cache.stats().failures >= 1, "{mode:?}");
+            assert!(cache.stats().failures >= 1, "{fault:?}");
         }
         // Nothing listening at all.
         let down = {
@@ -418,7 +225,7 @@ mod with_sim {
             .is_accepted());
 
         // A failed fetch backs off: the server answering again is not asked at once.
-        pcs.set(Mode::Status(500));
+        pcs.set_fault(Some(Fault::Status(500)));
         let cache = cache_for(
             &pcs.url(),
             s.pki.anchor().expect("anchor"),
@@ -428,14 +235,14 @@ mod with_sim {
             .await
             .is_accepted());
         let fetches = cache.stats().fetches;
-        pcs.set(Mode::Normal);
+        pcs.set_fault(None);
         assert!(!appraise_fetching(&cache, &s.quote, s.now.0, false)
             .await
             .is_accepted());
         assert_eq!(cache.stats().fetches, fetches, "backing off, no new fetch");
 
         // Recovery: once the backoff has passed, the same cache fetches and accepts.
-        pcs.set(Mode::Status(500));
+        pcs.set_fault(Some(Fault::Status(500)));
         let cache = cache_for(
             &pcs.url(),
             s.pki.anchor().expect("anchor"),
@@ -447,12 +254,12 @@ mod with_sim {
         assert!(!appraise_fetching(&cache, &s.quote, s.now.0, false)
             .await
             .is_accepted());
-        pcs.set(Mode::Normal);
+        pcs.set_fault(None);
         let a = appraise_fetching(&cache, &s.quote, s.now.0, false).await;
         assert!(a.is_accepted(), "{:?}", a.outcome);
 
         // The server goes away: the snapshot serves until its own expiry, then refuses.
-        pcs.set(Mode::Status(500));
+        pcs.set_fault(Some(Fault::Status(500)));
         assert!(cache
             .ensure(
                 (
@@ -496,7 +303,7 @@ mod with_sim {
         assert_eq!(before.tcb_info.issue_date, UnixTime(first_issue));
 
         // The PCS publishes newer collateral; the background refresher picks it up.
-        pcs.replace(SIM_FMSPC, served(&s, s.now.0 - 60));
+        pcs.serve_docs("platform", SIM_FMSPC, &served(&s, s.now.0 - 60));
         let refresher = cache.spawn_refresher(Duration::from_millis(200));
         let mut replaced = false;
         for _ in 0..50 {
@@ -509,7 +316,7 @@ mod with_sim {
         }
         refresher.abort();
         assert!(replaced, "the refresher replaced the snapshot");
-        assert!(pcs.hits() >= 2);
+        assert!(pcs.tcb_hits() >= 2);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -530,7 +337,7 @@ mod with_sim {
         cache.ensure(key, false).await.expect("first snapshot");
         let snapshot = ratls_proxy::appraise::CollateralSource::snapshot_id(cache.as_ref());
         // A replay of older, validly signed collateral (it would hide a TCB recovery).
-        pcs.replace(SIM_FMSPC, served(&s, newer - 7 * 86_400));
+        pcs.serve_docs("platform", SIM_FMSPC, &served(&s, newer - 7 * 86_400));
         let err = cache.ensure(key, true).await.expect_err("rollback refused");
         assert!(err.to_string().contains("rollback"), "{err}");
         let held = cache.ensure(key, false).await.expect("held");
@@ -549,7 +356,7 @@ mod with_sim {
             .pki
             .collateral(UnixTime(newer + 30), &[])
             .expect("collateral");
-        pcs.replace(SIM_FMSPC, Served::from_bundle(&base));
+        pcs.serve_docs("platform", SIM_FMSPC, &Served::of(&base));
         cache.ensure(key, true).await.expect("newer accepted");
         let after_tcb = ratls_proxy::appraise::CollateralSource::snapshot_id(cache.as_ref());
         assert_ne!(after_tcb, snapshot);
@@ -562,7 +369,7 @@ mod with_sim {
             .collateral(UnixTime(newer + 30), &[vec![0x42]])
             .expect("collateral")
             .pck_crl;
-        pcs.replace(SIM_FMSPC, Served::from_bundle(&revoking));
+        pcs.serve_docs("platform", SIM_FMSPC, &Served::of(&revoking));
         cache.ensure(key, true).await.expect("a new CRL accepted");
         let after_crl = ratls_proxy::appraise::CollateralSource::snapshot_id(cache.as_ref());
         assert_ne!(after_crl, after_tcb, "a new CRL is a new snapshot");
@@ -574,7 +381,7 @@ mod with_sim {
             .collateral(UnixTime(newer - 86_400), &[])
             .expect("collateral")
             .pck_crl;
-        pcs.replace(SIM_FMSPC, Served::from_bundle(&replay));
+        pcs.serve_docs("platform", SIM_FMSPC, &Served::of(&replay));
         let err = cache
             .ensure(key, true)
             .await
@@ -607,12 +414,12 @@ mod with_sim {
             "{:?}",
             a.outcome
         );
-        assert_eq!(pcs.hits(), 0, "no fetch for an unverified platform");
+        assert_eq!(pcs.tcb_hits(), 0, "no fetch for an unverified platform");
         assert_eq!(cache.fetch_missing().await, 0);
         // The genuine quote of the same platform does make it fetch.
         let a = appraise_fetching(&cache, &s.quote, s.now.0, false).await;
         assert!(a.is_accepted(), "{:?}", a.outcome);
-        assert_eq!(pcs.hits(), 1);
+        assert_eq!(pcs.tcb_hits(), 1);
     }
 
     /// A TDX quote makes the cache fetch from the TDX endpoints (`/tdx/certification/v4/tcb`
@@ -625,7 +432,7 @@ mod with_sim {
             .pki
             .collateral_for(SimPlatform::Tdx, UnixTime(s.now.0 - 60), &[])
             .expect("collateral");
-        let pcs = mock(vec![("5EC0DE000081", Served::from_bundle(&bundle))], None).await;
+        let pcs = mock(vec![("5EC0DE000081", Served::of(&bundle))], None).await;
         let pck = s
             .pki
             .pck_leaf_on(SimPlatform::Tdx, TcbStatus::UpToDate, s.now)
@@ -639,7 +446,7 @@ mod with_sim {
         let a = appraise_fetching(&cache, &quote, s.now.0, false).await;
         assert!(a.is_accepted(), "{:?}", a.outcome);
         assert_eq!(a.quote.as_ref().map(|q| q.tee.as_str()), Some("TDX"));
-        assert!(pcs.hits() >= 1);
+        assert!(pcs.tcb_hits() >= 1);
         assert!(
             cache
                 .snapshots()
@@ -672,7 +479,7 @@ mod with_sim {
         for t in tasks {
             assert!(t.await.expect("join"));
         }
-        assert_eq!(pcs.hits(), 1);
+        assert_eq!(pcs.tcb_hits(), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -732,21 +539,11 @@ mod with_sim {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_proxy_fetches_collateral_on_first_use() {
-        use ratls_proxy::sim::{SimConfig, SimEnclave};
         let env = common::env();
-        let (dir, now, pki) = (&env.dir, env.now, &env.pki);
-        let enclave = SimEnclave::start(
-            pki,
-            SimConfig::default(),
-            "127.0.0.1:0".parse().expect("a"),
-            now,
-        )
-        .await
-        .expect("sim");
+        let enclave = common::start_sim(&env, ratls_proxy::sim::SimConfig::default()).await;
         let bundle =
-            Collateral::from_json(&std::fs::read(dir.join("pki/collateral.json")).expect("read"))
-                .expect("json");
-        let pcs = mock(vec![(SIM_FMSPC, Served::from_bundle(&bundle))], None).await;
+            Collateral::from_json(&common::read(&env.dir, "pki/collateral.json")).expect("json");
+        let pcs = mock(vec![(SIM_FMSPC, Served::of(&bundle))], None).await;
         let running = common::Harness::new(&env)
             .collateral_source(&pcs.url())
             .enclave_with(
@@ -759,27 +556,12 @@ mod with_sim {
             .await;
         let proxy = format!("http://{}", running.addr);
         for _ in 0..3 {
-            let p = proxy.clone();
-            let out = tokio::task::spawn_blocking(move || {
-                std::process::Command::new("curl")
-                    .args([
-                        "-sS",
-                        "--max-time",
-                        "10",
-                        "-x",
-                        &p,
-                        "http://good.enclave.test/first",
-                    ])
-                    .output()
-                    .expect("curl")
-            })
-            .await
-            .expect("join");
-            let j: serde_json::Value = serde_json::from_slice(&out.stdout)
-                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+            let text = common::curl_text(&["-x", &proxy, "http://good.enclave.test/first"]).await;
+            let j: serde_json::Value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
             assert_eq!(j["path"], "/first");
         }
-        assert_eq!(pcs.hits(), 1, "fetched once, on the first connection");
+        assert_eq!(pcs.tcb_hits(), 1, "fetched once, on the first connection");
         drop(running);
     }
 }

@@ -4,9 +4,13 @@
 //! stops reading the demo's stdout once the lines are printed, as `demo | head` would: the
 //! enclaves' request log must not take them down.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use common::{command, free_port};
 
 /// Kills the demo when the test ends, however it ends.
 struct Demo(Child);
@@ -16,13 +20,6 @@ impl Drop for Demo {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 #[test]
@@ -36,7 +33,7 @@ fn every_curl_line_the_demo_prints_does_what_its_comment_says() {
     // An upgraded socket stays open: curl itself ends every line (and flushes what it got).
     std::fs::write(home.join(".curlrc"), "max-time = 5\n").expect(".curlrc");
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
+    let mut child = command()
         .args(["demo", "--listen", &listen])
         .env("HOME", &home)
         .env("XDG_DATA_HOME", home.join("data"))

@@ -4,45 +4,24 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ratls_proxy::sim::{SimConfig, SimEnclave};
 use serde_json::Value;
 
-use common::{env, start_sim, Env};
+use common::{env, start_sim, verify_https, Env};
 
-/// `ratls-proxy verify https://sim --json` with the sim root; `collateral` as given.
+/// `ratls-proxy verify https://sim --json` with the sim root and `collateral`; how long it
+/// took.
 async fn verify(
     env: &Env,
     sim: &SimEnclave,
-    collateral: Option<&str>,
+    collateral: &str,
     extra: &[&str],
 ) -> (i32, Value, Duration) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"));
-    cmd.arg("verify")
-        .arg(format!("https://127.0.0.1:{}", sim.addr().port()))
-        .arg("--trust-root")
-        .arg(env.dir.join("pki/root.pem"))
-        .arg("--json")
-        .args(extra);
-    if let Some(c) = collateral {
-        cmd.args(["--collateral", c]);
-    }
     let started = Instant::now();
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .expect("join")
-        .expect("runs");
-    let took = started.elapsed();
-    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "JSON ({e}): {} {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), json, took)
+    let (code, json) = verify_https(env, sim.addr(), collateral, extra).await;
+    (code, json, started.elapsed())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,33 +30,21 @@ async fn certificates_and_collateral_issued_too_long_ago_are_refused() {
     let sim = start_sim(&env, SimConfig::default()).await;
     let bundle = env.dir.join("pki/collateral.json").display().to_string();
     // The sim's certificate was issued an hour ago, its collateral an hour ago too.
-    let (code, j, _) = verify(&env, &sim, Some(&bundle), &["--max-cert-age-secs", "60"]).await;
+    let (code, j, _) = verify(&env, &sim, &bundle, &["--max-cert-age-secs", "60"]).await;
     assert_eq!(
         (code, j["code"].as_str()),
         (1, Some("certificate_too_old")),
         "{j}"
     );
-    let (code, j, _) = verify(&env, &sim, Some(&bundle), &["--max-cert-age-secs", "7200"]).await;
+    let (code, j, _) = verify(&env, &sim, &bundle, &["--max-cert-age-secs", "7200"]).await;
     assert_eq!(code, 0, "{j}");
-    let (code, j, _) = verify(
-        &env,
-        &sim,
-        Some(&bundle),
-        &["--max-collateral-age-secs", "60"],
-    )
-    .await;
+    let (code, j, _) = verify(&env, &sim, &bundle, &["--max-collateral-age-secs", "60"]).await;
     assert_eq!(
         (code, j["code"].as_str()),
         (1, Some("collateral_too_old")),
         "{j}"
     );
-    let (code, j, _) = verify(
-        &env,
-        &sim,
-        Some(&bundle),
-        &["--max-collateral-age-secs", "86400"],
-    )
-    .await;
+    let (code, j, _) = verify(&env, &sim, &bundle, &["--max-collateral-age-secs", "86400"]).await;
     assert_eq!(code, 0, "{j}");
 }
 
@@ -102,20 +69,10 @@ async fn the_proxy_applies_both_freshness_limits() {
         )
         .start_binary("fresh.toml")
         .await;
-    let proxy = format!("http://127.0.0.1:{port}");
-    let out = common::curl(
-        common::s(&["-s", "-i", "-x", &proxy, "http://old.enclave.test/"]),
-        vec![],
-    )
-    .await;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = common::curl_via(port, "http://old.enclave.test/").await;
     assert!(text.contains("\"code\":\"certificate_too_old\""), "{text}");
-    let out = common::curl(
-        common::s(&["-s", "-i", "-x", &proxy, "http://fresh.enclave.test/"]),
-        vec![],
-    )
-    .await;
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("HTTP/1.1 200"));
+    let text = common::curl_via(port, "http://fresh.enclave.test/").await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     // Collateral older than [collateral] max_age_secs: this bundle was issued two hours ago.
     let old = env.dir.join("old-collateral.json");
     let bundle = env
@@ -136,18 +93,7 @@ async fn the_proxy_applies_both_freshness_limits() {
     )
     .expect("write");
     let _q = common::Binary::start(&cfg, port, &[], false).await;
-    let out = common::curl(
-        common::s(&[
-            "-s",
-            "-i",
-            "-x",
-            &format!("http://127.0.0.1:{port}"),
-            "http://good.enclave.test/",
-        ]),
-        vec![],
-    )
-    .await;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = common::curl_via(port, "http://good.enclave.test/").await;
     assert!(text.contains("\"code\":\"collateral_too_old\""), "{text}");
 }
 
@@ -168,20 +114,20 @@ async fn verify_without_reachable_collateral_decides_what_it_can_quickly() {
     .await;
     // A PCCS that is not there: nothing listens at this port.
     let dead = format!("http://127.0.0.1:{}", common::free_port());
-    let (code, j, took) = verify(&env, &debug, Some(&dead), &[]).await;
+    let (code, j, took) = verify(&env, &debug, &dead, &[]).await;
     assert_eq!(
         (code, j["code"].as_str()),
         (1, Some("debug_enclave")),
         "{j}"
     );
     assert!(took < Duration::from_secs(20), "{took:?}");
-    let (code, j, _) = verify(&env, &sim, Some(&dead), &["--mrenclave", &"00".repeat(32)]).await;
+    let (code, j, _) = verify(&env, &sim, &dead, &["--mrenclave", &"00".repeat(32)]).await;
     assert_eq!(
         (code, j["code"].as_str()),
         (1, Some("mrenclave_mismatch")),
         "{j}"
     );
-    let (code, j, took) = verify(&env, &sim, Some(&dead), &[]).await;
+    let (code, j, took) = verify(&env, &sim, &dead, &[]).await;
     assert_eq!(
         (code, j["code"].as_str()),
         (2, Some("collateral_unavailable")),

@@ -265,6 +265,234 @@ fn proxy_request_handling_on_arbitrary_bytes() {
     drop(running);
 }
 
+/// dstack's evidence: the SCALE and MessagePack readers, the legacy JSON event log, and the
+/// replay. Properties: nothing panics, and nothing changed in the measured events survives
+/// the replay against the original quote's RTMRs.
+mod dstack {
+    use std::path::PathBuf;
+    use std::sync::OnceLock;
+
+    use proptest::prelude::*;
+    use ratls_proxy::dcap::ids::Rtmr;
+    use ratls_proxy::dcap::quote::{Body, Quote};
+    use ratls_proxy::dstack::replay::{self, ReplayedLog};
+    use ratls_proxy::dstack::{extension_value, Attestation, OID_ATTESTATION};
+    use x509_parser::der_parser::oid::Oid;
+    use x509_parser::prelude::{FromDer, X509Certificate};
+
+    use super::{cases, common};
+
+    /// The `.1.8` payload of a real dstack leaf (`tests/data/dstack/`, in the repository).
+    fn real(name: &str) -> Vec<u8> {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/dstack")
+            .join(name);
+        let pem = std::fs::read(path).expect("read");
+        let chain = ratls_proxy::dcap::pki::pem_chain(&pem, "chain").expect("PEM");
+        let (_, leaf) = X509Certificate::from_der(&chain[0]).expect("leaf");
+        let oid = Oid::from(OID_ATTESTATION).expect("OID");
+        let ext = leaf
+            .get_extension_unique(&oid)
+            .expect("unique")
+            .expect(".1.8");
+        extension_value(ext.value).expect("OCTET STRING").to_vec()
+    }
+
+    /// An original, the RTMRs its quote signed, and what its replay vouches for.
+    struct Original {
+        bytes: Vec<u8>,
+        quoted: [Rtmr; 4],
+        vouched: Vouched,
+        /// Where the measured events sit: every occurrence of an RTMR3 event name.
+        hot: Vec<usize>,
+    }
+
+    type Vouched = Vec<(usize, [u8; 48], String, Vec<u8>)>;
+
+    fn original(bytes: Vec<u8>, legacy_quote: Option<&[u8]>) -> Original {
+        let a = match legacy_quote {
+            Some(quote) => Attestation::from_legacy(quote, &bytes),
+            None => Attestation::parse(&bytes),
+        }
+        .expect("original");
+        let tdx = a.platform.tdx().expect("TDX");
+        let quoted = rtmrs(&tdx.quote).expect("TD quote");
+        let vouched = vouched(&replay::replay(tdx, &a.stack, &quoted).expect("replays"));
+        drop(a);
+        let mut hot = Vec::new();
+        for (_, _, name, _) in vouched.iter().filter(|v| !v.2.is_empty()) {
+            let name = name.as_bytes();
+            hot.extend(
+                (0..bytes.len().saturating_sub(name.len()))
+                    .filter(|i| bytes[*i..].starts_with(name)),
+            );
+        }
+        Original {
+            bytes,
+            quoted,
+            vouched,
+            hot,
+        }
+    }
+
+    fn real_v0() -> &'static Original {
+        static V0: OnceLock<Original> = OnceLock::new();
+        V0.get_or_init(|| original(real("tdx-lite-v0-get-tls-key.pem"), None))
+    }
+
+    fn real_v1() -> &'static Original {
+        static V1: OnceLock<Original> = OnceLock::new();
+        V1.get_or_init(|| original(real("tdx-lite-v1-issue-cert.pem"), None))
+    }
+
+    /// The V1 leaf's quote: a real TDX quote for the legacy parser to get past.
+    fn v1_quote() -> &'static [u8] {
+        static QUOTE: OnceLock<Vec<u8>> = OnceLock::new();
+        QUOTE.get_or_init(|| {
+            let a = Attestation::parse(&real_v1().bytes).expect("V1");
+            a.platform.tdx().expect("TDX").quote.to_vec()
+        })
+    }
+
+    /// The full event log and its quote (`../shared/fixtures`), if present.
+    fn full_log() -> Option<&'static (Vec<u8>, Original)> {
+        static FULL: OnceLock<Option<(Vec<u8>, Original)>> = OnceLock::new();
+        FULL.get_or_init(|| {
+            let dir = common::fixtures()?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&common::read(&dir, "dstack/tdx-lite-getquote.json"))
+                    .ok()?;
+            let quote = hex::decode(v["quote"].as_str()?).ok()?;
+            let log = v["event_log"].as_str()?.as_bytes().to_vec();
+            let o = original(log, Some(&quote));
+            Some((quote, o))
+        })
+        .as_ref()
+    }
+
+    fn rtmrs(quote: &[u8]) -> Option<[Rtmr; 4]> {
+        match Quote::parse(quote).ok()?.body {
+            Body::Td(td) => Some(td.rtmr),
+            Body::Sgx(_) => None,
+        }
+    }
+
+    /// What the replay vouches for: every replayed digest, and RTMR3's names and payloads.
+    fn vouched(log: &ReplayedLog<'_>) -> Vouched {
+        log.events
+            .iter()
+            .filter(|e| e.replayed)
+            .map(|e| {
+                let (name, payload) = if e.rtmr == 3 {
+                    (e.name.to_owned(), e.payload.to_vec())
+                } else {
+                    (String::new(), Vec::new())
+                };
+                (e.rtmr, e.digest, name, payload)
+            })
+            .collect()
+    }
+
+    /// `original` mutated and cut, parsed, and replayed against the original quote's
+    /// RTMRs: if it replays, it vouches for exactly what the original did.
+    fn mutated_replays_only_the_original(
+        o: &Original,
+        edits: &[(usize, u8, bool)],
+        cut: Option<usize>,
+    ) -> Result<(), TestCaseError> {
+        let mut b = o.bytes.clone();
+        // Half the edits land on or just after an event name (the name, its payload, the
+        // digest beside it), where the replay has something to catch.
+        for (pos, v, hot) in edits {
+            let i = match (hot, o.hot.is_empty()) {
+                (true, false) => (o.hot[pos % o.hot.len()] + (pos / o.hot.len()) % 64) % b.len(),
+                _ => pos % b.len(),
+            };
+            b[i] = *v;
+        }
+        if let Some(cut) = cut {
+            b.truncate(cut % (b.len() + 1));
+        }
+        if let Ok(a) = Attestation::parse(&b) {
+            if let Ok(tdx) = a.platform.tdx() {
+                if let Ok(log) = replay::replay(tdx, &a.stack, &o.quoted) {
+                    prop_assert_eq!(&vouched(&log), &o.vouched);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Mostly whole (a cut input never parses, so it never reaches the replay).
+    fn maybe_cut() -> impl Strategy<Value = Option<usize>> {
+        prop_oneof![4 => Just(None), 1 => any::<usize>().prop_map(Some)]
+    }
+
+    fn wire_prefix() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(vec![]),
+            (0u8..6).prop_map(|v| vec![0x00, v]),
+            (0x80u8..=0x8f).prop_map(|m| vec![m]),
+            Just(vec![0x83, 0xa7]),
+            Just(vec![0xde, 0x00, 0x03]),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: cases(2000), failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Arbitrary bytes behind each wire form's first bytes: the readers return.
+        #[test]
+        fn dstack_attestation_on_arbitrary_bytes(prefix in wire_prefix(), bytes in proptest::collection::vec(any::<u8>(), 0..3000)) {
+            let mut b = prefix;
+            b.extend(bytes);
+            if let Ok(a) = Attestation::parse(&b) {
+                if let Ok(tdx) = a.platform.tdx() {
+                    let _ = replay::replay(tdx, &a.stack, &[Rtmr([0; 48]); 4]);
+                }
+            }
+        }
+
+        /// The real SCALE V0 leaf attestation with up to 8 bytes overwritten, one case in five cut anywhere.
+        #[test]
+        fn dstack_v0_mutated_real(edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<bool>()), 1..8), cut in maybe_cut()) {
+            mutated_replays_only_the_original(real_v0(), &edits, cut)?;
+        }
+
+    }
+
+    proptest! {
+        // The V1 quote is 5006 small integers and the full log 29 events in JSON: slower
+        // per case, fewer by default.
+        #![proptest_config(ProptestConfig { cases: cases(2000) / 4, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// The real MessagePack V1 leaf attestation with up to 8 bytes overwritten, one case in five cut anywhere.
+        #[test]
+        fn dstack_v1_mutated_real(edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<bool>()), 1..8), cut in maybe_cut()) {
+            mutated_replays_only_the_original(real_v1(), &edits, cut)?;
+        }
+
+        /// The legacy event log: arbitrary text beside a real quote, and the real full log
+        /// with characters changed; if it replays, it vouches for the original events.
+        #[test]
+        fn dstack_event_log_json(text in ".{0,300}", edits in proptest::collection::vec((any::<usize>(), "[0-9a-f\\[\\]{}\",:x ]"), 1..4)) {
+            let _ = Attestation::from_legacy(v1_quote(), text.as_bytes());
+            let Some((quote, o)) = full_log() else { return Ok(()) };
+            let mut chars: Vec<char> = String::from_utf8_lossy(&o.bytes).chars().collect();
+            for (pos, s) in edits {
+                let i = pos % chars.len();
+                chars[i] = s.chars().next().unwrap_or('x');
+            }
+            let changed: String = chars.into_iter().collect();
+            if let Ok(a) = Attestation::from_legacy(quote, changed.as_bytes()) {
+                if let Ok(l) = replay::replay(a.platform.tdx().expect("TDX"), &a.stack, &o.quoted) {
+                    prop_assert_eq!(&vouched(&l), &o.vouched);
+                }
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(2000), failure_persistence: None, ..ProptestConfig::default() })]
 

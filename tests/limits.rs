@@ -13,7 +13,7 @@ use ratls_proxy::Running;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::{env, read_response, start_sim, tls_through, Env, Harness};
+use common::{ask_on, connect, env, exchange, start_sim, tls_through, Env, Harness};
 
 async fn good_sim(env: &Env) -> SimEnclave {
     start_sim(env, SimConfig::default()).await
@@ -55,15 +55,6 @@ async fn proxy_with(
         h = h.enclave(host, *addr);
     }
     h.start().await
-}
-
-/// Sends `request` and reads until the server closes (or 5 s pass).
-async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
-    let mut tcp = TcpStream::connect(addr).await.expect("connect");
-    tcp.write_all(request).await.expect("write");
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn get_via(proxy: SocketAddr, host: &str) -> String {
@@ -169,16 +160,8 @@ async fn the_connection_cap_refuses_the_excess_quickly_and_recovers() {
 async fn an_upstream_that_never_finishes_its_handshake_gives_504() {
     let env = env();
     // Accepts TCP, never speaks TLS.
-    let mute = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let mute_addr = mute.local_addr().expect("addr");
-    let _keep = tokio::spawn(async move {
-        let mut conns = Vec::new();
-        while let Ok((c, _)) = mute.accept().await {
-            conns.push(c);
-        }
-    });
+    let (mute_port, _keep) = silent_server().await;
+    let mute_addr = SocketAddr::from(([127, 0, 0, 1], mute_port));
     let running = proxy(
         &env,
         "connect_timeout_secs = 1",
@@ -217,15 +200,11 @@ async fn ipv6_literals_with_and_without_brackets() {
             let _ = c.write_all(b"hello over v6").await;
         }
     });
-    let mut tcp = TcpStream::connect(running.addr).await.expect("connect");
-    tcp.write_all(
+    let text = exchange(
+        running.addr,
         format!("CONNECT [::1]:{port} HTTP/1.1\r\nHost: [::1]:{port}\r\n\r\n").as_bytes(),
     )
-    .await
-    .expect("write");
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(3), tcp.read_to_end(&mut out)).await;
-    let text = String::from_utf8_lossy(&out);
+    .await;
     assert!(
         text.starts_with("HTTP/1.1 200") && text.ends_with("hello over v6"),
         "{text}"
@@ -259,14 +238,8 @@ async fn idle_keep_alive_connections_and_idle_tunnels_are_closed() {
 
     // A passthrough tunnel with no traffic is closed too.
     let (port, _held) = silent_server().await;
-    let mut tcp = TcpStream::connect(running.addr).await.expect("connect");
-    tcp.write_all(
-        format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes(),
-    )
-    .await
-    .expect("write");
-    let n = tcp.read(&mut buf).await.expect("read");
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let (head, mut tcp) = connect(running.addr, &format!("127.0.0.1:{port}")).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let r = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest)).await;
     assert!(r.is_ok(), "idle tunnel closed");
 
@@ -292,15 +265,8 @@ async fn open_tunnels_count_against_the_connection_cap() {
     // One intercepted tunnel and one passthrough tunnel, both answered and then held open.
     let mut tunnels = Vec::new();
     for authority in ["good.test:443".to_owned(), format!("127.0.0.1:{port}")] {
-        let mut tcp = TcpStream::connect(running.addr).await.expect("connect");
-        tcp.write_all(
-            format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes(),
-        )
-        .await
-        .expect("write");
-        let mut buf = vec![0u8; 1024];
-        let n = tcp.read(&mut buf).await.expect("read");
-        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{authority}");
+        let (head, tcp) = connect(running.addr, &authority).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{authority}: {head}");
         tunnels.push(tcp);
     }
     let answer = get_via(running.addr, "good.test").await;
@@ -373,15 +339,8 @@ async fn a_tunnel_with_traffic_outlives_the_idle_and_header_timeouts() {
             });
         }
     });
-    let mut tcp = TcpStream::connect(running.addr).await.expect("connect");
-    tcp.write_all(
-        format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes(),
-    )
-    .await
-    .expect("write");
-    let mut buf = vec![0u8; 1024];
-    let n = tcp.read(&mut buf).await.expect("read");
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let (head, mut tcp) = connect(running.addr, &format!("127.0.0.1:{port}")).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     // A byte each 300 ms for 2.4 s: more than twice the idle timeout, never idle for one.
     for i in 0..8u8 {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -429,13 +388,9 @@ async fn keep_alive_waits_for_the_idle_timeout_while_heads_keep_the_header_timeo
     let plain = async {
         let mut tcp = TcpStream::connect(running.addr).await.expect("connect");
         for path in ["a", "b"] {
-            tcp.write_all(
-                format!("GET http://good.test/{path} HTTP/1.1\r\nHost: good.test\r\n\r\n")
-                    .as_bytes(),
-            )
-            .await
-            .expect("write");
-            let answer = read_response(&mut tcp).await;
+            let request =
+                format!("GET http://good.test/{path} HTTP/1.1\r\nHost: good.test\r\n\r\n");
+            let answer = ask_on(&mut tcp, &request).await;
             assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
             tokio::time::sleep(pause).await;
         }
@@ -451,10 +406,11 @@ async fn keep_alive_waits_for_the_idle_timeout_while_heads_keep_the_header_timeo
     let sidecar = async {
         let mut tcp = TcpStream::connect(route).await.expect("connect");
         for path in ["a", "b"] {
-            tcp.write_all(format!("GET /{path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-                .await
-                .expect("write");
-            let answer = read_response(&mut tcp).await;
+            let answer = ask_on(
+                &mut tcp,
+                &format!("GET /{path} HTTP/1.1\r\nHost: x\r\n\r\n"),
+            )
+            .await;
             assert!(answer.starts_with("HTTP/1.1 200"), "route {path}: {answer}");
             tokio::time::sleep(pause).await;
         }
@@ -463,10 +419,8 @@ async fn keep_alive_waits_for_the_idle_timeout_while_heads_keep_the_header_timeo
     let tunnel = async {
         let mut tls = tls_through(running.addr, "good.test", &env.ca_pem()).await;
         for path in ["a", "b"] {
-            tls.write_all(format!("GET /{path} HTTP/1.1\r\nHost: good.test\r\n\r\n").as_bytes())
-                .await
-                .expect("write");
-            let answer = read_response(&mut tls).await;
+            let request = format!("GET /{path} HTTP/1.1\r\nHost: good.test\r\n\r\n");
+            let answer = ask_on(&mut tls, &request).await;
             assert!(
                 answer.starts_with("HTTP/1.1 200"),
                 "tunnel {path}: {answer}"

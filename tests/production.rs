@@ -4,29 +4,22 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::time::Duration;
 
 use ratls_proxy::dcap::ids::MrEnclave;
 use ratls_proxy::dcap::time::UnixTime;
-use ratls_proxy::sim::{SimConfig, SimEnclave};
+use ratls_proxy::sim::SimEnclave;
 use serde_json::Value;
 
-const OTHER: &str = "0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b";
-
-use common::{curl, env, free_port, s, start_sim, tls_through, Binary, Env, Harness, TRUSTED};
+use common::http::Http;
+use common::{
+    curl_status, curl_via, env, free_port, metrics, start_sim_with, Binary, Env, Harness, Mode,
+    Ports, OTHER, TRUSTED,
+};
 
 async fn sim(env: &Env, mrenclave: MrEnclave) -> SimEnclave {
-    let mut c = SimConfig::default();
-    c.spec.mrenclave = mrenclave;
-    start_sim(env, c).await
-}
-
-struct Ports {
-    proxy: u16,
-    admin: u16,
+    start_sim_with(env, |c| c.spec.mrenclave = mrenclave).await
 }
 
 fn config_text(
@@ -40,8 +33,7 @@ fn config_text(
         .iter()
         .fold(
             Harness::new(env)
-                .listen(ports.proxy)
-                .admin(ports.admin)
+                .ports(*ports)
                 .top(top)
                 .collateral(collateral),
             |h, (host, addr, mrenclave)| h.enclave_with(&[host], *addr, mrenclave, ""),
@@ -53,50 +45,12 @@ async fn start(config: &Path, ports: &Ports, json_logs: bool) -> Binary {
     Binary::start(config, ports.admin, &[], json_logs).await
 }
 
-/// `name{labels}` → value, from Prometheus text.
-fn parse_metrics(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let (k, v) = l
-                .rsplit_once(' ')
-                .unwrap_or_else(|| panic!("bad metrics line {l}"));
-            (
-                k.to_owned(),
-                v.parse::<f64>()
-                    .unwrap_or_else(|_| panic!("bad value in {l}")),
-            )
-        })
-        .collect()
-}
-
-async fn metrics(ports: &Ports) -> HashMap<String, f64> {
-    let out = curl(
-        s(&[&format!("http://127.0.0.1:{}/metrics", ports.admin)]),
-        vec![],
-    )
-    .await;
-    parse_metrics(&String::from_utf8_lossy(&out.stdout))
-}
-
-async fn status_and_body(args: Vec<String>) -> (u16, String) {
-    let mut a = s(&["-o", "-", "-w", "\n%{http_code}"]);
-    a.extend(args);
-    let out = curl(a, vec![]).await;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_owned())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_as_requests_are_accepted_and_refused() {
     let env = env();
     let good = sim(&env, MrEnclave([0xe1; 32])).await;
     let other = sim(&env, MrEnclave([0x0b; 32])).await;
-    let ports = Ports {
-        proxy: free_port(),
-        admin: free_port(),
-    };
+    let ports = Ports::free();
     let config = env.dir.join("p.toml");
     let text = config_text(
         &env,
@@ -111,15 +65,15 @@ async fn metrics_move_as_requests_are_accepted_and_refused() {
     std::fs::write(&config, text).expect("write");
     let _p = start(&config, &ports, false).await;
     let proxy = format!("http://127.0.0.1:{}", ports.proxy);
-    let before = metrics(&ports).await;
+    let before = metrics(ports.admin).await;
     assert_eq!(before.get("ratls_verifications_total"), Some(&0.0));
     for _ in 0..3 {
-        let (code, _) = status_and_body(s(&["-x", &proxy, "http://good.test/m"])).await;
+        let (code, _) = curl_status(&["-x", &proxy, "http://good.test/m"]).await;
         assert_eq!(code, 200);
     }
-    let (code, _) = status_and_body(s(&["-x", &proxy, "http://other.test/m"])).await;
+    let (code, _) = curl_status(&["-x", &proxy, "http://other.test/m"]).await;
     assert_eq!(code, 502);
-    let m = metrics(&ports).await;
+    let m = metrics(ports.admin).await;
     assert_eq!(
         m.get("ratls_requests_total{host=\"good.test\",verdict=\"accepted\",code=\"-\"}"),
         Some(&3.0),
@@ -160,10 +114,9 @@ async fn metrics_move_as_requests_are_accepted_and_refused() {
     assert!(m.keys().any(|k| k
         == "ratls_collateral_valid_seconds{fmspc=\"5ec0de000000\",ca=\"platform\",tee=\"sgx\"}"));
 
-    let (code, body) =
-        status_and_body(s(&[&format!("http://127.0.0.1:{}/healthz", ports.admin)])).await;
+    let (code, body) = curl_status(&[&format!("http://127.0.0.1:{}/healthz", ports.admin)]).await;
     assert_eq!((code, body.trim()), (200, r#"{"status":"ok"}"#));
-    let (code, _) = status_and_body(s(&[&format!("http://127.0.0.1:{}/nope", ports.admin)])).await;
+    let (code, _) = curl_status(&[&format!("http://127.0.0.1:{}/nope", ports.admin)]).await;
     assert_eq!(code, 404);
 }
 
@@ -182,10 +135,7 @@ async fn readyz_follows_the_collateral() {
         (stale, 503, Some("expired")),
         (env.dir.join("pki/collateral.json"), 200, None),
     ] {
-        let ports = Ports {
-            proxy: free_port(),
-            admin: free_port(),
-        };
+        let ports = Ports::free();
         let config = env.dir.join(format!("r{}.toml", ports.admin));
         std::fs::write(
             &config,
@@ -200,7 +150,7 @@ async fn readyz_follows_the_collateral() {
         .expect("write");
         let _p = start(&config, &ports, false).await;
         let (code, body) =
-            status_and_body(s(&[&format!("http://127.0.0.1:{}/readyz", ports.admin)])).await;
+            curl_status(&[&format!("http://127.0.0.1:{}/readyz", ports.admin)]).await;
         assert_eq!(code, want, "{body}");
         let j: Value = serde_json::from_str(&body).expect("json");
         assert_eq!(j["ready"], want == 200);
@@ -209,10 +159,7 @@ async fn readyz_follows_the_collateral() {
         }
     }
     // A PCCS that is down: no collateral for the prefetched FMSPC, not ready.
-    let ports = Ports {
-        proxy: free_port(),
-        admin: free_port(),
-    };
+    let ports = Ports::free();
     let down = format!("http://127.0.0.1:{}", free_port());
     let text = config_text(
         &env,
@@ -228,50 +175,16 @@ async fn readyz_follows_the_collateral() {
     let config = env.dir.join("down.toml");
     std::fs::write(&config, text).expect("write");
     let _p = start(&config, &ports, false).await;
-    let (code, body) =
-        status_and_body(s(&[&format!("http://127.0.0.1:{}/readyz", ports.admin)])).await;
+    let (code, body) = curl_status(&[&format!("http://127.0.0.1:{}/readyz", ports.admin)]).await;
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("5ec0de000000"), "{body}");
-}
-
-/// An intercepted tunnel kept open: CONNECT, TLS with the proxy's CA, HTTP/1.1.
-async fn open_tunnel(
-    env: &Env,
-    ports: &Ports,
-    host: &str,
-) -> hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>> {
-    let proxy = std::net::SocketAddr::from(([127, 0, 0, 1], ports.proxy));
-    let tls = tls_through(proxy, host, &env.ca_pem()).await;
-    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-        .await
-        .expect("h1");
-    tokio::spawn(conn);
-    send
-}
-
-async fn get(
-    send: &mut hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
-    host: &str,
-) -> u16 {
-    send.ready().await.expect("ready");
-    let req = hyper::Request::get("/kept")
-        .header("host", host)
-        .body(http_body_util::Empty::new())
-        .expect("req");
-    let resp = send.send_request(req).await.expect("response");
-    let status = resp.status().as_u16();
-    let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
-    status
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_judges_new_and_open_connections_under_the_new_policy() {
     let env = env();
     let good = sim(&env, MrEnclave([0xe1; 32])).await;
-    let ports = Ports {
-        proxy: free_port(),
-        admin: free_port(),
-    };
+    let ports = Ports::free();
     let config = env.dir.join("p.toml");
     let collateral = env.dir.join("pki/collateral.json");
     std::fs::write(
@@ -287,8 +200,8 @@ async fn a_reload_judges_new_and_open_connections_under_the_new_policy() {
     .expect("write");
     let p = start(&config, &ports, false).await;
     let proxy = format!("http://127.0.0.1:{}", ports.proxy);
-    let mut open = open_tunnel(&env, &ports, "good.test").await;
-    assert_eq!(get(&mut open, "good.test").await, 200);
+    let mut open = Http::open(&env.via(ports.proxy), "good.test", Mode::Intercepted).await;
+    assert_eq!(open.status("/kept").await, 200);
 
     // SIGHUP with an allow-list that no longer contains the enclave.
     std::fs::write(
@@ -305,7 +218,7 @@ async fn a_reload_judges_new_and_open_connections_under_the_new_policy() {
     p.signal("-HUP");
     let mut reloaded = false;
     for _ in 0..100 {
-        if metrics(&ports)
+        if metrics(ports.admin)
             .await
             .get("ratls_reloads_total{result=\"ok\"}")
             == Some(&1.0)
@@ -316,35 +229,35 @@ async fn a_reload_judges_new_and_open_connections_under_the_new_policy() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(reloaded, "SIGHUP reloaded the configuration");
-    let (code, body) = status_and_body(s(&["-x", &proxy, "http://good.test/new"])).await;
+    let (code, body) = curl_status(&["-x", &proxy, "http://good.test/new"]).await;
     assert_eq!(
         code, 502,
         "a new connection is judged by the new policy: {body}"
     );
     assert!(body.contains("mrenclave_mismatch"));
     assert_eq!(
-        get(&mut open, "good.test").await,
+        open.status("/kept").await,
         502,
         "the open tunnel's next request is judged under the new policy and refused"
     );
 
     // An invalid config is rejected over POST /reload; the policy in force stays.
     std::fs::write(&config, "listen = \"not an address\"\n").expect("write");
-    let (code, body) = status_and_body(s(&[
+    let (code, body) = curl_status(&[
         "-X",
         "POST",
         &format!("http://127.0.0.1:{}/reload", ports.admin),
-    ]))
+    ])
     .await;
     assert_eq!(code, 400, "{body}");
     assert!(
         body.contains("\"reloaded\":false") && body.contains("listen"),
         "{body}"
     );
-    let (code, _) = status_and_body(s(&["-x", &proxy, "http://good.test/again"])).await;
+    let (code, _) = curl_status(&["-x", &proxy, "http://good.test/again"]).await;
     assert_eq!(code, 502, "the previous (valid) policy is still in force");
     assert_eq!(
-        metrics(&ports)
+        metrics(ports.admin)
             .await
             .get("ratls_reloads_total{result=\"rejected\"}"),
         Some(&1.0)
@@ -362,14 +275,14 @@ async fn a_reload_judges_new_and_open_connections_under_the_new_policy() {
         ),
     )
     .expect("write");
-    let (code, body) = status_and_body(s(&[
+    let (code, body) = curl_status(&[
         "-X",
         "POST",
         &format!("http://127.0.0.1:{}/reload", ports.admin),
-    ]))
+    ])
     .await;
     assert_eq!(code, 200, "{body}");
-    let (code, _) = status_and_body(s(&["-x", &proxy, "http://good.test/back"])).await;
+    let (code, _) = curl_status(&["-x", &proxy, "http://good.test/back"]).await;
     assert_eq!(code, 200);
 }
 
@@ -377,10 +290,7 @@ async fn a_reload_judges_new_and_open_connections_under_the_new_policy() {
 async fn sigterm_lets_an_in_flight_slow_request_finish() {
     let env = env();
     let good = sim(&env, MrEnclave([0xe1; 32])).await;
-    let ports = Ports {
-        proxy: free_port(),
-        admin: free_port(),
-    };
+    let ports = Ports::free();
     let config = env.dir.join("p.toml");
     std::fs::write(
         &config,
@@ -395,11 +305,12 @@ async fn sigterm_lets_an_in_flight_slow_request_finish() {
     .expect("write");
     let mut p = start(&config, &ports, false).await;
     let proxy = format!("http://127.0.0.1:{}", ports.proxy);
-    let slow = tokio::spawn(status_and_body(s(&[
-        "-x",
-        &proxy,
-        "http://good.test/slow?ms=1500",
-    ])));
+    let slow = {
+        let proxy = proxy.clone();
+        tokio::spawn(
+            async move { curl_status(&["-x", &proxy, "http://good.test/slow?ms=1500"]).await },
+        )
+    };
     tokio::time::sleep(Duration::from_millis(400)).await;
     p.signal("-TERM");
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -426,10 +337,7 @@ async fn sigterm_lets_an_in_flight_slow_request_finish() {
 async fn json_logs_parse_and_the_attestation_header_tells_what_was_verified() {
     let env = env();
     let good = sim(&env, MrEnclave([0xe1; 32])).await;
-    let ports = Ports {
-        proxy: free_port(),
-        admin: free_port(),
-    };
+    let ports = Ports::free();
     let config = env.dir.join("p.toml");
     std::fs::write(
         &config,
@@ -443,9 +351,9 @@ async fn json_logs_parse_and_the_attestation_header_tells_what_was_verified() {
     )
     .expect("write");
     let mut p = start(&config, &ports, true).await;
-    let proxy = format!("http://127.0.0.1:{}", ports.proxy);
-    let out = curl(s(&["-i", "-x", &proxy, "http://good.test/hdr"]), vec![]).await;
-    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    let text = curl_via(ports.proxy, "http://good.test/hdr")
+        .await
+        .to_lowercase();
     let header = text
         .lines()
         .find(|l| l.starts_with("ratls-attestation:"))
@@ -456,16 +364,7 @@ async fn json_logs_parse_and_the_attestation_header_tells_what_was_verified() {
             && header.contains("binding=cosmian"),
         "{header}"
     );
-    p.signal("-TERM");
-    let stderr = p.child.stderr.take().expect("stderr");
-    let lines: Vec<String> = tokio::task::spawn_blocking(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect()
-    })
-    .await
-    .expect("join");
+    let lines = p.stop("-TERM").await;
     assert!(!lines.is_empty());
     let parsed: Vec<Value> = lines
         .iter()

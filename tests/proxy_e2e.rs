@@ -6,8 +6,6 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::Duration;
 
 use ratls_proxy::dcap::ids::MrEnclave;
 use ratls_proxy::dcap::tcb::TcbStatus;
@@ -15,12 +13,14 @@ use ratls_proxy::sim::{SimBinding, SimConfig, SimEnclave};
 use ratls_proxy::Config;
 use serde_json::Value;
 
-use common::{curl, env, free_port, s, start_sim, tls_through, Binary, Env, Harness, TRUSTED};
+use common::http::Http;
+use common::{
+    command, curl, curl_text, curl_via, env, exchange, free_port, json, metrics_text, s,
+    start_sim_with, tls_through, Binary, Env, Harness, Mode, TRUSTED,
+};
 
 async fn sim(env: &Env, f: impl FnOnce(&mut SimConfig)) -> SimEnclave {
-    let mut c = SimConfig::default();
-    f(&mut c);
-    start_sim(env, c).await
+    start_sim_with(env, f).await
 }
 
 /// A config file: `entries` are (host pattern, sim address) under the trusted-MRENCLAVE policy.
@@ -44,16 +44,6 @@ fn harness<'e>(env: &'e Env, listen: u16, entries: &[(&str, SocketAddr)]) -> Har
 
 async fn start_binary(config: &Path, port: u16) -> Binary {
     Binary::start(config, port, &[], false).await
-}
-
-fn echo(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "JSON ({e}): {} / {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,7 +88,7 @@ async fn intercept_origination_and_sidecar_reach_the_attested_enclave() {
             "{version}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let e = echo(&out);
+        let e = json(&out);
         assert_eq!(e["mrenclave"], TRUSTED);
         assert_eq!(e["path"], "/hello");
         assert_eq!(e["query"], "v=1");
@@ -124,7 +114,7 @@ async fn intercept_origination_and_sidecar_reach_the_attested_enclave() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(echo(&out)["path"], "/env");
+    assert_eq!(json(&out)["path"], "/env");
     // Origination: plain http:// through the proxy, no CA on the client.
     let out = curl(
         s(&[
@@ -137,7 +127,7 @@ async fn intercept_origination_and_sidecar_reach_the_attested_enclave() {
         vec![],
     )
     .await;
-    let e = echo(&out);
+    let e = json(&out);
     assert_eq!(
         (e["path"].as_str(), e["headers"]["x-app"].as_str()),
         (Some("/orig"), Some("legacy"))
@@ -152,7 +142,7 @@ async fn intercept_origination_and_sidecar_reach_the_attested_enclave() {
         vec![],
     )
     .await;
-    let e = echo(&out);
+    let e = json(&out);
     assert_eq!(
         (e["path"].as_str(), e["query"].as_str()),
         (Some("/side"), Some("x=1"))
@@ -228,12 +218,7 @@ async fn refused_enclaves_get_the_documented_answer_and_receive_no_request() {
             "{host}: {verbose}"
         );
         // Origination shows the JSON body with the stable code.
-        let out = curl(
-            s(&["-i", "-x", &proxy, &format!("http://{host}.enclave.test/x")]),
-            vec![],
-        )
-        .await;
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = curl_via(port, &format!("http://{host}.enclave.test/x")).await;
         assert!(text.starts_with("HTTP/1.1 502"), "{text}");
         let body: Value =
             serde_json::from_str(text.split("\r\n\r\n").nth(1).expect("body")).expect("JSON body");
@@ -249,12 +234,9 @@ async fn refused_enclaves_get_the_documented_answer_and_receive_no_request() {
 
     // Unreachable enclave: 502 destination_unavailable.
     drop(other);
-    let out = curl(
-        s(&["-i", "-x", &proxy, "http://other.enclave.test/x"]),
-        vec![],
-    )
-    .await;
-    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    let text = curl_via(port, "http://other.enclave.test/x")
+        .await
+        .to_lowercase();
     assert!(
         text.starts_with("http/1.1 502") && text.contains("error=destination_unavailable"),
         "{text}"
@@ -298,7 +280,7 @@ async fn passthrough_keeps_the_clients_own_validation_and_deny_refuses() {
     );
     // ...and the client's own choice (here, to skip validation) is what decides.
     let out = curl(s(&["-v", "-k", "-x", &proxy, &url]), vec![]).await;
-    assert_eq!(echo(&out)["path"], "/through");
+    assert_eq!(json(&out)["path"], "/through");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("ratls-proxy sim enclave"),
         "server's own certificate"
@@ -314,8 +296,9 @@ async fn passthrough_keeps_the_clients_own_validation_and_deny_refuses() {
         verbose.contains("< http/1.1 403") && verbose.contains("error=destination_ip_prohibited"),
         "{verbose}"
     );
-    let out = curl(s(&["-i", "-x", &proxy, "http://example.invalid/"]), vec![]).await;
-    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    let text = curl_via(deny_port, "http://example.invalid/")
+        .await
+        .to_lowercase();
     assert!(
         text.starts_with("http/1.1 403") && text.contains("\"code\":\"http_request_denied\""),
         "{text}"
@@ -354,7 +337,7 @@ async fn a_second_connection_to_the_same_enclave_is_served_from_the_verdict_cach
             vec![],
         )
         .await;
-        assert_eq!(echo(&out)["mrenclave"], TRUSTED);
+        assert_eq!(json(&out)["mrenclave"], TRUSTED);
     }
     let stats = running.proxy.cache_stats();
     assert_eq!(
@@ -386,7 +369,7 @@ async fn an_http1_client_still_reaches_an_http2_only_enclave() {
         let mut a = s(&["-x", &proxy]);
         a.extend(s(&args));
         let out = curl(a, vec![]).await;
-        let e = echo(&out);
+        let e = json(&out);
         assert_eq!(e["mrenclave"], TRUSTED, "{args:?}");
         // No HTTP/1.1 upstream to mirror: the request shares the attested HTTP/2 connection.
         assert_eq!(e["version"], "HTTP/2.0", "{args:?}");
@@ -396,26 +379,18 @@ async fn an_http1_client_still_reaches_an_http2_only_enclave() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hyper_client_originates_and_a_rustls_client_sees_a_proper_minted_leaf() {
-    use http_body_util::{BodyExt, Empty};
-    use hyper_util::rt::TokioIo;
+    use http_body_util::BodyExt;
 
     let env = env();
     let good = sim(&env, |_| {}).await;
     let running = library_proxy(&env, &[("good.enclave.test", good.addr())]).await;
 
     // hyper: absolute-form http:// request to the proxy.
-    let tcp = tokio::net::TcpStream::connect(running.addr)
+    let via = env.via(running.addr);
+    let resp = Http::open(&via, "good.enclave.test", Mode::Originated)
         .await
-        .expect("connect");
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .expect("h1");
-    tokio::spawn(conn);
-    let req = hyper::Request::get("http://good.enclave.test/hyper")
-        .header("host", "good.enclave.test")
-        .body(Empty::<bytes::Bytes>::new())
-        .expect("req");
-    let resp = send.send_request(req).await.expect("response");
+        .get("/hyper")
+        .await;
     assert_eq!(resp.status(), 200);
     let body = resp.into_body().collect().await.expect("body").to_bytes();
     assert_eq!(
@@ -451,7 +426,6 @@ async fn a_hyper_client_originates_and_a_rustls_client_sees_a_proper_minted_leaf
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_proxy_requests_get_400_with_a_reason() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let env = env();
     let running = library_proxy(&env, &[]).await;
     for request in [
@@ -460,13 +434,7 @@ async fn malformed_proxy_requests_get_400_with_a_reason() {
         b"GET ftp://example.com/file HTTP/1.1\r\nHost: example.com\r\n\r\n",
         b"CONNECT [::1:443 HTTP/1.1\r\nHost: x\r\n\r\n",
     ] {
-        let mut tcp = tokio::net::TcpStream::connect(running.addr)
-            .await
-            .expect("connect");
-        tcp.write_all(request).await.expect("write");
-        let mut out = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
-        let text = String::from_utf8_lossy(&out);
+        let text = exchange(running.addr, request).await;
         assert!(
             text.starts_with("HTTP/1.1 400"),
             "{}: {text}",
@@ -480,7 +448,7 @@ fn the_ca_is_created_with_a_0600_key_and_exported_by_the_cli() {
     use std::os::unix::fs::PermissionsExt;
     let env = env();
     let config = write_config(&env, "ca.toml", free_port(), &[], "");
-    let out = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
+    let out = command()
         .args(["ca", "export", "--config"])
         .arg(&config)
         .output()
@@ -499,7 +467,7 @@ fn the_ca_is_created_with_a_0600_key_and_exported_by_the_cli() {
         .mode()
         & 0o777;
     assert_eq!(mode, 0o600);
-    let out = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
+    let out = command()
         .args(["ca", "path", "--config"])
         .arg(&config)
         .output()
@@ -514,7 +482,7 @@ fn the_ca_is_created_with_a_0600_key_and_exported_by_the_cli() {
         std::fs::Permissions::from_mode(0o644),
     )
     .expect("chmod");
-    let out = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
+    let out = command()
         .args(["ca", "export", "--config"])
         .arg(&config)
         .output()
@@ -533,7 +501,7 @@ fn config_check_reports_errors_with_their_location() {
         &[("a.enclave.test", "127.0.0.1:1".parse().expect("addr"))],
         "",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
+    let out = command()
         .args(["config", "check"])
         .arg(&good)
         .output()
@@ -549,7 +517,7 @@ fn config_check_reports_errors_with_their_location() {
         "listen = \"127.0.0.1:3128\"\n[[enclave]]\nhosts = [\"a.example\"]\nmrenclave = [\"00\"]\n",
     )
     .expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
+    let out = command()
         .args(["config", "check"])
         .arg(&bad)
         .output()
@@ -596,7 +564,7 @@ async fn each_connection_thread_serves_its_clients_over_upstream_connections_of_
         "limits.threads = 3 runs three connection threads: {names:?}"
     );
     // The port is taken: a second proxy on it fails to start rather than share it.
-    let second = std::process::Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
+    let second = command()
         .args(["run", "--config"])
         .arg(&config)
         .env("RUST_LOG", "error")
@@ -607,10 +575,6 @@ async fn each_connection_thread_serves_its_clients_over_upstream_connections_of_
         "a second proxy bound the same port"
     );
 
-    let metrics = |admin: u16| async move {
-        let out = curl(s(&[&format!("http://127.0.0.1:{admin}/metrics")]), vec![]).await;
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
     let gauge = |text: &str, name: &str| -> Vec<u64> {
         text.lines()
             .filter(|l| l.starts_with(name))
@@ -628,10 +592,10 @@ async fn each_connection_thread_serves_its_clients_over_upstream_connections_of_
             vec![],
         )
         .await;
-        assert_eq!(echo(&out)["mrenclave"], TRUSTED, "client {i}");
+        assert_eq!(json(&out)["mrenclave"], TRUSTED, "client {i}");
     }
     assert_eq!(good.request_count(), 12);
-    let text = metrics(admin).await;
+    let text = metrics_text(admin).await;
     assert_eq!(
         gauge(&text, "ratls_upstream_connections "),
         [1],
@@ -661,7 +625,7 @@ async fn each_connection_thread_serves_its_clients_over_upstream_connections_of_
         );
         held.push(c);
     }
-    let text = metrics(admin).await;
+    let text = metrics_text(admin).await;
     let loads = gauge(&text, "ratls_thread_client_connections{");
     assert_eq!(loads.len(), 3, "{text}");
     assert_eq!(
@@ -680,12 +644,8 @@ async fn each_connection_thread_serves_its_clients_over_upstream_connections_of_
     // The thread count is fixed at start: a reload applies the rest and says so.
     let text = std::fs::read_to_string(&config).expect("read");
     std::fs::write(&config, text.replace("threads = 3", "threads = 2")).expect("write");
-    let out = curl(
-        s(&["-X", "POST", &format!("http://127.0.0.1:{admin}/reload")]),
-        vec![],
-    )
-    .await;
-    let reloaded = echo(&out);
+    let out = curl_text(&["-X", "POST", &format!("http://127.0.0.1:{admin}/reload")]).await;
+    let reloaded: Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(reloaded["reloaded"], true, "{reloaded}");
     assert!(
         reloaded["detail"]

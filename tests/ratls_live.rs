@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Arc;
 
 use ratls_proxy::appraise::policy::EnclavePolicy;
@@ -19,35 +18,15 @@ use ratls_proxy::ratls::{BindingMode, RaTlsVerifier, VerdictCache};
 use ratls_proxy::sim::{EnclaveSpec, SimBinding, SimConfig, SimEnclave};
 use serde_json::Value;
 
-use common::{env, start_sim, Env};
+use common::{command, env, start_sim, verify_https, Env};
 
 async fn sim(env: &Env, config: SimConfig) -> SimEnclave {
     start_sim(env, config).await
 }
 
-/// Runs `ratls-proxy verify https://… --json` with the sim PKI; returns (exit code, JSON).
+/// `ratls-proxy verify https://… --json` with the sim root and collateral bundle.
 async fn verify(env: &Env, sim: &SimEnclave, extra: &[&str]) -> (i32, Value) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"));
-    cmd.arg("verify")
-        .arg(format!("https://127.0.0.1:{}", sim.addr().port()))
-        .arg("--trust-root")
-        .arg(env.dir.join("pki/root.pem"))
-        .arg("--collateral")
-        .arg(env.dir.join("pki/collateral.json"))
-        .arg("--json")
-        .args(extra);
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .expect("join")
-        .expect("runs");
-    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "JSON ({e}): {} {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), json)
+    verify_https(env, sim.addr(), env.dir.join("pki/collateral.json"), extra).await
 }
 
 fn config(f: impl FnOnce(&mut SimConfig)) -> SimConfig {
@@ -185,27 +164,23 @@ async fn verify_https_when_nothing_listens_or_the_server_is_not_tls_exits_two() 
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
     };
-    let out = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
-        .args([
-            "verify",
-            &format!("https://127.0.0.1:{port}"),
-            "--collateral",
-        ])
-        .arg(env.dir.join("pki/collateral.json"))
-        .output()
-        .expect("runs");
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
-        .args(["verify", "http://127.0.0.1:1", "--collateral"])
-        .arg(env.dir.join("pki/collateral.json"))
-        .output()
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(2));
+    let collateral = env.dir.join("pki/collateral.json");
+    for url in [
+        format!("https://127.0.0.1:{port}"),
+        "http://127.0.0.1:1".into(),
+    ] {
+        let out = command()
+            .args(["verify", &url, "--collateral"])
+            .arg(&collateral)
+            .output()
+            .expect("runs");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 fn verifier(env: &Env, policy: EnclavePolicy, cache: &Arc<VerdictCache>) -> Arc<RaTlsVerifier> {

@@ -7,20 +7,17 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use ratls_proxy::sim::SimEnclave;
 
-use ratls_proxy::sim::{SimConfig, SimEnclave};
-use tokio::io::AsyncWriteExt;
-
-use common::{curl, env, free_port, read_response, s, start_sim, tls_through_as, Env, Harness};
+use common::{
+    ask_on, connect_as, curl, curl_text, curl_via, env, free_port, metrics, s, start_sim_with,
+    tls_over, tls_through_as, Env, Harness,
+};
 
 const BROWSER: &str = "User-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0 Safari/537.36\r\n";
 
 async fn debug_sim(env: &Env) -> SimEnclave {
-    let mut c = SimConfig::default();
-    c.spec.debug = true;
-    start_sim(env, c).await
+    start_sim_with(env, |c| c.spec.debug = true).await
 }
 
 /// One request over a TLS session inside the tunnel; the response's head and body.
@@ -29,29 +26,12 @@ async fn get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     host: &str,
     accept: &str,
 ) -> String {
-    tls.write_all(
-        format!("GET /account HTTP/1.1\r\nHost: {host}\r\nAccept: {accept}\r\n\r\n").as_bytes(),
-    )
-    .await
-    .expect("write");
-    read_response(tls).await
+    let request = format!("GET /account HTTP/1.1\r\nHost: {host}\r\nAccept: {accept}\r\n\r\n");
+    ask_on(tls, &request).await
 }
 
 fn body(resp: &str) -> &str {
     resp.split_once("\r\n\r\n").map_or("", |(_, b)| b)
-}
-
-/// The proxy's request counters.
-async fn metrics(admin: u16) -> HashMap<String, f64> {
-    let out = curl(s(&[&format!("http://127.0.0.1:{admin}/metrics")]), vec![]).await;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.starts_with("ratls_requests_total{"))
-        .filter_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            Some((k.to_owned(), v.parse().ok()?))
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,7 +45,7 @@ async fn a_browser_gets_the_refusal_inside_the_tunnel_and_the_enclave_nothing() 
         .enclave("debug.enclave.test", debug.addr())
         .start_binary("p.toml")
         .await;
-    let proxy = SocketAddr::from(([127, 0, 0, 1], port));
+    let proxy = port;
     let host = "debug.enclave.test";
 
     // HTML for Accept: text/html (a browser's navigation), over HTTP/1.1.
@@ -168,16 +148,7 @@ async fn other_clients_keep_the_connect_502_unless_always_and_never_means_never(
     // "never": even a browser's CONNECT gets the 502 itself.
     let port = free_port();
     let _p = harness("never", port).start_binary("never.toml").await;
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    tcp.write_all(
-        format!("CONNECT debug.enclave.test:443 HTTP/1.1\r\nHost: debug.enclave.test:443\r\n{BROWSER}\r\n")
-            .as_bytes(),
-    )
-    .await
-    .expect("write");
-    let resp = read_response(&mut tcp).await;
+    let (resp, _) = connect_as(port, "debug.enclave.test:443", BROWSER).await;
     assert!(resp.starts_with("HTTP/1.1 502"), "{resp}");
     assert!(resp.contains("\"code\":\"debug_enclave\""), "{resp}");
 
@@ -198,19 +169,15 @@ async fn origination_and_unlisted_ports_negotiate_the_page_too() {
     let proxy = format!("http://127.0.0.1:{port}");
 
     // http:// origination: HTML by Accept, JSON otherwise; reasons kept to the log ("code").
-    let html = curl(
-        s(&[
-            "-i",
-            "-x",
-            &proxy,
-            "-H",
-            "Accept: text/html",
-            "http://debug.enclave.test/x",
-        ]),
-        vec![],
-    )
+    let text = curl_text(&[
+        "-i",
+        "-x",
+        &proxy,
+        "-H",
+        "Accept: text/html",
+        "http://debug.enclave.test/x",
+    ])
     .await;
-    let text = String::from_utf8_lossy(&html.stdout);
     assert!(text.starts_with("HTTP/1.1 502"), "{text}");
     assert!(
         text.to_ascii_lowercase()
@@ -222,39 +189,14 @@ async fn origination_and_unlisted_ports_negotiate_the_page_too() {
         text.contains("in its log"),
         "refusal_details = \"code\": {text}"
     );
-    let json = curl(
-        s(&["-i", "-x", &proxy, "http://debug.enclave.test/x"]),
-        vec![],
-    )
-    .await;
-    let text = String::from_utf8_lossy(&json.stdout);
+    let text = curl_via(port, "http://debug.enclave.test/x").await;
     assert!(text.contains("\"code\":\"debug_enclave\""), "{text}");
     assert!(text.contains("\"reasons\":[]"), "{text}");
 
     // An enclave host at a port no entry lists: a browser gets the page for it as well.
-    let p = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut tcp = tokio::net::TcpStream::connect(p).await.expect("connect");
-    tcp.write_all(
-        format!("CONNECT debug.enclave.test:8443 HTTP/1.1\r\nHost: debug.enclave.test:8443\r\n{BROWSER}\r\n")
-            .as_bytes(),
-    )
-    .await
-    .expect("write");
-    let head = read_response(&mut tcp).await;
+    let (head, tcp) = connect_as(port, "debug.enclave.test:8443", BROWSER).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = std::fs::read(env.ca_pem()).expect("ca");
-    let der = ratls_proxy::dcap::pki::pem_chain(ca.as_slice(), "ca").expect("pem");
-    roots.add(der[0].clone().into()).expect("root");
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-        .connect("debug.enclave.test".try_into().expect("name"), tcp)
+    let mut tls = tls_over(tcp, "debug.enclave.test", &env.ca_pem(), &[])
         .await
         .expect("the minted leaf validates");
     let resp = get(&mut tls, "debug.enclave.test:8443", "text/html").await;

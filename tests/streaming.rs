@@ -11,107 +11,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty};
-use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http_body_util::BodyExt;
 use ratls_proxy::sim::{SimConfig, SimEnclave};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::{env, free_port, read_response, start_sim, tls_through, Env, Harness};
+use common::http::Http;
+use common::{ask_on, env, free_port, read_response, start_sim, tls_through, Harness, Via, MODES};
 
 const HOST: &str = "good.enclave.test";
-
-type Body = BoxBody<Bytes, std::convert::Infallible>;
-
-/// One HTTP connection through the proxy, as the client speaks it.
-enum Sender {
-    H1(http1::SendRequest<Body>),
-    H2(http2::SendRequest<Body>),
-}
-
-impl Sender {
-    async fn send(&mut self, req: hyper::Request<Body>) -> hyper::Response<hyper::body::Incoming> {
-        match self {
-            Self::H1(s) => s.send_request(req).await.expect("response"),
-            Self::H2(s) => s.send_request(req).await.expect("response"),
-        }
-    }
-}
-
-async fn h1<T: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: T) -> Sender {
-    let (send, conn) = http1::handshake(TokioIo::new(io)).await.expect("h1");
-    tokio::spawn(conn);
-    Sender::H1(send)
-}
-
-/// CONNECT and TLS with ALPN h2, trusting the proxy's CA.
-async fn h2_through(env: &Env, proxy: SocketAddr) -> Sender {
-    let mut tcp = TcpStream::connect(proxy).await.expect("connect");
-    tcp.write_all(format!("CONNECT {HOST}:443 HTTP/1.1\r\nHost: {HOST}:443\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let head = read_response(&mut tcp).await;
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(env.ca_pem()).expect("ca");
-    let der = ratls_proxy::dcap::pki::pem_chain(&pem, "ca").expect("pem");
-    roots.add(der[0].clone().into()).expect("root");
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(HOST.try_into().expect("name"), tcp)
-        .await
-        .expect("TLS");
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (send, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-        .await
-        .expect("h2");
-    tokio::spawn(conn);
-    Sender::H2(send)
-}
-
-/// How the client reaches the enclave, and the request target it uses there.
-#[derive(Clone, Copy, Debug)]
-enum Mode {
-    Intercepted,
-    InterceptedH2,
-    Originated,
-    Route,
-}
-
-async fn connect(env: &Env, proxy: SocketAddr, route: SocketAddr, mode: Mode) -> (Sender, String) {
-    match mode {
-        Mode::Intercepted => (
-            h1(tls_through(proxy, HOST, &env.ca_pem()).await).await,
-            String::new(),
-        ),
-        Mode::InterceptedH2 => (h2_through(env, proxy).await, format!("https://{HOST}")),
-        Mode::Originated => (
-            h1(TcpStream::connect(proxy).await.expect("connect")).await,
-            format!("http://{HOST}"),
-        ),
-        Mode::Route => (
-            h1(TcpStream::connect(route).await.expect("connect")).await,
-            String::new(),
-        ),
-    }
-}
-
-fn get(uri: String) -> hyper::Request<Body> {
-    hyper::Request::get(uri)
-        .header("host", HOST)
-        .body(Empty::new().map_err(|never| match never {}).boxed())
-        .expect("request")
-}
 
 /// `/stream` chunks reach the client as the enclave writes them: the first is in hand while
 /// the enclave has not yet written its last, in every mode.
@@ -128,16 +36,10 @@ async fn a_slow_stream_reaches_the_client_as_it_is_produced() {
         .start()
         .await;
     let (n, ms) = (4u64, 400u64);
-    for (i, mode) in (0u64..).zip([
-        Mode::Intercepted,
-        Mode::InterceptedH2,
-        Mode::Originated,
-        Mode::Route,
-    ]) {
-        let (mut send, prefix) = connect(&env, running.addr, running.route_addrs[0], mode).await;
-        let resp = send
-            .send(get(format!("{prefix}/stream?n={n}&ms={ms}")))
-            .await;
+    let via = Via::running(&running, &env.ca_pem());
+    for (i, mode) in (0u64..).zip(MODES) {
+        let mut client = Http::open(&via, HOST, mode).await;
+        let resp = client.get(&format!("/stream?n={n}&ms={ms}")).await;
         assert_eq!(resp.status(), 200, "{mode:?}");
         let mut body = resp.into_body();
         let first = body
@@ -235,15 +137,19 @@ async fn a_large_upload_streams_with_back_pressure_and_flat_memory() {
     let pid = p.child.id();
     // Warm up: an attested connection, a tunnel and the minted leaf exist before measuring.
     let mut warm = TcpStream::connect(addr).await.expect("connect");
-    warm.write_all(format!("GET http://{HOST}/warm HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    assert!(read_response(&mut warm).await.starts_with("HTTP/1.1 200"));
+    let answer = ask_on(
+        &mut warm,
+        &format!("GET http://{HOST}/warm HTTP/1.1\r\nHost: {HOST}\r\n\r\n"),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let mut tls = tls_through(addr, HOST, &env.ca_pem()).await;
-    tls.write_all(format!("GET /warm HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    assert!(read_response(&mut tls).await.starts_with("HTTP/1.1 200"));
+    let answer = ask_on(
+        &mut tls,
+        &format!("GET /warm HTTP/1.1\r\nHost: {HOST}\r\n\r\n"),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let before = peak_rss(pid);
     let originated = upload(warm, &format!("http://{HOST}")).await;
     let intercepted = upload(tls, "").await;

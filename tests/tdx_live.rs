@@ -4,13 +4,13 @@
 
 mod common;
 
-use std::process::Command;
-
 use ratls_proxy::dcap::tcb::TcbStatus;
 use ratls_proxy::sim::{SimBinding, SimConfig, SimEnclave, TdSpec};
 use serde_json::Value;
 
-use common::{curl, env, free_port, s, start_sim, Env, Harness};
+use common::{
+    curl_status, curl_via, env, free_port, output, s, start_sim, verify_https, Env, Harness,
+};
 
 const MRTD: &str = "7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d";
 
@@ -25,27 +25,7 @@ async fn td_sim(env: &Env, f: impl FnOnce(&mut SimConfig)) -> SimEnclave {
 
 /// `ratls-proxy verify https://… --json` with the sim root and both platforms' collateral.
 async fn verify(env: &Env, sim: &SimEnclave, extra: &[&str]) -> (i32, Value) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"));
-    cmd.arg("verify")
-        .arg(format!("https://127.0.0.1:{}", sim.addr().port()))
-        .arg("--trust-root")
-        .arg(env.dir.join("pki/root.pem"))
-        .arg("--collateral")
-        .arg(env.dir.join("pki/collateral"))
-        .arg("--json")
-        .args(extra);
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .expect("join")
-        .expect("runs");
-    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "JSON ({e}): {} {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), json)
+    verify_https(env, sim.addr(), env.dir.join("pki/collateral"), extra).await
 }
 
 fn hex48(b: u8) -> String {
@@ -187,40 +167,23 @@ async fn tdx_and_sgx_hosts_through_the_proxy() {
         .await;
     let via = format!("http://127.0.0.1:{proxy}");
     let ca = env.ca_pem().display().to_string();
-    let get = |host: &str| {
-        s(&[
-            "-s",
-            "-o",
-            "/dev/stdout",
-            "-w",
-            "\n%{http_code}",
-            "-x",
-            &via,
-            "--cacert",
-            &ca,
-            &format!("https://{host}/hello"),
-        ])
-    };
-    let out = curl(get("cvm.enclave.test"), vec![]).await;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(text.ends_with("200"), "{text}");
+    let get = |host: &str| format!("https://{host}/hello");
+    let (code, body) = curl_status(&["-x", &via, "--cacert", &ca, &get("cvm.enclave.test")]).await;
+    assert_eq!(code, 200, "{body}");
     assert!(
-        text.contains(&format!("\"mrtd\":\"{MRTD}\"")),
-        "the TD answered: {text}"
+        body.contains(&format!("\"mrtd\":\"{MRTD}\"")),
+        "the TD answered: {body}"
     );
-    let out = curl(get("sgx.enclave.test"), vec![]).await;
-    assert!(String::from_utf8_lossy(&out.stdout).ends_with("200"));
+    let (code, body) = curl_status(&["-x", &via, "--cacert", &ca, &get("sgx.enclave.test")]).await;
+    assert_eq!(code, 200, "{body}");
     // Refusals: a pinned MRTD, and an SGX entry meeting a TD.
     for (host, code) in [
         ("pinned.enclave.test", "mrtd_mismatch"),
         ("mixed.enclave.test", "tee_mismatch"),
     ] {
-        let out = curl(
-            s(&["-s", "-i", "-x", &via, &format!("http://{host}/")]),
-            vec![],
-        )
-        .await;
-        let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        let text = curl_via(proxy, &format!("http://{host}/"))
+            .await
+            .to_lowercase();
         assert!(text.starts_with("http/1.1 502"), "{host}: {text}");
         assert!(
             text.contains(&format!("\"code\":\"{code}\"")),
@@ -342,29 +305,18 @@ async fn td15_relaunch_statuses_are_judged_by_the_policy() {
         .await;
     let via = format!("http://127.0.0.1:{proxy}");
     let ca = env.ca_pem().display().to_string();
-    let out = curl(
-        s(&[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-x",
-            &via,
-            "--cacert",
-            &ca,
-            "https://relaunch.enclave.test/hello",
-        ]),
-        vec![],
-    )
+    let (code, body) = curl_status(&[
+        "-x",
+        &via,
+        "--cacert",
+        &ca,
+        "https://relaunch.enclave.test/hello",
+    ])
     .await;
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
-    let out = curl(
-        s(&["-s", "-i", "-x", &via, "http://strict.enclave.test/"]),
-        vec![],
-    )
-    .await;
-    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert_eq!(code, 200, "{body}");
+    let text = curl_via(proxy, "http://strict.enclave.test/")
+        .await
+        .to_lowercase();
     assert!(text.starts_with("http/1.1 502"), "{text}");
     assert!(
         text.contains("\"code\":\"tcb_status_not_allowed\""),
@@ -429,17 +381,14 @@ async fn a_tdx_quote_in_dice_evidence_is_judged_as_a_td() {
 /// A relaunch status asked for an SGX-only verification is a usage error, as in the config.
 #[test]
 fn verify_refuses_a_relaunch_status_for_sgx() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ratls-proxy"))
-        .args([
-            "verify",
-            "https://127.0.0.1:1",
-            "--tee",
-            "sgx",
-            "--tcb-status",
-            "TDRelaunchAdvised",
-        ])
-        .output()
-        .expect("runs");
+    let out = output([
+        "verify",
+        "https://127.0.0.1:1",
+        "--tee",
+        "sgx",
+        "--tcb-status",
+        "TDRelaunchAdvised",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("applies to --tee tdx only"),

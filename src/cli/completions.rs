@@ -87,7 +87,7 @@ fn render_top(w: &mut dyn Write) -> std::io::Result<()> {
     w.write_all(EXTRA_SECTIONS.as_bytes())
 }
 
-/// Roff for the sections clap cannot derive; keep it in step with the README.
+/// Roff for the sections clap cannot derive; keep it in step with docs/operating.md.
 const EXTRA_SECTIONS: &str = r#".SH "EXIT STATUS"
 .TP
 \fB0\fR

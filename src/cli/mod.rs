@@ -29,9 +29,10 @@ pub(crate) const EXIT_REFUSED: u8 = 1;
 /// Exit code: could not check (unreadable input, bad arguments).
 pub const EXIT_CANNOT_CHECK: u8 = 2;
 
-/// Verify Intel SGX RA-TLS attestation for clients that cannot.
+/// Verify Intel SGX and TDX RA-TLS attestation for clients that cannot: a local forward
+/// proxy that judges each enclave on the connection that carries the traffic.
 #[derive(Parser, Debug)]
-#[command(name = "ratls-proxy", version, about)]
+#[command(name = "ratls-proxy", version = VERSION, about)]
 pub struct Cli {
     /// Log format on stderr: `text` (default) or `json` (one object per line).
     #[arg(long, global = true, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
@@ -64,6 +65,60 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff) on stdout, or write one page per command with --dir.
     Man(completions::ManArgs),
+}
+
+/// What `--version` prints (and `run` logs at start): the version and the features this
+/// binary was built with, so anyone can tell a production build from one carrying the simulator.
+#[cfg(all(feature = "sim", feature = "jemalloc"))]
+pub(crate) const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (features: sim, jemalloc; the simulator and demo are built in: a development build)"
+);
+#[cfg(all(feature = "sim", not(feature = "jemalloc")))]
+pub(crate) const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (features: sim; the simulator and demo are built in: a development build)"
+);
+#[cfg(all(not(feature = "sim"), feature = "jemalloc"))]
+pub(crate) const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (features: jemalloc; no simulator: a production build)"
+);
+#[cfg(not(any(feature = "sim", feature = "jemalloc")))]
+pub(crate) const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (features: none; no simulator: a production build)"
+);
+
+/// Why a build without the simulator has no demo, and how to get one (exit 2).
+#[cfg(not(feature = "sim"))]
+const NO_SIMULATOR: &str = "\
+ratls-proxy: this build has no simulator, so it has no `demo`.
+It was built without the `sim` feature, as production builds are (the Docker image, and
+`cargo install --no-default-features --features jemalloc`): the simulator forges quotes and
+collateral under a test PKI, which a production binary must not carry. The demo is one
+command away in a clone of the repository, where the simulator is a default feature:
+    cargo run --release -- demo";
+
+/// What to say when clap refused the command line for naming a command this build leaves
+/// out: `demo` without the `sim` feature gets why and how to get it (the caller exits 2),
+/// rather than "unrecognized subcommand". Not a hidden subcommand, because the generated
+/// completion scripts would still offer it.
+pub fn not_in_this_build(error: &clap::Error) -> Option<&'static str> {
+    #[cfg(not(feature = "sim"))]
+    {
+        use clap::error::{ContextKind, ContextValue, ErrorKind};
+        let demo = matches!(
+            error.get(ContextKind::InvalidSubcommand),
+            Some(ContextValue::String(name)) if name == "demo"
+        );
+        (error.kind() == ErrorKind::InvalidSubcommand && demo).then_some(NO_SIMULATOR)
+    }
+    #[cfg(feature = "sim")]
+    {
+        let _ = error;
+        None
+    }
 }
 
 /// `ratls-proxy run`.
@@ -233,6 +288,7 @@ fn config_check(file: &Path) -> anyhow::Result<ExitCode> {
 }
 
 fn run_proxy(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    tracing::info!(version = VERSION, "ratls-proxy starting");
     let config = load_config(args)?;
     let (anchor, collateral) = trust_and_collateral(&config.source, !config.enclaves.is_empty())?;
     let ca = LocalCa::load_or_create(&config.ca_dir, UnixTime::now())

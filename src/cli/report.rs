@@ -1,5 +1,5 @@
 //! The `verify --json` object and the plain-text report, built from an [`Appraisal`].
-//! Field names are a documented interface (DESIGN.md): change them only with the README.
+//! Field names are a documented interface (DESIGN.md): change them only with docs/verification.md.
 
 use serde::Serialize;
 

@@ -166,28 +166,8 @@ pub fn check(
     }
 }
 
-/// dstack's REPORTDATA for an RA-TLS certificate key: SHA-512(`ratls-cert:` ‖ `spki_der`).
+/// dstack's REPORTDATA for an RA-TLS certificate key: SHA-512(`ratls-cert:` ‖ `spki_der`)
+/// (defined, with its test vector, in the pure core's `dstack::binding`).
 pub fn dstack_report_data(spki_der: &[u8]) -> [u8; 64] {
-    let mut h = Sha512::new();
-    h.update(b"ratls-cert:");
-    h.update(spki_der);
-    h.finalize().into()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_dstack_rule_is_sha512_of_the_tagged_key() {
-        // A P-256 SPKI header and a 64-byte point 00..3f; the expected value was computed
-        // independently (Python hashlib.sha512(b"ratls-cert:" + spki)).
-        let mut spki = hex::decode("3059301306072a8648ce3d020106082a8648ce3d03010703420004")
-            .unwrap_or_default();
-        spki.extend(0u8..64);
-        assert_eq!(
-            hex::encode(dstack_report_data(&spki)),
-            "9beb4320d19089ccdbafc20459299c5f3d3ec7bd1187ec803954f3da5fe174895cd812e374dfefbc5ccb2de62efe17f69b5bfe709c5dcf68cce5151f480ce46a"
-        );
-    }
+    crate::dstack::binding::ratls_cert_report_data(spki_der)
 }

@@ -3,36 +3,15 @@
 //! is closed at the next start and the trail verifies; `--expect-last`; the first use of a
 //! cached verdict for each host is recorded.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use ratls_proxy::sim::SimConfig;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
-use super::{bin, get, run};
-use crate::common::{env, free_port, start_sim, Binary, Env, Harness};
-
-/// `ratls-proxy audit verify FILE ARGS…`: exit code and output.
-fn verify(path: &Path, args: &[&str]) -> (i32, String) {
-    let mut all: Vec<&std::ffi::OsStr> =
-        vec!["audit".as_ref(), "verify".as_ref(), path.as_os_str()];
-    all.extend(args.iter().map(|a| std::ffi::OsStr::new(*a)));
-    run(&all)
-}
-
-fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-fn sha(line: &str) -> String {
-    hex::encode(Sha256::digest(line.as_bytes()))
-}
+use super::get;
+use crate::common::{
+    audit_verify, command, env, free_port, lines, sha256_hex, start_sim, Binary, Env, Harness,
+};
 
 /// A proxy writing its trail to `trail` (with `extra` under `[audit]`), one good enclave
 /// under `hosts`; its proxy port.
@@ -76,11 +55,11 @@ async fn an_emptied_or_beheaded_trail_does_not_verify() {
     assert!(get(proxy, "good.enclave.test", "/", "")
         .await
         .starts_with("HTTP/1.1 200"));
-    assert_eq!(verify(&trail, &[]).0, 0);
+    assert_eq!(audit_verify(&trail, &[]).0, 0);
 
     let emptied = env.dir.join("emptied.jsonl");
     std::fs::write(&emptied, "").expect("write");
-    let (code, out) = verify(&emptied, &[]);
+    let (code, out) = audit_verify(&emptied, &[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("no records"), "{out}");
 
@@ -89,7 +68,7 @@ async fn an_emptied_or_beheaded_trail_does_not_verify() {
     record["seq"] = json!(5);
     let beheaded = env.dir.join("beheaded.jsonl");
     std::fs::write(&beheaded, format!("{record}\n")).expect("write");
-    let (code, out) = verify(&beheaded, &[]);
+    let (code, out) = audit_verify(&beheaded, &[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("starts at seq 5"), "{out}");
 }
@@ -116,7 +95,7 @@ async fn an_invented_chain_does_not_verify_under_the_key() {
             key.display()
         ))
         .write("keyed.toml");
-    let refused = Command::new(bin())
+    let refused = command()
         .args(["run", "--config"])
         .arg(&config)
         .output()
@@ -149,19 +128,15 @@ async fn an_invented_chain_does_not_verify_under_the_key() {
     assert!(get(proxy, "other.enclave.test", "/", "")
         .await
         .starts_with("HTTP/1.1 502"));
-    let _ = b.child.kill();
-    let mut logs = String::new();
-    if let Some(mut e) = b.child.stderr.take() {
-        let _ = e.read_to_string(&mut logs);
-    }
+    let logs = b.stop("-KILL").await.join("\n");
     assert!(!logs.contains(secret), "the key is never logged");
     assert!(logs.contains("audit record written"), "{logs}");
 
     let key_arg = key.display().to_string();
-    let (code, out) = verify(&trail, &["--key-file", &key_arg]);
+    let (code, out) = audit_verify(&trail, &["--key-file", &key_arg]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("2 records") && out.contains("HMAC"), "{out}");
-    let (code, out) = verify(&trail, &[]);
+    let (code, out) = audit_verify(&trail, &[]);
     assert_eq!(code, 2, "a keyed trail needs its key: {out}");
 
     // An invented chain: the real records' shape, re-chained from zero, HMACs made up.
@@ -173,13 +148,13 @@ async fn an_invented_chain_does_not_verify_under_the_key() {
         r["prev_sha256"] = json!(prev);
         r["hmac"] = json!("cd".repeat(32));
         let text = r.to_string();
-        prev = sha(&text);
+        prev = sha256_hex(&text);
         invented.push_str(&text);
         invented.push('\n');
     }
     let forged = env.dir.join("forged.jsonl");
     std::fs::write(&forged, &invented).expect("write");
-    let (code, out) = verify(&forged, &["--key-file", &key_arg]);
+    let (code, out) = audit_verify(&forged, &["--key-file", &key_arg]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains(":1:") && out.contains("HMAC"), "{out}");
     // The same chain without HMACs is what anyone could write with no key configured: it
@@ -199,20 +174,20 @@ async fn an_invented_chain_does_not_verify_under_the_key() {
         let mut r: Value = serde_json::from_str(l).expect("json");
         r["prev_sha256"] = json!(prev);
         let text = r.to_string();
-        prev = sha(&text);
+        prev = sha256_hex(&text);
         rechained.push_str(&text);
         rechained.push('\n');
     }
     std::fs::write(&forged, &rechained).expect("write");
-    assert_eq!(verify(&forged, &[]).0, 0);
-    let (code, out) = verify(&forged, &["--key-file", &key_arg]);
+    assert_eq!(audit_verify(&forged, &[]).0, 0);
+    let (code, out) = audit_verify(&forged, &["--key-file", &key_arg]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("no HMAC"), "{out}");
     // A record of the wrong shape does not verify, key or not.
     let mut r: Value = serde_json::from_str(rechained.lines().next().expect("line")).expect("json");
     r["port"] = json!("443");
     std::fs::write(&forged, format!("{r}\n")).expect("write");
-    let (code, out) = verify(&forged, &[]);
+    let (code, out) = audit_verify(&forged, &[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("`port`"), "{out}");
 }
@@ -239,7 +214,7 @@ async fn a_torn_last_line_is_recovered_at_the_next_start() {
         .expect("open");
     std::io::Write::write_all(&mut f, torn.as_bytes()).expect("write");
     drop(f);
-    assert_eq!(verify(&trail, &[]).0, 1, "torn, not yet closed");
+    assert_eq!(audit_verify(&trail, &[]).0, 1, "torn, not yet closed");
 
     let (_p, proxy) =
         proxy_with_trail(&env, &good, &["good.enclave.test"], &trail, "", "torn.toml").await;
@@ -251,10 +226,10 @@ async fn a_torn_last_line_is_recovered_at_the_next_start() {
     assert_eq!(l[1], torn, "the torn bytes stay, on a line of their own");
     let recovered: Value = serde_json::from_str(&l[2]).expect("json");
     assert_eq!(recovered["event"], "recovered");
-    assert_eq!(recovered["torn_sha256"], sha(torn));
-    assert_eq!(recovered["prev_sha256"], sha(&l[0]));
+    assert_eq!(recovered["torn_sha256"], sha256_hex(torn));
+    assert_eq!(recovered["prev_sha256"], sha256_hex(&l[0]));
     assert_eq!(recovered["seq"], 2);
-    let (code, out) = verify(&trail, &[]);
+    let (code, out) = audit_verify(&trail, &[]);
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("3 records") && out.contains("1 torn line"),
@@ -283,13 +258,17 @@ async fn expect_last_finds_records_cut_from_the_end() {
     }
     let l = lines(&trail);
     assert_eq!(l.len(), 2, "{l:#?}");
-    let last = sha(&l[1]);
-    let (code, out) = verify(&trail, &["--expect-last", &last]);
+    let last = sha256_hex(&l[1]);
+    let (code, out) = audit_verify(&trail, &["--expect-last", &last]);
     assert_eq!(code, 0, "{out}");
     let cut = env.dir.join("cut-short.jsonl");
     std::fs::write(&cut, format!("{}\n", l[0])).expect("write");
-    assert_eq!(verify(&cut, &[]).0, 0, "a prefix of a chain is a chain");
-    let (code, out) = verify(&cut, &["--expect-last", &last]);
+    assert_eq!(
+        audit_verify(&cut, &[]).0,
+        0,
+        "a prefix of a chain is a chain"
+    );
+    let (code, out) = audit_verify(&cut, &["--expect-last", &last]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains(&last), "{out}");
 }
@@ -321,5 +300,5 @@ async fn the_first_use_of_a_cached_verdict_for_each_host_is_recorded() {
     assert_eq!(second["event"], "cached");
     assert_eq!(second["verdict"], "accepted");
     assert_eq!(second["cert_sha256"], first["cert_sha256"]);
-    assert_eq!(verify(&trail, &[]).0, 0);
+    assert_eq!(audit_verify(&trail, &[]).0, 0);
 }

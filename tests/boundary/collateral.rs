@@ -11,11 +11,10 @@ use ratls_proxy::dcap::time::UnixTime;
 use ratls_proxy::sim::{SimConfig, SimEnclave, SimPlatform, TdSpec};
 
 use super::{binary, gauge, get, pck_serial, reload, run};
-use crate::common::{env, free_port, start_sim, Binary, Env, Harness};
-
-#[path = "../common/pccs.rs"]
-mod pccs;
-use pccs::Pccs;
+use crate::common::pccs::Pccs;
+use crate::common::{
+    env, free_port, metrics_text, start_sim, start_sim_with, verify_https, Binary, Env, Harness,
+};
 
 /// The sim's SGX collateral issued at `issued`.
 fn sgx(env: &Env, issued: i64) -> Collateral {
@@ -46,14 +45,7 @@ fn recovered(env: &Env, c: &Collateral) -> Collateral {
 
 /// A simulated TD (TDX platform, Platform CA).
 async fn td_sim(env: &Env) -> SimEnclave {
-    sim_on(env, |c| c.td = Some(TdSpec::default())).await
-}
-
-/// An SGX sim, as `f` configures it.
-async fn sim_on(env: &Env, f: impl FnOnce(&mut SimConfig)) -> SimEnclave {
-    let mut c = SimConfig::default();
-    f(&mut c);
-    start_sim(env, c).await
+    start_sim_with(env, |c| c.td = Some(TdSpec::default())).await
 }
 
 /// A `tee = "tdx"` entry for `host`, pinning the sim TD's MRTD (and `extra` keys), dialled at
@@ -94,15 +86,6 @@ async fn both_behind(
     )
     .await;
     (proxy, p)
-}
-
-/// The proxy's metrics text.
-async fn metrics(admin: u16) -> String {
-    super::ask(
-        admin,
-        &format!("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\nConnection: close\r\n\r\n"),
-    )
-    .await
 }
 
 /// Item 2: a PCCS that served a TCB recovery replays the older TCB info. Neither a reload
@@ -233,7 +216,7 @@ async fn the_pck_crl_mark_is_per_ca_not_per_platform() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetched_collateral_of_another_ca_or_tee_is_refused() {
     let env = env();
-    let sim = sim_on(&env, |c| c.pck_ca = PckCa::Processor).await;
+    let sim = start_sim_with(&env, |c| c.pck_ca = PckCa::Processor).await;
     let td = td_sim(&env).await;
     let pccs = Pccs::start().await;
     let platform = sgx(&env, env.now.0 - 60);
@@ -264,7 +247,7 @@ async fn fetched_collateral_of_another_ca_or_tee_is_refused() {
 async fn bundles_for_both_pck_cas_of_one_fmspc_do_not_collide() {
     let env = env();
     let platform = start_sim(&env, SimConfig::default()).await;
-    let processor = sim_on(&env, |c| c.pck_ca = PckCa::Processor).await;
+    let processor = start_sim_with(&env, |c| c.pck_ca = PckCa::Processor).await;
     let dir = env.dir.join("bundles");
     std::fs::create_dir_all(&dir).expect("dir");
     for (name, ca) in [("a.json", PckCa::Platform), ("b.json", PckCa::Processor)] {
@@ -289,7 +272,7 @@ async fn bundles_for_both_pck_cas_of_one_fmspc_do_not_collide() {
         let answer = get(proxy, host, "/", "").await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
     }
-    let text = metrics(admin).await;
+    let text = metrics_text(admin).await;
     for ca in ["platform", "processor"] {
         assert!(
             text.lines()
@@ -318,7 +301,7 @@ async fn collateral_gauges_carry_the_tee() {
         let answer = get(proxy, host, "/", "").await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
     }
-    let text = metrics(admin).await;
+    let text = metrics_text(admin).await;
     for (fmspc, tee) in [("5ec0de000000", "sgx"), ("5ec0de000081", "tdx")] {
         for name in [
             "ratls_collateral_age_seconds",
@@ -394,24 +377,10 @@ async fn the_td_policy_pins_xfam() {
     assert!(answer.contains("\"code\":\"xfam_mismatch\""), "{answer}");
 
     for (xfam, want) in [(sims, 0), (other, 1)] {
-        let out = std::process::Command::new(super::bin())
-            .arg("verify")
-            .arg(format!("https://127.0.0.1:{}", td.addr().port()))
-            .args(["--trust-root"])
-            .arg(env.dir.join("pki/root.pem"))
-            .args(["--collateral"])
-            .arg(env.dir.join("pki/collateral"))
-            .args(["--mrtd", &mrtd.to_string(), "--xfam", xfam, "--json"])
-            .output()
-            .expect("runs");
-        assert_eq!(
-            out.status.code(),
-            Some(want),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let pins = ["--mrtd", &mrtd.to_string(), "--xfam", xfam];
+        let (code, j) = verify_https(&env, td.addr(), env.dir.join("pki/collateral"), &pins).await;
+        assert_eq!(code, want, "{j}");
         if want == 1 {
-            let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
             assert_eq!(j["code"], "xfam_mismatch", "{j}");
         }
     }

@@ -1,8 +1,8 @@
 //! A PCCS stand-in on loopback speaking the Intel PCS v4 paths the proxy fetches: TCB info
 //! per TEE and FMSPC, QE identity per TEE, PCK CRL per CA, the root CA CRL (hex, as a PCCS
 //! serves it), issuer chains in URL-encoded headers. A test swaps what it serves at will: a
-//! hostile PCCS replaying older, validly signed collateral, or answering for the wrong CA.
-#![allow(dead_code, unreachable_pub)]
+//! hostile PCCS replaying older, validly signed collateral, answering for the wrong CA, or
+//! failing ([`Fault`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -18,9 +18,72 @@ use ratls_proxy::dcap::collateral::Collateral;
 
 /// One signed answer: the body and its issuer chain (PEM).
 #[derive(Clone)]
-struct Doc {
-    body: Vec<u8>,
-    chain: String,
+pub struct Doc {
+    pub body: Vec<u8>,
+    pub chain: String,
+}
+
+/// Everything served for one platform, in the shapes the PCS answers with.
+#[derive(Clone)]
+pub struct Served {
+    pub tcb: Doc,
+    pub qe: Doc,
+    pub pck_crl: Doc,
+    /// DER; served as hex.
+    pub root_crl: Vec<u8>,
+}
+
+impl Served {
+    /// The PCS's answers made from a bundle (the signed text placed verbatim).
+    pub fn of(c: &Collateral) -> Self {
+        let signed = |field: &str, text: &str, signature: &[u8], chain: &str| Doc {
+            body: format!(
+                r#"{{"{field}":{text},"signature":"{}"}}"#,
+                hex::encode(signature)
+            )
+            .into_bytes(),
+            chain: chain.to_owned(),
+        };
+        Self {
+            tcb: signed(
+                "tcbInfo",
+                &c.tcb_info,
+                &c.tcb_info_signature,
+                &c.tcb_info_issuer_chain,
+            ),
+            qe: signed(
+                "enclaveIdentity",
+                &c.qe_identity,
+                &c.qe_identity_signature,
+                &c.qe_identity_issuer_chain,
+            ),
+            pck_crl: Doc {
+                body: c.pck_crl.clone(),
+                chain: c.pck_crl_issuer_chain.clone(),
+            },
+            root_crl: c.root_ca_crl.clone(),
+        }
+    }
+
+    /// The TEE whose TCB info this is: `tdx` or `sgx`.
+    fn tee(&self) -> &'static str {
+        if self.tcb.body.windows(10).any(|w| w == br#""id":"TDX""#) {
+            "tdx"
+        } else {
+            "sgx"
+        }
+    }
+}
+
+/// How the stand-in fails every request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// This status, no body.
+    Status(u16),
+    /// 200 with an HTML maintenance page.
+    Garbage,
+    /// TCB info whose first `OutOfDate` was edited to `UpToDate` (its signature unchanged).
+    TamperedTcbInfo,
 }
 
 #[derive(Default)]
@@ -32,13 +95,12 @@ struct Answers {
     /// "platform"|"processor" → PCK CRL.
     pck_crl: HashMap<String, Doc>,
     root_crl: Vec<u8>,
-    /// Every request gets 503 (the PCCS is down for maintenance).
-    down: bool,
+    fault: Option<Fault>,
 }
 
 /// The stand-in, stopped on drop (then nothing answers on its port).
 pub struct Pccs {
-    addr: SocketAddr,
+    pub addr: SocketAddr,
     answers: Arc<Mutex<Answers>>,
     tcb_hits: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
@@ -50,39 +112,37 @@ impl Drop for Pccs {
     }
 }
 
-fn tee_of(c: &Collateral) -> &'static str {
-    if c.tcb_info.contains(r#""id":"TDX""#) {
-        "tdx"
-    } else {
-        "sgx"
-    }
-}
-
 fn fmspc_of(c: &Collateral) -> String {
     let v: serde_json::Value = serde_json::from_str(&c.tcb_info).expect("TCB info JSON");
     v["fmspc"].as_str().expect("fmspc").to_uppercase()
 }
 
 fn answer(a: &Answers, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
-    let status = |code: u16| {
-        Response::builder()
+    let respond = |code: u16, header: Option<(&str, String)>, body: Vec<u8>| {
+        let mut r = Response::builder()
             .status(code)
-            .body(Full::new(Bytes::new()))
-            .unwrap_or_default()
+            .header("Request-ID", "pccs-stand-in");
+        if let Some((name, value)) = header {
+            r = r.header(name, value);
+        }
+        r.body(Full::new(Bytes::from(body))).unwrap_or_default()
     };
-    if a.down {
-        return status(503);
+    let status = |code: u16| respond(code, None, Vec::new());
+    match a.fault {
+        Some(Fault::Status(code)) => return status(code),
+        Some(Fault::Garbage) => return respond(200, None, b"<html>maintenance</html>".to_vec()),
+        Some(Fault::TamperedTcbInfo) | None => {}
     }
     let reply = |doc: Option<&Doc>, header: &str| match doc {
-        Some(d) => Response::builder()
-            .status(200)
-            .header(
+        Some(d) => respond(
+            200,
+            Some((
                 header,
                 percent_encoding::utf8_percent_encode(&d.chain, percent_encoding::NON_ALPHANUMERIC)
                     .to_string(),
-            )
-            .body(Full::new(Bytes::from(d.body.clone())))
-            .unwrap_or_default(),
+            )),
+            d.body.clone(),
+        ),
         None => status(404),
     };
     let query = req.uri().query().unwrap_or_default();
@@ -100,19 +160,27 @@ fn answer(a: &Answers, req: &Request<hyper::body::Incoming>) -> Response<Full<By
         "sgx"
     };
     match path {
-        "/sgx/certification/v4/tcb" | "/tdx/certification/v4/tcb" => reply(
-            a.tcb.get(&(tee.to_owned(), param("fmspc").to_uppercase())),
-            "TCB-Info-Issuer-Chain",
-        ),
+        "/sgx/certification/v4/tcb" | "/tdx/certification/v4/tcb" => {
+            let doc = a.tcb.get(&(tee.to_owned(), param("fmspc").to_uppercase()));
+            match (doc, a.fault) {
+                (Some(d), Some(Fault::TamperedTcbInfo)) => {
+                    let body = String::from_utf8_lossy(&d.body)
+                        .replacen("OutOfDate", "UpToDate", 1)
+                        .into_bytes();
+                    reply(Some(&Doc { body, ..d.clone() }), "TCB-Info-Issuer-Chain")
+                }
+                _ => reply(doc, "TCB-Info-Issuer-Chain"),
+            }
+        }
         "/sgx/certification/v4/qe/identity" | "/tdx/certification/v4/qe/identity" => {
             reply(a.qe.get(tee), "SGX-Enclave-Identity-Issuer-Chain")
         }
         "/sgx/certification/v4/pckcrl" => {
             reply(a.pck_crl.get(&param("ca")), "SGX-PCK-CRL-Issuer-Chain")
         }
-        "/sgx/certification/v4/rootcacrl" => Response::new(Full::new(Bytes::from(
-            hex::encode(&a.root_crl).into_bytes(),
-        ))),
+        "/sgx/certification/v4/rootcacrl" => {
+            respond(200, None, hex::encode(&a.root_crl).into_bytes())
+        }
         _ => status(404),
     }
 }
@@ -152,8 +220,13 @@ pub async fn serve_http<F>(
 }
 
 impl Pccs {
-    /// A stand-in serving nothing yet.
+    /// A stand-in serving nothing yet, over plain HTTP.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// A stand-in serving nothing yet, in TLS with `tls` when given.
+    pub async fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let answers = Arc::new(Mutex::new(Answers::default()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -161,7 +234,7 @@ impl Pccs {
         let addr = listener.local_addr().expect("addr");
         let tcb_hits = Arc::new(AtomicU64::new(0));
         let (a, hits) = (Arc::clone(&answers), Arc::clone(&tcb_hits));
-        let task = tokio::spawn(serve_http(listener, None, move |req| {
+        let task = tokio::spawn(serve_http(listener, tls, move |req| {
             if req.uri().path().ends_with("/tcb") {
                 hits.fetch_add(1, Ordering::Relaxed);
             }
@@ -188,55 +261,43 @@ impl Pccs {
     /// Serves everything in `c` (its TEE's TCB info for its FMSPC, its TEE's QE identity, its
     /// PCK CRL as `ca`'s, its root CA CRL), replacing what was served for those.
     pub fn serve(&self, ca: &str, c: &Collateral) {
+        self.serve_docs(ca, &fmspc_of(c), &Served::of(c));
+    }
+
+    /// Serves `docs` for `fmspc` (the TCB info and QE identity at their TEE's paths), the PCK
+    /// CRL as `ca`'s, replacing what was served for those.
+    pub fn serve_docs(&self, ca: &str, fmspc: &str, docs: &Served) {
+        let tee = docs.tee().to_owned();
         let mut a = self.answers.lock().expect("lock");
-        let tee = tee_of(c).to_owned();
-        a.tcb.insert(
-            (tee.clone(), fmspc_of(c)),
-            Doc {
-                body: format!(
-                    r#"{{"tcbInfo":{},"signature":"{}"}}"#,
-                    c.tcb_info,
-                    hex::encode(&c.tcb_info_signature)
-                )
-                .into_bytes(),
-                chain: c.tcb_info_issuer_chain.clone(),
-            },
-        );
-        drop(a);
-        self.serve_qe_as(&tee, c);
-        self.serve_pck_crl(ca, c);
-        self.answers.lock().expect("lock").root_crl = c.root_ca_crl.clone();
+        a.tcb
+            .insert((tee.clone(), fmspc.to_uppercase()), docs.tcb.clone());
+        a.qe.insert(tee, docs.qe.clone());
+        a.pck_crl.insert(ca.to_owned(), docs.pck_crl.clone());
+        a.root_crl = docs.root_crl.clone();
     }
 
     /// Serves `c`'s QE identity at `tee`'s path (`sgx` or `tdx`), whatever TEE it is for.
     pub fn serve_qe_as(&self, tee: &str, c: &Collateral) {
-        self.answers.lock().expect("lock").qe.insert(
-            tee.to_owned(),
-            Doc {
-                body: format!(
-                    r#"{{"enclaveIdentity":{},"signature":"{}"}}"#,
-                    c.qe_identity,
-                    hex::encode(&c.qe_identity_signature)
-                )
-                .into_bytes(),
-                chain: c.qe_identity_issuer_chain.clone(),
-            },
-        );
+        let qe = Served::of(c).qe;
+        self.answers
+            .lock()
+            .expect("lock")
+            .qe
+            .insert(tee.to_owned(), qe);
     }
 
     /// Serves `c`'s PCK CRL (and its chain) for `ca=<ca>` only.
     pub fn serve_pck_crl(&self, ca: &str, c: &Collateral) {
-        self.answers.lock().expect("lock").pck_crl.insert(
-            ca.to_owned(),
-            Doc {
-                body: c.pck_crl.clone(),
-                chain: c.pck_crl_issuer_chain.clone(),
-            },
-        );
+        let crl = Served::of(c).pck_crl;
+        self.answers
+            .lock()
+            .expect("lock")
+            .pck_crl
+            .insert(ca.to_owned(), crl);
     }
 
-    /// Answers every request 503 (`true`) or normally again.
-    pub fn set_down(&self, down: bool) {
-        self.answers.lock().expect("lock").down = down;
+    /// Fails every request with `fault`, or (`None`) answers normally again.
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        self.answers.lock().expect("lock").fault = fault;
     }
 }

@@ -1,0 +1,96 @@
+//! Key binding as dstack does it (`QuoteContentType::RaTlsCert.to_report_data`):
+//! the report data is SHA-512(`"ratls-cert"` ‖ `":"` ‖ SubjectPublicKeyInfo DER), all 64
+//! bytes; and the attestation's report data must be the quote's REPORTDATA, so the quote
+//! signs the key. Both failures are `binding_mismatch`.
+
+use sha2::{Digest, Sha512};
+
+use super::Attestation;
+
+/// dstack's content-type tag for an RA-TLS certificate key.
+pub const RATLS_CERT_TAG: &str = "ratls-cert";
+
+/// The report data dstack puts in a quote for an RA-TLS certificate with `spki_der`.
+pub fn ratls_cert_report_data(spki_der: &[u8]) -> [u8; 64] {
+    let mut h = Sha512::new();
+    h.update(RATLS_CERT_TAG.as_bytes());
+    h.update(b":");
+    h.update(spki_der);
+    h.finalize().into()
+}
+
+/// The key binding does not hold. Always `binding_mismatch`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BindingError {
+    /// The attestation's report data is not dstack's hash of this certificate's key.
+    #[error("the dstack report data {attested} is not SHA-512(\"ratls-cert:\" ‖ the certificate's SPKI) ({expected})")]
+    KeyNotBound {
+        /// The attestation's report data, hex.
+        attested: String,
+        /// What this key gives, hex.
+        expected: String,
+    },
+    /// The attestation's report data is not what the platform evidence signed.
+    #[error("the dstack attestation's report data {attestation} differs from the report data the platform evidence signed ({quote})")]
+    QuoteDiffers {
+        /// The attestation's report data, hex.
+        attestation: String,
+        /// The signed report data (a TDX quote's REPORTDATA), hex.
+        quote: String,
+    },
+}
+
+/// Checks that the attestation's report data is the one the platform evidence signed
+/// (`signed`: a TDX quote's REPORTDATA, an SNP report's REPORT_DATA, a Nitro document's
+/// user data).
+pub fn same_report_data(
+    attestation: &Attestation<'_>,
+    signed: &[u8; 64],
+) -> Result<(), BindingError> {
+    let attested = &attestation.stack.report_data;
+    if attested != signed {
+        return Err(BindingError::QuoteDiffers {
+            attestation: hex::encode(attested),
+            quote: hex::encode(signed),
+        });
+    }
+    Ok(())
+}
+
+/// Checks that the platform evidence signed the attestation's report data
+/// ([`same_report_data`]) and that it commits to `spki_der`, the certificate's
+/// SubjectPublicKeyInfo DER: the RA-TLS key binding.
+pub fn check(
+    attestation: &Attestation<'_>,
+    spki_der: &[u8],
+    signed: &[u8; 64],
+) -> Result<(), BindingError> {
+    same_report_data(attestation, signed)?;
+    let attested = &attestation.stack.report_data;
+    let expected = ratls_cert_report_data(spki_der);
+    if *attested != expected {
+        return Err(BindingError::KeyNotBound {
+            attested: hex::encode(attested),
+            expected: hex::encode(expected),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_data_is_sha512_of_the_tagged_key() {
+        // A P-256 SPKI header and the point 00..3f; the expected value was computed
+        // independently from dstack's definition: hashlib.sha512(b"ratls-cert:" + spki).
+        let mut spki = hex::decode("3059301306072a8648ce3d020106082a8648ce3d03010703420004")
+            .unwrap_or_default();
+        spki.extend(0u8..64);
+        assert_eq!(
+            hex::encode(ratls_cert_report_data(&spki)),
+            "9beb4320d19089ccdbafc20459299c5f3d3ec7bd1187ec803954f3da5fe174895cd812e374dfefbc5ccb2de62efe17f69b5bfe709c5dcf68cce5151f480ce46a"
+        );
+    }
+}
