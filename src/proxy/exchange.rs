@@ -1,11 +1,16 @@
-//! What the proxy decided for each request ([`Verdict`], [`Outcome`]) and the access-log
-//! calls that record it (and the request metric).
+//! One request's life, recorded in one place. An [`Exchange`] is opened where a request
+//! arrives (the proxy listener, an intercepted tunnel, a sidecar route) and finished once
+//! with the [`Reply`] its handler gave: the response as the configuration and the client
+//! allow it to be seen, then its access line and request metric. A switched connection (a
+//! WebSocket) is finished by its relay at close; a body cut after its head went out adds
+//! its cut line from the same record. The access log and the request metric are written
+//! here and nowhere else.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{Method, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 
 use super::body::ProxyBody;
 use super::judge::judged::OnCut;
@@ -67,7 +72,7 @@ impl Verdict {
     }
 }
 
-/// What the access log records about one request.
+/// What the access log records about one request's decision.
 pub(crate) struct Outcome {
     /// The destination host as the client named it.
     pub(crate) host: String,
@@ -80,10 +85,24 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
-    /// This outcome, for an enclave destination.
-    pub(crate) fn at_enclave(mut self) -> Self {
-        self.enclave = true;
-        self
+    /// What a refusal of a request for `host` records (and warns of, when it is the
+    /// enclave's or the destination's).
+    pub(crate) fn refused(refusal: ProxyRefusal, host: &str) -> Self {
+        match &refusal {
+            ProxyRefusal::Attestation(r) => {
+                tracing::warn!(host, code = %r.code, reasons = ?r.reasons, "attestation refused");
+            }
+            ProxyRefusal::Destination(code, reason) => {
+                tracing::warn!(host, %code, reason, "destination refused");
+            }
+            _ => {}
+        }
+        Self {
+            host: host.to_owned(),
+            verdict: Verdict::Refused(refusal),
+            upstream: None,
+            enclave: false,
+        }
     }
 
     /// What passthrough to `host` records: no verdict, the time to its upstream.
@@ -97,16 +116,148 @@ impl Outcome {
     }
 }
 
-/// A response and its outcome, for an enclave destination.
-pub(crate) fn at_enclave<R>((resp, outcome): (R, Outcome)) -> (R, Outcome) {
-    (resp, outcome.at_enclave())
+/// The relay of a switched connection, started with the exchange it finishes at close.
+pub(crate) type Relay = Box<dyn FnOnce(Exchange) + Send>;
+
+/// What a handler gives back for one request.
+pub(crate) enum Reply {
+    /// The answer and the decision it carries: the exchange is finished with them now.
+    Answered(Response<ProxyBody>, Outcome),
+    /// The client's switch (`101`, or `200` on HTTP/2) and the relay of the switched
+    /// connection, which finishes the exchange when it closes.
+    Switched(Response<ProxyBody>, Relay),
+}
+
+impl Reply {
+    /// The proxy's own answer to a request, `refusal`, for the destination `host`.
+    pub(crate) fn refused(refusal: ProxyRefusal, host: &str) -> Self {
+        let response = refusal.response(host, RefusalDetails::Full);
+        Self::Answered(response, Outcome::refused(refusal, host))
+    }
+
+    /// This reply, for an enclave destination (metrics name its host).
+    pub(crate) fn at_enclave(self) -> Self {
+        match self {
+            Self::Answered(resp, mut outcome) => {
+                outcome.enclave = true;
+                Self::Answered(resp, outcome)
+            }
+            switched @ Self::Switched(..) => switched,
+        }
+    }
+}
+
+/// Who asked, and when: what every access line of one exchange names.
+#[derive(Clone)]
+struct Asked {
+    client: SocketAddr,
+    method: Method,
+    path: String,
+    start: Instant,
+}
+
+/// One request's record, opened where it arrived and finished once.
+pub(crate) struct Exchange {
+    asked: Asked,
+    /// How a refusal's body is written for this client.
+    format: Format,
+}
+
+impl Exchange {
+    /// A request on the proxy listener. A CONNECT has no path, and its refusal stays JSON
+    /// (or becomes the page inside its tunnel): a browser never shows a failed CONNECT's
+    /// body, and other clients keep the answer they read.
+    pub(crate) fn on_listener<B>(client: SocketAddr, req: &Request<B>) -> Self {
+        let connect = req.method() == Method::CONNECT;
+        Self {
+            asked: Asked {
+                client,
+                method: req.method().clone(),
+                path: if connect {
+                    String::new()
+                } else {
+                    req.uri().path().to_owned()
+                },
+                start: Instant::now(),
+            },
+            format: if connect {
+                Format::Json
+            } else {
+                Format::of(req.headers())
+            },
+        }
+    }
+
+    /// A request inside a connection bound to one enclave (an intercepted tunnel, a route).
+    pub(crate) fn inside<B>(client: SocketAddr, req: &Request<B>) -> Self {
+        Self {
+            asked: Asked {
+                client,
+                method: req.method().clone(),
+                path: req.uri().path().to_owned(),
+                start: Instant::now(),
+            },
+            format: Format::of(req.headers()),
+        }
+    }
+
+    /// Finishes the exchange with its handler's reply: an answer is written as configured
+    /// and logged now, a switch hands the exchange to its relay.
+    pub(crate) fn finish(self, proxy: &Proxy, g: &Generation, reply: Reply) -> Response<ProxyBody> {
+        match reply {
+            Reply::Answered(resp, outcome) => {
+                let resp = as_configured(g, resp, &outcome, self.format);
+                log(proxy, &self.asked, &outcome, resp.status(), None);
+                resp
+            }
+            Reply::Switched(resp, relay) => {
+                relay(self);
+                resp
+            }
+        }
+    }
+
+    /// Finishes a switched connection's exchange when it closes: the status the client got
+    /// for the switch, the bytes each way, its whole life.
+    pub(crate) fn closed(
+        self,
+        proxy: &Proxy,
+        outcome: &Outcome,
+        status: StatusCode,
+        closed: &Closed<'_>,
+    ) {
+        let ended = Ended::Upgrade(closed);
+        log(proxy, &self.asked, outcome, status, Some(ended));
+    }
+
+    /// What writes this exchange's cut line should a cut end its response (status
+    /// `status`, its head already out) on the way from `target`.
+    pub(crate) fn on_cut(
+        &self,
+        proxy: &Arc<Proxy>,
+        target: &Arc<Target>,
+        status: StatusCode,
+    ) -> OnCut {
+        let (proxy, target, asked) = (Arc::clone(proxy), Arc::clone(target), self.asked.clone());
+        Box::new(move |refusal| {
+            // The exchange's own line, written with its head, stays as it was.
+            let end = format!("cut: {}", refusal.code());
+            let outcome = Outcome {
+                host: target.dest.host.to_string(),
+                verdict: Verdict::Refused(refusal.clone()),
+                upstream: None,
+                enclave: true,
+            };
+            log(&proxy, &asked, &outcome, status, Some(Ended::Cut(&end)));
+        })
+    }
 }
 
 /// The response as the configuration and the client allow it to be seen: with
 /// `refusal_details = "code"` a refusal is rendered again without its reasons (they stay in
 /// the log), and for a client that asked for HTML (`Accept`) as a page. A success is left
 /// as it is: that is a refused CONNECT answered with the page inside its tunnel.
-pub(crate) fn as_configured(
+fn as_configured(
     g: &Generation,
     resp: Response<ProxyBody>,
     o: &Outcome,
@@ -123,43 +274,32 @@ pub(crate) fn as_configured(
     }
 }
 
-/// Milliseconds rounded to the microsecond (the log showed `1.4232500000000001`).
-fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+/// How a switched connection ended, for its access line at close.
+pub(crate) struct Closed<'a> {
+    /// Bytes from the client to the upstream.
+    pub(crate) up: u64,
+    /// Bytes from the upstream to the client.
+    pub(crate) down: u64,
+    /// `closed`, `refused: <code>` or what failed.
+    pub(crate) end: &'a str,
 }
 
-/// The one access-log call (and request metric) for every request the proxy answers.
-pub(crate) fn access_log(
-    proxy: &Proxy,
-    client: SocketAddr,
-    o: &Outcome,
-    method: &Method,
-    path: &str,
-    status: StatusCode,
-    start: Instant,
-) {
-    log_access(proxy, client, o, (method, path), status, start, None);
-}
-
-/// How a line's exchange ended, when it is written at the end: an upgraded connection's
+/// How a line's exchange ended, when it is written at the end: a switched connection's
 /// close, or a cut.
 enum Ended<'a> {
     Upgrade(&'a Closed<'a>),
     Cut(&'a str),
 }
 
-/// The access line and request metric; an upgraded connection's line (at close) adds the
+/// Milliseconds rounded to the microsecond (the log showed `1.4232500000000001`).
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// The access line and request metric; a switched connection's line (at close) adds the
 /// upgrade, its bytes each way and how it ended, a cut's line how it ended (`None` fields
 /// are not written).
-fn log_access(
-    proxy: &Proxy,
-    client: SocketAddr,
-    o: &Outcome,
-    (method, path): (&Method, &str),
-    status: StatusCode,
-    start: Instant,
-    ended: Option<Ended<'_>>,
-) {
+fn log(proxy: &Proxy, asked: &Asked, o: &Outcome, status: StatusCode, ended: Option<Ended<'_>>) {
     let code = o.verdict.code();
     // Other destinations say where a local user went: named only when the operator asks.
     let named = o.enclave || proxy.current().config.metrics_host_labels == MetricsHostLabels::All;
@@ -176,123 +316,20 @@ fn log_access(
     };
     tracing::info!(
         target: "ratls_proxy::access",
-        %client,
+        client = %asked.client,
         host = %o.host,
-        %method,
-        path,
+        method = %asked.method,
+        path = asked.path.as_str(),
         status = status.as_u16(),
         verdict = o.verdict.label(),
         code,
         mrenclave = o.verdict.measurement(TeeType::Sgx).as_deref().unwrap_or("-"),
         mrtd = o.verdict.measurement(TeeType::Tdx).as_deref().unwrap_or("-"),
         upstream_ms = o.upstream.map_or(-1.0, ms),
-        total_ms = ms(start.elapsed()),
+        total_ms = ms(asked.start.elapsed()),
         upgrade = closed.map(|_| "websocket"),
         bytes_up = closed.map(|c| c.up),
         bytes_down = closed.map(|c| c.down),
         end,
-    );
-}
-
-/// The proxy's own answer to a request, and its outcome.
-pub(crate) fn refuse(refusal: ProxyRefusal, host: &str) -> (Response<ProxyBody>, Outcome) {
-    match &refusal {
-        ProxyRefusal::Attestation(r) => {
-            tracing::warn!(host, code = %r.code, reasons = ?r.reasons, "attestation refused");
-        }
-        ProxyRefusal::Destination(code, reason) => {
-            tracing::warn!(host, %code, reason, "destination refused");
-        }
-        _ => {}
-    }
-    let response = refusal.response(host, RefusalDetails::Full);
-    let outcome = Outcome {
-        host: host.to_owned(),
-        verdict: Verdict::Refused(refusal),
-        upstream: None,
-        enclave: false,
-    };
-    (response, outcome)
-}
-
-/// What the access log says about an exchange a cut ends after its response head went out.
-pub(crate) struct Exchange {
-    pub(crate) client: SocketAddr,
-    pub(crate) method: Method,
-    pub(crate) path: String,
-    pub(crate) status: StatusCode,
-    pub(crate) start: Instant,
-}
-
-/// Writes the access line of `exchange` with `target` when a cut ends its response.
-pub(crate) fn log_cut(proxy: &Arc<Proxy>, target: &Arc<Target>, exchange: Exchange) -> OnCut {
-    let (proxy, target) = (Arc::clone(proxy), Arc::clone(target));
-    Box::new(move |refusal| {
-        access_log_cut(&proxy, target.dest.host.to_string(), &exchange, refusal);
-    })
-}
-
-/// Who asked for one exchange: what its access-log line needs should a cut end it after
-/// its response head went out.
-pub(crate) struct Asked<'a> {
-    pub(crate) client: SocketAddr,
-    pub(crate) method: &'a Method,
-    pub(crate) path: &'a str,
-    pub(crate) start: Instant,
-}
-
-/// How an upgraded connection ended, for its access-log line at close.
-pub(crate) struct Closed<'a> {
-    /// Bytes from the client to the upstream.
-    pub(crate) up: u64,
-    /// Bytes from the upstream to the client.
-    pub(crate) down: u64,
-    /// `closed`, `refused: <code>` or what failed.
-    pub(crate) end: &'a str,
-}
-
-/// The access-log line (and request metric) of an upgraded connection, written when it
-/// closes: the status the client got for the switch, the bytes each way, its whole life.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn access_log_closed(
-    proxy: &Proxy,
-    client: SocketAddr,
-    o: &Outcome,
-    method: &Method,
-    path: &str,
-    status: StatusCode,
-    start: Instant,
-    closed: &Closed<'_>,
-) {
-    log_access(
-        proxy,
-        client,
-        o,
-        (method, path),
-        status,
-        start,
-        Some(Ended::Upgrade(closed)),
-    );
-}
-
-/// The access-log line (and request metric) of an exchange cut after its response head
-/// went out: the refusal's verdict and code, the status the client already had, and
-/// `end = "cut: <code>"`. The exchange's own line, written with its head, stays as it was.
-fn access_log_cut(proxy: &Proxy, host: String, e: &Exchange, refusal: &ProxyRefusal) {
-    let end = format!("cut: {}", refusal.code());
-    let outcome = Outcome {
-        host,
-        verdict: Verdict::Refused(refusal.clone()),
-        upstream: None,
-        enclave: true,
-    };
-    log_access(
-        proxy,
-        e.client,
-        &outcome,
-        (&e.method, &e.path),
-        e.status,
-        e.start,
-        Some(Ended::Cut(&end)),
     );
 }

@@ -15,10 +15,10 @@ use tokio::task::JoinHandle;
 use super::client::admit::{http1_server, next_client, Admitted};
 use super::cores;
 use super::dispatch::handle;
-use super::exchange::refuse;
 use super::http::inside::{self, Inside};
 use super::refusal::ProxyRefusal;
 use super::state::Proxy;
+use crate::config::RefusalDetails;
 
 /// A started proxy: its addresses and tasks (stopped on drop).
 pub struct Running {
@@ -172,11 +172,11 @@ async fn route_loop(
                             let to = (&target, Inside::Route);
                             inside::serve(proxy, g, to, client, &admitted, req).await
                         }
-                        None => Ok(refuse(
-                            ProxyRefusal::Unreachable("this route was removed by a reload".into()),
-                            "-",
+                        // Not recorded: a removed route's listener is closing.
+                        None => Ok(ProxyRefusal::Unreachable(
+                            "this route was removed by a reload".into(),
                         )
-                        .0),
+                        .response("-", RefusalDetails::Full)),
                     }
                 }
             });

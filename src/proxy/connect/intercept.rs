@@ -12,13 +12,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::dcap::time::UnixTime;
 use crate::proxy::body::empty;
-use crate::proxy::body::ProxyBody;
 use crate::proxy::client::admit::{http1_server, Admitted};
 use crate::proxy::client::tls::{accept_client_tls, ClientTls};
 use crate::proxy::connect::refused::refused_connect;
-use crate::proxy::exchange::{access_log, as_configured, at_enclave, refuse, Outcome, Verdict};
+use crate::proxy::exchange::{Exchange, Outcome, Reply, Verdict};
 use crate::proxy::http::inside::{self, Inside};
-use crate::proxy::refusal::{from_upstream, Format, ProxyRefusal};
+use crate::proxy::refusal::{from_upstream, ProxyRefusal};
 use crate::proxy::state::{Generation, Proxy};
 use crate::proxy::target::Target;
 
@@ -30,7 +29,7 @@ pub(crate) async fn intercept(
     client: SocketAddr,
     req: Request<Incoming>,
     target: Target,
-) -> (Response<ProxyBody>, Outcome) {
+) -> Reply {
     let host = target.dest.host.to_string();
     let started = Instant::now();
     // The attested connection and its verdict come before any answer to the client.
@@ -40,9 +39,7 @@ pub(crate) async fn intercept(
         // page inside the tunnel. Either way nothing goes upstream.
         Err(e) => {
             let refusal = from_upstream(e);
-            return at_enclave(refused_connect(
-                &proxy, &g, admitted, client, req, refusal, &host,
-            ));
+            return refused_connect(&proxy, &g, admitted, client, req, refusal, &host).at_enclave();
         }
     };
     // Mirror upstream's protocol, with HTTP/1.1 as a fallback: requests are relayed, not
@@ -58,10 +55,11 @@ pub(crate) async fn intercept(
     let tls = match proxy.ca.server_config(&host, alpn, UnixTime::now()) {
         Ok(t) => t,
         Err(e) => {
-            return at_enclave(refuse(
+            return Reply::refused(
                 ProxyRefusal::Internal(format!("cannot mint a certificate for {host}: {e}")),
                 &host,
-            ))
+            )
+            .at_enclave()
         }
     };
     let outcome = Outcome {
@@ -87,7 +85,7 @@ pub(crate) async fn intercept(
         };
         serve_tunnel(proxy, g, target, client, stream, &admitted).await;
     });
-    (Response::new(empty()), outcome)
+    Reply::Answered(Response::new(empty()), outcome)
 }
 
 /// A tunnel's next request goes out under the generation in force: after a reload its
@@ -162,20 +160,9 @@ async fn serve_tunnel(
                     inside::serve(Arc::clone(&proxy), g, to, client, &admitted, req).await
                 }
                 Err((g, refusal, host)) => {
-                    let start = std::time::Instant::now();
-                    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-                    let (resp, outcome) = at_enclave(refuse(refusal, &host));
-                    let resp = as_configured(&g, resp, &outcome, Format::of(req.headers()));
-                    access_log(
-                        &proxy,
-                        client,
-                        &outcome,
-                        &method,
-                        &path,
-                        resp.status(),
-                        start,
-                    );
-                    Ok(resp)
+                    let exchange = Exchange::inside(client, &req);
+                    let reply = Reply::refused(refusal, &host).at_enclave();
+                    Ok(exchange.finish(&proxy, &g, reply))
                 }
             }
         }

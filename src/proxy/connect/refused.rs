@@ -25,10 +25,9 @@ use tokio::sync::Notify;
 use crate::config::{RefusalDetails, RefusalPage};
 use crate::dcap::time::UnixTime;
 use crate::proxy::body::empty;
-use crate::proxy::body::ProxyBody;
 use crate::proxy::client::admit::{http1_server, Admitted};
 use crate::proxy::client::tls::{accept_client_tls, ClientTls};
-use crate::proxy::exchange::{refuse, Outcome};
+use crate::proxy::exchange::{Outcome, Reply};
 use crate::proxy::refusal::{Format, ProxyRefusal};
 use crate::proxy::state::{Generation, Proxy};
 
@@ -58,9 +57,9 @@ pub(crate) fn refused_connect(
     req: Request<Incoming>,
     refusal: ProxyRefusal,
     host: &str,
-) -> (Response<ProxyBody>, Outcome) {
+) -> Reply {
     if !wants_page(g.config.refusal_page, &req) {
-        return refuse(refusal, host);
+        return Reply::refused(refusal, host);
     }
     // Both protocols offered: the client picks, and nothing upstream constrains it.
     let alpn: &[&[u8]] = &[b"h2", b"http/1.1"];
@@ -69,7 +68,7 @@ pub(crate) fn refused_connect(
         Err(e) => {
             // Without a leaf there is no page: the CONNECT gets the refusal as before.
             tracing::warn!(host, error = %e, "cannot mint a certificate for the refusal page");
-            return refuse(refusal, host);
+            return Reply::refused(refusal, host);
         }
     };
     let page = Page {
@@ -102,8 +101,7 @@ pub(crate) fn refused_connect(
             tracing::debug!(%client, "refusal page connection closed at its deadline");
         }
     });
-    let (_, outcome) = refuse(refusal, host);
-    (Response::new(empty()), outcome)
+    Reply::Answered(Response::new(empty()), Outcome::refused(refusal, host))
 }
 
 /// What every request inside the tunnel is answered with.

@@ -5,7 +5,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::header::HOST;
 use http::{Method, Request, Response};
@@ -14,9 +13,9 @@ use hyper::body::Incoming;
 use crate::addr::Authority;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::client::admit::Admitted;
-use crate::proxy::exchange::{access_log, as_configured, refuse, Asked};
+use crate::proxy::exchange::{Exchange, Reply};
 use crate::proxy::http::relay::relay;
-use crate::proxy::refusal::{Format, ProxyRefusal};
+use crate::proxy::refusal::ProxyRefusal;
 use crate::proxy::state::{Generation, Proxy};
 use crate::proxy::target::Target;
 use crate::proxy::websocket::handshake;
@@ -74,54 +73,25 @@ pub(crate) async fn serve(
     admitted: &Arc<Admitted>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let start = Instant::now();
-    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-    let format = Format::of(req.headers());
+    let exchange = Exchange::inside(client, &req);
     let asked = match not_here(&req, inside, &target.dest) {
         Some(refusal) => Err(refusal),
         None => handshake::requested(&req),
     };
-    let (resp, outcome) = match asked {
-        Ok(None) => {
-            let asked = Asked {
-                client,
-                method: &method,
-                path: &path,
-                start,
-            };
-            let (resp, outcome) = relay(&proxy, &g, target, req, asked).await;
-            (resp, Some(outcome))
-        }
+    let reply = match asked {
+        Ok(None) => relay(&proxy, &g, target, req, &exchange).await,
+        // Boxed: the upgrade's state is large and rare; inline it would size every
+        // request's future, which hyper allocates once per connection for its whole life
+        // (DHAT: 21.9 KB per idle intercepted connection).
         Ok(Some(switch)) => {
-            let from = handshake::Client {
-                addr: client,
-                admitted: Arc::clone(admitted),
-                start,
-            };
-            // Boxed: the upgrade's state is large and rare; inline it would size every
-            // request's future, which hyper allocates once per connection for its whole life
-            // (DHAT: 21.9 KB per idle intercepted connection).
-            Box::pin(handshake::attested(&proxy, &g, target, from, req, switch)).await
+            let admitted = Arc::clone(admitted);
+            Box::pin(handshake::attested(
+                &proxy, &g, target, &exchange, admitted, req, switch,
+            ))
+            .await
         }
-        Err(refusal) => {
-            let (resp, outcome) = refuse(refusal, &target.dest.host.to_string());
-            (resp, Some(outcome))
-        }
-    };
-    let Some(outcome) = outcome else {
-        return Ok(resp);
+        Err(refusal) => Reply::refused(refusal, &target.dest.host.to_string()),
     };
     // A tunnel's or a route's destination is an enclave host.
-    let outcome = outcome.at_enclave();
-    let resp = as_configured(&g, resp, &outcome, format);
-    access_log(
-        &proxy,
-        client,
-        &outcome,
-        &method,
-        &path,
-        resp.status(),
-        start,
-    );
-    Ok(resp)
+    Ok(exchange.finish(&proxy, &g, reply.at_enclave()))
 }

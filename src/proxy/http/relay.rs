@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{Request, Response};
+use http::Request;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::metrics::Counting;
-use crate::proxy::body::{empty, ProxyBody};
-use crate::proxy::exchange::{at_enclave, log_cut, refuse, Asked, Exchange, Outcome, Verdict};
+use crate::proxy::body::empty;
+use crate::proxy::exchange::{Exchange, Outcome, Reply, Verdict};
 use crate::proxy::judge::judged::Judged;
 use crate::proxy::judge::{Checkpoint, Cut, Judge};
 use crate::proxy::refusal::from_upstream;
@@ -27,8 +27,8 @@ pub(crate) async fn relay(
     g: &Arc<Generation>,
     target: &Arc<Target>,
     req: Request<Incoming>,
-    asked: Asked<'_>,
-) -> (Response<ProxyBody>, Outcome) {
+    exchange: &Exchange,
+) -> Reply {
     let started = Instant::now();
     let host = target.dest.host.to_string();
     // Mirror the client's HTTP version upstream where the pool can.
@@ -39,7 +39,7 @@ pub(crate) async fn relay(
     };
     let conn = match g.pool.checkout_for(target, &proxy.metrics, version).await {
         Ok(c) => c,
-        Err(e) => return at_enclave(refuse(from_upstream(e), &host)),
+        Err(e) => return Reply::refused(from_upstream(e), &host).at_enclave(),
     };
     let verdict = Arc::clone(conn.verdict());
     let judge = Arc::new(Judge::new(proxy, g, target, Arc::clone(&verdict)));
@@ -64,16 +64,10 @@ pub(crate) async fn relay(
     let mut checkpoint = Checkpoint::new(Arc::clone(&judge), Cut::Request);
     let mut resp = match sent.and_then(|resp| checkpoint.pass().map(|_| resp)) {
         Ok(resp) => resp,
-        Err(e) => return at_enclave(refuse(judge.refused().unwrap_or(e), &host)),
+        Err(e) => return Reply::refused(judge.refused().unwrap_or(e), &host).at_enclave(),
     };
     speak_for(resp.headers_mut(), &verdict, g.config.attestation_header);
-    let exchange = Exchange {
-        client: asked.client,
-        method: asked.method.clone(),
-        path: asked.path.to_owned(),
-        status: resp.status(),
-        start: asked.start,
-    };
+    let on_cut = exchange.on_cut(proxy, target, resp.status());
     let outcome = Outcome {
         host,
         verdict: Verdict::Accepted(verdict),
@@ -89,10 +83,9 @@ pub(crate) async fn relay(
             _inflight: inflight,
         };
         let checkpoint = checkpoint.cutting(Cut::Response);
-        let on_cut = log_cut(proxy, target, exchange);
         Counting::new(Judged::new(body, checkpoint, Some(on_cut)), counter).boxed()
     });
-    (resp, outcome)
+    Reply::Answered(resp, outcome)
 }
 
 /// A response body counted as in flight (for shutdown's drain) until it ends or is dropped.

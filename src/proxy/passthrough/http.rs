@@ -10,30 +10,28 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use crate::addr::Authority;
-use crate::proxy::body::{empty, BodyError, ProxyBody};
-use crate::proxy::exchange::{refuse, Outcome};
+use crate::proxy::body::{empty, BodyError};
+use crate::proxy::client::admit::Admitted;
+use crate::proxy::exchange::{Outcome, Reply};
 use crate::proxy::passthrough::dial::dial_plain;
 use crate::proxy::refusal::ProxyRefusal;
 use crate::proxy::state::{Generation, Proxy};
 use crate::proxy::upstream::rewrite::{strip_hop_by_hop, ATTESTATION_HEADER};
-use crate::proxy::websocket::handshake::{ask_websocket, Client};
+use crate::proxy::websocket::handshake::ask_websocket;
 use crate::proxy::websocket::pipe::Pipe;
 
-/// Forwards a plain HTTP request to a non-enclave destination; with `switching`, a
-/// WebSocket upgrade whose `101` switches the connection to a byte relay (logged at close:
-/// the outcome is then `None`).
+/// Forwards a plain HTTP request to a non-enclave destination; with `switching` (the
+/// client's admission, which the relay keeps), a WebSocket upgrade whose `101` switches the
+/// connection to a byte relay (which finishes the exchange at close).
 pub(crate) async fn plain_http(
     proxy: &Arc<Proxy>,
     g: &Generation,
     mut req: Request<Incoming>,
     dest: &Authority,
-    switching: Option<Client>,
-) -> (Response<ProxyBody>, Option<Outcome>) {
+    switching: Option<Arc<Admitted>>,
+) -> Reply {
     let host = dest.host.to_string();
-    let refused = |refusal| {
-        let (resp, outcome) = refuse(refusal, &host);
-        (resp, Some(outcome))
-    };
+    let refused = |refusal| Reply::refused(refusal, &host);
     let started = Instant::now();
     let (tcp, open) = match dial_plain(proxy, g, dest).await {
         Ok(s) => s,
@@ -50,7 +48,6 @@ pub(crate) async fn plain_http(
         let _open = held;
         let _ = conn.with_upgrades().await;
     });
-    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let from_client = switching.as_ref().map(|_| hyper::upgrade::on(&mut req));
     strip_hop_by_hop(req.headers_mut());
     if switching.is_some() {
@@ -73,31 +70,26 @@ pub(crate) async fn plain_http(
     // A plain server does not get to speak for an enclave.
     resp.headers_mut().remove(ATTESTATION_HEADER);
     let relayed = |resp: Response<Incoming>| resp.map(|b| b.map_err(BodyError::from).boxed());
-    let (Some(client), Some(from_client)) = (switching, from_client) else {
-        return (relayed(resp), Some(Outcome::passed(host, started)));
+    let (Some(admitted), Some(from_client)) = (switching, from_client) else {
+        return Reply::Answered(relayed(resp), Outcome::passed(host, started));
     };
     if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
-        return (relayed(resp), Some(Outcome::passed(host, started)));
+        return Reply::Answered(relayed(resp), Outcome::passed(host, started));
     }
     let mut answer = Response::new(empty());
     *answer.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
     *answer.headers_mut() = resp.headers().clone();
     ask_websocket(answer.headers_mut());
-    client.admitted.phase.off();
-    let relay = Pipe {
+    admitted.phase.off();
+    let pipe = Pipe {
         proxy: Arc::clone(proxy),
-        client: client.addr,
-        admitted: client.admitted,
+        admitted,
         from_client,
         from_upstream: hyper::upgrade::on(&mut resp),
         judge: None,
         open,
         outcome: Outcome::passed(host, started),
-        method,
-        path,
         status: answer.status(),
-        start: client.start,
     };
-    tokio::spawn(relay.run());
-    (answer, None)
+    Reply::Switched(answer, pipe.started())
 }

@@ -10,9 +10,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use crate::addr::Authority;
-use crate::proxy::body::{empty, ProxyBody};
+use crate::proxy::body::empty;
 use crate::proxy::client::admit::Admitted;
-use crate::proxy::exchange::{refuse, Outcome};
+use crate::proxy::exchange::{Outcome, Reply};
 use crate::proxy::passthrough::dial::dial_plain;
 use crate::proxy::state::{Generation, Proxy};
 
@@ -23,12 +23,12 @@ pub(crate) async fn tunnel(
     admitted: Arc<Admitted>,
     req: Request<Incoming>,
     dest: &Authority,
-) -> (Response<ProxyBody>, Outcome) {
+) -> Reply {
     let host = dest.host.to_string();
     let started = Instant::now();
     let (mut upstream, open) = match dial_plain(proxy, g, dest).await {
         Ok(s) => s,
-        Err(refusal) => return refuse(refusal, &host),
+        Err(refusal) => return Reply::refused(refusal, &host),
     };
     let _ = upstream.set_nodelay(true);
     // Bytes, not HTTP, from here on: no request head to time.
@@ -51,5 +51,5 @@ pub(crate) async fn tunnel(
             }
         }
     });
-    (Response::new(empty()), Outcome::passed(host, started))
+    Reply::Answered(Response::new(empty()), Outcome::passed(host, started))
 }

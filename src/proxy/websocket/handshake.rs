@@ -6,7 +6,6 @@
 //! bytes. Any other `Upgrade` is refused (400), except `h2c`: a client offering it falls
 //! back to HTTP/1.1 by design, so it is dropped with the hop-by-hop headers as before.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,7 +20,7 @@ use crate::metrics::Counting;
 use crate::proxy::body::empty;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::client::admit::Admitted;
-use crate::proxy::exchange::{log_cut, refuse, Exchange, Outcome, Verdict};
+use crate::proxy::exchange::{Exchange, Outcome, Reply, Verdict};
 use crate::proxy::judge::judged::Judged;
 use crate::proxy::judge::{Checkpoint, Cut, Judge};
 use crate::proxy::refusal::{from_upstream, ProxyRefusal};
@@ -38,14 +37,6 @@ pub(crate) enum Switch {
     WebSocket,
     /// HTTP/2 extended CONNECT with `:protocol = websocket`, bridged to an HTTP/1.1 upgrade.
     ExtendedConnect,
-}
-
-/// The client side of an upgrade: who asked, the client's admission the relay keeps (the
-/// request's connection ends when it is upgraded), and when the request arrived.
-pub(crate) struct Client {
-    pub(crate) addr: SocketAddr,
-    pub(crate) admitted: Arc<Admitted>,
-    pub(crate) start: Instant,
 }
 
 /// The comma-separated tokens of every `name` header, lower-cased.
@@ -192,29 +183,26 @@ fn switched(
     Ok(resp)
 }
 
-/// A WebSocket upgrade to the enclave `target`. Returns the client's answer and, unless
-/// the connection switched, the outcome for the caller to log; a switched connection is
-/// relayed in its own task, which logs it when it closes.
+/// A WebSocket upgrade to the enclave `target`, asked for in `exchange` by a client
+/// admitted as `admitted`: the answer, or the switch and the relay that finishes the
+/// exchange when the switched connection closes.
 pub(crate) async fn attested(
     proxy: &Arc<Proxy>,
     g: &Arc<Generation>,
     target: &Arc<Target>,
-    client: Client,
+    exchange: &Exchange,
+    admitted: Arc<Admitted>,
     mut req: Request<Incoming>,
     switch: Switch,
-) -> (Response<ProxyBody>, Option<Outcome>) {
+) -> Reply {
     let host = target.dest.host.to_string();
-    let refused = |refusal| {
-        let (resp, outcome) = refuse(refusal, &host);
-        (resp, Some(outcome.at_enclave()))
-    };
+    let refused = |refusal| Reply::refused(refusal, &host).at_enclave();
     let started = Instant::now();
     // Its own attested connection: an upgraded connection cannot go back to the pool.
     let conn = match g.pool.dial_upgrade(target, &proxy.metrics).await {
         Ok(c) => c,
         Err(e) => return refused(from_upstream(e)),
     };
-    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let from_client: OnUpgrade = hyper::upgrade::on(&mut req);
     let (upstream_req, key) = match upstream_request(req, target, switch) {
         Ok(r) => r,
@@ -250,19 +238,12 @@ pub(crate) async fn attested(
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         // The enclave declined: its answer is relayed like any response, judged as one.
         speak_for(resp.headers_mut(), &verdict, g.config.attestation_header);
-        let exchange = Exchange {
-            client: client.addr,
-            method,
-            path,
-            status: resp.status(),
-            start: client.start,
-        };
+        let on_cut = exchange.on_cut(proxy, target, resp.status());
         let counter = Arc::clone(&proxy.metrics.bytes_to_clients);
         let checkpoint = checkpoint.cutting(Cut::Response);
-        let on_cut = log_cut(proxy, target, exchange);
         let resp =
             resp.map(|b| Counting::new(Judged::new(b, checkpoint, Some(on_cut)), counter).boxed());
-        return (resp, Some(outcome));
+        return Reply::Answered(resp, outcome);
     }
     let answer = match switched(g, &resp, switch, key.as_deref(), &verdict) {
         Ok(a) => a,
@@ -270,23 +251,18 @@ pub(crate) async fn attested(
     };
     let from_upstream = hyper::upgrade::on(&mut resp);
     // Bytes, not HTTP, from here on: no request head to time, only the idle timeout.
-    client.admitted.phase.off();
-    let relay = Pipe {
+    admitted.phase.off();
+    let pipe = Pipe {
         proxy: Arc::clone(proxy),
-        client: client.addr,
-        admitted: client.admitted,
+        admitted,
         from_client,
         from_upstream,
         judge: Some(judge),
         open: conn.open,
         outcome,
-        method,
-        path,
         status: answer.status(),
-        start: client.start,
     };
-    tokio::spawn(relay.run());
-    (answer, None)
+    Reply::Switched(answer, pipe.started())
 }
 
 #[cfg(test)]

@@ -7,18 +7,16 @@
 //! snapshot, or when its verdict ages out) the certificate is judged again before the next
 //! chunk either way, and a change that refuses it closes both sides at once, idle or not.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::proxy::client::admit::Admitted;
-use crate::proxy::exchange::{access_log_closed, Closed, Outcome};
+use crate::proxy::exchange::{Closed, Exchange, Outcome, Relay};
 use crate::proxy::judge::{Checkpoint, Cut, Judge};
 use crate::proxy::refusal::ProxyRefusal;
 use crate::proxy::state::Proxy;
@@ -40,7 +38,6 @@ enum End {
 /// An upgrade the client and the upstream both switched, and all the relay needs.
 pub(crate) struct Pipe {
     pub(crate) proxy: Arc<Proxy>,
-    pub(crate) client: SocketAddr,
     /// The client's place under `max_connections`, kept until the relay ends.
     pub(crate) admitted: Arc<Admitted>,
     pub(crate) from_client: OnUpgrade,
@@ -50,16 +47,21 @@ pub(crate) struct Pipe {
     /// The upstream's place under `max_upstream_connections`, kept until the relay ends.
     pub(crate) open: Arc<UpstreamOpen>,
     pub(crate) outcome: Outcome,
-    pub(crate) method: Method,
-    pub(crate) path: String,
     /// What the client got for the switch (101, or 200 for HTTP/2).
     pub(crate) status: StatusCode,
-    pub(crate) start: Instant,
 }
 
 impl Pipe {
-    /// Relays until either side closes (or a reload refuses the enclave), then logs.
-    pub(crate) async fn run(self) {
+    /// The relay, spawned with the exchange it finishes at close.
+    pub(crate) fn started(self) -> Relay {
+        Box::new(move |exchange| {
+            tokio::spawn(self.run(exchange));
+        })
+    }
+
+    /// Relays until either side closes (or a reload refuses the enclave), then finishes
+    /// `exchange`.
+    async fn run(self, exchange: Exchange) {
         let _admitted = &self.admitted;
         let _open = &self.open;
         let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
@@ -90,16 +92,7 @@ impl Pipe {
             down: down.load(Ordering::Relaxed),
             end: &end,
         };
-        access_log_closed(
-            &self.proxy,
-            self.client,
-            &self.outcome,
-            &self.method,
-            &self.path,
-            self.status,
-            self.start,
-            &closed,
-        );
+        exchange.closed(&self.proxy, &self.outcome, self.status, &closed);
     }
 }
 
