@@ -63,8 +63,7 @@ impl Verdict {
         let Self::Accepted(v) = self else {
             return None;
         };
-        let q = v.appraisal.appraisal.quote.as_ref()?;
-        match (&q.identity, tee) {
+        match (&v.accepted.quote().identity, tee) {
             (Identity::Sgx(e), TeeType::Sgx) => Some(e.mrenclave.to_string()),
             (Identity::Td(t), TeeType::Tdx) => Some(t.mr_td.to_string()),
             _ => None,

@@ -173,7 +173,7 @@ impl Judge {
                 reasons: &reasons,
             };
             g.pool
-                .record_cut(&self.target, &verdict.appraisal, note)
+                .record_cut(&self.target, verdict.accepted.appraisal(), note)
                 .map_err(from_upstream)?;
             return Err(refusal);
         };

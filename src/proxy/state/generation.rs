@@ -18,7 +18,7 @@ use crate::dcap::trust::TrustAnchor;
 use crate::proxy::target::{Enclave, Target};
 use crate::proxy::upstream::auditor::Auditor;
 use crate::proxy::upstream::pool::{Pool, UpstreamCap};
-use crate::ratls::{RaTlsVerifier, VerdictCache};
+use crate::ratls::{GenerationId, RaTlsVerifier, VerdictCache};
 use crate::source::marks::Marks;
 use crate::source::CollateralSetup;
 
@@ -78,7 +78,7 @@ impl Generation {
         collateral: CollateralSetup,
         shared: &Shared,
     ) -> Self {
-        let id = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
+        let id = GenerationId(NEXT_GENERATION.fetch_add(1, Ordering::Relaxed));
         if let Some(cache) = collateral.cache() {
             cache.share_marks(&shared.marks);
             // A new snapshot is a change open exchanges judge their verdict again on.

@@ -12,7 +12,7 @@ use crate::dcap::time::UnixTime;
 use crate::metrics::Metrics;
 use crate::proxy::target::Target;
 use crate::ratls::cache::CachedVerdict;
-use crate::ratls::CertAppraisal;
+use crate::ratls::{CertAppraisal, GenerationId};
 
 /// The audit trail as the proxy uses it (disabled when not configured).
 #[derive(Debug, Default)]
@@ -68,7 +68,7 @@ impl Auditor {
     pub(crate) fn record(
         &self,
         target: &Target,
-        generation: u64,
+        generation: GenerationId,
         c: &CertAppraisal,
     ) -> Result<(), String> {
         self.record_as(target, generation, c, None)
@@ -79,7 +79,7 @@ impl Auditor {
     pub(crate) fn record_cut(
         &self,
         target: &Target,
-        generation: u64,
+        generation: GenerationId,
         c: &CertAppraisal,
         cut: CutNote<'_>,
     ) -> Result<(), String> {
@@ -89,7 +89,7 @@ impl Auditor {
     fn record_as(
         &self,
         target: &Target,
-        generation: u64,
+        generation: GenerationId,
         c: &CertAppraisal,
         cut: Option<CutNote<'_>>,
     ) -> Result<(), String> {
@@ -109,7 +109,7 @@ impl Auditor {
     pub(crate) fn record_verdict(
         &self,
         target: &Target,
-        generation: u64,
+        generation: GenerationId,
         v: &CachedVerdict,
     ) -> Result<(), String> {
         let (host, port) = (target.dest.host.to_string(), target.dest.port);
@@ -130,7 +130,14 @@ impl Auditor {
                 } else {
                     Use::Verdict
                 };
-                let w = write(log.as_ref(), target, generation, &v.appraisal, used, None);
+                let w = write(
+                    log.as_ref(),
+                    target,
+                    generation,
+                    v.accepted.appraisal(),
+                    used,
+                    None,
+                );
                 if w.is_ok() {
                     v.record_for(&host, port);
                     v.audited.store(true, Ordering::Release);
@@ -165,7 +172,7 @@ impl Auditor {
 fn write(
     log: Option<&AuditLog>,
     target: &Target,
-    generation: u64,
+    generation: GenerationId,
     c: &CertAppraisal,
     used: Use,
     cut: Option<CutNote<'_>>,

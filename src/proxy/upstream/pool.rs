@@ -36,6 +36,7 @@ use crate::proxy::target::Target;
 use crate::proxy::upstream::auditor::Auditor;
 use crate::proxy::upstream::rewrite::prepare;
 use crate::ratls::client::Attested;
+use crate::ratls::GenerationId;
 use crate::source::fetch::CollateralCache;
 
 /// HTTP/2 connections kept per destination (requests are spread over them round-robin).
@@ -88,7 +89,7 @@ pub(crate) struct Pool {
     retired: AtomicBool,
     /// The audit trail, and the generation whose verdicts this pool's connections carry.
     audit: Arc<Auditor>,
-    generation: u64,
+    generation: GenerationId,
     /// One shard per core ([`cores`]): a core's connections borrow the upstream
     /// connections its own runtime drives. Keyed by [`Target`], whose entry hashes by
     /// identity (see `conns_of`).
@@ -103,7 +104,7 @@ impl Pool {
     /// are closed by [`Pool::sweep`].
     pub(crate) fn new(
         audit: Arc<Auditor>,
-        generation: u64,
+        generation: GenerationId,
         upstream_cap: Arc<UpstreamCap>,
         collateral: Option<Arc<CollateralCache>>,
         connect_timeout: Duration,

@@ -114,10 +114,8 @@ static ATTESTATION: http::HeaderName = http::HeaderName::from_static(ATTESTATION
 
 /// The optional header that tells the client what was verified.
 fn what_was_verified(v: &CachedVerdict) -> Option<http::HeaderValue> {
-    let a = &v.appraisal.appraisal;
-    let q = a.quote.as_ref()?;
-    let tcb = a.tcb.as_ref()?;
-    let binding = v.appraisal.binding.map_or("-", |b| b.as_str());
+    let q = v.accepted.quote();
+    let binding = v.accepted.appraisal().binding.map_or("-", |b| b.as_str());
     let identity = match &q.identity {
         Identity::Sgx(e) => format!(
             "mrenclave={}; mrsigner={}; isv_prod_id={}; isv_svn={}",
@@ -130,8 +128,8 @@ fn what_was_verified(v: &CachedVerdict) -> Option<http::HeaderValue> {
     };
     http::HeaderValue::from_str(&format!(
         "{identity}; tcb={}; binding={binding}; verified_at={}",
-        tcb.status,
-        a.verified_at.to_rfc3339()
+        q.tcb.status,
+        q.verified_at.to_rfc3339()
     ))
     .ok()
 }
