@@ -329,7 +329,7 @@ async fn an_empty_tcb_status_list_is_a_config_error() {
             "tcb_status = []",
         )
         .write("empty-status.toml");
-    let (code, out) = run(&["config".as_ref(), "check".as_ref(), path.as_os_str()]);
+    let (code, out) = run(["config".as_ref(), "check".as_ref(), path.as_os_str()]);
     assert_eq!(code, 1, "{out}");
     let line = std::fs::read_to_string(&path)
         .expect("read")
