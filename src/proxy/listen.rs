@@ -58,18 +58,22 @@ impl Proxy {
     pub async fn start(self: Arc<Self>) -> std::io::Result<Running> {
         let g = self.current();
         g.start_refresher();
-        let admission = Arc::new(Semaphore::new(g.config.limits.max_connections));
+        let max_connections = Arc::new(Semaphore::new(g.config.limits.max_connections));
         // Aborted if a later listener fails to bind: accept loops already running on the
         // cores would otherwise go on accepting for a proxy that did not start.
         let mut tasks = Aborting(vec![tokio::spawn(sweep_loop(Arc::clone(&self)))]);
-        let (p, s) = (Arc::clone(&self), Arc::clone(&admission));
+        let (p, s) = (Arc::clone(&self), Arc::clone(&max_connections));
         let (addr, accepting) = cores::listen_on_each(g.config.listen, move |l| {
             accept_loop(Arc::clone(&p), l, Arc::clone(&s))
         })?;
         tasks.0.extend(accepting);
         let mut route_addrs = Vec::new();
         for route in &g.config.routes {
-            let (p, s, listen) = (Arc::clone(&self), Arc::clone(&admission), route.listen);
+            let (p, s, listen) = (
+                Arc::clone(&self),
+                Arc::clone(&max_connections),
+                route.listen,
+            );
             let (bound, accepting) = cores::listen_on_each(route.listen, move |l| {
                 route_loop(Arc::clone(&p), l, listen, Arc::clone(&s))
             })?;

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::dcap::trust::TrustAnchor;
 use crate::proxy::target::{Enclave, Target};
 use crate::proxy::upstream::auditor::Auditor;
-use crate::proxy::upstream::pool::{Pool, UpstreamCap};
+use crate::proxy::upstream::pool::{Pool, Sharding, UpstreamCap};
 use crate::ratls::{GenerationId, RaTlsVerifier, VerdictCache};
 use crate::source::marks::Marks;
 use crate::source::CollateralSetup;
@@ -112,8 +112,8 @@ impl Generation {
                 id,
                 Arc::clone(&shared.upstream_cap),
                 collateral.cache().cloned(),
-                config.limits.connect_timeout,
-                config.limits.idle_timeout,
+                (config.limits.connect_timeout, config.limits.idle_timeout),
+                Sharding::cores(),
             ),
             enclaves,
             routes: Vec::new(),

@@ -76,6 +76,37 @@ const H1_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(0);
 
+/// How the pool's idle connections are split: one shard per connection runtime in the
+/// proxy ([`Sharding::cores`]), so a core's requests use connections its own runtime drives;
+/// any split a test pretends.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sharding {
+    /// How many shards (at least one).
+    count: usize,
+    /// The calling thread's shard, before the modulo.
+    here: fn() -> usize,
+}
+
+impl Sharding {
+    /// One shard per started core runtime (one when none were started).
+    pub(crate) fn cores() -> Self {
+        Self::new(cores::count(), cores::index)
+    }
+
+    /// `count` shards, the calling thread's given by `here`.
+    pub(crate) fn new(count: usize, here: fn() -> usize) -> Self {
+        Self {
+            count: count.max(1),
+            here,
+        }
+    }
+
+    /// The calling thread's shard.
+    fn here(&self) -> usize {
+        (self.here)() % self.count
+    }
+}
+
 /// Verified connections by destination, shared by intercept, origination and routes.
 pub(crate) struct Pool {
     next: AtomicUsize,
@@ -90,27 +121,28 @@ pub(crate) struct Pool {
     /// The audit trail, and the generation whose verdicts this pool's connections carry.
     audit: Arc<Auditor>,
     generation: GenerationId,
-    /// One shard per core ([`cores`]): a core's connections borrow the upstream
+    /// One shard per core ([`Sharding`]): a core's connections borrow the upstream
     /// connections its own runtime drives. Keyed by [`Target`], whose entry hashes by
     /// identity (see `conns_of`).
     #[allow(clippy::mutable_key_type)]
     idle: Arc<Shards>,
+    sharding: Sharding,
     /// [`H1_CONNECTIONS`] split between the shards.
     h1_cap: usize,
 }
 
 impl Pool {
-    /// A pool dialing with each target's verifier; connections idle for `idle_timeout`
-    /// are closed by [`Pool::sweep`].
+    /// A pool dialing with each target's verifier, its idle connections split by
+    /// `sharding`; connections idle for `idle_timeout` are closed by [`Pool::sweep`].
     pub(crate) fn new(
         audit: Arc<Auditor>,
         generation: GenerationId,
         upstream_cap: Arc<UpstreamCap>,
         collateral: Option<Arc<CollateralCache>>,
-        connect_timeout: Duration,
-        idle_timeout: Duration,
+        (connect_timeout, idle_timeout): (Duration, Duration),
+        sharding: Sharding,
     ) -> Self {
-        let shards = cores::count();
+        let shards = sharding.count;
         let idle: Arc<Shards> = (0..shards).map(|_| Mutex::default()).collect();
         upstream_cap.register(&idle);
         Self {
@@ -123,6 +155,7 @@ impl Pool {
             audit,
             generation,
             idle,
+            sharding,
             h1_cap: H1_CONNECTIONS.div_ceil(shards),
         }
     }
@@ -149,7 +182,7 @@ impl Pool {
 
     /// The calling core's shard of the idle connections.
     fn shard(&self) -> &Mutex<ByTarget> {
-        &self.idle[cores::index() % self.idle.len()]
+        &self.idle[self.sharding.here()]
     }
 
     /// A usable idle connection, or a newly dialed and attested one, judged under the
@@ -349,7 +382,7 @@ impl Pool {
         now: UnixTime,
         which: impl Fn(&Conn) -> bool + Copy,
     ) -> Option<Conn> {
-        let here = cores::index() % self.idle.len();
+        let here = self.sharding.here();
         self.idle
             .iter()
             .enumerate()
@@ -397,13 +430,13 @@ impl Pool {
         &self,
         dest: &Authority,
     ) -> Result<OwnedSemaphorePermit, UpstreamError> {
-        let permits = self.upstream_cap.permits();
-        if let Ok(p) = Arc::clone(permits).try_acquire_owned() {
+        let max_upstream_connections = self.upstream_cap.max_upstream_connections();
+        if let Ok(p) = Arc::clone(max_upstream_connections).try_acquire_owned() {
             return Ok(p);
         }
         self.upstream_cap.evict_oldest_idle();
-        match tokio::time::timeout(self.connect_timeout, Arc::clone(permits).acquire_owned()).await
-        {
+        let wait = Arc::clone(max_upstream_connections).acquire_owned();
+        match tokio::time::timeout(self.connect_timeout, wait).await {
             Ok(Ok(p)) => Ok(p),
             _ => Err(UpstreamError::Capacity(format!(
                 "no upstream connection for {dest} within {}s: max_upstream_connections reached",
@@ -462,7 +495,7 @@ impl Pool {
             id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
             h1_ticket: None,
             last_used: Instant::now(),
-            home: cores::index() % self.idle.len(),
+            home: self.sharding.here(),
         })
     }
 
@@ -518,5 +551,78 @@ impl Pool {
                 target.dest
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The pool's own logic on a pretend split into cores, without the process-wide core
+    //! runtimes: shards, the HTTP/1.1 cap per shard, permits under the upstream cap.
+
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::metrics::Metrics;
+
+    thread_local! {
+        /// The core this test thread pretends to be.
+        static HERE: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn here() -> usize {
+        HERE.with(Cell::get)
+    }
+
+    fn pool(shards: usize, max_upstream_connections: usize, connect: Duration) -> Pool {
+        let audit = Arc::new(Auditor::new(None, &Arc::new(Metrics::default())));
+        let cap = Arc::new(UpstreamCap::new(max_upstream_connections));
+        let timeouts = (connect, Duration::from_secs(300));
+        Pool::new(
+            audit,
+            GenerationId(1),
+            cap,
+            None,
+            timeouts,
+            Sharding::new(shards, here),
+        )
+    }
+
+    fn dest(name: &str) -> Authority {
+        Authority::parse(name, Some(443)).expect("authority")
+    }
+
+    #[test]
+    fn one_shard_per_core_each_with_its_part_of_the_h1_cap() {
+        let p = pool(3, 8, Duration::from_secs(1));
+        assert_eq!(p.idle.len(), 3);
+        assert_eq!(p.h1_cap, H1_CONNECTIONS.div_ceil(3));
+        // No cores: one shard, the whole HTTP/1.1 cap.
+        let p = pool(0, 8, Duration::from_secs(1));
+        assert_eq!(p.idle.len(), 1);
+        assert_eq!(p.h1_cap, H1_CONNECTIONS);
+    }
+
+    #[test]
+    fn the_calling_core_uses_its_own_shard() {
+        let p = pool(3, 8, Duration::from_secs(1));
+        for core in 0..7 {
+            HERE.with(|h| h.set(core));
+            assert!(std::ptr::eq(p.shard(), &p.idle[core % 3]), "core {core}");
+        }
+    }
+
+    #[tokio::test]
+    async fn at_the_cap_a_new_connection_waits_the_connect_timeout_then_is_refused() {
+        let p = pool(1, 1, Duration::from_millis(50));
+        let a = dest("a.test");
+        let first = p.upstream_permit(&a).await.expect("under the cap");
+        match p.upstream_permit(&a).await {
+            Err(UpstreamError::Capacity(why)) => {
+                assert!(why.contains("max_upstream_connections"), "{why}");
+            }
+            other => panic!("a second connection at a cap of one: {:?}", other.is_ok()),
+        }
+        drop(first);
+        let _third = p.upstream_permit(&a).await.expect("the place came back");
     }
 }

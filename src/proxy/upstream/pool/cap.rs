@@ -24,7 +24,8 @@ pub(super) type Shards = [Mutex<ByTarget>];
 
 /// The upstream cap, shared by every generation and by passthrough.
 pub(crate) struct UpstreamCap {
-    permits: Arc<Semaphore>,
+    /// One permit per upstream connection.
+    max_upstream_connections: Arc<Semaphore>,
     /// Every pool's idle connections (a retired generation's too, while it lives).
     pools: Mutex<Vec<Weak<Shards>>>,
     /// Places connections a client keeps open may hold in all.
@@ -35,12 +36,12 @@ pub(crate) struct UpstreamCap {
 }
 
 impl UpstreamCap {
-    /// `max` upstream connections: half of them for connections a client keeps open, and a
-    /// quarter (at least one each) for those to one destination.
-    pub(crate) fn new(max: usize) -> Self {
-        let held = (max / 2).max(1);
+    /// `max_upstream_connections` upstream connections: half of them for connections a
+    /// client keeps open, and a quarter (at least one each) for those to one destination.
+    pub(crate) fn new(max_upstream_connections: usize) -> Self {
+        let held = (max_upstream_connections / 2).max(1);
         Self {
-            permits: Arc::new(Semaphore::new(max)),
+            max_upstream_connections: Arc::new(Semaphore::new(max_upstream_connections)),
             pools: Mutex::new(Vec::new()),
             held: Arc::new(Semaphore::new(held)),
             per_destination: (held / 2).max(1),
@@ -49,8 +50,8 @@ impl UpstreamCap {
     }
 
     /// The semaphore of permits under the cap.
-    pub(super) fn permits(&self) -> &Arc<Semaphore> {
-        &self.permits
+    pub(super) fn max_upstream_connections(&self) -> &Arc<Semaphore> {
+        &self.max_upstream_connections
     }
 
     /// Counts a pool's idle connections in at-the-cap eviction while it lives.
