@@ -20,7 +20,8 @@ const LAYERS: &[&[&str]] = &[
 
 /// The rooms of `proxy/`, top first: a room may import only its own floor and those below
 /// it. Entry points on top; one request's record (`exchange`) above what it records
-/// (verdicts re-judged, the generations, refusals); connections and leaves at the bottom.
+/// (verdicts re-judged, the generations); the upstream pool above the one error toward the
+/// client (`refusal`), which the pool returns too; connections and leaves at the bottom.
 const PROXY_ROOMS: &[&[&str]] = &[
     &["listen"],
     &["dispatch"],
@@ -30,8 +31,8 @@ const PROXY_ROOMS: &[&[&str]] = &[
     &["exchange"],
     &["judge"],
     &["state"],
-    &["refusal"],
     &["upstream"],
+    &["refusal"],
     &["client"],
     &["target", "cores", "body"],
 ];

@@ -17,7 +17,7 @@ use crate::proxy::client::tls::{accept_client_tls, ClientTls};
 use crate::proxy::connect::refused::refused_connect;
 use crate::proxy::exchange::{Exchange, Outcome, Reply, Verdict};
 use crate::proxy::http::inside::{self, Inside};
-use crate::proxy::refusal::{from_upstream, ProxyRefusal};
+use crate::proxy::refusal::ProxyRefusal;
 use crate::proxy::state::{Generation, Proxy};
 use crate::proxy::target::Target;
 
@@ -38,7 +38,7 @@ pub(crate) async fn intercept(
         // Refused: the CONNECT gets the refusal, or (for a browser) 200 and the refusal
         // page inside the tunnel. Either way nothing goes upstream.
         Err(e) => {
-            let refusal = from_upstream(e);
+            let refusal = e;
             return refused_connect(&proxy, &g, admitted, client, req, refusal, &host).at_enclave();
         }
     };

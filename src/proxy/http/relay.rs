@@ -13,7 +13,6 @@ use crate::proxy::body::empty;
 use crate::proxy::exchange::{Exchange, Outcome, Reply, Verdict};
 use crate::proxy::judge::judged::Judged;
 use crate::proxy::judge::{Checkpoint, Cut, Judge};
-use crate::proxy::refusal::from_upstream;
 use crate::proxy::state::{DrainGuard, Generation, Proxy};
 use crate::proxy::target::Target;
 use crate::proxy::upstream::pool::Version;
@@ -39,7 +38,7 @@ pub(crate) async fn relay(
     };
     let conn = match g.pool.checkout_for(target, &proxy.metrics, version).await {
         Ok(c) => c,
-        Err(e) => return Reply::refused(from_upstream(e), &host).at_enclave(),
+        Err(e) => return Reply::refused(e, &host).at_enclave(),
     };
     let verdict = Arc::clone(conn.verdict());
     let judge = Arc::new(Judge::new(proxy, g, target, Arc::clone(&verdict)));
@@ -56,7 +55,7 @@ pub(crate) async fn relay(
         Counting::new(judged, Arc::clone(to_upstream)).boxed()
     });
     let sent = tokio::select! {
-        sent = g.pool.send_on(target, conn, req) => sent.map_err(from_upstream),
+        sent = g.pool.send_on(target, conn, req) => sent,
         refusal = judge.refused_by_change(Cut::Request) => Err(refusal),
     };
     // The head passes the checkpoint like a chunk; a failure an upload's cut caused is

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use crate::audit::CutNote;
 use crate::dcap::time::UnixTime;
-use crate::proxy::refusal::{from_upstream, ProxyRefusal};
+use crate::proxy::refusal::ProxyRefusal;
 use crate::proxy::state::{Generation, Proxy};
 use crate::proxy::target::Target;
 use crate::ratls::cache::CachedVerdict;
@@ -173,15 +173,11 @@ impl Judge {
                 reasons: &reasons,
             };
             g.pool
-                .record_cut(&self.target, verdict.accepted.appraisal(), note)
-                .map_err(from_upstream)?;
+                .record_cut(&self.target, verdict.accepted.appraisal(), note)?;
             return Err(refusal);
         };
         let verifier = Arc::clone(&target.enclave.verifier);
-        let verdict = g
-            .pool
-            .rejudge(&target, verdict, now, Some(cut.as_str()))
-            .map_err(from_upstream)?;
+        let verdict = g.pool.rejudge(&target, verdict, now, Some(cut.as_str()))?;
         Ok((verifier, verdict))
     }
 

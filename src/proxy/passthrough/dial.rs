@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 
 use crate::addr::{Authority, Host};
 use crate::appraise::refusal::RefusalCode;
-use crate::proxy::refusal::{from_upstream, ProxyRefusal};
+use crate::proxy::refusal::ProxyRefusal;
 use crate::proxy::state::{Generation, Proxy};
 use crate::proxy::upstream::pool::UpstreamOpen;
 
@@ -82,8 +82,8 @@ pub(crate) async fn dial_plain(
     dest: &Authority,
 ) -> Result<(TcpStream, UpstreamOpen), ProxyRefusal> {
     // A client decides how long a tunnel (or a plain exchange) lasts: a share, checked first.
-    let held = g.pool.hold(dest).map_err(from_upstream)?;
-    let permit = g.pool.upstream_permit(dest).await.map_err(from_upstream)?;
+    let held = g.pool.hold(dest)?;
+    let permit = g.pool.upstream_permit(dest).await?;
     let open = UpstreamOpen::new(&proxy.metrics, permit).holding(held);
     let timeout = g.config.limits.connect_timeout;
     let attempt = async {

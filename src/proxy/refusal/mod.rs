@@ -9,33 +9,45 @@ use http::{Response, StatusCode};
 use crate::appraise::refusal::{Refusal, RefusalCode};
 use crate::config::RefusalDetails;
 use crate::proxy::body::{full, ProxyBody};
-use crate::proxy::upstream::pool::UpstreamError;
 
-/// Why the proxy answered instead of the destination.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Why the proxy answered instead of the destination: the one error toward the client
+/// (the pool's too), from which its status, `Proxy-Status` and body are derived. It reads
+/// as its reason (an attestation refusal as `code: reasons`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum ProxyRefusal {
     /// Attestation or verification failed.
+    #[error("{0}")]
     Attestation(Refusal),
     /// The upstream could not be reached.
+    #[error("{0}")]
     Unreachable(String),
     /// The upstream did not answer in time.
+    #[error("{0}")]
     Timeout(String),
     /// The destination is not allowed (CONNECT).
+    #[error("{0}")]
     DestinationDenied(String),
     /// The request is not allowed (plain HTTP).
+    #[error("{0}")]
     RequestDenied(String),
     /// The request is malformed.
+    #[error("{0}")]
     BadRequest(String),
     /// The proxy failed internally (for example, minting a leaf).
+    #[error("{0}")]
     Internal(String),
     /// A destination rule refused it (403): an enclave host at an unlisted port, an
     /// enclave's address through passthrough, a local destination.
+    #[error("{1}")]
     Destination(RefusalCode, String),
     /// No upstream connection could be had within the connect timeout (503).
+    #[error("{0}")]
     Capacity(String),
     /// A method not relayed where it was sent (405): `CONNECT` inside a tunnel or on a route.
+    #[error("{0}")]
     MethodNotAllowed(String),
     /// A request inside a tunnel for another host than the tunnel's (421).
+    #[error("{0}")]
     Misdirected(String),
 }
 
@@ -186,17 +198,6 @@ impl ProxyRefusal {
                 .body(full(page::html(self, host, &reasons, details))),
         };
         built.unwrap_or_else(|_| Response::new(full(String::new())))
-    }
-}
-
-/// The client-facing refusal for an upstream failure.
-pub(crate) fn from_upstream(e: UpstreamError) -> ProxyRefusal {
-    match e {
-        UpstreamError::Refused(r) => ProxyRefusal::Attestation(r),
-        UpstreamError::Unreachable(s) | UpstreamError::Request(s) => ProxyRefusal::Unreachable(s),
-        UpstreamError::Timeout(s) => ProxyRefusal::Timeout(s),
-        UpstreamError::Capacity(s) => ProxyRefusal::Capacity(s),
-        UpstreamError::Audit(s) => ProxyRefusal::Internal(s),
     }
 }
 

@@ -23,7 +23,7 @@ mod rejudge;
 pub(crate) use attest::UpstreamOpen;
 use cap::Shards;
 pub(crate) use cap::{Held, UpstreamCap};
-pub(crate) use conn::{Conn, UpstreamError, Version};
+pub(crate) use conn::{Conn, Version};
 use conn::{H1Ticket, Sender};
 
 use crate::addr::Authority;
@@ -32,6 +32,7 @@ use crate::dcap::time::UnixTime;
 use crate::metrics::Metrics;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::cores;
+use crate::proxy::refusal::ProxyRefusal;
 use crate::proxy::target::Target;
 use crate::proxy::upstream::auditor::Auditor;
 use crate::proxy::upstream::rewrite::prepare;
@@ -176,7 +177,7 @@ impl Pool {
     }
 
     /// A share for one connection a client keeps open to `dest` (see [`Capacity::hold`]).
-    pub(crate) fn hold(&self, dest: &Authority) -> Result<Held, UpstreamError> {
+    pub(crate) fn hold(&self, dest: &Authority) -> Result<Held, ProxyRefusal> {
         self.upstream_cap.hold(dest)
     }
 
@@ -191,7 +192,7 @@ impl Pool {
         &self,
         target: &Target,
         metrics: &Arc<Metrics>,
-    ) -> Result<Conn, UpstreamError> {
+    ) -> Result<Conn, ProxyRefusal> {
         self.rejudge_stale(target)?;
         self.checkout_judged(target, metrics).await
     }
@@ -200,7 +201,7 @@ impl Pool {
         &self,
         target: &Target,
         metrics: &Arc<Metrics>,
-    ) -> Result<Conn, UpstreamError> {
+    ) -> Result<Conn, ProxyRefusal> {
         let now = UnixTime::now();
         if let Ok(mut idle) = self.shard().lock() {
             if let Some(TargetConns { idle: list, .. }) = idle.get_mut(target) {
@@ -283,7 +284,7 @@ impl Pool {
         &self,
         target: &Target,
         metrics: &Arc<Metrics>,
-    ) -> Result<Option<Conn>, UpstreamError> {
+    ) -> Result<Option<Conn>, ProxyRefusal> {
         let now = UnixTime::now();
         let ticketed = |c: &Conn| c.h1_ticket.is_some();
         if let Some(conn) = self.take_h1(self.shard(), target, now, ticketed) {
@@ -324,16 +325,16 @@ impl Pool {
             }
             Ok(_) => Ok(None),
             // Missing collateral: the shared path fetches it and dials again.
-            Err(UpstreamError::Refused(r)) if r.code == RefusalCode::CollateralUnavailable => {
+            Err(ProxyRefusal::Attestation(r)) if r.code == RefusalCode::CollateralUnavailable => {
                 Ok(None)
             }
             // A refusal stands (verifying again would not change it); waiting the connect
             // timeout twice would only double the client's wait.
             Err(
-                e @ (UpstreamError::Refused(_)
-                | UpstreamError::Timeout(_)
-                | UpstreamError::Capacity(_)
-                | UpstreamError::Audit(_)),
+                e @ (ProxyRefusal::Attestation(_)
+                | ProxyRefusal::Timeout(_)
+                | ProxyRefusal::Capacity(_)
+                | ProxyRefusal::Internal(_)),
             ) => Err(e),
             // No HTTP/1.1 (an HTTP/2-only enclave) or a TLS failure: the shared path dials
             // with its own ALPN and reports its own error.
@@ -418,7 +419,7 @@ impl Pool {
         }
     }
 
-    async fn dial(&self, target: &Target, metrics: &Arc<Metrics>) -> Result<Conn, UpstreamError> {
+    async fn dial(&self, target: &Target, metrics: &Arc<Metrics>) -> Result<Conn, ProxyRefusal> {
         let (attested, permit) = self.attest_fetching(target, &[b"h2", b"http/1.1"]).await?;
         self.handshake(target, metrics, attested, permit).await
     }
@@ -429,7 +430,7 @@ impl Pool {
     pub(crate) async fn upstream_permit(
         &self,
         dest: &Authority,
-    ) -> Result<OwnedSemaphorePermit, UpstreamError> {
+    ) -> Result<OwnedSemaphorePermit, ProxyRefusal> {
         let max_upstream_connections = self.upstream_cap.max_upstream_connections();
         if let Ok(p) = Arc::clone(max_upstream_connections).try_acquire_owned() {
             return Ok(p);
@@ -438,7 +439,7 @@ impl Pool {
         let wait = Arc::clone(max_upstream_connections).acquire_owned();
         match tokio::time::timeout(self.connect_timeout, wait).await {
             Ok(Ok(p)) => Ok(p),
-            _ => Err(UpstreamError::Capacity(format!(
+            _ => Err(ProxyRefusal::Capacity(format!(
                 "no upstream connection for {dest} within {}s: max_upstream_connections reached",
                 self.connect_timeout.as_secs()
             ))),
@@ -450,7 +451,7 @@ impl Pool {
         target: &Target,
         metrics: &Arc<Metrics>,
         alpn: &[&[u8]],
-    ) -> Result<Conn, UpstreamError> {
+    ) -> Result<Conn, ProxyRefusal> {
         let (attested, permit) = self.attest(target, alpn).await?;
         self.handshake(target, metrics, attested, permit).await
     }
@@ -463,7 +464,7 @@ impl Pool {
         metrics: &Arc<Metrics>,
         attested: Attested,
         permit: OwnedSemaphorePermit,
-    ) -> Result<Conn, UpstreamError> {
+    ) -> Result<Conn, ProxyRefusal> {
         let dest = &target.dest;
         let h2 = attested.stream.get_ref().1.alpn_protocol() == Some(b"h2");
         let io = TokioIo::new(attested.stream);
@@ -472,7 +473,7 @@ impl Pool {
             let (s, conn) = http2::handshake(TokioExecutor::new(), io)
                 .await
                 .map_err(|e| {
-                    UpstreamError::Unreachable(format!("HTTP/2 handshake with {dest}: {e}"))
+                    ProxyRefusal::Unreachable(format!("HTTP/2 handshake with {dest}: {e}"))
                 })?;
             tokio::spawn(async move {
                 let _open = open;
@@ -481,7 +482,7 @@ impl Pool {
             Sender::H2(s)
         } else {
             let (s, conn) = http1::handshake(io).await.map_err(|e| {
-                UpstreamError::Unreachable(format!("HTTP/1.1 handshake with {dest}: {e}"))
+                ProxyRefusal::Unreachable(format!("HTTP/1.1 handshake with {dest}: {e}"))
             })?;
             tokio::spawn(async move {
                 let _open = open;
@@ -510,7 +511,7 @@ impl Pool {
         target: &Target,
         metrics: &Arc<Metrics>,
         version: Version,
-    ) -> Result<Conn, UpstreamError> {
+    ) -> Result<Conn, ProxyRefusal> {
         self.rejudge_stale(target)?;
         let h1 = match version {
             Version::Http1 => self.checkout_h1(target, metrics).await?,
@@ -529,7 +530,7 @@ impl Pool {
         target: &Target,
         mut conn: Conn,
         req: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<Incoming>, ProxyRefusal> {
         let req = prepare(req, target, conn.is_h2());
         let result = match &mut conn.sender {
             Sender::H1(s) => match s.ready().await {
@@ -546,7 +547,7 @@ impl Pool {
                 self.checkin(target, conn);
                 Ok(resp)
             }
-            Err(e) => Err(UpstreamError::Request(format!(
+            Err(e) => Err(ProxyRefusal::Unreachable(format!(
                 "upstream {}: {e}",
                 target.dest
             ))),

@@ -23,7 +23,7 @@ use crate::proxy::client::admit::Admitted;
 use crate::proxy::exchange::{Exchange, Outcome, Reply, Verdict};
 use crate::proxy::judge::judged::Judged;
 use crate::proxy::judge::{Checkpoint, Cut, Judge};
-use crate::proxy::refusal::{from_upstream, ProxyRefusal};
+use crate::proxy::refusal::ProxyRefusal;
 use crate::proxy::state::{Generation, Proxy};
 use crate::proxy::target::Target;
 use crate::proxy::upstream::rewrite::prepare;
@@ -201,7 +201,7 @@ pub(crate) async fn attested(
     // Its own attested connection: an upgraded connection cannot go back to the pool.
     let conn = match g.pool.dial_upgrade(target, &proxy.metrics).await {
         Ok(c) => c,
-        Err(e) => return refused(from_upstream(e)),
+        Err(e) => return refused(e),
     };
     let from_client: OnUpgrade = hyper::upgrade::on(&mut req);
     let (upstream_req, key) = match upstream_request(req, target, switch) {

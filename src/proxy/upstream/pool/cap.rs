@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{ByTarget, UpstreamError};
+use super::{ByTarget, ProxyRefusal};
 use crate::addr::Authority;
 
 /// One pool's idle connections, one map per core.
@@ -99,18 +99,18 @@ impl UpstreamCap {
 
     /// A share for one connection a client keeps open to `dest`, or why there is none (at
     /// once: a client that holds its share is not kept waiting for another's).
-    pub(super) fn hold(self: &Arc<Self>, dest: &Authority) -> Result<Held, UpstreamError> {
+    pub(super) fn hold(self: &Arc<Self>, dest: &Authority) -> Result<Held, ProxyRefusal> {
         let Ok(mut destinations) = self.destinations.lock() else {
-            return Err(UpstreamError::Capacity("upstream shares poisoned".into()));
+            return Err(ProxyRefusal::Capacity("upstream shares poisoned".into()));
         };
         let held = destinations.get(dest).copied().unwrap_or(0);
         if held >= self.per_destination {
-            return Err(UpstreamError::Capacity(format!(
+            return Err(ProxyRefusal::Capacity(format!(
                 "{dest} already holds {held} upstream connections kept open by clients (WebSockets, tunnels): its share of max_upstream_connections"
             )));
         }
         let Ok(permit) = Arc::clone(&self.held).try_acquire_owned() else {
-            return Err(UpstreamError::Capacity(format!(
+            return Err(ProxyRefusal::Capacity(format!(
                 "no upstream connection for {dest}: connections kept open by clients (WebSockets, tunnels) hold their half of max_upstream_connections"
             )));
         };

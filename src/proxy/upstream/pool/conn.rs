@@ -6,34 +6,10 @@ use std::time::Instant;
 
 use hyper::client::conn::{http1, http2};
 
-use crate::appraise::refusal::Refusal;
 use crate::dcap::time::UnixTime;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::target::Target;
 use crate::ratls::cache::CachedVerdict;
-
-/// Why no attested upstream connection could be had.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum UpstreamError {
-    /// The attestation was refused.
-    #[error("{0}")]
-    Refused(Refusal),
-    /// TCP or TLS failure.
-    #[error("{0}")]
-    Unreachable(String),
-    /// Dial or handshake timed out.
-    #[error("{0}")]
-    Timeout(String),
-    /// The connection failed mid-request.
-    #[error("{0}")]
-    Request(String),
-    /// No place under `max_upstream_connections` within the connect timeout.
-    #[error("{0}")]
-    Capacity(String),
-    /// The audit trail is required and cannot be written.
-    #[error("{0}")]
-    Audit(String),
-}
 
 pub(super) enum Sender {
     H1(http1::SendRequest<ProxyBody>),

@@ -5,9 +5,10 @@
 
 use std::sync::Arc;
 
-use super::{Conn, Pool, UpstreamError};
+use super::{Conn, Pool};
 use crate::audit::CutNote;
 use crate::dcap::time::UnixTime;
+use crate::proxy::refusal::ProxyRefusal;
 use crate::proxy::target::Target;
 use crate::ratls::cache::CachedVerdict;
 use crate::ratls::CertAppraisal;
@@ -18,7 +19,7 @@ impl Pool {
     /// certificate is a verdict-cache lookup after the first. Accepted ones go back to the
     /// pool with their new verdict; on a refusal they are all closed and the refusal is
     /// what the request gets.
-    pub(super) fn rejudge_stale(&self, target: &Target) -> Result<(), UpstreamError> {
+    pub(super) fn rejudge_stale(&self, target: &Target) -> Result<(), ProxyRefusal> {
         let verifier = &target.enclave.verifier;
         let snapshot = verifier.snapshot();
         let stale: Vec<Conn> = {
@@ -63,12 +64,12 @@ impl Pool {
         held: &CachedVerdict,
         now: UnixTime,
         cut: Option<&str>,
-    ) -> Result<Arc<CachedVerdict>, UpstreamError> {
+    ) -> Result<Arc<CachedVerdict>, ProxyRefusal> {
         match target.enclave.verifier.verdict_for(&held.leaf, now) {
             Ok(verdict) => {
                 self.audit
                     .record_verdict(target, self.generation, &verdict)
-                    .map_err(UpstreamError::Audit)?;
+                    .map_err(ProxyRefusal::Internal)?;
                 Ok(verdict)
             }
             Err(refused) => {
@@ -87,8 +88,8 @@ impl Pool {
                         .audit
                         .record(target, self.generation, &refused.appraisal),
                 };
-                written.map_err(UpstreamError::Audit)?;
-                Err(UpstreamError::Refused(refused.refusal))
+                written.map_err(ProxyRefusal::Internal)?;
+                Err(ProxyRefusal::Attestation(refused.refusal))
             }
         }
     }
@@ -100,9 +101,9 @@ impl Pool {
         target: &Target,
         c: &CertAppraisal,
         note: CutNote<'_>,
-    ) -> Result<(), UpstreamError> {
+    ) -> Result<(), ProxyRefusal> {
         self.audit
             .record_cut(target, self.generation, c, note)
-            .map_err(UpstreamError::Audit)
+            .map_err(ProxyRefusal::Internal)
     }
 }

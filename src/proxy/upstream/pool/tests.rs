@@ -59,7 +59,7 @@ async fn at_the_cap_a_new_connection_waits_the_connect_timeout_then_is_refused()
     let a = dest("a.test");
     let first = p.upstream_permit(&a).await.expect("under the cap");
     match p.upstream_permit(&a).await {
-        Err(UpstreamError::Capacity(why)) => {
+        Err(ProxyRefusal::Capacity(why)) => {
             assert!(why.contains("max_upstream_connections"), "{why}");
         }
         other => panic!("a second connection at a cap of one: {:?}", other.is_ok()),
