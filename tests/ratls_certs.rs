@@ -197,18 +197,17 @@ fn quote_for(s: &Sim, report_data: &[u8; 64]) -> Vec<u8> {
     forge(&EnclaveSpec::default(), report_data, &pck).expect("quote")
 }
 
+/// A certificate whose sim quote, under `oid`, binds the SHA-256 of its SPKI.
+fn bound_cert(s: &Sim, oid: &[u64]) -> Vec<u8> {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).expect("key");
+    let quote = quote_for(s, &rd(&key.subject_public_key_info()));
+    cert(&key, vec![CustomExtension::from_oid_content(oid, quote)])
+}
+
 #[test]
 fn gramine_legacy_certificate_with_only_the_quirky_oid_binds_the_spki() {
     let s = sim();
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).expect("key");
-    let quote = quote_for(&s, &rd(&key.subject_public_key_info()));
-    let der = cert(
-        &key,
-        vec![CustomExtension::from_oid_content(
-            OID_SGX_QUOTE_GRAMINE_LEGACY,
-            quote,
-        )],
-    );
+    let der = bound_cert(&s, OID_SGX_QUOTE_GRAMINE_LEGACY);
     let a = appraise(&der, &s.collateral, BindingMode::Auto, s.now.0);
     assert!(a.appraisal.is_accepted(), "{:?}", a.refusal());
     assert_eq!(a.binding, Some(Binding::Gramine));
@@ -224,12 +223,7 @@ fn gramine_legacy_certificate_with_only_the_quirky_oid_binds_the_spki() {
 #[test]
 fn only_an_accepted_appraisal_makes_an_accepted_cert() {
     let s = sim();
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).expect("key");
-    let quote = quote_for(&s, &rd(&key.subject_public_key_info()));
-    let der = cert(
-        &key,
-        vec![CustomExtension::from_oid_content(OID_SGX_QUOTE, quote)],
-    );
+    let der = bound_cert(&s, OID_SGX_QUOTE);
     let accepted = AcceptedCert::of(appraise(&der, &s.collateral, BindingMode::Auto, s.now.0))
         .expect("accepted");
     assert_eq!(accepted.quote().tcb.status, TcbStatus::UpToDate);
