@@ -12,7 +12,7 @@ use super::body::ProxyBody;
 use super::client::admit::Admitted;
 use super::connect::intercept::intercept;
 use super::connect::refused::refused_connect;
-use super::exchange::{Exchange, Reply};
+use super::exchange::{Exchange, Named, Reply};
 use super::http::relay::relay;
 use super::passthrough::http::plain_http;
 use super::passthrough::tunnel::tunnel;
@@ -52,7 +52,7 @@ async fn connect(
     let Some(authority) = req.uri().authority().cloned() else {
         return Reply::refused(
             ProxyRefusal::BadRequest("CONNECT needs host:port".into()),
-            "-",
+            Named::Nothing,
         );
     };
     let dest = match Authority::parse(authority.as_str(), None) {
@@ -60,7 +60,7 @@ async fn connect(
         Err(e) => {
             return Reply::refused(
                 ProxyRefusal::BadRequest(format!("CONNECT {e}")),
-                authority.as_str(),
+                Named::Raw(authority.as_str().to_owned()),
             )
         }
     };
@@ -71,16 +71,15 @@ async fn connect(
         // An enclave host is refused here as after a failed attestation: a browser gets the
         // page inside the tunnel, under the leaf minted for the host it named.
         Destination::EnclaveOtherPort => {
-            let host = dest.host.to_string();
             let refusal = port_refusal(&dest);
-            refused_connect(&proxy, &g, admitted, client, req, refusal, &host).at_enclave()
+            refused_connect(&proxy, &g, admitted, client, req, refusal, &dest).at_enclave()
         }
         Destination::Other => match g.config.unmatched {
             Unmatched::Deny => Reply::refused(
                 ProxyRefusal::DestinationDenied(format!(
                     "{dest} is not a configured enclave host and unmatched = \"deny\""
                 )),
-                &dest.host.to_string(),
+                &dest,
             ),
             Unmatched::Passthrough => tunnel(&proxy, &g, admitted, req, &dest).await,
         },
@@ -99,7 +98,7 @@ async fn forward(
     let uri = req.uri().clone();
     let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
         return Reply::refused(ProxyRefusal::BadRequest("this is a forward proxy: send an absolute-form request (http://host/path) or CONNECT".into()),
-            "-",
+            Named::Nothing,
         );
     };
     // `ws://` is `http://` on the wire (RFC 6455 3): clients send the handshake as http.
@@ -108,18 +107,21 @@ async fn forward(
             ProxyRefusal::BadRequest(format!(
                 "scheme `{scheme}` is not supported: use CONNECT for https"
             )),
-            authority.as_str(),
+            Named::Raw(authority.as_str().to_owned()),
         );
     }
     let switch = match handshake::requested(&req) {
         Ok(switch) => switch,
-        Err(refusal) => return Reply::refused(refusal, authority.as_str()),
+        Err(refusal) => return Reply::refused(refusal, Named::Raw(authority.as_str().to_owned())),
     };
     // An enclave host named over http:// gets attested TLS to the given port, 443 if none.
     let explicit_port = authority.port_u16();
     let dest = match Authority::parse(authority.as_str(), Some(443)) {
         Ok(dest) => dest,
-        Err(e) => return Reply::refused(ProxyRefusal::BadRequest(e), authority.as_str()),
+        Err(e) => {
+            let named = Named::Raw(authority.as_str().to_owned());
+            return Reply::refused(ProxyRefusal::BadRequest(e), named);
+        }
     };
     // The URI's parts are slices of the client connection's read buffer: held across the
     // relay below, they made hyper allocate (and the allocator fault in) a fresh 8 KiB read
@@ -156,7 +158,7 @@ async fn forward(
                 "{} is not a configured enclave host and unmatched = \"deny\"",
                 plain.host
             )),
-            &plain.host.to_string(),
+            &plain,
         ),
         Unmatched::Passthrough => {
             let switching = switch.map(|_| admitted);
@@ -167,7 +169,7 @@ async fn forward(
 
 /// A host an enclave entry names, at a port no entry lists: refused, never tunnelled.
 fn port_not_configured(dest: &Authority) -> Reply {
-    Reply::refused(port_refusal(dest), &dest.host.to_string()).at_enclave()
+    Reply::refused(port_refusal(dest), dest).at_enclave()
 }
 
 fn port_refusal(dest: &Authority) -> ProxyRefusal {

@@ -6,6 +6,7 @@
 //! its cut line from the same record. The access log and the request metric are written
 //! here and nowhere else.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ use super::judge::judged::OnCut;
 use super::refusal::{Format, ProxyRefusal};
 use super::state::{Generation, Proxy};
 use super::target::Target;
+use crate::addr::{Authority, Host};
 use crate::config::{MetricsHostLabels, RefusalDetails};
 use crate::dcap::identity::Identity;
 use crate::dcap::quote::TeeType;
@@ -71,10 +73,47 @@ impl Verdict {
     }
 }
 
+/// The destination a request named, as its access line, metric label and refusal show it
+/// (its host; the port is not shown). Carried typed and printed only where it is shown.
+#[derive(Clone)]
+pub(crate) enum Named {
+    /// An enclave destination, as its entry matched it (an `Arc`, no copy).
+    Target(Arc<Target>),
+    /// Any other destination, parsed.
+    Host(Host),
+    /// What the client sent when it did not parse.
+    Raw(String),
+    /// No destination at all (`-`).
+    Nothing,
+}
+
+impl fmt::Display for Named {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Target(t) => t.dest.host.fmt(f),
+            Self::Host(h) => h.fmt(f),
+            Self::Raw(s) => f.write_str(s),
+            Self::Nothing => f.write_str("-"),
+        }
+    }
+}
+
+impl From<&Arc<Target>> for Named {
+    fn from(t: &Arc<Target>) -> Self {
+        Self::Target(Arc::clone(t))
+    }
+}
+
+impl From<&Authority> for Named {
+    fn from(a: &Authority) -> Self {
+        Self::Host(a.host.clone())
+    }
+}
+
 /// What the access log records about one request's decision.
 pub(crate) struct Outcome {
-    /// The destination host as the client named it.
-    pub(crate) host: String,
+    /// The destination as the client named it.
+    pub(crate) host: Named,
     /// The decision.
     pub(crate) verdict: Verdict,
     /// Time to an upstream connection or response, when there was one.
@@ -86,28 +125,28 @@ pub(crate) struct Outcome {
 impl Outcome {
     /// What a refusal of a request for `host` records (and warns of, when it is the
     /// enclave's or the destination's).
-    pub(crate) fn refused(refusal: ProxyRefusal, host: &str) -> Self {
+    pub(crate) fn refused(refusal: ProxyRefusal, host: Named) -> Self {
         match &refusal {
             ProxyRefusal::Attestation(r) => {
-                tracing::warn!(host, code = %r.code, reasons = ?r.reasons, "attestation refused");
+                tracing::warn!(host = %host, code = %r.code, reasons = ?r.reasons, "attestation refused");
             }
             ProxyRefusal::Destination(code, reason) => {
-                tracing::warn!(host, %code, reason, "destination refused");
+                tracing::warn!(host = %host, %code, reason, "destination refused");
             }
             _ => {}
         }
         Self {
-            host: host.to_owned(),
+            host,
             verdict: Verdict::Refused(refusal),
             upstream: None,
             enclave: false,
         }
     }
 
-    /// What passthrough to `host` records: no verdict, the time to its upstream.
-    pub(crate) fn passed(host: String, started: Instant) -> Self {
+    /// What passthrough to `dest` records: no verdict, the time to its upstream.
+    pub(crate) fn passed(dest: &Authority, started: Instant) -> Self {
         Self {
-            host,
+            host: Named::from(dest),
             verdict: Verdict::Passthrough,
             upstream: Some(started.elapsed()),
             enclave: false,
@@ -129,8 +168,9 @@ pub(crate) enum Reply {
 
 impl Reply {
     /// The proxy's own answer to a request, `refusal`, for the destination `host`.
-    pub(crate) fn refused(refusal: ProxyRefusal, host: &str) -> Self {
-        let response = refusal.response(host, RefusalDetails::Full);
+    pub(crate) fn refused(refusal: ProxyRefusal, host: impl Into<Named>) -> Self {
+        let host = host.into();
+        let response = refusal.response(&host.to_string(), RefusalDetails::Full);
         Self::Answered(response, Outcome::refused(refusal, host))
     }
 
@@ -242,7 +282,7 @@ impl Exchange {
             // The exchange's own line, written with its head, stays as it was.
             let end = format!("cut: {}", refusal.code());
             let outcome = Outcome {
-                host: target.dest.host.to_string(),
+                host: Named::Target(target),
                 verdict: Verdict::Refused(refusal.clone()),
                 upstream: None,
                 enclave: true,
@@ -267,7 +307,7 @@ fn as_configured(
             if !resp.status().is_success()
                 && (g.config.refusal_details == RefusalDetails::Code || format == Format::Html) =>
         {
-            r.rendered(&o.host, g.config.refusal_details, format)
+            r.rendered(&o.host.to_string(), g.config.refusal_details, format)
         }
         _ => resp,
     }
@@ -302,7 +342,8 @@ fn log(proxy: &Proxy, asked: &Asked, o: &Outcome, status: StatusCode, ended: Opt
     let code = o.verdict.code();
     // Other destinations say where a local user went: named only when the operator asks.
     let named = o.enclave || proxy.current().config.metrics_host_labels == MetricsHostLabels::All;
-    let label = if named { o.host.as_str() } else { "-" };
+    let label = named.then(|| o.host.to_string());
+    let label = label.as_deref().unwrap_or("-");
     proxy.metrics.request(label, o.verdict.label(), code);
     let closed = match &ended {
         Some(Ended::Upgrade(c)) => Some(*c),

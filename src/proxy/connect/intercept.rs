@@ -15,7 +15,7 @@ use crate::proxy::body::empty;
 use crate::proxy::client::admit::{http1_server, Admitted};
 use crate::proxy::client::tls::{accept_client_tls, ClientTls};
 use crate::proxy::connect::refused::refused_connect;
-use crate::proxy::exchange::{Exchange, Outcome, Reply, Verdict};
+use crate::proxy::exchange::{Exchange, Named, Outcome, Reply, Verdict};
 use crate::proxy::http::inside::{self, Inside};
 use crate::proxy::refusal::ProxyRefusal;
 use crate::proxy::state::{Generation, Proxy};
@@ -39,7 +39,8 @@ pub(crate) async fn intercept(
         // page inside the tunnel. Either way nothing goes upstream.
         Err(e) => {
             let refusal = e;
-            return refused_connect(&proxy, &g, admitted, client, req, refusal, &host).at_enclave();
+            return refused_connect(&proxy, &g, admitted, client, req, refusal, &target.dest)
+                .at_enclave();
         }
     };
     // Mirror upstream's protocol, with HTTP/1.1 as a fallback: requests are relayed, not
@@ -57,13 +58,13 @@ pub(crate) async fn intercept(
         Err(e) => {
             return Reply::refused(
                 ProxyRefusal::Internal(format!("cannot mint a certificate for {host}: {e}")),
-                &host,
+                &target.dest,
             )
             .at_enclave()
         }
     };
     let outcome = Outcome {
-        host,
+        host: Named::from(&target.dest),
         verdict,
         upstream: Some(upstream),
         enclave: true,
@@ -77,7 +78,6 @@ pub(crate) async fn intercept(
             let timeout = g.config.limits.client_tls_timeout;
             // Boxed: the handshake's state is large and short-lived; inline it would stay
             // allocated in the task for the whole life of the tunnel.
-            let host = target.dest.host.to_string();
             match Box::pin(accept_client_tls(req, tls, timeout, client, &host)).await {
                 Some(s) => s,
                 None => return,
@@ -95,13 +95,13 @@ pub(crate) async fn intercept(
 fn in_force(
     proxy: &Proxy,
     current: &Mutex<(Arc<Generation>, Arc<Target>)>,
-) -> Result<(Arc<Generation>, Arc<Target>), (Arc<Generation>, ProxyRefusal, String)> {
+) -> Result<(Arc<Generation>, Arc<Target>), (Arc<Generation>, ProxyRefusal, Named)> {
     let now = proxy.current();
     let Ok(mut held) = current.lock() else {
         return Err((
             now,
             ProxyRefusal::Internal("tunnel state poisoned".into()),
-            "-".into(),
+            Named::Nothing,
         ));
     };
     if !Arc::ptr_eq(&held.0, &now) {
@@ -109,7 +109,7 @@ fn in_force(
         match now.target(&dest) {
             Some(target) => *held = (Arc::clone(&now), Arc::new(target)),
             None => {
-                let host = dest.host.to_string();
+                let host = Named::from(&dest);
                 return Err((
                     now,
                     ProxyRefusal::RequestDenied(format!(
@@ -161,7 +161,7 @@ async fn serve_tunnel(
                 }
                 Err((g, refusal, host)) => {
                     let exchange = Exchange::inside(client, &req);
-                    let reply = Reply::refused(refusal, &host).at_enclave();
+                    let reply = Reply::refused(refusal, host).at_enclave();
                     Ok(exchange.finish(&proxy, &g, reply))
                 }
             }

@@ -22,12 +22,13 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::Notify;
 
+use crate::addr::Authority;
 use crate::config::{RefusalDetails, RefusalPage};
 use crate::dcap::time::UnixTime;
 use crate::proxy::body::empty;
 use crate::proxy::client::admit::{http1_server, Admitted};
 use crate::proxy::client::tls::{accept_client_tls, ClientTls};
-use crate::proxy::exchange::{Outcome, Reply};
+use crate::proxy::exchange::{Named, Outcome, Reply};
 use crate::proxy::refusal::{Format, ProxyRefusal};
 use crate::proxy::state::{Generation, Proxy};
 
@@ -56,24 +57,25 @@ pub(crate) fn refused_connect(
     client: SocketAddr,
     req: Request<Incoming>,
     refusal: ProxyRefusal,
-    host: &str,
+    dest: &Authority,
 ) -> Reply {
     if !wants_page(g.config.refusal_page, &req) {
-        return Reply::refused(refusal, host);
+        return Reply::refused(refusal, dest);
     }
+    let host = dest.host.to_string();
     // Both protocols offered: the client picks, and nothing upstream constrains it.
     let alpn: &[&[u8]] = &[b"h2", b"http/1.1"];
-    let tls = match proxy.ca.server_config(host, alpn, UnixTime::now()) {
+    let tls = match proxy.ca.server_config(&host, alpn, UnixTime::now()) {
         Ok(t) => t,
         Err(e) => {
             // Without a leaf there is no page: the CONNECT gets the refusal as before.
             tracing::warn!(host, error = %e, "cannot mint a certificate for the refusal page");
-            return Reply::refused(refusal, host);
+            return Reply::refused(refusal, dest);
         }
     };
     let page = Page {
         refusal: refusal.clone(),
-        host: host.to_owned(),
+        host,
         details: g.config.refusal_details,
     };
     let limits = g.config.limits;
@@ -101,7 +103,10 @@ pub(crate) fn refused_connect(
             tracing::debug!(%client, "refusal page connection closed at its deadline");
         }
     });
-    Reply::Answered(Response::new(empty()), Outcome::refused(refusal, host))
+    Reply::Answered(
+        Response::new(empty()),
+        Outcome::refused(refusal, Named::from(dest)),
+    )
 }
 
 /// What every request inside the tunnel is answered with.

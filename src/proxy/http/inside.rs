@@ -90,7 +90,7 @@ pub(crate) async fn serve(
             ))
             .await
         }
-        Err(refusal) => Reply::refused(refusal, &target.dest.host.to_string()),
+        Err(refusal) => Reply::refused(refusal, target),
     };
     // A tunnel's or a route's destination is an enclave host.
     Ok(exchange.finish(&proxy, &g, reply.at_enclave()))

@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 
 use crate::metrics::Counting;
 use crate::proxy::body::empty;
-use crate::proxy::exchange::{Exchange, Outcome, Reply, Verdict};
+use crate::proxy::exchange::{Exchange, Named, Outcome, Reply, Verdict};
 use crate::proxy::judge::judged::Judged;
 use crate::proxy::judge::{Checkpoint, Cut, Judge};
 use crate::proxy::state::{DrainGuard, Generation, Proxy};
@@ -29,7 +29,6 @@ pub(crate) async fn relay(
     exchange: &Exchange,
 ) -> Reply {
     let started = Instant::now();
-    let host = target.dest.host.to_string();
     // Mirror the client's HTTP version upstream where the pool can.
     let version = if req.version() == http::Version::HTTP_2 {
         Version::Http2
@@ -38,7 +37,7 @@ pub(crate) async fn relay(
     };
     let conn = match g.pool.checkout_for(target, &proxy.metrics, version).await {
         Ok(c) => c,
-        Err(e) => return Reply::refused(e, &host).at_enclave(),
+        Err(e) => return Reply::refused(e, target).at_enclave(),
     };
     let verdict = Arc::clone(conn.verdict());
     let judge = Arc::new(Judge::new(proxy, g, target, Arc::clone(&verdict)));
@@ -63,12 +62,12 @@ pub(crate) async fn relay(
     let mut checkpoint = Checkpoint::new(Arc::clone(&judge), Cut::Request);
     let mut resp = match sent.and_then(|resp| checkpoint.pass().map(|_| resp)) {
         Ok(resp) => resp,
-        Err(e) => return Reply::refused(judge.refused().unwrap_or(e), &host).at_enclave(),
+        Err(e) => return Reply::refused(judge.refused().unwrap_or(e), target).at_enclave(),
     };
     speak_for(resp.headers_mut(), &verdict, g.config.attestation_header);
     let on_cut = exchange.on_cut(proxy, target, resp.status());
     let outcome = Outcome {
-        host,
+        host: Named::from(target),
         verdict: Verdict::Accepted(verdict),
         upstream: Some(started.elapsed()),
         enclave: true,

@@ -30,8 +30,7 @@ pub(crate) async fn plain_http(
     dest: &Authority,
     switching: Option<Arc<Admitted>>,
 ) -> Reply {
-    let host = dest.host.to_string();
-    let refused = |refusal| Reply::refused(refusal, &host);
+    let refused = |refusal| Reply::refused(refusal, dest);
     let started = Instant::now();
     let (tcp, open) = match dial_plain(proxy, g, dest).await {
         Ok(s) => s,
@@ -71,10 +70,10 @@ pub(crate) async fn plain_http(
     resp.headers_mut().remove(ATTESTATION_HEADER);
     let relayed = |resp: Response<Incoming>| resp.map(|b| b.map_err(BodyError::from).boxed());
     let (Some(admitted), Some(from_client)) = (switching, from_client) else {
-        return Reply::Answered(relayed(resp), Outcome::passed(host, started));
+        return Reply::Answered(relayed(resp), Outcome::passed(dest, started));
     };
     if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
-        return Reply::Answered(relayed(resp), Outcome::passed(host, started));
+        return Reply::Answered(relayed(resp), Outcome::passed(dest, started));
     }
     let mut answer = Response::new(empty());
     *answer.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
@@ -88,7 +87,7 @@ pub(crate) async fn plain_http(
         from_upstream: hyper::upgrade::on(&mut resp),
         judge: None,
         open,
-        outcome: Outcome::passed(host, started),
+        outcome: Outcome::passed(dest, started),
         status: answer.status(),
     };
     Reply::Switched(answer, pipe.started())

@@ -24,11 +24,10 @@ pub(crate) async fn tunnel(
     req: Request<Incoming>,
     dest: &Authority,
 ) -> Reply {
-    let host = dest.host.to_string();
     let started = Instant::now();
     let (mut upstream, open) = match dial_plain(proxy, g, dest).await {
         Ok(s) => s,
-        Err(refusal) => return Reply::refused(refusal, &host),
+        Err(refusal) => return Reply::refused(refusal, dest),
     };
     let _ = upstream.set_nodelay(true);
     // Bytes, not HTTP, from here on: no request head to time.
@@ -51,5 +50,5 @@ pub(crate) async fn tunnel(
             }
         }
     });
-    Reply::Answered(Response::new(empty()), Outcome::passed(host, started))
+    Reply::Answered(Response::new(empty()), Outcome::passed(dest, started))
 }

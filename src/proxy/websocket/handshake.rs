@@ -20,7 +20,7 @@ use crate::metrics::Counting;
 use crate::proxy::body::empty;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::client::admit::Admitted;
-use crate::proxy::exchange::{Exchange, Outcome, Reply, Verdict};
+use crate::proxy::exchange::{Exchange, Named, Outcome, Reply, Verdict};
 use crate::proxy::judge::judged::Judged;
 use crate::proxy::judge::{Checkpoint, Cut, Judge};
 use crate::proxy::refusal::ProxyRefusal;
@@ -195,8 +195,7 @@ pub(crate) async fn attested(
     mut req: Request<Incoming>,
     switch: Switch,
 ) -> Reply {
-    let host = target.dest.host.to_string();
-    let refused = |refusal| Reply::refused(refusal, &host).at_enclave();
+    let refused = |refusal| Reply::refused(refusal, target).at_enclave();
     let started = Instant::now();
     // Its own attested connection: an upgraded connection cannot go back to the pool.
     let conn = match g.pool.dial_upgrade(target, &proxy.metrics).await {
@@ -230,7 +229,7 @@ pub(crate) async fn attested(
         return refused(refusal);
     }
     let outcome = Outcome {
-        host: host.clone(),
+        host: Named::from(target),
         verdict: Verdict::Accepted(Arc::clone(&verdict)),
         upstream: Some(started.elapsed()),
         enclave: true,
@@ -247,7 +246,10 @@ pub(crate) async fn attested(
     }
     let answer = match switched(g, &resp, switch, key.as_deref(), &verdict) {
         Ok(a) => a,
-        Err(reason) => return refused(ProxyRefusal::Unreachable(format!("{host}: {reason}"))),
+        Err(reason) => {
+            let host = &target.dest.host;
+            return refused(ProxyRefusal::Unreachable(format!("{host}: {reason}")));
+        }
     };
     let from_upstream = hyper::upgrade::on(&mut resp);
     // Bytes, not HTTP, from here on: no request head to time, only the idle timeout.
