@@ -75,6 +75,10 @@ struct Args {
     /// module, running on an up-to-date one).
     #[arg(long, default_value = "UpToDate")]
     tcb_status: TcbStatus,
+    /// The platform's TCB status under Intel's early data (the next TCB recovery; in the PKI
+    /// directory's `collateral/*-early.json`); default: the same as --tcb-status.
+    #[arg(long)]
+    early_status: Option<TcbStatus>,
     /// TEE_TCB_SVN the TDX quote claims (16 bytes hex; default: module TDX_01 SVN 3).
     #[arg(long)]
     tee_tcb_svn: Option<TeeTcbSvn>,
@@ -134,6 +138,7 @@ async fn main() -> ExitCode {
             }
         }),
         tcb_status: args.tcb_status,
+        early_tcb_status: args.early_status,
         binding: args.binding,
         log_requests: !args.quiet,
         ..SimConfig::default()
@@ -152,8 +157,9 @@ async fn main() -> ExitCode {
     } else {
         format!("mrenclave {}", args.mrenclave)
     };
+    let early = args.early_status.unwrap_or(args.tcb_status);
     println!(
-        "  {measurement}  tcb {}  binding {:?}  debug {}",
+        "  {measurement}  tcb {} (early data: {early})  binding {:?}  debug {}",
         args.tcb_status, args.binding, args.debug
     );
     println!("  trust root {dir}/root.pem  collateral {dir}/collateral (SGX and TDX bundles)");

@@ -1,5 +1,6 @@
 //! EDGE. The admin listener: `/healthz`, `/readyz` (readiness is decided here), `/metrics`
-//! (rendered here), and `POST /reload`. Started by whoever starts the proxy; loopback by
+//! (rendered here), `/tcb` (each enclave host under Intel's standard and early TCB data) and
+//! `POST /reload`. Started by whoever starts the proxy; loopback by
 //! default; it exposes no secrets (no keys, no API keys, no request bodies).
 
 use std::convert::Infallible;
@@ -22,6 +23,7 @@ use crate::metrics::Sample;
 use crate::proxy::{next_client, Proxy};
 use crate::source::fetch::SnapshotInfo;
 use crate::source::CollateralSetup;
+use crate::tcb_watch::days_left;
 
 /// How long a client may take to send its request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -42,6 +44,9 @@ pub(crate) struct Readiness {
     pub ready: bool,
     /// Why not (empty when ready).
     pub reasons: Vec<String>,
+    /// What an operator should know that does not make it unready (enclave hosts at risk
+    /// under Intel's early TCB data).
+    pub details: Vec<String>,
 }
 
 fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
@@ -95,7 +100,7 @@ impl Gate {
         }
         let guarded = matches!(
             (req.method(), req.uri().path()),
-            (&Method::POST, "/reload") | (&Method::GET, "/metrics")
+            (&Method::POST, "/reload") | (&Method::GET, "/metrics" | "/tcb")
         );
         if guarded && !self.authorized(req) {
             return Some(json(
@@ -139,15 +144,16 @@ async fn route(proxy: Arc<Proxy>, gate: &Gate, req: Request<Incoming>) -> Respon
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            // The reasons name platforms and collateral sources: with a token, only for it
-            // (probes read the status alone).
+            // The reasons and details name platforms, hosts and collateral sources: with a
+            // token, only for it (probes read the status alone).
             let body = if gate.authorized(&req) {
-                serde_json::json!({"ready": r.ready, "reasons": r.reasons})
+                serde_json::json!({"ready": r.ready, "reasons": r.reasons, "details": r.details})
             } else {
                 serde_json::json!({"ready": r.ready})
             };
             json(status, &body)
         }
+        (&Method::GET, "/tcb") => json(StatusCode::OK, &tcb_page(&proxy, UnixTime::now())),
         (&Method::GET, "/metrics") => reply(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
@@ -163,13 +169,13 @@ async fn route(proxy: Arc<Proxy>, gate: &Gate, req: Request<Incoming>) -> Respon
                 &serde_json::json!({"reloaded": false, "error": e.to_string()}),
             ),
         },
-        (_, "/healthz" | "/readyz" | "/metrics" | "/reload") => json(
+        (_, "/healthz" | "/readyz" | "/metrics" | "/tcb" | "/reload") => json(
             StatusCode::METHOD_NOT_ALLOWED,
             &serde_json::json!({"error": "method not allowed"}),
         ),
         _ => json(
             StatusCode::NOT_FOUND,
-            &serde_json::json!({"error": "not found", "endpoints": ["/healthz", "/readyz", "/metrics", "POST /reload"]}),
+            &serde_json::json!({"error": "not found", "endpoints": ["/healthz", "/readyz", "/metrics", "/tcb", "POST /reload"]}),
         ),
     }
 }
@@ -271,10 +277,119 @@ fn readiness(proxy: &Proxy, now: UnixTime) -> Readiness {
             }
         }
     }
+    let at_risk: Vec<String> = proxy
+        .tcb_watch()
+        .hosts()
+        .iter()
+        .filter(|h| h.at_risk())
+        .map(|h| match h.standard_from() {
+            Some(t) => format!("{} (from {t})", h.host),
+            None => h.host.clone(),
+        })
+        .collect();
+    let details = if at_risk.is_empty() {
+        Vec::new()
+    } else {
+        vec![format!(
+            "{} enclave host(s) at risk: Intel's early TCB data refuses them, and it becomes the standard data on the date given: {} (GET /tcb)",
+            at_risk.len(),
+            at_risk.join(", ")
+        )]
+    };
     Readiness {
         ready: reasons.is_empty(),
         reasons,
+        details,
     }
+}
+
+/// `GET /tcb`: every enclave host judged so far with its TCB under the standard and the early
+/// data, the configured hosts not judged yet, and the early data held per platform.
+fn tcb_page(proxy: &Proxy, now: UnixTime) -> serde_json::Value {
+    let hosts = proxy.tcb_watch().hosts();
+    let judged: Vec<serde_json::Value> = hosts
+        .iter()
+        .map(|h| {
+            let mut early = h.early.as_ref().map(|e| e.to_json());
+            if let (Some(e), Some(t)) = (early.as_mut(), h.standard_from()) {
+                e["days_left"] = days_left(t, now).into();
+            }
+            serde_json::json!({
+                "host": h.host,
+                "port": h.port,
+                "tee": h.tee.map(str::to_lowercase),
+                "verdict": if h.code.is_none() { "accepted" } else { "refused" },
+                "code": h.code.map(|c| c.as_str()),
+                "at_risk": h.at_risk(),
+                "judged_at": h.judged_at.to_rfc3339(),
+                "standard": h.standard.as_ref().map(|t| serde_json::json!({
+                    "status": t.status.as_str(),
+                    "tcb_evaluation_data_number": t.tcb_evaluation_data_number,
+                    "advisory_ids": t.advisory_ids,
+                    "fmspc": t.fmspc.to_string(),
+                })),
+                "early": early,
+            })
+        })
+        .collect();
+    let g = proxy.current();
+    let not_judged: Vec<String> = g
+        .config
+        .enclaves
+        .iter()
+        .flat_map(|e| &e.hosts)
+        .filter(|p| !p.wildcard)
+        .map(|p| p.host.to_string())
+        .filter(|name| !hosts.iter().any(|h| h.host == *name))
+        .collect();
+    let early_data: Vec<serde_json::Value> = match g.collateral.as_ref() {
+        CollateralSetup::Fetched(cache) => cache
+            .early_snapshots()
+            .iter()
+            .map(|e| {
+                early_held(
+                    e.key.0,
+                    e.key.1.as_str(),
+                    tee_label(e.key.2),
+                    (e.evaluation_number, e.standard_from, e.valid_until),
+                )
+            })
+            .collect(),
+        CollateralSetup::Files(files) => files
+            .early_keyed()
+            .map(|((fmspc, ca, tee), e)| {
+                early_held(
+                    *fmspc,
+                    ca.as_str(),
+                    bundle_tee(*tee),
+                    (e.evaluation_number(), e.standard_from(), e.valid_until()),
+                )
+            })
+            .collect(),
+        CollateralSetup::Unconfigured | CollateralSetup::Bundle(_) => Vec::new(),
+    };
+    serde_json::json!({
+        "hosts": judged,
+        "not_judged": not_judged,
+        "early_data": early_data,
+    })
+}
+
+/// One platform's early data held, for `GET /tcb`.
+fn early_held(
+    fmspc: crate::dcap::ids::Fmspc,
+    ca: &str,
+    tee: &str,
+    (number, standard_from, valid_until): (u32, Option<UnixTime>, UnixTime),
+) -> serde_json::Value {
+    serde_json::json!({
+        "fmspc": fmspc.to_string(),
+        "ca": ca,
+        "tee": tee,
+        "tcb_evaluation_data_number": number,
+        "standard_from": standard_from.map(UnixTime::to_rfc3339),
+        "valid_until": valid_until.to_rfc3339(),
+    })
 }
 
 /// Prometheus text of every metric.
@@ -391,6 +506,48 @@ fn render_metrics(proxy: &Proxy, now: UnixTime) -> String {
                 .collect(),
         });
     }
+    if let CollateralSetup::Fetched(cache) = g.collateral.as_ref() {
+        let st = cache.early_stats();
+        extra.push(Sample {
+            name: "ratls_collateral_early_failures_total",
+            kind: "counter",
+            help: "Early TCB data fetches that failed or were refused (the standard data unaffected).",
+            values: vec![(Vec::new(), count(st.failures))],
+        });
+        extra.push(Sample {
+            name: "ratls_collateral_early_rollbacks_total",
+            kind: "counter",
+            help: "Fetched early TCB data refused as older than its own high-water marks.",
+            values: vec![(Vec::new(), count(st.rollbacks))],
+        });
+    }
+    let hosts = proxy.tcb_watch().hosts();
+    let label = |h: &crate::tcb_watch::HostTcb| {
+        vec![
+            ("host", h.host.clone()),
+            ("tee", h.tee.map(str::to_lowercase).unwrap_or_default()),
+        ]
+    };
+    extra.push(Sample {
+        name: "ratls_enclave_tcb_at_risk",
+        kind: "gauge",
+        help: "1 if Intel's early TCB data (the next TCB recovery) refuses the enclave host's latest verdict, else 0.",
+        values: hosts
+            .iter()
+            .filter(|h| h.tee.is_some())
+            .map(|h| (label(h), if h.at_risk() { 1.0 } else { 0.0 }))
+            .collect(),
+    });
+    extra.push(Sample {
+        name: "ratls_enclave_tcb_standard_from_seconds",
+        kind: "gauge",
+        help: "When the early TCB data the enclave host was judged under becomes Intel's standard data (Unix seconds).",
+        values: hosts
+            .iter()
+            .filter(|h| h.tee.is_some())
+            .filter_map(|h| Some((label(h), secs(h.standard_from()?.0))))
+            .collect(),
+    });
     let loads = crate::proxy::thread_loads();
     if !loads.is_empty() {
         extra.push(Sample {

@@ -15,8 +15,9 @@
 //! - `ratls`: an RA-TLS certificate judged (evidence, key binding, rustls verifier, verdict
 //!   cache) and the attested TLS connector.
 //! - `source` (edge): where trust and collateral come from (PCS/PCCS fetch, files).
-//! - `config`, `addr`, `ca`, `metrics`, `clock`: the configuration, destinations, the local
-//!   CA, counters, the wall clock.
+//! - `config`, `addr`, `ca`, `metrics`, `clock`, `tcb_watch`: the configuration,
+//!   destinations, the local CA, counters, the wall clock, each enclave host's TCB under
+//!   Intel's standard and early data.
 //! - `proxy` (edge): the forward proxy; `admin` (edge): the admin listener; `cli` (edge):
 //!   the commands.
 //!
@@ -43,6 +44,7 @@ pub mod ratls;
 pub mod sim;
 pub mod snp;
 mod source;
+mod tcb_watch;
 
 pub use addr::Authority;
 pub use ca::LocalCa;

@@ -11,7 +11,7 @@ const LAYERS: &[&[&str]] = &[
     &["proxy"],
     &["config"],
     &["source", "ca", "sim", "audit"],
-    &["ratls", "metrics", "addr", "clock"],
+    &["ratls", "metrics", "addr", "clock", "tcb_watch"],
     &["appraise"],
     &["dstack", "nitro", "snp"],
     &["dcap"],

@@ -11,6 +11,9 @@ mod common;
 mod audit_trail;
 #[path = "boundary/collateral.rs"]
 mod collateral;
+// Issue 29: Intel's early TCB data.
+#[path = "boundary/early.rs"]
+mod early;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -3,6 +3,9 @@
 //! freshness boundaries, every negative vector and every cross-collateral case.
 
 mod common;
+// Issue 29: the real Intel bytes judged under their own evaluation data numbers.
+#[path = "dcap_fixtures/early.rs"]
+mod early;
 
 use std::path::Path;
 use std::sync::Arc;

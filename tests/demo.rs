@@ -77,6 +77,28 @@ fn every_curl_line_the_demo_prints_does_what_its_comment_says() {
                 .find(|w| w.contains('_'))
                 .expect("the comment names the code");
             assert!(text.contains(code), "{comment}: {command}\n{text}");
+        } else if comment.starts_with("at risk") {
+            // The TCB page, after the at-risk host was reached on the line before.
+            let page: serde_json::Value = serde_json::from_str(&text).expect("the /tcb JSON");
+            let aging = page["hosts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|h| h["host"] == "aging.enclave.test")
+                .unwrap_or_else(|| panic!("{command}\n{text}"));
+            assert_eq!(aging["at_risk"], true, "{text}");
+            assert_eq!(aging["early"]["status"], "OutOfDate", "{text}");
+            assert!(aging["early"]["standard_from"].is_string(), "{text}");
+            let good = page["hosts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|h| h["host"] == "good.enclave.test")
+                .unwrap_or_else(|| panic!("{command}\n{text}"));
+            assert_eq!(
+                good["at_risk"], false,
+                "only one enclave is at risk: {text}"
+            );
         } else if comment.contains("WebSocket") && command.contains("Upgrade: websocket") {
             assert!(
                 text.contains("101 Switching Protocols"),

@@ -83,6 +83,40 @@ proptest! {
         let _ = ratls_proxy::dcap::pki::pem_chain(text.as_bytes(), "fuzz");
     }
 
+    /// Intel's early TCB data: early bundles, evaluation data numbers lists and their PCS
+    /// bodies from arbitrary text, and Intel's real list (tests/data/intel) with bytes
+    /// changed, never panic; a changed list that still parses keeps its bounds.
+    #[test]
+    fn early_data_parsers_on_arbitrary_and_mutated_text(
+        text in ".{0,400}",
+        bytes in proptest::collection::vec(any::<u8>(), 0..400),
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+    ) {
+        use ratls_proxy::dcap::collateral::eval_numbers::{EvaluationNumbers, MAX_NUMBERS};
+        let _ = ratls_proxy::dcap::collateral::early::BundleFile::from_json(&bytes);
+        let _ = ratls_proxy::dcap::collateral::early::BundleFile::from_json(text.as_bytes());
+        let _ = EvaluationNumbers::parse(&text);
+        let _ = pcs::evaluation_numbers_body(&bytes);
+        let _ = pcs::evaluation_numbers_body(text.as_bytes());
+        let mut real = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/data/intel/pcs_sgx_tcbevaluationdatanumbers_2025-05-27.json"),
+        )
+        .expect("Intel's list");
+        let len = real.len();
+        for (at, byte) in edits {
+            if let Some(b) = real.get_mut(at % len) {
+                *b = byte;
+            }
+        }
+        if let Ok((text, _)) = pcs::evaluation_numbers_body(&real) {
+            if let Ok(list) = EvaluationNumbers::parse(&text) {
+                prop_assert!(list.numbers.len() <= MAX_NUMBERS);
+                prop_assert!(list.numbers.windows(2).all(|w| w[0].number > w[1].number));
+            }
+        }
+    }
+
     /// The configuration parser on arbitrary text never panics.
     #[test]
     fn config_parser_on_arbitrary_text(text in "[\\[\\]a-z_=\" \\n0-9.:*]{0,300}") {

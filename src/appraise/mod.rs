@@ -2,6 +2,7 @@
 //! verification, policy. Keeps whatever was learnt along the way so a refusal can
 //! still show the user the parsed identity and TCB.
 
+pub mod early;
 pub mod nitro_policy;
 pub mod policy;
 pub mod refusal;
@@ -11,9 +12,11 @@ pub mod violation;
 
 use std::sync::Arc;
 
+use crate::appraise::early::{EarlyMode, EarlyOutcome};
 use crate::appraise::policy::{Accepted, EnclavePolicy};
 use crate::appraise::refusal::{Refusal, RefusalCode};
 use crate::dcap::collateral::Collateral;
+use crate::dcap::early::VerifiedEarly;
 use crate::dcap::error::VerifyError;
 use crate::dcap::identity::Identity;
 use crate::dcap::quote::{Quote, QuoteVersion, TeeType};
@@ -36,6 +39,12 @@ pub trait CollateralSource {
     /// another snapshot id is not to be reused.
     fn snapshot_id(&self) -> SnapshotId {
         SnapshotId::default()
+    }
+
+    /// Intel's early TCB data for `quote`'s platform, if held (verified as the standard data
+    /// `verified_for` hands out is).
+    fn early_for(&self, _quote: &Quote<'_>) -> Option<Arc<VerifiedEarly>> {
+        None
     }
 }
 
@@ -89,6 +98,9 @@ pub struct Appraisal {
     pub collateral: Option<CollateralDigests>,
     /// Accepted, or refused with a code and reasons.
     pub outcome: Result<Accepted, Refusal>,
+    /// The judgement under Intel's early TCB data, for a quote accepted under the standard
+    /// data (none when the policy's `early` is off).
+    pub early: Option<EarlyOutcome>,
     /// The verification time used.
     pub verified_at: UnixTime,
 }
@@ -108,6 +120,7 @@ impl Appraisal {
             tcb: None,
             collateral: None,
             outcome: Err(refusal),
+            early: None,
             verified_at: now,
         }
     }
@@ -137,6 +150,7 @@ pub fn appraise_with(
         tcb,
         collateral: None,
         outcome: Err(refusal),
+        early: None,
         verified_at: now,
     };
     let quote = match Quote::parse(quote_bytes) {
@@ -173,11 +187,27 @@ pub fn appraise_with(
         Ok(v) => {
             let tcb = Some(v.tcb.clone());
             let collateral = Some(v.collateral);
+            let outcome = policy.evaluate(v);
+            // Only an accepted enclave is judged under the early data too.
+            let early = match &outcome {
+                Ok(accepted) if policy.early != EarlyMode::Off => Some(early::judge(
+                    &accepted.quote,
+                    source.early_for(&quote).as_deref(),
+                    policy,
+                    now,
+                )),
+                _ => None,
+            };
+            let outcome = match (outcome, early::enforced(policy.early, early.as_ref())) {
+                (Ok(_), Some(refusal)) => Err(refusal),
+                (outcome, _) => outcome,
+            };
             Appraisal {
                 quote: Some(summary),
                 tcb,
                 collateral,
-                outcome: policy.evaluate(v),
+                outcome,
+                early,
                 verified_at: now,
             }
         }

@@ -10,6 +10,7 @@
     clippy::arithmetic_side_effects
 )]
 
+use super::early::EarlyMode;
 use super::td_policy::TdPolicy;
 pub use super::violation::PolicyViolation;
 use crate::appraise::refusal::Refusal;
@@ -17,7 +18,7 @@ use crate::dcap::identity::Identity;
 use crate::dcap::ids::{IsvProdId, IsvSvn, MrEnclave, MrSigner};
 use crate::dcap::quote::{Body, TeeType};
 use crate::dcap::tcb::TcbStatus;
-use crate::dcap::verify::VerifiedQuote;
+use crate::dcap::verify::{TcbVerdict, VerifiedQuote};
 
 /// What an enclave (SGX) or a trust domain (TDX) must look like to be trusted.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +46,10 @@ pub struct EnclavePolicy {
     pub max_cert_age_secs: Option<u64>,
     /// Refuse collateral (TCB info, QE identity) issued longer ago than this many seconds.
     pub max_collateral_age_secs: Option<u64>,
+    /// Refuse collateral (TCB info, QE identity) of a lower TCB evaluation data number.
+    pub min_tcb_evaluation_data_number: Option<u32>,
+    /// What Intel's early TCB data does to verdicts.
+    pub early: EarlyMode,
 }
 
 impl Default for EnclavePolicy {
@@ -62,6 +67,8 @@ impl Default for EnclavePolicy {
             allowed_advisories: Vec::new(),
             max_cert_age_secs: None,
             max_collateral_age_secs: None,
+            min_tcb_evaluation_data_number: None,
+            early: EarlyMode::Warn,
         }
     }
 }
@@ -113,7 +120,23 @@ impl EnclavePolicy {
                 });
             }
         }
-        let status = q.tcb.status;
+        if let Some(min) = self.min_tcb_evaluation_data_number {
+            if q.collateral_evaluation < min {
+                out.push(PolicyViolation::EvaluationNumber {
+                    actual: q.collateral_evaluation,
+                    min,
+                });
+            }
+        }
+        out.extend(self.tcb_violations(&q.tcb));
+        out
+    }
+
+    /// The violations of the policy's TCB rules (accepted statuses, allowed advisories) by a
+    /// TCB verdict: the standard one, or one under Intel's early data.
+    pub fn tcb_violations(&self, tcb: &TcbVerdict) -> Vec<PolicyViolation> {
+        let mut out = Vec::new();
+        let status = tcb.status;
         if status == TcbStatus::Revoked || !self.tcb_statuses.contains(&status) {
             out.push(PolicyViolation::TcbStatus {
                 actual: status,
@@ -121,8 +144,7 @@ impl EnclavePolicy {
             });
         }
         if !self.allowed_advisories.is_empty() {
-            let not_allowed: Vec<String> = q
-                .tcb
+            let not_allowed: Vec<String> = tcb
                 .advisory_ids
                 .iter()
                 .filter(|a| !self.allowed_advisories.contains(a))

@@ -79,6 +79,9 @@ pub enum RefusalCode {
     TcbStatusNotAllowed,
     /// The TCB level carries an advisory the policy does not list.
     AdvisoryNotAllowed,
+    /// With `early = "enforce"`: Intel's early TCB data (the next TCB recovery) would refuse
+    /// the enclave.
+    TcbAtRisk,
     /// A host an enclave entry names, at a port no entry lists: never tunnelled.
     EnclavePortNotConfigured,
     /// A passthrough destination resolved to an enclave entry's address.
@@ -92,7 +95,7 @@ pub enum RefusalCode {
 
 impl RefusalCode {
     /// Every code, in ranking order (the first applicable one is the headline).
-    pub const ALL: [RefusalCode; 36] = [
+    pub const ALL: [RefusalCode; 37] = [
         Self::QuoteMalformed,
         Self::NoQuote,
         Self::SignatureInvalid,
@@ -125,6 +128,7 @@ impl RefusalCode {
         Self::TeeTcbSvnTooLow,
         Self::TcbStatusNotAllowed,
         Self::AdvisoryNotAllowed,
+        Self::TcbAtRisk,
         Self::EnclavePortNotConfigured,
         Self::EnclaveAddressNotAttested,
         Self::LocalDestinationDenied,
@@ -166,6 +170,7 @@ impl RefusalCode {
             Self::TeeTcbSvnTooLow => "tee_tcb_svn_too_low",
             Self::TcbStatusNotAllowed => "tcb_status_not_allowed",
             Self::AdvisoryNotAllowed => "advisory_not_allowed",
+            Self::TcbAtRisk => "tcb_at_risk",
             Self::EnclavePortNotConfigured => "enclave_port_not_configured",
             Self::EnclaveAddressNotAttested => "enclave_address_not_attested",
             Self::LocalDestinationDenied => "local_destination_denied",
@@ -179,6 +184,7 @@ impl RefusalCode {
             Self::MrenclaveMismatch | Self::MrsignerMismatch | Self::IsvProdIdMismatch | Self::MrtdMismatch | Self::RtmrMismatch | Self::MrconfigidMismatch | Self::MrownerMismatch | Self::MrownerconfigMismatch | Self::MrseamMismatch => "The server runs code (or a configuration) other than the one this proxy's policy allows. If this build is the one to trust, the operator adds its measurement to the host's [[enclave]] entry (`ratls-proxy verify https://HOST` prints it); otherwise the host serves something else than expected.",
             Self::IsvSvnTooLow | Self::TeeTcbSvnTooLow => "The enclave's security version is below the policy's minimum: deploy the updated enclave, or the operator lowers the minimum in the host's [[enclave]] entry.",
             Self::TcbStatusNotAllowed | Self::AdvisoryNotAllowed | Self::Revoked => "The platform (for a TD whose status is TDRelaunchAdvised: the TDX module it launched on) is out of date or revoked by Intel: its owner updates microcode and firmware, or relaunches a TD advised to, or the operator accepts that status or advisory in the host's [[enclave]] entry (tcb_status, allowed_advisories).",
+            Self::TcbAtRisk => "Intel's next TCB recovery (its early TCB data) refuses this platform, and the proxy enforces it ahead of time (early = \"enforce\"): the platform's owner updates microcode, firmware or the TDX module now (the admin listener's GET /tcb says what and from when), or the operator sets early = \"warn\".",
             Self::CollateralExpired | Self::CollateralTooOld | Self::CollateralUnavailable => "The proxy could not get current Intel collateral for this platform: the operator checks the [collateral] source and the proxy's path to it.",
             Self::CollateralRollback => "The collateral source served Intel collateral older than what this proxy has already seen for this platform (a replay would hide a TCB recovery or a revocation): the operator checks the [collateral] source (a stale or hostile PCCS); the proxy keeps refusing until the source serves current collateral.",
             Self::CertificateExpired | Self::CertificateTooOld => "The enclave's RA-TLS certificate is outside its validity or older than max_cert_age_secs: restart the enclave so it issues a fresh one, and check both clocks.",
@@ -301,6 +307,7 @@ mod tests {
                 "tee_tcb_svn_too_low",
                 "tcb_status_not_allowed",
                 "advisory_not_allowed",
+                "tcb_at_risk",
                 "enclave_port_not_configured",
                 "enclave_address_not_attested",
                 "local_destination_denied",

@@ -143,6 +143,14 @@ pub enum PolicyViolation {
         /// The limit.
         max: u64,
     },
+    /// Collateral of a TCB evaluation data number below the policy's minimum.
+    #[error("the collateral's TCB evaluation data number is {actual}, below min_tcb_evaluation_data_number = {min}")]
+    EvaluationNumber {
+        /// The lower of the TCB info's and the QE identity's.
+        actual: u32,
+        /// The policy's minimum.
+        min: u32,
+    },
     /// TCB status not accepted.
     #[error("TCB status {actual} is not accepted (accepted: {})", join(.accepted))]
     TcbStatus {
@@ -189,7 +197,9 @@ impl PolicyViolation {
             Self::IsvProdId { .. } => RefusalCode::IsvProdIdMismatch,
             Self::IsvSvn { .. } => RefusalCode::IsvSvnTooLow,
             Self::TcbStatus { .. } => RefusalCode::TcbStatusNotAllowed,
-            Self::CollateralAge { .. } => RefusalCode::CollateralTooOld,
+            Self::CollateralAge { .. } | Self::EvaluationNumber { .. } => {
+                RefusalCode::CollateralTooOld
+            }
             Self::Advisory { .. } => RefusalCode::AdvisoryNotAllowed,
         }
     }

@@ -10,6 +10,7 @@
 //! file's last hash. A torn last line (a crash or a full disk mid-write) is closed and
 //! followed by a `recovered` record naming it, so the records after it still verify.
 
+mod schema;
 mod seal;
 mod verify;
 
@@ -341,6 +342,10 @@ fn record(judged: Judged<'_>, c: &CertAppraisal, now: UnixTime) -> Value {
             "root_ca_crl_sha256": hex::encode(d.root_ca_crl),
         })),
     });
+    // Under Intel's early TCB data (the next TCB recovery): accepted verdicts, early data on.
+    if let Some(early) = &a.early {
+        v["early"] = early.to_json();
+    }
     // TD 1.5 only: the status of the TCB the TD runs on now, which a relaunch verdict rests on.
     if let Some(current) = a.tcb.as_ref().and_then(|t| t.current_status) {
         v["tcb"]["current_status"] = json!(current.as_str());

@@ -1,5 +1,6 @@
-//! `ratls-proxy demo`: three simulated enclaves (one matching the policy, one with another
-//! MRENCLAVE, one in DEBUG mode) and the proxy in front of them, with curl lines to paste.
+//! `ratls-proxy demo`: simulated enclaves (one matching the policy, one with another
+//! MRENCLAVE, one in DEBUG mode, one accepted but at risk under Intel's early TCB data) and a
+//! TD, the proxy in front of them and its admin listener, with curl lines to paste.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use crate::ca::LocalCa;
 use crate::config::{default_ca_dir, Config, EnclaveConfig, RouteConfig, Unmatched};
 use crate::dcap::ids::MrEnclave;
 use crate::dcap::quote::TeeType;
+use crate::dcap::tcb::TcbStatus;
 use crate::dcap::time::UnixTime;
 use crate::proxy::Proxy;
 use crate::ratls::BindingMode;
@@ -60,6 +62,8 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let good = start(EnclaveSpec { mrenclave: TRUSTED, ..EnclaveSpec::default() }).await?;
         let other = start(EnclaveSpec { mrenclave: OTHER, ..EnclaveSpec::default() }).await?;
         let debug = start(EnclaveSpec { mrenclave: TRUSTED, debug: true, ..EnclaveSpec::default() }).await?;
+        // Up to date today; out of date under Intel's early TCB data (the next TCB recovery).
+        let aging = SimEnclave::start(&pki, SimConfig { early_tcb_status: Some(TcbStatus::OutOfDate), log_requests: true, ..SimConfig::default() }, any, now).await?;
         // A simulated TDX confidential VM beside the SGX enclaves.
         let td = TdSpec::default();
         let cvm = SimEnclave::start(&pki, SimConfig { td: Some(td.clone()), log_requests: true, ..SimConfig::default() }, any, now).await?;
@@ -75,6 +79,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             enclave("good.enclave.test", good.addr())?,
             enclave("other.enclave.test", other.addr())?,
             enclave("debug.enclave.test", debug.addr())?,
+            enclave("aging.enclave.test", aging.addr())?,
             EnclaveConfig {
                 hosts: vec![HostPattern::parse("cvm.enclave.test").map_err(anyhow::Error::msg)?],
                 policy: EnclavePolicy {
@@ -94,11 +99,12 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let ca = LocalCa::load_or_create(&config.ca_dir, now)?;
         let ca_path = ca.cert_path();
         let proxy = Arc::new(Proxy::new(config, &anchor, collateral, ca));
-        let mut running = proxy.start().await.with_context(|| format!("cannot listen on {}", args.listen))?;
+        let mut running = Arc::clone(&proxy).start().await.with_context(|| format!("cannot listen on {}", args.listen))?;
+        let (admin, admin_task) = crate::admin::start(proxy, "127.0.0.1:0".parse().context("address")?).await.context("cannot start the admin listener")?;
         let p = running.addr;
         let route = running.route_addrs.first().copied();
         let ca = ca_path.display();
-        println!("ratls-proxy demo: proxy on http://{p}, three simulated SGX enclaves and a TDX confidential VM (test PKI, not Intel)");
+        println!("ratls-proxy demo: proxy on http://{p} (admin http://{admin}), four simulated SGX enclaves and a TDX confidential VM (test PKI, not Intel)");
         println!("policy for *.enclave.test: MRENCLAVE {TRUSTED}, no DEBUG, TCB UpToDate; cvm.enclave.test: TDX, MRTD {}\n", td.mr_td);
         println!("# accepted: the enclave's JSON echo (HTTP/1.1, then HTTP/2)");
         println!("curl -x http://{p} --cacert {ca} --http1.1 https://good.enclave.test/hello");
@@ -116,6 +122,11 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         println!("curl -i -x http://{p} http://other.enclave.test/hello");
         println!("# refused: code debug_enclave (curl reports the CONNECT answer)");
         println!("curl -x http://{p} --cacert {ca} https://debug.enclave.test/hello -v 2>&1 | grep -iE 'HTTP/|proxy-status'");
+        let from = UnixTime(now.0 - 3600 + crate::sim::pki::SIM_EARLY_DAYS * 86_400);
+        println!("# accepted, but at risk: Intel's early TCB data (the next TCB recovery) says its platform is out of date, and it becomes the standard data around {}; the proxy warns once in its log", from.to_rfc3339().get(..10).unwrap_or_default());
+        println!("curl -x http://{p} http://aging.enclave.test/hello");
+        println!("# at risk: the admin listener lists every enclave host under the standard and the early data, with the date");
+        println!("curl -sS --noproxy '*' http://{admin}/tcb");
         println!("# accepted: a TDX confidential VM (MRTD pinned), attested the same way");
         println!("curl -x http://{p} --cacert {ca} https://cvm.enclave.test/hello");
         println!("# or with HTTPS_PROXY, as an unmodified app would:");
@@ -125,7 +136,8 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             _ = tokio::signal::ctrl_c() => {}
             () = running.wait() => {}
         }
-        drop((good, other, debug, cvm));
+        admin_task.abort();
+        drop((good, other, debug, aging, cvm));
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -299,7 +299,7 @@ fn run_proxy(args: &RunArgs) -> anyhow::Result<ExitCode> {
         crate::audit::AuditKey::read(k).map_err(|e| anyhow::anyhow!("[audit] key_file {e}"))?;
     }
     // Read at start only: what a running proxy admits raises them in memory and in the file.
-    let marks = Arc::new(crate::source::marks::Marks::load(&config.state_dir)?);
+    let marks = crate::source::marks::Books::load(&config.state_dir)?;
     if config.enclaves.is_empty() {
         tracing::warn!("no [[enclave]] configured: every destination is treated as unmatched");
     }

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::appraise::early::EarlyOutcome;
 use crate::appraise::refusal::RefusalCode;
 use crate::appraise::{Appraisal, QuoteSummary};
 use crate::dcap::identity::Identity;
@@ -31,6 +32,9 @@ pub(crate) struct Report {
     pub binding: Option<&'static str>,
     /// SHA-256 of the RA-TLS certificate, or null.
     pub cert_sha256: Option<CertSha256>,
+    /// The judgement under Intel's early TCB data (`--early`, accepted quotes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub early: Option<serde_json::Value>,
     /// RFC 3339 verification time.
     pub verified_at: String,
 }
@@ -196,6 +200,7 @@ impl Report {
             }),
             binding,
             cert_sha256,
+            early: a.early.as_ref().map(EarlyOutcome::to_json),
             verified_at: a.verified_at.to_rfc3339(),
         }
     }
@@ -262,6 +267,9 @@ impl Report {
             }
             out.push_str(&format!("  fmspc        {}\n", t.fmspc));
         }
+        if let Some(e) = &self.early {
+            out.push_str(&early_text(e));
+        }
         if let Some(b) = self.binding {
             out.push_str(&format!("  binding      {b}\n"));
         }
@@ -270,5 +278,28 @@ impl Report {
         }
         out.push_str(&format!("  verified at  {}\n", self.verified_at));
         out
+    }
+}
+
+/// The early judgement's lines of the text report.
+fn early_text(e: &serde_json::Value) -> String {
+    if let Some(why) = e["unavailable"].as_str() {
+        return format!("  early tcb    not judged: {why}\n");
+    }
+    let number = &e["tcb_evaluation_data_number"];
+    let status = e["status"].as_str().unwrap_or("no TCB level");
+    let from = e["standard_from"].as_str().unwrap_or("an undated day");
+    if e["at_risk"].as_bool() == Some(true) {
+        let mut out = format!(
+            "  early tcb    AT RISK: {status} under Intel's early TCB data (evaluation data number {number}), the standard data from {from}\n"
+        );
+        for r in e["reasons"].as_array().into_iter().flatten() {
+            out.push_str(&format!("  early reason {}\n", r.as_str().unwrap_or("")));
+        }
+        out
+    } else {
+        format!(
+            "  early tcb    {status} under Intel's early TCB data (evaluation data number {number}, the standard data from {from}): not at risk\n"
+        )
     }
 }

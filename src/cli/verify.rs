@@ -13,11 +13,12 @@ use super::{EXIT_ACCEPTED, EXIT_CANNOT_CHECK, EXIT_REFUSED};
 
 /// The longest `verify` waits for collateral from PCS or a PCCS.
 const COLLATERAL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+use crate::appraise::early::EarlyMode;
 use crate::appraise::policy::EnclavePolicy;
 use crate::appraise::refusal::RefusalCode;
 use crate::appraise::td_policy::TdPolicy;
 use crate::appraise::{self, CollateralSource};
-use crate::dcap::collateral::Collateral;
+use crate::dcap::collateral::early::{BundleFile, Update};
 use crate::dcap::error::VerifyError;
 use crate::dcap::ids::{
     IsvProdId, IsvSvn, MrConfigId, MrEnclave, MrOwner, MrOwnerConfig, MrSeam, MrSigner, MrTd, Rtmr,
@@ -130,6 +131,18 @@ pub struct VerifyArgs {
     /// Refuse collateral issued longer ago than this (collateral_too_old).
     #[arg(long, value_name = "SECS")]
     pub max_collateral_age_secs: Option<u64>,
+    /// Refuse collateral of a lower TCB evaluation data number (collateral_too_old).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub min_tcb_evaluation_data_number: Option<u32>,
+    /// Judge the enclave under Intel's early TCB data too (the next TCB recovery): fetched
+    /// from PCS or the PCCS, or an early bundle in the --collateral directory. The exit code
+    /// is the standard verdict's.
+    #[arg(long)]
+    pub early: bool,
+    /// Like --early, and refuse (exit 1, tcb_at_risk) an enclave the early data refuses (exit
+    /// 2 when there is no early data to judge it under).
+    #[arg(long)]
+    pub fail_at_risk: bool,
     /// Verification time: RFC 3339 or Unix seconds (default: now).
     #[arg(long, value_name = "RFC3339|UNIX")]
     pub at: Option<String>,
@@ -176,6 +189,12 @@ impl VerifyArgs {
             allowed_advisories: self.allow_advisory.clone(),
             max_cert_age_secs: self.max_cert_age_secs,
             max_collateral_age_secs: self.max_collateral_age_secs,
+            min_tcb_evaluation_data_number: self.min_tcb_evaluation_data_number,
+            early: match (self.early, self.fail_at_risk) {
+                (_, true) => EarlyMode::Enforce,
+                (true, false) => EarlyMode::Warn,
+                (false, false) => EarlyMode::Off,
+            },
         }
     }
 }
@@ -205,29 +224,37 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     // too); reading it reports what is wrong with it.
     let spec =
         CollateralSpec::parse(spec, |s| PathBuf::from(s)).unwrap_or_else(CollateralSpec::File);
+    let early = args.early || args.fail_at_risk;
     let setup = match spec {
         CollateralSpec::Pcs => fetching(
             None,
             None,
             args.pcs_api_key.clone(),
             &anchor,
-            RefreshPolicy::default(),
+            (RefreshPolicy::default(), early),
         )?,
         CollateralSpec::Url(url) => fetching(
             Some(&url),
             args.pccs_ca.as_deref(),
             args.pcs_api_key.clone(),
             &anchor,
-            RefreshPolicy::default(),
+            (RefreshPolicy::default(), early),
         )?,
         CollateralSpec::Dir(dir) => from_files(&dir, &anchor, UnixTime::now())?,
         CollateralSpec::File(file) => {
             // One bundle. Well-formed JSON with bad content is a refusal, not a usage error.
             let bytes = read(&file, "collateral")?;
+            let bundle = BundleFile::from_json(&bytes);
+            if bundle.as_ref().is_ok_and(|b| b.update == Update::Early) {
+                bail!(
+                    "{} holds Intel's early TCB data (\"update\": \"early\"): give a directory holding it beside the standard bundle (--collateral DIR --early)",
+                    file.display()
+                );
+            }
             CollateralSetup::Bundle(
-                Collateral::from_json(&bytes)
+                bundle
                     .map_err(VerifyError::from)
-                    .and_then(|c| VerifiedCollateral::verify(&c, &anchor))
+                    .and_then(|b| VerifiedCollateral::verify(&b.collateral, &anchor))
                     .map(Arc::new),
             )
         }

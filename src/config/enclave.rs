@@ -7,6 +7,7 @@ use toml::Spanned;
 use super::checker::Checker;
 use super::EnclaveConfig;
 use crate::addr::{Authority, HostPattern};
+use crate::appraise::early::EarlyMode;
 use crate::appraise::policy::EnclavePolicy;
 use crate::appraise::td_policy::TdPolicy;
 use crate::dcap::ids::{
@@ -55,6 +56,8 @@ pub(super) struct RawEnclave {
     #[serde(default)]
     pub(super) allowed_advisories: Vec<String>,
     pub(super) max_cert_age_secs: Option<Spanned<i64>>,
+    pub(super) early: Option<Spanned<String>>,
+    pub(super) min_tcb_evaluation_data_number: Option<Spanned<i64>>,
     pub(super) binding: Option<Spanned<String>>,
     pub(super) connect_to: Option<Spanned<String>>,
 }
@@ -204,6 +207,15 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
         .max_cert_age_secs
         .as_ref()
         .map(|s| c.range("max_cert_age_secs", Some(s), 1, 10 * 365 * 86_400, 0));
+    // Without their own, entries take `[collateral]`'s (set once every entry is read).
+    let early = e
+        .early
+        .as_ref()
+        .and_then(|s| c.parse(s, |v| v.parse::<EarlyMode>()));
+    let min_tcb_evaluation_data_number = e
+        .min_tcb_evaluation_data_number
+        .as_ref()
+        .map(|s| evaluation_number(c, "min_tcb_evaluation_data_number", s));
     if c.errors.len() != before {
         return None;
     }
@@ -222,8 +234,44 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
             max_cert_age_secs,
             // Set from `[collateral] max_age_secs` once every entry is read.
             max_collateral_age_secs: None,
+            min_tcb_evaluation_data_number,
+            early: early.unwrap_or_default(),
         },
         binding: binding?,
         connect_to,
     })
+}
+
+/// `[collateral] early` and `min_tcb_evaluation_data_number`, given to each entry of `raw`
+/// (checked into `enclaves`, in order) that does not set its own. True if any entry judges
+/// under Intel's early TCB data: it is fetched then.
+pub(super) fn collateral_early(
+    c: &mut Checker<'_>,
+    (early, min): (Option<&Spanned<String>>, Option<&Spanned<i64>>),
+    raw: &[RawEnclave],
+    enclaves: &mut [Option<EnclaveConfig>],
+) -> bool {
+    let early = early
+        .and_then(|s| c.parse(s, |v| v.parse::<EarlyMode>()))
+        .unwrap_or_default();
+    let min = min.map(|s| evaluation_number(c, "collateral.min_tcb_evaluation_data_number", s));
+    for (e, r) in enclaves.iter_mut().zip(raw) {
+        let Some(e) = e else { continue };
+        if r.early.is_none() {
+            e.policy.early = early;
+        }
+        if r.min_tcb_evaluation_data_number.is_none() {
+            e.policy.min_tcb_evaluation_data_number = min;
+        }
+    }
+    early != EarlyMode::Off
+        || enclaves
+            .iter()
+            .flatten()
+            .any(|e| e.policy.early != EarlyMode::Off)
+}
+
+/// A TCB evaluation data number key's value, within 1..=u32::MAX.
+pub(super) fn evaluation_number(c: &mut Checker<'_>, name: &str, s: &Spanned<i64>) -> u32 {
+    u32::try_from(c.range(name, Some(s), 1, u64::from(u32::MAX), 1)).unwrap_or(1)
 }

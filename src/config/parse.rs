@@ -89,6 +89,8 @@ struct RawCollateral {
     api_key: Option<String>,
     pccs_ca: Option<Spanned<String>>,
     max_age_secs: Option<Spanned<i64>>,
+    early: Option<Spanned<String>>,
+    min_tcb_evaluation_data_number: Option<Spanned<i64>>,
     refresh_interval_secs: Option<Spanned<i64>>,
     refresh_margin_secs: Option<Spanned<i64>>,
     #[serde(default)]
@@ -369,6 +371,15 @@ impl Config {
         for e in &raw.enclave {
             enclaves.push(super::enclave::check(&mut c, e));
         }
+        let fetch_early = super::enclave::collateral_early(
+            &mut c,
+            (
+                raw.collateral.early.as_ref(),
+                raw.collateral.min_tcb_evaluation_data_number.as_ref(),
+            ),
+            &raw.enclave,
+            &mut enclaves,
+        );
         let max_collateral_age = raw.collateral.max_age_secs.as_ref().map(|s| {
             c.range(
                 "collateral.max_age_secs",
@@ -449,6 +460,7 @@ impl Config {
                         pccs_ca,
                         refresh,
                         prefetch,
+                        early: fetch_early,
                     },
                     enclaves,
                     routes,

@@ -3,6 +3,7 @@
 //! reference. No I/O, no clock, no tokio: time and collateral are parameters.
 
 pub mod collateral;
+pub mod early;
 pub mod error;
 pub mod identity;
 pub mod ids;

@@ -5,9 +5,33 @@
 
 use super::collateral::tcb_info::{TcbInfo, TdxModule, TdxModuleIdentity};
 use super::error::VerifyError;
-use super::ids::TeeTcbSvn;
+use super::ids::{MrSignerSeam, SeamAttributes, TeeTcbSvn};
 use super::quote::TdReport;
 use super::tcb::TcbStatus;
+
+/// What the TCB judgement reads from a TD report: the module it runs on and its TCB SVNs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TdFacts {
+    /// TEE_TCB_SVN: the launch TCB.
+    pub(crate) tee_tcb_svn: TeeTcbSvn,
+    /// TEE_TCB_SVN2: the current TCB (TD 1.5).
+    pub(crate) tee_tcb_svn2: Option<TeeTcbSvn>,
+    /// MRSIGNERSEAM.
+    pub(crate) mr_signer_seam: MrSignerSeam,
+    /// SEAM_ATTRIBUTES.
+    pub(crate) seam_attributes: SeamAttributes,
+}
+
+impl From<&TdReport<'_>> for TdFacts {
+    fn from(td: &TdReport<'_>) -> Self {
+        Self {
+            tee_tcb_svn: td.tee_tcb_svn,
+            tee_tcb_svn2: td.tee_tcb_svn2,
+            mr_signer_seam: td.mr_signer_seam,
+            seam_attributes: td.seam_attributes,
+        }
+    }
+}
 
 /// The TDX module's judgement: its status and advisories (none when the module's major
 /// version is 0, which has no module identity and is judged by the platform level alone).
@@ -20,7 +44,7 @@ pub struct ModuleVerdict {
 }
 
 /// Checks MRSIGNERSEAM and SEAM_ATTRIBUTES (under the mask) against `module`.
-fn check_module(td: &TdReport<'_>, module: &TdxModule, which: &str) -> Result<(), VerifyError> {
+fn check_module(td: &TdFacts, module: &TdxModule, which: &str) -> Result<(), VerifyError> {
     if td.mr_signer_seam != module.mrsigner {
         return Err(VerifyError::TdxModule(format!(
             "MRSIGNERSEAM {} is not {which}'s {}",
@@ -47,7 +71,7 @@ fn check_module(td: &TdReport<'_>, module: &TdxModule, which: &str) -> Result<()
 /// The module the TD runs on is the one the TCB info describes: MRSIGNERSEAM and
 /// SEAM_ATTRIBUTES match `tdxModule` and, for a major version above 0 (TEE_TCB_SVN[1]),
 /// the module identity `TDX_%02X` too.
-pub fn check_module_identity(td: &TdReport<'_>, tcb_info: &TcbInfo) -> Result<(), VerifyError> {
+pub(crate) fn check_module_identity(td: &TdFacts, tcb_info: &TcbInfo) -> Result<(), VerifyError> {
     let Some(module) = &tcb_info.tdx_module else {
         return Err(VerifyError::TdxModule(
             "the TCB info describes no TDX module".into(),

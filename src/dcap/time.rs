@@ -34,6 +34,21 @@ impl UnixTime {
             .map(|t| Self(t.unix_timestamp()))
     }
 
+    /// The same date and time `years` later (29 February moves to 1 March), if representable.
+    pub fn plus_years(self, years: i32) -> Option<Self> {
+        let t = OffsetDateTime::from_unix_timestamp(self.0).ok()?;
+        let year = t.year().checked_add(years)?;
+        let moved = t.replace_year(year).ok().or_else(|| {
+            // Only 29 February has no counterpart in a common year.
+            t.replace_day(28)
+                .ok()?
+                .replace_year(year)
+                .ok()
+                .map(|d| d + time::Duration::days(1))
+        })?;
+        Some(Self(moved.unix_timestamp()))
+    }
+
     /// Formats as RFC 3339 in UTC, or as plain seconds if out of the representable range.
     pub fn to_rfc3339(self) -> String {
         OffsetDateTime::from_unix_timestamp(self.0)
@@ -65,6 +80,20 @@ mod tests {
     fn rejects_garbage() {
         assert!(UnixTime::parse("yesterday").is_err());
         assert!(UnixTime::parse("2025-13-40T00:00:00Z").is_err());
+    }
+
+    #[test]
+    fn a_year_later_is_the_same_date_and_29_february_moves_to_1_march() {
+        let at = |s: &str| UnixTime::parse(s).ok();
+        assert_eq!(
+            at("2025-08-12T00:00:00Z").and_then(|t| t.plus_years(1)),
+            at("2026-08-12T00:00:00Z")
+        );
+        assert_eq!(
+            at("2024-02-29T10:00:00Z").and_then(|t| t.plus_years(1)),
+            at("2025-03-01T10:00:00Z")
+        );
+        assert_eq!(UnixTime(i64::MAX).plus_years(1), None);
     }
 
     #[test]

@@ -27,6 +27,27 @@ pub struct Window {
     pub until: UnixTime,
 }
 
+/// Fails unless every window holds `now` (the first that does not says why).
+pub(crate) fn check_windows(windows: &[Window], now: UnixTime) -> Result<(), VerifyError> {
+    for w in windows {
+        if now < w.from {
+            return Err(VerifyError::NotYetValid {
+                item: w.item,
+                from: w.from,
+                now,
+            });
+        }
+        if now > w.until {
+            return Err(VerifyError::Expired {
+                item: w.item,
+                until: w.until,
+                now,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A CA certificate verified directly under the root: its DER and key.
 #[derive(Clone, Debug)]
 pub(crate) struct VerifiedCa {
@@ -214,23 +235,7 @@ impl VerifiedCollateral {
 
     /// Fails unless every item is within its validity window at `now`.
     pub fn check_fresh(&self, now: UnixTime) -> Result<(), VerifyError> {
-        for w in &self.windows {
-            if now < w.from {
-                return Err(VerifyError::NotYetValid {
-                    item: w.item,
-                    from: w.from,
-                    now,
-                });
-            }
-            if now > w.until {
-                return Err(VerifyError::Expired {
-                    item: w.item,
-                    until: w.until,
-                    now,
-                });
-            }
-        }
-        Ok(())
+        check_windows(&self.windows, now)
     }
 
     /// The validity window of every item.
@@ -259,6 +264,28 @@ impl VerifiedCollateral {
     /// The trust anchor this snapshot was verified against.
     pub fn anchor(&self) -> &TrustAnchor {
         &self.anchor
+    }
+
+    /// Verifies `text`, signed by the TCB Signing certificate of the `[signer, root]` PEM
+    /// `chain`, under this snapshot's root and root CRL (the rules of the TCB info's chain):
+    /// the signer's validity window, as `item`.
+    pub(crate) fn verify_signed(
+        &self,
+        chain: &str,
+        text: &str,
+        signature: &[u8],
+        what: (&'static str, &'static str),
+        item: CollateralItem,
+    ) -> Result<Window, VerifyError> {
+        let (chain_what, doc_what) = what;
+        let signer = verify_signer_chain(chain, &self.anchor, &self.root_crl_revoked, chain_what)?;
+        if !pki::verify_raw_signature(&signer.point, text.as_bytes(), signature) {
+            return Err(VerifyError::Signature(doc_what));
+        }
+        Ok(Window {
+            item,
+            ..signer.window
+        })
     }
 }
 

@@ -12,11 +12,11 @@ use super::identity::Identity;
 use super::quote::limits::PCK_CHAIN_LEN;
 use super::quote::pck_extension::{self, PckTcb};
 use super::quote::{Body, Quote, ReportBody};
-use super::tdx;
-use crate::dcap::collateral::qe_identity::QeTcbLevel;
-use crate::dcap::collateral::tcb_info::CollateralTee;
+use super::tdx::{self, TdFacts};
+use crate::dcap::collateral::qe_identity::{QeIdentity, QeTcbLevel};
+use crate::dcap::collateral::tcb_info::{CollateralTee, TcbInfo};
 use crate::dcap::error::VerifyError;
-use crate::dcap::ids::{Fmspc, TeeTcbSvn};
+use crate::dcap::ids::{Attributes, Fmspc, IsvProdId, IsvSvn, MrSigner, TeeTcbSvn};
 use crate::dcap::pki;
 use crate::dcap::tcb::TcbStatus;
 use crate::dcap::time::UnixTime;
@@ -57,10 +57,48 @@ pub struct VerifiedQuote {
     pub valid_until: UnixTime,
     /// When the collateral used was issued (the older of TCB info and QE identity).
     pub collateral_issued: UnixTime,
+    /// The TCB evaluation data number of the collateral used (the lower of TCB info and QE
+    /// identity).
+    pub collateral_evaluation: u32,
     /// The verification time.
     pub verified_at: UnixTime,
     /// What the collateral used was, byte for byte (for the audit trail).
     pub collateral: CollateralDigests,
+    /// What the TCB judgement read from the quote, to judge it under other TCB data.
+    pub(crate) facts: TcbFacts,
+}
+
+/// What the TCB judgement reads from a verified quote, owned: the PCK certificate's TCB, the
+/// quoting enclave's report and a TD's module and TCB SVNs. A [`VerifiedQuote`] keeps them so
+/// the quote can be judged under other TCB data (Intel's early data) without a signature
+/// check or the quote's bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TcbFacts {
+    pck: PckTcb,
+    qe: QeFacts,
+    td: Option<TdFacts>,
+}
+
+/// The quoting enclave's report fields its identity and TCB level are judged on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct QeFacts {
+    miscselect: [u8; 4],
+    attributes: Attributes,
+    mrsigner: MrSigner,
+    isv_prod_id: IsvProdId,
+    isv_svn: IsvSvn,
+}
+
+impl From<&ReportBody<'_>> for QeFacts {
+    fn from(qe: &ReportBody<'_>) -> Self {
+        Self {
+            miscselect: qe.miscselect,
+            attributes: qe.attributes,
+            mrsigner: qe.mrsigner,
+            isv_prod_id: qe.isv_prod_id,
+            isv_svn: qe.isv_svn,
+        }
+    }
 }
 
 /// Verifies `quote` against `collateral` at `now`.
@@ -74,30 +112,76 @@ pub fn verify(
     let pck = verify_pck_chain(quote, collateral, now)?;
     verify_qe_report_signature(quote, &pck.point)?;
     verify_qe_report_data(quote)?;
-    let qe_level = verify_qe_identity(&quote.qe.report, collateral)?;
+    let qe = QeFacts::from(&quote.qe.report);
+    let qe_level = verify_qe_identity(&qe, &collateral.qe_identity)?;
     verify_isv_report_signature(quote)?;
-    let td = match &quote.body {
-        Body::Td(td) => Some(td),
-        Body::Sgx(_) => None,
+    let facts = TcbFacts {
+        pck: pck.tcb,
+        qe,
+        td: match &quote.body {
+            Body::Td(td) => Some(TdFacts::from(td)),
+            Body::Sgx(_) => None,
+        },
     };
-    check_platform(&pck.tcb, collateral)?;
+    let tcb = judge_tcb(&facts, qe_level, &collateral.tcb_info)?;
+    Ok(VerifiedQuote {
+        identity: Identity::of(&quote.body),
+        tcb,
+        valid_until: collateral.valid_until(),
+        collateral_issued: collateral
+            .tcb_info
+            .issue_date
+            .min(collateral.qe_identity.issue_date),
+        collateral_evaluation: collateral
+            .tcb_info
+            .tcb_evaluation_data_number
+            .min(collateral.qe_identity.tcb_evaluation_data_number),
+        verified_at: now,
+        collateral: collateral.digests,
+        facts,
+    })
+}
+
+/// The TCB judgement of an already verified quote under `tcb_info` and `qe_identity` (other
+/// TCB data than it was verified with, such as Intel's early data), checked for nothing but
+/// what decides the TCB: the QE identity, the platform (FMSPC, PCE ID), the TDX module and
+/// the TCB levels. The signatures and chains were checked once, by [`verify`].
+pub fn judge_tcb_under(
+    quote: &VerifiedQuote,
+    tcb_info: &TcbInfo,
+    qe_identity: &QeIdentity,
+) -> Result<TcbVerdict, VerifyError> {
+    let facts = &quote.facts;
+    let qe_level = verify_qe_identity(&facts.qe, qe_identity)?;
+    judge_tcb(facts, qe_level, tcb_info)
+}
+
+/// J–K and the TDX steps: the platform level, the TDX module's, the QE's converged (for TD
+/// 1.5, the current TCB's too), a revoked TCB refused.
+fn judge_tcb(
+    facts: &TcbFacts,
+    qe_level: &QeTcbLevel,
+    tcb_info: &TcbInfo,
+) -> Result<TcbVerdict, VerifyError> {
+    let td = facts.td.as_ref();
+    check_platform(&facts.pck, tcb_info)?;
     if let Some(td) = td {
-        tdx::check_module_identity(td, &collateral.tcb_info)?;
+        tdx::check_module_identity(td, tcb_info)?;
     }
     let launch = evaluate_tcb(
-        &pck.tcb,
+        &facts.pck,
         td.map(|t| (&t.tee_tcb_svn, "TEE_TCB_SVN")),
         qe_level,
-        collateral,
+        tcb_info,
     )?;
     // TD 1.5 reports the TCB it runs on now beside the one it launched on; Intel's QVL
     // evaluates both and may advise a relaunch instead of a TCB recovery.
     let current = match td.and_then(|t| t.tee_tcb_svn2.as_ref()) {
         Some(svn2) => Some(evaluate_tcb(
-            &pck.tcb,
+            &facts.pck,
             Some((svn2, "TEE_TCB_SVN2")),
             qe_level,
-            collateral,
+            tcb_info,
         )?),
         None => None,
     };
@@ -114,25 +198,15 @@ pub fn verify(
         &mut advisory_ids,
         current.iter().flat_map(|c| &c.advisory_ids),
     );
-    Ok(VerifiedQuote {
-        identity: Identity::of(&quote.body),
-        tcb: TcbVerdict {
-            status,
-            advisory_ids,
-            platform_status: launch.platform_status,
-            qe_status: qe_level.status,
-            tdx_module_status: launch.module_status,
-            current_status,
-            fmspc: pck.tcb.fmspc,
-            tcb_evaluation_data_number: collateral.tcb_info.tcb_evaluation_data_number,
-        },
-        valid_until: collateral.valid_until(),
-        collateral_issued: collateral
-            .tcb_info
-            .issue_date
-            .min(collateral.qe_identity.issue_date),
-        verified_at: now,
-        collateral: collateral.digests,
+    Ok(TcbVerdict {
+        status,
+        advisory_ids,
+        platform_status: launch.platform_status,
+        qe_status: qe_level.status,
+        tdx_module_status: launch.module_status,
+        current_status,
+        fmspc: facts.pck.fmspc,
+        tcb_evaluation_data_number: tcb_info.tcb_evaluation_data_number,
     })
 }
 
@@ -327,11 +401,7 @@ fn verify_qe_report_data(quote: &Quote<'_>) -> Result<(), VerifyError> {
 }
 
 /// H: the QE is Intel's, and its TCB level.
-fn verify_qe_identity<'c>(
-    qe: &ReportBody<'_>,
-    c: &'c VerifiedCollateral,
-) -> Result<&'c QeTcbLevel, VerifyError> {
-    let id = &c.qe_identity;
+fn verify_qe_identity<'c>(qe: &QeFacts, id: &'c QeIdentity) -> Result<&'c QeTcbLevel, VerifyError> {
     let masked_eq = |have: &[u8], mask: &[u8], want: &[u8]| {
         have.len() == want.len()
             && have
@@ -394,18 +464,18 @@ fn verify_isv_report_signature(quote: &Quote<'_>) -> Result<(), VerifyError> {
 }
 
 /// J: the TCB info is this platform's.
-fn check_platform(pck: &PckTcb, c: &VerifiedCollateral) -> Result<(), VerifyError> {
-    if pck.fmspc != c.tcb_info.fmspc {
+fn check_platform(pck: &PckTcb, tcb_info: &TcbInfo) -> Result<(), VerifyError> {
+    if pck.fmspc != tcb_info.fmspc {
         return Err(VerifyError::FmspcMismatch {
             pck: pck.fmspc,
-            tcb_info: c.tcb_info.fmspc,
+            tcb_info: tcb_info.fmspc,
         });
     }
     // Stricter than dcap-qvl 0.7.1, which skips this; Intel QVL checks it.
-    if pck.pce_id != c.tcb_info.pce_id {
+    if pck.pce_id != tcb_info.pce_id {
         return Err(VerifyError::PceIdMismatch {
             pck: pck.pce_id,
-            tcb_info: c.tcb_info.pce_id,
+            tcb_info: tcb_info.pce_id,
         });
     }
     Ok(())
@@ -429,14 +499,13 @@ fn evaluate_tcb(
     pck: &PckTcb,
     tee_tcb_svn: Option<(&TeeTcbSvn, &str)>,
     qe_level: &QeTcbLevel,
-    c: &VerifiedCollateral,
+    tcb_info: &TcbInfo,
 ) -> Result<TcbEvaluation, VerifyError> {
-    let platform = c
-        .tcb_info
+    let platform = tcb_info
         .matching_level(&pck.components, pck.pce_svn, tee_tcb_svn.map(|(s, _)| &s.0))
         .ok_or(VerifyError::TcbNotSupported)?;
     let module = match tee_tcb_svn {
-        Some((svn, field)) => Some(tdx::module_level(svn, field, &c.tcb_info)?),
+        Some((svn, field)) => Some(tdx::module_level(svn, field, tcb_info)?),
         None => None,
     };
     let module_status = module.as_ref().and_then(|m| m.status);

@@ -75,6 +75,8 @@ pub struct SimConfig {
     pub td: Option<TdSpec>,
     /// The TCB level of its platform.
     pub tcb_status: TcbStatus,
+    /// Its platform's TCB level under the early data (the next TCB recovery); none: the same.
+    pub early_tcb_status: Option<TcbStatus>,
     /// How its certificate binds the key.
     pub binding: SimBinding,
     /// Print `METHOD PATH` for each request served.
@@ -91,6 +93,7 @@ impl Default for SimConfig {
             spec: EnclaveSpec::default(),
             td: None,
             tcb_status: TcbStatus::UpToDate,
+            early_tcb_status: None,
             binding: SimBinding::Cosmian,
             log_requests: false,
             h2_only: false,
@@ -135,6 +138,16 @@ fn dice_evidence(quote: &[u8], claims: &[u8]) -> Vec<u8> {
     v
 }
 
+/// The platform's status under the standard and the early data.
+fn judged(config: &SimConfig) -> Result<(TcbStatus, Option<TcbStatus>), SimError> {
+    match config.early_tcb_status {
+        Some(s) if !s.is_published() => Err(SimError::Format(format!(
+            "{s} is computed, never published: it cannot be a status under the early data"
+        ))),
+        early => Ok((config.tcb_status, early)),
+    }
+}
+
 /// The quote extension of an SGX sim's certificate.
 fn sgx_evidence(
     pki: &SimPki,
@@ -148,7 +161,7 @@ fn sgx_evidence(
             config.tcb_status
         )));
     }
-    let pck = pki.pck_leaf_under(SimPlatform::Sgx, config.pck_ca, config.tcb_status, now)?;
+    let pck = pki.pck_leaf_judged(SimPlatform::Sgx, config.pck_ca, judged(config)?, now)?;
     Ok(match config.binding {
         SimBinding::Cosmian => {
             let quote = forge(&config.spec, &report_data(key.public_key_raw()), &pck)?;
@@ -188,7 +201,7 @@ fn td_evidence(
     key: &KeyPair,
     now: UnixTime,
 ) -> Result<Vec<CustomExtension>, SimError> {
-    let pck = pki.pck_leaf_under(SimPlatform::Tdx, config.pck_ca, config.tcb_status, now)?;
+    let pck = pki.pck_leaf_judged(SimPlatform::Tdx, config.pck_ca, judged(config)?, now)?;
     let relaunched;
     let td = if config.tcb_status.is_published() {
         td

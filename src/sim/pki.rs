@@ -17,11 +17,13 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use super::der;
+use super::platform::{evaluation_numbers_json, qe_identity_json, tcb_info_json};
 pub use super::platform::{
-    level_svn, SimPlatform, SIM_FMSPC, SIM_PCE_ID, SIM_PCE_SVN, SIM_QE_ISV_SVN, SIM_QE_MRSIGNER,
+    level_svn, SimPlatform, SIM_EARLY_ADVISORY, SIM_EARLY_DAYS, SIM_EARLY_EVALUATION,
+    SIM_EVALUATION, SIM_FMSPC, SIM_PCE_ID, SIM_PCE_SVN, SIM_QE_ISV_SVN, SIM_QE_MRSIGNER,
     SIM_TDX_FMSPC, SIM_TEE_TCB_SVN, SIM_TEE_TCB_SVN_OUT_OF_DATE,
 };
-use super::platform::{qe_identity_json, tcb_info_json};
+use crate::dcap::collateral::early::{BundleFile, SignedNumbers, Update};
 use crate::dcap::collateral::pcs::PckCa;
 use crate::dcap::collateral::Collateral;
 use crate::dcap::ids::Fmspc;
@@ -253,6 +255,18 @@ impl SimPki {
         status: TcbStatus,
         now: UnixTime,
     ) -> Result<PckLeaf, SimError> {
+        self.pck_leaf_judged(platform, ca, (status, None), now)
+    }
+
+    /// A PCK leaf of `platform` issued by `ca` whose TCB lands on `status`'s level of the
+    /// standard data and, under the early data, on `early`'s (none: the same status).
+    pub fn pck_leaf_judged(
+        &self,
+        platform: SimPlatform,
+        ca: PckCa,
+        (status, early): (TcbStatus, Option<TcbStatus>),
+        now: UnixTime,
+    ) -> Result<PckLeaf, SimError> {
         let key = KeyPair::generate()?;
         let mut p = CertificateParams::default();
         p.distinguished_name = dn(PCK_CN);
@@ -275,7 +289,10 @@ impl SimPki {
         p.serial_number = Some(SerialNumber::from_slice(&serial));
         p.custom_extensions = vec![CustomExtension::from_oid_content(
             &[1, 2, 840, 113_741, 1, 13, 1],
-            sgx_extension(level_svn(status), platform.fmspc()),
+            sgx_extension(
+                (level_svn(status), early.map_or(0, level_svn)),
+                platform.fmspc(),
+            ),
         )];
         let cert = p.signed_by(&key, &self.pck_ca_issuer(ca)?)?;
         let chain_pem = format!(
@@ -345,8 +362,8 @@ impl SimPki {
         let pck_crl = crl(revoked).signed_by(&self.pck_ca_issuer(ca)?)?;
 
         let next_update = UnixTime(issued.0 + COLLATERAL_DAYS * 86_400);
-        let tcb_info = tcb_info_json(platform, issued, next_update);
-        let qe_identity = qe_identity_json(platform, issued, next_update);
+        let tcb_info = tcb_info_json(platform, issued, next_update, false);
+        let qe_identity = qe_identity_json(platform, issued, next_update, SIM_EVALUATION);
         let tcb_key = KeyPair::from_pem(&self.stored.tcb_key)?.serialize_der();
         let tcb_chain = format!("{}{}", self.stored.tcb_cert, self.stored.root_cert);
         Ok(Collateral {
@@ -359,6 +376,32 @@ impl SimPki {
             qe_identity_issuer_chain: tcb_chain,
             qe_identity_signature: sign_raw(&tcb_key, qe_identity.as_bytes())?,
             qe_identity,
+        })
+    }
+
+    /// `platform`'s early data issued at `issued` as an early bundle: the standard bundle's
+    /// CRLs and chains with the early TCB info and QE identity ([`SIM_EARLY_EVALUATION`]),
+    /// and the evaluation data numbers list dating it.
+    pub fn early_bundle(
+        &self,
+        platform: SimPlatform,
+        issued: UnixTime,
+    ) -> Result<BundleFile, SimError> {
+        let mut c = self.collateral_for(platform, issued, &[])?;
+        let next_update = UnixTime(issued.0 + COLLATERAL_DAYS * 86_400);
+        c.tcb_info = tcb_info_json(platform, issued, next_update, true);
+        c.tcb_info_signature = self.sign_with_tcb_key(&c.tcb_info)?;
+        c.qe_identity = qe_identity_json(platform, issued, next_update, SIM_EARLY_EVALUATION);
+        c.qe_identity_signature = self.sign_with_tcb_key(&c.qe_identity)?;
+        let text = evaluation_numbers_json(platform, issued, next_update);
+        Ok(BundleFile {
+            evaluation_numbers: Some(SignedNumbers {
+                issuer_chain: c.tcb_info_issuer_chain.clone(),
+                signature: self.sign_with_tcb_key(&text)?,
+                text,
+            }),
+            collateral: c,
+            update: Update::Early,
         })
     }
 
@@ -408,14 +451,22 @@ impl SimPki {
         // SGX and TDX sims together.
         let bundles = dir.join("collateral");
         std::fs::create_dir_all(&bundles).map_err(io(&bundles))?;
-        for (platform, name) in [
-            (SimPlatform::Sgx, "sgx.json"),
-            (SimPlatform::Tdx, "tdx.json"),
+        // And each platform's early data (the next TCB recovery) as an early bundle.
+        for (platform, name, early) in [
+            (SimPlatform::Sgx, "sgx.json", false),
+            (SimPlatform::Tdx, "tdx.json", false),
+            (SimPlatform::Sgx, "sgx-early.json", true),
+            (SimPlatform::Tdx, "tdx-early.json", true),
         ] {
             let path = bundles.join(name);
             if !pki.collateral_file_fresh(&path, now) {
-                let c = pki.collateral_for(platform, UnixTime(now.0 - 3600), &[])?;
-                atomic_write(&path, c.to_json().as_bytes()).map_err(io(&path))?;
+                let issued = UnixTime(now.0 - 3600);
+                let json = if early {
+                    pki.early_bundle(platform, issued)?.to_json()
+                } else {
+                    pki.collateral_for(platform, issued, &[])?.to_json()
+                };
+                atomic_write(&path, json.as_bytes()).map_err(io(&path))?;
             }
         }
         Ok(pki)
@@ -451,18 +502,21 @@ fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// The SGX extension with component 1 = `svn`, the rest 0, PCESVN [`SIM_PCE_SVN`].
-fn sgx_extension(svn: u8, fmspc: Fmspc) -> Vec<u8> {
+/// The SGX extension with components 1 and 2 = `svn`, the rest 0, PCESVN [`SIM_PCE_SVN`].
+fn sgx_extension(svn: (u8, u8), fmspc: Fmspc) -> Vec<u8> {
     let base: [u64; 7] = [1, 2, 840, 113_741, 1, 13, 1];
     let arc = |tail: &[u64]| der::oid(&[&base[..], tail].concat());
     let mut cpusvn = [0u8; 16];
-    cpusvn[0] = svn;
+    cpusvn[0] = svn.0;
+    cpusvn[1] = svn.1;
     let mut tcb: Vec<Vec<u8>> = (1..=16u64)
         .map(|i| {
-            der::seq(&[
-                arc(&[2, i]),
-                der::uint(if i == 1 { u64::from(svn) } else { 0 }),
-            ])
+            let v = match i {
+                1 => svn.0,
+                2 => svn.1,
+                _ => 0,
+            };
+            der::seq(&[arc(&[2, i]), der::uint(u64::from(v))])
         })
         .collect();
     tcb.push(der::seq(&[

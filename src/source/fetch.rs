@@ -8,6 +8,11 @@
 //! serving the old snapshot until its own expiry, after which verification refuses it.
 //! Every fetched snapshot is admitted against the high-water marks ([`Marks`]) first: a
 //! replay of older collateral is refused whether or not this cache holds a newer one.
+//! With early data on (`early.rs`), Intel's early TCB data is fetched beside each snapshot,
+//! verified against it and admitted against marks of its own; its failure never touches the
+//! standard snapshot.
+
+mod early;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +25,7 @@ use crate::appraise::{CollateralSource, SnapshotId};
 use crate::dcap::collateral::pcs::PckCa;
 use crate::dcap::collateral::tcb_info::CollateralTee;
 use crate::dcap::collateral::{CollateralError, CollateralItem};
+use crate::dcap::early::VerifiedEarly;
 use crate::dcap::error::VerifyError;
 use crate::dcap::ids::Fmspc;
 use crate::dcap::quote::{Quote, TeeType};
@@ -100,7 +106,7 @@ pub struct CollateralCache {
     /// Keys with no snapshot whose last fetch failed, and why: their quotes are refused with
     /// that reason (`collateral_rollback` for a replay) until a fetch succeeds.
     failed: Mutex<HashMap<Key, VerifyError>>,
-    backoff: Mutex<HashMap<Key, (UnixTime, Duration)>>,
+    backoff: Mutex<Backoff>,
     /// The high-water marks (shared by every generation's cache, kept by the proxy).
     marks: Mutex<Arc<Marks>>,
     fetches: AtomicU64,
@@ -109,13 +115,18 @@ pub struct CollateralCache {
     hits: AtomicU64,
     misses: AtomicU64,
     stores: AtomicU64,
-    /// Bumped whenever a snapshot with new content is stored: verdicts and pooled
-    /// connections judged under an older one are judged again.
+    /// Bumped whenever a snapshot with new content is stored (early data included): verdicts
+    /// and pooled connections judged under an older one are judged again.
     changes: AtomicU64,
+    /// Intel's early TCB data, when fetched.
+    early: early::EarlyState,
     /// Called after each new snapshot is stored (set once, by whoever serves with the cache):
     /// exchanges in flight are judged again at once, not at their next request.
     on_new_snapshot: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
+
+/// Per key: when to try again, and the delay that led there.
+type Backoff = HashMap<Key, (UnixTime, Duration)>;
 
 /// Platforms remembered as missing at most (only quotes with a verifying PCK chain count).
 const MAX_MISSING: usize = 64;
@@ -150,6 +161,7 @@ impl CollateralCache {
             misses: AtomicU64::new(0),
             stores: AtomicU64::new(0),
             changes: AtomicU64::new(0),
+            early: early::EarlyState::default(),
             on_new_snapshot: std::sync::OnceLock::new(),
         }
     }
@@ -199,6 +211,8 @@ impl CollateralCache {
                 stored: self.stores.fetch_add(1, Ordering::Relaxed),
             });
         }
+        drop(mine);
+        self.adopt_early(older);
     }
 
     /// Every snapshot held.
@@ -244,13 +258,18 @@ impl CollateralCache {
                 return Ok(v);
             }
         }
-        let result = match self.fetch_and_verify(key).await {
+        // The early data comes beside the standard data, on its schedule.
+        let (fetched, early) = tokio::join!(self.fetch_and_verify(key), self.fetch_early(key));
+        let result = match fetched {
             Ok(v) => self.admit(key, v).await,
             Err(e) => Err(e),
         };
         self.fetches.fetch_add(1, Ordering::Relaxed);
         match result.and_then(|v| self.store(key, v)) {
             Ok(v) => {
+                if let Some(early) = early {
+                    self.take_early(key, &v, early).await;
+                }
                 if let Ok(mut b) = self.backoff.lock() {
                     b.remove(&key);
                 }
@@ -278,17 +297,7 @@ impl CollateralCache {
                 } else {
                     tracing::warn!(fmspc = %key.0, ca = key.1.as_str(), error = %e, "collateral fetch failed; there is no snapshot for this platform, so its quotes are refused (collateral_unavailable)");
                 }
-                if let Ok(mut b) = self.backoff.lock() {
-                    let delay = b.get(&key).map_or(self.policy.min_backoff, |(_, d)| {
-                        d.saturating_mul(2).min(self.policy.max_backoff)
-                    });
-                    let next = UnixTime(
-                        UnixTime::now()
-                            .0
-                            .saturating_add(i64::try_from(delay.as_secs()).unwrap_or(i64::MAX)),
-                    );
-                    b.insert(key, (next, delay));
-                }
+                self.back_off(&self.backoff, key);
                 Err(e)
             }
         }
@@ -370,6 +379,22 @@ impl CollateralCache {
         Ok(v)
     }
 
+    /// Notes a failure for `key` in `backoff`: tried again after the policy's minimum delay,
+    /// doubled on each failure in a row up to its maximum.
+    fn back_off(&self, backoff: &Mutex<Backoff>, key: Key) {
+        if let Ok(mut b) = backoff.lock() {
+            let delay = b.get(&key).map_or(self.policy.min_backoff, |(_, d)| {
+                d.saturating_mul(2).min(self.policy.max_backoff)
+            });
+            let next = UnixTime(
+                UnixTime::now()
+                    .0
+                    .saturating_add(i64::try_from(delay.as_secs()).unwrap_or(i64::MAX)),
+            );
+            b.insert(key, (next, delay));
+        }
+    }
+
     async fn fetch_and_verify(&self, key: Key) -> Result<Arc<VerifiedCollateral>, VerifyError> {
         let collateral = self.endpoint.fetch(key.0, key.1, key.2).await?;
         let verified = VerifiedCollateral::verify(&collateral, &self.anchor)?;
@@ -419,11 +444,15 @@ impl CollateralCache {
                     .collect()
             })
             .unwrap_or_default();
-        let tried = keys.len();
+        let mut tried = keys.len();
         for key in keys {
             // Failed or not, the answer is now known: judged again, its quotes get the
             // reason (a rollback, the source's error) rather than "not fetched yet".
             let _ = self.ensure(key, false).await;
+        }
+        for key in self.early_missing(now) {
+            self.ensure_early(key).await;
+            tried = tried.saturating_add(1);
         }
         tried
     }
@@ -481,6 +510,10 @@ impl CollateralCache {
 impl CollateralSource for CollateralCache {
     fn snapshot_id(&self) -> SnapshotId {
         SnapshotId(self.changes.load(Ordering::Relaxed))
+    }
+
+    fn early_for(&self, quote: &Quote<'_>) -> Option<Arc<VerifiedEarly>> {
+        self.early_of(key_of(quote)?)
     }
 
     fn verified_for(&self, quote: &Quote<'_>) -> Result<Arc<VerifiedCollateral>, VerifyError> {

@@ -1,7 +1,9 @@
 //! EDGE. Collateral from a JSON bundle file or a directory of them.
 //! Each bundle is verified once at load; quotes get the bundle for their FMSPC, PCK CA and
 //! TEE (one platform can have SGX and TDX collateral under the same FMSPC, and a Processor-CA
-//! and a Platform-CA bundle: their PCK CRLs differ).
+//! and a Platform-CA bundle: their PCK CRLs differ). In a directory, a bundle marked
+//! `"update": "early"` is Intel's early TCB data for its platform: verified as a bundle, then
+//! as the early data of the standard bundle with the same key, which it never replaces.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -9,9 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::appraise::CollateralSource;
+use crate::dcap::collateral::early::{BundleFile, EarlyCollateral, Update};
 use crate::dcap::collateral::pcs::PckCa;
 use crate::dcap::collateral::tcb_info::CollateralTee;
-use crate::dcap::collateral::{Collateral, CollateralError};
+use crate::dcap::collateral::CollateralError;
+use crate::dcap::early::VerifiedEarly;
 use crate::dcap::error::VerifyError;
 use crate::dcap::ids::Fmspc;
 use crate::dcap::quote::{Body, Quote};
@@ -24,10 +28,16 @@ use super::fetch::rollback;
 /// A bundle's key: its platform model, the PCK CA of its PCK CRL, and its TEE.
 pub(crate) type BundleKey = (Fmspc, PckCa, CollateralTee);
 
+/// An early bundle read from a file, waiting for its platform's standard bundle: the file,
+/// the key and the early data.
+type EarlyFile = (std::path::PathBuf, (BundleKey, EarlyCollateral));
+
 /// Verified bundles by FMSPC, PCK CA and TEE.
 #[derive(Debug, Default)]
 pub struct FileCollateral {
     by_fmspc: HashMap<BundleKey, Arc<VerifiedCollateral>>,
+    /// Early data by the key of the standard bundle it was verified against.
+    early: HashMap<BundleKey, Arc<VerifiedEarly>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -47,8 +57,17 @@ impl FileCollateral {
                 .filter(|p| p.extension().is_some_and(|x| x == "json"))
                 .collect();
             files.sort();
+            let mut early = Vec::new();
             for file in files {
-                if let Err(e) = out.add(&file, anchor) {
+                match out.add(&file, anchor) {
+                    Ok(Some(e)) => early.push(e),
+                    Ok(None) => {}
+                    Err(e) => skipped.push(e),
+                }
+            }
+            // After every standard bundle: each early one is verified against its platform's.
+            for (file, e) in early {
+                if let Err(e) = out.add_early(&file, e) {
                     skipped.push(e);
                 }
             }
@@ -59,16 +78,22 @@ impl FileCollateral {
                     skipped.join("; ")
                 ));
             }
-        } else {
-            out.add(path, anchor)?;
+        } else if out.add(path, anchor)?.is_some() {
+            return Err(format!(
+                "{}: holds Intel's early TCB data (\"update\": \"early\"), not the standard data verdicts are made under; give a directory with the standard bundle beside it",
+                path.display()
+            ));
         }
         Ok((out, skipped))
     }
 
-    fn add(&mut self, file: &Path, anchor: &TrustAnchor) -> Result<(), String> {
+    /// Adds a standard bundle; an early one is verified as a bundle and handed back (its
+    /// key, the early data) to be paired with its platform's standard bundle.
+    fn add(&mut self, file: &Path, anchor: &TrustAnchor) -> Result<Option<EarlyFile>, String> {
         let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let c = Collateral::from_json(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
-        let v = VerifiedCollateral::verify(&c, anchor)
+        let b = BundleFile::from_json(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
+        let c = &b.collateral;
+        let v = VerifiedCollateral::verify(c, anchor)
             .map_err(|e| format!("{}: {e}", file.display()))?;
         let Some(ca) = v.pck_crl_ca else {
             return Err(format!(
@@ -76,10 +101,14 @@ impl FileCollateral {
                 file.display()
             ));
         };
+        let key = (v.tcb_info.fmspc, ca, v.tcb_info.tee);
+        if b.update == Update::Early {
+            let early = EarlyCollateral::of(c, b.evaluation_numbers.clone());
+            return Ok(Some((file.to_path_buf(), (key, early))));
+        }
         // Two bundles for one platform and CA: the one that does not move backwards from the
         // other (TCB info, QE identity, both CRLs: see `rollback`) stands, whatever the file
         // order; on a tie the later file wins, as before.
-        let key = (v.tcb_info.fmspc, ca, v.tcb_info.tee);
         let keep_held = self.by_fmspc.get(&key).and_then(|held| rollback(held, &v));
         match keep_held {
             Some(why) => {
@@ -89,6 +118,42 @@ impl FileCollateral {
                 self.by_fmspc.insert(key, Arc::new(v));
             }
         }
+        Ok(None)
+    }
+
+    /// Verifies `early` as the early data of the standard bundle with its key; of two for one
+    /// platform, the newer (evaluation data number, then issue date) stands.
+    fn add_early(
+        &mut self,
+        file: &Path,
+        (key, early): (BundleKey, EarlyCollateral),
+    ) -> Result<(), String> {
+        let at = |e: String| format!("{}: {e}", file.display());
+        let standard = self.by_fmspc.get(&key).ok_or_else(|| {
+            at(format!(
+                "early TCB data for FMSPC {} ({} CA) with no standard bundle for that platform",
+                key.0,
+                key.1.as_str()
+            ))
+        })?;
+        let v = VerifiedEarly::verify(&early, standard).map_err(|e| at(e.to_string()))?;
+        let level = |e: &VerifiedEarly| {
+            (
+                e.tcb_info.tcb_evaluation_data_number,
+                e.tcb_info.issue_date,
+                e.qe_identity.tcb_evaluation_data_number,
+                e.qe_identity.issue_date,
+            )
+        };
+        if self
+            .early
+            .get(&key)
+            .is_some_and(|held| level(&v) < level(held))
+        {
+            tracing::warn!(file = %file.display(), "early TCB data older than another for the same platform; not used");
+            return Ok(());
+        }
+        self.early.insert(key, Arc::new(v));
         Ok(())
     }
 
@@ -109,9 +174,28 @@ impl FileCollateral {
     pub(crate) fn keyed(&self) -> impl Iterator<Item = (&BundleKey, &Arc<VerifiedCollateral>)> {
         self.by_fmspc.iter()
     }
+
+    /// Every early bundle with the key of its platform's standard bundle.
+    pub(crate) fn early_keyed(&self) -> impl Iterator<Item = (&BundleKey, &Arc<VerifiedEarly>)> {
+        self.early.iter()
+    }
+
+    /// The key of `quote`'s platform, when its PCK certificate names one.
+    fn key_of(quote: &Quote<'_>) -> Option<BundleKey> {
+        let (fmspc, cn) = pck_platform(quote)?;
+        let tee = match quote.body {
+            Body::Sgx(_) => CollateralTee::Sgx,
+            Body::Td(_) => CollateralTee::Tdx,
+        };
+        Some((fmspc, PckCa::from_issuer_cn(&cn)?, tee))
+    }
 }
 
 impl CollateralSource for FileCollateral {
+    fn early_for(&self, quote: &Quote<'_>) -> Option<Arc<VerifiedEarly>> {
+        self.early.get(&Self::key_of(quote)?).cloned()
+    }
+
     fn verified_for(&self, quote: &Quote<'_>) -> Result<Arc<VerifiedCollateral>, VerifyError> {
         let platform = pck_platform(quote).map(|(f, cn)| (f, PckCa::from_issuer_cn(&cn)));
         let tee = match quote.body {

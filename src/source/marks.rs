@@ -10,10 +10,18 @@
 //! cache's (FMSPC, PCK CA, TEE) wherever the document is the same for all of them: the
 //! coarser the key, the fewer places a replay can hide.
 //!
-//! Kept in `collateral-marks.json` in the state directory: written to a temporary file,
-//! fsynced, renamed over the old one and the directory fsynced, so a crash leaves the old
-//! marks or the new ones, never a mix. Read once at start; a file that is unreadable,
-//! corrupt, oversized or writable by others stops the start (see [`Marks::load`]).
+//! Intel's early TCB data (`update=early`) has marks of its own, in a book of its own
+//! ([`Book::Early`]): TCB info and QE identity as above, and the evaluation data numbers list
+//! per TEE. Early data never raises (nor is held to) the standard marks, so fetching it never
+//! blocks the standard data, and a source cannot raise the standard marks through it.
+//!
+//! Each book is kept in its own file in the state directory (`collateral-marks.json`,
+//! `collateral-marks-early.json`): written to a temporary file, fsynced, renamed over the old
+//! one and the directory fsynced, so a crash leaves the old marks or the new ones, never a
+//! mix. Read once at start; a file that is unreadable, corrupt, oversized or writable by
+//! others stops the start (see [`Marks::load`]).
+
+mod early;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -23,15 +31,39 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use self::early::Books;
+
 use crate::dcap::collateral::pcs::PckCa;
+use crate::dcap::collateral::qe_identity::QeIdentity;
 use crate::dcap::collateral::tcb_info::CollateralTee;
+use crate::dcap::collateral::tcb_info::TcbInfo;
 use crate::dcap::collateral::CollateralItem;
 use crate::dcap::ids::CertSha256;
 use crate::dcap::time::UnixTime;
 use crate::dcap::verified::VerifiedCollateral;
 
-/// The marks file, in the state directory.
+/// The standard marks file, in the state directory.
 pub(crate) const MARKS_FILE: &str = "collateral-marks.json";
+/// The early data's marks file, in the state directory.
+pub(crate) const EARLY_MARKS_FILE: &str = "collateral-marks-early.json";
+
+/// Which marks: the standard data's or the early data's (two books that never meet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Book {
+    /// What verdicts are made under.
+    Standard,
+    /// Intel's early TCB data.
+    Early,
+}
+
+impl Book {
+    fn file(self) -> &'static str {
+        match self {
+            Self::Standard => MARKS_FILE,
+            Self::Early => EARLY_MARKS_FILE,
+        }
+    }
+}
 /// A larger file is not read (a few thousand marks take well under this).
 const MAX_FILE_BYTES: u64 = 1 << 20;
 /// Marks kept at most, all roots together; beyond it new platforms are refused rather than
@@ -62,6 +94,10 @@ struct RootMarks {
     /// Issuing CA (`root`, `platform`, `processor`) → the newest CRL `thisUpdate`.
     #[serde(default)]
     crl: BTreeMap<String, i64>,
+    /// `"<tee>"` → the newest evaluation data numbers list (its highest number, its issue
+    /// date). Early book only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    numbers: BTreeMap<String, Level>,
 }
 
 impl RootMarks {
@@ -70,7 +106,47 @@ impl RootMarks {
             .len()
             .saturating_add(self.qe_identity.len())
             .saturating_add(self.crl.len())
+            .saturating_add(self.numbers.len())
     }
+
+    fn levels(&self, slot: Slot) -> &BTreeMap<String, Level> {
+        match slot {
+            Slot::TcbInfo => &self.tcb_info,
+            Slot::QeIdentity => &self.qe_identity,
+            Slot::Numbers => &self.numbers,
+        }
+    }
+
+    fn levels_mut(&mut self, slot: Slot) -> &mut BTreeMap<String, Level> {
+        match slot {
+            Slot::TcbInfo => &mut self.tcb_info,
+            Slot::QeIdentity => &mut self.qe_identity,
+            Slot::Numbers => &mut self.numbers,
+        }
+    }
+}
+
+/// Which documents a level mark is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Slot {
+    TcbInfo,
+    QeIdentity,
+    Numbers,
+}
+
+/// One document to admit: its slot, key, name in messages and level.
+pub(super) struct LevelMark {
+    slot: Slot,
+    key: String,
+    what: String,
+    level: Level,
+}
+
+/// One CRL to admit: its issuing CA, name in messages and `thisUpdate`.
+pub(super) struct CrlMark {
+    issuer: String,
+    what: &'static str,
+    from: i64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +163,32 @@ impl Table {
             .values()
             .fold(0usize, |n, r| n.saturating_add(r.len()))
     }
+}
+
+/// The marks of a TCB info and a QE identity, named with `prefix` (`"early "` or none).
+fn documents(prefix: &str, tcb_info: &TcbInfo, qe: &QeIdentity) -> Vec<LevelMark> {
+    let tcb_key = format!("{}/{}", tee_name(tcb_info.tee), tcb_info.fmspc);
+    let qe_key = tee_name(qe.tee).to_owned();
+    vec![
+        LevelMark {
+            slot: Slot::TcbInfo,
+            what: format!("{prefix}TCB info for {tcb_key}"),
+            key: tcb_key,
+            level: Level {
+                evaluation: tcb_info.tcb_evaluation_data_number,
+                issued: tcb_info.issue_date.0,
+            },
+        },
+        LevelMark {
+            slot: Slot::QeIdentity,
+            what: format!("{prefix}{qe_key} QE identity"),
+            key: qe_key,
+            level: Level {
+                evaluation: qe.tcb_evaluation_data_number,
+                issued: qe.issue_date.0,
+            },
+        },
+    ]
 }
 
 /// Why the marks file cannot be used: the proxy does not start.
@@ -114,7 +216,7 @@ pub(crate) struct Marks {
     write_failures: AtomicU64,
 }
 
-fn tee_name(t: CollateralTee) -> &'static str {
+pub(super) fn tee_name(t: CollateralTee) -> &'static str {
     match t {
         CollateralTee::Sgx => "sgx",
         CollateralTee::Tdx => "tdx",
@@ -134,13 +236,13 @@ impl Marks {
         }
     }
 
-    /// The marks kept in `dir` (none yet if the file does not exist). Refuses a file that is
-    /// not a regular file, is writable by group or others, is larger than 1 MiB, does not
-    /// parse, or holds more than [`MAX_MARKS`] marks: starting without the marks would
-    /// silently reopen the window for replays, and atomic writes mean a crash never leaves
-    /// such a file, so something else did and an operator should look.
-    pub(crate) fn load(dir: &Path) -> Result<Self, MarksError> {
-        let path = dir.join(MARKS_FILE);
+    /// The `book` of marks kept in `dir` (none yet if its file does not exist). Refuses a
+    /// file that is not a regular file, is writable by group or others, is larger than 1 MiB,
+    /// does not parse, or holds more than [`MAX_MARKS`] marks: starting without the marks
+    /// would silently reopen the window for replays, and atomic writes mean a crash never
+    /// leaves such a file, so something else did and an operator should look.
+    pub(crate) fn load(dir: &Path, book: Book) -> Result<Self, MarksError> {
+        let path = dir.join(book.file());
         let fail = |detail: String| MarksError {
             path: path.display().to_string(),
             detail,
@@ -227,70 +329,72 @@ impl Marks {
         ca: PckCa,
         v: &VerifiedCollateral,
     ) -> Result<(), Refused> {
-        let mut table = self
-            .table
-            .lock()
-            .map_err(|_| Refused::Rollback("marks lock poisoned".into()))?;
-        let tcb_key = format!("{}/{}", tee_name(v.tcb_info.tee), v.tcb_info.fmspc);
-        let tcb = Level {
-            evaluation: v.tcb_info.tcb_evaluation_data_number,
-            issued: v.tcb_info.issue_date.0,
-        };
-        let qe_key = tee_name(v.qe_identity.tee).to_owned();
-        let qe = Level {
-            evaluation: v.qe_identity.tcb_evaluation_data_number,
-            issued: v.qe_identity.issue_date.0,
-        };
+        let levels = documents("", &v.tcb_info, &v.qe_identity);
         let crl_from = |item: CollateralItem| {
             v.windows()
                 .iter()
                 .find(|w| w.item == item)
                 .map(|w| w.from.0)
         };
-        let crls: Vec<(String, &str, i64)> = [
-            (
-                "root",
-                "the root CA CRL",
-                crl_from(CollateralItem::RootCaCrl),
-            ),
-            (ca.as_str(), "the PCK CRL", crl_from(CollateralItem::PckCrl)),
+        let crls = [
+            ("root", "the root CA CRL", CollateralItem::RootCaCrl),
+            (ca.as_str(), "the PCK CRL", CollateralItem::PckCrl),
         ]
         .into_iter()
-        .filter_map(|(k, what, from)| from.map(|f| (k.to_owned(), what, f)))
+        .filter_map(|(issuer, what, item)| {
+            crl_from(item).map(|from| CrlMark {
+                issuer: issuer.to_owned(),
+                what,
+                from,
+            })
+        })
         .collect();
+        self.admit_marks(anchor, levels, crls)
+    }
 
+    pub(super) fn admit_marks(
+        &self,
+        anchor: &CertSha256,
+        levels: Vec<LevelMark>,
+        crls: Vec<CrlMark>,
+    ) -> Result<(), Refused> {
+        let mut table = self
+            .table
+            .lock()
+            .map_err(|_| Refused::Rollback("marks lock poisoned".into()))?;
         let root_key = anchor.to_string();
         let empty = RootMarks::default();
         let held = table.roots.get(&root_key).unwrap_or(&empty);
-        let below = |what: String, new: Level, h: &Level| {
-            Refused::Rollback(format!(
-                "{what} has TCB evaluation data number {} issued {}; already seen {} issued {}",
-                new.evaluation,
-                UnixTime(new.issued),
-                h.evaluation,
-                UnixTime(h.issued)
-            ))
-        };
-        if let Some(h) = held.tcb_info.get(&tcb_key).filter(|h| tcb < **h) {
-            return Err(below(format!("TCB info for {tcb_key}"), tcb, h));
-        }
-        if let Some(h) = held.qe_identity.get(&qe_key).filter(|h| qe < **h) {
-            return Err(below(format!("{qe_key} QE identity"), qe, h));
-        }
-        for (issuer, what, from) in &crls {
-            if let Some(h) = held.crl.get(issuer).filter(|h| from < *h) {
+        for m in &levels {
+            if let Some(h) = held.levels(m.slot).get(&m.key).filter(|h| m.level < **h) {
                 return Err(Refused::Rollback(format!(
-                    "{what} of the {issuer} CA was issued {}; one issued {} was already seen",
-                    UnixTime(*from),
+                    "{} has TCB evaluation data number {} issued {}; already seen {} issued {}",
+                    m.what,
+                    m.level.evaluation,
+                    UnixTime(m.level.issued),
+                    h.evaluation,
+                    UnixTime(h.issued)
+                )));
+            }
+        }
+        for c in &crls {
+            if let Some(h) = held.crl.get(&c.issuer).filter(|h| c.from < **h) {
+                return Err(Refused::Rollback(format!(
+                    "{} of the {} CA was issued {}; one issued {} was already seen",
+                    c.what,
+                    c.issuer,
+                    UnixTime(c.from),
                     UnixTime(*h)
                 )));
             }
         }
-        let added = usize::from(!held.tcb_info.contains_key(&tcb_key))
-            .saturating_add(usize::from(!held.qe_identity.contains_key(&qe_key)))
+        let added = levels
+            .iter()
+            .filter(|m| !held.levels(m.slot).contains_key(&m.key))
+            .count()
             .saturating_add(
                 crls.iter()
-                    .filter(|(k, ..)| !held.crl.contains_key(k))
+                    .filter(|c| !held.crl.contains_key(&c.issuer))
                     .count(),
             );
         if added > 0 && table.len().saturating_add(added) > MAX_MARKS {
@@ -299,12 +403,13 @@ impl Marks {
 
         let before = table.clone();
         let marks = table.roots.entry(root_key).or_default();
-        let raise = |slot: &mut Level, new: Level| *slot = (*slot).max(new);
-        raise(marks.tcb_info.entry(tcb_key).or_insert(tcb), tcb);
-        raise(marks.qe_identity.entry(qe_key).or_insert(qe), qe);
-        for (issuer, _, from) in crls {
-            let slot = marks.crl.entry(issuer).or_insert(from);
-            *slot = (*slot).max(from);
+        for m in levels {
+            let slot = marks.levels_mut(m.slot).entry(m.key).or_insert(m.level);
+            *slot = (*slot).max(m.level);
+        }
+        for c in crls {
+            let slot = marks.crl.entry(c.issuer).or_insert(c.from);
+            *slot = (*slot).max(c.from);
         }
         if *table != before {
             if let Some(path) = &self.file {
@@ -326,7 +431,11 @@ fn write_atomically(path: &Path, table: &Table) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut text = serde_json::to_vec_pretty(table).map_err(std::io::Error::other)?;
     text.push(b'\n');
-    let tmp = dir.join(format!(".{MARKS_FILE}.{}.tmp", std::process::id()));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(MARKS_FILE);
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     // A leftover of a crash (never a file someone planted: `create_new` refuses to follow or
     // reuse anything at the path).
     match std::fs::remove_file(&tmp) {
@@ -424,11 +533,11 @@ mod tests {
             &pki.collateral(UnixTime(now.0 - 3600), &[]).expect("c"),
         );
         let d = dir("reload");
-        let marks = Marks::load(&d).expect("no file yet");
+        let marks = Marks::load(&d, Book::Standard).expect("no file yet");
         marks
             .admit(&anchor, PckCa::Platform, &newer)
             .expect("admit");
-        let again = Marks::load(&d).expect("reads its own file");
+        let again = Marks::load(&d, Book::Standard).expect("reads its own file");
         assert!(matches!(
             again.admit(&anchor, PckCa::Platform, &older),
             Err(Refused::Rollback(_))
@@ -462,7 +571,7 @@ mod tests {
             ),
         ] {
             std::fs::write(&file, bytes).expect("write");
-            let err = Marks::load(&d).expect_err(name);
+            let err = Marks::load(&d, Book::Standard).expect_err(name);
             assert!(err.to_string().contains(MARKS_FILE), "{name}: {err}");
         }
         #[cfg(unix)]
@@ -470,7 +579,7 @@ mod tests {
             use std::os::unix::fs::PermissionsExt as _;
             std::fs::write(&file, &text).expect("write");
             std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).expect("chmod");
-            let err = Marks::load(&d).expect_err("world-writable");
+            let err = Marks::load(&d, Book::Standard).expect_err("world-writable");
             assert!(err.to_string().contains("writable"), "{err}");
         }
         let _ = std::fs::remove_dir_all(&d);

@@ -16,6 +16,7 @@ use self::files::FileCollateral;
 use self::pcs::{FetchError, PcsEndpoint};
 use crate::appraise::{CollateralSource, SnapshotId};
 use crate::dcap::collateral::CollateralError;
+use crate::dcap::early::VerifiedEarly;
 use crate::dcap::error::VerifyError;
 use crate::dcap::ids::Fmspc;
 use crate::dcap::quote::Quote;
@@ -110,11 +111,13 @@ pub struct SourceConfig {
     pub refresh: RefreshPolicy,
     /// FMSPCs to fetch collateral for at start-up.
     pub prefetch: Vec<Fmspc>,
+    /// Fetch Intel's early TCB data too (some policy judges under it).
+    pub early: bool,
 }
 
 impl SourceConfig {
     /// True if `other` takes collateral from the same place under the same root (its
-    /// refresh timing and prefetch list may differ).
+    /// refresh timing, prefetch list and early data may differ).
     pub(crate) fn same_origin(&self, other: &Self) -> bool {
         self.trust_root == other.trust_root
             && self.collateral == other.collateral
@@ -133,6 +136,7 @@ impl Default for SourceConfig {
             pccs_ca: None,
             refresh: RefreshPolicy::default(),
             prefetch: Vec::new(),
+            early: true,
         }
     }
 }
@@ -166,6 +170,14 @@ impl CollateralSource for CollateralSetup {
             Self::Unconfigured | Self::Files(_) | Self::Bundle(_) => SnapshotId::default(),
         }
     }
+
+    fn early_for(&self, quote: &Quote<'_>) -> Option<Arc<VerifiedEarly>> {
+        match self {
+            Self::Fetched(cache) => cache.early_for(quote),
+            Self::Files(files) => files.early_for(quote),
+            Self::Unconfigured | Self::Bundle(_) => None,
+        }
+    }
 }
 
 impl CollateralSetup {
@@ -186,13 +198,14 @@ fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, SetupError> {
     })
 }
 
-/// A fetching cache for Intel PCS (`url` = `None`) or a PCCS base URL.
+/// A fetching cache for Intel PCS (`url` = `None`) or a PCCS base URL, fetching Intel's early
+/// TCB data too when `early`.
 pub(crate) fn fetching(
     url: Option<&str>,
     pccs_ca: Option<&Path>,
     api_key: Option<String>,
     anchor: &TrustAnchor,
-    refresh: RefreshPolicy,
+    (refresh, early): (RefreshPolicy, bool),
 ) -> Result<CollateralSetup, SetupError> {
     let endpoint = match url {
         None => PcsEndpoint::intel(api_key)?,
@@ -201,11 +214,12 @@ pub(crate) fn fetching(
             PcsEndpoint::pccs(url, ca.as_deref(), api_key)?
         }
     };
-    Ok(CollateralSetup::Fetched(Arc::new(CollateralCache::new(
-        endpoint,
-        anchor.clone(),
-        refresh,
-    ))))
+    let cache = CollateralCache::new(endpoint, anchor.clone(), refresh);
+    Ok(CollateralSetup::Fetched(Arc::new(if early {
+        cache.with_early()
+    } else {
+        cache
+    })))
 }
 
 /// Collateral from one JSON bundle file or a directory of them, checked for freshness at
@@ -254,15 +268,19 @@ pub fn trust_and_collateral(
         CollateralSpec::File(p) | CollateralSpec::Dir(p) => {
             from_files(p, &anchor, UnixTime::now())?
         }
-        CollateralSpec::Pcs => {
-            fetching(None, None, config.api_key.clone(), &anchor, config.refresh)?
-        }
+        CollateralSpec::Pcs => fetching(
+            None,
+            None,
+            config.api_key.clone(),
+            &anchor,
+            (config.refresh, config.early),
+        )?,
         CollateralSpec::Url(u) => fetching(
             Some(u),
             config.pccs_ca.as_deref(),
             config.api_key.clone(),
             &anchor,
-            config.refresh,
+            (config.refresh, config.early),
         )?,
     };
     Ok((anchor, setup))

@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::dcap::collateral::early::{EarlyCollateral, SignedNumbers};
 use crate::dcap::collateral::pcs::{self, PckCa, Responses};
 use crate::dcap::collateral::CollateralError;
 use crate::dcap::error::VerifyError;
@@ -197,6 +198,70 @@ impl PcsEndpoint {
         }
         .into_collateral()
         .map_err(FetchError::from)
+    }
+
+    /// Fetches Intel's early TCB data for one platform and TEE: the TCB info and QE identity
+    /// with `update=early`, and the evaluation data numbers list that dates them (none when
+    /// the source does not serve it: 404).
+    pub async fn fetch_early(
+        &self,
+        fmspc: Fmspc,
+        tee: TeeType,
+    ) -> Result<EarlyCollateral, FetchError> {
+        let tee_v4 = match tee {
+            TeeType::Sgx => format!("{}/sgx/certification/v4", self.base),
+            TeeType::Tdx => format!("{}/tdx/certification/v4", self.base),
+        };
+        let tcb_url = format!(
+            "{tee_v4}/tcb?fmspc={}&update=early",
+            fmspc.to_string().to_uppercase()
+        );
+        let qe_url = format!("{tee_v4}/qe/identity?update=early");
+        let numbers_url = format!("{tee_v4}/tcbevaluationdatanumbers");
+        let (tcb, qe, numbers) = tokio::join!(
+            self.get(&tcb_url),
+            self.get(&qe_url),
+            self.get(&numbers_url)
+        );
+        let (tcb, qe) = (tcb?, qe?);
+        let evaluation_numbers = match numbers {
+            Ok((headers, body)) => {
+                let (text, signature) = pcs::evaluation_numbers_body(&body)?;
+                let chain = header(
+                    &headers,
+                    &pcs::EVALUATION_NUMBERS_ISSUER_CHAIN,
+                    &numbers_url,
+                )?;
+                Some(SignedNumbers {
+                    issuer_chain: pcs::issuer_chain(
+                        &chain,
+                        "TCB evaluation data numbers issuer chain",
+                    )?,
+                    text,
+                    signature,
+                })
+            }
+            // Not every PCCS serves the list: the early data is then undated.
+            Err(FetchError::Status { status, .. }) if status == StatusCode::NOT_FOUND => None,
+            Err(e) => return Err(e),
+        };
+        let (tcb_info, tcb_info_signature) = pcs::tcb_info_body(&tcb.1)?;
+        let (qe_identity, qe_identity_signature) = pcs::qe_identity_body(&qe.1)?;
+        Ok(EarlyCollateral {
+            tcb_info_issuer_chain: pcs::issuer_chain(
+                &header(&tcb.0, &pcs::TCB_INFO_ISSUER_CHAIN, &tcb_url)?,
+                "early TCB info issuer chain",
+            )?,
+            tcb_info,
+            tcb_info_signature,
+            qe_identity_issuer_chain: pcs::issuer_chain(
+                &header(&qe.0, &pcs::QE_IDENTITY_ISSUER_CHAIN, &qe_url)?,
+                "early QE identity issuer chain",
+            )?,
+            qe_identity,
+            qe_identity_signature,
+            evaluation_numbers,
+        })
     }
 
     async fn get(&self, url: &str) -> Result<(HeaderMap, Bytes), FetchError> {

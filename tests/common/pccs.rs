@@ -1,6 +1,8 @@
 //! A PCCS stand-in on loopback speaking the Intel PCS v4 paths the proxy fetches: TCB info
 //! per TEE and FMSPC, QE identity per TEE, PCK CRL per CA, the root CA CRL (hex, as a PCCS
-//! serves it), issuer chains in URL-encoded headers. A test swaps what it serves at will: a
+//! serves it), issuer chains in URL-encoded headers, and Intel's early TCB data
+//! (`update=early` on TCB info and QE identity, `tcbevaluationdatanumbers`) when given some
+//! (404 otherwise, as a PCCS without it answers). A test swaps what it serves at will: a
 //! hostile PCCS replaying older, validly signed collateral, answering for the wrong CA, or
 //! failing ([`Fault`]).
 
@@ -14,6 +16,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use ratls_proxy::dcap::collateral::early::BundleFile;
 use ratls_proxy::dcap::collateral::Collateral;
 
 /// One signed answer: the body and its issuer chain (PEM).
@@ -21,6 +24,18 @@ use ratls_proxy::dcap::collateral::Collateral;
 pub struct Doc {
     pub body: Vec<u8>,
     pub chain: String,
+}
+
+/// The PCS's answer with a signed document: `{"<field>": <text verbatim>, "signature": hex}`.
+fn signed(field: &str, text: &str, signature: &[u8], chain: &str) -> Doc {
+    Doc {
+        body: format!(
+            r#"{{"{field}":{text},"signature":"{}"}}"#,
+            hex::encode(signature)
+        )
+        .into_bytes(),
+        chain: chain.to_owned(),
+    }
 }
 
 /// Everything served for one platform, in the shapes the PCS answers with.
@@ -36,14 +51,6 @@ pub struct Served {
 impl Served {
     /// The PCS's answers made from a bundle (the signed text placed verbatim).
     pub fn of(c: &Collateral) -> Self {
-        let signed = |field: &str, text: &str, signature: &[u8], chain: &str| Doc {
-            body: format!(
-                r#"{{"{field}":{text},"signature":"{}"}}"#,
-                hex::encode(signature)
-            )
-            .into_bytes(),
-            chain: chain.to_owned(),
-        };
         Self {
             tcb: signed(
                 "tcbInfo",
@@ -95,6 +102,11 @@ struct Answers {
     /// "platform"|"processor" → PCK CRL.
     pck_crl: HashMap<String, Doc>,
     root_crl: Vec<u8>,
+    /// Early data: ("sgx"|"tdx", FMSPC) → TCB info; "sgx"|"tdx" → QE identity, and the
+    /// evaluation data numbers list.
+    early_tcb: HashMap<(String, String), Doc>,
+    early_qe: HashMap<String, Doc>,
+    numbers: HashMap<String, Doc>,
     fault: Option<Fault>,
 }
 
@@ -159,7 +171,21 @@ fn answer(a: &Answers, req: &Request<hyper::body::Incoming>) -> Response<Full<By
     } else {
         "sgx"
     };
+    let early = param("update") == "early";
     match path {
+        "/sgx/certification/v4/tcb" | "/tdx/certification/v4/tcb" if early => reply(
+            a.early_tcb
+                .get(&(tee.to_owned(), param("fmspc").to_uppercase())),
+            "TCB-Info-Issuer-Chain",
+        ),
+        "/sgx/certification/v4/qe/identity" | "/tdx/certification/v4/qe/identity" if early => {
+            reply(a.early_qe.get(tee), "SGX-Enclave-Identity-Issuer-Chain")
+        }
+        "/sgx/certification/v4/tcbevaluationdatanumbers"
+        | "/tdx/certification/v4/tcbevaluationdatanumbers" => reply(
+            a.numbers.get(tee),
+            "TCB-Evaluation-Data-Numbers-Issuer-Chain",
+        ),
         "/sgx/certification/v4/tcb" | "/tdx/certification/v4/tcb" => {
             let doc = a.tcb.get(&(tee.to_owned(), param("fmspc").to_uppercase()));
             match (doc, a.fault) {
@@ -235,7 +261,13 @@ impl Pccs {
         let tcb_hits = Arc::new(AtomicU64::new(0));
         let (a, hits) = (Arc::clone(&answers), Arc::clone(&tcb_hits));
         let task = tokio::spawn(serve_http(listener, tls, move |req| {
-            if req.uri().path().ends_with("/tcb") {
+            // Standard TCB info only: early data has its own fetches.
+            let early = req
+                .uri()
+                .query()
+                .unwrap_or_default()
+                .contains("update=early");
+            if req.uri().path().ends_with("/tcb") && !early {
                 hits.fetch_add(1, Ordering::Relaxed);
             }
             a.lock().map(|a| answer(&a, req)).unwrap_or_default()
@@ -253,7 +285,7 @@ impl Pccs {
         format!("http://{}", self.addr)
     }
 
-    /// TCB info fetches answered or not.
+    /// Standard TCB info fetches answered or not (`update=early` ones not counted).
     pub fn tcb_hits(&self) -> u64 {
         self.tcb_hits.load(Ordering::Relaxed)
     }
@@ -294,6 +326,37 @@ impl Pccs {
             .expect("lock")
             .pck_crl
             .insert(ca.to_owned(), crl);
+    }
+
+    /// Serves `b`'s TCB info and QE identity as its TEE's early data for its FMSPC, and its
+    /// evaluation data numbers list.
+    pub fn serve_early(&self, b: &BundleFile) {
+        let tee = Served::of(&b.collateral).tee();
+        self.serve_early_at(tee, &fmspc_of(&b.collateral), b);
+    }
+
+    /// Serves `b` as early data at `tee`'s paths (`sgx` or `tdx`) for `fmspc`, whatever TEE
+    /// and platform it is for (a hostile PCCS may serve anything as early data).
+    pub fn serve_early_at(&self, tee: &str, fmspc: &str, b: &BundleFile) {
+        let docs = Served::of(&b.collateral);
+        let mut a = self.answers.lock().expect("lock");
+        a.early_tcb
+            .insert((tee.to_owned(), fmspc.to_uppercase()), docs.tcb);
+        a.early_qe.insert(tee.to_owned(), docs.qe);
+        match &b.evaluation_numbers {
+            Some(n) => {
+                let doc = signed(
+                    "tcbEvaluationDataNumbers",
+                    &n.text,
+                    &n.signature,
+                    &n.issuer_chain,
+                );
+                a.numbers.insert(tee.to_owned(), doc);
+            }
+            None => {
+                a.numbers.remove(tee);
+            }
+        }
     }
 
     /// Fails every request with `fault`, or (`None`) answers normally again.

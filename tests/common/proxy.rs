@@ -102,6 +102,7 @@ impl Ports {
 
 /// One `[[enclave]]` of a [`Harness`] config.
 #[cfg(feature = "sim")]
+#[derive(Clone)]
 pub struct Entry {
     hosts: Vec<String>,
     connect_to: std::net::SocketAddr,
@@ -113,6 +114,7 @@ pub struct Entry {
 /// (its CA directory, sim root and collateral), then a proxy started from it, in-process
 /// (the library, to read counters) or as the real binary.
 #[cfg(feature = "sim")]
+#[derive(Clone)]
 pub struct Harness<'e> {
     env: &'e Env,
     listen: u16,
@@ -120,6 +122,7 @@ pub struct Harness<'e> {
     top: String,
     limits: String,
     collateral: String,
+    collateral_keys: String,
     entries: Vec<Entry>,
     tail: String,
 }
@@ -135,6 +138,7 @@ impl<'e> Harness<'e> {
             top: String::new(),
             limits: String::new(),
             collateral: env.dir.join("pki/collateral.json").display().to_string(),
+            collateral_keys: String::new(),
             entries: Vec::new(),
             tail: String::new(),
         }
@@ -183,6 +187,13 @@ impl<'e> Harness<'e> {
         self
     }
 
+    /// Keys under `[collateral]` besides `source` (`early = "enforce"`, ...).
+    pub fn collateral_keys(mut self, text: &str) -> Self {
+        self.collateral_keys.push_str(text);
+        self.collateral_keys.push('\n');
+        self
+    }
+
     /// An `[[enclave]]` for `host` dialled at `addr`, trusting [`TRUSTED`].
     pub fn enclave(self, host: &str, addr: std::net::SocketAddr) -> Self {
         self.enclave_with(&[host], addr, TRUSTED, "")
@@ -218,13 +229,14 @@ impl<'e> Harness<'e> {
             .admin
             .map_or_else(String::new, |p| format!("127.0.0.1:{p}"));
         let mut text = format!(
-            "listen = \"127.0.0.1:{}\"\nadmin_listen = \"{admin}\"\nshutdown_grace_secs = 10\n{}\n[limits]\n{}\n[ca]\ndir = \"{}\"\n[trust]\nroot_ca = \"{}\"\n[collateral]\nsource = \"{}\"\n",
+            "listen = \"127.0.0.1:{}\"\nadmin_listen = \"{admin}\"\nshutdown_grace_secs = 10\n{}\n[limits]\n{}\n[ca]\ndir = \"{}\"\n[trust]\nroot_ca = \"{}\"\n[collateral]\nsource = \"{}\"\n{}",
             self.listen,
             self.top,
             self.limits,
             self.env.dir.join("ca").display(),
             self.env.dir.join("pki/root.pem").display(),
             self.collateral,
+            self.collateral_keys,
         );
         for e in &self.entries {
             let hosts: Vec<String> = e.hosts.iter().map(|h| format!("\"{h}\"")).collect();

@@ -9,6 +9,8 @@
     clippy::arithmetic_side_effects
 )]
 
+pub mod early;
+pub mod eval_numbers;
 pub mod pcs;
 pub mod qe_identity;
 pub mod tcb_info;
@@ -84,17 +86,32 @@ struct Bundle {
     // data type 5 and never let collateral replace the quote's own PCK chain.
     #[serde(default, rename = "pck_certificate_chain")]
     _pck_certificate_chain: Option<String>,
+    /// `"early"`: the TCB info and QE identity are Intel's early data (`early::BundleFile`).
+    #[serde(default)]
+    update: Option<String>,
+    /// The signed evaluation data numbers list, its signature (hex) and issuer chain.
+    #[serde(default)]
+    tcb_evaluation_data_numbers: Option<String>,
+    #[serde(default)]
+    tcb_evaluation_data_numbers_signature: Option<String>,
+    #[serde(default)]
+    tcb_evaluation_data_numbers_issuer_chain: Option<String>,
+}
+
+fn hex_field(field: &'static str, text: &str) -> Result<Vec<u8>, CollateralError> {
+    hex::decode(text).map_err(|_| CollateralError::Hex(field))
 }
 
 impl Collateral {
     /// Parses the JSON bundle format of `fixtures/dcap/*.collateral.json`
     /// (dcap-qvl's `QuoteCollateralV3`: hex CRLs and signatures, signed JSON as text).
+    /// The fields of early bundles (`early::BundleFile`) are read and left aside.
     pub fn from_json(bytes: &[u8]) -> Result<Self, CollateralError> {
-        let b: Bundle =
-            serde_json::from_slice(bytes).map_err(|e| CollateralError::Json(e.to_string()))?;
-        let hex = |field: &'static str, text: &str| {
-            hex::decode(text).map_err(|_| CollateralError::Hex(field))
-        };
+        Self::from_bundle(parse_bundle(bytes)?)
+    }
+
+    fn from_bundle(b: Bundle) -> Result<Self, CollateralError> {
+        let hex = hex_field;
         Ok(Self {
             root_ca_crl: hex("root_ca_crl", &b.root_ca_crl)?,
             pck_crl: hex("pck_crl", &b.pck_crl)?,
@@ -125,6 +142,10 @@ impl Collateral {
     }
 }
 
+fn parse_bundle(bytes: &[u8]) -> Result<Bundle, CollateralError> {
+    serde_json::from_slice(bytes).map_err(|e| CollateralError::Json(e.to_string()))
+}
+
 /// A piece of collateral with its own validity window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CollateralItem {
@@ -144,6 +165,12 @@ pub enum CollateralItem {
     QeIdentity,
     /// The TCB Signing certificate of the QE identity.
     QeIdentitySigner,
+    /// The early TCB info.
+    EarlyTcbInfo,
+    /// The early QE identity.
+    EarlyQeIdentity,
+    /// The TCB Signing certificate of early data.
+    EarlySigner,
 }
 
 impl fmt::Display for CollateralItem {
@@ -157,6 +184,9 @@ impl fmt::Display for CollateralItem {
             Self::TcbInfoSigner => "the TCB info signing certificate",
             Self::QeIdentity => "the QE identity",
             Self::QeIdentitySigner => "the QE identity signing certificate",
+            Self::EarlyTcbInfo => "the early TCB info",
+            Self::EarlyQeIdentity => "the early QE identity",
+            Self::EarlySigner => "the early TCB data's signing certificate",
         })
     }
 }

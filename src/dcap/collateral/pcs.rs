@@ -43,6 +43,8 @@ pub const TCB_INFO_ISSUER_CHAIN: [&str; 2] = ["TCB-Info-Issuer-Chain", "SGX-TCB-
 pub const QE_IDENTITY_ISSUER_CHAIN: [&str; 1] = ["SGX-Enclave-Identity-Issuer-Chain"];
 /// PCK CRL issuer chain header.
 pub const PCK_CRL_ISSUER_CHAIN: [&str; 1] = ["SGX-PCK-CRL-Issuer-Chain"];
+/// TCB evaluation data numbers issuer chain header.
+pub const EVALUATION_NUMBERS_ISSUER_CHAIN: [&str; 1] = ["TCB-Evaluation-Data-Numbers-Issuer-Chain"];
 
 fn bad(what: &'static str, detail: impl Into<String>) -> CollateralError {
     CollateralError::Content {
@@ -63,6 +65,8 @@ fn signed_body(
         tcb_info: Option<&'a RawValue>,
         #[serde(borrow, rename = "enclaveIdentity")]
         enclave_identity: Option<&'a RawValue>,
+        #[serde(borrow, rename = "tcbEvaluationDataNumbers")]
+        evaluation_numbers: Option<&'a RawValue>,
         signature: String,
     }
     let text = std::str::from_utf8(body).map_err(|_| bad(what, "response is not UTF-8"))?;
@@ -70,7 +74,8 @@ fn signed_body(
         .map_err(|e| bad(what, format!("response is not the PCS JSON shape: {e}")))?;
     let value = match key {
         "tcbInfo" => b.tcb_info,
-        _ => b.enclave_identity,
+        "enclaveIdentity" => b.enclave_identity,
+        _ => b.evaluation_numbers,
     }
     .ok_or_else(|| bad(what, format!("response has no `{key}`")))?;
     let signature = hex::decode(&b.signature).map_err(|_| bad(what, "signature is not hex"))?;
@@ -85,6 +90,16 @@ pub fn tcb_info_body(body: &[u8]) -> Result<(String, Vec<u8>), CollateralError> 
 /// The QE identity response body: exact `enclaveIdentity` text and its signature.
 pub fn qe_identity_body(body: &[u8]) -> Result<(String, Vec<u8>), CollateralError> {
     signed_body(body, "enclaveIdentity", "QE identity response")
+}
+
+/// The TCB evaluation data numbers response body: exact `tcbEvaluationDataNumbers` text and
+/// its signature.
+pub fn evaluation_numbers_body(body: &[u8]) -> Result<(String, Vec<u8>), CollateralError> {
+    signed_body(
+        body,
+        "tcbEvaluationDataNumbers",
+        "TCB evaluation data numbers response",
+    )
 }
 
 /// A URL-encoded PEM issuer chain header value.
@@ -167,7 +182,12 @@ mod tests {
         assert_eq!(text, r#"{"b":1,  "a":[2,3]}"#);
         assert_eq!(sig, vec![0x0a, 0x0b]);
         assert!(qe_identity_body(body).is_err());
+        assert!(evaluation_numbers_body(body).is_err());
         assert!(tcb_info_body(b"<html>busy</html>").is_err());
+        let numbers = br#"{"tcbEvaluationDataNumbers":{"id":"TDX", "version":1},"signature":"0c"}"#;
+        let (text, sig) = evaluation_numbers_body(numbers).expect("parses");
+        assert_eq!(text, r#"{"id":"TDX", "version":1}"#);
+        assert_eq!(sig, vec![0x0c]);
     }
 
     #[test]

@@ -19,8 +19,9 @@ use crate::proxy::target::{Enclave, Target};
 use crate::proxy::upstream::auditor::Auditor;
 use crate::proxy::upstream::pool::{Pool, Sharding, UpstreamCap};
 use crate::ratls::{GenerationId, RaTlsVerifier, VerdictCache};
-use crate::source::marks::Marks;
+use crate::source::marks::Books;
 use crate::source::CollateralSetup;
+use crate::tcb_watch::TcbWatch;
 
 /// Generation ids: each configuration in force gets a new one.
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
@@ -61,9 +62,12 @@ pub(crate) struct Shared {
     pub(crate) upstream_cap: Arc<UpstreamCap>,
     /// The audit trail (its file and `required` are fixed at start).
     pub(crate) audit: Arc<Auditor>,
-    /// The collateral high-water marks, shared by every generation's collateral cache (in
-    /// memory unless the proxy is given the ones kept in the state directory).
-    pub(crate) marks: Arc<Marks>,
+    /// The collateral high-water marks, standard and early, shared by every generation's
+    /// collateral cache (in memory unless the proxy is given the ones kept in the state
+    /// directory).
+    pub(crate) marks: Books,
+    /// Each enclave host's TCB under the standard and the early data.
+    pub(crate) tcb: Arc<TcbWatch>,
     /// Bumped after each reload's swap and each new collateral snapshot, so exchanges in
     /// flight (bodies, WebSockets) judge their enclave again under what is in force.
     pub(crate) changes: Arc<Changes>,
@@ -80,7 +84,8 @@ impl Generation {
     ) -> Self {
         let id = GenerationId(NEXT_GENERATION.fetch_add(1, Ordering::Relaxed));
         if let Some(cache) = collateral.cache() {
-            cache.share_marks(&shared.marks);
+            cache.share_marks(&shared.marks.standard);
+            cache.share_early_marks(&shared.marks.early);
             // A new snapshot is a change open exchanges judge their verdict again on.
             let changes = Arc::clone(&shared.changes);
             cache.on_new_snapshot(move || changes.bump());
@@ -108,7 +113,7 @@ impl Generation {
             .collect();
         let mut g = Self {
             pool: Pool::new(
-                Arc::clone(&shared.audit),
+                (Arc::clone(&shared.audit), Arc::clone(&shared.tcb)),
                 id,
                 Arc::clone(&shared.upstream_cap),
                 collateral.cache().cloned(),

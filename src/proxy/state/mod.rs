@@ -16,8 +16,9 @@ use crate::proxy::cores;
 use crate::proxy::upstream::auditor::Auditor;
 use crate::proxy::upstream::pool::UpstreamCap;
 use crate::ratls::{CacheStats, VerdictCache};
-use crate::source::marks::Marks;
+use crate::source::marks::Books;
 use crate::source::{trust_and_collateral, CollateralSetup, SetupError};
+use crate::tcb_watch::TcbWatch;
 
 mod drain;
 mod generation;
@@ -95,7 +96,8 @@ impl Proxy {
             cache: Arc::new(VerdictCache::new(10_000, config.verdict_max_age)),
             upstream_cap: Arc::new(UpstreamCap::new(config.limits.max_upstream_connections)),
             audit: Arc::new(Auditor::new(config.audit.as_ref(), &metrics)),
-            marks: Arc::new(Marks::in_memory()),
+            marks: Books::in_memory(),
+            tcb: Arc::new(TcbWatch::default()),
             changes: Arc::new(Changes::new()),
         };
         let generation = Generation::new(config, anchor, collateral, &shared);
@@ -112,18 +114,27 @@ impl Proxy {
         }
     }
 
-    /// The collateral high-water marks.
-    pub(crate) fn marks(&self) -> &Arc<Marks> {
+    /// The collateral high-water marks, standard and early.
+    pub(crate) fn marks(&self) -> &Books {
         &self.shared.marks
     }
 
-    /// Uses `marks` (read from the state directory) from now on: call before `start`.
-    pub(crate) fn with_marks(mut self, marks: Arc<Marks>) -> Self {
-        if let Some(path) = marks.path() {
-            tracing::info!(path = %path.display(), "collateral high-water marks");
+    /// Each enclave host's TCB under the standard and the early data.
+    pub(crate) fn tcb_watch(&self) -> &TcbWatch {
+        &self.shared.tcb
+    }
+
+    /// Uses `marks` (standard and early, read from the state directory) from now on: call
+    /// before `start`.
+    pub(crate) fn with_marks(mut self, marks: Books) -> Self {
+        for m in [&marks.standard, &marks.early] {
+            if let Some(path) = m.path() {
+                tracing::info!(path = %path.display(), "collateral high-water marks");
+            }
         }
         if let Some(c) = self.current().collateral.cache() {
-            c.share_marks(&marks);
+            c.share_marks(&marks.standard);
+            c.share_early_marks(&marks.early);
         }
         self.shared.marks = marks;
         self

@@ -39,6 +39,7 @@ use crate::proxy::upstream::rewrite::prepare;
 use crate::ratls::client::Attested;
 use crate::ratls::GenerationId;
 use crate::source::fetch::CollateralCache;
+use crate::tcb_watch::TcbWatch;
 
 /// HTTP/2 connections kept per destination (requests are spread over them round-robin).
 pub(crate) const H2_CONNECTIONS: usize = 4;
@@ -122,6 +123,8 @@ pub(crate) struct Pool {
     /// The audit trail, and the generation whose verdicts this pool's connections carry.
     audit: Arc<Auditor>,
     generation: GenerationId,
+    /// Where each verdict's TCB judgements go, per host (`GET /tcb`, the at-risk warning).
+    tcb: Arc<TcbWatch>,
     /// One shard per core ([`Sharding`]): a core's connections borrow the upstream
     /// connections its own runtime drives. Keyed by [`Target`], whose entry hashes by
     /// identity (see `conns_of`).
@@ -136,7 +139,7 @@ impl Pool {
     /// A pool dialing with each target's verifier, its idle connections split by
     /// `sharding`; connections idle for `idle_timeout` are closed by [`Pool::sweep`].
     pub(crate) fn new(
-        audit: Arc<Auditor>,
+        (audit, tcb): (Arc<Auditor>, Arc<TcbWatch>),
         generation: GenerationId,
         upstream_cap: Arc<UpstreamCap>,
         collateral: Option<Arc<CollateralCache>>,
@@ -155,6 +158,7 @@ impl Pool {
             retired: AtomicBool::new(false),
             audit,
             generation,
+            tcb,
             idle,
             sharding,
             h1_cap: H1_CONNECTIONS.div_ceil(shards),
@@ -195,6 +199,12 @@ impl Pool {
     ) -> Result<Conn, ProxyRefusal> {
         self.rejudge_stale(target)?;
         self.checkout_judged(target, metrics).await
+    }
+
+    /// Hands the verdict `c` on a connection to `target` to the TCB watch.
+    pub(super) fn saw(&self, target: &Target, c: &crate::ratls::CertAppraisal) {
+        let host = target.dest.host.to_string();
+        self.tcb.saw(&host, target.dest.port, c, UnixTime::now());
     }
 
     async fn checkout_judged(

@@ -118,6 +118,7 @@ impl Pool {
                 self.connect_timeout.as_secs()
             ))),
             Ok(Err(ConnectError::Refused(r))) => {
+                self.saw(target, &r.appraisal);
                 self.audit
                     .record(target, self.generation, &r.appraisal)
                     .map_err(ProxyRefusal::Internal)?;
@@ -136,6 +137,7 @@ impl Pool {
                 }))
             }
             Ok(Ok(a)) => {
+                self.saw(target, a.verdict.accepted.appraisal());
                 // Into the trail before the connection carries a byte (the HTTP/2 preface
                 // and an upgrade request included).
                 self.audit

@@ -67,12 +67,14 @@ impl Pool {
     ) -> Result<Arc<CachedVerdict>, ProxyRefusal> {
         match target.enclave.verifier.verdict_for(&held.leaf, now) {
             Ok(verdict) => {
+                self.saw(target, verdict.accepted.appraisal());
                 self.audit
                     .record_verdict(target, self.generation, &verdict)
                     .map_err(ProxyRefusal::Internal)?;
                 Ok(verdict)
             }
             Err(refused) => {
+                self.saw(target, &refused.appraisal);
                 let r = &refused.refusal;
                 let written = match cut {
                     Some(what) => {

@@ -19,8 +19,9 @@ fn pool(shards: usize, max_upstream_connections: usize, connect: Duration) -> Po
     let audit = Arc::new(Auditor::new(None, &Arc::new(Metrics::default())));
     let cap = Arc::new(UpstreamCap::new(max_upstream_connections));
     let timeouts = (connect, Duration::from_secs(300));
+    let tcb = Arc::new(TcbWatch::default());
     Pool::new(
-        audit,
+        (audit, tcb),
         GenerationId(1),
         cap,
         None,
