@@ -29,7 +29,7 @@ pub(crate) use self::verify::{verify_file, Broken};
 use crate::appraise::policy::EnclavePolicy;
 use crate::dcap::identity::Identity;
 use crate::dcap::time::UnixTime;
-use crate::ratls::CertAppraisal;
+use crate::ratls::{CertAppraisal, GenerationId};
 
 /// What the chain starts from.
 const ZERO: [u8; 32] = [0; 32];
@@ -42,7 +42,7 @@ pub(crate) struct Judged<'a> {
     /// Its port.
     pub(crate) port: u16,
     /// The configuration generation that judged it.
-    pub(crate) generation: u64,
+    pub(crate) generation: GenerationId,
     /// The entry's policy.
     pub(crate) policy: &'a EnclavePolicy,
     /// Set when this verdict cut an exchange in flight.
@@ -271,7 +271,7 @@ fn record(judged: Judged<'_>, c: &CertAppraisal, now: UnixTime) -> Value {
         "cert_sha256": c.cert_sha256.to_string(),
         "quote_sha256": c.quote_sha256.map(hex::encode),
         "policy_sha256": hex::encode(Sha256::digest(format!("{:?}", judged.policy).as_bytes())),
-        "generation": judged.generation,
+        "generation": judged.generation.0,
         "tcb": a.tcb.as_ref().map(|t| json!({
             "status": t.status.as_str(),
             "advisory_ids": t.advisory_ids,

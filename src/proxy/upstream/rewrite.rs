@@ -1,12 +1,15 @@
-//! Rewriting HTTP messages between hops: hop-by-hop headers out, and a request put in the
-//! form its upstream connection's HTTP version needs.
+//! Rewriting HTTP messages between hops: hop-by-hop headers out, a request put in the form
+//! its upstream connection's HTTP version needs, and a response from an enclave as the
+//! client gets it (only the proxy speaks for the enclave).
 
 use http::header::{HeaderName, CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE};
 use http::header::{TRANSFER_ENCODING, UPGRADE};
 use http::Request;
 
-use super::target::Target;
-use super::ProxyBody;
+use crate::dcap::identity::Identity;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::target::Target;
+use crate::ratls::cache::CachedVerdict;
 
 /// Headers that belong to one hop only (RFC 9110 7.6.1), never forwarded.
 const HOP_BY_HOP: [&str; 8] = [
@@ -33,7 +36,7 @@ static HOP_BY_HOP_NAMES: [HeaderName; 8] = [
 ];
 
 /// Strips hop-by-hop headers (including those named in `Connection`).
-pub(super) fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     // Most messages carry none: one pass over their few names is cheaper than the nine hashed
     // lookups below (any name `Connection` lists is only there if `Connection` is).
     if !headers.keys().any(|k| HOP_BY_HOP_NAMES.contains(k)) {
@@ -100,4 +103,51 @@ fn origin_form(uri: &http::Uri) -> Option<http::Uri> {
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
     );
     http::Uri::from_parts(parts).ok()
+}
+
+/// The header in which the proxy tells the client what it verified.
+pub(crate) const ATTESTATION_HEADER: &str = "ratls-attestation";
+
+/// [`ATTESTATION_HEADER`] as a header name: removed from every response, and a `&str` name
+/// is parsed again on each use.
+static ATTESTATION: http::HeaderName = http::HeaderName::from_static(ATTESTATION_HEADER);
+
+/// The optional header that tells the client what was verified.
+fn what_was_verified(v: &CachedVerdict) -> Option<http::HeaderValue> {
+    let q = v.accepted.quote();
+    let binding = v.accepted.appraisal().binding.map_or("-", |b| b.as_str());
+    let identity = match &q.identity {
+        Identity::Sgx(e) => format!(
+            "mrenclave={}; mrsigner={}; isv_prod_id={}; isv_svn={}",
+            e.mrenclave, e.mrsigner, e.isv_prod_id, e.isv_svn
+        ),
+        Identity::Td(t) => format!(
+            "mrtd={}; rtmr0={}; rtmr1={}; rtmr2={}; rtmr3={}; mrseam={}",
+            t.mr_td, t.rtmr[0], t.rtmr[1], t.rtmr[2], t.rtmr[3], t.mr_seam
+        ),
+    };
+    http::HeaderValue::from_str(&format!(
+        "{identity}; tcb={}; binding={binding}; verified_at={}",
+        q.tcb.status,
+        q.verified_at.to_rfc3339()
+    ))
+    .ok()
+}
+
+/// The head of a response from an attested connection, as the client gets it: hop-by-hop
+/// headers out, and only the proxy speaks for the enclave (whatever upstream sent under the
+/// attestation header's name goes; ours is added only when configured).
+/// With `attestation_header` (the configuration's), the proxy says what it verified.
+pub(crate) fn speak_for(
+    headers: &mut http::HeaderMap,
+    verdict: &CachedVerdict,
+    attestation_header: bool,
+) {
+    strip_hop_by_hop(headers);
+    headers.remove(&ATTESTATION);
+    if attestation_header {
+        if let Some(v) = what_was_verified(verdict) {
+            headers.insert(ATTESTATION.clone(), v);
+        }
+    }
 }

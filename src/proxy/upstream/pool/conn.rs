@@ -6,34 +6,10 @@ use std::time::Instant;
 
 use hyper::client::conn::{http1, http2};
 
-use super::super::target::Target;
-use super::super::ProxyBody;
-use crate::appraise::refusal::Refusal;
 use crate::dcap::time::UnixTime;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::target::Target;
 use crate::ratls::cache::CachedVerdict;
-
-/// Why no attested upstream connection could be had.
-#[derive(Debug, thiserror::Error)]
-pub(in crate::proxy) enum UpstreamError {
-    /// The attestation was refused.
-    #[error("{0}")]
-    Refused(Refusal),
-    /// TCP or TLS failure.
-    #[error("{0}")]
-    Unreachable(String),
-    /// Dial or handshake timed out.
-    #[error("{0}")]
-    Timeout(String),
-    /// The connection failed mid-request.
-    #[error("{0}")]
-    Request(String),
-    /// No place under `max_upstream_connections` within the connect timeout.
-    #[error("{0}")]
-    Capacity(String),
-    /// The audit trail is required and cannot be written.
-    #[error("{0}")]
-    Audit(String),
-}
 
 pub(super) enum Sender {
     H1(http1::SendRequest<ProxyBody>),
@@ -41,7 +17,7 @@ pub(super) enum Sender {
 }
 
 /// One verified upstream connection.
-pub(in crate::proxy) struct Conn {
+pub(crate) struct Conn {
     pub(super) sender: Sender,
     pub(super) verdict: Arc<CachedVerdict>,
     /// Shared by the clones of one HTTP/2 connection.
@@ -57,7 +33,7 @@ pub(in crate::proxy) struct Conn {
 
 /// The HTTP version a client speaks to the proxy; upstream requests mirror it when they can.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(in crate::proxy) enum Version {
+pub(crate) enum Version {
     /// HTTP/1.1: one request at a time per connection.
     Http1,
     /// HTTP/2: multiplexed.
@@ -75,7 +51,7 @@ impl Drop for H1Ticket {
 
 impl Conn {
     /// True if the upstream negotiated HTTP/2.
-    pub(in crate::proxy) fn is_h2(&self) -> bool {
+    pub(crate) fn is_h2(&self) -> bool {
         matches!(self.sender, Sender::H2(_))
     }
 
@@ -90,7 +66,7 @@ impl Conn {
     }
 
     /// The verdict that admitted this connection.
-    pub(in crate::proxy) fn verdict(&self) -> &Arc<CachedVerdict> {
+    pub(crate) fn verdict(&self) -> &Arc<CachedVerdict> {
         &self.verdict
     }
 

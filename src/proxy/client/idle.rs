@@ -23,7 +23,7 @@ use tokio::time::{Instant, Sleep};
 /// Where a client connection's HTTP/1 exchange stands, shared by its I/O wrapper and the
 /// services that answer it (the connection's own, then its tunnel's).
 #[derive(Debug, Default)]
-pub(super) struct Phase {
+pub(crate) struct Phase {
     state: AtomicU8,
     /// Requests that reached a service: a head deadline set before the count moved was for
     /// a head that has arrived, even if the request was answered before the wrapper looked.
@@ -39,7 +39,7 @@ const OFF: u8 = 2;
 
 impl Phase {
     /// Marks a request as being served until the returned guard drops.
-    pub(super) fn serving(self: &Arc<Self>) -> Serving {
+    pub(crate) fn serving(self: &Arc<Self>) -> Serving {
         self.heads.fetch_add(1, Ordering::AcqRel);
         let _ = self
             .state
@@ -48,7 +48,7 @@ impl Phase {
     }
 
     /// No more request heads on this connection: it carries something other than HTTP/1.
-    pub(super) fn off(&self) {
+    pub(crate) fn off(&self) {
         self.state.store(OFF, Ordering::Release);
     }
 
@@ -62,7 +62,7 @@ impl Phase {
 }
 
 /// A request being served; when it is answered, the connection waits for the next head.
-pub(super) struct Serving(Arc<Phase>);
+pub(crate) struct Serving(Arc<Phase>);
 
 impl Drop for Serving {
     fn drop(&mut self) {
@@ -93,7 +93,7 @@ impl Head {
 
 /// An HTTP/1 client connection, closed with `TimedOut` after `timeout` without traffic, or
 /// after a request head took longer than the header timeout.
-pub(super) struct Idle<T> {
+pub(crate) struct Idle<T> {
     inner: T,
     timeout: Duration,
     /// When the connection counts as idle, from its last byte.
@@ -108,7 +108,7 @@ pub(super) struct Idle<T> {
 impl<T> Idle<T> {
     /// Wraps `inner`; the head deadline of `header_timeout` runs from now for the first
     /// request.
-    pub(super) fn http1(
+    pub(crate) fn http1(
         inner: T,
         timeout: Duration,
         header_timeout: Duration,

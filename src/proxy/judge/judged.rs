@@ -1,5 +1,5 @@
 //! A body relayed to or from an enclave under its exchange's
-//! [`Judge`](super::judge::Judge): each frame (data or trailers) passes the checkpoint before
+//! [`Judge`](crate::proxy::judge::Judge): each frame (data or trailers) passes the checkpoint before
 //! it goes on, and while the body waits for its side, a reload or a new collateral snapshot
 //! wakes it to be judged at once, so an idle stream of a refused enclave is cut too. A cut
 //! ends the body with [`BodyError::Cut`]: hyper then closes an HTTP/1.1 connection mid-body
@@ -14,18 +14,18 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
-use super::judge::Checkpoint;
-use super::refusal::ProxyRefusal;
-use super::BodyError;
+use crate::proxy::body::BodyError;
+use crate::proxy::judge::Checkpoint;
+use crate::proxy::refusal::ProxyRefusal;
 
 /// Wakes a waiting body when the proxy's change count moves.
 type Wake = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 
 /// What to do, once, when a cut ends a body (the response side writes its access line).
-pub(super) type OnCut = Box<dyn FnOnce(&ProxyRefusal) + Send + Sync>;
+pub(crate) type OnCut = Box<dyn FnOnce(&ProxyRefusal) + Send + Sync>;
 
 /// A body whose every frame passes its exchange's checkpoint.
-pub(super) struct Judged<B> {
+pub(crate) struct Judged<B> {
     inner: B,
     checkpoint: Checkpoint,
     /// Armed while the body waits for its side: resolves at the next change.
@@ -38,7 +38,7 @@ pub(super) struct Judged<B> {
 
 impl<B> Judged<B> {
     /// `inner` passing `checkpoint`; `on_cut` called once should it be cut.
-    pub(super) fn new(inner: B, checkpoint: Checkpoint, on_cut: Option<OnCut>) -> Self {
+    pub(crate) fn new(inner: B, checkpoint: Checkpoint, on_cut: Option<OnCut>) -> Self {
         Self {
             inner,
             checkpoint,
@@ -72,7 +72,7 @@ impl<B> Judged<B> {
         }
         let proxy = self.checkpoint.judge().proxy();
         let wake = self.wake.get_or_insert_with(|| {
-            let mut changes = proxy.changes.subscribe();
+            let mut changes = proxy.shared.changes.subscribe();
             Box::pin(async move {
                 if changes.changed().await.is_err() {
                     // The proxy is gone: nothing will change any more.

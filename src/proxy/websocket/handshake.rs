@@ -2,11 +2,10 @@
 //! HTTP/2 extended CONNECT with `:protocol = websocket` (RFC 8441) goes upstream as an
 //! HTTP/1.1 upgrade on an attested connection of its own, dialed and judged under the
 //! generation in force like any other; nothing is sent to a refused enclave. On `101` the
-//! client gets its switch (`101`, or `200` on HTTP/2) and [`super::upgraded`] relays the
+//! client gets its switch (`101`, or `200` on HTTP/2) and [`super::pipe`] carries the
 //! bytes. Any other `Upgrade` is refused (400), except `h2c`: a client offering it falls
 //! back to HTTP/1.1 by design, so it is dropped with the hop-by-hop headers as before.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,34 +16,27 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
-use super::admit::ClientSlot;
-use super::empty;
-use super::judge::{Checkpoint, Cut, Judge};
-use super::judged::Judged;
-use super::refusal::{from_upstream, ProxyRefusal};
-use super::relay::{log_cut, refuse, speak_for, Exchange, Outcome, Verdict};
-use super::rewrite::prepare;
-use super::state::{Generation, Proxy};
-use super::target::Target;
-use super::upgraded::Switched;
-use super::ProxyBody;
 use crate::metrics::Counting;
+use crate::proxy::body::empty;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::client::admit::Admitted;
+use crate::proxy::exchange::{Exchange, Named, Outcome, Reply, Verdict};
+use crate::proxy::judge::judged::Judged;
+use crate::proxy::judge::{Checkpoint, Cut, Judge};
+use crate::proxy::refusal::ProxyRefusal;
+use crate::proxy::state::{Generation, Proxy};
+use crate::proxy::target::Target;
+use crate::proxy::upstream::rewrite::prepare;
+use crate::proxy::upstream::rewrite::speak_for;
+use crate::proxy::websocket::pipe::Pipe;
 
 /// What a request asks to switch to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Switch {
+pub(crate) enum Switch {
     /// HTTP/1.1 `Connection: upgrade` with `Upgrade: websocket`.
     WebSocket,
     /// HTTP/2 extended CONNECT with `:protocol = websocket`, bridged to an HTTP/1.1 upgrade.
     ExtendedConnect,
-}
-
-/// The client side of an upgrade: who asked, the connection slot the relay keeps (the
-/// request's connection ends when it is upgraded), and when the request arrived.
-pub(super) struct Client {
-    pub(super) addr: SocketAddr,
-    pub(super) slot: Arc<ClientSlot>,
-    pub(super) start: Instant,
 }
 
 /// The comma-separated tokens of every `name` header, lower-cased.
@@ -61,7 +53,7 @@ fn tokens(headers: &HeaderMap, name: http::header::HeaderName) -> Vec<String> {
 
 /// Whether `req` asks to switch protocols: `Ok(None)` for an ordinary request (or one
 /// offering only `h2c`), the switch for a WebSocket upgrade, a 400 for anything else.
-pub(super) fn requested<B>(req: &Request<B>) -> Result<Option<Switch>, ProxyRefusal> {
+pub(crate) fn requested<B>(req: &Request<B>) -> Result<Option<Switch>, ProxyRefusal> {
     if let Some(protocol) = req.extensions().get::<hyper::ext::Protocol>() {
         let protocol = protocol.as_str();
         return if req.method() == Method::CONNECT && protocol.eq_ignore_ascii_case("websocket") {
@@ -99,7 +91,7 @@ pub(super) fn requested<B>(req: &Request<B>) -> Result<Option<Switch>, ProxyRefu
 }
 
 /// Puts back the two hop-by-hop headers a WebSocket upgrade needs on its next hop.
-pub(super) fn ask_websocket(headers: &mut HeaderMap) {
+pub(crate) fn ask_websocket(headers: &mut HeaderMap) {
     headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
 }
@@ -170,7 +162,7 @@ fn switched(
         return Err("the enclave switched protocols, but not to websocket".into());
     }
     let mut headers = upstream.headers().clone();
-    speak_for(g, &mut headers, verdict);
+    speak_for(&mut headers, verdict, g.config.attestation_header);
     let status = match (switch, key) {
         (Switch::WebSocket, _) => {
             ask_websocket(&mut headers);
@@ -191,29 +183,25 @@ fn switched(
     Ok(resp)
 }
 
-/// A WebSocket upgrade to the enclave `target`. Returns the client's answer and, unless
-/// the connection switched, the outcome for the caller to log; a switched connection is
-/// relayed in its own task, which logs it when it closes.
-pub(super) async fn attested(
+/// A WebSocket upgrade to the enclave `target`, asked for in `exchange` by a client
+/// admitted as `admitted`: the answer, or the switch and the relay that finishes the
+/// exchange when the switched connection closes.
+pub(crate) async fn attested(
     proxy: &Arc<Proxy>,
     g: &Arc<Generation>,
     target: &Arc<Target>,
-    client: Client,
+    exchange: &Exchange,
+    admitted: Arc<Admitted>,
     mut req: Request<Incoming>,
     switch: Switch,
-) -> (Response<ProxyBody>, Option<Outcome>) {
-    let host = target.dest.host.to_string();
-    let refused = |refusal| {
-        let (resp, outcome) = refuse(refusal, &host);
-        (resp, Some(outcome.at_enclave()))
-    };
+) -> Reply {
+    let refused = |refusal| Reply::refused(refusal, target).at_enclave();
     let started = Instant::now();
     // Its own attested connection: an upgraded connection cannot go back to the pool.
     let conn = match g.pool.dial_upgrade(target, &proxy.metrics).await {
         Ok(c) => c,
-        Err(e) => return refused(from_upstream(e)),
+        Err(e) => return refused(e),
     };
-    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let from_client: OnUpgrade = hyper::upgrade::on(&mut req);
     let (upstream_req, key) = match upstream_request(req, target, switch) {
         Ok(r) => r,
@@ -241,51 +229,42 @@ pub(super) async fn attested(
         return refused(refusal);
     }
     let outcome = Outcome {
-        host: host.clone(),
+        host: Named::from(target),
         verdict: Verdict::Accepted(Arc::clone(&verdict)),
         upstream: Some(started.elapsed()),
         enclave: true,
     };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         // The enclave declined: its answer is relayed like any response, judged as one.
-        speak_for(g, resp.headers_mut(), &verdict);
-        let exchange = Exchange {
-            client: client.addr,
-            method,
-            path,
-            status: resp.status(),
-            start: client.start,
-        };
+        speak_for(resp.headers_mut(), &verdict, g.config.attestation_header);
+        let on_cut = exchange.on_cut(proxy, target, resp.status());
         let counter = Arc::clone(&proxy.metrics.bytes_to_clients);
         let checkpoint = checkpoint.cutting(Cut::Response);
-        let on_cut = log_cut(proxy, target, exchange);
         let resp =
             resp.map(|b| Counting::new(Judged::new(b, checkpoint, Some(on_cut)), counter).boxed());
-        return (resp, Some(outcome));
+        return Reply::Answered(resp, outcome);
     }
     let answer = match switched(g, &resp, switch, key.as_deref(), &verdict) {
         Ok(a) => a,
-        Err(reason) => return refused(ProxyRefusal::Unreachable(format!("{host}: {reason}"))),
+        Err(reason) => {
+            let host = &target.dest.host;
+            return refused(ProxyRefusal::Unreachable(format!("{host}: {reason}")));
+        }
     };
     let from_upstream = hyper::upgrade::on(&mut resp);
     // Bytes, not HTTP, from here on: no request head to time, only the idle timeout.
-    client.slot.phase.off();
-    let relay = Switched {
+    admitted.phase.off();
+    let pipe = Pipe {
         proxy: Arc::clone(proxy),
-        client: client.addr,
-        slot: client.slot,
+        admitted,
         from_client,
         from_upstream,
         judge: Some(judge),
         open: conn.open,
         outcome,
-        method,
-        path,
         status: answer.status(),
-        start: client.start,
     };
-    tokio::spawn(relay.run());
-    (answer, None)
+    Reply::Switched(answer, pipe.started())
 }
 
 #[cfg(test)]

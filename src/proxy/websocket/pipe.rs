@@ -1,28 +1,26 @@
 //! An upgraded connection (a WebSocket) relayed as bytes both ways until either side
-//! closes, under the client's connection slot, the idle timeout of the client's socket, the
+//! closes, under the client's admission, the idle timeout of the client's socket, the
 //! upstream connection cap and the byte counters; logged once, at close.
 //!
 //! To an enclave, every chunk goes out only while the upstream's certificate is accepted
-//! under the generation in force ([`super::judge`]): after a reload (or a new collateral
+//! under the generation in force ([`crate::proxy::judge`]): after a reload (or a new collateral
 //! snapshot, or when its verdict ages out) the certificate is judged again before the next
 //! chunk either way, and a change that refuses it closes both sides at once, idle or not.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::admit::ClientSlot;
-use super::judge::{Checkpoint, Cut, Judge};
-use super::pool::UpstreamOpen;
-use super::refusal::ProxyRefusal;
-use super::relay::{access_log_closed, Closed, Outcome};
-use super::state::Proxy;
+use crate::proxy::client::admit::Admitted;
+use crate::proxy::exchange::{Closed, Exchange, Outcome, Relay};
+use crate::proxy::judge::{Checkpoint, Cut, Judge};
+use crate::proxy::refusal::ProxyRefusal;
+use crate::proxy::state::Proxy;
+use crate::proxy::upstream::pool::UpstreamOpen;
 
 /// Bytes read at a time in each direction (what `tokio::io::copy` uses).
 const CHUNK: usize = 8 * 1024;
@@ -38,29 +36,33 @@ enum End {
 }
 
 /// An upgrade the client and the upstream both switched, and all the relay needs.
-pub(super) struct Switched {
-    pub(super) proxy: Arc<Proxy>,
-    pub(super) client: SocketAddr,
+pub(crate) struct Pipe {
+    pub(crate) proxy: Arc<Proxy>,
     /// The client's place under `max_connections`, kept until the relay ends.
-    pub(super) slot: Arc<ClientSlot>,
-    pub(super) from_client: OnUpgrade,
-    pub(super) from_upstream: OnUpgrade,
+    pub(crate) admitted: Arc<Admitted>,
+    pub(crate) from_client: OnUpgrade,
+    pub(crate) from_upstream: OnUpgrade,
     /// `None` for a non-enclave destination (passthrough).
-    pub(super) judge: Option<Arc<Judge>>,
+    pub(crate) judge: Option<Arc<Judge>>,
     /// The upstream's place under `max_upstream_connections`, kept until the relay ends.
-    pub(super) open: Arc<UpstreamOpen>,
-    pub(super) outcome: Outcome,
-    pub(super) method: Method,
-    pub(super) path: String,
+    pub(crate) open: Arc<UpstreamOpen>,
+    pub(crate) outcome: Outcome,
     /// What the client got for the switch (101, or 200 for HTTP/2).
-    pub(super) status: StatusCode,
-    pub(super) start: Instant,
+    pub(crate) status: StatusCode,
 }
 
-impl Switched {
-    /// Relays until either side closes (or a reload refuses the enclave), then logs.
-    pub(super) async fn run(self) {
-        let _slot = &self.slot;
+impl Pipe {
+    /// The relay, spawned with the exchange it finishes at close.
+    pub(crate) fn started(self) -> Relay {
+        Box::new(move |exchange| {
+            tokio::spawn(self.run(exchange));
+        })
+    }
+
+    /// Relays until either side closes (or a reload refuses the enclave), then finishes
+    /// `exchange`.
+    async fn run(self, exchange: Exchange) {
+        let _admitted = &self.admitted;
         let _open = &self.open;
         let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
         let end = match tokio::try_join!(self.from_client, self.from_upstream) {
@@ -90,16 +92,7 @@ impl Switched {
             down: down.load(Ordering::Relaxed),
             end: &end,
         };
-        access_log_closed(
-            &self.proxy,
-            self.client,
-            &self.outcome,
-            &self.method,
-            &self.path,
-            self.status,
-            self.start,
-            &closed,
-        );
+        exchange.closed(&self.proxy, &self.outcome, self.status, &closed);
     }
 }
 

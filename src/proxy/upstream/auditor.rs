@@ -6,17 +6,17 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use super::target::Target;
 use crate::audit::{AuditKey, AuditLog, CutNote, Judged, Use};
 use crate::config::AuditConfig;
 use crate::dcap::time::UnixTime;
 use crate::metrics::Metrics;
+use crate::proxy::target::Target;
 use crate::ratls::cache::CachedVerdict;
-use crate::ratls::CertAppraisal;
+use crate::ratls::{CertAppraisal, GenerationId};
 
 /// The audit trail as the proxy uses it (disabled when not configured).
 #[derive(Debug, Default)]
-pub(super) struct Auditor {
+pub(crate) struct Auditor {
     log: Mutex<Option<AuditLog>>,
     required: bool,
     enabled: bool,
@@ -26,7 +26,7 @@ pub(super) struct Auditor {
 impl Auditor {
     /// Opens the configured trail; a file that cannot be opened makes every record fail
     /// (counted, and refusing connections when required) rather than stopping the proxy.
-    pub(super) fn new(config: Option<&AuditConfig>, metrics: &Arc<Metrics>) -> Self {
+    pub(crate) fn new(config: Option<&AuditConfig>, metrics: &Arc<Metrics>) -> Self {
         let Some(c) = config else {
             return Self::default();
         };
@@ -54,7 +54,7 @@ impl Auditor {
     }
 
     /// Reopens the file (SIGUSR1, after log rotation).
-    pub(super) fn reopen(&self) {
+    pub(crate) fn reopen(&self) {
         if let Ok(log) = self.log.lock() {
             if let Some(l) = log.as_ref() {
                 if let Err(e) = l.reopen() {
@@ -65,10 +65,10 @@ impl Auditor {
     }
 
     /// Records `c` for `target`; `Err` only when the write failed and the trail is required.
-    pub(super) fn record(
+    pub(crate) fn record(
         &self,
         target: &Target,
-        generation: u64,
+        generation: GenerationId,
         c: &CertAppraisal,
     ) -> Result<(), String> {
         self.record_as(target, generation, c, None)
@@ -76,10 +76,10 @@ impl Auditor {
 
     /// Records the refusal that cut an exchange in flight, on `c` (the certificate's last
     /// appraisal); `Err` only when the write failed and the trail is required.
-    pub(super) fn record_cut(
+    pub(crate) fn record_cut(
         &self,
         target: &Target,
-        generation: u64,
+        generation: GenerationId,
         c: &CertAppraisal,
         cut: CutNote<'_>,
     ) -> Result<(), String> {
@@ -89,7 +89,7 @@ impl Auditor {
     fn record_as(
         &self,
         target: &Target,
-        generation: u64,
+        generation: GenerationId,
         c: &CertAppraisal,
         cut: Option<CutNote<'_>>,
     ) -> Result<(), String> {
@@ -106,10 +106,10 @@ impl Auditor {
     /// Records an accepted verdict the first time it admits a connection, and the first
     /// time it admits one to each further host (a wildcard entry's hosts served by one
     /// enclave: the trail says which hosts it served).
-    pub(super) fn record_verdict(
+    pub(crate) fn record_verdict(
         &self,
         target: &Target,
-        generation: u64,
+        generation: GenerationId,
         v: &CachedVerdict,
     ) -> Result<(), String> {
         let (host, port) = (target.dest.host.to_string(), target.dest.port);
@@ -130,7 +130,14 @@ impl Auditor {
                 } else {
                     Use::Verdict
                 };
-                let w = write(log.as_ref(), target, generation, &v.appraisal, used, None);
+                let w = write(
+                    log.as_ref(),
+                    target,
+                    generation,
+                    v.accepted.appraisal(),
+                    used,
+                    None,
+                );
                 if w.is_ok() {
                     v.record_for(&host, port);
                     v.audited.store(true, Ordering::Release);
@@ -165,7 +172,7 @@ impl Auditor {
 fn write(
     log: Option<&AuditLog>,
     target: &Target,
-    generation: u64,
+    generation: GenerationId,
     c: &CertAppraisal,
     used: Use,
     cut: Option<CutNote<'_>>,

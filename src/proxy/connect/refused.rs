@@ -22,15 +22,15 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::Notify;
 
-use super::admit::{http1_server, ClientSlot};
-use super::client_tls::{accept_client_tls, ClientTls};
-use super::empty;
-use super::refusal::{Format, ProxyRefusal};
-use super::relay::{refuse, Outcome};
-use super::state::{Generation, Proxy};
-use super::ProxyBody;
+use crate::addr::Authority;
 use crate::config::{RefusalDetails, RefusalPage};
 use crate::dcap::time::UnixTime;
+use crate::proxy::body::empty;
+use crate::proxy::client::admit::{http1_server, Admitted};
+use crate::proxy::client::tls::{accept_client_tls, ClientTls};
+use crate::proxy::exchange::{Named, Outcome, Reply};
+use crate::proxy::refusal::{Format, ProxyRefusal};
+use crate::proxy::state::{Generation, Proxy};
 
 /// Whether this CONNECT's refusal is answered inside the tunnel.
 fn wants_page(policy: RefusalPage, req: &Request<Incoming>) -> bool {
@@ -50,40 +50,41 @@ fn wants_page(policy: RefusalPage, req: &Request<Incoming>) -> bool {
 /// The answer to a refused CONNECT to an enclave host: the refusal itself, or 200 and the
 /// refusal inside the tunnel (see the module's documentation). Either way the outcome is
 /// the refusal, for the access log and metrics.
-pub(super) fn refused_connect(
+pub(crate) fn refused_connect(
     proxy: &Arc<Proxy>,
     g: &Arc<Generation>,
-    slot: Arc<ClientSlot>,
+    admitted: Arc<Admitted>,
     client: SocketAddr,
     req: Request<Incoming>,
     refusal: ProxyRefusal,
-    host: &str,
-) -> (Response<ProxyBody>, Outcome) {
+    dest: &Authority,
+) -> Reply {
     if !wants_page(g.config.refusal_page, &req) {
-        return refuse(refusal, host);
+        return Reply::refused(refusal, dest);
     }
+    let host = dest.host.to_string();
     // Both protocols offered: the client picks, and nothing upstream constrains it.
     let alpn: &[&[u8]] = &[b"h2", b"http/1.1"];
-    let tls = match proxy.ca.server_config(host, alpn, UnixTime::now()) {
+    let tls = match proxy.ca.server_config(&host, alpn, UnixTime::now()) {
         Ok(t) => t,
         Err(e) => {
             // Without a leaf there is no page: the CONNECT gets the refusal as before.
             tracing::warn!(host, error = %e, "cannot mint a certificate for the refusal page");
-            return refuse(refusal, host);
+            return Reply::refused(refusal, dest);
         }
     };
     let page = Page {
         refusal: refusal.clone(),
-        host: host.to_owned(),
+        host,
         details: g.config.refusal_details,
     };
     let limits = g.config.limits;
     let drain = Arc::clone(proxy);
     tokio::spawn(async move {
-        // The page's connection holds the client's slot for its whole (short) life.
-        let slot = slot;
+        // The page's connection holds the client's admission for its whole (short) life.
+        let admitted = admitted;
         // HTTP/1 head timing is this module's own deadline here, not the phase's.
-        slot.phase.off();
+        admitted.phase.off();
         let stream = {
             let _handshake = drain.drain.enter();
             match accept_client_tls(req, tls, limits.client_tls_timeout, client, &page.host).await {
@@ -93,7 +94,7 @@ pub(super) fn refused_connect(
         };
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
         // The client has this long after its handshake to ask and read: the page is one
-        // small response, and a connection that lingers holds a slot for nothing.
+        // small response, and a connection that lingers holds a place for nothing.
         let deadline = limits.header_read_timeout.max(Duration::from_secs(1));
         if tokio::time::timeout(deadline, serve(page, stream, h2, client, &limits))
             .await
@@ -102,8 +103,10 @@ pub(super) fn refused_connect(
             tracing::debug!(%client, "refusal page connection closed at its deadline");
         }
     });
-    let (_, outcome) = refuse(refusal, host);
-    (Response::new(empty()), outcome)
+    Reply::Answered(
+        Response::new(empty()),
+        Outcome::refused(refusal, Named::from(dest)),
+    )
 }
 
 /// What every request inside the tunnel is answered with.

@@ -5,9 +5,10 @@
 
 use std::sync::Arc;
 
-use super::{Conn, Pool, UpstreamError};
+use super::{Conn, Pool};
 use crate::audit::CutNote;
 use crate::dcap::time::UnixTime;
+use crate::proxy::refusal::ProxyRefusal;
 use crate::proxy::target::Target;
 use crate::ratls::cache::CachedVerdict;
 use crate::ratls::CertAppraisal;
@@ -18,23 +19,23 @@ impl Pool {
     /// certificate is a verdict-cache lookup after the first. Accepted ones go back to the
     /// pool with their new verdict; on a refusal they are all closed and the refusal is
     /// what the request gets.
-    pub(super) fn rejudge_stale(&self, target: &Target) -> Result<(), UpstreamError> {
+    pub(super) fn rejudge_stale(&self, target: &Target) -> Result<(), ProxyRefusal> {
         let verifier = &target.enclave.verifier;
         let snapshot = verifier.snapshot();
         let stale: Vec<Conn> = {
             let Ok(mut idle) = self.shard().lock() else {
                 return Ok(());
             };
-            let Some(slot) = idle.get_mut(target) else {
+            let Some(conns) = idle.get_mut(target) else {
                 return Ok(());
             };
-            if slot.conns.iter().all(|c| c.verdict.snapshot == snapshot) {
+            if conns.idle.iter().all(|c| c.verdict.snapshot == snapshot) {
                 return Ok(());
             }
-            let (stale, fresh) = std::mem::take(&mut slot.conns)
+            let (stale, fresh) = std::mem::take(&mut conns.idle)
                 .into_iter()
                 .partition(|c| c.verdict.snapshot != snapshot);
-            slot.conns = fresh;
+            conns.idle = fresh;
             stale
         };
         let now = UnixTime::now();
@@ -57,19 +58,19 @@ impl Pool {
     /// generation) at `now`, and puts a new verdict (accepted or refused) into the audit
     /// trail before the connection carries another byte; a refusal that cuts an exchange in
     /// flight is recorded as that `cut` (`request`, `response`, `websocket`).
-    pub(in crate::proxy) fn rejudge(
+    pub(crate) fn rejudge(
         &self,
         target: &Target,
         held: &CachedVerdict,
         now: UnixTime,
         cut: Option<&str>,
-    ) -> Result<Arc<CachedVerdict>, UpstreamError> {
+    ) -> Result<Arc<CachedVerdict>, ProxyRefusal> {
         match target.enclave.verifier.verdict_for(&held.leaf, now) {
             Ok(verdict) => {
-                self.saw(target, &verdict.appraisal);
+                self.saw(target, verdict.accepted.appraisal());
                 self.audit
                     .record_verdict(target, self.generation, &verdict)
-                    .map_err(UpstreamError::Audit)?;
+                    .map_err(ProxyRefusal::Internal)?;
                 Ok(verdict)
             }
             Err(refused) => {
@@ -89,22 +90,22 @@ impl Pool {
                         .audit
                         .record(target, self.generation, &refused.appraisal),
                 };
-                written.map_err(UpstreamError::Audit)?;
-                Err(UpstreamError::Refused(refused.refusal))
+                written.map_err(ProxyRefusal::Internal)?;
+                Err(ProxyRefusal::Attestation(refused.refusal))
             }
         }
     }
 
     /// Records, under this pool's generation, an exchange in flight cut for a reason its
     /// certificate's appraisal `c` does not carry (its host is no longer an enclave host).
-    pub(in crate::proxy) fn record_cut(
+    pub(crate) fn record_cut(
         &self,
         target: &Target,
         c: &CertAppraisal,
         note: CutNote<'_>,
-    ) -> Result<(), UpstreamError> {
+    ) -> Result<(), ProxyRefusal> {
         self.audit
             .record_cut(target, self.generation, c, note)
-            .map_err(UpstreamError::Audit)
+            .map_err(ProxyRefusal::Internal)
     }
 }

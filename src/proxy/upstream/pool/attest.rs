@@ -10,11 +10,12 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::{Held, Pool, UpstreamError};
+use super::{Held, Pool};
 use crate::appraise::refusal::RefusalCode;
 use crate::metrics::Metrics;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::refusal::ProxyRefusal;
 use crate::proxy::target::Target;
-use crate::proxy::ProxyBody;
 use crate::ratls::cache::CachedVerdict;
 use crate::ratls::client::{connect, Attested, ConnectError};
 
@@ -38,9 +39,9 @@ impl Pool {
         &self,
         target: &Target,
         alpn: &[&[u8]],
-    ) -> Result<(Attested, OwnedSemaphorePermit), UpstreamError> {
+    ) -> Result<(Attested, OwnedSemaphorePermit), ProxyRefusal> {
         match self.attest(target, alpn).await {
-            Err(UpstreamError::Refused(r)) if r.code == RefusalCode::CollateralUnavailable => {
+            Err(ProxyRefusal::Attestation(r)) if r.code == RefusalCode::CollateralUnavailable => {
                 // A request never waits longer than the connect timeout for collateral.
                 let fetched = match &self.collateral {
                     Some(cache) => {
@@ -53,7 +54,7 @@ impl Pool {
                 if fetched > 0 {
                     self.attest(target, alpn).await
                 } else {
-                    Err(UpstreamError::Refused(r))
+                    Err(ProxyRefusal::Attestation(r))
                 }
             }
             other => other,
@@ -68,13 +69,13 @@ impl Pool {
         &self,
         target: &Target,
         metrics: &Arc<Metrics>,
-    ) -> Result<UpgradeConn, UpstreamError> {
+    ) -> Result<UpgradeConn, ProxyRefusal> {
         // Held for as long as the client keeps the upgrade open: a share, checked first.
         let held = self.hold(&target.dial)?;
         let (attested, permit) = self.attest_fetching(target, &[b"http/1.1"]).await?;
         let dest = &target.dest;
         if attested.stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-            return Err(UpstreamError::Unreachable(format!(
+            return Err(ProxyRefusal::Unreachable(format!(
                 "{dest} negotiated HTTP/2 where only HTTP/1.1 was offered"
             )));
         }
@@ -82,7 +83,7 @@ impl Pool {
         let (sender, conn) = http1::handshake(TokioIo::new(attested.stream))
             .await
             .map_err(|e| {
-                UpstreamError::Unreachable(format!("HTTP/1.1 handshake with {dest}: {e}"))
+                ProxyRefusal::Unreachable(format!("HTTP/1.1 handshake with {dest}: {e}"))
             })?;
         let held = Arc::clone(&open);
         tokio::spawn(async move {
@@ -103,7 +104,7 @@ impl Pool {
         &self,
         target: &Target,
         alpn: &[&[u8]],
-    ) -> Result<(Attested, OwnedSemaphorePermit), UpstreamError> {
+    ) -> Result<(Attested, OwnedSemaphorePermit), ProxyRefusal> {
         let permit = self.upstream_permit(&target.dest).await?;
         let verifier = Arc::clone(&target.enclave.verifier);
         let (dial, host) = (target.dial.to_string(), target.dest.host.to_string());
@@ -112,7 +113,7 @@ impl Pool {
         // Client-facing messages name the destination as the client did, never the
         // `connect_to` address; the log has both.
         match tokio::time::timeout(self.connect_timeout, attempt).await {
-            Err(_) => Err(UpstreamError::Timeout(format!(
+            Err(_) => Err(ProxyRefusal::Timeout(format!(
                 "no attested connection to {dest} within {}s",
                 self.connect_timeout.as_secs()
             ))),
@@ -120,12 +121,12 @@ impl Pool {
                 self.saw(target, &r.appraisal);
                 self.audit
                     .record(target, self.generation, &r.appraisal)
-                    .map_err(UpstreamError::Audit)?;
-                Err(UpstreamError::Refused(r.refusal))
+                    .map_err(ProxyRefusal::Internal)?;
+                Err(ProxyRefusal::Attestation(r.refusal))
             }
             Ok(Err(e)) => {
                 tracing::info!(%dest, dial, error = %e, "upstream connection failed");
-                Err(UpstreamError::Unreachable(match e {
+                Err(ProxyRefusal::Unreachable(match e {
                     ConnectError::Connect { source, .. } => {
                         format!("cannot connect to {dest}: {source}")
                     }
@@ -136,12 +137,12 @@ impl Pool {
                 }))
             }
             Ok(Ok(a)) => {
-                self.saw(target, &a.verdict.appraisal);
+                self.saw(target, a.verdict.accepted.appraisal());
                 // Into the trail before the connection carries a byte (the HTTP/2 preface
                 // and an upgrade request included).
                 self.audit
                     .record_verdict(target, self.generation, &a.verdict)
-                    .map_err(UpstreamError::Audit)?;
+                    .map_err(ProxyRefusal::Internal)?;
                 Ok((a, permit))
             }
         }

@@ -1,29 +1,16 @@
-//! Non-enclave destinations under `unmatched = "passthrough"`: a plain CONNECT tunnel
-//! (bytes, not HTTP) and plain HTTP forwarding.
+//! Plain TCP connections to non-enclave destinations (`unmatched = "passthrough"`): the
+//! name is resolved once, every address is checked against what passthrough must never
+//! reach, and only a checked one is dialled.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Instant;
 
-use http::{Request, Response};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::admit::ClientSlot;
-use super::empty;
-use super::pool::UpstreamOpen;
-use super::refusal::{from_upstream, ProxyRefusal};
-use super::relay::{refuse, Outcome, Verdict, ATTESTATION_HEADER};
-use super::rewrite::strip_hop_by_hop;
-use super::state::{Generation, Proxy};
-use super::upgrade::{ask_websocket, Client};
-use super::upgraded::Switched;
-use super::{BodyError, ProxyBody};
 use crate::addr::{Authority, Host};
 use crate::appraise::refusal::RefusalCode;
+use crate::proxy::refusal::ProxyRefusal;
+use crate::proxy::state::{Generation, Proxy};
+use crate::proxy::upstream::pool::UpstreamOpen;
 
 /// Whether `ip` is one the default configuration never lets passthrough reach.
 fn is_local(ip: IpAddr) -> bool {
@@ -89,14 +76,14 @@ fn forbidden(
 
 /// A plain TCP connection to a non-enclave destination, within the connect timeout: the
 /// name is resolved once, every address is checked, and only a checked one is dialled.
-async fn dial_plain(
+pub(crate) async fn dial_plain(
     proxy: &Proxy,
     g: &Generation,
     dest: &Authority,
 ) -> Result<(TcpStream, UpstreamOpen), ProxyRefusal> {
     // A client decides how long a tunnel (or a plain exchange) lasts: a share, checked first.
-    let held = g.pool.hold(dest).map_err(from_upstream)?;
-    let permit = g.pool.upstream_permit(dest).await.map_err(from_upstream)?;
+    let held = g.pool.hold(dest)?;
+    let permit = g.pool.upstream_permit(dest).await?;
     let open = UpstreamOpen::new(&proxy.metrics, permit).holding(held);
     let timeout = g.config.limits.connect_timeout;
     let attempt = async {
@@ -142,136 +129,6 @@ async fn dial_plain(
             timeout.as_secs()
         ))),
     }
-}
-
-fn passed(host: String, started: Instant) -> Outcome {
-    Outcome {
-        host,
-        verdict: Verdict::Passthrough,
-        upstream: Some(started.elapsed()),
-        enclave: false,
-    }
-}
-
-/// A plain CONNECT tunnel to a non-enclave destination.
-pub(super) async fn tunnel(
-    proxy: &Arc<Proxy>,
-    g: &Generation,
-    slot: Arc<ClientSlot>,
-    req: Request<Incoming>,
-    dest: &Authority,
-) -> (Response<ProxyBody>, Outcome) {
-    let host = dest.host.to_string();
-    let started = Instant::now();
-    let (mut upstream, open) = match dial_plain(proxy, g, dest).await {
-        Ok(s) => s,
-        Err(refusal) => return refuse(refusal, &host),
-    };
-    let _ = upstream.set_nodelay(true);
-    // Bytes, not HTTP, from here on: no request head to time.
-    slot.phase.off();
-    let p = Arc::clone(proxy);
-    tokio::spawn(async move {
-        let _slot = slot;
-        let _open = open;
-        let _tunnel = p.drain.enter();
-        if let Ok(upgraded) = hyper::upgrade::on(req).await {
-            if let Ok((up, down)) =
-                tokio::io::copy_bidirectional(&mut TokioIo::new(upgraded), &mut upstream).await
-            {
-                p.metrics
-                    .bytes_to_upstreams
-                    .fetch_add(up, Ordering::Relaxed);
-                p.metrics
-                    .bytes_to_clients
-                    .fetch_add(down, Ordering::Relaxed);
-            }
-        }
-    });
-    (Response::new(empty()), passed(host, started))
-}
-
-/// Forwards a plain HTTP request to a non-enclave destination; with `switching`, a
-/// WebSocket upgrade whose `101` switches the connection to a byte relay (logged at close:
-/// the outcome is then `None`).
-pub(super) async fn plain_http(
-    proxy: &Arc<Proxy>,
-    g: &Generation,
-    mut req: Request<Incoming>,
-    dest: &Authority,
-    switching: Option<Client>,
-) -> (Response<ProxyBody>, Option<Outcome>) {
-    let host = dest.host.to_string();
-    let refused = |refusal| {
-        let (resp, outcome) = refuse(refusal, &host);
-        (resp, Some(outcome))
-    };
-    let started = Instant::now();
-    let (tcp, open) = match dial_plain(proxy, g, dest).await {
-        Ok(s) => s,
-        Err(refusal) => return refused(refusal),
-    };
-    let (mut send, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await {
-        Ok(x) => x,
-        Err(e) => return refused(ProxyRefusal::Unreachable(format!("{dest}: {e}"))),
-    };
-    // Shared by the HTTP driver and, after a switch, the relay of the upgraded bytes.
-    let open = Arc::new(open);
-    let held = Arc::clone(&open);
-    tokio::spawn(async move {
-        let _open = held;
-        let _ = conn.with_upgrades().await;
-    });
-    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-    let from_client = switching.as_ref().map(|_| hyper::upgrade::on(&mut req));
-    strip_hop_by_hop(req.headers_mut());
-    if switching.is_some() {
-        ask_websocket(req.headers_mut());
-    }
-    let target = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    if let Ok(p) = target.parse() {
-        *req.uri_mut() = p;
-    }
-    *req.version_mut() = http::Version::HTTP_11;
-    let mut resp = match send.send_request(req).await {
-        Ok(resp) => resp,
-        Err(e) => return refused(ProxyRefusal::Unreachable(format!("{dest}: {e}"))),
-    };
-    strip_hop_by_hop(resp.headers_mut());
-    // A plain server does not get to speak for an enclave.
-    resp.headers_mut().remove(ATTESTATION_HEADER);
-    let relayed = |resp: Response<Incoming>| resp.map(|b| b.map_err(BodyError::from).boxed());
-    let (Some(client), Some(from_client)) = (switching, from_client) else {
-        return (relayed(resp), Some(passed(host, started)));
-    };
-    if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
-        return (relayed(resp), Some(passed(host, started)));
-    }
-    let mut answer = Response::new(empty());
-    *answer.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
-    *answer.headers_mut() = resp.headers().clone();
-    ask_websocket(answer.headers_mut());
-    client.slot.phase.off();
-    let relay = Switched {
-        proxy: Arc::clone(proxy),
-        client: client.addr,
-        slot: client.slot,
-        from_client,
-        from_upstream: hyper::upgrade::on(&mut resp),
-        judge: None,
-        open,
-        outcome: passed(host, started),
-        method,
-        path,
-        status: answer.status(),
-        start: client.start,
-    };
-    tokio::spawn(relay.run());
-    (answer, None)
 }
 
 #[cfg(test)]

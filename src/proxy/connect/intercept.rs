@@ -10,27 +10,26 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use super::admit::{http1_server, ClientSlot};
-use super::client_tls::{accept_client_tls, ClientTls};
-use super::empty;
-use super::refusal::{from_upstream, Format, ProxyRefusal};
-use super::refused_tunnel::refused_connect;
-use super::relay::{access_log, as_configured, at_enclave, refuse, Outcome, Verdict};
-use super::state::{Generation, Proxy};
-use super::target::Target;
-use super::tunnel_request::{relay_logged, Inside};
-use super::ProxyBody;
 use crate::dcap::time::UnixTime;
+use crate::proxy::body::empty;
+use crate::proxy::client::admit::{http1_server, Admitted};
+use crate::proxy::client::tls::{accept_client_tls, ClientTls};
+use crate::proxy::connect::refused::refused_connect;
+use crate::proxy::exchange::{Exchange, Named, Outcome, Reply, Verdict};
+use crate::proxy::http::inside::{self, Inside};
+use crate::proxy::refusal::ProxyRefusal;
+use crate::proxy::state::{Generation, Proxy};
+use crate::proxy::target::Target;
 
 /// CONNECT to an enclave host: attest upstream, then answer 200 and serve the tunnel.
-pub(super) async fn intercept(
+pub(crate) async fn intercept(
     proxy: Arc<Proxy>,
     g: Arc<Generation>,
-    slot: Arc<ClientSlot>,
+    admitted: Arc<Admitted>,
     client: SocketAddr,
     req: Request<Incoming>,
     target: Target,
-) -> (Response<ProxyBody>, Outcome) {
+) -> Reply {
     let host = target.dest.host.to_string();
     let started = Instant::now();
     // The attested connection and its verdict come before any answer to the client.
@@ -39,10 +38,9 @@ pub(super) async fn intercept(
         // Refused: the CONNECT gets the refusal, or (for a browser) 200 and the refusal
         // page inside the tunnel. Either way nothing goes upstream.
         Err(e) => {
-            let refusal = from_upstream(e);
-            return at_enclave(refused_connect(
-                &proxy, &g, slot, client, req, refusal, &host,
-            ));
+            let refusal = e;
+            return refused_connect(&proxy, &g, admitted, client, req, refusal, &target.dest)
+                .at_enclave();
         }
     };
     // Mirror upstream's protocol, with HTTP/1.1 as a fallback: requests are relayed, not
@@ -58,36 +56,36 @@ pub(super) async fn intercept(
     let tls = match proxy.ca.server_config(&host, alpn, UnixTime::now()) {
         Ok(t) => t,
         Err(e) => {
-            return at_enclave(refuse(
+            return Reply::refused(
                 ProxyRefusal::Internal(format!("cannot mint a certificate for {host}: {e}")),
-                &host,
-            ))
+                &target.dest,
+            )
+            .at_enclave()
         }
     };
     let outcome = Outcome {
-        host,
+        host: Named::from(&target.dest),
         verdict,
         upstream: Some(upstream),
         enclave: true,
     };
     tokio::spawn(async move {
-        // The tunnel holds the client's slot (and its phase) for its whole life.
-        let slot = slot;
+        // The tunnel holds the client's admission (and its phase) for its whole life.
+        let admitted = admitted;
         let stream = {
             // The handshake holds shutdown open; the tunnel's idle traffic after it does not.
             let _tunnel = proxy.drain.enter();
             let timeout = g.config.limits.client_tls_timeout;
             // Boxed: the handshake's state is large and short-lived; inline it would stay
             // allocated in the task for the whole life of the tunnel.
-            let host = target.dest.host.to_string();
             match Box::pin(accept_client_tls(req, tls, timeout, client, &host)).await {
                 Some(s) => s,
                 None => return,
             }
         };
-        serve_tunnel(proxy, g, target, client, stream, &slot).await;
+        serve_tunnel(proxy, g, target, client, stream, &admitted).await;
     });
-    (Response::new(empty()), outcome)
+    Reply::Answered(Response::new(empty()), outcome)
 }
 
 /// A tunnel's next request goes out under the generation in force: after a reload its
@@ -97,13 +95,13 @@ pub(super) async fn intercept(
 fn in_force(
     proxy: &Proxy,
     current: &Mutex<(Arc<Generation>, Arc<Target>)>,
-) -> Result<(Arc<Generation>, Arc<Target>), (Arc<Generation>, ProxyRefusal, String)> {
+) -> Result<(Arc<Generation>, Arc<Target>), (Arc<Generation>, ProxyRefusal, Named)> {
     let now = proxy.current();
     let Ok(mut held) = current.lock() else {
         return Err((
             now,
             ProxyRefusal::Internal("tunnel state poisoned".into()),
-            "-".into(),
+            Named::Nothing,
         ));
     };
     if !Arc::ptr_eq(&held.0, &now) {
@@ -111,7 +109,7 @@ fn in_force(
         match now.target(&dest) {
             Some(target) => *held = (Arc::clone(&now), Arc::new(target)),
             None => {
-                let host = dest.host.to_string();
+                let host = Named::from(&dest);
                 return Err((
                     now,
                     ProxyRefusal::RequestDenied(format!(
@@ -132,19 +130,19 @@ async fn serve_tunnel(
     target: Target,
     client: SocketAddr,
     stream: Box<ClientTls>,
-    slot: &Arc<ClientSlot>,
+    admitted: &Arc<Admitted>,
 ) {
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     if h2 {
         // HTTP/2 multiplexes: there is no "next head" to time, only the idle timeout.
-        slot.phase.off();
+        admitted.phase.off();
     }
     let limits = g.config.limits;
     let p = Arc::clone(&proxy);
-    let phase = Arc::clone(&slot.phase);
+    let phase = Arc::clone(&admitted.phase);
     // A WebSocket relay outlives this connection's service (an HTTP/1.1 upgrade ends it),
-    // so it keeps the slot itself.
-    let slot = Arc::clone(slot);
+    // so it keeps the admission itself.
+    let admitted = Arc::clone(admitted);
     // The generation and target the tunnel's last request used: shared, not rebuilt, by its
     // requests while no reload happens.
     let current = Arc::new(Mutex::new((g, Arc::new(target))));
@@ -152,30 +150,19 @@ async fn serve_tunnel(
         let proxy = Arc::clone(&p);
         let judged = in_force(&proxy, &current);
         let serving = phase.serving();
-        let slot = Arc::clone(&slot);
+        let admitted = Arc::clone(&admitted);
         async move {
             let _serving = serving;
             let _inflight = proxy.drain.enter();
             match judged {
                 Ok((g, target)) => {
                     let to = (&target, Inside::Tunnel);
-                    relay_logged(Arc::clone(&proxy), g, to, client, &slot, req).await
+                    inside::serve(Arc::clone(&proxy), g, to, client, &admitted, req).await
                 }
                 Err((g, refusal, host)) => {
-                    let start = std::time::Instant::now();
-                    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-                    let (resp, outcome) = at_enclave(refuse(refusal, &host));
-                    let resp = as_configured(&g, resp, &outcome, Format::of(req.headers()));
-                    access_log(
-                        &proxy,
-                        client,
-                        &outcome,
-                        &method,
-                        &path,
-                        resp.status(),
-                        start,
-                    );
-                    Ok(resp)
+                    let exchange = Exchange::inside(client, &req);
+                    let reply = Reply::refused(refusal, host).at_enclave();
+                    Ok(exchange.finish(&proxy, &g, reply))
                 }
             }
         }

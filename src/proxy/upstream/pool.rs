@@ -16,57 +16,59 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::OwnedSemaphorePermit;
 
 mod attest;
-mod capacity;
+mod cap;
 mod conn;
 mod rejudge;
 
-pub(super) use attest::UpstreamOpen;
-use capacity::Shards;
-pub(super) use capacity::{Capacity, Held};
-pub(super) use conn::{Conn, UpstreamError, Version};
+pub(crate) use attest::UpstreamOpen;
+use cap::Shards;
+pub(crate) use cap::{Held, UpstreamCap};
+pub(crate) use conn::{Conn, Version};
 use conn::{H1Ticket, Sender};
 
-use super::audited::Auditor;
-use super::cores;
-use super::rewrite::prepare;
-use super::target::Target;
-use super::ProxyBody;
 use crate::addr::Authority;
 use crate::appraise::refusal::RefusalCode;
 use crate::dcap::time::UnixTime;
 use crate::metrics::Metrics;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::cores;
+use crate::proxy::refusal::ProxyRefusal;
+use crate::proxy::target::Target;
+use crate::proxy::upstream::auditor::Auditor;
+use crate::proxy::upstream::rewrite::prepare;
 use crate::ratls::client::Attested;
+use crate::ratls::GenerationId;
 use crate::source::fetch::CollateralCache;
 use crate::tcb_watch::TcbWatch;
 
 /// HTTP/2 connections kept per destination (requests are spread over them round-robin).
-pub(super) const H2_CONNECTIONS: usize = 4;
+pub(crate) const H2_CONNECTIONS: usize = 4;
 
 /// HTTP/1.1 connections per destination (idle or in use) for HTTP/1.1 clients; beyond it
 /// their requests share the HTTP/2 connections, so upstream connections stay bounded.
-pub(super) const H1_CONNECTIONS: usize = 64;
+pub(crate) const H1_CONNECTIONS: usize = 64;
 
 /// A destination's idle connections and its count of HTTP/1.1 connections.
 #[derive(Default)]
-struct Slot {
-    conns: Vec<Conn>,
+struct TargetConns {
+    idle: Vec<Conn>,
     h1_open: Arc<AtomicUsize>,
     /// When an HTTP/1.1 dial last failed: an HTTP/2-only enclave is not asked again at once.
     h1_failed: Option<Instant>,
 }
 
-/// The pool's slots by destination. foldhash, not std's SipHash: the map is hashed several
+/// The pool's connections by destination. foldhash, not std's SipHash: the map is hashed several
 /// times per request under the pool's lock (a fast hash with a per-process random seed).
-type Slots = HashMap<Target, Slot, foldhash::fast::RandomState>;
+type ByTarget = HashMap<Target, TargetConns, foldhash::fast::RandomState>;
 
-/// The slot of `target`, created if new. The key is cloned only then: this runs under the
+/// The connections of `target`, created if new. The key is cloned only then: this runs under the
 /// pool's lock on every HTTP/1.1 request.
 // Target hashes and compares its entry by identity (`Arc::ptr_eq`), never by the verifier's
 // interior state, so the key cannot change while it is in the map.
 #[allow(clippy::mutable_key_type)]
-fn slot_mut<'a>(idle: &'a mut Slots, target: &Target) -> Option<&'a mut Slot> {
+fn conns_of<'a>(idle: &'a mut ByTarget, target: &Target) -> Option<&'a mut TargetConns> {
     if !idle.contains_key(target) {
-        idle.insert(target.clone(), Slot::default());
+        idle.insert(target.clone(), TargetConns::default());
     }
     idle.get_mut(target)
 }
@@ -76,56 +78,89 @@ const H1_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(0);
 
+/// How the pool's idle connections are split: one shard per connection runtime in the
+/// proxy ([`Sharding::cores`]), so a core's requests use connections its own runtime drives;
+/// any split a test pretends.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sharding {
+    /// How many shards (at least one).
+    count: usize,
+    /// The calling thread's shard, before the modulo.
+    here: fn() -> usize,
+}
+
+impl Sharding {
+    /// One shard per started core runtime (one when none were started).
+    pub(crate) fn cores() -> Self {
+        Self::new(cores::count(), cores::index)
+    }
+
+    /// `count` shards, the calling thread's given by `here`.
+    pub(crate) fn new(count: usize, here: fn() -> usize) -> Self {
+        Self {
+            count: count.max(1),
+            here,
+        }
+    }
+
+    /// The calling thread's shard.
+    fn here(&self) -> usize {
+        (self.here)() % self.count
+    }
+}
+
 /// Verified connections by destination, shared by intercept, origination and routes.
-pub(super) struct Pool {
+pub(crate) struct Pool {
     next: AtomicUsize,
     connect_timeout: Duration,
     idle_timeout: Duration,
     collateral: Option<Arc<CollateralCache>>,
     /// The upstream cap, shared with passthrough and across generations.
-    capacity: Arc<Capacity>,
+    upstream_cap: Arc<UpstreamCap>,
     /// Set when a reload replaced this pool's generation: its idle connections were closed,
     /// and one coming back from a request is closed too.
     retired: AtomicBool,
     /// The audit trail, and the generation whose verdicts this pool's connections carry.
     audit: Arc<Auditor>,
-    generation: u64,
+    generation: GenerationId,
     /// Where each verdict's TCB judgements go, per host (`GET /tcb`, the at-risk warning).
     tcb: Arc<TcbWatch>,
-    /// One shard per core ([`cores`]): a core's connections borrow the upstream
+    /// One shard per core ([`Sharding`]): a core's connections borrow the upstream
     /// connections its own runtime drives. Keyed by [`Target`], whose entry hashes by
-    /// identity (see `slot_mut`).
+    /// identity (see `conns_of`).
     #[allow(clippy::mutable_key_type)]
     idle: Arc<Shards>,
+    sharding: Sharding,
     /// [`H1_CONNECTIONS`] split between the shards.
     h1_cap: usize,
 }
 
 impl Pool {
-    /// A pool dialing with each target's verifier; connections idle for `idle_timeout`
-    /// are closed by [`Pool::sweep`].
-    pub(super) fn new(
+    /// A pool dialing with each target's verifier, its idle connections split by
+    /// `sharding`; connections idle for `idle_timeout` are closed by [`Pool::sweep`].
+    pub(crate) fn new(
         (audit, tcb): (Arc<Auditor>, Arc<TcbWatch>),
-        generation: u64,
-        capacity: Arc<Capacity>,
+        generation: GenerationId,
+        upstream_cap: Arc<UpstreamCap>,
         collateral: Option<Arc<CollateralCache>>,
-        connect_timeout: Duration,
-        idle_timeout: Duration,
+        (connect_timeout, idle_timeout): (Duration, Duration),
+        sharding: Sharding,
     ) -> Self {
-        let shards = cores::count();
+        let shards = sharding.count;
         let idle: Arc<Shards> = (0..shards).map(|_| Mutex::default()).collect();
-        capacity.register(&idle);
+        upstream_cap.register(&idle);
         Self {
             next: AtomicUsize::new(0),
             connect_timeout,
             idle_timeout,
             collateral,
-            capacity,
+            upstream_cap,
             retired: AtomicBool::new(false),
             audit,
             generation,
             tcb,
             idle,
+            sharding,
             h1_cap: H1_CONNECTIONS.div_ceil(shards),
         }
     }
@@ -134,34 +169,34 @@ impl Pool {
     /// once, giving their places under the cap back, and every connection that comes back
     /// from a request in flight closes too. They used to hold their places until the idle
     /// sweep (300 s by default), so a reload at the cap made new requests wait and get 503.
-    pub(super) fn retire(&self) {
+    pub(crate) fn retire(&self) {
         self.retired.store(true, Ordering::SeqCst);
         for shard in self.idle.iter() {
             if let Ok(mut idle) = shard.lock() {
-                for slot in idle.values_mut() {
-                    slot.conns.clear();
+                for conns in idle.values_mut() {
+                    conns.idle.clear();
                 }
             }
         }
     }
 
     /// A share for one connection a client keeps open to `dest` (see [`Capacity::hold`]).
-    pub(super) fn hold(&self, dest: &Authority) -> Result<Held, UpstreamError> {
-        self.capacity.hold(dest)
+    pub(crate) fn hold(&self, dest: &Authority) -> Result<Held, ProxyRefusal> {
+        self.upstream_cap.hold(dest)
     }
 
     /// The calling core's shard of the idle connections.
-    fn shard(&self) -> &Mutex<Slots> {
-        &self.idle[cores::index() % self.idle.len()]
+    fn shard(&self) -> &Mutex<ByTarget> {
+        &self.idle[self.sharding.here()]
     }
 
     /// A usable idle connection, or a newly dialed and attested one, judged under the
     /// collateral in force.
-    pub(super) async fn checkout(
+    pub(crate) async fn checkout(
         &self,
         target: &Target,
         metrics: &Arc<Metrics>,
-    ) -> Result<Conn, UpstreamError> {
+    ) -> Result<Conn, ProxyRefusal> {
         self.rejudge_stale(target)?;
         self.checkout_judged(target, metrics).await
     }
@@ -176,10 +211,10 @@ impl Pool {
         &self,
         target: &Target,
         metrics: &Arc<Metrics>,
-    ) -> Result<Conn, UpstreamError> {
+    ) -> Result<Conn, ProxyRefusal> {
         let now = UnixTime::now();
         if let Ok(mut idle) = self.shard().lock() {
-            if let Some(Slot { conns: list, .. }) = idle.get_mut(target) {
+            if let Some(TargetConns { idle: list, .. }) = idle.get_mut(target) {
                 list.retain(|c| c.usable(now));
                 // HTTP/2: share up to H2_CONNECTIONS connections round-robin, so the work of one
                 // destination is not funnelled through a single connection task.
@@ -236,17 +271,17 @@ impl Pool {
     /// Closes pooled connections idle for longer than the idle timeout (an HTTP/2
     /// connection still carrying requests lives on with them) and forgets destinations
     /// left with nothing, so neither sockets nor map entries pile up.
-    pub(super) fn sweep(&self) {
+    pub(crate) fn sweep(&self) {
         let timeout = self.idle_timeout;
         for shard in self.idle.iter() {
             let Ok(mut idle) = shard.lock() else {
                 continue;
             };
-            idle.retain(|_, slot| {
-                slot.conns.retain(|c| c.last_used.elapsed() < timeout);
-                !slot.conns.is_empty()
-                    || slot.h1_open.load(Ordering::Relaxed) > 0
-                    || slot
+            idle.retain(|_, conns| {
+                conns.idle.retain(|c| c.last_used.elapsed() < timeout);
+                !conns.idle.is_empty()
+                    || conns.h1_open.load(Ordering::Relaxed) > 0
+                    || conns
                         .h1_failed
                         .is_some_and(|at| at.elapsed() < H1_RETRY_AFTER)
             });
@@ -259,7 +294,7 @@ impl Pool {
         &self,
         target: &Target,
         metrics: &Arc<Metrics>,
-    ) -> Result<Option<Conn>, UpstreamError> {
+    ) -> Result<Option<Conn>, ProxyRefusal> {
         let now = UnixTime::now();
         let ticketed = |c: &Conn| c.h1_ticket.is_some();
         if let Some(conn) = self.take_h1(self.shard(), target, now, ticketed) {
@@ -277,17 +312,17 @@ impl Pool {
             let Ok(mut idle) = self.shard().lock() else {
                 return Ok(None);
             };
-            let Some(slot) = slot_mut(&mut idle, target) else {
+            let Some(conns) = conns_of(&mut idle, target) else {
                 return Ok(None);
             };
-            if slot
+            if conns
                 .h1_failed
                 .is_some_and(|at| at.elapsed() < H1_RETRY_AFTER)
             {
                 return Ok(None);
             }
-            let open = slot.h1_open.fetch_add(1, Ordering::Relaxed);
-            let ticket = H1Ticket(Arc::clone(&slot.h1_open));
+            let open = conns.h1_open.fetch_add(1, Ordering::Relaxed);
+            let ticket = H1Ticket(Arc::clone(&conns.h1_open));
             if open >= self.h1_cap {
                 return Ok(None);
             }
@@ -300,16 +335,16 @@ impl Pool {
             }
             Ok(_) => Ok(None),
             // Missing collateral: the shared path fetches it and dials again.
-            Err(UpstreamError::Refused(r)) if r.code == RefusalCode::CollateralUnavailable => {
+            Err(ProxyRefusal::Attestation(r)) if r.code == RefusalCode::CollateralUnavailable => {
                 Ok(None)
             }
             // A refusal stands (verifying again would not change it); waiting the connect
             // timeout twice would only double the client's wait.
             Err(
-                e @ (UpstreamError::Refused(_)
-                | UpstreamError::Timeout(_)
-                | UpstreamError::Capacity(_)
-                | UpstreamError::Audit(_)),
+                e @ (ProxyRefusal::Attestation(_)
+                | ProxyRefusal::Timeout(_)
+                | ProxyRefusal::Capacity(_)
+                | ProxyRefusal::Internal(_)),
             ) => Err(e),
             // No HTTP/1.1 (an HTTP/2-only enclave) or a TLS failure: the shared path dials
             // with its own ALPN and reports its own error.
@@ -326,26 +361,26 @@ impl Pool {
     /// and passing `which`, taken out of `shard` (unusable ones there are dropped).
     fn take_h1(
         &self,
-        shard: &Mutex<Slots>,
+        shard: &Mutex<ByTarget>,
         target: &Target,
         now: UnixTime,
         which: impl Fn(&Conn) -> bool,
     ) -> Option<Conn> {
         let mut idle = shard.lock().ok()?;
-        let slot = idle.get_mut(target)?;
-        slot.conns.retain(|c| c.usable(now));
-        let at = slot
-            .conns
+        let conns = idle.get_mut(target)?;
+        conns.idle.retain(|c| c.usable(now));
+        let at = conns
+            .idle
             .iter()
             .rposition(|c| c.free_h1() && c.current(target) && which(c))?;
-        Some(slot.conns.swap_remove(at))
+        Some(conns.idle.swap_remove(at))
     }
 
     /// True if this core's shard holds or has out any connection to `target`.
     fn has_own(&self, target: &Target) -> bool {
         self.shard().lock().is_ok_and(|idle| {
-            idle.get(target).is_some_and(|slot| {
-                !slot.conns.is_empty() || slot.h1_open.load(Ordering::Relaxed) > 0
+            idle.get(target).is_some_and(|conns| {
+                !conns.idle.is_empty() || conns.h1_open.load(Ordering::Relaxed) > 0
             })
         })
     }
@@ -358,7 +393,7 @@ impl Pool {
         now: UnixTime,
         which: impl Fn(&Conn) -> bool + Copy,
     ) -> Option<Conn> {
-        let here = cores::index() % self.idle.len();
+        let here = self.sharding.here();
         self.idle
             .iter()
             .enumerate()
@@ -367,7 +402,7 @@ impl Pool {
     }
 
     /// Returns a connection for reuse, to its home shard.
-    pub(super) fn checkin(&self, target: &Target, mut conn: Conn) {
+    pub(crate) fn checkin(&self, target: &Target, mut conn: Conn) {
         conn.last_used = Instant::now();
         let Some(shard) = self.idle.get(conn.home) else {
             return;
@@ -377,7 +412,7 @@ impl Pool {
             if self.retired.load(Ordering::SeqCst) {
                 return;
             }
-            let Some(Slot { conns: list, .. }) = slot_mut(&mut idle, target) else {
+            let Some(TargetConns { idle: list, .. }) = conns_of(&mut idle, target) else {
                 return;
             };
             if conn.is_h2() {
@@ -394,7 +429,7 @@ impl Pool {
         }
     }
 
-    async fn dial(&self, target: &Target, metrics: &Arc<Metrics>) -> Result<Conn, UpstreamError> {
+    async fn dial(&self, target: &Target, metrics: &Arc<Metrics>) -> Result<Conn, ProxyRefusal> {
         let (attested, permit) = self.attest_fetching(target, &[b"h2", b"http/1.1"]).await?;
         self.handshake(target, metrics, attested, permit).await
     }
@@ -402,18 +437,19 @@ impl Pool {
     /// A place under `max_upstream_connections` for a new connection to `dest`: at the cap,
     /// the idle pooled connection unused for longest (of any generation) is closed first,
     /// then the request waits up to the connect timeout for a place to free up.
-    pub(super) async fn upstream_permit(
+    pub(crate) async fn upstream_permit(
         &self,
         dest: &Authority,
-    ) -> Result<OwnedSemaphorePermit, UpstreamError> {
-        let places = self.capacity.places();
-        if let Ok(p) = Arc::clone(places).try_acquire_owned() {
+    ) -> Result<OwnedSemaphorePermit, ProxyRefusal> {
+        let max_upstream_connections = self.upstream_cap.max_upstream_connections();
+        if let Ok(p) = Arc::clone(max_upstream_connections).try_acquire_owned() {
             return Ok(p);
         }
-        self.capacity.evict_oldest_idle();
-        match tokio::time::timeout(self.connect_timeout, Arc::clone(places).acquire_owned()).await {
+        self.upstream_cap.evict_oldest_idle();
+        let wait = Arc::clone(max_upstream_connections).acquire_owned();
+        match tokio::time::timeout(self.connect_timeout, wait).await {
             Ok(Ok(p)) => Ok(p),
-            _ => Err(UpstreamError::Capacity(format!(
+            _ => Err(ProxyRefusal::Capacity(format!(
                 "no upstream connection for {dest} within {}s: max_upstream_connections reached",
                 self.connect_timeout.as_secs()
             ))),
@@ -425,7 +461,7 @@ impl Pool {
         target: &Target,
         metrics: &Arc<Metrics>,
         alpn: &[&[u8]],
-    ) -> Result<Conn, UpstreamError> {
+    ) -> Result<Conn, ProxyRefusal> {
         let (attested, permit) = self.attest(target, alpn).await?;
         self.handshake(target, metrics, attested, permit).await
     }
@@ -438,7 +474,7 @@ impl Pool {
         metrics: &Arc<Metrics>,
         attested: Attested,
         permit: OwnedSemaphorePermit,
-    ) -> Result<Conn, UpstreamError> {
+    ) -> Result<Conn, ProxyRefusal> {
         let dest = &target.dest;
         let h2 = attested.stream.get_ref().1.alpn_protocol() == Some(b"h2");
         let io = TokioIo::new(attested.stream);
@@ -447,7 +483,7 @@ impl Pool {
             let (s, conn) = http2::handshake(TokioExecutor::new(), io)
                 .await
                 .map_err(|e| {
-                    UpstreamError::Unreachable(format!("HTTP/2 handshake with {dest}: {e}"))
+                    ProxyRefusal::Unreachable(format!("HTTP/2 handshake with {dest}: {e}"))
                 })?;
             tokio::spawn(async move {
                 let _open = open;
@@ -456,7 +492,7 @@ impl Pool {
             Sender::H2(s)
         } else {
             let (s, conn) = http1::handshake(io).await.map_err(|e| {
-                UpstreamError::Unreachable(format!("HTTP/1.1 handshake with {dest}: {e}"))
+                ProxyRefusal::Unreachable(format!("HTTP/1.1 handshake with {dest}: {e}"))
             })?;
             tokio::spawn(async move {
                 let _open = open;
@@ -470,7 +506,7 @@ impl Pool {
             id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
             h1_ticket: None,
             last_used: Instant::now(),
-            home: cores::index() % self.idle.len(),
+            home: self.sharding.here(),
         })
     }
 
@@ -480,12 +516,12 @@ impl Pool {
     /// An HTTP/1.1 client's request goes over an HTTP/1.1 connection of its own while there
     /// are fewer than [`H1_CONNECTIONS`]: measured, that costs the proxy and the enclave less
     /// per request than multiplexing it onto HTTP/2 (see docs/benchmarks.md).
-    pub(super) async fn checkout_for(
+    pub(crate) async fn checkout_for(
         &self,
         target: &Target,
         metrics: &Arc<Metrics>,
         version: Version,
-    ) -> Result<Conn, UpstreamError> {
+    ) -> Result<Conn, ProxyRefusal> {
         self.rejudge_stale(target)?;
         let h1 = match version {
             Version::Http1 => self.checkout_h1(target, metrics).await?,
@@ -499,12 +535,12 @@ impl Pool {
 
     /// Sends `req` over `conn` (from [`Pool::checkout_for`]), rewritten for the connection's
     /// HTTP version; the connection goes back to the pool once the response head is in.
-    pub(super) async fn send_on(
+    pub(crate) async fn send_on(
         &self,
         target: &Target,
         mut conn: Conn,
         req: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<Incoming>, ProxyRefusal> {
         let req = prepare(req, target, conn.is_h2());
         let result = match &mut conn.sender {
             Sender::H1(s) => match s.ready().await {
@@ -521,10 +557,13 @@ impl Pool {
                 self.checkin(target, conn);
                 Ok(resp)
             }
-            Err(e) => Err(UpstreamError::Request(format!(
+            Err(e) => Err(ProxyRefusal::Unreachable(format!(
                 "upstream {}: {e}",
                 target.dest
             ))),
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

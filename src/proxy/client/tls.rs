@@ -11,11 +11,11 @@ use hyper_util::rt::TokioIo;
 use tokio_rustls::TlsAcceptor;
 
 /// The proxy's TLS session with an intercepted client.
-pub(super) type ClientTls = tokio_rustls::server::TlsStream<TokioIo<hyper::upgrade::Upgraded>>;
+pub(crate) type ClientTls = tokio_rustls::server::TlsStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// The client's TLS session inside an answered CONNECT, within `timeout`; `None` (logged)
 /// if the upgrade, the handshake or the deadline fails.
-pub(super) async fn accept_client_tls(
+pub(crate) async fn accept_client_tls(
     req: Request<Incoming>,
     tls: Arc<rustls::ServerConfig>,
     timeout: Duration,

@@ -1,4 +1,4 @@
-//! Client connections: admission under `max_connections` (a connection's slot, shared by
+//! Client connections: admission under `max_connections` (a connection's [`Admitted`], shared by
 //! the proxy and route listeners and carried into the tunnel a CONNECT becomes; the
 //! immediate 503 for the excess) and the HTTP/1 server every client connection gets.
 
@@ -10,10 +10,10 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::cores::CoreLoad;
-use super::idle::{Idle, Phase};
 use crate::config::Limits;
 use crate::metrics::Metrics;
+use crate::proxy::client::idle::{Idle, Phase};
+use crate::proxy::cores::CoreLoad;
 
 /// The answer to a connection beyond `max_connections`: immediate, then closed.
 fn overloaded() -> Vec<u8> {
@@ -27,18 +27,18 @@ fn overloaded() -> Vec<u8> {
 
 /// A client connection's place under `max_connections`, shared by the connection's task and
 /// the tunnel it may become: hyper ends the first when a CONNECT is upgraded, so the tunnel
-/// must hold the slot (and the open-connections gauge) until it closes. It also carries
+/// must hold it (and the open-connections gauge) until it closes. It also carries
 /// where the connection's HTTP/1 exchange stands, which its [`Idle`] wrapper times.
-pub(super) struct ClientSlot {
+pub(crate) struct Admitted {
     _permit: OwnedSemaphorePermit,
-    /// Counts the connection in its core's load for as long as the slot lives.
+    /// Counts the connection in its core's load for as long as it lives.
     _load: CoreLoad,
     metrics: Arc<Metrics>,
-    pub(super) phase: Arc<Phase>,
+    pub(crate) phase: Arc<Phase>,
 }
 
-impl ClientSlot {
-    pub(super) fn new(
+impl Admitted {
+    pub(crate) fn new(
         permit: OwnedSemaphorePermit,
         load: CoreLoad,
         metrics: &Arc<Metrics>,
@@ -53,13 +53,13 @@ impl ClientSlot {
     }
 
     /// The client's socket, timed by this connection's phase.
-    pub(super) fn io(&self, tcp: TcpStream, limits: &Limits) -> Idle<TcpStream> {
+    pub(crate) fn io(&self, tcp: TcpStream, limits: &Limits) -> Idle<TcpStream> {
         let phase = Arc::clone(&self.phase);
         Idle::http1(tcp, limits.idle_timeout, limits.header_read_timeout, phase)
     }
 }
 
-impl Drop for ClientSlot {
+impl Drop for Admitted {
     fn drop(&mut self) {
         self.metrics
             .client_connections
@@ -67,18 +67,18 @@ impl Drop for ClientSlot {
     }
 }
 
-/// The next client connection admitted under `slots` (`max_connections`, or the admin
+/// The next client connection admitted under `admission` (`max_connections`, or the admin
 /// listener's own cap). Accept errors (out of file descriptors, say) are logged and retried
 /// after a pause; excess connections get 503 and are closed.
 pub(crate) async fn next_client(
     listener: &TcpListener,
-    slots: &Arc<Semaphore>,
+    admission: &Arc<Semaphore>,
 ) -> (TcpStream, SocketAddr, OwnedSemaphorePermit) {
     loop {
         match listener.accept().await {
             Ok((tcp, client)) => {
-                if let Some((tcp, slot)) = admit(slots, tcp, client) {
-                    return (tcp, client, slot);
+                if let Some((tcp, admitted)) = admit(admission, tcp, client) {
+                    return (tcp, client, admitted);
                 }
             }
             Err(e) => {
@@ -92,11 +92,11 @@ pub(crate) async fn next_client(
 /// A place under `max_connections` for a new client connection, or `None` once the excess
 /// connection was answered 503 and is being closed (in the background, within 1 s).
 fn admit(
-    slots: &Arc<Semaphore>,
+    admission: &Arc<Semaphore>,
     tcp: TcpStream,
     client: SocketAddr,
 ) -> Option<(TcpStream, OwnedSemaphorePermit)> {
-    let Ok(slot) = Arc::clone(slots).try_acquire_owned() else {
+    let Ok(admitted) = Arc::clone(admission).try_acquire_owned() else {
         tokio::spawn(async move {
             use tokio::io::AsyncWriteExt as _;
             let mut tcp = tcp;
@@ -108,13 +108,13 @@ fn admit(
         return None;
     };
     let _ = tcp.set_nodelay(true);
-    Some((tcp, slot))
+    Some((tcp, admitted))
 }
 
 /// The HTTP/1 server of every client-facing connection (proxy listener, routes, HTTP/1.1
 /// inside intercepted tunnels), with the configured header size limit. The header read
 /// timeout is `Idle`'s: hyper's would also close idle keep-alive connections.
-pub(super) fn http1_server(limits: &Limits) -> hyper::server::conn::http1::Builder {
+pub(crate) fn http1_server(limits: &Limits) -> hyper::server::conn::http1::Builder {
     let mut b = hyper::server::conn::http1::Builder::new();
     b.header_read_timeout(None)
         .max_header_size(limits.max_header_bytes);

@@ -4,46 +4,56 @@
 
 mod page;
 
-use bytes::Bytes;
 use http::{Response, StatusCode};
-use http_body_util::{BodyExt, Full};
 
-use super::pool::UpstreamError;
-use super::ProxyBody;
 use crate::appraise::refusal::{Refusal, RefusalCode};
 use crate::config::RefusalDetails;
+use crate::proxy::body::{full, ProxyBody};
 
-/// Why the proxy answered instead of the destination.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum ProxyRefusal {
+/// Why the proxy answered instead of the destination: the one error toward the client
+/// (the pool's too), from which its status, `Proxy-Status` and body are derived. It reads
+/// as its reason (an attestation refusal as `code: reasons`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ProxyRefusal {
     /// Attestation or verification failed.
+    #[error("{0}")]
     Attestation(Refusal),
     /// The upstream could not be reached.
+    #[error("{0}")]
     Unreachable(String),
     /// The upstream did not answer in time.
+    #[error("{0}")]
     Timeout(String),
     /// The destination is not allowed (CONNECT).
+    #[error("{0}")]
     DestinationDenied(String),
     /// The request is not allowed (plain HTTP).
+    #[error("{0}")]
     RequestDenied(String),
     /// The request is malformed.
+    #[error("{0}")]
     BadRequest(String),
     /// The proxy failed internally (for example, minting a leaf).
+    #[error("{0}")]
     Internal(String),
     /// A destination rule refused it (403): an enclave host at an unlisted port, an
     /// enclave's address through passthrough, a local destination.
+    #[error("{1}")]
     Destination(RefusalCode, String),
     /// No upstream connection could be had within the connect timeout (503).
+    #[error("{0}")]
     Capacity(String),
     /// A method not relayed where it was sent (405): `CONNECT` inside a tunnel or on a route.
+    #[error("{0}")]
     MethodNotAllowed(String),
     /// A request inside a tunnel for another host than the tunnel's (421).
+    #[error("{0}")]
     Misdirected(String),
 }
 
 impl ProxyRefusal {
     /// HTTP status.
-    pub(super) fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::Attestation(_) | Self::Unreachable(_) => StatusCode::BAD_GATEWAY,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -59,7 +69,7 @@ impl ProxyRefusal {
     }
 
     /// The RFC 9209 error type.
-    pub(super) fn proxy_status_error(&self) -> &'static str {
+    pub(crate) fn proxy_status_error(&self) -> &'static str {
         match self {
             Self::Attestation(_) => "tls_certificate_error",
             Self::Unreachable(_) => "destination_unavailable",
@@ -75,7 +85,7 @@ impl ProxyRefusal {
     }
 
     /// The stable code: the refusal code for attestation failures, else the error type.
-    pub(super) fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::Attestation(r) => r.code.as_str(),
             Self::Destination(code, _) => code.as_str(),
@@ -85,7 +95,7 @@ impl ProxyRefusal {
     }
 
     /// Human-readable reasons.
-    pub(super) fn reasons(&self) -> Vec<String> {
+    pub(crate) fn reasons(&self) -> Vec<String> {
         match self {
             Self::Attestation(r) => r.reasons.clone(),
             Self::Unreachable(s)
@@ -103,12 +113,12 @@ impl ProxyRefusal {
 
     /// The response to send (JSON, the refusal's own status); the connection is closed
     /// after it. With `refusal_details = "code"` the reasons stay in the log.
-    pub(super) fn response(&self, host: &str, details: RefusalDetails) -> Response<ProxyBody> {
+    pub(crate) fn response(&self, host: &str, details: RefusalDetails) -> Response<ProxyBody> {
         self.rendered(host, details, Format::Json)
     }
 
     /// The response in the format the client asked for, with the refusal's own status.
-    pub(super) fn rendered(
+    pub(crate) fn rendered(
         &self,
         host: &str,
         details: RefusalDetails,
@@ -120,7 +130,7 @@ impl ProxyRefusal {
     /// The answer to every request inside a refused CONNECT's tunnel: always 502, since
     /// the proxy stands in as the origin's gateway there, and the client's browser shows
     /// the status as the origin's.
-    pub(super) fn in_tunnel(
+    pub(crate) fn in_tunnel(
         &self,
         host: &str,
         details: RefusalDetails,
@@ -191,26 +201,9 @@ impl ProxyRefusal {
     }
 }
 
-fn full(s: String) -> ProxyBody {
-    Full::new(Bytes::from(s))
-        .map_err(|never| match never {})
-        .boxed()
-}
-
-/// The client-facing refusal for an upstream failure.
-pub(super) fn from_upstream(e: UpstreamError) -> ProxyRefusal {
-    match e {
-        UpstreamError::Refused(r) => ProxyRefusal::Attestation(r),
-        UpstreamError::Unreachable(s) | UpstreamError::Request(s) => ProxyRefusal::Unreachable(s),
-        UpstreamError::Timeout(s) => ProxyRefusal::Timeout(s),
-        UpstreamError::Capacity(s) => ProxyRefusal::Capacity(s),
-        UpstreamError::Audit(s) => ProxyRefusal::Internal(s),
-    }
-}
-
 /// How a refusal's body is written, from the request's `Accept`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Format {
+pub(crate) enum Format {
     /// The stable JSON object (the default: scripts and tools).
     Json,
     /// A small self-contained page, for a person in a browser.
@@ -220,7 +213,7 @@ pub(super) enum Format {
 impl Format {
     /// HTML when `Accept` names `text/html` with a non-zero weight, else JSON (so an absent
     /// `Accept`, `*/*` and `application/json` keep today's answer).
-    pub(super) fn of(headers: &http::HeaderMap) -> Self {
+    pub(crate) fn of(headers: &http::HeaderMap) -> Self {
         let html = headers
             .get_all(http::header::ACCEPT)
             .iter()

@@ -1,4 +1,4 @@
-//! The upstream cap as every generation's pool shares it: places under
+//! The upstream cap as every generation's pool shares it: permits under
 //! `max_upstream_connections` (passthrough included, fixed at start); the idle pooled
 //! connections of every live generation, so at the cap the one unused longest is closed
 //! whichever generation holds it; and the share of the cap that connections a client keeps
@@ -16,15 +16,16 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{Slots, UpstreamError};
+use super::{ByTarget, ProxyRefusal};
 use crate::addr::Authority;
 
 /// One pool's idle connections, one map per core.
-pub(super) type Shards = [Mutex<Slots>];
+pub(super) type Shards = [Mutex<ByTarget>];
 
 /// The upstream cap, shared by every generation and by passthrough.
-pub(in crate::proxy) struct Capacity {
-    places: Arc<Semaphore>,
+pub(crate) struct UpstreamCap {
+    /// One permit per upstream connection.
+    max_upstream_connections: Arc<Semaphore>,
     /// Every pool's idle connections (a retired generation's too, while it lives).
     pools: Mutex<Vec<Weak<Shards>>>,
     /// Places connections a client keeps open may hold in all.
@@ -34,13 +35,13 @@ pub(in crate::proxy) struct Capacity {
     destinations: Mutex<HashMap<Authority, usize, foldhash::fast::RandomState>>,
 }
 
-impl Capacity {
-    /// `max` upstream connections: half of them for connections a client keeps open, and a
-    /// quarter (at least one each) for those to one destination.
-    pub(in crate::proxy) fn new(max: usize) -> Self {
-        let held = (max / 2).max(1);
+impl UpstreamCap {
+    /// `max_upstream_connections` upstream connections: half of them for connections a
+    /// client keeps open, and a quarter (at least one each) for those to one destination.
+    pub(crate) fn new(max_upstream_connections: usize) -> Self {
+        let held = (max_upstream_connections / 2).max(1);
         Self {
-            places: Arc::new(Semaphore::new(max)),
+            max_upstream_connections: Arc::new(Semaphore::new(max_upstream_connections)),
             pools: Mutex::new(Vec::new()),
             held: Arc::new(Semaphore::new(held)),
             per_destination: (held / 2).max(1),
@@ -48,9 +49,9 @@ impl Capacity {
         }
     }
 
-    /// The semaphore of places under the cap.
-    pub(super) fn places(&self) -> &Arc<Semaphore> {
-        &self.places
+    /// The semaphore of permits under the cap.
+    pub(super) fn max_upstream_connections(&self) -> &Arc<Semaphore> {
+        &self.max_upstream_connections
     }
 
     /// Counts a pool's idle connections in at-the-cap eviction while it lives.
@@ -76,7 +77,7 @@ impl Capacity {
                     .lock()
                     .ok()?
                     .values()
-                    .flat_map(|s| s.conns.iter().map(|c| c.last_used))
+                    .flat_map(|s| s.idle.iter().map(|c| c.last_used))
                     .min()
                     .map(|used| (shard, used))
             })
@@ -88,9 +89,9 @@ impl Capacity {
             return;
         };
         // Found again under the lock: it may have been taken meanwhile.
-        for slot in idle.values_mut() {
-            if let Some(i) = slot.conns.iter().position(|c| c.last_used == used) {
-                drop(slot.conns.swap_remove(i));
+        for conns in idle.values_mut() {
+            if let Some(i) = conns.idle.iter().position(|c| c.last_used == used) {
+                drop(conns.idle.swap_remove(i));
                 return;
             }
         }
@@ -98,18 +99,18 @@ impl Capacity {
 
     /// A share for one connection a client keeps open to `dest`, or why there is none (at
     /// once: a client that holds its share is not kept waiting for another's).
-    pub(super) fn hold(self: &Arc<Self>, dest: &Authority) -> Result<Held, UpstreamError> {
+    pub(super) fn hold(self: &Arc<Self>, dest: &Authority) -> Result<Held, ProxyRefusal> {
         let Ok(mut destinations) = self.destinations.lock() else {
-            return Err(UpstreamError::Capacity("upstream shares poisoned".into()));
+            return Err(ProxyRefusal::Capacity("upstream shares poisoned".into()));
         };
         let held = destinations.get(dest).copied().unwrap_or(0);
         if held >= self.per_destination {
-            return Err(UpstreamError::Capacity(format!(
+            return Err(ProxyRefusal::Capacity(format!(
                 "{dest} already holds {held} upstream connections kept open by clients (WebSockets, tunnels): its share of max_upstream_connections"
             )));
         }
         let Ok(permit) = Arc::clone(&self.held).try_acquire_owned() else {
-            return Err(UpstreamError::Capacity(format!(
+            return Err(ProxyRefusal::Capacity(format!(
                 "no upstream connection for {dest}: connections kept open by clients (WebSockets, tunnels) hold their half of max_upstream_connections"
             )));
         };
@@ -117,21 +118,21 @@ impl Capacity {
         Ok(Held {
             _permit: permit,
             dest: dest.clone(),
-            capacity: Arc::clone(self),
+            cap: Arc::clone(self),
         })
     }
 }
 
 /// One connection a client keeps open, counted in its destination's share until it drops.
-pub(in crate::proxy) struct Held {
+pub(crate) struct Held {
     _permit: OwnedSemaphorePermit,
     dest: Authority,
-    capacity: Arc<Capacity>,
+    cap: Arc<UpstreamCap>,
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        if let Ok(mut destinations) = self.capacity.destinations.lock() {
+        if let Ok(mut destinations) = self.cap.destinations.lock() {
             if let Some(n) = destinations.get_mut(&self.dest) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
@@ -148,7 +149,7 @@ mod tests {
 
     #[test]
     fn shares_are_half_in_all_and_a_quarter_per_destination() {
-        let c = Arc::new(Capacity::new(8));
+        let c = Arc::new(UpstreamCap::new(8));
         let a = Authority::parse("a.test:443", None).expect("a");
         let b = Authority::parse("b.test:443", None).expect("b");
         let x = Authority::parse("x.test:443", None).expect("x");
@@ -161,7 +162,7 @@ mod tests {
         drop(a1);
         assert!(c.hold(&a).is_ok(), "a dropped share comes back");
         drop(a2);
-        let tiny = Arc::new(Capacity::new(1));
+        let tiny = Arc::new(UpstreamCap::new(1));
         assert!(tiny.hold(&a).is_ok(), "at least one");
     }
 }

@@ -1,28 +1,29 @@
-//! One request inside an intercepted tunnel or on a sidecar route: a WebSocket upgrade goes
-//! to `upgrade`, anything else to `relay`; either way it is logged.
+//! One request inside a connection bound to one enclave, an intercepted tunnel or a sidecar
+//! route: a WebSocket upgrade goes to `websocket::handshake`, anything else to `relay`;
+//! either way it is logged.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::header::HOST;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
-use super::admit::ClientSlot;
-use super::refusal::{Format, ProxyRefusal};
-use super::relay::{access_log, as_configured, refuse, relay, Asked};
-use super::state::{Generation, Proxy};
-use super::target::Target;
-use super::upgrade;
-use super::ProxyBody;
 use crate::addr::Authority;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::client::admit::Admitted;
+use crate::proxy::exchange::{Exchange, Reply};
+use crate::proxy::http::relay::relay;
+use crate::proxy::refusal::ProxyRefusal;
+use crate::proxy::state::{Generation, Proxy};
+use crate::proxy::target::Target;
+use crate::proxy::websocket::handshake;
 
 /// Where a request arrived: inside an intercepted tunnel (to the host it was opened for),
 /// or on a sidecar route (to its one upstream, whatever `Host` says).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Inside {
+pub(crate) enum Inside {
     Tunnel,
     Route,
 }
@@ -62,64 +63,35 @@ fn not_here(req: &Request<Incoming>, inside: Inside, tunnel: &Authority) -> Opti
 }
 
 /// One request inside an intercepted tunnel or on a sidecar route: relay and log it. A
-/// WebSocket upgrade goes to [`upgrade::attested`] (its relay logs at close); any other
+/// WebSocket upgrade goes to [`handshake::attested`] (its relay logs at close); any other
 /// `Upgrade` is refused, and so is what [`not_here`] refuses.
-pub(super) async fn relay_logged(
+pub(crate) async fn serve(
     proxy: Arc<Proxy>,
     g: Arc<Generation>,
     (target, inside): (&Arc<Target>, Inside),
     client: SocketAddr,
-    slot: &Arc<ClientSlot>,
+    admitted: &Arc<Admitted>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let start = Instant::now();
-    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-    let format = Format::of(req.headers());
+    let exchange = Exchange::inside(client, &req);
     let asked = match not_here(&req, inside, &target.dest) {
         Some(refusal) => Err(refusal),
-        None => upgrade::requested(&req),
+        None => handshake::requested(&req),
     };
-    let (resp, outcome) = match asked {
-        Ok(None) => {
-            let asked = Asked {
-                client,
-                method: &method,
-                path: &path,
-                start,
-            };
-            let (resp, outcome) = relay(&proxy, &g, target, req, asked).await;
-            (resp, Some(outcome))
-        }
+    let reply = match asked {
+        Ok(None) => relay(&proxy, &g, target, req, &exchange).await,
+        // Boxed: the upgrade's state is large and rare; inline it would size every
+        // request's future, which hyper allocates once per connection for its whole life
+        // (DHAT: 21.9 KB per idle intercepted connection).
         Ok(Some(switch)) => {
-            let from = upgrade::Client {
-                addr: client,
-                slot: Arc::clone(slot),
-                start,
-            };
-            // Boxed: the upgrade's state is large and rare; inline it would size every
-            // request's future, which hyper allocates once per connection for its whole life
-            // (DHAT: 21.9 KB per idle intercepted connection).
-            Box::pin(upgrade::attested(&proxy, &g, target, from, req, switch)).await
+            let admitted = Arc::clone(admitted);
+            Box::pin(handshake::attested(
+                &proxy, &g, target, &exchange, admitted, req, switch,
+            ))
+            .await
         }
-        Err(refusal) => {
-            let (resp, outcome) = refuse(refusal, &target.dest.host.to_string());
-            (resp, Some(outcome))
-        }
-    };
-    let Some(outcome) = outcome else {
-        return Ok(resp);
+        Err(refusal) => Reply::refused(refusal, target),
     };
     // A tunnel's or a route's destination is an enclave host.
-    let outcome = outcome.at_enclave();
-    let resp = as_configured(&g, resp, &outcome, format);
-    access_log(
-        &proxy,
-        client,
-        &outcome,
-        &method,
-        &path,
-        resp.status(),
-        start,
-    );
-    Ok(resp)
+    Ok(exchange.finish(&proxy, &g, reply.at_enclave()))
 }

@@ -7,19 +7,21 @@
 //! refusal cuts the exchange: it is recorded once per exchange, in the audit trail as a
 //! refused verdict marked with what was cut.
 
+pub(crate) mod judged;
+
 use std::sync::{Arc, Mutex, Weak};
 
-use super::refusal::{from_upstream, ProxyRefusal};
-use super::state::{Generation, Proxy};
-use super::target::Target;
 use crate::audit::CutNote;
 use crate::dcap::time::UnixTime;
+use crate::proxy::refusal::ProxyRefusal;
+use crate::proxy::state::{Generation, Proxy};
+use crate::proxy::target::Target;
 use crate::ratls::cache::CachedVerdict;
 use crate::ratls::RaTlsVerifier;
 
 /// What a refusal cut, as the audit trail names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Cut {
+pub(crate) enum Cut {
     /// A request in flight: its body on its way to the enclave, or its answer awaited.
     Request,
     /// A response whose head went out: its body on its way to the client.
@@ -30,7 +32,7 @@ pub(super) enum Cut {
 
 impl Cut {
     /// The audit record's `cut` value.
-    pub(super) fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Request => "request",
             Self::Response => "response",
@@ -59,7 +61,7 @@ struct Standing {
 /// Judges one exchange's (or upgraded connection's) certificate again whenever the
 /// generation in force, its collateral snapshot or the verdict's validity changed; shared by
 /// the exchange's directions, each looking through its own [`Checkpoint`].
-pub(super) struct Judge {
+pub(crate) struct Judge {
     proxy: Arc<Proxy>,
     /// The destination and the entry that admitted the connection.
     target: Arc<Target>,
@@ -72,14 +74,14 @@ pub(super) struct Judge {
 
 impl Judge {
     /// The exchange with `target`, admitted by `verdict` under `g`.
-    pub(super) fn new(
+    pub(crate) fn new(
         proxy: &Arc<Proxy>,
         g: &Arc<Generation>,
         target: &Arc<Target>,
         verdict: Arc<CachedVerdict>,
     ) -> Self {
         // The count first: a change after this read is seen by every checkpoint.
-        let seen = proxy.changes.count();
+        let seen = proxy.shared.changes.count();
         let verifier = Arc::clone(&target.enclave.verifier);
         let current = Arc::ptr_eq(&proxy.current(), g) && verifier.snapshot() == verdict.snapshot;
         let start = current.then_some(Standing {
@@ -104,12 +106,12 @@ impl Judge {
     }
 
     /// The proxy this exchange goes through.
-    pub(super) fn proxy(&self) -> &Arc<Proxy> {
+    pub(crate) fn proxy(&self) -> &Arc<Proxy> {
         &self.proxy
     }
 
     /// The refusal that cut this exchange, if one did.
-    pub(super) fn refused(&self) -> Option<ProxyRefusal> {
+    pub(crate) fn refused(&self) -> Option<ProxyRefusal> {
         self.held.lock().ok().and_then(|h| h.refused.clone())
     }
 
@@ -171,25 +173,21 @@ impl Judge {
                 reasons: &reasons,
             };
             g.pool
-                .record_cut(&self.target, &verdict.appraisal, note)
-                .map_err(from_upstream)?;
+                .record_cut(&self.target, verdict.accepted.appraisal(), note)?;
             return Err(refusal);
         };
         let verifier = Arc::clone(&target.enclave.verifier);
-        let verdict = g
-            .pool
-            .rejudge(&target, verdict, now, Some(cut.as_str()))
-            .map_err(from_upstream)?;
+        let verdict = g.pool.rejudge(&target, verdict, now, Some(cut.as_str()))?;
         Ok((verifier, verdict))
     }
 
     /// Resolves with the refusal once a change (a reload, a new collateral snapshot) makes
     /// the certificate refused; never otherwise.
-    pub(super) async fn refused_by_change(self: &Arc<Self>, cut: Cut) -> ProxyRefusal {
+    pub(crate) async fn refused_by_change(self: &Arc<Self>, cut: Cut) -> ProxyRefusal {
         let mut checkpoint = Checkpoint::new(Arc::clone(self), cut);
         loop {
             // Subscribed before looking: a change after the look wakes the wait below.
-            let mut changes = self.proxy.changes.subscribe();
+            let mut changes = self.proxy.shared.changes.subscribe();
             if checkpoint.changed() {
                 if let Err(refusal) = checkpoint.pass() {
                     return refusal;
@@ -205,7 +203,7 @@ impl Judge {
 
 /// One direction's view of a [`Judge`]: a chunk passes on two integer compares and a clock
 /// read while nothing changed since the last check; anything else is judged again.
-pub(super) struct Checkpoint {
+pub(crate) struct Checkpoint {
     judge: Arc<Judge>,
     cut: Cut,
     standing: Option<Standing>,
@@ -213,7 +211,7 @@ pub(super) struct Checkpoint {
 
 impl Checkpoint {
     /// A checkpoint cutting `cut` when `judge` refuses.
-    pub(super) fn new(judge: Arc<Judge>, cut: Cut) -> Self {
+    pub(crate) fn new(judge: Arc<Judge>, cut: Cut) -> Self {
         let standing = judge.start;
         Self {
             judge,
@@ -224,27 +222,27 @@ impl Checkpoint {
 
     /// The same view, cutting `cut` from now on (a request's checkpoint once its response
     /// head went out).
-    pub(super) fn cutting(mut self, cut: Cut) -> Self {
+    pub(crate) fn cutting(mut self, cut: Cut) -> Self {
         self.cut = cut;
         self
     }
 
     /// The judge behind it.
-    pub(super) fn judge(&self) -> &Arc<Judge> {
+    pub(crate) fn judge(&self) -> &Arc<Judge> {
         &self.judge
     }
 
     /// True if the generation or a collateral snapshot changed since the last check (or
     /// nothing was checked yet).
-    pub(super) fn changed(&self) -> bool {
+    pub(crate) fn changed(&self) -> bool {
         self.standing
-            .is_none_or(|s| s.seen != self.judge.proxy.changes.count())
+            .is_none_or(|s| s.seen != self.judge.proxy.shared.changes.count())
     }
 
     /// `Ok(false)` while the verdict stands as last checked, `Ok(true)` when it was judged
     /// again and accepted, the refusal otherwise (the caller cuts the exchange).
-    pub(super) fn pass(&mut self) -> Result<bool, ProxyRefusal> {
-        let count = self.judge.proxy.changes.count();
+    pub(crate) fn pass(&mut self) -> Result<bool, ProxyRefusal> {
+        let count = self.judge.proxy.shared.changes.count();
         if let Some(s) = self.standing {
             if s.seen == count && UnixTime::now() <= s.until {
                 return Ok(false);
