@@ -12,6 +12,7 @@
 
 use std::fmt;
 
+pub use super::policy::EarlyMode;
 use super::policy::{EnclavePolicy, PolicyViolation};
 use super::refusal::{Refusal, RefusalCode};
 use crate::dcap::collateral::CollateralError;
@@ -19,43 +20,6 @@ use crate::dcap::early::{self, EarlyDigests, VerifiedEarly};
 use crate::dcap::error::VerifyError;
 use crate::dcap::time::UnixTime;
 use crate::dcap::verify::{TcbVerdict, VerifiedQuote};
-
-/// What the early data does to verdicts (`[collateral] early`, or an entry's `early`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum EarlyMode {
-    /// Not fetched, not judged.
-    Off,
-    /// Judged and reported (metrics, log, audit, `/tcb`); verdicts unchanged.
-    #[default]
-    Warn,
-    /// Judged, and what the early data refuses is refused now (`tcb_at_risk`).
-    Enforce,
-}
-
-impl EarlyMode {
-    /// The configuration's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Off => "off",
-            Self::Warn => "warn",
-            Self::Enforce => "enforce",
-        }
-    }
-}
-
-impl std::str::FromStr for EarlyMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "off" => Ok(Self::Off),
-            "warn" => Ok(Self::Warn),
-            "enforce" => Ok(Self::Enforce),
-            other => Err(format!(
-                "early = `{other}`: expected \"off\", \"warn\" or \"enforce\""
-            )),
-        }
-    }
-}
 
 /// The judgement of an accepted enclave under the early data.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,7 +10,6 @@
     clippy::arithmetic_side_effects
 )]
 
-use super::early::EarlyMode;
 use super::td_policy::TdPolicy;
 pub use super::violation::PolicyViolation;
 use crate::appraise::refusal::Refusal;
@@ -251,6 +250,43 @@ impl EnclavePolicy {
                 code,
                 reasons: violations.iter().map(ToString::to_string).collect(),
             }),
+        }
+    }
+}
+
+/// What the early data does to verdicts (`[collateral] early`, or an entry's `early`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum EarlyMode {
+    /// Not fetched, not judged.
+    Off,
+    /// Judged and reported (metrics, log, audit, `/tcb`); verdicts unchanged.
+    #[default]
+    Warn,
+    /// Judged, and what the early data refuses is refused now (`tcb_at_risk`).
+    Enforce,
+}
+
+impl EarlyMode {
+    /// The configuration's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Warn => "warn",
+            Self::Enforce => "enforce",
+        }
+    }
+}
+
+impl std::str::FromStr for EarlyMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(Self::Off),
+            "warn" => Ok(Self::Warn),
+            "enforce" => Ok(Self::Enforce),
+            other => Err(format!(
+                "early = `{other}`: expected \"off\", \"warn\" or \"enforce\""
+            )),
         }
     }
 }
