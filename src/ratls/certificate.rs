@@ -41,7 +41,9 @@ impl EvidenceError {
     pub fn code(&self) -> RefusalCode {
         match self {
             Self::NoQuote => RefusalCode::NoQuote,
-            Self::Ambiguous(_) | Self::Dice(_) | Self::TooLarge(_) => RefusalCode::QuoteMalformed,
+            Self::Ambiguous(_) | Self::Dice(_) | Self::TooLarge(_) | Self::Dstack(_) => {
+                RefusalCode::QuoteMalformed
+            }
         }
     }
 }

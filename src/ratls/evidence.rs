@@ -8,7 +8,8 @@
 //! - `0.6.9.42.840.113741.1337.6`, the same OID as Gramine's C constant actually encodes it
 //!   (its DER tag and length bytes end up inside the OID value);
 //! - `1.2.840.113741.1337.8`, a raw TDX quote (Cosmian tee-tools, Cosmian VM; bound like .6);
-//! - `1.3.6.1.4.1.62397.1.1`, a raw TDX quote (dstack; its own REPORTDATA rule).
+//! - `1.3.6.1.4.1.62397.1.1`, a TDX quote (dstack's legacy carrier; its own REPORTDATA rule),
+//!   wrapped as dstack wraps every extension: a DER OCTET STRING inside the extnValue.
 //!
 //! More than one raw carrier in one certificate is ambiguous and refused.
 
@@ -17,6 +18,7 @@ use x509_parser::der_parser::oid::Oid;
 
 use crate::cbor::{Cbor, CborError};
 use crate::dcap::quote::limits::MAX_QUOTE_LEN;
+use crate::dstack::{self, AttestationError};
 
 /// `2.23.133.5.4.9`: TCG DICE tagged evidence.
 pub const OID_TCG_DICE_TAGGED_EVIDENCE: &[u64] = &[2, 23, 133, 5, 4, 9];
@@ -76,6 +78,9 @@ pub enum EvidenceError {
     /// The carried quote is above the size cap (`quote_malformed`).
     #[error("the embedded quote is {0} bytes, above the {MAX_QUOTE_LEN}-byte limit")]
     TooLarge(usize),
+    /// dstack's evidence does not decode (`quote_malformed`).
+    #[error("dstack evidence is malformed: {0}")]
+    Dstack(#[from] AttestationError),
 }
 
 fn extension<'c>(
@@ -122,7 +127,10 @@ pub fn find<'a>(cert: &'a X509Certificate<'_>) -> Result<Evidence<'a>, EvidenceE
         OID_TDX_QUOTE,
         OID_DSTACK_QUOTE,
     ] {
-        if let Some(q) = extension(cert, oid)? {
+        if let Some(mut q) = extension(cert, oid)? {
+            if oid == OID_DSTACK_QUOTE {
+                q = dstack::extension_value(q)?;
+            }
             if found.is_some() {
                 return Err(EvidenceError::Ambiguous(
                     "more than one quote extension is present",
