@@ -91,11 +91,15 @@ pub enum RefusalCode {
     LocalDestinationDenied,
     /// No upstream connection could be had under `max_upstream_connections`.
     UpstreamCapacity,
+    /// The evidence's event log does not replay to the quote's measurement registers.
+    EventLogMismatch,
+    /// The evidence is of a TEE this build does not verify yet.
+    UnsupportedTee,
 }
 
 impl RefusalCode {
     /// Every code, in ranking order (the first applicable one is the headline).
-    pub const ALL: [RefusalCode; 37] = [
+    pub const ALL: [RefusalCode; 39] = [
         Self::QuoteMalformed,
         Self::NoQuote,
         Self::SignatureInvalid,
@@ -133,6 +137,8 @@ impl RefusalCode {
         Self::EnclaveAddressNotAttested,
         Self::LocalDestinationDenied,
         Self::UpstreamCapacity,
+        Self::EventLogMismatch,
+        Self::UnsupportedTee,
     ];
 
     /// The stable string used in JSON, logs and metrics.
@@ -175,6 +181,8 @@ impl RefusalCode {
             Self::EnclaveAddressNotAttested => "enclave_address_not_attested",
             Self::LocalDestinationDenied => "local_destination_denied",
             Self::UpstreamCapacity => "upstream_capacity",
+            Self::EventLogMismatch => "event_log_mismatch",
+            Self::UnsupportedTee => "unsupported_tee",
         }
     }
 }
@@ -292,6 +300,8 @@ mod tests {
                 "enclave_address_not_attested",
                 "local_destination_denied",
                 "upstream_capacity",
+                "event_log_mismatch",
+                "unsupported_tee",
             ]
         );
     }

@@ -69,6 +69,8 @@ pub(super) fn hint(code: &str) -> &'static str {
         "enclave_address_not_attested" => "This address belongs to an enclave: reach it by its configured host name, so that it is attested.",
         "local_destination_denied" => "Local addresses are not reachable through this proxy; the operator may set allow_local_destinations = true for development only.",
         "upstream_capacity" | "destination_unavailable" | "connection_timeout" => "The enclave is down, unreachable or overloaded: try again later; the operator checks that it runs and is reachable from the proxy (or raises [limits] max_upstream_connections).",
+        "event_log_mismatch" => "The event log the server sent does not replay to the measurements its quote signs: the evidence was altered, so what it names (the app, its compose hash) cannot be believed. Do not work around it; the operator checks where the host name points.",
+        "unsupported_tee" => "The server attests with a TEE this proxy does not verify yet (AMD SEV-SNP, AWS Nitro, GCP TDX inside dstack evidence): it cannot be admitted by this build.",
         _ => "The proxy's log records this refusal with its reasons; the operator can change the policy in the proxy's configuration.",
     }
 }
