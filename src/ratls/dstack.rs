@@ -1,7 +1,6 @@
 //! dstack evidence in a certificate, once its key binding holds: the event log replayed
-//! against the quote's RTMRs (`event_log_mismatch`), and what `verify` and the audit trail
-//! report of it (the app identity, each RTMR's replay, each event), owned so that a verdict
-//! can carry it.
+//! against the quote's RTMRs (`event_log_mismatch`), and what `verify` reports of it (the
+//! app identity, each RTMR's replay, each event), owned so that a verdict can carry it.
 
 use serde::Serialize;
 
