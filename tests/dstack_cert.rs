@@ -111,6 +111,18 @@ fn appraise_in(der: &[u8], mode: BindingMode) -> CertAppraisal {
     appraise_certificate(der, &none, &common::permissive(false), mode, UnixTime(AT))
 }
 
+/// Appraises a certificate for `spki` carrying `extensions`: refused with `want`.
+fn refused_as(
+    spki: &[u8],
+    extensions: &[(&[u64], Vec<u8>)],
+    want: RefusalCode,
+    what: &str,
+) -> CertAppraisal {
+    let a = appraise(&cert_for(spki, extensions));
+    assert_eq!(code(&a), Some(want), "{what}: {:?}", a.refusal());
+    a
+}
+
 const V0: &str = "tdx-lite-v0-get-tls-key.pem";
 const V1: &str = "tdx-lite-v1-issue-cert.pem";
 
@@ -194,13 +206,11 @@ fn a_legacy_quote_without_dstacks_wrapper_or_with_a_broken_one_is_refused() {
         ("empty", Vec::new()),
         ("wrapped twice", octets(&octets(&quote))),
     ] {
-        let der = cert_for(&spki_of(&leaf), &[(OID_DSTACK_QUOTE, value)]);
-        let a = appraise(&der);
-        assert_eq!(
-            a.refusal().map(|r| r.code),
-            Some(RefusalCode::QuoteMalformed),
-            "{what}: {:?}",
-            a.refusal()
+        refused_as(
+            &spki_of(&leaf),
+            &[(OID_DSTACK_QUOTE, value)],
+            RefusalCode::QuoteMalformed,
+            what,
         );
     }
 }
@@ -276,9 +286,12 @@ fn the_real_certificates_are_found_bound_replayed_and_named() {
 fn a_real_attestation_moved_to_another_key_is_refused() {
     for name in [V0, V1] {
         let value = octets(&attestation_of(&real_leaf(name)));
-        let der = cert_for(&another_key(), &[(OID_ATTESTATION, value)]);
-        let a = appraise(&der);
-        assert_eq!(code(&a), Some(RefusalCode::BindingMismatch), "{name}");
+        let a = refused_as(
+            &another_key(),
+            &[(OID_ATTESTATION, value)],
+            RefusalCode::BindingMismatch,
+            name,
+        );
         assert!(
             a.dstack.is_none(),
             "{name}: nothing reported from unbound evidence"
@@ -306,9 +319,12 @@ fn report_data_rewritten_for_the_attackers_key_is_refused() {
     only_stack[last..last + 64].copy_from_slice(&forged);
     assert_ne!(mutated, only_stack);
     for (key, what) in [(theirs, "attacker's key"), (spki_of(&leaf), "real key")] {
-        let der = cert_for(&key, &[(OID_ATTESTATION, octets(&only_stack))]);
-        let a = appraise(&der);
-        assert_eq!(code(&a), Some(RefusalCode::BindingMismatch), "{what}");
+        let a = refused_as(
+            &key,
+            &[(OID_ATTESTATION, octets(&only_stack))],
+            RefusalCode::BindingMismatch,
+            what,
+        );
         assert!(
             a.refusal()
                 .is_some_and(|r| r.reasons[0].contains("differs from the report data")),
@@ -344,13 +360,11 @@ fn an_event_log_that_does_not_replay_is_refused_as_event_log_mismatch() {
         ("both lists changed", both),
         ("app id changed", app_id),
     ] {
-        let der = cert_for(&spki_of(&leaf), &[(OID_ATTESTATION, octets(&value))]);
-        let a = appraise(&der);
-        assert_eq!(
-            code(&a),
-            Some(RefusalCode::EventLogMismatch),
-            "{what}: {:?}",
-            a.refusal()
+        let a = refused_as(
+            &spki_of(&leaf),
+            &[(OID_ATTESTATION, octets(&value))],
+            RefusalCode::EventLogMismatch,
+            what,
         );
         assert_eq!(
             a.binding,
@@ -391,14 +405,7 @@ fn two_carriers_in_one_certificate_are_refused() {
         ),
         ("1.2 without 1.1", vec![(OID_EVENT_LOG, log)]),
     ] {
-        let der = cert_for(&spki, &extensions);
-        let a = appraise(&der);
-        assert_eq!(
-            code(&a),
-            Some(RefusalCode::QuoteMalformed),
-            "{what}: {:?}",
-            a.refusal()
-        );
+        refused_as(&spki, &extensions, RefusalCode::QuoteMalformed, what);
     }
 }
 
@@ -471,13 +478,11 @@ fn truncated_oversized_or_garbage_attestations_are_refused() {
     huge[0] = 0;
     cases.push(("above 10 MiB".into(), octets(&huge)));
     for (what, value) in cases {
-        let der = cert_for(&spki, &[(OID_ATTESTATION, value)]);
-        let a = appraise(&der);
-        assert_eq!(
-            code(&a),
-            Some(RefusalCode::QuoteMalformed),
-            "{what}: {:?}",
-            a.refusal()
+        refused_as(
+            &spki,
+            &[(OID_ATTESTATION, value)],
+            RefusalCode::QuoteMalformed,
+            &what,
         );
     }
 }
@@ -492,9 +497,12 @@ fn other_platforms_in_the_envelope_are_refused_as_unsupported() {
         ("dstack/nitro_attestation.bin", "nitro-enclave"),
     ] {
         let bytes = common::read(&dir, file);
-        let der = cert_for(&another_key(), &[(OID_ATTESTATION, octets(&bytes))]);
-        let a = appraise(&der);
-        assert_eq!(code(&a), Some(RefusalCode::UnsupportedTee), "{file}");
+        let a = refused_as(
+            &another_key(),
+            &[(OID_ATTESTATION, octets(&bytes))],
+            RefusalCode::UnsupportedTee,
+            file,
+        );
         assert!(
             a.refusal().is_some_and(|r| r.reasons[0].contains(platform)),
             "{file}: {:?}",
