@@ -211,7 +211,7 @@ fn parse_port(p: &str, text: &str) -> Result<u16, String> {
 }
 
 /// A host pattern: `host[:port]` or `*.suffix[:port]`; the port defaults to 443.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct HostPattern {
     /// The host, or for a wildcard the suffix after `*.` (always a name).
     pub host: Host,

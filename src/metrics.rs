@@ -290,4 +290,42 @@ mod tests {
         assert!(text.contains("ratls_verification_duration_seconds_bucket{le=\"0.00025\"} 0"));
         assert!(text.contains("ratls_verification_duration_seconds_count 1"));
     }
+
+    #[test]
+    fn ten_thousand_hosts_keep_a_bounded_label_set() {
+        let m = Metrics::default();
+        for round in 0..2 {
+            for i in 0..10_000 {
+                let (verdict, code) = if i % 2 == 0 {
+                    ("accepted", "-")
+                } else {
+                    ("refused", "mrenclave_mismatch")
+                };
+                m.request(&format!("app{i}.apps.example"), verdict, code);
+                if round == 0 {
+                    m.request(&format!("app{i}.apps.example"), "accepted", "-");
+                }
+            }
+        }
+        let text = m.render(&Histogram::default(), &[]);
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("ratls_requests_total{"))
+            .collect();
+        let hosts: std::collections::BTreeSet<&str> =
+            series.iter().filter_map(|l| l.split('"').nth(1)).collect();
+        assert_eq!(hosts.len(), MAX_HOST_LABELS + 1);
+        assert!(hosts.contains("other"));
+        // Two (verdict, code) pairs per host at most, whatever the traffic.
+        assert!(
+            series.len() <= 2 * (MAX_HOST_LABELS + 1),
+            "{}",
+            series.len()
+        );
+        let total: u64 = series
+            .iter()
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert_eq!(total, 30_000);
+    }
 }

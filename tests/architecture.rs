@@ -18,6 +18,25 @@ const LAYERS: &[&[&str]] = &[
     &["cbor"],
 ];
 
+/// The rooms of `proxy/`, top first: a room may import only its own floor and those below
+/// it. Entry points on top; one request's record (`exchange`) above what it records
+/// (verdicts re-judged, the generations); the upstream pool above the one error toward the
+/// client (`refusal`), which the pool returns too; connections and leaves at the bottom.
+const PROXY_ROOMS: &[&[&str]] = &[
+    &["listen"],
+    &["dispatch"],
+    &["connect"],
+    &["http", "passthrough"],
+    &["websocket"],
+    &["exchange"],
+    &["judge"],
+    &["state"],
+    &["upstream"],
+    &["refusal"],
+    &["client"],
+    &["target", "cores", "body"],
+];
+
 /// What the pure core must not name: runtimes, sockets, files, the clock.
 const IMPURE: &[&str] = &[
     "tokio",
@@ -143,4 +162,121 @@ fn no_source_file_is_above_600_lines() {
         })
         .collect();
     assert!(long.is_empty(), "split these files:\n{}", long.join("\n"));
+}
+
+fn proxy_floor_of(room: &str) -> Option<usize> {
+    PROXY_ROOMS.iter().position(|f| f.contains(&room))
+}
+
+/// The rooms of `proxy/` a code line names: `crate::proxy::room` and `super::…` paths
+/// resolved from the file's own module path (`["http", "relay"]`).
+fn proxy_rooms_named(line: &str, module: &[String]) -> Vec<String> {
+    let word = |rest: &str| -> String {
+        rest.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut named = Vec::new();
+    for (at, _) in line.match_indices("crate::proxy::") {
+        named.push(word(&line[at + "crate::proxy::".len()..]));
+    }
+    let mut from = 0;
+    while let Some(at) = line[from..].find("super::") {
+        let start = from + at;
+        // Only the first `super::` of a run: `super::super::x` is one path.
+        let preceded = line[..start].ends_with("super::");
+        let mut rest = &line[start..];
+        let mut ups = 0;
+        while let Some(r) = rest.strip_prefix("super::") {
+            rest = r;
+            ups += 1;
+        }
+        from = start + "super::".len();
+        if preceded {
+            continue;
+        }
+        let mut path: Vec<String> = module[..module.len().saturating_sub(ups)].to_vec();
+        path.push(word(rest));
+        named.push(path[0].clone());
+    }
+    named
+}
+
+#[test]
+fn no_room_of_the_proxy_imports_a_room_above_its_own() {
+    let proxy = src().join("proxy");
+    let mut files = Vec::new();
+    rust_files(&proxy, &mut files);
+    assert!(files.len() > 20, "proxy/ was not found");
+    let mut found = Vec::new();
+    for file in &files {
+        let rel = file.strip_prefix(&proxy).expect("under proxy/");
+        let mut module: Vec<String> = rel
+            .components()
+            .map(|c| {
+                c.as_os_str()
+                    .to_string_lossy()
+                    .trim_end_matches(".rs")
+                    .to_owned()
+            })
+            .collect();
+        if module.last().is_some_and(|m| m == "mod") {
+            module.pop();
+        }
+        // proxy/mod.rs is the folder's face: it names every room.
+        let Some(own) = module.first().cloned() else {
+            continue;
+        };
+        let own_floor = proxy_floor_of(&own)
+            .unwrap_or_else(|| panic!("proxy/{own} is in no room: add it to PROXY_ROOMS"));
+        let text = std::fs::read_to_string(file).expect("read");
+        // A file's inline unit tests (`mod tests { use super::*; }`) are not its imports.
+        let lines = code(&text).take_while(|(_, l)| !l.starts_with("#[cfg(test)]"));
+        for (n, line) in lines {
+            for room in proxy_rooms_named(line, &module) {
+                if room == own {
+                    continue;
+                }
+                match proxy_floor_of(&room) {
+                    Some(theirs) if theirs < own_floor => found.push(format!(
+                        "{}:{n}: {own} imports {room} (a room above): {line}",
+                        file.display()
+                    )),
+                    Some(_) => {}
+                    // Only rooms are named across rooms: not the folder's face.
+                    None => found.push(format!(
+                        "{}:{n}: {own} names proxy::{room}, which is no room: {line}",
+                        file.display()
+                    )),
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "arrows running up in proxy/:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn every_room_of_the_proxy_is_on_a_floor() {
+    let mut rooms: Vec<String> = std::fs::read_dir(src().join("proxy"))
+        .expect("proxy/")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "mod.rs")
+        .map(|n| n.trim_end_matches(".rs").to_owned())
+        .collect();
+    rooms.sort();
+    let missing: Vec<&String> = rooms
+        .iter()
+        .filter(|r| proxy_floor_of(r).is_none())
+        .collect();
+    assert!(missing.is_empty(), "rooms on no floor: {missing:?}");
+    let listed = PROXY_ROOMS.iter().map(|f| f.len()).sum::<usize>();
+    assert_eq!(
+        listed,
+        rooms.len(),
+        "a floor names a room that is gone: {rooms:?}"
+    );
 }

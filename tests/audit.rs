@@ -95,6 +95,7 @@ async fn one_chained_record_per_verdict_and_audit_verify_finds_tampering() {
     let (code, out) = audit_verify(&trail);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("2 records"), "{out}");
+    assert!(out.contains("MiB/s)"), "the throughput: {out}");
     // `audit verify` prints the last record's hash: anchored elsewhere, it also covers the
     // last line (which no later line chains).
     assert!(out.contains(&sha256_hex(&l[1])), "{out}");

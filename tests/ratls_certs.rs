@@ -15,7 +15,7 @@ use ratls_proxy::dcap::verified::VerifiedCollateral;
 use ratls_proxy::ratls::evidence::{
     OID_SGX_QUOTE, OID_SGX_QUOTE_GRAMINE_LEGACY, OID_TCG_DICE_TAGGED_EVIDENCE,
 };
-use ratls_proxy::ratls::{appraise_certificate, Binding, BindingMode, CertAppraisal};
+use ratls_proxy::ratls::{appraise_certificate, AcceptedCert, Binding, BindingMode, CertAppraisal};
 use ratls_proxy::sim::{forge, EnclaveSpec, SimPki};
 use rcgen::{CertificateParams, CustomExtension, KeyPair, PublicKeyData, PKCS_ECDSA_P384_SHA384};
 use sha2::{Digest, Sha256};
@@ -197,18 +197,17 @@ fn quote_for(s: &Sim, report_data: &[u8; 64]) -> Vec<u8> {
     forge(&EnclaveSpec::default(), report_data, &pck).expect("quote")
 }
 
+/// A certificate whose sim quote, under `oid`, binds the SHA-256 of its SPKI.
+fn bound_cert(s: &Sim, oid: &[u64]) -> Vec<u8> {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).expect("key");
+    let quote = quote_for(s, &rd(&key.subject_public_key_info()));
+    cert(&key, vec![CustomExtension::from_oid_content(oid, quote)])
+}
+
 #[test]
 fn gramine_legacy_certificate_with_only_the_quirky_oid_binds_the_spki() {
     let s = sim();
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).expect("key");
-    let quote = quote_for(&s, &rd(&key.subject_public_key_info()));
-    let der = cert(
-        &key,
-        vec![CustomExtension::from_oid_content(
-            OID_SGX_QUOTE_GRAMINE_LEGACY,
-            quote,
-        )],
-    );
+    let der = bound_cert(&s, OID_SGX_QUOTE_GRAMINE_LEGACY);
     let a = appraise(&der, &s.collateral, BindingMode::Auto, s.now.0);
     assert!(a.appraisal.is_accepted(), "{:?}", a.refusal());
     assert_eq!(a.binding, Some(Binding::Gramine));
@@ -217,6 +216,27 @@ fn gramine_legacy_certificate_with_only_the_quirky_oid_binds_the_spki() {
         c.refusal().map(|r| r.code),
         Some(RefusalCode::BindingMismatch)
     );
+}
+
+/// Only an accepted appraisal makes an [`AcceptedCert`] (what a cached verdict holds); a
+/// refused one gives back its refusal and the whole appraisal for the audit trail.
+#[test]
+fn only_an_accepted_appraisal_makes_an_accepted_cert() {
+    let s = sim();
+    let der = bound_cert(&s, OID_SGX_QUOTE);
+    let accepted = AcceptedCert::of(appraise(&der, &s.collateral, BindingMode::Auto, s.now.0))
+        .expect("accepted");
+    assert_eq!(accepted.quote().tcb.status, TcbStatus::UpToDate);
+    assert_eq!(
+        accepted.appraisal().cert_sha256.as_bytes(),
+        &<[u8; 32]>::from(Sha256::digest(&der))
+    );
+    let refused = appraise(&der, &s.collateral, BindingMode::Cosmian, s.now.0);
+    let Err((refusal, appraisal)) = AcceptedCert::of(refused) else {
+        panic!("a binding mismatch made an AcceptedCert");
+    };
+    assert_eq!(refusal.code, RefusalCode::BindingMismatch);
+    assert_eq!(appraisal.refusal(), Some(&refusal));
 }
 
 #[test]

@@ -8,13 +8,14 @@ use std::sync::Arc;
 
 use ratls_proxy::appraise::policy::EnclavePolicy;
 use ratls_proxy::appraise::refusal::RefusalCode;
+use ratls_proxy::appraise::SnapshotId;
 use ratls_proxy::dcap::collateral::Collateral;
 use ratls_proxy::dcap::ids::{MrEnclave, MrSigner};
 use ratls_proxy::dcap::tcb::TcbStatus;
 use ratls_proxy::dcap::time::UnixTime;
 use ratls_proxy::dcap::verified::VerifiedCollateral;
 use ratls_proxy::ratls::client::{connect, ConnectError};
-use ratls_proxy::ratls::{BindingMode, RaTlsVerifier, VerdictCache};
+use ratls_proxy::ratls::{BindingMode, GenerationId, RaTlsVerifier, VerdictCache};
 use ratls_proxy::sim::{EnclaveSpec, SimBinding, SimConfig, SimEnclave};
 use serde_json::Value;
 
@@ -262,7 +263,10 @@ async fn repeat_connections_use_the_verdict_cache_and_failures_are_never_cached(
     let v = verifier(&env, EnclavePolicy::default(), &cache);
     for _ in 0..3 {
         let a = dial(&good, &v, None).await.expect("accepted");
-        assert_eq!(a.verdict.appraisal.cert_sha256.as_bytes().len(), 32);
+        assert_eq!(
+            a.verdict.accepted.appraisal().cert_sha256.as_bytes().len(),
+            32
+        );
     }
     let s = cache.stats();
     assert_eq!(s.verifications, 1, "{s:?}");
@@ -408,8 +412,10 @@ impl ratls_proxy::appraise::CollateralSource for Switching {
         ))
     }
 
-    fn snapshot_id(&self) -> u64 {
-        u64::from(self.switched.load(std::sync::atomic::Ordering::SeqCst))
+    fn snapshot_id(&self) -> SnapshotId {
+        SnapshotId(u64::from(
+            self.switched.load(std::sync::atomic::Ordering::SeqCst),
+        ))
     }
 }
 
@@ -469,7 +475,7 @@ async fn a_new_collateral_snapshot_makes_every_cached_verdict_stale() {
         source,
         Arc::clone(&cache),
     )
-    .in_generation(7);
+    .in_generation(GenerationId(7));
     assert!(next.verdict_for(leaf, env.now).is_ok());
     assert_eq!(
         cache.stats().verifications,

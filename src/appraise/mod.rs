@@ -25,6 +25,11 @@ use crate::dcap::trust::TrustAnchor;
 use crate::dcap::verified::{CollateralDigests, VerifiedCollateral};
 use crate::dcap::verify::{self, TcbVerdict};
 
+/// Which collateral a source hands out: it changes whenever that collateral changes, and a
+/// verdict made under another snapshot is not to be reused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SnapshotId(pub u64);
+
 /// Hands out verified collateral for a parsed quote.
 pub trait CollateralSource {
     /// Verified collateral fitting `quote` (its FMSPC and PCK CA).
@@ -32,8 +37,8 @@ pub trait CollateralSource {
 
     /// Changes whenever the collateral this source hands out changes: a verdict made under
     /// another snapshot id is not to be reused.
-    fn snapshot_id(&self) -> u64 {
-        0
+    fn snapshot_id(&self) -> SnapshotId {
+        SnapshotId::default()
     }
 
     /// Intel's early TCB data for `quote`'s platform, if held (verified as the standard data

@@ -185,6 +185,28 @@ impl RefusalCode {
             Self::UnsupportedTee => "unsupported_tee",
         }
     }
+    /// What the operator (or the enclave's owner) can change, for a browser's refusal page.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Self::DebugEnclave => "The enclave runs in DEBUG mode: its memory is open to the host, so its attestation proves nothing. Deploy a production (non-debug) build; only for development may the operator set allow_debug = true in the host's [[enclave]] entry.",
+            Self::MrenclaveMismatch | Self::MrsignerMismatch | Self::IsvProdIdMismatch | Self::MrtdMismatch | Self::RtmrMismatch | Self::MrconfigidMismatch | Self::MrownerMismatch | Self::MrownerconfigMismatch | Self::MrseamMismatch => "The server runs code (or a configuration) other than the one this proxy's policy allows. If this build is the one to trust, the operator adds its measurement to the host's [[enclave]] entry (`ratls-proxy verify https://HOST` prints it); otherwise the host serves something else than expected.",
+            Self::IsvSvnTooLow | Self::TeeTcbSvnTooLow => "The enclave's security version is below the policy's minimum: deploy the updated enclave, or the operator lowers the minimum in the host's [[enclave]] entry.",
+            Self::TcbStatusNotAllowed | Self::AdvisoryNotAllowed | Self::Revoked => "The platform (for a TD whose status is TDRelaunchAdvised: the TDX module it launched on) is out of date or revoked by Intel: its owner updates microcode and firmware, or relaunches a TD advised to, or the operator accepts that status or advisory in the host's [[enclave]] entry (tcb_status, allowed_advisories).",
+            Self::TcbAtRisk => "Intel's next TCB recovery (its early TCB data) refuses this platform, and the proxy enforces it ahead of time (early = \"enforce\"): the platform's owner updates microcode, firmware or the TDX module now (the admin listener's GET /tcb says what and from when), or the operator sets early = \"warn\".",
+            Self::CollateralExpired | Self::CollateralTooOld | Self::CollateralUnavailable => "The proxy could not get current Intel collateral for this platform: the operator checks the [collateral] source and the proxy's path to it.",
+            Self::CollateralRollback => "The collateral source served Intel collateral older than what this proxy has already seen for this platform (a replay would hide a TCB recovery or a revocation): the operator checks the [collateral] source (a stale or hostile PCCS); the proxy keeps refusing until the source serves current collateral.",
+            Self::CertificateExpired | Self::CertificateTooOld => "The enclave's RA-TLS certificate is outside its validity or older than max_cert_age_secs: restart the enclave so it issues a fresh one, and check both clocks.",
+            Self::TdAttributesNotAllowed | Self::TeeMismatch => "The TEE or its attributes differ from what the host's [[enclave]] entry declares: the operator checks the entry's tee and the TD's configuration.",
+            Self::XfamMismatch => "The TD enables CPU features (XFAM) other than those the host's [[enclave]] entry allows: the TD's owner launches it with the expected features, or the operator adds this XFAM (`ratls-proxy verify https://HOST` prints it) to the entry's xfam list.",
+            Self::QuoteMalformed | Self::NoQuote | Self::SignatureInvalid | Self::ChainInvalid | Self::BindingMismatch | Self::FmspcMismatch | Self::QeIdentityMismatch | Self::TdxModuleMismatch => "The attestation evidence does not verify: this server is not the enclave it claims to be, or not an RA-TLS server at all. Do not work around it; the operator checks where the host name points.",
+            Self::EnclavePortNotConfigured => "This port is not listed for the host: the operator adds it to the host's [[enclave]] entry, or you use a listed port.",
+            Self::EnclaveAddressNotAttested => "This address belongs to an enclave: reach it by its configured host name, so that it is attested.",
+            Self::LocalDestinationDenied => "Local addresses are not reachable through this proxy; the operator may set allow_local_destinations = true for development only.",
+            Self::UpstreamCapacity => "The enclave is down, unreachable or overloaded: try again later; the operator checks that it runs and is reachable from the proxy (or raises [limits] max_upstream_connections).",
+            Self::EventLogMismatch => "The event log the server sent does not replay to the measurements its quote signs: the evidence was altered, so what it names (the app, its compose hash) cannot be believed. Do not work around it; the operator checks where the host name points.",
+            Self::UnsupportedTee => "The server attests with a TEE this proxy does not verify yet (AMD SEV-SNP, AWS Nitro, GCP TDX inside dstack evidence): this build cannot admit it.",
+        }
+    }
 }
 
 impl fmt::Display for RefusalCode {

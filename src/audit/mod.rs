@@ -12,10 +12,11 @@
 
 mod schema;
 mod seal;
+mod tail;
 mod verify;
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -23,16 +24,15 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 pub(crate) use self::seal::AuditKey;
+use self::tail::read_tail;
 pub(crate) use self::verify::{verify_file, Broken};
 use crate::appraise::policy::EnclavePolicy;
 use crate::dcap::identity::Identity;
 use crate::dcap::time::UnixTime;
-use crate::ratls::CertAppraisal;
+use crate::ratls::{CertAppraisal, GenerationId};
 
 /// What the chain starts from.
 const ZERO: [u8; 32] = [0; 32];
-/// How far back from the end the last record is looked for (records are a few KiB).
-const MAX_TAIL: u64 = 16 << 20;
 
 /// Where one judged connection was going.
 #[derive(Clone, Copy, Debug)]
@@ -42,7 +42,7 @@ pub(crate) struct Judged<'a> {
     /// Its port.
     pub(crate) port: u16,
     /// The configuration generation that judged it.
-    pub(crate) generation: u64,
+    pub(crate) generation: GenerationId,
     /// The entry's policy.
     pub(crate) policy: &'a EnclavePolicy,
     /// Set when this verdict cut an exchange in flight.
@@ -92,59 +92,6 @@ impl std::fmt::Debug for AuditLog {
             .field("keyed", &self.key.is_some())
             .finish()
     }
-}
-
-/// The end of a trail file: its length, its last record (the last line that is a JSON object
-/// with a `seq`), and what follows it: nothing, or junk a crash or a full disk left (a torn
-/// line; after a second failure, more than one line).
-struct Tail {
-    len: u64,
-    last: Option<Vec<u8>>,
-    junk: Vec<u8>,
-}
-
-fn is_record(line: &[u8]) -> bool {
-    serde_json::from_slice::<Value>(line).is_ok_and(|v| v["seq"].is_u64())
-}
-
-fn read_tail(file: &mut File) -> std::io::Result<Tail> {
-    let len = file.metadata()?.len();
-    let start = len.saturating_sub(MAX_TAIL);
-    file.seek(SeekFrom::Start(start))?;
-    let mut buf = Vec::new();
-    file.take(MAX_TAIL).read_to_end(&mut buf)?;
-    // Complete lines end with '\n'; the bytes after the last one are a torn line.
-    let mut end = buf.len();
-    let mut last = None;
-    while let Some(nl) = buf
-        .get(..end)
-        .and_then(|b| b.iter().rposition(|c| *c == b'\n'))
-    {
-        let begin = buf
-            .get(..nl)
-            .and_then(|b| b.iter().rposition(|c| *c == b'\n'))
-            .map_or(0, |p| p.saturating_add(1));
-        let line = buf.get(begin..nl).unwrap_or_default();
-        if (begin > 0 || start == 0) && is_record(line) {
-            last = Some((line.to_vec(), nl.saturating_add(1)));
-            break;
-        }
-        end = nl;
-    }
-    let (last, junk_from) = match last {
-        Some((line, after)) => (Some(line), after),
-        None if start == 0 => (None, 0),
-        None => {
-            return Err(std::io::Error::other(format!(
-                "no record in the trail's last {MAX_TAIL} bytes: not a trail this proxy wrote"
-            )))
-        }
-    };
-    Ok(Tail {
-        len,
-        last,
-        junk: buf.get(junk_from..).unwrap_or_default().to_vec(),
-    })
 }
 
 fn open_append(path: &Path) -> std::io::Result<File> {
@@ -237,30 +184,26 @@ impl AuditLog {
             }
             None => s.prev = ZERO,
         }
-        if tail.junk.is_empty() {
+        let junk = &tail.junk;
+        if junk.len == 0 {
             return Ok(());
         }
-        if !tail.junk.contains(&b'\n') && is_record(&tail.junk) {
+        if let Some(whole) = &junk.whole_record {
             // A whole record that only lacked its newline: it is the last record.
             s.file.write_all(b"\n")?;
-            s.prev = Sha256::digest(&tail.junk).into();
-            s.seq = s.seq.max(seq_of(&tail.junk));
+            s.prev = Sha256::digest(whole).into();
+            s.seq = s.seq.max(seq_of(whole));
             return Ok(());
         }
         // What `audit verify` sees: the junk's lines, without the newline that ends the last.
-        let closed = !tail.junk.ends_with(b"\n");
-        let torn = if closed {
-            tail.junk.as_slice()
-        } else {
-            tail.junk.split_last().map_or(&[][..], |(_, t)| t)
-        };
+        let closed = !junk.ends_with_newline;
         let record = json!({
             "event": "recovered",
             "time": now.to_rfc3339(),
-            "torn_sha256": hex::encode(Sha256::digest(torn)),
-            "torn_bytes": torn.len(),
+            "torn_sha256": hex::encode(junk.torn_sha256),
+            "torn_bytes": junk.torn_bytes,
         });
-        tracing::warn!(path = %self.path.display(), torn_bytes = torn.len(), "the audit trail ended in a torn line (a crash or a full disk mid-write); closed it and wrote a recovered record");
+        tracing::warn!(path = %self.path.display(), torn_bytes = junk.torn_bytes, "the audit trail ended in a torn line (a crash or a full disk mid-write); closed it and wrote a recovered record");
         self.append(s, record, if closed { b"\n" } else { b"" })
     }
 
@@ -328,7 +271,7 @@ fn record(judged: Judged<'_>, c: &CertAppraisal, now: UnixTime) -> Value {
         "cert_sha256": c.cert_sha256.to_string(),
         "quote_sha256": c.quote_sha256.map(hex::encode),
         "policy_sha256": hex::encode(Sha256::digest(format!("{:?}", judged.policy).as_bytes())),
-        "generation": judged.generation,
+        "generation": judged.generation.0,
         "tcb": a.tcb.as_ref().map(|t| json!({
             "status": t.status.as_str(),
             "advisory_ids": t.advisory_ids,

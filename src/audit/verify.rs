@@ -17,7 +17,7 @@ use super::seal::{is_sealed, AuditKey};
 use super::ZERO;
 
 /// A record line longer than this is not one the proxy wrote.
-const MAX_LINE: u64 = 1 << 20;
+pub(super) const MAX_LINE: u64 = 1 << 20;
 
 /// What an intact trail holds.
 #[derive(Debug)]
@@ -32,6 +32,8 @@ pub(crate) struct Checked {
     pub(crate) recovered: u64,
     /// Every line's HMAC was checked.
     pub(crate) keyed: bool,
+    /// Bytes read (the whole file, a line at a time).
+    pub(crate) bytes: u64,
 }
 
 /// Why a trail does not verify.
@@ -70,6 +72,7 @@ pub(crate) fn verify_file(
         rotated_from: None,
         recovered: 0,
         keyed: key.is_some(),
+        bytes: 0,
     };
     let mut prev = ZERO;
     let mut seq = None::<u64>;
@@ -85,6 +88,9 @@ pub(crate) fn verify_file(
         if read == 0 {
             break;
         }
+        out.bytes = out
+            .bytes
+            .saturating_add(u64::try_from(read).unwrap_or(u64::MAX));
         n = n.saturating_add(1);
         if line.last() != Some(&b'\n') {
             if u64::try_from(line.len()).unwrap_or(u64::MAX) > MAX_LINE {
@@ -109,26 +115,24 @@ pub(crate) fn verify_file(
         let torn_sha256 = pending
             .as_ref()
             .map(|p| <[u8; 32]>::from(p.torn.clone().finalize()));
-        let judged = judge(&line, key, prev, seq).and_then(|kind| match (kind, &pending) {
+        let judged = judge(&line, key, prev, seq).and_then(|(kind, v)| match (kind, &pending) {
             (Kind::Recovered, Some(_)) => {
-                let v: Value = serde_json::from_slice(&line).map_err(|e| e.to_string())?;
                 let o = v.as_object().ok_or("not an object")?;
                 if Some(hex_256(o, "torn_sha256")?) != torn_sha256 {
                     return Err("a recovered record naming other torn bytes".into());
                 }
-                Ok(kind)
+                Ok((kind, v))
             }
             (Kind::Recovered, None) => Err("a recovered record with no torn line before it".into()),
             (_, Some(_)) => Err("not a recovered record".into()),
             (Kind::Rotated, None) if !first => {
                 Err("a rotation record that is not the first record".into())
             }
-            (_, None) => Ok(kind),
+            (_, None) => Ok((kind, v)),
         });
         match judged {
-            Ok(kind) => {
+            Ok((kind, v)) => {
                 pending = None;
-                let v: Value = serde_json::from_slice(&line).unwrap_or(Value::Null);
                 if kind == Kind::Rotated {
                     out.rotated_from = v
                         .as_object()
@@ -182,13 +186,14 @@ pub(crate) fn verify_file(
     Ok(out)
 }
 
-/// One line against the chain so far: parses, seals, links, counts and schema.
+/// One line against the chain so far: parses, seals, links, counts and schema; its kind and
+/// the record (each line is parsed once).
 fn judge(
     line: &[u8],
     key: Option<&AuditKey>,
     prev: [u8; 32],
     seq: Option<u64>,
-) -> Result<Kind, String> {
+) -> Result<(Kind, Value), String> {
     let v: Value = serde_json::from_slice(line).map_err(|e| format!("not a JSON object: {e}"))?;
     if key.is_some_and(|k| !k.verifies(line)) {
         return Err(if is_sealed(line) {
@@ -212,18 +217,18 @@ fn judge(
         None if this != 1 && kind != Kind::Rotated => Err(format!(
             "the trail starts at seq {this}, neither its first record nor a rotation record: its beginning was removed"
         )),
-        _ => Ok(kind),
+        _ => Ok((kind, v)),
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use serde_json::json;
 
     use super::*;
 
     /// A verdict record as the proxy writes one, unchained.
-    fn verdict_record(accepted: bool) -> Value {
+    pub(in crate::audit) fn verdict_record(accepted: bool) -> Value {
         let h = |b: &str| b.repeat(32);
         json!({
             "time": "2026-01-01T00:00:00Z", "host": "a.test", "port": 443, "tee": "SGX",
@@ -239,7 +244,7 @@ mod tests {
     }
 
     /// Chains `records` (seq from 1, prev_sha256) into a file's text; raw lines pass as is.
-    fn chain(records: Vec<Result<Value, &str>>) -> String {
+    pub(in crate::audit) fn chain(records: Vec<Result<Value, &str>>) -> String {
         let (mut text, mut prev, mut seq) = (String::new(), ZERO, 0u64);
         for r in records {
             let line = match r {

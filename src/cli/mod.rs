@@ -217,6 +217,7 @@ fn audit_verify(
         })
         .transpose()
         .map_err(|_| anyhow::anyhow!("--expect-last: expected 64 hex digits"))?;
+    let started = std::time::Instant::now();
     match verify_file(file, key.as_ref(), expect_last) {
         Ok(c) => {
             let mut notes = Vec::new();
@@ -241,6 +242,13 @@ fn audit_verify(
                 file.display(),
                 c.records,
                 hex::encode(c.last)
+            );
+            // On stderr: stdout stays the one line scripts read.
+            let secs = started.elapsed().as_secs_f64();
+            let mib = f64::from(u32::try_from(c.bytes >> 10).unwrap_or(u32::MAX)) / 1024.0;
+            eprintln!(
+                "read {mib:.1} MiB in {secs:.2} s ({:.0} MiB/s)",
+                mib / secs.max(1e-6)
             );
             Ok(ExitCode::SUCCESS)
         }

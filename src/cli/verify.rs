@@ -287,7 +287,7 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             });
             match connected {
                 Err(_) => bail!("timed out connecting to {addr}"),
-                Ok(Ok(attested)) => Report::of_certificate(&attested.verdict.appraisal),
+                Ok(Ok(attested)) => Report::of_certificate(attested.verdict.accepted.appraisal()),
                 Ok(Err(ConnectError::Refused(refused))) => {
                     Report::of_certificate(&refused.appraisal)
                 }

@@ -10,25 +10,34 @@ use super::ConfigError;
 pub(super) struct Checker<'a> {
     file: &'a str,
     text: &'a str,
+    /// Where each line starts: a location is a binary search, not a count from the start.
+    lines: Vec<usize>,
     pub(super) errors: Vec<ConfigError>,
 }
 
 impl<'a> Checker<'a> {
     /// A checker for `text`, named `file` in errors.
     pub(super) fn new(file: &'a str, text: &'a str) -> Self {
+        let lines = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(at, _)| at.saturating_add(1)))
+            .collect();
         Self {
             file,
             text,
+            lines,
             errors: Vec::new(),
         }
     }
 
+    /// `file:line:col` (1-based, columns in characters) of byte `offset`.
     pub(super) fn at(&self, offset: usize) -> String {
-        let before = self.text.get(..offset).unwrap_or(self.text);
-        let line = before.matches('\n').count().saturating_add(1);
-        let col = before
-            .rsplit('\n')
-            .next()
+        let offset = offset.min(self.text.len());
+        // The lines starting at or before `offset`: the last of them holds it.
+        let line = self.lines.partition_point(|start| *start <= offset);
+        let start = self.lines.get(line.saturating_sub(1)).copied().unwrap_or(0);
+        let col = self
+            .text
+            .get(start..offset)
             .map_or(0, |l| l.chars().count())
             .saturating_add(1);
         format!("{}:{line}:{col}", self.file)
@@ -88,6 +97,30 @@ impl<'a> Checker<'a> {
                 self.error(s, e.to_string());
                 None
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_location_is_the_line_and_character_column_of_the_offset() {
+        let text = "a = 1\n\nb = \"é\" # x\nlast";
+        let c = Checker::new("f", text);
+        for (offset, want) in [
+            (0, "f:1:1"),
+            (4, "f:1:5"),
+            (5, "f:1:6"),
+            (6, "f:2:1"),
+            (7, "f:3:1"),
+            // After the two-byte `é`: one character.
+            (14, "f:3:7"),
+            (text.len(), "f:4:5"),
+            (text.len() + 10, "f:4:5"),
+        ] {
+            assert_eq!(c.at(offset), want, "{offset}");
         }
     }
 }

@@ -8,17 +8,16 @@ use std::time::Duration;
 
 mod checker;
 mod enclave;
+mod index;
 mod parse;
+
+pub(crate) use self::index::HostIndex;
 
 use crate::addr::{Authority, HostPattern};
 use crate::appraise::policy::EnclavePolicy;
 use crate::ratls::BindingMode;
 use crate::source::SourceConfig;
 
-/// Default proxy listener.
-pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:3128";
-/// Default admin listener.
-pub(crate) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:3129";
 /// Default time in-flight requests get to finish on shutdown.
 pub(crate) const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Default maximum age of a cached verdict.
@@ -261,10 +260,10 @@ mod tests {
     #[test]
     fn defaults_parse() {
         let c = Config::from_toml("", "x", Path::new(".")).expect("empty config is valid");
-        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:3128");
         assert_eq!(
             c.admin_listen.map(|a| a.to_string()).as_deref(),
-            Some(DEFAULT_ADMIN_LISTEN)
+            Some("127.0.0.1:3129")
         );
         assert_eq!(c.unmatched, Unmatched::Passthrough);
         assert_eq!(c.source.collateral, crate::source::CollateralSpec::Pcs);
@@ -305,6 +304,29 @@ mod tests {
         );
         assert!(all.contains("unknown binding"), "{all}");
         assert!(all.contains("matches no [[enclave]]"), "{all}");
+    }
+
+    #[test]
+    fn a_duplicate_is_named_at_both_places_and_routes_find_wildcards() {
+        let m = format!("mrenclave = [\"{}\"]\n", "e1".repeat(32));
+        let text = format!(
+            "[[enclave]]\nhosts = [\"*.apps.test\", \"kms.test\"]\n{m}\n[[enclave]]\nhosts = [\"KMS.test:443\", \"*.apps.test:8443\"]\n{m}\n[[route]]\nlisten = \"127.0.0.1:8080\"\nupstream = \"https://x.apps.test:8443\"\n"
+        );
+        let err = Config::from_toml(&text, "p.toml", Path::new(".")).expect_err("duplicate");
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert_eq!(err.0[0].location, "p.toml:6:10");
+        assert!(
+            err.0[0]
+                .message
+                .starts_with("kms.test:443 is already named at p.toml:2:25:"),
+            "{err}"
+        );
+        let ok = text.replace("KMS.test:443", "kms.test:8443");
+        let c = Config::from_toml(&ok, "p.toml", Path::new(".")).expect("valid");
+        assert_eq!(c.routes.len(), 1);
+        let bad = ok.replace("https://x.apps.test:8443", "https://apps.test:8443");
+        let err = Config::from_toml(&bad, "p.toml", Path::new(".")).expect_err("no entry");
+        assert!(err.to_string().contains("matches no [[enclave]]"), "{err}");
     }
 
     #[test]

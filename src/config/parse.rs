@@ -1,6 +1,7 @@
 //! TOML text to [`Config`]: raw structs that refuse unknown keys, then validation of every
 //! value with its file:line:col.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -9,9 +10,9 @@ use toml::Spanned;
 
 use super::checker::Checker;
 use super::{
-    default_ca_dir, AuditConfig, Config, ConfigError, ConfigErrors, EnclaveConfig, Limits,
-    MetricsHostLabels, RefusalDetails, RefusalPage, RouteConfig, Unmatched, DEFAULT_ADMIN_LISTEN,
-    DEFAULT_LISTEN, DEFAULT_SHUTDOWN_GRACE, DEFAULT_VERDICT_MAX_AGE,
+    default_ca_dir, AuditConfig, Config, ConfigError, ConfigErrors, EnclaveConfig, HostIndex,
+    Limits, MetricsHostLabels, RefusalDetails, RefusalPage, RouteConfig, Unmatched,
+    DEFAULT_SHUTDOWN_GRACE, DEFAULT_VERDICT_MAX_AGE,
 };
 use crate::addr::{Authority, HostPattern};
 use crate::dcap::ids::Fmspc;
@@ -128,6 +129,44 @@ fn count(v: u64) -> usize {
     usize::try_from(v).unwrap_or(usize::MAX)
 }
 
+/// One of a key's allowed words: `choices` pairs each with its value.
+fn choice<T: Copy>(
+    c: &mut Checker<'_>,
+    key: &str,
+    value: &Spanned<String>,
+    choices: &[(&str, T)],
+) -> Option<T> {
+    c.parse(value, |v| {
+        choices
+            .iter()
+            .find(|(word, _)| word == v)
+            .map(|(_, t)| *t)
+            .ok_or_else(|| {
+                let mut expected = String::new();
+                for (i, (word, _)) in choices.iter().enumerate() {
+                    let sep = if i == 0 {
+                        ""
+                    } else if i.saturating_add(1) == choices.len() {
+                        " or "
+                    } else {
+                        ", "
+                    };
+                    expected.push_str(&format!("{sep}\"{word}\""));
+                }
+                format!("{key} = `{v}`: expected {expected}")
+            })
+    })
+}
+
+/// A path key naming a file that must exist.
+fn file_path(c: &mut Checker<'_>, key: &str, s: &Spanned<String>, base: &Path) -> PathBuf {
+    let p = resolve_path(s.get_ref(), base);
+    if !p.is_file() {
+        c.error(s, format!("{key} `{}` is not a file", p.display()));
+    }
+    p
+}
+
 impl Config {
     /// Validates TOML text; `file` names it in errors, `base` anchors relative paths.
     pub fn from_toml(text: &str, file: &str, base: &Path) -> Result<Self, ConfigErrors> {
@@ -142,347 +181,335 @@ impl Config {
                 }]));
             }
         };
-
-        let listen = match &raw.listen {
-            Some(s) => c.parse(s, |v| {
-                v.parse::<SocketAddr>()
-                    .map_err(|e| format!("listen `{v}`: {e}"))
-            }),
-            None => DEFAULT_LISTEN.parse().ok(),
-        };
-        let admin_listen = match &raw.admin_listen {
-            Some(s) if s.get_ref().is_empty() => Some(None),
-            Some(s) => c.parse(s, |v| {
-                v.parse::<SocketAddr>()
-                    .map(Some)
-                    .map_err(|e| format!("admin_listen `{v}`: {e}"))
-            }),
-            None => Some(DEFAULT_ADMIN_LISTEN.parse().ok()),
-        };
-        let unmatched = match &raw.unmatched {
-            None => Some(Unmatched::Passthrough),
-            Some(s) => c.parse(s, |v| match v.as_str() {
-                "passthrough" => Ok(Unmatched::Passthrough),
-                "deny" => Ok(Unmatched::Deny),
-                other => Err(format!(
-                    "unmatched = `{other}`: expected \"passthrough\" or \"deny\""
-                )),
-            }),
-        };
-        let verdict_max_age = c.secs(
-            "verdict_max_age_secs",
-            raw.verdict_max_age_secs.as_ref(),
-            1,
-            RANGE_DAYS_30,
-            DEFAULT_VERDICT_MAX_AGE,
-        );
-        let shutdown_grace = c.secs(
-            "shutdown_grace_secs",
-            raw.shutdown_grace_secs.as_ref(),
-            0,
-            RANGE_HOUR,
-            DEFAULT_SHUTDOWN_GRACE,
-        );
-        let refusal_details = match &raw.refusal_details {
-            None => Some(RefusalDetails::Full),
-            Some(s) => c.parse(s, |v| match v.as_str() {
-                "full" => Ok(RefusalDetails::Full),
-                "code" => Ok(RefusalDetails::Code),
-                other => Err(format!(
-                    "refusal_details = `{other}`: expected \"full\" or \"code\""
-                )),
-            }),
-        };
-        let refusal_page = raw.refusal_page.as_ref().and_then(|s| {
-            c.parse(s, |v| match v.as_str() {
-                "browsers" => Ok(RefusalPage::Browsers),
-                "always" => Ok(RefusalPage::Always),
-                "never" => Ok(RefusalPage::Never),
-                other => Err(format!(
-                    "refusal_page = `{other}`: expected \"browsers\", \"always\" or \"never\""
-                )),
-            })
-        });
-        let metrics_host_labels = raw.metrics_host_labels.as_ref().and_then(|s| {
-            c.parse(s, |v| match v.as_str() {
-                "enclaves" => Ok(MetricsHostLabels::Enclaves),
-                "all" => Ok(MetricsHostLabels::All),
-                other => Err(format!(
-                    "metrics_host_labels = `{other}`: expected \"enclaves\" or \"all\""
-                )),
-            })
-        });
-        let admin_token_file = raw.admin_token_file.as_ref().map(|s| {
-            let p = resolve_path(s.get_ref(), base);
-            if !p.is_file() {
-                c.error(
-                    s,
-                    format!("admin_token_file `{}` is not a file", p.display()),
-                );
-            }
-            p
-        });
-        let audit_key_file = raw.audit.key_file.as_ref().map(|s| {
-            let p = resolve_path(s.get_ref(), base);
-            if !p.is_file() {
-                c.error(s, format!("audit.key_file `{}` is not a file", p.display()));
-            }
-            if raw.audit.path.is_none() {
-                c.error(
-                    s,
-                    "audit.key_file without audit.path: there is no trail to key",
-                );
-            }
-            p
-        });
-        let ca_dir = raw
+        // Every table fills its part; an invalid value leaves the default and an error.
+        let mut config = Self::defaults();
+        root(&mut c, &raw, base, &mut config);
+        config.audit = audit(&mut c, &raw.audit, base);
+        config.ca_dir = raw
             .ca
             .dir
             .as_ref()
             .map_or_else(default_ca_dir, |d| resolve_path(d.get_ref(), base));
-        let state_dir = raw
-            .state_dir
-            .as_ref()
-            .map_or_else(|| ca_dir.clone(), |d| resolve_path(d.get_ref(), base));
-        let trust_root = match &raw.trust.root_ca {
-            None => TrustRoot::Builtin,
-            Some(s) if s.get_ref() == "builtin" => TrustRoot::Builtin,
-            Some(s) => {
-                let p = resolve_path(s.get_ref(), base);
-                if !p.is_file() {
-                    c.error(s, format!("trust.root_ca `{}` is not a file", p.display()));
-                }
-                TrustRoot::Pem(p)
-            }
-        };
-        let collateral = match &raw.collateral.source {
-            None => CollateralSpec::Pcs,
-            Some(s) => CollateralSpec::parse(s.get_ref(), |p| resolve_path(p, base))
-                .unwrap_or_else(|p| {
-                    c.error(
-                        s,
-                        format!(
-                            "collateral.source `{}` is neither a file nor a directory",
-                            p.display()
-                        ),
-                    );
-                    CollateralSpec::File(p)
-                }),
-        };
-
-        let pccs_ca = raw.collateral.pccs_ca.as_ref().map(|s| {
-            let p = resolve_path(s.get_ref(), base);
-            if !p.is_file() {
-                c.error(
-                    s,
-                    format!("collateral.pccs_ca `{}` is not a file", p.display()),
-                );
-            }
-            p
-        });
-        let defaults = RefreshPolicy::default();
-        let refresh = RefreshPolicy {
-            interval: c.secs(
-                "collateral.refresh_interval_secs",
-                raw.collateral.refresh_interval_secs.as_ref(),
-                60,
-                RANGE_DAYS_30,
-                defaults.interval,
-            ),
-            margin: c.secs(
-                "collateral.refresh_margin_secs",
-                raw.collateral.refresh_margin_secs.as_ref(),
-                0,
-                RANGE_DAYS_30,
-                defaults.margin,
-            ),
-            ..defaults
-        };
-        let prefetch: Vec<Fmspc> = raw
-            .collateral
-            .prefetch
-            .iter()
-            .filter_map(|f| c.parse(f, |v| Fmspc::from_hex(v)))
-            .collect();
-
-        let d = Limits::default();
-        let l = &raw.limits;
-        let limits = Limits {
-            header_read_timeout: c.secs(
-                "limits.header_read_timeout_secs",
-                l.header_read_timeout_secs.as_ref(),
-                1,
-                RANGE_HOUR,
-                d.header_read_timeout,
-            ),
-            // hyper needs room for at least a minimal request head.
-            max_header_bytes: count(c.range(
-                "limits.max_header_bytes",
-                l.max_header_bytes.as_ref(),
-                1024,
-                1 << 20,
-                u64::try_from(d.max_header_bytes).unwrap_or(u64::MAX),
-            )),
-            max_connections: count(c.range(
-                "limits.max_connections",
-                l.max_connections.as_ref(),
-                1,
-                1_000_000,
-                u64::try_from(d.max_connections).unwrap_or(u64::MAX),
-            )),
-            max_upstream_connections: count(c.range(
-                "limits.max_upstream_connections",
-                l.max_upstream_connections.as_ref(),
-                1,
-                1_000_000,
-                u64::try_from(d.max_upstream_connections).unwrap_or(u64::MAX),
-            )),
-            connect_timeout: c.secs(
-                "limits.connect_timeout_secs",
-                l.connect_timeout_secs.as_ref(),
-                1,
-                300,
-                d.connect_timeout,
-            ),
-            client_tls_timeout: c.secs(
-                "limits.client_tls_timeout_secs",
-                l.client_tls_timeout_secs.as_ref(),
-                1,
-                300,
-                d.client_tls_timeout,
-            ),
-            idle_timeout: c.secs(
-                "limits.idle_timeout_secs",
-                l.idle_timeout_secs.as_ref(),
-                1,
-                RANGE_DAYS_30,
-                d.idle_timeout,
-            ),
-            threads: count(c.range(
-                "limits.threads",
-                l.threads.as_ref(),
-                0,
-                1024,
-                u64::try_from(d.threads).unwrap_or(u64::MAX),
-            )),
-        };
-
-        let mut enclaves = Vec::new();
-        for e in &raw.enclave {
-            enclaves.push(super::enclave::check(&mut c, e));
-        }
-        let fetch_early = super::enclave::collateral_early(
-            &mut c,
-            (
-                raw.collateral.early.as_ref(),
-                raw.collateral.min_tcb_evaluation_data_number.as_ref(),
-            ),
-            &raw.enclave,
-            &mut enclaves,
+        config.state_dir = raw.state_dir.as_ref().map_or_else(
+            || config.ca_dir.clone(),
+            |d| resolve_path(d.get_ref(), base),
         );
-        let max_collateral_age = raw.collateral.max_age_secs.as_ref().map(|s| {
-            c.range(
-                "collateral.max_age_secs",
-                Some(s),
-                3600,
-                10 * 365 * 86_400,
-                0,
-            )
-        });
-        let enclaves: Vec<EnclaveConfig> = enclaves
-            .into_iter()
-            .flatten()
-            .map(|mut e| {
-                e.policy.max_collateral_age_secs = max_collateral_age;
-                e
-            })
-            .collect();
-        // Most specific entry wins; two entries naming the same pattern would tie.
-        let mut seen: Vec<(HostPattern, String)> = Vec::new();
-        for h in raw.enclave.iter().flat_map(|e| e.hosts.get_ref()) {
-            let Ok(pattern) = HostPattern::parse(h.get_ref()) else {
-                continue;
-            };
-            let here = c.at(h.span().start);
-            match seen.iter().find(|(p, _)| *p == pattern) {
-                Some((_, first)) => {
-                    let first = first.clone();
-                    c.error(
-                        h,
-                        format!("{pattern} is already named at {first}: two entries for one host and port at the same specificity"),
-                    );
-                }
-                None => seen.push((pattern, here)),
-            }
-        }
-
-        let mut routes = Vec::new();
-        for r in &raw.route {
-            let listen = c.parse(&r.listen, |v| {
-                v.parse::<SocketAddr>()
-                    .map_err(|e| format!("route listen `{v}`: {e}"))
-            });
-            let target = c.parse(&r.upstream, |v| {
-                let rest = v
-                    .strip_prefix("https://")
-                    .ok_or_else(|| format!("route upstream `{v}` must be https://host[:port]"))?;
-                Authority::parse(rest.trim_end_matches('/'), Some(443))
-            });
-            if let (Some(listen), Some(upstream)) = (listen, target) {
-                if enclaves
-                    .iter()
-                    .any(|e| e.hosts.iter().any(|h| h.matches(&upstream)))
-                {
-                    routes.push(RouteConfig { listen, upstream });
-                } else {
-                    c.error(
-                        &r.upstream,
-                        format!("route upstream {upstream} matches no [[enclave]] hosts"),
-                    );
-                }
-            }
-        }
-
-        match (listen, admin_listen, unmatched, refusal_details) {
-            (Some(listen), Some(admin_listen), Some(unmatched), Some(refusal_details))
-                if c.errors.is_empty() =>
-            {
-                Ok(Self {
-                    listen,
-                    admin_listen,
-                    unmatched,
-                    ca_dir,
-                    state_dir,
-                    source: SourceConfig {
-                        trust_root,
-                        collateral,
-                        api_key: raw.collateral.api_key,
-                        pccs_ca,
-                        refresh,
-                        prefetch,
-                        early: fetch_early,
-                    },
-                    enclaves,
-                    routes,
-                    verdict_max_age,
-                    attestation_header: raw.attestation_header.unwrap_or(false),
-                    allow_local_destinations: raw.allow_local_destinations.unwrap_or(false),
-                    refusal_details,
-                    // An invalid value was reported above (and `c.errors` is not empty).
-                    refusal_page: refusal_page.unwrap_or(RefusalPage::Browsers),
-                    admin_token_file,
-                    // An invalid value was reported above (and `c.errors` is not empty).
-                    metrics_host_labels: metrics_host_labels.unwrap_or(MetricsHostLabels::Enclaves),
-                    audit: raw.audit.path.as_ref().map(|p| AuditConfig {
-                        path: resolve_path(p.get_ref(), base),
-                        required: raw.audit.required.unwrap_or(false),
-                        key_file: audit_key_file,
-                    }),
-                    shutdown_grace,
-                    limits,
-                })
-            }
-            _ => Err(ConfigErrors(c.errors)),
+        let (source, max_collateral_age) = collateral(&mut c, &raw, base);
+        config.source = source;
+        config.limits = limits(&mut c, &raw.limits);
+        let (enclaves, fetch_early) =
+            enclaves(&mut c, &raw.enclave, &raw.collateral, max_collateral_age);
+        config.enclaves = enclaves;
+        config.source.early = fetch_early;
+        config.routes = routes(&mut c, &raw.route, &config.enclaves);
+        if c.errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(c.errors))
         }
     }
+}
+
+/// The top-level keys.
+fn root(c: &mut Checker<'_>, raw: &Raw, base: &Path, config: &mut Config) {
+    if let Some(s) = &raw.listen {
+        if let Some(v) = c.parse(s, |v| {
+            v.parse::<SocketAddr>()
+                .map_err(|e| format!("listen `{v}`: {e}"))
+        }) {
+            config.listen = v;
+        }
+    }
+    match &raw.admin_listen {
+        Some(s) if s.get_ref().is_empty() => config.admin_listen = None,
+        Some(s) => {
+            config.admin_listen = c.parse(s, |v| {
+                v.parse::<SocketAddr>()
+                    .map_err(|e| format!("admin_listen `{v}`: {e}"))
+            });
+        }
+        None => {}
+    }
+    if let Some(s) = &raw.unmatched {
+        let words = [
+            ("passthrough", Unmatched::Passthrough),
+            ("deny", Unmatched::Deny),
+        ];
+        config.unmatched = choice(c, "unmatched", s, &words).unwrap_or(config.unmatched);
+    }
+    config.verdict_max_age = c.secs(
+        "verdict_max_age_secs",
+        raw.verdict_max_age_secs.as_ref(),
+        1,
+        RANGE_DAYS_30,
+        DEFAULT_VERDICT_MAX_AGE,
+    );
+    config.shutdown_grace = c.secs(
+        "shutdown_grace_secs",
+        raw.shutdown_grace_secs.as_ref(),
+        0,
+        RANGE_HOUR,
+        DEFAULT_SHUTDOWN_GRACE,
+    );
+    if let Some(s) = &raw.refusal_details {
+        let words = [
+            ("full", RefusalDetails::Full),
+            ("code", RefusalDetails::Code),
+        ];
+        config.refusal_details =
+            choice(c, "refusal_details", s, &words).unwrap_or(config.refusal_details);
+    }
+    if let Some(s) = &raw.refusal_page {
+        let words = [
+            ("browsers", RefusalPage::Browsers),
+            ("always", RefusalPage::Always),
+            ("never", RefusalPage::Never),
+        ];
+        config.refusal_page = choice(c, "refusal_page", s, &words).unwrap_or(config.refusal_page);
+    }
+    if let Some(s) = &raw.metrics_host_labels {
+        let words = [
+            ("enclaves", MetricsHostLabels::Enclaves),
+            ("all", MetricsHostLabels::All),
+        ];
+        config.metrics_host_labels =
+            choice(c, "metrics_host_labels", s, &words).unwrap_or(config.metrics_host_labels);
+    }
+    config.admin_token_file = raw
+        .admin_token_file
+        .as_ref()
+        .map(|s| file_path(c, "admin_token_file", s, base));
+    config.attestation_header = raw.attestation_header.unwrap_or(false);
+    config.allow_local_destinations = raw.allow_local_destinations.unwrap_or(false);
+}
+
+/// `[audit]`.
+fn audit(c: &mut Checker<'_>, raw: &RawAudit, base: &Path) -> Option<AuditConfig> {
+    let key_file = raw.key_file.as_ref().map(|s| {
+        let p = file_path(c, "audit.key_file", s, base);
+        if raw.path.is_none() {
+            c.error(
+                s,
+                "audit.key_file without audit.path: there is no trail to key",
+            );
+        }
+        p
+    });
+    raw.path.as_ref().map(|p| AuditConfig {
+        path: resolve_path(p.get_ref(), base),
+        required: raw.required.unwrap_or(false),
+        key_file,
+    })
+}
+
+/// `[trust]` and `[collateral]`: the source, and `max_age_secs` (each entry's policy
+/// carries it).
+fn collateral(c: &mut Checker<'_>, raw: &Raw, base: &Path) -> (SourceConfig, Option<u64>) {
+    let trust_root = match &raw.trust.root_ca {
+        None => TrustRoot::Builtin,
+        Some(s) if s.get_ref() == "builtin" => TrustRoot::Builtin,
+        Some(s) => TrustRoot::Pem(file_path(c, "trust.root_ca", s, base)),
+    };
+    let raw = &raw.collateral;
+    let collateral = match &raw.source {
+        None => CollateralSpec::Pcs,
+        Some(s) => {
+            CollateralSpec::parse(s.get_ref(), |p| resolve_path(p, base)).unwrap_or_else(|p| {
+                c.error(
+                    s,
+                    format!(
+                        "collateral.source `{}` is neither a file nor a directory",
+                        p.display()
+                    ),
+                );
+                CollateralSpec::File(p)
+            })
+        }
+    };
+    let pccs_ca = raw
+        .pccs_ca
+        .as_ref()
+        .map(|s| file_path(c, "collateral.pccs_ca", s, base));
+    let defaults = RefreshPolicy::default();
+    let refresh = RefreshPolicy {
+        interval: c.secs(
+            "collateral.refresh_interval_secs",
+            raw.refresh_interval_secs.as_ref(),
+            60,
+            RANGE_DAYS_30,
+            defaults.interval,
+        ),
+        margin: c.secs(
+            "collateral.refresh_margin_secs",
+            raw.refresh_margin_secs.as_ref(),
+            0,
+            RANGE_DAYS_30,
+            defaults.margin,
+        ),
+        ..defaults
+    };
+    let prefetch: Vec<Fmspc> = raw
+        .prefetch
+        .iter()
+        .filter_map(|f| c.parse(f, |v| Fmspc::from_hex(v)))
+        .collect();
+    let max_age = raw.max_age_secs.as_ref().map(|s| {
+        c.range(
+            "collateral.max_age_secs",
+            Some(s),
+            3600,
+            10 * 365 * 86_400,
+            0,
+        )
+    });
+    let source = SourceConfig {
+        trust_root,
+        collateral,
+        api_key: raw.api_key.clone(),
+        pccs_ca,
+        refresh,
+        prefetch,
+        early: false,
+    };
+    (source, max_age)
+}
+
+/// `[limits]`.
+fn limits(c: &mut Checker<'_>, l: &RawLimits) -> Limits {
+    let d = Limits::default();
+    let default = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    Limits {
+        header_read_timeout: c.secs(
+            "limits.header_read_timeout_secs",
+            l.header_read_timeout_secs.as_ref(),
+            1,
+            RANGE_HOUR,
+            d.header_read_timeout,
+        ),
+        // hyper needs room for at least a minimal request head.
+        max_header_bytes: count(c.range(
+            "limits.max_header_bytes",
+            l.max_header_bytes.as_ref(),
+            1024,
+            1 << 20,
+            default(d.max_header_bytes),
+        )),
+        max_connections: count(c.range(
+            "limits.max_connections",
+            l.max_connections.as_ref(),
+            1,
+            1_000_000,
+            default(d.max_connections),
+        )),
+        max_upstream_connections: count(c.range(
+            "limits.max_upstream_connections",
+            l.max_upstream_connections.as_ref(),
+            1,
+            1_000_000,
+            default(d.max_upstream_connections),
+        )),
+        connect_timeout: c.secs(
+            "limits.connect_timeout_secs",
+            l.connect_timeout_secs.as_ref(),
+            1,
+            300,
+            d.connect_timeout,
+        ),
+        client_tls_timeout: c.secs(
+            "limits.client_tls_timeout_secs",
+            l.client_tls_timeout_secs.as_ref(),
+            1,
+            300,
+            d.client_tls_timeout,
+        ),
+        idle_timeout: c.secs(
+            "limits.idle_timeout_secs",
+            l.idle_timeout_secs.as_ref(),
+            1,
+            RANGE_DAYS_30,
+            d.idle_timeout,
+        ),
+        threads: count(c.range(
+            "limits.threads",
+            l.threads.as_ref(),
+            0,
+            1024,
+            default(d.threads),
+        )),
+    }
+}
+
+/// Every `[[enclave]]` with `[collateral]`'s per-entry defaults, then the patterns two of
+/// them name; and whether any entry judges under Intel's early TCB data (it is fetched then).
+fn enclaves(
+    c: &mut Checker<'_>,
+    raw: &[super::enclave::RawEnclave],
+    collateral: &RawCollateral,
+    max_collateral_age: Option<u64>,
+) -> (Vec<EnclaveConfig>, bool) {
+    let mut checked: Vec<Option<EnclaveConfig>> =
+        raw.iter().map(|e| super::enclave::check(c, e)).collect();
+    for e in checked.iter_mut().flatten() {
+        e.policy.max_collateral_age_secs = max_collateral_age;
+    }
+    let fetch_early = super::enclave::collateral_early(
+        c,
+        (
+            collateral.early.as_ref(),
+            collateral.min_tcb_evaluation_data_number.as_ref(),
+        ),
+        raw,
+        &mut checked,
+    );
+    let enclaves: Vec<EnclaveConfig> = checked.into_iter().flatten().collect();
+    // Most specific entry wins; two entries naming the same pattern would tie. One hash
+    // lookup per pattern; the first place is located only when a duplicate is found.
+    let mut seen: HashMap<HostPattern, usize> = HashMap::new();
+    for h in raw.iter().flat_map(|e| e.hosts.get_ref()) {
+        let Ok(pattern) = HostPattern::parse(h.get_ref()) else {
+            continue;
+        };
+        match seen.get(&pattern) {
+            Some(first) => {
+                let first = c.at(*first);
+                c.error(
+                    h,
+                    format!("{pattern} is already named at {first}: two entries for one host and port at the same specificity"),
+                );
+            }
+            None => {
+                seen.insert(pattern, h.span().start);
+            }
+        }
+    }
+    (enclaves, fetch_early)
+}
+
+/// Every `[[route]]`: its upstream must be an enclave host.
+fn routes(c: &mut Checker<'_>, raw: &[RawRoute], enclaves: &[EnclaveConfig]) -> Vec<RouteConfig> {
+    let index = HostIndex::new(enclaves);
+    let mut routes = Vec::new();
+    for r in raw {
+        let listen = c.parse(&r.listen, |v| {
+            v.parse::<SocketAddr>()
+                .map_err(|e| format!("route listen `{v}`: {e}"))
+        });
+        let target = c.parse(&r.upstream, |v| {
+            let rest = v
+                .strip_prefix("https://")
+                .ok_or_else(|| format!("route upstream `{v}` must be https://host[:port]"))?;
+            Authority::parse(rest.trim_end_matches('/'), Some(443))
+        });
+        if let (Some(listen), Some(upstream)) = (listen, target) {
+            if index.find(&upstream).is_some() {
+                routes.push(RouteConfig { listen, upstream });
+            } else {
+                c.error(
+                    &r.upstream,
+                    format!("route upstream {upstream} matches no [[enclave]] hosts"),
+                );
+            }
+        }
+    }
+    routes
 }

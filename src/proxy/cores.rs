@@ -10,7 +10,7 @@
 //! port), and a core serving clearly more connections than the least loaded one hands a new
 //! one on, so a burst of keep-alive connections still spreads evenly. A connection counts
 //! in its core's load until it closes, tunnel or upgrade included ([`CoreLoad`], held by the
-//! connection's slot).
+//! connection's [`Admitted`](super::client::admit::Admitted)).
 //!
 //! Without [`start`] (the library in-process, as most tests use it) everything runs on the
 //! ambient runtime and the pool has one shard, as before.
@@ -100,7 +100,7 @@ pub(crate) fn start(n: usize) -> io::Result<()> {
 
 /// How many connection runtimes serve connections (1 when none were started): the pool's
 /// shard count.
-pub(super) fn count() -> usize {
+pub(crate) fn count() -> usize {
     CORES.get().map_or(1, |c| c.handles.len())
 }
 
@@ -115,7 +115,7 @@ pub(crate) fn loads() -> Vec<usize> {
 /// Returns once every core has finished what it was doing when called (a no-op task run on
 /// each): after shutdown's drain, a response whose last byte was just counted out is written
 /// before the process exits.
-pub(super) async fn barrier() {
+pub(crate) async fn barrier() {
     let Some(c) = CORES.get() else {
         return;
     };
@@ -125,12 +125,12 @@ pub(super) async fn barrier() {
 }
 
 /// True once [`start`] ran: `limits.threads` is in force (in-process it has no effect).
-pub(super) fn started() -> bool {
+pub(crate) fn started() -> bool {
     CORES.get().is_some()
 }
 
 /// The core the calling thread is (0 off the core threads): its shard of the pool.
-pub(super) fn index() -> usize {
+pub(crate) fn index() -> usize {
     INDEX.with(Cell::get)
 }
 
@@ -139,7 +139,7 @@ pub(super) fn index() -> usize {
 /// address. One socket, not one per core with `SO_REUSEPORT`: that option would let any
 /// process of the same user bind the port too (a more specific address even takes every
 /// loopback connection) and silently share the proxy's traffic. The tasks stop when aborted.
-pub(super) fn listen_on_each<F, Fut>(
+pub(crate) fn listen_on_each<F, Fut>(
     addr: SocketAddr,
     accept: F,
 ) -> io::Result<(SocketAddr, Vec<JoinHandle<()>>)>
@@ -175,9 +175,9 @@ where
     Ok((addr, tasks))
 }
 
-/// A client connection counted in its core's load while held (by the connection's slot,
+/// A client connection counted in its core's load while held (by the connection's admission,
 /// which a tunnel or upgraded connection keeps until it closes).
-pub(super) struct CoreLoad(Option<&'static AtomicUsize>);
+pub(crate) struct CoreLoad(Option<&'static AtomicUsize>);
 
 impl CoreLoad {
     fn new(load: &'static AtomicUsize) -> Self {
@@ -198,7 +198,7 @@ impl Drop for CoreLoad {
 /// loaded one when this one serves clearly more (the socket then moves to that core's
 /// reactor; one that cannot move is closed, logged at debug). `serve` gets the connection's
 /// [`CoreLoad`] to hold for as long as the connection lives.
-pub(super) fn serve<F, Fut>(tcp: TcpStream, serve: F)
+pub(crate) fn serve<F, Fut>(tcp: TcpStream, serve: F)
 where
     F: FnOnce(TcpStream, CoreLoad) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,

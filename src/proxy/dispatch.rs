@@ -4,157 +4,124 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
-use super::admit::ClientSlot;
-use super::intercept::intercept;
-use super::passthrough::{plain_http, tunnel};
-use super::refusal::{Format, ProxyRefusal};
-use super::refused_tunnel::refused_connect;
-use super::relay::{access_log, as_configured, at_enclave, refuse, relay, Asked, Outcome};
+use super::body::ProxyBody;
+use super::client::admit::Admitted;
+use super::connect::intercept::intercept;
+use super::connect::refused::refused_connect;
+use super::exchange::{Exchange, Named, Reply};
+use super::http::relay::relay;
+use super::passthrough::http::plain_http;
+use super::passthrough::tunnel::tunnel;
+use super::refusal::ProxyRefusal;
 use super::state::{Destination, Generation, Proxy};
-use super::upgrade::{self, Client};
-use super::ProxyBody;
+use super::websocket::handshake;
 use crate::addr::Authority;
 use crate::appraise::refusal::RefusalCode;
 use crate::config::Unmatched;
 
 /// Entry point for every request on the proxy listener.
-pub(super) async fn handle(
+pub(crate) async fn handle(
     proxy: Arc<Proxy>,
-    slot: Arc<ClientSlot>,
+    admitted: Arc<Admitted>,
     client: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let _inflight = proxy.drain.enter();
-    let start = Instant::now();
-    let method = req.method().clone();
-    let path = if method == Method::CONNECT {
-        String::new()
-    } else {
-        req.uri().path().to_owned()
-    };
+    let exchange = Exchange::on_listener(client, &req);
     let g = proxy.current();
-    // A CONNECT's refusal stays JSON (or becomes the page inside its tunnel): a browser never
-    // shows a failed CONNECT's body, and other clients keep today's answer.
-    let format = if method == Method::CONNECT {
-        Format::Json
+    let reply = if req.method() == Method::CONNECT {
+        connect(Arc::clone(&proxy), Arc::clone(&g), admitted, client, req).await
     } else {
-        Format::of(req.headers())
+        forward(&proxy, &g, &exchange, admitted, req).await
     };
-    let (resp, outcome) = if method == Method::CONNECT {
-        let (resp, outcome) = connect(Arc::clone(&proxy), Arc::clone(&g), slot, client, req).await;
-        (resp, Some(outcome))
-    } else {
-        let from = Client {
-            addr: client,
-            slot,
-            start,
-        };
-        forward(&proxy, &g, from, req, &path).await
-    };
-    // A switched connection (WebSocket) is logged by its relay when it closes.
-    let Some(outcome) = outcome else {
-        return resp;
-    };
-    let resp = as_configured(&g, resp, &outcome, format);
-    access_log(
-        &proxy,
-        client,
-        &outcome,
-        &method,
-        &path,
-        resp.status(),
-        start,
-    );
-    resp
+    exchange.finish(&proxy, &g, reply)
 }
 
 /// CONNECT: intercept enclave hosts after attestation; pass through or deny the rest.
 async fn connect(
     proxy: Arc<Proxy>,
     g: Arc<Generation>,
-    slot: Arc<ClientSlot>,
+    admitted: Arc<Admitted>,
     client: SocketAddr,
     req: Request<Incoming>,
-) -> (Response<ProxyBody>, Outcome) {
+) -> Reply {
     let Some(authority) = req.uri().authority().cloned() else {
-        return refuse(
+        return Reply::refused(
             ProxyRefusal::BadRequest("CONNECT needs host:port".into()),
-            "-",
+            Named::Nothing,
         );
     };
     let dest = match Authority::parse(authority.as_str(), None) {
         Ok(dest) => dest,
         Err(e) => {
-            return refuse(
+            return Reply::refused(
                 ProxyRefusal::BadRequest(format!("CONNECT {e}")),
-                authority.as_str(),
+                Named::Raw(authority.as_str().to_owned()),
             )
         }
     };
     match g.classify(&dest) {
-        Destination::Enclave(target) => {
-            at_enclave(intercept(proxy, g, slot, client, req, target).await)
-        }
+        Destination::Enclave(target) => intercept(proxy, g, admitted, client, req, target)
+            .await
+            .at_enclave(),
         // An enclave host is refused here as after a failed attestation: a browser gets the
         // page inside the tunnel, under the leaf minted for the host it named.
         Destination::EnclaveOtherPort => {
-            let host = dest.host.to_string();
             let refusal = port_refusal(&dest);
-            at_enclave(refused_connect(
-                &proxy, &g, slot, client, req, refusal, &host,
-            ))
+            refused_connect(&proxy, &g, admitted, client, req, refusal, &dest).at_enclave()
         }
         Destination::Other => match g.config.unmatched {
-            Unmatched::Deny => refuse(
+            Unmatched::Deny => Reply::refused(
                 ProxyRefusal::DestinationDenied(format!(
                     "{dest} is not a configured enclave host and unmatched = \"deny\""
                 )),
-                &dest.host.to_string(),
+                &dest,
             ),
-            Unmatched::Passthrough => tunnel(&proxy, &g, slot, req, &dest).await,
+            Unmatched::Passthrough => tunnel(&proxy, &g, admitted, req, &dest).await,
         },
     }
 }
 
 /// Absolute-form requests: originate attested TLS to enclave hosts; forward or deny the rest.
-/// A WebSocket upgrade is relayed the same way (its outcome is then logged at close: `None`).
+/// A WebSocket upgrade is relayed the same way (its relay finishes the exchange at close).
 async fn forward(
     proxy: &Arc<Proxy>,
     g: &Arc<Generation>,
-    client: Client,
+    exchange: &Exchange,
+    admitted: Arc<Admitted>,
     req: Request<Incoming>,
-    path: &str,
-) -> (Response<ProxyBody>, Option<Outcome>) {
-    let now = |(resp, outcome)| (resp, Some(outcome));
+) -> Reply {
     let uri = req.uri().clone();
     let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-        return now(refuse(ProxyRefusal::BadRequest("this is a forward proxy: send an absolute-form request (http://host/path) or CONNECT".into()),
-            "-",
-        ));
+        return Reply::refused(ProxyRefusal::BadRequest("this is a forward proxy: send an absolute-form request (http://host/path) or CONNECT".into()),
+            Named::Nothing,
+        );
     };
     // `ws://` is `http://` on the wire (RFC 6455 3): clients send the handshake as http.
     if scheme != "http" {
-        return now(refuse(
+        return Reply::refused(
             ProxyRefusal::BadRequest(format!(
                 "scheme `{scheme}` is not supported: use CONNECT for https"
             )),
-            authority.as_str(),
-        ));
+            Named::Raw(authority.as_str().to_owned()),
+        );
     }
-    let switch = match upgrade::requested(&req) {
+    let switch = match handshake::requested(&req) {
         Ok(switch) => switch,
-        Err(refusal) => return now(refuse(refusal, authority.as_str())),
+        Err(refusal) => return Reply::refused(refusal, Named::Raw(authority.as_str().to_owned())),
     };
     // An enclave host named over http:// gets attested TLS to the given port, 443 if none.
     let explicit_port = authority.port_u16();
     let dest = match Authority::parse(authority.as_str(), Some(443)) {
         Ok(dest) => dest,
-        Err(e) => return now(refuse(ProxyRefusal::BadRequest(e), authority.as_str())),
+        Err(e) => {
+            let named = Named::Raw(authority.as_str().to_owned());
+            return Reply::refused(ProxyRefusal::BadRequest(e), named);
+        }
     };
     // The URI's parts are slices of the client connection's read buffer: held across the
     // relay below, they made hyper allocate (and the allocator fault in) a fresh 8 KiB read
@@ -165,24 +132,15 @@ async fn forward(
             let target = Arc::new(target);
             return match switch {
                 // Boxed, as in a tunnel: rare, and large inline in every request's future.
-                Some(switch) => {
-                    let (resp, outcome) =
-                        Box::pin(upgrade::attested(proxy, g, &target, client, req, switch)).await;
-                    (resp, outcome.map(Outcome::at_enclave))
-                }
-                None => {
-                    let method = req.method().clone();
-                    let asked = Asked {
-                        client: client.addr,
-                        method: &method,
-                        path,
-                        start: client.start,
-                    };
-                    now(at_enclave(relay(proxy, g, &target, req, asked).await))
-                }
+                Some(switch) => Box::pin(handshake::attested(
+                    proxy, g, &target, exchange, admitted, req, switch,
+                ))
+                .await
+                .at_enclave(),
+                None => relay(proxy, g, &target, req, exchange).await.at_enclave(),
             };
         }
-        Destination::EnclaveOtherPort => return now(port_not_configured(&dest)),
+        Destination::EnclaveOtherPort => return port_not_configured(&dest),
         Destination::Other => {}
     }
     // Plain HTTP goes to the given port, 80 if none; an enclave host at that port is
@@ -192,26 +150,26 @@ async fn forward(
         ..dest
     };
     if !matches!(g.classify(&plain), Destination::Other) {
-        return now(port_not_configured(&plain));
+        return port_not_configured(&plain);
     }
     match g.config.unmatched {
-        Unmatched::Deny => now(refuse(
+        Unmatched::Deny => Reply::refused(
             ProxyRefusal::RequestDenied(format!(
                 "{} is not a configured enclave host and unmatched = \"deny\"",
                 plain.host
             )),
-            &plain.host.to_string(),
-        )),
+            &plain,
+        ),
         Unmatched::Passthrough => {
-            let switching = switch.map(|_| client);
+            let switching = switch.map(|_| admitted);
             plain_http(proxy, g, req, &plain, switching).await
         }
     }
 }
 
 /// A host an enclave entry names, at a port no entry lists: refused, never tunnelled.
-fn port_not_configured(dest: &Authority) -> (Response<ProxyBody>, Outcome) {
-    at_enclave(refuse(port_refusal(dest), &dest.host.to_string()))
+fn port_not_configured(dest: &Authority) -> Reply {
+    Reply::refused(port_refusal(dest), dest).at_enclave()
 }
 
 fn port_refusal(dest: &Authority) -> ProxyRefusal {

@@ -12,13 +12,13 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use super::admit::{http1_server, next_client, ClientSlot};
+use super::client::admit::{http1_server, next_client, Admitted};
 use super::cores;
 use super::dispatch::handle;
+use super::http::inside::{self, Inside};
 use super::refusal::ProxyRefusal;
-use super::relay::refuse;
 use super::state::Proxy;
-use super::tunnel_request::{relay_logged, Inside};
+use crate::config::RefusalDetails;
 
 /// A started proxy: its addresses and tasks (stopped on drop).
 pub struct Running {
@@ -58,18 +58,22 @@ impl Proxy {
     pub async fn start(self: Arc<Self>) -> std::io::Result<Running> {
         let g = self.current();
         g.start_refresher();
-        let slots = Arc::new(Semaphore::new(g.config.limits.max_connections));
+        let max_connections = Arc::new(Semaphore::new(g.config.limits.max_connections));
         // Aborted if a later listener fails to bind: accept loops already running on the
         // cores would otherwise go on accepting for a proxy that did not start.
         let mut tasks = Aborting(vec![tokio::spawn(sweep_loop(Arc::clone(&self)))]);
-        let (p, s) = (Arc::clone(&self), Arc::clone(&slots));
+        let (p, s) = (Arc::clone(&self), Arc::clone(&max_connections));
         let (addr, accepting) = cores::listen_on_each(g.config.listen, move |l| {
             accept_loop(Arc::clone(&p), l, Arc::clone(&s))
         })?;
         tasks.0.extend(accepting);
         let mut route_addrs = Vec::new();
         for route in &g.config.routes {
-            let (p, s, listen) = (Arc::clone(&self), Arc::clone(&slots), route.listen);
+            let (p, s, listen) = (
+                Arc::clone(&self),
+                Arc::clone(&max_connections),
+                route.listen,
+            );
             let (bound, accepting) = cores::listen_on_each(route.listen, move |l| {
                 route_loop(Arc::clone(&p), l, listen, Arc::clone(&s))
             })?;
@@ -115,22 +119,22 @@ async fn sweep_loop(proxy: Arc<Proxy>) {
     }
 }
 
-async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, slots: Arc<Semaphore>) {
+async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, admission: Arc<Semaphore>) {
     loop {
-        let (tcp, client, slot) = next_client(&listener, &slots).await;
+        let (tcp, client, admitted) = next_client(&listener, &admission).await;
         let proxy = Arc::clone(&proxy);
         cores::serve(tcp, move |tcp, load| async move {
-            let slot = Arc::new(ClientSlot::new(slot, load, &proxy.metrics));
+            let admitted = Arc::new(Admitted::new(admitted, load, &proxy.metrics));
             let limits = proxy.current().config.limits;
-            let io = slot.io(tcp, &limits);
+            let io = admitted.io(tcp, &limits);
             let p = Arc::clone(&proxy);
             let service = hyper::service::service_fn(move |req| {
                 let proxy = Arc::clone(&p);
-                let slot = Arc::clone(&slot);
-                let serving = slot.phase.serving();
+                let admitted = Arc::clone(&admitted);
+                let serving = admitted.phase.serving();
                 async move {
                     let _serving = serving;
-                    Ok::<_, Infallible>(handle(proxy, slot, client, req).await)
+                    Ok::<_, Infallible>(handle(proxy, admitted, client, req).await)
                 }
             });
             let served = http1_server(&limits)
@@ -150,19 +154,19 @@ async fn route_loop(
     proxy: Arc<Proxy>,
     listener: TcpListener,
     listen: SocketAddr,
-    slots: Arc<Semaphore>,
+    admission: Arc<Semaphore>,
 ) {
     loop {
-        let (tcp, client, slot) = next_client(&listener, &slots).await;
+        let (tcp, client, admitted) = next_client(&listener, &admission).await;
         let proxy = Arc::clone(&proxy);
         cores::serve(tcp, move |tcp, load| async move {
-            let slot = Arc::new(ClientSlot::new(slot, load, &proxy.metrics));
+            let admitted = Arc::new(Admitted::new(admitted, load, &proxy.metrics));
             let p = Arc::clone(&proxy);
-            let held = Arc::clone(&slot);
+            let held = Arc::clone(&admitted);
             let service = hyper::service::service_fn(move |req| {
                 let proxy = Arc::clone(&p);
                 let serving = held.phase.serving();
-                let slot = Arc::clone(&held);
+                let admitted = Arc::clone(&held);
                 async move {
                     let _serving = serving;
                     // Routes follow reloads: look the route up in the generation in force.
@@ -170,18 +174,18 @@ async fn route_loop(
                     match g.route_target(listen).cloned() {
                         Some(target) => {
                             let to = (&target, Inside::Route);
-                            relay_logged(proxy, g, to, client, &slot, req).await
+                            inside::serve(proxy, g, to, client, &admitted, req).await
                         }
-                        None => Ok(refuse(
-                            ProxyRefusal::Unreachable("this route was removed by a reload".into()),
-                            "-",
+                        // Not recorded: a removed route's listener is closing.
+                        None => Ok(ProxyRefusal::Unreachable(
+                            "this route was removed by a reload".into(),
                         )
-                        .0),
+                        .response("-", RefusalDetails::Full)),
                     }
                 }
             });
             let limits = proxy.current().config.limits;
-            let io = slot.io(tcp, &limits);
+            let io = admitted.io(tcp, &limits);
             // Upgrades: a WebSocket switches this connection to a byte relay.
             let _ = http1_server(&limits)
                 .serve_connection(TokioIo::new(io), service)

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::certificate::CertAppraisal;
+use super::certificate::AcceptedCert;
+use crate::appraise::SnapshotId;
 use crate::dcap::ids::CertSha256;
 use crate::dcap::time::UnixTime;
 use crate::metrics::Histogram;
@@ -27,15 +28,20 @@ impl PolicyId {
     }
 }
 
+/// A configuration generation of the proxy: verdicts made under another one (another
+/// policy or collateral source) are never reused, and the audit trail names it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct GenerationId(pub u64);
+
 /// An accepted verdict and until when it may be reused.
 #[derive(Debug)]
 pub struct CachedVerdict {
-    /// The accepted appraisal.
-    pub appraisal: CertAppraisal,
+    /// The accepted certificate.
+    pub accepted: AcceptedCert,
     /// The last second it may be served.
     pub valid_until: UnixTime,
     /// The collateral snapshot it was made under ([`crate::appraise::CollateralSource::snapshot_id`]).
-    pub snapshot: u64,
+    pub snapshot: SnapshotId,
     /// The leaf certificate judged, so a connection it admitted can be judged again.
     pub leaf: Arc<[u8]>,
     /// Set once the verdict is in the audit trail: a cache hit is not a new verdict.
@@ -79,7 +85,7 @@ pub struct CacheStats {
 /// Shared across connections and verifiers.
 #[derive(Debug)]
 pub struct VerdictCache {
-    entries: moka::sync::Cache<(CertSha256, PolicyId, u64), Arc<CachedVerdict>>,
+    entries: moka::sync::Cache<(CertSha256, PolicyId, SnapshotId), Arc<CachedVerdict>>,
     max_age: Duration,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -108,7 +114,7 @@ impl VerdictCache {
         &self,
         cert: CertSha256,
         policy: PolicyId,
-        snapshot: u64,
+        snapshot: SnapshotId,
         now: UnixTime,
     ) -> Option<Arc<CachedVerdict>> {
         let hit = self
@@ -135,34 +141,33 @@ impl VerdictCache {
         &self.durations
     }
 
-    /// Stores an accepted appraisal that holds until `valid_until` (the collateral's and
+    /// Stores an accepted certificate that holds until `valid_until` (the collateral's and
     /// the policy's limits; refusals are never cached: the caller holds them).
     pub fn insert_accepted(
         &self,
-        key: (PolicyId, u64),
+        key: (PolicyId, SnapshotId),
         leaf: &[u8],
-        appraisal: &CertAppraisal,
+        accepted: AcceptedCert,
         valid_until: UnixTime,
         now: UnixTime,
     ) -> Arc<CachedVerdict> {
         let (policy, snapshot) = key;
         let max = i64::try_from(self.max_age.as_secs()).unwrap_or(i64::MAX);
         let mut until = UnixTime(now.0.saturating_add(max)).min(valid_until);
-        if let Some(not_after) = appraisal.cert_not_after {
+        let cert = accepted.appraisal();
+        if let Some(not_after) = cert.cert_not_after {
             until = until.min(not_after);
         }
+        let key = (cert.cert_sha256, policy, snapshot);
         let entry = Arc::new(CachedVerdict {
-            appraisal: appraisal.clone(),
+            accepted,
             valid_until: until,
             snapshot,
             leaf: Arc::from(leaf),
             audited: std::sync::atomic::AtomicBool::new(false),
             hosts: std::sync::Mutex::new(Vec::new()),
         });
-        self.entries.insert(
-            (appraisal.cert_sha256, policy, snapshot),
-            Arc::clone(&entry),
-        );
+        self.entries.insert(key, Arc::clone(&entry));
         entry
     }
 

@@ -13,6 +13,7 @@ use crate::dcap::ids::CertSha256;
 use crate::dcap::pki;
 use crate::dcap::quote::Body;
 use crate::dcap::time::UnixTime;
+use crate::dcap::verify::VerifiedQuote;
 
 /// The judgement of one certificate, with what the report shows.
 #[derive(Clone, Debug)]
@@ -38,6 +39,37 @@ impl CertAppraisal {
     /// The refusal, if refused.
     pub fn refusal(&self) -> Option<&Refusal> {
         self.appraisal.outcome.as_ref().err()
+    }
+}
+
+/// A certificate appraisal that was accepted. Made only by [`AcceptedCert::of`], from an
+/// appraisal whose outcome is an acceptance: whatever holds one holds an acceptance.
+#[derive(Clone, Debug)]
+pub struct AcceptedCert {
+    appraisal: CertAppraisal,
+    quote: VerifiedQuote,
+}
+
+impl AcceptedCert {
+    /// `c`, if it was accepted; its refusal (and `c`) otherwise.
+    pub fn of(c: CertAppraisal) -> Result<Self, (Refusal, Box<CertAppraisal>)> {
+        match &c.appraisal.outcome {
+            Ok(accepted) => Ok(Self {
+                quote: accepted.quote.clone(),
+                appraisal: c,
+            }),
+            Err(refusal) => Err((refusal.clone(), Box::new(c))),
+        }
+    }
+
+    /// The whole appraisal (for reports and the audit trail).
+    pub fn appraisal(&self) -> &CertAppraisal {
+        &self.appraisal
+    }
+
+    /// The accepted quote: the identity, the TCB judgement, the collateral used.
+    pub fn quote(&self) -> &VerifiedQuote {
+        &self.quote
     }
 }
 

@@ -10,6 +10,6 @@ pub mod evidence;
 pub mod verifier;
 
 pub use binding::{Binding, BindingMode};
-pub use cache::{CacheStats, PolicyId, VerdictCache};
-pub use certificate::{appraise_certificate, CertAppraisal};
+pub use cache::{CacheStats, GenerationId, PolicyId, VerdictCache};
+pub use certificate::{appraise_certificate, AcceptedCert, CertAppraisal};
 pub use verifier::{client_config, RaTlsRefused, RaTlsVerifier};

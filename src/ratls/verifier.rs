@@ -22,14 +22,13 @@ use rustls::{CertificateError, DigitallySignedStruct, OtherError, SignatureSchem
 use sha2::{Digest, Sha256};
 
 use super::binding::BindingMode;
-use super::cache::{CachedVerdict, PolicyId, VerdictCache};
-use super::certificate::{appraise_certificate, CertAppraisal};
+use super::cache::{CachedVerdict, GenerationId, PolicyId, VerdictCache};
+use super::certificate::{appraise_certificate, AcceptedCert, CertAppraisal};
 use crate::appraise::policy::EnclavePolicy;
 use crate::appraise::refusal::Refusal;
-use crate::appraise::CollateralSource;
+use crate::appraise::{CollateralSource, SnapshotId};
 use crate::dcap::ids::CertSha256;
 use crate::dcap::time::UnixTime;
-use crate::dcap::verify::VerifiedQuote;
 
 /// The error carried through rustls when a certificate is refused: the refusal, and the
 /// whole appraisal so callers can report what was parsed. Only a refused appraisal makes
@@ -110,7 +109,7 @@ impl RaTlsVerifier {
         collateral: Arc<dyn CollateralSource + Send + Sync>,
         cache: Arc<VerdictCache>,
     ) -> Self {
-        let policy_id = PolicyId::of(&(&policy, mode, trust_root_id, 0u64));
+        let policy_id = PolicyId::of(&(&policy, mode, trust_root_id, GenerationId(0)));
         Self {
             policy,
             mode,
@@ -124,13 +123,13 @@ impl RaTlsVerifier {
 
     /// The same verifier for generation `id` of a proxy's configuration: verdicts made
     /// under another generation (another policy or collateral source) are never reused.
-    pub fn in_generation(mut self, id: u64) -> Self {
+    pub fn in_generation(mut self, id: GenerationId) -> Self {
         self.policy_id = PolicyId::of(&(&self.policy, self.mode, self.trust_root_id, id));
         self
     }
 
     /// The collateral snapshot verdicts are made under now.
-    pub fn snapshot(&self) -> u64 {
+    pub fn snapshot(&self) -> SnapshotId {
         self.collateral.snapshot_id()
     }
 
@@ -165,19 +164,15 @@ impl RaTlsVerifier {
             now,
         );
         self.cache.count_verification(started.elapsed());
-        let valid_until = match &appraisal.appraisal.outcome {
-            Ok(accepted) => self.accepted_until(&appraisal, &accepted.quote),
-            Err(refusal) => {
-                return Err(RaTlsRefused {
-                    refusal: refusal.clone(),
-                    appraisal: Box::new(appraisal),
-                })
-            }
+        let accepted = match AcceptedCert::of(appraisal) {
+            Ok(accepted) => accepted,
+            Err((refusal, appraisal)) => return Err(RaTlsRefused { refusal, appraisal }),
         };
+        let valid_until = self.accepted_until(&accepted);
         Ok(self.cache.insert_accepted(
             (self.policy_id, snapshot),
             leaf_der,
-            &appraisal,
+            accepted,
             valid_until,
             now,
         ))
@@ -187,7 +182,8 @@ impl RaTlsVerifier {
     /// policy's freshness limits counted from when the certificate and the collateral were
     /// issued (a cached verdict must not outlive `max_cert_age_secs` or
     /// `max_collateral_age_secs`).
-    fn accepted_until(&self, c: &CertAppraisal, quote: &VerifiedQuote) -> UnixTime {
+    fn accepted_until(&self, accepted: &AcceptedCert) -> UnixTime {
+        let (c, quote) = (accepted.appraisal(), accepted.quote());
         let after = |from: UnixTime, max: Option<u64>| {
             max.map(|m| UnixTime(from.0.saturating_add(i64::try_from(m).unwrap_or(i64::MAX))))
         };

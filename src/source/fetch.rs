@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use super::marks::{Marks, Refused};
 pub(crate) use super::pcs::PcsEndpoint;
-use crate::appraise::CollateralSource;
+use crate::appraise::{CollateralSource, SnapshotId};
 use crate::dcap::collateral::pcs::PckCa;
 use crate::dcap::collateral::tcb_info::CollateralTee;
 use crate::dcap::collateral::{CollateralError, CollateralItem};
@@ -66,7 +66,7 @@ struct Snapshot {
     verified: Arc<VerifiedCollateral>,
     fetched_at: UnixTime,
     /// Increases with every stored fetch: tells a waiter that someone else just fetched.
-    generation: u64,
+    stored: u64,
 }
 
 /// Counters for tests and metrics.
@@ -114,7 +114,7 @@ pub struct CollateralCache {
     failures: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
-    generations: AtomicU64,
+    stores: AtomicU64,
     /// Bumped whenever a snapshot with new content is stored (early data included): verdicts
     /// and pooled connections judged under an older one are judged again.
     changes: AtomicU64,
@@ -159,7 +159,7 @@ impl CollateralCache {
             failures: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
-            generations: AtomicU64::new(0),
+            stores: AtomicU64::new(0),
             changes: AtomicU64::new(0),
             early: early::EarlyState::default(),
             on_new_snapshot: std::sync::OnceLock::new(),
@@ -208,7 +208,7 @@ impl CollateralCache {
             mine.entry(*key).or_insert_with(|| Snapshot {
                 verified: Arc::clone(&s.verified),
                 fetched_at: s.fetched_at,
-                generation: self.generations.fetch_add(1, Ordering::Relaxed),
+                stored: self.stores.fetch_add(1, Ordering::Relaxed),
             });
         }
         drop(mine);
@@ -233,8 +233,7 @@ impl CollateralCache {
 
     fn snapshot(&self, key: &Key) -> Option<(Arc<VerifiedCollateral>, u64)> {
         let map = self.snapshots.read().ok()?;
-        map.get(key)
-            .map(|s| (Arc::clone(&s.verified), s.generation))
+        map.get(key).map(|s| (Arc::clone(&s.verified), s.stored))
     }
 
     /// The current snapshot for `key`, fetching it (once, for all concurrent callers) when
@@ -251,11 +250,11 @@ impl CollateralCache {
                 .map_err(|_| unavailable("cache lock poisoned".into()))?;
             Arc::clone(locks.entry(key).or_default())
         };
-        let seen = self.snapshot(&key).map(|(_, generation)| generation);
+        let seen = self.snapshot(&key).map(|(_, stored)| stored);
         let _guard = lock.lock().await;
-        if let Some((v, generation)) = self.snapshot(&key) {
+        if let Some((v, stored)) = self.snapshot(&key) {
             // Somebody else fetched while we waited, or no refresh is needed.
-            if Some(generation) != seen || (!force && v.check_fresh(UnixTime::now()).is_ok()) {
+            if Some(stored) != seen || (!force && v.check_fresh(UnixTime::now()).is_ok()) {
                 return Ok(v);
             }
         }
@@ -369,7 +368,7 @@ impl CollateralCache {
             Snapshot {
                 verified: Arc::clone(&v),
                 fetched_at: UnixTime::now(),
-                generation: self.generations.fetch_add(1, Ordering::Relaxed),
+                stored: self.stores.fetch_add(1, Ordering::Relaxed),
             },
         );
         if changed {
@@ -509,8 +508,8 @@ impl CollateralCache {
 }
 
 impl CollateralSource for CollateralCache {
-    fn snapshot_id(&self) -> u64 {
-        self.changes.load(Ordering::Relaxed)
+    fn snapshot_id(&self) -> SnapshotId {
+        SnapshotId(self.changes.load(Ordering::Relaxed))
     }
 
     fn early_for(&self, quote: &Quote<'_>) -> Option<Arc<VerifiedEarly>> {

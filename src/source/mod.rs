@@ -14,7 +14,7 @@ use std::sync::Arc;
 use self::fetch::{CollateralCache, RefreshPolicy};
 use self::files::FileCollateral;
 use self::pcs::{FetchError, PcsEndpoint};
-use crate::appraise::CollateralSource;
+use crate::appraise::{CollateralSource, SnapshotId};
 use crate::dcap::collateral::CollateralError;
 use crate::dcap::early::VerifiedEarly;
 use crate::dcap::error::VerifyError;
@@ -164,10 +164,10 @@ impl CollateralSource for CollateralSetup {
         }
     }
 
-    fn snapshot_id(&self) -> u64 {
+    fn snapshot_id(&self) -> SnapshotId {
         match self {
             Self::Fetched(cache) => cache.snapshot_id(),
-            Self::Unconfigured | Self::Files(_) | Self::Bundle(_) => 0,
+            Self::Unconfigured | Self::Files(_) | Self::Bundle(_) => SnapshotId::default(),
         }
     }
 

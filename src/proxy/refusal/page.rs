@@ -6,10 +6,11 @@
 use std::fmt::Write as _;
 
 use super::ProxyRefusal;
+use crate::appraise::refusal::RefusalCode;
 use crate::config::RefusalDetails;
 
 /// `&`, `<`, `>`, `"` and `'` as entities: safe in text and in quoted attributes alike.
-pub(super) fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -47,36 +48,29 @@ fn lead(r: &ProxyRefusal) -> &'static str {
     }
 }
 
-/// What the operator (or the enclave's owner) can change, by code family.
-pub(super) fn hint(code: &str) -> &'static str {
-    match code {
-        "debug_enclave" => "The enclave runs in DEBUG mode: its memory is open to the host, so its attestation proves nothing. Deploy a production (non-debug) build; only for development may the operator set allow_debug = true in the host's [[enclave]] entry.",
-        "mrenclave_mismatch" | "mrsigner_mismatch" | "isv_prod_id_mismatch" | "mrtd_mismatch"
-        | "rtmr_mismatch" | "mrconfigid_mismatch" | "mrowner_mismatch"
-        | "mrownerconfig_mismatch" | "mrseam_mismatch" => "The server runs code (or a configuration) other than the one this proxy's policy allows. If this build is the one to trust, the operator adds its measurement to the host's [[enclave]] entry (`ratls-proxy verify https://HOST` prints it); otherwise the host serves something else than expected.",
-        "isv_svn_too_low" | "tee_tcb_svn_too_low" => "The enclave's security version is below the policy's minimum: deploy the updated enclave, or the operator lowers the minimum in the host's [[enclave]] entry.",
-        "tcb_status_not_allowed" | "advisory_not_allowed" | "revoked" => "The platform (for a TD whose status is TDRelaunchAdvised: the TDX module it launched on) is out of date or revoked by Intel: its owner updates microcode and firmware, or relaunches a TD advised to, or the operator accepts that status or advisory in the host's [[enclave]] entry (tcb_status, allowed_advisories).",
-        "tcb_at_risk" => "Intel's next TCB recovery (its early TCB data) refuses this platform, and the proxy enforces it ahead of time (early = \"enforce\"): the platform's owner updates microcode, firmware or the TDX module now (the admin listener's GET /tcb says what and from when), or the operator sets early = \"warn\".",
-        "collateral_expired" | "collateral_too_old" | "collateral_unavailable" => "The proxy could not get current Intel collateral for this platform: the operator checks the [collateral] source and the proxy's path to it.",
-        "collateral_rollback" => "The collateral source served Intel collateral older than what this proxy has already seen for this platform (a replay would hide a TCB recovery or a revocation): the operator checks the [collateral] source (a stale or hostile PCCS); the proxy keeps refusing until the source serves current collateral.",
-        "certificate_expired" | "certificate_too_old" => "The enclave's RA-TLS certificate is outside its validity or older than max_cert_age_secs: restart the enclave so it issues a fresh one, and check both clocks.",
-        "td_attributes_not_allowed" | "tee_mismatch" => "The TEE or its attributes differ from what the host's [[enclave]] entry declares: the operator checks the entry's tee and the TD's configuration.",
-        "xfam_mismatch" => "The TD enables CPU features (XFAM) other than those the host's [[enclave]] entry allows: the TD's owner launches it with the expected features, or the operator adds this XFAM (`ratls-proxy verify https://HOST` prints it) to the entry's xfam list.",
-        "quote_malformed" | "no_quote" | "signature_invalid" | "chain_invalid"
-        | "binding_mismatch" | "fmspc_mismatch" | "qe_identity_mismatch"
-        | "tdx_module_mismatch" => "The attestation evidence does not verify: this server is not the enclave it claims to be, or not an RA-TLS server at all. Do not work around it; the operator checks where the host name points.",
-        "enclave_port_not_configured" => "This port is not listed for the host: the operator adds it to the host's [[enclave]] entry, or you use a listed port.",
-        "enclave_address_not_attested" => "This address belongs to an enclave: reach it by its configured host name, so that it is attested.",
-        "local_destination_denied" => "Local addresses are not reachable through this proxy; the operator may set allow_local_destinations = true for development only.",
-        "upstream_capacity" | "destination_unavailable" | "connection_timeout" => "The enclave is down, unreachable or overloaded: try again later; the operator checks that it runs and is reachable from the proxy (or raises [limits] max_upstream_connections).",
-        "event_log_mismatch" => "The event log the server sent does not replay to the measurements its quote signs: the evidence was altered, so what it names (the app, its compose hash) cannot be believed. Do not work around it; the operator checks where the host name points.",
-        "unsupported_tee" => "The server attests with a TEE this proxy does not verify yet (AMD SEV-SNP, AWS Nitro, GCP TDX inside dstack evidence): it cannot be admitted by this build.",
-        _ => "The proxy's log records this refusal with its reasons; the operator can change the policy in the proxy's configuration.",
+/// What the operator (or the enclave's owner) can change: the code's own hint, the
+/// upstream's for a destination that could not be reached, else where to look.
+fn hint(r: &ProxyRefusal) -> &'static str {
+    match r {
+        ProxyRefusal::Attestation(refusal) => refusal.code.hint(),
+        ProxyRefusal::Destination(code, _) => code.hint(),
+        ProxyRefusal::Unreachable(_) | ProxyRefusal::Timeout(_) | ProxyRefusal::Capacity(_) => {
+            RefusalCode::UpstreamCapacity.hint()
+        }
+        ProxyRefusal::DestinationDenied(_)
+        | ProxyRefusal::RequestDenied(_)
+        | ProxyRefusal::BadRequest(_)
+        | ProxyRefusal::Internal(_)
+        | ProxyRefusal::MethodNotAllowed(_)
+        | ProxyRefusal::Misdirected(_) => GENERIC_HINT,
     }
 }
 
+/// The hint of a refusal no code names.
+const GENERIC_HINT: &str = "The proxy's log records this refusal with its reasons; the operator can change the policy in the proxy's configuration.";
+
 /// The whole page.
-pub(super) fn html(
+pub(crate) fn html(
     r: &ProxyRefusal,
     host: &str,
     reasons: &[String],
@@ -129,14 +123,14 @@ footer{{margin-top:1.5rem;color:#5f5f5f;font-size:.9rem}}
 "#,
         lead = lead(r),
         error = escape(r.proxy_status_error()),
-        hint = escape(hint(code)),
+        hint = escape(hint(r)),
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::appraise::refusal::{Refusal, RefusalCode};
+    use crate::appraise::refusal::Refusal;
 
     const HOSTILE: &str = "<script>alert(1)</script>&\"'<img src=x onerror=alert(2)>";
 
@@ -203,10 +197,10 @@ mod tests {
         assert!(page.contains("<code>debug_enclave</code>"));
         // Every code has a specific hint, not the fallback.
         for code in RefusalCode::ALL {
-            assert!(
-                !hint(code.as_str()).starts_with("The proxy's log"),
-                "{code}"
-            );
+            assert_ne!(code.hint(), GENERIC_HINT, "{code}");
         }
+        // A destination that could not be reached gets the upstream's hint.
+        let down = ProxyRefusal::Unreachable("connection refused".into());
+        assert_eq!(hint(&down), RefusalCode::UpstreamCapacity.hint());
     }
 }

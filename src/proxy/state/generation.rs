@@ -1,0 +1,244 @@
+//! One generation: a configuration in force with its enclave entries (each with the
+//! verifier built for it), collateral source, routes and upstream pool; what a destination
+//! is under it; and the count of changes (reloads, new collateral snapshots) that open
+//! exchanges judge their verdict again on.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::addr::{Authority, Host};
+use crate::appraise::CollateralSource;
+use crate::config::{Config, HostIndex};
+use crate::dcap::trust::TrustAnchor;
+use crate::proxy::target::{Enclave, Target};
+use crate::proxy::upstream::auditor::Auditor;
+use crate::proxy::upstream::pool::{Pool, Sharding, UpstreamCap};
+use crate::ratls::{GenerationId, RaTlsVerifier, VerdictCache};
+use crate::source::marks::Books;
+use crate::source::CollateralSetup;
+use crate::tcb_watch::TcbWatch;
+
+/// Generation ids: each configuration in force gets a new one.
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// How often fetched collateral is checked for refresh.
+const REFRESH_TICK: Duration = Duration::from_secs(10);
+
+/// One configuration's worth of state. A reload builds a new one and swaps it in; open
+/// tunnels keep the generation they started with.
+pub struct Generation {
+    /// The configuration.
+    pub config: Config,
+    /// The collateral source verifiers read.
+    pub collateral: Arc<CollateralSetup>,
+    enclaves: Vec<Arc<Enclave>>,
+    /// Destination to entry (a position in `enclaves`), built once for the generation.
+    index: HostIndex,
+    /// Each sidecar route's listen address and its target, resolved once for the generation
+    /// (`None`: its upstream is no enclave host of this configuration).
+    routes: Vec<(SocketAddr, Option<Arc<Target>>)>,
+    pub(crate) pool: Pool,
+    refresher: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Generation {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.refresher.lock() {
+            if let Some(t) = r.take() {
+                t.abort();
+            }
+        }
+    }
+}
+
+/// What every generation shares, fixed when the proxy starts: a reload keeps them.
+pub(crate) struct Shared {
+    /// Accepted verdicts (keyed by generation, among others: a reload clears it anyway).
+    pub(crate) cache: Arc<VerdictCache>,
+    /// The upstream cap, its shares and every generation's idle connections.
+    pub(crate) upstream_cap: Arc<UpstreamCap>,
+    /// The audit trail (its file and `required` are fixed at start).
+    pub(crate) audit: Arc<Auditor>,
+    /// The collateral high-water marks, standard and early, shared by every generation's
+    /// collateral cache (in memory unless the proxy is given the ones kept in the state
+    /// directory).
+    pub(crate) marks: Books,
+    /// Each enclave host's TCB under the standard and the early data.
+    pub(crate) tcb: Arc<TcbWatch>,
+    /// Bumped after each reload's swap and each new collateral snapshot, so exchanges in
+    /// flight (bodies, WebSockets) judge their enclave again under what is in force.
+    pub(crate) changes: Arc<Changes>,
+}
+
+impl Generation {
+    /// The generation of `config`, judged against `anchor` and `collateral`, with what
+    /// every generation shares.
+    pub(crate) fn new(
+        config: Config,
+        anchor: &TrustAnchor,
+        collateral: CollateralSetup,
+        shared: &Shared,
+    ) -> Self {
+        let id = GenerationId(NEXT_GENERATION.fetch_add(1, Ordering::Relaxed));
+        if let Some(cache) = collateral.cache() {
+            cache.share_marks(&shared.marks.standard);
+            cache.share_early_marks(&shared.marks.early);
+            // A new snapshot is a change open exchanges judge their verdict again on.
+            let changes = Arc::clone(&shared.changes);
+            cache.on_new_snapshot(move || changes.bump());
+        }
+        let collateral = Arc::new(collateral);
+        let source: Arc<dyn CollateralSource + Send + Sync> = collateral.clone();
+        let enclaves = config
+            .enclaves
+            .iter()
+            .map(|e| {
+                Arc::new(Enclave {
+                    verifier: Arc::new(
+                        RaTlsVerifier::new(
+                            e.policy.clone(),
+                            e.binding,
+                            anchor.sha256(),
+                            Arc::clone(&source),
+                            Arc::clone(&shared.cache),
+                        )
+                        .in_generation(id),
+                    ),
+                    config: e.clone(),
+                })
+            })
+            .collect();
+        let mut g = Self {
+            pool: Pool::new(
+                (Arc::clone(&shared.audit), Arc::clone(&shared.tcb)),
+                id,
+                Arc::clone(&shared.upstream_cap),
+                collateral.cache().cloned(),
+                (config.limits.connect_timeout, config.limits.idle_timeout),
+                Sharding::cores(),
+            ),
+            enclaves,
+            index: HostIndex::new(&config.enclaves),
+            routes: Vec::new(),
+            config,
+            collateral,
+            refresher: Mutex::new(None),
+        };
+        g.routes = g
+            .config
+            .routes
+            .iter()
+            .map(|r| (r.listen, g.target(&r.upstream).map(Arc::new)))
+            .collect();
+        g
+    }
+
+    /// The target of the sidecar route listening on `listen` under this generation, if the
+    /// route is still configured and its upstream is an enclave host.
+    pub(crate) fn route_target(&self, listen: SocketAddr) -> Option<&Arc<Target>> {
+        self.routes
+            .iter()
+            .find(|(l, _)| *l == listen)
+            .and_then(|(_, t)| t.as_ref())
+    }
+
+    /// Starts prefetching and background refresh of fetched collateral (needs a runtime).
+    pub(crate) fn start_refresher(&self) {
+        let Some(cache) = self.collateral.cache().cloned() else {
+            return;
+        };
+        let prefetch = self.config.source.prefetch.clone();
+        let task = tokio::spawn(async move {
+            cache.prefetch(&prefetch).await;
+            cache.refresh_loop(REFRESH_TICK).await;
+        });
+        if let Ok(mut r) = self.refresher.lock() {
+            *r = Some(task);
+        }
+    }
+
+    /// Stops refreshing this generation's collateral (it was replaced: the one in force
+    /// refreshes, and judges every connection again before its next request).
+    pub(crate) fn stop_refresher(&self) {
+        if let Ok(mut r) = self.refresher.lock() {
+            if let Some(t) = r.take() {
+                t.abort();
+            }
+        }
+    }
+
+    /// What `dest` is under this generation's entries: the most specific entry covering
+    /// it wins (an exact host beats a wildcard, a longer suffix a shorter one).
+    pub(crate) fn classify(&self, dest: &Authority) -> Destination {
+        match self.index.find(dest).and_then(|i| self.enclaves.get(i)) {
+            Some(e) => Destination::Enclave(Target::new(dest.clone(), e)),
+            None if self.index.names_host(&dest.host) => Destination::EnclaveOtherPort,
+            None => Destination::Other,
+        }
+    }
+
+    /// True if `host:port` is where an enclave entry lives: an IP literal one of its
+    /// `hosts` names (at any port: an enclave host is attested at every port or refused), or
+    /// its `connect_to` address. Passthrough never reaches such an address.
+    pub(crate) fn is_enclave_address(&self, host: &Host, port: u16) -> bool {
+        self.index.is_enclave_address(host, port)
+    }
+
+    /// The enclave destination `dest` is, if an entry covers it.
+    pub(crate) fn target(&self, dest: &Authority) -> Option<Target> {
+        match self.classify(dest) {
+            Destination::Enclave(t) => Some(t),
+            Destination::EnclaveOtherPort | Destination::Other => None,
+        }
+    }
+}
+
+/// What a destination is to the proxy.
+pub(crate) enum Destination {
+    /// Covered by an `[[enclave]]` entry: attested.
+    Enclave(Target),
+    /// A host an entry names, at a port no entry lists: refused, never tunnelled.
+    EnclaveOtherPort,
+    /// Not an enclave host: passthrough or deny.
+    Other,
+}
+
+/// Reloads and new collateral snapshots, counted: what open exchanges judge their verdict
+/// again on. Every relayed chunk reads the count (an integer compare); a body or an upgraded
+/// connection waiting for its side subscribes to be woken by the next change.
+#[derive(Debug)]
+pub(crate) struct Changes {
+    count: AtomicU64,
+    wake: watch::Sender<()>,
+}
+
+impl Changes {
+    pub(crate) fn new() -> Self {
+        Self {
+            count: AtomicU64::new(0),
+            wake: watch::Sender::new(()),
+        }
+    }
+
+    /// Counts one change (after it took effect), then wakes whoever waits for one.
+    pub(crate) fn bump(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        self.wake.send_replace(());
+    }
+
+    /// Changes so far.
+    pub(crate) fn count(&self) -> u64 {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Woken by every change after this call (count first, then wake: a change counted
+    /// before the subscription is seen by reading the count after it).
+    pub(crate) fn subscribe(&self) -> watch::Receiver<()> {
+        self.wake.subscribe()
+    }
+}

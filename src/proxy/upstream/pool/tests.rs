@@ -1,0 +1,70 @@
+//! The pool's own logic on a pretend split into cores, without the process-wide core
+//! runtimes: shards, the HTTP/1.1 cap per shard, permits under the upstream cap.
+
+use std::cell::Cell;
+
+use super::*;
+use crate::metrics::Metrics;
+
+thread_local! {
+    /// The core this test thread pretends to be.
+    static HERE: Cell<usize> = const { Cell::new(0) };
+}
+
+fn here() -> usize {
+    HERE.with(Cell::get)
+}
+
+fn pool(shards: usize, max_upstream_connections: usize, connect: Duration) -> Pool {
+    let audit = Arc::new(Auditor::new(None, &Arc::new(Metrics::default())));
+    let cap = Arc::new(UpstreamCap::new(max_upstream_connections));
+    let timeouts = (connect, Duration::from_secs(300));
+    let tcb = Arc::new(TcbWatch::default());
+    Pool::new(
+        (audit, tcb),
+        GenerationId(1),
+        cap,
+        None,
+        timeouts,
+        Sharding::new(shards, here),
+    )
+}
+
+fn dest(name: &str) -> Authority {
+    Authority::parse(name, Some(443)).expect("authority")
+}
+
+#[test]
+fn one_shard_per_core_each_with_its_part_of_the_h1_cap() {
+    let p = pool(3, 8, Duration::from_secs(1));
+    assert_eq!(p.idle.len(), 3);
+    assert_eq!(p.h1_cap, H1_CONNECTIONS.div_ceil(3));
+    // No cores: one shard, the whole HTTP/1.1 cap.
+    let p = pool(0, 8, Duration::from_secs(1));
+    assert_eq!(p.idle.len(), 1);
+    assert_eq!(p.h1_cap, H1_CONNECTIONS);
+}
+
+#[test]
+fn the_calling_core_uses_its_own_shard() {
+    let p = pool(3, 8, Duration::from_secs(1));
+    for core in 0..7 {
+        HERE.with(|h| h.set(core));
+        assert!(std::ptr::eq(p.shard(), &p.idle[core % 3]), "core {core}");
+    }
+}
+
+#[tokio::test]
+async fn at_the_cap_a_new_connection_waits_the_connect_timeout_then_is_refused() {
+    let p = pool(1, 1, Duration::from_millis(50));
+    let a = dest("a.test");
+    let first = p.upstream_permit(&a).await.expect("under the cap");
+    match p.upstream_permit(&a).await {
+        Err(ProxyRefusal::Capacity(why)) => {
+            assert!(why.contains("max_upstream_connections"), "{why}");
+        }
+        other => panic!("a second connection at a cap of one: {:?}", other.is_ok()),
+    }
+    drop(first);
+    let _third = p.upstream_permit(&a).await.expect("the place came back");
+}
