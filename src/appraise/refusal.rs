@@ -91,11 +91,15 @@ pub enum RefusalCode {
     LocalDestinationDenied,
     /// No upstream connection could be had under `max_upstream_connections`.
     UpstreamCapacity,
+    /// The evidence's event log does not replay to the quote's measurement registers.
+    EventLogMismatch,
+    /// The evidence is of a TEE this build does not verify yet.
+    UnsupportedTee,
 }
 
 impl RefusalCode {
     /// Every code, in ranking order (the first applicable one is the headline).
-    pub const ALL: [RefusalCode; 37] = [
+    pub const ALL: [RefusalCode; 39] = [
         Self::QuoteMalformed,
         Self::NoQuote,
         Self::SignatureInvalid,
@@ -133,6 +137,8 @@ impl RefusalCode {
         Self::EnclaveAddressNotAttested,
         Self::LocalDestinationDenied,
         Self::UpstreamCapacity,
+        Self::EventLogMismatch,
+        Self::UnsupportedTee,
     ];
 
     /// The stable string used in JSON, logs and metrics.
@@ -175,6 +181,8 @@ impl RefusalCode {
             Self::EnclaveAddressNotAttested => "enclave_address_not_attested",
             Self::LocalDestinationDenied => "local_destination_denied",
             Self::UpstreamCapacity => "upstream_capacity",
+            Self::EventLogMismatch => "event_log_mismatch",
+            Self::UnsupportedTee => "unsupported_tee",
         }
     }
     /// What the operator (or the enclave's owner) can change, for a browser's refusal page.
@@ -195,6 +203,8 @@ impl RefusalCode {
             Self::EnclaveAddressNotAttested => "This address belongs to an enclave: reach it by its configured host name, so that it is attested.",
             Self::LocalDestinationDenied => "Local addresses are not reachable through this proxy; the operator may set allow_local_destinations = true for development only.",
             Self::UpstreamCapacity => "The enclave is down, unreachable or overloaded: try again later; the operator checks that it runs and is reachable from the proxy (or raises [limits] max_upstream_connections).",
+            Self::EventLogMismatch => "The event log the server sent does not replay to the measurements its quote signs: the evidence was altered, so what it names (the app, its compose hash) cannot be believed. Do not work around it; the operator checks where the host name points.",
+            Self::UnsupportedTee => "The server attests with a TEE this proxy does not verify yet (AMD SEV-SNP, AWS Nitro, GCP TDX inside dstack evidence): this build cannot admit it.",
         }
     }
 }
@@ -312,6 +322,8 @@ mod tests {
                 "enclave_address_not_attested",
                 "local_destination_denied",
                 "upstream_capacity",
+                "event_log_mismatch",
+                "unsupported_tee",
             ]
         );
     }

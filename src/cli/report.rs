@@ -13,6 +13,7 @@ use crate::dcap::ids::{
     TdAttributes, TeeTcbSvn, Xfam,
 };
 use crate::dcap::tcb::TcbStatus;
+use crate::ratls::dstack::DstackReport;
 use crate::ratls::{Binding, CertAppraisal};
 
 /// The JSON report of one verification.
@@ -35,6 +36,10 @@ pub(crate) struct Report {
     /// The judgement under Intel's early TCB data (`--early`, accepted quotes only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub early: Option<serde_json::Value>,
+    /// dstack evidence (`dstack_wire`, `app`, `rtmr_replay`, `event_log`,
+    /// `vm_config_os_image_hash`), once its key binding and replay hold.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub dstack: Option<DstackReport>,
     /// RFC 3339 verification time.
     pub verified_at: String,
 }
@@ -166,11 +171,14 @@ pub(crate) struct TcbJson {
 impl Report {
     /// The report of one judged RA-TLS certificate.
     pub(crate) fn of_certificate(c: &CertAppraisal) -> Self {
-        Self::new(
-            &c.appraisal,
-            c.binding.map(Binding::as_str),
-            Some(c.cert_sha256),
-        )
+        Self {
+            dstack: c.dstack.as_deref().cloned(),
+            ..Self::new(
+                &c.appraisal,
+                c.binding.map(Binding::as_str),
+                Some(c.cert_sha256),
+            )
+        }
     }
 
     /// Builds the report; `binding` and `cert_sha256` come from the RA-TLS layer.
@@ -201,6 +209,7 @@ impl Report {
             binding,
             cert_sha256,
             early: a.early.as_ref().map(EarlyOutcome::to_json),
+            dstack: None,
             verified_at: a.verified_at.to_rfc3339(),
         }
     }
@@ -270,6 +279,9 @@ impl Report {
         if let Some(e) = &self.early {
             out.push_str(&early_text(e));
         }
+        if let Some(d) = &self.dstack {
+            out.push_str(&dstack_text(d));
+        }
         if let Some(b) = self.binding {
             out.push_str(&format!("  binding      {b}\n"));
         }
@@ -279,6 +291,44 @@ impl Report {
         out.push_str(&format!("  verified at  {}\n", self.verified_at));
         out
     }
+}
+
+/// The dstack lines of the text report: the app identity, each RTMR's replay.
+fn dstack_text(d: &DstackReport) -> String {
+    let absent = || "(absent)".to_owned();
+    let a = &d.app;
+    let mut out = format!("  dstack       {} attestation\n", d.wire);
+    for (label, value) in [
+        ("app_id      ", &a.app_id),
+        ("compose_hash", &a.compose_hash),
+        ("instance_id ", &a.instance_id),
+        ("os_image_hash", &a.os_image_hash),
+    ] {
+        out.push_str(&format!(
+            "  {label} {}\n",
+            value.clone().unwrap_or_else(absent)
+        ));
+    }
+    let provider = a
+        .key_provider
+        .as_ref()
+        .map_or_else(absent, |k| match (&k.name, &k.id) {
+            (Some(name), Some(id)) if !id.is_empty() => format!("{name}, id {id}"),
+            (Some(name), _) => name.clone(),
+            _ => format!("payload {}", k.payload),
+        });
+    out.push_str(&format!("  key_provider {provider}\n"));
+    out.push_str(&format!("  mr_system    {}\n", a.mr_system));
+    out.push_str(&format!("  mr_aggregated {}\n", a.mr_aggregated));
+    for r in &d.rtmrs {
+        let how = match r.replay {
+            "replayed" => format!("replayed from {} events", r.events),
+            "digests_only" => format!("not replayed ({} ACPI DATA digests only)", r.events),
+            _ => "not replayed (no events carried)".to_owned(),
+        };
+        out.push_str(&format!("  rtmr{} replay {how}\n", r.rtmr));
+    }
+    out
 }
 
 /// The early judgement's lines of the text report.

@@ -3,8 +3,9 @@
 //! - Cosmian: SHA-256 of the uncompressed EC point `04‖X‖Y`;
 //! - Gramine legacy: SHA-256 of the SubjectPublicKeyInfo DER;
 //! - Gramine DICE: SHA-256 of the embedded claims, whose `pubkey-hash` is the SPKI hash;
-//! - dstack (TDX, OID `1.3.6.1.4.1.62397.1.1` only): all 64 bytes are
-//!   SHA-512(`"ratls-cert:"` ‖ SPKI DER), dstack's `QuoteContentType::RaTlsCert`.
+//! - dstack (TDX, its OIDs `1.3.6.1.4.1.62397.1.8` and `.1.1` only): all 64 bytes are
+//!   SHA-512(`"ratls-cert:"` ‖ SPKI DER), dstack's `QuoteContentType::RaTlsCert`; the
+//!   attestation's own report data must be the quote's too.
 //!
 //! REPORTDATA[32..64] is application data (Cosmian puts an X25519 key there) and is never
 //! required to be zero. Both hashes commit to the same key, so `auto` is safe.
@@ -112,6 +113,17 @@ pub fn check(
             } else {
                 Err("the DICE pubkey-hash claim does not match the certificate key".into())
             }
+        }
+        Evidence::Dstack(att) => {
+            if !matches!(mode, BindingMode::Auto | BindingMode::Dstack) {
+                return Err(
+                    "the certificate carries a dstack attestation, the policy requires another binding"
+                        .into(),
+                );
+            }
+            crate::dstack::binding::check(att, key.spki_der, &report_data.0)
+                .map(|()| Binding::Dstack)
+                .map_err(|e| e.to_string())
         }
         Evidence::Raw { oid, .. } if *oid == evidence::OID_DSTACK_QUOTE => {
             if !matches!(mode, BindingMode::Auto | BindingMode::Dstack) {

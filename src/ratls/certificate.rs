@@ -4,12 +4,14 @@
 use sha2::{Digest, Sha256};
 
 use super::binding::{self, Binding, BindingMode, CertKey};
-use super::evidence::{self, EvidenceError};
+use super::dstack::DstackReport;
+use super::evidence::{self, Evidence, EvidenceError};
 use crate::appraise::policy::EnclavePolicy;
 use crate::appraise::refusal::{Refusal, RefusalCode};
 use crate::appraise::{appraise_with, Appraisal, CollateralSource};
 use crate::dcap::ids::CertSha256;
 use crate::dcap::pki;
+use crate::dcap::quote::Body;
 use crate::dcap::time::UnixTime;
 use crate::dcap::verify::VerifiedQuote;
 
@@ -28,6 +30,9 @@ pub struct CertAppraisal {
     pub cert_not_after: Option<UnixTime>,
     /// SHA-256 of the quote bytes, if one was found.
     pub quote_sha256: Option<[u8; 32]>,
+    /// dstack evidence: the replayed event log and the app identity, once the key binding
+    /// and the replay hold.
+    pub dstack: Option<Box<DstackReport>>,
 }
 
 impl CertAppraisal {
@@ -73,7 +78,10 @@ impl EvidenceError {
     pub fn code(&self) -> RefusalCode {
         match self {
             Self::NoQuote => RefusalCode::NoQuote,
-            Self::Ambiguous(_) | Self::Dice(_) | Self::TooLarge(_) => RefusalCode::QuoteMalformed,
+            Self::Ambiguous(_) | Self::Dice(_) | Self::TooLarge(_) | Self::Dstack(_) => {
+                RefusalCode::QuoteMalformed
+            }
+            Self::UnsupportedTee(_) => RefusalCode::UnsupportedTee,
         }
     }
 }
@@ -94,6 +102,7 @@ pub fn appraise_certificate(
         cert_not_before: None,
         cert_not_after: not_after,
         quote_sha256: None,
+        dstack: None,
     };
     let cert = match pki::parse_cert(leaf_der, "RA-TLS certificate") {
         Ok(c) => c,
@@ -119,10 +128,20 @@ pub fn appraise_certificate(
         point: cert.public_key().subject_public_key.data.as_ref(),
     };
     let mut bound = None;
+    let mut dstack = None;
     let appraisal = appraise_with(evidence.quote(), source, policy, now, |quote| {
         let b = binding::check(mode, &evidence, quote.body.report_data(), key)
             .map_err(|reason| Refusal::new(RefusalCode::BindingMismatch, reason))?;
         bound = Some(b);
+        if let Evidence::Dstack(att) = &evidence {
+            let Body::Td(td) = &quote.body else {
+                return Err(Refusal::new(
+                    RefusalCode::QuoteMalformed,
+                    "the quote in the dstack attestation is not a TDX quote",
+                ));
+            };
+            dstack = Some(Box::new(super::dstack::check(att, td)?));
+        }
         if now.0 < not_before || now.0 > not_after {
             return Err(Refusal::new(
                 RefusalCode::CertificateExpired,
@@ -156,5 +175,6 @@ pub fn appraise_certificate(
         cert_not_before: Some(UnixTime(not_before)),
         cert_not_after: Some(UnixTime(not_after)),
         quote_sha256: Some(Sha256::digest(evidence.quote()).into()),
+        dstack,
     }
 }

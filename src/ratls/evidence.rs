@@ -8,15 +8,23 @@
 //! - `0.6.9.42.840.113741.1337.6`, the same OID as Gramine's C constant actually encodes it
 //!   (its DER tag and length bytes end up inside the OID value);
 //! - `1.2.840.113741.1337.8`, a raw TDX quote (Cosmian tee-tools, Cosmian VM; bound like .6);
-//! - `1.3.6.1.4.1.62397.1.1`, a raw TDX quote (dstack; its own REPORTDATA rule).
+//! - `1.3.6.1.4.1.62397.1.8`, dstack's versioned attestation (SCALE V0 or MessagePack V1:
+//!   the quote, its event log, the report data, the VM configuration; `crate::dstack`);
+//! - `1.3.6.1.4.1.62397.1.1`, a TDX quote (dstack's legacy carrier; its own REPORTDATA rule),
+//!   with its event log as JSON in `.1.2` when dstack wrote one.
 //!
-//! More than one raw carrier in one certificate is ambiguous and refused.
+//! dstack wraps every extension's content in a DER OCTET STRING inside the extnValue. More
+//! than one raw carrier in one certificate is ambiguous and refused, and so are `.1.8` beside
+//! `.1.1` or `.1.2` (dstack reads `.1.8` and ignores the rest: two verifiers would see two
+//! different quotes), and `.1.2` without `.1.1`. dstack evidence of a platform this build
+//! does not verify (SEV-SNP, Nitro, GCP TDX) is recognised and refused as such.
 
 use x509_parser::certificate::X509Certificate;
 use x509_parser::der_parser::oid::Oid;
 
 use crate::cbor::{Cbor, CborError};
 use crate::dcap::quote::limits::MAX_QUOTE_LEN;
+use crate::dstack::{self, Attestation, AttestationError, Platform, UnsupportedTee};
 
 /// `2.23.133.5.4.9`: TCG DICE tagged evidence.
 pub const OID_TCG_DICE_TAGGED_EVIDENCE: &[u64] = &[2, 23, 133, 5, 4, 9];
@@ -27,8 +35,11 @@ pub const OID_SGX_QUOTE_GRAMINE_LEGACY: &[u64] = &[0, 6, 9, 42, 840, 113_741, 13
 
 /// Cosmian's TDX quote carrier.
 pub const OID_TDX_QUOTE: &[u64] = &[1, 2, 840, 113_741, 1337, 8];
-/// dstack's TDX quote carrier.
+/// dstack's TDX quote carrier (legacy).
 pub const OID_DSTACK_QUOTE: &[u64] = &[1, 3, 6, 1, 4, 1, 62_397, 1, 1];
+pub use crate::dstack::{
+    OID_ATTESTATION as OID_DSTACK_ATTESTATION, OID_EVENT_LOG as OID_DSTACK_EVENT_LOG,
+};
 
 /// The CBOR tag of TCG DICE tagged evidence for an Intel TEE quote, SGX or TDX.
 const DICE_INTEL_QUOTE_TAG: u64 = 60000;
@@ -50,13 +61,23 @@ pub enum Evidence<'a> {
         /// The CBOR claims exactly as embedded.
         claims: &'a [u8],
     },
+    /// dstack's attestation (`.1.8`, or the legacy `.1.1` with its `.1.2` event log), of
+    /// Intel TDX: REPORTDATA is the attestation's report data, which commits to the key;
+    /// its event log must replay to the quote's RTMRs.
+    Dstack(Box<Attestation<'a>>),
 }
 
-impl<'a> Evidence<'a> {
+impl Evidence<'_> {
     /// The quote bytes.
-    pub fn quote(&self) -> &'a [u8] {
+    pub fn quote(&self) -> &[u8] {
         match self {
             Self::Raw { quote, .. } | Self::Dice { quote, .. } => quote,
+            // `find` admits dstack evidence of TDX only; anything else would give no quote,
+            // which never parses.
+            Self::Dstack(att) => match &att.platform {
+                Platform::Tdx(tdx) => &tdx.quote,
+                _ => &[],
+            },
         }
     }
 }
@@ -65,7 +86,7 @@ impl<'a> Evidence<'a> {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EvidenceError {
     /// No carrier extension (`no_quote`).
-    #[error("the certificate carries no quote (none of 2.23.133.5.4.9, 1.2.840.113741.1337.6, Gramine's legacy OID, 1.2.840.113741.1337.8, 1.3.6.1.4.1.62397.1.1)")]
+    #[error("the certificate carries no quote (none of 2.23.133.5.4.9, 1.2.840.113741.1337.6, Gramine's legacy OID, 1.2.840.113741.1337.8, 1.3.6.1.4.1.62397.1.8, 1.3.6.1.4.1.62397.1.1)")]
     NoQuote,
     /// A carrier appears twice, or both raw encodings are present (`quote_malformed`).
     #[error("ambiguous evidence: {0}")]
@@ -76,6 +97,12 @@ pub enum EvidenceError {
     /// The carried quote is above the size cap (`quote_malformed`).
     #[error("the embedded quote is {0} bytes, above the {MAX_QUOTE_LEN}-byte limit")]
     TooLarge(usize),
+    /// dstack's evidence does not decode (`quote_malformed`).
+    #[error("dstack evidence is malformed: {0}")]
+    Dstack(#[from] AttestationError),
+    /// dstack evidence of a platform this build does not verify (`unsupported_tee`).
+    #[error(transparent)]
+    UnsupportedTee(#[from] UnsupportedTee),
 }
 
 fn extension<'c>(
@@ -115,6 +142,22 @@ pub fn find<'a>(cert: &'a X509Certificate<'_>) -> Result<Evidence<'a>, EvidenceE
         }
         return Ok(Evidence::Dice { quote, claims });
     }
+    let dstack_log = extension(cert, OID_DSTACK_EVENT_LOG)?;
+    if let Some(value) = extension(cert, OID_DSTACK_ATTESTATION)? {
+        if dstack_log.is_some() || extension(cert, OID_DSTACK_QUOTE)?.is_some() {
+            return Err(EvidenceError::Ambiguous(
+                "dstack's attestation (1.3.6.1.4.1.62397.1.8) beside its legacy quote or event log (.1.1, .1.2)",
+            ));
+        }
+        for oid in [OID_SGX_QUOTE, OID_SGX_QUOTE_GRAMINE_LEGACY, OID_TDX_QUOTE] {
+            if extension(cert, oid)?.is_some() {
+                return Err(EvidenceError::Ambiguous(
+                    "more than one quote extension is present",
+                ));
+            }
+        }
+        return dstack_evidence(Attestation::parse(dstack::extension_value(value)?)?);
+    }
     let mut found = None;
     for oid in [
         OID_SGX_QUOTE,
@@ -122,7 +165,10 @@ pub fn find<'a>(cert: &'a X509Certificate<'_>) -> Result<Evidence<'a>, EvidenceE
         OID_TDX_QUOTE,
         OID_DSTACK_QUOTE,
     ] {
-        if let Some(q) = extension(cert, oid)? {
+        if let Some(mut q) = extension(cert, oid)? {
+            if oid == OID_DSTACK_QUOTE {
+                q = dstack::extension_value(q)?;
+            }
             if found.is_some() {
                 return Err(EvidenceError::Ambiguous(
                     "more than one quote extension is present",
@@ -134,7 +180,22 @@ pub fn find<'a>(cert: &'a X509Certificate<'_>) -> Result<Evidence<'a>, EvidenceE
             });
         }
     }
-    found.ok_or(EvidenceError::NoQuote)
+    match (found, dstack_log) {
+        (Some(Evidence::Raw { quote, oid }), Some(log)) if oid == OID_DSTACK_QUOTE => {
+            let att = Attestation::from_legacy(quote, dstack::extension_value(log)?)?;
+            dstack_evidence(att)
+        }
+        (_, Some(_)) => Err(EvidenceError::Ambiguous(
+            "dstack's event log (1.3.6.1.4.1.62397.1.2) without its quote (.1.1)",
+        )),
+        (found, None) => found.ok_or(EvidenceError::NoQuote),
+    }
+}
+
+/// dstack evidence of TDX, its quote under the same cap as every other carrier's.
+fn dstack_evidence(att: Attestation<'_>) -> Result<Evidence<'_>, EvidenceError> {
+    capped(&att.platform.tdx()?.quote)?;
+    Ok(Evidence::Dstack(Box::new(att)))
 }
 
 pub(crate) fn dice_pubkey_hash(claims: &[u8]) -> Result<(u64, &[u8]), CborError> {

@@ -5,6 +5,7 @@ pub mod binding;
 pub mod cache;
 pub mod certificate;
 pub mod client;
+pub mod dstack;
 pub mod evidence;
 pub mod verifier;
 

@@ -228,7 +228,11 @@ fn td_evidence(
         SimBinding::Dstack => {
             let rd = dstack_report_data(&key.subject_public_key_info());
             let quote = forge_td(td, &rd, &pck)?;
-            vec![CustomExtension::from_oid_content(OID_DSTACK_QUOTE, quote)]
+            // dstack wraps every extension's content in an OCTET STRING of its own.
+            vec![CustomExtension::from_oid_content(
+                OID_DSTACK_QUOTE,
+                super::der::octets(&quote),
+            )]
         }
         SimBinding::Gramine => {
             // TCG DICE tagged evidence around a TDX quote: tag 60000 is "an Intel TEE
