@@ -2,6 +2,7 @@
 //! verification, policy. Keeps whatever was learnt along the way so a refusal can
 //! still show the user the parsed identity and TCB.
 
+pub mod app_identity;
 pub mod early;
 pub mod nitro_policy;
 pub mod policy;
@@ -133,7 +134,8 @@ pub fn appraise(
     policy: &EnclavePolicy,
     now: UnixTime,
 ) -> Appraisal {
-    appraise_with(quote_bytes, source, policy, now, |_| Ok(()))
+    // A bare quote carries no dstack app identity: a policy pinning one refuses it.
+    appraise_with(quote_bytes, source, policy, now, |_| policy.app.check(None))
 }
 
 /// Like [`appraise`], with `precheck` (cheap checks such as the key binding) run after

@@ -10,6 +10,7 @@
     clippy::arithmetic_side_effects
 )]
 
+use super::app_identity::AppIdentityPolicy;
 use super::td_policy::TdPolicy;
 pub use super::violation::PolicyViolation;
 use crate::appraise::refusal::Refusal;
@@ -27,6 +28,9 @@ pub struct EnclavePolicy {
     pub tee: Option<TeeType>,
     /// The TD allow-lists and minimums (TDX entries only).
     pub td: TdPolicy,
+    /// The dstack app identity allow-lists (TDX entries only; judged on the certificate's
+    /// replayed event log, see `app_identity`).
+    pub app: AppIdentityPolicy,
     /// Allowed MRENCLAVE values; empty means any.
     pub mrenclave: Vec<MrEnclave>,
     /// Allowed MRSIGNER values; empty means any.
@@ -57,6 +61,7 @@ impl Default for EnclavePolicy {
         Self {
             tee: None,
             td: TdPolicy::default(),
+            app: AppIdentityPolicy::default(),
             mrenclave: Vec::new(),
             mrsigner: Vec::new(),
             isv_prod_id: None,
@@ -166,7 +171,7 @@ impl EnclavePolicy {
             || !self.mrsigner.is_empty()
             || self.isv_prod_id.is_some()
             || self.min_isv_svn.is_some();
-        let td = self.td != TdPolicy::default();
+        let td = self.td != TdPolicy::default() || self.app.is_pinned();
         self.tee.or(match (sgx, td) {
             (true, _) => Some(TeeType::Sgx),
             (false, true) => Some(TeeType::Tdx),

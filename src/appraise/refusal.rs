@@ -73,6 +73,20 @@ pub enum RefusalCode {
     MrownerconfigMismatch,
     /// MRSEAM is not in the allow-list.
     MrseamMismatch,
+    /// dstack: the app id (RTMR3's `app-id` event) is not in the allow-list, or absent.
+    AppIdMismatch,
+    /// dstack: the compose hash (RTMR3's `compose-hash` event) is not in the allow-list, or
+    /// absent.
+    ComposeHashMismatch,
+    /// dstack: the measured OS image hash (RTMR3's `os-image-hash` event) is not in the
+    /// allow-list, or absent.
+    OsImageHashMismatch,
+    /// dstack: the instance id (RTMR3's `instance-id` event) is not in the allow-list, or
+    /// absent.
+    InstanceIdMismatch,
+    /// dstack: the key provider (RTMR3's `key-provider` event) is not in the allow-list, or
+    /// absent.
+    KeyProviderMismatch,
     /// A TEE_TCB_SVN component is below the policy's minimum.
     TeeTcbSvnTooLow,
     /// The platform's TCB status is not among the accepted ones.
@@ -99,7 +113,7 @@ pub enum RefusalCode {
 
 impl RefusalCode {
     /// Every code, in ranking order (the first applicable one is the headline).
-    pub const ALL: [RefusalCode; 39] = [
+    pub const ALL: [RefusalCode; 44] = [
         Self::QuoteMalformed,
         Self::NoQuote,
         Self::SignatureInvalid,
@@ -129,6 +143,11 @@ impl RefusalCode {
         Self::MrownerMismatch,
         Self::MrownerconfigMismatch,
         Self::MrseamMismatch,
+        Self::AppIdMismatch,
+        Self::ComposeHashMismatch,
+        Self::OsImageHashMismatch,
+        Self::InstanceIdMismatch,
+        Self::KeyProviderMismatch,
         Self::TeeTcbSvnTooLow,
         Self::TcbStatusNotAllowed,
         Self::AdvisoryNotAllowed,
@@ -173,6 +192,11 @@ impl RefusalCode {
             Self::MrownerMismatch => "mrowner_mismatch",
             Self::MrownerconfigMismatch => "mrownerconfig_mismatch",
             Self::MrseamMismatch => "mrseam_mismatch",
+            Self::AppIdMismatch => "app_id_mismatch",
+            Self::ComposeHashMismatch => "compose_hash_mismatch",
+            Self::OsImageHashMismatch => "os_image_hash_mismatch",
+            Self::InstanceIdMismatch => "instance_id_mismatch",
+            Self::KeyProviderMismatch => "key_provider_mismatch",
             Self::TeeTcbSvnTooLow => "tee_tcb_svn_too_low",
             Self::TcbStatusNotAllowed => "tcb_status_not_allowed",
             Self::AdvisoryNotAllowed => "advisory_not_allowed",
@@ -204,6 +228,7 @@ impl RefusalCode {
             Self::LocalDestinationDenied => "Local addresses are not reachable through this proxy; the operator may set allow_local_destinations = true for development only.",
             Self::UpstreamCapacity => "The enclave is down, unreachable or overloaded: try again later; the operator checks that it runs and is reachable from the proxy (or raises [limits] max_upstream_connections).",
             Self::EventLogMismatch => "The event log the server sent does not replay to the measurements its quote signs: the evidence was altered, so what it names (the app, its compose hash) cannot be believed. Do not work around it; the operator checks where the host name points.",
+            Self::AppIdMismatch | Self::ComposeHashMismatch | Self::OsImageHashMismatch | Self::InstanceIdMismatch | Self::KeyProviderMismatch => "The dstack app is not the one this proxy's policy pins (its app id, compose file, OS image, instance or key provider differ, or the server sent no dstack app identity at all). If this deployment is the one to trust, the operator adds its value to the host's [[enclave]] entry (`ratls-proxy verify --cert` on the app's certificate prints them); otherwise the host serves another app.",
             Self::UnsupportedTee => "The server attests with a TEE this proxy does not verify yet (AMD SEV-SNP, AWS Nitro, GCP TDX inside dstack evidence): this build cannot admit it.",
         }
     }
@@ -314,6 +339,11 @@ mod tests {
                 "mrowner_mismatch",
                 "mrownerconfig_mismatch",
                 "mrseam_mismatch",
+                "app_id_mismatch",
+                "compose_hash_mismatch",
+                "os_image_hash_mismatch",
+                "instance_id_mismatch",
+                "key_provider_mismatch",
                 "tee_tcb_svn_too_low",
                 "tcb_status_not_allowed",
                 "advisory_not_allowed",

@@ -195,6 +195,7 @@ impl VerifyArgs {
                 (true, false) => EarlyMode::Warn,
                 (false, false) => EarlyMode::Off,
             },
+            app: Default::default(),
         }
     }
 }

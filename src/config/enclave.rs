@@ -44,6 +44,17 @@ pub(super) struct RawEnclave {
     pub(super) min_tee_tcb_svn: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) xfam: Vec<Spanned<String>>,
+    // dstack's app identity (`config/dstack.rs`).
+    #[serde(default)]
+    pub(super) app_id: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) compose_hash: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) os_image_hash: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) instance_id: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) key_provider: Vec<Spanned<String>>,
     #[serde(default)]
     pub(super) mrenclave: Vec<Spanned<String>>,
     #[serde(default)]
@@ -151,6 +162,7 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
             .and_then(|s| c.parse(s, |v| TeeTcbSvn::from_hex(v))),
         xfam: list(c, &e.xfam, Xfam::from_hex),
     };
+    let app = super::dstack::check(c, e, tee);
     let mrenclave: Vec<MrEnclave> = e
         .mrenclave
         .iter()
@@ -224,6 +236,7 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
         policy: EnclavePolicy {
             tee,
             td,
+            app,
             mrenclave,
             mrsigner,
             isv_prod_id,

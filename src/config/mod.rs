@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod checker;
+mod dstack;
 mod enclave;
 mod index;
 mod parse;

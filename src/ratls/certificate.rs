@@ -140,7 +140,12 @@ pub fn appraise_certificate(
                     "the quote in the dstack attestation is not a TDX quote",
                 ));
             };
-            dstack = Some(Box::new(super::dstack::check(att, td)?));
+            let (report, id) = super::dstack::check(att, td)?;
+            dstack = Some(Box::new(report));
+            policy.app.check(Some(&super::dstack::claims(&id)))?;
+        } else {
+            // Evidence without a dstack event log names no app: pinning one refuses it.
+            policy.app.check(None)?;
         }
         if now.0 < not_before || now.0 > not_after {
             return Err(Refusal::new(

@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use crate::appraise::app_identity::AppClaims;
 use crate::appraise::refusal::{Refusal, RefusalCode};
 use crate::dcap::quote::TdReport;
 use crate::dstack::app::{AppIdentity, KeyProvider};
@@ -128,9 +129,27 @@ impl KeyProviderReport {
     }
 }
 
+/// What an entry's app-identity policy judges, read from `id`.
+pub fn claims<'b>(id: &'b AppIdentity<'_>) -> AppClaims<'b> {
+    AppClaims {
+        app_id: id.app_id,
+        compose_hash: id.compose_hash,
+        os_image_hash: id.os_image_hash,
+        instance_id: id.instance_id,
+        key_provider: id
+            .key_provider
+            .as_ref()
+            .and_then(|k| Some((k.name.as_deref()?, k.id.as_deref()?))),
+    }
+}
+
 /// Replays `att`'s event log against `td` (the verified quote's TD report) and reads the
-/// app identity from it. The key binding must have been checked first.
-pub fn check(att: &Attestation<'_>, td: &TdReport<'_>) -> Result<DstackReport, Refusal> {
+/// app identity from it (returned for the policy, and in the report). The key binding must
+/// have been checked first.
+pub fn check<'b>(
+    att: &'b Attestation<'_>,
+    td: &TdReport<'_>,
+) -> Result<(DstackReport, AppIdentity<'b>), Refusal> {
     let Platform::Tdx(tdx) = &att.platform else {
         // `evidence::find` admits TDX only.
         return Err(Refusal::new(
@@ -170,7 +189,7 @@ pub fn check(att: &Attestation<'_>, td: &TdReport<'_>) -> Result<DstackReport, R
             }
         })
         .collect();
-    Ok(DstackReport {
+    let report = DstackReport {
         wire: att.wire.as_str(),
         app,
         rtmrs,
@@ -181,5 +200,6 @@ pub fn check(att: &Attestation<'_>, td: &TdReport<'_>) -> Result<DstackReport, R
             .ok()
             .and_then(|c| c.os_image_hash)
             .map(hex::encode),
-    })
+    };
+    Ok((report, id))
 }

@@ -25,17 +25,18 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use super::dstack::{self, DstackSpec, DstackWire};
 use super::pki::{SimError, SimPki, SimPlatform, SIM_TEE_TCB_SVN, SIM_TEE_TCB_SVN_OUT_OF_DATE};
 use super::quote::{forge, forge_td, EnclaveSpec, TdSpec};
 use super::streaming::{self, Answer, Counters};
 use crate::dcap::collateral::pcs::PckCa;
-use crate::dcap::ids::TeeTcbSvn;
+use crate::dcap::ids::{Rtmr, TeeTcbSvn};
 use crate::dcap::tcb::TcbStatus;
 use crate::dcap::time::UnixTime;
 use crate::ratls::binding::dstack_report_data;
 use crate::ratls::evidence::{
-    OID_DSTACK_QUOTE, OID_SGX_QUOTE, OID_SGX_QUOTE_GRAMINE_LEGACY, OID_TCG_DICE_TAGGED_EVIDENCE,
-    OID_TDX_QUOTE,
+    OID_DSTACK_ATTESTATION, OID_DSTACK_EVENT_LOG, OID_DSTACK_QUOTE, OID_SGX_QUOTE,
+    OID_SGX_QUOTE_GRAMINE_LEGACY, OID_TCG_DICE_TAGGED_EVIDENCE, OID_TDX_QUOTE,
 };
 
 /// How the RA-TLS certificate binds its key.
@@ -47,7 +48,8 @@ pub enum SimBinding {
     Gramine,
     /// Like Cosmian, but REPORTDATA binds a different key.
     Wrong,
-    /// TDX only: P-256, dstack's carrier and REPORTDATA = SHA-512("ratls-cert:" ‖ SPKI).
+    /// TDX only: P-256, dstack's evidence (`SimConfig::dstack` says which wire form and
+    /// app) and REPORTDATA = SHA-512("ratls-cert:" ‖ SPKI).
     Dstack,
 }
 
@@ -79,6 +81,8 @@ pub struct SimConfig {
     pub early_tcb_status: Option<TcbStatus>,
     /// How its certificate binds the key.
     pub binding: SimBinding,
+    /// With the dstack binding: the app, the wire form, and what to break.
+    pub dstack: DstackSpec,
     /// Print `METHOD PATH` for each request served.
     pub log_requests: bool,
     /// Offer only `h2` in ALPN, like an HTTP/2-only (for example gRPC) service.
@@ -95,6 +99,7 @@ impl Default for SimConfig {
             tcb_status: TcbStatus::UpToDate,
             early_tcb_status: None,
             binding: SimBinding::Cosmian,
+            dstack: DstackSpec::default(),
             log_requests: false,
             h2_only: false,
             pck_ca: PckCa::Platform,
@@ -225,15 +230,7 @@ fn td_evidence(
             let quote = forge_td(td, &report_data(other.public_key_raw()), &pck)?;
             vec![CustomExtension::from_oid_content(OID_TDX_QUOTE, quote)]
         }
-        SimBinding::Dstack => {
-            let rd = dstack_report_data(&key.subject_public_key_info());
-            let quote = forge_td(td, &rd, &pck)?;
-            // dstack wraps every extension's content in an OCTET STRING of its own.
-            vec![CustomExtension::from_oid_content(
-                OID_DSTACK_QUOTE,
-                super::der::octets(&quote),
-            )]
-        }
+        SimBinding::Dstack => dstack_evidence(td, &config.dstack, key, &pck)?,
         SimBinding::Gramine => {
             // TCG DICE tagged evidence around a TDX quote: tag 60000 is "an Intel TEE
             // quote", SGX or TDX; REPORTDATA commits to the claims, as for Gramine's SGX.
@@ -244,6 +241,44 @@ fn td_evidence(
                 dice_evidence(&quote, &claims),
             )]
         }
+    })
+}
+
+/// dstack's evidence for a TD running `app`: RTMR3 the replay of its runtime events, the
+/// report data dstack's hash of the key (or of another key), in the wire form it names.
+fn dstack_evidence(
+    td: &TdSpec,
+    app: &DstackSpec,
+    key: &KeyPair,
+    pck: &super::pki::PckLeaf,
+) -> Result<Vec<CustomExtension>, SimError> {
+    let spki = if app.wrong_key {
+        KeyPair::generate()?.subject_public_key_info()
+    } else {
+        key.subject_public_key_info()
+    };
+    let rd = dstack_report_data(&spki);
+    let mut rtmr = td.rtmr;
+    rtmr[3] = Rtmr(app.rtmr3());
+    let quote = forge_td(&TdSpec { rtmr, ..td.clone() }, &rd, pck)?;
+    let events = app.carried_events();
+    // dstack wraps every extension's content in an OCTET STRING of its own.
+    let ext = |oid, content: Vec<u8>| {
+        CustomExtension::from_oid_content(oid, super::der::octets(&content))
+    };
+    Ok(match app.wire {
+        DstackWire::V0 => vec![ext(
+            OID_DSTACK_ATTESTATION,
+            dstack::v0(&quote, &events, &rd, &dstack::vm_config()),
+        )],
+        DstackWire::V1 => vec![ext(
+            OID_DSTACK_ATTESTATION,
+            dstack::v1(&quote, &events, &rd, &dstack::vm_config()),
+        )],
+        DstackWire::Legacy => vec![
+            ext(OID_DSTACK_QUOTE, quote),
+            ext(OID_DSTACK_EVENT_LOG, dstack::legacy_event_log(&events)),
+        ],
     })
 }
 

@@ -3,6 +3,7 @@
 //! reports. Only the hardware is simulated: certificates, signatures, TLS and HTTP are real.
 
 mod der;
+pub mod dstack;
 pub mod enclave;
 pub mod nitro;
 pub mod pki;
@@ -12,6 +13,7 @@ pub mod snp;
 mod snp_x509;
 mod streaming;
 
+pub use dstack::{DstackSpec, DstackWire};
 pub use enclave::{ratls_identity, RaTlsIdentity, SimBinding, SimConfig, SimEnclave};
 pub use pki::{PckLeaf, SimError, SimPki, SimPlatform};
 pub use quote::{forge, forge_td, EnclaveSpec, TdSpec};
