@@ -13,7 +13,9 @@
 //! Several sims started with the same `--pki-dir` share one test root and one collateral
 //! bundle; `--tcb-status` puts each on its own TCB level of that bundle. `--tee tdx` makes a
 //! simulated TDX confidential VM instead (a TDX v4 quote under OID 1.2.840.113741.1337.8, or
-//! dstack's with `--binding dstack`); `DIR/collateral/` holds both platforms' bundles.
+//! dstack's with `--binding dstack`, in the form `--dstack-wire` names, with an app identity
+//! in RTMR3 the `--dstack-*` flags set or break); `DIR/collateral/` holds both platforms'
+//! bundles.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,7 +25,9 @@ use clap::Parser;
 use ratls_proxy::dcap::ids::{IsvProdId, IsvSvn, MrEnclave, MrSigner, MrTd, Rtmr, TeeTcbSvn};
 use ratls_proxy::dcap::tcb::TcbStatus;
 use ratls_proxy::dcap::time::UnixTime;
-use ratls_proxy::sim::{EnclaveSpec, SimBinding, SimConfig, SimEnclave, SimPki, TdSpec};
+use ratls_proxy::sim::{
+    DstackSpec, DstackWire, EnclaveSpec, SimBinding, SimConfig, SimEnclave, SimPki, TdSpec,
+};
 
 /// A simulated SGX enclave serving HTTPS with an RA-TLS certificate (test PKI, not Intel).
 #[derive(Parser, Debug)]
@@ -92,6 +96,31 @@ struct Args {
     /// evidence), dstack (TDX) or wrong.
     #[arg(long, default_value = "cosmian")]
     binding: SimBinding,
+    /// With --binding dstack: the attestation's form, `v0` or `v1` (dstack's `.1.8`) or
+    /// `legacy` (`.1.1` quote and `.1.2` event log).
+    #[arg(long, default_value = "legacy")]
+    dstack_wire: DstackWire,
+    /// With --binding dstack: the app id RTMR3's `app-id` event names (hex).
+    #[arg(long)]
+    dstack_app_id: Option<String>,
+    /// The compose hash (`compose-hash` event, hex).
+    #[arg(long)]
+    dstack_compose_hash: Option<String>,
+    /// The instance id (`instance-id` event, hex).
+    #[arg(long)]
+    dstack_instance_id: Option<String>,
+    /// The measured OS image hash (`os-image-hash` event, hex; empty: no such event).
+    #[arg(long)]
+    dstack_os_image_hash: Option<String>,
+    /// The key provider, NAME:ID (`key-provider` event).
+    #[arg(long)]
+    dstack_key_provider: Option<String>,
+    /// Carry a compose hash other than the one extended into RTMR3 (event_log_mismatch).
+    #[arg(long)]
+    dstack_break_replay: bool,
+    /// Bind the dstack report data to another key than the certificate's (binding_mismatch).
+    #[arg(long)]
+    dstack_wrong_key: bool,
     /// Where the test PKI lives (created if absent): root.pem and collateral.json.
     #[arg(long, default_value = "sim-pki")]
     pki_dir: PathBuf,
@@ -106,6 +135,13 @@ async fn main() -> ExitCode {
     let now = UnixTime::now();
     let pki = match SimPki::load_or_create(&args.pki_dir, now) {
         Ok(p) => p,
+        Err(e) => {
+            eprintln!("sim_enclave: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let dstack = match dstack_spec(&args) {
+        Ok(d) => d,
         Err(e) => {
             eprintln!("sim_enclave: {e}");
             return ExitCode::from(2);
@@ -140,6 +176,7 @@ async fn main() -> ExitCode {
         tcb_status: args.tcb_status,
         early_tcb_status: args.early_status,
         binding: args.binding,
+        dstack,
         log_requests: !args.quiet,
         ..SimConfig::default()
     };
@@ -162,7 +199,58 @@ async fn main() -> ExitCode {
         "  {measurement}  tcb {} (early data: {early})  binding {:?}  debug {}",
         args.tcb_status, args.binding, args.debug
     );
+    if args.binding == SimBinding::Dstack {
+        let d = dstack_spec(&args).unwrap_or_default();
+        println!(
+            "  dstack {:?}  app_id {}  compose_hash {}  instance_id {}  os_image_hash {}  key_provider {}:{}",
+            d.wire,
+            hex::encode(&d.app_id),
+            hex::encode(&d.compose_hash),
+            hex::encode(&d.instance_id),
+            hex::encode(&d.os_image_hash),
+            d.key_provider.0,
+            d.key_provider.1
+        );
+    }
     println!("  trust root {dir}/root.pem  collateral {dir}/collateral (SGX and TDX bundles)");
     let _ = tokio::signal::ctrl_c().await;
     ExitCode::SUCCESS
+}
+
+/// The dstack app the flags describe (defaults: `DstackSpec::default()`).
+fn dstack_spec(args: &Args) -> Result<DstackSpec, String> {
+    let d = DstackSpec::default();
+    let hex_or = |flag: &str, v: &Option<String>, default: Vec<u8>| match v {
+        None => Ok(default),
+        Some(h) => hex::decode(h).map_err(|e| format!("--{flag} `{h}`: {e}")),
+    };
+    let key_provider = match &args.dstack_key_provider {
+        None => d.key_provider.clone(),
+        Some(p) => {
+            let (name, id) = p.split_once(':').unwrap_or((p, ""));
+            (name.to_owned(), id.to_owned())
+        }
+    };
+    Ok(DstackSpec {
+        wire: args.dstack_wire,
+        app_id: hex_or("dstack-app-id", &args.dstack_app_id, d.app_id.clone())?,
+        compose_hash: hex_or(
+            "dstack-compose-hash",
+            &args.dstack_compose_hash,
+            d.compose_hash.clone(),
+        )?,
+        instance_id: hex_or(
+            "dstack-instance-id",
+            &args.dstack_instance_id,
+            d.instance_id.clone(),
+        )?,
+        os_image_hash: hex_or(
+            "dstack-os-image-hash",
+            &args.dstack_os_image_hash,
+            d.os_image_hash.clone(),
+        )?,
+        key_provider,
+        break_replay: args.dstack_break_replay,
+        wrong_key: args.dstack_wrong_key,
+    })
 }

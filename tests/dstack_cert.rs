@@ -14,7 +14,9 @@ use ratls_proxy::appraise::refusal::RefusalCode;
 use ratls_proxy::dcap::error::VerifyError;
 use ratls_proxy::dcap::time::UnixTime;
 use ratls_proxy::dstack::{extension_value, Attestation, Platform, OID_ATTESTATION, OID_EVENT_LOG};
-use ratls_proxy::ratls::evidence::{self, Evidence, OID_DSTACK_QUOTE, OID_TDX_QUOTE};
+use ratls_proxy::ratls::evidence::{
+    self, Evidence, OID_DSTACK_QUOTE, OID_TCG_DICE_TAGGED_EVIDENCE as OID_DICE, OID_TDX_QUOTE,
+};
 use ratls_proxy::ratls::{appraise_certificate, Binding, BindingMode, CertAppraisal};
 use rcgen::{
     CertificateParams, CustomExtension, Issuer, KeyPair, PublicKeyData, SubjectPublicKeyInfo,
@@ -145,8 +147,10 @@ fn the_real_certificates_carry_the_versioned_attestation_only() {
     }
 }
 
+/// dstack's verifier refuses `.1.1` without `.1.2`, and so do we: such a quote names no
+/// app, and would pass here where dstack refuses it.
 #[test]
-fn a_real_quote_in_the_legacy_carrier_binds_its_real_key() {
+fn a_real_quote_in_the_legacy_carrier_without_its_event_log_is_refused() {
     for name in [V0, V1] {
         let leaf = real_leaf(name);
         let der = cert_for(
@@ -154,37 +158,39 @@ fn a_real_quote_in_the_legacy_carrier_binds_its_real_key() {
             &[(OID_DSTACK_QUOTE, octets(&real_quote(name)))],
         );
         let cert = parsed(&der);
-        match evidence::find(&cert) {
-            Ok(Evidence::Raw { quote, oid }) => {
-                assert_eq!(oid, OID_DSTACK_QUOTE);
-                assert_eq!(quote, real_quote(name).as_slice(), "{name}: unwrapped once");
-            }
-            other => panic!("{name}: {other:?}"),
-        }
-        // The binding holds; what stops it here is only the collateral this test withholds.
-        let a = appraise(&der);
-        assert_eq!(a.binding, Some(Binding::Dstack), "{name}");
         assert_eq!(
-            a.refusal().map(|r| r.code),
-            Some(RefusalCode::CollateralUnavailable),
-            "{name}: {:?}",
-            a.refusal()
+            evidence::find(&cert).err(),
+            Some(evidence::EvidenceError::LegacyWithoutEventLog),
+            "{name}"
         );
+        let a = appraise(&der);
+        assert_eq!(a.binding, None, "{name}");
+        assert_eq!(code(&a), Some(RefusalCode::QuoteMalformed), "{name}");
     }
 }
 
 #[test]
-fn a_real_legacy_quote_moved_to_another_key_is_refused() {
-    let der = cert_for(
-        &another_key(),
-        &[(OID_DSTACK_QUOTE, octets(&real_quote(V0)))],
-    );
-    let a = appraise(&der);
+fn a_real_legacy_pair_moved_to_another_key_is_refused() {
+    let leaf = real_leaf(V0);
+    let bytes = attestation_of(&leaf);
+    let att = Attestation::parse(&bytes).expect("attestation");
+    let log = octets(&legacy_event_log(&att));
+    let pair = |spki: &[u8]| {
+        cert_for(
+            spki,
+            &[
+                (OID_DSTACK_QUOTE, octets(&real_quote(V0))),
+                (OID_EVENT_LOG, log.clone()),
+            ],
+        )
+    };
+    // On its own key the binding holds (collateral withheld here is what stops it).
+    let a = appraise(&pair(&spki_of(&leaf)));
+    assert_eq!(a.binding, Some(Binding::Dstack));
+    assert_eq!(code(&a), Some(RefusalCode::CollateralUnavailable));
+    let a = appraise(&pair(&another_key()));
     assert_eq!(a.binding, None);
-    assert_eq!(
-        a.refusal().map(|r| r.code),
-        Some(RefusalCode::BindingMismatch)
-    );
+    assert_eq!(code(&a), Some(RefusalCode::BindingMismatch));
 }
 
 #[test]
@@ -386,6 +392,14 @@ fn two_carriers_in_one_certificate_are_refused() {
     let quote = octets(&real_quote(V0));
     let other = octets(&real_quote(V1));
     let log = octets(b"[]");
+    let att2 = att.clone();
+    let quote2 = quote.clone();
+    // A well-formed DICE envelope: tag 60000, [quote, claims].
+    let q = real_quote(V0);
+    let mut dice = vec![0xd9, 0xea, 0x60, 0x82, 0x59];
+    dice.extend_from_slice(&u16::try_from(q.len()).expect("len").to_be_bytes());
+    dice.extend_from_slice(&q);
+    dice.extend_from_slice(&[0x41, 0x00]);
     for (what, extensions) in [
         (
             "1.8 and the same quote in 1.1",
@@ -403,7 +417,24 @@ fn two_carriers_in_one_certificate_are_refused() {
             "1.8 and Cosmian's TDX carrier",
             vec![(OID_ATTESTATION, att), (OID_TDX_QUOTE, real_quote(V0))],
         ),
-        ("1.2 without 1.1", vec![(OID_EVENT_LOG, log)]),
+        ("1.2 without 1.1", vec![(OID_EVENT_LOG, log.clone())]),
+        // Gramine's verifier reads DICE first, dstack's its own: refused, whichever is valid.
+        (
+            "TCG DICE evidence and 1.8",
+            vec![(OID_DICE, dice.clone()), (OID_ATTESTATION, att2.clone())],
+        ),
+        (
+            "TCG DICE evidence and the legacy pair",
+            vec![
+                (OID_DICE, dice.clone()),
+                (OID_DSTACK_QUOTE, quote2),
+                (OID_EVENT_LOG, log),
+            ],
+        ),
+        (
+            "TCG DICE evidence and 1.2",
+            vec![(OID_DICE, dice), (OID_EVENT_LOG, octets(b"[]"))],
+        ),
     ] {
         refused_as(&spki, &extensions, RefusalCode::QuoteMalformed, what);
     }

@@ -308,6 +308,18 @@ fn record(judged: Judged<'_>, c: &CertAppraisal, now: UnixTime) -> Value {
         }
         None => {}
     }
+    // dstack evidence: the app identity read from RTMR3's replayed runtime events.
+    if let Some(d) = &c.dstack {
+        let a = &d.app;
+        v["app"] = json!({
+            "dstack_wire": d.wire,
+            "app_id": a.app_id,
+            "compose_hash": a.compose_hash,
+            "os_image_hash": a.os_image_hash,
+            "instance_id": a.instance_id,
+            "key_provider": a.key_provider.as_ref().map(|k| json!({"name": k.name, "id": k.id})),
+        });
+    }
     // A cut rests on the last appraisal of the certificate, which may have been accepted (a
     // host no longer configured): what ended the exchange is the refusal.
     if let Some(cut) = judged.cut {

@@ -185,6 +185,24 @@ fn verdict(o: &Fields) -> Result<(), String> {
     for name in numbers {
         number(o, name, u64::from(u16::MAX))?;
     }
+    // dstack evidence only: the app identity the verdict judged (absent otherwise).
+    match o.get("app") {
+        None => {}
+        Some(Value::Object(app)) => {
+            string(app, "dstack_wire")?;
+            for name in ["app_id", "compose_hash", "os_image_hash", "instance_id"] {
+                match field(app, name)? {
+                    Value::Null => {}
+                    Value::String(h)
+                        if h.len() % 2 == 0
+                            && h.bytes()
+                                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) => {}
+                    _ => return Err(format!("`app.{name}` is neither null nor lower-case hex")),
+                }
+            }
+        }
+        Some(_) => return Err("`app` is not an object".into()),
+    }
     if accepted && !(tee.is_some() && quoted && tcb && collateral) {
         return Err("an accepted verdict without its quote, TEE, TCB or collateral digests".into());
     }

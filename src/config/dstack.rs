@@ -84,3 +84,97 @@ pub(super) fn check(
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::appraise::app_identity::KeyProviderPin;
+    use crate::config::Config;
+
+    fn entry(keys: &str) -> String {
+        format!(
+            "[[enclave]]\nhosts = [\"app.dstack.test\"]\ntee = \"tdx\"\n{keys}app_id = [\"{}\"]\n",
+            "a1".repeat(20)
+        )
+    }
+
+    fn os(skip: &str) -> String {
+        ["mrtd", "rtmr0", "rtmr1", "rtmr2"]
+            .iter()
+            .filter(|k| **k != skip)
+            .map(|k| format!("{k} = [\"{}\"]\n", "7d".repeat(48)))
+            .collect()
+    }
+
+    #[test]
+    fn app_identity_keys_require_the_os_measurements() {
+        for skip in ["mrtd", "rtmr0", "rtmr1", "rtmr2"] {
+            let err = Config::from_toml(&entry(&os(skip)), "p.toml", Path::new("."))
+                .expect_err("an app identity without the OS pinned");
+            let all = err.to_string();
+            assert!(all.contains(&format!("must also pin {skip}")), "{all}");
+            assert!(all.contains("p.toml:7:"), "named at the key: {all}");
+        }
+        let err = Config::from_toml(&entry(""), "p.toml", Path::new(".")).expect_err("none");
+        assert!(
+            err.to_string().contains("mrtd, rtmr0, rtmr1, rtmr2"),
+            "{err}"
+        );
+        // rtmr3 is what the app identity replaces: not required.
+        let c = Config::from_toml(&entry(&os("")), "p.toml", Path::new(".")).expect("valid");
+        assert_eq!(c.enclaves[0].policy.app.app_id, vec![vec![0xa1; 20]]);
+    }
+
+    #[test]
+    fn every_key_is_read_and_checked() {
+        let keys = format!(
+            "{}compose_hash = [\"{}\"]\nos_image_hash = [\"{}\"]\ninstance_id = [\"{}\"]\nkey_provider = [\"kms:AB\", \"none\"]\n",
+            os(""),
+            "c0".repeat(32),
+            "05".repeat(32),
+            "1d".repeat(20)
+        );
+        let c = Config::from_toml(&entry(&keys), "p.toml", Path::new(".")).expect("valid");
+        let app = &c.enclaves[0].policy.app;
+        assert_eq!(app.compose_hash, vec![vec![0xc0; 32]]);
+        assert_eq!(app.os_image_hash, vec![vec![0x05; 32]]);
+        assert_eq!(app.instance_id, vec![vec![0x1d; 20]]);
+        assert_eq!(
+            app.key_provider,
+            vec![
+                KeyProviderPin {
+                    name: "kms".into(),
+                    id: "ab".into()
+                },
+                KeyProviderPin {
+                    name: "none".into(),
+                    id: String::new()
+                }
+            ]
+        );
+        for bad in [
+            "compose_hash = [\"c0\"]\n",
+            "os_image_hash = [\"zz\"]\n",
+            "instance_id = [\"1d1d\"]\n",
+            "key_provider = [\":ab\"]\n",
+        ] {
+            let text = entry(&format!("{}{bad}", os("")));
+            assert!(
+                Config::from_toml(&text, "p.toml", Path::new(".")).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn app_identity_keys_need_a_tdx_entry() {
+        let text = format!(
+            "[[enclave]]\nhosts = [\"a.test\"]\nmrenclave = [\"{}\"]\ncompose_hash = [\"{}\"]\n",
+            "e1".repeat(32),
+            "c0".repeat(32)
+        );
+        let err = Config::from_toml(&text, "p.toml", Path::new(".")).expect_err("sgx");
+        assert!(err.to_string().contains("need tee = \"tdx\""), "{err}");
+    }
+}

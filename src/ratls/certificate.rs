@@ -78,9 +78,11 @@ impl EvidenceError {
     pub fn code(&self) -> RefusalCode {
         match self {
             Self::NoQuote => RefusalCode::NoQuote,
-            Self::Ambiguous(_) | Self::Dice(_) | Self::TooLarge(_) | Self::Dstack(_) => {
-                RefusalCode::QuoteMalformed
-            }
+            Self::Ambiguous(_)
+            | Self::Dice(_)
+            | Self::TooLarge(_)
+            | Self::Dstack(_)
+            | Self::LegacyWithoutEventLog => RefusalCode::QuoteMalformed,
             Self::UnsupportedTee(_) => RefusalCode::UnsupportedTee,
         }
     }

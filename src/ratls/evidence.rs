@@ -16,7 +16,8 @@
 //! dstack wraps every extension's content in a DER OCTET STRING inside the extnValue. More
 //! than one raw carrier in one certificate is ambiguous and refused, and so are `.1.8` beside
 //! `.1.1` or `.1.2` (dstack reads `.1.8` and ignores the rest: two verifiers would see two
-//! different quotes), and `.1.2` without `.1.1`. dstack evidence of a platform this build
+//! different quotes), DICE evidence beside any of dstack's (Gramine reads the one, dstack the
+//! other), `.1.2` without `.1.1`, and `.1.1` without `.1.2` (dstack refuses that too). dstack evidence of a platform this build
 //! does not verify (SEV-SNP, Nitro, GCP TDX) is recognised and refused as such.
 
 use x509_parser::certificate::X509Certificate;
@@ -97,6 +98,10 @@ pub enum EvidenceError {
     /// The carried quote is above the size cap (`quote_malformed`).
     #[error("the embedded quote is {0} bytes, above the {MAX_QUOTE_LEN}-byte limit")]
     TooLarge(usize),
+    /// dstack's legacy quote (`.1.1`) without its event log (`.1.2`), which dstack refuses
+    /// too (`quote_malformed`).
+    #[error("dstack's legacy quote (1.3.6.1.4.1.62397.1.1) without its event log (.1.2): dstack's verifier refuses it, and it names no app")]
+    LegacyWithoutEventLog,
     /// dstack's evidence does not decode (`quote_malformed`).
     #[error("dstack evidence is malformed: {0}")]
     Dstack(#[from] AttestationError),
@@ -125,7 +130,17 @@ fn capped(quote: &[u8]) -> Result<&[u8], EvidenceError> {
 
 /// Finds the quote, preferring DICE evidence when present (as Gramine does).
 pub fn find<'a>(cert: &'a X509Certificate<'_>) -> Result<Evidence<'a>, EvidenceError> {
+    let dstack_log = extension(cert, OID_DSTACK_EVENT_LOG)?;
     if let Some(value) = extension(cert, OID_TCG_DICE_TAGGED_EVIDENCE)? {
+        // Gramine reads DICE first, dstack reads its own: two verifiers, two quotes.
+        if dstack_log.is_some()
+            || extension(cert, OID_DSTACK_ATTESTATION)?.is_some()
+            || extension(cert, OID_DSTACK_QUOTE)?.is_some()
+        {
+            return Err(EvidenceError::Ambiguous(
+                "TCG DICE evidence (2.23.133.5.4.9) beside dstack's evidence (1.3.6.1.4.1.62397.1.8, .1.1 or .1.2)",
+            ));
+        }
         let mut c = Cbor::new(value);
         if c.tag()? != DICE_INTEL_QUOTE_TAG {
             return Err(
@@ -142,7 +157,6 @@ pub fn find<'a>(cert: &'a X509Certificate<'_>) -> Result<Evidence<'a>, EvidenceE
         }
         return Ok(Evidence::Dice { quote, claims });
     }
-    let dstack_log = extension(cert, OID_DSTACK_EVENT_LOG)?;
     if let Some(value) = extension(cert, OID_DSTACK_ATTESTATION)? {
         if dstack_log.is_some() || extension(cert, OID_DSTACK_QUOTE)?.is_some() {
             return Err(EvidenceError::Ambiguous(
@@ -188,6 +202,11 @@ pub fn find<'a>(cert: &'a X509Certificate<'_>) -> Result<Evidence<'a>, EvidenceE
         (_, Some(_)) => Err(EvidenceError::Ambiguous(
             "dstack's event log (1.3.6.1.4.1.62397.1.2) without its quote (.1.1)",
         )),
+        // dstack refuses it too: without the log RTMR3 names no app, and a quote dstack's
+        // verifier would refuse must not pass here.
+        (Some(Evidence::Raw { oid, .. }), None) if oid == OID_DSTACK_QUOTE => {
+            Err(EvidenceError::LegacyWithoutEventLog)
+        }
         (found, None) => found.ok_or(EvidenceError::NoQuote),
     }
 }
