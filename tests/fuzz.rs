@@ -457,6 +457,31 @@ mod dstack {
         Ok(())
     }
 
+    /// `content` in a DER OCTET STRING, as dstack wraps every extension's content.
+    fn octets(content: &[u8]) -> Vec<u8> {
+        let len = content.len();
+        let mut out = vec![0x04];
+        if len < 0x80 {
+            out.push(len as u8);
+        } else {
+            let digits: Vec<u8> = len
+                .to_be_bytes()
+                .into_iter()
+                .skip_while(|b| *b == 0)
+                .collect();
+            out.push(0x80 | digits.len() as u8);
+            out.extend(digits);
+        }
+        out.extend_from_slice(content);
+        out
+    }
+
+    /// One key for every minted certificate (generating one per case is the slow part).
+    fn key() -> &'static rcgen::KeyPair {
+        static KEY: OnceLock<rcgen::KeyPair> = OnceLock::new();
+        KEY.get_or_init(|| rcgen::KeyPair::generate().expect("key"))
+    }
+
     /// Mostly whole (a cut input never parses, so it never reaches the replay).
     fn maybe_cut() -> impl Strategy<Value = Option<usize>> {
         prop_oneof![4 => Just(None), 1 => any::<usize>().prop_map(Some)]
@@ -504,6 +529,46 @@ mod dstack {
         #[test]
         fn dstack_v1_mutated_real(edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<bool>()), 1..8), cut in maybe_cut()) {
             mutated_replays_only_the_original(real_v1(), &edits, cut)?;
+        }
+
+        /// Certificates carrying the real `.1.8` attestations with up to 6 bytes overwritten,
+        /// alone or beside another carrier (TCG DICE, dstack's `.1.1` or `.1.2`, Cosmian's
+        /// TDX OID): `evidence::find` returns; beside another carrier it refuses; an
+        /// attestation it finds is the one the parser reads from the same bytes; and the
+        /// certificate is never accepted (no collateral here).
+        #[test]
+        fn dstack_certificates_through_evidence_find(v1 in any::<bool>(), edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6), beside in 0usize..5) {
+            use ratls_proxy::ratls::evidence::{self, Evidence, OID_DSTACK_QUOTE, OID_TCG_DICE_TAGGED_EVIDENCE, OID_TDX_QUOTE};
+            use ratls_proxy::dstack::OID_EVENT_LOG;
+            let o = if v1 { real_v1() } else { real_v0() };
+            let mut b = o.bytes.clone();
+            for (pos, v) in &edits {
+                let i = pos % b.len();
+                b[i] = *v;
+            }
+            let mut ext = vec![rcgen::CustomExtension::from_oid_content(OID_ATTESTATION, octets(&b))];
+            match beside {
+                1 => ext.push(rcgen::CustomExtension::from_oid_content(OID_TCG_DICE_TAGGED_EVIDENCE, vec![0xd9, 0xea, 0x60, 0x82, 0x41, 0x00, 0x41, 0x00])),
+                2 => ext.push(rcgen::CustomExtension::from_oid_content(OID_DSTACK_QUOTE, octets(v1_quote()))),
+                3 => ext.push(rcgen::CustomExtension::from_oid_content(OID_EVENT_LOG, octets(b"[]"))),
+                4 => ext.push(rcgen::CustomExtension::from_oid_content(OID_TDX_QUOTE, v1_quote().to_vec())),
+                _ => {}
+            }
+            let mut p = rcgen::CertificateParams::new(vec!["fuzz".to_owned()]).expect("params");
+            p.custom_extensions = ext;
+            let der = p.self_signed(key()).expect("cert").der().to_vec();
+            let (_, cert) = X509Certificate::from_der(&der).expect("our own certificate");
+            match evidence::find(&cert) {
+                Ok(Evidence::Dstack(found)) => {
+                    prop_assert_eq!(beside, 0, "found beside another carrier");
+                    let parsed = Attestation::parse(&b).ok();
+                    prop_assert_eq!(Some(&*found), parsed.as_ref());
+                }
+                Ok(other) => prop_assert!(false, "a .1.8 certificate read as {:?}", other),
+                Err(e) => prop_assert!(beside != 0 || !edits.is_empty(), "the real attestation alone refused: {}", e),
+            }
+            let a = super::appraise_certificate(&der, &super::no_collateral(), &common::permissive(true), super::BindingMode::Auto, super::UnixTime(0));
+            prop_assert!(!a.appraisal.is_accepted());
         }
 
         /// The legacy event log: arbitrary text beside a real quote, and the real full log
