@@ -134,5 +134,8 @@ fn bench_nitro(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, bench_nitro);
+#[path = "dstack_cert/mod.rs"]
+mod verify_dstack;
+
+criterion_group!(benches, bench, bench_nitro, verify_dstack::bench_dstack);
 criterion_main!(benches);

@@ -462,14 +462,14 @@ mod dstack {
         let len = content.len();
         let mut out = vec![0x04];
         if len < 0x80 {
-            out.push(len as u8);
+            out.push(u8::try_from(len).unwrap_or(0));
         } else {
             let digits: Vec<u8> = len
                 .to_be_bytes()
                 .into_iter()
                 .skip_while(|b| *b == 0)
                 .collect();
-            out.push(0x80 | digits.len() as u8);
+            out.push(0x80 | u8::try_from(digits.len()).unwrap_or(0));
             out.extend(digits);
         }
         out.extend_from_slice(content);
