@@ -11,7 +11,7 @@ mod common;
 use ratls_proxy::sim::{DstackSpec, DstackWire, SimBinding, SimConfig, SimEnclave, TdSpec};
 use serde_json::Value;
 
-use common::{curl_status, curl_via, env, free_port, output, start_sim, Env, Harness};
+use common::{curl_status, curl_via, env, free_port, output, start_sim, Binary, Env, Harness};
 
 fn hex48(b: u8) -> String {
     hex::encode([b; 48])
@@ -169,12 +169,12 @@ async fn dstack_apps_are_judged_by_their_identity_through_the_proxy() {
     tail.push_str(&entry("moved.dstack.test", &full, moved.addr()));
     tail.push_str(&entry("plain.dstack.test", &full, plain.addr()));
     let proxy = free_port();
-    let _p = Harness::new(&env)
+    let harness = Harness::new(&env)
         .listen(proxy)
         .collateral(&env.dir.join("pki/collateral"))
-        .tail(&tail)
-        .start_binary("dstack.toml")
-        .await;
+        .tail(&tail);
+    let mut p = Binary::start(&harness.write("dstack.toml"), proxy, &[], true).await;
+    let logs = p.log_lines();
     let via = format!("http://127.0.0.1:{proxy}");
     let ca = env.ca_pem().display().to_string();
     for (host, sim) in [
@@ -247,6 +247,22 @@ async fn dstack_apps_are_judged_by_their_identity_through_the_proxy() {
     assert!(of("plain.dstack.test").get("app").is_none());
     let (exit, out) = common::audit_verify(&trail, &[]);
     assert_eq!(exit, 0, "{out}");
+
+    // The access line of an accepted dstack request names the app.
+    let app_id = hex::encode(&d.app_id);
+    let mut named = false;
+    for _ in 0..50 {
+        named = logs.lock().expect("logs").iter().any(|v| {
+            v["target"] == "ratls_proxy::access"
+                && v["host"] == "v1.dstack.test"
+                && v["app_id"] == app_id.as_str()
+        });
+        if named {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(named, "{:#?}", logs.lock().expect("logs"));
 }
 
 /// `verify https://` reads the sim's `.1.8` in both wire forms like a real dstack app's:

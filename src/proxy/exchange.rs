@@ -71,6 +71,20 @@ impl Verdict {
             _ => None,
         }
     }
+
+    /// The dstack app id of an accepted verdict on dstack evidence (hex).
+    fn app_id(&self) -> Option<&str> {
+        let Self::Accepted(v) = self else {
+            return None;
+        };
+        v.accepted
+            .appraisal()
+            .dstack
+            .as_ref()?
+            .app
+            .app_id
+            .as_deref()
+    }
 }
 
 /// The destination a request named, as its access line, metric label and refusal show it
@@ -365,6 +379,7 @@ fn log(proxy: &Proxy, asked: &Asked, o: &Outcome, status: StatusCode, ended: Opt
         code,
         mrenclave = o.verdict.measurement(TeeType::Sgx).as_deref().unwrap_or("-"),
         mrtd = o.verdict.measurement(TeeType::Tdx).as_deref().unwrap_or("-"),
+        app_id = o.verdict.app_id(),
         upstream_ms = o.upstream.map_or(-1.0, ms),
         total_ms = ms(asked.start.elapsed()),
         upgrade = closed.map(|_| "websocket"),
