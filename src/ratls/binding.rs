@@ -3,9 +3,10 @@
 //! - Cosmian: SHA-256 of the uncompressed EC point `04‖X‖Y`;
 //! - Gramine legacy: SHA-256 of the SubjectPublicKeyInfo DER;
 //! - Gramine DICE: SHA-256 of the embedded claims, whose `pubkey-hash` is the SPKI hash;
-//! - dstack (TDX, its OIDs `1.3.6.1.4.1.62397.1.8` and `.1.1` only): all 64 bytes are
-//!   SHA-512(`"ratls-cert:"` ‖ SPKI DER), dstack's `QuoteContentType::RaTlsCert`; the
-//!   attestation's own report data must be the quote's too.
+//! - dstack (TDX, its OIDs `1.3.6.1.4.1.62397.1.8`, and `.1.1` with its `.1.2` event log;
+//!   `evidence::find` refuses `.1.1` alone): all 64 bytes are SHA-512(`"ratls-cert:"` ‖ SPKI
+//!   DER), dstack's `QuoteContentType::RaTlsCert`; the attestation's own report data must be
+//!   the quote's too.
 //!
 //! REPORTDATA[32..64] is application data (Cosmian puts an X25519 key there) and is never
 //! required to be zero. Both hashes commit to the same key, so `auto` is safe.
@@ -124,24 +125,6 @@ pub fn check(
             crate::dstack::binding::check(att, key.spki_der, &report_data.0)
                 .map(|()| Binding::Dstack)
                 .map_err(|e| e.to_string())
-        }
-        Evidence::Raw { oid, .. } if *oid == evidence::OID_DSTACK_QUOTE => {
-            if !matches!(mode, BindingMode::Auto | BindingMode::Dstack) {
-                return Err(
-                    "the certificate carries a dstack quote, the policy requires another binding"
-                        .into(),
-                );
-            }
-            let want = dstack_report_data(key.spki_der);
-            if want == report_data.0 {
-                Ok(Binding::Dstack)
-            } else {
-                Err(format!(
-                    "REPORTDATA {} is not dstack's SHA-512(\"ratls-cert:\" ‖ SPKI) ({})",
-                    report_data,
-                    hex::encode(want)
-                ))
-            }
         }
         Evidence::Raw { .. } if mode == BindingMode::Dstack => Err(
             "the policy requires the dstack binding, the certificate is not a dstack one".into(),
