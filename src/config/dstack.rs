@@ -6,20 +6,32 @@
 use toml::Spanned;
 
 use super::checker::Checker;
-use super::enclave::RawEnclave;
 use crate::appraise::app_identity::{AppIdentityPolicy, KeyProviderPin};
 use crate::dcap::quote::TeeType;
 
-fn first_key(e: &RawEnclave) -> Option<&Spanned<String>> {
-    [
-        &e.app_id,
-        &e.compose_hash,
-        &e.os_image_hash,
-        &e.instance_id,
-        &e.key_provider,
-    ]
-    .into_iter()
-    .find_map(|v| v.first())
+/// The keys of one `[[enclave]]` this module reads, as written.
+pub(super) struct AppKeys<'a> {
+    pub(super) app_id: &'a [Spanned<String>],
+    pub(super) compose_hash: &'a [Spanned<String>],
+    pub(super) os_image_hash: &'a [Spanned<String>],
+    pub(super) instance_id: &'a [Spanned<String>],
+    pub(super) key_provider: &'a [Spanned<String>],
+    /// `mrtd`, `rtmr0`, `rtmr1`, `rtmr2`: the OS measurements an identity needs beside it.
+    pub(super) os: [(&'static str, &'a [Spanned<String>]); 4],
+}
+
+impl AppKeys<'_> {
+    fn first(&self) -> Option<&Spanned<String>> {
+        [
+            self.app_id,
+            self.compose_hash,
+            self.os_image_hash,
+            self.instance_id,
+            self.key_provider,
+        ]
+        .into_iter()
+        .find_map(<[_]>::first)
+    }
 }
 
 fn bytes_list(c: &mut Checker<'_>, key: &str, v: &[Spanned<String>], len: usize) -> Vec<Vec<u8>> {
@@ -36,14 +48,14 @@ fn bytes_list(c: &mut Checker<'_>, key: &str, v: &[Spanned<String>], len: usize)
         .collect()
 }
 
-/// Validates the app-identity keys of `raw`, an entry of TEE `tee`; the policy, empty when
+/// Validates the app-identity keys `raw` of an entry of TEE `tee`; the policy, empty when
 /// nothing is pinned.
 pub(super) fn check(
     c: &mut Checker<'_>,
-    raw: &RawEnclave,
+    raw: &AppKeys<'_>,
     tee: Option<TeeType>,
 ) -> AppIdentityPolicy {
-    let Some(first) = first_key(raw) else {
+    let Some(first) = raw.first() else {
         return AppIdentityPolicy::default();
     };
     if tee != Some(TeeType::Tdx) {
@@ -52,13 +64,8 @@ pub(super) fn check(
             "dstack app-identity keys (app_id, compose_hash, os_image_hash, instance_id, key_provider) need tee = \"tdx\"",
         );
     }
-    let os = [
-        ("mrtd", &raw.mrtd),
-        ("rtmr0", &raw.rtmr0),
-        ("rtmr1", &raw.rtmr1),
-        ("rtmr2", &raw.rtmr2),
-    ];
-    let missing: Vec<&str> = os
+    let missing: Vec<&str> = raw
+        .os
         .iter()
         .filter(|(_, list)| list.is_empty())
         .map(|(key, _)| *key)
@@ -73,10 +80,10 @@ pub(super) fn check(
         );
     }
     AppIdentityPolicy {
-        app_id: bytes_list(c, "app_id", &raw.app_id, 20),
-        compose_hash: bytes_list(c, "compose_hash", &raw.compose_hash, 32),
-        os_image_hash: bytes_list(c, "os_image_hash", &raw.os_image_hash, 32),
-        instance_id: bytes_list(c, "instance_id", &raw.instance_id, 20),
+        app_id: bytes_list(c, "app_id", raw.app_id, 20),
+        compose_hash: bytes_list(c, "compose_hash", raw.compose_hash, 32),
+        os_image_hash: bytes_list(c, "os_image_hash", raw.os_image_hash, 32),
+        instance_id: bytes_list(c, "instance_id", raw.instance_id, 20),
         key_provider: raw
             .key_provider
             .iter()

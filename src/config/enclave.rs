@@ -162,7 +162,20 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
             .and_then(|s| c.parse(s, |v| TeeTcbSvn::from_hex(v))),
         xfam: list(c, &e.xfam, Xfam::from_hex),
     };
-    let app = super::dstack::check(c, e, tee);
+    let keys = super::dstack::AppKeys {
+        app_id: &e.app_id,
+        compose_hash: &e.compose_hash,
+        os_image_hash: &e.os_image_hash,
+        instance_id: &e.instance_id,
+        key_provider: &e.key_provider,
+        os: [
+            ("mrtd", &e.mrtd),
+            ("rtmr0", &e.rtmr0),
+            ("rtmr1", &e.rtmr1),
+            ("rtmr2", &e.rtmr2),
+        ],
+    };
+    let app = super::dstack::check(c, &keys, tee);
     let mrenclave: Vec<MrEnclave> = e
         .mrenclave
         .iter()
