@@ -17,8 +17,9 @@
 //! than one raw carrier in one certificate is ambiguous and refused, and so are `.1.8` beside
 //! `.1.1` or `.1.2` (dstack reads `.1.8` and ignores the rest: two verifiers would see two
 //! different quotes), DICE evidence beside any of dstack's (Gramine reads the one, dstack the
-//! other), `.1.2` without `.1.1`, and `.1.1` without `.1.2` (dstack refuses that too). dstack evidence of a platform this build
-//! does not verify (SEV-SNP, Nitro, GCP TDX) is recognised and refused as such.
+//! other), `.1.2` without `.1.1`, and `.1.1` without `.1.2` (dstack refuses that too).
+//! dstack evidence of a platform this build does not verify (SEV-SNP, Nitro, GCP TDX) is
+//! recognised and refused as such.
 
 use x509_parser::certificate::X509Certificate;
 use x509_parser::der_parser::oid::Oid;
