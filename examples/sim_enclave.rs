@@ -101,19 +101,19 @@ struct Args {
     #[arg(long, default_value = "legacy")]
     dstack_wire: DstackWire,
     /// With --binding dstack: the app id RTMR3's `app-id` event names (hex).
-    #[arg(long)]
+    #[arg(long, visible_alias = "app-id")]
     dstack_app_id: Option<String>,
     /// The compose hash (`compose-hash` event, hex).
-    #[arg(long)]
+    #[arg(long, visible_alias = "compose-hash")]
     dstack_compose_hash: Option<String>,
     /// The instance id (`instance-id` event, hex).
-    #[arg(long)]
+    #[arg(long, visible_alias = "instance-id")]
     dstack_instance_id: Option<String>,
     /// The measured OS image hash (`os-image-hash` event, hex; empty: no such event).
-    #[arg(long)]
+    #[arg(long, visible_alias = "os-image-hash")]
     dstack_os_image_hash: Option<String>,
     /// The key provider, NAME:ID (`key-provider` event).
-    #[arg(long)]
+    #[arg(long, visible_alias = "key-provider")]
     dstack_key_provider: Option<String>,
     /// Carry a compose hash other than the one extended into RTMR3 (event_log_mismatch).
     #[arg(long)]
