@@ -611,3 +611,73 @@ fn verify_cert_prints_the_app_identity_and_exits_2_without_collateral() {
     }
     let _ = std::fs::remove_dir_all(&coll_dir);
 }
+
+/// The real app identity pinned, on the real certificates: a matching identity goes on to
+/// the collateral (withheld here), each field changed is refused with its own code, and the
+/// bare quote (`verify --quote`: no event log) is refused whatever it is.
+#[test]
+fn the_real_app_identity_is_judged_by_the_policy() {
+    use ratls_proxy::appraise::app_identity::AppIdentityPolicy;
+    let unhex = |h: &str| hex::decode(h).expect("hex");
+    let pinned = || {
+        let mut p = common::permissive(false);
+        p.app = AppIdentityPolicy {
+            app_id: vec![unhex(APP_ID)],
+            compose_hash: vec![unhex(COMPOSE_HASH)],
+            instance_id: vec![unhex(INSTANCE_ID)],
+            key_provider: vec!["none".parse().expect("pin")],
+            ..AppIdentityPolicy::default()
+        };
+        p
+    };
+    let none = VerifyError::Collateral(ratls_proxy::dcap::collateral::CollateralError::Json(
+        "none in this test".into(),
+    ));
+    let judge = |der: &[u8], policy| {
+        let a = appraise_certificate(der, &none, &policy, BindingMode::Auto, UnixTime(AT));
+        code(&a)
+    };
+    for name in [V0, V1] {
+        let der = real_leaf(name);
+        assert_eq!(
+            judge(&der, pinned()),
+            Some(RefusalCode::CollateralUnavailable),
+            "{name}"
+        );
+        let cases: [(fn(&mut AppIdentityPolicy), RefusalCode); 5] = [
+            (
+                |a| a.app_id = vec![vec![0xee; 20]],
+                RefusalCode::AppIdMismatch,
+            ),
+            (
+                |a| a.compose_hash = vec![vec![0xee; 32]],
+                RefusalCode::ComposeHashMismatch,
+            ),
+            // Key provider `none`: no os-image-hash event, so a pinned one is refused.
+            (
+                |a| a.os_image_hash = vec![vec![0xee; 32]],
+                RefusalCode::OsImageHashMismatch,
+            ),
+            (
+                |a| a.instance_id = vec![vec![0xee; 20]],
+                RefusalCode::InstanceIdMismatch,
+            ),
+            (
+                |a| a.key_provider = vec!["kms:ab".parse().expect("pin")],
+                RefusalCode::KeyProviderMismatch,
+            ),
+        ];
+        for (change, want) in cases {
+            let mut p = pinned();
+            change(&mut p.app);
+            assert_eq!(judge(&der, p), Some(want), "{name}");
+        }
+        let quote = real_quote(name);
+        let a = ratls_proxy::appraise::appraise(&quote, &none, &pinned(), UnixTime(AT));
+        assert_eq!(
+            a.outcome.err().map(|r| r.code),
+            Some(RefusalCode::AppIdMismatch),
+            "{name}: a bare quote names no app"
+        );
+    }
+}
