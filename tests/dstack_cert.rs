@@ -644,7 +644,8 @@ fn the_real_app_identity_is_judged_by_the_policy() {
             Some(RefusalCode::CollateralUnavailable),
             "{name}"
         );
-        let cases: [(fn(&mut AppIdentityPolicy), RefusalCode); 5] = [
+        type Change = fn(&mut AppIdentityPolicy);
+        let cases: [(Change, RefusalCode); 5] = [
             (
                 |a| a.app_id = vec![vec![0xee; 20]],
                 RefusalCode::AppIdMismatch,
