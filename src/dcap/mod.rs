@@ -7,6 +7,7 @@ pub mod early;
 pub mod error;
 pub mod identity;
 pub mod ids;
+pub mod known;
 pub mod pki;
 pub mod quote;
 pub mod tcb;

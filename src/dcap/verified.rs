@@ -12,6 +12,7 @@ use super::collateral::qe_identity::QeIdentity;
 use super::collateral::tcb_info::TcbInfo;
 use super::collateral::{Collateral, CollateralItem};
 use crate::dcap::error::VerifyError;
+use crate::dcap::known::{KnownPlatforms, KnownStats};
 use crate::dcap::pki;
 use crate::dcap::time::UnixTime;
 use crate::dcap::trust::TrustAnchor;
@@ -73,6 +74,8 @@ pub struct VerifiedCollateral {
     windows: Vec<Window>,
     /// SHA-256 of the exact bytes verified, for the audit trail.
     pub digests: CollateralDigests,
+    /// The PCK chains and QE reports verified under this snapshot (and only this one).
+    pub(crate) known: KnownPlatforms,
 }
 
 /// SHA-256 of each collateral item's exact bytes: what a verdict was made with.
@@ -138,6 +141,7 @@ impl VerifiedCollateral {
             anchor,
             &root_crl_revoked,
             "TCB info issuer chain",
+            None,
         )?;
         windows.push(Window {
             item: CollateralItem::TcbInfoSigner,
@@ -166,6 +170,7 @@ impl VerifiedCollateral {
                 anchor,
                 &root_crl_revoked,
                 "QE identity issuer chain",
+                Some(&tcb_signer),
             )?
         };
         windows.push(Window {
@@ -230,7 +235,13 @@ impl VerifiedCollateral {
             pck_crl_ca,
             windows,
             digests: CollateralDigests::of(c),
+            known: KnownPlatforms::new(),
         })
+    }
+
+    /// How many PCK chains and QE reports this snapshot has verified and reused.
+    pub fn known_platforms(&self) -> KnownStats {
+        self.known.stats()
     }
 
     /// Fails unless every item is within its validity window at `now`.
@@ -278,7 +289,13 @@ impl VerifiedCollateral {
         item: CollateralItem,
     ) -> Result<Window, VerifyError> {
         let (chain_what, doc_what) = what;
-        let signer = verify_signer_chain(chain, &self.anchor, &self.root_crl_revoked, chain_what)?;
+        let signer = verify_signer_chain(
+            chain,
+            &self.anchor,
+            &self.root_crl_revoked,
+            chain_what,
+            None,
+        )?;
         if !pki::verify_raw_signature(&signer.point, text.as_bytes(), signature) {
             return Err(VerifyError::Signature(doc_what));
         }
@@ -292,17 +309,20 @@ impl VerifiedCollateral {
 /// A signer certificate verified directly under the root.
 #[derive(Clone)]
 struct Signer {
+    der: Vec<u8>,
     point: Vec<u8>,
     window: Window,
 }
 
 /// Checks a `[signer, root]` PEM chain: the root is the pinned one, the signer is issued
-/// and signed by it, and not in the root CRL.
+/// and signed by it, and not in the root CRL. A signer byte-identical to `verified` (checked
+/// under the same root and root CRL in this verification) is not verified twice.
 fn verify_signer_chain(
     pem: &str,
     anchor: &TrustAnchor,
     root_crl_revoked: &[Vec<u8>],
     what: &'static str,
+    verified: Option<&Signer>,
 ) -> Result<Signer, VerifyError> {
     let ders = pki::pem_chain(pem.as_bytes(), what).map_err(|e| VerifyError::chain(what, e))?;
     let [signer_der, root_der] =
@@ -325,10 +345,18 @@ fn verify_signer_chain(
             ),
         });
     }
+    let window = cert_window(&signer, CollateralItem::TcbInfoSigner);
+    if let Some(v) = verified.filter(|v| v.der == signer_der) {
+        return Ok(Signer {
+            window,
+            ..v.clone()
+        });
+    }
     let ca = verify_under_root(&signer, anchor, root_crl_revoked, what)?;
     Ok(Signer {
+        der: ca.der,
         point: ca.point,
-        window: cert_window(&signer, CollateralItem::TcbInfoSigner),
+        window,
     })
 }
 

@@ -3,10 +3,11 @@
 //! The body of [`verify`] is the check list of `reference/dcap-verification.md` §5, in
 //! order; each step is one function. Collateral signatures were checked once when the
 //! [`VerifiedCollateral`] was built; here only the quote's own chain and signatures
-//! are checked (3 ECDSA verifications when the PCK CA matches the collateral's).
+//! are checked (3 ECDSA verifications when the PCK CA matches the collateral's, and 1, the
+//! quote's own, when the snapshot has verified this platform's PCK chain and QE report
+//! before: `dcap::known`).
 
 use sha2::{Digest, Sha256};
-use x509_parser::certificate::X509Certificate;
 
 use super::identity::Identity;
 use super::quote::limits::PCK_CHAIN_LEN;
@@ -89,8 +90,9 @@ struct QeFacts {
     isv_svn: IsvSvn,
 }
 
-impl From<&ReportBody<'_>> for QeFacts {
-    fn from(qe: &ReportBody<'_>) -> Self {
+impl QeFacts {
+    /// The facts of a QE report whose signature verified (the proof is the argument).
+    fn of(qe: &ReportBody<'_>, _signed: SignedQeReport) -> Self {
         Self {
             miscselect: qe.miscselect,
             attributes: qe.attributes,
@@ -109,10 +111,21 @@ pub fn verify(
 ) -> Result<VerifiedQuote, VerifyError> {
     collateral.check_fresh(now)?;
     check_collateral_tee(quote, collateral)?;
-    let pck = verify_pck_chain(quote, collateral, now)?;
-    verify_qe_report_signature(quote, &pck.point)?;
+    let pck = collateral
+        .known
+        .pck
+        .get_or_verify(quote.qe.pck_chain_pem, || {
+            verify_pck_chain(quote, collateral, now)
+        })?;
+    pck.check_validity(now)?;
+    let signed = collateral
+        .known
+        .qe
+        .get_or_verify(&qe_report_key(quote, &pck), || {
+            verify_qe_report_signature(quote, &pck.point)
+        })?;
     verify_qe_report_data(quote)?;
-    let qe = QeFacts::from(&quote.qe.report);
+    let qe = QeFacts::of(&quote.qe.report, signed);
     let qe_level = verify_qe_identity(&qe, &collateral.qe_identity)?;
     verify_isv_report_signature(quote)?;
     let facts = TcbFacts {
@@ -236,10 +249,39 @@ fn check_collateral_tee(quote: &Quote<'_>, c: &VerifiedCollateral) -> Result<(),
     Ok(())
 }
 
-/// The PCK leaf's key and TCB, once its chain verified.
-struct Pck {
+/// The PCK leaf's key and TCB, once its chain verified under one snapshot (root, CRLs):
+/// constructed only by [`verify_pck_chain`]; `dcap::known` remembers it by the chain's bytes.
+#[derive(Clone, Debug)]
+pub(crate) struct VerifiedPck {
     point: Vec<u8>,
     tcb: PckTcb,
+    /// The PCK CA's then the leaf's validity, checked at every use (they depend on the time).
+    validity: [(&'static str, (i64, i64)); 2],
+}
+
+impl VerifiedPck {
+    /// Fails unless the PCK CA and the leaf are valid at `now` (in the order of the chain check).
+    fn check_validity(&self, now: UnixTime) -> Result<(), VerifyError> {
+        self.validity
+            .iter()
+            .try_for_each(|&(what, window)| check_window(window, now, what))
+    }
+}
+
+/// Proof that a QE report's signature verified under a PCK key: constructed only by
+/// [`verify_qe_report_signature`]; `dcap::known` remembers it by the bytes it covered.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SignedQeReport(());
+
+/// What a QE report signature's verification depended on, byte for byte: the report, its
+/// signature and the PCK key.
+fn qe_report_key(quote: &Quote<'_>, pck: &VerifiedPck) -> Vec<u8> {
+    [
+        quote.qe.report.raw.as_slice(),
+        quote.qe.report_signature,
+        &pck.point,
+    ]
+    .concat()
 }
 
 /// E: the quote's PCK chain [leaf, CA, root] up to the pinned root, fresh, not revoked,
@@ -248,7 +290,7 @@ fn verify_pck_chain(
     quote: &Quote<'_>,
     c: &VerifiedCollateral,
     now: UnixTime,
-) -> Result<Pck, VerifyError> {
+) -> Result<VerifiedPck, VerifyError> {
     let what = "PCK certificate chain";
     let ders =
         pki::pem_chain(quote.qe.pck_chain_pem, what).map_err(|e| VerifyError::chain(what, e))?;
@@ -262,8 +304,13 @@ fn verify_pck_chain(
         pki::parse_cert(&leaf_der, "PCK certificate").map_err(|e| VerifyError::chain(what, e))?;
     let ca =
         pki::parse_cert(&ca_der, "PCK CA certificate").map_err(|e| VerifyError::chain(what, e))?;
-    check_validity(&ca, now, "PCK CA certificate")?;
-    check_validity(&leaf, now, "PCK certificate")?;
+    let validity = [
+        ("PCK CA certificate", pki::validity(&ca)),
+        ("PCK certificate", pki::validity(&leaf)),
+    ];
+    for (what, window) in validity {
+        check_window(window, now, what)?;
+    }
 
     // The CA is normally the very certificate the collateral's CRL chain verified.
     let ca_point = if ca_der == c.pck_ca.der {
@@ -319,7 +366,11 @@ fn verify_pck_chain(
         what: "PCK certificate SGX extension",
         detail,
     })?;
-    Ok(Pck { point, tcb })
+    Ok(VerifiedPck {
+        point,
+        tcb,
+        validity,
+    })
 }
 
 /// The FMSPC and PCK CA name of a quote whose PCK chain verifies up to `anchor` (signatures
@@ -358,12 +409,11 @@ pub fn pck_platform_under(
     Ok((tcb.fmspc, pki::common_name(&ca)))
 }
 
-fn check_validity(
-    cert: &X509Certificate<'_>,
+fn check_window(
+    (from, until): (i64, i64),
     now: UnixTime,
     what: &'static str,
 ) -> Result<(), VerifyError> {
-    let (from, until) = pki::validity(cert);
     if now.0 < from || now.0 > until {
         return Err(VerifyError::Chain {
             what,
@@ -378,9 +428,12 @@ fn check_validity(
 }
 
 /// F: the PCK key signed the QE report.
-fn verify_qe_report_signature(quote: &Quote<'_>, pck_point: &[u8]) -> Result<(), VerifyError> {
+fn verify_qe_report_signature(
+    quote: &Quote<'_>,
+    pck_point: &[u8],
+) -> Result<SignedQeReport, VerifyError> {
     if pki::verify_raw_signature(pck_point, quote.qe.report.raw, quote.qe.report_signature) {
-        Ok(())
+        Ok(SignedQeReport(()))
     } else {
         Err(VerifyError::Signature("QE report"))
     }
