@@ -277,7 +277,9 @@ mod sim {
         assert_eq!(ecdsa, 2);
         assert_eq!(old.known_platforms().pck_hits, 1);
 
-        let revoking = pki.collateral(issued, &[pck.serial.clone()]).expect("c");
+        let revoking = pki
+            .collateral(issued, std::slice::from_ref(&pck.serial))
+            .expect("c");
         let new = snapshot(&revoking, &anchor);
         let (refused, _) = judged(&second, &new, now);
         assert_eq!(
