@@ -4,8 +4,8 @@
 //!
 //! A PCK chain and a QE report (with its signature) are the same bytes in every quote a
 //! platform's quoting enclave produces until its attestation key changes. What is stored
-//! is the proof value the verification returned (`verify::VerifiedPck`,
-//! `verify::SignedQeReport`, constructed nowhere else), so a hit hands back exactly what
+//! is the proof value the verification returned (`pck_chain::VerifiedPck`,
+//! `pck_chain::SignedQeReport`, constructed nowhere else), so a hit hands back exactly what
 //! verifying those bytes again would; only successes are stored. The memo lives inside a
 //! [`crate::dcap::verified::VerifiedCollateral`] and dies with it: it is never consulted
 //! under another snapshot (other CRLs) or another trust root, and a clone starts cold.
@@ -72,9 +72,9 @@ impl<V: Clone> Memo<V> {
 /// The platforms one snapshot has seen: verified PCK chains and QE report signatures.
 pub struct KnownPlatforms {
     /// By the quote's PCK chain PEM, byte for byte (leaf, PCK CA and root).
-    pub(crate) pck: Memo<crate::dcap::verify::VerifiedPck>,
+    pub(crate) pck: Memo<crate::dcap::pck_chain::VerifiedPck>,
     /// By the QE report, its signature and the PCK key it verified under.
-    pub(crate) qe: Memo<crate::dcap::verify::SignedQeReport>,
+    pub(crate) qe: Memo<crate::dcap::pck_chain::SignedQeReport>,
 }
 
 /// How much of the memo is filled and used (for tests and metrics).

@@ -13,7 +13,9 @@ use super::collateral::tcb_info::TcbInfo;
 use super::collateral::{Collateral, CollateralItem};
 use crate::dcap::error::VerifyError;
 use crate::dcap::known::{KnownPlatforms, KnownStats};
+use crate::dcap::pck_chain::PckTrust;
 use crate::dcap::pki;
+use crate::dcap::root::{check_root_copy, verify_under_root, VerifiedCa};
 use crate::dcap::time::UnixTime;
 use crate::dcap::trust::TrustAnchor;
 
@@ -47,13 +49,6 @@ pub(crate) fn check_windows(windows: &[Window], now: UnixTime) -> Result<(), Ver
         }
     }
     Ok(())
-}
-
-/// A CA certificate verified directly under the root: its DER and key.
-#[derive(Clone, Debug)]
-pub(crate) struct VerifiedCa {
-    pub(crate) der: Vec<u8>,
-    pub(crate) point: Vec<u8>,
 }
 
 /// Collateral whose signatures and chains have been verified against a trust anchor.
@@ -239,6 +234,17 @@ impl VerifiedCollateral {
         })
     }
 
+    /// What a quote's PCK chain is judged under in this snapshot.
+    pub(crate) fn pck_trust(&self) -> PckTrust<'_> {
+        PckTrust {
+            anchor: &self.anchor,
+            root_crl_revoked: &self.root_crl_revoked,
+            pck_ca: &self.pck_ca,
+            pck_crl_issuer: &self.pck_crl_issuer,
+            pck_crl_revoked: &self.pck_crl_revoked,
+        }
+    }
+
     /// How many PCK chains and QE reports this snapshot has verified and reused.
     pub fn known_platforms(&self) -> KnownStats {
         self.known.stats()
@@ -357,58 +363,6 @@ fn verify_signer_chain(
         der: ca.der,
         point: ca.point,
         window,
-    })
-}
-
-/// The chain's copy of the root must be byte-identical to the pinned root.
-pub(crate) fn check_root_copy(
-    root_der: &[u8],
-    anchor: &TrustAnchor,
-    what: &'static str,
-) -> Result<(), VerifyError> {
-    if root_der == anchor.der() {
-        Ok(())
-    } else {
-        Err(VerifyError::Chain {
-            what,
-            detail: "the chain ends in a root other than the pinned trust root".into(),
-        })
-    }
-}
-
-/// Checks that `cert` is issued and signed by the root and not revoked by it.
-pub(crate) fn verify_under_root(
-    cert: &X509Certificate<'_>,
-    anchor: &TrustAnchor,
-    root_crl_revoked: &[Vec<u8>],
-    what: &'static str,
-) -> Result<VerifiedCa, VerifyError> {
-    if cert.issuer().as_raw() != anchor.subject() {
-        return Err(VerifyError::Chain {
-            what,
-            detail: format!(
-                "`{}` is issued by `{}`, not by the pinned root",
-                cert.subject(),
-                cert.issuer()
-            ),
-        });
-    }
-    pki::verify_cert_signature(cert, anchor.point(), what)
-        .map_err(|e| VerifyError::chain(what, e))?;
-    if root_crl_revoked
-        .iter()
-        .any(|s| s.as_slice() == cert.raw_serial())
-    {
-        return Err(VerifyError::Revoked {
-            what,
-            serial: cert.raw_serial_as_string(),
-        });
-    }
-    let point =
-        pki::p256_point(cert.public_key(), what).map_err(|e| VerifyError::chain(what, e))?;
-    Ok(VerifiedCa {
-        der: cert.as_raw().to_vec(),
-        point: point.to_vec(),
     })
 }
 
