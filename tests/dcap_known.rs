@@ -8,6 +8,7 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
+use proptest::prelude::*;
 use ratls_proxy::appraise::refusal::RefusalCode;
 use ratls_proxy::appraise::{appraise, Appraisal};
 use ratls_proxy::dcap::collateral::Collateral;
@@ -229,6 +230,34 @@ fn mutated_quotes_sharing_a_known_platform_are_refused_as_when_cold() {
         assert!(judged(&case.quote, &warm, case.at).0.is_accepted());
     }
     assert!(checked >= 7 * 7, "{checked} mutated quotes");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Any one byte of any real quote changed: a snapshot warm with the genuine quote gives the
+    /// same verdict and reasons as a cold one.
+    #[test]
+    fn any_mutated_quote_gets_the_same_verdict_warm_and_cold(
+        which in any::<prop::sample::Index>(),
+        pos in any::<prop::sample::Index>(),
+        xor in 1u8..=255,
+    ) {
+        let Some(dir) = common::fixtures() else {
+            return Ok(());
+        };
+        let anchor = TrustAnchor::intel();
+        let mut all = cases(&dir);
+        let case = all.swap_remove(which.index(all.len()));
+        let warm = snapshot(&case.collateral, &anchor);
+        let _ = judged(&case.quote, &warm, case.at);
+        let mut quote = case.quote.clone();
+        let at = pos.index(quote.len());
+        quote[at] ^= xor;
+        let (hot, _) = judged(&quote, &warm, case.at);
+        let (cold, _) = judged(&quote, &snapshot(&case.collateral, &anchor), case.at);
+        prop_assert_eq!(verdict(&hot), verdict(&cold), "{} byte {}", case.name, at);
+    }
 }
 
 #[test]
