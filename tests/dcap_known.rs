@@ -260,6 +260,27 @@ proptest! {
     }
 }
 
+/// The QE identity's issuer chain differing from the TCB info's in text only (CRLF line ends)
+/// names the same TCB Signing certificate: its signature is verified once, and the snapshot
+/// costs the six distinct signatures either way.
+#[test]
+fn a_signer_in_two_chains_is_verified_once() {
+    let Some(dir) = common::fixtures() else {
+        return;
+    };
+    let anchor = TrustAnchor::intel();
+    let mut c = cases(&dir).remove(0).collateral;
+    let count = |c: &Collateral| {
+        let before = ecdsa_verifications_on_this_thread();
+        VerifiedCollateral::verify(c, &anchor).expect("verifies");
+        ecdsa_verifications_on_this_thread() - before
+    };
+    assert_eq!(count(&c), 6);
+    c.qe_identity_issuer_chain = c.qe_identity_issuer_chain.replace('\n', "\r\n");
+    assert_ne!(c.qe_identity_issuer_chain, c.tcb_info_issuer_chain);
+    assert_eq!(count(&c), 6);
+}
+
 #[test]
 fn a_known_platform_is_still_judged_by_the_time() {
     let Some(dir) = common::fixtures() else {

@@ -54,13 +54,7 @@ pub(crate) fn verify_pck_chain(
     now: UnixTime,
 ) -> Result<VerifiedPck, VerifyError> {
     let what = "PCK certificate chain";
-    let ders =
-        pki::pem_chain(quote.qe.pck_chain_pem, what).map_err(|e| VerifyError::chain(what, e))?;
-    let [leaf_der, ca_der, root_der] =
-        <[Vec<u8>; PCK_CHAIN_LEN]>::try_from(ders).map_err(|v| VerifyError::Chain {
-            what,
-            detail: format!("{} certificates, expected leaf, PCK CA and root", v.len()),
-        })?;
+    let [leaf_der, ca_der, root_der] = chain_ders(quote, what)?;
     check_root_copy(&root_der, c.anchor, what)?;
     let leaf =
         pki::parse_cert(&leaf_der, "PCK certificate").map_err(|e| VerifyError::chain(what, e))?;
@@ -171,13 +165,7 @@ pub fn pck_platform_under(
     anchor: &TrustAnchor,
 ) -> Result<(Fmspc, String), VerifyError> {
     let what = "PCK certificate chain";
-    let ders =
-        pki::pem_chain(quote.qe.pck_chain_pem, what).map_err(|e| VerifyError::chain(what, e))?;
-    let [leaf_der, ca_der, root_der] =
-        <[Vec<u8>; PCK_CHAIN_LEN]>::try_from(ders).map_err(|v| VerifyError::Chain {
-            what,
-            detail: format!("{} certificates, expected leaf, PCK CA and root", v.len()),
-        })?;
+    let [leaf_der, ca_der, root_der] = chain_ders(quote, what)?;
     check_root_copy(&root_der, anchor, what)?;
     let leaf =
         pki::parse_cert(&leaf_der, "PCK certificate").map_err(|e| VerifyError::chain(what, e))?;
@@ -197,6 +185,19 @@ pub fn pck_platform_under(
         detail,
     })?;
     Ok((tcb.fmspc, pki::common_name(&ca)))
+}
+
+/// The DER of the quote's PCK chain: exactly leaf, PCK CA and root.
+fn chain_ders(
+    quote: &Quote<'_>,
+    what: &'static str,
+) -> Result<[Vec<u8>; PCK_CHAIN_LEN], VerifyError> {
+    let ders =
+        pki::pem_chain(quote.qe.pck_chain_pem, what).map_err(|e| VerifyError::chain(what, e))?;
+    <[Vec<u8>; PCK_CHAIN_LEN]>::try_from(ders).map_err(|v| VerifyError::Chain {
+        what,
+        detail: format!("{} certificates, expected leaf, PCK CA and root", v.len()),
+    })
 }
 
 fn check_window(
