@@ -343,6 +343,32 @@ mod sim {
         assert!(judged(&second, &old, now).0.is_accepted());
     }
 
+    /// A remembered PCK chain is judged by the time at every use: a leaf not yet valid at
+    /// the verification time is refused from the memo as it is cold.
+    #[test]
+    fn a_remembered_leaf_is_refused_outside_its_validity() {
+        let now = UnixTime::now();
+        let pki = SimPki::generate(now).expect("pki");
+        let anchor = pki.anchor().expect("anchor");
+        // The leaf is valid from 9 days on; the collateral from a minute ago for 30 days.
+        let later = UnixTime(now.0 + 10 * 86_400);
+        let pck = pki.pck_leaf(TcbStatus::UpToDate, later).expect("pck");
+        let collateral = pki.collateral(UnixTime(now.0 - 60), &[]).expect("c");
+        let warm = snapshot(&collateral, &anchor);
+        let quote = forge(&EnclaveSpec::default(), &[4; 64], &pck).expect("quote");
+        assert!(judged(&quote, &warm, later).0.is_accepted());
+        let (hot, _) = judged(&quote, &warm, now);
+        let (cold, _) = judged(&quote, &snapshot(&collateral, &anchor), now);
+        assert_eq!(warm.known_platforms().pck_hits, 1, "answered from the memo");
+        assert_eq!(
+            hot.outcome.as_ref().err().map(|r| r.code),
+            Some(RefusalCode::ChainInvalid),
+            "{:?}",
+            hot.outcome
+        );
+        assert_eq!(verdict(&hot), verdict(&cold));
+    }
+
     /// A snapshot of another root knows nothing of this one's platforms, and a copy of a
     /// snapshot starts cold.
     #[test]
