@@ -24,13 +24,20 @@ pub const CAPACITY: usize = 2048;
 pub(crate) struct Memo<V> {
     entries: Mutex<HashMap<Box<[u8]>, V, foldhash::fast::RandomState>>,
     hits: AtomicU64,
+    capacity: usize,
 }
 
 impl<V: Clone> Memo<V> {
     fn new() -> Self {
+        Self::with_capacity(CAPACITY)
+    }
+
+    /// An empty memo holding at most `capacity` entries.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
         Self {
             entries: Mutex::new(HashMap::default()),
             hits: AtomicU64::new(0),
+            capacity,
         }
     }
 
@@ -48,7 +55,7 @@ impl<V: Clone> Memo<V> {
         }
         let v = verify()?;
         if let Ok(mut m) = self.entries.lock() {
-            if m.len() >= CAPACITY {
+            if m.len() >= self.capacity {
                 // Full: make room by dropping one entry (which one does not matter for
                 // correctness; the next quote of that platform verifies again).
                 if let Some(old) = m.keys().next().cloned() {
@@ -64,7 +71,7 @@ impl<V: Clone> Memo<V> {
         self.entries.lock().map(|m| m.len()).unwrap_or(0)
     }
 
-    fn hits(&self) -> u64 {
+    pub(crate) fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
     }
 }
