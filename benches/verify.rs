@@ -7,7 +7,9 @@
 //!   snapshot has seen (PCK chain and QE report remembered: one ECDSA, the quote's; nothing
 //!   keyed by the quote's body or signature is remembered, so the same quote measures it);
 //! - `dcap_qvl_ring`: the reference, collateral already deserialised;
-//! - `parse_only`: our zero-copy parser.
+//! - `parse_only`: our zero-copy parser;
+//! - `platform_lookup`: parse + the FMSPC and PCK CA a collateral source reads from the PCK
+//!   leaf to choose the snapshot (per quote in the proxy, before `verify`).
 //!
 //! AWS Nitro (`verify/nitro_nsm`, the real NSM document at its own timestamp):
 //! - `ours`: parse + chain (4 certificates) + ES384 (`nitro::parse`, `nitro::verify`);
@@ -37,6 +39,7 @@ use ratls_proxy::dcap::tcb::TcbStatus;
 use ratls_proxy::dcap::time::UnixTime;
 use ratls_proxy::dcap::trust::TrustAnchor;
 use ratls_proxy::dcap::verified::VerifiedCollateral;
+use ratls_proxy::dcap::verify::pck_platform;
 
 /// Every real fixture of `fixtures/dcap/expected.json` that verifies, with its own collateral,
 /// at its recorded time (`sgx_v3_automata_eval19` re-uses the automata quote;
@@ -146,6 +149,16 @@ fn bench(c: &mut Criterion) {
         });
         g.bench_function("parse_only", |b| {
             b.iter(|| black_box(Quote::parse(black_box(&quote)).is_ok()))
+        });
+        // What a collateral source does per quote to choose the snapshot (not memoised yet).
+        g.bench_function("platform_lookup", |b| {
+            b.iter(|| {
+                black_box(
+                    Quote::parse(black_box(&quote))
+                        .ok()
+                        .and_then(|q| pck_platform(&q)),
+                )
+            })
         });
         g.finish();
     }
