@@ -82,11 +82,15 @@ fn bench(c: &mut Criterion) {
     for round in 1..=3 {
         for (case, der, name) in [(&quote, false, "quote_fixed"), (&leaf, true, "leaf_der")] {
             let mut g = c.benchmark_group(format!("p256_verify/{name}/round{round}"));
-            g.bench_function("ring", |b| b.iter(|| black_box(ring_verify(black_box(case), der))));
+            g.bench_function("ring", |b| {
+                b.iter(|| black_box(ring_verify(black_box(case), der)))
+            });
             g.bench_function("aws_lc_rs", |b| {
                 b.iter(|| black_box(aws_verify(black_box(case), der)))
             });
-            g.bench_function("p256", |b| b.iter(|| black_box(p256_verify(black_box(case), der))));
+            g.bench_function("p256", |b| {
+                b.iter(|| black_box(p256_verify(black_box(case), der)))
+            });
             g.finish();
         }
     }
