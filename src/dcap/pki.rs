@@ -127,6 +127,22 @@ pub fn p256_point<'a>(
     Ok(spki.subject_public_key.data.as_ref())
 }
 
+thread_local! {
+    /// ECDSA verifications run on this thread (a const-initialised cell: no cost to speak
+    /// of beside a verification).
+    static VERIFICATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn count_verification() {
+    VERIFICATIONS.with(|c| c.set(c.get().wrapping_add(1)));
+}
+
+/// How many ECDSA verifications this thread has run (tests and benches count the work a
+/// verification does with it).
+pub fn ecdsa_verifications_on_this_thread() -> u64 {
+    VERIFICATIONS.with(std::cell::Cell::get)
+}
+
 /// Checks a DER ECDSA-with-SHA256 signature over `signed` with a P-256 point.
 pub fn verify_der_signature(
     issuer_point: &[u8],
@@ -138,6 +154,7 @@ pub fn verify_der_signature(
     if algorithm.algorithm != OID_SIG_ECDSA_WITH_SHA256 {
         return Err(PkiError::Algorithm(what));
     }
+    count_verification();
     UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, issuer_point)
         .verify(signed, signature)
         .map_err(|_| PkiError::BadSignature(what))
@@ -145,6 +162,7 @@ pub fn verify_der_signature(
 
 /// Checks a raw `r‖s` ECDSA P-256/SHA-256 signature (quotes and Intel's signed JSON).
 pub fn verify_raw_signature(point: &[u8], signed: &[u8], signature: &[u8]) -> bool {
+    count_verification();
     UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
         .verify(signed, signature)
         .is_ok()

@@ -12,7 +12,10 @@ use super::collateral::qe_identity::QeIdentity;
 use super::collateral::tcb_info::TcbInfo;
 use super::collateral::{Collateral, CollateralItem};
 use crate::dcap::error::VerifyError;
+use crate::dcap::known::{KnownPlatforms, KnownStats};
+use crate::dcap::pck_chain::PckTrust;
 use crate::dcap::pki;
+use crate::dcap::root::{check_root_copy, verify_under_root, VerifiedCa};
 use crate::dcap::time::UnixTime;
 use crate::dcap::trust::TrustAnchor;
 
@@ -48,13 +51,6 @@ pub(crate) fn check_windows(windows: &[Window], now: UnixTime) -> Result<(), Ver
     Ok(())
 }
 
-/// A CA certificate verified directly under the root: its DER and key.
-#[derive(Clone, Debug)]
-pub(crate) struct VerifiedCa {
-    pub(crate) der: Vec<u8>,
-    pub(crate) point: Vec<u8>,
-}
-
 /// Collateral whose signatures and chains have been verified against a trust anchor.
 /// The only constructor is [`VerifiedCollateral::verify`].
 #[derive(Clone, Debug)]
@@ -73,6 +69,8 @@ pub struct VerifiedCollateral {
     windows: Vec<Window>,
     /// SHA-256 of the exact bytes verified, for the audit trail.
     pub digests: CollateralDigests,
+    /// The PCK chains and QE reports verified under this snapshot (and only this one).
+    pub(crate) known: KnownPlatforms,
 }
 
 /// SHA-256 of each collateral item's exact bytes: what a verdict was made with.
@@ -138,6 +136,7 @@ impl VerifiedCollateral {
             anchor,
             &root_crl_revoked,
             "TCB info issuer chain",
+            None,
         )?;
         windows.push(Window {
             item: CollateralItem::TcbInfoSigner,
@@ -166,6 +165,7 @@ impl VerifiedCollateral {
                 anchor,
                 &root_crl_revoked,
                 "QE identity issuer chain",
+                Some(&tcb_signer),
             )?
         };
         windows.push(Window {
@@ -230,7 +230,24 @@ impl VerifiedCollateral {
             pck_crl_ca,
             windows,
             digests: CollateralDigests::of(c),
+            known: KnownPlatforms::new(),
         })
+    }
+
+    /// What a quote's PCK chain is judged under in this snapshot.
+    pub(crate) fn pck_trust(&self) -> PckTrust<'_> {
+        PckTrust {
+            anchor: &self.anchor,
+            root_crl_revoked: &self.root_crl_revoked,
+            pck_ca: &self.pck_ca,
+            pck_crl_issuer: &self.pck_crl_issuer,
+            pck_crl_revoked: &self.pck_crl_revoked,
+        }
+    }
+
+    /// How many PCK chains and QE reports this snapshot has verified and reused.
+    pub fn known_platforms(&self) -> KnownStats {
+        self.known.stats()
     }
 
     /// Fails unless every item is within its validity window at `now`.
@@ -278,7 +295,13 @@ impl VerifiedCollateral {
         item: CollateralItem,
     ) -> Result<Window, VerifyError> {
         let (chain_what, doc_what) = what;
-        let signer = verify_signer_chain(chain, &self.anchor, &self.root_crl_revoked, chain_what)?;
+        let signer = verify_signer_chain(
+            chain,
+            &self.anchor,
+            &self.root_crl_revoked,
+            chain_what,
+            None,
+        )?;
         if !pki::verify_raw_signature(&signer.point, text.as_bytes(), signature) {
             return Err(VerifyError::Signature(doc_what));
         }
@@ -292,17 +315,20 @@ impl VerifiedCollateral {
 /// A signer certificate verified directly under the root.
 #[derive(Clone)]
 struct Signer {
+    der: Vec<u8>,
     point: Vec<u8>,
     window: Window,
 }
 
 /// Checks a `[signer, root]` PEM chain: the root is the pinned one, the signer is issued
-/// and signed by it, and not in the root CRL.
+/// and signed by it, and not in the root CRL. A signer byte-identical to `verified` (checked
+/// under the same root and root CRL in this verification) is not verified twice.
 fn verify_signer_chain(
     pem: &str,
     anchor: &TrustAnchor,
     root_crl_revoked: &[Vec<u8>],
     what: &'static str,
+    verified: Option<&Signer>,
 ) -> Result<Signer, VerifyError> {
     let ders = pki::pem_chain(pem.as_bytes(), what).map_err(|e| VerifyError::chain(what, e))?;
     let [signer_der, root_der] =
@@ -325,62 +351,18 @@ fn verify_signer_chain(
             ),
         });
     }
+    let window = cert_window(&signer, CollateralItem::TcbInfoSigner);
+    if let Some(v) = verified.filter(|v| v.der == signer_der) {
+        return Ok(Signer {
+            window,
+            ..v.clone()
+        });
+    }
     let ca = verify_under_root(&signer, anchor, root_crl_revoked, what)?;
     Ok(Signer {
+        der: ca.der,
         point: ca.point,
-        window: cert_window(&signer, CollateralItem::TcbInfoSigner),
-    })
-}
-
-/// The chain's copy of the root must be byte-identical to the pinned root.
-pub(crate) fn check_root_copy(
-    root_der: &[u8],
-    anchor: &TrustAnchor,
-    what: &'static str,
-) -> Result<(), VerifyError> {
-    if root_der == anchor.der() {
-        Ok(())
-    } else {
-        Err(VerifyError::Chain {
-            what,
-            detail: "the chain ends in a root other than the pinned trust root".into(),
-        })
-    }
-}
-
-/// Checks that `cert` is issued and signed by the root and not revoked by it.
-pub(crate) fn verify_under_root(
-    cert: &X509Certificate<'_>,
-    anchor: &TrustAnchor,
-    root_crl_revoked: &[Vec<u8>],
-    what: &'static str,
-) -> Result<VerifiedCa, VerifyError> {
-    if cert.issuer().as_raw() != anchor.subject() {
-        return Err(VerifyError::Chain {
-            what,
-            detail: format!(
-                "`{}` is issued by `{}`, not by the pinned root",
-                cert.subject(),
-                cert.issuer()
-            ),
-        });
-    }
-    pki::verify_cert_signature(cert, anchor.point(), what)
-        .map_err(|e| VerifyError::chain(what, e))?;
-    if root_crl_revoked
-        .iter()
-        .any(|s| s.as_slice() == cert.raw_serial())
-    {
-        return Err(VerifyError::Revoked {
-            what,
-            serial: cert.raw_serial_as_string(),
-        });
-    }
-    let point =
-        pki::p256_point(cert.public_key(), what).map_err(|e| VerifyError::chain(what, e))?;
-    Ok(VerifiedCa {
-        der: cert.as_raw().to_vec(),
-        point: point.to_vec(),
+        window,
     })
 }
 

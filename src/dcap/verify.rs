@@ -3,14 +3,17 @@
 //! The body of [`verify`] is the check list of `reference/dcap-verification.md` §5, in
 //! order; each step is one function. Collateral signatures were checked once when the
 //! [`VerifiedCollateral`] was built; here only the quote's own chain and signatures
-//! are checked (3 ECDSA verifications when the PCK CA matches the collateral's).
+//! are checked (3 ECDSA verifications when the PCK CA matches the collateral's, and 1, the
+//! quote's own, when the snapshot has verified this platform's PCK chain and QE report
+//! before: `dcap::known`).
 
 use sha2::{Digest, Sha256};
-use x509_parser::certificate::X509Certificate;
 
 use super::identity::Identity;
-use super::quote::limits::PCK_CHAIN_LEN;
-use super::quote::pck_extension::{self, PckTcb};
+use super::pck_chain::{
+    qe_report_key, verify_pck_chain, verify_qe_report_signature, SignedQeReport,
+};
+use super::quote::pck_extension::PckTcb;
 use super::quote::{Body, Quote, ReportBody};
 use super::tdx::{self, TdFacts};
 use crate::dcap::collateral::qe_identity::{QeIdentity, QeTcbLevel};
@@ -20,8 +23,10 @@ use crate::dcap::ids::{Attributes, Fmspc, IsvProdId, IsvSvn, MrSigner, TeeTcbSvn
 use crate::dcap::pki;
 use crate::dcap::tcb::TcbStatus;
 use crate::dcap::time::UnixTime;
-use crate::dcap::trust::TrustAnchor;
-use crate::dcap::verified::{self, CollateralDigests, VerifiedCollateral};
+use crate::dcap::verified::{CollateralDigests, VerifiedCollateral};
+
+/// The PCK chain's readers, where they were before `dcap::pck_chain`.
+pub use super::pck_chain::{pck_fmspc, pck_platform, pck_platform_under};
 
 /// The platform's TCB judgement.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,8 +94,9 @@ struct QeFacts {
     isv_svn: IsvSvn,
 }
 
-impl From<&ReportBody<'_>> for QeFacts {
-    fn from(qe: &ReportBody<'_>) -> Self {
+impl QeFacts {
+    /// The facts of a QE report whose signature verified (the proof is the argument).
+    fn of(qe: &ReportBody<'_>, _signed: SignedQeReport) -> Self {
         Self {
             miscselect: qe.miscselect,
             attributes: qe.attributes,
@@ -109,14 +115,25 @@ pub fn verify(
 ) -> Result<VerifiedQuote, VerifyError> {
     collateral.check_fresh(now)?;
     check_collateral_tee(quote, collateral)?;
-    let pck = verify_pck_chain(quote, collateral, now)?;
-    verify_qe_report_signature(quote, &pck.point)?;
+    let pck = collateral
+        .known
+        .pck
+        .get_or_verify(quote.qe.pck_chain_pem, || {
+            verify_pck_chain(quote, &collateral.pck_trust(), now)
+        })?;
+    let (pck_point, pck_tcb) = pck.at(now)?;
+    let signed = collateral
+        .known
+        .qe
+        .get_or_verify(&qe_report_key(quote, pck_point), || {
+            verify_qe_report_signature(quote, pck_point)
+        })?;
     verify_qe_report_data(quote)?;
-    let qe = QeFacts::from(&quote.qe.report);
+    let qe = QeFacts::of(&quote.qe.report, signed);
     let qe_level = verify_qe_identity(&qe, &collateral.qe_identity)?;
     verify_isv_report_signature(quote)?;
     let facts = TcbFacts {
-        pck: pck.tcb,
+        pck: pck_tcb.clone(),
         qe,
         td: match &quote.body {
             Body::Td(td) => Some(TdFacts::from(td)),
@@ -234,156 +251,6 @@ fn check_collateral_tee(quote: &Quote<'_>, c: &VerifiedCollateral) -> Result<(),
         });
     }
     Ok(())
-}
-
-/// The PCK leaf's key and TCB, once its chain verified.
-struct Pck {
-    point: Vec<u8>,
-    tcb: PckTcb,
-}
-
-/// E: the quote's PCK chain [leaf, CA, root] up to the pinned root, fresh, not revoked,
-/// and covered by the collateral's PCK CRL.
-fn verify_pck_chain(
-    quote: &Quote<'_>,
-    c: &VerifiedCollateral,
-    now: UnixTime,
-) -> Result<Pck, VerifyError> {
-    let what = "PCK certificate chain";
-    let ders =
-        pki::pem_chain(quote.qe.pck_chain_pem, what).map_err(|e| VerifyError::chain(what, e))?;
-    let [leaf_der, ca_der, root_der] =
-        <[Vec<u8>; PCK_CHAIN_LEN]>::try_from(ders).map_err(|v| VerifyError::Chain {
-            what,
-            detail: format!("{} certificates, expected leaf, PCK CA and root", v.len()),
-        })?;
-    verified::check_root_copy(&root_der, &c.anchor, what)?;
-    let leaf =
-        pki::parse_cert(&leaf_der, "PCK certificate").map_err(|e| VerifyError::chain(what, e))?;
-    let ca =
-        pki::parse_cert(&ca_der, "PCK CA certificate").map_err(|e| VerifyError::chain(what, e))?;
-    check_validity(&ca, now, "PCK CA certificate")?;
-    check_validity(&leaf, now, "PCK certificate")?;
-
-    // The CA is normally the very certificate the collateral's CRL chain verified.
-    let ca_point = if ca_der == c.pck_ca.der {
-        c.pck_ca.point.clone()
-    } else {
-        verified::verify_under_root(&ca, &c.anchor, &c.root_crl_revoked, what)?.point
-    };
-
-    if !pki::common_name(&leaf).contains("PCK Certificate") {
-        return Err(VerifyError::Chain {
-            what,
-            detail: format!("leaf `{}` is not a PCK certificate", leaf.subject()),
-        });
-    }
-    if leaf.issuer().as_raw() != ca.subject().as_raw() {
-        return Err(VerifyError::Chain {
-            what,
-            detail: format!(
-                "leaf issued by `{}`, chain CA is `{}`",
-                leaf.issuer(),
-                ca.subject()
-            ),
-        });
-    }
-    pki::verify_cert_signature(&leaf, &ca_point, "PCK certificate")
-        .map_err(|e| VerifyError::chain(what, e))?;
-
-    // A Platform-CA CRL says nothing about a Processor-CA certificate: same issuer name
-    // and same key, or the revocation status is unknown.
-    if leaf.issuer().as_raw() != c.pck_crl_issuer.as_slice() || ca_point != c.pck_ca.point {
-        return Err(VerifyError::Chain {
-            what: "PCK CRL",
-            detail: format!(
-                "revocation status unknown: the PCK CRL is issued by a different CA than the PCK certificate (`{}`)",
-                leaf.issuer()
-            ),
-        });
-    }
-    if c.pck_crl_revoked
-        .iter()
-        .any(|s| s.as_slice() == leaf.raw_serial())
-    {
-        return Err(VerifyError::Revoked {
-            what: "PCK certificate",
-            serial: leaf.raw_serial_as_string(),
-        });
-    }
-
-    let point = pki::p256_point(leaf.public_key(), "PCK certificate key")
-        .map_err(|e| VerifyError::chain(what, e))?
-        .to_vec();
-    let tcb = pck_extension::parse(&leaf).map_err(|detail| VerifyError::Chain {
-        what: "PCK certificate SGX extension",
-        detail,
-    })?;
-    Ok(Pck { point, tcb })
-}
-
-/// The FMSPC and PCK CA name of a quote whose PCK chain verifies up to `anchor` (signatures
-/// only: no CRL, no validity window). Decides whether a quote may make anyone fetch
-/// collateral: a forged chain must not send the proxy to Intel for made-up platforms.
-pub fn pck_platform_under(
-    quote: &Quote<'_>,
-    anchor: &TrustAnchor,
-) -> Result<(Fmspc, String), VerifyError> {
-    let what = "PCK certificate chain";
-    let ders =
-        pki::pem_chain(quote.qe.pck_chain_pem, what).map_err(|e| VerifyError::chain(what, e))?;
-    let [leaf_der, ca_der, root_der] =
-        <[Vec<u8>; PCK_CHAIN_LEN]>::try_from(ders).map_err(|v| VerifyError::Chain {
-            what,
-            detail: format!("{} certificates, expected leaf, PCK CA and root", v.len()),
-        })?;
-    verified::check_root_copy(&root_der, anchor, what)?;
-    let leaf =
-        pki::parse_cert(&leaf_der, "PCK certificate").map_err(|e| VerifyError::chain(what, e))?;
-    let ca =
-        pki::parse_cert(&ca_der, "PCK CA certificate").map_err(|e| VerifyError::chain(what, e))?;
-    let ca_point = verified::verify_under_root(&ca, anchor, &[], what)?.point;
-    if leaf.issuer().as_raw() != ca.subject().as_raw() {
-        return Err(VerifyError::Chain {
-            what,
-            detail: "the PCK certificate is not issued by the chain's CA".into(),
-        });
-    }
-    pki::verify_cert_signature(&leaf, &ca_point, "PCK certificate")
-        .map_err(|e| VerifyError::chain(what, e))?;
-    let tcb = pck_extension::parse(&leaf).map_err(|detail| VerifyError::Chain {
-        what: "PCK certificate SGX extension",
-        detail,
-    })?;
-    Ok((tcb.fmspc, pki::common_name(&ca)))
-}
-
-fn check_validity(
-    cert: &X509Certificate<'_>,
-    now: UnixTime,
-    what: &'static str,
-) -> Result<(), VerifyError> {
-    let (from, until) = pki::validity(cert);
-    if now.0 < from || now.0 > until {
-        return Err(VerifyError::Chain {
-            what,
-            detail: format!(
-                "valid {} .. {}, not at {now}",
-                UnixTime(from),
-                UnixTime(until)
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// F: the PCK key signed the QE report.
-fn verify_qe_report_signature(quote: &Quote<'_>, pck_point: &[u8]) -> Result<(), VerifyError> {
-    if pki::verify_raw_signature(pck_point, quote.qe.report.raw, quote.qe.report_signature) {
-        Ok(())
-    } else {
-        Err(VerifyError::Signature("QE report"))
-    }
 }
 
 /// G: the QE report commits to the attestation key and auth data.
@@ -534,27 +401,4 @@ fn join_advisories<'a>(ids: &mut Vec<String>, more: impl Iterator<Item = &'a Str
             ids.push(id.clone());
         }
     }
-}
-
-/// The FMSPC in the quote's PCK certificate (to choose collateral), if it parses.
-/// Nothing is verified here; verification checks the same certificate fully.
-pub fn pck_fmspc(quote: &Quote<'_>) -> Option<Fmspc> {
-    let ders = pki::pem_chain(quote.qe.pck_chain_pem, "PCK certificate chain").ok()?;
-    let leaf = pki::parse_cert(ders.first()?, "PCK certificate").ok()?;
-    pck_extension::parse(&leaf).ok().map(|t| t.fmspc)
-}
-
-/// The quote's platform: FMSPC and the issuer CN of its PCK certificate, if they parse.
-/// Nothing is verified here; it only chooses which collateral to use.
-pub fn pck_platform(quote: &Quote<'_>) -> Option<(Fmspc, String)> {
-    let ders = pki::pem_chain(quote.qe.pck_chain_pem, "PCK certificate chain").ok()?;
-    let leaf = pki::parse_cert(ders.first()?, "PCK certificate").ok()?;
-    let issuer = leaf
-        .issuer()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    pck_extension::parse(&leaf).ok().map(|t| (t.fmspc, issuer))
 }

@@ -32,7 +32,8 @@ use crate::dcap::quote::{Quote, TeeType};
 use crate::dcap::time::UnixTime;
 use crate::dcap::trust::TrustAnchor;
 use crate::dcap::verified::VerifiedCollateral;
-use crate::dcap::verify::{pck_platform, pck_platform_under};
+use crate::dcap::verify::pck_platform_under;
+use crate::source::platform::PlatformOf;
 
 /// Collateral cache key: the platform model, its PCK CA and the TEE (SGX and TDX collateral of
 /// one platform are different documents).
@@ -123,6 +124,8 @@ pub struct CollateralCache {
     /// Called after each new snapshot is stored (set once, by whoever serves with the cache):
     /// exchanges in flight are judged again at once, not at their next request.
     on_new_snapshot: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// The platform each quote names, by its PCK chain bytes.
+    platforms: PlatformOf,
 }
 
 /// Per key: when to try again, and the delay that led there.
@@ -131,8 +134,8 @@ type Backoff = HashMap<Key, (UnixTime, Duration)>;
 /// Platforms remembered as missing at most (only quotes with a verifying PCK chain count).
 const MAX_MISSING: usize = 64;
 
-fn key_of(quote: &Quote<'_>) -> Option<Key> {
-    let (fmspc, issuer) = pck_platform(quote)?;
+fn key_of(platforms: &PlatformOf, quote: &Quote<'_>) -> Option<Key> {
+    let (fmspc, issuer) = platforms.of(quote)?;
     Some((fmspc, PckCa::from_issuer_cn(&issuer)?, quote.header.tee))
 }
 
@@ -163,6 +166,7 @@ impl CollateralCache {
             changes: AtomicU64::new(0),
             early: early::EarlyState::default(),
             on_new_snapshot: std::sync::OnceLock::new(),
+            platforms: PlatformOf::default(),
         }
     }
 
@@ -513,11 +517,11 @@ impl CollateralSource for CollateralCache {
     }
 
     fn early_for(&self, quote: &Quote<'_>) -> Option<Arc<VerifiedEarly>> {
-        self.early_of(key_of(quote)?)
+        self.early_of(key_of(&self.platforms, quote)?)
     }
 
     fn verified_for(&self, quote: &Quote<'_>) -> Result<Arc<VerifiedCollateral>, VerifyError> {
-        let Some(key) = key_of(quote) else {
+        let Some(key) = key_of(&self.platforms, quote) else {
             // A chain that does not verify is that (chain_invalid), whatever it names.
             pck_platform_under(quote, &self.anchor)?;
             return Err(unavailable(

@@ -21,7 +21,7 @@ use crate::dcap::ids::Fmspc;
 use crate::dcap::quote::{Body, Quote};
 use crate::dcap::trust::TrustAnchor;
 use crate::dcap::verified::VerifiedCollateral;
-use crate::dcap::verify::pck_platform;
+use crate::source::platform::PlatformOf;
 
 use super::fetch::rollback;
 
@@ -40,6 +40,8 @@ pub struct FileCollateral {
     early: HashMap<BundleKey, Arc<VerifiedEarly>>,
     hits: AtomicU64,
     misses: AtomicU64,
+    /// The platform each quote names, by its PCK chain bytes.
+    platforms: PlatformOf,
 }
 
 impl FileCollateral {
@@ -181,8 +183,8 @@ impl FileCollateral {
     }
 
     /// The key of `quote`'s platform, when its PCK certificate names one.
-    fn key_of(quote: &Quote<'_>) -> Option<BundleKey> {
-        let (fmspc, cn) = pck_platform(quote)?;
+    fn key_of(&self, quote: &Quote<'_>) -> Option<BundleKey> {
+        let (fmspc, cn) = self.platforms.of(quote)?;
         let tee = match quote.body {
             Body::Sgx(_) => CollateralTee::Sgx,
             Body::Td(_) => CollateralTee::Tdx,
@@ -193,11 +195,14 @@ impl FileCollateral {
 
 impl CollateralSource for FileCollateral {
     fn early_for(&self, quote: &Quote<'_>) -> Option<Arc<VerifiedEarly>> {
-        self.early.get(&Self::key_of(quote)?).cloned()
+        self.early.get(&self.key_of(quote)?).cloned()
     }
 
     fn verified_for(&self, quote: &Quote<'_>) -> Result<Arc<VerifiedCollateral>, VerifyError> {
-        let platform = pck_platform(quote).map(|(f, cn)| (f, PckCa::from_issuer_cn(&cn)));
+        let platform = self
+            .platforms
+            .of(quote)
+            .map(|(f, cn)| (f, PckCa::from_issuer_cn(&cn)));
         let tee = match quote.body {
             Body::Sgx(_) => CollateralTee::Sgx,
             Body::Td(_) => CollateralTee::Tdx,

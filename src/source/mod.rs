@@ -7,6 +7,7 @@ pub(crate) mod fetch;
 pub(crate) mod files;
 pub(crate) mod marks;
 pub(crate) mod pcs;
+pub(crate) mod platform;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
