@@ -352,6 +352,22 @@ impl Marks {
         self.admit_marks(anchor, levels, crls)
     }
 
+    /// Admits an AMD product CRL (issued by the ARK whose DER hashes to `ark`) issued at
+    /// `this_update` if no CRL of that product issued later was seen, and raises the mark.
+    pub(crate) fn admit_snp_crl(
+        &self,
+        ark: &CertSha256,
+        product: crate::snp::Product,
+        this_update: UnixTime,
+    ) -> Result<(), Refused> {
+        let crl = CrlMark {
+            issuer: format!("AMD ARK-{product}"),
+            what: "the SEV-SNP product CRL",
+            from: this_update.0,
+        };
+        self.admit_marks(ark, Vec::new(), vec![crl])
+    }
+
     pub(super) fn admit_marks(
         &self,
         anchor: &CertSha256,

@@ -5,6 +5,8 @@
 
 pub(crate) mod fetch;
 pub(crate) mod files;
+pub(crate) mod kds;
+pub(crate) mod snp_files;
 pub(crate) mod marks;
 pub(crate) mod pcs;
 
