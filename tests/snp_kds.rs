@@ -23,9 +23,7 @@ use ratls_proxy::snp::report::SigningKey;
 use ratls_proxy::snp::trust::ARK_MILAN_DER;
 use ratls_proxy::snp::verify::verify;
 use ratls_proxy::snp::{Product, Report, SnpError, SnpTrust, Tcb, REPORT_LEN};
-use ratls_proxy::{
-    KdsCache, KdsEndpoint, KdsError, RefreshPolicy, SnpCollateralSource, SnpFiles,
-};
+use ratls_proxy::{KdsCache, KdsEndpoint, KdsError, RefreshPolicy, SnpCollateralSource, SnpFiles};
 
 const NOW: UnixTime = UnixTime(1_790_000_000);
 const DAY: i64 = 86_400;
@@ -139,7 +137,10 @@ fn serve_platform(kds: &Kds, pki: &SimSnpPki, crl_from: i64) -> [u8; REPORT_LEN]
     let vek = pki
         .vek(&VekSpec::vcek(sim_chip_id(p), sim_tcb(p)))
         .expect("vcek");
-    kds.serve(&ep.vcek_url(p, &sim_chip_id(p), &sim_tcb(p)), vek.der.clone());
+    kds.serve(
+        &ep.vcek_url(p, &sim_chip_id(p), &sim_tcb(p)),
+        vek.der.clone(),
+    );
     ReportSpec::new(p).sign(&vek).expect("sign")
 }
 
@@ -196,12 +197,16 @@ async fn what_a_hostile_or_broken_kds_serves_is_refused_and_never_cached() {
         ("garbage", Some(b"<html>maintenance</html>".to_vec()), |e| {
             matches!(e, KdsError::Invalid(_))
         }),
-        ("another chip's VCEK", Some(vek(other_chip, sim_tcb(p))), |e| {
-            matches!(e, KdsError::Invalid(SnpError::ChipIdMismatch { .. }))
-        }),
-        ("another TCB's VCEK", Some(vek(sim_chip_id(p), older_tcb)), |e| {
-            matches!(e, KdsError::Invalid(SnpError::TcbMismatch { .. }))
-        }),
+        (
+            "another chip's VCEK",
+            Some(vek(other_chip, sim_tcb(p))),
+            |e| matches!(e, KdsError::Invalid(SnpError::ChipIdMismatch { .. })),
+        ),
+        (
+            "another TCB's VCEK",
+            Some(vek(sim_chip_id(p), older_tcb)),
+            |e| matches!(e, KdsError::Invalid(SnpError::TcbMismatch { .. })),
+        ),
         ("oversized", Some(vec![0x30; 300 * 1024]), |e| {
             matches!(e, KdsError::Fetch(_)) && e.to_string().contains("body")
         }),
@@ -224,8 +229,8 @@ async fn what_a_hostile_or_broken_kds_serves_is_refused_and_never_cached() {
     kds.serve(&vcek_url, vek(sim_chip_id(p), sim_tcb(p)));
     let chain_url = ep.cert_chain_url(p, SigningKey::Vcek);
     let foreign = SimSnpPki::new(Product::Milan, NOW).expect("another milan pki");
-    let mut not_pinned = String::from_utf8(w.milan.cert_chain_pem(SigningKey::Vcek).into())
-        .expect("pem");
+    let mut not_pinned =
+        String::from_utf8(w.milan.cert_chain_pem(SigningKey::Vcek).into()).expect("pem");
     let own_ark = foreign.cert_chain_pem(SigningKey::Vcek);
     let (_, foreign_ark) = own_ark.split_at(own_ark.find("-----END").expect("end") + 26);
     let cut = not_pinned.find("-----END").expect("end") + 26;
@@ -237,7 +242,11 @@ async fn what_a_hostile_or_broken_kds_serves_is_refused_and_never_cached() {
         .await
         .expect_err("foreign ARK");
     assert!(
-        matches!(e, KdsError::Invalid(SnpError::NotPinned { .. }) | KdsError::Invalid(SnpError::CertificateSignature(_))),
+        matches!(
+            e,
+            KdsError::Invalid(SnpError::NotPinned { .. })
+                | KdsError::Invalid(SnpError::CertificateSignature(_))
+        ),
         "{e}"
     );
     kds.serve(&chain_url, w.milan.cert_chain_pem(SigningKey::Vcek));
@@ -271,7 +280,10 @@ async fn a_kds_that_does_not_answer_in_time_is_a_bounded_failure() {
         .with_timeout(Duration::from_millis(500));
     let vek = w
         .milan
-        .vek(&VekSpec::vcek(sim_chip_id(Product::Milan), sim_tcb(Product::Milan)))
+        .vek(&VekSpec::vcek(
+            sim_chip_id(Product::Milan),
+            sim_tcb(Product::Milan),
+        ))
         .expect("vcek");
     let bytes = ReportSpec::new(Product::Milan).sign(&vek).expect("sign");
     let report = Report::parse(&bytes).expect("parses");
@@ -338,14 +350,24 @@ async fn the_real_milan_vcek_served_at_the_url_its_report_names_verifies_to_the_
     let ark_pem = {
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD.encode(ARK_MILAN_DER);
-        let lines: Vec<_> = b64.as_bytes().chunks(64).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
-        format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
+        let lines: Vec<_> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            lines.join("\n")
+        )
     };
     let kds = Kds::start().await;
     let ep = kds.endpoint();
     let tcb = report.tcbs(Product::Milan).expect("tcbs").reported;
     let url = ep.vcek_url(Product::Milan, &report.chip_id, &tcb);
-    assert!(url.ends_with("?blSPL=04&teeSPL=00&snpSPL=23&ucodeSPL=213"), "{url}");
+    assert!(
+        url.ends_with("?blSPL=04&teeSPL=00&snpSPL=23&ucodeSPL=213"),
+        "{url}"
+    );
     kds.serve(&url, vcek_der);
     kds.serve(
         &ep.cert_chain_url(Product::Milan, SigningKey::Vcek),
@@ -354,7 +376,10 @@ async fn the_real_milan_vcek_served_at_the_url_its_report_names_verifies_to_the_
     let captured = UnixTime::parse("2026-06-17T12:00:00Z").expect("time");
     // The fixtures hold no CRL of AMD's: KDS without its CRL is not enough (fail closed).
     let cache = KdsCache::new(ep.clone(), SnpTrust::amd(), RefreshPolicy::default());
-    let e = cache.fetch_for(&report, captured).await.expect_err("no CRL");
+    let e = cache
+        .fetch_for(&report, captured)
+        .await
+        .expect_err("no CRL");
     assert!(matches!(e, KdsError::Fetch(_)), "{e}");
     assert_eq!(e.code(), "collateral_unavailable");
     // The VCEK fetch itself, under the real ASK verified to the pinned ARK.
@@ -386,16 +411,28 @@ fn a_directory_of_pems_and_ders_in_any_order_verifies_and_the_newest_crl_stands(
         .vek(&VekSpec::vcek(sim_chip_id(p), sim_tcb(p)))
         .expect("vcek");
     let write = |name: &str, b: &[u8]| std::fs::write(dir.join(name), b).expect("write");
-    write("cert_chain.pem", w.milan.cert_chain_pem(SigningKey::Vcek).as_bytes());
+    write(
+        "cert_chain.pem",
+        w.milan.cert_chain_pem(SigningKey::Vcek).as_bytes(),
+    );
     write("zz-vcek.der", &vek.der);
     write("milan-new.crl", &crl_at(&w.milan, NOW.0 - DAY, &[]));
     write("milan-old.crl", &crl_at(&w.milan, NOW.0 - 5 * DAY, &[]));
     write("notes.txt", b"ignored");
-    write("junk.pem", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+    write(
+        "junk.pem",
+        b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    );
     let (files, skipped) = SnpFiles::load(&dir, &w.trust).expect("loads");
     assert_eq!(files.counts(), (1, 1));
-    assert!(skipped.iter().any(|s| s.contains("milan-old.crl")), "{skipped:?}");
-    assert!(skipped.iter().any(|s| s.contains("junk.pem")), "{skipped:?}");
+    assert!(
+        skipped.iter().any(|s| s.contains("milan-old.crl")),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped.iter().any(|s| s.contains("junk.pem")),
+        "{skipped:?}"
+    );
     let bytes = ReportSpec::new(p).sign(&vek).expect("sign");
     let report = Report::parse(&bytes).expect("parses");
     let held = files.vek_for(&report).expect("found by chip and TCB");
@@ -410,8 +447,64 @@ fn a_directory_of_pems_and_ders_in_any_order_verifies_and_the_newest_crl_stands(
         .expect_err("none");
     assert_eq!(e.code(), "collateral_unavailable");
     // A CRL revoking the ASK takes the chain (and its VCEK) down whatever else is there.
-    write("revoking.crl", &crl_at(&w.milan, NOW.0 - 2 * DAY, &[ASK_SERIAL]));
+    write(
+        "revoking.crl",
+        &crl_at(&w.milan, NOW.0 - 2 * DAY, &[ASK_SERIAL]),
+    );
     let e = SnpFiles::load(&dir, &w.trust).expect_err("nothing usable");
     assert!(e.contains("revoked"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `ratls-proxy verify --quote REPORT --collateral URL`: the binary fetches from the KDS
+/// stand-in (the sim ARK given as `--trust-root`), exit 0; another chip's VCEK served at the
+/// report's URL is "could not check", exit 2, never an acceptance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_fetches_from_a_kds_url_and_refuses_another_chips_vcek() {
+    let w = world();
+    let kds = Kds::start().await;
+    let bytes = serve_platform(&kds, &w.milan, NOW.0 - DAY);
+    let dir = std::env::temp_dir().join(format!("ratls-snp-kds-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let report = dir.join("report.bin");
+    std::fs::write(&report, bytes).expect("write");
+    let chain = w.milan.cert_chain_pem(SigningKey::Vcek);
+    let ark = &chain[chain.find("-----END").expect("end") + 26..];
+    let root = dir.join("ark.pem");
+    std::fs::write(&root, ark).expect("write");
+    let run = |report: std::path::PathBuf, root: std::path::PathBuf, url: String| {
+        tokio::task::spawn_blocking(move || {
+            common::output([
+                "verify".as_ref(),
+                "--quote".as_ref(),
+                report.as_os_str(),
+                "--collateral".as_ref(),
+                url.as_ref(),
+                "--trust-root".as_ref(),
+                root.as_os_str(),
+                "--at".as_ref(),
+                std::ffi::OsStr::new(&NOW.0.to_string()),
+                "--json".as_ref(),
+            ])
+        })
+    };
+    let out = run(report.clone(), root.clone(), kds.url())
+        .await
+        .expect("ran");
+    assert_eq!(out.status.code(), Some(0), "{}", common::printed(&out));
+    assert_eq!(common::json(&out)["quote"]["product"], "Milan");
+    // The same URL now serves another chip's VCEK.
+    let p = Product::Milan;
+    let mut other = sim_chip_id(p);
+    other.0[0] ^= 1;
+    let wrong = w.milan.vek(&VekSpec::vcek(other, sim_tcb(p))).expect("vek");
+    kds.serve(
+        &kds.endpoint().vcek_url(p, &sim_chip_id(p), &sim_tcb(p)),
+        wrong.der,
+    );
+    let out = run(report, root, kds.url()).await.expect("ran");
+    assert_eq!(out.status.code(), Some(2), "{}", common::printed(&out));
+    assert_eq!(common::json(&out)["code"], "collateral_unavailable");
     let _ = std::fs::remove_dir_all(&dir);
 }

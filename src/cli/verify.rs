@@ -10,10 +10,10 @@ use clap::Args;
 
 use super::report::Report;
 use super::verify_snp;
+use super::{EXIT_ACCEPTED, EXIT_CANNOT_CHECK, EXIT_REFUSED};
 use crate::snp::collateral::{classify, SnpCertKind};
 use crate::snp::ids::{AuthorKeyDigest, FamilyId, HostData, IdKeyDigest, ImageId, Measurement};
 use crate::snp::{Ark, SnpTrust};
-use super::{EXIT_ACCEPTED, EXIT_CANNOT_CHECK, EXIT_REFUSED};
 
 /// The longest `verify` waits for collateral from PCS or a PCCS.
 const COLLATERAL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -198,13 +198,17 @@ fn vek_for(
     let spec = match args.collateral.as_deref() {
         None if carried.is_some() => {
             let c = carried.context("carried")?;
-            return Ok(c
-                .verify(report, trust)
-                .map(Arc::new)
-                .map_err(|e| (snp_error_code(&e), format!("the chain the attestation carries: {e}"))));
+            return Ok(c.verify(report, trust).map(Arc::new).map_err(|e| {
+                (
+                    snp_error_code(&e),
+                    format!("the chain the attestation carries: {e}"),
+                )
+            }));
         }
         None | Some("kds") => CollateralSpec::Url(crate::source::kds::AMD_KDS.to_owned()),
-        Some(text) => CollateralSpec::parse(text, |s| PathBuf::from(s)).unwrap_or_else(CollateralSpec::File),
+        Some(text) => {
+            CollateralSpec::parse(text, |s| PathBuf::from(s)).unwrap_or_else(CollateralSpec::File)
+        }
     };
     match spec {
         CollateralSpec::Dir(dir) => {
@@ -413,12 +417,18 @@ fn text(j: &SnpJson) -> String {
         } else {
             ""
         };
-        out.push_str(&format!("  quote        SNP v{} {}{parsed}\n", q.version, q.product));
+        out.push_str(&format!(
+            "  quote        SNP v{} {}{parsed}\n",
+            q.version, q.product
+        ));
         out.push_str(&format!("  measurement  {}\n", q.measurement));
         out.push_str(&format!("  host_data    {}\n", q.host_data));
         out.push_str(&format!("  chip_id      {}\n", q.chip_id));
         out.push_str(&format!("  reported tcb {}\n", q.reported_tcb));
-        out.push_str(&format!("  policy       {} (debug {})\n", q.guest_policy, q.debug));
+        out.push_str(&format!(
+            "  policy       {} (debug {})\n",
+            q.guest_policy, q.debug
+        ));
         out.push_str(&format!("  vmpl         {}\n", q.vmpl));
     }
     if let Some(b) = j.binding {

@@ -230,9 +230,8 @@ pub(crate) fn verify_chain(
     crl_der: &[u8],
     trust: &SnpTrust,
 ) -> Result<VerifiedChain, KdsError> {
-    let invalid = |detail: String| {
-        KdsError::Invalid(SnpError::cert(crate::snp::CertRole::Ask, detail))
-    };
+    let invalid =
+        |detail: String| KdsError::Invalid(SnpError::cert(crate::snp::CertRole::Ask, detail));
     let mut certs = crate::dcap::pki::pem_chain(chain_pem, "SEV-SNP cert_chain")
         .map_err(|e| invalid(e.to_string()))?
         .into_iter();
@@ -278,10 +277,8 @@ pub(crate) fn admit_crl(
     trust: &SnpTrust,
     chain: &VerifiedChain,
 ) -> Result<(), KdsError> {
-    let (Some(ark), Some(from)) = (
-        ark_sha256(trust, chain.product()),
-        chain.crl_this_update(),
-    ) else {
+    let (Some(ark), Some(from)) = (ark_sha256(trust, chain.product()), chain.crl_this_update())
+    else {
         return Ok(());
     };
     marks
@@ -380,9 +377,11 @@ impl KdsCache {
             .fetch_chain(product, kind, &self.trust)
             .await
             .and_then(|chain| {
-                let marks = self.marks.lock().map(|m| Arc::clone(&m)).map_err(|_| {
-                    KdsError::Unavailable("marks lock poisoned".into())
-                })?;
+                let marks = self
+                    .marks
+                    .lock()
+                    .map(|m| Arc::clone(&m))
+                    .map_err(|_| KdsError::Unavailable("marks lock poisoned".into()))?;
                 admit_crl(&marks, &self.trust, &chain)?;
                 Ok(Arc::new(chain))
             });

@@ -92,7 +92,9 @@ impl std::fmt::Debug for PcsEndpoint {
     }
 }
 
-pub(crate) fn tls_config(custom_ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, FetchError> {
+pub(crate) fn tls_config(
+    custom_ca_pem: Option<&[u8]>,
+) -> Result<Arc<rustls::ClientConfig>, FetchError> {
     let mut roots = rustls::RootCertStore::empty();
     match custom_ca_pem {
         Some(pem) => {

@@ -70,9 +70,9 @@ impl SnpFiles {
             .map(|e| e.path())
             .filter(|p| {
                 p.is_file()
-                    && p.extension().and_then(|x| x.to_str()).is_some_and(|x| {
-                        ["pem", "der", "crt", "cer", "crl"].contains(&x)
-                    })
+                    && p.extension()
+                        .and_then(|x| x.to_str())
+                        .is_some_and(|x| ["pem", "der", "crt", "cer", "crl"].contains(&x))
             })
             .take(MAX_FILES)
             .collect();
@@ -182,7 +182,9 @@ fn verify_with_newest_crl(
                 if newer {
                     best = Some(c);
                 } else {
-                    notes.push(format!("{name}: an older {product} CRL than another; not used"));
+                    notes.push(format!(
+                        "{name}: an older {product} CRL than another; not used"
+                    ));
                 }
             }
             // A revoked ASK stays revoked whatever another file says.
