@@ -28,10 +28,13 @@ use ratls_proxy::{KdsCache, KdsEndpoint, KdsError, RefreshPolicy, SnpCollateralS
 const NOW: UnixTime = UnixTime(1_790_000_000);
 const DAY: i64 = 86_400;
 
+/// Path and query → (status, body).
+type Answers = Arc<Mutex<HashMap<String, (u16, Vec<u8>)>>>;
+
 /// A KDS stand-in: path and query → (status, body); anything else 404.
 struct Kds {
     addr: std::net::SocketAddr,
-    answers: Arc<Mutex<HashMap<String, (u16, Vec<u8>)>>>,
+    answers: Answers,
     hits: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -48,7 +51,7 @@ impl Kds {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let answers: Arc<Mutex<HashMap<String, (u16, Vec<u8>)>>> = Arc::default();
+        let answers: Answers = Arc::default();
         let hits: Arc<Mutex<Vec<String>>> = Arc::default();
         let (a, h) = (Arc::clone(&answers), Arc::clone(&hits));
         let task = tokio::spawn(common::pccs::serve_http(listener, None, move |req| {

@@ -289,6 +289,9 @@ pub(crate) fn admit_crl(
         })
 }
 
+/// A held VCEK: its DER and the key verified from it.
+type HeldVek = (Vec<u8>, Arc<VerifiedVek>);
+
 struct HeldChain {
     chain: Arc<VerifiedChain>,
     fetched_at: UnixTime,
@@ -313,7 +316,7 @@ pub struct KdsCache {
     marks: Mutex<Arc<Marks>>,
     chains: RwLock<HashMap<(Product, SigningKey), HeldChain>>,
     /// The VCEK's DER (to verify it again under a refreshed chain) and the verified key.
-    veks: RwLock<HashMap<VcekKey, (Vec<u8>, Arc<VerifiedVek>)>>,
+    veks: RwLock<HashMap<VcekKey, HeldVek>>,
     /// One fetch at a time: concurrent misses wait for it, then read what it stored.
     fetching: tokio::sync::Mutex<()>,
     fetches: AtomicU64,
