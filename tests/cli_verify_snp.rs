@@ -223,7 +223,7 @@ fn mutated_reports_and_policy_mismatches_are_refused_with_their_code() {
         m[offset] ^= bit;
         m
     };
-    let (other_m, other_h) = ("ab".repeat(48), "cd".repeat(32));
+    let (other_m, other_h, other_f) = ("ab".repeat(48), "cd".repeat(32), "ef".repeat(16));
     type Case<'a> = (&'a str, Vec<u8>, Vec<&'a str>, &'a str);
     let cases: Vec<Case<'_>> = vec![
         (
