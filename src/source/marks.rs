@@ -22,6 +22,7 @@
 //! others stops the start (see [`Marks::load`]).
 
 mod early;
+mod snp;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -350,22 +351,6 @@ impl Marks {
         })
         .collect();
         self.admit_marks(anchor, levels, crls)
-    }
-
-    /// Admits an AMD product CRL (issued by the ARK whose DER hashes to `ark`) issued at
-    /// `this_update` if no CRL of that product issued later was seen, and raises the mark.
-    pub(crate) fn admit_snp_crl(
-        &self,
-        ark: &CertSha256,
-        product: crate::snp::Product,
-        this_update: UnixTime,
-    ) -> Result<(), Refused> {
-        let crl = CrlMark {
-            issuer: format!("AMD ARK-{product}"),
-            what: "the SEV-SNP product CRL",
-            from: this_update.0,
-        };
-        self.admit_marks(ark, Vec::new(), vec![crl])
     }
 
     pub(super) fn admit_marks(
