@@ -277,6 +277,18 @@ fn mutated_reports_and_policy_mismatches_are_refused_with_their_code() {
             "guest_svn_too_low",
         ),
         (
+            "another family",
+            r.report.clone(),
+            vec!["--family-id", &other_f],
+            "id_block_mismatch",
+        ),
+        (
+            "another ID key",
+            r.report.clone(),
+            vec!["--id-key-digest", &other_m],
+            "id_key_mismatch",
+        ),
+        (
             "--tee sgx",
             r.report.clone(),
             vec!["--tee", "sgx"],
