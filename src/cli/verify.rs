@@ -20,6 +20,7 @@ const COLLATERAL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 use crate::appraise::early::EarlyMode;
 use crate::appraise::policy::EnclavePolicy;
 use crate::appraise::refusal::RefusalCode;
+use crate::appraise::snp_policy::SnpPolicy;
 use crate::appraise::td_policy::TdPolicy;
 use crate::appraise::{self, CollateralSource};
 use crate::dcap::collateral::early::{BundleFile, Update};
@@ -264,7 +265,28 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             (None, _) => None,
         };
         if let Some(evidence) = evidence {
-            return verify_snp::run(args, evidence, &snp_trust(args.trust_root.as_deref())?);
+            let options = verify_snp::SnpOptions {
+                policy: SnpPolicy {
+                    measurement: args.measurement.clone(),
+                    host_data: args.host_data.clone(),
+                    id_key_digest: args.id_key_digest.clone(),
+                    author_key_digest: args.author_key_digest.clone(),
+                    family_id: args.family_id,
+                    image_id: args.image_id,
+                    min_guest_svn: args.min_guest_svn,
+                    min_tcb: verify_snp::min_tcb(&args.min_tcb)?,
+                    max_vmpl: args.max_vmpl.unwrap_or(0),
+                    allow_debug: args.allow_debug,
+                    allow_migration_agent: args.allow_migration_agent,
+                    ..SnpPolicy::default()
+                },
+                collateral: args.collateral.as_deref(),
+                pccs_ca: args.pccs_ca.as_deref(),
+                at: args.at.as_deref(),
+                json: args.json,
+            };
+            let trust = snp_trust(args.trust_root.as_deref())?;
+            return verify_snp::run(&options, evidence, &trust);
         }
     } else if args.tee.as_deref() == Some("snp") {
         bail!("--tee snp: this build verifies SEV-SNP evidence given as --quote FILE (a report or a dstack attestation)");

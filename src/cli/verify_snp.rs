@@ -12,7 +12,6 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::verify::VerifyArgs;
 use super::{EXIT_ACCEPTED, EXIT_CANNOT_CHECK, EXIT_REFUSED};
 use crate::appraise::snp_policy::{snp_error_code, MinTcb, SnpPolicy};
 use crate::dcap::ids::ReportData;
@@ -150,10 +149,27 @@ impl Outcome {
     }
 }
 
-/// The SNP policy the flags describe.
-fn policy(args: &VerifyArgs) -> anyhow::Result<SnpPolicy> {
+/// What `verify` was asked, as far as SEV-SNP evidence needs it.
+pub(super) struct SnpOptions<'a> {
+    /// The policy the flags describe.
+    pub policy: SnpPolicy,
+    /// `--collateral`.
+    pub collateral: Option<&'a str>,
+    /// `--pccs-ca` (for a KDS-compatible cache's TLS).
+    pub pccs_ca: Option<&'a std::path::Path>,
+    /// `--at`.
+    pub at: Option<&'a str>,
+    /// `--json`.
+    pub json: bool,
+}
+
+/// `--min-tcb KIND=N` flags as a minimum TCB (`None` when none is given).
+pub(super) fn min_tcb(specs: &[String]) -> anyhow::Result<Option<MinTcb>> {
+    if specs.is_empty() {
+        return Ok(None);
+    }
     let mut min = MinTcb::default();
-    for spec in &args.min_tcb {
+    for spec in specs {
         let (kind, n) = spec
             .split_once('=')
             .context("--min-tcb takes KIND=N (bootloader, tee, snp, microcode, fmc)")?;
@@ -169,33 +185,20 @@ fn policy(args: &VerifyArgs) -> anyhow::Result<SnpPolicy> {
             other => bail!("--min-tcb {other}: one of bootloader, tee, snp, microcode, fmc"),
         }
     }
-    Ok(SnpPolicy {
-        measurement: args.measurement.clone(),
-        host_data: args.host_data.clone(),
-        id_key_digest: args.id_key_digest.clone(),
-        author_key_digest: args.author_key_digest.clone(),
-        family_id: args.family_id,
-        image_id: args.image_id,
-        min_guest_svn: args.min_guest_svn,
-        min_tcb: (!args.min_tcb.is_empty()).then_some(min),
-        max_vmpl: args.max_vmpl.unwrap_or(0),
-        allow_debug: args.allow_debug,
-        allow_migration_agent: args.allow_migration_agent,
-        ..SnpPolicy::default()
-    })
+    Ok(Some(min))
 }
 
 /// The key for `report` from where `--collateral` says (or the dstack attestation's own
 /// chain when it carries one and no `--collateral` is given).
 fn vek_for(
-    args: &VerifyArgs,
+    args: &SnpOptions<'_>,
     report: &Report<'_>,
     carried: Option<SnpCollateral>,
     trust: &SnpTrust,
     now: UnixTime,
 ) -> anyhow::Result<Result<Arc<VerifiedVek>, (&'static str, String)>> {
     let unavailable = |e: KdsError| (e.code(), e.to_string());
-    let spec = match args.collateral.as_deref() {
+    let spec = match args.collateral {
         None if carried.is_some() => {
             let c = carried.context("carried")?;
             return Ok(c.verify(report, trust).map(Arc::new).map_err(|e| {
@@ -222,7 +225,7 @@ fn vek_for(
             Ok(files.vek_for(report).map_err(unavailable))
         }
         CollateralSpec::Url(url) => {
-            let endpoint = KdsEndpoint::at(&url, args.pccs_ca.as_ref().map(std::fs::read).transpose()?.as_deref())?;
+            let endpoint = KdsEndpoint::at(&url, args.pccs_ca.map(std::fs::read).transpose()?.as_deref())?;
             let cache = KdsCache::new(endpoint, trust.clone(), RefreshPolicy::default());
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -283,12 +286,12 @@ fn carried_chain(certs: &[std::borrow::Cow<'_, [u8]>]) -> Option<Result<SnpColla
 }
 
 fn judge(
-    args: &VerifyArgs,
+    args: &SnpOptions<'_>,
     evidence: SnpEvidence<'_>,
     trust: &SnpTrust,
     now: UnixTime,
 ) -> anyhow::Result<Outcome> {
-    let policy = policy(args)?;
+    let policy = &args.policy;
     let (bytes, dstack) = match &evidence {
         SnpEvidence::Raw(b) => (*b, None),
         SnpEvidence::Dstack(a) => match &a.platform {
@@ -364,11 +367,11 @@ fn judge(
 
 /// Verifies SEV-SNP evidence and prints the verdict; the exit code as for SGX/TDX.
 pub(super) fn run(
-    args: &VerifyArgs,
+    args: &SnpOptions<'_>,
     evidence: Result<SnpEvidence<'_>, (&'static str, String)>,
     trust: &SnpTrust,
 ) -> anyhow::Result<ExitCode> {
-    let at = args.at.as_deref().map(UnixTime::parse).transpose()?;
+    let at = args.at.map(UnixTime::parse).transpose()?;
     let now = at.unwrap_or_else(UnixTime::now);
     let out = match evidence {
         Ok(e) => judge(args, e, trust, now)?,
