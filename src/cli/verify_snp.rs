@@ -49,21 +49,25 @@ fn looks_like_report(bytes: &[u8]) -> bool {
             .is_some_and(|v| (2..=5).contains(&u32::from_le_bytes(*v)))
 }
 
-/// Recognises SEV-SNP evidence by content; `None` for anything else (a DCAP quote).
+/// Recognises SEV-SNP evidence by content; `None` for anything else (a DCAP quote, or bytes
+/// that are neither).
 pub(super) fn recognise(bytes: &[u8]) -> Option<Result<SnpEvidence<'_>, String>> {
     if looks_like_report(bytes) {
         return Some(Ok(SnpEvidence::Raw(bytes)));
     }
     // dstack's versioned attestation: SCALE V0 starts with 0x00, V1 with a MessagePack map.
     if matches!(bytes.first(), Some(0x00 | 0x80..=0x8f | 0xde | 0xdf)) {
-        return Some(match Attestation::parse(bytes) {
-            Ok(a) if matches!(a.platform, Platform::SevSnp { .. }) => Ok(SnpEvidence::Dstack(a)),
-            Ok(a) => Err(format!(
+        // One that does not parse is left to the quote parser, which names it malformed.
+        return match Attestation::parse(bytes) {
+            Ok(a) if matches!(a.platform, Platform::SevSnp { .. }) => {
+                Some(Ok(SnpEvidence::Dstack(a)))
+            }
+            Ok(a) => Some(Err(format!(
                 "a dstack attestation from a `{}` platform: give it through its RA-TLS certificate (--cert or a URL)",
                 a.platform.name()
-            )),
-            Err(e) => Err(format!("a dstack attestation that does not parse: {e}")),
-        });
+            ))),
+            Err(_) => None,
+        };
     }
     None
 }
@@ -198,9 +202,8 @@ fn vek_for(
     now: UnixTime,
 ) -> anyhow::Result<Result<Arc<VerifiedVek>, (&'static str, String)>> {
     let unavailable = |e: KdsError| (e.code(), e.to_string());
-    let spec = match args.collateral {
-        None if carried.is_some() => {
-            let c = carried.context("carried")?;
+    let spec = match (args.collateral, carried) {
+        (None, Some(c)) => {
             return Ok(c.verify(report, trust).map(Arc::new).map_err(|e| {
                 (
                     snp_error_code(&e),
@@ -208,8 +211,8 @@ fn vek_for(
                 )
             }));
         }
-        None | Some("kds") => CollateralSpec::Url(crate::source::kds::AMD_KDS.to_owned()),
-        Some(text) => {
+        (None | Some("kds"), _) => CollateralSpec::Url(crate::source::kds::AMD_KDS.to_owned()),
+        (Some(text), _) => {
             CollateralSpec::parse(text, |s| PathBuf::from(s)).unwrap_or_else(CollateralSpec::File)
         }
     };
