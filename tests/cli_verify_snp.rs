@@ -405,3 +405,27 @@ fn without_the_chips_vcek_verify_could_not_check_and_exits_two() {
     ]);
     assert_eq!(code(&out), (Some(2), "collateral_unavailable".into()));
 }
+
+#[test]
+fn a_dstack_attestation_of_another_platform_is_named_not_misread() {
+    let Some(r) = real("other-platform") else {
+        return;
+    };
+    let fixtures = common::fixtures().expect("fixtures");
+    let j: Value =
+        serde_json::from_slice(&common::read(&fixtures, "dstack/tdx-lite-attestation.json"))
+            .expect("json");
+    let tdx = hex::decode(j["attestation"].as_str().expect("hex")).expect("hex");
+    let file = r.write("tdx.bin", &tdx);
+    let out = verify(&["--quote", &file, "--at", CAPTURED, "--json"]);
+    assert_eq!(
+        code(&out),
+        (Some(1), "unsupported_tee".into()),
+        "{}",
+        common::printed(&out)
+    );
+    // And SEV-SNP evidence under `--tee tdx` is a TEE mismatch, never judged as a quote.
+    let report = r.write("report.bin", &r.report);
+    let out = verify(&["--quote", &report, "--tee", "tdx", "--json"]);
+    assert_eq!(code(&out), (Some(1), "tee_mismatch".into()));
+}

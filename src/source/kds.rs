@@ -543,3 +543,47 @@ mod tests {
         );
     }
 }
+
+#[cfg(all(test, feature = "sim"))]
+mod marks_tests {
+    use super::*;
+    use crate::sim::snp::SimSnpPki;
+    use crate::source::marks::Book;
+
+    /// The CRL rule outlives the cache: after a restart (marks read back from the state
+    /// directory) an older product CRL is still refused.
+    #[test]
+    fn an_older_product_crl_is_refused_after_a_restart_too() {
+        let now = UnixTime(1_790_000_000);
+        let pki = SimSnpPki::new(Product::Milan, now).expect("pki");
+        let trust = SimSnpPki::trust(&[&pki]).expect("trust");
+        let chain_at = |from: i64| {
+            let crl = pki
+                .crl(UnixTime(from), UnixTime(from + 30 * 86_400), &[])
+                .expect("crl");
+            verify_chain(
+                Product::Milan,
+                SigningKey::Vcek,
+                pki.cert_chain_pem(SigningKey::Vcek).as_bytes(),
+                &crl,
+                &trust,
+            )
+            .expect("chain")
+        };
+        let (newer, older) = (chain_at(now.0 - 60), chain_at(now.0 - 7 * 86_400));
+        let dir = std::env::temp_dir().join(format!("ratls-kds-marks-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let marks = Marks::load(&dir, Book::Standard).expect("no file yet");
+        admit_crl(&marks, &trust, &newer).expect("first");
+        admit_crl(&marks, &trust, &newer).expect("the same again");
+        let restarted = Marks::load(&dir, Book::Standard).expect("reads its file");
+        let refused = admit_crl(&restarted, &trust, &older);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(matches!(refused, Err(KdsError::Rollback(_))), "{refused:?}");
+        assert_eq!(
+            refused.map_err(|e| e.code()).err(),
+            Some("collateral_rollback")
+        );
+    }
+}
