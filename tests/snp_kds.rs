@@ -511,3 +511,45 @@ async fn verify_fetches_from_a_kds_url_and_refuses_another_chips_vcek() {
     assert_eq!(common::json(&out)["code"], "collateral_unavailable");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A chip whose VCEK could not be had is not asked for again before its backoff ends (a
+/// peer presenting made-up CHIP_IDs must not make every handshake a KDS request); then it
+/// is, and a VCEK served by then is taken.
+#[tokio::test]
+async fn a_failed_vcek_fetch_is_not_repeated_before_its_backoff_ends() {
+    let w = world();
+    let kds = Kds::start().await;
+    let p = Product::Milan;
+    let bytes = serve_platform(&kds, &w.milan, NOW.0 - DAY);
+    let report = Report::parse(&bytes).expect("parses");
+    let url = kds.endpoint().vcek_url(p, &sim_chip_id(p), &sim_tcb(p));
+    let path = url.strip_prefix(&kds.url()).expect("ours").to_owned();
+    let served = kds
+        .answers
+        .lock()
+        .expect("answers")
+        .remove(&path)
+        .expect("served");
+    let policy = RefreshPolicy {
+        min_backoff: Duration::from_secs(30),
+        ..RefreshPolicy::default()
+    };
+    let cache = KdsCache::new(kds.endpoint(), w.trust.clone(), policy);
+    let e = cache.fetch_for(&report, NOW).await.expect_err("404");
+    assert!(matches!(e, KdsError::Fetch(_)), "{e}");
+    let hits = kds.hits();
+    kds.answers.lock().expect("answers").insert(path, served);
+    for later in [0, 29] {
+        let e = cache
+            .fetch_for(&report, UnixTime(NOW.0 + later))
+            .await
+            .expect_err("backing off");
+        assert!(matches!(e, KdsError::Unavailable(_)), "{e}");
+    }
+    assert_eq!(kds.hits(), hits, "KDS not asked while backing off");
+    let vek = cache
+        .fetch_for(&report, UnixTime(NOW.0 + 30))
+        .await
+        .expect("asked again");
+    verify(&report, &vek, NOW).expect("verifies");
+}

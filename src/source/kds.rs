@@ -34,6 +34,8 @@ pub(crate) const AMD_KDS: &str = "https://kdsintf.amd.com";
 pub(crate) const MAX_KDS_BODY: usize = 256 * 1024;
 /// VCEKs kept at most (each verified under a pinned ARK; one per chip and TCB).
 pub(crate) const MAX_VCEKS: usize = 1024;
+/// VCEK keys whose failed fetch is remembered at most.
+const MAX_BACKOFF: usize = 256;
 
 /// Why SEV-SNP collateral could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -319,6 +321,9 @@ pub struct KdsCache {
     veks: RwLock<HashMap<VcekKey, HeldVek>>,
     /// One fetch at a time: concurrent misses wait for it, then read what it stored.
     fetching: tokio::sync::Mutex<()>,
+    /// VCEK keys whose last fetch failed: when to ask again and the delay that led there
+    /// (a peer presenting made-up CHIP_IDs must not turn each handshake into a KDS request).
+    backoff: Mutex<HashMap<VcekKey, (UnixTime, Duration)>>,
     fetches: AtomicU64,
     failures: AtomicU64,
     rollbacks: AtomicU64,
@@ -336,6 +341,7 @@ impl KdsCache {
             chains: RwLock::new(HashMap::new()),
             veks: RwLock::new(HashMap::new()),
             fetching: tokio::sync::Mutex::new(()),
+            backoff: Mutex::new(HashMap::new()),
             fetches: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             rollbacks: AtomicU64::new(0),
@@ -432,12 +438,23 @@ impl KdsCache {
         if let Some(vek) = self.lookup(&key) {
             return Ok(vek);
         }
+        if let Some(at) = self.retry_at(&key).filter(|at| now < *at) {
+            return Err(KdsError::Unavailable(format!(
+                "the last fetch of this chip's VCEK failed; not asked again before {at}"
+            )));
+        }
         let chain = match self.held_chain(key.0, SigningKey::Vcek) {
             Some(chain) => chain,
             None => self.fetch_chain(key.0, SigningKey::Vcek, now).await?,
         };
         let fetched = self.endpoint.fetch_vcek(&key, chain).await;
-        let (der, vek) = self.count(fetched)?;
+        let (der, vek) = match self.count(fetched) {
+            Ok(ok) => ok,
+            Err(e) => {
+                self.back_off(key, now);
+                return Err(e);
+            }
+        };
         let vek = Arc::new(vek);
         let mut veks = self
             .veks
@@ -449,7 +466,37 @@ impl KdsCache {
             )));
         }
         veks.insert(key, (der, Arc::clone(&vek)));
+        if let Ok(mut backoff) = self.backoff.lock() {
+            backoff.remove(&key);
+        }
         Ok(vek)
+    }
+
+    fn retry_at(&self, key: &VcekKey) -> Option<UnixTime> {
+        let backoff = self.backoff.lock().ok()?;
+        backoff.get(key).map(|(at, _)| *at)
+    }
+
+    /// Delays the next fetch for `key`: the policy's first delay, doubled on each failure up
+    /// to its longest. Keys are bounded; the oldest entry makes room.
+    fn back_off(&self, key: VcekKey, now: UnixTime) {
+        let Ok(mut backoff) = self.backoff.lock() else {
+            return;
+        };
+        let delay = backoff.get(&key).map_or(self.policy.min_backoff, |(_, d)| {
+            d.saturating_mul(2).min(self.policy.max_backoff)
+        });
+        if backoff.len() >= MAX_BACKOFF && !backoff.contains_key(&key) {
+            if let Some(oldest) = backoff
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(k, _)| *k)
+            {
+                backoff.remove(&oldest);
+            }
+        }
+        let secs = i64::try_from(delay.as_secs()).unwrap_or(i64::MAX);
+        backoff.insert(key, (UnixTime(now.0.saturating_add(secs)), delay));
     }
 
     fn lookup(&self, key: &VcekKey) -> Option<Arc<VerifiedVek>> {
