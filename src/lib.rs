@@ -52,5 +52,7 @@ pub use cli::{not_in_this_build, run, Cli, Command, EXIT_CANNOT_CHECK};
 pub use config::Config;
 pub use proxy::{Proxy, Running};
 pub use source::fetch::{CollateralCache, RefreshPolicy};
+pub use source::kds::{KdsCache, KdsEndpoint, KdsError, SnpCollateralSource};
 pub use source::pcs::PcsEndpoint;
+pub use source::snp_files::SnpFiles;
 pub use source::{trust_and_collateral, CollateralSetup, CollateralSpec, SourceConfig};

@@ -818,3 +818,78 @@ fn snp_vcek_extension_parser_on_arbitrary_values() {
         })
         .expect("property holds");
 }
+
+// ---- AMD SEV-SNP collateral at the edge: the offline directory and its classifiers ----
+
+/// The real ASK and VCEK (DER), when the fixtures are there.
+fn real_snp_certs() -> Vec<Vec<u8>> {
+    common::fixtures()
+        .map(|d| {
+            ["dstack/sev_snp_ask.pem", "dstack/sev_snp_vcek.pem"]
+                .iter()
+                .flat_map(|f| {
+                    ratls_proxy::dcap::pki::pem_chain(&common::read(&d, f), "fixture")
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(2000) / 8, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Arbitrary bytes and the real ASK/VCEK with bytes overwritten, as certificates and CRLs
+    /// to the classifiers and as files (DER, PEM, `.crl`) in a collateral directory beside
+    /// the real ASK: no panic; the directory never yields a VCEK but the real one unchanged.
+    #[test]
+    fn snp_collateral_directory_on_arbitrary_and_mutated_files(
+        bytes in proptest::collection::vec(any::<u8>(), 0..2000),
+        edits in proptest::collection::vec((any::<usize>(), 1u8..=255), 1..6),
+        which in 0usize..2,
+        form in 0usize..3,
+    ) {
+        use ratls_proxy::snp::collateral::{classify, crl_product};
+        use ratls_proxy::SnpCollateralSource as _;
+        let _ = classify(&bytes);
+        let _ = crl_product(&bytes);
+        let real = real_snp_certs();
+        let Some(original) = real.get(which) else {
+            return Ok(());
+        };
+        let mut m = original.clone();
+        for (pos, x) in edits {
+            let i = pos % m.len();
+            m[i] ^= x;
+        }
+        let _ = classify(&m);
+        let _ = crl_product(&m);
+        let dir = std::env::temp_dir().join(format!("ratls-fuzz-snp-dir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let pem = |der: &[u8]| {
+            use base64::Engine as _;
+            format!(
+                "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                base64::engine::general_purpose::STANDARD.encode(der)
+            )
+        };
+        std::fs::write(dir.join("ask.pem"), pem(&real[0])).expect("write");
+        match form {
+            0 => std::fs::write(dir.join("x.der"), &m),
+            1 => std::fs::write(dir.join("x.pem"), pem(&m)),
+            _ => std::fs::write(dir.join("x.crl"), &m),
+        }
+        .expect("write");
+        std::fs::write(dir.join("y.der"), &bytes).expect("write");
+        let loaded = ratls_proxy::SnpFiles::load(&dir, &ratls_proxy::snp::SnpTrust::amd());
+        let _ = std::fs::remove_dir_all(&dir);
+        if let Ok((files, _)) = loaded {
+            let report = real_snp_report();
+            if let Ok(r) = ratls_proxy::snp::Report::parse(&report) {
+                // Only an unchanged real VCEK could be found for the real report; these never are.
+                prop_assert!(files.vek_for(&r).is_err());
+            }
+        }
+    }
+}

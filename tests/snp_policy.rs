@@ -134,14 +134,14 @@ fn each_identity_allow_list_refuses_other_values_with_its_code() {
                 family_id: Some(FamilyId([0; 16])),
                 ..exact.clone()
             },
-            "id_key_mismatch",
+            "id_block_mismatch",
         ),
         (
             SnpPolicy {
                 image_id: Some(ImageId([0; 16])),
                 ..exact.clone()
             },
-            "id_key_mismatch",
+            "id_block_mismatch",
         ),
     ];
     for (policy, code) in cases {
@@ -388,12 +388,12 @@ fn guest_policy_bits_and_platform_info_are_judged() {
         platform_info_required: PlatformInfo::TSME_EN,
         ..SnpPolicy::default()
     };
-    assert_eq!(codes(&tsme, &plain), ["guest_policy_not_allowed"]);
+    assert_eq!(codes(&tsme, &plain), ["platform_info_not_allowed"]);
     let no_smt = SnpPolicy {
         platform_info_forbidden: PlatformInfo::SMT_EN,
         ..SnpPolicy::default()
     };
-    assert_eq!(codes(&no_smt, &plain), ["guest_policy_not_allowed"]);
+    assert_eq!(codes(&no_smt, &plain), ["platform_info_not_allowed"]);
     let ecc = SnpPolicy {
         platform_info_required: PlatformInfo::ECC_EN,
         ..SnpPolicy::default()

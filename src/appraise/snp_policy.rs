@@ -201,13 +201,17 @@ impl SnpViolation {
             Self::Debug(_) => "debug_enclave",
             Self::Measurement { .. } => "measurement_mismatch",
             Self::HostData { .. } => "host_data_mismatch",
-            // FAMILY_ID and IMAGE_ID come from the ID block the ID key signed.
-            Self::IdKey { .. } | Self::IdBlock { .. } => "id_key_mismatch",
+            Self::IdKey { .. } => "id_key_mismatch",
+            // The same ID key may sign several families and images: a wrong image from the
+            // right owner is not a wrong owner.
+            Self::IdBlock { .. } => "id_block_mismatch",
             Self::AuthorKey { .. } => "author_key_mismatch",
             Self::GuestSvn { .. } => "guest_svn_too_low",
             Self::Tcb { .. } => "tcb_below_minimum",
             Self::Vmpl { .. } => "vmpl_not_allowed",
-            Self::GuestPolicy { .. } | Self::Platform { .. } => "guest_policy_not_allowed",
+            Self::GuestPolicy { .. } => "guest_policy_not_allowed",
+            // The host's configuration, not the guest owner's choice: another party fixes it.
+            Self::Platform { .. } => "platform_info_not_allowed",
         }
     }
 }

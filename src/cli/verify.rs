@@ -9,13 +9,18 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::report::Report;
+use super::verify_snp;
 use super::{EXIT_ACCEPTED, EXIT_CANNOT_CHECK, EXIT_REFUSED};
+use crate::snp::collateral::{classify, SnpCertKind};
+use crate::snp::ids::{AuthorKeyDigest, FamilyId, HostData, IdKeyDigest, ImageId, Measurement};
+use crate::snp::{Ark, SnpTrust};
 
 /// The longest `verify` waits for collateral from PCS or a PCCS.
 const COLLATERAL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 use crate::appraise::early::EarlyMode;
 use crate::appraise::policy::EnclavePolicy;
 use crate::appraise::refusal::RefusalCode;
+use crate::appraise::snp_policy::SnpPolicy;
 use crate::appraise::td_policy::TdPolicy;
 use crate::appraise::{self, CollateralSource};
 use crate::dcap::collateral::early::{BundleFile, Update};
@@ -88,10 +93,41 @@ pub struct VerifyArgs {
     /// Trust this root instead of the Intel SGX Root CA (test PKI only).
     #[arg(long, value_name = "FILE.pem")]
     pub trust_root: Option<PathBuf>,
-    /// The TEE the quote must be: sgx or tdx (default: whichever the policy flags imply,
-    /// else either).
-    #[arg(long, value_name = "sgx|tdx", value_parser = ["sgx", "tdx"])]
+    /// The TEE the quote must be: sgx, tdx or snp (default: whichever the evidence and the
+    /// policy flags imply).
+    #[arg(long, value_name = "sgx|tdx|snp", value_parser = ["sgx", "tdx", "snp"])]
     pub tee: Option<String>,
+    /// Allowed MEASUREMENT (repeatable; SEV-SNP).
+    #[arg(long = "measurement", value_name = "HEX")]
+    pub measurement: Vec<Measurement>,
+    /// Allowed HOST_DATA (repeatable; SEV-SNP).
+    #[arg(long = "host-data", value_name = "HEX")]
+    pub host_data: Vec<HostData>,
+    /// Allowed ID_KEY_DIGEST (repeatable; SEV-SNP).
+    #[arg(long = "id-key-digest", value_name = "HEX")]
+    pub id_key_digest: Vec<IdKeyDigest>,
+    /// Allowed AUTHOR_KEY_DIGEST (repeatable; SEV-SNP).
+    #[arg(long = "author-key-digest", value_name = "HEX")]
+    pub author_key_digest: Vec<AuthorKeyDigest>,
+    /// Required FAMILY_ID (SEV-SNP).
+    #[arg(long, value_name = "HEX")]
+    pub family_id: Option<FamilyId>,
+    /// Required IMAGE_ID (SEV-SNP).
+    #[arg(long, value_name = "HEX")]
+    pub image_id: Option<ImageId>,
+    /// Minimum GUEST_SVN (SEV-SNP).
+    #[arg(long, value_name = "N")]
+    pub min_guest_svn: Option<u32>,
+    /// Minimum TCB component, KIND=N with KIND bootloader, tee, snp, microcode or fmc
+    /// (repeatable; SEV-SNP: REPORTED_TCB and LAUNCH_TCB).
+    #[arg(long = "min-tcb", value_name = "KIND=N")]
+    pub min_tcb: Vec<String>,
+    /// Highest VMPL accepted (SEV-SNP; default 0).
+    #[arg(long, value_name = "N")]
+    pub max_vmpl: Option<u8>,
+    /// Accept guests tied to a migration agent (SEV-SNP POLICY.MIGRATE_MA).
+    #[arg(long)]
+    pub allow_migration_agent: bool,
     /// Allowed MRTD (repeatable; TDX).
     #[arg(long = "mrtd", value_name = "HEX")]
     pub mrtd: Vec<MrTd>,
@@ -211,6 +247,50 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let td_only = args.tcb_status.iter().find(|s| !s.is_published());
     if let (Some(status), Some("sgx")) = (td_only, args.tee.as_deref()) {
         bail!("--tcb-status {status}: a TD relaunch status applies to --tee tdx only");
+    }
+    // SEV-SNP evidence, recognised by content, has a path of its own.
+    if let Some(path) = &args.quote {
+        let bytes = read(path, "quote")?;
+        let snp = verify_snp::recognise(&bytes);
+        let tee = args.tee.as_deref();
+        let evidence = match (snp, tee) {
+            (Some(e), None | Some("snp")) => Some(e.map_err(|e| ("unsupported_tee", e))),
+            (Some(_), Some(other)) => Some(Err((
+                "tee_mismatch",
+                format!("SEV-SNP evidence, and --tee {other}"),
+            ))),
+            (None, Some("snp")) => Some(Err((
+                "tee_mismatch",
+                "not SEV-SNP evidence, and --tee snp".to_owned(),
+            ))),
+            (None, _) => None,
+        };
+        if let Some(evidence) = evidence {
+            let options = verify_snp::SnpOptions {
+                policy: SnpPolicy {
+                    measurement: args.measurement.clone(),
+                    host_data: args.host_data.clone(),
+                    id_key_digest: args.id_key_digest.clone(),
+                    author_key_digest: args.author_key_digest.clone(),
+                    family_id: args.family_id,
+                    image_id: args.image_id,
+                    min_guest_svn: args.min_guest_svn,
+                    min_tcb: verify_snp::min_tcb(&args.min_tcb)?,
+                    max_vmpl: args.max_vmpl.unwrap_or(0),
+                    allow_debug: args.allow_debug,
+                    allow_migration_agent: args.allow_migration_agent,
+                    ..SnpPolicy::default()
+                },
+                collateral: args.collateral.as_deref(),
+                pccs_ca: args.pccs_ca.as_deref(),
+                at: args.at.as_deref(),
+                json: args.json,
+            };
+            let trust = snp_trust(args.trust_root.as_deref())?;
+            return verify_snp::run(&options, evidence, &trust);
+        }
+    } else if args.tee.as_deref() == Some("snp") {
+        bail!("--tee snp: this build verifies SEV-SNP evidence given as --quote FILE (a report or a dstack attestation)");
     }
     let at = args.at.as_deref().map(UnixTime::parse).transpose()?;
     let now = at.unwrap_or_else(UnixTime::now);
@@ -348,6 +428,22 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         Some(RefusalCode::CollateralUnavailable) => EXIT_CANNOT_CHECK,
         Some(_) => EXIT_REFUSED,
     }))
+}
+
+/// AMD's pinned ARKs, or the ARKs (PEM, each named `ARK-<Product>`) in `--trust-root`.
+fn snp_trust(root: Option<&Path>) -> anyhow::Result<SnpTrust> {
+    let Some(path) = root else {
+        return Ok(SnpTrust::amd());
+    };
+    let pem = read(path, "trust root")?;
+    let mut arks = Vec::new();
+    for der in crate::dcap::pki::pem_chain(&pem, "trust root PEM")? {
+        let Ok(SnpCertKind::Ark(product)) = classify(&der) else {
+            bail!("{}: a certificate that is no ARK-<Product>", path.display());
+        };
+        arks.push(Ark::from_der(product, der)?);
+    }
+    Ok(SnpTrust::with_arks(arks))
 }
 
 /// `https://host[:port]` → (`host:port` to dial, host name for SNI).

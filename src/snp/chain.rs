@@ -160,6 +160,11 @@ impl VerifiedChain {
         self.crl_window.is_some()
     }
 
+    /// The CRL's thisUpdate, when a CRL was supplied (the rollback mark `source/` keeps).
+    pub fn crl_this_update(&self) -> Option<UnixTime> {
+        self.crl_window.map(|w| w.0)
+    }
+
     /// What was verified, byte for byte.
     pub fn digests(&self) -> ChainDigests {
         self.digests

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use super::cert;
 use super::chain::VerifiedChain;
 use super::error::{CertRole, SnpError};
-use super::extension;
+use super::extension::{self, VekExtensions};
 use super::product::Product;
+use super::product::Tcb;
 use super::report::{Report, SigningKey};
 use super::trust::SnpTrust;
 use super::verified::VerifiedReport;
@@ -114,4 +115,79 @@ pub fn verify_with_collateral(
 ) -> Result<VerifiedReport, SnpError> {
     let vek = collateral.verify(report, trust)?;
     verify(report, &vek, now)
+}
+
+/// What an AMD certificate is, told by its subject CN (the offline directory's files come
+/// in any order and under any name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnpCertKind {
+    /// `ARK-<Product>`: a copy of a root (compared to the pin, never trusted for itself).
+    Ark(Product),
+    /// `SEV-<Product>`: the ASK.
+    Ask(Product),
+    /// `SEV-VLEK-<Product>`: the ASVK.
+    Asvk(Product),
+    /// `SEV-VCEK`.
+    Vcek,
+    /// `SEV-VLEK`.
+    Vlek,
+}
+
+/// Names `der`'s kind from its subject CN; anything else is an error (nothing is verified
+/// here: the chain does that).
+pub fn classify(der: &[u8]) -> Result<SnpCertKind, SnpError> {
+    let c = cert::parse_cert(der, CertRole::Ask)?;
+    let cn = cert::common_name(&c);
+    let product = |name: &str| Product::ALL.into_iter().find(|p| p.name() == name);
+    let kind = match cn.as_str() {
+        "SEV-VCEK" => Some(SnpCertKind::Vcek),
+        "SEV-VLEK" => Some(SnpCertKind::Vlek),
+        other => {
+            if let Some(p) = other.strip_prefix("ARK-").and_then(product) {
+                Some(SnpCertKind::Ark(p))
+            } else if let Some(p) = other.strip_prefix("SEV-VLEK-").and_then(product) {
+                Some(SnpCertKind::Asvk(p))
+            } else {
+                other
+                    .strip_prefix("SEV-")
+                    .and_then(product)
+                    .map(SnpCertKind::Ask)
+            }
+        }
+    };
+    kind.ok_or_else(|| SnpError::cert(CertRole::Ask, format!("`{cn}` is no AMD SEV certificate")))
+}
+
+/// The product whose ARK names itself as `der`'s issuer (`ARK-<Product>`), if any.
+pub fn crl_product(der: &[u8]) -> Result<Product, SnpError> {
+    let crl = cert::parse_crl(der)?;
+    let issuer = crl
+        .issuer()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    issuer
+        .strip_prefix("ARK-")
+        .and_then(|n| Product::ALL.into_iter().find(|p| p.name() == n))
+        .ok_or_else(|| SnpError::cert(CertRole::Crl, format!("issued by `{issuer}`, no ARK")))
+}
+
+/// The key a VCEK is found by: its chip (hwID, zero-padded to 64 bytes as CHIP_ID is on
+/// Turin) and its TCB. `None` for a key without hwID (a VLEK).
+pub fn vcek_index(ext: &VekExtensions) -> Option<([u8; 64], Tcb)> {
+    let hwid = ext.hwid.as_deref()?;
+    let mut chip = [0u8; 64];
+    chip.get_mut(..hwid.len())?.copy_from_slice(hwid);
+    Some((
+        chip,
+        Tcb {
+            fmc: ext.fmc,
+            bootloader: ext.bootloader,
+            tee: ext.tee,
+            snp: ext.snp,
+            microcode: ext.microcode,
+        },
+    ))
 }

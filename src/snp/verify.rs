@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use super::chain::{intermediate_role, VerifiedChain};
 use super::error::{CertRole, SnpError, TcbComponent};
 use super::extension::{self, VekExtensions};
+use super::ids::ChipId;
 use super::product::{Product, Tcb};
 use super::report::{Report, SigningKey};
 use super::verified::{SnpDigests, SnpIdentity, VerifiedReport};
@@ -163,10 +164,7 @@ pub fn verify(
     // 4. The key signed the report.
     verify_signature(report, &vek.point, role)?;
     // 5. The key is the one for this TCB and (VCEK) this chip.
-    check_tcb(&tcbs.reported, &vek.extensions, role)?;
-    if chain.kind() == SigningKey::Vcek {
-        check_chip_id(report, &vek.extensions)?;
-    }
+    check_binding(vek, &report.chip_id, &tcbs.reported)?;
     Ok(VerifiedReport::new(
         SnpIdentity::of(report, product, tcbs),
         now,
@@ -176,6 +174,17 @@ pub fn verify(
             vek: vek.sha256,
         },
     ))
+}
+
+/// The key is the one for `reported` and (a VCEK) for `chip`: step 5 of [`verify`], also
+/// used by `source/` to refuse a VCEK served for another chip or TCB before caching it.
+pub fn check_binding(vek: &VerifiedVek, chip: &ChipId, reported: &Tcb) -> Result<(), SnpError> {
+    let role = vek_role(vek.chain.kind());
+    check_tcb(reported, &vek.extensions, role)?;
+    if vek.chain.kind() == SigningKey::Vcek {
+        check_chip_id(chip, &vek.extensions)?;
+    }
+    Ok(())
 }
 
 /// The report's r and s (72 bytes each, little-endian, the top 24 bytes zero) as the
@@ -240,9 +249,9 @@ fn check_tcb(reported: &Tcb, ext: &VekExtensions, role: CertRole) -> Result<(), 
 
 /// The VCEK's hwID is the report's CHIP_ID: all 64 bytes, or on Turin the first 8 with
 /// the other 56 zero.
-fn check_chip_id(report: &Report<'_>, ext: &VekExtensions) -> Result<(), SnpError> {
+fn check_chip_id(chip: &ChipId, ext: &VekExtensions) -> Result<(), SnpError> {
     let hwid = ext.hwid.as_deref().unwrap_or_default();
-    let chip = &report.chip_id.0;
+    let chip = &chip.0;
     let (head, tail) = chip.split_at(hwid.len().min(chip.len()));
     if hwid.is_empty() || head != hwid || tail.iter().any(|b| *b != 0) {
         return Err(SnpError::ChipIdMismatch {

@@ -22,6 +22,7 @@
 //! others stops the start (see [`Marks::load`]).
 
 mod early;
+mod snp;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;

@@ -5,9 +5,11 @@
 
 pub(crate) mod fetch;
 pub(crate) mod files;
+pub(crate) mod kds;
 pub(crate) mod marks;
 pub(crate) mod pcs;
 pub(crate) mod platform;
+pub(crate) mod snp_files;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

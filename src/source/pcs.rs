@@ -92,7 +92,9 @@ impl std::fmt::Debug for PcsEndpoint {
     }
 }
 
-fn tls_config(custom_ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, FetchError> {
+pub(crate) fn tls_config(
+    custom_ca_pem: Option<&[u8]>,
+) -> Result<Arc<rustls::ClientConfig>, FetchError> {
     let mut roots = rustls::RootCertStore::empty();
     match custom_ca_pem {
         Some(pem) => {
@@ -134,15 +136,7 @@ impl PcsEndpoint {
         custom_ca_pem: Option<&[u8]>,
         api_key: Option<String>,
     ) -> Result<Self, FetchError> {
-        let base = base_url.trim_end_matches('/').to_owned();
-        let uri: http::Uri = base
-            .parse()
-            .map_err(|_| FetchError::Config(format!("`{base_url}` is not a URL")))?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-            return Err(FetchError::Config(format!(
-                "`{base_url}`: expected http(s)://host[:port][/path]"
-            )));
-        }
+        let base = self::base_url(base_url)?;
         Ok(Self {
             root_crl_url: format!("{base}/sgx/certification/v4/rootcacrl"),
             base,
@@ -265,68 +259,101 @@ impl PcsEndpoint {
     }
 
     async fn get(&self, url: &str) -> Result<(HeaderMap, Bytes), FetchError> {
-        match tokio::time::timeout(self.timeout, self.get_inner(url)).await {
-            Ok(r) => r,
-            Err(_) => Err(FetchError::Network {
-                url: url.to_owned(),
-                detail: format!("no answer within {}s", self.timeout.as_secs()),
-            }),
-        }
+        let key = self
+            .api_key
+            .as_deref()
+            .map(|k| ("Ocp-Apim-Subscription-Key", k));
+        http_get(url, &self.tls, key, (self.timeout, MAX_BODY)).await
     }
+}
 
-    async fn get_inner(&self, url: &str) -> Result<(HeaderMap, Bytes), FetchError> {
-        let net = |detail: String| FetchError::Network {
-            url: url.to_owned(),
-            detail,
-        };
-        let uri: http::Uri = url.parse().map_err(|_| net("not a URL".into()))?;
-        let host = uri.host().ok_or_else(|| net("no host".into()))?.to_owned();
-        let https = uri.scheme_str() == Some("https");
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let bare = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let tcp = TcpStream::connect((bare.as_str(), port))
-            .await
-            .map_err(|e| net(e.to_string()))?;
-        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-        let mut req = Request::get(path).header(
-            http::header::HOST,
-            uri.authority().map_or(host.as_str(), |a| a.as_str()),
-        );
-        if let Some(key) = &self.api_key {
-            req = req.header("Ocp-Apim-Subscription-Key", key);
-        }
-        let req = req
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| net(e.to_string()))?;
-        let resp = if https {
-            let name =
-                rustls::pki_types::ServerName::try_from(bare).map_err(|e| net(e.to_string()))?;
-            let tls = tokio_rustls::TlsConnector::from(Arc::clone(&self.tls))
-                .connect(name, tcp)
-                .await
-                .map_err(|e| net(format!("TLS: {e}")))?;
-            send(TokioIo::new(tls), req).await
-        } else {
-            send(TokioIo::new(tcp), req).await
-        }
-        .map_err(net)?;
-        if resp.status() != StatusCode::OK {
-            return Err(FetchError::Status {
-                url: url.to_owned(),
-                status: resp.status(),
-            });
-        }
-        let (parts, body) = resp.into_parts();
-        let body = Limited::new(body, MAX_BODY)
-            .collect()
-            .await
-            .map_err(|e| net(format!("body: {e}")))?
-            .to_bytes();
-        Ok((parts.headers, body))
+/// `text` as a base URL: http(s)://host[:port][/path], without the trailing `/`.
+pub(crate) fn base_url(text: &str) -> Result<String, FetchError> {
+    let base = text.trim_end_matches('/').to_owned();
+    let uri: http::Uri = base
+        .parse()
+        .map_err(|_| FetchError::Config(format!("`{text}` is not a URL")))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        return Err(FetchError::Config(format!(
+            "`{text}`: expected http(s)://host[:port][/path]"
+        )));
     }
+    Ok(base)
+}
+
+/// One GET of `url` within `timeout`, with `header` when given, over TLS under `tls` for
+/// `https://`; only a 200 with a body of at most `max_body` bytes is an answer.
+pub(crate) async fn http_get(
+    url: &str,
+    tls: &Arc<rustls::ClientConfig>,
+    header: Option<(&'static str, &str)>,
+    (timeout, max_body): (Duration, usize),
+) -> Result<(HeaderMap, Bytes), FetchError> {
+    match tokio::time::timeout(timeout, get_inner(url, tls, header, max_body)).await {
+        Ok(r) => r,
+        Err(_) => Err(FetchError::Network {
+            url: url.to_owned(),
+            detail: format!("no answer within {}s", timeout.as_secs()),
+        }),
+    }
+}
+
+async fn get_inner(
+    url: &str,
+    tls: &Arc<rustls::ClientConfig>,
+    header: Option<(&'static str, &str)>,
+    max_body: usize,
+) -> Result<(HeaderMap, Bytes), FetchError> {
+    let net = |detail: String| FetchError::Network {
+        url: url.to_owned(),
+        detail,
+    };
+    let uri: http::Uri = url.parse().map_err(|_| net("not a URL".into()))?;
+    let host = uri.host().ok_or_else(|| net("no host".into()))?.to_owned();
+    let https = uri.scheme_str() == Some("https");
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let bare = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let tcp = TcpStream::connect((bare.as_str(), port))
+        .await
+        .map_err(|e| net(e.to_string()))?;
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let mut req = Request::get(path).header(
+        http::header::HOST,
+        uri.authority().map_or(host.as_str(), |a| a.as_str()),
+    );
+    if let Some((name, value)) = header {
+        req = req.header(name, value);
+    }
+    let req = req
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| net(e.to_string()))?;
+    let resp = if https {
+        let name = rustls::pki_types::ServerName::try_from(bare).map_err(|e| net(e.to_string()))?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::clone(tls))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| net(format!("TLS: {e}")))?;
+        send(TokioIo::new(tls), req).await
+    } else {
+        send(TokioIo::new(tcp), req).await
+    }
+    .map_err(net)?;
+    if resp.status() != StatusCode::OK {
+        return Err(FetchError::Status {
+            url: url.to_owned(),
+            status: resp.status(),
+        });
+    }
+    let (parts, body) = resp.into_parts();
+    let body = Limited::new(body, max_body)
+        .collect()
+        .await
+        .map_err(|e| net(format!("body: {e}")))?
+        .to_bytes();
+    Ok((parts.headers, body))
 }
 
 async fn send<T>(

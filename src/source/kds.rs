@@ -1,0 +1,551 @@
+//! EDGE. SEV-SNP collateral from AMD's Key Distribution Service (KDS) or a server speaking
+//! its paths: the product's `cert_chain` (ASK or ASVK, then the ARK) and CRL, and a chip's
+//! VCEK for one reported TCB ("VCEK Certificate and KDS Interface Specification").
+//!
+//! Everything fetched is verified before it is kept (the chain to the pinned ARK, the CRL by
+//! the ARK, the VCEK under the ASK and bound to the chip and TCB it was asked for: a VCEK
+//! served for another chip never enters the cache under this one's key). A product CRL is
+//! admitted against the same high-water marks as Intel's CRLs ([`Marks::admit_snp_crl`]):
+//! a replay of an older, validly signed CRL is refused (`collateral_rollback`). A failed
+//! refresh keeps serving the held chain until its own validity ends; reads never touch the
+//! network.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use super::fetch::RefreshPolicy;
+use super::marks::{Marks, Refused};
+use super::pcs::{base_url, http_get, tls_config, FetchError};
+use crate::appraise::snp_policy::snp_error_code;
+use crate::dcap::ids::CertSha256;
+use crate::dcap::time::UnixTime;
+use crate::snp::chain::VerifiedChain;
+use crate::snp::ids::ChipId;
+use crate::snp::report::SigningKey;
+use crate::snp::verify::{check_binding, VerifiedVek};
+use crate::snp::{Product, Report, SnpError, SnpTrust, Tcb};
+
+/// AMD's KDS.
+pub(crate) const AMD_KDS: &str = "https://kdsintf.amd.com";
+/// Largest KDS answer accepted (a VCEK is about 1.4 KB, `cert_chain` about 4 KB, a CRL a
+/// few KB).
+pub(crate) const MAX_KDS_BODY: usize = 256 * 1024;
+/// VCEKs kept at most (each verified under a pinned ARK; one per chip and TCB).
+pub(crate) const MAX_VCEKS: usize = 1024;
+/// VCEK keys whose failed fetch is remembered at most.
+const MAX_BACKOFF: usize = 256;
+
+/// Why SEV-SNP collateral could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum KdsError {
+    /// The source did not answer, or not with a 200 (`collateral_unavailable`).
+    #[error("KDS: {0}")]
+    Fetch(#[from] FetchError),
+    /// The report's key cannot be asked for (a masked CHIP_ID, a VLEK, version 2 with no
+    /// CPUID), or nothing was fetched for it yet (`collateral_unavailable`).
+    #[error("SEV-SNP collateral: {0}")]
+    Unavailable(String),
+    /// What was served does not verify (`collateral_unavailable`; `revoked` when the CRL
+    /// revokes the ASK/ASVK).
+    #[error("SEV-SNP collateral does not verify: {0}")]
+    Invalid(#[source] SnpError),
+    /// A CRL older than one already admitted (`collateral_rollback`).
+    #[error("SEV-SNP collateral rollback: {0}")]
+    Rollback(String),
+}
+
+impl KdsError {
+    /// The refusal code a report without its collateral gets.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid(e @ SnpError::Revoked { .. }) => snp_error_code(e),
+            Self::Rollback(_) => "collateral_rollback",
+            Self::Fetch(_) | Self::Unavailable(_) | Self::Invalid(_) => "collateral_unavailable",
+        }
+    }
+}
+
+/// Where a report's VCEK and chain come from, read without I/O (the proxy's handshake path).
+pub trait SnpCollateralSource {
+    /// The verified key for `report`, or why there is none.
+    fn vek_for(&self, report: &Report<'_>) -> Result<Arc<VerifiedVek>, KdsError>;
+}
+
+/// The lookup key of a VCEK: product, CHIP_ID (64 bytes as the report has it) and TCB.
+pub(crate) type VcekKey = (Product, [u8; 64], Tcb);
+
+/// The key to look `report`'s VCEK up by, or why it has none.
+pub(crate) fn vcek_key(report: &Report<'_>) -> Result<VcekKey, KdsError> {
+    if report.signing_key != SigningKey::Vcek {
+        return Err(KdsError::Unavailable(
+            "a VLEK-signed report: the VLEK comes from the cloud provider with the evidence, KDS does not serve it".into(),
+        ));
+    }
+    if report.chip_id.is_masked() {
+        return Err(KdsError::Unavailable(
+            "CHIP_ID is masked (all zeros): its VCEK cannot be asked for".into(),
+        ));
+    }
+    let product = report
+        .product()
+        .map_err(|e| KdsError::Invalid(e.into()))?
+        .ok_or_else(|| {
+            KdsError::Unavailable(
+                "a version 2 report names no product (no CPUID): give its VCEK offline".into(),
+            )
+        })?;
+    let tcbs = report
+        .tcbs(product)
+        .map_err(|e| KdsError::Invalid(e.into()))?;
+    Ok((product, report.chip_id.0, tcbs.reported))
+}
+
+/// Where and how to fetch.
+#[derive(Clone)]
+pub struct KdsEndpoint {
+    base: String,
+    tls: Arc<rustls::ClientConfig>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for KdsEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KdsEndpoint")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KdsEndpoint {
+    /// AMD's KDS (WebPKI roots for its TLS).
+    pub fn amd() -> Result<Self, FetchError> {
+        Self::at(AMD_KDS, None)
+    }
+
+    /// A KDS (or a cache serving its paths) at `base_url`; `custom_ca_pem` replaces the
+    /// WebPKI roots for its TLS.
+    pub fn at(url: &str, custom_ca_pem: Option<&[u8]>) -> Result<Self, FetchError> {
+        Ok(Self {
+            base: base_url(url)?,
+            tls: tls_config(custom_ca_pem)?,
+            timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// Sets the per-request timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    fn kind_path(kind: SigningKey) -> &'static str {
+        match kind {
+            SigningKey::Vcek => "vcek",
+            SigningKey::Vlek => "vlek",
+        }
+    }
+
+    /// `/{vcek|vlek}/v1/{product}/cert_chain`: the ASK or ASVK, then the ARK (PEM).
+    pub fn cert_chain_url(&self, product: Product, kind: SigningKey) -> String {
+        let k = Self::kind_path(kind);
+        format!("{}/{k}/v1/{product}/cert_chain", self.base)
+    }
+
+    /// `/{vcek|vlek}/v1/{product}/crl`: the product's CRL, signed by the ARK (DER).
+    pub fn crl_url(&self, product: Product, kind: SigningKey) -> String {
+        let k = Self::kind_path(kind);
+        format!("{}/{k}/v1/{product}/crl", self.base)
+    }
+
+    /// `/vcek/v1/{product}/{hwid}?…SPL=…`: the chip's VCEK for one TCB (DER). Milan and Genoa
+    /// take the 64-byte CHIP_ID and four SPLs; Turin the first 8 bytes and the FMC SPL too.
+    pub fn vcek_url(&self, product: Product, chip: &ChipId, tcb: &Tcb) -> String {
+        let (hwid, fmc) = match (product, tcb.fmc) {
+            (Product::Turin, fmc) => (
+                hex::encode(chip.0.get(..8).unwrap_or_default()),
+                format!("fmcSPL={:02}&", fmc.unwrap_or(0)),
+            ),
+            _ => (hex::encode(chip.0), String::new()),
+        };
+        format!(
+            "{}/vcek/v1/{product}/{hwid}?{fmc}blSPL={:02}&teeSPL={:02}&snpSPL={:02}&ucodeSPL={:02}",
+            self.base, tcb.bootloader, tcb.tee, tcb.snp, tcb.microcode
+        )
+    }
+
+    async fn get(&self, url: &str) -> Result<bytes::Bytes, FetchError> {
+        http_get(url, &self.tls, None, (self.timeout, MAX_KDS_BODY))
+            .await
+            .map(|(_, body)| body)
+    }
+
+    /// Fetches and verifies the product's chain with its CRL.
+    pub async fn fetch_chain(
+        &self,
+        product: Product,
+        kind: SigningKey,
+        trust: &SnpTrust,
+    ) -> Result<VerifiedChain, KdsError> {
+        let (chain_url, crl_url) = (
+            self.cert_chain_url(product, kind),
+            self.crl_url(product, kind),
+        );
+        let (chain, crl) = tokio::join!(self.get(&chain_url), self.get(&crl_url));
+        let (chain, crl) = (chain?, crl?);
+        verify_chain(product, kind, &chain, &crl, trust)
+    }
+
+    /// Fetches the VCEK for `key` (DER, or PEM as some caches serve it) and verifies it under
+    /// `chain` and bound to the chip and TCB asked for.
+    pub async fn fetch_vcek(
+        &self,
+        key: &VcekKey,
+        chain: Arc<VerifiedChain>,
+    ) -> Result<(Vec<u8>, VerifiedVek), KdsError> {
+        let (product, chip, tcb) = key;
+        let body = self
+            .get(&self.vcek_url(*product, &ChipId(*chip), tcb))
+            .await?;
+        let der = if body.starts_with(b"-----BEGIN") {
+            let mut certs = crate::dcap::pki::pem_chain(&body, "VCEK PEM")
+                .map_err(|e| {
+                    KdsError::Invalid(SnpError::cert(crate::snp::CertRole::Vcek, e.to_string()))
+                })?
+                .into_iter();
+            certs.next().unwrap_or_default()
+        } else {
+            body.to_vec()
+        };
+        let vek = verify_vcek(&der, chain, key)?;
+        Ok((der, vek))
+    }
+}
+
+/// Verifies a served `cert_chain` (PEM: the intermediate, then optionally the ARK, which
+/// must be the pinned one byte for byte) and CRL (DER) for `product`.
+pub(crate) fn verify_chain(
+    product: Product,
+    kind: SigningKey,
+    chain_pem: &[u8],
+    crl_der: &[u8],
+    trust: &SnpTrust,
+) -> Result<VerifiedChain, KdsError> {
+    let invalid =
+        |detail: String| KdsError::Invalid(SnpError::cert(crate::snp::CertRole::Ask, detail));
+    let mut certs = crate::dcap::pki::pem_chain(chain_pem, "SEV-SNP cert_chain")
+        .map_err(|e| invalid(e.to_string()))?
+        .into_iter();
+    let (Some(intermediate), ark, None) = (certs.next(), certs.next(), certs.next()) else {
+        return Err(invalid(
+            "cert_chain holds the ASK or ASVK and optionally the ARK, nothing else".into(),
+        ));
+    };
+    if let Some(ark) = ark {
+        if trust.ark(product).map(|a| a.der()) != Some(ark.as_slice()) {
+            return Err(KdsError::Invalid(SnpError::NotPinned {
+                role: crate::snp::CertRole::Ark,
+                product,
+                detail: "the chain's ARK is not the pinned one".into(),
+            }));
+        }
+    }
+    VerifiedChain::verify(product, kind, &intermediate, Some(crl_der), trust)
+        .map_err(KdsError::Invalid)
+}
+
+/// Verifies a VCEK under `chain` and checks it is the one for `key`'s chip and TCB.
+pub(crate) fn verify_vcek(
+    der: &[u8],
+    chain: Arc<VerifiedChain>,
+    (_, chip, tcb): &VcekKey,
+) -> Result<VerifiedVek, KdsError> {
+    let vek = VerifiedVek::verify(der, chain).map_err(KdsError::Invalid)?;
+    check_binding(&vek, &ChipId(*chip), tcb).map_err(KdsError::Invalid)?;
+    Ok(vek)
+}
+
+/// The SHA-256 of `product`'s pinned ARK: the marks' root for its CRL.
+fn ark_sha256(trust: &SnpTrust, product: Product) -> Option<CertSha256> {
+    use sha2::Digest as _;
+    let ark = trust.ark(product)?;
+    Some(CertSha256(sha2::Sha256::digest(ark.der()).into()))
+}
+
+/// Admits `chain`'s CRL against `marks`.
+pub(crate) fn admit_crl(
+    marks: &Marks,
+    trust: &SnpTrust,
+    chain: &VerifiedChain,
+) -> Result<(), KdsError> {
+    let (Some(ark), Some(from)) = (ark_sha256(trust, chain.product()), chain.crl_this_update())
+    else {
+        return Ok(());
+    };
+    marks
+        .admit_snp_crl(&ark, chain.product(), from)
+        .map_err(|r| match r {
+            Refused::Rollback(why) => KdsError::Rollback(why),
+            Refused::Full => KdsError::Unavailable("the high-water marks are full".into()),
+        })
+}
+
+/// A held VCEK: its DER and the key verified from it.
+type HeldVek = (Vec<u8>, Arc<VerifiedVek>);
+
+struct HeldChain {
+    chain: Arc<VerifiedChain>,
+    fetched_at: UnixTime,
+}
+
+/// Counters for tests and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KdsStats {
+    /// Completed fetches (a chain with its CRL counts once, a VCEK once).
+    pub fetches: u64,
+    /// Failed fetches (network, status, content, verification, rollback).
+    pub failures: u64,
+    /// Fetched CRLs refused as older than the high-water mark.
+    pub rollbacks: u64,
+}
+
+/// Verified SEV-SNP collateral fetched from a KDS, by product and by chip and TCB.
+pub struct KdsCache {
+    endpoint: KdsEndpoint,
+    trust: SnpTrust,
+    policy: RefreshPolicy,
+    marks: Mutex<Arc<Marks>>,
+    chains: RwLock<HashMap<(Product, SigningKey), HeldChain>>,
+    /// The VCEK's DER (to verify it again under a refreshed chain) and the verified key.
+    veks: RwLock<HashMap<VcekKey, HeldVek>>,
+    /// One fetch at a time: concurrent misses wait for it, then read what it stored.
+    fetching: tokio::sync::Mutex<()>,
+    /// VCEK keys whose last fetch failed: when to ask again and the delay that led there
+    /// (a peer presenting made-up CHIP_IDs must not turn each handshake into a KDS request).
+    backoff: Mutex<HashMap<VcekKey, (UnixTime, Duration)>>,
+    fetches: AtomicU64,
+    failures: AtomicU64,
+    rollbacks: AtomicU64,
+}
+
+impl KdsCache {
+    /// An empty cache fetching from `endpoint`, verifying to `trust`'s ARKs, with marks of
+    /// its own in memory (the proxy's wiring will share its on-disk marks, as for PCS).
+    pub fn new(endpoint: KdsEndpoint, trust: SnpTrust, policy: RefreshPolicy) -> Self {
+        Self {
+            endpoint,
+            trust,
+            policy,
+            marks: Mutex::new(Arc::new(Marks::in_memory())),
+            chains: RwLock::new(HashMap::new()),
+            veks: RwLock::new(HashMap::new()),
+            fetching: tokio::sync::Mutex::new(()),
+            backoff: Mutex::new(HashMap::new()),
+            fetches: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            rollbacks: AtomicU64::new(0),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> KdsStats {
+        KdsStats {
+            fetches: self.fetches.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            rollbacks: self.rollbacks.load(Ordering::Relaxed),
+        }
+    }
+
+    fn count<T>(&self, r: Result<T, KdsError>) -> Result<T, KdsError> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = &r {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            if matches!(e, KdsError::Rollback(_)) {
+                self.rollbacks.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        r
+    }
+
+    fn held_chain(&self, product: Product, kind: SigningKey) -> Option<Arc<VerifiedChain>> {
+        let chains = self.chains.read().ok()?;
+        chains.get(&(product, kind)).map(|h| Arc::clone(&h.chain))
+    }
+
+    /// Fetches, verifies and admits the chain for `product`, then stores it and verifies the
+    /// held VCEKs of that product again under it (they carry the new CRL from then on).
+    async fn fetch_chain(
+        &self,
+        product: Product,
+        kind: SigningKey,
+        now: UnixTime,
+    ) -> Result<Arc<VerifiedChain>, KdsError> {
+        let fetched = self
+            .endpoint
+            .fetch_chain(product, kind, &self.trust)
+            .await
+            .and_then(|chain| {
+                let marks = self
+                    .marks
+                    .lock()
+                    .map(|m| Arc::clone(&m))
+                    .map_err(|_| KdsError::Unavailable("marks lock poisoned".into()))?;
+                admit_crl(&marks, &self.trust, &chain)?;
+                Ok(Arc::new(chain))
+            });
+        let chain = self.count(fetched)?;
+        if let Ok(mut chains) = self.chains.write() {
+            chains.insert(
+                (product, kind),
+                HeldChain {
+                    chain: Arc::clone(&chain),
+                    fetched_at: now,
+                },
+            );
+        }
+        if kind == SigningKey::Vcek {
+            if let Ok(mut veks) = self.veks.write() {
+                veks.retain(|key, (der, vek)| {
+                    if key.0 != product {
+                        return true;
+                    }
+                    match verify_vcek(der, Arc::clone(&chain), key) {
+                        Ok(v) => {
+                            *vek = Arc::new(v);
+                            true
+                        }
+                        Err(e) => {
+                            tracing::warn!(%product, "a held VCEK does not verify under the refreshed chain: {e}");
+                            false
+                        }
+                    }
+                });
+            }
+        }
+        Ok(chain)
+    }
+
+    /// Fetches what `report` needs that is not held (its product's chain and CRL, its VCEK),
+    /// verified before it is stored; `now` dates the fetch for refreshing.
+    pub async fn fetch_for(
+        &self,
+        report: &Report<'_>,
+        now: UnixTime,
+    ) -> Result<Arc<VerifiedVek>, KdsError> {
+        let key = vcek_key(report)?;
+        let _one = self.fetching.lock().await;
+        if let Some(vek) = self.lookup(&key) {
+            return Ok(vek);
+        }
+        if let Some(at) = self.retry_at(&key).filter(|at| now < *at) {
+            return Err(KdsError::Unavailable(format!(
+                "the last fetch of this chip's VCEK failed; not asked again before {at}"
+            )));
+        }
+        let chain = match self.held_chain(key.0, SigningKey::Vcek) {
+            Some(chain) => chain,
+            None => self.fetch_chain(key.0, SigningKey::Vcek, now).await?,
+        };
+        let fetched = self.endpoint.fetch_vcek(&key, chain).await;
+        let (der, vek) = match self.count(fetched) {
+            Ok(ok) => ok,
+            Err(e) => {
+                self.back_off(key, now);
+                return Err(e);
+            }
+        };
+        let vek = Arc::new(vek);
+        let mut veks = self
+            .veks
+            .write()
+            .map_err(|_| KdsError::Unavailable("cache lock poisoned".into()))?;
+        if veks.len() >= MAX_VCEKS {
+            return Err(KdsError::Unavailable(format!(
+                "{MAX_VCEKS} VCEKs are held already"
+            )));
+        }
+        veks.insert(key, (der, Arc::clone(&vek)));
+        if let Ok(mut backoff) = self.backoff.lock() {
+            backoff.remove(&key);
+        }
+        Ok(vek)
+    }
+
+    fn retry_at(&self, key: &VcekKey) -> Option<UnixTime> {
+        let backoff = self.backoff.lock().ok()?;
+        backoff.get(key).map(|(at, _)| *at)
+    }
+
+    /// Delays the next fetch for `key`: the policy's first delay, doubled on each failure up
+    /// to its longest. Keys are bounded; the oldest entry makes room.
+    fn back_off(&self, key: VcekKey, now: UnixTime) {
+        let Ok(mut backoff) = self.backoff.lock() else {
+            return;
+        };
+        let delay = backoff.get(&key).map_or(self.policy.min_backoff, |(_, d)| {
+            d.saturating_mul(2).min(self.policy.max_backoff)
+        });
+        if backoff.len() >= MAX_BACKOFF && !backoff.contains_key(&key) {
+            if let Some(oldest) = backoff
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(k, _)| *k)
+            {
+                backoff.remove(&oldest);
+            }
+        }
+        let secs = i64::try_from(delay.as_secs()).unwrap_or(i64::MAX);
+        backoff.insert(key, (UnixTime(now.0.saturating_add(secs)), delay));
+    }
+
+    fn lookup(&self, key: &VcekKey) -> Option<Arc<VerifiedVek>> {
+        let veks = self.veks.read().ok()?;
+        veks.get(key).map(|(_, v)| Arc::clone(v))
+    }
+
+    /// Fetches again every held chain older than the refresh interval or within the margin
+    /// of its validity's end; a failure (or a rollback) keeps the held chain. Returns how
+    /// many chains were replaced.
+    pub async fn refresh(&self, now: UnixTime) -> usize {
+        let interval = i64::try_from(self.policy.interval.as_secs()).unwrap_or(i64::MAX);
+        let margin = i64::try_from(self.policy.margin.as_secs()).unwrap_or(i64::MAX);
+        let due: Vec<_> = match self.chains.read() {
+            Ok(chains) => chains
+                .iter()
+                .filter(|(_, h)| {
+                    now.0.saturating_sub(h.fetched_at.0) >= interval
+                        || h.chain.valid_until().0.saturating_sub(now.0) <= margin
+                })
+                .map(|(k, _)| *k)
+                .collect(),
+            Err(_) => return 0,
+        };
+        let _one = self.fetching.lock().await;
+        let mut replaced = 0;
+        for (product, kind) in due {
+            match self.fetch_chain(product, kind, now).await {
+                Ok(_) => replaced += 1,
+                Err(e) => {
+                    tracing::warn!(%product, "SEV-SNP chain refresh failed, the held one stays until it expires: {e}")
+                }
+            }
+        }
+        replaced
+    }
+}
+
+impl SnpCollateralSource for KdsCache {
+    fn vek_for(&self, report: &Report<'_>) -> Result<Arc<VerifiedVek>, KdsError> {
+        let key = vcek_key(report)?;
+        self.lookup(&key).ok_or_else(|| {
+            KdsError::Unavailable(format!(
+                "no VCEK fetched yet for this {} chip at its reported TCB",
+                key.0
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
