@@ -29,6 +29,7 @@ mod addr;
 mod admin;
 pub mod appraise;
 mod audit;
+mod bytes;
 mod ca;
 pub mod cbor;
 mod cli;

@@ -1,103 +1,31 @@
-//! The bounded byte cursor both wire readers (SCALE, MessagePack) stand on: every read is
-//! checked against what is left and names what it was reading.
+//! The bounded byte cursor both wire readers (SCALE, MessagePack) stand on: the crate's one
+//! reader ([`crate::bytes`]), failing with dstack's own errors.
 
 use super::AttestationError;
+use crate::bytes::{Reader, TooLarge, Trailing, Truncated};
 
 /// A position in untrusted bytes that never reads past their end.
-pub(super) struct Cursor<'a> {
-    rest: &'a [u8],
+pub(super) type Cursor<'a> = Reader<'a, AttestationError>;
+
+impl Truncated for AttestationError {
+    fn truncated(what: &'static str, needed: usize, available: usize) -> Self {
+        Self::Truncated {
+            what,
+            needed,
+            available,
+        }
+    }
 }
 
-impl<'a> Cursor<'a> {
-    pub(super) fn new(bytes: &'a [u8]) -> Self {
-        Self { rest: bytes }
+impl TooLarge for AttestationError {
+    fn too_large(what: &'static str, len: u64, max: usize) -> Self {
+        Self::FieldTooLarge { what, len, max }
     }
+}
 
-    /// The next byte, not consumed.
-    pub(super) fn peek(&self) -> Option<u8> {
-        self.rest.first().copied()
-    }
-
-    /// Takes the next `n` bytes.
-    pub(super) fn take(
-        &mut self,
-        n: usize,
-        what: &'static str,
-    ) -> Result<&'a [u8], AttestationError> {
-        let (head, tail) = self
-            .rest
-            .split_at_checked(n)
-            .ok_or(AttestationError::Truncated {
-                what,
-                needed: n,
-                available: self.rest.len(),
-            })?;
-        self.rest = tail;
-        Ok(head)
-    }
-
-    /// Takes the next `N` bytes as an array.
-    pub(super) fn array<const N: usize>(
-        &mut self,
-        what: &'static str,
-    ) -> Result<&'a [u8; N], AttestationError> {
-        let bytes = self.take(N, what)?;
-        bytes.try_into().map_err(|_| AttestationError::Truncated {
-            what,
-            needed: N,
-            available: bytes.len(),
-        })
-    }
-
-    /// One byte.
-    pub(super) fn byte(&mut self, what: &'static str) -> Result<u8, AttestationError> {
-        self.array::<1>(what).map(|b| b[0])
-    }
-
-    /// A declared length or count, refused above `max` or above the bytes left (every
-    /// byte, element or pair the formats define takes at least one byte), so no count can
-    /// make us allocate or loop beyond the input.
-    pub(super) fn fits(
-        &self,
-        n: u64,
-        max: usize,
-        what: &'static str,
-    ) -> Result<usize, AttestationError> {
-        let len = usize::try_from(n).unwrap_or(usize::MAX);
-        if len > max {
-            return Err(AttestationError::FieldTooLarge { what, len: n, max });
-        }
-        if len > self.rest.len() {
-            return Err(AttestationError::Truncated {
-                what,
-                needed: len,
-                available: self.rest.len(),
-            });
-        }
-        Ok(len)
-    }
-
-    /// Where the cursor is, for [`Self::since`].
-    pub(super) fn mark(&self) -> &'a [u8] {
-        self.rest
-    }
-
-    /// The bytes read since `mark`.
-    pub(super) fn since(&self, mark: &'a [u8]) -> &'a [u8] {
-        let used = mark.len().saturating_sub(self.rest.len());
-        mark.get(..used).unwrap_or_default()
-    }
-
-    /// Succeeds only if every byte was consumed.
-    pub(super) fn finish(self, what: &'static str) -> Result<(), AttestationError> {
-        if self.rest.is_empty() {
-            Ok(())
-        } else {
-            Err(AttestationError::TrailingBytes {
-                what,
-                extra: self.rest.len(),
-            })
-        }
+impl Trailing for AttestationError {
+    fn trailing(what: &'static str, extra: usize) -> Self {
+        Self::TrailingBytes { what, extra }
     }
 }
 

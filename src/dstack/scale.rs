@@ -30,11 +30,6 @@ impl<'a> Scale<'a> {
         }
     }
 
-    /// A little-endian u32.
-    pub(super) fn u32_le(&mut self, what: &'static str) -> Result<u32, AttestationError> {
-        self.array::<4>(what).map(|b| u32::from_le_bytes(*b))
-    }
-
     /// A compact-encoded u32 (a vector length or count), refusing values above `max` and
     /// encodings longer than needed (the low two bits of the first byte pick 1, 2, 4 bytes
     /// or the big-integer form).

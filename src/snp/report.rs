@@ -10,6 +10,7 @@ use super::ids::{
     AuthorKeyDigest, ChipId, FamilyId, HostData, IdKeyDigest, ImageId, Measurement, ReportId,
 };
 use super::product::{Product, Tcb, TcbVersion};
+use crate::bytes::{Reader, Truncated};
 use crate::dcap::ids::ReportData;
 
 /// The report's size.
@@ -231,55 +232,43 @@ pub struct Report<'a> {
 }
 
 /// A cursor over the report that reads fields in table order and never panics.
-struct Fields<'a> {
-    rest: &'a [u8],
+type Fields<'a> = Reader<'a, ReportError>;
+
+/// The layout is fixed and `parse` holds exactly [`REPORT_LEN`] bytes, so a short read can
+/// only mean the length is wrong.
+impl Truncated for ReportError {
+    fn truncated(_what: &'static str, _needed: usize, _available: usize) -> Self {
+        ReportError::Length(REPORT_LEN)
+    }
 }
 
-impl<'a> Fields<'a> {
-    fn take<const N: usize>(&mut self) -> Result<&'a [u8; N], ReportError> {
-        let (head, tail) = self
-            .rest
-            .split_first_chunk::<N>()
-            .ok_or(ReportError::Length(REPORT_LEN))?;
-        self.rest = tail;
-        Ok(head)
-    }
+/// A TCB_VERSION, still in its raw form.
+fn tcb(f: &mut Fields<'_>, what: &'static str) -> Result<TcbVersion, ReportError> {
+    f.array(what).map(|b| TcbVersion(*b))
+}
 
-    fn u8(&mut self) -> Result<u8, ReportError> {
-        self.take::<1>().map(|[b]| *b)
+/// A reserved range, which must be zero.
+fn zeros<const N: usize>(f: &mut Fields<'_>, what: &'static str) -> Result<(), ReportError> {
+    if f.array::<N>(what)?.iter().all(|b| *b == 0) {
+        Ok(())
+    } else {
+        Err(ReportError::Reserved { what })
     }
+}
 
-    fn u32(&mut self) -> Result<u32, ReportError> {
-        self.take::<4>().map(|b| u32::from_le_bytes(*b))
-    }
-
-    fn u64(&mut self) -> Result<u64, ReportError> {
-        self.take::<8>().map(|b| u64::from_le_bytes(*b))
-    }
-
-    fn tcb(&mut self) -> Result<TcbVersion, ReportError> {
-        self.take::<8>().map(|b| TcbVersion(*b))
-    }
-
-    /// A reserved range, which must be zero.
-    fn zeros<const N: usize>(&mut self, what: &'static str) -> Result<(), ReportError> {
-        if self.take::<N>()?.iter().all(|b| *b == 0) {
-            Ok(())
-        } else {
-            Err(ReportError::Reserved { what })
-        }
-    }
-
-    fn version(&mut self) -> Result<FirmwareVersion, ReportError> {
-        let build = self.u8()?;
-        let minor = self.u8()?;
-        let major = self.u8()?;
-        Ok(FirmwareVersion {
-            major,
-            minor,
-            build,
-        })
-    }
+/// BUILD, MINOR, MAJOR.
+fn firmware_version(
+    f: &mut Fields<'_>,
+    what: &'static str,
+) -> Result<FirmwareVersion, ReportError> {
+    let build = f.byte(what)?;
+    let minor = f.byte(what)?;
+    let major = f.byte(what)?;
+    Ok(FirmwareVersion {
+        major,
+        minor,
+        build,
+    })
 }
 
 impl<'a> Report<'a> {
@@ -291,32 +280,32 @@ impl<'a> Report<'a> {
         let (signed, _) = raw
             .split_first_chunk::<SIGNED_LEN>()
             .ok_or(ReportError::Length(bytes.len()))?;
-        let mut f = Fields { rest: raw };
+        let mut f = Fields::new(raw);
 
         // 0x000
-        let version = match f.u32()? {
+        let version = match f.u32_le("VERSION")? {
             2 => ReportVersion::V2,
             3 => ReportVersion::V3,
             5 => ReportVersion::V5,
             other => return Err(ReportError::UnsupportedVersion(other)),
         };
-        let guest_svn = f.u32()?;
-        let policy = GuestPolicy(f.u64()?);
+        let guest_svn = f.u32_le("GUEST_SVN")?;
+        let policy = GuestPolicy(f.u64_le("POLICY")?);
         if policy.0 & GuestPolicy::RESERVED_ONE == 0 || policy.0 & GuestPolicy::RESERVED_ZERO != 0 {
             return Err(ReportError::Reserved { what: "POLICY" });
         }
-        let family_id = FamilyId(*f.take()?);
-        let image_id = ImageId(*f.take()?);
+        let family_id = FamilyId(*f.array("FAMILY_ID")?);
+        let image_id = ImageId(*f.array("IMAGE_ID")?);
         // 0x030
-        let vmpl = f.u32()?;
-        let algo = f.u32()?;
+        let vmpl = f.u32_le("VMPL")?;
+        let algo = f.u32_le("SIGNATURE_ALGO")?;
         if algo != 1 {
             return Err(ReportError::SignatureAlgorithm(algo));
         }
-        let current_tcb = f.tcb()?;
-        let platform_info = PlatformInfo(f.u64()?);
+        let current_tcb = tcb(&mut f, "CURRENT_TCB")?;
+        let platform_info = PlatformInfo(f.u64_le("PLATFORM_INFO")?);
         // 0x048
-        let key_info = f.u32()?;
+        let key_info = f.u32_le("KEY_INFO")?;
         if key_info >> 5 != 0 {
             return Err(ReportError::Reserved { what: "KEY_INFO" });
         }
@@ -331,52 +320,52 @@ impl<'a> Report<'a> {
         if mask_chip_key {
             return Err(ReportError::Unsigned);
         }
-        f.zeros::<4>("reserved 0x04C")?;
+        zeros::<4>(&mut f, "reserved 0x04C")?;
         // 0x050
-        let report_data = ReportData(*f.take()?);
-        let measurement = Measurement(*f.take()?);
-        let host_data = HostData(*f.take()?);
-        let id_key_digest = IdKeyDigest(*f.take()?);
-        let author_key_digest = AuthorKeyDigest(*f.take()?);
-        let report_id = ReportId(*f.take()?);
-        let report_id_ma = ReportId(*f.take()?);
+        let report_data = ReportData(*f.array("REPORT_DATA")?);
+        let measurement = Measurement(*f.array("MEASUREMENT")?);
+        let host_data = HostData(*f.array("HOST_DATA")?);
+        let id_key_digest = IdKeyDigest(*f.array("ID_KEY_DIGEST")?);
+        let author_key_digest = AuthorKeyDigest(*f.array("AUTHOR_KEY_DIGEST")?);
+        let report_id = ReportId(*f.array("REPORT_ID")?);
+        let report_id_ma = ReportId(*f.array("REPORT_ID_MA")?);
         // 0x180
-        let reported_tcb = f.tcb()?;
+        let reported_tcb = tcb(&mut f, "REPORTED_TCB")?;
         let cpuid = if version >= ReportVersion::V3 {
-            let [family, model, stepping] = *f.take::<3>()?;
-            f.zeros::<21>("reserved 0x18B")?;
+            let [family, model, stepping] = *f.array::<3>("CPUID")?;
+            zeros::<21>(&mut f, "reserved 0x18B")?;
             Some(Cpuid {
                 family,
                 model,
                 stepping,
             })
         } else {
-            f.zeros::<24>("reserved 0x188")?;
+            zeros::<24>(&mut f, "reserved 0x188")?;
             None
         };
         // 0x1A0
-        let chip_id = ChipId(*f.take()?);
-        let committed_tcb = f.tcb()?;
-        let current_version = f.version()?;
-        f.zeros::<1>("reserved 0x1EB")?;
-        let committed_version = f.version()?;
-        f.zeros::<1>("reserved 0x1EF")?;
-        let launch_tcb = f.tcb()?;
+        let chip_id = ChipId(*f.array("CHIP_ID")?);
+        let committed_tcb = tcb(&mut f, "COMMITTED_TCB")?;
+        let current_version = firmware_version(&mut f, "CURRENT_VERSION")?;
+        zeros::<1>(&mut f, "reserved 0x1EB")?;
+        let committed_version = firmware_version(&mut f, "COMMITTED_VERSION")?;
+        zeros::<1>(&mut f, "reserved 0x1EF")?;
+        let launch_tcb = tcb(&mut f, "LAUNCH_TCB")?;
         // 0x1F8
         let (launch_mit_vector, current_mit_vector) = if version >= ReportVersion::V5 {
-            let launch = f.u64()?;
-            let current = f.u64()?;
-            f.zeros::<152>("reserved 0x208")?;
+            let launch = f.u64_le("LAUNCH_MIT_VECTOR")?;
+            let current = f.u64_le("CURRENT_MIT_VECTOR")?;
+            zeros::<152>(&mut f, "reserved 0x208")?;
             (Some(launch), Some(current))
         } else {
-            f.zeros::<168>("reserved 0x1F8")?;
+            zeros::<168>(&mut f, "reserved 0x1F8")?;
             (None, None)
         };
         // 0x2A0
-        let signature_r = f.take::<72>()?;
-        let signature_s = f.take::<72>()?;
-        f.zeros::<368>("SIGNATURE reserved")?;
-        if !f.rest.is_empty() {
+        let signature_r = f.array::<72>("SIGNATURE.R")?;
+        let signature_s = f.array::<72>("SIGNATURE.S")?;
+        zeros::<368>(&mut f, "SIGNATURE reserved")?;
+        if f.remaining() != 0 {
             return Err(ReportError::Length(bytes.len()));
         }
 
