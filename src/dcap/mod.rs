@@ -9,6 +9,7 @@ pub mod identity;
 pub mod ids;
 pub mod known;
 pub mod pck_chain;
+pub mod pinned;
 pub mod pki;
 pub mod quote;
 pub(crate) mod root;

@@ -2,10 +2,10 @@
 //! root (the sim's test PKI). Quotes never supply their own root: the copy inside a
 //! quote is only compared with this one.
 
-use sha2::{Digest, Sha256};
-
 use crate::dcap::ids::CertSha256;
+use crate::dcap::pinned::PinnedRoot;
 use crate::dcap::pki::{self, PkiError};
+use crate::dcap::time::UnixTime;
 
 /// DER of the Intel SGX Root CA (SHA-256 `44a0196b…74d3`), as published by Intel.
 pub const INTEL_SGX_ROOT_CA_DER: &[u8] = include_bytes!("trust/intel_sgx_root_ca.der");
@@ -17,11 +17,8 @@ pub const INTEL_SGX_ROOT_CA_SHA256: &str =
 /// A pinned root certificate with the parts verification needs, pre-extracted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrustAnchor {
-    der: Vec<u8>,
-    subject: Vec<u8>,
+    root: PinnedRoot,
     point: Vec<u8>,
-    not_before: i64,
-    not_after: i64,
 }
 
 impl TrustAnchor {
@@ -52,11 +49,8 @@ impl TrustAnchor {
             (cert.subject().as_raw().to_vec(), point.to_vec(), nb, na)
         };
         Ok(Self {
-            der,
-            subject,
+            root: PinnedRoot::new(der, subject, (UnixTime(not_before), UnixTime(not_after))),
             point,
-            not_before,
-            not_after,
         })
     }
 
@@ -74,12 +68,12 @@ impl TrustAnchor {
 
     /// The root's DER.
     pub fn der(&self) -> &[u8] {
-        &self.der
+        self.root.der()
     }
 
     /// The root's subject name, DER-encoded.
     pub fn subject(&self) -> &[u8] {
-        &self.subject
+        self.root.subject()
     }
 
     /// The root's P-256 public key point.
@@ -89,17 +83,18 @@ impl TrustAnchor {
 
     /// The root's validity (inclusive).
     pub fn validity(&self) -> (i64, i64) {
-        (self.not_before, self.not_after)
+        let (not_before, not_after) = self.root.validity();
+        (not_before.0, not_after.0)
     }
 
     /// SHA-256 of the root's DER.
     pub fn sha256(&self) -> CertSha256 {
-        CertSha256(Sha256::digest(&self.der).into())
+        self.root.sha256()
     }
 
     /// True for the compiled-in Intel root.
     pub fn is_intel(&self) -> bool {
-        self.der == INTEL_SGX_ROOT_CA_DER
+        self.root.is(INTEL_SGX_ROOT_CA_DER)
     }
 }
 

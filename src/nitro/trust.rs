@@ -2,9 +2,8 @@
 //! (the sim's test PKI). A document never supplies its own root: the copy at the head of its
 //! CA bundle is only compared with this one.
 
-use sha2::{Digest, Sha256};
-
 use crate::dcap::ids::CertSha256;
+use crate::dcap::pinned::PinnedRoot;
 use crate::dcap::pki::parse_cert;
 use crate::dcap::time::UnixTime;
 use crate::nitro::error::NitroError;
@@ -22,12 +21,9 @@ pub const AWS_NITRO_ROOT_G1_SHA256: &str =
 /// A pinned root with the parts verification needs, pre-extracted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NitroRoot {
-    der: Vec<u8>,
-    subject: Vec<u8>,
+    root: PinnedRoot,
     point: Vec<u8>,
     path_len: Option<u32>,
-    not_before: UnixTime,
-    not_after: UnixTime,
 }
 
 impl NitroRoot {
@@ -42,7 +38,7 @@ impl NitroRoot {
     /// A root from its DER: a self-signed P-384 CA certificate (checked here).
     pub fn from_der(der: Vec<u8>) -> Result<Self, NitroError> {
         let fail = |detail: String| NitroError::chain("the pinned root", detail);
-        let (subject, point, path_len, (not_before, not_after)) = {
+        let (subject, point, path_len, validity) = {
             let cert = parse_cert(&der, "Nitro root").map_err(|e| fail(e.to_string()))?;
             let point = pki::p384_point(cert.public_key()).map_err(fail)?;
             if cert.issuer().as_raw() != cert.subject().as_raw() {
@@ -59,23 +55,20 @@ impl NitroRoot {
             )
         };
         Ok(Self {
-            der,
-            subject,
+            root: PinnedRoot::new(der, subject, validity),
             point,
             path_len,
-            not_before,
-            not_after,
         })
     }
 
     /// The root's DER.
     pub fn der(&self) -> &[u8] {
-        &self.der
+        self.root.der()
     }
 
     /// The root's subject name, DER.
     pub fn subject(&self) -> &[u8] {
-        &self.subject
+        self.root.subject()
     }
 
     /// The root's uncompressed P-384 point.
@@ -90,17 +83,17 @@ impl NitroRoot {
 
     /// The root's validity, both ends inclusive.
     pub fn validity(&self) -> (UnixTime, UnixTime) {
-        (self.not_before, self.not_after)
+        self.root.validity()
     }
 
     /// SHA-256 of the root's DER.
     pub fn sha256(&self) -> CertSha256 {
-        CertSha256(Sha256::digest(&self.der).into())
+        self.root.sha256()
     }
 
     /// True for the compiled-in AWS root.
     pub fn is_aws(&self) -> bool {
-        self.der == AWS_NITRO_ROOT_G1_DER
+        self.root.is(AWS_NITRO_ROOT_G1_DER)
     }
 }
 

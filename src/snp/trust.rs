@@ -2,11 +2,10 @@
 //! is in `dcap::trust`), each pinned by the SHA-256 of its DER; or, for the sim, test ARKs.
 //! Evidence never supplies its own root: a copy in a cert_chain is only compared with these.
 
-use sha2::{Digest, Sha256};
-
 use super::cert;
 use super::error::{CertRole, SnpError};
 use super::product::Product;
+use crate::dcap::pinned::PinnedRoot;
 use crate::dcap::time::UnixTime;
 
 /// AMD's ARK-Milan, DER, as KDS serves it in `/vcek/v1/Milan/cert_chain`.
@@ -37,10 +36,8 @@ pub const ARK_SHA256: [(Product, &str); 3] = [
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ark {
     product: Product,
-    der: Vec<u8>,
-    subject: Vec<u8>,
+    root: PinnedRoot,
     key: Vec<u8>,
-    validity: (UnixTime, UnixTime),
 }
 
 impl Ark {
@@ -68,10 +65,8 @@ impl Ark {
         };
         Ok(Self {
             product,
-            der,
-            subject,
+            root: PinnedRoot::new(der, subject, validity),
             key,
-            validity,
         })
     }
 
@@ -82,12 +77,12 @@ impl Ark {
 
     /// The DER.
     pub fn der(&self) -> &[u8] {
-        &self.der
+        self.root.der()
     }
 
     /// The subject name, DER.
     pub(crate) fn subject(&self) -> &[u8] {
-        &self.subject
+        self.root.subject()
     }
 
     /// The RSA public key (PKCS#1).
@@ -97,12 +92,12 @@ impl Ark {
 
     /// The validity window, inclusive.
     pub fn validity(&self) -> (UnixTime, UnixTime) {
-        self.validity
+        self.root.validity()
     }
 
     /// SHA-256 of the DER, lower-case hex.
     pub fn sha256_hex(&self) -> String {
-        hex::encode(Sha256::digest(&self.der))
+        self.root.sha256().to_string()
     }
 }
 
