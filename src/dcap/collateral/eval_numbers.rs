@@ -10,7 +10,7 @@
 use serde::Deserialize;
 
 use super::tcb_info::CollateralTee;
-use super::CollateralError;
+use super::{supported_version, CollateralError};
 use crate::dcap::time::UnixTime;
 
 /// Numbers listed at most (Intel lists a handful; more is not Intel's document).
@@ -84,17 +84,8 @@ impl EvaluationNumbers {
     /// the same bytes).
     pub fn parse(text: &str) -> Result<Self, CollateralError> {
         let raw: Raw = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-        let tee = match raw.id.as_str() {
-            "SGX" => CollateralTee::Sgx,
-            "TDX" => CollateralTee::Tdx,
-            other => return Err(bad(format!("unknown id `{other}`"))),
-        };
-        if raw.version != 1 {
-            return Err(bad(format!(
-                "version {} (only version 1 is supported)",
-                raw.version
-            )));
-        }
+        let tee = CollateralTee::from_id(&raw.id).map_err(bad)?;
+        supported_version(raw.version, 1).map_err(bad)?;
         if raw.tcb_eval_numbers.len() > MAX_NUMBERS {
             return Err(bad(format!(
                 "{} numbers, more than {MAX_NUMBERS}",
@@ -160,6 +151,23 @@ mod tests {
         assert_eq!(standard(19).as_deref(), Some("2026-05-13T00:00:00Z"));
         assert_eq!(standard(17).as_deref(), Some("2025-03-12T00:00:00Z"));
         assert_eq!(standard(16), None);
+    }
+
+    #[test]
+    fn refuses_another_id_or_version_in_the_same_words() {
+        let detail = |text: String| match EvaluationNumbers::parse(&text) {
+            Err(CollateralError::Content { what, detail }) => Some((what, detail)),
+            _ => None,
+        };
+        let what = "TCB evaluation data numbers";
+        assert_eq!(
+            detail(TEXT.replace("\"version\":1", "\"version\":3")),
+            Some((what, "version 3 (only version 1 is supported)".into()))
+        );
+        assert_eq!(
+            detail(TEXT.replace("\"id\":\"SGX\"", "\"id\":\"TD_QE\"")),
+            Some((what, "unknown id `TD_QE`".into()))
+        );
     }
 
     #[test]

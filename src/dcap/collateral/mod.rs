@@ -102,6 +102,18 @@ fn hex_field(field: &'static str, text: &str) -> Result<Vec<u8>, CollateralError
     hex::decode(text).map_err(|_| CollateralError::Hex(field))
 }
 
+/// Refuses a signed body (TCB info, QE identity, evaluation numbers) in a format `version`
+/// other than the one this verifier reads.
+fn supported_version(version: u32, supported: u32) -> Result<(), String> {
+    if version == supported {
+        Ok(())
+    } else {
+        Err(format!(
+            "version {version} (only version {supported} is supported)"
+        ))
+    }
+}
+
 impl Collateral {
     /// Parses the JSON bundle format of `fixtures/dcap/*.collateral.json`
     /// (dcap-qvl's `QuoteCollateralV3`: hex CRLs and signatures, signed JSON as text).

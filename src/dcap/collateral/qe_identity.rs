@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::tcb_info::CollateralTee;
-use super::CollateralError;
+use super::{supported_version, CollateralError};
 use crate::dcap::ids::{IsvProdId, MrSigner};
 use crate::dcap::tcb::{LevelKind, TcbStatus};
 use crate::dcap::time::UnixTime;
@@ -106,12 +106,7 @@ impl QeIdentity {
                 )))
             }
         };
-        if raw.version != 2 {
-            return Err(bad(format!(
-                "version {} (only version 2 is supported)",
-                raw.version
-            )));
-        }
+        supported_version(raw.version, 2).map_err(bad)?;
         let mut levels = Vec::with_capacity(raw.tcb_levels.len());
         for level in raw.tcb_levels {
             levels.push(QeTcbLevel {

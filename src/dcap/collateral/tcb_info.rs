@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::CollateralError;
+use super::{supported_version, CollateralError};
 use crate::dcap::ids::{Fmspc, MrSignerSeam, PceId};
 use crate::dcap::tcb::{LevelKind, TcbStatus};
 use crate::dcap::time::UnixTime;
@@ -15,6 +15,17 @@ pub enum CollateralTee {
     Sgx,
     /// `"TDX"` / `"TD_QE"`.
     Tdx,
+}
+
+impl CollateralTee {
+    /// The TEE a TCB info or TCB evaluation numbers body names by its `id`.
+    pub(super) fn from_id(id: &str) -> Result<Self, String> {
+        match id {
+            "SGX" => Ok(Self::Sgx),
+            "TDX" => Ok(Self::Tdx),
+            other => Err(format!("unknown id `{other}`")),
+        }
+    }
 }
 
 /// One TCB level: component SVNs that must be met, and the status they earn.
@@ -186,17 +197,8 @@ impl TcbInfo {
     /// Parses the `tcbInfo` JSON text (after its signature was checked over the same bytes).
     pub fn parse(text: &str) -> Result<Self, CollateralError> {
         let raw: Raw = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-        let tee = match raw.id.as_str() {
-            "SGX" => CollateralTee::Sgx,
-            "TDX" => CollateralTee::Tdx,
-            other => return Err(bad(format!("unknown id `{other}`"))),
-        };
-        if raw.version != 3 {
-            return Err(bad(format!(
-                "version {} (only version 3 is supported)",
-                raw.version
-            )));
-        }
+        let tee = CollateralTee::from_id(&raw.id).map_err(bad)?;
+        supported_version(raw.version, 3).map_err(bad)?;
         if raw.tcb_type != 0 {
             return Err(bad(format!("tcbType {} (only 0 is defined)", raw.tcb_type)));
         }
@@ -349,6 +351,22 @@ mod tests {
             info.and_then(|i| i.matching_level(&comps, 12, None))
                 .map(|l| l.status),
             None
+        );
+    }
+
+    #[test]
+    fn refuses_another_id_or_version_in_the_same_words() {
+        let detail = |text: String| match TcbInfo::parse(&text) {
+            Err(CollateralError::Content { what, detail }) => Some((what, detail)),
+            _ => None,
+        };
+        assert_eq!(
+            detail(TEXT.replace("\"version\":3", "\"version\":2")),
+            Some(("TCB info", "version 2 (only version 3 is supported)".into()))
+        );
+        assert_eq!(
+            detail(TEXT.replace("\"id\":\"SGX\"", "\"id\":\"QE\"")),
+            Some(("TCB info", "unknown id `QE`".into()))
         );
     }
 
