@@ -4,15 +4,15 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::checker::Checker;
+use super::checker::{list, Checker};
 use super::EnclaveConfig;
 use crate::addr::{Authority, HostPattern};
 use crate::appraise::early::EarlyMode;
 use crate::appraise::policy::EnclavePolicy;
 use crate::appraise::td_policy::TdPolicy;
 use crate::dcap::ids::{
-    BadHex, IsvProdId, IsvSvn, MrConfigId, MrEnclave, MrOwner, MrOwnerConfig, MrSeam, MrSigner,
-    MrTd, Rtmr, TeeTcbSvn, Xfam,
+    IsvProdId, IsvSvn, MrConfigId, MrEnclave, MrOwner, MrOwnerConfig, MrSeam, MrSigner, MrTd, Rtmr,
+    TeeTcbSvn, Xfam,
 };
 use crate::dcap::quote::TeeType;
 use crate::dcap::tcb::TcbStatus;
@@ -186,13 +186,6 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
         allow_debug: e.allow_debug,
     };
     let snp = super::snp::check(c, &snp_keys, is_snp, &e.hosts);
-    fn list<T>(
-        c: &mut Checker<'_>,
-        v: &[Spanned<String>],
-        f: impl Fn(&str) -> Result<T, BadHex>,
-    ) -> Vec<T> {
-        v.iter().filter_map(|m| c.parse(m, |s| f(s))).collect()
-    }
     let td = TdPolicy {
         mrtd: list(c, &e.mrtd, MrTd::from_hex),
         rtmr: [

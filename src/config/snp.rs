@@ -7,9 +7,8 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::checker::Checker;
+use super::checker::{list, Checker};
 use crate::appraise::snp_policy::{MinTcb, SnpPolicy};
-use crate::dcap::ids::BadHex;
 use crate::snp::ids::{AuthorKeyDigest, FamilyId, HostData, IdKeyDigest, ImageId, Measurement};
 
 /// `min_tcb = { bootloader, tee, snp, microcode, fmc }` as written.
@@ -60,14 +59,6 @@ impl SnpKeys<'_> {
         .or_else(|| self.max_vmpl.map(Spanned::span))
         .or_else(|| self.allow_migration_agent.map(Spanned::span))
     }
-}
-
-fn list<T>(
-    c: &mut Checker<'_>,
-    v: &[Spanned<String>],
-    f: impl Fn(&str) -> Result<T, BadHex>,
-) -> Vec<T> {
-    v.iter().filter_map(|m| c.parse(m, |s| f(s))).collect()
 }
 
 /// An SPL (one byte) of `min_tcb`.
