@@ -11,13 +11,17 @@ mod common;
 use std::path::PathBuf;
 
 use ratls_proxy::appraise::refusal::RefusalCode;
+use ratls_proxy::appraise::snp_policy::SnpPolicy;
 use ratls_proxy::dcap::error::VerifyError;
+use ratls_proxy::dcap::quote::TeeType;
 use ratls_proxy::dcap::time::UnixTime;
 use ratls_proxy::dstack::{extension_value, Attestation, Platform, OID_ATTESTATION, OID_EVENT_LOG};
 use ratls_proxy::ratls::evidence::{
     self, Evidence, OID_DSTACK_QUOTE, OID_TCG_DICE_TAGGED_EVIDENCE as OID_DICE, OID_TDX_QUOTE,
 };
-use ratls_proxy::ratls::{appraise_certificate, Binding, BindingMode, CertAppraisal};
+use ratls_proxy::ratls::{
+    appraise_certificate, appraise_certificate_for, Binding, BindingMode, CertAppraisal,
+};
 use rcgen::{
     CertificateParams, CustomExtension, Issuer, KeyPair, PublicKeyData, SubjectPublicKeyInfo,
 };
@@ -540,6 +544,85 @@ fn other_platforms_in_the_envelope_are_refused_as_unsupported() {
             a.refusal()
         );
     }
+}
+
+/// Appraises `der` for a `tee = "snp"` entry (no Intel collateral).
+fn appraise_snp_entry(der: &[u8]) -> CertAppraisal {
+    let none = VerifyError::Collateral(ratls_proxy::dcap::collateral::CollateralError::Json(
+        "none in this test".into(),
+    ));
+    let snp = SnpPolicy {
+        measurement: vec![ratls_proxy::snp::ids::Measurement([0x5a; 48])],
+        ..SnpPolicy::default()
+    };
+    appraise_certificate_for(
+        der,
+        &none,
+        (&common::permissive(true), Some(&snp)),
+        BindingMode::Auto,
+        UnixTime(AT),
+    )
+}
+
+#[test]
+fn sev_snp_evidence_for_an_intel_entry_is_a_tee_mismatch() {
+    let Some(dir) = common::fixtures() else {
+        return;
+    };
+    let bytes = common::read(&dir, "dstack/sev_snp_attestation.bin");
+    let der = cert_for(&another_key(), &[(OID_ATTESTATION, octets(&bytes))]);
+    let none = VerifyError::Collateral(ratls_proxy::dcap::collateral::CollateralError::Json(
+        "none in this test".into(),
+    ));
+    for tee in [TeeType::Sgx, TeeType::Tdx] {
+        let policy = ratls_proxy::appraise::policy::EnclavePolicy {
+            tee: Some(tee),
+            ..common::permissive(true)
+        };
+        let a = appraise_certificate(&der, &none, &policy, BindingMode::Auto, UnixTime(AT));
+        assert_eq!(
+            code(&a),
+            Some(RefusalCode::TeeMismatch),
+            "{tee:?}: {:?}",
+            a.refusal()
+        );
+    }
+    // An SNP entry recognises it and, until the proxy appraises SEV-SNP, refuses it.
+    let a = appraise_snp_entry(&der);
+    assert_eq!(
+        code(&a),
+        Some(RefusalCode::UnsupportedTee),
+        "{:?}",
+        a.refusal()
+    );
+}
+
+#[test]
+fn an_snp_entry_refuses_every_intel_quote() {
+    // The real dstack TDX certificates (and a bare quote carrier) under an SNP entry:
+    // tee_mismatch before anything else, even with a permissive Intel policy beside it.
+    for name in [V0, V1] {
+        let a = appraise_snp_entry(&real_leaf(name));
+        assert_eq!(
+            code(&a),
+            Some(RefusalCode::TeeMismatch),
+            "{name}: {:?}",
+            a.refusal()
+        );
+    }
+    let quote = real_quote(V0);
+    let der = cert_for(&another_key(), &[(OID_TDX_QUOTE, quote)]);
+    assert_eq!(
+        code(&appraise_snp_entry(&der)),
+        Some(RefusalCode::TeeMismatch)
+    );
+    // Garbage is still garbage, and no evidence is still no evidence.
+    assert_eq!(
+        code(&appraise_snp_entry(b"not a certificate")),
+        Some(RefusalCode::QuoteMalformed)
+    );
+    let bare = cert_for(&another_key(), &[]);
+    assert_eq!(code(&appraise_snp_entry(&bare)), Some(RefusalCode::NoQuote));
 }
 
 #[test]

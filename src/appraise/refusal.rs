@@ -87,8 +87,28 @@ pub enum RefusalCode {
     /// dstack: the key provider (RTMR3's `key-provider` event) is not in the allow-list, or
     /// absent.
     KeyProviderMismatch,
+    /// SEV-SNP: MEASUREMENT (the launch digest) is not in the allow-list.
+    MeasurementMismatch,
+    /// SEV-SNP: HOST_DATA is not in the allow-list.
+    HostDataMismatch,
+    /// SEV-SNP: ID_KEY_DIGEST is not in the allow-list.
+    IdKeyMismatch,
+    /// SEV-SNP: FAMILY_ID or IMAGE_ID of the ID block differs from the policy's.
+    IdBlockMismatch,
+    /// SEV-SNP: AUTHOR_KEY_DIGEST is not in the allow-list, or absent.
+    AuthorKeyMismatch,
+    /// SEV-SNP: GUEST_SVN is below the policy's minimum.
+    GuestSvnTooLow,
     /// A TEE_TCB_SVN component is below the policy's minimum.
     TeeTcbSvnTooLow,
+    /// SEV-SNP: a component of REPORTED_TCB or LAUNCH_TCB is below `min_tcb`.
+    TcbBelowMinimum,
+    /// SEV-SNP: the report comes from a VMPL above `max_vmpl`.
+    VmplNotAllowed,
+    /// SEV-SNP: a guest POLICY bit the entry does not accept.
+    GuestPolicyNotAllowed,
+    /// SEV-SNP: PLATFORM_INFO lacks a required bit or has a forbidden one.
+    PlatformInfoNotAllowed,
     /// The platform's TCB status is not among the accepted ones.
     TcbStatusNotAllowed,
     /// The TCB level carries an advisory the policy does not list.
@@ -113,7 +133,7 @@ pub enum RefusalCode {
 
 impl RefusalCode {
     /// Every code, in ranking order (the first applicable one is the headline).
-    pub const ALL: [RefusalCode; 44] = [
+    pub const ALL: [RefusalCode; 54] = [
         Self::QuoteMalformed,
         Self::NoQuote,
         Self::SignatureInvalid,
@@ -148,7 +168,17 @@ impl RefusalCode {
         Self::OsImageHashMismatch,
         Self::InstanceIdMismatch,
         Self::KeyProviderMismatch,
+        Self::MeasurementMismatch,
+        Self::HostDataMismatch,
+        Self::IdKeyMismatch,
+        Self::IdBlockMismatch,
+        Self::AuthorKeyMismatch,
+        Self::GuestSvnTooLow,
         Self::TeeTcbSvnTooLow,
+        Self::TcbBelowMinimum,
+        Self::VmplNotAllowed,
+        Self::GuestPolicyNotAllowed,
+        Self::PlatformInfoNotAllowed,
         Self::TcbStatusNotAllowed,
         Self::AdvisoryNotAllowed,
         Self::TcbAtRisk,
@@ -197,7 +227,17 @@ impl RefusalCode {
             Self::OsImageHashMismatch => "os_image_hash_mismatch",
             Self::InstanceIdMismatch => "instance_id_mismatch",
             Self::KeyProviderMismatch => "key_provider_mismatch",
+            Self::MeasurementMismatch => "measurement_mismatch",
+            Self::HostDataMismatch => "host_data_mismatch",
+            Self::IdKeyMismatch => "id_key_mismatch",
+            Self::IdBlockMismatch => "id_block_mismatch",
+            Self::AuthorKeyMismatch => "author_key_mismatch",
+            Self::GuestSvnTooLow => "guest_svn_too_low",
             Self::TeeTcbSvnTooLow => "tee_tcb_svn_too_low",
+            Self::TcbBelowMinimum => "tcb_below_minimum",
+            Self::VmplNotAllowed => "vmpl_not_allowed",
+            Self::GuestPolicyNotAllowed => "guest_policy_not_allowed",
+            Self::PlatformInfoNotAllowed => "platform_info_not_allowed",
             Self::TcbStatusNotAllowed => "tcb_status_not_allowed",
             Self::AdvisoryNotAllowed => "advisory_not_allowed",
             Self::TcbAtRisk => "tcb_at_risk",
@@ -214,6 +254,11 @@ impl RefusalCode {
         match self {
             Self::DebugEnclave => "The enclave runs in DEBUG mode: its memory is open to the host, so its attestation proves nothing. Deploy a production (non-debug) build; only for development may the operator set allow_debug = true in the host's [[enclave]] entry.",
             Self::MrenclaveMismatch | Self::MrsignerMismatch | Self::IsvProdIdMismatch | Self::MrtdMismatch | Self::RtmrMismatch | Self::MrconfigidMismatch | Self::MrownerMismatch | Self::MrownerconfigMismatch | Self::MrseamMismatch => "The server runs code (or a configuration) other than the one this proxy's policy allows. If this build is the one to trust, the operator adds its measurement to the host's [[enclave]] entry (`ratls-proxy verify https://HOST` prints it); otherwise the host serves something else than expected.",
+            Self::MeasurementMismatch | Self::HostDataMismatch | Self::IdKeyMismatch | Self::IdBlockMismatch | Self::AuthorKeyMismatch => "The SEV-SNP guest was launched with another image, host data or signing key than this proxy's policy allows. If this launch is the one to trust, the operator adds its value to the host's [[enclave]] entry (`ratls-proxy verify --quote` on its report prints them); otherwise the host runs something else than expected.",
+            Self::GuestSvnTooLow => "The SEV-SNP guest's security version (GUEST_SVN) is below the policy's minimum: deploy the updated guest image, or the operator lowers min_guest_svn in the host's [[enclave]] entry.",
+            Self::TcbBelowMinimum => "The AMD platform's firmware or microcode (its reported or launch TCB) is below the policy's min_tcb: the host's owner updates the firmware and relaunches the guest, or the operator lowers min_tcb.",
+            Self::VmplNotAllowed | Self::GuestPolicyNotAllowed => "The SEV-SNP guest's report comes from a less privileged VMPL, or its launch policy allows what the host's [[enclave]] entry refuses (a migration agent, SMT, several sockets): the guest's owner relaunches it with the expected policy, or the operator relaxes max_vmpl / allow_migration_agent knowingly.",
+            Self::PlatformInfoNotAllowed => "The AMD host's platform configuration (PLATFORM_INFO: TSME, SMT, ECC …) is not the one the policy requires: the host's operator changes it; the guest cannot.",
             Self::IsvSvnTooLow | Self::TeeTcbSvnTooLow => "The enclave's security version is below the policy's minimum: deploy the updated enclave, or the operator lowers the minimum in the host's [[enclave]] entry.",
             Self::TcbStatusNotAllowed | Self::AdvisoryNotAllowed | Self::Revoked => "The platform (for a TD whose status is TDRelaunchAdvised: the TDX module it launched on) is out of date or revoked by Intel: its owner updates microcode and firmware, or relaunches a TD advised to, or the operator accepts that status or advisory in the host's [[enclave]] entry (tcb_status, allowed_advisories).",
             Self::TcbAtRisk => "Intel's next TCB recovery (its early TCB data) refuses this platform, and the proxy enforces it ahead of time (early = \"enforce\"): the platform's owner updates microcode, firmware or the TDX module now (the admin listener's GET /tcb says what and from when), or the operator sets early = \"warn\".",
@@ -229,7 +274,7 @@ impl RefusalCode {
             Self::UpstreamCapacity => "The enclave is down, unreachable or overloaded: try again later; the operator checks that it runs and is reachable from the proxy (or raises [limits] max_upstream_connections).",
             Self::EventLogMismatch => "The event log the server sent does not replay to the measurements its quote signs: the evidence was altered, so what it names (the app, its compose hash) cannot be believed. Do not work around it; the operator checks where the host name points.",
             Self::AppIdMismatch | Self::ComposeHashMismatch | Self::OsImageHashMismatch | Self::InstanceIdMismatch | Self::KeyProviderMismatch => "The dstack app is not the one this proxy's policy pins (its app id, compose file, OS image, instance or key provider differ, or the server sent no dstack app identity at all). If this deployment is the one to trust, the operator adds its value to the host's [[enclave]] entry (`ratls-proxy verify --cert` on the app's certificate prints them); otherwise the host serves another app.",
-            Self::UnsupportedTee => "The server attests with a TEE this proxy does not verify yet (AMD SEV-SNP, AWS Nitro, GCP TDX inside dstack evidence): this build cannot admit it.",
+            Self::UnsupportedTee => "The server attests with a TEE this proxy does not verify yet (AWS Nitro, GCP TDX inside dstack evidence, or SEV-SNP evidence the proxy cannot appraise yet): this build cannot admit it.",
         }
     }
 }
@@ -344,7 +389,17 @@ mod tests {
                 "os_image_hash_mismatch",
                 "instance_id_mismatch",
                 "key_provider_mismatch",
+                "measurement_mismatch",
+                "host_data_mismatch",
+                "id_key_mismatch",
+                "id_block_mismatch",
+                "author_key_mismatch",
+                "guest_svn_too_low",
                 "tee_tcb_svn_too_low",
+                "tcb_below_minimum",
+                "vmpl_not_allowed",
+                "guest_policy_not_allowed",
+                "platform_info_not_allowed",
                 "tcb_status_not_allowed",
                 "advisory_not_allowed",
                 "tcb_at_risk",

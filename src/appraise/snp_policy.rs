@@ -16,6 +16,7 @@
     clippy::arithmetic_side_effects
 )]
 
+use crate::appraise::refusal::RefusalCode;
 use crate::snp::error::{SnpError, TcbComponent};
 use crate::snp::ids::{AuthorKeyDigest, FamilyId, HostData, IdKeyDigest, ImageId, Measurement};
 use crate::snp::report::{GuestPolicy, PlatformInfo, Report};
@@ -196,36 +197,47 @@ fn join<T: std::fmt::Display>(items: &[T]) -> String {
 
 impl SnpViolation {
     /// The refusal code this violation becomes (DESIGN.md "More TEEs").
-    pub fn refusal_code(&self) -> &'static str {
+    pub fn code(&self) -> RefusalCode {
         match self {
-            Self::Debug(_) => "debug_enclave",
-            Self::Measurement { .. } => "measurement_mismatch",
-            Self::HostData { .. } => "host_data_mismatch",
-            Self::IdKey { .. } => "id_key_mismatch",
+            Self::Debug(_) => RefusalCode::DebugEnclave,
+            Self::Measurement { .. } => RefusalCode::MeasurementMismatch,
+            Self::HostData { .. } => RefusalCode::HostDataMismatch,
+            Self::IdKey { .. } => RefusalCode::IdKeyMismatch,
             // The same ID key may sign several families and images: a wrong image from the
             // right owner is not a wrong owner.
-            Self::IdBlock { .. } => "id_block_mismatch",
-            Self::AuthorKey { .. } => "author_key_mismatch",
-            Self::GuestSvn { .. } => "guest_svn_too_low",
-            Self::Tcb { .. } => "tcb_below_minimum",
-            Self::Vmpl { .. } => "vmpl_not_allowed",
-            Self::GuestPolicy { .. } => "guest_policy_not_allowed",
+            Self::IdBlock { .. } => RefusalCode::IdBlockMismatch,
+            Self::AuthorKey { .. } => RefusalCode::AuthorKeyMismatch,
+            Self::GuestSvn { .. } => RefusalCode::GuestSvnTooLow,
+            Self::Tcb { .. } => RefusalCode::TcbBelowMinimum,
+            Self::Vmpl { .. } => RefusalCode::VmplNotAllowed,
+            Self::GuestPolicy { .. } => RefusalCode::GuestPolicyNotAllowed,
             // The host's configuration, not the guest owner's choice: another party fixes it.
-            Self::Platform { .. } => "platform_info_not_allowed",
+            Self::Platform { .. } => RefusalCode::PlatformInfoNotAllowed,
         }
+    }
+
+    /// [`Self::code`] as its stable string.
+    pub fn refusal_code(&self) -> &'static str {
+        self.code().as_str()
     }
 }
 
-/// The refusal code a verification failure becomes (the mapping phase 2 moves into
-/// `RefusalCode`): parse errors are `quote_malformed`, the report's signature
+/// The refusal code a verification failure becomes: parse errors are `quote_malformed`, the report's signature
 /// `signature_invalid`, expired collateral `collateral_expired`, a revoked ASK/ASVK
 /// `revoked`, everything about the chain and the key's binding to the report `chain_invalid`.
 pub fn snp_error_code(e: &SnpError) -> &'static str {
+    snp_refusal_code(e).as_str()
+}
+
+/// [`snp_error_code`] as a [`RefusalCode`] (one `match`, exhaustive over [`SnpError`]).
+pub fn snp_refusal_code(e: &SnpError) -> RefusalCode {
     match e {
-        SnpError::Report(_) => "quote_malformed",
-        SnpError::SignatureEncoding(_) | SnpError::ReportSignature(_) => "signature_invalid",
-        SnpError::Expired { .. } => "collateral_expired",
-        SnpError::Revoked { .. } => "revoked",
+        SnpError::Report(_) => RefusalCode::QuoteMalformed,
+        SnpError::SignatureEncoding(_) | SnpError::ReportSignature(_) => {
+            RefusalCode::SignatureInvalid
+        }
+        SnpError::Expired { .. } => RefusalCode::CollateralExpired,
+        SnpError::Revoked { .. } => RefusalCode::Revoked,
         SnpError::Certificate { .. }
         | SnpError::Algorithm { .. }
         | SnpError::NotPinned { .. }
@@ -234,7 +246,7 @@ pub fn snp_error_code(e: &SnpError) -> &'static str {
         | SnpError::ProductMismatch { .. }
         | SnpError::Extension { .. }
         | SnpError::ChipIdMismatch { .. }
-        | SnpError::TcbMismatch { .. } => "chain_invalid",
+        | SnpError::TcbMismatch { .. } => RefusalCode::ChainInvalid,
     }
 }
 

@@ -45,6 +45,7 @@ fn enclave(host: &str, dial: std::net::SocketAddr) -> anyhow::Result<EnclaveConf
         },
         binding: BindingMode::Auto,
         connect_to: Some(Authority::parse(&dial.to_string(), None).map_err(anyhow::Error::msg)?),
+        snp: None,
     })
 }
 
@@ -89,6 +90,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
                 },
                 binding: BindingMode::Auto,
                 connect_to: Some(Authority::parse(&cvm.addr().to_string(), None).map_err(anyhow::Error::msg)?),
+                snp: None,
             },
         ];
         config.routes = vec![RouteConfig {

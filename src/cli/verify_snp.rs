@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::{EXIT_ACCEPTED, EXIT_CANNOT_CHECK, EXIT_REFUSED};
 use crate::appraise::snp_policy::{snp_error_code, MinTcb, SnpPolicy};
@@ -25,9 +24,6 @@ use crate::source::fetch::RefreshPolicy;
 use crate::source::kds::{KdsCache, KdsEndpoint, KdsError, SnpCollateralSource};
 use crate::source::snp_files::SnpFiles;
 use crate::source::CollateralSpec;
-
-/// dstack's domain tag for the mr_config document HOST_DATA commits to.
-const MR_CONFIG_V3_DOMAIN: &[u8] = b"dstack-mr-config-v3:";
 
 /// The longest `verify` waits for KDS.
 const KDS_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
@@ -338,12 +334,7 @@ fn judge(
     // zero byte and the document's exact bytes).
     if let Some((a, _, mr_config)) = dstack {
         out.binding = Some("dstack");
-        let config_hash: [u8; 32] = Sha256::new()
-            .chain_update(MR_CONFIG_V3_DOMAIN)
-            .chain_update([0])
-            .chain_update(mr_config.as_bytes())
-            .finalize()
-            .into();
+        let config_hash = crate::dstack::binding::mr_config_host_data(mr_config.as_bytes());
         if id.report_data.0 != a.stack.report_data {
             out.code = Some("binding_mismatch");
             out.reasons

@@ -101,6 +101,15 @@ impl<'a> Checker<'a> {
     }
 }
 
+/// Every value of a hex allow-list `v` that `f` parses; an error located at each other.
+pub(super) fn list<T>(
+    c: &mut Checker<'_>,
+    v: &[Spanned<String>],
+    f: impl Fn(&str) -> Result<T, crate::dcap::ids::BadHex>,
+) -> Vec<T> {
+    v.iter().filter_map(|m| c.parse(m, |s| f(s))).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,15 +4,15 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::checker::Checker;
+use super::checker::{list, Checker};
 use super::EnclaveConfig;
 use crate::addr::{Authority, HostPattern};
 use crate::appraise::early::EarlyMode;
 use crate::appraise::policy::EnclavePolicy;
 use crate::appraise::td_policy::TdPolicy;
 use crate::dcap::ids::{
-    BadHex, IsvProdId, IsvSvn, MrConfigId, MrEnclave, MrOwner, MrOwnerConfig, MrSeam, MrSigner,
-    MrTd, Rtmr, TeeTcbSvn, Xfam,
+    IsvProdId, IsvSvn, MrConfigId, MrEnclave, MrOwner, MrOwnerConfig, MrSeam, MrSigner, MrTd, Rtmr,
+    TeeTcbSvn, Xfam,
 };
 use crate::dcap::quote::TeeType;
 use crate::dcap::tcb::TcbStatus;
@@ -71,6 +71,21 @@ pub(super) struct RawEnclave {
     pub(super) min_tcb_evaluation_data_number: Option<Spanned<i64>>,
     pub(super) binding: Option<Spanned<String>>,
     pub(super) connect_to: Option<Spanned<String>>,
+    // AMD SEV-SNP (`config/snp.rs`).
+    #[serde(default)]
+    pub(super) measurement: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) host_data: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) id_key_digest: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) author_key_digest: Vec<Spanned<String>>,
+    pub(super) family_id: Option<Spanned<String>>,
+    pub(super) image_id: Option<Spanned<String>>,
+    pub(super) min_guest_svn: Option<Spanned<i64>>,
+    pub(super) min_tcb: Option<Spanned<super::snp::RawMinTcb>>,
+    pub(super) max_vmpl: Option<Spanned<i64>>,
+    pub(super) allow_migration_agent: Option<Spanned<bool>>,
 }
 
 /// Validates one `[[enclave]]`; `None` once its errors are recorded in `c`.
@@ -85,14 +100,20 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
         .iter()
         .filter_map(|h| c.parse(h, |v| HostPattern::parse(v)))
         .collect();
-    let tee = match &e.tee {
-        None => Some(TeeType::Sgx),
+    // `Some(None)`: tee = "snp", whose entries expect no Intel TEE (`config/snp.rs`).
+    let named = match &e.tee {
+        None => Some(Some(TeeType::Sgx)),
         Some(s) => c.parse(s, |v| match v.as_str() {
-            "sgx" => Ok(TeeType::Sgx),
-            "tdx" => Ok(TeeType::Tdx),
-            other => Err(format!("tee = `{other}`: expected \"sgx\" or \"tdx\"")),
+            "sgx" => Ok(Some(TeeType::Sgx)),
+            "tdx" => Ok(Some(TeeType::Tdx)),
+            "snp" => Ok(None),
+            other => Err(format!(
+                "tee = `{other}`: expected \"sgx\", \"tdx\" or \"snp\""
+            )),
         }),
     };
+    let is_snp = named == Some(None);
+    let tee = named.flatten();
     let td_keys = !e.mrtd.is_empty()
         || [
             &e.rtmr0,
@@ -135,15 +156,36 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
                 c.error(&e.hosts, "SGX keys (mrenclave, mrsigner, isv_prod_id, min_isv_svn) do not apply to tee = \"tdx\"");
             }
         }
+        None if is_snp => {
+            let intel = !e.mrenclave.is_empty()
+                || !e.mrsigner.is_empty()
+                || e.isv_prod_id.is_some()
+                || e.min_isv_svn.is_some()
+                || td_keys
+                || e.tcb_status.is_some()
+                || !e.allowed_advisories.is_empty()
+                || e.early.is_some()
+                || e.min_tcb_evaluation_data_number.is_some();
+            if intel {
+                c.error(&e.hosts, "Intel keys (mrenclave, mrsigner, isv_prod_id, min_isv_svn, mrtd, rtmr0..3, mrconfigid, mrowner, mrownerconfig, mrseam, xfam, min_tee_tcb_svn, tcb_status, allowed_advisories, early, min_tcb_evaluation_data_number) do not apply to tee = \"snp\"");
+            }
+        }
         None => {}
     }
-    fn list<T>(
-        c: &mut Checker<'_>,
-        v: &[Spanned<String>],
-        f: impl Fn(&str) -> Result<T, BadHex>,
-    ) -> Vec<T> {
-        v.iter().filter_map(|m| c.parse(m, |s| f(s))).collect()
-    }
+    let snp_keys = super::snp::SnpKeys {
+        measurement: &e.measurement,
+        host_data: &e.host_data,
+        id_key_digest: &e.id_key_digest,
+        author_key_digest: &e.author_key_digest,
+        family_id: e.family_id.as_ref(),
+        image_id: e.image_id.as_ref(),
+        min_guest_svn: e.min_guest_svn.as_ref(),
+        min_tcb: e.min_tcb.as_ref(),
+        max_vmpl: e.max_vmpl.as_ref(),
+        allow_migration_agent: e.allow_migration_agent.as_ref(),
+        allow_debug: e.allow_debug,
+    };
+    let snp = super::snp::check(c, &snp_keys, is_snp, &e.hosts);
     let td = TdPolicy {
         mrtd: list(c, &e.mrtd, MrTd::from_hex),
         rtmr: [
@@ -265,6 +307,7 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
         },
         binding: binding?,
         connect_to,
+        snp,
     })
 }
 

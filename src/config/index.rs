@@ -119,6 +119,7 @@ mod tests {
             policy: EnclavePolicy::default(),
             binding: BindingMode::Auto,
             connect_to: connect_to.map(|c| Authority::parse_dial(c).expect("dial")),
+            snp: None,
         }
     }
 

@@ -11,11 +11,13 @@ mod dstack;
 mod enclave;
 mod index;
 mod parse;
+mod snp;
 
 pub(crate) use self::index::HostIndex;
 
 use crate::addr::{Authority, HostPattern};
 use crate::appraise::policy::EnclavePolicy;
+use crate::appraise::snp_policy::SnpPolicy;
 use crate::ratls::BindingMode;
 use crate::source::SourceConfig;
 
@@ -70,6 +72,9 @@ pub struct EnclaveConfig {
     pub binding: BindingMode,
     /// Dial here instead of resolving the host.
     pub connect_to: Option<Authority>,
+    /// `tee = "snp"`: the SEV-SNP policy. Such an entry refuses every Intel quote
+    /// (`tee_mismatch`), whatever `policy` says.
+    pub snp: Option<SnpPolicy>,
 }
 
 /// One `[[route]]`.

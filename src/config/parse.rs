@@ -17,7 +17,7 @@ use super::{
 use crate::addr::{Authority, HostPattern};
 use crate::dcap::ids::Fmspc;
 use crate::source::fetch::RefreshPolicy;
-use crate::source::{CollateralSpec, SourceConfig, TrustRoot};
+use crate::source::{AmdKdsSpec, CollateralSpec, SourceConfig, TrustRoot};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -96,6 +96,7 @@ struct RawCollateral {
     refresh_margin_secs: Option<Spanned<i64>>,
     #[serde(default)]
     prefetch: Vec<Spanned<String>>,
+    amd_kds: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -362,7 +363,20 @@ fn collateral(c: &mut Checker<'_>, raw: &Raw, base: &Path) -> (SourceConfig, Opt
             0,
         )
     });
+    let amd_kds = raw.amd_kds.as_ref().map(|s| {
+        AmdKdsSpec::parse(s.get_ref(), |p| resolve_path(p, base)).unwrap_or_else(|p| {
+            c.error(
+                s,
+                format!(
+                    "collateral.amd_kds `{}` is neither an http(s):// URL nor a directory",
+                    p.display()
+                ),
+            );
+            AmdKdsSpec::Dir(p)
+        })
+    });
     let source = SourceConfig {
+        amd_kds,
         trust_root,
         collateral,
         api_key: raw.api_key.clone(),

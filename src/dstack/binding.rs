@@ -1,9 +1,10 @@
 //! Key binding as dstack does it (`QuoteContentType::RaTlsCert.to_report_data`):
 //! the report data is SHA-512(`"ratls-cert"` ‖ `":"` ‖ SubjectPublicKeyInfo DER), all 64
 //! bytes; and the attestation's report data must be the quote's REPORTDATA, so the quote
-//! signs the key. Both failures are `binding_mismatch`.
+//! signs the key. On SEV-SNP, HOST_DATA must also be the hash of the carried `mr_config`
+//! document ([`mr_config_host_data`]). Every failure is `binding_mismatch`.
 
-use sha2::{Digest, Sha512};
+use sha2::{Digest, Sha256, Sha512};
 
 use super::Attestation;
 
@@ -19,6 +20,21 @@ pub fn ratls_cert_report_data(spki_der: &[u8]) -> [u8; 64] {
     h.finalize().into()
 }
 
+/// dstack's domain tag for the `mr_config` document an SEV-SNP HOST_DATA commits to.
+const MR_CONFIG_V3_DOMAIN: &[u8] = b"dstack-mr-config-v3:";
+
+/// The HOST_DATA dstack launches an SEV-SNP guest with for `mr_config` (its MrConfigV3:
+/// SHA-256 of the domain tag, a zero byte and the document's exact bytes). The one copy of
+/// this formula: `verify` and the proxy both call it.
+pub fn mr_config_host_data(mr_config: &[u8]) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(MR_CONFIG_V3_DOMAIN)
+        .chain_update([0])
+        .chain_update(mr_config)
+        .finalize()
+        .into()
+}
+
 /// The key binding does not hold. Always `binding_mismatch`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BindingError {
@@ -28,6 +44,14 @@ pub enum BindingError {
         /// The attestation's report data, hex.
         attested: String,
         /// What this key gives, hex.
+        expected: String,
+    },
+    /// An SEV-SNP report's HOST_DATA is not the hash of the carried `mr_config`.
+    #[error("HOST_DATA {host_data} is not the hash of the carried mr_config ({expected})")]
+    HostDataDiffers {
+        /// The report's HOST_DATA, hex.
+        host_data: String,
+        /// [`mr_config_host_data`] of the carried document, hex.
         expected: String,
     },
     /// The attestation's report data is not what the platform evidence signed.
@@ -77,6 +101,18 @@ pub fn check(
     Ok(())
 }
 
+/// Checks that an SEV-SNP report's `host_data` commits to the carried `mr_config`.
+pub fn check_host_data(mr_config: &[u8], host_data: &[u8; 32]) -> Result<(), BindingError> {
+    let expected = mr_config_host_data(mr_config);
+    if *host_data != expected {
+        return Err(BindingError::HostDataDiffers {
+            host_data: hex::encode(host_data),
+            expected: hex::encode(expected),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +128,20 @@ mod tests {
             hex::encode(ratls_cert_report_data(&spki)),
             "9beb4320d19089ccdbafc20459299c5f3d3ec7bd1187ec803954f3da5fe174895cd812e374dfefbc5ccb2de62efe17f69b5bfe709c5dcf68cce5151f480ce46a"
         );
+    }
+
+    #[test]
+    fn host_data_is_the_domain_tagged_hash_of_mr_config() {
+        // hashlib.sha256(b"dstack-mr-config-v3:" + b"\x00" + b"{}").hexdigest()
+        assert_eq!(
+            hex::encode(mr_config_host_data(b"{}")),
+            "9a96e706c889f5632d9f5694e305bc398621af56d9dd768263e7cb7609f8c3f3"
+        );
+        let good = mr_config_host_data(b"{}");
+        assert!(check_host_data(b"{}", &good).is_ok());
+        assert!(matches!(
+            check_host_data(b"{} ", &good),
+            Err(BindingError::HostDataDiffers { .. })
+        ));
     }
 }

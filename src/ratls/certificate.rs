@@ -8,12 +8,16 @@ use super::dstack::DstackReport;
 use super::evidence::{self, Evidence, EvidenceError};
 use crate::appraise::policy::EnclavePolicy;
 use crate::appraise::refusal::{Refusal, RefusalCode};
+use crate::appraise::snp_policy::SnpPolicy;
 use crate::appraise::{appraise_with, Appraisal, CollateralSource};
 use crate::dcap::ids::CertSha256;
 use crate::dcap::pki;
 use crate::dcap::quote::Body;
 use crate::dcap::time::UnixTime;
 use crate::dcap::verify::VerifiedQuote;
+
+/// dstack's name for AMD SEV-SNP evidence (`Platform::name`).
+const SEV_SNP: &str = "sev-snp";
 
 /// The judgement of one certificate, with what the report shows.
 #[derive(Clone, Debug)]
@@ -88,11 +92,26 @@ impl EvidenceError {
     }
 }
 
-/// Judges the RA-TLS certificate `leaf_der` at `now`.
+/// Judges the RA-TLS certificate `leaf_der` at `now` against an Intel entry's `policy`.
 pub fn appraise_certificate(
     leaf_der: &[u8],
     source: &dyn CollateralSource,
     policy: &EnclavePolicy,
+    mode: BindingMode,
+    now: UnixTime,
+) -> CertAppraisal {
+    appraise_certificate_for(leaf_der, source, (policy, None), mode, now)
+}
+
+/// Judges `leaf_der` against an entry: its Intel `policy`, and its SEV-SNP policy when the
+/// entry is `tee = "snp"`. An SNP entry refuses every Intel quote (`tee_mismatch`); SEV-SNP
+/// evidence is recognised and refused (`unsupported_tee`) until the proxy appraises it, so
+/// no SNP entry admits anything yet; an Intel entry given SEV-SNP evidence is a
+/// `tee_mismatch`.
+pub fn appraise_certificate_for(
+    leaf_der: &[u8],
+    source: &dyn CollateralSource,
+    (policy, snp): (&EnclavePolicy, Option<&SnpPolicy>),
     mode: BindingMode,
     now: UnixTime,
 ) -> CertAppraisal {
@@ -116,9 +135,39 @@ pub fn appraise_certificate(
         }
     };
     let (not_before, not_after) = pki::validity(&cert);
-    let evidence = match evidence::find(&cert) {
-        Ok(e) => e,
-        Err(e) => {
+    let found = evidence::find(&cert);
+    let is_snp_evidence = matches!(&found, Err(EvidenceError::UnsupportedTee(u)) if u.0 == SEV_SNP);
+    let evidence = match (found, snp) {
+        (Ok(_), Some(_)) => {
+            return refused(
+                Refusal::new(
+                    RefusalCode::TeeMismatch,
+                    "the entry expects AMD SEV-SNP (tee = \"snp\") and the certificate carries an Intel quote",
+                ),
+                Some(UnixTime(not_after)),
+            )
+        }
+        (Ok(e), None) => e,
+        (Err(_), Some(_)) if is_snp_evidence => {
+            return refused(
+                Refusal::new(
+                    RefusalCode::UnsupportedTee,
+                    "the certificate carries SEV-SNP evidence (dstack, 1.3.6.1.4.1.62397.1.8); this build recognises it but does not appraise SEV-SNP through the proxy yet (`ratls-proxy verify --quote` does)",
+                ),
+                Some(UnixTime(not_after)),
+            )
+        }
+        // An entry that names an Intel TEE (every configured one does) is given another.
+        (Err(e), None) if is_snp_evidence && policy.expected_tee().is_some() => {
+            return refused(
+                Refusal::new(
+                    RefusalCode::TeeMismatch,
+                    format!("the entry expects Intel {} and {e}", policy.expected_tee().map_or("", |t| t.as_str())),
+                ),
+                Some(UnixTime(not_after)),
+            )
+        }
+        (Err(e), _) => {
             return refused(
                 Refusal::new(e.code(), e.to_string()),
                 Some(UnixTime(not_after)),

@@ -11,5 +11,7 @@ pub mod verifier;
 
 pub use binding::{Binding, BindingMode};
 pub use cache::{CacheStats, GenerationId, PolicyId, VerdictCache};
-pub use certificate::{appraise_certificate, AcceptedCert, CertAppraisal};
+pub use certificate::{
+    appraise_certificate, appraise_certificate_for, AcceptedCert, CertAppraisal,
+};
 pub use verifier::{client_config, RaTlsRefused, RaTlsVerifier};

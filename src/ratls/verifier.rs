@@ -23,9 +23,10 @@ use sha2::{Digest, Sha256};
 
 use super::binding::BindingMode;
 use super::cache::{CachedVerdict, GenerationId, PolicyId, VerdictCache};
-use super::certificate::{appraise_certificate, AcceptedCert, CertAppraisal};
+use super::certificate::{appraise_certificate_for, AcceptedCert, CertAppraisal};
 use crate::appraise::policy::EnclavePolicy;
 use crate::appraise::refusal::Refusal;
+use crate::appraise::snp_policy::SnpPolicy;
 use crate::appraise::{CollateralSource, SnapshotId};
 use crate::dcap::ids::CertSha256;
 use crate::dcap::time::UnixTime;
@@ -83,6 +84,8 @@ impl RaTlsRefused {
 /// What a verifier checks against, shared by its connections.
 pub struct RaTlsVerifier {
     policy: EnclavePolicy,
+    /// A `tee = "snp"` entry's policy: Intel evidence is then refused whatever `policy` says.
+    snp: Option<SnpPolicy>,
     mode: BindingMode,
     trust_root_id: CertSha256,
     policy_id: PolicyId,
@@ -109,9 +112,15 @@ impl RaTlsVerifier {
         collateral: Arc<dyn CollateralSource + Send + Sync>,
         cache: Arc<VerdictCache>,
     ) -> Self {
-        let policy_id = PolicyId::of(&(&policy, mode, trust_root_id, GenerationId(0)));
+        let policy_id = PolicyId::of(&(
+            (&policy, &None::<SnpPolicy>),
+            mode,
+            trust_root_id,
+            GenerationId(0),
+        ));
         Self {
             policy,
+            snp: None,
             mode,
             trust_root_id,
             policy_id,
@@ -124,7 +133,21 @@ impl RaTlsVerifier {
     /// The same verifier for generation `id` of a proxy's configuration: verdicts made
     /// under another generation (another policy or collateral source) are never reused.
     pub fn in_generation(mut self, id: GenerationId) -> Self {
-        self.policy_id = PolicyId::of(&(&self.policy, self.mode, self.trust_root_id, id));
+        self.policy_id =
+            PolicyId::of(&((&self.policy, &self.snp), self.mode, self.trust_root_id, id));
+        self
+    }
+
+    /// The same verifier for a `tee = "snp"` entry (`snp`: its policy; `None` leaves an
+    /// Intel entry). Call before [`Self::in_generation`].
+    pub fn with_snp(mut self, snp: Option<SnpPolicy>) -> Self {
+        self.snp = snp;
+        self.policy_id = PolicyId::of(&(
+            (&self.policy, &self.snp),
+            self.mode,
+            self.trust_root_id,
+            GenerationId(0),
+        ));
         self
     }
 
@@ -156,10 +179,10 @@ impl RaTlsVerifier {
             }
         }
         let started = std::time::Instant::now();
-        let appraisal = appraise_certificate(
+        let appraisal = appraise_certificate_for(
             leaf_der,
             self.collateral.as_ref(),
-            &self.policy,
+            (&self.policy, self.snp.as_ref()),
             self.mode,
             now,
         );

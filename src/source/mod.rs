@@ -99,6 +99,34 @@ impl CollateralSpec {
     }
 }
 
+/// Where SEV-SNP collateral (ASK/ARK chain, VCEK, CRL) comes from: `[collateral] amd_kds`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AmdKdsSpec {
+    /// A KDS (or a cache serving its paths) at this `http(s)://` base URL.
+    Url(String),
+    /// A directory of PEMs (`crate::source::snp_files`), offline.
+    Dir(PathBuf),
+}
+
+impl AmdKdsSpec {
+    /// AMD's own KDS.
+    pub const AMD: &'static str = "https://kdsintf.amd.com";
+
+    /// An `http(s)://` base URL or a directory (`resolve` turns the text into a path).
+    /// `Err` carries the resolved path that is not a directory.
+    pub fn parse(text: &str, resolve: impl FnOnce(&str) -> PathBuf) -> Result<Self, PathBuf> {
+        if text.starts_with("https://") || text.starts_with("http://") {
+            return Ok(Self::Url(text.to_owned()));
+        }
+        let path = resolve(text);
+        if path.is_dir() {
+            Ok(Self::Dir(path))
+        } else {
+            Err(path)
+        }
+    }
+}
+
 /// Everything a configuration says about trust and collateral.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceConfig {
@@ -116,6 +144,8 @@ pub struct SourceConfig {
     pub prefetch: Vec<Fmspc>,
     /// Fetch Intel's early TCB data too (some policy judges under it).
     pub early: bool,
+    /// `[collateral] amd_kds`; `None`: AMD's KDS when a `tee = "snp"` entry needs it.
+    pub amd_kds: Option<AmdKdsSpec>,
 }
 
 impl SourceConfig {
@@ -126,6 +156,7 @@ impl SourceConfig {
             && self.collateral == other.collateral
             && self.api_key == other.api_key
             && self.pccs_ca == other.pccs_ca
+            && self.amd_kds == other.amd_kds
     }
 }
 
@@ -140,6 +171,7 @@ impl Default for SourceConfig {
             refresh: RefreshPolicy::default(),
             prefetch: Vec::new(),
             early: true,
+            amd_kds: None,
         }
     }
 }

@@ -107,6 +107,7 @@ impl Generation {
                             Arc::clone(&source),
                             Arc::clone(&shared.cache),
                         )
+                        .with_snp(e.snp.clone())
                         .in_generation(id),
                     ),
                     config: e.clone(),
