@@ -157,20 +157,19 @@ mod tests {
     #[test]
     fn the_cache_is_bounded_and_drops_the_oldest_first() {
         let root = NitroRoot::aws();
-        let keys: Vec<BundleKey> = (0u8..4)
-            .map(|i| BundleKey::of(&root, &[&[i][..]]))
-            .collect();
+        let [k0, k1, k2, k3] = [0u8, 1, 2, 3].map(|i| BundleKey::of(&root, &[&[i][..]]));
         let cache = IntermediatesCache::new(2);
-        for k in &keys {
-            cache.insert(*k, proof());
+        for k in [k0, k1, k2, k3] {
+            cache.insert(k, proof());
         }
         assert_eq!(cache.len(), 2);
-        assert!(cache.get(&keys[0]).is_none());
-        assert!(cache.get(&keys[1]).is_none());
-        assert!(cache.get(&keys[3]).is_some());
+        assert!(cache.get(&k0).is_none());
+        assert!(cache.get(&k1).is_none());
+        assert!(cache.get(&k3).is_some());
         assert_eq!(cache.hits(), 1);
         let none = IntermediatesCache::new(0);
-        none.insert(keys[0], proof());
+        none.insert(k0, proof());
+        assert!(cache.get(&k2).is_some());
         assert!(none.is_empty());
     }
 }
