@@ -17,12 +17,12 @@ use crate::snp::{Ark, SnpTrust};
 
 /// The longest `verify` waits for collateral from PCS or a PCCS.
 const COLLATERAL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+use super::verify_dstack::{dstack_attestation, dstack_report, recognise, Recognised};
 use super::verify_nitro;
 use crate::appraise::app_identity::{AppIdentityPolicy, KeyProviderPin};
 use crate::appraise::early::EarlyMode;
 use crate::appraise::nitro_policy::{NitroPolicy, PcrValue};
 use crate::appraise::policy::EnclavePolicy;
-use crate::appraise::refusal::Refusal;
 use crate::appraise::refusal::RefusalCode;
 use crate::appraise::snp_policy::SnpPolicy;
 use crate::appraise::td_policy::TdPolicy;
@@ -33,13 +33,12 @@ use crate::dcap::ids::{
     IsvProdId, IsvSvn, MrConfigId, MrEnclave, MrOwner, MrOwnerConfig, MrSeam, MrSigner, MrTd, Rtmr,
     TeeTcbSvn, Xfam,
 };
-use crate::dcap::quote::Body;
 use crate::dcap::quote::TeeType;
 use crate::dcap::tcb::TcbStatus;
 use crate::dcap::time::UnixTime;
 use crate::dcap::trust::TrustAnchor;
 use crate::dcap::verified::VerifiedCollateral;
-use crate::dstack::{Attestation, Platform, TdxEvidence};
+use crate::dstack::Platform;
 use crate::nitro::NitroRoot;
 use crate::ratls::client::{self, ConnectError};
 use crate::ratls::{appraise_certificate, BindingMode, RaTlsVerifier, VerdictCache};
@@ -285,7 +284,7 @@ impl VerifyArgs {
 
     /// The Nitro policy the flags describe (`--max-cert-age-secs` is the document's age,
     /// as `max_cert_age_secs` is for a `tee = "nitro"` entry).
-    fn nitro_policy(&self) -> NitroPolicy {
+    pub(super) fn nitro_policy(&self) -> NitroPolicy {
         NitroPolicy {
             pcr0: self.pcr0.clone(),
             pcr1: self.pcr1.clone(),
@@ -334,43 +333,6 @@ fn hex_of_len<const N: usize>(text: &str) -> Result<Vec<u8>, String> {
     }
 }
 
-/// What a `--quote` file holds, recognised by content.
-enum Recognised<'a> {
-    /// SEV-SNP evidence (or a dstack attestation of a platform this build cannot judge).
-    Snp(Result<verify_snp::SnpEvidence<'a>, (&'static str, String)>),
-    /// AWS Nitro evidence.
-    Nitro(verify_nitro::NitroEvidence<'a>),
-    /// A dstack attestation of a TDX platform: its quote, replayed log and app identity.
-    DstackTdx,
-    /// Anything else: left to the DCAP quote parser.
-    Dcap,
-}
-
-fn recognise(bytes: &[u8]) -> Recognised<'_> {
-    if verify_nitro::looks_like_cose(bytes) {
-        return Recognised::Nitro(verify_nitro::NitroEvidence::Raw(bytes));
-    }
-    if let Some(Ok(a)) = dstack_attestation(bytes) {
-        if let Some(n) = verify_nitro::of_dstack(&a) {
-            return Recognised::Nitro(n);
-        }
-        if matches!(a.platform, Platform::Tdx(_)) {
-            return Recognised::DstackTdx;
-        }
-    }
-    match verify_snp::recognise(bytes) {
-        Some(e) => Recognised::Snp(e.map_err(|e| ("unsupported_tee", e))),
-        None => Recognised::Dcap,
-    }
-}
-
-/// dstack's versioned attestation, when the first byte can start one (SCALE V0 starts with
-/// 0x00, V1 with a MessagePack map).
-fn dstack_attestation(bytes: &[u8]) -> Option<Result<Attestation<'_>, String>> {
-    matches!(bytes.first(), Some(0x00 | 0x80..=0x8f | 0xde | 0xdf))
-        .then(|| Attestation::parse(bytes).map_err(|e| e.to_string()))
-}
-
 /// The refusal for evidence of one TEE under `--tee` naming another.
 fn tee_mismatch(found: &str, tee: &str) -> (&'static str, String) {
     ("tee_mismatch", format!("{found} evidence, and --tee {tee}"))
@@ -406,7 +368,7 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             "tee_mismatch",
             "not AWS Nitro evidence, and --tee nitro".to_owned(),
         ));
-        return verify_nitro::run(&nitro_options(args)?, evidence, &NitroRoot::aws());
+        return verify_nitro::run(&verify_nitro::options(args)?, evidence, &NitroRoot::aws());
     }
     if let Some(Recognised::Nitro(n)) = recognised {
         let evidence = match tee {
@@ -414,7 +376,7 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             Some(other) => Err(tee_mismatch("AWS Nitro", other)),
         };
         let root = verify_nitro::root(args.trust_root.as_deref())?;
-        return verify_nitro::run(&nitro_options(args)?, evidence, &root);
+        return verify_nitro::run(&verify_nitro::options(args)?, evidence, &root);
     }
     if let Some(recognised) = recognised {
         let evidence = match (recognised, tee) {
@@ -594,57 +556,6 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         Some(RefusalCode::CollateralUnavailable) => EXIT_CANNOT_CHECK,
         Some(_) => EXIT_REFUSED,
     }))
-}
-
-/// The Nitro half of the flags.
-fn nitro_options(args: &VerifyArgs) -> anyhow::Result<verify_nitro::NitroOptions<'_>> {
-    let collateral = match args.collateral.as_deref() {
-        None => None,
-        Some(spec) if spec == "pcs" || spec.contains("://") => bail!(
-            "AWS Nitro evidence needs no fetched collateral: --collateral takes a DER CRL file or a directory of them"
-        ),
-        Some(spec) => Some(Path::new(spec)),
-    };
-    Ok(verify_nitro::NitroOptions {
-        policy: args.nitro_policy(),
-        collateral,
-        at: args.at.as_deref(),
-        json: args.json,
-    })
-}
-
-/// A dstack TDX attestation given as `--quote`: its quote verified as any TDX quote, then
-/// (before the policy) REPORTDATA must be the attestation's report data, the event log must
-/// replay to the quote's RTMRs, and the app identity read from it must fit the policy.
-fn dstack_report(
-    att: &Attestation<'_>,
-    tdx: &TdxEvidence<'_>,
-    source: &dyn CollateralSource,
-    policy: &EnclavePolicy,
-    now: UnixTime,
-) -> Report {
-    let mut dstack = None;
-    let appraisal = appraise::appraise_with(&tdx.quote, source, policy, now, |quote| {
-        let Body::Td(td) = &quote.body else {
-            return Err(Refusal::new(
-                RefusalCode::QuoteMalformed,
-                "the quote in the dstack attestation is not a TDX quote",
-            ));
-        };
-        if td.report_data.0 != att.stack.report_data {
-            return Err(Refusal::new(
-                RefusalCode::BindingMismatch,
-                "REPORTDATA is not the dstack attestation's report data",
-            ));
-        }
-        let (report, id) = crate::ratls::dstack::check(att, td)?;
-        dstack = Some(report);
-        policy.app.check(Some(&crate::ratls::dstack::claims(&id)))
-    });
-    Report {
-        dstack,
-        ..Report::new(&appraisal, Some("dstack"), None)
-    }
 }
 
 /// AMD's pinned ARKs, or the ARKs (PEM, each named `ARK-<Product>`) in `--trust-root`.

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use serde::Serialize;
 
+use super::verify::VerifyArgs;
 use super::{EXIT_ACCEPTED, EXIT_CANNOT_CHECK, EXIT_REFUSED};
 use crate::appraise::nitro_policy::{self, NitroPolicy, NitroViolation};
 use crate::dcap::time::UnixTime;
@@ -272,6 +273,23 @@ pub(super) fn run(
         Some("collateral_unavailable") => EXIT_CANNOT_CHECK,
         Some(_) => EXIT_REFUSED,
     }))
+}
+
+/// The Nitro half of the flags.
+pub(super) fn options(args: &VerifyArgs) -> anyhow::Result<NitroOptions<'_>> {
+    let collateral = match args.collateral.as_deref() {
+        None => None,
+        Some(spec) if spec == "pcs" || spec.contains("://") => bail!(
+            "AWS Nitro evidence needs no fetched collateral: --collateral takes a DER CRL file or a directory of them"
+        ),
+        Some(spec) => Some(Path::new(spec)),
+    };
+    Ok(NitroOptions {
+        policy: args.nitro_policy(),
+        collateral,
+        at: args.at.as_deref(),
+        json: args.json,
+    })
 }
 
 /// The pinned AWS root, or the one root (PEM) in `--trust-root` (test PKI only).
