@@ -417,13 +417,34 @@ fn a_dstack_attestation_of_another_platform_is_named_not_misread() {
             .expect("json");
     let tdx = hex::decode(j["attestation"].as_str().expect("hex")).expect("hex");
     let file = r.write("tdx.bin", &tdx);
-    let out = verify(&["--quote", &file, "--at", CAPTURED, "--json"]);
+    let other = r.dir.join("other-collateral");
+    std::fs::create_dir_all(&other).expect("dir");
+    std::fs::copy(
+        fixtures.join("dcap/tdx_v4_qvl.collateral.json"),
+        other.join("other.json"),
+    )
+    .expect("copy");
+    // A dstack TDX attestation goes to the TDX path (tests/cli_verify_dstack.rs), never
+    // read as SEV-SNP: with no collateral for its platform it could not be checked.
+    let out = verify(&[
+        "--quote",
+        &file,
+        "--at",
+        CAPTURED,
+        "--collateral",
+        &dir_arg(&other),
+        "--json",
+    ]);
     assert_eq!(
         code(&out),
-        (Some(1), "unsupported_tee".into()),
+        (Some(2), "collateral_unavailable".into()),
         "{}",
         common::printed(&out)
     );
+    assert_eq!(json(&out)["quote"]["tee"], "TDX");
+    // And under --tee snp, a TEE mismatch.
+    let out = verify(&["--quote", &file, "--tee", "snp", "--json"]);
+    assert_eq!(code(&out), (Some(1), "tee_mismatch".into()));
     // And SEV-SNP evidence under `--tee tdx` is a TEE mismatch, never judged as a quote.
     let report = r.write("report.bin", &r.report);
     let out = verify(&["--quote", &report, "--tee", "tdx", "--json"]);

@@ -11,6 +11,8 @@ mod completions;
 mod demo;
 pub(crate) mod report;
 mod verify;
+mod verify_dstack;
+mod verify_nitro;
 mod verify_snp;
 
 use anyhow::Context;

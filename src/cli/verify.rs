@@ -17,7 +17,11 @@ use crate::snp::{Ark, SnpTrust};
 
 /// The longest `verify` waits for collateral from PCS or a PCCS.
 const COLLATERAL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+use super::verify_dstack::{dstack_attestation, dstack_report, recognise, Recognised};
+use super::verify_nitro;
+use crate::appraise::app_identity::{AppIdentityPolicy, KeyProviderPin};
 use crate::appraise::early::EarlyMode;
+use crate::appraise::nitro_policy::{NitroPolicy, PcrValue};
 use crate::appraise::policy::EnclavePolicy;
 use crate::appraise::refusal::RefusalCode;
 use crate::appraise::snp_policy::SnpPolicy;
@@ -34,6 +38,8 @@ use crate::dcap::tcb::TcbStatus;
 use crate::dcap::time::UnixTime;
 use crate::dcap::trust::TrustAnchor;
 use crate::dcap::verified::VerifiedCollateral;
+use crate::dstack::Platform;
+use crate::nitro::NitroRoot;
 use crate::ratls::client::{self, ConnectError};
 use crate::ratls::{appraise_certificate, BindingMode, RaTlsVerifier, VerdictCache};
 use crate::source::fetch::RefreshPolicy;
@@ -93,10 +99,45 @@ pub struct VerifyArgs {
     /// Trust this root instead of the Intel SGX Root CA (test PKI only).
     #[arg(long, value_name = "FILE.pem")]
     pub trust_root: Option<PathBuf>,
-    /// The TEE the quote must be: sgx, tdx or snp (default: whichever the evidence and the
-    /// policy flags imply).
-    #[arg(long, value_name = "sgx|tdx|snp", value_parser = ["sgx", "tdx", "snp"])]
+    /// The TEE the quote must be: sgx, tdx, snp or nitro (default: whichever the evidence
+    /// and the policy flags imply).
+    #[arg(long, value_name = "sgx|tdx|snp|nitro", value_parser = ["sgx", "tdx", "snp", "nitro"])]
     pub tee: Option<String>,
+    /// Allowed PCR0, the enclave image (repeatable; AWS Nitro; any if none given).
+    #[arg(long = "pcr0", value_name = "HEX")]
+    pub pcr0: Vec<PcrValue>,
+    /// Allowed PCR1, the kernel and bootstrap (repeatable; AWS Nitro).
+    #[arg(long = "pcr1", value_name = "HEX")]
+    pub pcr1: Vec<PcrValue>,
+    /// Allowed PCR2, the application (repeatable; AWS Nitro).
+    #[arg(long = "pcr2", value_name = "HEX")]
+    pub pcr2: Vec<PcrValue>,
+    /// Allowed PCR3, the parent instance's IAM role (repeatable; AWS Nitro).
+    #[arg(long = "pcr3", value_name = "HEX")]
+    pub pcr3: Vec<PcrValue>,
+    /// Allowed PCR4, the parent instance's ID (repeatable; AWS Nitro).
+    #[arg(long = "pcr4", value_name = "HEX")]
+    pub pcr4: Vec<PcrValue>,
+    /// Allowed PCR8, the enclave image's signing certificate (repeatable; AWS Nitro).
+    #[arg(long = "pcr8", value_name = "HEX")]
+    pub pcr8: Vec<PcrValue>,
+    /// Allowed dstack app id, 40 hex digits (repeatable; needs --mrtd and --rtmr0..2).
+    #[arg(long = "app-id", value_name = "HEX", value_parser = hex_of_len::<20>)]
+    pub app_id: Vec<Vec<u8>>,
+    /// Allowed dstack compose hash, 64 hex digits (repeatable; needs --mrtd and --rtmr0..2).
+    #[arg(long = "compose-hash", value_name = "HEX", value_parser = hex_of_len::<32>)]
+    pub compose_hash: Vec<Vec<u8>>,
+    /// Allowed measured dstack OS image hash, 64 hex digits (repeatable; needs --mrtd and
+    /// --rtmr0..2).
+    #[arg(long = "os-image-hash", value_name = "HEX", value_parser = hex_of_len::<32>)]
+    pub os_image_hash: Vec<Vec<u8>>,
+    /// Allowed dstack instance id, 40 hex digits (repeatable; needs --mrtd and --rtmr0..2).
+    #[arg(long = "instance-id", value_name = "HEX", value_parser = hex_of_len::<20>)]
+    pub instance_id: Vec<Vec<u8>>,
+    /// Allowed dstack key provider, NAME:ID or NAME (repeatable; needs --mrtd and
+    /// --rtmr0..2).
+    #[arg(long = "key-provider", value_name = "NAME[:ID]")]
+    pub key_provider: Vec<KeyProviderPin>,
     /// Allowed MEASUREMENT (repeatable; SEV-SNP).
     #[arg(long = "measurement", value_name = "HEX")]
     pub measurement: Vec<Measurement>,
@@ -231,9 +272,70 @@ impl VerifyArgs {
                 (true, false) => EarlyMode::Warn,
                 (false, false) => EarlyMode::Off,
             },
-            app: Default::default(),
+            app: AppIdentityPolicy {
+                app_id: self.app_id.clone(),
+                compose_hash: self.compose_hash.clone(),
+                os_image_hash: self.os_image_hash.clone(),
+                instance_id: self.instance_id.clone(),
+                key_provider: self.key_provider.clone(),
+            },
         }
     }
+
+    /// The Nitro policy the flags describe (`--max-cert-age-secs` is the document's age,
+    /// as `max_cert_age_secs` is for a `tee = "nitro"` entry).
+    pub(super) fn nitro_policy(&self) -> NitroPolicy {
+        NitroPolicy {
+            pcr0: self.pcr0.clone(),
+            pcr1: self.pcr1.clone(),
+            pcr2: self.pcr2.clone(),
+            pcr3: self.pcr3.clone(),
+            pcr4: self.pcr4.clone(),
+            pcr8: self.pcr8.clone(),
+            allow_debug: self.allow_debug,
+            max_age_secs: self.max_cert_age_secs,
+        }
+    }
+
+    /// The rule `config/dstack.rs` applies to an entry: RTMR3, where the app identity is
+    /// measured, is written by the guest OS, so pinning an identity needs the OS pinned.
+    fn check_app_identity_needs_os(&self, policy: &EnclavePolicy) -> anyhow::Result<()> {
+        if !policy.app.is_pinned() {
+            return Ok(());
+        }
+        let missing: Vec<&str> = [
+            ("--mrtd", self.mrtd.is_empty()),
+            ("--rtmr0", self.rtmr0.is_empty()),
+            ("--rtmr1", self.rtmr1.is_empty()),
+            ("--rtmr2", self.rtmr2.is_empty()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, empty)| empty.then_some(flag))
+        .collect();
+        if !missing.is_empty() {
+            bail!(
+                "an app identity is only as trustworthy as the OS that measured it (RTMR3 is written by the guest): --app-id, --compose-hash, --os-image-hash, --instance-id or --key-provider need {} too (see docs/dstack.md)",
+                missing.join(", ")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Exactly `N` bytes of hex.
+fn hex_of_len<const N: usize>(text: &str) -> Result<Vec<u8>, String> {
+    match hex::decode(text.trim()) {
+        Ok(b) if b.len() == N => Ok(b),
+        _ => Err(format!(
+            "expected {} hex digits ({N} bytes)",
+            N.saturating_mul(2)
+        )),
+    }
+}
+
+/// The refusal for evidence of one TEE under `--tee` naming another.
+fn tee_mismatch(found: &str, tee: &str) -> (&'static str, String) {
+    ("tee_mismatch", format!("{found} evidence, and --tee {tee}"))
 }
 
 fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
@@ -248,22 +350,43 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     if let (Some(status), Some("sgx")) = (td_only, args.tee.as_deref()) {
         bail!("--tcb-status {status}: a TD relaunch status applies to --tee tdx only");
     }
-    // SEV-SNP evidence, recognised by content, has a path of its own.
-    if let Some(path) = &args.quote {
-        let bytes = read(path, "quote")?;
-        let snp = verify_snp::recognise(&bytes);
-        let tee = args.tee.as_deref();
-        let evidence = match (snp, tee) {
-            (Some(e), None | Some("snp")) => Some(e.map_err(|e| ("unsupported_tee", e))),
-            (Some(_), Some(other)) => Some(Err((
-                "tee_mismatch",
-                format!("SEV-SNP evidence, and --tee {other}"),
-            ))),
-            (None, Some("snp")) => Some(Err((
+    let policy = args.policy();
+    args.check_app_identity_needs_os(&policy)?;
+    // SEV-SNP and Nitro evidence, recognised by content, have paths of their own.
+    let tee = args.tee.as_deref();
+    let quote_bytes = args
+        .quote
+        .as_deref()
+        .map(|p| read(p, "quote"))
+        .transpose()?;
+    let recognised = quote_bytes.as_deref().map(recognise);
+    if tee == Some("nitro") && !matches!(recognised, Some(Recognised::Nitro(_))) {
+        if recognised.is_none() {
+            bail!("--tee nitro: this build verifies AWS Nitro evidence given as --quote FILE (an attestation document or a dstack attestation)");
+        }
+        let evidence = Err((
+            "tee_mismatch",
+            "not AWS Nitro evidence, and --tee nitro".to_owned(),
+        ));
+        return verify_nitro::run(&verify_nitro::options(args)?, evidence, &NitroRoot::aws());
+    }
+    if let Some(Recognised::Nitro(n)) = recognised {
+        let evidence = match tee {
+            None | Some("nitro") => Ok(n),
+            Some(other) => Err(tee_mismatch("AWS Nitro", other)),
+        };
+        let root = verify_nitro::root(args.trust_root.as_deref())?;
+        return verify_nitro::run(&verify_nitro::options(args)?, evidence, &root);
+    }
+    if let Some(recognised) = recognised {
+        let evidence = match (recognised, tee) {
+            (Recognised::Snp(e), None | Some("snp")) => Some(e),
+            (Recognised::Snp(_), Some(other)) => Some(Err(tee_mismatch("SEV-SNP", other))),
+            (_, Some("snp")) => Some(Err((
                 "tee_mismatch",
                 "not SEV-SNP evidence, and --tee snp".to_owned(),
             ))),
-            (None, _) => None,
+            _ => None,
         };
         if let Some(evidence) = evidence {
             let options = verify_snp::SnpOptions {
@@ -342,7 +465,6 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     };
     let setup = Arc::new(setup);
     let source: Arc<dyn CollateralSource + Send + Sync> = setup.clone();
-    let policy = args.policy();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -387,13 +509,19 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
                 args.binding,
                 now,
             ))
-        } else if let Some(path) = &args.quote {
-            let quote = read(path, "quote")?;
-            Report::new(
-                &appraise::appraise(&quote, setup.as_ref(), &policy, now),
-                None,
-                None,
-            )
+        } else if let Some(quote) = &quote_bytes {
+            match dstack_attestation(quote) {
+                Some(Ok(att)) => match &att.platform {
+                    Platform::Tdx(tdx) => dstack_report(&att, tdx, setup.as_ref(), &policy, now),
+                    // `recognise` sent every other platform elsewhere.
+                    other => bail!("a dstack attestation from a `{}` platform", other.name()),
+                },
+                _ => Report::new(
+                    &appraise::appraise(quote, setup.as_ref(), &policy, now),
+                    None,
+                    None,
+                ),
+            }
         } else {
             bail!("give a URL, --cert or --quote");
         };

@@ -13,6 +13,7 @@ use x509_parser::certificate::X509Certificate;
 
 use crate::dcap::pki::parse_cert;
 use crate::dcap::time::UnixTime;
+use crate::nitro::cache::{BundleKey, IntermediatesCache, VerifiedIntermediates};
 use crate::nitro::document::AttestationDoc;
 use crate::nitro::error::NitroError;
 use crate::nitro::pki::{self, Profile, Role};
@@ -67,17 +68,7 @@ pub fn verify_chain<'a>(
     root: &NitroRoot,
     now: UnixTime,
 ) -> Result<Chain<'a>, NitroError> {
-    let Some((bundle_root, intermediates)) = doc.cabundle.split_first() else {
-        return Err(NitroError::chain("cabundle", "is empty"));
-    };
-    if *bundle_root != root.der() {
-        return Err(NitroError::chain(
-            "cabundle[0]",
-            "is not the pinned root (the bundle must start with the root it chains to)",
-        ));
-    }
-    let (from, until) = root.validity();
-    check_time("the pinned root", from, until, now)?;
+    let intermediates = check_root(doc, root, now)?;
 
     // How many intermediates follow a CA in the path, for its pathLenConstraint.
     let mut below = intermediates.len();
@@ -100,6 +91,82 @@ pub fn verify_chain<'a>(
         Role::Leaf,
         &parent_subject,
         &parent_point,
+        now,
+    )?;
+    Ok(Chain {
+        intermediates: verified,
+        leaf: leaf.cert,
+    })
+}
+
+/// The bundle's root is the pinned one and valid at `now`; the intermediates after it.
+fn check_root<'d, 'a>(
+    doc: &'d AttestationDoc<'a>,
+    root: &NitroRoot,
+    now: UnixTime,
+) -> Result<&'d [&'a [u8]], NitroError> {
+    let Some((bundle_root, intermediates)) = doc.cabundle.split_first() else {
+        return Err(NitroError::chain("cabundle", "is empty"));
+    };
+    if *bundle_root != root.der() {
+        return Err(NitroError::chain(
+            "cabundle[0]",
+            "is not the pinned root (the bundle must start with the root it chains to)",
+        ));
+    }
+    let (from, until) = root.validity();
+    check_time("the pinned root", from, until, now)?;
+    Ok(intermediates)
+}
+
+/// [`verify_chain`], with the intermediates' time-independent checks (names, signatures,
+/// profiles, path lengths) taken from `cache` when the same bundle verified under the same
+/// root before. Time is never cached: the root, each intermediate and the signing
+/// certificate are checked at `now`, and the signing certificate is verified in full. A
+/// bundle is remembered only once its whole chain, leaf included, verified.
+pub fn verify_chain_cached<'a>(
+    doc: &AttestationDoc<'a>,
+    root: &NitroRoot,
+    now: UnixTime,
+    cache: &IntermediatesCache,
+) -> Result<Chain<'a>, NitroError> {
+    let key = BundleKey::of(root, doc.cabundle.get(1..).unwrap_or_default());
+    let proof = match cache.get(&key) {
+        Some(p) => p,
+        None => {
+            let chain = verify_chain(doc, root, now)?;
+            cache.insert(
+                key,
+                VerifiedIntermediates::after_full_check(chain.intermediates.len()),
+            );
+            return Ok(chain);
+        }
+    };
+    let intermediates = check_root(doc, root, now)?;
+    if intermediates.len() != proof.count() {
+        // Equal keys hash equal bundles: this cannot differ, and if it did, check in full.
+        return verify_chain(doc, root, now);
+    }
+    let mut verified = Vec::with_capacity(intermediates.len());
+    for (i, der) in intermediates.iter().enumerate() {
+        let what = format!("cabundle[{}]", i.saturating_add(1));
+        let fail = |e: String| NitroError::chain(what.clone(), e);
+        let cert = parse_cert(der, "certificate").map_err(|e| fail(e.to_string()))?;
+        let point = pki::p384_point(cert.public_key()).map_err(fail)?.to_vec();
+        let (from, until) = pki::validity(&cert);
+        check_time(&what, from, until, now)?;
+        verified.push(ChainCert { cert, what, point });
+    }
+    let (parent_subject, parent_point) = match verified.last() {
+        Some(c) => (c.cert.subject().as_raw(), c.point.as_slice()),
+        None => (root.subject(), root.point()),
+    };
+    let leaf = link(
+        doc.certificate,
+        "the signing certificate".to_owned(),
+        Role::Leaf,
+        parent_subject,
+        parent_point,
         now,
     )?;
     Ok(Chain {

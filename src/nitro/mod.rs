@@ -17,6 +17,7 @@
 )]
 
 pub mod binding;
+pub mod cache;
 pub mod chain;
 pub mod cose;
 pub mod document;
@@ -27,8 +28,9 @@ pub mod revocation;
 pub mod trust;
 pub mod verify;
 
+pub use cache::IntermediatesCache;
 pub use cose::CoseSign1;
 pub use document::{AttestationDoc, Pcrs};
 pub use error::{DocumentError, NitroError};
 pub use trust::NitroRoot;
-pub use verify::{parse, verify, Parsed, VerifiedDocument};
+pub use verify::{parse, verify, verify_cached, Parsed, VerifiedDocument};
