@@ -340,3 +340,36 @@ fn collateral_may_come_from_a_pipe() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_not_the_verdict() {
+    // `verify --json | head -c0`: the pipe's read end is closed before the report is written.
+    // Before the fix the write panicked (exit 101); the verdict's exit code must survive.
+    let Some(dir) = common::fixtures() else {
+        return;
+    };
+    for format in [&["--json"][..], &[][..]] {
+        let mut child = command()
+            .args([
+                "verify",
+                "--quote",
+                &dcap(&dir, "sgx_v3_qvl.quote.bin"),
+                "--collateral",
+                &dcap(&dir, "sgx_v3_qvl.collateral.json"),
+                "--at",
+                "2025-07-04T10:00:00Z",
+                "--tcb-status",
+                "ConfigurationAndSWHardeningNeeded",
+            ])
+            .args(format)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("binary runs");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("exits");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{format:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{format:?}: {stderr}");
+    }
+}

@@ -1,6 +1,8 @@
 //! The `verify --json` object and the plain-text report, built from an [`Appraisal`].
 //! Field names are a documented interface (DESIGN.md): change them only with docs/verification.md.
 
+use std::io::Write as _;
+
 use serde::Serialize;
 
 use crate::appraise::early::EarlyOutcome;
@@ -351,5 +353,16 @@ fn early_text(e: &serde_json::Value) -> String {
         format!(
             "  early tcb    {status} under Intel's early TCB data (evaluation data number {number}, the standard data from {from}): not at risk\n"
         )
+    }
+}
+
+/// Writes a report to stdout. A reader that went away (`verify --json | head`) is not an
+/// error of the verification: the exit code still carries the verdict, so a closed pipe ends
+/// the output quietly instead of panicking as `print!` does.
+pub(super) fn emit(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
     }
 }

@@ -544,11 +544,12 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    let out = if args.json {
+        serde_json::to_string_pretty(&report)? + "\n"
     } else {
-        print!("{}", report.to_text());
-    }
+        report.to_text()
+    };
+    super::report::emit(&out)?;
     // Collateral that cannot be had is "could not check", not a refusal: every check that
     // needs none has passed by then (a refusal among them comes first, as exit 1).
     Ok(ExitCode::from(match report.code {

@@ -263,11 +263,12 @@ pub(super) fn run(
         revocation: out.revocation,
         verified_at: now.to_rfc3339(),
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&json)?);
+    let out = if args.json {
+        serde_json::to_string_pretty(&json)? + "\n"
     } else {
-        print!("{}", text(&json));
-    }
+        text(&json)
+    };
+    super::report::emit(&out)?;
     Ok(ExitCode::from(match json.code {
         None => EXIT_ACCEPTED,
         Some("collateral_unavailable") => EXIT_CANNOT_CHECK,
