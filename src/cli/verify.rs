@@ -360,6 +360,10 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         .map(|p| read(p, "quote"))
         .transpose()?;
     let recognised = quote_bytes.as_deref().map(recognise);
+    let nitro_options = || {
+        let (collateral, at) = (args.collateral.as_deref(), args.at.as_deref());
+        verify_nitro::options(args.nitro_policy(), collateral, at, args.json)
+    };
     if tee == Some("nitro") && !matches!(recognised, Some(Recognised::Nitro(_))) {
         if recognised.is_none() {
             bail!("--tee nitro: this build verifies AWS Nitro evidence given as --quote FILE (an attestation document or a dstack attestation)");
@@ -368,7 +372,7 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             "tee_mismatch",
             "not AWS Nitro evidence, and --tee nitro".to_owned(),
         ));
-        return verify_nitro::run(&verify_nitro::options(args)?, evidence, &NitroRoot::aws());
+        return verify_nitro::run(&nitro_options()?, evidence, &NitroRoot::aws());
     }
     if let Some(Recognised::Nitro(n)) = recognised {
         let evidence = match tee {
@@ -376,7 +380,7 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             Some(other) => Err(tee_mismatch("AWS Nitro", other)),
         };
         let root = verify_nitro::root(args.trust_root.as_deref())?;
-        return verify_nitro::run(&verify_nitro::options(args)?, evidence, &root);
+        return verify_nitro::run(&nitro_options()?, evidence, &root);
     }
     if let Some(recognised) = recognised {
         let evidence = match (recognised, tee) {

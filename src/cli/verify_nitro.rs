@@ -11,7 +11,6 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use super::verify::VerifyArgs;
 use super::{EXIT_ACCEPTED, EXIT_CANNOT_CHECK, EXIT_REFUSED};
 use crate::appraise::nitro_policy::{self, NitroPolicy, NitroViolation};
 use crate::dcap::time::UnixTime;
@@ -276,9 +275,15 @@ pub(super) fn run(
     }))
 }
 
-/// The Nitro half of the flags.
-pub(super) fn options(args: &VerifyArgs) -> anyhow::Result<NitroOptions<'_>> {
-    let collateral = match args.collateral.as_deref() {
+/// The Nitro half of the flags (taken as values: this module never sees `VerifyArgs`, so
+/// `verify` imports it and not the reverse).
+pub(super) fn options<'a>(
+    policy: NitroPolicy,
+    collateral: Option<&'a str>,
+    at: Option<&'a str>,
+    json: bool,
+) -> anyhow::Result<NitroOptions<'a>> {
+    let collateral = match collateral {
         None => None,
         Some(spec) if spec == "pcs" || spec.contains("://") => bail!(
             "AWS Nitro evidence needs no fetched collateral: --collateral takes a DER CRL file or a directory of them"
@@ -286,10 +291,10 @@ pub(super) fn options(args: &VerifyArgs) -> anyhow::Result<NitroOptions<'_>> {
         Some(spec) => Some(Path::new(spec)),
     };
     Ok(NitroOptions {
-        policy: args.nitro_policy(),
+        policy,
         collateral,
-        at: args.at.as_deref(),
-        json: args.json,
+        at,
+        json,
     })
 }
 
