@@ -218,22 +218,9 @@ impl Report {
 
     /// A short report for people.
     pub(crate) fn to_text(&self) -> String {
-        let mut out = String::new();
-        match self.code {
-            None => out.push_str("ACCEPTED\n"),
-            Some(code) => {
-                out.push_str(&format!("REFUSED  {code}\n"));
-                for r in &self.reasons {
-                    out.push_str(&format!("  reason       {r}\n"));
-                }
-            }
-        }
+        let mut out = verdict_head(self.code, &self.reasons);
         if let Some(q) = &self.quote {
-            let parsed = if self.code.is_some() {
-                " (parsed; see verdict)"
-            } else {
-                ""
-            };
+            let parsed = parsed_note(self.code.is_some());
             out.push_str(&format!(
                 "  quote        {} v{}{parsed}\n",
                 q.tee, q.version
@@ -353,6 +340,30 @@ fn early_text(e: &serde_json::Value) -> String {
         format!(
             "  early tcb    {status} under Intel's early TCB data (evaluation data number {number}, the standard data from {from}): not at risk\n"
         )
+    }
+}
+
+/// The verdict lines every text report (SGX/TDX, SEV-SNP, Nitro) opens with.
+pub(super) fn verdict_head(code: Option<impl std::fmt::Display>, reasons: &[String]) -> String {
+    let mut out = String::new();
+    match code {
+        None => out.push_str("ACCEPTED\n"),
+        Some(code) => {
+            out.push_str(&format!("REFUSED  {code}\n"));
+            for r in reasons {
+                out.push_str(&format!("  reason       {r}\n"));
+            }
+        }
+    }
+    out
+}
+
+/// The note after the evidence line of a refused report: it was parsed, not accepted.
+pub(super) fn parsed_note(refused: bool) -> &'static str {
+    if refused {
+        " (parsed; see verdict)"
+    } else {
+        ""
     }
 }
 

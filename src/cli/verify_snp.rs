@@ -399,22 +399,9 @@ pub(super) fn run(
 }
 
 fn text(j: &SnpJson) -> String {
-    let mut out = String::new();
-    match j.code {
-        None => out.push_str("ACCEPTED\n"),
-        Some(code) => {
-            out.push_str(&format!("REFUSED  {code}\n"));
-            for r in &j.reasons {
-                out.push_str(&format!("  reason       {r}\n"));
-            }
-        }
-    }
+    let mut out = super::report::verdict_head(j.code, &j.reasons);
     if let Some(q) = &j.quote {
-        let parsed = if j.code.is_some() {
-            " (parsed; see verdict)"
-        } else {
-            ""
-        };
+        let parsed = super::report::parsed_note(j.code.is_some());
         out.push_str(&format!(
             "  quote        SNP v{} {}{parsed}\n",
             q.version, q.product
