@@ -4,8 +4,8 @@
 //!
 //! Fail closed: a pinned value the evidence does not carry (the event is absent, or the
 //! evidence is a plain TDX quote with no app identity at all) is a mismatch. RTMR3 is written
-//! by the guest OS, so the configuration requires MRTD and RTMR0–2 beside any of these keys
-//! (`config/dstack.rs`); this module judges only the identity itself.
+//! by the guest OS, so an identity needs MRTD and RTMR0–2 pinned beside it
+//! ([`AppIdentityPolicy::unpinned_os`], which the configuration and `verify` both apply).
 
 #![deny(
     clippy::unwrap_used,
@@ -15,6 +15,37 @@
 )]
 
 use super::refusal::{Refusal, RefusalCode};
+use super::td_policy::TdPolicy;
+
+/// Why an app identity needs the OS measurements pinned beside it.
+pub const OS_RULE: &str =
+    "an app identity is only as trustworthy as the OS that measured it (RTMR3 is written by the guest)";
+
+/// An OS measurement an app identity needs pinned beside it: a host that boots its own OS
+/// image in a TD can extend any app id into RTMR3, and the quote is still genuine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OsMeasurement {
+    /// MRTD: the TD's firmware.
+    Mrtd,
+    /// RTMR0: firmware configuration.
+    Rtmr0,
+    /// RTMR1: the kernel.
+    Rtmr1,
+    /// RTMR2: the kernel command line and initrd.
+    Rtmr2,
+}
+
+impl OsMeasurement {
+    /// Its configuration key; `verify`'s flag is `--` and the key.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Mrtd => "mrtd",
+            Self::Rtmr0 => "rtmr0",
+            Self::Rtmr1 => "rtmr1",
+            Self::Rtmr2 => "rtmr2",
+        }
+    }
+}
 
 /// One pinned key provider: dstack's `{"name": …, "id": …}` payload, both fields compared.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -86,6 +117,24 @@ fn hex_list(list: &[Vec<u8>]) -> String {
 }
 
 impl AppIdentityPolicy {
+    /// The OS measurements `td` leaves unpinned while this policy pins an app identity;
+    /// empty when the rule holds (or nothing is pinned).
+    pub fn unpinned_os(&self, td: &TdPolicy) -> Vec<OsMeasurement> {
+        if !self.is_pinned() {
+            return Vec::new();
+        }
+        let [rtmr0, rtmr1, rtmr2, _] = &td.rtmr;
+        [
+            (OsMeasurement::Mrtd, td.mrtd.is_empty()),
+            (OsMeasurement::Rtmr0, rtmr0.is_empty()),
+            (OsMeasurement::Rtmr1, rtmr1.is_empty()),
+            (OsMeasurement::Rtmr2, rtmr2.is_empty()),
+        ]
+        .into_iter()
+        .filter_map(|(m, unpinned)| unpinned.then_some(m))
+        .collect()
+    }
+
     /// Whether any key is pinned.
     pub fn is_pinned(&self) -> bool {
         !(self.app_id.is_empty()
@@ -198,6 +247,30 @@ mod tests {
             instance_id: vec![vec![4; 20]],
             key_provider: vec!["kms:AB01".parse().unwrap_or_default()],
         }
+    }
+
+    #[test]
+    fn an_identity_needs_each_os_measurement_pinned_beside_it() {
+        use crate::dcap::ids::{MrTd, Rtmr};
+        let mut td = TdPolicy::default();
+        assert_eq!(
+            policy().unpinned_os(&td),
+            [
+                OsMeasurement::Mrtd,
+                OsMeasurement::Rtmr0,
+                OsMeasurement::Rtmr1,
+                OsMeasurement::Rtmr2
+            ]
+        );
+        assert!(AppIdentityPolicy::default().unpinned_os(&td).is_empty());
+        td.mrtd = vec![MrTd([1; 48])];
+        td.rtmr[0] = vec![Rtmr([2; 48])];
+        td.rtmr[2] = vec![Rtmr([3; 48])];
+        // RTMR3 is where the identity lives: pinning it instead of RTMR1 does not count.
+        td.rtmr[3] = vec![Rtmr([4; 48])];
+        assert_eq!(policy().unpinned_os(&td), [OsMeasurement::Rtmr1]);
+        td.rtmr[1] = vec![Rtmr([5; 48])];
+        assert!(policy().unpinned_os(&td).is_empty());
     }
 
     fn claims() -> ([u8; 20], [u8; 32], [u8; 32], [u8; 20]) {

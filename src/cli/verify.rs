@@ -19,7 +19,7 @@ use crate::snp::{Ark, SnpTrust};
 const COLLATERAL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 use super::verify_dstack::{dstack_attestation, dstack_report, recognise, Recognised};
 use super::verify_nitro;
-use crate::appraise::app_identity::{AppIdentityPolicy, KeyProviderPin};
+use crate::appraise::app_identity::{AppIdentityPolicy, KeyProviderPin, OS_RULE};
 use crate::appraise::early::EarlyMode;
 use crate::appraise::nitro_policy::{NitroPolicy, PcrValue};
 use crate::appraise::policy::EnclavePolicy;
@@ -296,30 +296,6 @@ impl VerifyArgs {
             max_age_secs: self.max_cert_age_secs,
         }
     }
-
-    /// The rule `config/dstack.rs` applies to an entry: RTMR3, where the app identity is
-    /// measured, is written by the guest OS, so pinning an identity needs the OS pinned.
-    fn check_app_identity_needs_os(&self, policy: &EnclavePolicy) -> anyhow::Result<()> {
-        if !policy.app.is_pinned() {
-            return Ok(());
-        }
-        let missing: Vec<&str> = [
-            ("--mrtd", self.mrtd.is_empty()),
-            ("--rtmr0", self.rtmr0.is_empty()),
-            ("--rtmr1", self.rtmr1.is_empty()),
-            ("--rtmr2", self.rtmr2.is_empty()),
-        ]
-        .into_iter()
-        .filter_map(|(flag, empty)| empty.then_some(flag))
-        .collect();
-        if !missing.is_empty() {
-            bail!(
-                "an app identity is only as trustworthy as the OS that measured it (RTMR3 is written by the guest): --app-id, --compose-hash, --os-image-hash, --instance-id or --key-provider need {} too (see docs/dstack.md)",
-                missing.join(", ")
-            );
-        }
-        Ok(())
-    }
 }
 
 /// Exactly `N` bytes of hex.
@@ -351,7 +327,12 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         bail!("--tcb-status {status}: a TD relaunch status applies to --tee tdx only");
     }
     let policy = args.policy();
-    args.check_app_identity_needs_os(&policy)?;
+    let unpinned: Vec<String> = (policy.app.unpinned_os(&policy.td).into_iter())
+        .map(|m| format!("--{}", m.key()))
+        .collect();
+    if !unpinned.is_empty() {
+        bail!("{OS_RULE}: --app-id, --compose-hash, --os-image-hash, --instance-id or --key-provider need {} too (see docs/dstack.md)", unpinned.join(", "));
+    }
     // SEV-SNP and Nitro evidence, recognised by content, have paths of their own.
     let tee = args.tee.as_deref();
     let quote_bytes = args

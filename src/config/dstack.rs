@@ -6,7 +6,8 @@
 use toml::Spanned;
 
 use super::checker::Checker;
-use crate::appraise::app_identity::{AppIdentityPolicy, KeyProviderPin};
+use crate::appraise::app_identity::{AppIdentityPolicy, KeyProviderPin, OS_RULE};
+use crate::appraise::td_policy::TdPolicy;
 use crate::dcap::quote::TeeType;
 
 /// The keys of one `[[enclave]]` this module reads, as written.
@@ -16,8 +17,6 @@ pub(super) struct AppKeys<'a> {
     pub(super) os_image_hash: &'a [Spanned<String>],
     pub(super) instance_id: &'a [Spanned<String>],
     pub(super) key_provider: &'a [Spanned<String>],
-    /// `mrtd`, `rtmr0`, `rtmr1`, `rtmr2`: the OS measurements an identity needs beside it.
-    pub(super) os: [(&'static str, &'a [Spanned<String>]); 4],
 }
 
 impl AppKeys<'_> {
@@ -48,12 +47,13 @@ fn bytes_list(c: &mut Checker<'_>, key: &str, v: &[Spanned<String>], len: usize)
         .collect()
 }
 
-/// Validates the app-identity keys `raw` of an entry of TEE `tee`; the policy, empty when
-/// nothing is pinned.
+/// Validates the app-identity keys `raw` of an entry of TEE `tee` whose TD policy is `td`;
+/// the policy, empty when nothing is pinned.
 pub(super) fn check(
     c: &mut Checker<'_>,
     raw: &AppKeys<'_>,
     tee: Option<TeeType>,
+    td: &TdPolicy,
 ) -> AppIdentityPolicy {
     let Some(first) = raw.first() else {
         return AppIdentityPolicy::default();
@@ -64,22 +64,7 @@ pub(super) fn check(
             "dstack app-identity keys (app_id, compose_hash, os_image_hash, instance_id, key_provider) need tee = \"tdx\"",
         );
     }
-    let missing: Vec<&str> = raw
-        .os
-        .iter()
-        .filter(|(_, list)| list.is_empty())
-        .map(|(key, _)| *key)
-        .collect();
-    if !missing.is_empty() {
-        c.error(
-            first,
-            format!(
-                "an app identity is only as trustworthy as the OS that measured it (RTMR3 is written by the guest): an entry pinning app_id, compose_hash, os_image_hash, instance_id or key_provider must also pin {} (see docs/dstack.md)",
-                missing.join(", ")
-            ),
-        );
-    }
-    AppIdentityPolicy {
+    let app = AppIdentityPolicy {
         app_id: bytes_list(c, "app_id", raw.app_id, 20),
         compose_hash: bytes_list(c, "compose_hash", raw.compose_hash, 32),
         os_image_hash: bytes_list(c, "os_image_hash", raw.os_image_hash, 32),
@@ -89,7 +74,18 @@ pub(super) fn check(
             .iter()
             .filter_map(|s| c.parse(s, |v| v.parse::<KeyProviderPin>()))
             .collect(),
+    };
+    let missing: Vec<&str> = app.unpinned_os(td).into_iter().map(|m| m.key()).collect();
+    if !missing.is_empty() {
+        c.error(
+            first,
+            format!(
+                "{OS_RULE}: an entry pinning app_id, compose_hash, os_image_hash, instance_id or key_provider must also pin {} (see docs/dstack.md)",
+                missing.join(", ")
+            ),
+        );
     }
+    app
 }
 
 #[cfg(test)]

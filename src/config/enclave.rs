@@ -210,14 +210,8 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
         os_image_hash: &e.os_image_hash,
         instance_id: &e.instance_id,
         key_provider: &e.key_provider,
-        os: [
-            ("mrtd", &e.mrtd),
-            ("rtmr0", &e.rtmr0),
-            ("rtmr1", &e.rtmr1),
-            ("rtmr2", &e.rtmr2),
-        ],
     };
-    let app = super::dstack::check(c, &keys, tee);
+    let app = super::dstack::check(c, &keys, tee, &td);
     let mrenclave: Vec<MrEnclave> = e
         .mrenclave
         .iter()
