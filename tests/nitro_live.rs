@@ -1,0 +1,72 @@
+//! `tee = "nitro"` entries through the real proxy binary (real sockets, real TLS, curl): the
+//! configuration is read and `config check` passes it, and until the proxy appraises Nitro
+//! evidence a Nitro entry fails closed: Intel evidence (SGX and TDX sims) is refused, with
+//! the refusal in the audit trail, and the enclave is never reached.
+
+mod common;
+
+use ratls_proxy::sim::{SimConfig, TdSpec};
+use serde_json::Value;
+
+use common::{curl_via, env, free_port, start_sim, Harness};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nitro_entry_refuses_intel_quotes_through_the_proxy() {
+    let env = env();
+    let td = start_sim(
+        &env,
+        SimConfig {
+            td: Some(TdSpec::default()),
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    // A debug SGX enclave and an allow_debug entry: the most permissive Intel case.
+    let sgx = start_sim(&env, SimConfig::default()).await;
+    let proxy = free_port();
+    let trail = env.dir.join("nitro-audit.jsonl");
+    let pcr0 = "5a".repeat(48);
+    let harness = Harness::new(&env)
+        .listen(proxy)
+        .collateral(&env.dir.join("pki/collateral"))
+        .tail(&format!(
+            "[audit]\npath = \"{}\"\n\n\
+             [[enclave]]\nhosts = [\"nitro-td.enclave.test\"]\ntee = \"nitro\"\npcr0 = [\"{pcr0}\"]\nconnect_to = \"{}\"\n\n\
+             [[enclave]]\nhosts = [\"nitro-sgx.enclave.test\"]\ntee = \"nitro\"\npcr0 = [\"{pcr0}\"]\nallow_debug = true\nconnect_to = \"{}\"\n",
+            trail.display(),
+            td.addr(),
+            sgx.addr(),
+        ));
+    let _p = harness.start_binary("nitro.toml").await;
+    let (code, out) = common::cli::run([
+        std::ffi::OsString::from("config"),
+        "check".into(),
+        env.dir.join("nitro.toml").into(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("2 enclave entries"), "{out}");
+    for host in ["nitro-td.enclave.test", "nitro-sgx.enclave.test"] {
+        let text = curl_via(proxy, &format!("http://{host}/"))
+            .await
+            .to_lowercase();
+        assert!(text.starts_with("http/1.1 502"), "{host}: {text}");
+        // The entry's Intel policy accepts no TCB status (`config/nitro.rs`); once ratls
+        // knows Nitro entries this becomes `tee_mismatch`.
+        assert!(
+            text.contains("\"code\":\"tcb_status_not_allowed\""),
+            "{host}: {text}"
+        );
+    }
+    assert_eq!(td.request_count(), 0, "a refused TD is never reached");
+    assert_eq!(sgx.request_count(), 0, "a refused enclave is never reached");
+    let records: Vec<Value> = std::fs::read_to_string(&trail)
+        .expect("audit trail")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(records.len(), 2, "{records:#?}");
+    for r in &records {
+        assert_eq!(r["verdict"], "refused", "{r}");
+        assert_eq!(r["code"], "tcb_status_not_allowed", "{r}");
+    }
+}
