@@ -222,6 +222,58 @@ mod tests {
     }
 
     #[test]
+    fn the_collateral_keys_and_their_fail_closed_defaults() {
+        use crate::nitro::revocation::Revocation;
+        use crate::source::nitro::NitroCrlSpec;
+        let dir = std::env::temp_dir();
+        let none = Config::from_toml("", "p.toml", &dir).expect("empty");
+        assert_eq!(none.source.nitro_crls, NitroCrlSpec::Aws);
+        assert_eq!(none.source.nitro_revocation, Revocation::Required);
+        assert_eq!(none.source.nitro_trust_root, None);
+        let root = dir.join(format!("nitro-root-{}.pem", std::process::id()));
+        std::fs::write(&root, "x").expect("write");
+        let at = |keys: &str| Config::from_toml(&format!("[collateral]\n{keys}"), "p.toml", &dir);
+        let c = at(&format!(
+            "nitro_trust_root = \"{}\"\nnitro_crls = \"https://mirror.example/\"\nnitro_revocation = \"if_available\"\n",
+            root.display()
+        ))
+        .expect("valid");
+        assert_eq!(c.source.nitro_trust_root.as_deref(), Some(root.as_path()));
+        assert_eq!(
+            c.source.nitro_crls,
+            NitroCrlSpec::Mirror("https://mirror.example/".into())
+        );
+        assert_eq!(c.source.nitro_revocation, Revocation::IfSupplied);
+        assert_eq!(
+            at("nitro_crls = \".\"\n").expect("dir").source.nitro_crls,
+            NitroCrlSpec::Dir(dir.join("."))
+        );
+        assert_eq!(
+            at("nitro_crls = \"aws\"\nnitro_revocation = \"required\"\n")
+                .expect("explicit")
+                .source
+                .nitro_revocation,
+            Revocation::Required
+        );
+        for (keys, needle) in [
+            (
+                "nitro_crls = \"no-such-crl-dir\"\n",
+                "collateral.nitro_crls",
+            ),
+            (
+                "nitro_revocation = \"off\"\n",
+                "\"required\" or \"if_available\"",
+            ),
+            ("nitro_trust_root = \"no-such-root.pem\"\n", "is not a file"),
+        ] {
+            let err = at(keys).expect_err(keys);
+            assert!(err.to_string().contains(needle), "{keys}: {err}");
+            assert!(err.to_string().starts_with("p.toml:2:"), "{keys}: {err}");
+        }
+        let _ = std::fs::remove_file(&root);
+    }
+
+    #[test]
     fn an_unknown_tee_names_nitro_among_the_choices() {
         let text = "[[enclave]]\nhosts = [\"a.test\"]\ntee = \"sev\"\n";
         let err = Config::from_toml(text, "p.toml", Path::new(".")).expect_err("sev");

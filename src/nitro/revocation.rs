@@ -109,12 +109,31 @@ pub fn check(
     Ok(status)
 }
 
+/// Checks one CRL as a CRL of the CA named `issuer_subject` (raw DER name) with key
+/// `issuer_point` at `now`: issued by that name, signed by that key, within its window,
+/// nothing critical we do not know. Returns its thisUpdate and the last second before its
+/// nextUpdate. The edge runs this before it keeps a fetched CRL.
+pub fn check_issued_by(
+    crl: &Crl<'_>,
+    issuer_subject: &[u8],
+    issuer_point: &[u8],
+    now: UnixTime,
+) -> Result<(UnixTime, UnixTime), NitroError> {
+    if crl.crl.issuer().as_raw() != issuer_subject {
+        return Err(NitroError::CrlInvalid(format!(
+            "the CRL is issued by `{}`, not by the certificate's issuer",
+            crl.crl.issuer()
+        )));
+    }
+    check_crl(&crl.crl, issuer_point, now)
+}
+
 /// One CRL from the right issuer: signed by it, current, nothing critical we do not know.
 fn check_crl(
     crl: &CertificateRevocationList<'_>,
     issuer_point: &[u8],
     now: UnixTime,
-) -> Result<(), NitroError> {
+) -> Result<(UnixTime, UnixTime), NitroError> {
     let issuer = crl.issuer().to_string();
     pki::verify_crl_signature(crl, issuer_point)
         .map_err(|e| NitroError::CrlInvalid(format!("the CRL of `{issuer}`: {e}")))?;
@@ -146,5 +165,5 @@ fn check_crl(
             now,
         });
     }
-    Ok(())
+    Ok((from, until))
 }
