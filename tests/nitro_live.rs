@@ -1,11 +1,15 @@
 //! `tee = "nitro"` entries through the real proxy binary (real sockets, real TLS, curl): the
 //! configuration is read and `config check` passes it, and until the proxy appraises Nitro
 //! evidence a Nitro entry fails closed: Intel evidence (SGX and TDX sims) is refused, with
-//! the refusal in the audit trail, and the enclave is never reached.
+//! the refusal in the audit trail, and the enclave is never reached; so is a Nitro sim's
+//! dstack evidence, for a Nitro entry and for an Intel one alike.
 
 mod common;
 
-use ratls_proxy::sim::{SimConfig, TdSpec};
+use std::sync::Arc;
+
+use ratls_proxy::sim::nitro::SimNitro;
+use ratls_proxy::sim::{NitroEnclaveSpec, SimConfig, TdSpec};
 use serde_json::Value;
 
 use common::{curl_via, env, free_port, start_sim, Harness};
@@ -69,4 +73,70 @@ async fn a_nitro_entry_refuses_intel_quotes_through_the_proxy() {
         assert_eq!(r["verdict"], "refused", "{r}");
         assert_eq!(r["code"], "tcb_status_not_allowed", "{r}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nitro_evidence_is_refused_through_the_proxy_until_it_is_appraised() {
+    let env = env();
+    let pki = Arc::new(SimNitro::load_or_create(&env.dir.join("pki"), env.now).expect("pki"));
+    let pcr0 = [0x5a; 48];
+    let nitro = start_sim(
+        &env,
+        SimConfig {
+            nitro: Some(NitroEnclaveSpec::new(pki, pcr0)),
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let proxy = free_port();
+    let trail = env.dir.join("nitro-audit.jsonl");
+    let pki_dir = env.dir.join("pki");
+    let _p = Harness::new(&env)
+        .listen(proxy)
+        .collateral(&pki_dir.join("collateral"))
+        .collateral_keys(&format!(
+            "nitro_trust_root = \"{}\"\nnitro_crls = \"{}\"\n",
+            pki_dir.join("nitro-root.pem").display(),
+            pki_dir.join("collateral/nitro").display()
+        ))
+        .tail(&format!(
+            "[audit]\npath = \"{}\"\n\n\
+             [[enclave]]\nhosts = [\"nitro.enclave.test\"]\ntee = \"nitro\"\npcr0 = [\"{}\"]\nconnect_to = \"{}\"\n\n\
+             [[enclave]]\nhosts = [\"tdx.enclave.test\"]\ntee = \"tdx\"\nmrtd = [\"{}\"]\nconnect_to = \"{}\"\n",
+            trail.display(),
+            hex::encode(pcr0),
+            nitro.addr(),
+            "7d".repeat(48),
+            nitro.addr(),
+        ))
+        .start_binary("nitro-sim.toml")
+        .await;
+    for (host, code) in [
+        ("nitro.enclave.test", "unsupported_tee"),
+        ("tdx.enclave.test", "unsupported_tee"),
+    ] {
+        let text = curl_via(proxy, &format!("http://{host}/"))
+            .await
+            .to_lowercase();
+        assert!(text.starts_with("http/1.1 502"), "{host}: {text}");
+        assert!(
+            text.contains(&format!("\"code\":\"{code}\"")),
+            "{host}: {text}"
+        );
+    }
+    assert_eq!(
+        nitro.request_count(),
+        0,
+        "a refused enclave is never reached"
+    );
+    let records: Vec<Value> = std::fs::read_to_string(&trail)
+        .expect("audit trail")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(records.len(), 2, "{records:#?}");
+    assert!(
+        records.iter().all(|r| r["verdict"] == "refused"),
+        "{records:#?}"
+    );
 }
