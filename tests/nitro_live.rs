@@ -140,3 +140,51 @@ async fn nitro_evidence_is_refused_through_the_proxy_until_it_is_appraised() {
         "{records:#?}"
     );
 }
+
+#[test]
+fn config_check_reads_the_nitro_collateral_keys() {
+    let env = env();
+    let pki = env.dir.join("pki");
+    SimNitro::load_or_create(&pki, env.now).expect("pki");
+    let write = |name: &str, root: &std::path::Path| {
+        let path = env.dir.join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "[trust]\nroot_ca = \"{}\"\n\n[collateral]\nsource = \"{}\"\nnitro_trust_root = \"{}\"\nnitro_crls = \"{}\"\nnitro_revocation = \"required\"\n\n\
+                 [[enclave]]\nhosts = [\"nitro.test\"]\ntee = \"nitro\"\npcr0 = [\"{}\"]\n",
+                pki.join("root.pem").display(),
+                pki.join("collateral").display(),
+                root.display(),
+                pki.join("collateral/nitro").display(),
+                "5a".repeat(48)
+            ),
+        )
+        .expect("write");
+        path
+    };
+    let good = write("good.toml", &pki.join("nitro-root.pem"));
+    let (code, out) = common::cli::run([
+        std::ffi::OsStr::new("config"),
+        "check".as_ref(),
+        good.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 enclave entries"), "{out}");
+    assert!(
+        out.contains("replaces AWS Nitro Enclaves Root-G1"),
+        "warned: {out}"
+    );
+    // A file that is no certificate (the CRL) as the root: refused by config check.
+    let bad = write("bad.toml", &pki.join("collateral/nitro/0.crl"));
+    let (code, out) = common::cli::run([
+        std::ffi::OsStr::new("config"),
+        "check".as_ref(),
+        bad.as_os_str(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("0.crl is not a usable root certificate"),
+        "{out}"
+    );
+}

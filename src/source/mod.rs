@@ -312,6 +312,11 @@ pub fn trust_and_collateral(
     needed: bool,
 ) -> Result<(TrustAnchor, CollateralSetup), SetupError> {
     let anchor = trust_anchor(&config.trust_root)?;
+    // A Nitro root that is not a usable certificate is a configuration error now, not a
+    // refusal at the first Nitro connection.
+    if config.nitro_trust_root.is_some() {
+        self::nitro::nitro_root(config)?;
+    }
     if !needed {
         return Ok((anchor, CollateralSetup::Unconfigured));
     }
