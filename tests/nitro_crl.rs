@@ -481,3 +481,56 @@ async fn if_available_reports_unchecked_certificates() {
     assert!(status.checked.is_empty());
     assert_eq!(status.unchecked, ["cabundle[1]", "cabundle[2]"]);
 }
+
+mod fuzz {
+    use proptest::prelude::*;
+    use ratls_proxy::dcap::time::UnixTime;
+    use ratls_proxy::nitro::collateral::check_crl_for;
+    use ratls_proxy::nitro::CrlPoint;
+
+    use super::{world, DAY, NOW};
+
+    fn cases(default: u32) -> u32 {
+        std::env::var("RATLS_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(cases(256)))]
+
+        /// A fetched body is kept only if it is the genuine CRL byte for byte: arbitrary
+        /// bytes and every single-byte change of a real (sim) CRL are refused, never a panic.
+        #[test]
+        fn fetched_crl_bytes_are_kept_only_when_genuine(
+            noise in proptest::collection::vec(any::<u8>(), 0..2048),
+            at in any::<prop::sample::Index>(),
+            xor in 1u8..=255,
+        ) {
+            static WORLD: std::sync::OnceLock<super::World> = std::sync::OnceLock::new();
+            let w = WORLD.get_or_init(world);
+            let point = w.points().remove(0);
+            let now = UnixTime(NOW);
+            prop_assert!(check_crl_for(&noise, &point, now).is_err());
+            let genuine = w.crl(0, NOW - DAY, &[]);
+            prop_assert!(check_crl_for(&genuine, &point, now).is_ok());
+            let mut mutated = genuine.clone();
+            let i = at.index(mutated.len());
+            mutated[i] ^= xor;
+            prop_assert!(check_crl_for(&mutated, &point, now).is_err(), "byte {} ^ {:#x} accepted", i, xor);
+        }
+
+        /// Distribution point URLs (signed, but still bytes from a certificate) never panic
+        /// the file-name and path readers, and a file name is always a plain one.
+        #[test]
+        fn distribution_point_urls_on_arbitrary_text(url in ".{0,200}") {
+            let p = CrlPoint { what: String::new(), url, issuer_subject: Vec::new(), issuer_point: Vec::new() };
+            if let Some(name) = p.file_name() {
+                prop_assert!(!name.is_empty() && !name.starts_with('.'));
+                prop_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
+            }
+            prop_assert!(p.path().starts_with('/'));
+        }
+    }
+}

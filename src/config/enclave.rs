@@ -226,6 +226,11 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
         max_cert_age_secs,
     };
     let nitro = super::nitro::check(c, &nitro_keys, is_nitro, &e.hosts);
+    if let (true, Some(b)) = (is_nitro, &e.binding) {
+        // dstack's `.1.8` is the one carrier a Nitro entry will read; a mode chosen here
+        // would mean nothing today and something unknown tomorrow.
+        c.error(b, "binding does not apply to tee = \"nitro\" (dstack's .1.8 binding is the Nitro carrier)");
+    }
     let td = TdPolicy {
         mrtd: list(c, &e.mrtd, MrTd::from_hex),
         rtmr: [
