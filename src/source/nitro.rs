@@ -213,7 +213,7 @@ impl NitroCrlCache {
 
     /// Admits CRLs against `marks` (the proxy's, kept in its state directory).
     // The proxy shares its marks once it appraises Nitro (issue 28); tests use it now.
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg_attr(not(all(test, feature = "sim")), allow(dead_code))]
     pub(crate) fn with_marks(self, marks: Arc<Marks>) -> Self {
         if let Ok(mut m) = self.marks.lock() {
             *m = marks;
@@ -518,5 +518,6 @@ pub fn nitro_collateral(config: &SourceConfig) -> Result<NitroCrlCache, SetupErr
     )?)
 }
 
-#[cfg(test)]
+// The test needs the sim Nitro PKI.
+#[cfg(all(test, feature = "sim"))]
 mod tests;
