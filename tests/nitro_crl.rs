@@ -235,6 +235,110 @@ async fn crls_are_fetched_checked_cached_and_then_clear_the_chain() {
     assert_eq!(c.stats().failures, 0);
 }
 
+/// What the edge keeps (CRLs checked once, [`revocation::check_held`]) judges every chain
+/// as the full check over the same CRLs' bytes does ([`revocation::check`]).
+#[test]
+fn checked_once_judges_as_checking_every_time() {
+    use ratls_proxy::nitro::revocation::{self, CheckedCrl, Crl};
+    let w = world();
+    let zonal: &[u8] = &[0x11];
+    let short = |issuer: usize, revoked: &[&[u8]]| {
+        w.sim
+            .crl(issuer, revoked, UnixTime(NOW - DAY), UnixTime(NOW + 3600))
+            .expect("crl")
+    };
+    let cases: Vec<(&str, Vec<Vec<u8>>)> = vec![
+        (
+            "both clear",
+            vec![w.crl(0, NOW - DAY, &[]), w.crl(1, NOW - DAY, &[])],
+        ),
+        (
+            "regional revoked",
+            vec![
+                w.crl(0, NOW - DAY, &[REGIONAL_SERIAL]),
+                w.crl(1, NOW - DAY, &[]),
+            ],
+        ),
+        (
+            "zonal revoked",
+            vec![w.crl(0, NOW - DAY, &[]), w.crl(1, NOW - DAY, &[zonal])],
+        ),
+        ("the root's only", vec![w.crl(0, NOW - DAY, &[])]),
+        ("none", vec![]),
+        ("ending in an hour", vec![short(0, &[]), short(1, &[])]),
+    ];
+    let parsed = parse(&w.doc).expect("parse");
+    let points = w.points();
+    for (name, ders) in &cases {
+        let checked: Vec<CheckedCrl> = ders
+            .iter()
+            .map(|d| {
+                points
+                    .iter()
+                    .find_map(|p| {
+                        ratls_proxy::nitro::collateral::check_crl_for(d, p, UnixTime(NOW)).ok()
+                    })
+                    .expect("each CRL is some point's")
+            })
+            .collect();
+        let held: Vec<&CheckedCrl> = checked.iter().collect();
+        let crls: Vec<Crl<'_>> = ders.iter().map(|d| Crl::parse(d).expect("crl")).collect();
+        for at in [NOW, NOW + 2 * 3600] {
+            let v = verify(&parsed, &w.root, UnixTime(at)).expect("verify");
+            for mode in [Revocation::Required, Revocation::IfSupplied] {
+                let every_time = revocation::check(&v, &w.root, &crls, UnixTime(at), mode);
+                let once = revocation::check_held(&v, &w.root, &held, UnixTime(at), mode);
+                assert_eq!(once, every_time, "{name} at +{} s, {mode:?}", at - NOW);
+            }
+        }
+    }
+    // The cases mean something: revoked, expired and unknown all occur.
+    let v = verify(&parsed, &w.root, UnixTime(NOW + 2 * 3600)).expect("verify");
+    let expiring: Vec<CheckedCrl> = cases[5]
+        .1
+        .iter()
+        .zip(&points)
+        .map(|(d, p)| {
+            ratls_proxy::nitro::collateral::check_crl_for(d, p, UnixTime(NOW)).expect("ok")
+        })
+        .collect();
+    let held: Vec<&CheckedCrl> = expiring.iter().collect();
+    assert!(matches!(
+        revocation::check_held(
+            &v,
+            &w.root,
+            &held,
+            UnixTime(NOW + 2 * 3600),
+            Revocation::Required
+        ),
+        Err(NitroError::CrlExpired { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_held_crl_past_its_next_update_is_collateral_expired() {
+    let w = world();
+    let bucket = Bucket::start().await;
+    for (path, issuer) in [("/0.crl", 0), ("/1.crl", 1)] {
+        bucket.serve(
+            path,
+            w.sim
+                .crl(issuer, &[], UnixTime(NOW - DAY), UnixTime(NOW + 3600))
+                .expect("crl"),
+        );
+    }
+    let c = bucket.cache(w.root.clone(), Revocation::Required);
+    c.fetch_for(&w.points(), UnixTime(NOW))
+        .await
+        .expect("fetch");
+    assert_eq!(w.revocation(&c, NOW + 1800).expect("current").len(), 2);
+    // The document's signing certificate still lives; the CRLs do not.
+    assert!(matches!(
+        w.revocation(&c, NOW + 2 * 3600),
+        Err(NitroError::CrlExpired { .. })
+    ));
+}
+
 #[tokio::test]
 async fn a_revoked_intermediate_is_refused() {
     let w = world();

@@ -20,7 +20,7 @@ use x509_parser::oid_registry::OID_X509_EXT_CRL_DISTRIBUTION_POINTS;
 use crate::dcap::time::UnixTime;
 use crate::nitro::cache::IntermediatesCache;
 use crate::nitro::error::NitroError;
-use crate::nitro::revocation::{self, Crl, Revocation, RevocationStatus};
+use crate::nitro::revocation::{self, CheckedCrl, Revocation, RevocationStatus};
 use crate::nitro::trust::NitroRoot;
 use crate::nitro::verify::{verify_cached, Parsed, VerifiedDocument};
 
@@ -117,15 +117,13 @@ pub fn crl_points(verified: &VerifiedDocument<'_>, root: &NitroRoot) -> Vec<CrlP
 }
 
 /// Checks `der` as the CRL published at `point` at `now` (issued by the point's CA, signed
-/// by its key, current, nothing critical unknown): its thisUpdate and the last second before
-/// its nextUpdate.
+/// by its key, current, nothing critical unknown): what the edge keeps.
 pub fn check_crl_for(
     der: &[u8],
     point: &CrlPoint,
     now: UnixTime,
-) -> Result<(UnixTime, UnixTime), NitroError> {
-    let crl = Crl::parse(der)?;
-    revocation::check_issued_by(&crl, &point.issuer_subject, &point.issuer_point, now)
+) -> Result<CheckedCrl, NitroError> {
+    CheckedCrl::check(der, &point.issuer_subject, &point.issuer_point, now)
 }
 
 /// The collateral of Nitro verification: a pinned root, the intermediates proven under it,
@@ -141,8 +139,8 @@ pub trait NitroCollateral {
     /// How much revocation checking is required.
     fn revocation_mode(&self) -> Revocation;
 
-    /// The CRLs (DER) held for `points`: those it has, each checked when it was kept.
-    fn held_crls(&self, points: &[CrlPoint]) -> Vec<Arc<[u8]>>;
+    /// The CRLs held for `points`: those it has, each checked when it was kept.
+    fn held_crls(&self, points: &[CrlPoint]) -> Vec<Arc<CheckedCrl>>;
 
     /// Verifies `parsed` at `now` under [`Self::root`], through [`Self::intermediates`].
     fn verify<'a>(
@@ -153,20 +151,18 @@ pub trait NitroCollateral {
         verify_cached(parsed, self.root(), now, self.intermediates())
     }
 
-    /// The CRL verdict for the chain of `verified` at `now`: every held CRL checked again
-    /// (signature, window) and no certificate listed; with [`Revocation::Required`], a
-    /// certificate naming a distribution point with no CRL held fails closed.
+    /// The CRL verdict for the chain of `verified` at `now`: every held CRL of a
+    /// certificate's issuer (name and key) within its window and not listing it; with
+    /// [`Revocation::Required`], a certificate naming a distribution point with no CRL held
+    /// fails closed. The CRLs' signatures were checked when they were kept, not again here.
     fn revocation(
         &self,
         verified: &VerifiedDocument<'_>,
         now: UnixTime,
     ) -> Result<RevocationStatus, NitroError> {
         let held = self.held_crls(&crl_points(verified, self.root()));
-        let crls = held
-            .iter()
-            .map(|der| Crl::parse(der))
-            .collect::<Result<Vec<_>, _>>()?;
-        revocation::check(verified, self.root(), &crls, now, self.revocation_mode())
+        let held: Vec<&CheckedCrl> = held.iter().map(AsRef::as_ref).collect();
+        revocation::check_held(verified, self.root(), &held, now, self.revocation_mode())
     }
 }
 

@@ -28,7 +28,7 @@ use crate::nitro::cache::IntermediatesCache;
 use crate::nitro::collateral::{check_crl_for, CrlPoint, NitroCollateral};
 use crate::nitro::error::NitroError;
 use crate::nitro::limits::MAX_CRL_LEN;
-use crate::nitro::revocation::Revocation;
+use crate::nitro::revocation::{CheckedCrl, Revocation};
 use crate::nitro::trust::NitroRoot;
 
 /// Distribution points whose CRL is held at most (AWS: one root CRL and one per regional
@@ -119,10 +119,8 @@ enum CrlFrom {
 
 /// A CRL kept for one distribution point.
 struct HeldCrl {
-    der: Arc<[u8]>,
+    crl: Arc<CheckedCrl>,
     point: CrlPoint,
-    /// The last second before its nextUpdate.
-    until: UnixTime,
     fetched_at: UnixTime,
 }
 
@@ -250,7 +248,7 @@ impl NitroCrlCache {
     fn holds_current(&self, point: &CrlPoint, now: UnixTime) -> bool {
         self.held.read().is_ok_and(|h| {
             h.get(&point.url)
-                .is_some_and(|c| c.point == *point && now <= c.until)
+                .is_some_and(|c| c.point == *point && now <= c.crl.until())
         })
     }
 
@@ -299,31 +297,24 @@ impl NitroCrlCache {
                 url: point.url.clone(),
                 source,
             };
-            let (this_update, until) = check_crl_for(&der, point, now).map_err(invalid)?;
+            let checked = check_crl_for(&der, point, now).map_err(invalid)?;
             let marks = self
                 .marks
                 .lock()
                 .map(|m| Arc::clone(&m))
                 .map_err(|_| NitroCrlError::Unavailable("marks lock poisoned".into()))?;
-            let issuer = {
-                use x509_parser::prelude::FromDer as _;
-                x509_parser::x509::X509Name::from_der(&point.issuer_subject).map_or_else(
-                    |_| hex::encode(&point.issuer_subject),
-                    |(_, n)| n.to_string(),
-                )
-            };
             marks
-                .admit_nitro_crl(&self.root.sha256(), &issuer, this_update)
+                .admit_nitro_crl(&self.root.sha256(), checked.issuer(), checked.this_update())
                 .map_err(|r| match r {
                     Refused::Rollback(why) => NitroCrlError::Rollback(why),
                     Refused::Full => {
                         NitroCrlError::Unavailable("the high-water marks are full".into())
                     }
                 })?;
-            Ok((der, until))
+            Ok(checked)
         }
         .await;
-        let (der, until) = self.count(fetched)?;
+        let checked = self.count(fetched)?;
         let mut held = self
             .held
             .write()
@@ -336,9 +327,8 @@ impl NitroCrlCache {
         held.insert(
             point.url.clone(),
             HeldCrl {
-                der: Arc::from(der),
+                crl: Arc::new(checked),
                 point: point.clone(),
-                until,
                 fetched_at: now,
             },
         );
@@ -409,7 +399,7 @@ impl NitroCrlCache {
                 .values()
                 .filter(|h| {
                     now.0.saturating_sub(h.fetched_at.0) >= interval
-                        || h.until.0.saturating_sub(now.0) <= margin
+                        || h.crl.until().0.saturating_sub(now.0) <= margin
                 })
                 .map(|h| h.point.clone())
                 .collect(),
@@ -472,14 +462,14 @@ impl NitroCollateral for NitroCrlCache {
         self.mode
     }
 
-    fn held_crls(&self, points: &[CrlPoint]) -> Vec<Arc<[u8]>> {
+    fn held_crls(&self, points: &[CrlPoint]) -> Vec<Arc<CheckedCrl>> {
         let Ok(held) = self.held.read() else {
             return Vec::new();
         };
         points
             .iter()
             .filter_map(|p| held.get(&p.url).filter(|h| h.point == *p))
-            .map(|h| Arc::clone(&h.der))
+            .map(|h| Arc::clone(&h.crl))
             .collect()
     }
 }
