@@ -7,6 +7,11 @@
 //!   signature (two ECDSA verifications);
 //! - `parse_only`: the COSE_Sign1 and CBOR parse.
 //!
+//! And, group `nitro_revocation` (the sim chain: AWS's shape, two CRLs): the CRL verdict for
+//! a verified document with the CRLs' signatures checked every time (`every_time`:
+//! `revocation::check` over the CRL bytes) and with CRLs checked once when kept
+//! (`held`: `revocation::check_held`, what `NitroCollateral::revocation` does).
+//!
 //! Run: `cargo bench --bench nitro_cache`. Measures only; never asserts.
 
 use std::hint::black_box;
@@ -69,6 +74,64 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("parse_only", |b| {
         b.iter(|| black_box(parse(black_box(&cose)).is_ok()))
+    });
+    g.finish();
+    revocation(c);
+}
+
+fn revocation(c: &mut Criterion) {
+    use ratls_proxy::nitro::collateral::{check_crl_for, crl_points};
+    use ratls_proxy::nitro::revocation::{self, CheckedCrl, Crl, Revocation};
+    use ratls_proxy::sim::nitro::{DocSpec, SimNitro};
+    let now = UnixTime(1_800_000_000);
+    let Ok(sim) = SimNitro::generate(now) else {
+        return;
+    };
+    let (Ok(root), Ok(doc)) = (
+        sim.root(),
+        sim.document(&DocSpec::new(1_800_000_000_000, [0xab; 48])),
+    ) else {
+        return;
+    };
+    let window = (UnixTime(now.0 - 86_400), UnixTime(now.0 + 86_400));
+    let ders: Vec<Vec<u8>> = (0..2)
+        .filter_map(|i| sim.crl(i, &[], window.0, window.1).ok())
+        .collect();
+    let Ok(parsed) = parse(&doc) else { return };
+    let Ok(verified) = verify(&parsed, &root, now) else {
+        return;
+    };
+    let points = crl_points(&verified, &root);
+    let checked: Vec<CheckedCrl> = ders
+        .iter()
+        .zip(&points)
+        .filter_map(|(d, p)| check_crl_for(d, p, now).ok())
+        .collect();
+    let held: Vec<&CheckedCrl> = checked.iter().collect();
+    if held.len() != 2 {
+        eprintln!("NOTICE: the sim CRLs do not check; nothing to benchmark");
+        return;
+    }
+    let mut g = c.benchmark_group("nitro_revocation");
+    g.bench_function("every_time", |b| {
+        b.iter(|| {
+            let crls: Vec<Crl<'_>> = ders.iter().filter_map(|d| Crl::parse(d).ok()).collect();
+            black_box(revocation::check(&verified, &root, &crls, now, Revocation::Required).is_ok())
+        })
+    });
+    g.bench_function("held", |b| {
+        b.iter(|| {
+            black_box(
+                revocation::check_held(
+                    &verified,
+                    &root,
+                    black_box(&held),
+                    now,
+                    Revocation::Required,
+                )
+                .is_ok(),
+            )
+        })
     });
     g.finish();
 }

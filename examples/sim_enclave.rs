@@ -16,6 +16,10 @@
 //! dstack's with `--binding dstack`, in the form `--dstack-wire` names, with an app identity
 //! in RTMR3 the `--dstack-*` flags set or break); `DIR/collateral/` holds both platforms'
 //! bundles.
+//!
+//! AWS Nitro: `--tee nitro --pcr0 HEX [--debug] [--pcr1/2/3/4/8 HEX] [--nitro-wrong-key]
+//! [--nitro-age SECS]` serves dstack's `.1.8` certificate with a Nitro attestation document
+//! signed by the sim Nitro PKI (`DIR/nitro-root.pem`; its CRLs in `DIR/collateral/nitro/`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +32,10 @@ use ratls_proxy::dcap::time::UnixTime;
 use ratls_proxy::sim::{
     DstackSpec, DstackWire, EnclaveSpec, SimBinding, SimConfig, SimEnclave, SimPki, TdSpec,
 };
+// AWS Nitro
+use ratls_proxy::sim::nitro::SimNitro;
+use ratls_proxy::sim::NitroEnclaveSpec;
+use std::sync::Arc;
 
 /// A simulated SGX enclave serving HTTPS with an RA-TLS certificate (test PKI, not Intel).
 #[derive(Parser, Debug)]
@@ -54,7 +62,7 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     isv_svn: u16,
     /// `sgx` (default) or `tdx`: a simulated TDX confidential VM.
-    #[arg(long, default_value = "sgx", value_parser = ["sgx", "tdx"])]
+    #[arg(long, default_value = "sgx", value_parser = ["sgx", "tdx", "nitro"])]
     tee: String,
     /// MRTD the TDX quote claims.
     #[arg(long)]
@@ -127,6 +135,67 @@ struct Args {
     /// Do not print a line per request (for benchmarks).
     #[arg(long)]
     quiet: bool,
+    // AWS Nitro
+    /// With --tee nitro: PCR0, the enclave image (96 hex; default 5a…5a).
+    #[arg(long)]
+    pcr0: Option<String>,
+    /// With --tee nitro: PCR1 (kernel and bootstrap, 96 hex).
+    #[arg(long)]
+    pcr1: Option<String>,
+    /// With --tee nitro: PCR2 (application, 96 hex).
+    #[arg(long)]
+    pcr2: Option<String>,
+    /// With --tee nitro: PCR3 (the parent's IAM role, 96 hex).
+    #[arg(long)]
+    pcr3: Option<String>,
+    /// With --tee nitro: PCR4 (the parent instance, 96 hex).
+    #[arg(long)]
+    pcr4: Option<String>,
+    /// With --tee nitro: PCR8 (the image's signing certificate, 96 hex).
+    #[arg(long)]
+    pcr8: Option<String>,
+    /// With --tee nitro: bind the document to another key than the certificate's
+    /// (binding_mismatch).
+    #[arg(long)]
+    nitro_wrong_key: bool,
+    /// With --tee nitro: the document was made this many seconds before now.
+    #[arg(long, default_value_t = 0)]
+    nitro_age: u64,
+}
+
+// AWS Nitro
+/// The sim Nitro PKI in `--pki-dir` and the enclave the flags describe, with --tee nitro.
+fn nitro_spec(args: &Args, now: UnixTime) -> Result<Option<NitroEnclaveSpec>, String> {
+    if args.tee != "nitro" {
+        return Ok(None);
+    }
+    let pcr = |flag: &str, v: &Option<String>| -> Result<Option<[u8; 48]>, String> {
+        v.as_deref()
+            .map(|h| {
+                let bytes = hex::decode(h).map_err(|e| format!("--{flag} `{h}`: {e}"))?;
+                <[u8; 48]>::try_from(bytes.as_slice())
+                    .map_err(|_| format!("--{flag}: 48 bytes (96 hex digits), not {}", bytes.len()))
+            })
+            .transpose()
+    };
+    let pki = SimNitro::load_or_create(&args.pki_dir, now).map_err(|e| e.to_string())?;
+    let pcr0 = pcr("pcr0", &args.pcr0)?.unwrap_or([0x5a; 48]);
+    let mut spec = NitroEnclaveSpec::new(Arc::new(pki), pcr0);
+    for (i, flag, v) in [
+        (1, "pcr1", &args.pcr1),
+        (2, "pcr2", &args.pcr2),
+        (3, "pcr3", &args.pcr3),
+        (4, "pcr4", &args.pcr4),
+        (8, "pcr8", &args.pcr8),
+    ] {
+        if let Some(value) = pcr(flag, v)? {
+            spec.pcrs.insert(i, value);
+        }
+    }
+    spec.debug = args.debug;
+    spec.wrong_key = args.nitro_wrong_key;
+    spec.age_secs = args.nitro_age;
+    Ok(Some(spec))
 }
 
 #[tokio::main]
@@ -142,6 +211,14 @@ async fn main() -> ExitCode {
     };
     let dstack = match dstack_spec(&args) {
         Ok(d) => d,
+        Err(e) => {
+            eprintln!("sim_enclave: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // AWS Nitro
+    let nitro = match nitro_spec(&args, now) {
+        Ok(n) => n,
         Err(e) => {
             eprintln!("sim_enclave: {e}");
             return ExitCode::from(2);
@@ -178,6 +255,8 @@ async fn main() -> ExitCode {
         binding: args.binding,
         dstack,
         log_requests: !args.quiet,
+        // AWS Nitro
+        nitro: nitro.clone(),
         ..SimConfig::default()
     };
     let sim = match SimEnclave::start(&pki, config, args.listen, now).await {
@@ -189,6 +268,25 @@ async fn main() -> ExitCode {
     };
     let dir = args.pki_dir.display();
     println!("sim enclave listening on https://{}", sim.addr());
+    // AWS Nitro
+    if let Some(n) = &nitro {
+        let pcrs: Vec<String> = n
+            .pcrs
+            .iter()
+            .map(|(i, v)| format!("pcr{i} {}", hex::encode(v)))
+            .collect();
+        println!(
+            "  nitro pcr0 {}  debug {}  {}  document age {} s  wrong key {}",
+            hex::encode(n.pcr0),
+            n.debug,
+            pcrs.join("  "),
+            n.age_secs,
+            n.wrong_key
+        );
+        println!("  nitro root {dir}/nitro-root.pem  CRLs {dir}/collateral/nitro");
+        let _ = tokio::signal::ctrl_c().await;
+        return ExitCode::SUCCESS;
+    }
     let measurement = if args.tee == "tdx" {
         format!("mrtd {}", args.mrtd.unwrap_or(TdSpec::default().mr_td))
     } else {

@@ -54,6 +54,9 @@ pub use config::Config;
 pub use proxy::{Proxy, Running};
 pub use source::fetch::{CollateralCache, RefreshPolicy};
 pub use source::kds::{KdsCache, KdsEndpoint, KdsError, SnpCollateralSource};
+pub use source::nitro::{
+    nitro_collateral, NitroCrlCache, NitroCrlError, NitroCrlSpec, NitroCrlStats,
+};
 pub use source::pcs::PcsEndpoint;
 pub use source::snp_files::SnpFiles;
 pub use source::{trust_and_collateral, CollateralSetup, CollateralSpec, SourceConfig};

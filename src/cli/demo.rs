@@ -46,6 +46,7 @@ fn enclave(host: &str, dial: std::net::SocketAddr) -> anyhow::Result<EnclaveConf
         binding: BindingMode::Auto,
         connect_to: Some(Authority::parse(&dial.to_string(), None).map_err(anyhow::Error::msg)?),
         snp: None,
+        nitro: None,
     })
 }
 
@@ -91,6 +92,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
                 binding: BindingMode::Auto,
                 connect_to: Some(Authority::parse(&cvm.addr().to_string(), None).map_err(anyhow::Error::msg)?),
                 snp: None,
+                nitro: None,
             },
         ];
         config.routes = vec![RouteConfig {

@@ -86,6 +86,30 @@ pub(super) struct RawEnclave {
     pub(super) min_tcb: Option<Spanned<super::snp::RawMinTcb>>,
     pub(super) max_vmpl: Option<Spanned<i64>>,
     pub(super) allow_migration_agent: Option<Spanned<bool>>,
+    // AWS Nitro Enclaves (`config/nitro.rs`).
+    #[serde(default)]
+    pub(super) pcr0: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) pcr1: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) pcr2: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) pcr3: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) pcr4: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) pcr8: Vec<Spanned<String>>,
+}
+
+/// The TEE an entry's `tee` names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Named {
+    /// SGX or TDX: the Intel policy keys.
+    Intel(TeeType),
+    /// AMD SEV-SNP (`config/snp.rs`).
+    Snp,
+    /// AWS Nitro Enclaves (`config/nitro.rs`).
+    Nitro,
 }
 
 /// Validates one `[[enclave]]`; `None` once its errors are recorded in `c`.
@@ -100,20 +124,25 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
         .iter()
         .filter_map(|h| c.parse(h, |v| HostPattern::parse(v)))
         .collect();
-    // `Some(None)`: tee = "snp", whose entries expect no Intel TEE (`config/snp.rs`).
+    // SNP and Nitro entries expect no Intel TEE (`config/snp.rs`, `config/nitro.rs`).
     let named = match &e.tee {
-        None => Some(Some(TeeType::Sgx)),
+        None => Some(Named::Intel(TeeType::Sgx)),
         Some(s) => c.parse(s, |v| match v.as_str() {
-            "sgx" => Ok(Some(TeeType::Sgx)),
-            "tdx" => Ok(Some(TeeType::Tdx)),
-            "snp" => Ok(None),
+            "sgx" => Ok(Named::Intel(TeeType::Sgx)),
+            "tdx" => Ok(Named::Intel(TeeType::Tdx)),
+            "snp" => Ok(Named::Snp),
+            "nitro" => Ok(Named::Nitro),
             other => Err(format!(
-                "tee = `{other}`: expected \"sgx\", \"tdx\" or \"snp\""
+                "tee = `{other}`: expected \"sgx\", \"tdx\", \"snp\" or \"nitro\""
             )),
         }),
     };
-    let is_snp = named == Some(None);
-    let tee = named.flatten();
+    let is_snp = named == Some(Named::Snp);
+    let is_nitro = named == Some(Named::Nitro);
+    let tee = match named {
+        Some(Named::Intel(t)) => Some(t),
+        _ => None,
+    };
     let td_keys = !e.mrtd.is_empty()
         || [
             &e.rtmr0,
@@ -156,7 +185,7 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
                 c.error(&e.hosts, "SGX keys (mrenclave, mrsigner, isv_prod_id, min_isv_svn) do not apply to tee = \"tdx\"");
             }
         }
-        None if is_snp => {
+        None if is_snp || is_nitro => {
             let intel = !e.mrenclave.is_empty()
                 || !e.mrsigner.is_empty()
                 || e.isv_prod_id.is_some()
@@ -167,7 +196,8 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
                 || e.early.is_some()
                 || e.min_tcb_evaluation_data_number.is_some();
             if intel {
-                c.error(&e.hosts, "Intel keys (mrenclave, mrsigner, isv_prod_id, min_isv_svn, mrtd, rtmr0..3, mrconfigid, mrowner, mrownerconfig, mrseam, xfam, min_tee_tcb_svn, tcb_status, allowed_advisories, early, min_tcb_evaluation_data_number) do not apply to tee = \"snp\"");
+                let name = if is_snp { "snp" } else { "nitro" };
+                c.error(&e.hosts, format!("Intel keys (mrenclave, mrsigner, isv_prod_id, min_isv_svn, mrtd, rtmr0..3, mrconfigid, mrowner, mrownerconfig, mrseam, xfam, min_tee_tcb_svn, tcb_status, allowed_advisories, early, min_tcb_evaluation_data_number) do not apply to tee = \"{name}\""));
             }
         }
         None => {}
@@ -186,6 +216,21 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
         allow_debug: e.allow_debug,
     };
     let snp = super::snp::check(c, &snp_keys, is_snp, &e.hosts);
+    let max_cert_age_secs = e
+        .max_cert_age_secs
+        .as_ref()
+        .map(|s| c.range("max_cert_age_secs", Some(s), 1, 10 * 365 * 86_400, 0));
+    let nitro_keys = super::nitro::NitroKeys {
+        pcrs: [&e.pcr0, &e.pcr1, &e.pcr2, &e.pcr3, &e.pcr4, &e.pcr8],
+        allow_debug: e.allow_debug,
+        max_cert_age_secs,
+    };
+    let nitro = super::nitro::check(c, &nitro_keys, is_nitro, &e.hosts);
+    if let (true, Some(b)) = (is_nitro, &e.binding) {
+        // dstack's `.1.8` is the one carrier a Nitro entry will read; a mode chosen here
+        // would mean nothing today and something unknown tomorrow.
+        c.error(b, "binding does not apply to tee = \"nitro\" (dstack's .1.8 binding is the Nitro carrier)");
+    }
     let td = TdPolicy {
         mrtd: list(c, &e.mrtd, MrTd::from_hex),
         rtmr: [
@@ -264,10 +309,6 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
     };
     let isv_prod_id = u16_field(c, "isv_prod_id", e.isv_prod_id.as_ref()).map(IsvProdId);
     let min_isv_svn = u16_field(c, "min_isv_svn", e.min_isv_svn.as_ref()).map(IsvSvn);
-    let max_cert_age_secs = e
-        .max_cert_age_secs
-        .as_ref()
-        .map(|s| c.range("max_cert_age_secs", Some(s), 1, 10 * 365 * 86_400, 0));
     // Without their own, entries take `[collateral]`'s (set once every entry is read).
     let early = e
         .early
@@ -291,7 +332,10 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
             isv_prod_id,
             min_isv_svn,
             allow_debug: e.allow_debug,
-            tcb_statuses,
+            // A Nitro entry accepts no Intel TCB status: until the proxy appraises Nitro
+            // evidence, Intel evidence given to such an entry (which pins no Intel
+            // identity) must still be refused, by this policy alone.
+            tcb_statuses: if is_nitro { Vec::new() } else { tcb_statuses },
             allowed_advisories: e.allowed_advisories.clone(),
             max_cert_age_secs,
             // Set from `[collateral] max_age_secs` once every entry is read.
@@ -302,6 +346,7 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
         binding: binding?,
         connect_to,
         snp,
+        nitro,
     })
 }
 

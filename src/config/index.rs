@@ -120,6 +120,7 @@ mod tests {
             binding: BindingMode::Auto,
             connect_to: connect_to.map(|c| Authority::parse_dial(c).expect("dial")),
             snp: None,
+            nitro: None,
         }
     }
 

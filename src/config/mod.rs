@@ -10,12 +10,14 @@ mod checker;
 mod dstack;
 mod enclave;
 mod index;
+mod nitro;
 mod parse;
 mod snp;
 
 pub(crate) use self::index::HostIndex;
 
 use crate::addr::{Authority, HostPattern};
+use crate::appraise::nitro_policy::NitroPolicy;
 use crate::appraise::policy::EnclavePolicy;
 use crate::appraise::snp_policy::SnpPolicy;
 use crate::ratls::BindingMode;
@@ -75,6 +77,9 @@ pub struct EnclaveConfig {
     /// `tee = "snp"`: the SEV-SNP policy. Such an entry refuses every Intel quote
     /// (`tee_mismatch`), whatever `policy` says.
     pub snp: Option<SnpPolicy>,
+    /// `tee = "nitro"`: the AWS Nitro policy. Such an entry's Intel `policy` accepts no TCB
+    /// status, so it refuses every Intel quote until the proxy appraises Nitro evidence.
+    pub nitro: Option<NitroPolicy>,
 }
 
 /// One `[[route]]`.

@@ -16,7 +16,9 @@ use super::{
 };
 use crate::addr::{Authority, HostPattern};
 use crate::dcap::ids::Fmspc;
+use crate::nitro::revocation::Revocation;
 use crate::source::fetch::RefreshPolicy;
+use crate::source::nitro::NitroCrlSpec;
 use crate::source::{AmdKdsSpec, CollateralSpec, SourceConfig, TrustRoot};
 
 #[derive(Deserialize, Default)]
@@ -97,6 +99,9 @@ struct RawCollateral {
     #[serde(default)]
     prefetch: Vec<Spanned<String>>,
     amd_kds: Option<Spanned<String>>,
+    nitro_trust_root: Option<Spanned<String>>,
+    nitro_crls: Option<Spanned<String>>,
+    nitro_revocation: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -375,6 +380,7 @@ fn collateral(c: &mut Checker<'_>, raw: &Raw, base: &Path) -> (SourceConfig, Opt
             AmdKdsSpec::Dir(p)
         })
     });
+    let (nitro_trust_root, nitro_crls, nitro_revocation) = nitro_collateral(c, raw, base);
     let source = SourceConfig {
         amd_kds,
         trust_root,
@@ -384,8 +390,45 @@ fn collateral(c: &mut Checker<'_>, raw: &Raw, base: &Path) -> (SourceConfig, Opt
         refresh,
         prefetch,
         early: false,
+        nitro_trust_root,
+        nitro_crls,
+        nitro_revocation,
     };
     (source, max_age)
+}
+
+/// `[collateral]`'s AWS Nitro keys: `nitro_trust_root`, `nitro_crls`, `nitro_revocation`.
+fn nitro_collateral(
+    c: &mut Checker<'_>,
+    raw: &RawCollateral,
+    base: &Path,
+) -> (Option<PathBuf>, NitroCrlSpec, Revocation) {
+    let root = raw
+        .nitro_trust_root
+        .as_ref()
+        .map(|s| file_path(c, "collateral.nitro_trust_root", s, base));
+    let crls = raw.nitro_crls.as_ref().map_or(NitroCrlSpec::Aws, |s| {
+        NitroCrlSpec::parse(s.get_ref(), |p| resolve_path(p, base)).unwrap_or_else(|p| {
+            c.error(
+                s,
+                format!(
+                    "collateral.nitro_crls `{}` is neither \"aws\", an http(s):// URL nor a directory",
+                    p.display()
+                ),
+            );
+            NitroCrlSpec::Dir(p)
+        })
+    });
+    let words = [
+        ("required", Revocation::Required),
+        ("if_available", Revocation::IfSupplied),
+    ];
+    let revocation = raw
+        .nitro_revocation
+        .as_ref()
+        .and_then(|s| choice(c, "collateral.nitro_revocation", s, &words))
+        .unwrap_or(Revocation::Required);
+    (root, crls, revocation)
 }
 
 /// `[limits]`.

@@ -19,6 +19,7 @@
 pub mod binding;
 pub mod cache;
 pub mod chain;
+pub mod collateral;
 pub mod cose;
 pub mod document;
 pub mod error;
@@ -29,6 +30,7 @@ pub mod trust;
 pub mod verify;
 
 pub use cache::IntermediatesCache;
+pub use collateral::{CrlPoint, NitroCollateral};
 pub use cose::CoseSign1;
 pub use document::{AttestationDoc, Pcrs};
 pub use error::{DocumentError, NitroError};

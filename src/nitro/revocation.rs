@@ -62,6 +62,132 @@ pub struct RevocationStatus {
     pub unchecked: Vec<String>,
 }
 
+/// A CRL checked once against the CA it must come from (issued by that name, signed by
+/// that key, no critical extension not understood): what the edge keeps, so a document's
+/// revocation check costs no signature verification. Made only by [`CheckedCrl::check`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckedCrl {
+    issuer_subject: Vec<u8>,
+    issuer_point: Vec<u8>,
+    issuer: String,
+    from: UnixTime,
+    until: UnixTime,
+    revoked: std::collections::BTreeSet<Vec<u8>>,
+}
+
+impl CheckedCrl {
+    /// Checks `der` as a CRL of the CA named `issuer_subject` (raw DER name) with key
+    /// `issuer_point`, current at `now`.
+    pub fn check(
+        der: &[u8],
+        issuer_subject: &[u8],
+        issuer_point: &[u8],
+        now: UnixTime,
+    ) -> Result<Self, NitroError> {
+        let crl = Crl::parse(der)?.crl;
+        if crl.issuer().as_raw() != issuer_subject {
+            return Err(NitroError::CrlInvalid(format!(
+                "the CRL is issued by `{}`, not by the certificate's issuer",
+                crl.issuer()
+            )));
+        }
+        let (from, until) = check_crl(&crl, issuer_point, now)?;
+        Ok(Self {
+            issuer_subject: issuer_subject.to_vec(),
+            issuer_point: issuer_point.to_vec(),
+            issuer: crl.issuer().to_string(),
+            from,
+            until,
+            revoked: crl
+                .iter_revoked_certificates()
+                .map(|r| r.raw_serial().to_vec())
+                .collect(),
+        })
+    }
+
+    /// thisUpdate.
+    pub fn this_update(&self) -> UnixTime {
+        self.from
+    }
+
+    /// The last second before nextUpdate.
+    pub fn until(&self) -> UnixTime {
+        self.until
+    }
+
+    /// The issuer's name, for messages and marks.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+}
+
+/// [`check`] over CRLs checked when they were kept: a CRL covers a certificate when it was
+/// checked against exactly that certificate's issuer (name and key); its window is checked
+/// at `now`; no signature is verified again.
+pub fn check_held(
+    verified: &VerifiedDocument<'_>,
+    root: &NitroRoot,
+    held: &[&CheckedCrl],
+    now: UnixTime,
+    mode: Revocation,
+) -> Result<RevocationStatus, NitroError> {
+    let mut status = RevocationStatus::default();
+    for (link, issuer_subject, issuer_point) in verified.chain().links(root) {
+        let mut covered = false;
+        for crl in held
+            .iter()
+            .filter(|c| c.issuer_subject == issuer_subject && c.issuer_point == issuer_point)
+        {
+            if now < crl.from || now > crl.until {
+                return Err(NitroError::CrlExpired {
+                    issuer: crl.issuer.clone(),
+                    from: crl.from,
+                    until: crl.until,
+                    now,
+                });
+            }
+            if crl.revoked.contains(link.cert.raw_serial()) {
+                return Err(revoked(link));
+            }
+            covered = true;
+        }
+        tally(link, covered, mode, &mut status)?;
+    }
+    Ok(status)
+}
+
+fn revoked(link: &crate::nitro::chain::ChainCert<'_>) -> NitroError {
+    NitroError::Revoked {
+        what: link.what.clone(),
+        serial: link.cert.raw_serial_as_string(),
+    }
+}
+
+/// Records whether `link` was covered; fails closed for an uncovered certificate that names
+/// a CRL distribution point when revocation is required.
+fn tally(
+    link: &crate::nitro::chain::ChainCert<'_>,
+    covered: bool,
+    mode: Revocation,
+    status: &mut RevocationStatus,
+) -> Result<(), NitroError> {
+    let names_a_crl = link
+        .cert
+        .get_extension_unique(&OID_X509_EXT_CRL_DISTRIBUTION_POINTS)
+        .map_or(true, |e| e.is_some());
+    match (covered, names_a_crl, mode) {
+        (true, _, _) => status.checked.push(link.what.clone()),
+        (false, true, Revocation::Required) => {
+            return Err(NitroError::RevocationUnknown {
+                what: link.what.clone(),
+            })
+        }
+        (false, true, Revocation::IfSupplied) => status.unchecked.push(link.what.clone()),
+        (false, false, _) => {}
+    }
+    Ok(())
+}
+
 /// Checks every certificate below the root of `verified` against `crls` at `now`.
 pub fn check(
     verified: &VerifiedDocument<'_>,
@@ -84,27 +210,11 @@ pub fn check(
                 .iter_revoked_certificates()
                 .any(|r| r.raw_serial() == serial)
             {
-                return Err(NitroError::Revoked {
-                    what: link.what.clone(),
-                    serial: link.cert.raw_serial_as_string(),
-                });
+                return Err(revoked(link));
             }
             covered = true;
         }
-        let names_a_crl = link
-            .cert
-            .get_extension_unique(&OID_X509_EXT_CRL_DISTRIBUTION_POINTS)
-            .map_or(true, |e| e.is_some());
-        match (covered, names_a_crl, mode) {
-            (true, _, _) => status.checked.push(link.what.clone()),
-            (false, true, Revocation::Required) => {
-                return Err(NitroError::RevocationUnknown {
-                    what: link.what.clone(),
-                })
-            }
-            (false, true, Revocation::IfSupplied) => status.unchecked.push(link.what.clone()),
-            (false, false, _) => {}
-        }
+        tally(link, covered, mode, &mut status)?;
     }
     Ok(status)
 }
@@ -114,7 +224,7 @@ fn check_crl(
     crl: &CertificateRevocationList<'_>,
     issuer_point: &[u8],
     now: UnixTime,
-) -> Result<(), NitroError> {
+) -> Result<(UnixTime, UnixTime), NitroError> {
     let issuer = crl.issuer().to_string();
     pki::verify_crl_signature(crl, issuer_point)
         .map_err(|e| NitroError::CrlInvalid(format!("the CRL of `{issuer}`: {e}")))?;
@@ -146,5 +256,5 @@ fn check_crl(
             now,
         });
     }
-    Ok(())
+    Ok((from, until))
 }

@@ -89,6 +89,10 @@ pub struct SimConfig {
     pub h2_only: bool,
     /// The PCK CA that issued its platform's PCK certificate.
     pub pck_ca: PckCa,
+    // AWS Nitro
+    /// An AWS Nitro enclave instead, behind dstack's RA-TLS (`.1.8`, the `NitroEnclave`
+    /// platform): then `spec`, `td`, `tcb_status`, `binding` and `dstack` are unused.
+    pub nitro: Option<super::dstack_nitro::NitroEnclaveSpec>,
 }
 
 impl Default for SimConfig {
@@ -103,6 +107,8 @@ impl Default for SimConfig {
             log_requests: false,
             h2_only: false,
             pck_ca: PckCa::Platform,
+            // AWS Nitro
+            nitro: None,
         }
     }
 }
@@ -292,9 +298,11 @@ pub fn ratls_identity(
         SimBinding::Gramine => KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384)?,
         SimBinding::Cosmian | SimBinding::Wrong | SimBinding::Dstack => KeyPair::generate()?,
     };
-    let extensions = match &config.td {
-        Some(td) => td_evidence(pki, config, td, &key, now)?,
-        None => sgx_evidence(pki, config, &key, now)?,
+    let extensions = match (&config.nitro, &config.td) {
+        // AWS Nitro
+        (Some(nitro), _) => super::dstack_nitro::evidence(nitro, &key, now)?,
+        (None, Some(td)) => td_evidence(pki, config, td, &key, now)?,
+        (None, None) => sgx_evidence(pki, config, &key, now)?,
     };
     let mut p = CertificateParams::new(vec!["localhost".to_owned()])?;
     p.subject_alt_names
@@ -388,9 +396,11 @@ impl SimEnclave {
         })?;
         let requests = Arc::new(AtomicU64::new(0));
         // The echo names the measurement the quote claims: MRENCLAVE, or `mrtd:` and MRTD.
-        let mrenclave = match &config.td {
-            Some(td) => format!("mrtd:{}", td.mr_td),
-            None => config.spec.mrenclave.to_string(),
+        let mrenclave = match (&config.nitro, &config.td) {
+            // AWS Nitro
+            (Some(nitro), _) => format!("pcr0:{}", hex::encode(nitro.pcr0)),
+            (None, Some(td)) => format!("mrtd:{}", td.mr_td),
+            (None, None) => config.spec.mrenclave.to_string(),
         };
         let counter = Arc::clone(&requests);
         let streamed = Arc::new(Counters::default());
@@ -506,9 +516,11 @@ fn echo(req: &Request<Incoming>, measurement: &str) -> String {
             )
         })
         .collect();
-    let (key, value) = match measurement.strip_prefix("mrtd:") {
-        Some(mrtd) => ("mrtd", mrtd),
-        None => ("mrenclave", measurement),
+    let (key, value) = match measurement.split_once(':') {
+        Some(("mrtd", mrtd)) => ("mrtd", mrtd),
+        // AWS Nitro
+        Some(("pcr0", pcr0)) => ("pcr0", pcr0),
+        _ => ("mrenclave", measurement),
     };
     serde_json::json!({
         "enclave": "ratls-proxy sim",

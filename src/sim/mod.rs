@@ -4,6 +4,8 @@
 
 mod der;
 pub mod dstack;
+// AWS Nitro
+pub mod dstack_nitro;
 pub mod enclave;
 pub mod nitro;
 pub mod pki;
@@ -14,6 +16,8 @@ mod snp_x509;
 mod streaming;
 
 pub use dstack::{DstackSpec, DstackWire};
+// AWS Nitro
+pub use dstack_nitro::NitroEnclaveSpec;
 pub use enclave::{ratls_identity, RaTlsIdentity, SimBinding, SimConfig, SimEnclave};
 pub use pki::{PckLeaf, SimError, SimPki, SimPlatform};
 pub use quote::{forge, forge_td, EnclaveSpec, TdSpec};

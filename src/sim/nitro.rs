@@ -20,6 +20,8 @@ use ring::signature::{EcdsaKeyPair, ECDSA_P384_SHA384_FIXED_SIGNING};
 use time::{Duration, OffsetDateTime};
 
 use super::SimError;
+
+mod dir;
 use crate::cbor;
 use crate::dcap::time::UnixTime;
 use crate::nitro::cose::CoseSign1;
@@ -153,10 +155,19 @@ pub struct SimLeaf {
     key_pkcs8: Vec<u8>,
 }
 
-/// The sim Nitro PKI.
+/// The sim Nitro PKI (kept in a PKI directory by [`SimNitro::load_or_create`], `nitro/dir.rs`).
 pub struct SimNitro {
     root: Ca,
     intermediates: Vec<Ca>,
+    created_at: UnixTime,
+}
+
+impl std::fmt::Debug for SimNitro {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimNitro")
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
 }
 
 fn dn(cn: &str) -> DistinguishedName {
@@ -181,6 +192,55 @@ const CA_NAMES: [&str; 4] = [
     "sim extra CA below the instance CA",
 ];
 
+/// The sim root's parameters for a PKI created at `created` (30 years, from a year back).
+fn root_params(created: OffsetDateTime) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    p.distinguished_name = dn("sim.nitro-enclaves");
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+    ];
+    p.not_before = created - Duration::days(365);
+    p.not_after = created + Duration::days(30 * 365);
+    p.serial_number = Some(SerialNumber::from(1u64));
+    p.key_identifier_method = KeyIdMethod::Sha256;
+    p
+}
+
+/// Intermediate `i`'s parameters (30 days, from a day back), `spec`'s shape.
+fn intermediate_params(i: usize, spec: &ChainSpec, created: OffsetDateTime) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    p.distinguished_name = dn(CA_NAMES.get(i).copied().unwrap_or("sim CA"));
+    p.is_ca = match spec.path_lens.get(i).copied().flatten() {
+        Some(n) => IsCa::Ca(BasicConstraints::Constrained(n)),
+        None => IsCa::Ca(BasicConstraints::Unconstrained),
+    };
+    p.key_usages = if spec.key_cert_sign {
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign]
+    } else {
+        vec![KeyUsagePurpose::DigitalSignature]
+    };
+    if i < 2 {
+        p.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec![format!("http://crl.sim.invalid/{}", crl_file(i))],
+        }];
+    }
+    p.not_before = created - Duration::days(1);
+    p.not_after = created + Duration::days(30);
+    p.serial_number = Some(SerialNumber::from(u64::try_from(i).unwrap_or(0) + 0x10));
+    p.key_identifier_method = KeyIdMethod::Sha256;
+    p.use_authority_key_identifier_extension = true;
+    p
+}
+
+/// The file name of the CRL covering intermediate `i` (issued by its parent, CA `i`):
+/// the last segment of its distribution point, as the offline directory holds it.
+pub fn crl_file(i: usize) -> String {
+    format!("{i}.crl")
+}
+
 impl SimNitro {
     /// AWS's chain shape, created at `now` (root: 30 years; intermediates: 30 days).
     pub fn generate(now: UnixTime) -> Result<Self, SimError> {
@@ -190,18 +250,7 @@ impl SimNitro {
     /// A chain of the given shape, created at `now`.
     pub fn generate_with(now: UnixTime, spec: &ChainSpec) -> Result<Self, SimError> {
         let created = odt(now);
-        let mut p = CertificateParams::default();
-        p.distinguished_name = dn("sim.nitro-enclaves");
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-        ];
-        p.not_before = created - Duration::days(365);
-        p.not_after = created + Duration::days(30 * 365);
-        p.serial_number = Some(SerialNumber::from(1u64));
-        p.key_identifier_method = KeyIdMethod::Sha256;
+        let p = root_params(created);
         let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384)?;
         let der = p.self_signed(&key)?.der().to_vec();
         let root = Ca {
@@ -212,28 +261,8 @@ impl SimNitro {
 
         let count = if spec.extra_intermediate { 4 } else { 3 };
         let mut intermediates: Vec<Ca> = Vec::with_capacity(count);
-        for (i, cn) in CA_NAMES.iter().take(count).enumerate() {
-            let mut p = CertificateParams::default();
-            p.distinguished_name = dn(cn);
-            p.is_ca = match spec.path_lens.get(i).copied().flatten() {
-                Some(n) => IsCa::Ca(BasicConstraints::Constrained(n)),
-                None => IsCa::Ca(BasicConstraints::Unconstrained),
-            };
-            p.key_usages = if spec.key_cert_sign {
-                vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign]
-            } else {
-                vec![KeyUsagePurpose::DigitalSignature]
-            };
-            if i < 2 {
-                p.crl_distribution_points = vec![CrlDistributionPoint {
-                    uris: vec![format!("http://crl.sim.invalid/{i}.crl")],
-                }];
-            }
-            p.not_before = created - Duration::days(1);
-            p.not_after = created + Duration::days(30);
-            p.serial_number = Some(SerialNumber::from(u64::try_from(i).unwrap_or(0) + 0x10));
-            p.key_identifier_method = KeyIdMethod::Sha256;
-            p.use_authority_key_identifier_extension = true;
+        for i in 0..count {
+            let p = intermediate_params(i, spec, created);
             let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384)?;
             let parent = intermediates.last().unwrap_or(&root);
             let der = p.signed_by(&key, &parent.issuer())?.der().to_vec();
@@ -246,6 +275,7 @@ impl SimNitro {
         Ok(Self {
             root,
             intermediates,
+            created_at: now,
         })
     }
 

@@ -22,6 +22,7 @@
 //! others stops the start (see [`Marks::load`]).
 
 mod early;
+mod nitro;
 mod snp;
 
 use std::collections::BTreeMap;

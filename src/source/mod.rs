@@ -7,6 +7,7 @@ pub(crate) mod fetch;
 pub(crate) mod files;
 pub(crate) mod kds;
 pub(crate) mod marks;
+pub(crate) mod nitro;
 pub(crate) mod pcs;
 pub(crate) mod platform;
 pub(crate) mod snp_files;
@@ -146,6 +147,13 @@ pub struct SourceConfig {
     pub early: bool,
     /// `[collateral] amd_kds`; `None`: AMD's KDS when a `tee = "snp"` entry needs it.
     pub amd_kds: Option<AmdKdsSpec>,
+    /// `[collateral] nitro_trust_root`: a PEM root replacing AWS Nitro Enclaves Root-G1
+    /// (a test PKI only).
+    pub nitro_trust_root: Option<PathBuf>,
+    /// `[collateral] nitro_crls`: where AWS's CRLs for the chain's intermediates come from.
+    pub nitro_crls: self::nitro::NitroCrlSpec,
+    /// `[collateral] nitro_revocation`: whether a Nitro chain without its CRLs is refused.
+    pub nitro_revocation: crate::nitro::revocation::Revocation,
 }
 
 impl SourceConfig {
@@ -157,6 +165,9 @@ impl SourceConfig {
             && self.api_key == other.api_key
             && self.pccs_ca == other.pccs_ca
             && self.amd_kds == other.amd_kds
+            && self.nitro_trust_root == other.nitro_trust_root
+            && self.nitro_crls == other.nitro_crls
+            && self.nitro_revocation == other.nitro_revocation
     }
 }
 
@@ -172,6 +183,11 @@ impl Default for SourceConfig {
             prefetch: Vec::new(),
             early: true,
             amd_kds: None,
+            // Fail closed: a chain whose intermediates AWS may have revoked is not admitted
+            // on faith (docs/nitro.md, "Revocation").
+            nitro_trust_root: None,
+            nitro_crls: self::nitro::NitroCrlSpec::Aws,
+            nitro_revocation: crate::nitro::revocation::Revocation::Required,
         }
     }
 }
@@ -296,6 +312,11 @@ pub fn trust_and_collateral(
     needed: bool,
 ) -> Result<(TrustAnchor, CollateralSetup), SetupError> {
     let anchor = trust_anchor(&config.trust_root)?;
+    // A Nitro root that is not a usable certificate is a configuration error now, not a
+    // refusal at the first Nitro connection.
+    if config.nitro_trust_root.is_some() {
+        self::nitro::nitro_root(config)?;
+    }
     if !needed {
         return Ok((anchor, CollateralSetup::Unconfigured));
     }

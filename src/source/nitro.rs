@@ -1,0 +1,513 @@
+//! EDGE. AWS Nitro Enclaves collateral: the pinned root (AWS Nitro Enclaves Root-G1, or a
+//! PEM root for a test PKI), the verified-intermediates cache it owns, and AWS's CRLs for
+//! the chain's intermediates, fetched from the distribution points the verified certificates
+//! name (or a mirror serving AWS's paths, or an offline directory), checked and kept.
+//!
+//! A CRL is kept only once it is issued by the CA the point belongs to, signed by that CA's
+//! key, current, and no older than any CRL of that CA admitted before (the high-water marks
+//! of `source/marks/`, shared with Intel and AMD: a replay of an older, validly signed CRL
+//! is refused, `collateral_rollback`). Bodies are bounded (`nitro::limits::MAX_CRL_LEN`),
+//! each request has a timeout, one fetch runs at a time, a failed point is not asked again
+//! before its backoff ends, and at most [`MAX_HELD_CRLS`] points are held. Reads (the
+//! [`NitroCollateral`] trait the verifier holds) never touch the network; a failed refresh
+//! keeps the held CRL until its own nextUpdate.
+
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use super::fetch::RefreshPolicy;
+use super::marks::{Marks, Refused};
+use super::pcs::{base_url, http_get, tls_config, FetchError};
+use super::{SetupError, SourceConfig};
+use crate::dcap::time::UnixTime;
+use crate::nitro::cache::IntermediatesCache;
+use crate::nitro::collateral::{check_crl_for, CrlPoint, NitroCollateral};
+use crate::nitro::error::NitroError;
+use crate::nitro::limits::MAX_CRL_LEN;
+use crate::nitro::revocation::{CheckedCrl, Revocation};
+use crate::nitro::trust::NitroRoot;
+
+/// Distribution points whose CRL is held at most (AWS: one root CRL and one per regional
+/// CA; a handful per region in use).
+pub(crate) const MAX_HELD_CRLS: usize = 256;
+/// Verified CA bundles the intermediates cache remembers.
+pub(crate) const INTERMEDIATES_CACHED: usize = 1024;
+/// Points whose failed fetch is remembered at most.
+const MAX_BACKOFF: usize = 256;
+
+/// Where AWS's CRLs come from: `[collateral] nitro_crls`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum NitroCrlSpec {
+    /// `"aws"`: the URL each verified certificate names (AWS's S3 buckets).
+    #[default]
+    Aws,
+    /// A mirror at this `http(s)://` base URL serving the distribution points' paths.
+    Mirror(String),
+    /// A directory holding each CRL (DER) under its distribution point's file name, offline.
+    Dir(PathBuf),
+}
+
+impl NitroCrlSpec {
+    /// `aws`, an `http(s)://` base URL or a directory (`resolve` turns the text into a
+    /// path). `Err` carries the resolved path that is not a directory.
+    pub fn parse(text: &str, resolve: impl FnOnce(&str) -> PathBuf) -> Result<Self, PathBuf> {
+        if text == "aws" {
+            return Ok(Self::Aws);
+        }
+        if text.starts_with("https://") || text.starts_with("http://") {
+            return Ok(Self::Mirror(text.to_owned()));
+        }
+        let path = resolve(text);
+        if path.is_dir() {
+            Ok(Self::Dir(path))
+        } else {
+            Err(path)
+        }
+    }
+}
+
+/// Why a CRL could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum NitroCrlError {
+    /// The source did not answer, or not with a 200 within the bounds.
+    #[error("AWS Nitro CRL: {0}")]
+    Fetch(#[from] FetchError),
+    /// Nothing could be asked (backoff, a point with no file name, the cache full).
+    #[error("AWS Nitro CRL: {0}")]
+    Unavailable(String),
+    /// What was served is not the point's CRL, or not current.
+    #[error("AWS Nitro CRL at {url} refused: {source}")]
+    Invalid {
+        /// Where it came from.
+        url: String,
+        /// Why.
+        source: NitroError,
+    },
+    /// A CRL older than one already admitted from the same CA.
+    #[error("AWS Nitro CRL rollback: {0}")]
+    Rollback(String),
+}
+
+impl NitroCrlError {
+    /// The refusal code a document whose CRL could not be had gets (with revocation
+    /// required, `NitroError::RevocationUnknown` follows: `collateral_unavailable`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Rollback(_) => "collateral_rollback",
+            Self::Fetch(_) | Self::Unavailable(_) | Self::Invalid { .. } => {
+                "collateral_unavailable"
+            }
+        }
+    }
+}
+
+/// How CRL bytes are read.
+enum CrlFrom {
+    /// Over HTTP(S): from each point's URL, or from `mirror` + the point's path.
+    Http {
+        mirror: Option<String>,
+        tls: Arc<rustls::ClientConfig>,
+        timeout: Duration,
+    },
+    /// From `dir/<the point's file name>`.
+    Dir(PathBuf),
+}
+
+/// A CRL kept for one distribution point.
+struct HeldCrl {
+    crl: Arc<CheckedCrl>,
+    point: CrlPoint,
+    fetched_at: UnixTime,
+}
+
+/// Counters for tests and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NitroCrlStats {
+    /// Completed reads (network or file), successful or not.
+    pub fetches: u64,
+    /// Failed reads (network, status, size, content, signature, window, rollback).
+    pub failures: u64,
+    /// CRLs refused as older than the high-water mark.
+    pub rollbacks: u64,
+}
+
+/// The Nitro collateral in force: root, intermediates cache, CRLs held per point.
+pub struct NitroCrlCache {
+    root: NitroRoot,
+    intermediates: IntermediatesCache,
+    mode: Revocation,
+    from: CrlFrom,
+    policy: RefreshPolicy,
+    marks: Mutex<Arc<Marks>>,
+    held: RwLock<HashMap<String, HeldCrl>>,
+    /// One fetch at a time: concurrent misses wait for it, then read what it stored.
+    fetching: tokio::sync::Mutex<()>,
+    /// Points (by URL) whose last fetch failed: when to ask again and the delay that led
+    /// there.
+    backoff: Mutex<HashMap<String, (UnixTime, Duration)>>,
+    fetches: AtomicU64,
+    failures: AtomicU64,
+    rollbacks: AtomicU64,
+}
+
+impl std::fmt::Debug for NitroCrlCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NitroCrlCache")
+            .field("root", &self.root.sha256())
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NitroCrlCache {
+    /// Collateral under `root`, CRLs from `crls`, revocation `mode`; high-water marks of its
+    /// own in memory until [`Self::with_marks`] shares the proxy's.
+    pub fn new(
+        root: NitroRoot,
+        crls: &NitroCrlSpec,
+        mode: Revocation,
+        policy: RefreshPolicy,
+    ) -> Result<Self, FetchError> {
+        let from = match crls {
+            NitroCrlSpec::Aws => CrlFrom::Http {
+                mirror: None,
+                tls: tls_config(None)?,
+                timeout: Duration::from_secs(10),
+            },
+            NitroCrlSpec::Mirror(url) => CrlFrom::Http {
+                mirror: Some(base_url(url)?),
+                tls: tls_config(None)?,
+                timeout: Duration::from_secs(10),
+            },
+            NitroCrlSpec::Dir(dir) => CrlFrom::Dir(dir.clone()),
+        };
+        Ok(Self {
+            root,
+            intermediates: IntermediatesCache::new(INTERMEDIATES_CACHED),
+            mode,
+            from,
+            policy,
+            marks: Mutex::new(Arc::new(Marks::in_memory())),
+            held: RwLock::new(HashMap::new()),
+            fetching: tokio::sync::Mutex::new(()),
+            backoff: Mutex::new(HashMap::new()),
+            fetches: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            rollbacks: AtomicU64::new(0),
+        })
+    }
+
+    /// Sets the per-request timeout (HTTP forms).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        if let CrlFrom::Http { timeout: t, .. } = &mut self.from {
+            *t = timeout;
+        }
+        self
+    }
+
+    /// Admits CRLs against `marks` (the proxy's, kept in its state directory).
+    // The proxy shares its marks once it appraises Nitro (issue 28); tests use it now.
+    #[cfg_attr(not(all(test, feature = "sim")), allow(dead_code))]
+    pub(crate) fn with_marks(self, marks: Arc<Marks>) -> Self {
+        if let Ok(mut m) = self.marks.lock() {
+            *m = marks;
+        }
+        self
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> NitroCrlStats {
+        NitroCrlStats {
+            fetches: self.fetches.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            rollbacks: self.rollbacks.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Points held.
+    pub fn held(&self) -> usize {
+        self.held.read().map_or(0, |h| h.len())
+    }
+
+    fn count<T>(&self, r: Result<T, NitroCrlError>) -> Result<T, NitroCrlError> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = &r {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            if matches!(e, NitroCrlError::Rollback(_)) {
+                self.rollbacks.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        r
+    }
+
+    /// Whether `point` has a CRL that is current at `now`.
+    fn holds_current(&self, point: &CrlPoint, now: UnixTime) -> bool {
+        self.held.read().is_ok_and(|h| {
+            h.get(&point.url)
+                .is_some_and(|c| c.point == *point && now <= c.crl.until())
+        })
+    }
+
+    /// Fetches the CRL of every point in `points` (from a verified chain:
+    /// [`crate::nitro::collateral::crl_points`]) that holds none current at `now`, checks
+    /// and keeps it. `Ok`: how many were stored; `Err`: the first failure (the others were
+    /// still tried).
+    pub async fn fetch_for(
+        &self,
+        points: &[CrlPoint],
+        now: UnixTime,
+    ) -> Result<usize, NitroCrlError> {
+        let _one = self.fetching.lock().await;
+        let mut stored = 0;
+        let mut first_error = None;
+        for point in points {
+            if self.holds_current(point, now) {
+                continue;
+            }
+            if let Some(at) = self.retry_at(&point.url).filter(|at| now < *at) {
+                first_error.get_or_insert(NitroCrlError::Unavailable(format!(
+                    "the last fetch of {} failed; not asked again before {at}",
+                    point.url
+                )));
+                continue;
+            }
+            match self.fetch_one(point, now).await {
+                Ok(()) => stored += 1,
+                Err(e) => {
+                    self.back_off(&point.url, now);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            None => Ok(stored),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// Reads, checks, admits and stores the CRL of one point.
+    async fn fetch_one(&self, point: &CrlPoint, now: UnixTime) -> Result<(), NitroCrlError> {
+        let fetched = async {
+            let der = self.read(point).await?;
+            let invalid = |source| NitroCrlError::Invalid {
+                url: point.url.clone(),
+                source,
+            };
+            let checked = check_crl_for(&der, point, now).map_err(invalid)?;
+            let marks = self
+                .marks
+                .lock()
+                .map(|m| Arc::clone(&m))
+                .map_err(|_| NitroCrlError::Unavailable("marks lock poisoned".into()))?;
+            marks
+                .admit_nitro_crl(&self.root.sha256(), checked.issuer(), checked.this_update())
+                .map_err(|r| match r {
+                    Refused::Rollback(why) => NitroCrlError::Rollback(why),
+                    Refused::Full => {
+                        NitroCrlError::Unavailable("the high-water marks are full".into())
+                    }
+                })?;
+            Ok(checked)
+        }
+        .await;
+        let checked = self.count(fetched)?;
+        let mut held = self
+            .held
+            .write()
+            .map_err(|_| NitroCrlError::Unavailable("cache lock poisoned".into()))?;
+        if held.len() >= MAX_HELD_CRLS && !held.contains_key(&point.url) {
+            return Err(NitroCrlError::Unavailable(format!(
+                "{MAX_HELD_CRLS} CRLs are held already"
+            )));
+        }
+        held.insert(
+            point.url.clone(),
+            HeldCrl {
+                crl: Arc::new(checked),
+                point: point.clone(),
+                fetched_at: now,
+            },
+        );
+        drop(held);
+        if let Ok(mut backoff) = self.backoff.lock() {
+            backoff.remove(&point.url);
+        }
+        Ok(())
+    }
+
+    /// The bytes at `point`: over HTTP (bounded, timed) or from the directory (bounded).
+    async fn read(&self, point: &CrlPoint) -> Result<Vec<u8>, NitroCrlError> {
+        match &self.from {
+            CrlFrom::Http {
+                mirror,
+                tls,
+                timeout,
+            } => {
+                let url = match mirror {
+                    Some(base) => format!("{base}{}", point.path()),
+                    None => point.url.clone(),
+                };
+                let (_, body) = http_get(&url, tls, None, (*timeout, MAX_CRL_LEN)).await?;
+                Ok(body.to_vec())
+            }
+            CrlFrom::Dir(dir) => read_file(dir, point),
+        }
+    }
+
+    fn retry_at(&self, url: &str) -> Option<UnixTime> {
+        let backoff = self.backoff.lock().ok()?;
+        backoff.get(url).map(|(at, _)| *at)
+    }
+
+    /// Delays the next fetch of `url`: the policy's first delay, doubled on each failure up
+    /// to its longest. Entries are bounded; the oldest makes room.
+    fn back_off(&self, url: &str, now: UnixTime) {
+        let Ok(mut backoff) = self.backoff.lock() else {
+            return;
+        };
+        let delay = backoff.get(url).map_or(self.policy.min_backoff, |(_, d)| {
+            d.saturating_mul(2).min(self.policy.max_backoff)
+        });
+        if backoff.len() >= MAX_BACKOFF && !backoff.contains_key(url) {
+            if let Some(oldest) = backoff
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(k, _)| k.clone())
+            {
+                backoff.remove(&oldest);
+            }
+        }
+        let secs = i64::try_from(delay.as_secs()).unwrap_or(i64::MAX);
+        backoff.insert(
+            url.to_owned(),
+            (UnixTime(now.0.saturating_add(secs)), delay),
+        );
+    }
+
+    /// Fetches again every held CRL older than the refresh interval or within the margin of
+    /// its nextUpdate; a failure (or a rollback) keeps the held one. Returns how many were
+    /// replaced.
+    pub async fn refresh(&self, now: UnixTime) -> usize {
+        let interval = i64::try_from(self.policy.interval.as_secs()).unwrap_or(i64::MAX);
+        let margin = i64::try_from(self.policy.margin.as_secs()).unwrap_or(i64::MAX);
+        let due: Vec<CrlPoint> = match self.held.read() {
+            Ok(held) => held
+                .values()
+                .filter(|h| {
+                    now.0.saturating_sub(h.fetched_at.0) >= interval
+                        || h.crl.until().0.saturating_sub(now.0) <= margin
+                })
+                .map(|h| h.point.clone())
+                .collect(),
+            Err(_) => return 0,
+        };
+        let _one = self.fetching.lock().await;
+        let mut replaced = 0;
+        for point in due {
+            match self.fetch_one(&point, now).await {
+                Ok(()) => replaced += 1,
+                Err(e) => {
+                    tracing::warn!(url = %point.url, "AWS Nitro CRL refresh failed, the held one stays until its nextUpdate: {e}");
+                }
+            }
+        }
+        replaced
+    }
+}
+
+/// `dir/<the point's file name>`, at most [`MAX_CRL_LEN`] bytes.
+fn read_file(dir: &Path, point: &CrlPoint) -> Result<Vec<u8>, NitroCrlError> {
+    let name = point.file_name().ok_or_else(|| {
+        NitroCrlError::Unavailable(format!(
+            "{} names no plain file name to look up in {}",
+            point.url,
+            dir.display()
+        ))
+    })?;
+    let path = dir.join(name);
+    let unavailable = |e: std::io::Error| {
+        NitroCrlError::Unavailable(format!("{} (for {}): {e}", path.display(), point.url))
+    };
+    let file = std::fs::File::open(&path).map_err(unavailable)?;
+    let mut der = Vec::new();
+    let limit = u64::try_from(MAX_CRL_LEN)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    file.take(limit)
+        .read_to_end(&mut der)
+        .map_err(unavailable)?;
+    if der.len() > MAX_CRL_LEN {
+        return Err(NitroCrlError::Unavailable(format!(
+            "{} is larger than {MAX_CRL_LEN} bytes",
+            path.display()
+        )));
+    }
+    Ok(der)
+}
+
+impl NitroCollateral for NitroCrlCache {
+    fn root(&self) -> &NitroRoot {
+        &self.root
+    }
+
+    fn intermediates(&self) -> &IntermediatesCache {
+        &self.intermediates
+    }
+
+    fn revocation_mode(&self) -> Revocation {
+        self.mode
+    }
+
+    fn held_crls(&self, points: &[CrlPoint]) -> Vec<Arc<CheckedCrl>> {
+        let Ok(held) = self.held.read() else {
+            return Vec::new();
+        };
+        points
+            .iter()
+            .filter_map(|p| held.get(&p.url).filter(|h| h.point == *p))
+            .map(|h| Arc::clone(&h.crl))
+            .collect()
+    }
+}
+
+/// The Nitro root `config` names: AWS Nitro Enclaves Root-G1 compiled in, or the first
+/// certificate of `[collateral] nitro_trust_root` (a test PKI; warned).
+pub(crate) fn nitro_root(config: &SourceConfig) -> Result<NitroRoot, SetupError> {
+    let Some(path) = &config.nitro_trust_root else {
+        return Ok(NitroRoot::aws());
+    };
+    let bad = |detail: String| SetupError::TrustRoot {
+        path: path.display().to_string(),
+        detail,
+    };
+    let pem = super::read(path, "Nitro trust root")?;
+    let der = crate::dcap::pki::pem_chain(&pem, "Nitro trust root")
+        .map_err(|e| bad(e.to_string()))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| bad("no certificate".into()))?;
+    let root = NitroRoot::from_der(der).map_err(|e| bad(e.to_string()))?;
+    if !root.is_aws() {
+        tracing::warn!(path = %path.display(), sha256 = %root.sha256(), "[collateral] nitro_trust_root replaces AWS Nitro Enclaves Root-G1: only a test PKI (the simulated enclaves') should be trusted this way");
+    }
+    Ok(root)
+}
+
+/// The Nitro collateral `config` names (root, CRL source, revocation requirement).
+pub fn nitro_collateral(config: &SourceConfig) -> Result<NitroCrlCache, SetupError> {
+    let root = nitro_root(config)?;
+    Ok(NitroCrlCache::new(
+        root,
+        &config.nitro_crls,
+        config.nitro_revocation,
+        config.refresh,
+    )?)
+}
+
+// The test needs the sim Nitro PKI.
+#[cfg(all(test, feature = "sim"))]
+mod tests;
