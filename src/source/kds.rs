@@ -18,7 +18,6 @@ use std::time::Duration;
 use super::fetch::RefreshPolicy;
 use super::marks::{Marks, Refused};
 use super::pcs::{base_url, http_get, tls_config, FetchError};
-use crate::appraise::snp_policy::snp_error_code;
 use crate::dcap::ids::CertSha256;
 use crate::dcap::time::UnixTime;
 use crate::snp::chain::VerifiedChain;
@@ -37,40 +36,12 @@ pub(crate) const MAX_VCEKS: usize = 1024;
 /// VCEK keys whose failed fetch is remembered at most.
 const MAX_BACKOFF: usize = 256;
 
-/// Why SEV-SNP collateral could not be had.
-#[derive(Debug, thiserror::Error)]
-pub enum KdsError {
-    /// The source did not answer, or not with a 200 (`collateral_unavailable`).
-    #[error("KDS: {0}")]
-    Fetch(#[from] FetchError),
-    /// The report's key cannot be asked for (a masked CHIP_ID, a VLEK, version 2 with no
-    /// CPUID), or nothing was fetched for it yet (`collateral_unavailable`).
-    #[error("SEV-SNP collateral: {0}")]
-    Unavailable(String),
-    /// What was served does not verify (`collateral_unavailable`; `revoked` when the CRL
-    /// revokes the ASK/ASVK).
-    #[error("SEV-SNP collateral does not verify: {0}")]
-    Invalid(#[source] SnpError),
-    /// A CRL older than one already admitted (`collateral_rollback`).
-    #[error("SEV-SNP collateral rollback: {0}")]
-    Rollback(String),
-}
+pub use crate::appraise::snp_source::{SnpCollateralError as KdsError, SnpCollateralSource};
 
-impl KdsError {
-    /// The refusal code a report without its collateral gets.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::Invalid(e @ SnpError::Revoked { .. }) => snp_error_code(e),
-            Self::Rollback(_) => "collateral_rollback",
-            Self::Fetch(_) | Self::Unavailable(_) | Self::Invalid(_) => "collateral_unavailable",
-        }
+impl From<FetchError> for KdsError {
+    fn from(e: FetchError) -> Self {
+        Self::Fetch(e.to_string())
     }
-}
-
-/// Where a report's VCEK and chain come from, read without I/O (the proxy's handshake path).
-pub trait SnpCollateralSource {
-    /// The verified key for `report`, or why there is none.
-    fn vek_for(&self, report: &Report<'_>) -> Result<Arc<VerifiedVek>, KdsError>;
 }
 
 /// The lookup key of a VCEK: product, CHIP_ID (64 bytes as the report has it) and TCB.
@@ -536,6 +507,10 @@ impl KdsCache {
 }
 
 impl SnpCollateralSource for KdsCache {
+    fn chain_for(&self, product: Product, kind: SigningKey) -> Option<Arc<VerifiedChain>> {
+        self.held_chain(product, kind)
+    }
+
     fn vek_for(&self, report: &Report<'_>) -> Result<Arc<VerifiedVek>, KdsError> {
         let key = vcek_key(report)?;
         self.lookup(&key).ok_or_else(|| {

@@ -204,6 +204,10 @@ fn verify_with_newest_crl(
 }
 
 impl SnpCollateralSource for SnpFiles {
+    fn chain_for(&self, product: Product, kind: SigningKey) -> Option<Arc<VerifiedChain>> {
+        self.chains.get(&(product, kind)).cloned()
+    }
+
     fn vek_for(&self, report: &Report<'_>) -> Result<Arc<VerifiedVek>, KdsError> {
         let key = vcek_key(report)?;
         self.veks.get(&key).cloned().ok_or_else(|| {
