@@ -22,7 +22,7 @@ use crate::dcap::time::UnixTime;
 use crate::metrics::Sample;
 use crate::proxy::{next_client, Proxy};
 use crate::source::fetch::SnapshotInfo;
-use crate::source::CollateralSetup;
+use crate::source::{CollateralSetup, SnpSetup};
 use crate::tcb_watch::days_left;
 
 /// How long a client may take to send its request head.
@@ -277,6 +277,9 @@ fn readiness(proxy: &Proxy, now: UnixTime) -> Readiness {
             }
         }
     }
+    if let Some(why) = g.snp.as_ref().and_then(SnpSetup::failure) {
+        reasons.push(format!("SEV-SNP collateral could not be set up: {why}"));
+    }
     let at_risk: Vec<String> = proxy
         .tcb_watch()
         .hosts()
@@ -337,6 +340,8 @@ fn tcb_page(proxy: &Proxy, now: UnixTime) -> serde_json::Value {
         .config
         .enclaves
         .iter()
+        // Intel's TCB data judges no SEV-SNP guest: SNP entries are never listed here.
+        .filter(|e| e.snp.is_none())
         .flat_map(|e| &e.hosts)
         .filter(|p| !p.wildcard)
         .map(|p| p.host.to_string())
@@ -519,6 +524,50 @@ fn render_metrics(proxy: &Proxy, now: UnixTime) -> String {
             kind: "counter",
             help: "Fetched early TCB data refused as older than its own high-water marks.",
             values: vec![(Vec::new(), count(st.rollbacks))],
+        });
+    }
+    if let Some(kds) = g.snp.as_ref().and_then(SnpSetup::kds) {
+        let st = kds.stats();
+        let (chains, veks) = kds.counts();
+        let snp = || vec![("tee", "snp".to_owned())];
+        for (name, help, v) in [
+            (
+                "ratls_snp_collateral_fetches_total",
+                "SEV-SNP KDS fetches (a chain with its CRL counts once, a VCEK once).",
+                st.fetches,
+            ),
+            (
+                "ratls_snp_collateral_fetch_failures_total",
+                "Failed SEV-SNP KDS fetches (network, status, content, verification, rollback).",
+                st.failures,
+            ),
+            (
+                "ratls_snp_collateral_rollbacks_total",
+                "Fetched AMD CRLs refused as older than the high-water mark.",
+                st.rollbacks,
+            ),
+        ] {
+            extra.push(Sample {
+                name,
+                kind: "counter",
+                help,
+                values: vec![(snp(), count(v))],
+            });
+        }
+        extra.push(Sample {
+            name: "ratls_snp_collateral_held",
+            kind: "gauge",
+            help: "Verified SEV-SNP chains (ASK with CRL, per product) and VCEKs held.",
+            values: vec![
+                (
+                    vec![("tee", "snp".to_owned()), ("kind", "chain".to_owned())],
+                    count(u64::try_from(chains).unwrap_or(u64::MAX)),
+                ),
+                (
+                    vec![("tee", "snp".to_owned()), ("kind", "vcek".to_owned())],
+                    count(u64::try_from(veks).unwrap_or(u64::MAX)),
+                ),
+            ],
         });
     }
     let hosts = proxy.tcb_watch().hosts();

@@ -59,6 +59,12 @@ pub trait SnpCollateralSource {
     fn chain_for(&self, _product: Product, _kind: SigningKey) -> Option<Arc<VerifiedChain>> {
         None
     }
+
+    /// Changes whenever what this source hands out changes (a chain or CRL stored): a
+    /// verdict made under another value is not reused.
+    fn snapshot_id(&self) -> u64 {
+        0
+    }
 }
 
 /// No SEV-SNP collateral at all (no `tee = "snp"` entry, or a configuration without one).

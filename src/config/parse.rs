@@ -97,6 +97,7 @@ struct RawCollateral {
     #[serde(default)]
     prefetch: Vec<Spanned<String>>,
     amd_kds: Option<Spanned<String>>,
+    amd_trust_root: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -377,6 +378,10 @@ fn collateral(c: &mut Checker<'_>, raw: &Raw, base: &Path) -> (SourceConfig, Opt
     });
     let source = SourceConfig {
         amd_kds,
+        amd_trust_root: raw
+            .amd_trust_root
+            .as_ref()
+            .map(|s| file_path(c, "collateral.amd_trust_root", s, base)),
         trust_root,
         collateral,
         api_key: raw.api_key.clone(),

@@ -298,6 +298,11 @@ pub struct KdsCache {
     fetches: AtomicU64,
     failures: AtomicU64,
     rollbacks: AtomicU64,
+    /// Bumped each time a chain (and its CRL) or a VCEK is stored: the snapshot id.
+    changes: AtomicU64,
+    /// VCEK keys a handshake asked for and found no key under (bounded; `fetch_missing`
+    /// fetches them).
+    missing: Mutex<Vec<VcekKey>>,
 }
 
 impl KdsCache {
@@ -316,6 +321,59 @@ impl KdsCache {
             fetches: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             rollbacks: AtomicU64::new(0),
+            changes: AtomicU64::new(0),
+            missing: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Admits fetched CRLs against `marks` from now on (the proxy's, shared by every
+    /// generation and kept in its state directory when it has one).
+    pub(crate) fn share_marks(&self, marks: &Arc<Marks>) {
+        if let Ok(mut m) = self.marks.lock() {
+            *m = Arc::clone(marks);
+        }
+    }
+
+    /// Fetches the VCEKs (and chains) handshakes found missing, one at a time, each under
+    /// its backoff; returns how many are now held.
+    pub async fn fetch_missing(&self) -> usize {
+        let keys: Vec<VcekKey> = self
+            .missing
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default();
+        let mut held = 0;
+        for key in keys {
+            match self.fetch_key(key, UnixTime::now()).await {
+                Ok(_) => held += 1,
+                Err(e) => tracing::warn!(product = %key.0, "SEV-SNP collateral fetch failed: {e}"),
+            }
+        }
+        held
+    }
+
+    /// Refreshes held chains every `tick`, and fetches what handshakes found missing.
+    pub async fn refresh_loop(self: Arc<Self>, tick: Duration) {
+        loop {
+            tokio::time::sleep(tick).await;
+            self.refresh(UnixTime::now()).await;
+            self.fetch_missing().await;
+        }
+    }
+
+    /// The chains and VCEKs held.
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            self.chains.read().map_or(0, |c| c.len()),
+            self.veks.read().map_or(0, |v| v.len()),
+        )
+    }
+
+    fn note_missing(&self, key: VcekKey) {
+        if let Ok(mut m) = self.missing.lock() {
+            if m.len() < MAX_BACKOFF && !m.contains(&key) {
+                m.push(key);
+            }
         }
     }
 
@@ -375,6 +433,7 @@ impl KdsCache {
                 },
             );
         }
+        self.changes.fetch_add(1, Ordering::Relaxed);
         if kind == SigningKey::Vcek {
             if let Ok(mut veks) = self.veks.write() {
                 veks.retain(|key, (der, vek)| {
@@ -404,7 +463,11 @@ impl KdsCache {
         report: &Report<'_>,
         now: UnixTime,
     ) -> Result<Arc<VerifiedVek>, KdsError> {
-        let key = vcek_key(report)?;
+        self.fetch_key(vcek_key(report)?, now).await
+    }
+
+    /// [`Self::fetch_for`] by the VCEK's key.
+    async fn fetch_key(&self, key: VcekKey, now: UnixTime) -> Result<Arc<VerifiedVek>, KdsError> {
         let _one = self.fetching.lock().await;
         if let Some(vek) = self.lookup(&key) {
             return Ok(vek);
@@ -437,6 +500,7 @@ impl KdsCache {
             )));
         }
         veks.insert(key, (der, Arc::clone(&vek)));
+        self.changes.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut backoff) = self.backoff.lock() {
             backoff.remove(&key);
         }
@@ -511,9 +575,14 @@ impl SnpCollateralSource for KdsCache {
         self.held_chain(product, kind)
     }
 
+    fn snapshot_id(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
+    }
+
     fn vek_for(&self, report: &Report<'_>) -> Result<Arc<VerifiedVek>, KdsError> {
         let key = vcek_key(report)?;
         self.lookup(&key).ok_or_else(|| {
+            self.note_missing(key);
             KdsError::Unavailable(format!(
                 "no VCEK fetched yet for this {} chip at its reported TCB",
                 key.0

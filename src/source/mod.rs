@@ -10,6 +10,9 @@ pub(crate) mod marks;
 pub(crate) mod pcs;
 pub(crate) mod platform;
 pub(crate) mod snp_files;
+pub(crate) mod snp_setup;
+
+pub(crate) use snp_setup::{snp_collateral, SnpSetup};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -146,6 +149,8 @@ pub struct SourceConfig {
     pub early: bool,
     /// `[collateral] amd_kds`; `None`: AMD's KDS when a `tee = "snp"` entry needs it.
     pub amd_kds: Option<AmdKdsSpec>,
+    /// `[collateral] amd_trust_root`: ARK PEMs replacing AMD's pinned roots (test PKIs).
+    pub amd_trust_root: Option<PathBuf>,
 }
 
 impl SourceConfig {
@@ -157,6 +162,7 @@ impl SourceConfig {
             && self.api_key == other.api_key
             && self.pccs_ca == other.pccs_ca
             && self.amd_kds == other.amd_kds
+            && self.amd_trust_root == other.amd_trust_root
     }
 }
 
@@ -172,6 +178,7 @@ impl Default for SourceConfig {
             prefetch: Vec::new(),
             early: true,
             amd_kds: None,
+            amd_trust_root: None,
         }
     }
 }
