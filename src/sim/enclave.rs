@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use super::dstack::{self, DstackSpec, DstackWire};
+use super::dstack_snp::SnpSimSpec;
 use super::pki::{SimError, SimPki, SimPlatform, SIM_TEE_TCB_SVN, SIM_TEE_TCB_SVN_OUT_OF_DATE};
 use super::quote::{forge, forge_td, EnclaveSpec, TdSpec};
 use super::streaming::{self, Answer, Counters};
@@ -89,6 +90,10 @@ pub struct SimConfig {
     pub h2_only: bool,
     /// The PCK CA that issued its platform's PCK certificate.
     pub pck_ca: PckCa,
+    // SEV-SNP
+    /// An SEV-SNP guest behind dstack instead (then `spec`, `td` and the Intel fields are
+    /// unused).
+    pub snp: Option<SnpSimSpec>,
 }
 
 impl Default for SimConfig {
@@ -103,6 +108,8 @@ impl Default for SimConfig {
             log_requests: false,
             h2_only: false,
             pck_ca: PckCa::Platform,
+            // SEV-SNP
+            snp: None,
         }
     }
 }
@@ -292,9 +299,11 @@ pub fn ratls_identity(
         SimBinding::Gramine => KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384)?,
         SimBinding::Cosmian | SimBinding::Wrong | SimBinding::Dstack => KeyPair::generate()?,
     };
-    let extensions = match &config.td {
-        Some(td) => td_evidence(pki, config, td, &key, now)?,
-        None => sgx_evidence(pki, config, &key, now)?,
+    let extensions = match (&config.snp, &config.td) {
+        // SEV-SNP
+        (Some(snp), _) => super::dstack_snp::snp_evidence(snp, &key)?,
+        (None, Some(td)) => td_evidence(pki, config, td, &key, now)?,
+        (None, None) => sgx_evidence(pki, config, &key, now)?,
     };
     let mut p = CertificateParams::new(vec!["localhost".to_owned()])?;
     p.subject_alt_names
@@ -388,9 +397,11 @@ impl SimEnclave {
         })?;
         let requests = Arc::new(AtomicU64::new(0));
         // The echo names the measurement the quote claims: MRENCLAVE, or `mrtd:` and MRTD.
-        let mrenclave = match &config.td {
-            Some(td) => format!("mrtd:{}", td.mr_td),
-            None => config.spec.mrenclave.to_string(),
+        let mrenclave = match (&config.snp, &config.td) {
+            // SEV-SNP
+            (Some(snp), _) => format!("snp:{}", hex::encode(snp.report.measurement)),
+            (None, Some(td)) => format!("mrtd:{}", td.mr_td),
+            (None, None) => config.spec.mrenclave.to_string(),
         };
         let counter = Arc::clone(&requests);
         let streamed = Arc::new(Counters::default());

@@ -4,6 +4,7 @@
 
 mod der;
 pub mod dstack;
+pub mod dstack_snp;
 pub mod enclave;
 pub mod nitro;
 pub mod pki;
@@ -14,6 +15,7 @@ mod snp_x509;
 mod streaming;
 
 pub use dstack::{DstackSpec, DstackWire};
+pub use dstack_snp::{SnpSim, SnpSimSpec};
 pub use enclave::{ratls_identity, RaTlsIdentity, SimBinding, SimConfig, SimEnclave};
 pub use pki::{PckLeaf, SimError, SimPki, SimPlatform};
 pub use quote::{forge, forge_td, EnclaveSpec, TdSpec};

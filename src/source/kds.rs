@@ -300,6 +300,9 @@ pub struct KdsCache {
     rollbacks: AtomicU64,
     /// Bumped each time a chain (and its CRL) or a VCEK is stored: the snapshot id.
     changes: AtomicU64,
+    /// Products whose fetched CRL revokes their ASK/ASVK (until a chain verifies again):
+    /// their reports are refused `revoked`.
+    revoked: RwLock<HashMap<(Product, SigningKey), SnpError>>,
     /// VCEK keys a handshake asked for and found no key under (bounded; `fetch_missing`
     /// fetches them).
     missing: Mutex<Vec<VcekKey>>,
@@ -322,6 +325,7 @@ impl KdsCache {
             failures: AtomicU64::new(0),
             rollbacks: AtomicU64::new(0),
             changes: AtomicU64::new(0),
+            revoked: RwLock::new(HashMap::new()),
             missing: Mutex::new(Vec::new()),
         }
     }
@@ -335,21 +339,26 @@ impl KdsCache {
     }
 
     /// Fetches the VCEKs (and chains) handshakes found missing, one at a time, each under
-    /// its backoff; returns how many are now held.
+    /// its backoff; returns how many were asked for (failed or not, the answer is known: a
+    /// handshake judged again gets the key, or the reason there is none).
     pub async fn fetch_missing(&self) -> usize {
         let keys: Vec<VcekKey> = self
             .missing
             .lock()
             .map(|mut m| std::mem::take(&mut *m))
             .unwrap_or_default();
-        let mut held = 0;
+        let now = UnixTime::now();
+        let mut asked = 0;
         for key in keys {
-            match self.fetch_key(key, UnixTime::now()).await {
-                Ok(_) => held += 1,
-                Err(e) => tracing::warn!(product = %key.0, "SEV-SNP collateral fetch failed: {e}"),
+            if self.retry_at(&key).is_some_and(|at| now < at) {
+                continue;
+            }
+            asked += 1;
+            if let Err(e) = self.fetch_key(key, now).await {
+                tracing::warn!(product = %key.0, "SEV-SNP collateral fetch failed: {e}");
             }
         }
-        held
+        asked
     }
 
     /// Refreshes held chains every `tick`, and fetches what handshakes found missing.
@@ -423,7 +432,28 @@ impl KdsCache {
                 admit_crl(&marks, &self.trust, &chain)?;
                 Ok(Arc::new(chain))
             });
-        let chain = self.count(fetched)?;
+        let chain = match self.count(fetched) {
+            Ok(chain) => chain,
+            Err(e) => {
+                if let KdsError::Invalid(r @ SnpError::Revoked { .. }) = &e {
+                    if let Ok(mut revoked) = self.revoked.write() {
+                        revoked.insert((product, kind), r.clone());
+                    }
+                    // Held keys of a revoked chain are never served again.
+                    if let Ok(mut chains) = self.chains.write() {
+                        chains.remove(&(product, kind));
+                    }
+                    if let Ok(mut veks) = self.veks.write() {
+                        veks.retain(|k, _| k.0 != product || kind != SigningKey::Vcek);
+                    }
+                    self.changes.fetch_add(1, Ordering::Relaxed);
+                }
+                return Err(e);
+            }
+        };
+        if let Ok(mut revoked) = self.revoked.write() {
+            revoked.remove(&(product, kind));
+        }
         if let Ok(mut chains) = self.chains.write() {
             chains.insert(
                 (product, kind),
@@ -581,6 +611,14 @@ impl SnpCollateralSource for KdsCache {
 
     fn vek_for(&self, report: &Report<'_>) -> Result<Arc<VerifiedVek>, KdsError> {
         let key = vcek_key(report)?;
+        if let Some(e) = self
+            .revoked
+            .read()
+            .ok()
+            .and_then(|r| r.get(&(key.0, SigningKey::Vcek)).cloned())
+        {
+            return Err(KdsError::Invalid(e));
+        }
         self.lookup(&key).ok_or_else(|| {
             self.note_missing(key);
             KdsError::Unavailable(format!(
