@@ -364,91 +364,191 @@ async fn a_revoked_ask_refuses_its_guests() {
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
 }
 
-/// A loopback server answering KDS's paths from the sim's offline directory.
-async fn kds_for(
-    sim: &SnpSim,
-    dir: &std::path::Path,
-) -> (
-    String,
-    tokio::task::JoinHandle<()>,
-    Arc<std::sync::atomic::AtomicU64>,
-) {
-    use ratls_proxy::snp::report::SigningKey;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let ep = ratls_proxy::KdsEndpoint::at(&base, None).expect("endpoint");
-    let mut answers = std::collections::HashMap::new();
-    for product in Product::ALL {
-        let name = product.name().to_lowercase();
-        let strip = |u: String| u.strip_prefix(&base).expect("ours").to_owned();
-        answers.insert(
-            strip(ep.cert_chain_url(product, SigningKey::Vcek)),
-            std::fs::read(dir.join(format!("{name}-cert_chain.pem"))).expect("chain"),
-        );
-        answers.insert(
-            strip(ep.crl_url(product, SigningKey::Vcek)),
-            std::fs::read(dir.join(format!("{name}.crl"))).expect("crl"),
-        );
-        let chip = ratls_proxy::sim::snp::sim_chip_id(product);
-        let tcb = ratls_proxy::sim::snp::sim_tcb(product);
-        answers.insert(
-            strip(ep.vcek_url(product, &chip, &tcb)),
-            sim.vcek(product, false).expect("vcek").der,
-        );
+/// Path and query → body, as a KDS stand-in serves them (anything else 404).
+type Answers = Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>>;
+
+/// A loopback server answering KDS's paths from the sim's offline directory, counting hits.
+struct Kds {
+    base: String,
+    answers: Answers,
+    hits: Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Kds {
+    fn drop(&mut self) {
+        self.task.abort();
     }
-    let hits = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counter = Arc::clone(&hits);
-    let task = tokio::spawn(common::pccs::serve_http(listener, None, move |req| {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let target = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_default();
-        let (status, body) = match answers.get(&target) {
-            Some(b) => (200, b.clone()),
-            None => (404, Vec::new()),
-        };
-        hyper::Response::builder()
-            .status(status)
-            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-            .expect("response")
-    }));
-    (base, task, hits)
+}
+
+impl Kds {
+    async fn start(sim: &SnpSim, dir: &std::path::Path) -> Self {
+        use ratls_proxy::snp::report::SigningKey;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let ep = ratls_proxy::KdsEndpoint::at(&base, None).expect("endpoint");
+        let answers: Answers = Arc::default();
+        for product in Product::ALL {
+            let name = product.name().to_lowercase();
+            let strip = |u: String| u.strip_prefix(&base).expect("ours").to_owned();
+            let mut a = answers.lock().expect("answers");
+            a.insert(
+                strip(ep.cert_chain_url(product, SigningKey::Vcek)),
+                std::fs::read(dir.join(format!("{name}-cert_chain.pem"))).expect("chain"),
+            );
+            a.insert(
+                strip(ep.crl_url(product, SigningKey::Vcek)),
+                std::fs::read(dir.join(format!("{name}.crl"))).expect("crl"),
+            );
+            let chip = ratls_proxy::sim::snp::sim_chip_id(product);
+            let tcb = ratls_proxy::sim::snp::sim_tcb(product);
+            a.insert(
+                strip(ep.vcek_url(product, &chip, &tcb)),
+                sim.vcek(product, false).expect("vcek").der,
+            );
+        }
+        let hits = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (counter, served) = (Arc::clone(&hits), Arc::clone(&answers));
+        let task = tokio::spawn(common::pccs::serve_http(listener, None, move |req| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let target = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default();
+            let body = served.lock().expect("answers").get(&target).cloned();
+            hyper::Response::builder()
+                .status(if body.is_some() { 200 } else { 404 })
+                .body(http_body_util::Full::new(bytes::Bytes::from(
+                    body.unwrap_or_default(),
+                )))
+                .expect("response")
+        }));
+        Self {
+            base,
+            answers,
+            hits,
+            task,
+        }
+    }
+
+    fn hits(&self) -> u64 {
+        self.hits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Serves `crl` as Milan's CRL from now on.
+    fn serve_milan_crl(&self, crl: Vec<u8>) {
+        use ratls_proxy::snp::report::SigningKey;
+        let ep = ratls_proxy::KdsEndpoint::at(&self.base, None).expect("endpoint");
+        let url = ep.crl_url(Product::Milan, SigningKey::Vcek);
+        let path = url.strip_prefix(&self.base).expect("ours").to_owned();
+        self.answers.lock().expect("answers").insert(path, crl);
+    }
+}
+
+/// A proxy whose SEV-SNP collateral comes from `kds` (the sim ARKs pinned), with an admin
+/// listener, one entry for `guest`.
+fn kds_harness<'e>(
+    env: &'e Env,
+    ports: common::Ports,
+    kds: &str,
+    guest: &SimEnclave,
+) -> Harness<'e> {
+    let pki = env.dir.join("pki");
+    Harness::new(env)
+        .ports(ports)
+        .collateral(&pki.join("collateral"))
+        .collateral_keys(&format!(
+            "amd_kds = \"{kds}\"\namd_trust_root = \"{}\"\n",
+            pki.join(ARK_FILE).display()
+        ))
+        .tail(&snp_entry("kds.enclave.test", guest, ""))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn collateral_is_fetched_from_a_kds_on_the_first_handshake() {
+async fn collateral_is_fetched_from_a_kds_on_the_first_handshake_and_kept_across_reloads() {
     let env = env();
     let sim = snp_sim(&env);
-    let pki = env.dir.join("pki");
-    let (base, task, hits) = kds_for(&sim, &pki.join(KDS_DIR)).await;
+    let kds = Kds::start(&sim, &env.dir.join("pki").join(KDS_DIR)).await;
     let guest = start_snp(&env, &sim, |_| {}).await;
-    let proxy = free_port();
-    let _p = Harness::new(&env)
-        .listen(proxy)
-        .collateral(&pki.join("collateral"))
-        .collateral_keys(&format!(
-            "amd_kds = \"{base}\"\namd_trust_root = \"{}\"\n",
-            pki.join(ARK_FILE).display()
-        ))
-        .tail(&snp_entry("kds.enclave.test", &guest, ""))
+    let ports = common::Ports::free();
+    let _p = kds_harness(&env, ports, &kds.base, &guest)
         .start_binary("kds.toml")
         .await;
-    assert_eq!(
-        hits.load(std::sync::atomic::Ordering::Relaxed),
-        0,
-        "nothing fetched before a guest is seen"
-    );
-    let text = curl_via(proxy, "http://kds.enclave.test/").await;
+    assert_eq!(kds.hits(), 0, "nothing fetched before a guest is seen");
+    let text = curl_via(ports.proxy, "http://kds.enclave.test/").await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     // The chain, its CRL and the VCEK: three requests; a second connection fetches nothing.
-    let fetched = hits.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(fetched, 3);
-    let text = curl_via(proxy, "http://kds.enclave.test/").await;
+    assert_eq!(kds.hits(), 3);
+    let text = curl_via(ports.proxy, "http://kds.enclave.test/").await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    assert_eq!(hits.load(std::sync::atomic::Ordering::Relaxed), fetched);
-    task.abort();
+    assert_eq!(kds.hits(), 3);
+    let m = common::admin::metrics(ports.admin).await;
+    assert_eq!(
+        m.get("ratls_snp_collateral_fetches_total{tee=\"snp\"}"),
+        Some(&2.0),
+        "{m:?}"
+    );
+    assert_eq!(
+        m.get("ratls_snp_collateral_held{tee=\"snp\",kind=\"vcek\"}"),
+        Some(&1.0),
+        "{m:?}"
+    );
+    // A reload keeping the source keeps what was fetched: KDS unreachable now, still served.
+    kds.task.abort();
+    common::admin::reload(ports.admin).await;
+    let text = curl_via(ports.proxy, "http://kds.enclave.test/").await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_crl_from_another_kds_after_a_reload_is_a_rollback() {
+    let env = env();
+    let sim = snp_sim(&env);
+    let dir = env.dir.join("pki").join(KDS_DIR);
+    let first = Kds::start(&sim, &dir).await;
+    let second = Kds::start(&sim, &dir).await;
+    // The second serves a validly signed Milan CRL issued before the one the first serves.
+    let signer = ratls_proxy::sim::snp::SimSnpPki::new(Product::Milan, env.now).expect("pki");
+    let older = ratls_proxy::dcap::time::UnixTime(env.now.0 - 7 * 86_400);
+    let crl = signer
+        .crl(
+            older,
+            ratls_proxy::dcap::time::UnixTime(env.now.0 + 30 * 86_400),
+            &[],
+        )
+        .expect("crl");
+    second.serve_milan_crl(crl);
+    let guest = start_snp(&env, &sim, |_| {}).await;
+    let ports = common::Ports::free();
+    let _p = kds_harness(&env, ports, &first.base, &guest)
+        .start_binary("kds.toml")
+        .await;
+    let text = curl_via(ports.proxy, "http://kds.enclave.test/").await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    // Another source (nothing adopted), the same high-water marks: its older CRL is refused.
+    kds_harness(&env, ports, &second.base, &guest).write("kds.toml");
+    common::admin::reload(ports.admin).await;
+    let text = curl_via(ports.proxy, "http://kds.enclave.test/").await;
+    let m = common::admin::metrics_text(ports.admin).await;
+    assert!(
+        text.starts_with("HTTP/1.1 502"),
+        "{text}\nsecond hits {} first hits {}\n{m}",
+        second.hits(),
+        first.hits()
+    );
+    assert!(second.hits() >= 2, "the second KDS was asked");
+    let m = common::admin::metrics(ports.admin).await;
+    assert_eq!(
+        m.get("ratls_snp_collateral_rollbacks_total{tee=\"snp\"}"),
+        Some(&1.0),
+        "{m:?}"
+    );
+    assert_eq!(
+        guest.request_count(),
+        1,
+        "only the first request reached the VM"
+    );
 }

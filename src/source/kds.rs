@@ -338,6 +338,45 @@ impl KdsCache {
         }
     }
 
+    /// Takes over the chains and VCEKs `older` holds that this cache has none for: a reload
+    /// that keeps the source keeps serving what was fetched, even with KDS unreachable at
+    /// that moment (they were admitted against the same marks). Nothing is taken from a
+    /// cache pinning other ARKs.
+    pub(crate) fn adopt(&self, older: &KdsCache) {
+        let same_roots = self.trust.arks().len() == older.trust.arks().len()
+            && self
+                .trust
+                .arks()
+                .iter()
+                .zip(older.trust.arks())
+                .all(|(a, b)| a.der() == b.der());
+        if !same_roots {
+            return;
+        }
+        if let (Ok(held), Ok(mut mine)) = (older.chains.read(), self.chains.write()) {
+            for (k, h) in held.iter() {
+                mine.entry(*k).or_insert_with(|| HeldChain {
+                    chain: Arc::clone(&h.chain),
+                    fetched_at: h.fetched_at,
+                });
+            }
+        }
+        if let (Ok(held), Ok(mut mine)) = (older.veks.read(), self.veks.write()) {
+            for (k, (der, vek)) in held.iter() {
+                if mine.len() < MAX_VCEKS {
+                    mine.entry(*k)
+                        .or_insert_with(|| (der.clone(), Arc::clone(vek)));
+                }
+            }
+        }
+        if let (Ok(held), Ok(mut mine)) = (older.revoked.read(), self.revoked.write()) {
+            for (k, e) in held.iter() {
+                mine.entry(*k).or_insert_with(|| e.clone());
+            }
+        }
+        self.changes.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Fetches the VCEKs (and chains) handshakes found missing, one at a time, each under
     /// its backoff; returns how many were asked for (failed or not, the answer is known: a
     /// handshake judged again gets the key, or the reason there is none).

@@ -142,6 +142,10 @@ impl Proxy {
             c.share_marks(&marks.standard);
             c.share_early_marks(&marks.early);
         }
+        // AMD's product CRLs are held to the same marks (keyed by their ARK).
+        if let Some(kds) = self.current().snp.as_ref().and_then(SnpSetup::kds) {
+            kds.share_marks(&marks.standard);
+        }
         self.shared.marks = marks;
         self
     }
@@ -266,6 +270,12 @@ impl Proxy {
         if let (Some(new), Some(held)) = (collateral.cache(), old.collateral.cache()) {
             if config.source.same_origin(&old.config.source) {
                 new.adopt(held);
+            }
+        }
+        let kds = |s: &Option<SnpSetup>| s.as_ref().and_then(SnpSetup::kds).cloned();
+        if let (Some(new), Some(held)) = (kds(&snp), kds(&old.snp)) {
+            if config.source.same_origin(&old.config.source) {
+                new.adopt(&held);
             }
         }
         let generation = Generation::new(config, (&anchor, collateral, snp), &self.shared);
