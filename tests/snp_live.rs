@@ -552,3 +552,76 @@ async fn an_older_crl_from_another_kds_after_a_reload_is_a_rollback() {
         "only the first request reached the VM"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_line_names_the_snp_measurement() {
+    let env = env();
+    let sim = snp_sim(&env);
+    let pki = env.dir.join("pki");
+    let guest = start_snp(&env, &sim, |_| {}).await;
+    let proxy = free_port();
+    let harness = Harness::new(&env)
+        .listen(proxy)
+        .collateral(&pki.join("collateral"))
+        .collateral_keys(&format!(
+            "amd_kds = \"{}\"\namd_trust_root = \"{}\"\n",
+            pki.join(KDS_DIR).display(),
+            pki.join(ARK_FILE).display()
+        ))
+        .tail(&snp_entry("snp.enclave.test", &guest, ""));
+    let mut p = common::Binary::start(&harness.write("access.toml"), proxy, &[], true).await;
+    let logs = p.log_lines();
+    let text = curl_via(proxy, "http://snp.enclave.test/").await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let want = hex::encode(MEASUREMENT);
+    let mut named = false;
+    for _ in 0..50 {
+        named = logs.lock().expect("logs").iter().any(|v| {
+            v["target"] == "ratls_proxy::access"
+                && v["host"] == "snp.enclave.test"
+                && v["snp_measurement"] == want.as_str()
+                && v["verdict"] == "accepted"
+        });
+        if named {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(named, "{:#?}", logs.lock().expect("logs"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_snp_source_that_cannot_be_set_up_fails_closed_and_readyz_says_why() {
+    let env = env();
+    let sim = snp_sim(&env);
+    let guest = start_snp(&env, &sim, |_| {}).await;
+    // A directory with nothing usable in it, and the sim ARKs pinned.
+    let empty = env.dir.join("amd-empty");
+    std::fs::create_dir_all(&empty).expect("dir");
+    let ports = common::Ports::free();
+    let _p = Harness::new(&env)
+        .ports(ports)
+        .collateral(&env.dir.join("pki/collateral"))
+        .collateral_keys(&format!(
+            "amd_kds = \"{}\"\namd_trust_root = \"{}\"\n",
+            empty.display(),
+            env.dir.join("pki").join(ARK_FILE).display()
+        ))
+        .tail(&snp_entry("snp.enclave.test", &guest, ""))
+        .start_binary("empty.toml")
+        .await;
+    let text = curl_via(ports.proxy, "http://snp.enclave.test/").await;
+    assert!(text.starts_with("HTTP/1.1 502"), "{text}");
+    assert!(
+        text.contains("\"code\":\"collateral_unavailable\""),
+        "{text}"
+    );
+    assert_eq!(guest.request_count(), 0);
+    let (status, body) =
+        common::curl_status(&[&format!("http://127.0.0.1:{}/readyz", ports.admin)]).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("SEV-SNP collateral could not be set up"),
+        "{body}"
+    );
+}
