@@ -481,3 +481,60 @@ fn intel_entries_refuse_snp_evidence_and_snp_entries_refuse_intel_quotes() {
         Some(RefusalCode::TeeMismatch)
     );
 }
+
+#[test]
+fn the_verifier_caches_an_snp_verdict_until_its_collateral_ends() {
+    use ratls_proxy::ratls::verifier::{RaTlsVerifier, SnpVerifier};
+    use ratls_proxy::ratls::VerdictCache;
+    let w = world();
+    let der = w.cert(w.spec(Product::Milan));
+    let cache = Arc::new(VerdictCache::new(16, std::time::Duration::from_secs(3600)));
+    let intel: Arc<dyn ratls_proxy::appraise::CollateralSource + Send + Sync> =
+        Arc::new(no_intel());
+    let (files, _) = SnpFiles::load(&w.dir.join(KDS_DIR), &w.trust).expect("dir");
+    let verifier = RaTlsVerifier::new(
+        entry(),
+        BindingMode::Auto,
+        ratls_proxy::dcap::ids::CertSha256([0; 32]),
+        intel,
+        Arc::clone(&cache),
+    )
+    .with_snp(Some(SnpVerifier {
+        policy: pinned(),
+        source: Arc::new(files),
+        trust: Arc::new(w.trust.clone()),
+    }));
+    let first = verifier.verdict_for(&der, w.now).expect("accepted");
+    let second = verifier.verdict_for(&der, w.now).expect("accepted again");
+    assert!(
+        Arc::ptr_eq(&first, &second),
+        "the second verdict is the cached one"
+    );
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.verifications), (1, 1), "{stats:?}");
+    // Until the certificate's notAfter at most (two days), never past the CRL's nextUpdate.
+    assert!(first.valid_until > w.now);
+    assert!(first.valid_until <= UnixTime(w.now.0 + 2 * 86_400));
+    // The same certificate under a policy it fails: refused, nothing cached for it.
+    let strict = RaTlsVerifier::new(
+        entry(),
+        BindingMode::Auto,
+        ratls_proxy::dcap::ids::CertSha256([0; 32]),
+        Arc::new(no_intel()),
+        Arc::clone(&cache),
+    )
+    .with_snp(Some(SnpVerifier {
+        policy: SnpPolicy {
+            min_guest_svn: Some(9),
+            ..pinned()
+        },
+        source: Arc::new(
+            SnpFiles::load(&w.dir.join(KDS_DIR), &w.trust)
+                .expect("dir")
+                .0,
+        ),
+        trust: Arc::new(w.trust.clone()),
+    }));
+    let refused = strict.verdict_for(&der, w.now).expect_err("refused");
+    assert_eq!(refused.refusal.code, RefusalCode::GuestSvnTooLow);
+}
