@@ -96,6 +96,15 @@ async fn start_snp(env: &Env, sim: &Arc<SnpSim>, f: impl FnOnce(&mut SnpSimSpec)
     .await
 }
 
+/// `[collateral]` keys: SEV-SNP collateral from `kds` (a directory or a URL), the sim ARKs
+/// of `env`'s PKI directory pinned.
+fn amd_keys(kds: &str, env: &Env) -> String {
+    format!(
+        "amd_kds = \"{kds}\"\namd_trust_root = \"{}\"\n",
+        env.dir.join("pki").join(ARK_FILE).display()
+    )
+}
+
 /// `[[enclave]]` text: `host`, tee = "snp", the pinned measurement, `extra` keys.
 fn snp_entry(host: &str, sim: &SimEnclave, extra: &str) -> String {
     format!(
@@ -231,11 +240,7 @@ async fn snp_guests_are_accepted_or_refused_each_with_its_code() {
     let _p = Harness::new(&env)
         .listen(proxy)
         .collateral(&pki.join("collateral"))
-        .collateral_keys(&format!(
-            "amd_kds = \"{}\"\namd_trust_root = \"{}\"\n",
-            pki.join(KDS_DIR).display(),
-            pki.join(ARK_FILE).display()
-        ))
+        .collateral_keys(&amd_keys(&pki.join(KDS_DIR).display().to_string(), &env))
         .tail(&entries)
         .start_binary("snp.toml")
         .await;
@@ -345,11 +350,7 @@ async fn a_revoked_ask_refuses_its_guests() {
     let _p = Harness::new(&env)
         .listen(proxy)
         .collateral(&pki.join("collateral"))
-        .collateral_keys(&format!(
-            "amd_kds = \"{}\"\namd_trust_root = \"{}\"\n",
-            revoked.display(),
-            pki.join(ARK_FILE).display()
-        ))
+        .collateral_keys(&amd_keys(&revoked.display().to_string(), &env))
         .tail(&format!(
             "{}{}",
             snp_entry("milan.enclave.test", &milan, ""),
@@ -460,10 +461,7 @@ fn kds_harness<'e>(
     Harness::new(env)
         .ports(ports)
         .collateral(&pki.join("collateral"))
-        .collateral_keys(&format!(
-            "amd_kds = \"{kds}\"\namd_trust_root = \"{}\"\n",
-            pki.join(ARK_FILE).display()
-        ))
+        .collateral_keys(&amd_keys(kds, env))
         .tail(&snp_entry("kds.enclave.test", guest, ""))
 }
 
@@ -563,11 +561,7 @@ async fn the_access_line_names_the_snp_measurement() {
     let harness = Harness::new(&env)
         .listen(proxy)
         .collateral(&pki.join("collateral"))
-        .collateral_keys(&format!(
-            "amd_kds = \"{}\"\namd_trust_root = \"{}\"\n",
-            pki.join(KDS_DIR).display(),
-            pki.join(ARK_FILE).display()
-        ))
+        .collateral_keys(&amd_keys(&pki.join(KDS_DIR).display().to_string(), &env))
         .tail(&snp_entry("snp.enclave.test", &guest, ""));
     let mut p = common::Binary::start(&harness.write("access.toml"), proxy, &[], true).await;
     let logs = p.log_lines();
@@ -602,11 +596,7 @@ async fn an_snp_source_that_cannot_be_set_up_fails_closed_and_readyz_says_why() 
     let _p = Harness::new(&env)
         .ports(ports)
         .collateral(&env.dir.join("pki/collateral"))
-        .collateral_keys(&format!(
-            "amd_kds = \"{}\"\namd_trust_root = \"{}\"\n",
-            empty.display(),
-            env.dir.join("pki").join(ARK_FILE).display()
-        ))
+        .collateral_keys(&amd_keys(&empty.display().to_string(), &env))
         .tail(&snp_entry("snp.enclave.test", &guest, ""))
         .start_binary("empty.toml")
         .await;

@@ -125,7 +125,7 @@ impl DstackSpec {
 }
 
 /// SCALE's compact length.
-fn compact(out: &mut Vec<u8>, n: usize) {
+pub(super) fn compact(out: &mut Vec<u8>, n: usize) {
     let n = u32::try_from(n).unwrap_or(u32::MAX);
     match n {
         0..=0x3f => out.push(u8::try_from(n << 2).unwrap_or(0)),
@@ -140,7 +140,7 @@ fn compact(out: &mut Vec<u8>, n: usize) {
     }
 }
 
-fn scale_bytes(out: &mut Vec<u8>, b: &[u8]) {
+pub(super) fn scale_bytes(out: &mut Vec<u8>, b: &[u8]) {
     compact(out, b.len());
     out.extend_from_slice(b);
 }

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use rcgen::{CustomExtension, KeyPair, PublicKeyData as _};
 use serde::{Deserialize, Serialize};
 
-use super::dstack::DstackWire;
+use super::dstack::{compact, scale_bytes, DstackWire};
 use super::pki::SimError;
-use super::snp::{sim_chip_id, sim_tcb, ReportSpec, SimSnpPki, SimVek, VekSpec};
+use super::snp::{pem, sim_chip_id, sim_tcb, ReportSpec, SimSnpPki, SimVek, VekSpec};
 use crate::dcap::time::UnixTime;
 use crate::dstack::binding::{mr_config_host_data, ratls_cert_report_data};
 use crate::ratls::evidence::OID_DSTACK_ATTESTATION;
@@ -62,18 +62,6 @@ pub fn other_chip_id(product: Product) -> ChipId {
     let len = if product == Product::Turin { 8 } else { 64 };
     id.iter_mut().take(len).for_each(|b| *b ^= 0xff);
     ChipId(id)
-}
-
-fn pem(der: &[u8]) -> String {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
 }
 
 fn unhex(s: &str) -> Result<Vec<u8>, SimError> {
@@ -333,27 +321,6 @@ pub(crate) fn snp_evidence(
     )])
 }
 
-/// SCALE compact length.
-fn compact(out: &mut Vec<u8>, n: usize) {
-    let n = u32::try_from(n).unwrap_or(u32::MAX);
-    match n {
-        0..=0x3f => out.push(u8::try_from(n << 2).unwrap_or(0)),
-        0x40..=0x3fff => {
-            out.extend_from_slice(&u16::try_from(n << 2 | 1).unwrap_or(0).to_le_bytes())
-        }
-        0x4000..=0x3fff_ffff => out.extend_from_slice(&(n << 2 | 2).to_le_bytes()),
-        _ => {
-            out.push(0b11);
-            out.extend_from_slice(&n.to_le_bytes());
-        }
-    }
-}
-
-fn scale(out: &mut Vec<u8>, b: &[u8]) {
-    compact(out, b.len());
-    out.extend_from_slice(b);
-}
-
 /// `VersionedAttestation::V0` of an SEV-SNP report: `AttestationQuote::SevSnp` (index 3),
 /// no runtime events.
 pub fn v0(
@@ -364,15 +331,15 @@ pub fn v0(
     config: &str,
 ) -> Vec<u8> {
     let mut out = vec![0x00, 0x03];
-    scale(&mut out, report);
+    scale_bytes(&mut out, report);
     compact(&mut out, chain.len());
     for c in chain {
-        scale(&mut out, c);
+        scale_bytes(&mut out, c);
     }
-    scale(&mut out, mr_config.as_bytes());
+    scale_bytes(&mut out, mr_config.as_bytes());
     compact(&mut out, 0);
     out.extend_from_slice(rd);
-    scale(&mut out, config.as_bytes());
+    scale_bytes(&mut out, config.as_bytes());
     out
 }
 

@@ -55,7 +55,7 @@ fn rsa(pkcs8: &[u8]) -> Result<RsaKeyPair, SimError> {
     RsaKeyPair::from_pkcs8(pkcs8).map_err(|e| SimError::Ring(e.to_string()))
 }
 
-fn pem(der: &[u8]) -> String {
+pub(super) fn pem(der: &[u8]) -> String {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
