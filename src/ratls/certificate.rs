@@ -259,7 +259,7 @@ pub fn appraise_certificate_for(
             // Evidence without a dstack event log names no app: pinning one refuses it.
             policy.app.check(None)?;
         }
-        super::snp::check_cert_window((not_before, not_after), policy.max_cert_age_secs, now)?;
+        super::validity::check_cert_window((not_before, not_after), policy.max_cert_age_secs, now)?;
         Ok(())
     });
     CertAppraisal {
@@ -315,7 +315,8 @@ fn appraise_snp(
     });
     CertAppraisal {
         appraisal: Appraisal::refused_early(intel, now),
-        binding: snp.outcome.is_ok().then_some(Binding::Dstack),
+        // Known to hold once the report verified (the binding is checked before).
+        binding: snp.identity.is_some().then_some(Binding::Dstack),
         cert_sha256,
         cert_not_before: Some(UnixTime(not_before)),
         cert_not_after: Some(UnixTime(not_after)),

@@ -8,6 +8,7 @@ pub mod client;
 pub mod dstack;
 pub mod evidence;
 pub mod snp;
+mod validity;
 pub mod verifier;
 
 pub use binding::{Binding, BindingMode};

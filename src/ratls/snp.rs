@@ -61,39 +61,6 @@ impl SnpAppraisal {
     }
 }
 
-/// The certificate's validity window and the entry's `max_cert_age_secs`, as for Intel.
-pub(crate) fn check_cert_window(
-    (not_before, not_after): (i64, i64),
-    max_cert_age_secs: Option<u64>,
-    now: UnixTime,
-) -> Result<(), Refusal> {
-    if now.0 < not_before || now.0 > not_after {
-        return Err(Refusal::new(
-            RefusalCode::CertificateExpired,
-            format!(
-                "the RA-TLS certificate is valid {} .. {}, not at {now}",
-                UnixTime(not_before),
-                UnixTime(not_after)
-            ),
-        ));
-    }
-    // Attestation is as fresh as the certificate carrying it: a certificate valid for
-    // years can outlive a TCB recovery.
-    if let Some(max) = max_cert_age_secs {
-        let age = now.0.saturating_sub(not_before);
-        if age > i64::try_from(max).unwrap_or(i64::MAX) {
-            return Err(Refusal::new(
-                RefusalCode::CertificateTooOld,
-                format!(
-                    "the RA-TLS certificate was issued {} ({age} s ago), more than max_cert_age_secs = {max}",
-                    UnixTime(not_before)
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// The checks that need no signature, in order: DEBUG, the binding mode, REPORT_DATA and
 /// HOST_DATA, the certificate's window.
 fn cheap_checks(
@@ -118,7 +85,7 @@ fn cheap_checks(
     crate::dstack::binding::check(att, key.spki_der, &report.report_data.0).map_err(binding)?;
     crate::dstack::binding::check_host_data(mr_config.as_bytes(), &report.host_data.0)
         .map_err(binding)?;
-    check_cert_window(window, max_age, now)
+    super::validity::check_cert_window(window, max_age, now)
 }
 
 /// The key a VCEK/VLEK the evidence carries gives, verified under the chain (and CRL) the

@@ -142,6 +142,9 @@ pub struct KdsCache {
     /// Products whose fetched CRL revokes their ASK/ASVK (until a chain verifies again):
     /// their reports are refused `revoked`.
     revoked: RwLock<HashMap<(Product, SigningKey), SnpError>>,
+    /// Called after a refresh replaced a held chain or a CRL revoked one: open exchanges
+    /// judge their verdict again.
+    on_change: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
     /// VCEK keys a handshake asked for and found no key under (bounded; `fetch_missing`
     /// fetches them).
     missing: Mutex<Vec<VcekKey>>,
@@ -165,7 +168,21 @@ impl KdsCache {
             rollbacks: AtomicU64::new(0),
             changes: AtomicU64::new(0),
             revoked: RwLock::new(HashMap::new()),
+            on_change: std::sync::OnceLock::new(),
             missing: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Calls `f` after each change to what verdicts already made rest on (a held chain
+    /// replaced, a chain revoked); set once.
+    pub(crate) fn on_change(&self, f: impl Fn() + Send + Sync + 'static) {
+        let _ = self.on_change.set(Box::new(f));
+    }
+
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::Relaxed);
+        if let Some(f) = self.on_change.get() {
+            f();
         }
     }
 
@@ -324,7 +341,7 @@ impl KdsCache {
                     if let Ok(mut veks) = self.veks.write() {
                         veks.retain(|k, _| k.0 != product || kind != SigningKey::Vcek);
                     }
-                    self.changes.fetch_add(1, Ordering::Relaxed);
+                    self.changed();
                 }
                 return Err(e);
             }
@@ -332,16 +349,17 @@ impl KdsCache {
         if let Ok(mut revoked) = self.revoked.write() {
             revoked.remove(&(product, kind));
         }
-        if let Ok(mut chains) = self.chains.write() {
-            chains.insert(
-                (product, kind),
-                HeldChain {
-                    chain: Arc::clone(&chain),
-                    fetched_at: now,
-                },
-            );
-        }
-        self.changes.fetch_add(1, Ordering::Relaxed);
+        let replaced = self.chains.write().is_ok_and(|mut chains| {
+            chains
+                .insert(
+                    (product, kind),
+                    HeldChain {
+                        chain: Arc::clone(&chain),
+                        fetched_at: now,
+                    },
+                )
+                .is_some()
+        });
         if kind == SigningKey::Vcek {
             if let Ok(mut veks) = self.veks.write() {
                 veks.retain(|key, (der, vek)| {
@@ -360,6 +378,12 @@ impl KdsCache {
                     }
                 });
             }
+        }
+        // Verdicts made under the chain it replaces are judged again (a new CRL may revoke).
+        if replaced {
+            self.changed();
+        } else {
+            self.changes.fetch_add(1, Ordering::Relaxed);
         }
         Ok(chain)
     }

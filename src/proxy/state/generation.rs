@@ -96,6 +96,8 @@ impl Generation {
         }
         if let Some(kds) = snp.as_ref().and_then(SnpSetup::kds) {
             kds.share_marks(&shared.marks.standard);
+            let changes = Arc::clone(&shared.changes);
+            kds.on_change(move || changes.bump());
         }
         let collateral = Arc::new(collateral);
         let source: Arc<dyn CollateralSource + Send + Sync> = collateral.clone();
