@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::kds::{KdsCache, KdsEndpoint};
 use super::snp_files::SnpFiles;
-use super::{AmdKdsSpec, SetupError, SourceConfig};
+use super::{read, AmdKdsSpec, SetupError, SourceConfig};
 use crate::appraise::snp_source::{SnpCollateralError, SnpCollateralSource};
 use crate::snp::chain::VerifiedChain;
 use crate::snp::collateral::{classify, SnpCertKind};
@@ -85,14 +85,6 @@ impl SnpSetup {
             source: Arc::new(SnpSource::Failed(why)),
         }
     }
-}
-
-fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, SetupError> {
-    std::fs::read(path).map_err(|source| SetupError::Read {
-        what,
-        path: path.display().to_string(),
-        source,
-    })
 }
 
 /// The ARKs of a PEM file (each `ARK-<product>`, self-signed); at least one.
