@@ -235,15 +235,29 @@ async fn main() -> ExitCode {
     };
     let dir = args.pki_dir.display();
     println!("sim enclave listening on https://{}", sim.addr());
+    // SEV-SNP
+    if args.tee == "snp" {
+        println!(
+            "  SEV-SNP {} (dstack {})  measurement {}  vmpl {}  guest_svn {}  debug {}",
+            args.product,
+            if args.dstack_wire == DstackWire::V0 {
+                "v0"
+            } else {
+                "v1"
+            },
+            args.measurement
+                .as_deref()
+                .unwrap_or(DEFAULT_SNP_MEASUREMENT),
+            args.vmpl,
+            args.guest_svn,
+            args.debug
+        );
+        println!("  [collateral] amd_trust_root = \"{dir}/amd-ark.pem\"  amd_kds = \"{dir}/collateral/amd\"");
+        let _ = tokio::signal::ctrl_c().await;
+        return ExitCode::SUCCESS;
+    }
     let measurement = if args.tee == "tdx" {
         format!("mrtd {}", args.mrtd.unwrap_or(TdSpec::default().mr_td))
-    } else if args.tee == "snp" {
-        // SEV-SNP
-        format!(
-            "SEV-SNP {} measurement {}  (trust root {dir}/amd-ark.pem, KDS dir {dir}/collateral/amd)",
-            args.product,
-            args.measurement.as_deref().unwrap_or(DEFAULT_SNP_MEASUREMENT)
-        )
     } else {
         format!("mrenclave {}", args.mrenclave)
     };
