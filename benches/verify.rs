@@ -194,5 +194,14 @@ fn bench_nitro(c: &mut Criterion) {
 #[path = "dstack_cert/mod.rs"]
 mod verify_dstack;
 
-criterion_group!(benches, bench, bench_nitro, verify_dstack::bench_dstack);
+#[path = "snp_cert/mod.rs"]
+mod verify_snp;
+
+criterion_group!(
+    benches,
+    bench,
+    bench_nitro,
+    verify_dstack::bench_dstack,
+    verify_snp::bench_snp
+);
 criterion_main!(benches);

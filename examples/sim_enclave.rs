@@ -15,7 +15,10 @@
 //! simulated TDX confidential VM instead (a TDX v4 quote under OID 1.2.840.113741.1337.8, or
 //! dstack's with `--binding dstack`, in the form `--dstack-wire` names, with an app identity
 //! in RTMR3 the `--dstack-*` flags set or break); `DIR/collateral/` holds both platforms'
-//! bundles.
+//! bundles. `--tee snp` makes an AMD SEV-SNP guest behind dstack (`.1.8`, platform
+//! `sev-snp`, signed by the sim VCEK of `--product`); the PKI directory then also holds the
+//! sim ARKs (`amd-ark.pem`, for `[collateral] amd_trust_root`) and an offline KDS directory
+//! (`collateral/amd/`, for `amd_kds`).
 //!
 //! AWS Nitro: `--tee nitro --pcr0 HEX [--debug] [--pcr1/2/3/4/8 HEX] [--nitro-wrong-key]
 //! [--nitro-age SECS]` serves dstack's `.1.8` certificate with a Nitro attestation document
@@ -35,6 +38,10 @@ use ratls_proxy::sim::{
 // AWS Nitro
 use ratls_proxy::sim::nitro::SimNitro;
 use ratls_proxy::sim::NitroEnclaveSpec;
+// SEV-SNP
+use ratls_proxy::sim::{SnpSim, SnpSimSpec};
+use ratls_proxy::snp::report::GuestPolicy;
+use ratls_proxy::snp::Product;
 use std::sync::Arc;
 
 /// A simulated SGX enclave serving HTTPS with an RA-TLS certificate (test PKI, not Intel).
@@ -61,8 +68,9 @@ struct Args {
     /// ISVSVN.
     #[arg(long, default_value_t = 1)]
     isv_svn: u16,
-    /// `sgx` (default) or `tdx`: a simulated TDX confidential VM.
-    #[arg(long, default_value = "sgx", value_parser = ["sgx", "tdx", "nitro"])]
+    /// `sgx` (default), `tdx`: a simulated TDX confidential VM, `snp`: an AMD SEV-SNP
+    /// guest behind dstack, or `nitro`: an AWS Nitro enclave behind dstack.
+    #[arg(long, default_value = "sgx", value_parser = ["sgx", "tdx", "snp", "nitro"])]
     tee: String,
     /// MRTD the TDX quote claims.
     #[arg(long)]
@@ -129,6 +137,34 @@ struct Args {
     /// Bind the dstack report data to another key than the certificate's (binding_mismatch).
     #[arg(long)]
     dstack_wrong_key: bool,
+    // SEV-SNP
+    /// With --tee snp: the MEASUREMENT the report claims (96 hex).
+    #[arg(long)]
+    measurement: Option<String>,
+    /// With --tee snp: the product line, milan, genoa or turin.
+    #[arg(long, default_value = "milan")]
+    product: String,
+    /// With --tee snp: the VMPL the report comes from.
+    #[arg(long, default_value_t = 0)]
+    vmpl: u32,
+    /// With --tee snp: GUEST_SVN.
+    #[arg(long, default_value_t = 1)]
+    guest_svn: u32,
+    /// With --tee snp: the guest may be tied to a migration agent (POLICY.MIGRATE_MA).
+    #[arg(long)]
+    snp_migration_agent: bool,
+    /// With --tee snp: signed by another chip's VCEK (carried), the report naming the sim chip.
+    #[arg(long)]
+    snp_other_chip: bool,
+    /// With --tee snp: REPORT_DATA bound to another key than the certificate's.
+    #[arg(long)]
+    snp_wrong_key: bool,
+    /// With --tee snp: HOST_DATA not the hash of the carried mr_config.
+    #[arg(long)]
+    snp_wrong_host_data: bool,
+    /// With --tee snp: carry the ASK and the VCEK in the attestation.
+    #[arg(long)]
+    snp_carry_chain: bool,
     /// Where the test PKI lives (created if absent): root.pem and collateral.json.
     #[arg(long, default_value = "sim-pki")]
     pki_dir: PathBuf,
@@ -224,7 +260,16 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // SEV-SNP
+    let snp = match snp_spec(&args, now) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sim_enclave: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let config = SimConfig {
+        snp,
         spec: EnclaveSpec {
             mrenclave: args.mrenclave,
             mrsigner: args.mrsigner,
@@ -287,6 +332,27 @@ async fn main() -> ExitCode {
         let _ = tokio::signal::ctrl_c().await;
         return ExitCode::SUCCESS;
     }
+    // SEV-SNP
+    if args.tee == "snp" {
+        println!(
+            "  SEV-SNP {} (dstack {})  measurement {}  vmpl {}  guest_svn {}  debug {}",
+            args.product,
+            if args.dstack_wire == DstackWire::V0 {
+                "v0"
+            } else {
+                "v1"
+            },
+            args.measurement
+                .as_deref()
+                .unwrap_or(DEFAULT_SNP_MEASUREMENT),
+            args.vmpl,
+            args.guest_svn,
+            args.debug
+        );
+        println!("  [collateral] amd_trust_root = \"{dir}/amd-ark.pem\"  amd_kds = \"{dir}/collateral/amd\"");
+        let _ = tokio::signal::ctrl_c().await;
+        return ExitCode::SUCCESS;
+    }
     let measurement = if args.tee == "tdx" {
         format!("mrtd {}", args.mrtd.unwrap_or(TdSpec::default().mr_td))
     } else {
@@ -313,6 +379,49 @@ async fn main() -> ExitCode {
     println!("  trust root {dir}/root.pem  collateral {dir}/collateral (SGX and TDX bundles)");
     let _ = tokio::signal::ctrl_c().await;
     ExitCode::SUCCESS
+}
+
+// SEV-SNP
+/// The MEASUREMENT an SNP sim claims unless told.
+const DEFAULT_SNP_MEASUREMENT: &str = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e";
+
+/// The SEV-SNP guest the flags describe (`None` unless `--tee snp`).
+fn snp_spec(args: &Args, now: UnixTime) -> Result<Option<SnpSimSpec>, String> {
+    if args.tee != "snp" {
+        return Ok(None);
+    }
+    let hex = args
+        .measurement
+        .as_deref()
+        .unwrap_or(DEFAULT_SNP_MEASUREMENT);
+    let measurement: [u8; 48] = hex::decode(hex)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| format!("--measurement `{hex}`: 96 hex digits"))?;
+    let product = Product::ALL
+        .into_iter()
+        .find(|p| p.name().eq_ignore_ascii_case(&args.product))
+        .ok_or_else(|| format!("--product `{}`: milan, genoa or turin", args.product))?;
+    let sim = SnpSim::load_or_create(&args.pki_dir, now).map_err(|e| e.to_string())?;
+    let mut spec = SnpSimSpec::new(Arc::new(sim), product, measurement);
+    spec.wire = match args.dstack_wire {
+        DstackWire::V0 => DstackWire::V0,
+        // SEV-SNP has no legacy carrier: the default is V1.
+        DstackWire::V1 | DstackWire::Legacy => DstackWire::V1,
+    };
+    spec.report.vmpl = args.vmpl;
+    spec.report.guest_svn = args.guest_svn;
+    if args.debug {
+        spec.report.policy |= GuestPolicy::DEBUG;
+    }
+    if args.snp_migration_agent {
+        spec.report.policy |= GuestPolicy::MIGRATE_MA;
+    }
+    spec.other_chip = args.snp_other_chip;
+    spec.wrong_key = args.snp_wrong_key;
+    spec.wrong_host_data = args.snp_wrong_host_data;
+    spec.carry_chain = args.snp_carry_chain;
+    Ok(Some(spec))
 }
 
 /// The dstack app the flags describe (defaults: `DstackSpec::default()`).

@@ -70,6 +70,10 @@ impl TcbWatch {
     /// Notes the verdict `c` for `host:port` at `now`; warns once per host and snapshot if
     /// the early data would refuse it.
     pub(crate) fn saw(&self, host: &str, port: u16, c: &CertAppraisal, now: UnixTime) {
+        // Intel's TCB data (standard and early) says nothing of an SEV-SNP guest.
+        if c.snp.is_some() {
+            return;
+        }
         let a = &c.appraisal;
         let Ok(mut hosts) = self.hosts.lock() else {
             return;

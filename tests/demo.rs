@@ -59,6 +59,16 @@ fn every_curl_line_the_demo_prints_does_what_its_comment_says() {
         }
     }
     assert!(lines.len() >= 8, "curl lines printed: {lines:#?}");
+    // The SEV-SNP VMs beside the Intel enclaves: one accepted, one refused.
+    for host in [
+        "https://snp.enclave.test/",
+        "http://snp-debug.enclave.test/",
+    ] {
+        assert!(
+            lines.iter().any(|(_, c)| c.contains(host)),
+            "no line for {host}: {lines:#?}"
+        );
+    }
     for (comment, command) in &lines {
         assert!(
             command.contains(&listen) || command.contains("http://127.0.0.1:"),

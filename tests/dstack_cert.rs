@@ -555,10 +555,16 @@ fn appraise_snp_entry(der: &[u8]) -> CertAppraisal {
         measurement: vec![ratls_proxy::snp::ids::Measurement([0x5a; 48])],
         ..SnpPolicy::default()
     };
+    let trust = ratls_proxy::snp::SnpTrust::amd();
+    let judge = ratls_proxy::ratls::SnpJudge {
+        policy: &snp,
+        source: &ratls_proxy::appraise::snp_source::NoSnpCollateral,
+        trust: &trust,
+    };
     appraise_certificate_for(
         der,
         &none,
-        (&common::permissive(true), Some(&snp)),
+        (&common::permissive(true), Some(&judge)),
         BindingMode::Auto,
         UnixTime(AT),
     )
@@ -587,14 +593,17 @@ fn sev_snp_evidence_for_an_intel_entry_is_a_tee_mismatch() {
             a.refusal()
         );
     }
-    // An SNP entry recognises it and, until the proxy appraises SEV-SNP, refuses it.
+    // An SNP entry appraises it: the real report's REPORT_DATA commits to the key of the
+    // certificate dstack issued, not to this one, so the binding refuses it before any
+    // collateral is asked for.
     let a = appraise_snp_entry(&der);
     assert_eq!(
         code(&a),
-        Some(RefusalCode::UnsupportedTee),
+        Some(RefusalCode::BindingMismatch),
         "{:?}",
         a.refusal()
     );
+    assert_eq!(a.tee(), Some("snp"));
 }
 
 #[test]

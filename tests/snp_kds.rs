@@ -454,8 +454,12 @@ fn a_directory_of_pems_and_ders_in_any_order_verifies_and_the_newest_crl_stands(
         "revoking.crl",
         &crl_at(&w.milan, NOW.0 - 2 * DAY, &[ASK_SERIAL]),
     );
-    let e = SnpFiles::load(&dir, &w.trust).expect_err("nothing usable");
-    assert!(e.contains("revoked"), "{e}");
+    // The directory still loads: its reports are refused `revoked`, not left unchecked.
+    let (files, skipped) = SnpFiles::load(&dir, &w.trust).expect("loads, revoked");
+    assert!(skipped.iter().any(|s| s.contains("revoked")), "{skipped:?}");
+    assert_eq!(files.counts(), (0, 0));
+    let e = files.vek_for(&report).expect_err("revoked");
+    assert_eq!(e.code(), "revoked", "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -8,6 +8,7 @@ pub mod nitro_policy;
 pub mod policy;
 pub mod refusal;
 pub mod snp_policy;
+pub mod snp_source;
 pub mod td_policy;
 pub mod violation;
 

@@ -16,11 +16,11 @@
     clippy::arithmetic_side_effects
 )]
 
-use crate::appraise::refusal::RefusalCode;
+use crate::appraise::refusal::{Refusal, RefusalCode};
 use crate::snp::error::{SnpError, TcbComponent};
 use crate::snp::ids::{AuthorKeyDigest, FamilyId, HostData, IdKeyDigest, ImageId, Measurement};
 use crate::snp::report::{GuestPolicy, PlatformInfo, Report};
-use crate::snp::verified::SnpIdentity;
+use crate::snp::verified::{SnpIdentity, VerifiedReport};
 use crate::snp::Tcb;
 
 /// Minimum SPLs per TCB component; `fmc` applies to Turin only (other products have none).
@@ -384,6 +384,36 @@ fn tcb_violations(field: &'static str, tcb: &Tcb, min: &MinTcb, out: &mut Vec<Sn
                 min,
                 tcb: *tcb,
             });
+        }
+    }
+}
+
+/// A verified SEV-SNP report its entry's policy accepts. The only constructor is
+/// [`SnpPolicy::evaluate`], which takes a [`VerifiedReport`] (itself made only by
+/// `snp::verify::verify`): whatever holds one holds a verified, accepted guest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnpAccepted {
+    report: VerifiedReport,
+}
+
+impl SnpAccepted {
+    /// The verified report: the identity, the verification time, the collateral used.
+    pub fn report(&self) -> &VerifiedReport {
+        &self.report
+    }
+}
+
+impl SnpPolicy {
+    /// Accepts `verified` if it violates nothing; otherwise refuses it with every violation,
+    /// in ranking order (the first names the code).
+    pub fn evaluate(&self, verified: VerifiedReport) -> Result<SnpAccepted, Refusal> {
+        let violations = self.violations(&verified.identity);
+        match violations.first() {
+            None => Ok(SnpAccepted { report: verified }),
+            Some(first) => Err(Refusal {
+                code: first.code(),
+                reasons: violations.iter().map(ToString::to_string).collect(),
+            }),
         }
     }
 }

@@ -27,6 +27,7 @@ pub(crate) use self::seal::AuditKey;
 use self::tail::read_tail;
 pub(crate) use self::verify::{verify_file, Broken};
 use crate::appraise::policy::EnclavePolicy;
+use crate::appraise::snp_policy::SnpPolicy;
 use crate::dcap::identity::Identity;
 use crate::dcap::time::UnixTime;
 use crate::ratls::{CertAppraisal, GenerationId};
@@ -45,6 +46,8 @@ pub(crate) struct Judged<'a> {
     pub(crate) generation: GenerationId,
     /// The entry's policy.
     pub(crate) policy: &'a EnclavePolicy,
+    /// A `tee = "snp"` entry's SEV-SNP policy (`policy_sha256` covers it too).
+    pub(crate) snp: Option<&'a SnpPolicy>,
     /// Set when this verdict cut an exchange in flight.
     pub(crate) cut: Option<CutNote<'a>>,
 }
@@ -256,21 +259,26 @@ impl AuditLog {
 /// The fields of one verdict record, as DESIGN.md "Audit trail" lists them.
 fn record(judged: Judged<'_>, c: &CertAppraisal, now: UnixTime) -> Value {
     let a = &c.appraisal;
-    let (verdict, code, reasons) = match &a.outcome {
-        Ok(_) => ("accepted", Value::Null, Vec::new()),
-        Err(r) => ("refused", json!(r.code.as_str()), r.reasons.clone()),
+    let (verdict, code, reasons) = match c.refusal() {
+        None => ("accepted", Value::Null, Vec::new()),
+        Some(r) => ("refused", json!(r.code.as_str()), r.reasons.clone()),
+    };
+    // An Intel entry's digest is that of its policy alone (as before SEV-SNP entries).
+    let policy_text = match judged.snp {
+        None => format!("{:?}", judged.policy),
+        Some(snp) => format!("{:?}{snp:?}", judged.policy),
     };
     let mut v = json!({
         "time": now.to_rfc3339(),
         "host": judged.host,
         "port": judged.port,
-        "tee": a.quote.as_ref().map(|q| q.tee.as_str()),
+        "tee": c.tee().map(str::to_uppercase),
         "verdict": verdict,
         "code": code,
         "reasons": reasons,
         "cert_sha256": c.cert_sha256.to_string(),
         "quote_sha256": c.quote_sha256.map(hex::encode),
-        "policy_sha256": hex::encode(Sha256::digest(format!("{:?}", judged.policy).as_bytes())),
+        "policy_sha256": hex::encode(Sha256::digest(policy_text.as_bytes())),
         "generation": judged.generation.0,
         "tcb": a.tcb.as_ref().map(|t| json!({
             "status": t.status.as_str(),
@@ -307,6 +315,26 @@ fn record(judged: Judged<'_>, c: &CertAppraisal, now: UnixTime) -> Value {
             }
         }
         None => {}
+    }
+    // SEV-SNP: what the verified report says, and the collateral it was verified with.
+    if let Some(snp) = &c.snp {
+        if let Some(id) = &snp.identity {
+            v["snp"] = json!({
+                "measurement": id.measurement.to_string(),
+                "host_data": id.host_data.to_string(),
+                "chip_id": id.chip_id.to_string(),
+                "reported_tcb": id.tcb.reported.to_string(),
+                "vmpl": id.vmpl,
+                "guest_policy": format!("{:#x}", id.policy.0),
+            });
+        }
+        if let Some(d) = &snp.collateral {
+            v["collateral"] = json!({
+                "ask_sha256": hex::encode(d.chain.intermediate),
+                "crl_sha256": d.chain.crl.map(hex::encode),
+                "vek_sha256": hex::encode(d.vek),
+            });
+        }
     }
     // dstack evidence: the app identity read from RTMR3's replayed runtime events.
     if let Some(d) = &c.dstack {

@@ -100,8 +100,8 @@ fn verdict(o: &Fields) -> Result<(), String> {
     }
     let tee = match field(o, "tee")? {
         Value::Null => None,
-        Value::String(t) if t == "SGX" || t == "TDX" => Some(t.as_str()),
-        _ => return Err("`tee` is neither null, \"SGX\" nor \"TDX\"".into()),
+        Value::String(t) if t == "SGX" || t == "TDX" || t == "SNP" => Some(t.as_str()),
+        _ => return Err("`tee` is neither null, \"SGX\", \"TDX\" nor \"SNP\"".into()),
     };
     let accepted = match string(o, "verdict")? {
         "accepted" => true,
@@ -148,6 +148,12 @@ fn verdict(o: &Fields) -> Result<(), String> {
     }
     let collateral = match field(o, "collateral")? {
         Value::Null => false,
+        Value::Object(c) if tee == Some("SNP") => {
+            hex(c, "ask_sha256", 64)?;
+            hex_or_null(c, "crl_sha256", 64)?;
+            hex(c, "vek_sha256", 64)?;
+            true
+        }
         Value::Object(c) => {
             for name in [
                 "tcb_info_sha256",
@@ -161,12 +167,27 @@ fn verdict(o: &Fields) -> Result<(), String> {
         }
         _ => return Err("`collateral` is neither null nor an object".into()),
     };
+    // SEV-SNP: the verified report's fields (absent when refused before its signature).
+    let snp = match o.get("snp") {
+        None => false,
+        Some(Value::Object(r)) if tee == Some("SNP") => {
+            hex(r, "measurement", 96)?;
+            hex(r, "host_data", 64)?;
+            hex(r, "chip_id", 128)?;
+            string(r, "reported_tcb")?;
+            number(r, "vmpl", u64::from(u32::MAX))?;
+            string(r, "guest_policy")?;
+            true
+        }
+        Some(_) => return Err("`snp` is not an object, or the record's tee is not SNP".into()),
+    };
     // The identity, wherever the quote parsed; an accepted verdict rests on all of it.
     let (hex_fields, numbers): (&[(&str, usize)], &[&str]) = match tee {
         Some("SGX") => (
             &[("mrenclave", 64), ("mrsigner", 64)],
             &["isv_prod_id", "isv_svn"],
         ),
+        Some("SNP") => (&[], &[]),
         Some(_) => (
             &[
                 ("mrtd", 96),
@@ -202,6 +223,13 @@ fn verdict(o: &Fields) -> Result<(), String> {
             }
         }
         Some(_) => return Err("`app` is not an object".into()),
+    }
+    // An accepted SEV-SNP verdict rests on its report and its collateral (no Intel TCB).
+    if accepted && tee == Some("SNP") {
+        if !(quoted && snp && collateral) {
+            return Err("an accepted SEV-SNP verdict without its report, `snp` fields or collateral digests".into());
+        }
+        return Ok(());
     }
     if accepted && !(tee.is_some() && quoted && tcb && collateral) {
         return Err("an accepted verdict without its quote, TEE, TCB or collateral digests".into());

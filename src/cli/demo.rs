@@ -1,6 +1,7 @@
 //! `ratls-proxy demo`: simulated enclaves (one matching the policy, one with another
-//! MRENCLAVE, one in DEBUG mode, one accepted but at risk under Intel's early TCB data) and a
-//! TD, the proxy in front of them and its admin listener, with curl lines to paste.
+//! MRENCLAVE, one in DEBUG mode, one accepted but at risk under Intel's early TCB data), a
+//! TD and AMD SEV-SNP VMs (one accepted, one in DEBUG mode), the proxy in front of them and
+//! its admin listener, with curl lines to paste.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use clap::Args;
 
 use crate::addr::{Authority, HostPattern};
 use crate::appraise::policy::EnclavePolicy;
+use crate::appraise::snp_policy::SnpPolicy;
 use crate::appraise::td_policy::TdPolicy;
 use crate::ca::LocalCa;
 use crate::config::{default_ca_dir, Config, EnclaveConfig, RouteConfig, Unmatched};
@@ -19,9 +21,13 @@ use crate::dcap::tcb::TcbStatus;
 use crate::dcap::time::UnixTime;
 use crate::proxy::Proxy;
 use crate::ratls::BindingMode;
-use crate::sim::{EnclaveSpec, SimConfig, SimEnclave, SimPki, TdSpec};
+use crate::sim::dstack_snp::{ARK_FILE, KDS_DIR};
+use crate::sim::{EnclaveSpec, SimConfig, SimEnclave, SimPki, SnpSim, SnpSimSpec, TdSpec};
+use crate::snp::ids::Measurement;
+use crate::snp::report::GuestPolicy;
+use crate::snp::Product;
 use crate::source::trust_and_collateral;
-use crate::source::{CollateralSpec, TrustRoot};
+use crate::source::{AmdKdsSpec, CollateralSpec, TrustRoot};
 
 /// `ratls-proxy demo`.
 #[derive(Args, Debug)]
@@ -50,6 +56,21 @@ fn enclave(host: &str, dial: std::net::SocketAddr) -> anyhow::Result<EnclaveConf
     })
 }
 
+/// The MEASUREMENT the demo's SEV-SNP entries pin.
+const SNP_MEASUREMENT: Measurement = Measurement([0x5e; 48]);
+
+/// A `tee = "snp"` entry for `host` pinning [`SNP_MEASUREMENT`].
+fn snp_vm(host: &str, dial: std::net::SocketAddr) -> anyhow::Result<EnclaveConfig> {
+    Ok(EnclaveConfig {
+        snp: Some(SnpPolicy {
+            measurement: vec![SNP_MEASUREMENT],
+            ..SnpPolicy::default()
+        }),
+        policy: EnclavePolicy::default(),
+        ..enclave(host, dial)?
+    })
+}
+
 /// Runs the demo until Ctrl-C.
 pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let base = default_ca_dir().join("demo");
@@ -69,6 +90,13 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         // A simulated TDX confidential VM beside the SGX enclaves.
         let td = TdSpec::default();
         let cvm = SimEnclave::start(&pki, SimConfig { td: Some(td.clone()), log_requests: true, ..SimConfig::default() }, any, now).await?;
+        // AMD SEV-SNP VMs behind dstack (the sim AMD PKI of the same directory).
+        let amd = Arc::new(SnpSim::load_or_create(&base.join("sim-pki"), now).context("demo SEV-SNP PKI")?);
+        let snp_spec = SnpSimSpec::new(Arc::clone(&amd), Product::Milan, SNP_MEASUREMENT.0);
+        let mut snp_debug_spec = snp_spec.clone();
+        snp_debug_spec.report.policy |= GuestPolicy::DEBUG;
+        let snp = SimEnclave::start(&pki, SimConfig { snp: Some(snp_spec), log_requests: true, ..SimConfig::default() }, any, now).await?;
+        let snp_debug = SimEnclave::start(&pki, SimConfig { snp: Some(snp_debug_spec), log_requests: true, ..SimConfig::default() }, any, now).await?;
 
         let mut config = Config::defaults();
         config.listen = args.listen;
@@ -77,6 +105,8 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         config.ca_dir = base.join("ca");
         config.source.trust_root = TrustRoot::Pem(base.join("sim-pki/root.pem"));
         config.source.collateral = CollateralSpec::Dir(base.join("sim-pki/collateral"));
+        config.source.amd_kds = Some(AmdKdsSpec::Dir(base.join("sim-pki").join(KDS_DIR)));
+        config.source.amd_trust_root = Some(base.join("sim-pki").join(ARK_FILE));
         config.enclaves = vec![
             enclave("good.enclave.test", good.addr())?,
             enclave("other.enclave.test", other.addr())?,
@@ -94,6 +124,8 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
                 snp: None,
                 nitro: None,
             },
+            snp_vm("snp.enclave.test", snp.addr())?,
+            snp_vm("snp-debug.enclave.test", snp_debug.addr())?,
         ];
         config.routes = vec![RouteConfig {
             listen: "127.0.0.1:0".parse().context("address")?,
@@ -108,8 +140,8 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let p = running.addr;
         let route = running.route_addrs.first().copied();
         let ca = ca_path.display();
-        println!("ratls-proxy demo: proxy on http://{p} (admin http://{admin}), four simulated SGX enclaves and a TDX confidential VM (test PKI, not Intel)");
-        println!("policy for *.enclave.test: MRENCLAVE {TRUSTED}, no DEBUG, TCB UpToDate; cvm.enclave.test: TDX, MRTD {}\n", td.mr_td);
+        println!("ratls-proxy demo: proxy on http://{p} (admin http://{admin}), four simulated SGX enclaves, a TDX confidential VM and two AMD SEV-SNP VMs (test PKIs, not Intel's or AMD's)");
+        println!("policy for *.enclave.test: MRENCLAVE {TRUSTED}, no DEBUG, TCB UpToDate; cvm.enclave.test: TDX, MRTD {}; snp*.enclave.test: SEV-SNP, MEASUREMENT {SNP_MEASUREMENT}\n", td.mr_td);
         println!("# accepted: the enclave's JSON echo (HTTP/1.1, then HTTP/2)");
         println!("curl -x http://{p} --cacert {ca} --http1.1 https://good.enclave.test/hello");
         println!("curl -x http://{p} --cacert {ca} --http2 https://good.enclave.test/hello");
@@ -133,6 +165,10 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         println!("curl -sS --noproxy '*' http://{admin}/tcb");
         println!("# accepted: a TDX confidential VM (MRTD pinned), attested the same way");
         println!("curl -x http://{p} --cacert {ca} https://cvm.enclave.test/hello");
+        println!("# accepted: an AMD SEV-SNP VM behind dstack (MEASUREMENT pinned, the report signed by the sim chip's VCEK)");
+        println!("curl -x http://{p} --cacert {ca} https://snp.enclave.test/hello");
+        println!("# refused: code debug_enclave (an SEV-SNP guest the host may debug)");
+        println!("curl -i -x http://{p} http://snp-debug.enclave.test/hello");
         println!("# or with HTTPS_PROXY, as an unmodified app would:");
         println!("HTTPS_PROXY=http://{p} curl --cacert {ca} https://good.enclave.test/hello\n");
         println!("Serving until Ctrl-C. Each enclave prints the requests it serves; the proxy logs one line per request.");
@@ -141,7 +177,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             () = running.wait() => {}
         }
         admin_task.abort();
-        drop((good, other, debug, aging, cvm));
+        drop((good, other, debug, aging, cvm, snp, snp_debug));
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)

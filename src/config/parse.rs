@@ -102,6 +102,7 @@ struct RawCollateral {
     nitro_trust_root: Option<Spanned<String>>,
     nitro_crls: Option<Spanned<String>>,
     nitro_revocation: Option<Spanned<String>>,
+    amd_trust_root: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -383,6 +384,10 @@ fn collateral(c: &mut Checker<'_>, raw: &Raw, base: &Path) -> (SourceConfig, Opt
     let (nitro_trust_root, nitro_crls, nitro_revocation) = nitro_collateral(c, raw, base);
     let source = SourceConfig {
         amd_kds,
+        amd_trust_root: raw
+            .amd_trust_root
+            .as_ref()
+            .map(|s| file_path(c, "collateral.amd_trust_root", s, base)),
         trust_root,
         collateral,
         api_key: raw.api_key.clone(),

@@ -276,4 +276,47 @@ mod tests {
         let none = Config::from_toml("", "p.toml", &dir).expect("empty");
         assert_eq!(none.source.amd_kds, None);
     }
+
+    #[cfg(feature = "sim")]
+    #[test]
+    fn amd_trust_root_is_a_file_and_its_arks_load() {
+        let dir = std::env::temp_dir().join(format!("ratls-amd-root-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let now = crate::dcap::time::UnixTime::now();
+        let sim = crate::sim::SnpSim::load_or_create(&dir, now).expect("sim");
+        let at = |v: &str| {
+            Config::from_toml(
+                &format!("[collateral]\namd_trust_root = \"{v}\"\n"),
+                "p.toml",
+                &dir,
+            )
+        };
+        let c = at("amd-ark.pem").expect("a file");
+        let path = c.source.amd_trust_root.clone().expect("set");
+        assert_eq!(path, dir.join("amd-ark.pem"));
+        let trust = crate::source::snp_setup::arks_from_pem(&path).expect("ARKs");
+        assert_eq!(trust.arks().len(), 3);
+        assert_eq!(
+            trust
+                .ark(crate::snp::Product::Milan)
+                .map(|a| a.der().to_vec()),
+            sim.ark(crate::snp::Product::Milan).ok()
+        );
+        let err = at("no-such-file.pem").expect_err("missing");
+        assert!(
+            err.to_string().contains("collateral.amd_trust_root"),
+            "{err}"
+        );
+        // A certificate that is no ARK (the ASK) is refused, not trusted.
+        let ask = dir.join("ask.pem");
+        let chain = std::fs::read_to_string(dir.join("collateral/amd/milan-cert_chain.pem"))
+            .expect("chain");
+        let first = chain
+            .split_inclusive("-----END CERTIFICATE-----\n")
+            .next()
+            .expect("ASK");
+        std::fs::write(&ask, first).expect("write");
+        assert!(crate::source::snp_setup::arks_from_pem(&ask).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -23,6 +23,7 @@ use crate::config::{MetricsHostLabels, RefusalDetails};
 use crate::dcap::identity::Identity;
 use crate::dcap::quote::TeeType;
 use crate::ratls::cache::CachedVerdict;
+use crate::ratls::AcceptedEvidence;
 
 /// What the proxy decided for one request.
 pub(crate) enum Verdict {
@@ -65,10 +66,21 @@ impl Verdict {
         let Self::Accepted(v) = self else {
             return None;
         };
-        match (&v.accepted.quote().identity, tee) {
+        match (&v.accepted.quote()?.identity, tee) {
             (Identity::Sgx(e), TeeType::Sgx) => Some(e.mrenclave.to_string()),
             (Identity::Td(t), TeeType::Tdx) => Some(t.mr_td.to_string()),
             _ => None,
+        }
+    }
+
+    /// The MEASUREMENT of an accepted SEV-SNP guest (hex).
+    fn snp_measurement(&self) -> Option<String> {
+        let Self::Accepted(v) = self else {
+            return None;
+        };
+        match v.accepted.evidence() {
+            AcceptedEvidence::Snp(s) => Some(s.report().identity.measurement.to_string()),
+            AcceptedEvidence::Intel(_) => None,
         }
     }
 
@@ -379,6 +391,7 @@ fn log(proxy: &Proxy, asked: &Asked, o: &Outcome, status: StatusCode, ended: Opt
         code,
         mrenclave = o.verdict.measurement(TeeType::Sgx).as_deref().unwrap_or("-"),
         mrtd = o.verdict.measurement(TeeType::Tdx).as_deref().unwrap_or("-"),
+        snp_measurement = o.verdict.snp_measurement().as_deref().unwrap_or("-"),
         app_id = o.verdict.app_id(),
         upstream_ms = o.upstream.map_or(-1.0, ms),
         total_ms = ms(asked.start.elapsed()),

@@ -1,14 +1,16 @@
 //! Judging an RA-TLS leaf certificate: find the quote, the cheap checks (DEBUG,
-//! key binding, certificate validity), then full quote verification and policy.
+//! key binding, certificate validity), then full quote verification and policy. SEV-SNP
+//! evidence for a `tee = "snp"` entry is judged by [`super::snp`].
 
 use sha2::{Digest, Sha256};
 
 use super::binding::{self, Binding, BindingMode, CertKey};
 use super::dstack::DstackReport;
 use super::evidence::{self, Evidence, EvidenceError};
+use super::snp::{SnpAppraisal, SnpJudge};
 use crate::appraise::policy::EnclavePolicy;
 use crate::appraise::refusal::{Refusal, RefusalCode};
-use crate::appraise::snp_policy::SnpPolicy;
+use crate::appraise::snp_policy::SnpAccepted;
 use crate::appraise::{appraise_with, Appraisal, CollateralSource};
 use crate::dcap::ids::CertSha256;
 use crate::dcap::pki;
@@ -37,12 +39,50 @@ pub struct CertAppraisal {
     /// dstack evidence: the replayed event log and the app identity, once the key binding
     /// and the replay hold.
     pub dstack: Option<Box<DstackReport>>,
+    /// SEV-SNP evidence judged for a `tee = "snp"` entry: its appraisal, which is then the
+    /// verdict (`appraisal` holds no Intel quote and never an acceptance).
+    pub snp: Option<Box<SnpAppraisal>>,
 }
 
 impl CertAppraisal {
     /// The refusal, if refused.
     pub fn refusal(&self) -> Option<&Refusal> {
-        self.appraisal.outcome.as_ref().err()
+        match &self.snp {
+            Some(snp) => snp.outcome.as_ref().err(),
+            None => self.appraisal.outcome.as_ref().err(),
+        }
+    }
+
+    /// The TEE the evidence is of, lower-case (`sgx`, `tdx`, `snp`), when it parsed.
+    pub fn tee(&self) -> Option<&'static str> {
+        match &self.snp {
+            Some(_) => Some("snp"),
+            None => self.appraisal.quote.as_ref().map(|q| match q.tee {
+                crate::dcap::quote::TeeType::Sgx => "sgx",
+                crate::dcap::quote::TeeType::Tdx => "tdx",
+            }),
+        }
+    }
+}
+
+/// What an accepted certificate's evidence proved, by TEE. Each variant is a proof type
+/// made only from verified evidence its policy passed (a Nitro variant comes next).
+#[derive(Clone, Debug)]
+pub enum AcceptedEvidence {
+    /// An Intel SGX or TDX quote: the identity, the TCB judgement, the collateral used.
+    Intel(VerifiedQuote),
+    /// An AMD SEV-SNP report.
+    Snp(SnpAccepted),
+}
+
+impl AcceptedEvidence {
+    /// The last second the evidence's collateral holds (Intel: the TCB info, QE identity and
+    /// CRLs; SEV-SNP: the VCEK, its chain and the product CRL's nextUpdate).
+    pub fn valid_until(&self) -> UnixTime {
+        match self {
+            Self::Intel(q) => q.valid_until,
+            Self::Snp(s) => s.report().valid_until,
+        }
     }
 }
 
@@ -51,18 +91,25 @@ impl CertAppraisal {
 #[derive(Clone, Debug)]
 pub struct AcceptedCert {
     appraisal: CertAppraisal,
-    quote: VerifiedQuote,
+    evidence: AcceptedEvidence,
 }
 
 impl AcceptedCert {
     /// `c`, if it was accepted; its refusal (and `c`) otherwise.
     pub fn of(c: CertAppraisal) -> Result<Self, (Refusal, Box<CertAppraisal>)> {
-        match &c.appraisal.outcome {
-            Ok(accepted) => Ok(Self {
-                quote: accepted.quote.clone(),
+        let evidence = match (&c.snp, &c.appraisal.outcome) {
+            (Some(snp), _) => snp.outcome.clone().map(AcceptedEvidence::Snp),
+            (None, outcome) => outcome
+                .as_ref()
+                .map(|a| AcceptedEvidence::Intel(a.quote.clone()))
+                .map_err(Clone::clone),
+        };
+        match evidence {
+            Ok(evidence) => Ok(Self {
                 appraisal: c,
+                evidence,
             }),
-            Err(refusal) => Err((refusal.clone(), Box::new(c))),
+            Err(refusal) => Err((refusal, Box::new(c))),
         }
     }
 
@@ -71,9 +118,18 @@ impl AcceptedCert {
         &self.appraisal
     }
 
-    /// The accepted quote: the identity, the TCB judgement, the collateral used.
-    pub fn quote(&self) -> &VerifiedQuote {
-        &self.quote
+    /// What the evidence proved.
+    pub fn evidence(&self) -> &AcceptedEvidence {
+        &self.evidence
+    }
+
+    /// The accepted Intel quote (identity, TCB judgement, collateral), if the evidence is
+    /// Intel's.
+    pub fn quote(&self) -> Option<&VerifiedQuote> {
+        match &self.evidence {
+            AcceptedEvidence::Intel(q) => Some(q),
+            AcceptedEvidence::Snp(_) => None,
+        }
     }
 }
 
@@ -103,15 +159,14 @@ pub fn appraise_certificate(
     appraise_certificate_for(leaf_der, source, (policy, None), mode, now)
 }
 
-/// Judges `leaf_der` against an entry: its Intel `policy`, and its SEV-SNP policy when the
-/// entry is `tee = "snp"`. An SNP entry refuses every Intel quote (`tee_mismatch`); SEV-SNP
-/// evidence is recognised and refused (`unsupported_tee`) until the proxy appraises it, so
-/// no SNP entry admits anything yet; an Intel entry given SEV-SNP evidence is a
-/// `tee_mismatch`.
+/// Judges `leaf_der` against an entry: its Intel `policy`, and for a `tee = "snp"` entry
+/// its SEV-SNP judge (policy, collateral, pinned ARKs). An SNP entry refuses every Intel
+/// quote (`tee_mismatch`) and judges dstack SEV-SNP evidence; an Intel entry given SEV-SNP
+/// evidence is a `tee_mismatch`.
 pub fn appraise_certificate_for(
     leaf_der: &[u8],
     source: &dyn CollateralSource,
-    (policy, snp): (&EnclavePolicy, Option<&SnpPolicy>),
+    (policy, snp): (&EnclavePolicy, Option<&SnpJudge<'_>>),
     mode: BindingMode,
     now: UnixTime,
 ) -> CertAppraisal {
@@ -124,6 +179,7 @@ pub fn appraise_certificate_for(
         cert_not_after: not_after,
         quote_sha256: None,
         dstack: None,
+        snp: None,
     };
     let cert = match pki::parse_cert(leaf_der, "RA-TLS certificate") {
         Ok(c) => c,
@@ -148,14 +204,19 @@ pub fn appraise_certificate_for(
             )
         }
         (Ok(e), None) => e,
-        (Err(_), Some(_)) if is_snp_evidence => {
-            return refused(
-                Refusal::new(
-                    RefusalCode::UnsupportedTee,
-                    "the certificate carries SEV-SNP evidence (dstack, 1.3.6.1.4.1.62397.1.8); this build recognises it but does not appraise SEV-SNP through the proxy yet (`ratls-proxy verify --quote` does)",
-                ),
-                Some(UnixTime(not_after)),
-            )
+        (Err(_), Some(judge)) if is_snp_evidence => {
+            let key = CertKey {
+                spki_der: cert.public_key().raw,
+                point: cert.public_key().subject_public_key.data.as_ref(),
+            };
+            return appraise_snp(
+                &cert,
+                (key, mode),
+                judge,
+                (not_before, not_after, policy.max_cert_age_secs),
+                now,
+                cert_sha256,
+            );
         }
         // An entry that names an Intel TEE (every configured one does) is given another.
         (Err(e), None) if is_snp_evidence && policy.expected_tee().is_some() => {
@@ -198,30 +259,7 @@ pub fn appraise_certificate_for(
             // Evidence without a dstack event log names no app: pinning one refuses it.
             policy.app.check(None)?;
         }
-        if now.0 < not_before || now.0 > not_after {
-            return Err(Refusal::new(
-                RefusalCode::CertificateExpired,
-                format!(
-                    "the RA-TLS certificate is valid {} .. {}, not at {now}",
-                    UnixTime(not_before),
-                    UnixTime(not_after)
-                ),
-            ));
-        }
-        // Attestation is as fresh as the certificate carrying it: a certificate valid for
-        // years can outlive a TCB recovery.
-        if let Some(max) = policy.max_cert_age_secs {
-            let age = now.0.saturating_sub(not_before);
-            if age > i64::try_from(max).unwrap_or(i64::MAX) {
-                return Err(Refusal::new(
-                    RefusalCode::CertificateTooOld,
-                    format!(
-                        "the RA-TLS certificate was issued {} ({age} s ago), more than max_cert_age_secs = {max}",
-                        UnixTime(not_before)
-                    ),
-                ));
-            }
-        }
+        super::validity::check_cert_window((not_before, not_after), policy.max_cert_age_secs, now)?;
         Ok(())
     });
     CertAppraisal {
@@ -232,5 +270,58 @@ pub fn appraise_certificate_for(
         cert_not_after: Some(UnixTime(not_after)),
         quote_sha256: Some(Sha256::digest(evidence.quote()).into()),
         dstack,
+        snp: None,
+    }
+}
+
+/// The appraisal of SEV-SNP evidence in `cert` (found by `evidence::find`, which names it
+/// unsupported for Intel entries) for an SNP entry.
+fn appraise_snp(
+    cert: &x509_parser::certificate::X509Certificate<'_>,
+    key: (CertKey<'_>, BindingMode),
+    judge: &SnpJudge<'_>,
+    (not_before, not_after, max_age): (i64, i64, Option<u64>),
+    now: UnixTime,
+    cert_sha256: CertSha256,
+) -> CertAppraisal {
+    let (snp, quote_sha256) = match evidence::find_dstack(cert) {
+        Ok(att) => {
+            let report_sha = match &att.platform {
+                crate::dstack::Platform::SevSnp { report, .. } => {
+                    Some(Sha256::digest(report).into())
+                }
+                _ => None,
+            };
+            let judged =
+                super::snp::appraise(&att, key, judge, ((not_before, not_after), max_age), now);
+            (judged, report_sha)
+        }
+        Err(e) => (
+            SnpAppraisal {
+                identity: None,
+                collateral: None,
+                outcome: Err(Refusal::new(e.code(), e.to_string())),
+            },
+            None,
+        ),
+    };
+    // The Intel appraisal does not apply: it holds the SEV-SNP refusal, or (accepted) a
+    // refusal no reader of `snp` sees, so a reader that ignores `snp` fails closed.
+    let intel = snp.outcome.as_ref().err().cloned().unwrap_or_else(|| {
+        Refusal::new(
+            RefusalCode::UnsupportedTee,
+            "SEV-SNP evidence: the verdict is the SEV-SNP appraisal",
+        )
+    });
+    CertAppraisal {
+        appraisal: Appraisal::refused_early(intel, now),
+        // Known to hold once the report verified (the binding is checked before).
+        binding: snp.identity.is_some().then_some(Binding::Dstack),
+        cert_sha256,
+        cert_not_before: Some(UnixTime(not_before)),
+        cert_not_after: Some(UnixTime(not_after)),
+        quote_sha256,
+        dstack: None,
+        snp: Some(Box::new(snp)),
     }
 }

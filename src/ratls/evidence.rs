@@ -212,6 +212,13 @@ pub fn find<'a>(cert: &'a X509Certificate<'_>) -> Result<Evidence<'a>, EvidenceE
     }
 }
 
+/// dstack's `.1.8` attestation in `cert`, parsed whatever its platform (for the SEV-SNP
+/// judge, once [`find`] has named the evidence and refused every ambiguity).
+pub fn find_dstack<'a>(cert: &'a X509Certificate<'_>) -> Result<Attestation<'a>, EvidenceError> {
+    let value = extension(cert, OID_DSTACK_ATTESTATION)?.ok_or(EvidenceError::NoQuote)?;
+    Ok(Attestation::parse(dstack::extension_value(value)?)?)
+}
+
 /// dstack evidence of TDX, its quote under the same cap as every other carrier's.
 fn dstack_evidence(att: Attestation<'_>) -> Result<Evidence<'_>, EvidenceError> {
     capped(&att.platform.tdx()?.quote)?;

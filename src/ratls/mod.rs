@@ -7,11 +7,14 @@ pub mod certificate;
 pub mod client;
 pub mod dstack;
 pub mod evidence;
+pub mod snp;
+mod validity;
 pub mod verifier;
 
 pub use binding::{Binding, BindingMode};
 pub use cache::{CacheStats, GenerationId, PolicyId, VerdictCache};
 pub use certificate::{
-    appraise_certificate, appraise_certificate_for, AcceptedCert, CertAppraisal,
+    appraise_certificate, appraise_certificate_for, AcceptedCert, AcceptedEvidence, CertAppraisal,
 };
+pub use snp::{SnpAppraisal, SnpJudge};
 pub use verifier::{client_config, RaTlsRefused, RaTlsVerifier};

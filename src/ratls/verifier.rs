@@ -24,12 +24,15 @@ use sha2::{Digest, Sha256};
 use super::binding::BindingMode;
 use super::cache::{CachedVerdict, GenerationId, PolicyId, VerdictCache};
 use super::certificate::{appraise_certificate_for, AcceptedCert, CertAppraisal};
+use super::snp::SnpJudge;
 use crate::appraise::policy::EnclavePolicy;
 use crate::appraise::refusal::Refusal;
 use crate::appraise::snp_policy::SnpPolicy;
+use crate::appraise::snp_source::SnpCollateralSource;
 use crate::appraise::{CollateralSource, SnapshotId};
 use crate::dcap::ids::CertSha256;
 use crate::dcap::time::UnixTime;
+use crate::snp::SnpTrust;
 
 /// The error carried through rustls when a certificate is refused: the refusal, and the
 /// whole appraisal so callers can report what was parsed. Only a refused appraisal makes
@@ -81,11 +84,33 @@ impl RaTlsRefused {
     }
 }
 
+/// What a `tee = "snp"` entry's verifier judges SEV-SNP evidence with.
+#[derive(Clone)]
+pub struct SnpVerifier {
+    /// The entry's policy.
+    pub policy: SnpPolicy,
+    /// The generation's SEV-SNP collateral (read without I/O).
+    pub source: Arc<dyn SnpCollateralSource + Send + Sync>,
+    /// The pinned ARKs (AMD's, or `[collateral] amd_trust_root`).
+    pub trust: Arc<SnpTrust>,
+}
+
+impl fmt::Debug for SnpVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The policy and the ARKs it trusts describe it (the source is the generation's).
+        let arks: Vec<String> = self.trust.arks().iter().map(|a| a.sha256_hex()).collect();
+        f.debug_struct("SnpVerifier")
+            .field("policy", &self.policy)
+            .field("arks", &arks)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a verifier checks against, shared by its connections.
 pub struct RaTlsVerifier {
     policy: EnclavePolicy,
-    /// A `tee = "snp"` entry's policy: Intel evidence is then refused whatever `policy` says.
-    snp: Option<SnpPolicy>,
+    /// A `tee = "snp"` entry's: Intel evidence is then refused whatever `policy` says.
+    snp: Option<SnpVerifier>,
     mode: BindingMode,
     trust_root_id: CertSha256,
     policy_id: PolicyId,
@@ -113,7 +138,7 @@ impl RaTlsVerifier {
         cache: Arc<VerdictCache>,
     ) -> Self {
         let policy_id = PolicyId::of(&(
-            (&policy, &None::<SnpPolicy>),
+            (&policy, &None::<SnpVerifier>),
             mode,
             trust_root_id,
             GenerationId(0),
@@ -138,9 +163,9 @@ impl RaTlsVerifier {
         self
     }
 
-    /// The same verifier for a `tee = "snp"` entry (`snp`: its policy; `None` leaves an
-    /// Intel entry). Call before [`Self::in_generation`].
-    pub fn with_snp(mut self, snp: Option<SnpPolicy>) -> Self {
+    /// The same verifier for a `tee = "snp"` entry (`snp`: its policy, collateral and
+    /// ARKs; `None` leaves an Intel entry). Call before [`Self::in_generation`].
+    pub fn with_snp(mut self, snp: Option<SnpVerifier>) -> Self {
         self.snp = snp;
         self.policy_id = PolicyId::of(&(
             (&self.policy, &self.snp),
@@ -151,9 +176,13 @@ impl RaTlsVerifier {
         self
     }
 
-    /// The collateral snapshot verdicts are made under now.
+    /// The collateral snapshot verdicts are made under now (an SNP entry's: its SEV-SNP
+    /// collateral's, which changes with each chain or CRL stored).
     pub fn snapshot(&self) -> SnapshotId {
-        self.collateral.snapshot_id()
+        match &self.snp {
+            Some(snp) => SnapshotId(snp.source.snapshot_id()),
+            None => self.collateral.snapshot_id(),
+        }
     }
 
     /// The verdict cache.
@@ -179,10 +208,15 @@ impl RaTlsVerifier {
             }
         }
         let started = std::time::Instant::now();
+        let snp = self.snp.as_ref().map(|s| SnpJudge {
+            policy: &s.policy,
+            source: s.source.as_ref(),
+            trust: &s.trust,
+        });
         let appraisal = appraise_certificate_for(
             leaf_der,
             self.collateral.as_ref(),
-            (&self.policy, self.snp.as_ref()),
+            (&self.policy, snp.as_ref()),
             self.mode,
             now,
         );
@@ -206,15 +240,17 @@ impl RaTlsVerifier {
     /// issued (a cached verdict must not outlive `max_cert_age_secs` or
     /// `max_collateral_age_secs`).
     fn accepted_until(&self, accepted: &AcceptedCert) -> UnixTime {
-        let (c, quote) = (accepted.appraisal(), accepted.quote());
+        let c = accepted.appraisal();
         let after = |from: UnixTime, max: Option<u64>| {
             max.map(|m| UnixTime(from.0.saturating_add(i64::try_from(m).unwrap_or(i64::MAX))))
         };
-        let mut until = quote.valid_until;
+        let mut until = accepted.evidence().valid_until();
         let limits = [
             c.cert_not_before
                 .and_then(|nb| after(nb, self.policy.max_cert_age_secs)),
-            after(quote.collateral_issued, self.policy.max_collateral_age_secs),
+            accepted
+                .quote()
+                .and_then(|q| after(q.collateral_issued, self.policy.max_collateral_age_secs)),
         ];
         for limit in limits.into_iter().flatten() {
             until = until.min(limit);
@@ -223,20 +259,32 @@ impl RaTlsVerifier {
     }
 }
 
-/// The cheap re-check on a cache hit: the quote in this certificate still binds its key.
+/// The cheap re-check on a cache hit: the evidence in this certificate still binds its key.
 fn binding_still_holds(leaf_der: &[u8], mode: BindingMode) -> bool {
     let Ok(cert) = crate::dcap::pki::parse_cert(leaf_der, "RA-TLS certificate") else {
-        return false;
-    };
-    let Ok(evidence) = super::evidence::find(&cert) else {
-        return false;
-    };
-    let Ok(quote) = crate::dcap::quote::Quote::parse(evidence.quote()) else {
         return false;
     };
     let key = super::binding::CertKey {
         spki_der: cert.public_key().raw,
         point: cert.public_key().subject_public_key.data.as_ref(),
+    };
+    let evidence = match super::evidence::find(&cert) {
+        Ok(e) => e,
+        // SEV-SNP evidence (only an SNP entry ever cached a verdict on it).
+        Err(super::evidence::EvidenceError::UnsupportedTee(_)) => {
+            return super::evidence::find_dstack(&cert).is_ok_and(|att| {
+                let crate::dstack::Platform::SevSnp { report, .. } = &att.platform else {
+                    return false;
+                };
+                crate::snp::Report::parse(report).is_ok_and(|r| {
+                    crate::dstack::binding::check(&att, key.spki_der, &r.report_data.0).is_ok()
+                })
+            })
+        }
+        Err(_) => return false,
+    };
+    let Ok(quote) = crate::dcap::quote::Quote::parse(evidence.quote()) else {
+        return false;
     };
     super::binding::check(mode, &evidence, quote.body.report_data(), key).is_ok()
 }

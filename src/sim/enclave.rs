@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use super::dstack::{self, DstackSpec, DstackWire};
+use super::dstack_snp::SnpSimSpec;
 use super::pki::{SimError, SimPki, SimPlatform, SIM_TEE_TCB_SVN, SIM_TEE_TCB_SVN_OUT_OF_DATE};
 use super::quote::{forge, forge_td, EnclaveSpec, TdSpec};
 use super::streaming::{self, Answer, Counters};
@@ -93,6 +94,10 @@ pub struct SimConfig {
     /// An AWS Nitro enclave instead, behind dstack's RA-TLS (`.1.8`, the `NitroEnclave`
     /// platform): then `spec`, `td`, `tcb_status`, `binding` and `dstack` are unused.
     pub nitro: Option<super::dstack_nitro::NitroEnclaveSpec>,
+    // SEV-SNP
+    /// An SEV-SNP guest behind dstack instead (then `spec`, `td` and the Intel fields are
+    /// unused).
+    pub snp: Option<SnpSimSpec>,
 }
 
 impl Default for SimConfig {
@@ -109,6 +114,8 @@ impl Default for SimConfig {
             pck_ca: PckCa::Platform,
             // AWS Nitro
             nitro: None,
+            // SEV-SNP
+            snp: None,
         }
     }
 }
@@ -298,11 +305,13 @@ pub fn ratls_identity(
         SimBinding::Gramine => KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384)?,
         SimBinding::Cosmian | SimBinding::Wrong | SimBinding::Dstack => KeyPair::generate()?,
     };
-    let extensions = match (&config.nitro, &config.td) {
+    let extensions = match (&config.nitro, &config.snp, &config.td) {
         // AWS Nitro
-        (Some(nitro), _) => super::dstack_nitro::evidence(nitro, &key, now)?,
-        (None, Some(td)) => td_evidence(pki, config, td, &key, now)?,
-        (None, None) => sgx_evidence(pki, config, &key, now)?,
+        (Some(nitro), _, _) => super::dstack_nitro::evidence(nitro, &key, now)?,
+        // SEV-SNP
+        (None, Some(snp), _) => super::dstack_snp::snp_evidence(snp, &key)?,
+        (None, None, Some(td)) => td_evidence(pki, config, td, &key, now)?,
+        (None, None, None) => sgx_evidence(pki, config, &key, now)?,
     };
     let mut p = CertificateParams::new(vec!["localhost".to_owned()])?;
     p.subject_alt_names
@@ -396,11 +405,13 @@ impl SimEnclave {
         })?;
         let requests = Arc::new(AtomicU64::new(0));
         // The echo names the measurement the quote claims: MRENCLAVE, or `mrtd:` and MRTD.
-        let mrenclave = match (&config.nitro, &config.td) {
+        let mrenclave = match (&config.nitro, &config.snp, &config.td) {
             // AWS Nitro
-            (Some(nitro), _) => format!("pcr0:{}", hex::encode(nitro.pcr0)),
-            (None, Some(td)) => format!("mrtd:{}", td.mr_td),
-            (None, None) => config.spec.mrenclave.to_string(),
+            (Some(nitro), _, _) => format!("pcr0:{}", hex::encode(nitro.pcr0)),
+            // SEV-SNP
+            (None, Some(snp), _) => format!("snp:{}", hex::encode(snp.report.measurement)),
+            (None, None, Some(td)) => format!("mrtd:{}", td.mr_td),
+            (None, None, None) => config.spec.mrenclave.to_string(),
         };
         let counter = Arc::clone(&requests);
         let streamed = Arc::new(Counters::default());

@@ -6,6 +6,7 @@ mod der;
 pub mod dstack;
 // AWS Nitro
 pub mod dstack_nitro;
+pub mod dstack_snp;
 pub mod enclave;
 pub mod nitro;
 pub mod pki;
@@ -18,6 +19,7 @@ mod streaming;
 pub use dstack::{DstackSpec, DstackWire};
 // AWS Nitro
 pub use dstack_nitro::NitroEnclaveSpec;
+pub use dstack_snp::{SnpSim, SnpSimSpec};
 pub use enclave::{ratls_identity, RaTlsIdentity, SimBinding, SimConfig, SimEnclave};
 pub use pki::{PckLeaf, SimError, SimPki, SimPlatform};
 pub use quote::{forge, forge_td, EnclaveSpec, TdSpec};

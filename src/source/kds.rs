@@ -17,14 +17,12 @@ use std::time::Duration;
 
 use super::fetch::RefreshPolicy;
 use super::marks::{Marks, Refused};
-use super::pcs::{base_url, http_get, tls_config, FetchError};
-use crate::appraise::snp_policy::snp_error_code;
+use super::pcs::FetchError;
 use crate::dcap::ids::CertSha256;
 use crate::dcap::time::UnixTime;
 use crate::snp::chain::VerifiedChain;
-use crate::snp::ids::ChipId;
 use crate::snp::report::SigningKey;
-use crate::snp::verify::{check_binding, VerifiedVek};
+use crate::snp::verify::VerifiedVek;
 use crate::snp::{Product, Report, SnpError, SnpTrust, Tcb};
 
 /// AMD's KDS.
@@ -37,40 +35,16 @@ pub(crate) const MAX_VCEKS: usize = 1024;
 /// VCEK keys whose failed fetch is remembered at most.
 const MAX_BACKOFF: usize = 256;
 
-/// Why SEV-SNP collateral could not be had.
-#[derive(Debug, thiserror::Error)]
-pub enum KdsError {
-    /// The source did not answer, or not with a 200 (`collateral_unavailable`).
-    #[error("KDS: {0}")]
-    Fetch(#[from] FetchError),
-    /// The report's key cannot be asked for (a masked CHIP_ID, a VLEK, version 2 with no
-    /// CPUID), or nothing was fetched for it yet (`collateral_unavailable`).
-    #[error("SEV-SNP collateral: {0}")]
-    Unavailable(String),
-    /// What was served does not verify (`collateral_unavailable`; `revoked` when the CRL
-    /// revokes the ASK/ASVK).
-    #[error("SEV-SNP collateral does not verify: {0}")]
-    Invalid(#[source] SnpError),
-    /// A CRL older than one already admitted (`collateral_rollback`).
-    #[error("SEV-SNP collateral rollback: {0}")]
-    Rollback(String),
-}
+pub use crate::appraise::snp_source::{SnpCollateralError as KdsError, SnpCollateralSource};
+pub(crate) use endpoint::verify_vcek;
+pub use endpoint::KdsEndpoint;
 
-impl KdsError {
-    /// The refusal code a report without its collateral gets.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::Invalid(e @ SnpError::Revoked { .. }) => snp_error_code(e),
-            Self::Rollback(_) => "collateral_rollback",
-            Self::Fetch(_) | Self::Unavailable(_) | Self::Invalid(_) => "collateral_unavailable",
-        }
+mod endpoint;
+
+impl From<FetchError> for KdsError {
+    fn from(e: FetchError) -> Self {
+        Self::Fetch(e.to_string())
     }
-}
-
-/// Where a report's VCEK and chain come from, read without I/O (the proxy's handshake path).
-pub trait SnpCollateralSource {
-    /// The verified key for `report`, or why there is none.
-    fn vek_for(&self, report: &Report<'_>) -> Result<Arc<VerifiedVek>, KdsError>;
 }
 
 /// The lookup key of a VCEK: product, CHIP_ID (64 bytes as the report has it) and TCB.
@@ -100,170 +74,6 @@ pub(crate) fn vcek_key(report: &Report<'_>) -> Result<VcekKey, KdsError> {
         .tcbs(product)
         .map_err(|e| KdsError::Invalid(e.into()))?;
     Ok((product, report.chip_id.0, tcbs.reported))
-}
-
-/// Where and how to fetch.
-#[derive(Clone)]
-pub struct KdsEndpoint {
-    base: String,
-    tls: Arc<rustls::ClientConfig>,
-    timeout: Duration,
-}
-
-impl std::fmt::Debug for KdsEndpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KdsEndpoint")
-            .field("base", &self.base)
-            .finish_non_exhaustive()
-    }
-}
-
-impl KdsEndpoint {
-    /// AMD's KDS (WebPKI roots for its TLS).
-    pub fn amd() -> Result<Self, FetchError> {
-        Self::at(AMD_KDS, None)
-    }
-
-    /// A KDS (or a cache serving its paths) at `base_url`; `custom_ca_pem` replaces the
-    /// WebPKI roots for its TLS.
-    pub fn at(url: &str, custom_ca_pem: Option<&[u8]>) -> Result<Self, FetchError> {
-        Ok(Self {
-            base: base_url(url)?,
-            tls: tls_config(custom_ca_pem)?,
-            timeout: Duration::from_secs(10),
-        })
-    }
-
-    /// Sets the per-request timeout.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    fn kind_path(kind: SigningKey) -> &'static str {
-        match kind {
-            SigningKey::Vcek => "vcek",
-            SigningKey::Vlek => "vlek",
-        }
-    }
-
-    /// `/{vcek|vlek}/v1/{product}/cert_chain`: the ASK or ASVK, then the ARK (PEM).
-    pub fn cert_chain_url(&self, product: Product, kind: SigningKey) -> String {
-        let k = Self::kind_path(kind);
-        format!("{}/{k}/v1/{product}/cert_chain", self.base)
-    }
-
-    /// `/{vcek|vlek}/v1/{product}/crl`: the product's CRL, signed by the ARK (DER).
-    pub fn crl_url(&self, product: Product, kind: SigningKey) -> String {
-        let k = Self::kind_path(kind);
-        format!("{}/{k}/v1/{product}/crl", self.base)
-    }
-
-    /// `/vcek/v1/{product}/{hwid}?…SPL=…`: the chip's VCEK for one TCB (DER). Milan and Genoa
-    /// take the 64-byte CHIP_ID and four SPLs; Turin the first 8 bytes and the FMC SPL too.
-    pub fn vcek_url(&self, product: Product, chip: &ChipId, tcb: &Tcb) -> String {
-        let (hwid, fmc) = match (product, tcb.fmc) {
-            (Product::Turin, fmc) => (
-                hex::encode(chip.0.get(..8).unwrap_or_default()),
-                format!("fmcSPL={:02}&", fmc.unwrap_or(0)),
-            ),
-            _ => (hex::encode(chip.0), String::new()),
-        };
-        format!(
-            "{}/vcek/v1/{product}/{hwid}?{fmc}blSPL={:02}&teeSPL={:02}&snpSPL={:02}&ucodeSPL={:02}",
-            self.base, tcb.bootloader, tcb.tee, tcb.snp, tcb.microcode
-        )
-    }
-
-    async fn get(&self, url: &str) -> Result<bytes::Bytes, FetchError> {
-        http_get(url, &self.tls, None, (self.timeout, MAX_KDS_BODY))
-            .await
-            .map(|(_, body)| body)
-    }
-
-    /// Fetches and verifies the product's chain with its CRL.
-    pub async fn fetch_chain(
-        &self,
-        product: Product,
-        kind: SigningKey,
-        trust: &SnpTrust,
-    ) -> Result<VerifiedChain, KdsError> {
-        let (chain_url, crl_url) = (
-            self.cert_chain_url(product, kind),
-            self.crl_url(product, kind),
-        );
-        let (chain, crl) = tokio::join!(self.get(&chain_url), self.get(&crl_url));
-        let (chain, crl) = (chain?, crl?);
-        verify_chain(product, kind, &chain, &crl, trust)
-    }
-
-    /// Fetches the VCEK for `key` (DER, or PEM as some caches serve it) and verifies it under
-    /// `chain` and bound to the chip and TCB asked for.
-    pub async fn fetch_vcek(
-        &self,
-        key: &VcekKey,
-        chain: Arc<VerifiedChain>,
-    ) -> Result<(Vec<u8>, VerifiedVek), KdsError> {
-        let (product, chip, tcb) = key;
-        let body = self
-            .get(&self.vcek_url(*product, &ChipId(*chip), tcb))
-            .await?;
-        let der = if body.starts_with(b"-----BEGIN") {
-            let mut certs = crate::dcap::pki::pem_chain(&body, "VCEK PEM")
-                .map_err(|e| {
-                    KdsError::Invalid(SnpError::cert(crate::snp::CertRole::Vcek, e.to_string()))
-                })?
-                .into_iter();
-            certs.next().unwrap_or_default()
-        } else {
-            body.to_vec()
-        };
-        let vek = verify_vcek(&der, chain, key)?;
-        Ok((der, vek))
-    }
-}
-
-/// Verifies a served `cert_chain` (PEM: the intermediate, then optionally the ARK, which
-/// must be the pinned one byte for byte) and CRL (DER) for `product`.
-pub(crate) fn verify_chain(
-    product: Product,
-    kind: SigningKey,
-    chain_pem: &[u8],
-    crl_der: &[u8],
-    trust: &SnpTrust,
-) -> Result<VerifiedChain, KdsError> {
-    let invalid =
-        |detail: String| KdsError::Invalid(SnpError::cert(crate::snp::CertRole::Ask, detail));
-    let mut certs = crate::dcap::pki::pem_chain(chain_pem, "SEV-SNP cert_chain")
-        .map_err(|e| invalid(e.to_string()))?
-        .into_iter();
-    let (Some(intermediate), ark, None) = (certs.next(), certs.next(), certs.next()) else {
-        return Err(invalid(
-            "cert_chain holds the ASK or ASVK and optionally the ARK, nothing else".into(),
-        ));
-    };
-    if let Some(ark) = ark {
-        if trust.ark(product).map(|a| a.der()) != Some(ark.as_slice()) {
-            return Err(KdsError::Invalid(SnpError::NotPinned {
-                role: crate::snp::CertRole::Ark,
-                product,
-                detail: "the chain's ARK is not the pinned one".into(),
-            }));
-        }
-    }
-    VerifiedChain::verify(product, kind, &intermediate, Some(crl_der), trust)
-        .map_err(KdsError::Invalid)
-}
-
-/// Verifies a VCEK under `chain` and checks it is the one for `key`'s chip and TCB.
-pub(crate) fn verify_vcek(
-    der: &[u8],
-    chain: Arc<VerifiedChain>,
-    (_, chip, tcb): &VcekKey,
-) -> Result<VerifiedVek, KdsError> {
-    let vek = VerifiedVek::verify(der, chain).map_err(KdsError::Invalid)?;
-    check_binding(&vek, &ChipId(*chip), tcb).map_err(KdsError::Invalid)?;
-    Ok(vek)
 }
 
 /// The SHA-256 of `product`'s pinned ARK: the marks' root for its CRL.
@@ -327,6 +137,17 @@ pub struct KdsCache {
     fetches: AtomicU64,
     failures: AtomicU64,
     rollbacks: AtomicU64,
+    /// Bumped each time a chain (and its CRL) or a VCEK is stored: the snapshot id.
+    changes: AtomicU64,
+    /// Products whose fetched CRL revokes their ASK/ASVK (until a chain verifies again):
+    /// their reports are refused `revoked`.
+    revoked: RwLock<HashMap<(Product, SigningKey), SnpError>>,
+    /// Called after a refresh replaced a held chain or a CRL revoked one: open exchanges
+    /// judge their verdict again.
+    on_change: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// VCEK keys a handshake asked for and found no key under (bounded; `fetch_missing`
+    /// fetches them).
+    missing: Mutex<Vec<VcekKey>>,
 }
 
 impl KdsCache {
@@ -345,6 +166,118 @@ impl KdsCache {
             fetches: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             rollbacks: AtomicU64::new(0),
+            changes: AtomicU64::new(0),
+            revoked: RwLock::new(HashMap::new()),
+            on_change: std::sync::OnceLock::new(),
+            missing: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Calls `f` after each change to what verdicts already made rest on (a held chain
+    /// replaced, a chain revoked); set once.
+    pub(crate) fn on_change(&self, f: impl Fn() + Send + Sync + 'static) {
+        let _ = self.on_change.set(Box::new(f));
+    }
+
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::Relaxed);
+        if let Some(f) = self.on_change.get() {
+            f();
+        }
+    }
+
+    /// Admits fetched CRLs against `marks` from now on (the proxy's, shared by every
+    /// generation and kept in its state directory when it has one).
+    pub(crate) fn share_marks(&self, marks: &Arc<Marks>) {
+        if let Ok(mut m) = self.marks.lock() {
+            *m = Arc::clone(marks);
+        }
+    }
+
+    /// Takes over the chains and VCEKs `older` holds that this cache has none for: a reload
+    /// that keeps the source keeps serving what was fetched, even with KDS unreachable at
+    /// that moment (they were admitted against the same marks). Nothing is taken from a
+    /// cache pinning other ARKs.
+    pub(crate) fn adopt(&self, older: &KdsCache) {
+        let same_roots = self.trust.arks().len() == older.trust.arks().len()
+            && self
+                .trust
+                .arks()
+                .iter()
+                .zip(older.trust.arks())
+                .all(|(a, b)| a.der() == b.der());
+        if !same_roots {
+            return;
+        }
+        if let (Ok(held), Ok(mut mine)) = (older.chains.read(), self.chains.write()) {
+            for (k, h) in held.iter() {
+                mine.entry(*k).or_insert_with(|| HeldChain {
+                    chain: Arc::clone(&h.chain),
+                    fetched_at: h.fetched_at,
+                });
+            }
+        }
+        if let (Ok(held), Ok(mut mine)) = (older.veks.read(), self.veks.write()) {
+            for (k, (der, vek)) in held.iter() {
+                if mine.len() < MAX_VCEKS {
+                    mine.entry(*k)
+                        .or_insert_with(|| (der.clone(), Arc::clone(vek)));
+                }
+            }
+        }
+        if let (Ok(held), Ok(mut mine)) = (older.revoked.read(), self.revoked.write()) {
+            for (k, e) in held.iter() {
+                mine.entry(*k).or_insert_with(|| e.clone());
+            }
+        }
+        self.changes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Fetches the VCEKs (and chains) handshakes found missing, one at a time, each under
+    /// its backoff; returns how many were asked for (failed or not, the answer is known: a
+    /// handshake judged again gets the key, or the reason there is none).
+    pub async fn fetch_missing(&self) -> usize {
+        let keys: Vec<VcekKey> = self
+            .missing
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default();
+        let now = UnixTime::now();
+        let mut asked = 0;
+        for key in keys {
+            if self.retry_at(&key).is_some_and(|at| now < at) {
+                continue;
+            }
+            asked += 1;
+            if let Err(e) = self.fetch_key(key, now).await {
+                tracing::warn!(product = %key.0, "SEV-SNP collateral fetch failed: {e}");
+            }
+        }
+        asked
+    }
+
+    /// Refreshes held chains every `tick`, and fetches what handshakes found missing.
+    pub async fn refresh_loop(self: Arc<Self>, tick: Duration) {
+        loop {
+            tokio::time::sleep(tick).await;
+            self.refresh(UnixTime::now()).await;
+            self.fetch_missing().await;
+        }
+    }
+
+    /// The chains and VCEKs held.
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            self.chains.read().map_or(0, |c| c.len()),
+            self.veks.read().map_or(0, |v| v.len()),
+        )
+    }
+
+    fn note_missing(&self, key: VcekKey) {
+        if let Ok(mut m) = self.missing.lock() {
+            if m.len() < MAX_BACKOFF && !m.contains(&key) {
+                m.push(key);
+            }
         }
     }
 
@@ -394,16 +327,39 @@ impl KdsCache {
                 admit_crl(&marks, &self.trust, &chain)?;
                 Ok(Arc::new(chain))
             });
-        let chain = self.count(fetched)?;
-        if let Ok(mut chains) = self.chains.write() {
-            chains.insert(
-                (product, kind),
-                HeldChain {
-                    chain: Arc::clone(&chain),
-                    fetched_at: now,
-                },
-            );
+        let chain = match self.count(fetched) {
+            Ok(chain) => chain,
+            Err(e) => {
+                if let KdsError::Invalid(r @ SnpError::Revoked { .. }) = &e {
+                    if let Ok(mut revoked) = self.revoked.write() {
+                        revoked.insert((product, kind), r.clone());
+                    }
+                    // Held keys of a revoked chain are never served again.
+                    if let Ok(mut chains) = self.chains.write() {
+                        chains.remove(&(product, kind));
+                    }
+                    if let Ok(mut veks) = self.veks.write() {
+                        veks.retain(|k, _| k.0 != product || kind != SigningKey::Vcek);
+                    }
+                    self.changed();
+                }
+                return Err(e);
+            }
+        };
+        if let Ok(mut revoked) = self.revoked.write() {
+            revoked.remove(&(product, kind));
         }
+        let replaced = self.chains.write().is_ok_and(|mut chains| {
+            chains
+                .insert(
+                    (product, kind),
+                    HeldChain {
+                        chain: Arc::clone(&chain),
+                        fetched_at: now,
+                    },
+                )
+                .is_some()
+        });
         if kind == SigningKey::Vcek {
             if let Ok(mut veks) = self.veks.write() {
                 veks.retain(|key, (der, vek)| {
@@ -423,6 +379,12 @@ impl KdsCache {
                 });
             }
         }
+        // Verdicts made under the chain it replaces are judged again (a new CRL may revoke).
+        if replaced {
+            self.changed();
+        } else {
+            self.changes.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(chain)
     }
 
@@ -433,7 +395,11 @@ impl KdsCache {
         report: &Report<'_>,
         now: UnixTime,
     ) -> Result<Arc<VerifiedVek>, KdsError> {
-        let key = vcek_key(report)?;
+        self.fetch_key(vcek_key(report)?, now).await
+    }
+
+    /// [`Self::fetch_for`] by the VCEK's key.
+    async fn fetch_key(&self, key: VcekKey, now: UnixTime) -> Result<Arc<VerifiedVek>, KdsError> {
         let _one = self.fetching.lock().await;
         if let Some(vek) = self.lookup(&key) {
             return Ok(vek);
@@ -466,6 +432,7 @@ impl KdsCache {
             )));
         }
         veks.insert(key, (der, Arc::clone(&vek)));
+        self.changes.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut backoff) = self.backoff.lock() {
             backoff.remove(&key);
         }
@@ -536,9 +503,26 @@ impl KdsCache {
 }
 
 impl SnpCollateralSource for KdsCache {
+    fn chain_for(&self, product: Product, kind: SigningKey) -> Option<Arc<VerifiedChain>> {
+        self.held_chain(product, kind)
+    }
+
+    fn snapshot_id(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
+    }
+
     fn vek_for(&self, report: &Report<'_>) -> Result<Arc<VerifiedVek>, KdsError> {
         let key = vcek_key(report)?;
+        if let Some(e) = self
+            .revoked
+            .read()
+            .ok()
+            .and_then(|r| r.get(&(key.0, SigningKey::Vcek)).cloned())
+        {
+            return Err(KdsError::Invalid(e));
+        }
         self.lookup(&key).ok_or_else(|| {
+            self.note_missing(key);
             KdsError::Unavailable(format!(
                 "no VCEK fetched yet for this {} chip at its reported TCB",
                 key.0

@@ -11,6 +11,9 @@ pub(crate) mod nitro;
 pub(crate) mod pcs;
 pub(crate) mod platform;
 pub(crate) mod snp_files;
+pub(crate) mod snp_setup;
+
+pub(crate) use snp_setup::{snp_collateral, SnpSetup};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -154,6 +157,8 @@ pub struct SourceConfig {
     pub nitro_crls: self::nitro::NitroCrlSpec,
     /// `[collateral] nitro_revocation`: whether a Nitro chain without its CRLs is refused.
     pub nitro_revocation: crate::nitro::revocation::Revocation,
+    /// `[collateral] amd_trust_root`: ARK PEMs replacing AMD's pinned roots (test PKIs).
+    pub amd_trust_root: Option<PathBuf>,
 }
 
 impl SourceConfig {
@@ -168,6 +173,7 @@ impl SourceConfig {
             && self.nitro_trust_root == other.nitro_trust_root
             && self.nitro_crls == other.nitro_crls
             && self.nitro_revocation == other.nitro_revocation
+            && self.amd_trust_root == other.amd_trust_root
     }
 }
 
@@ -188,6 +194,7 @@ impl Default for SourceConfig {
             nitro_trust_root: None,
             nitro_crls: self::nitro::NitroCrlSpec::Aws,
             nitro_revocation: crate::nitro::revocation::Revocation::Required,
+            amd_trust_root: None,
         }
     }
 }

@@ -26,6 +26,9 @@ const MAX_FILE: u64 = 256 * 1024;
 #[derive(Debug, Default)]
 pub struct SnpFiles {
     chains: HashMap<(Product, SigningKey), Arc<VerifiedChain>>,
+    /// Products whose ASK/ASVK the directory's CRL revokes: their reports are refused
+    /// `revoked`, not merely without collateral.
+    revoked: HashMap<(Product, SigningKey), crate::snp::SnpError>,
     veks: HashMap<VcekKey, Arc<VerifiedVek>>,
 }
 
@@ -116,7 +119,12 @@ impl SnpFiles {
                     skipped.append(&mut notes);
                     out.chains.insert((product, kind), Arc::new(chain));
                 }
-                Err(e) => skipped.push(format!("{name}: {e}")),
+                Err(e) => {
+                    skipped.push(format!("{name}: {e}"));
+                    if matches!(e, crate::snp::SnpError::Revoked { .. }) {
+                        out.revoked.insert((product, kind), e);
+                    }
+                }
             }
         }
         for (name, der) in vcek_ders {
@@ -125,7 +133,7 @@ impl SnpFiles {
                 Err(e) => skipped.push(format!("{name}: {e}")),
             }
         }
-        if out.veks.is_empty() && out.chains.is_empty() {
+        if out.veks.is_empty() && out.chains.is_empty() && out.revoked.is_empty() {
             return Err(format!(
                 "{}: no usable SEV-SNP collateral ({})",
                 dir.display(),
@@ -204,8 +212,15 @@ fn verify_with_newest_crl(
 }
 
 impl SnpCollateralSource for SnpFiles {
+    fn chain_for(&self, product: Product, kind: SigningKey) -> Option<Arc<VerifiedChain>> {
+        self.chains.get(&(product, kind)).cloned()
+    }
+
     fn vek_for(&self, report: &Report<'_>) -> Result<Arc<VerifiedVek>, KdsError> {
         let key = vcek_key(report)?;
+        if let Some(e) = self.revoked.get(&(key.0, SigningKey::Vcek)) {
+            return Err(KdsError::Invalid(e.clone()));
+        }
         self.veks.get(&key).cloned().ok_or_else(|| {
             KdsError::Unavailable(format!(
                 "no VCEK in the directory for this {} chip ({}…) at its reported TCB ({})",

@@ -18,9 +18,10 @@ use crate::dcap::trust::TrustAnchor;
 use crate::proxy::target::{Enclave, Target};
 use crate::proxy::upstream::auditor::Auditor;
 use crate::proxy::upstream::pool::{Pool, Sharding, UpstreamCap};
+use crate::ratls::verifier::SnpVerifier;
 use crate::ratls::{GenerationId, RaTlsVerifier, VerdictCache};
 use crate::source::marks::Books;
-use crate::source::CollateralSetup;
+use crate::source::{CollateralSetup, SnpSetup};
 use crate::tcb_watch::TcbWatch;
 
 /// Generation ids: each configuration in force gets a new one.
@@ -36,6 +37,8 @@ pub struct Generation {
     pub config: Config,
     /// The collateral source verifiers read.
     pub collateral: Arc<CollateralSetup>,
+    /// The SEV-SNP trust and collateral, when some entry is `tee = "snp"`.
+    pub(crate) snp: Option<SnpSetup>,
     enclaves: Vec<Arc<Enclave>>,
     /// Destination to entry (a position in `enclaves`), built once for the generation.
     index: HostIndex,
@@ -80,8 +83,7 @@ impl Generation {
     /// every generation shares.
     pub(crate) fn new(
         config: Config,
-        anchor: &TrustAnchor,
-        collateral: CollateralSetup,
+        (anchor, collateral, snp): (&TrustAnchor, CollateralSetup, Option<SnpSetup>),
         shared: &Shared,
     ) -> Self {
         let id = GenerationId(NEXT_GENERATION.fetch_add(1, Ordering::Relaxed));
@@ -91,6 +93,11 @@ impl Generation {
             // A new snapshot is a change open exchanges judge their verdict again on.
             let changes = Arc::clone(&shared.changes);
             cache.on_new_snapshot(move || changes.bump());
+        }
+        if let Some(kds) = snp.as_ref().and_then(SnpSetup::kds) {
+            kds.share_marks(&shared.marks.standard);
+            let changes = Arc::clone(&shared.changes);
+            kds.on_change(move || changes.bump());
         }
         let collateral = Arc::new(collateral);
         let source: Arc<dyn CollateralSource + Send + Sync> = collateral.clone();
@@ -107,7 +114,20 @@ impl Generation {
                             Arc::clone(&source),
                             Arc::clone(&shared.cache),
                         )
-                        .with_snp(e.snp.clone())
+                        .with_snp(e.snp.clone().map(|policy| {
+                            let setup = snp.as_ref().map_or_else(
+                                || SnpSetup::failed("no SEV-SNP collateral was set up".into()),
+                                |s| SnpSetup {
+                                    trust: Arc::clone(&s.trust),
+                                    source: Arc::clone(&s.source),
+                                },
+                            );
+                            SnpVerifier {
+                                policy,
+                                source: setup.source,
+                                trust: setup.trust,
+                            }
+                        }))
                         .in_generation(id),
                     ),
                     config: e.clone(),
@@ -122,12 +142,14 @@ impl Generation {
                 collateral.cache().cloned(),
                 (config.limits.connect_timeout, config.limits.idle_timeout),
                 Sharding::cores(),
-            ),
+            )
+            .with_snp_kds(snp.as_ref().and_then(SnpSetup::kds).cloned()),
             enclaves,
             index: HostIndex::new(&config.enclaves),
             routes: Vec::new(),
             config,
             collateral,
+            snp,
             refresher: Mutex::new(None),
         };
         g.routes = g
@@ -150,13 +172,25 @@ impl Generation {
 
     /// Starts prefetching and background refresh of fetched collateral (needs a runtime).
     pub(crate) fn start_refresher(&self) {
-        let Some(cache) = self.collateral.cache().cloned() else {
+        let intel = self.collateral.cache().cloned();
+        let kds = self.snp.as_ref().and_then(SnpSetup::kds).cloned();
+        if intel.is_none() && kds.is_none() {
             return;
-        };
+        }
         let prefetch = self.config.source.prefetch.clone();
         let task = tokio::spawn(async move {
-            cache.prefetch(&prefetch).await;
-            cache.refresh_loop(REFRESH_TICK).await;
+            let intel = async {
+                if let Some(cache) = intel {
+                    cache.prefetch(&prefetch).await;
+                    cache.refresh_loop(REFRESH_TICK).await;
+                }
+            };
+            let snp = async {
+                if let Some(kds) = kds {
+                    kds.refresh_loop(REFRESH_TICK).await;
+                }
+            };
+            tokio::join!(intel, snp);
         });
         if let Ok(mut r) = self.refresher.lock() {
             *r = Some(task);

@@ -17,7 +17,7 @@ use crate::proxy::upstream::auditor::Auditor;
 use crate::proxy::upstream::pool::UpstreamCap;
 use crate::ratls::{CacheStats, VerdictCache};
 use crate::source::marks::Books;
-use crate::source::{trust_and_collateral, CollateralSetup, SetupError};
+use crate::source::{snp_collateral, trust_and_collateral, CollateralSetup, SetupError, SnpSetup};
 use crate::tcb_watch::TcbWatch;
 
 mod drain;
@@ -100,7 +100,13 @@ impl Proxy {
             tcb: Arc::new(TcbWatch::default()),
             changes: Arc::new(Changes::new()),
         };
-        let generation = Generation::new(config, anchor, collateral, &shared);
+        let has_snp = config.enclaves.iter().any(|e| e.snp.is_some());
+        // Fail closed: a source that cannot be set up refuses every SEV-SNP guest, saying why.
+        let snp = snp_collateral(&config.source, has_snp).unwrap_or_else(|e| {
+            tracing::error!("SEV-SNP collateral: {e}; every SEV-SNP guest is refused");
+            Some(SnpSetup::failed(e.to_string()))
+        });
+        let generation = Generation::new(config, (anchor, collateral, snp), &shared);
         Self {
             current: RwLock::new(Arc::new(generation)),
             config_path: None,
@@ -135,6 +141,10 @@ impl Proxy {
         if let Some(c) = self.current().collateral.cache() {
             c.share_marks(&marks.standard);
             c.share_early_marks(&marks.early);
+        }
+        // AMD's product CRLs are held to the same marks (keyed by their ARK).
+        if let Some(kds) = self.current().snp.as_ref().and_then(SnpSetup::kds) {
+            kds.share_marks(&marks.standard);
         }
         self.shared.marks = marks;
         self
@@ -228,6 +238,10 @@ impl Proxy {
         let config = Config::load(path)?;
         let (anchor, collateral) =
             trust_and_collateral(&config.source, !config.enclaves.is_empty())?;
+        let snp = snp_collateral(
+            &config.source,
+            config.enclaves.iter().any(|e| e.snp.is_some()),
+        )?;
         let old = self.current();
         let mut need_restart = Vec::new();
         if config.listen != old.config.listen || config.admin_listen != old.config.admin_listen {
@@ -258,7 +272,13 @@ impl Proxy {
                 new.adopt(held);
             }
         }
-        let generation = Generation::new(config, &anchor, collateral, &self.shared);
+        let kds = |s: &Option<SnpSetup>| s.as_ref().and_then(SnpSetup::kds).cloned();
+        if let (Some(new), Some(held)) = (kds(&snp), kds(&old.snp)) {
+            if config.source.same_origin(&old.config.source) {
+                new.adopt(&held);
+            }
+        }
+        let generation = Generation::new(config, (&anchor, collateral, snp), &self.shared);
         generation.start_refresher();
         old.stop_refresher();
         let enclaves = generation.config.enclaves.len();

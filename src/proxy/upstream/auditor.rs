@@ -186,6 +186,7 @@ fn write(
         port: target.dest.port,
         generation,
         policy: &target.enclave.config.policy,
+        snp: target.enclave.config.snp.as_ref(),
         cut,
     };
     l.record(judged, c, used, UnixTime::now())

@@ -115,6 +115,8 @@ pub(crate) struct Pool {
     connect_timeout: Duration,
     idle_timeout: Duration,
     collateral: Option<Arc<CollateralCache>>,
+    /// The SEV-SNP keys fetched on a handshake's miss, when they come from a KDS.
+    snp_kds: Option<Arc<crate::source::kds::KdsCache>>,
     /// The upstream cap, shared with passthrough and across generations.
     upstream_cap: Arc<UpstreamCap>,
     /// Set when a reload replaced this pool's generation: its idle connections were closed,
@@ -136,6 +138,12 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
+    /// The same pool fetching SEV-SNP keys from `kds` on a handshake's miss.
+    pub(crate) fn with_snp_kds(mut self, kds: Option<Arc<crate::source::kds::KdsCache>>) -> Self {
+        self.snp_kds = kds;
+        self
+    }
+
     /// A pool dialing with each target's verifier, its idle connections split by
     /// `sharding`; connections idle for `idle_timeout` are closed by [`Pool::sweep`].
     pub(crate) fn new(
@@ -154,6 +162,7 @@ impl Pool {
             connect_timeout,
             idle_timeout,
             collateral,
+            snp_kds: None,
             upstream_cap,
             retired: AtomicBool::new(false),
             audit,

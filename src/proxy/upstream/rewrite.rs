@@ -10,6 +10,7 @@ use crate::dcap::identity::Identity;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::target::Target;
 use crate::ratls::cache::CachedVerdict;
+use crate::ratls::AcceptedEvidence;
 
 /// Headers that belong to one hop only (RFC 9110 7.6.1), never forwarded.
 const HOP_BY_HOP: [&str; 8] = [
@@ -114,24 +115,40 @@ static ATTESTATION: http::HeaderName = http::HeaderName::from_static(ATTESTATION
 
 /// The optional header that tells the client what was verified.
 fn what_was_verified(v: &CachedVerdict) -> Option<http::HeaderValue> {
-    let q = v.accepted.quote();
     let binding = v.accepted.appraisal().binding.map_or("-", |b| b.as_str());
-    let identity = match &q.identity {
-        Identity::Sgx(e) => format!(
-            "mrenclave={}; mrsigner={}; isv_prod_id={}; isv_svn={}",
-            e.mrenclave, e.mrsigner, e.isv_prod_id, e.isv_svn
-        ),
-        Identity::Td(t) => format!(
-            "mrtd={}; rtmr0={}; rtmr1={}; rtmr2={}; rtmr3={}; mrseam={}",
-            t.mr_td, t.rtmr[0], t.rtmr[1], t.rtmr[2], t.rtmr[3], t.mr_seam
-        ),
+    let text = match v.accepted.evidence() {
+        AcceptedEvidence::Intel(q) => {
+            let identity = match &q.identity {
+                Identity::Sgx(e) => format!(
+                    "mrenclave={}; mrsigner={}; isv_prod_id={}; isv_svn={}",
+                    e.mrenclave, e.mrsigner, e.isv_prod_id, e.isv_svn
+                ),
+                Identity::Td(t) => format!(
+                    "mrtd={}; rtmr0={}; rtmr1={}; rtmr2={}; rtmr3={}; mrseam={}",
+                    t.mr_td, t.rtmr[0], t.rtmr[1], t.rtmr[2], t.rtmr[3], t.mr_seam
+                ),
+            };
+            format!(
+                "{identity}; tcb={}; binding={binding}; verified_at={}",
+                q.tcb.status,
+                q.verified_at.to_rfc3339()
+            )
+        }
+        AcceptedEvidence::Snp(s) => {
+            let r = s.report();
+            let id = &r.identity;
+            format!(
+                "tee=snp; measurement={}; host_data={}; chip_id={}; reported_tcb={}; vmpl={}; binding={binding}; verified_at={}",
+                id.measurement,
+                id.host_data,
+                id.chip_id,
+                id.tcb.reported,
+                id.vmpl,
+                r.verified_at.to_rfc3339()
+            )
+        }
     };
-    http::HeaderValue::from_str(&format!(
-        "{identity}; tcb={}; binding={binding}; verified_at={}",
-        q.tcb.status,
-        q.verified_at.to_rfc3339()
-    ))
-    .ok()
+    http::HeaderValue::from_str(&text).ok()
 }
 
 /// The head of a response from an attested connection, as the client gets it: hop-by-hop

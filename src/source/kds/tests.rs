@@ -1,6 +1,8 @@
 //! The KDS URL forms, and the SEV-SNP CRL mark across a restart.
 
+use super::endpoint::verify_chain;
 use super::*;
+use crate::snp::ids::ChipId;
 
 #[test]
 fn kds_urls_follow_the_spec_for_each_product() {

@@ -43,14 +43,24 @@ impl Pool {
         match self.attest(target, alpn).await {
             Err(ProxyRefusal::Attestation(r)) if r.code == RefusalCode::CollateralUnavailable => {
                 // A request never waits longer than the connect timeout for collateral.
-                let fetched = match &self.collateral {
-                    Some(cache) => {
-                        tokio::time::timeout(self.connect_timeout, cache.fetch_missing())
-                            .await
-                            .unwrap_or(0)
+                let intel = async {
+                    match &self.collateral {
+                        Some(cache) => cache.fetch_missing().await,
+                        None => 0,
                     }
-                    None => 0,
                 };
+                let snp = async {
+                    match &self.snp_kds {
+                        Some(kds) => kds.fetch_missing().await,
+                        None => 0,
+                    }
+                };
+                let fetched = tokio::time::timeout(self.connect_timeout, async {
+                    let (i, s) = tokio::join!(intel, snp);
+                    i + s
+                })
+                .await
+                .unwrap_or(0);
                 if fetched > 0 {
                     self.attest(target, alpn).await
                 } else {
