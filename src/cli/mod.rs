@@ -9,11 +9,13 @@ use std::sync::Arc;
 mod completions;
 #[cfg(feature = "sim")]
 mod demo;
+mod input;
 pub(crate) mod report;
 mod verify;
 mod verify_dstack;
 mod verify_nitro;
 mod verify_snp;
+mod verify_snp_cert;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueHint};

@@ -9,11 +9,9 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::report::Report;
-use super::verify_snp;
+use super::{input, verify_snp, verify_snp_cert};
 use super::{EXIT_ACCEPTED, EXIT_CANNOT_CHECK, EXIT_REFUSED};
-use crate::snp::collateral::{classify, SnpCertKind};
 use crate::snp::ids::{AuthorKeyDigest, FamilyId, HostData, IdKeyDigest, ImageId, Measurement};
-use crate::snp::{Ark, SnpTrust};
 
 /// The longest `verify` waits for collateral from PCS or a PCCS.
 const COLLATERAL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -298,6 +296,32 @@ impl VerifyArgs {
     }
 }
 
+/// `--cert` or a URL judged as an SEV-SNP certificate (by `--tee snp`, or a `--cert` whose
+/// dstack attestation is of an SEV-SNP platform); `None` for the Intel path.
+fn snp_certificate<'a>(
+    args: &'a VerifyArgs,
+    tee: Option<&str>,
+    options: impl FnOnce() -> anyhow::Result<verify_snp::SnpOptions<'a>>,
+) -> anyhow::Result<Option<ExitCode>> {
+    let leaf = args.cert.as_deref().map(input::read_leaf).transpose()?;
+    // `--tee` insists; without it the certificate's own evidence decides.
+    let snp = match tee {
+        Some(t) => t == "snp",
+        None => leaf.as_deref().is_some_and(verify_snp_cert::carries_snp),
+    };
+    if !snp {
+        return Ok(None);
+    }
+    let target = args.url.as_deref().map(input::https_target).transpose()?;
+    let input = match (&leaf, &target) {
+        (Some(der), _) => verify_snp_cert::CertInput::Der(der),
+        (None, Some((addr, host))) => verify_snp_cert::CertInput::Url { addr, host },
+        (None, None) => bail!("--tee snp takes a URL, --cert FILE or --quote FILE"),
+    };
+    let trust = verify_snp::trust(args.trust_root.as_deref())?;
+    verify_snp_cert::run(&options()?, input, &trust, args.binding).map(Some)
+}
+
 /// Exactly `N` bytes of hex.
 fn hex_of_len<const N: usize>(text: &str) -> Result<Vec<u8>, String> {
     match hex::decode(text.trim()) {
@@ -345,6 +369,29 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         let (collateral, at) = (args.collateral.as_deref(), args.at.as_deref());
         verify_nitro::options(args.nitro_policy(), collateral, at, args.json)
     };
+    let snp_options = || -> anyhow::Result<verify_snp::SnpOptions<'_>> {
+        Ok(verify_snp::SnpOptions {
+            policy: SnpPolicy {
+                measurement: args.measurement.clone(),
+                host_data: args.host_data.clone(),
+                id_key_digest: args.id_key_digest.clone(),
+                author_key_digest: args.author_key_digest.clone(),
+                family_id: args.family_id,
+                image_id: args.image_id,
+                min_guest_svn: args.min_guest_svn,
+                min_tcb: verify_snp::min_tcb(&args.min_tcb)?,
+                max_vmpl: args.max_vmpl.unwrap_or(0),
+                allow_debug: args.allow_debug,
+                allow_migration_agent: args.allow_migration_agent,
+                ..SnpPolicy::default()
+            },
+            collateral: args.collateral.as_deref(),
+            pccs_ca: args.pccs_ca.as_deref(),
+            at: args.at.as_deref(),
+            max_cert_age_secs: args.max_cert_age_secs,
+            json: args.json,
+        })
+    };
     if tee == Some("nitro") && !matches!(recognised, Some(Recognised::Nitro(_))) {
         if recognised.is_none() {
             bail!("--tee nitro: this build verifies AWS Nitro evidence given as --quote FILE (an attestation document or a dstack attestation)");
@@ -374,31 +421,12 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             _ => None,
         };
         if let Some(evidence) = evidence {
-            let options = verify_snp::SnpOptions {
-                policy: SnpPolicy {
-                    measurement: args.measurement.clone(),
-                    host_data: args.host_data.clone(),
-                    id_key_digest: args.id_key_digest.clone(),
-                    author_key_digest: args.author_key_digest.clone(),
-                    family_id: args.family_id,
-                    image_id: args.image_id,
-                    min_guest_svn: args.min_guest_svn,
-                    min_tcb: verify_snp::min_tcb(&args.min_tcb)?,
-                    max_vmpl: args.max_vmpl.unwrap_or(0),
-                    allow_debug: args.allow_debug,
-                    allow_migration_agent: args.allow_migration_agent,
-                    ..SnpPolicy::default()
-                },
-                collateral: args.collateral.as_deref(),
-                pccs_ca: args.pccs_ca.as_deref(),
-                at: args.at.as_deref(),
-                json: args.json,
-            };
-            let trust = snp_trust(args.trust_root.as_deref())?;
+            let options = snp_options()?;
+            let trust = verify_snp::trust(args.trust_root.as_deref())?;
             return verify_snp::run(&options, evidence, &trust);
         }
-    } else if args.tee.as_deref() == Some("snp") {
-        bail!("--tee snp: this build verifies SEV-SNP evidence given as --quote FILE (a report or a dstack attestation)");
+    } else if let Some(code) = snp_certificate(args, tee, snp_options)? {
+        return Ok(code);
     }
     let at = args.at.as_deref().map(UnixTime::parse).transpose()?;
     let now = at.unwrap_or_else(UnixTime::now);
@@ -458,7 +486,7 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let mut attempt = 0;
     let report = loop {
         let report = if let Some(url) = &args.url {
-            let (addr, host) = https_target(url)?;
+            let (addr, host) = input::https_target(url)?;
             let verifier = Arc::new(RaTlsVerifier::new(
                 policy.clone(),
                 args.binding,
@@ -482,11 +510,7 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
                 Ok(Err(other)) => return Err(other.into()),
             }
         } else if let Some(path) = &args.cert {
-            let pem = read(path, "certificate")?;
-            let leaf = crate::dcap::pki::pem_chain(&pem, "certificate PEM")
-                .map_err(anyhow::Error::from)
-                .and_then(|chain| chain.into_iter().next().context("no certificate"))
-                .with_context(|| format!("{} holds no PEM certificate", path.display()))?;
+            let leaf = input::read_leaf(path)?;
             Report::of_certificate(&appraise_certificate(
                 &leaf,
                 setup.as_ref(),
@@ -542,37 +566,4 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         Some(RefusalCode::CollateralUnavailable) => EXIT_CANNOT_CHECK,
         Some(_) => EXIT_REFUSED,
     }))
-}
-
-/// AMD's pinned ARKs, or the ARKs (PEM, each named `ARK-<Product>`) in `--trust-root`.
-fn snp_trust(root: Option<&Path>) -> anyhow::Result<SnpTrust> {
-    let Some(path) = root else {
-        return Ok(SnpTrust::amd());
-    };
-    let pem = read(path, "trust root")?;
-    let mut arks = Vec::new();
-    for der in crate::dcap::pki::pem_chain(&pem, "trust root PEM")? {
-        let Ok(SnpCertKind::Ark(product)) = classify(&der) else {
-            bail!("{}: a certificate that is no ARK-<Product>", path.display());
-        };
-        arks.push(Ark::from_der(product, der)?);
-    }
-    Ok(SnpTrust::with_arks(arks))
-}
-
-/// `https://host[:port]` → (`host:port` to dial, host name for SNI).
-fn https_target(url: &str) -> anyhow::Result<(String, String)> {
-    let uri: http::Uri = url
-        .parse()
-        .with_context(|| format!("`{url}` is not a URL"))?;
-    if uri.scheme_str() != Some("https") {
-        bail!("`{url}`: only https:// URLs can be verified");
-    }
-    let host = uri.host().with_context(|| format!("`{url}` has no host"))?;
-    let port = uri.port_u16().unwrap_or(443);
-    let bare = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    Ok((format!("{host}:{port}"), bare))
 }

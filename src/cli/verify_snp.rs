@@ -26,7 +26,7 @@ use crate::source::snp_files::SnpFiles;
 use crate::source::CollateralSpec;
 
 /// The longest `verify` waits for KDS.
-const KDS_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+pub(super) const KDS_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// SEV-SNP evidence found in a `--quote` file.
 pub(super) enum SnpEvidence<'a> {
@@ -77,12 +77,12 @@ struct SnpJson {
     quote: Option<SnpQuoteJson>,
     tcb: Option<()>,
     binding: Option<&'static str>,
-    cert_sha256: Option<()>,
+    cert_sha256: Option<crate::dcap::ids::CertSha256>,
     verified_at: String,
 }
 
 #[derive(Serialize)]
-struct SnpQuoteJson {
+pub(super) struct SnpQuoteJson {
     version: u32,
     tee: &'static str,
     debug: bool,
@@ -105,7 +105,8 @@ struct SnpQuoteJson {
 }
 
 impl SnpQuoteJson {
-    fn of(id: &crate::snp::verified::SnpIdentity) -> Self {
+    /// The fields of a verified report.
+    pub(super) fn of(id: &crate::snp::verified::SnpIdentity) -> Self {
         Self {
             version: id.version.number(),
             tee: "SNP",
@@ -131,15 +132,20 @@ impl SnpQuoteJson {
 }
 
 /// A refusal or acceptance, before printing.
-struct Outcome {
-    code: Option<&'static str>,
-    reasons: Vec<String>,
-    quote: Option<SnpQuoteJson>,
-    binding: Option<&'static str>,
+pub(super) struct Outcome {
+    /// The refusal code; `None` when accepted.
+    pub code: Option<&'static str>,
+    /// Why.
+    pub reasons: Vec<String>,
+    /// The report's fields, once its signature verified.
+    pub quote: Option<SnpQuoteJson>,
+    /// The binding rule that held.
+    pub binding: Option<&'static str>,
 }
 
 impl Outcome {
-    fn refused(code: &'static str, reason: impl Into<String>) -> Self {
+    /// A refusal with one reason.
+    pub(super) fn refused(code: &'static str, reason: impl Into<String>) -> Self {
         Self {
             code: Some(code),
             reasons: vec![reason.into()],
@@ -159,8 +165,72 @@ pub(super) struct SnpOptions<'a> {
     pub pccs_ca: Option<&'a std::path::Path>,
     /// `--at`.
     pub at: Option<&'a str>,
+    /// `--max-cert-age-secs` (a certificate's age: `--cert` and URLs).
+    pub max_cert_age_secs: Option<u64>,
     /// `--json`.
     pub json: bool,
+}
+
+/// SEV-SNP collateral as `--collateral` names it: a directory, or a KDS (AMD's by default).
+pub(super) enum SnpSource {
+    /// A directory of PEM/DER files, verified at load.
+    Files(Arc<SnpFiles>),
+    /// A KDS or a cache serving its paths; fetched on demand.
+    Kds(Arc<KdsCache>),
+}
+
+impl SnpSource {
+    /// Read as the proxy reads its source (no I/O).
+    pub(super) fn as_source(&self) -> &dyn SnpCollateralSource {
+        match self {
+            Self::Files(f) => f.as_ref(),
+            Self::Kds(k) => k.as_ref(),
+        }
+    }
+
+    /// Shared, for a verifier that outlives this call.
+    pub(super) fn shared(&self) -> Arc<dyn SnpCollateralSource + Send + Sync> {
+        match self {
+            Self::Files(f) => f.clone(),
+            Self::Kds(k) => k.clone(),
+        }
+    }
+}
+
+/// The source `--collateral` names, or the refusal its directory earns.
+pub(super) fn source(
+    args: &SnpOptions<'_>,
+    trust: &SnpTrust,
+) -> anyhow::Result<Result<SnpSource, (&'static str, String)>> {
+    let spec = match args.collateral {
+        None | Some("kds") => CollateralSpec::Url(crate::source::kds::AMD_KDS.to_owned()),
+        Some(text) => {
+            CollateralSpec::parse(text, |s| PathBuf::from(s)).unwrap_or_else(CollateralSpec::File)
+        }
+    };
+    Ok(match spec {
+        CollateralSpec::Dir(dir) => match SnpFiles::load(&dir, trust) {
+            Ok((files, skipped)) => {
+                for s in skipped {
+                    tracing::warn!("SEV-SNP collateral skipped: {s}");
+                }
+                Ok(SnpSource::Files(Arc::new(files)))
+            }
+            Err(e) => Err(("collateral_unavailable", e)),
+        },
+        CollateralSpec::Url(url) => {
+            let ca = args.pccs_ca.map(std::fs::read).transpose()?;
+            let endpoint = KdsEndpoint::at(&url, ca.as_deref())?;
+            Ok(SnpSource::Kds(Arc::new(KdsCache::new(
+                endpoint,
+                trust.clone(),
+                RefreshPolicy::default(),
+            ))))
+        }
+        CollateralSpec::Pcs | CollateralSpec::File(_) => bail!(
+            "SEV-SNP evidence takes --collateral DIR (PEM/DER files: cert_chain or ask.pem, vcek, crl), a KDS base URL, or `kds` (AMD's KDS, the default)"
+        ),
+    })
 }
 
 /// `--min-tcb KIND=N` flags as a minimum TCB (`None` when none is given).
@@ -198,34 +268,18 @@ fn vek_for(
     now: UnixTime,
 ) -> anyhow::Result<Result<Arc<VerifiedVek>, (&'static str, String)>> {
     let unavailable = |e: KdsError| (e.code(), e.to_string());
-    let spec = match (args.collateral, carried) {
-        (None, Some(c)) => {
-            return Ok(c.verify(report, trust).map(Arc::new).map_err(|e| {
-                (
-                    snp_error_code(&e),
-                    format!("the chain the attestation carries: {e}"),
-                )
-            }));
-        }
-        (None | Some("kds"), _) => CollateralSpec::Url(crate::source::kds::AMD_KDS.to_owned()),
-        (Some(text), _) => {
-            CollateralSpec::parse(text, |s| PathBuf::from(s)).unwrap_or_else(CollateralSpec::File)
-        }
-    };
-    match spec {
-        CollateralSpec::Dir(dir) => {
-            let (files, skipped) = match SnpFiles::load(&dir, trust) {
-                Ok(loaded) => loaded,
-                Err(e) => return Ok(Err(("collateral_unavailable", e))),
-            };
-            for s in skipped {
-                tracing::warn!("SEV-SNP collateral skipped: {s}");
-            }
-            Ok(files.vek_for(report).map_err(unavailable))
-        }
-        CollateralSpec::Url(url) => {
-            let endpoint = KdsEndpoint::at(&url, args.pccs_ca.map(std::fs::read).transpose()?.as_deref())?;
-            let cache = KdsCache::new(endpoint, trust.clone(), RefreshPolicy::default());
+    if let (None, Some(c)) = (args.collateral, carried) {
+        return Ok(c.verify(report, trust).map(Arc::new).map_err(|e| {
+            (
+                snp_error_code(&e),
+                format!("the chain the attestation carries: {e}"),
+            )
+        }));
+    }
+    match source(args, trust)? {
+        Err(refused) => Ok(Err(refused)),
+        Ok(SnpSource::Files(files)) => Ok(files.vek_for(report).map_err(unavailable)),
+        Ok(SnpSource::Kds(cache)) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
@@ -236,13 +290,14 @@ fn vek_for(
                 Ok(r) => r.map_err(unavailable),
                 Err(_) => Err((
                     "collateral_unavailable",
-                    format!("KDS at {url}: no answer within {}s", KDS_WAIT.as_secs()),
+                    format!(
+                        "KDS at {}: no answer within {}s",
+                        args.collateral.unwrap_or(crate::source::kds::AMD_KDS),
+                        KDS_WAIT.as_secs()
+                    ),
                 )),
             })
         }
-        CollateralSpec::Pcs | CollateralSpec::File(_) => bail!(
-            "SEV-SNP evidence takes --collateral DIR (PEM/DER files: cert_chain or ask.pem, vcek, crl), a KDS base URL, or `kds` (AMD's KDS, the default)"
-        ),
     }
 }
 
@@ -371,6 +426,34 @@ pub(super) fn run(
         Ok(e) => judge(args, e, trust, now)?,
         Err((code, e)) => Outcome::refused(code, e),
     };
+    print(args, out, None, now)
+}
+
+/// AMD's pinned ARKs, or the ARKs (PEM, each named `ARK-<Product>`) in `--trust-root`.
+pub(super) fn trust(root: Option<&std::path::Path>) -> anyhow::Result<SnpTrust> {
+    use crate::snp::collateral::{classify, SnpCertKind};
+    let Some(path) = root else {
+        return Ok(SnpTrust::amd());
+    };
+    let pem = std::fs::read(path)
+        .with_context(|| format!("cannot read trust root {}", path.display()))?;
+    let mut arks = Vec::new();
+    for der in crate::dcap::pki::pem_chain(&pem, "trust root PEM")? {
+        let Ok(SnpCertKind::Ark(product)) = classify(&der) else {
+            bail!("{}: a certificate that is no ARK-<Product>", path.display());
+        };
+        arks.push(crate::snp::Ark::from_der(product, der)?);
+    }
+    Ok(SnpTrust::with_arks(arks))
+}
+
+/// Prints `out` as text or JSON; the exit code as for SGX/TDX.
+pub(super) fn print(
+    args: &SnpOptions<'_>,
+    out: Outcome,
+    cert_sha256: Option<crate::dcap::ids::CertSha256>,
+    now: UnixTime,
+) -> anyhow::Result<ExitCode> {
     let json = SnpJson {
         verdict: if out.code.is_none() {
             "accepted"
@@ -382,7 +465,7 @@ pub(super) fn run(
         quote: out.quote,
         tcb: None,
         binding: out.binding,
-        cert_sha256: None,
+        cert_sha256,
         verified_at: now.to_rfc3339(),
     };
     let out = if args.json {
@@ -418,6 +501,9 @@ fn text(j: &SnpJson) -> String {
     }
     if let Some(b) = j.binding {
         out.push_str(&format!("  binding      {b}\n"));
+    }
+    if let Some(c) = &j.cert_sha256 {
+        out.push_str(&format!("  cert sha256  {c}\n"));
     }
     out.push_str(&format!("  verified at  {}\n", j.verified_at));
     out
