@@ -215,7 +215,10 @@ async fn review_made_up_chip_ids_do_not_each_cost_a_kds_request() {
     let bytes = serve_platform(&kds, &pki, NOW.0 - DAY);
     let report = Report::parse(&bytes).expect("parses");
     let cache = KdsCache::new(kds.endpoint(), trust, RefreshPolicy::default());
-    cache.fetch_for(&report, NOW).await.expect("chain and one VCEK");
+    cache
+        .fetch_for(&report, NOW)
+        .await
+        .expect("chain and one VCEK");
     let before = kds.hits();
     let handshakes = 20u8;
     for i in 0..handshakes {
@@ -231,5 +234,68 @@ async fn review_made_up_chip_ids_do_not_each_cost_a_kds_request() {
     assert!(
         asked < usize::from(handshakes) / 2,
         "{asked} KDS requests for {handshakes} handshakes with made-up CHIP_IDs"
+    );
+}
+
+/// FINDING: the VCEK cache never evicts (not even expired keys or keys of an old TCB) and,
+/// once it holds MAX_VCEKS (1024), refuses every new chip or TCB `collateral_unavailable`
+/// after fetching it anyway (no backoff on that path). The TCB asked for is read from the
+/// unsigned report, and KDS serves a chip's VCEK for any TCB: one hostile host on a real
+/// chip fills the cache with its own VCEKs at 1024 TCBs, and from then on every other
+/// SEV-SNP guest whose VCEK is not held yet (a new host, any host after a firmware update)
+/// is refused until the proxy restarts, each attempt still a KDS request.
+#[tokio::test]
+async fn review_a_full_vcek_cache_does_not_lock_out_new_chips() {
+    use ratls_proxy::snp::ids::ChipId;
+    use ratls_proxy::snp::product::TcbVersion;
+    let (pki, trust) = milan();
+    let kds = Kds::start().await;
+    serve_platform(&kds, &pki, NOW.0 - DAY);
+    let p = Product::Milan;
+    let ep = kds.endpoint();
+    let cache = KdsCache::new(kds.endpoint(), trust, RefreshPolicy::default());
+    // The hostile host: its own chip, 1024 made-up TCBs (KDS answers each with a VCEK).
+    let started = std::time::Instant::now();
+    for i in 0..1024u32 {
+        let tcb = ratls_proxy::snp::Tcb {
+            microcode: u8::try_from(i % 256).expect("u8"),
+            snp: u8::try_from(i / 256).expect("u8"),
+            ..sim_tcb(p)
+        };
+        let vek = pki.vek(&VekSpec::vcek(sim_chip_id(p), tcb)).expect("vcek");
+        kds.serve(&ep.vcek_url(p, &sim_chip_id(p), &tcb), vek.der.clone());
+        let mut spec = ReportSpec::new(p);
+        spec.reported_tcb = TcbVersion::encode(&tcb, p.tcb_layout());
+        let bytes = spec.bytes();
+        let r = Report::parse(&bytes).expect("parses");
+        cache
+            .fetch_for(&r, NOW)
+            .await
+            .expect("a VCEK for the made-up TCB");
+    }
+    eprintln!("filled 1024 VCEKs in {:?}", started.elapsed());
+    // An honest guest on another chip, its VCEK served by KDS.
+    let other = ChipId([0x42; 64]);
+    let vek = pki.vek(&VekSpec::vcek(other, sim_tcb(p))).expect("vcek");
+    kds.serve(&ep.vcek_url(p, &other, &sim_tcb(p)), vek.der.clone());
+    let mut spec = ReportSpec::new(p);
+    spec.chip_id = other.0;
+    let honest = spec.sign(&vek).expect("sign");
+    let honest = Report::parse(&honest).expect("parses");
+    let before = kds.hits();
+    let mut outcomes = Vec::new();
+    for _ in 0..3 {
+        outcomes.push(
+            cache
+                .fetch_for(&honest, NOW)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        );
+    }
+    assert!(
+        outcomes.iter().all(Result::is_ok),
+        "an honest new chip after the cache filled: {outcomes:?}, KDS requests {}",
+        kds.hits() - before
     );
 }
