@@ -299,3 +299,42 @@ async fn review_a_full_vcek_cache_does_not_lock_out_new_chips() {
         kds.hits() - before
     );
 }
+
+/// FINDING (low, documented behaviour, inconsistent with the KDS rule): a collateral
+/// directory with no CRL for the product verifies its chain without one, and its guests are
+/// accepted with no revocation check and no warning in the result; KDS refuses a chain
+/// without its CRL ("a network that could drop the CRL could hide a revocation").
+#[test]
+fn review_a_directory_without_the_product_crl_is_not_accepted_unchecked() {
+    use ratls_proxy::snp::verify::verify;
+    use ratls_proxy::SnpFiles;
+    let (pki, trust) = milan();
+    let dir = std::env::temp_dir().join(format!("ratls-review-nocrl-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let p = Product::Milan;
+    let vek = pki
+        .vek(&VekSpec::vcek(sim_chip_id(p), sim_tcb(p)))
+        .expect("vcek");
+    std::fs::write(
+        dir.join("cert_chain.pem"),
+        pki.cert_chain_pem(SigningKey::Vcek),
+    )
+    .expect("write");
+    std::fs::write(dir.join("vcek.der"), &vek.der).expect("write");
+    let loaded = SnpFiles::load(&dir, &trust);
+    let _ = std::fs::remove_dir_all(&dir);
+    let bytes = ReportSpec::new(p).sign(&vek).expect("sign");
+    let report = Report::parse(&bytes).expect("parses");
+    if let Ok((files, skipped)) = loaded {
+        let accepted = files
+            .vek_for(&report)
+            .ok()
+            .and_then(|held| verify(&report, &held, NOW).ok().map(|_| held));
+        assert!(
+            accepted.is_none(),
+            "accepted with no product CRL (crl_this_update {:?}); load notes: {skipped:?}",
+            accepted.and_then(|h| h.chain().crl_this_update())
+        );
+    }
+}
