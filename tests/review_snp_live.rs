@@ -196,3 +196,40 @@ async fn review_a_revoked_ask_is_not_restored_by_a_replayed_crl_after_a_restart(
         guest.request_count()
     );
 }
+
+/// FINDING (low, misleading code): a guest refused because the only CRL on offer is older
+/// than one already admitted gets `collateral_unavailable` ("no VCEK fetched yet"), not the
+/// `collateral_rollback` docs/snp.md and refusal-codes.md promise: the rollback is only in
+/// the log and a metric, the client and the audit trail see "unavailable".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_a_refusal_caused_by_a_crl_rollback_says_collateral_rollback() {
+    let env = env();
+    let sim = snp_sim(&env);
+    let dir = env.dir.join("pki").join(KDS_DIR);
+    let first = Kds::start(&sim, &dir).await;
+    let second = Kds::start(&sim, &dir).await;
+    second.serve_milan_crl(milan_crl(&env, env.now.0 - 7 * 86_400, &[]));
+    let guest = start_snp(&env, &sim).await;
+    let ports = common::Ports::free();
+    let _p = harness(&env, ports, &first.base, &guest)
+        .start_binary("kds.toml")
+        .await;
+    let text = curl_via(ports.proxy, "http://kds.enclave.test/").await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    harness(&env, ports, &second.base, &guest).write("kds.toml");
+    common::admin::reload(ports.admin).await;
+    let text = curl_via(ports.proxy, "http://kds.enclave.test/").await;
+    assert!(text.starts_with("HTTP/1.1 502"), "{text}");
+    let m = common::admin::metrics(ports.admin).await;
+    assert_eq!(
+        m.get("ratls_snp_collateral_rollbacks_total{tee=\"snp\"}"),
+        Some(&1.0),
+        "the rollback happened: {m:?}"
+    );
+    let code = text
+        .split("\"code\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or("?");
+    assert_eq!(code, "collateral_rollback", "{text}");
+}
