@@ -42,6 +42,7 @@ type Answers = Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>>
 struct Kds {
     base: String,
     answers: Answers,
+    hits: Arc<std::sync::atomic::AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -79,7 +80,10 @@ impl Kds {
             );
         }
         let served = Arc::clone(&answers);
+        let hits = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = Arc::clone(&hits);
         let task = tokio::spawn(common::pccs::serve_http(listener, None, move |req| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let target = req
                 .uri()
                 .path_and_query()
@@ -96,8 +100,19 @@ impl Kds {
         Self {
             base,
             answers,
+            hits,
             task,
         }
+    }
+
+    fn hits(&self) -> u64 {
+        self.hits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Answers 404 at `url` from now on.
+    fn drop_url(&self, url: &str) {
+        let path = url.strip_prefix(&self.base).expect("ours").to_owned();
+        self.answers.lock().expect("answers").remove(&path);
     }
 
     fn serve_milan_crl(&self, crl: Vec<u8>) {
@@ -232,4 +247,31 @@ async fn review_a_refusal_caused_by_a_crl_rollback_says_collateral_rollback() {
         .and_then(|r| r.split('"').next())
         .unwrap_or("?");
     assert_eq!(code, "collateral_rollback", "{text}");
+}
+
+/// FINDING (through the binary): with the product's chain unavailable (KDS answering 404 on
+/// `cert_chain`), each client request to an SEV-SNP host costs two KDS requests (chain and
+/// CRL), never backed off, and a second TLS handshake with the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_client_requests_do_not_each_cost_kds_requests_when_the_chain_fails() {
+    let env = env();
+    let sim = snp_sim(&env);
+    let kds = Kds::start(&sim, &env.dir.join("pki").join(KDS_DIR)).await;
+    let ep = ratls_proxy::KdsEndpoint::at(&kds.base, None).expect("endpoint");
+    kds.drop_url(&ep.cert_chain_url(Product::Milan, SigningKey::Vcek));
+    let guest = start_snp(&env, &sim).await;
+    let ports = common::Ports::free();
+    let _p = harness(&env, ports, &kds.base, &guest)
+        .start_binary("kds.toml")
+        .await;
+    let requests = 10;
+    for _ in 0..requests {
+        let text = curl_via(ports.proxy, "http://kds.enclave.test/").await;
+        assert!(text.contains("collateral_unavailable"), "{text}");
+    }
+    let hits = kds.hits();
+    assert!(
+        hits <= 4,
+        "{hits} KDS requests for {requests} client requests with the chain unavailable"
+    );
 }
