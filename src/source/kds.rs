@@ -89,12 +89,24 @@ pub(crate) fn admit_crl(
     trust: &SnpTrust,
     chain: &VerifiedChain,
 ) -> Result<(), KdsError> {
-    let (Some(ark), Some(from)) = (ark_sha256(trust, chain.product()), chain.crl_this_update())
-    else {
+    match chain.crl_this_update() {
+        Some(from) => admit_crl_issued(marks, trust, chain.product(), from),
+        None => Ok(()),
+    }
+}
+
+/// Admits a CRL of `product` issued at `from` against `marks`, raising its mark.
+fn admit_crl_issued(
+    marks: &Marks,
+    trust: &SnpTrust,
+    product: Product,
+    from: UnixTime,
+) -> Result<(), KdsError> {
+    let Some(ark) = ark_sha256(trust, product) else {
         return Ok(());
     };
     marks
-        .admit_snp_crl(&ark, chain.product(), from)
+        .admit_snp_crl(&ark, product, from)
         .map_err(|r| match r {
             Refused::Rollback(why) => KdsError::Rollback(why),
             Refused::Full => KdsError::Unavailable("the high-water marks are full".into()),
@@ -301,6 +313,13 @@ impl KdsCache {
         r
     }
 
+    fn marks(&self) -> Result<Arc<Marks>, KdsError> {
+        self.marks
+            .lock()
+            .map(|m| Arc::clone(&m))
+            .map_err(|_| KdsError::Unavailable("marks lock poisoned".into()))
+    }
+
     fn held_chain(&self, product: Product, kind: SigningKey) -> Option<Arc<VerifiedChain>> {
         let chains = self.chains.read().ok()?;
         chains.get(&(product, kind)).map(|h| Arc::clone(&h.chain))
@@ -319,18 +338,24 @@ impl KdsCache {
             .fetch_chain(product, kind, &self.trust)
             .await
             .and_then(|chain| {
-                let marks = self
-                    .marks
-                    .lock()
-                    .map(|m| Arc::clone(&m))
-                    .map_err(|_| KdsError::Unavailable("marks lock poisoned".into()))?;
+                let marks = self.marks()?;
                 admit_crl(&marks, &self.trust, &chain)?;
                 Ok(Arc::new(chain))
             });
         let chain = match self.count(fetched) {
             Ok(chain) => chain,
             Err(e) => {
-                if let KdsError::Invalid(r @ SnpError::Revoked { .. }) = &e {
+                if let KdsError::Invalid(r @ SnpError::Revoked { crl_issued, .. }) = &e {
+                    // The revoking CRL raises the mark before anything else: a CRL issued
+                    // before the revocation is a rollback from now on, after a restart or
+                    // in another generation too (the `revoked` entry lives in memory only).
+                    // Revoked whatever the marks say: a revocation is never undone here.
+                    if let Err(why) = self
+                        .marks()
+                        .and_then(|m| admit_crl_issued(&m, &self.trust, product, *crl_issued))
+                    {
+                        tracing::warn!(%product, "the revoking SEV-SNP CRL did not raise the rollback mark: {why}");
+                    }
                     if let Ok(mut revoked) = self.revoked.write() {
                         revoked.insert((product, kind), r.clone());
                     }
