@@ -32,13 +32,16 @@ pub(crate) const AMD_KDS: &str = "https://kdsintf.amd.com";
 pub(crate) const MAX_KDS_BODY: usize = 256 * 1024;
 /// VCEKs kept at most (each verified under a pinned ARK; one per chip and TCB).
 pub(crate) const MAX_VCEKS: usize = 1024;
-/// VCEK keys whose failed fetch is remembered at most.
-const MAX_BACKOFF: usize = 256;
+/// VCEK keys a handshake found missing remembered at most (until `fetch_missing`).
+const MAX_MISSING: usize = 256;
 
 pub use crate::appraise::snp_source::{SnpCollateralError as KdsError, SnpCollateralSource};
 pub(crate) use endpoint::verify_vcek;
 pub use endpoint::KdsEndpoint;
 
+use backoff::{Asked, Backoff};
+
+mod backoff;
 mod endpoint;
 
 impl From<FetchError> for KdsError {
@@ -143,9 +146,10 @@ pub struct KdsCache {
     veks: RwLock<HashMap<VcekKey, HeldVek>>,
     /// One fetch at a time: concurrent misses wait for it, then read what it stored.
     fetching: tokio::sync::Mutex<()>,
-    /// VCEK keys whose last fetch failed: when to ask again and the delay that led there
-    /// (a peer presenting made-up CHIP_IDs must not turn each handshake into a KDS request).
-    backoff: Mutex<HashMap<VcekKey, (UnixTime, Duration)>>,
+    /// Chains and VCEKs whose last fetch failed, not asked for again before their delay
+    /// ends (a KDS down, or a peer presenting made-up CHIP_IDs, must not turn each
+    /// handshake into KDS requests).
+    backoff: Backoff,
     fetches: AtomicU64,
     failures: AtomicU64,
     rollbacks: AtomicU64,
@@ -174,7 +178,7 @@ impl KdsCache {
             chains: RwLock::new(HashMap::new()),
             veks: RwLock::new(HashMap::new()),
             fetching: tokio::sync::Mutex::new(()),
-            backoff: Mutex::new(HashMap::new()),
+            backoff: Backoff::new(policy),
             fetches: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             rollbacks: AtomicU64::new(0),
@@ -257,7 +261,7 @@ impl KdsCache {
         let now = UnixTime::now();
         let mut asked = 0;
         for key in keys {
-            if self.retry_at(&key).is_some_and(|at| now < at) {
+            if self.backed_off(&key, now).is_some() {
                 continue;
             }
             asked += 1;
@@ -287,7 +291,7 @@ impl KdsCache {
 
     fn note_missing(&self, key: VcekKey) {
         if let Ok(mut m) = self.missing.lock() {
-            if m.len() < MAX_BACKOFF && !m.contains(&key) {
+            if m.len() < MAX_MISSING && !m.contains(&key) {
                 m.push(key);
             }
         }
@@ -342,9 +346,14 @@ impl KdsCache {
                 admit_crl(&marks, &self.trust, &chain)?;
                 Ok(Arc::new(chain))
             });
+        let asked = Asked::Chain(product, kind);
         let chain = match self.count(fetched) {
-            Ok(chain) => chain,
+            Ok(chain) => {
+                self.backoff.succeeded(asked);
+                chain
+            }
             Err(e) => {
+                self.backoff.failed(asked, now);
                 if let KdsError::Invalid(r @ SnpError::Revoked { crl_issued, .. }) = &e {
                     // The revoking CRL raises the mark before anything else: a CRL issued
                     // before the revocation is a rollback from now on, after a restart or
@@ -429,10 +438,8 @@ impl KdsCache {
         if let Some(vek) = self.lookup(&key) {
             return Ok(vek);
         }
-        if let Some(at) = self.retry_at(&key).filter(|at| now < *at) {
-            return Err(KdsError::Unavailable(format!(
-                "the last fetch of this chip's VCEK failed; not asked again before {at}"
-            )));
+        if let Some(e) = self.backed_off(&key, now) {
+            return Err(e);
         }
         let chain = match self.held_chain(key.0, SigningKey::Vcek) {
             Some(chain) => chain,
@@ -442,7 +449,7 @@ impl KdsCache {
         let (der, vek) = match self.count(fetched) {
             Ok(ok) => ok,
             Err(e) => {
-                self.back_off(key, now);
+                self.backoff.failed(Asked::Vcek(key), now);
                 return Err(e);
             }
         };
@@ -458,37 +465,28 @@ impl KdsCache {
         }
         veks.insert(key, (der, Arc::clone(&vek)));
         self.changes.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut backoff) = self.backoff.lock() {
-            backoff.remove(&key);
-        }
+        self.backoff.succeeded(Asked::Vcek(key));
         Ok(vek)
     }
 
-    fn retry_at(&self, key: &VcekKey) -> Option<UnixTime> {
-        let backoff = self.backoff.lock().ok()?;
-        backoff.get(key).map(|(at, _)| *at)
-    }
-
-    /// Delays the next fetch for `key`: the policy's first delay, doubled on each failure up
-    /// to its longest. Keys are bounded; the oldest entry makes room.
-    fn back_off(&self, key: VcekKey, now: UnixTime) {
-        let Ok(mut backoff) = self.backoff.lock() else {
-            return;
-        };
-        let delay = backoff.get(&key).map_or(self.policy.min_backoff, |(_, d)| {
-            d.saturating_mul(2).min(self.policy.max_backoff)
-        });
-        if backoff.len() >= MAX_BACKOFF && !backoff.contains_key(&key) {
-            if let Some(oldest) = backoff
-                .iter()
-                .min_by_key(|(_, (at, _))| *at)
-                .map(|(k, _)| *k)
-            {
-                backoff.remove(&oldest);
+    /// Why `key` is not fetched at `now`: its VCEK's last fetch failed, or (with no chain
+    /// held) its product chain's did, and the delay has not ended.
+    fn backed_off(&self, key: &VcekKey, now: UnixTime) -> Option<KdsError> {
+        if let Some(at) = self.backoff.until(Asked::Vcek(*key), now) {
+            return Some(KdsError::Unavailable(format!(
+                "the last fetch of this chip's VCEK failed; not asked again before {at}"
+            )));
+        }
+        let chain = Asked::Chain(key.0, SigningKey::Vcek);
+        if self.held_chain(key.0, SigningKey::Vcek).is_none() {
+            if let Some(at) = self.backoff.until(chain, now) {
+                return Some(KdsError::Unavailable(format!(
+                    "the last fetch of the {} chain and CRL failed; not asked again before {at}",
+                    key.0
+                )));
             }
         }
-        let secs = i64::try_from(delay.as_secs()).unwrap_or(i64::MAX);
-        backoff.insert(key, (UnixTime(now.0.saturating_add(secs)), delay));
+        None
     }
 
     fn lookup(&self, key: &VcekKey) -> Option<Arc<VerifiedVek>> {
