@@ -353,7 +353,7 @@ impl KdsCache {
                 chain
             }
             Err(e) => {
-                self.backoff.failed(asked, now);
+                self.backoff.failed(asked, now, &e);
                 if let KdsError::Invalid(r @ SnpError::Revoked { crl_issued, .. }) = &e {
                     // The revoking CRL raises the mark before anything else: a CRL issued
                     // before the revocation is a rollback from now on, after a restart or
@@ -449,7 +449,7 @@ impl KdsCache {
         let (der, vek) = match self.count(fetched) {
             Ok(ok) => ok,
             Err(e) => {
-                self.backoff.failed(Asked::Vcek(key), now);
+                self.backoff.failed(Asked::Vcek(key), now, &e);
                 return Err(e);
             }
         };
@@ -467,6 +467,17 @@ impl KdsCache {
         self.changes.fetch_add(1, Ordering::Relaxed);
         self.backoff.succeeded(Asked::Vcek(key));
         Ok(vek)
+    }
+
+    /// Why the last fetch for `key` failed: its VCEK's, or (with no chain held) its product
+    /// chain's (a rollback stays `collateral_rollback`, not "nothing fetched yet").
+    fn last_error(&self, key: &VcekKey) -> Option<KdsError> {
+        self.backoff.last_error(Asked::Vcek(*key)).or_else(|| {
+            self.held_chain(key.0, SigningKey::Vcek)
+                .is_none()
+                .then(|| self.backoff.last_error(Asked::Chain(key.0, SigningKey::Vcek)))
+                .flatten()
+        })
     }
 
     /// Why `key` is not fetched at `now`: its VCEK's last fetch failed, or (with no chain
@@ -546,10 +557,12 @@ impl SnpCollateralSource for KdsCache {
         }
         self.lookup(&key).ok_or_else(|| {
             self.note_missing(key);
-            KdsError::Unavailable(format!(
-                "no VCEK fetched yet for this {} chip at its reported TCB",
-                key.0
-            ))
+            self.last_error(&key).unwrap_or_else(|| {
+                KdsError::Unavailable(format!(
+                    "no VCEK fetched yet for this {} chip at its reported TCB",
+                    key.0
+                ))
+            })
         })
     }
 }

@@ -1,13 +1,14 @@
 //! EDGE. When the KDS cache may ask again after a failed fetch: per product chain (its
 //! `cert_chain` and CRL, asked for together) and per VCEK, the policy's first delay doubled on
 //! each failure up to its longest. A KDS that is down, or a network answering errors, then
-//! costs one request per delay, not one per handshake.
+//! costs one request per delay, not one per handshake. The failure is kept until a fetch
+//! succeeds: a handshake refused meanwhile is told why (a rollback is `collateral_rollback`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::VcekKey;
+use super::{KdsError, VcekKey};
 use crate::dcap::time::UnixTime;
 use crate::snp::report::SigningKey;
 use crate::snp::Product;
@@ -25,11 +26,11 @@ pub(super) enum Asked {
     Vcek(VcekKey),
 }
 
-/// When a failed fetch may be tried again, and the delay that led there.
-#[derive(Clone, Copy)]
+/// When a failed fetch may be tried again, the delay that led there, and why it failed.
 struct Failed {
     retry_at: UnixTime,
     delay: Duration,
+    error: KdsError,
 }
 
 /// The failed fetches not to repeat yet.
@@ -57,9 +58,15 @@ impl Backoff {
             .filter(|at| now < *at)
     }
 
-    /// Records a failed fetch of `asked` at `now`: the first delay, or twice the last one
-    /// up to the longest.
-    pub(super) fn failed(&self, asked: Asked, now: UnixTime) {
+    /// Why the last fetch of `asked` failed, if it did and none succeeded since.
+    pub(super) fn last_error(&self, asked: Asked) -> Option<KdsError> {
+        let failed = self.failed.lock().ok()?;
+        failed.get(&asked).map(|f| f.error.clone())
+    }
+
+    /// Records a failed fetch of `asked` at `now` and why: the first delay, or twice the
+    /// last one up to the longest.
+    pub(super) fn failed(&self, asked: Asked, now: UnixTime, error: &KdsError) {
         let Ok(mut failed) = self.failed.lock() else {
             return;
         };
@@ -77,7 +84,15 @@ impl Backoff {
         }
         let secs = i64::try_from(delay.as_secs()).unwrap_or(i64::MAX);
         let retry_at = UnixTime(now.0.saturating_add(secs));
-        failed.insert(asked, Failed { retry_at, delay });
+        let error = error.clone();
+        failed.insert(
+            asked,
+            Failed {
+                retry_at,
+                delay,
+                error,
+            },
+        );
     }
 
     /// Forgets `asked`'s failures: it was fetched.
