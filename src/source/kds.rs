@@ -30,8 +30,6 @@ pub(crate) const AMD_KDS: &str = "https://kdsintf.amd.com";
 /// Largest KDS answer accepted (a VCEK is about 1.4 KB, `cert_chain` about 4 KB, a CRL a
 /// few KB).
 pub(crate) const MAX_KDS_BODY: usize = 256 * 1024;
-/// VCEKs kept at most (each verified under a pinned ARK; one per chip and TCB).
-pub(crate) const MAX_VCEKS: usize = 1024;
 /// VCEK keys a handshake found missing remembered at most (until `fetch_missing`).
 const MAX_MISSING: usize = 256;
 
@@ -40,9 +38,12 @@ pub(crate) use endpoint::verify_vcek;
 pub use endpoint::KdsEndpoint;
 
 use backoff::{Asked, Backoff};
+use held::HeldVek;
+use held::MAX_VCEKS;
 
 mod backoff;
 mod endpoint;
+mod held;
 
 impl From<FetchError> for KdsError {
     fn from(e: FetchError) -> Self {
@@ -116,9 +117,6 @@ fn admit_crl_issued(
         })
 }
 
-/// A held VCEK: its DER and the key verified from it.
-type HeldVek = (Vec<u8>, Arc<VerifiedVek>);
-
 struct HeldChain {
     chain: Arc<VerifiedChain>,
     fetched_at: UnixTime,
@@ -142,7 +140,7 @@ pub struct KdsCache {
     policy: RefreshPolicy,
     marks: Mutex<Arc<Marks>>,
     chains: RwLock<HashMap<(Product, SigningKey), HeldChain>>,
-    /// The VCEK's DER (to verify it again under a refreshed chain) and the verified key.
+    /// The VCEKs by chip and TCB, bounded per chip and in all (`held`).
     veks: RwLock<HashMap<VcekKey, HeldVek>>,
     /// One fetch at a time: concurrent misses wait for it, then read what it stored.
     fetching: tokio::sync::Mutex<()>,
@@ -234,10 +232,13 @@ impl KdsCache {
             }
         }
         if let (Ok(held), Ok(mut mine)) = (older.veks.read(), self.veks.write()) {
-            for (k, (der, vek)) in held.iter() {
+            for (k, h) in held.iter() {
                 if mine.len() < MAX_VCEKS {
-                    mine.entry(*k)
-                        .or_insert_with(|| (der.clone(), Arc::clone(vek)));
+                    mine.entry(*k).or_insert_with(|| HeldVek {
+                        der: h.der.clone(),
+                        vek: Arc::clone(&h.vek),
+                        stored: h.stored,
+                    });
                 }
             }
         }
@@ -396,13 +397,13 @@ impl KdsCache {
         });
         if kind == SigningKey::Vcek {
             if let Ok(mut veks) = self.veks.write() {
-                veks.retain(|key, (der, vek)| {
+                veks.retain(|key, held| {
                     if key.0 != product {
                         return true;
                     }
-                    match verify_vcek(der, Arc::clone(&chain), key) {
+                    match verify_vcek(&held.der, Arc::clone(&chain), key) {
                         Ok(v) => {
-                            *vek = Arc::new(v);
+                            held.vek = Arc::new(v);
                             true
                         }
                         Err(e) => {
@@ -458,13 +459,12 @@ impl KdsCache {
             .veks
             .write()
             .map_err(|_| KdsError::Unavailable("cache lock poisoned".into()))?;
-        if veks.len() >= MAX_VCEKS {
-            return Err(KdsError::Unavailable(format!(
-                "{MAX_VCEKS} VCEKs are held already"
-            )));
-        }
-        veks.insert(key, (der, Arc::clone(&vek)));
-        self.changes.fetch_add(1, Ordering::Relaxed);
+        let held = HeldVek {
+            der,
+            vek: Arc::clone(&vek),
+            stored: self.changes.fetch_add(1, Ordering::Relaxed),
+        };
+        held::store(&mut veks, key, held, now);
         self.backoff.succeeded(Asked::Vcek(key));
         Ok(vek)
     }
@@ -502,7 +502,7 @@ impl KdsCache {
 
     fn lookup(&self, key: &VcekKey) -> Option<Arc<VerifiedVek>> {
         let veks = self.veks.read().ok()?;
-        veks.get(key).map(|(_, v)| Arc::clone(v))
+        veks.get(key).map(|h| Arc::clone(&h.vek))
     }
 
     /// Fetches again every held chain older than the refresh interval or within the margin
