@@ -37,7 +37,7 @@ pub use crate::appraise::snp_source::{SnpCollateralError as KdsError, SnpCollate
 pub(crate) use endpoint::verify_vcek;
 pub use endpoint::KdsEndpoint;
 
-use backoff::{Asked, Backoff};
+use backoff::{Asked, Backoff, NEW_CHIP_FAILURES};
 use held::HeldVek;
 use held::MAX_VCEKS;
 
@@ -450,6 +450,9 @@ impl KdsCache {
         let (der, vek) = match self.count(fetched) {
             Ok(ok) => ok,
             Err(e) => {
+                if self.new_chip(&key) {
+                    self.backoff.new_chip_failed(now);
+                }
                 self.backoff.failed(Asked::Vcek(key), now, &e);
                 return Err(e);
             }
@@ -497,7 +500,24 @@ impl KdsCache {
                 )));
             }
         }
+        if self.new_chip(key) {
+            if let Some(at) = self.backoff.new_chips_until(now) {
+                return Some(KdsError::Unavailable(format!(
+                    "{NEW_CHIP_FAILURES} fetches for chips never seen failed lately; no new chip is asked for before {at}"
+                )));
+            }
+        }
         None
+    }
+
+    /// True when no VCEK of `key`'s chip is held and `key` never failed before (a repeat is
+    /// held back by its own backoff): its fetch spends the budget for new chips.
+    fn new_chip(&self, key: &VcekKey) -> bool {
+        let held = self
+            .veks
+            .read()
+            .is_ok_and(|v| v.keys().any(|k| k.0 == key.0 && k.1 == key.1));
+        !held && !self.backoff.remembers(Asked::Vcek(*key))
     }
 
     fn lookup(&self, key: &VcekKey) -> Option<Arc<VerifiedVek>> {
