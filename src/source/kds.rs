@@ -478,7 +478,10 @@ impl KdsCache {
         self.backoff.last_error(Asked::Vcek(*key)).or_else(|| {
             self.held_chain(key.0, SigningKey::Vcek)
                 .is_none()
-                .then(|| self.backoff.last_error(Asked::Chain(key.0, SigningKey::Vcek)))
+                .then(|| {
+                    self.backoff
+                        .last_error(Asked::Chain(key.0, SigningKey::Vcek))
+                })
                 .flatten()
         })
     }

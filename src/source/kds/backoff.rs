@@ -123,7 +123,11 @@ impl Backoff {
             failures.pop_front();
         }
         (failures.len() >= NEW_CHIP_FAILURES)
-            .then(|| failures.front().map(|at| UnixTime(at.0.saturating_add(window))))
+            .then(|| {
+                failures
+                    .front()
+                    .map(|at| UnixTime(at.0.saturating_add(window)))
+            })
             .flatten()
     }
 

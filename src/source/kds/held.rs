@@ -33,7 +33,8 @@ pub(super) fn store(
     now: UnixTime,
 ) {
     let same_chip = |k: &VcekKey| k.0 == key.0 && k.1 == key.1;
-    if !veks.contains_key(&key) && veks.keys().filter(|k| same_chip(k)).count() >= MAX_VCEKS_PER_CHIP
+    if !veks.contains_key(&key)
+        && veks.keys().filter(|k| same_chip(k)).count() >= MAX_VCEKS_PER_CHIP
     {
         remove_oldest(veks, same_chip);
     }

@@ -1,7 +1,7 @@
-//! Review (adversarial) tests through the real proxy binary: a revoked AMD ASK must stay
-//! revoked when a hostile network (or another KDS-compatible cache) later serves a CRL
-//! issued before the revocation. Each test asserts what a security boundary needs; a
-//! failure is a finding (see the review report).
+//! SEV-SNP collateral from a KDS against a hostile network, through the real proxy binary: a
+//! revoked AMD ASK stays revoked when a network (or another KDS-compatible cache) later
+//! serves a CRL issued before the revocation, after a reload or a restart; such a refusal
+//! says `collateral_rollback`; a chain KDS cannot serve is not asked for on every request.
 
 #![cfg(feature = "sim")]
 
@@ -146,14 +146,12 @@ fn harness<'e>(env: &'e Env, ports: common::Ports, kds: &str, guest: &SimEnclave
         ))
 }
 
-/// FINDING (through the binary): the KDS serves a CRL revoking Milan's ASK, the guest is
-/// refused `revoked`; after a reload to another KDS source (nothing adopted, the same
-/// high-water marks) serving a CRL from BEFORE the revocation, the guest is accepted. The
-/// revoking CRL was never admitted to the marks. Compare
-/// tests/snp_live.rs::an_older_crl_from_another_kds_after_a_reload_is_a_rollback, which
-/// passes when the first CRL does not revoke.
+/// The KDS serves a CRL revoking Milan's ASK, the guest is refused `revoked`; after a reload
+/// to another KDS source (nothing adopted, the same high-water marks) serving a CRL from
+/// before the revocation, the guest is still refused: the revoking CRL raised the mark.
+/// Compare tests/snp_live.rs::an_older_crl_from_another_kds_after_a_reload_is_a_rollback.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review_a_revoked_ask_is_not_restored_by_an_older_crl_after_a_reload() {
+async fn a_revoked_ask_is_not_restored_by_an_older_crl_after_a_reload() {
     let env = env();
     let sim = snp_sim(&env);
     let dir = env.dir.join("pki").join(KDS_DIR);
@@ -180,11 +178,11 @@ async fn review_a_revoked_ask_is_not_restored_by_an_older_crl_after_a_reload() {
     assert_eq!(guest.request_count(), 0, "a revoked guest is never reached");
 }
 
-/// FINDING (through the binary): the same across a restart with one KDS URL: the revocation
-/// is held only in memory, the on-disk marks never saw the revoking CRL, so a network that
-/// replays the pre-revocation CRL after the restart restores the ASK.
+/// The same across a restart with one KDS URL: the revocation is held only in memory, the
+/// on-disk marks hold the revoking CRL, so a network replaying the pre-revocation CRL after
+/// the restart does not restore the ASK.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review_a_revoked_ask_is_not_restored_by_a_replayed_crl_after_a_restart() {
+async fn a_revoked_ask_is_not_restored_by_a_replayed_crl_after_a_restart() {
     let env = env();
     let sim = snp_sim(&env);
     let dir = env.dir.join("pki").join(KDS_DIR);
@@ -212,12 +210,10 @@ async fn review_a_revoked_ask_is_not_restored_by_a_replayed_crl_after_a_restart(
     );
 }
 
-/// FINDING (low, misleading code): a guest refused because the only CRL on offer is older
-/// than one already admitted gets `collateral_unavailable` ("no VCEK fetched yet"), not the
-/// `collateral_rollback` docs/snp.md and refusal-codes.md promise: the rollback is only in
-/// the log and a metric, the client and the audit trail see "unavailable".
+/// A guest refused because the only CRL on offer is older than one already admitted gets
+/// `collateral_rollback` (docs/snp.md, refusal-codes.md), not "no VCEK fetched yet".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review_a_refusal_caused_by_a_crl_rollback_says_collateral_rollback() {
+async fn a_refusal_caused_by_a_crl_rollback_says_collateral_rollback() {
     let env = env();
     let sim = snp_sim(&env);
     let dir = env.dir.join("pki").join(KDS_DIR);
@@ -249,11 +245,11 @@ async fn review_a_refusal_caused_by_a_crl_rollback_says_collateral_rollback() {
     assert_eq!(code, "collateral_rollback", "{text}");
 }
 
-/// FINDING (through the binary): with the product's chain unavailable (KDS answering 404 on
-/// `cert_chain`), each client request to an SEV-SNP host costs two KDS requests (chain and
-/// CRL), never backed off, and a second TLS handshake with the upstream.
+/// With the product's chain unavailable (KDS answering 404 on `cert_chain`), client requests
+/// to an SEV-SNP host do not each cost two KDS requests (chain and CRL) and a second TLS
+/// handshake with the upstream: the failure is backed off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review_client_requests_do_not_each_cost_kds_requests_when_the_chain_fails() {
+async fn client_requests_do_not_each_cost_kds_requests_when_the_chain_fails() {
     let env = env();
     let sim = snp_sim(&env);
     let kds = Kds::start(&sim, &env.dir.join("pki").join(KDS_DIR)).await;

@@ -1,7 +1,6 @@
-//! Review (adversarial) probe of SEV-SNP RA-TLS certificates judged in-process: every
-//! single-byte change to a sim dstack `.1.8` certificate (V0 and V1) is judged without a
-//! panic, and none that changes the evidence, the key or the validity is accepted. Passing
-//! here is evidence of soundness, not a finding.
+//! A mutation probe of SEV-SNP RA-TLS certificates judged in-process: every single-byte
+//! change to a sim dstack `.1.8` certificate (V0 and V1) is judged without a panic, and none
+//! that changes the evidence, the key or the validity is accepted.
 
 #![cfg(feature = "sim")]
 
@@ -21,8 +20,8 @@ use ratls_proxy::SnpFiles;
 const MEASUREMENT: [u8; 48] = [0x5e; 48];
 
 #[test]
-fn review_no_single_byte_change_to_an_snp_certificate_panics_or_is_accepted_with_other_evidence() {
-    let dir = std::env::temp_dir().join(format!("ratls-review-snp-cert-{}", std::process::id()));
+fn no_single_byte_change_to_an_snp_certificate_panics_or_is_accepted_with_other_evidence() {
+    let dir = std::env::temp_dir().join(format!("ratls-snp-cert-mutations-{}", std::process::id()));
     let now = UnixTime::now();
     let pki = SimPki::load_or_create(&dir, now).expect("sim PKI");
     let sim = Arc::new(SnpSim::load_or_create(&dir, now).expect("SNP sim"));

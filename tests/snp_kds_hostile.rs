@@ -1,7 +1,8 @@
-//! Review (adversarial) tests of the SEV-SNP KDS collateral path: a revoking CRL that never
-//! advances the rollback mark, chain fetches without backoff, and made-up CHIP_IDs each
-//! costing a KDS request. Each test asserts the behaviour a security boundary needs; a
-//! failure is a finding (see the review report).
+//! The SEV-SNP KDS cache against a hostile network or peer (a loopback server speaking KDS's
+//! paths): a CRL from before a seen revocation is a rollback; a failed chain fetch is backed
+//! off; made-up CHIP_IDs spend a small budget, not a KDS request each; a cache filled by one
+//! chip at many TCBs still takes new chips; a directory without the product's CRL gives no
+//! unchecked chain.
 
 #![cfg(feature = "sim")]
 
@@ -127,13 +128,11 @@ fn serve_platform(kds: &Kds, pki: &SimSnpPki, crl_from: i64) -> [u8; REPORT_LEN]
     ReportSpec::new(p).sign(&vek).expect("sign")
 }
 
-/// FINDING: a fetched CRL that revokes the ASK is refused before it is admitted against the
-/// high-water marks, so the mark stays at the pre-revocation CRL. A hostile network that
-/// then replays that older (validly signed, non-revoking) CRL brings the revoked ASK back:
-/// the rollback rule does not hold across a revocation (and the in-memory `revoked` entry is
-/// lost on restart, where only the on-disk marks remain).
+/// A CRL revoking the ASK raises the high-water mark before the product is refused
+/// `revoked`: a network replaying the older (validly signed, non-revoking) CRL gets a
+/// rollback, never the ASK back.
 #[tokio::test]
-async fn review_a_crl_older_than_a_seen_revocation_is_a_rollback() {
+async fn a_crl_older_than_a_seen_revocation_is_a_rollback() {
     let (pki, trust) = milan();
     let kds = Kds::start().await;
     let crl_url = kds.endpoint().crl_url(Product::Milan, SigningKey::Vcek);
@@ -166,12 +165,11 @@ async fn review_a_crl_older_than_a_seen_revocation_is_a_rollback() {
     );
 }
 
-/// FINDING: when the product's chain (cert_chain or CRL) cannot be had, the failure is not
-/// backed off: each handshake's miss (vek_for, then the pool's fetch_missing) fetches the
-/// chain and the CRL again. A KDS down or a network answering 500 turns every CONNECT to an
-/// SEV-SNP host into two KDS requests.
+/// When the product's chain (cert_chain or CRL) cannot be had, the failure is backed off:
+/// handshake misses (vek_for, then the pool's fetch_missing) do not each fetch the chain and
+/// the CRL again.
 #[tokio::test]
-async fn review_a_failed_chain_fetch_is_backed_off_like_a_failed_vcek_fetch() {
+async fn a_failed_chain_fetch_is_backed_off_like_a_failed_vcek_fetch() {
     let (pki, trust) = milan();
     let kds = Kds::start().await;
     // Only the VCEK is served: the chain and CRL answer 404.
@@ -205,11 +203,10 @@ async fn review_a_failed_chain_fetch_is_backed_off_like_a_failed_vcek_fetch() {
     );
 }
 
-/// FINDING (low; docs/snp.md says otherwise): the backoff is per CHIP_ID and TCB, which the
-/// upstream chooses before any signature is checked. A hostile upstream presenting a fresh
-/// made-up CHIP_ID on each handshake makes each one a KDS request.
+/// The CHIP_ID is the upstream's to choose before any signature is checked: a fresh made-up
+/// one on each handshake spends the budget for new chips, not a KDS request each.
 #[tokio::test]
-async fn review_made_up_chip_ids_do_not_each_cost_a_kds_request() {
+async fn made_up_chip_ids_do_not_each_cost_a_kds_request() {
     let (pki, trust) = milan();
     let kds = Kds::start().await;
     let bytes = serve_platform(&kds, &pki, NOW.0 - DAY);
@@ -237,15 +234,11 @@ async fn review_made_up_chip_ids_do_not_each_cost_a_kds_request() {
     );
 }
 
-/// FINDING: the VCEK cache never evicts (not even expired keys or keys of an old TCB) and,
-/// once it holds MAX_VCEKS (1024), refuses every new chip or TCB `collateral_unavailable`
-/// after fetching it anyway (no backoff on that path). The TCB asked for is read from the
-/// unsigned report, and KDS serves a chip's VCEK for any TCB: one hostile host on a real
-/// chip fills the cache with its own VCEKs at 1024 TCBs, and from then on every other
-/// SEV-SNP guest whose VCEK is not held yet (a new host, any host after a firmware update)
-/// is refused until the proxy restarts, each attempt still a KDS request.
+/// The TCB asked for is read from the unsigned report and KDS serves a chip's VCEK for any
+/// TCB: one hostile host on a real chip asking for its VCEK at 1024 TCBs only replaces its
+/// own keys, and an honest guest on another chip still gets its VCEK.
 #[tokio::test]
-async fn review_a_full_vcek_cache_does_not_lock_out_new_chips() {
+async fn a_full_vcek_cache_does_not_lock_out_new_chips() {
     use ratls_proxy::snp::ids::ChipId;
     use ratls_proxy::snp::product::TcbVersion;
     let (pki, trust) = milan();
@@ -300,16 +293,15 @@ async fn review_a_full_vcek_cache_does_not_lock_out_new_chips() {
     );
 }
 
-/// FINDING (low, documented behaviour, inconsistent with the KDS rule): a collateral
-/// directory with no CRL for the product verifies its chain without one, and its guests are
-/// accepted with no revocation check and no warning in the result; KDS refuses a chain
-/// without its CRL ("a network that could drop the CRL could hide a revocation").
+/// As KDS refuses a chain without its CRL ("a network that could drop the CRL could hide a
+/// revocation"), a collateral directory with no CRL for the product gives no chain its
+/// guests could be accepted under.
 #[test]
-fn review_a_directory_without_the_product_crl_is_not_accepted_unchecked() {
+fn a_directory_without_the_product_crl_is_not_accepted_unchecked() {
     use ratls_proxy::snp::verify::verify;
     use ratls_proxy::SnpFiles;
     let (pki, trust) = milan();
-    let dir = std::env::temp_dir().join(format!("ratls-review-nocrl-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("ratls-snp-nocrl-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
     let p = Product::Milan;
@@ -323,18 +315,32 @@ fn review_a_directory_without_the_product_crl_is_not_accepted_unchecked() {
     .expect("write");
     std::fs::write(dir.join("vcek.der"), &vek.der).expect("write");
     let loaded = SnpFiles::load(&dir, &trust);
+    // `verify`'s one-shot form takes the chain without a CRL, and says so.
+    let lenient = SnpFiles::load_without_crl(&dir, &trust);
     let _ = std::fs::remove_dir_all(&dir);
     let bytes = ReportSpec::new(p).sign(&vek).expect("sign");
     let report = Report::parse(&bytes).expect("parses");
-    if let Ok((files, skipped)) = loaded {
-        let accepted = files
-            .vek_for(&report)
-            .ok()
-            .and_then(|held| verify(&report, &held, NOW).ok().map(|_| held));
-        assert!(
-            accepted.is_none(),
-            "accepted with no product CRL (crl_this_update {:?}); load notes: {skipped:?}",
-            accepted.and_then(|h| h.chain().crl_this_update())
-        );
+    match loaded {
+        Err(e) => assert!(e.contains("no Milan CRL in the directory"), "{e}"),
+        Ok((files, skipped)) => {
+            let accepted = files
+                .vek_for(&report)
+                .ok()
+                .and_then(|held| verify(&report, &held, NOW).ok().map(|_| held));
+            assert!(
+                accepted.is_none(),
+                "accepted with no product CRL (crl_this_update {:?}); load notes: {skipped:?}",
+                accepted.and_then(|h| h.chain().crl_this_update())
+            );
+        }
     }
+    let (files, notes) = lenient.expect("verify's form loads");
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("without a revocation check")),
+        "{notes:?}"
+    );
+    let held = files.vek_for(&report).expect("held");
+    assert!(!held.chain().crl_checked());
 }
