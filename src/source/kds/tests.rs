@@ -121,25 +121,26 @@ mod held_tests {
             vek: Arc::clone(&vek),
             stored,
         };
-        let chip = |i: usize| {
+        let chip = |i: u64| {
             let mut c = [0u8; 64];
-            c[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+            c[..8].copy_from_slice(&(i + 1).to_be_bytes());
             c
         };
+        let max = u64::try_from(MAX_VCEKS).expect("fits");
         let tcb = sim_tcb(p);
         let mut veks = HashMap::new();
-        for i in 0..MAX_VCEKS {
-            store(&mut veks, (p, chip(i), tcb), held(i as u64), now);
+        for i in 0..max {
+            store(&mut veks, (p, chip(i), tcb), held(i), now);
         }
         assert_eq!(veks.len(), MAX_VCEKS);
         // Full, nothing expired: the oldest goes.
-        store(&mut veks, (p, chip(MAX_VCEKS), tcb), held(5000), now);
+        store(&mut veks, (p, chip(max), tcb), held(5000), now);
         assert_eq!(veks.len(), MAX_VCEKS);
         assert!(!veks.contains_key(&(p, chip(0), tcb)));
         assert!(veks.contains_key(&(p, chip(1), tcb)));
         // Full, every key expired by then: all of them go.
         let later = UnixTime(vek.valid_until().0 + 1);
-        store(&mut veks, (p, chip(MAX_VCEKS + 1), tcb), held(5001), later);
+        store(&mut veks, (p, chip(max + 1), tcb), held(5001), later);
         assert_eq!(veks.len(), 1);
         // One chip at many TCBs keeps its newest share only.
         for snp in 0..40u8 {
