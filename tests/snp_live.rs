@@ -4,7 +4,10 @@
 //! broken binding, another chip's key and a revoked ASK, each with its own code, the refused
 //! VM never reached, every verdict in the audit trail (`tee` SNP, the `snp` fields) which
 //! `audit verify` accepts. Collateral from the offline KDS directory, and fetched on the
-//! first handshake from a loopback server speaking KDS's paths.
+//! first handshake from a loopback server speaking KDS's paths. Against a hostile network:
+//! a revoked ASK stays revoked when an older CRL is served after a reload or a restart, such
+//! a refusal says `collateral_rollback`, and a chain KDS cannot serve is not asked for on
+//! every client request.
 
 #![cfg(feature = "sim")]
 
@@ -439,6 +442,12 @@ impl Kds {
         self.hits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Answers 404 at `url` from now on.
+    fn drop_url(&self, url: &str) {
+        let path = url.strip_prefix(&self.base).expect("ours").to_owned();
+        self.answers.lock().expect("answers").remove(&path);
+    }
+
     /// Serves `crl` as Milan's CRL from now on.
     fn serve_milan_crl(&self, crl: Vec<u8>) {
         use ratls_proxy::snp::report::SigningKey;
@@ -613,5 +622,148 @@ async fn an_snp_source_that_cannot_be_set_up_fails_closed_and_readyz_says_why() 
     assert!(
         body.contains("SEV-SNP collateral could not be set up"),
         "{body}"
+    );
+}
+
+/// A validly signed (sim ARK) Milan CRL from `from`, revoking `revoked`.
+fn milan_crl(env: &Env, from: i64, revoked: &[u64]) -> Vec<u8> {
+    use ratls_proxy::dcap::time::UnixTime;
+    let signer = ratls_proxy::sim::snp::SimSnpPki::new(Product::Milan, env.now).expect("pki");
+    signer
+        .crl(UnixTime(from), UnixTime(env.now.0 + 30 * 86_400), revoked)
+        .expect("crl")
+}
+
+/// The KDS serves a CRL revoking Milan's ASK, the guest is refused `revoked`; after a reload
+/// to another KDS source (nothing adopted, the same high-water marks) serving a CRL from
+/// before the revocation, the guest is still refused: the revoking CRL raised the mark.
+/// Compare tests/snp_live.rs::an_older_crl_from_another_kds_after_a_reload_is_a_rollback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_ask_is_not_restored_by_an_older_crl_after_a_reload() {
+    let env = env();
+    let sim = snp_sim(&env);
+    let dir = env.dir.join("pki").join(KDS_DIR);
+    let first = Kds::start(&sim, &dir).await;
+    first.serve_milan_crl(milan_crl(
+        &env,
+        env.now.0 - 600,
+        &[ratls_proxy::sim::snp::ASK_SERIAL],
+    ));
+    let second = Kds::start(&sim, &dir).await;
+    second.serve_milan_crl(milan_crl(&env, env.now.0 - 7 * 86_400, &[]));
+    let guest = start_snp(&env, &sim, |_| {}).await;
+    let ports = common::Ports::free();
+    let _p = kds_harness(&env, ports, &first.base, &guest)
+        .start_binary("kds.toml")
+        .await;
+    let text = curl_via(ports.proxy, "http://kds.enclave.test/").await;
+    assert!(text.contains("\"code\":\"revoked\""), "{text}");
+    kds_harness(&env, ports, &second.base, &guest).write("kds.toml");
+    common::admin::reload(ports.admin).await;
+    let text = curl_via(ports.proxy, "http://kds.enclave.test/").await;
+    assert!(
+        !text.starts_with("HTTP/1.1 200"),
+        "a CRL older than the revoking one re-admitted the revoked ASK: {}\nguest reached {} times",
+        text.lines().next().unwrap_or_default(),
+        guest.request_count()
+    );
+    assert_eq!(guest.request_count(), 0, "a revoked guest is never reached");
+}
+
+/// The same across a restart with one KDS URL: the revocation is held only in memory, the
+/// on-disk marks hold the revoking CRL, so a network replaying the pre-revocation CRL after
+/// the restart does not restore the ASK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_ask_is_not_restored_by_a_replayed_crl_after_a_restart() {
+    let env = env();
+    let sim = snp_sim(&env);
+    let dir = env.dir.join("pki").join(KDS_DIR);
+    let kds = Kds::start(&sim, &dir).await;
+    kds.serve_milan_crl(milan_crl(
+        &env,
+        env.now.0 - 600,
+        &[ratls_proxy::sim::snp::ASK_SERIAL],
+    ));
+    let guest = start_snp(&env, &sim, |_| {}).await;
+    let ports = common::Ports::free();
+    let proxy = kds_harness(&env, ports, &kds.base, &guest)
+        .start_binary("kds.toml")
+        .await;
+    let text = curl_via(ports.proxy, "http://kds.enclave.test/").await;
+    assert!(text.contains("\"code\":\"revoked\""), "{text}");
+    drop(proxy);
+    // The network replays the CRL from before the revocation.
+    kds.serve_milan_crl(milan_crl(&env, env.now.0 - 7 * 86_400, &[]));
+    let _p = kds_harness(&env, ports, &kds.base, &guest)
+        .start_binary("kds.toml")
+        .await;
+    let text = curl_via(ports.proxy, "http://kds.enclave.test/").await;
+    assert!(
+        !text.starts_with("HTTP/1.1 200"),
+        "after a restart a replayed pre-revocation CRL re-admitted the revoked ASK: {}\nguest reached {} times",
+        text.lines().next().unwrap_or_default(),
+        guest.request_count()
+    );
+}
+
+/// A guest refused because the only CRL on offer is older than one already admitted gets
+/// `collateral_rollback` (docs/snp.md, refusal-codes.md), not "no VCEK fetched yet".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_caused_by_a_crl_rollback_says_collateral_rollback() {
+    let env = env();
+    let sim = snp_sim(&env);
+    let dir = env.dir.join("pki").join(KDS_DIR);
+    let first = Kds::start(&sim, &dir).await;
+    let second = Kds::start(&sim, &dir).await;
+    second.serve_milan_crl(milan_crl(&env, env.now.0 - 7 * 86_400, &[]));
+    let guest = start_snp(&env, &sim, |_| {}).await;
+    let ports = common::Ports::free();
+    let _p = kds_harness(&env, ports, &first.base, &guest)
+        .start_binary("kds.toml")
+        .await;
+    let text = curl_via(ports.proxy, "http://kds.enclave.test/").await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    kds_harness(&env, ports, &second.base, &guest).write("kds.toml");
+    common::admin::reload(ports.admin).await;
+    let text = curl_via(ports.proxy, "http://kds.enclave.test/").await;
+    assert!(text.starts_with("HTTP/1.1 502"), "{text}");
+    let m = common::admin::metrics(ports.admin).await;
+    assert_eq!(
+        m.get("ratls_snp_collateral_rollbacks_total{tee=\"snp\"}"),
+        Some(&1.0),
+        "the rollback happened: {m:?}"
+    );
+    let code = text
+        .split("\"code\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or("?");
+    assert_eq!(code, "collateral_rollback", "{text}");
+}
+
+/// With the product's chain unavailable (KDS answering 404 on `cert_chain`), client requests
+/// to an SEV-SNP host do not each cost two KDS requests (chain and CRL) and a second TLS
+/// handshake with the upstream: the failure is backed off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_requests_do_not_each_cost_kds_requests_when_the_chain_fails() {
+    let env = env();
+    let sim = snp_sim(&env);
+    let kds = Kds::start(&sim, &env.dir.join("pki").join(KDS_DIR)).await;
+    let ep = ratls_proxy::KdsEndpoint::at(&kds.base, None).expect("endpoint");
+    kds.drop_url(&ep.cert_chain_url(Product::Milan, ratls_proxy::snp::report::SigningKey::Vcek));
+    let guest = start_snp(&env, &sim, |_| {}).await;
+    let ports = common::Ports::free();
+    let _p = kds_harness(&env, ports, &kds.base, &guest)
+        .start_binary("kds.toml")
+        .await;
+    let requests = 10;
+    for _ in 0..requests {
+        let text = curl_via(ports.proxy, "http://kds.enclave.test/").await;
+        assert!(text.contains("collateral_unavailable"), "{text}");
+    }
+    let hits = kds.hits();
+    assert!(
+        hits <= 4,
+        "{hits} KDS requests for {requests} client requests with the chain unavailable"
     );
 }

@@ -452,6 +452,7 @@ fn verification_errors_name_the_codes_design_md_lists() {
                 role: CertRole::Ask,
                 serial: "01".into(),
                 product: Product::Milan,
+                crl_issued: NOW,
             },
             "revoked",
         ),

@@ -13,7 +13,7 @@ use crate::snp::verify::VerifiedVek;
 use crate::snp::{Product, Report, SnpError};
 
 /// Why SEV-SNP collateral could not be had.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum SnpCollateralError {
     /// The source did not answer, or not with a 200 (`collateral_unavailable`).
     #[error("KDS: {0}")]

@@ -209,7 +209,9 @@ pub(super) fn source(
         }
     };
     Ok(match spec {
-        CollateralSpec::Dir(dir) => match SnpFiles::load(&dir, trust) {
+        // A one-shot check of KDS's chain and VCEK saved without the CRL still works; the
+        // note says the revocation was not checked. The proxy refuses such a chain.
+        CollateralSpec::Dir(dir) => match SnpFiles::load_without_crl(&dir, trust) {
             Ok((files, skipped)) => {
                 for s in skipped {
                     tracing::warn!("SEV-SNP collateral skipped: {s}");

@@ -172,7 +172,9 @@ impl VerifiedChain {
 }
 
 /// The CRL is the ARK's (issuer, signature), has a nextUpdate, and does not list the
-/// intermediate. Returns its window: thisUpdate until just before nextUpdate.
+/// intermediate. Returns its window: thisUpdate until just before nextUpdate. A CRL listing
+/// the intermediate is checked as fully first: its thisUpdate goes with the refusal (the
+/// rollback mark a revocation must raise).
 fn check_crl(
     der: &[u8],
     ark: &Ark,
@@ -191,6 +193,7 @@ fn check_crl(
     let next = crl
         .next_update()
         .ok_or_else(|| SnpError::cert(CertRole::Crl, "no nextUpdate"))?;
+    let this_update = UnixTime(crl.last_update().timestamp());
     let revoked = crl
         .iter_revoked_certificates()
         .any(|r| r.raw_serial() == intermediate_serial);
@@ -199,10 +202,8 @@ fn check_crl(
             role,
             serial: hex::encode(intermediate_serial),
             product: ark.product(),
+            crl_issued: this_update,
         });
     }
-    Ok((
-        UnixTime(crl.last_update().timestamp()),
-        UnixTime(next.timestamp().saturating_sub(1)),
-    ))
+    Ok((this_update, UnixTime(next.timestamp().saturating_sub(1))))
 }

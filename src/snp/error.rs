@@ -152,7 +152,7 @@ pub enum SnpError {
         now: UnixTime,
     },
     /// The ASK or ASVK is listed in the product's CRL.
-    #[error("{role} (serial {serial}) is revoked by the {product} CRL")]
+    #[error("{role} (serial {serial}) is revoked by the {product} CRL of {crl_issued}")]
     Revoked {
         /// Which certificate.
         role: CertRole,
@@ -160,6 +160,9 @@ pub enum SnpError {
         serial: String,
         /// The product.
         product: Product,
+        /// The revoking CRL's thisUpdate: a fetching source raises its rollback mark to it, so
+        /// no CRL issued before the revocation is admitted after it (a restart too).
+        crl_issued: UnixTime,
     },
     /// The report says VCEK and the certificate is a VLEK, or the reverse (or the
     /// intermediate is the other kind's).

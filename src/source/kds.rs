@@ -30,16 +30,20 @@ pub(crate) const AMD_KDS: &str = "https://kdsintf.amd.com";
 /// Largest KDS answer accepted (a VCEK is about 1.4 KB, `cert_chain` about 4 KB, a CRL a
 /// few KB).
 pub(crate) const MAX_KDS_BODY: usize = 256 * 1024;
-/// VCEKs kept at most (each verified under a pinned ARK; one per chip and TCB).
-pub(crate) const MAX_VCEKS: usize = 1024;
-/// VCEK keys whose failed fetch is remembered at most.
-const MAX_BACKOFF: usize = 256;
+/// VCEK keys a handshake found missing remembered at most (until `fetch_missing`).
+const MAX_MISSING: usize = 256;
 
 pub use crate::appraise::snp_source::{SnpCollateralError as KdsError, SnpCollateralSource};
 pub(crate) use endpoint::verify_vcek;
 pub use endpoint::KdsEndpoint;
 
+use backoff::{Asked, Backoff, NEW_CHIP_FAILURES};
+use held::HeldVek;
+use held::MAX_VCEKS;
+
+mod backoff;
 mod endpoint;
+mod held;
 
 impl From<FetchError> for KdsError {
     fn from(e: FetchError) -> Self {
@@ -89,20 +93,29 @@ pub(crate) fn admit_crl(
     trust: &SnpTrust,
     chain: &VerifiedChain,
 ) -> Result<(), KdsError> {
-    let (Some(ark), Some(from)) = (ark_sha256(trust, chain.product()), chain.crl_this_update())
-    else {
+    match chain.crl_this_update() {
+        Some(from) => admit_crl_issued(marks, trust, chain.product(), from),
+        None => Ok(()),
+    }
+}
+
+/// Admits a CRL of `product` issued at `from` against `marks`, raising its mark.
+fn admit_crl_issued(
+    marks: &Marks,
+    trust: &SnpTrust,
+    product: Product,
+    from: UnixTime,
+) -> Result<(), KdsError> {
+    let Some(ark) = ark_sha256(trust, product) else {
         return Ok(());
     };
     marks
-        .admit_snp_crl(&ark, chain.product(), from)
+        .admit_snp_crl(&ark, product, from)
         .map_err(|r| match r {
             Refused::Rollback(why) => KdsError::Rollback(why),
             Refused::Full => KdsError::Unavailable("the high-water marks are full".into()),
         })
 }
-
-/// A held VCEK: its DER and the key verified from it.
-type HeldVek = (Vec<u8>, Arc<VerifiedVek>);
 
 struct HeldChain {
     chain: Arc<VerifiedChain>,
@@ -127,13 +140,14 @@ pub struct KdsCache {
     policy: RefreshPolicy,
     marks: Mutex<Arc<Marks>>,
     chains: RwLock<HashMap<(Product, SigningKey), HeldChain>>,
-    /// The VCEK's DER (to verify it again under a refreshed chain) and the verified key.
+    /// The VCEKs by chip and TCB, bounded per chip and in all (`held`).
     veks: RwLock<HashMap<VcekKey, HeldVek>>,
     /// One fetch at a time: concurrent misses wait for it, then read what it stored.
     fetching: tokio::sync::Mutex<()>,
-    /// VCEK keys whose last fetch failed: when to ask again and the delay that led there
-    /// (a peer presenting made-up CHIP_IDs must not turn each handshake into a KDS request).
-    backoff: Mutex<HashMap<VcekKey, (UnixTime, Duration)>>,
+    /// Chains and VCEKs whose last fetch failed, not asked for again before their delay
+    /// ends (a KDS down, or a peer presenting made-up CHIP_IDs, must not turn each
+    /// handshake into KDS requests).
+    backoff: Backoff,
     fetches: AtomicU64,
     failures: AtomicU64,
     rollbacks: AtomicU64,
@@ -162,7 +176,7 @@ impl KdsCache {
             chains: RwLock::new(HashMap::new()),
             veks: RwLock::new(HashMap::new()),
             fetching: tokio::sync::Mutex::new(()),
-            backoff: Mutex::new(HashMap::new()),
+            backoff: Backoff::new(policy),
             fetches: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             rollbacks: AtomicU64::new(0),
@@ -218,10 +232,13 @@ impl KdsCache {
             }
         }
         if let (Ok(held), Ok(mut mine)) = (older.veks.read(), self.veks.write()) {
-            for (k, (der, vek)) in held.iter() {
+            for (k, h) in held.iter() {
                 if mine.len() < MAX_VCEKS {
-                    mine.entry(*k)
-                        .or_insert_with(|| (der.clone(), Arc::clone(vek)));
+                    mine.entry(*k).or_insert_with(|| HeldVek {
+                        der: h.der.clone(),
+                        vek: Arc::clone(&h.vek),
+                        stored: h.stored,
+                    });
                 }
             }
         }
@@ -245,7 +262,7 @@ impl KdsCache {
         let now = UnixTime::now();
         let mut asked = 0;
         for key in keys {
-            if self.retry_at(&key).is_some_and(|at| now < at) {
+            if self.backed_off(&key, now).is_some() {
                 continue;
             }
             asked += 1;
@@ -275,7 +292,7 @@ impl KdsCache {
 
     fn note_missing(&self, key: VcekKey) {
         if let Ok(mut m) = self.missing.lock() {
-            if m.len() < MAX_BACKOFF && !m.contains(&key) {
+            if m.len() < MAX_MISSING && !m.contains(&key) {
                 m.push(key);
             }
         }
@@ -301,6 +318,13 @@ impl KdsCache {
         r
     }
 
+    fn marks(&self) -> Result<Arc<Marks>, KdsError> {
+        self.marks
+            .lock()
+            .map(|m| Arc::clone(&m))
+            .map_err(|_| KdsError::Unavailable("marks lock poisoned".into()))
+    }
+
     fn held_chain(&self, product: Product, kind: SigningKey) -> Option<Arc<VerifiedChain>> {
         let chains = self.chains.read().ok()?;
         chains.get(&(product, kind)).map(|h| Arc::clone(&h.chain))
@@ -319,18 +343,29 @@ impl KdsCache {
             .fetch_chain(product, kind, &self.trust)
             .await
             .and_then(|chain| {
-                let marks = self
-                    .marks
-                    .lock()
-                    .map(|m| Arc::clone(&m))
-                    .map_err(|_| KdsError::Unavailable("marks lock poisoned".into()))?;
+                let marks = self.marks()?;
                 admit_crl(&marks, &self.trust, &chain)?;
                 Ok(Arc::new(chain))
             });
+        let asked = Asked::Chain(product, kind);
         let chain = match self.count(fetched) {
-            Ok(chain) => chain,
+            Ok(chain) => {
+                self.backoff.succeeded(asked);
+                chain
+            }
             Err(e) => {
-                if let KdsError::Invalid(r @ SnpError::Revoked { .. }) = &e {
+                self.backoff.failed(asked, now, &e);
+                if let KdsError::Invalid(r @ SnpError::Revoked { crl_issued, .. }) = &e {
+                    // The revoking CRL raises the mark before anything else: a CRL issued
+                    // before the revocation is a rollback from now on, after a restart or
+                    // in another generation too (the `revoked` entry lives in memory only).
+                    // Revoked whatever the marks say: a revocation is never undone here.
+                    if let Err(why) = self
+                        .marks()
+                        .and_then(|m| admit_crl_issued(&m, &self.trust, product, *crl_issued))
+                    {
+                        tracing::warn!(%product, "the revoking SEV-SNP CRL did not raise the rollback mark: {why}");
+                    }
                     if let Ok(mut revoked) = self.revoked.write() {
                         revoked.insert((product, kind), r.clone());
                     }
@@ -362,13 +397,13 @@ impl KdsCache {
         });
         if kind == SigningKey::Vcek {
             if let Ok(mut veks) = self.veks.write() {
-                veks.retain(|key, (der, vek)| {
+                veks.retain(|key, held| {
                     if key.0 != product {
                         return true;
                     }
-                    match verify_vcek(der, Arc::clone(&chain), key) {
+                    match verify_vcek(&held.der, Arc::clone(&chain), key) {
                         Ok(v) => {
-                            *vek = Arc::new(v);
+                            held.vek = Arc::new(v);
                             true
                         }
                         Err(e) => {
@@ -404,10 +439,8 @@ impl KdsCache {
         if let Some(vek) = self.lookup(&key) {
             return Ok(vek);
         }
-        if let Some(at) = self.retry_at(&key).filter(|at| now < *at) {
-            return Err(KdsError::Unavailable(format!(
-                "the last fetch of this chip's VCEK failed; not asked again before {at}"
-            )));
+        if let Some(e) = self.backed_off(&key, now) {
+            return Err(e);
         }
         let chain = match self.held_chain(key.0, SigningKey::Vcek) {
             Some(chain) => chain,
@@ -417,7 +450,10 @@ impl KdsCache {
         let (der, vek) = match self.count(fetched) {
             Ok(ok) => ok,
             Err(e) => {
-                self.back_off(key, now);
+                if self.new_chip(&key) {
+                    self.backoff.new_chip_failed(now);
+                }
+                self.backoff.failed(Asked::Vcek(key), now, &e);
                 return Err(e);
             }
         };
@@ -426,49 +462,70 @@ impl KdsCache {
             .veks
             .write()
             .map_err(|_| KdsError::Unavailable("cache lock poisoned".into()))?;
-        if veks.len() >= MAX_VCEKS {
-            return Err(KdsError::Unavailable(format!(
-                "{MAX_VCEKS} VCEKs are held already"
-            )));
-        }
-        veks.insert(key, (der, Arc::clone(&vek)));
-        self.changes.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut backoff) = self.backoff.lock() {
-            backoff.remove(&key);
-        }
+        let held = HeldVek {
+            der,
+            vek: Arc::clone(&vek),
+            stored: self.changes.fetch_add(1, Ordering::Relaxed),
+        };
+        held::store(&mut veks, key, held, now);
+        self.backoff.succeeded(Asked::Vcek(key));
         Ok(vek)
     }
 
-    fn retry_at(&self, key: &VcekKey) -> Option<UnixTime> {
-        let backoff = self.backoff.lock().ok()?;
-        backoff.get(key).map(|(at, _)| *at)
+    /// Why the last fetch for `key` failed: its VCEK's, or (with no chain held) its product
+    /// chain's (a rollback stays `collateral_rollback`, not "nothing fetched yet").
+    fn last_error(&self, key: &VcekKey) -> Option<KdsError> {
+        self.backoff.last_error(Asked::Vcek(*key)).or_else(|| {
+            self.held_chain(key.0, SigningKey::Vcek)
+                .is_none()
+                .then(|| {
+                    self.backoff
+                        .last_error(Asked::Chain(key.0, SigningKey::Vcek))
+                })
+                .flatten()
+        })
     }
 
-    /// Delays the next fetch for `key`: the policy's first delay, doubled on each failure up
-    /// to its longest. Keys are bounded; the oldest entry makes room.
-    fn back_off(&self, key: VcekKey, now: UnixTime) {
-        let Ok(mut backoff) = self.backoff.lock() else {
-            return;
-        };
-        let delay = backoff.get(&key).map_or(self.policy.min_backoff, |(_, d)| {
-            d.saturating_mul(2).min(self.policy.max_backoff)
-        });
-        if backoff.len() >= MAX_BACKOFF && !backoff.contains_key(&key) {
-            if let Some(oldest) = backoff
-                .iter()
-                .min_by_key(|(_, (at, _))| *at)
-                .map(|(k, _)| *k)
-            {
-                backoff.remove(&oldest);
+    /// Why `key` is not fetched at `now`: its VCEK's last fetch failed, or (with no chain
+    /// held) its product chain's did, and the delay has not ended.
+    fn backed_off(&self, key: &VcekKey, now: UnixTime) -> Option<KdsError> {
+        if let Some(at) = self.backoff.until(Asked::Vcek(*key), now) {
+            return Some(KdsError::Unavailable(format!(
+                "the last fetch of this chip's VCEK failed; not asked again before {at}"
+            )));
+        }
+        let chain = Asked::Chain(key.0, SigningKey::Vcek);
+        if self.held_chain(key.0, SigningKey::Vcek).is_none() {
+            if let Some(at) = self.backoff.until(chain, now) {
+                return Some(KdsError::Unavailable(format!(
+                    "the last fetch of the {} chain and CRL failed; not asked again before {at}",
+                    key.0
+                )));
             }
         }
-        let secs = i64::try_from(delay.as_secs()).unwrap_or(i64::MAX);
-        backoff.insert(key, (UnixTime(now.0.saturating_add(secs)), delay));
+        if self.new_chip(key) {
+            if let Some(at) = self.backoff.new_chips_until(now) {
+                return Some(KdsError::Unavailable(format!(
+                    "{NEW_CHIP_FAILURES} fetches for chips never seen failed lately; no new chip is asked for before {at}"
+                )));
+            }
+        }
+        None
+    }
+
+    /// True when no VCEK of `key`'s chip is held and `key` never failed before (a repeat is
+    /// held back by its own backoff): its fetch spends the budget for new chips.
+    fn new_chip(&self, key: &VcekKey) -> bool {
+        let held = self
+            .veks
+            .read()
+            .is_ok_and(|v| v.keys().any(|k| k.0 == key.0 && k.1 == key.1));
+        !held && !self.backoff.remembers(Asked::Vcek(*key))
     }
 
     fn lookup(&self, key: &VcekKey) -> Option<Arc<VerifiedVek>> {
         let veks = self.veks.read().ok()?;
-        veks.get(key).map(|(_, v)| Arc::clone(v))
+        veks.get(key).map(|h| Arc::clone(&h.vek))
     }
 
     /// Fetches again every held chain older than the refresh interval or within the margin
@@ -523,10 +580,12 @@ impl SnpCollateralSource for KdsCache {
         }
         self.lookup(&key).ok_or_else(|| {
             self.note_missing(key);
-            KdsError::Unavailable(format!(
-                "no VCEK fetched yet for this {} chip at its reported TCB",
-                key.0
-            ))
+            self.last_error(&key).unwrap_or_else(|| {
+                KdsError::Unavailable(format!(
+                    "no VCEK fetched yet for this {} chip at its reported TCB",
+                    key.0
+                ))
+            })
         })
     }
 }

@@ -4,7 +4,9 @@
 //! ASVK by its subject, a copy of an ARK (compared to the pin), a VCEK, a product CRL by its
 //! issuer. Chains are verified to the pinned ARKs with the product's newest CRL that
 //! verifies (an older one beside it is not used: the same rollback rule as KDS's), VCEKs
-//! under their chain; what does not verify is skipped and named, never used.
+//! under their chain; what does not verify is skipped and named, never used. A chain whose
+//! product has no CRL in the directory is not used either (as KDS's without its CRL: its
+//! revocation cannot be checked), except by `verify`, which says so ([`SnpFiles::load_without_crl`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -63,10 +65,33 @@ fn read_file(path: &Path, out: &mut Read) -> Result<(), String> {
     Ok(())
 }
 
+/// What a chain whose product has no CRL in the directory gets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NoCrl {
+    /// Skipped, named: the proxy's rule.
+    Refused,
+    /// Verified without one, named: `verify`'s offline use of KDS's chain and VCEK alone.
+    Allowed,
+}
+
 impl SnpFiles {
     /// Loads `dir` against `trust`; returns what verified and, per skipped file or item,
-    /// why. Nothing verified is an error.
+    /// why. A chain without its product's CRL is skipped. Nothing verified is an error.
     pub fn load(dir: &Path, trust: &SnpTrust) -> Result<(Self, Vec<String>), String> {
+        Self::load_with(dir, trust, NoCrl::Refused)
+    }
+
+    /// As [`Self::load`], except that a chain whose product has no CRL in `dir` is verified
+    /// without one (a note says its revocation was not checked): for `verify` only.
+    pub fn load_without_crl(dir: &Path, trust: &SnpTrust) -> Result<(Self, Vec<String>), String> {
+        Self::load_with(dir, trust, NoCrl::Allowed)
+    }
+
+    fn load_with(
+        dir: &Path,
+        trust: &SnpTrust,
+        no_crl: NoCrl,
+    ) -> Result<(Self, Vec<String>), String> {
         let mut files: Vec<_> = std::fs::read_dir(dir)
             .map_err(|e| format!("{}: {e}", dir.display()))?
             .filter_map(Result::ok)
@@ -114,7 +139,19 @@ impl SnpFiles {
         }
         let mut out = Self::default();
         for (name, product, kind, der) in intermediates {
-            match verify_with_newest_crl(product, kind, &der, crls.get(&product), trust) {
+            let crls = crls.get(&product);
+            if crls.is_none() && no_crl == NoCrl::Refused {
+                skipped.push(format!(
+                    "{name}: no {product} CRL in the directory, so the chain's revocation cannot be checked: not used (save KDS's /vcek/v1/{product}/crl beside it)"
+                ));
+                continue;
+            }
+            if crls.is_none() {
+                skipped.push(format!(
+                    "{name}: no {product} CRL in the directory: used without a revocation check"
+                ));
+            }
+            match verify_with_newest_crl(product, kind, &der, crls, trust) {
                 Ok((chain, mut notes)) => {
                     skipped.append(&mut notes);
                     out.chains.insert((product, kind), Arc::new(chain));
@@ -170,7 +207,8 @@ impl SnpFiles {
 }
 
 /// The chain with the newest (by thisUpdate) of `crls` that verifies; the notes name the
-/// CRLs not used. With no CRL for the product, the chain is verified without one.
+/// CRLs not used. With no CRL for the product (allowed by the caller), the chain is verified
+/// without one.
 fn verify_with_newest_crl(
     product: Product,
     kind: SigningKey,

@@ -86,3 +86,73 @@ mod marks_tests {
         );
     }
 }
+
+#[cfg(feature = "sim")]
+mod held_tests {
+    use super::held::{store, HeldVek, MAX_VCEKS, MAX_VCEKS_PER_CHIP};
+    use super::*;
+    use crate::sim::snp::{sim_chip_id, sim_tcb, SimSnpPki, VekSpec};
+
+    /// A full cache makes room (the expired first, else the oldest) and a chip never holds
+    /// more than its share: nobody is locked out, whoever filled it.
+    #[test]
+    fn a_full_cache_drops_the_expired_then_the_oldest_and_a_chip_keeps_its_share() {
+        let now = UnixTime(1_790_000_000);
+        let p = Product::Milan;
+        let pki = SimSnpPki::new(p, now).expect("pki");
+        let trust = SimSnpPki::trust(&[&pki]).expect("trust");
+        let crl = pki
+            .crl(UnixTime(now.0 - 60), UnixTime(now.0 + 86_400), &[])
+            .expect("crl");
+        let chain = verify_chain(
+            p,
+            SigningKey::Vcek,
+            pki.cert_chain_pem(SigningKey::Vcek).as_bytes(),
+            &crl,
+            &trust,
+        )
+        .expect("chain");
+        let sim = pki
+            .vek(&VekSpec::vcek(sim_chip_id(p), sim_tcb(p)))
+            .expect("vek");
+        let vek = Arc::new(VerifiedVek::verify(&sim.der, Arc::new(chain)).expect("verifies"));
+        let held = |stored: u64| HeldVek {
+            der: Vec::new(),
+            vek: Arc::clone(&vek),
+            stored,
+        };
+        let chip = |i: u64| {
+            let mut c = [0u8; 64];
+            c[..8].copy_from_slice(&(i + 1).to_be_bytes());
+            c
+        };
+        let max = u64::try_from(MAX_VCEKS).expect("fits");
+        let tcb = sim_tcb(p);
+        let mut veks = HashMap::new();
+        for i in 0..max {
+            store(&mut veks, (p, chip(i), tcb), held(i), now);
+        }
+        assert_eq!(veks.len(), MAX_VCEKS);
+        // Full, nothing expired: the oldest goes.
+        store(&mut veks, (p, chip(max), tcb), held(5000), now);
+        assert_eq!(veks.len(), MAX_VCEKS);
+        assert!(!veks.contains_key(&(p, chip(0), tcb)));
+        assert!(veks.contains_key(&(p, chip(1), tcb)));
+        // Full, every key expired by then: all of them go.
+        let later = UnixTime(vek.valid_until().0 + 1);
+        store(&mut veks, (p, chip(max + 1), tcb), held(5001), later);
+        assert_eq!(veks.len(), 1);
+        // One chip at many TCBs keeps its newest share only.
+        for snp in 0..40u8 {
+            let t = Tcb { snp, ..tcb };
+            store(&mut veks, (p, chip(7), t), held(6000 + u64::from(snp)), now);
+        }
+        let mine: Vec<u8> = veks
+            .keys()
+            .filter(|k| k.1 == chip(7))
+            .map(|k| k.2.snp)
+            .collect();
+        assert_eq!(mine.len(), MAX_VCEKS_PER_CHIP);
+        assert!(mine.iter().all(|s| *s >= 40 - 8), "{mine:?}");
+    }
+}
