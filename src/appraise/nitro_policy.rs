@@ -191,7 +191,11 @@ pub fn evaluate(
 }
 
 /// The document's age against `max_age_secs` and clock skew.
-pub(crate) fn age(timestamp_ms: u64, max_age_secs: Option<u64>, now: UnixTime) -> Option<NitroViolation> {
+pub(crate) fn age(
+    timestamp_ms: u64,
+    max_age_secs: Option<u64>,
+    now: UnixTime,
+) -> Option<NitroViolation> {
     let stamped = i64::try_from(timestamp_ms / 1000).unwrap_or(i64::MAX);
     let age_secs = now.0.saturating_sub(stamped);
     if age_secs < MAX_FUTURE_SKEW_SECS.saturating_neg() {
@@ -322,7 +326,9 @@ pub fn accept(
     }
     if let Some(max) = policy.max_age_secs {
         let max = i64::try_from(max).unwrap_or(i64::MAX);
-        valid_until = valid_until.min(UnixTime(verified.doc().timestamp_secs().saturating_add(max)));
+        valid_until = valid_until.min(UnixTime(
+            verified.doc().timestamp_secs().saturating_add(max),
+        ));
     }
     Ok(NitroAccepted {
         identity: NitroIdentity::of(verified.doc()),

@@ -103,11 +103,7 @@ fn verdict(o: &Fields) -> Result<(), String> {
         Value::String(t) if ["SGX", "TDX", "SNP", "NITRO"].contains(&t.as_str()) => {
             Some(t.as_str())
         }
-        _ => {
-            return Err(
-                "`tee` is neither null, \"SGX\", \"TDX\", \"SNP\" nor \"NITRO\"".into(),
-            )
-        }
+        _ => return Err("`tee` is neither null, \"SGX\", \"TDX\", \"SNP\" nor \"NITRO\"".into()),
     };
     let accepted = match string(o, "verdict")? {
         "accepted" => true,
@@ -241,7 +237,9 @@ fn verdict(o: &Fields) -> Result<(), String> {
     // An accepted Nitro verdict rests on its document and the `nitro` fields (no Intel TCB).
     if accepted && tee == Some("NITRO") {
         if !(quoted && nitro) {
-            return Err("an accepted AWS Nitro verdict without its document or `nitro` fields".into());
+            return Err(
+                "an accepted AWS Nitro verdict without its document or `nitro` fields".into(),
+            );
         }
         return Ok(());
     }
@@ -270,7 +268,9 @@ fn nitro_fields(o: &Fields, tee: Option<&str>) -> Result<bool, String> {
                     return Err(format!("`nitro.pcrs` has key `{index}`, not a PCR index"));
                 }
                 if ![64, 96, 128].iter().any(|d| is_hex(value, *d)) {
-                    return Err(format!("`nitro.pcrs.{index}` is not a 32, 48 or 64-byte hex value"));
+                    return Err(format!(
+                        "`nitro.pcrs.{index}` is not a 32, 48 or 64-byte hex value"
+                    ));
                 }
             }
             if let Some(r) = n.get("revocation") {

@@ -423,7 +423,10 @@ fn appraise_nitro(
                 }
                 _ => None,
             };
-            (super::nitro::appraise(&att, key, judge, window, now), doc_sha)
+            (
+                super::nitro::appraise(&att, key, judge, window, now),
+                doc_sha,
+            )
         }
         Err(e) => (
             NitroAppraisal {

@@ -321,12 +321,10 @@ fn binding_still_holds(leaf_der: &[u8], mode: BindingMode) -> bool {
         // SEV-SNP or Nitro evidence (only an SNP or Nitro entry ever cached a verdict on it).
         Err(super::evidence::EvidenceError::UnsupportedTee(_)) => {
             return super::evidence::find_dstack(&cert).is_ok_and(|att| match &att.platform {
-                crate::dstack::Platform::SevSnp { report, .. } => {
-                    crate::snp::Report::parse(report).is_ok_and(|r| {
-                        crate::dstack::binding::check(&att, key.spki_der, &r.report_data.0)
-                            .is_ok()
-                    })
-                }
+                crate::dstack::Platform::SevSnp { report, .. } => crate::snp::Report::parse(report)
+                    .is_ok_and(|r| {
+                        crate::dstack::binding::check(&att, key.spki_der, &r.report_data.0).is_ok()
+                    }),
                 crate::dstack::Platform::NitroEnclave { nsm_quote } => {
                     crate::nitro::parse(nsm_quote).is_ok_and(|p| {
                         let signed = p.doc.user_data.and_then(|u| <&[u8; 64]>::try_from(u).ok());

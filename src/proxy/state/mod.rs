@@ -146,6 +146,10 @@ impl Proxy {
         if let Some(kds) = self.current().snp.as_ref().and_then(SnpSetup::kds) {
             kds.share_marks(&marks.standard);
         }
+        // So are AWS's Nitro CRLs (keyed by the Nitro root).
+        if let Some(crls) = &self.current().nitro {
+            crls.share_marks(&marks.standard);
+        }
         self.shared.marks = marks;
         self
     }
