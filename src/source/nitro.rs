@@ -121,6 +121,7 @@ enum CrlFrom {
 }
 
 /// A CRL kept for one distribution point.
+#[derive(Clone)]
 struct HeldCrl {
     crl: Arc<CheckedCrl>,
     point: CrlPoint,
@@ -258,6 +259,20 @@ impl NitroCrlCache {
             fetches: self.fetches.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
             rollbacks: self.rollbacks.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Takes over the CRLs `held` kept (a reload keeping the same source and root), so a
+    /// reload does not make every enclave wait for a fetch again.
+    pub(crate) fn adopt(&self, held: &NitroCrlCache) {
+        if held.root.sha256() != self.root.sha256() {
+            return;
+        }
+        let (Ok(from), Ok(mut to)) = (held.held.read(), self.held.write()) else {
+            return;
+        };
+        for (url, h) in from.iter() {
+            to.entry(url.clone()).or_insert_with(|| h.clone());
         }
     }
 

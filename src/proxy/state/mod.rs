@@ -282,7 +282,13 @@ impl Proxy {
                 new.adopt(&held);
             }
         }
+        let same_origin = config.source.same_origin(&old.config.source);
         let generation = Generation::new(config, (&anchor, collateral, snp), &self.shared);
+        if let (Some(new), Some(held)) = (&generation.nitro, &old.nitro) {
+            if same_origin {
+                new.adopt(held);
+            }
+        }
         generation.start_refresher();
         old.stop_refresher();
         let enclaves = generation.config.enclaves.len();
