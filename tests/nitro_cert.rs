@@ -157,6 +157,7 @@ async fn the_verdict_lasts_no_longer_than_leaf_crl_or_document_age() {
     let w = world();
     let der = w.nitro_cert();
     let crls = Arc::new(w.crls());
+    let shared: Arc<dyn NitroCollateral + Send + Sync> = crls.clone();
     let verifier = |p: NitroPolicy| {
         RaTlsVerifier::new(
             EnclavePolicy::default(),
@@ -170,7 +171,7 @@ async fn the_verdict_lasts_no_longer_than_leaf_crl_or_document_age() {
         )
         .with_nitro(Some(NitroVerifier {
             policy: p,
-            collateral: Arc::clone(&crls) as Arc<dyn NitroCollateral + Send + Sync>,
+            collateral: Arc::clone(&shared),
         }))
     };
     let v = verifier(policy(None));

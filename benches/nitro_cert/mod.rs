@@ -58,6 +58,7 @@ pub(crate) fn bench_nitro_cert(c: &mut Criterion) {
         return;
     };
     let crls = Arc::new(crls);
+    let shared: Arc<dyn NitroCollateral + Send + Sync> = crls.clone();
     let pcr0 = [0x5a; 48];
     let config = SimConfig {
         nitro: Some(NitroEnclaveSpec::new(Arc::clone(&sim), pcr0)),
@@ -111,7 +112,7 @@ pub(crate) fn bench_nitro_cert(c: &mut Criterion) {
     )
     .with_nitro(Some(NitroVerifier {
         policy: policy.clone(),
-        collateral: Arc::clone(&crls) as Arc<dyn NitroCollateral + Send + Sync>,
+        collateral: shared,
     }));
     eprintln!(
         "nitro_cert/nitro_cache_hit: warm={}",
