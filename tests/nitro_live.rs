@@ -394,3 +394,59 @@ fn config_check_reads_the_nitro_collateral_keys() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_line_header_and_metrics_name_the_nitro_enclave() {
+    let env = env();
+    let pki = nitro_pki(&env);
+    let sim = start_nitro(&env, &pki, |_| {}).await;
+    let ports = common::Ports::free();
+    let crls = env.dir.join("pki/collateral/nitro");
+    let harness = Harness::new(&env)
+        .ports(ports)
+        .top("attestation_header = true\n")
+        .collateral(&env.dir.join("pki/collateral"))
+        .collateral_keys(&nitro_keys(&env, &crls, "required"))
+        .tail(&nitro_entry("nitro.enclave.test", &sim, ""));
+    let mut p = common::Binary::start(&harness.write("access.toml"), ports.proxy, &[], true).await;
+    let logs = p.log_lines();
+    let text = get(ports.proxy, "nitro.enclave.test").await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let pcr0 = hex::encode(PCR0);
+    let header = text
+        .lines()
+        .find(|l| l.to_lowercase().starts_with("ratls-attestation:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        header.contains("tee=nitro")
+            && header.contains(&format!("pcr0={pcr0}"))
+            && header.contains("binding=dstack"),
+        "{header}"
+    );
+    let mut named = false;
+    for _ in 0..50 {
+        named = logs.lock().expect("logs").iter().any(|v| {
+            v["target"] == "ratls_proxy::access"
+                && v["host"] == "nitro.enclave.test"
+                && v["pcr0"] == pcr0.as_str()
+                && v["verdict"] == "accepted"
+        });
+        if named {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(named, "{:#?}", logs.lock().expect("logs"));
+    // The two CRLs read on the first handshake's miss, held, counted.
+    let (status, body) =
+        common::curl_status(&[&format!("http://127.0.0.1:{}/metrics", ports.admin)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("ratls_nitro_crl_held{tee=\"nitro\"} 2"),
+        "{body}"
+    );
+    assert!(
+        body.contains("ratls_nitro_crl_fetches_total{tee=\"nitro\"} 2"),
+        "{body}"
+    );
+}
