@@ -197,11 +197,15 @@ mod verify_dstack;
 #[path = "snp_cert/mod.rs"]
 mod verify_snp;
 
+#[path = "nitro_cert/mod.rs"]
+mod verify_nitro_cert;
+
 criterion_group!(
     benches,
     bench,
     bench_nitro,
     verify_dstack::bench_dstack,
-    verify_snp::bench_snp
+    verify_snp::bench_snp,
+    verify_nitro_cert::bench_nitro_cert
 );
 criterion_main!(benches);

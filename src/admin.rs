@@ -284,6 +284,9 @@ fn readiness(proxy: &Proxy, now: UnixTime) -> Readiness {
     if let Some(why) = g.snp.as_ref().and_then(SnpSetup::failure) {
         reasons.push(format!("SEV-SNP collateral could not be set up: {why}"));
     }
+    if let Some(why) = g.nitro.as_ref().and_then(|n| n.failure()) {
+        reasons.push(format!("AWS Nitro collateral could not be set up: {why}"));
+    }
     let at_risk: Vec<String> = proxy
         .tcb_watch()
         .hosts()
@@ -441,6 +444,9 @@ fn render_metrics(proxy: &Proxy, now: UnixTime) -> String {
     }
     if let Some(kds) = g.snp.as_ref().and_then(SnpSetup::kds) {
         extra.extend(snp::kds_samples(kds));
+    }
+    if let Some(crls) = &g.nitro {
+        extra.extend(snp::nitro_samples(crls));
     }
     let hosts = proxy.tcb_watch().hosts();
     let label = |h: &crate::tcb_watch::HostTcb| {

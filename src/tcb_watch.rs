@@ -70,8 +70,9 @@ impl TcbWatch {
     /// Notes the verdict `c` for `host:port` at `now`; warns once per host and snapshot if
     /// the early data would refuse it.
     pub(crate) fn saw(&self, host: &str, port: u16, c: &CertAppraisal, now: UnixTime) {
-        // Intel's TCB data (standard and early) says nothing of an SEV-SNP guest.
-        if c.snp.is_some() {
+        // Intel's TCB data (standard and early) says nothing of an SEV-SNP guest or a Nitro
+        // enclave.
+        if c.snp.is_some() || c.nitro.is_some() {
             return;
         }
         let a = &c.appraisal;

@@ -59,10 +59,13 @@ fn every_curl_line_the_demo_prints_does_what_its_comment_says() {
         }
     }
     assert!(lines.len() >= 8, "curl lines printed: {lines:#?}");
-    // The SEV-SNP VMs beside the Intel enclaves: one accepted, one refused.
+    // The SEV-SNP VMs and Nitro enclaves beside the Intel enclaves: one accepted, one
+    // refused each.
     for host in [
         "https://snp.enclave.test/",
         "http://snp-debug.enclave.test/",
+        "https://nitro.enclave.test/",
+        "http://nitro-debug.enclave.test/",
     ] {
         assert!(
             lines.iter().any(|(_, c)| c.contains(host)),

@@ -52,3 +52,44 @@ pub(super) fn kds_samples(kds: &KdsCache) -> Vec<Sample> {
     });
     out
 }
+
+/// The samples of the AWS Nitro CRL cache.
+pub(super) fn nitro_samples(crls: &crate::source::nitro::NitroCrlCache) -> Vec<Sample> {
+    let st = crls.stats();
+    let nitro = || vec![("tee", "nitro".to_owned())];
+    let mut out: Vec<Sample> = [
+        (
+            "ratls_nitro_crl_fetches_total",
+            "AWS Nitro CRL reads (network or directory), successful or not.",
+            st.fetches,
+        ),
+        (
+            "ratls_nitro_crl_fetch_failures_total",
+            "Failed AWS Nitro CRL reads (network, status, size, content, signature, window, rollback).",
+            st.failures,
+        ),
+        (
+            "ratls_nitro_crl_rollbacks_total",
+            "AWS Nitro CRLs refused as older than the high-water mark.",
+            st.rollbacks,
+        ),
+    ]
+    .into_iter()
+    .map(|(name, help, v)| Sample {
+        name,
+        kind: "counter",
+        help,
+        values: vec![(nitro(), count(v))],
+    })
+    .collect();
+    out.push(Sample {
+        name: "ratls_nitro_crl_held",
+        kind: "gauge",
+        help: "AWS Nitro CRLs held (one per distribution point).",
+        values: vec![(
+            nitro(),
+            count(u64::try_from(crls.held()).unwrap_or(u64::MAX)),
+        )],
+    });
+    out
+}

@@ -39,8 +39,8 @@ pub(super) fn tcb_page(proxy: &Proxy, now: UnixTime) -> serde_json::Value {
         .config
         .enclaves
         .iter()
-        // Intel's TCB data judges no SEV-SNP guest: SNP entries are never listed here.
-        .filter(|e| e.snp.is_none())
+        // Intel's TCB data judges no SEV-SNP guest or Nitro enclave: never listed here.
+        .filter(|e| e.snp.is_none() && e.nitro.is_none())
         .flat_map(|e| &e.hosts)
         .filter(|p| !p.wildcard)
         .map(|p| p.host.to_string())

@@ -14,9 +14,11 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::appraise::refusal::{Refusal, RefusalCode};
 use crate::dcap::time::UnixTime;
 use crate::nitro::error::NitroError;
-use crate::nitro::VerifiedDocument;
+use crate::nitro::revocation::RevocationStatus;
+use crate::nitro::{AttestationDoc, NitroRoot, VerifiedDocument};
 
 /// The PCRs a policy may pin: image, kernel and bootstrap, application, the parent's IAM
 /// role, the parent instance, the image's signing certificate.
@@ -189,7 +191,11 @@ pub fn evaluate(
 }
 
 /// The document's age against `max_age_secs` and clock skew.
-fn age(timestamp_ms: u64, max_age_secs: Option<u64>, now: UnixTime) -> Option<NitroViolation> {
+pub(crate) fn age(
+    timestamp_ms: u64,
+    max_age_secs: Option<u64>,
+    now: UnixTime,
+) -> Option<NitroViolation> {
     let stamped = i64::try_from(timestamp_ms / 1000).unwrap_or(i64::MAX);
     let age_secs = now.0.saturating_sub(stamped);
     if age_secs < MAX_FUTURE_SKEW_SECS.saturating_neg() {
@@ -222,9 +228,138 @@ pub fn error_code(e: &NitroError) -> &'static str {
     }
 }
 
+/// The [`RefusalCode`] a code string of [`NitroViolation::code`] or [`error_code`] names
+/// (every one is a code of DESIGN.md: `tests` pins them; anything else refuses as
+/// `quote_malformed`, never accepts).
+pub fn refusal_code(code: &str) -> RefusalCode {
+    RefusalCode::ALL
+        .into_iter()
+        .find(|c| c.as_str() == code)
+        .unwrap_or(RefusalCode::QuoteMalformed)
+}
+
+/// What a verified document shows, for reports, the audit trail and the access log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NitroIdentity {
+    /// The issuing Nitro hypervisor module (`i-…-enc…`).
+    pub module_id: String,
+    /// When the document was made, milliseconds since the epoch.
+    pub timestamp_ms: u64,
+    /// PCR0–2 all zeros.
+    pub debug: bool,
+    /// Every PCR the document carries, by index, hex.
+    pub pcrs: Vec<(usize, String)>,
+}
+
+impl NitroIdentity {
+    /// The fields of `doc`.
+    pub fn of(doc: &AttestationDoc<'_>) -> Self {
+        Self {
+            module_id: doc.module_id.to_owned(),
+            timestamp_ms: doc.timestamp_ms,
+            debug: doc.is_debug(),
+            pcrs: doc.pcrs.iter().map(|(i, p)| (i, p.to_string())).collect(),
+        }
+    }
+
+    /// PCR `index`, hex, if the document carries it.
+    pub fn pcr(&self, index: usize) -> Option<&str> {
+        self.pcrs
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An AWS Nitro enclave accepted: a document whose chain, signature and revocation verified
+/// and which its policy passed. Made only by [`accept`].
+#[derive(Clone, Debug)]
+pub struct NitroAccepted {
+    identity: NitroIdentity,
+    revocation: RevocationStatus,
+    valid_until: UnixTime,
+    verified_at: UnixTime,
+}
+
+impl NitroAccepted {
+    /// What the document shows.
+    pub fn identity(&self) -> &NitroIdentity {
+        &self.identity
+    }
+
+    /// Which certificates of the chain a CRL covered.
+    pub fn revocation(&self) -> &RevocationStatus {
+        &self.revocation
+    }
+
+    /// The last second the verdict holds: every certificate of the chain (the signing one
+    /// lives about three hours), the CRLs used (their nextUpdate) and the document's age
+    /// limit.
+    pub fn valid_until(&self) -> UnixTime {
+        self.valid_until
+    }
+
+    /// When it was verified.
+    pub fn verified_at(&self) -> UnixTime {
+        self.verified_at
+    }
+}
+
+/// `verified` (with its CRL verdict `revocation`) under `policy` at `now`: the acceptance,
+/// or every violation as one refusal headed by the first.
+pub fn accept(
+    policy: &NitroPolicy,
+    (verified, root): (&VerifiedDocument<'_>, &NitroRoot),
+    revocation: RevocationStatus,
+    now: UnixTime,
+) -> Result<NitroAccepted, Refusal> {
+    let violations = evaluate(policy, verified, now);
+    if let Some(first) = violations.first() {
+        return Err(Refusal {
+            code: refusal_code(first.code()),
+            reasons: violations.iter().map(ToString::to_string).collect(),
+        });
+    }
+    let mut valid_until = verified.valid_until(root);
+    if let Some(crl) = revocation.until {
+        valid_until = valid_until.min(crl);
+    }
+    if let Some(max) = policy.max_age_secs {
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        valid_until = valid_until.min(UnixTime(
+            verified.doc().timestamp_secs().saturating_add(max),
+        ));
+    }
+    Ok(NitroAccepted {
+        identity: NitroIdentity::of(verified.doc()),
+        revocation,
+        valid_until,
+        verified_at: now,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_nitro_code_string_is_a_refusal_code() {
+        for code in [
+            "pcr_mismatch",
+            "debug_enclave",
+            "document_too_old",
+            "quote_malformed",
+            "chain_invalid",
+            "certificate_expired",
+            "signature_invalid",
+            "revoked",
+            "collateral_unavailable",
+            "collateral_expired",
+        ] {
+            assert_eq!(refusal_code(code).as_str(), code);
+        }
+        assert_eq!(refusal_code("no such code"), RefusalCode::QuoteMalformed);
+    }
 
     #[test]
     fn pcr_values_parse_from_hex_of_the_three_lengths_only() {

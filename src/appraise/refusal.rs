@@ -109,6 +109,11 @@ pub enum RefusalCode {
     GuestPolicyNotAllowed,
     /// SEV-SNP: PLATFORM_INFO lacks a required bit or has a forbidden one.
     PlatformInfoNotAllowed,
+    /// AWS Nitro: a PCR (0, 1, 2, 3, 4 or 8) is not in its allow-list, or absent.
+    PcrMismatch,
+    /// AWS Nitro: the attestation document is older than `max_cert_age_secs`, or stamped
+    /// in the future beyond clock skew.
+    DocumentTooOld,
     /// The platform's TCB status is not among the accepted ones.
     TcbStatusNotAllowed,
     /// The TCB level carries an advisory the policy does not list.
@@ -133,7 +138,7 @@ pub enum RefusalCode {
 
 impl RefusalCode {
     /// Every code, in ranking order (the first applicable one is the headline).
-    pub const ALL: [RefusalCode; 54] = [
+    pub const ALL: [RefusalCode; 56] = [
         Self::QuoteMalformed,
         Self::NoQuote,
         Self::SignatureInvalid,
@@ -179,6 +184,8 @@ impl RefusalCode {
         Self::VmplNotAllowed,
         Self::GuestPolicyNotAllowed,
         Self::PlatformInfoNotAllowed,
+        Self::PcrMismatch,
+        Self::DocumentTooOld,
         Self::TcbStatusNotAllowed,
         Self::AdvisoryNotAllowed,
         Self::TcbAtRisk,
@@ -238,6 +245,8 @@ impl RefusalCode {
             Self::VmplNotAllowed => "vmpl_not_allowed",
             Self::GuestPolicyNotAllowed => "guest_policy_not_allowed",
             Self::PlatformInfoNotAllowed => "platform_info_not_allowed",
+            Self::PcrMismatch => "pcr_mismatch",
+            Self::DocumentTooOld => "document_too_old",
             Self::TcbStatusNotAllowed => "tcb_status_not_allowed",
             Self::AdvisoryNotAllowed => "advisory_not_allowed",
             Self::TcbAtRisk => "tcb_at_risk",
@@ -265,6 +274,8 @@ impl RefusalCode {
             Self::CollateralExpired | Self::CollateralTooOld | Self::CollateralUnavailable => "The proxy could not get current Intel collateral for this platform: the operator checks the [collateral] source and the proxy's path to it.",
             Self::CollateralRollback => "The collateral source served Intel collateral older than what this proxy has already seen for this platform (a replay would hide a TCB recovery or a revocation): the operator checks the [collateral] source (a stale or hostile PCCS); the proxy keeps refusing until the source serves current collateral.",
             Self::CertificateExpired | Self::CertificateTooOld => "The enclave's RA-TLS certificate is outside its validity or older than max_cert_age_secs: restart the enclave so it issues a fresh one, and check both clocks.",
+            Self::PcrMismatch => "The AWS Nitro enclave runs another image, kernel, application, IAM role, instance or signing certificate (PCR0-4, PCR8) than this proxy's policy allows. If this build is the one to trust, the operator adds its PCR value to the host's [[enclave]] entry (`ratls-proxy verify --quote` on its document prints them); otherwise the host runs something else than expected.",
+            Self::DocumentTooOld => "The AWS Nitro attestation document is older than the host's max_cert_age_secs (or stamped in the future): restart the enclave so it presents a fresh document, and check both clocks.",
             Self::TdAttributesNotAllowed | Self::TeeMismatch => "The TEE or its attributes differ from what the host's [[enclave]] entry declares: the operator checks the entry's tee and the TD's configuration.",
             Self::XfamMismatch => "The TD enables CPU features (XFAM) other than those the host's [[enclave]] entry allows: the TD's owner launches it with the expected features, or the operator adds this XFAM (`ratls-proxy verify https://HOST` prints it) to the entry's xfam list.",
             Self::QuoteMalformed | Self::NoQuote | Self::SignatureInvalid | Self::ChainInvalid | Self::BindingMismatch | Self::FmspcMismatch | Self::QeIdentityMismatch | Self::TdxModuleMismatch => "The attestation evidence does not verify: this server is not the enclave it claims to be, or not an RA-TLS server at all. Do not work around it; the operator checks where the host name points.",
@@ -274,7 +285,7 @@ impl RefusalCode {
             Self::UpstreamCapacity => "The enclave is down, unreachable or overloaded: try again later; the operator checks that it runs and is reachable from the proxy (or raises [limits] max_upstream_connections).",
             Self::EventLogMismatch => "The event log the server sent does not replay to the measurements its quote signs: the evidence was altered, so what it names (the app, its compose hash) cannot be believed. Do not work around it; the operator checks where the host name points.",
             Self::AppIdMismatch | Self::ComposeHashMismatch | Self::OsImageHashMismatch | Self::InstanceIdMismatch | Self::KeyProviderMismatch => "The dstack app is not the one this proxy's policy pins (its app id, compose file, OS image, instance or key provider differ, or the server sent no dstack app identity at all). If this deployment is the one to trust, the operator adds its value to the host's [[enclave]] entry (`ratls-proxy verify --cert` on the app's certificate prints them); otherwise the host serves another app.",
-            Self::UnsupportedTee => "The server attests with a TEE this proxy does not verify yet (AWS Nitro, GCP TDX inside dstack evidence, or SEV-SNP evidence the proxy cannot appraise yet): this build cannot admit it.",
+            Self::UnsupportedTee => "The server attests with a TEE this proxy does not verify yet (NitroTPM or GCP TDX inside dstack evidence): this build cannot admit it.",
         }
     }
 }
@@ -400,6 +411,8 @@ mod tests {
                 "vmpl_not_allowed",
                 "guest_policy_not_allowed",
                 "platform_info_not_allowed",
+                "pcr_mismatch",
+                "document_too_old",
                 "tcb_status_not_allowed",
                 "advisory_not_allowed",
                 "tcb_at_risk",

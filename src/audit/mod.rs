@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 pub(crate) use self::seal::AuditKey;
 use self::tail::read_tail;
 pub(crate) use self::verify::{verify_file, Broken};
+use crate::appraise::nitro_policy::NitroPolicy;
 use crate::appraise::policy::EnclavePolicy;
 use crate::appraise::snp_policy::SnpPolicy;
 use crate::dcap::identity::Identity;
@@ -48,6 +49,8 @@ pub(crate) struct Judged<'a> {
     pub(crate) policy: &'a EnclavePolicy,
     /// A `tee = "snp"` entry's SEV-SNP policy (`policy_sha256` covers it too).
     pub(crate) snp: Option<&'a SnpPolicy>,
+    /// A `tee = "nitro"` entry's AWS Nitro policy (`policy_sha256` covers it too).
+    pub(crate) nitro: Option<&'a NitroPolicy>,
     /// Set when this verdict cut an exchange in flight.
     pub(crate) cut: Option<CutNote<'a>>,
 }
@@ -264,9 +267,10 @@ fn record(judged: Judged<'_>, c: &CertAppraisal, now: UnixTime) -> Value {
         Some(r) => ("refused", json!(r.code.as_str()), r.reasons.clone()),
     };
     // An Intel entry's digest is that of its policy alone (as before SEV-SNP entries).
-    let policy_text = match judged.snp {
-        None => format!("{:?}", judged.policy),
-        Some(snp) => format!("{:?}{snp:?}", judged.policy),
+    let policy_text = match (judged.snp, judged.nitro) {
+        (None, None) => format!("{:?}", judged.policy),
+        (Some(snp), _) => format!("{:?}{snp:?}", judged.policy),
+        (None, Some(nitro)) => format!("{:?}{nitro:?}", judged.policy),
     };
     let mut v = json!({
         "time": now.to_rfc3339(),
@@ -333,6 +337,26 @@ fn record(judged: Judged<'_>, c: &CertAppraisal, now: UnixTime) -> Value {
                 "ask_sha256": hex::encode(d.chain.intermediate),
                 "crl_sha256": d.chain.crl.map(hex::encode),
                 "vek_sha256": hex::encode(d.vek),
+            });
+        }
+    }
+    // AWS Nitro: what the verified document says, and which certificates a CRL covered.
+    if let Some(id) = c.nitro.as_ref().and_then(|n| n.identity.as_ref()) {
+        let pcrs: serde_json::Map<String, Value> = id
+            .pcrs
+            .iter()
+            .map(|(i, p)| (i.to_string(), json!(p)))
+            .collect();
+        v["nitro"] = json!({
+            "module_id": id.module_id,
+            "timestamp": id.timestamp_ms,
+            "debug": id.debug,
+            "pcrs": pcrs,
+        });
+        if let Some(Ok(a)) = c.nitro.as_ref().map(|n| &n.outcome) {
+            v["nitro"]["revocation"] = json!({
+                "checked": a.revocation().checked,
+                "unchecked": a.revocation().unchecked,
             });
         }
     }

@@ -100,8 +100,10 @@ fn verdict(o: &Fields) -> Result<(), String> {
     }
     let tee = match field(o, "tee")? {
         Value::Null => None,
-        Value::String(t) if t == "SGX" || t == "TDX" || t == "SNP" => Some(t.as_str()),
-        _ => return Err("`tee` is neither null, \"SGX\", \"TDX\" nor \"SNP\"".into()),
+        Value::String(t) if ["SGX", "TDX", "SNP", "NITRO"].contains(&t.as_str()) => {
+            Some(t.as_str())
+        }
+        _ => return Err("`tee` is neither null, \"SGX\", \"TDX\", \"SNP\" nor \"NITRO\"".into()),
     };
     let accepted = match string(o, "verdict")? {
         "accepted" => true,
@@ -181,13 +183,14 @@ fn verdict(o: &Fields) -> Result<(), String> {
         }
         Some(_) => return Err("`snp` is not an object, or the record's tee is not SNP".into()),
     };
+    let nitro = nitro_fields(o, tee)?;
     // The identity, wherever the quote parsed; an accepted verdict rests on all of it.
     let (hex_fields, numbers): (&[(&str, usize)], &[&str]) = match tee {
         Some("SGX") => (
             &[("mrenclave", 64), ("mrsigner", 64)],
             &["isv_prod_id", "isv_svn"],
         ),
-        Some("SNP") => (&[], &[]),
+        Some("SNP" | "NITRO") => (&[], &[]),
         Some(_) => (
             &[
                 ("mrtd", 96),
@@ -231,10 +234,56 @@ fn verdict(o: &Fields) -> Result<(), String> {
         }
         return Ok(());
     }
+    // An accepted Nitro verdict rests on its document and the `nitro` fields (no Intel TCB).
+    if accepted && tee == Some("NITRO") {
+        if !(quoted && nitro) {
+            return Err(
+                "an accepted AWS Nitro verdict without its document or `nitro` fields".into(),
+            );
+        }
+        return Ok(());
+    }
     if accepted && !(tee.is_some() && quoted && tcb && collateral) {
         return Err("an accepted verdict without its quote, TEE, TCB or collateral digests".into());
     }
     Ok(())
+}
+
+/// AWS Nitro: the verified document's fields (absent when refused before its signature);
+/// true when present.
+fn nitro_fields(o: &Fields, tee: Option<&str>) -> Result<bool, String> {
+    match o.get("nitro") {
+        None => Ok(false),
+        Some(Value::Object(n)) if tee == Some("NITRO") => {
+            string(n, "module_id")?;
+            number(n, "timestamp", u64::MAX)?;
+            if !n.get("debug").is_some_and(Value::is_boolean) {
+                return Err("`nitro` has no boolean `debug`".into());
+            }
+            let Some(Value::Object(pcrs)) = n.get("pcrs") else {
+                return Err("`nitro.pcrs` is not an object".into());
+            };
+            for (index, value) in pcrs {
+                if index.parse::<u8>().map_or(true, |i| i > 31) {
+                    return Err(format!("`nitro.pcrs` has key `{index}`, not a PCR index"));
+                }
+                if ![64, 96, 128].iter().any(|d| is_hex(value, *d)) {
+                    return Err(format!(
+                        "`nitro.pcrs.{index}` is not a 32, 48 or 64-byte hex value"
+                    ));
+                }
+            }
+            if let Some(r) = n.get("revocation") {
+                let Value::Object(r) = r else {
+                    return Err("`nitro.revocation` is not an object".into());
+                };
+                strings(r, "checked")?;
+                strings(r, "unchecked")?;
+            }
+            Ok(true)
+        }
+        Some(_) => Err("`nitro` is not an object, or the record's tee is not NITRO".into()),
+    }
 }
 
 /// Checks one record's schema; its kind.

@@ -1,7 +1,7 @@
 //! `ratls-proxy demo`: simulated enclaves (one matching the policy, one with another
 //! MRENCLAVE, one in DEBUG mode, one accepted but at risk under Intel's early TCB data), a
-//! TD and AMD SEV-SNP VMs (one accepted, one in DEBUG mode), the proxy in front of them and
-//! its admin listener, with curl lines to paste.
+//! TD, AMD SEV-SNP VMs and AWS Nitro enclaves (one accepted, one in DEBUG mode each), the
+//! proxy in front of them and its admin listener, with curl lines to paste.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::addr::{Authority, HostPattern};
+use crate::appraise::nitro_policy::{NitroPolicy, PcrValue};
 use crate::appraise::policy::EnclavePolicy;
 use crate::appraise::snp_policy::SnpPolicy;
 use crate::appraise::td_policy::TdPolicy;
@@ -22,10 +23,14 @@ use crate::dcap::time::UnixTime;
 use crate::proxy::Proxy;
 use crate::ratls::BindingMode;
 use crate::sim::dstack_snp::{ARK_FILE, KDS_DIR};
-use crate::sim::{EnclaveSpec, SimConfig, SimEnclave, SimPki, SnpSim, SnpSimSpec, TdSpec};
+use crate::sim::nitro::SimNitro;
+use crate::sim::{
+    EnclaveSpec, NitroEnclaveSpec, SimConfig, SimEnclave, SimPki, SnpSim, SnpSimSpec, TdSpec,
+};
 use crate::snp::ids::Measurement;
 use crate::snp::report::GuestPolicy;
 use crate::snp::Product;
+use crate::source::nitro::NitroCrlSpec;
 use crate::source::trust_and_collateral;
 use crate::source::{AmdKdsSpec, CollateralSpec, TrustRoot};
 
@@ -71,6 +76,21 @@ fn snp_vm(host: &str, dial: std::net::SocketAddr) -> anyhow::Result<EnclaveConfi
     })
 }
 
+/// The PCR0 the demo's Nitro entries pin.
+const NITRO_PCR0: [u8; 48] = [0x5a; 48];
+
+/// A `tee = "nitro"` entry for `host` pinning [`NITRO_PCR0`].
+fn nitro_enclave(host: &str, dial: std::net::SocketAddr) -> anyhow::Result<EnclaveConfig> {
+    Ok(EnclaveConfig {
+        nitro: Some(NitroPolicy {
+            pcr0: vec![PcrValue::from(NITRO_PCR0)],
+            ..NitroPolicy::default()
+        }),
+        policy: EnclavePolicy::default(),
+        ..enclave(host, dial)?
+    })
+}
+
 /// Runs the demo until Ctrl-C.
 pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let base = default_ca_dir().join("demo");
@@ -97,6 +117,12 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         snp_debug_spec.report.policy |= GuestPolicy::DEBUG;
         let snp = SimEnclave::start(&pki, SimConfig { snp: Some(snp_spec), log_requests: true, ..SimConfig::default() }, any, now).await?;
         let snp_debug = SimEnclave::start(&pki, SimConfig { snp: Some(snp_debug_spec), log_requests: true, ..SimConfig::default() }, any, now).await?;
+        // AWS Nitro enclaves behind dstack (the sim Nitro PKI of the same directory).
+        let aws = Arc::new(SimNitro::load_or_create(&base.join("sim-pki"), now).context("demo Nitro PKI")?);
+        let nitro_spec = NitroEnclaveSpec::new(Arc::clone(&aws), NITRO_PCR0);
+        let nitro_debug_spec = NitroEnclaveSpec { debug: true, ..nitro_spec.clone() };
+        let nitro = SimEnclave::start(&pki, SimConfig { nitro: Some(nitro_spec), log_requests: true, ..SimConfig::default() }, any, now).await?;
+        let nitro_debug = SimEnclave::start(&pki, SimConfig { nitro: Some(nitro_debug_spec), log_requests: true, ..SimConfig::default() }, any, now).await?;
 
         let mut config = Config::defaults();
         config.listen = args.listen;
@@ -107,6 +133,8 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         config.source.collateral = CollateralSpec::Dir(base.join("sim-pki/collateral"));
         config.source.amd_kds = Some(AmdKdsSpec::Dir(base.join("sim-pki").join(KDS_DIR)));
         config.source.amd_trust_root = Some(base.join("sim-pki").join(ARK_FILE));
+        config.source.nitro_trust_root = Some(base.join("sim-pki/nitro-root.pem"));
+        config.source.nitro_crls = NitroCrlSpec::Dir(base.join("sim-pki/collateral/nitro"));
         config.enclaves = vec![
             enclave("good.enclave.test", good.addr())?,
             enclave("other.enclave.test", other.addr())?,
@@ -126,6 +154,8 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             },
             snp_vm("snp.enclave.test", snp.addr())?,
             snp_vm("snp-debug.enclave.test", snp_debug.addr())?,
+            nitro_enclave("nitro.enclave.test", nitro.addr())?,
+            nitro_enclave("nitro-debug.enclave.test", nitro_debug.addr())?,
         ];
         config.routes = vec![RouteConfig {
             listen: "127.0.0.1:0".parse().context("address")?,
@@ -140,8 +170,8 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let p = running.addr;
         let route = running.route_addrs.first().copied();
         let ca = ca_path.display();
-        println!("ratls-proxy demo: proxy on http://{p} (admin http://{admin}), four simulated SGX enclaves, a TDX confidential VM and two AMD SEV-SNP VMs (test PKIs, not Intel's or AMD's)");
-        println!("policy for *.enclave.test: MRENCLAVE {TRUSTED}, no DEBUG, TCB UpToDate; cvm.enclave.test: TDX, MRTD {}; snp*.enclave.test: SEV-SNP, MEASUREMENT {SNP_MEASUREMENT}\n", td.mr_td);
+        println!("ratls-proxy demo: proxy on http://{p} (admin http://{admin}), four simulated SGX enclaves, a TDX confidential VM, two AMD SEV-SNP VMs and two AWS Nitro enclaves (test PKIs, not Intel's, AMD's or AWS's)");
+        println!("policy for *.enclave.test: MRENCLAVE {TRUSTED}, no DEBUG, TCB UpToDate; cvm.enclave.test: TDX, MRTD {}; snp*.enclave.test: SEV-SNP, MEASUREMENT {SNP_MEASUREMENT}; nitro*.enclave.test: AWS Nitro, PCR0 {}\n", td.mr_td, hex::encode(NITRO_PCR0));
         println!("# accepted: the enclave's JSON echo (HTTP/1.1, then HTTP/2)");
         println!("curl -x http://{p} --cacert {ca} --http1.1 https://good.enclave.test/hello");
         println!("curl -x http://{p} --cacert {ca} --http2 https://good.enclave.test/hello");
@@ -169,6 +199,10 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         println!("curl -x http://{p} --cacert {ca} https://snp.enclave.test/hello");
         println!("# refused: code debug_enclave (an SEV-SNP guest the host may debug)");
         println!("curl -i -x http://{p} http://snp-debug.enclave.test/hello");
+        println!("# accepted: an AWS Nitro enclave behind dstack (PCR0 pinned, the document signed under the sim Nitro root, its CRLs checked)");
+        println!("curl -x http://{p} --cacert {ca} https://nitro.enclave.test/hello");
+        println!("# refused: code debug_enclave (a Nitro enclave in debug mode: PCR0-2 all zeros)");
+        println!("curl -i -x http://{p} http://nitro-debug.enclave.test/hello");
         println!("# or with HTTPS_PROXY, as an unmodified app would:");
         println!("HTTPS_PROXY=http://{p} curl --cacert {ca} https://good.enclave.test/hello\n");
         println!("Serving until Ctrl-C. Each enclave prints the requests it serves; the proxy logs one line per request.");
@@ -177,7 +211,7 @@ pub(super) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             () = running.wait() => {}
         }
         admin_task.abort();
-        drop((good, other, debug, aging, cvm, snp, snp_debug));
+        drop((good, other, debug, aging, cvm, snp, snp_debug, nitro, nitro_debug));
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)

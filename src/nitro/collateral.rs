@@ -139,8 +139,15 @@ pub trait NitroCollateral {
     /// How much revocation checking is required.
     fn revocation_mode(&self) -> Revocation;
 
-    /// The CRLs held for `points`: those it has, each checked when it was kept.
+    /// The CRLs held for `points`: those it has, each checked when it was kept. A point
+    /// with none may be remembered for the edge to fetch (a read never fetches).
     fn held_crls(&self, points: &[CrlPoint]) -> Vec<Arc<CheckedCrl>>;
+
+    /// Changes whenever the CRLs held change: a verdict made under another value is not
+    /// reused.
+    fn snapshot_id(&self) -> u64 {
+        0
+    }
 
     /// Verifies `parsed` at `now` under [`Self::root`], through [`Self::intermediates`].
     fn verify<'a>(

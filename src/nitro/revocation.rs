@@ -60,6 +60,8 @@ pub struct RevocationStatus {
     /// Certificates that name a CRL distribution point but had no CRL (only with
     /// [`Revocation::IfSupplied`]).
     pub unchecked: Vec<String>,
+    /// The last second every CRL that covered a certificate holds (before its nextUpdate).
+    pub until: Option<UnixTime>,
 }
 
 /// A CRL checked once against the CA it must come from (issued by that name, signed by
@@ -149,6 +151,7 @@ pub fn check_held(
             if crl.revoked.contains(link.cert.raw_serial()) {
                 return Err(revoked(link));
             }
+            status.until = Some(status.until.map_or(crl.until, |u| u.min(crl.until)));
             covered = true;
         }
         tally(link, covered, mode, &mut status)?;
@@ -203,7 +206,8 @@ pub fn check(
             .iter()
             .filter(|c| c.crl.issuer().as_raw() == issuer_subject)
         {
-            check_crl(&crl.crl, issuer_point, now)?;
+            let (_, until) = check_crl(&crl.crl, issuer_point, now)?;
+            status.until = Some(status.until.map_or(until, |u| u.min(until)));
             let serial = link.cert.raw_serial();
             if crl
                 .crl

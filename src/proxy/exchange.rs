@@ -80,7 +80,18 @@ impl Verdict {
         };
         match v.accepted.evidence() {
             AcceptedEvidence::Snp(s) => Some(s.report().identity.measurement.to_string()),
-            AcceptedEvidence::Intel(_) => None,
+            AcceptedEvidence::Intel(_) | AcceptedEvidence::Nitro(_) => None,
+        }
+    }
+
+    /// PCR0 (the enclave image) of an accepted AWS Nitro enclave (hex).
+    fn nitro_pcr0(&self) -> Option<&str> {
+        let Self::Accepted(v) = self else {
+            return None;
+        };
+        match v.accepted.evidence() {
+            AcceptedEvidence::Nitro(n) => n.identity().pcr(0),
+            AcceptedEvidence::Intel(_) | AcceptedEvidence::Snp(_) => None,
         }
     }
 
@@ -392,6 +403,7 @@ fn log(proxy: &Proxy, asked: &Asked, o: &Outcome, status: StatusCode, ended: Opt
         mrenclave = o.verdict.measurement(TeeType::Sgx).as_deref().unwrap_or("-"),
         mrtd = o.verdict.measurement(TeeType::Tdx).as_deref().unwrap_or("-"),
         snp_measurement = o.verdict.snp_measurement().as_deref().unwrap_or("-"),
+        pcr0 = o.verdict.nitro_pcr0().unwrap_or("-"),
         app_id = o.verdict.app_id(),
         upstream_ms = o.upstream.map_or(-1.0, ms),
         total_ms = ms(asked.start.elapsed()),

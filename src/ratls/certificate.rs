@@ -1,13 +1,17 @@
 //! Judging an RA-TLS leaf certificate: find the quote, the cheap checks (DEBUG,
 //! key binding, certificate validity), then full quote verification and policy. SEV-SNP
-//! evidence for a `tee = "snp"` entry is judged by [`super::snp`].
+//! evidence for a `tee = "snp"` entry is judged by [`super::snp`], AWS Nitro evidence for a
+//! `tee = "nitro"` entry by [`super::nitro`]; evidence of another TEE than the entry's is
+//! `tee_mismatch`.
 
 use sha2::{Digest, Sha256};
 
 use super::binding::{self, Binding, BindingMode, CertKey};
 use super::dstack::DstackReport;
 use super::evidence::{self, Evidence, EvidenceError};
+use super::nitro::{NitroAppraisal, NitroJudge};
 use super::snp::{SnpAppraisal, SnpJudge};
+use crate::appraise::nitro_policy::NitroAccepted;
 use crate::appraise::policy::EnclavePolicy;
 use crate::appraise::refusal::{Refusal, RefusalCode};
 use crate::appraise::snp_policy::SnpAccepted;
@@ -20,6 +24,8 @@ use crate::dcap::verify::VerifiedQuote;
 
 /// dstack's name for AMD SEV-SNP evidence (`Platform::name`).
 const SEV_SNP: &str = "sev-snp";
+/// dstack's name for AWS Nitro Enclaves evidence (`Platform::name`).
+const NITRO_ENCLAVE: &str = "nitro-enclave";
 
 /// The judgement of one certificate, with what the report shows.
 #[derive(Clone, Debug)]
@@ -42,22 +48,27 @@ pub struct CertAppraisal {
     /// SEV-SNP evidence judged for a `tee = "snp"` entry: its appraisal, which is then the
     /// verdict (`appraisal` holds no Intel quote and never an acceptance).
     pub snp: Option<Box<SnpAppraisal>>,
+    /// AWS Nitro evidence judged for a `tee = "nitro"` entry: its appraisal, which is then
+    /// the verdict (as for `snp`).
+    pub nitro: Option<Box<NitroAppraisal>>,
 }
 
 impl CertAppraisal {
     /// The refusal, if refused.
     pub fn refusal(&self) -> Option<&Refusal> {
-        match &self.snp {
-            Some(snp) => snp.outcome.as_ref().err(),
-            None => self.appraisal.outcome.as_ref().err(),
+        match (&self.snp, &self.nitro) {
+            (Some(snp), _) => snp.outcome.as_ref().err(),
+            (None, Some(nitro)) => nitro.outcome.as_ref().err(),
+            (None, None) => self.appraisal.outcome.as_ref().err(),
         }
     }
 
-    /// The TEE the evidence is of, lower-case (`sgx`, `tdx`, `snp`), when it parsed.
+    /// The TEE the evidence is of, lower-case (`sgx`, `tdx`, `snp`, `nitro`), when it parsed.
     pub fn tee(&self) -> Option<&'static str> {
-        match &self.snp {
-            Some(_) => Some("snp"),
-            None => self.appraisal.quote.as_ref().map(|q| match q.tee {
+        match (&self.snp, &self.nitro) {
+            (Some(_), _) => Some("snp"),
+            (None, Some(_)) => Some("nitro"),
+            (None, None) => self.appraisal.quote.as_ref().map(|q| match q.tee {
                 crate::dcap::quote::TeeType::Sgx => "sgx",
                 crate::dcap::quote::TeeType::Tdx => "tdx",
             }),
@@ -66,22 +77,27 @@ impl CertAppraisal {
 }
 
 /// What an accepted certificate's evidence proved, by TEE. Each variant is a proof type
-/// made only from verified evidence its policy passed (a Nitro variant comes next).
+/// made only from verified evidence its policy passed.
 #[derive(Clone, Debug)]
 pub enum AcceptedEvidence {
     /// An Intel SGX or TDX quote: the identity, the TCB judgement, the collateral used.
     Intel(VerifiedQuote),
     /// An AMD SEV-SNP report.
     Snp(SnpAccepted),
+    /// An AWS Nitro Enclaves attestation document.
+    Nitro(NitroAccepted),
 }
 
 impl AcceptedEvidence {
     /// The last second the evidence's collateral holds (Intel: the TCB info, QE identity and
-    /// CRLs; SEV-SNP: the VCEK, its chain and the product CRL's nextUpdate).
+    /// CRLs; SEV-SNP: the VCEK, its chain and the product CRL's nextUpdate; Nitro: the
+    /// chain (the signing certificate lives ~3 h), the CRLs' nextUpdate, the document's age
+    /// limit).
     pub fn valid_until(&self) -> UnixTime {
         match self {
             Self::Intel(q) => q.valid_until,
             Self::Snp(s) => s.report().valid_until,
+            Self::Nitro(n) => n.valid_until(),
         }
     }
 }
@@ -97,9 +113,10 @@ pub struct AcceptedCert {
 impl AcceptedCert {
     /// `c`, if it was accepted; its refusal (and `c`) otherwise.
     pub fn of(c: CertAppraisal) -> Result<Self, (Refusal, Box<CertAppraisal>)> {
-        let evidence = match (&c.snp, &c.appraisal.outcome) {
-            (Some(snp), _) => snp.outcome.clone().map(AcceptedEvidence::Snp),
-            (None, outcome) => outcome
+        let evidence = match (&c.snp, &c.nitro, &c.appraisal.outcome) {
+            (Some(snp), _, _) => snp.outcome.clone().map(AcceptedEvidence::Snp),
+            (None, Some(nitro), _) => nitro.outcome.clone().map(AcceptedEvidence::Nitro),
+            (None, None, outcome) => outcome
                 .as_ref()
                 .map(|a| AcceptedEvidence::Intel(a.quote.clone()))
                 .map_err(Clone::clone),
@@ -128,7 +145,7 @@ impl AcceptedCert {
     pub fn quote(&self) -> Option<&VerifiedQuote> {
         match &self.evidence {
             AcceptedEvidence::Intel(q) => Some(q),
-            AcceptedEvidence::Snp(_) => None,
+            AcceptedEvidence::Snp(_) | AcceptedEvidence::Nitro(_) => None,
         }
     }
 }
@@ -170,6 +187,59 @@ pub fn appraise_certificate_for(
     mode: BindingMode,
     now: UnixTime,
 ) -> CertAppraisal {
+    appraise_certificate_judged(
+        leaf_der,
+        source,
+        EntryJudges {
+            policy,
+            snp,
+            nitro: None,
+        },
+        mode,
+        now,
+    )
+}
+
+/// What an entry judges a certificate with: its Intel policy, and the SEV-SNP or AWS Nitro
+/// judge of a `tee = "snp"` or `tee = "nitro"` entry (at most one of them).
+#[derive(Clone, Copy, Debug)]
+pub struct EntryJudges<'a> {
+    /// The Intel policy (for an SNP or Nitro entry, one that accepts no TCB status).
+    pub policy: &'a EnclavePolicy,
+    /// A `tee = "snp"` entry's judge.
+    pub snp: Option<&'a SnpJudge<'a>>,
+    /// A `tee = "nitro"` entry's judge.
+    pub nitro: Option<&'a NitroJudge<'a>>,
+}
+
+impl EntryJudges<'_> {
+    /// The TEE the entry expects, for messages.
+    fn expects(&self) -> String {
+        match (self.snp, self.nitro, self.policy.expected_tee()) {
+            (Some(_), _, _) => "AMD SEV-SNP (tee = \"snp\")".into(),
+            (None, Some(_), _) => "AWS Nitro Enclaves (tee = \"nitro\")".into(),
+            (None, None, Some(t)) => format!("Intel {}", t.as_str()),
+            (None, None, None) => "Intel SGX or TDX".into(),
+        }
+    }
+
+    /// True for an entry that names its TEE (every configured one does).
+    fn names_its_tee(&self) -> bool {
+        self.snp.is_some() || self.nitro.is_some() || self.policy.expected_tee().is_some()
+    }
+}
+
+/// Judges `leaf_der` against an entry's `judges`: Intel evidence for an Intel entry, dstack
+/// SEV-SNP evidence for an SNP entry, dstack Nitro evidence for a Nitro entry; any other
+/// pairing an entry that names its TEE is given is a `tee_mismatch`.
+pub fn appraise_certificate_judged(
+    leaf_der: &[u8],
+    source: &dyn CollateralSource,
+    judges: EntryJudges<'_>,
+    mode: BindingMode,
+    now: UnixTime,
+) -> CertAppraisal {
+    let policy = judges.policy;
     let cert_sha256 = CertSha256(Sha256::digest(leaf_der).into());
     let refused = |refusal: Refusal, not_after| CertAppraisal {
         appraisal: Appraisal::refused_early(refusal, now),
@@ -180,6 +250,7 @@ pub fn appraise_certificate_for(
         quote_sha256: None,
         dstack: None,
         snp: None,
+        nitro: None,
     };
     let cert = match pki::parse_cert(leaf_der, "RA-TLS certificate") {
         Ok(c) => c,
@@ -191,24 +262,31 @@ pub fn appraise_certificate_for(
         }
     };
     let (not_before, not_after) = pki::validity(&cert);
-    let found = evidence::find(&cert);
-    let is_snp_evidence = matches!(&found, Err(EvidenceError::UnsupportedTee(u)) if u.0 == SEV_SNP);
-    let evidence = match (found, snp) {
-        (Ok(_), Some(_)) => {
-            return refused(
-                Refusal::new(
-                    RefusalCode::TeeMismatch,
-                    "the entry expects AMD SEV-SNP (tee = \"snp\") and the certificate carries an Intel quote",
+    let key = CertKey {
+        spki_der: cert.public_key().raw,
+        point: cert.public_key().subject_public_key.data.as_ref(),
+    };
+    let mismatch = |carries: &str| {
+        refused(
+            Refusal::new(
+                RefusalCode::TeeMismatch,
+                format!(
+                    "the entry expects {} and the certificate carries {carries}",
+                    judges.expects()
                 ),
-                Some(UnixTime(not_after)),
-            )
-        }
-        (Ok(e), None) => e,
-        (Err(_), Some(judge)) if is_snp_evidence => {
-            let key = CertKey {
-                spki_der: cert.public_key().raw,
-                point: cert.public_key().subject_public_key.data.as_ref(),
-            };
+            ),
+            Some(UnixTime(not_after)),
+        )
+    };
+    let found = evidence::find(&cert);
+    let other = match &found {
+        Err(EvidenceError::UnsupportedTee(u)) => Some(u.0),
+        _ => None,
+    };
+    let evidence = match (found, other, judges.snp, judges.nitro) {
+        (Ok(_), _, Some(_), _) | (Ok(_), _, _, Some(_)) => return mismatch("an Intel quote"),
+        (Ok(e), _, None, None) => e,
+        (Err(_), Some(SEV_SNP), Some(judge), _) => {
             return appraise_snp(
                 &cert,
                 (key, mode),
@@ -218,26 +296,25 @@ pub fn appraise_certificate_for(
                 cert_sha256,
             );
         }
-        // An entry that names an Intel TEE (every configured one does) is given another.
-        (Err(e), None) if is_snp_evidence && policy.expected_tee().is_some() => {
-            return refused(
-                Refusal::new(
-                    RefusalCode::TeeMismatch,
-                    format!("the entry expects Intel {} and {e}", policy.expected_tee().map_or("", |t| t.as_str())),
-                ),
-                Some(UnixTime(not_after)),
-            )
+        (Err(_), Some(NITRO_ENCLAVE), None, Some(judge)) => {
+            return appraise_nitro(
+                &cert,
+                (key, mode),
+                judge,
+                (not_before, not_after),
+                now,
+                cert_sha256,
+            );
         }
-        (Err(e), _) => {
+        (Err(e), Some(SEV_SNP | NITRO_ENCLAVE), _, _) if judges.names_its_tee() => {
+            return mismatch(&e.to_string())
+        }
+        (Err(e), _, _, _) => {
             return refused(
                 Refusal::new(e.code(), e.to_string()),
                 Some(UnixTime(not_after)),
             )
         }
-    };
-    let key = CertKey {
-        spki_der: cert.public_key().raw,
-        point: cert.public_key().subject_public_key.data.as_ref(),
     };
     let mut bound = None;
     let mut dstack = None;
@@ -271,6 +348,7 @@ pub fn appraise_certificate_for(
         quote_sha256: Some(Sha256::digest(evidence.quote()).into()),
         dstack,
         snp: None,
+        nitro: None,
     }
 }
 
@@ -323,5 +401,57 @@ fn appraise_snp(
         quote_sha256,
         dstack: None,
         snp: Some(Box::new(snp)),
+        nitro: None,
+    }
+}
+
+/// The appraisal of AWS Nitro evidence in `cert` (found by `evidence::find`, which names it
+/// unsupported for Intel entries) for a Nitro entry.
+fn appraise_nitro(
+    cert: &x509_parser::certificate::X509Certificate<'_>,
+    key: (CertKey<'_>, BindingMode),
+    judge: &NitroJudge<'_>,
+    window: (i64, i64),
+    now: UnixTime,
+    cert_sha256: CertSha256,
+) -> CertAppraisal {
+    let (nitro, quote_sha256) = match evidence::find_dstack(cert) {
+        Ok(att) => {
+            let doc_sha = match &att.platform {
+                crate::dstack::Platform::NitroEnclave { nsm_quote } => {
+                    Some(Sha256::digest(nsm_quote).into())
+                }
+                _ => None,
+            };
+            (
+                super::nitro::appraise(&att, key, judge, window, now),
+                doc_sha,
+            )
+        }
+        Err(e) => (
+            NitroAppraisal {
+                identity: None,
+                outcome: Err(Refusal::new(e.code(), e.to_string())),
+            },
+            None,
+        ),
+    };
+    // As for SEV-SNP: the Intel appraisal holds the refusal, or one no reader sees.
+    let intel = nitro.outcome.as_ref().err().cloned().unwrap_or_else(|| {
+        Refusal::new(
+            RefusalCode::UnsupportedTee,
+            "AWS Nitro evidence: the verdict is the Nitro appraisal",
+        )
+    });
+    CertAppraisal {
+        appraisal: Appraisal::refused_early(intel, now),
+        binding: nitro.identity.is_some().then_some(Binding::Dstack),
+        cert_sha256,
+        cert_not_before: Some(UnixTime(window.0)),
+        cert_not_after: Some(UnixTime(window.1)),
+        quote_sha256,
+        dstack: None,
+        snp: None,
+        nitro: Some(Box::new(nitro)),
     }
 }

@@ -7,6 +7,7 @@ pub mod certificate;
 pub mod client;
 pub mod dstack;
 pub mod evidence;
+pub mod nitro;
 pub mod snp;
 mod validity;
 pub mod verifier;
@@ -14,7 +15,9 @@ pub mod verifier;
 pub use binding::{Binding, BindingMode};
 pub use cache::{CacheStats, GenerationId, PolicyId, VerdictCache};
 pub use certificate::{
-    appraise_certificate, appraise_certificate_for, AcceptedCert, AcceptedEvidence, CertAppraisal,
+    appraise_certificate, appraise_certificate_for, appraise_certificate_judged, AcceptedCert,
+    AcceptedEvidence, CertAppraisal, EntryJudges,
 };
+pub use nitro::{NitroAppraisal, NitroJudge};
 pub use snp::{SnpAppraisal, SnpJudge};
 pub use verifier::{client_config, RaTlsRefused, RaTlsVerifier};

@@ -23,8 +23,10 @@ use sha2::{Digest, Sha256};
 
 use super::binding::BindingMode;
 use super::cache::{CachedVerdict, GenerationId, PolicyId, VerdictCache};
-use super::certificate::{appraise_certificate_for, AcceptedCert, CertAppraisal};
+use super::certificate::{appraise_certificate_judged, AcceptedCert, CertAppraisal, EntryJudges};
+use super::nitro::NitroJudge;
 use super::snp::SnpJudge;
+use crate::appraise::nitro_policy::NitroPolicy;
 use crate::appraise::policy::EnclavePolicy;
 use crate::appraise::refusal::Refusal;
 use crate::appraise::snp_policy::SnpPolicy;
@@ -32,6 +34,7 @@ use crate::appraise::snp_source::SnpCollateralSource;
 use crate::appraise::{CollateralSource, SnapshotId};
 use crate::dcap::ids::CertSha256;
 use crate::dcap::time::UnixTime;
+use crate::nitro::NitroCollateral;
 use crate::snp::SnpTrust;
 
 /// The error carried through rustls when a certificate is refused: the refusal, and the
@@ -106,11 +109,33 @@ impl fmt::Debug for SnpVerifier {
     }
 }
 
+/// What a `tee = "nitro"` entry's verifier judges AWS Nitro evidence with.
+#[derive(Clone)]
+pub struct NitroVerifier {
+    /// The entry's policy.
+    pub policy: NitroPolicy,
+    /// The generation's Nitro collateral (root, intermediates, CRLs; read without I/O).
+    pub collateral: Arc<dyn NitroCollateral + Send + Sync>,
+}
+
+impl fmt::Debug for NitroVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The policy, the root and the revocation requirement describe it.
+        f.debug_struct("NitroVerifier")
+            .field("policy", &self.policy)
+            .field("root", &self.collateral.root().sha256())
+            .field("revocation", &self.collateral.revocation_mode())
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a verifier checks against, shared by its connections.
 pub struct RaTlsVerifier {
     policy: EnclavePolicy,
     /// A `tee = "snp"` entry's: Intel evidence is then refused whatever `policy` says.
     snp: Option<SnpVerifier>,
+    /// A `tee = "nitro"` entry's: Intel and SEV-SNP evidence is then refused.
+    nitro: Option<NitroVerifier>,
     mode: BindingMode,
     trust_root_id: CertSha256,
     policy_id: PolicyId,
@@ -138,7 +163,7 @@ impl RaTlsVerifier {
         cache: Arc<VerdictCache>,
     ) -> Self {
         let policy_id = PolicyId::of(&(
-            (&policy, &None::<SnpVerifier>),
+            (&policy, &None::<SnpVerifier>, &None::<NitroVerifier>),
             mode,
             trust_root_id,
             GenerationId(0),
@@ -146,6 +171,7 @@ impl RaTlsVerifier {
         Self {
             policy,
             snp: None,
+            nitro: None,
             mode,
             trust_root_id,
             policy_id,
@@ -158,8 +184,25 @@ impl RaTlsVerifier {
     /// The same verifier for generation `id` of a proxy's configuration: verdicts made
     /// under another generation (another policy or collateral source) are never reused.
     pub fn in_generation(mut self, id: GenerationId) -> Self {
-        self.policy_id =
-            PolicyId::of(&((&self.policy, &self.snp), self.mode, self.trust_root_id, id));
+        self.policy_id = self.policy_id_in(id);
+        self
+    }
+
+    fn policy_id_in(&self, id: GenerationId) -> PolicyId {
+        PolicyId::of(&(
+            (&self.policy, &self.snp, &self.nitro),
+            self.mode,
+            self.trust_root_id,
+            id,
+        ))
+    }
+
+    /// The same verifier for a `tee = "nitro"` entry (`nitro`: its policy and the
+    /// generation's Nitro collateral; `None` leaves the entry as it was). Call before
+    /// [`Self::in_generation`].
+    pub fn with_nitro(mut self, nitro: Option<NitroVerifier>) -> Self {
+        self.nitro = nitro;
+        self.policy_id = self.policy_id_in(GenerationId(0));
         self
     }
 
@@ -167,21 +210,18 @@ impl RaTlsVerifier {
     /// ARKs; `None` leaves an Intel entry). Call before [`Self::in_generation`].
     pub fn with_snp(mut self, snp: Option<SnpVerifier>) -> Self {
         self.snp = snp;
-        self.policy_id = PolicyId::of(&(
-            (&self.policy, &self.snp),
-            self.mode,
-            self.trust_root_id,
-            GenerationId(0),
-        ));
+        self.policy_id = self.policy_id_in(GenerationId(0));
         self
     }
 
     /// The collateral snapshot verdicts are made under now (an SNP entry's: its SEV-SNP
-    /// collateral's, which changes with each chain or CRL stored).
+    /// collateral's, which changes with each chain or CRL stored; a Nitro entry's: its
+    /// CRLs').
     pub fn snapshot(&self) -> SnapshotId {
-        match &self.snp {
-            Some(snp) => SnapshotId(snp.source.snapshot_id()),
-            None => self.collateral.snapshot_id(),
+        match (&self.snp, &self.nitro) {
+            (Some(snp), _) => SnapshotId(snp.source.snapshot_id()),
+            (None, Some(nitro)) => SnapshotId(nitro.collateral.snapshot_id()),
+            (None, None) => self.collateral.snapshot_id(),
         }
     }
 
@@ -213,10 +253,18 @@ impl RaTlsVerifier {
             source: s.source.as_ref(),
             trust: &s.trust,
         });
-        let appraisal = appraise_certificate_for(
+        let nitro = self.nitro.as_ref().map(|n| NitroJudge {
+            policy: &n.policy,
+            collateral: n.collateral.as_ref(),
+        });
+        let appraisal = appraise_certificate_judged(
             leaf_der,
             self.collateral.as_ref(),
-            (&self.policy, snp.as_ref()),
+            EntryJudges {
+                policy: &self.policy,
+                snp: snp.as_ref(),
+                nitro: nitro.as_ref(),
+            },
             self.mode,
             now,
         );
@@ -270,15 +318,22 @@ fn binding_still_holds(leaf_der: &[u8], mode: BindingMode) -> bool {
     };
     let evidence = match super::evidence::find(&cert) {
         Ok(e) => e,
-        // SEV-SNP evidence (only an SNP entry ever cached a verdict on it).
+        // SEV-SNP or Nitro evidence (only an SNP or Nitro entry ever cached a verdict on it).
         Err(super::evidence::EvidenceError::UnsupportedTee(_)) => {
-            return super::evidence::find_dstack(&cert).is_ok_and(|att| {
-                let crate::dstack::Platform::SevSnp { report, .. } = &att.platform else {
-                    return false;
-                };
-                crate::snp::Report::parse(report).is_ok_and(|r| {
-                    crate::dstack::binding::check(&att, key.spki_der, &r.report_data.0).is_ok()
-                })
+            return super::evidence::find_dstack(&cert).is_ok_and(|att| match &att.platform {
+                crate::dstack::Platform::SevSnp { report, .. } => crate::snp::Report::parse(report)
+                    .is_ok_and(|r| {
+                        crate::dstack::binding::check(&att, key.spki_der, &r.report_data.0).is_ok()
+                    }),
+                crate::dstack::Platform::NitroEnclave { nsm_quote } => {
+                    crate::nitro::parse(nsm_quote).is_ok_and(|p| {
+                        let signed = p.doc.user_data.and_then(|u| <&[u8; 64]>::try_from(u).ok());
+                        signed.is_some_and(|u| {
+                            crate::dstack::binding::check(&att, key.spki_der, u).is_ok()
+                        })
+                    })
+                }
+                _ => false,
             })
         }
         Err(_) => return false,

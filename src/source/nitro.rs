@@ -13,8 +13,7 @@
 //! keeps the held CRL until its own nextUpdate.
 
 use std::collections::HashMap;
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -38,6 +37,8 @@ pub(crate) const MAX_HELD_CRLS: usize = 256;
 pub(crate) const INTERMEDIATES_CACHED: usize = 1024;
 /// Points whose failed fetch is remembered at most.
 const MAX_BACKOFF: usize = 256;
+/// Points a handshake found without a CRL, remembered for the next fetch at most.
+const MAX_PENDING: usize = 64;
 
 /// Where AWS's CRLs come from: `[collateral] nitro_crls`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -115,9 +116,12 @@ enum CrlFrom {
     },
     /// From `dir/<the point's file name>`.
     Dir(PathBuf),
+    /// Nowhere: the configured source could not be set up (why).
+    Failed(String),
 }
 
 /// A CRL kept for one distribution point.
+#[derive(Clone)]
 struct HeldCrl {
     crl: Arc<CheckedCrl>,
     point: CrlPoint,
@@ -149,6 +153,10 @@ pub struct NitroCrlCache {
     /// Points (by URL) whose last fetch failed: when to ask again and the delay that led
     /// there.
     backoff: Mutex<HashMap<String, (UnixTime, Duration)>>,
+    /// Points a read found without a CRL, for [`Self::fetch_missing`].
+    pending: Mutex<Vec<CrlPoint>>,
+    /// Bumped on every CRL stored: verdicts made before are not reused.
+    snapshot: AtomicU64,
     fetches: AtomicU64,
     failures: AtomicU64,
     rollbacks: AtomicU64,
@@ -185,7 +193,27 @@ impl NitroCrlCache {
             },
             NitroCrlSpec::Dir(dir) => CrlFrom::Dir(dir.clone()),
         };
-        Ok(Self {
+        Ok(Self::with_source(root, from, mode, policy))
+    }
+
+    /// Collateral whose source could not be set up: revocation required, no CRL ever had,
+    /// so every document is refused (`collateral_unavailable`) and every fetch says `why`.
+    pub fn failed(root: NitroRoot, why: String) -> Self {
+        Self::with_source(
+            root,
+            CrlFrom::Failed(why),
+            Revocation::Required,
+            RefreshPolicy::default(),
+        )
+    }
+
+    fn with_source(
+        root: NitroRoot,
+        from: CrlFrom,
+        mode: Revocation,
+        policy: RefreshPolicy,
+    ) -> Self {
+        Self {
             root,
             intermediates: IntermediatesCache::new(INTERMEDIATES_CACHED),
             mode,
@@ -195,10 +223,12 @@ impl NitroCrlCache {
             held: RwLock::new(HashMap::new()),
             fetching: tokio::sync::Mutex::new(()),
             backoff: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Vec::new()),
+            snapshot: AtomicU64::new(0),
             fetches: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             rollbacks: AtomicU64::new(0),
-        })
+        }
     }
 
     /// Sets the per-request timeout (HTTP forms).
@@ -210,13 +240,17 @@ impl NitroCrlCache {
     }
 
     /// Admits CRLs against `marks` (the proxy's, kept in its state directory).
-    // The proxy shares its marks once it appraises Nitro (issue 28); tests use it now.
     #[cfg_attr(not(all(test, feature = "sim")), allow(dead_code))]
     pub(crate) fn with_marks(self, marks: Arc<Marks>) -> Self {
-        if let Ok(mut m) = self.marks.lock() {
-            *m = marks;
-        }
+        self.share_marks(&marks);
         self
+    }
+
+    /// Admits CRLs against `marks` from now on (the proxy's, shared by every generation).
+    pub(crate) fn share_marks(&self, marks: &Arc<Marks>) {
+        if let Ok(mut m) = self.marks.lock() {
+            *m = Arc::clone(marks);
+        }
     }
 
     /// Counters.
@@ -225,6 +259,28 @@ impl NitroCrlCache {
             fetches: self.fetches.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
             rollbacks: self.rollbacks.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Takes over the CRLs `held` kept (a reload keeping the same source and root), so a
+    /// reload does not make every enclave wait for a fetch again.
+    pub(crate) fn adopt(&self, held: &NitroCrlCache) {
+        if held.root.sha256() != self.root.sha256() {
+            return;
+        }
+        let (Ok(from), Ok(mut to)) = (held.held.read(), self.held.write()) else {
+            return;
+        };
+        for (url, h) in from.iter() {
+            to.entry(url.clone()).or_insert_with(|| h.clone());
+        }
+    }
+
+    /// Why the configured source could not be set up, if it could not.
+    pub fn failure(&self) -> Option<&str> {
+        match &self.from {
+            CrlFrom::Failed(why) => Some(why),
+            CrlFrom::Http { .. } | CrlFrom::Dir(_) => None,
         }
     }
 
@@ -333,10 +389,54 @@ impl NitroCrlCache {
             },
         );
         drop(held);
+        self.snapshot.fetch_add(1, Ordering::AcqRel);
         if let Ok(mut backoff) = self.backoff.lock() {
             backoff.remove(&point.url);
         }
         Ok(())
+    }
+
+    /// Fetches the CRLs of the points reads found without one (a handshake's miss, or an
+    /// `if_available` chain checked without them); how many were stored. The caller bounds
+    /// the time it waits (each request has its own timeout, but there may be many points).
+    pub async fn fetch_missing(&self, now: UnixTime) -> usize {
+        let points = match self.pending.lock() {
+            Ok(mut p) => std::mem::take(&mut *p),
+            Err(_) => return 0,
+        };
+        if points.is_empty() {
+            return 0;
+        }
+        let before = self.snapshot.load(Ordering::Acquire);
+        if let Err(e) = self.fetch_for(&points, now).await {
+            tracing::warn!("AWS Nitro CRL fetch: {e}");
+        }
+        let after = self.snapshot.load(Ordering::Acquire);
+        usize::try_from(after.saturating_sub(before)).unwrap_or(usize::MAX)
+    }
+
+    /// Refreshes held CRLs and fetches missing ones every `tick`, forever (the generation
+    /// aborts it); `changed` is called after a pass that stored any.
+    pub async fn refresh_loop(&self, tick: Duration, changed: impl Fn()) {
+        loop {
+            tokio::time::sleep(tick).await;
+            let now = UnixTime::now();
+            if self.refresh(now).await + self.fetch_missing(now).await > 0 {
+                changed();
+            }
+        }
+    }
+
+    /// Remembers `points` that have no CRL held, for the next fetch.
+    fn want(&self, points: &[&CrlPoint]) {
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
+        for p in points {
+            if pending.len() < MAX_PENDING && !pending.contains(p) {
+                pending.push((*p).clone());
+            }
+        }
     }
 
     /// The bytes at `point`: over HTTP (bounded, timed) or from the directory (bounded).
@@ -354,7 +454,8 @@ impl NitroCrlCache {
                 let (_, body) = http_get(&url, tls, None, (*timeout, MAX_CRL_LEN)).await?;
                 Ok(body.to_vec())
             }
-            CrlFrom::Dir(dir) => read_file(dir, point),
+            CrlFrom::Dir(dir) => file::read_file(dir, point),
+            CrlFrom::Failed(why) => Err(NitroCrlError::Unavailable(why.clone())),
         }
     }
 
@@ -419,36 +520,6 @@ impl NitroCrlCache {
     }
 }
 
-/// `dir/<the point's file name>`, at most [`MAX_CRL_LEN`] bytes.
-fn read_file(dir: &Path, point: &CrlPoint) -> Result<Vec<u8>, NitroCrlError> {
-    let name = point.file_name().ok_or_else(|| {
-        NitroCrlError::Unavailable(format!(
-            "{} names no plain file name to look up in {}",
-            point.url,
-            dir.display()
-        ))
-    })?;
-    let path = dir.join(name);
-    let unavailable = |e: std::io::Error| {
-        NitroCrlError::Unavailable(format!("{} (for {}): {e}", path.display(), point.url))
-    };
-    let file = std::fs::File::open(&path).map_err(unavailable)?;
-    let mut der = Vec::new();
-    let limit = u64::try_from(MAX_CRL_LEN)
-        .unwrap_or(u64::MAX)
-        .saturating_add(1);
-    file.take(limit)
-        .read_to_end(&mut der)
-        .map_err(unavailable)?;
-    if der.len() > MAX_CRL_LEN {
-        return Err(NitroCrlError::Unavailable(format!(
-            "{} is larger than {MAX_CRL_LEN} bytes",
-            path.display()
-        )));
-    }
-    Ok(der)
-}
-
 impl NitroCollateral for NitroCrlCache {
     fn root(&self) -> &NitroRoot {
         &self.root
@@ -466,11 +537,23 @@ impl NitroCollateral for NitroCrlCache {
         let Ok(held) = self.held.read() else {
             return Vec::new();
         };
-        points
-            .iter()
-            .filter_map(|p| held.get(&p.url).filter(|h| h.point == *p))
-            .map(|h| Arc::clone(&h.crl))
-            .collect()
+        let mut missing = Vec::new();
+        let mut out = Vec::new();
+        for p in points {
+            match held.get(&p.url).filter(|h| h.point == *p) {
+                Some(h) => out.push(Arc::clone(&h.crl)),
+                None => missing.push(p),
+            }
+        }
+        drop(held);
+        if !missing.is_empty() {
+            self.want(&missing);
+        }
+        out
+    }
+
+    fn snapshot_id(&self) -> u64 {
+        self.snapshot.load(Ordering::Acquire)
     }
 }
 
@@ -507,6 +590,8 @@ pub fn nitro_collateral(config: &SourceConfig) -> Result<NitroCrlCache, SetupErr
         config.refresh,
     )?)
 }
+
+mod file;
 
 // The test needs the sim Nitro PKI.
 #[cfg(all(test, feature = "sim"))]

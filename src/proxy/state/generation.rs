@@ -18,9 +18,10 @@ use crate::dcap::trust::TrustAnchor;
 use crate::proxy::target::{Enclave, Target};
 use crate::proxy::upstream::auditor::Auditor;
 use crate::proxy::upstream::pool::{Pool, Sharding, UpstreamCap};
-use crate::ratls::verifier::SnpVerifier;
+use crate::ratls::verifier::{NitroVerifier, SnpVerifier};
 use crate::ratls::{GenerationId, RaTlsVerifier, VerdictCache};
 use crate::source::marks::Books;
+use crate::source::nitro::{nitro_collateral, NitroCrlCache};
 use crate::source::{CollateralSetup, SnpSetup};
 use crate::tcb_watch::TcbWatch;
 
@@ -39,6 +40,10 @@ pub struct Generation {
     pub collateral: Arc<CollateralSetup>,
     /// The SEV-SNP trust and collateral, when some entry is `tee = "snp"`.
     pub(crate) snp: Option<SnpSetup>,
+    /// The AWS Nitro root, intermediates and CRLs, when some entry is `tee = "nitro"`.
+    pub(crate) nitro: Option<Arc<NitroCrlCache>>,
+    /// Counted on each new Nitro CRL the refresher stores.
+    changes: Arc<Changes>,
     enclaves: Vec<Arc<Enclave>>,
     /// Destination to entry (a position in `enclaves`), built once for the generation.
     index: HostIndex,
@@ -99,6 +104,7 @@ impl Generation {
             let changes = Arc::clone(&shared.changes);
             kds.on_change(move || changes.bump());
         }
+        let nitro = nitro_setup(&config, shared);
         let collateral = Arc::new(collateral);
         let source: Arc<dyn CollateralSource + Send + Sync> = collateral.clone();
         let enclaves = config
@@ -128,6 +134,12 @@ impl Generation {
                                 trust: setup.trust,
                             }
                         }))
+                        .with_nitro(
+                            e.nitro
+                                .clone()
+                                .zip(nitro.clone())
+                                .map(|(policy, collateral)| NitroVerifier { policy, collateral }),
+                        )
                         .in_generation(id),
                     ),
                     config: e.clone(),
@@ -143,13 +155,16 @@ impl Generation {
                 (config.limits.connect_timeout, config.limits.idle_timeout),
                 Sharding::cores(),
             )
-            .with_snp_kds(snp.as_ref().and_then(SnpSetup::kds).cloned()),
+            .with_snp_kds(snp.as_ref().and_then(SnpSetup::kds).cloned())
+            .with_nitro_crls(nitro.clone()),
             enclaves,
             index: HostIndex::new(&config.enclaves),
             routes: Vec::new(),
             config,
             collateral,
             snp,
+            nitro,
+            changes: Arc::clone(&shared.changes),
             refresher: Mutex::new(None),
         };
         g.routes = g
@@ -174,9 +189,11 @@ impl Generation {
     pub(crate) fn start_refresher(&self) {
         let intel = self.collateral.cache().cloned();
         let kds = self.snp.as_ref().and_then(SnpSetup::kds).cloned();
-        if intel.is_none() && kds.is_none() {
+        let nitro = self.nitro.clone();
+        if intel.is_none() && kds.is_none() && nitro.is_none() {
             return;
         }
+        let changes = Arc::clone(&self.changes);
         let prefetch = self.config.source.prefetch.clone();
         let task = tokio::spawn(async move {
             let intel = async {
@@ -190,7 +207,12 @@ impl Generation {
                     kds.refresh_loop(REFRESH_TICK).await;
                 }
             };
-            tokio::join!(intel, snp);
+            let nitro = async {
+                if let Some(crls) = nitro {
+                    crls.refresh_loop(REFRESH_TICK, || changes.bump()).await;
+                }
+            };
+            tokio::join!(intel, snp, nitro);
         });
         if let Ok(mut r) = self.refresher.lock() {
             *r = Some(task);
@@ -231,6 +253,21 @@ impl Generation {
             Destination::EnclaveOtherPort | Destination::Other => None,
         }
     }
+}
+
+/// The Nitro collateral `config` names, when some entry is `tee = "nitro"`, admitting CRLs
+/// against the proxy's marks. Fail closed: a source that cannot be set up (the root was
+/// checked with the configuration) refuses every Nitro enclave, saying why.
+fn nitro_setup(config: &Config, shared: &Shared) -> Option<Arc<NitroCrlCache>> {
+    if !config.enclaves.iter().any(|e| e.nitro.is_some()) {
+        return None;
+    }
+    let cache = nitro_collateral(&config.source).unwrap_or_else(|e| {
+        tracing::error!("AWS Nitro collateral: {e}; every Nitro enclave is refused");
+        NitroCrlCache::failed(crate::nitro::NitroRoot::aws(), e.to_string())
+    });
+    cache.share_marks(&shared.marks.standard);
+    Some(Arc::new(cache))
 }
 
 /// What a destination is to the proxy.

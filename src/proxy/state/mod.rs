@@ -146,6 +146,10 @@ impl Proxy {
         if let Some(kds) = self.current().snp.as_ref().and_then(SnpSetup::kds) {
             kds.share_marks(&marks.standard);
         }
+        // So are AWS's Nitro CRLs (keyed by the Nitro root).
+        if let Some(crls) = &self.current().nitro {
+            crls.share_marks(&marks.standard);
+        }
         self.shared.marks = marks;
         self
     }
@@ -278,7 +282,13 @@ impl Proxy {
                 new.adopt(&held);
             }
         }
+        let same_origin = config.source.same_origin(&old.config.source);
         let generation = Generation::new(config, (&anchor, collateral, snp), &self.shared);
+        if let (Some(new), Some(held)) = (&generation.nitro, &old.nitro) {
+            if same_origin {
+                new.adopt(held);
+            }
+        }
         generation.start_refresher();
         old.stop_refresher();
         let enclaves = generation.config.enclaves.len();

@@ -187,6 +187,7 @@ fn write(
         generation,
         policy: &target.enclave.config.policy,
         snp: target.enclave.config.snp.as_ref(),
+        nitro: target.enclave.config.nitro.as_ref(),
         cut,
     };
     l.record(judged, c, used, UnixTime::now())

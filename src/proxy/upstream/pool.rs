@@ -117,6 +117,8 @@ pub(crate) struct Pool {
     collateral: Option<Arc<CollateralCache>>,
     /// The SEV-SNP keys fetched on a handshake's miss, when they come from a KDS.
     snp_kds: Option<Arc<crate::source::kds::KdsCache>>,
+    /// AWS Nitro CRLs, fetched on a handshake's miss.
+    nitro_crls: Option<Arc<crate::source::nitro::NitroCrlCache>>,
     /// The upstream cap, shared with passthrough and across generations.
     upstream_cap: Arc<UpstreamCap>,
     /// Set when a reload replaced this pool's generation: its idle connections were closed,
@@ -144,6 +146,15 @@ impl Pool {
         self
     }
 
+    /// The same pool fetching AWS Nitro CRLs from `crls` on a handshake's miss.
+    pub(crate) fn with_nitro_crls(
+        mut self,
+        crls: Option<Arc<crate::source::nitro::NitroCrlCache>>,
+    ) -> Self {
+        self.nitro_crls = crls;
+        self
+    }
+
     /// A pool dialing with each target's verifier, its idle connections split by
     /// `sharding`; connections idle for `idle_timeout` are closed by [`Pool::sweep`].
     pub(crate) fn new(
@@ -163,6 +174,7 @@ impl Pool {
             idle_timeout,
             collateral,
             snp_kds: None,
+            nitro_crls: None,
             upstream_cap,
             retired: AtomicBool::new(false),
             audit,

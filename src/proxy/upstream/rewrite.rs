@@ -147,6 +147,19 @@ fn what_was_verified(v: &CachedVerdict) -> Option<http::HeaderValue> {
                 r.verified_at.to_rfc3339()
             )
         }
+        AcceptedEvidence::Nitro(n) => {
+            let id = n.identity();
+            let pcr = |i| id.pcr(i).unwrap_or("-");
+            format!(
+                "tee=nitro; pcr0={}; pcr1={}; pcr2={}; module_id={}; timestamp_ms={}; binding={binding}; verified_at={}",
+                pcr(0),
+                pcr(1),
+                pcr(2),
+                id.module_id,
+                id.timestamp_ms,
+                n.verified_at().to_rfc3339()
+            )
+        }
     };
     http::HeaderValue::from_str(&text).ok()
 }

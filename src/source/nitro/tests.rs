@@ -1,4 +1,4 @@
-//! The CRL high-water marks across a restart.
+//! The CRL high-water marks across a restart; the CRLs held across a reload.
 
 use super::*;
 use crate::nitro::collateral::crl_points;
@@ -74,5 +74,20 @@ async fn an_older_crl_is_refused_after_a_restart() {
             .expect("no marks"),
         2
     );
+    // A reload keeping the source adopts what was held; another root adopts nothing.
+    let reloaded = cache(Arc::new(Marks::in_memory()));
+    reloaded.adopt(&forgetful);
+    assert_eq!(reloaded.held(), 2);
+    assert_eq!(reloaded.held_crls(&points).len(), 2);
+    let other = SimNitro::generate(UnixTime(NOW)).expect("sim");
+    let stranger = NitroCrlCache::new(
+        other.root().expect("root"),
+        &NitroCrlSpec::Dir(crls.clone()),
+        Revocation::Required,
+        RefreshPolicy::default(),
+    )
+    .expect("cache");
+    stranger.adopt(&forgetful);
+    assert_eq!(stranger.held(), 0);
     let _ = std::fs::remove_dir_all(&crls);
 }

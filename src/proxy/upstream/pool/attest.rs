@@ -55,9 +55,17 @@ impl Pool {
                         None => 0,
                     }
                 };
+                let nitro = async {
+                    match &self.nitro_crls {
+                        Some(crls) => crls.fetch_missing(crate::dcap::time::UnixTime::now()).await,
+                        None => 0,
+                    }
+                };
+                // The whole wait, however many CRL points (each fetch has its own timeout,
+                // and one fetch runs at a time): a handshake never waits longer than this.
                 let fetched = tokio::time::timeout(self.connect_timeout, async {
-                    let (i, s) = tokio::join!(intel, snp);
-                    i + s
+                    let (i, s, n) = tokio::join!(intel, snp, nitro);
+                    i + s + n
                 })
                 .await
                 .unwrap_or(0);
