@@ -133,3 +133,79 @@ async fn if_available_a_point_whose_fetch_failed_once_is_fetched_once_the_crl_is
         "the chain is still accepted unchecked"
     );
 }
+
+/// Finding R2-2: `NitroCrlCache::refresh` never consults the backoff that `fetch_for`
+/// keeps. docs/nitro.md: "a point whose fetch failed is not asked again before its backoff
+/// ends (5 s doubling to 300 s)". While the CRL source is down, every held point that is
+/// due is asked again on every background pass (10 s), forever: 30 passes in 5 minutes are
+/// 30 requests per point instead of about 6.
+#[tokio::test]
+#[ignore = "finding R2-2: refresh() ignores the backoff; a failing point is asked every pass"]
+async fn a_failing_refresh_backs_off_like_a_failing_fetch() {
+    let dir = tmp("refresh");
+    let now = UnixTime::now();
+    let pki = SimPki::load_or_create(&dir, now).expect("sim PKI");
+    let nitro = Arc::new(SimNitro::load_or_create(&dir, now).expect("Nitro PKI"));
+    let der = ratls_identity(
+        &pki,
+        &SimConfig {
+            nitro: Some(NitroEnclaveSpec::new(Arc::clone(&nitro), PCR0)),
+            ..SimConfig::default()
+        },
+        now,
+    )
+    .expect("certificate")
+    .cert_der;
+    let source = dir.join("mirror");
+    std::fs::create_dir_all(&source).expect("mirror dir");
+    for f in std::fs::read_dir(dir.join("collateral/nitro")).expect("sim CRLs") {
+        let f = f.expect("entry");
+        std::fs::copy(f.path(), source.join(f.file_name())).expect("copy CRL");
+    }
+    let crls = NitroCrlCache::new(
+        nitro.root().expect("root"),
+        &NitroCrlSpec::Dir(source.clone()),
+        Revocation::Required,
+        RefreshPolicy::default(),
+    )
+    .expect("cache");
+    // A full verification remembers the two points; the fetch stores both.
+    let policy = NitroPolicy {
+        pcr0: vec![PcrValue::from(PCR0)],
+        ..NitroPolicy::default()
+    };
+    let judge = ratls_proxy::ratls::NitroJudge {
+        policy: &policy,
+        collateral: &crls,
+    };
+    let entry = EnclavePolicy::default();
+    let _ = ratls_proxy::ratls::appraise_certificate_judged(
+        &der,
+        &no_intel(),
+        ratls_proxy::ratls::EntryJudges {
+            policy: &entry,
+            snp: None,
+            nitro: Some(&judge),
+        },
+        BindingMode::Auto,
+        now,
+    );
+    assert_eq!(crls.fetch_missing(now).await, 2);
+    // The source goes down; six hours later both held CRLs are due for refresh.
+    for f in std::fs::read_dir(&source).expect("mirror") {
+        std::fs::remove_file(f.expect("entry").path()).expect("remove");
+    }
+    let before = crls.stats().fetches;
+    let mut t = UnixTime(now.0 + 6 * 3600 + 10);
+    for _ in 0..30 {
+        crls.refresh(t).await;
+        t = UnixTime(t.0 + 10);
+    }
+    let asked = crls.stats().fetches - before;
+    println!("5 minutes of passes with the source down: {asked} requests for 2 points");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        asked <= 2 * 8,
+        "{asked} requests: the backoff (5 s doubling to 300 s) allows about 12"
+    );
+}
