@@ -301,3 +301,61 @@ async fn a_crl_stored_outside_the_background_pass_still_signals_a_change() {
         "new CRLs were stored and no change was signalled: exchanges in flight are not judged again"
     );
 }
+
+/// Finding R2-4 (low, misleading code): revocation is judged before the policy, so an
+/// enclave the entry would never admit (another PCR0) is refused `collateral_unavailable`
+/// while no CRL is held (a first connection, or S3 down), and the proxy fetches CRLs for it
+/// (`attest_fetching` fetches on that code). The operator reads "collateral" where the answer
+/// is "not your image"; the policy (no I/O, no signature) could be judged first.
+#[test]
+#[ignore = "finding R2-4: a PCR0 outside the allow-list is refused collateral_unavailable first"]
+fn an_enclave_outside_the_allow_list_is_refused_pcr_mismatch_whatever_the_crls() {
+    let dir = tmp("order");
+    let now = UnixTime::now();
+    let pki = SimPki::load_or_create(&dir, now).expect("sim PKI");
+    let nitro = Arc::new(SimNitro::load_or_create(&dir, now).expect("Nitro PKI"));
+    let der = ratls_identity(
+        &pki,
+        &SimConfig {
+            nitro: Some(NitroEnclaveSpec::new(Arc::clone(&nitro), [0x77; 48])),
+            ..SimConfig::default()
+        },
+        now,
+    )
+    .expect("certificate")
+    .cert_der;
+    let crls = NitroCrlCache::new(
+        nitro.root().expect("root"),
+        &NitroCrlSpec::Dir(dir.join("collateral/nitro")),
+        Revocation::Required,
+        RefreshPolicy::default(),
+    )
+    .expect("cache");
+    let policy = NitroPolicy {
+        pcr0: vec![PcrValue::from(PCR0)],
+        ..NitroPolicy::default()
+    };
+    let judge = ratls_proxy::ratls::NitroJudge {
+        policy: &policy,
+        collateral: &crls,
+    };
+    let entry = EnclavePolicy::default();
+    let judged = ratls_proxy::ratls::appraise_certificate_judged(
+        &der,
+        &no_intel(),
+        ratls_proxy::ratls::EntryJudges {
+            policy: &entry,
+            snp: None,
+            nitro: Some(&judge),
+        },
+        BindingMode::Auto,
+        now,
+    );
+    let refusal = judged.refusal().expect("refused");
+    println!("PCR0 77…77 on a 5a…5a entry, no CRL held: {refusal:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        refusal.code,
+        ratls_proxy::appraise::refusal::RefusalCode::PcrMismatch
+    );
+}
