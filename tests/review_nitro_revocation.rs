@@ -5,8 +5,9 @@
 //! (`held_crls` -> `want`); `fetch_missing` takes the remembered points and a failed fetch
 //! drops them, while the accepted-unchecked verdict is cached and cache hits never
 //! remember the point again. One failed fetch (S3 unreachable for a moment) switches
-//! revocation off for that chain for the verdict's whole life (up to the signing
-//! certificate's ~3 h), though the CRL is available again seconds later.
+//! revocation off for that chain for the cached verdict's whole life (`verdict_max_age_secs`,
+//! 3600 by default, at most the signing certificate's ~3 h), though the CRL is available
+//! again seconds later.
 //!
 //! The test asserts the documented behaviour; it fails today (finding R2-1) and is
 //! `#[ignore]`d so CI stays green: run with `--include-ignored`.
