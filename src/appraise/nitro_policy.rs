@@ -305,6 +305,21 @@ impl NitroAccepted {
     }
 }
 
+/// Every violation of `policy` by `verified` at `now` as one refusal headed by the first, or
+/// `None`. Needs no collateral, so it is judged before revocation: an enclave the policy refuses
+/// is refused for that, and never makes the proxy fetch CRLs.
+pub fn refusal(
+    policy: &NitroPolicy,
+    verified: &VerifiedDocument<'_>,
+    now: UnixTime,
+) -> Option<Refusal> {
+    let violations = evaluate(policy, verified, now);
+    violations.first().map(|first| Refusal {
+        code: refusal_code(first.code()),
+        reasons: violations.iter().map(ToString::to_string).collect(),
+    })
+}
+
 /// `verified` (with its CRL verdict `revocation`) under `policy` at `now`: the acceptance,
 /// or every violation as one refusal headed by the first.
 pub fn accept(
@@ -313,12 +328,8 @@ pub fn accept(
     revocation: RevocationStatus,
     now: UnixTime,
 ) -> Result<NitroAccepted, Refusal> {
-    let violations = evaluate(policy, verified, now);
-    if let Some(first) = violations.first() {
-        return Err(Refusal {
-            code: refusal_code(first.code()),
-            reasons: violations.iter().map(ToString::to_string).collect(),
-        });
+    if let Some(refused) = refusal(policy, verified, now) {
+        return Err(refused);
     }
     let mut valid_until = verified.valid_until(root);
     if let Some(crl) = revocation.until {

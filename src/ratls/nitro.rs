@@ -128,17 +128,22 @@ pub fn appraise(
         Err(e) => return NitroAppraisal::refused(error(&e)),
     };
     let identity = Some(NitroIdentity::of(verified.doc()));
-    let outcome = judge
-        .collateral
-        .revocation(&verified, now)
-        .map_err(|e| error(&e))
-        .and_then(|status| {
-            accept(
-                judge.policy,
-                (&verified, judge.collateral.root()),
-                status,
-                now,
-            )
-        });
+    // The policy needs no collateral: judged first, a PCR outside the allow-list is refused
+    // as such and never makes the proxy fetch CRLs for it.
+    let outcome = match nitro_policy::refusal(judge.policy, &verified, now) {
+        Some(refused) => Err(refused),
+        None => judge
+            .collateral
+            .revocation(&verified, now)
+            .map_err(|e| error(&e))
+            .and_then(|status| {
+                accept(
+                    judge.policy,
+                    (&verified, judge.collateral.root()),
+                    status,
+                    now,
+                )
+            }),
+    };
     NitroAppraisal { identity, outcome }
 }

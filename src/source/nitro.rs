@@ -157,6 +157,9 @@ pub struct NitroCrlCache {
     pending: Mutex<Vec<CrlPoint>>,
     /// Bumped on every CRL stored: verdicts made before are not reused.
     snapshot: AtomicU64,
+    /// Called after each CRL stored, wherever the fetch came from (a handshake's miss, the
+    /// refresher): open exchanges judge their verdict again on it.
+    on_change: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
     fetches: AtomicU64,
     failures: AtomicU64,
     rollbacks: AtomicU64,
@@ -225,10 +228,16 @@ impl NitroCrlCache {
             backoff: Mutex::new(HashMap::new()),
             pending: Mutex::new(Vec::new()),
             snapshot: AtomicU64::new(0),
+            on_change: std::sync::OnceLock::new(),
             fetches: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             rollbacks: AtomicU64::new(0),
         }
+    }
+
+    /// Calls `f` after each CRL stored (set once).
+    pub fn on_change(&self, f: impl Fn() + Send + Sync + 'static) {
+        let _ = self.on_change.set(Box::new(f));
     }
 
     /// Sets the per-request timeout (HTTP forms).
@@ -324,7 +333,11 @@ impl NitroCrlCache {
             if self.holds_current(point, now) {
                 continue;
             }
+            // A point skipped or failed stays wanted: its backoff, not a lost list, decides
+            // when it is asked again (an `if_available` chain accepted unchecked must become
+            // checked once the CRL is back, even if no handshake misses it again).
             if let Some(at) = self.retry_at(&point.url).filter(|at| now < *at) {
+                self.want(&[point]);
                 first_error.get_or_insert(NitroCrlError::Unavailable(format!(
                     "the last fetch of {} failed; not asked again before {at}",
                     point.url
@@ -335,6 +348,7 @@ impl NitroCrlCache {
                 Ok(()) => stored += 1,
                 Err(e) => {
                     self.back_off(&point.url, now);
+                    self.want(&[point]);
                     first_error.get_or_insert(e);
                 }
             }
@@ -390,6 +404,9 @@ impl NitroCrlCache {
         );
         drop(held);
         self.snapshot.fetch_add(1, Ordering::AcqRel);
+        if let Some(f) = self.on_change.get() {
+            f();
+        }
         if let Ok(mut backoff) = self.backoff.lock() {
             backoff.remove(&point.url);
         }
@@ -459,36 +476,6 @@ impl NitroCrlCache {
         }
     }
 
-    fn retry_at(&self, url: &str) -> Option<UnixTime> {
-        let backoff = self.backoff.lock().ok()?;
-        backoff.get(url).map(|(at, _)| *at)
-    }
-
-    /// Delays the next fetch of `url`: the policy's first delay, doubled on each failure up
-    /// to its longest. Entries are bounded; the oldest makes room.
-    fn back_off(&self, url: &str, now: UnixTime) {
-        let Ok(mut backoff) = self.backoff.lock() else {
-            return;
-        };
-        let delay = backoff.get(url).map_or(self.policy.min_backoff, |(_, d)| {
-            d.saturating_mul(2).min(self.policy.max_backoff)
-        });
-        if backoff.len() >= MAX_BACKOFF && !backoff.contains_key(url) {
-            if let Some(oldest) = backoff
-                .iter()
-                .min_by_key(|(_, (at, _))| *at)
-                .map(|(k, _)| k.clone())
-            {
-                backoff.remove(&oldest);
-            }
-        }
-        let secs = i64::try_from(delay.as_secs()).unwrap_or(i64::MAX);
-        backoff.insert(
-            url.to_owned(),
-            (UnixTime(now.0.saturating_add(secs)), delay),
-        );
-    }
-
     /// Fetches again every held CRL older than the refresh interval or within the margin of
     /// its nextUpdate; a failure (or a rollback) keeps the held one. Returns how many were
     /// replaced.
@@ -509,9 +496,13 @@ impl NitroCrlCache {
         let _one = self.fetching.lock().await;
         let mut replaced = 0;
         for point in due {
+            if self.retry_at(&point.url).is_some_and(|at| now < at) {
+                continue;
+            }
             match self.fetch_one(&point, now).await {
                 Ok(()) => replaced += 1,
                 Err(e) => {
+                    self.back_off(&point.url, now);
                     tracing::warn!(url = %point.url, "AWS Nitro CRL refresh failed, the held one stays until its nextUpdate: {e}");
                 }
             }
@@ -591,6 +582,7 @@ pub fn nitro_collateral(config: &SourceConfig) -> Result<NitroCrlCache, SetupErr
     )?)
 }
 
+mod backoff;
 mod file;
 
 // The test needs the sim Nitro PKI.

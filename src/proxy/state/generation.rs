@@ -267,6 +267,9 @@ fn nitro_setup(config: &Config, shared: &Shared) -> Option<Arc<NitroCrlCache>> {
         NitroCrlCache::failed(crate::nitro::NitroRoot::aws(), e.to_string())
     });
     cache.share_marks(&shared.marks.standard);
+    // A CRL stored on a handshake's miss is a change too, not only the refresher's.
+    let changes = Arc::clone(&shared.changes);
+    cache.on_change(move || changes.bump());
     Some(Arc::new(cache))
 }
 
