@@ -98,6 +98,26 @@ async fn a_live_snp_guest_is_verified_by_url_with_tee_snp() {
     assert_eq!(j["code"], "measurement_mismatch");
     // The report verified, so what it claims is shown beside the refusal.
     assert_eq!(j["quote"]["measurement"], measurement);
+
+    // Without --tee snp a URL takes the Intel path, which names what it found and admits
+    // nothing.
+    let pki = env.dir.join("pki");
+    let mut cmd = common::cli::command();
+    cmd.args(["verify", &url, "--json", "--trust-root"])
+        .arg(pki.join("root.pem"))
+        .arg("--collateral")
+        .arg(pki.join("collateral.json"));
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("the binary runs");
+    let j = common::cli::json(&out);
+    assert_eq!(
+        (out.status.code(), j["code"].as_str()),
+        (Some(1), Some("unsupported_tee")),
+        "{j}"
+    );
+    assert!(j["reasons"].to_string().contains("sev-snp"), "{j}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
