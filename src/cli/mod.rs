@@ -14,6 +14,7 @@ pub(crate) mod report;
 mod verify;
 mod verify_dstack;
 mod verify_nitro;
+mod verify_nitro_cert;
 mod verify_snp;
 mod verify_snp_cert;
 

@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::report::Report;
-use super::{input, verify_snp, verify_snp_cert};
+use super::{input, verify_nitro_cert, verify_snp, verify_snp_cert};
 use super::{EXIT_ACCEPTED, EXIT_CANNOT_CHECK, EXIT_REFUSED};
 use crate::snp::ids::{AuthorKeyDigest, FamilyId, HostData, IdKeyDigest, ImageId, Measurement};
 
@@ -392,10 +392,22 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             json: args.json,
         })
     };
-    if tee == Some("nitro") && !matches!(recognised, Some(Recognised::Nitro(_))) {
-        if recognised.is_none() {
-            bail!("--tee nitro: this build verifies AWS Nitro evidence given as --quote FILE (an attestation document or a dstack attestation)");
+    if recognised.is_none() {
+        let flags = verify_nitro_cert::CertFlags {
+            tee,
+            cert: args.cert.as_deref(),
+            url: args.url.as_deref(),
+            collateral: args.collateral.as_deref(),
+            trust_root: args.trust_root.as_deref(),
+            binding: args.binding,
+            max_cert_age_secs: args.max_cert_age_secs,
+        };
+        let (at, json) = (args.at.as_deref(), args.json);
+        if let Some(code) = verify_nitro_cert::dispatch(&flags, args.nitro_policy(), (at, json))? {
+            return Ok(code);
         }
+    }
+    if tee == Some("nitro") && !matches!(recognised, Some(Recognised::Nitro(_))) {
         let evidence = Err((
             "tee_mismatch",
             "not AWS Nitro evidence, and --tee nitro".to_owned(),

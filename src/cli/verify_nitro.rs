@@ -75,7 +75,7 @@ struct NitroJson {
     quote: Option<NitroQuoteJson>,
     tcb: Option<()>,
     binding: Option<&'static str>,
-    cert_sha256: Option<()>,
+    cert_sha256: Option<crate::dcap::ids::CertSha256>,
     /// The chain's certificates checked against a CRL, and those no CRL covered.
     revocation: Option<RevocationJson>,
     verified_at: String,
@@ -104,6 +104,24 @@ struct NitroQuoteJson {
 }
 
 impl NitroQuoteJson {
+    /// What a verified document showed the proxy's judgement (the optional fields it does
+    /// not keep are null).
+    fn of_identity(id: &crate::appraise::nitro_policy::NitroIdentity) -> Self {
+        Self {
+            tee: "NITRO",
+            debug: id.debug,
+            module_id: id.module_id.clone(),
+            digest: "SHA384",
+            timestamp: id.timestamp_ms,
+            timestamp_rfc3339: UnixTime(i64::try_from(id.timestamp_ms / 1000).unwrap_or(i64::MAX))
+                .to_rfc3339(),
+            pcrs: id.pcrs.iter().cloned().collect(),
+            public_key: None,
+            user_data: None,
+            nonce: None,
+        }
+    }
+
     fn of(doc: &nitro::AttestationDoc<'_>) -> Self {
         Self {
             tee: "NITRO",
@@ -247,6 +265,41 @@ pub(super) fn run(
             out
         }
     };
+    print(args, out, None, now)
+}
+
+/// Prints the verdict of a certificate judged as the proxy judges it (`verify_nitro_cert`).
+pub(super) fn print_certificate(
+    args: &NitroOptions<'_>,
+    c: &crate::ratls::CertAppraisal,
+    now: UnixTime,
+) -> anyhow::Result<ExitCode> {
+    let refusal = c.refusal();
+    let nitro = c.nitro.as_deref();
+    let out = Outcome {
+        code: refusal.map(|r| r.code.as_str()),
+        reasons: refusal.map(|r| r.reasons.clone()).unwrap_or_default(),
+        quote: nitro
+            .and_then(|n| n.identity.as_ref())
+            .map(NitroQuoteJson::of_identity),
+        binding: c.binding.map(|b| b.as_str()),
+        revocation: nitro
+            .and_then(|n| n.outcome.as_ref().ok())
+            .map(|a| RevocationJson {
+                checked: a.revocation().checked.clone(),
+                unchecked: a.revocation().unchecked.clone(),
+            }),
+    };
+    print(args, out, Some(c.cert_sha256), now)
+}
+
+/// Prints `out` as text or JSON; the exit code as for SGX/TDX.
+fn print(
+    args: &NitroOptions<'_>,
+    out: Outcome,
+    cert_sha256: Option<crate::dcap::ids::CertSha256>,
+    now: UnixTime,
+) -> anyhow::Result<ExitCode> {
     let json = NitroJson {
         verdict: if out.code.is_none() {
             "accepted"
@@ -258,7 +311,7 @@ pub(super) fn run(
         quote: out.quote,
         tcb: None,
         binding: out.binding,
-        cert_sha256: None,
+        cert_sha256,
         revocation: out.revocation,
         verified_at: now.to_rfc3339(),
     };
