@@ -38,7 +38,6 @@ use crate::dcap::trust::TrustAnchor;
 use crate::dcap::verified::VerifiedCollateral;
 use crate::dstack::Platform;
 use crate::nitro::NitroRoot;
-use crate::ratls::client::{self, ConnectError};
 use crate::ratls::{appraise_certificate, BindingMode, RaTlsVerifier, VerdictCache};
 use crate::source::fetch::RefreshPolicy;
 use crate::source::{fetching, from_files, CollateralSetup, CollateralSpec};
@@ -314,8 +313,8 @@ fn snp_certificate<'a>(
     }
     let target = args.url.as_deref().map(input::https_target).transpose()?;
     let input = match (&leaf, &target) {
-        (Some(der), _) => verify_snp_cert::CertInput::Der(der),
-        (None, Some((addr, host))) => verify_snp_cert::CertInput::Url { addr, host },
+        (Some(der), _) => input::CertInput::Der(der),
+        (None, Some((addr, host))) => input::CertInput::Url { addr, host },
         (None, None) => bail!("--tee snp takes a URL, --cert FILE or --quote FILE"),
     };
     let trust = verify_snp::trust(args.trust_root.as_deref())?;
@@ -506,21 +505,7 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
                 Arc::clone(&source),
                 Arc::clone(&cache),
             ));
-            let connected = runtime.block_on(async {
-                tokio::time::timeout(
-                    std::time::Duration::from_secs(10),
-                    client::connect(&addr, &host, verifier, &[b"h2", b"http/1.1"], at),
-                )
-                .await
-            });
-            match connected {
-                Err(_) => bail!("timed out connecting to {addr}"),
-                Ok(Ok(attested)) => Report::of_certificate(attested.verdict.accepted.appraisal()),
-                Ok(Err(ConnectError::Refused(refused))) => {
-                    Report::of_certificate(&refused.appraisal)
-                }
-                Ok(Err(other)) => return Err(other.into()),
-            }
+            Report::of_certificate(&input::judged_live((&addr, &host), verifier, at, &runtime)?)
         } else if let Some(path) = &args.cert {
             let leaf = input::read_leaf(path)?;
             Report::of_certificate(&appraise_certificate(

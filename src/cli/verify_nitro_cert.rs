@@ -9,40 +9,32 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use super::verify_snp_cert::CertInput;
+use super::input::{judged_live, verifier_beside_intel, CertInput};
 use crate::appraise::nitro_policy::{NitroPolicy, PcrValue};
 use crate::appraise::policy::EnclavePolicy;
 use crate::appraise::refusal::RefusalCode;
-use crate::dcap::ids::CertSha256;
 use crate::dcap::time::UnixTime;
 use crate::dstack::Platform;
 use crate::nitro::revocation::Revocation;
 use crate::nitro::NitroRoot;
 use crate::ratls::certificate::{appraise_certificate_judged, CertAppraisal, EntryJudges};
-use crate::ratls::client::{self, ConnectError};
 use crate::ratls::nitro::NitroJudge;
 use crate::ratls::verifier::NitroVerifier;
-use crate::ratls::{BindingMode, RaTlsVerifier, VerdictCache};
+use crate::ratls::BindingMode;
 use crate::source::fetch::RefreshPolicy;
 use crate::source::nitro::{NitroCrlCache, NitroCrlSpec};
 use crate::source::CollateralSetup;
 
-/// The longest `verify` waits for a TLS handshake, and for CRLs.
+/// The longest `verify` waits for the CRLs a judgement found missing.
 const WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The NSM document carried by the leaf `der` (dstack's `.1.8` of a Nitro enclave), unverified:
 /// `None` when it carries none.
 pub(super) fn document_in(der: &[u8]) -> Option<Vec<u8>> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let oid = x509_parser::der_parser::oid::Oid::from(crate::dstack::OID_ATTESTATION).ok()?;
-    let ext = cert.get_extension_unique(&oid).ok()??;
-    let att = crate::dstack::extension_value(ext.value)
-        .and_then(crate::dstack::Attestation::parse)
-        .ok()?;
-    match att.platform {
+    super::input::dstack_platform(der, |p| match p {
         Platform::NitroEnclave { nsm_quote } => Some(nsm_quote.into_owned()),
         _ => None,
-    }
+    })
 }
 
 /// Judges the Nitro certificate `input` under `policy` and prints the verdict; the exit code
@@ -135,30 +127,11 @@ fn judge(
             ))
         }
         CertInput::Url { addr, host } => {
-            let verifier = RaTlsVerifier::new(
-                intel,
-                mode,
-                CertSha256([0; 32]),
-                Arc::new(CollateralSetup::Unconfigured),
-                Arc::new(VerdictCache::new(16, std::time::Duration::from_secs(60))),
-            )
-            .with_nitro(Some(NitroVerifier {
+            let verifier = verifier_beside_intel(intel, mode).with_nitro(Some(NitroVerifier {
                 policy: policy.clone(),
                 collateral: cache.clone(),
             }));
-            let connected = runtime.block_on(async {
-                tokio::time::timeout(
-                    WAIT,
-                    client::connect(addr, host, Arc::new(verifier), &[b"h2", b"http/1.1"], at),
-                )
-                .await
-            });
-            match connected {
-                Err(_) => anyhow::bail!("timed out connecting to {addr}"),
-                Ok(Ok(attested)) => Ok(attested.verdict.accepted.appraisal().clone()),
-                Ok(Err(ConnectError::Refused(refused))) => Ok(*refused.appraisal),
-                Ok(Err(other)) => Err(other.into()),
-            }
+            judged_live((addr, host), Arc::new(verifier), at, runtime)
         }
     }
 }

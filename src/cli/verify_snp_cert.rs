@@ -8,51 +8,26 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use super::input::{judged_live, verifier_beside_intel, CertInput};
 use super::verify_snp::{self, Outcome, SnpOptions, SnpQuoteJson};
 use crate::appraise::policy::EnclavePolicy;
 use crate::appraise::refusal::RefusalCode;
-use crate::dcap::ids::CertSha256;
 use crate::dcap::time::UnixTime;
 use crate::ratls::certificate::{appraise_certificate_for, CertAppraisal};
-use crate::ratls::client::{self, ConnectError};
 use crate::ratls::snp::SnpJudge;
 use crate::ratls::verifier::SnpVerifier;
-use crate::ratls::{BindingMode, RaTlsVerifier, VerdictCache};
+use crate::ratls::BindingMode;
 use crate::snp::SnpTrust;
 use crate::source::kds::KdsCache;
 use crate::source::CollateralSetup;
 
-/// The longest `verify` waits for a TLS handshake.
-const CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Where the certificate comes from.
-pub(super) enum CertInput<'a> {
-    /// A leaf certificate's DER, read from `--cert`.
-    Der(&'a [u8]),
-    /// `host:port` and the SNI name of a live service (`verify URL`).
-    Url {
-        /// `host:port` to dial.
-        addr: &'a str,
-        /// The name presented as SNI.
-        host: &'a str,
-    },
-}
-
 /// Whether the leaf `der` carries dstack's `.1.8` attestation of an SEV-SNP platform, so
 /// that `verify --cert` judges it as an SEV-SNP certificate without `--tee snp`.
 pub(super) fn carries_snp(der: &[u8]) -> bool {
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
-        return false;
-    };
-    let Ok(oid) = x509_parser::der_parser::oid::Oid::from(crate::dstack::OID_ATTESTATION) else {
-        return false;
-    };
-    let Ok(Some(ext)) = cert.get_extension_unique(&oid) else {
-        return false;
-    };
-    crate::dstack::extension_value(ext.value)
-        .and_then(crate::dstack::Attestation::parse)
-        .is_ok_and(|a| matches!(a.platform, crate::dstack::Platform::SevSnp { .. }))
+    super::input::dstack_platform(der, |p| {
+        matches!(p, crate::dstack::Platform::SevSnp { .. }).then_some(())
+    })
+    .is_some()
 }
 
 /// Judges the SEV-SNP certificate `input` under `args` and prints the verdict; the exit code
@@ -122,31 +97,12 @@ fn judge(
             ))
         }
         CertInput::Url { addr, host } => {
-            let verifier = RaTlsVerifier::new(
-                intel,
-                mode,
-                CertSha256([0; 32]),
-                Arc::new(CollateralSetup::Unconfigured),
-                Arc::new(VerdictCache::new(16, std::time::Duration::from_secs(60))),
-            )
-            .with_snp(Some(SnpVerifier {
+            let verifier = verifier_beside_intel(intel, mode).with_snp(Some(SnpVerifier {
                 policy: args.policy.clone(),
                 source: source.shared(),
                 trust: Arc::new(trust.clone()),
             }));
-            let connected = runtime.block_on(async {
-                tokio::time::timeout(
-                    CONNECT_WAIT,
-                    client::connect(addr, host, Arc::new(verifier), &[b"h2", b"http/1.1"], at),
-                )
-                .await
-            });
-            match connected {
-                Err(_) => anyhow::bail!("timed out connecting to {addr}"),
-                Ok(Ok(attested)) => Ok(attested.verdict.accepted.appraisal().clone()),
-                Ok(Err(ConnectError::Refused(refused))) => Ok(*refused.appraisal),
-                Ok(Err(other)) => Err(other.into()),
-            }
+            judged_live((addr, host), Arc::new(verifier), at, runtime)
         }
     }
 }
