@@ -329,8 +329,14 @@ async fn an_older_crl_replayed_at_refresh_is_refused_and_the_held_chain_stays() 
     let held = cache.vek_for(&report).expect("still held");
     assert_eq!(held.chain().crl_this_update(), first);
     verify(&report, &held, later).expect("still verifies");
-    // A newer CRL replaces it, and the held VCEK is verified again under it.
+    // A newer CRL is served: the refresher waits for the failed chain's backoff (one
+    // request per delay, not one per tick), then replaces it, and the held VCEK is verified
+    // again under it.
     kds.serve(&crl_url, crl_at(&w.milan, NOW.0, &[]));
+    let asked = kds.hits();
+    assert_eq!(cache.refresh(later).await, 0, "backing off");
+    assert_eq!(kds.hits(), asked, "nothing asked while backing off");
+    let later = UnixTime(later.0 + 5);
     assert_eq!(cache.refresh(later).await, 1);
     let held = cache.vek_for(&report).expect("held");
     assert_eq!(held.chain().crl_this_update(), Some(NOW));

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use super::backoff::Backoff;
 use super::marks::{Marks, Refused};
 pub(crate) use super::pcs::PcsEndpoint;
 use crate::appraise::{CollateralSource, SnapshotId};
@@ -107,7 +108,7 @@ pub struct CollateralCache {
     /// Keys with no snapshot whose last fetch failed, and why: their quotes are refused with
     /// that reason (`collateral_rollback` for a replay) until a fetch succeeds.
     failed: Mutex<HashMap<Key, VerifyError>>,
-    backoff: Mutex<Backoff>,
+    backoff: Backoff<Key>,
     /// The high-water marks (shared by every generation's cache, kept by the proxy).
     marks: Mutex<Arc<Marks>>,
     fetches: AtomicU64,
@@ -127,9 +128,6 @@ pub struct CollateralCache {
     /// The platform each quote names, by its PCK chain bytes.
     platforms: PlatformOf,
 }
-
-/// Per key: when to try again, and the delay that led there.
-type Backoff = HashMap<Key, (UnixTime, Duration)>;
 
 /// Platforms remembered as missing at most (only quotes with a verifying PCK chain count).
 const MAX_MISSING: usize = 64;
@@ -155,7 +153,7 @@ impl CollateralCache {
             locks: Mutex::new(HashMap::new()),
             missing: Mutex::new(HashSet::new()),
             failed: Mutex::new(HashMap::new()),
-            backoff: Mutex::new(HashMap::new()),
+            backoff: Backoff::default(),
             marks: Mutex::new(Arc::new(Marks::in_memory())),
             fetches: AtomicU64::new(0),
             rollbacks: AtomicU64::new(0),
@@ -274,9 +272,7 @@ impl CollateralCache {
                 if let Some(early) = early {
                     self.take_early(key, &v, early).await;
                 }
-                if let Ok(mut b) = self.backoff.lock() {
-                    b.remove(&key);
-                }
+                self.backoff.succeeded(&key);
                 if let Ok(mut m) = self.missing.lock() {
                     m.remove(&key);
                 }
@@ -301,7 +297,7 @@ impl CollateralCache {
                 } else {
                     tracing::warn!(fmspc = %key.0, ca = key.1.as_str(), error = %e, "collateral fetch failed; there is no snapshot for this platform, so its quotes are refused (collateral_unavailable)");
                 }
-                self.back_off(&self.backoff, key);
+                self.backoff.failed(key, UnixTime::now(), &self.policy, ());
                 Err(e)
             }
         }
@@ -383,22 +379,6 @@ impl CollateralCache {
         Ok(v)
     }
 
-    /// Notes a failure for `key` in `backoff`: tried again after the policy's minimum delay,
-    /// doubled on each failure in a row up to its maximum.
-    fn back_off(&self, backoff: &Mutex<Backoff>, key: Key) {
-        if let Ok(mut b) = backoff.lock() {
-            let delay = b.get(&key).map_or(self.policy.min_backoff, |(_, d)| {
-                d.saturating_mul(2).min(self.policy.max_backoff)
-            });
-            let next = UnixTime(
-                UnixTime::now()
-                    .0
-                    .saturating_add(i64::try_from(delay.as_secs()).unwrap_or(i64::MAX)),
-            );
-            b.insert(key, (next, delay));
-        }
-    }
-
     async fn fetch_and_verify(&self, key: Key) -> Result<Arc<VerifiedCollateral>, VerifyError> {
         let collateral = self.endpoint.fetch(key.0, key.1, key.2).await?;
         let verified = VerifiedCollateral::verify(&collateral, &self.anchor)?;
@@ -437,13 +417,12 @@ impl CollateralCache {
     /// snapshot or the reason it has none).
     pub async fn fetch_missing(&self) -> usize {
         let now = UnixTime::now();
-        let backoff = self.backoff.lock().map(|b| b.clone()).unwrap_or_default();
         let keys: Vec<Key> = self
             .missing
             .lock()
             .map(|m| {
                 m.iter()
-                    .filter(|k| backoff.get(k).is_none_or(|(next, _)| now >= *next))
+                    .filter(|k| self.backoff.until(k, now).is_none())
                     .copied()
                     .collect()
             })
@@ -472,7 +451,6 @@ impl CollateralCache {
 
     /// Keys due for a refresh now (old, near expiry, and not backing off).
     pub fn due(&self, now: UnixTime) -> Vec<Key> {
-        let backoff = self.backoff.lock().map(|b| b.clone()).unwrap_or_default();
         let Ok(map) = self.snapshots.read() else {
             return Vec::new();
         };
@@ -485,7 +463,7 @@ impl CollateralCache {
                         .valid_until()
                         .0
                         .saturating_sub(secs(self.policy.margin));
-                let waiting = backoff.get(key).is_some_and(|(next, _)| now < *next);
+                let waiting = self.backoff.until(key, now).is_some();
                 (old || near_expiry) && !waiting
             })
             .map(|(k, _)| *k)

@@ -529,8 +529,8 @@ impl KdsCache {
     }
 
     /// Fetches again every held chain older than the refresh interval or within the margin
-    /// of its validity's end; a failure (or a rollback) keeps the held chain. Returns how
-    /// many chains were replaced.
+    /// of its validity's end, unless its backoff runs; a failure (or a rollback) keeps the
+    /// held chain. Returns how many chains were replaced.
     pub async fn refresh(&self, now: UnixTime) -> usize {
         let interval = i64::try_from(self.policy.interval.as_secs()).unwrap_or(i64::MAX);
         let margin = i64::try_from(self.policy.margin.as_secs()).unwrap_or(i64::MAX);
@@ -548,6 +548,15 @@ impl KdsCache {
         let _one = self.fetching.lock().await;
         let mut replaced = 0;
         for (product, kind) in due {
+            // A chain whose last fetch failed waits for its backoff, as handshakes do: a KDS
+            // that is down costs one request per delay, not one per tick.
+            if self
+                .backoff
+                .until(Asked::Chain(product, kind), now)
+                .is_some()
+            {
+                continue;
+            }
             match self.fetch_chain(product, kind, now).await {
                 Ok(_) => replaced += 1,
                 Err(e) => {

@@ -3,6 +3,7 @@
 //! given to `verify`), chosen in one place ([`CollateralSpec::parse`]) for config and CLI.
 //! Reads files and builds the fetching cache; used at start-up, on reload and by `verify`.
 
+pub(crate) mod backoff;
 pub(crate) mod fetch;
 pub(crate) mod files;
 pub(crate) mod kds;

@@ -8,9 +8,10 @@
 //! of `source/marks/`, shared with Intel and AMD: a replay of an older, validly signed CRL
 //! is refused, `collateral_rollback`). Bodies are bounded (`nitro::limits::MAX_CRL_LEN`),
 //! each request has a timeout, one fetch runs at a time, a failed point is not asked again
-//! before its backoff ends, and at most [`MAX_HELD_CRLS`] points are held. Reads (the
-//! [`NitroCollateral`] trait the verifier holds) never touch the network; a failed refresh
-//! keeps the held CRL until its own nextUpdate.
+//! before its backoff ends, and at most [`MAX_HELD_CRLS`] points are held (the expired, then
+//! the least recently read, make room). Reads (the [`NitroCollateral`] trait the verifier
+//! holds) never touch the network; a failed refresh keeps the held CRL until its own
+//! nextUpdate.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,6 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use self::held::HeldCrl;
+use super::backoff::Backoff;
 use super::fetch::RefreshPolicy;
 use super::marks::{Marks, Refused};
 use super::pcs::{base_url, http_get, tls_config, FetchError};
@@ -30,9 +33,7 @@ use crate::nitro::limits::MAX_CRL_LEN;
 use crate::nitro::revocation::{CheckedCrl, Revocation};
 use crate::nitro::trust::NitroRoot;
 
-/// Distribution points whose CRL is held at most (AWS: one root CRL and one per regional
-/// CA; a handful per region in use).
-pub(crate) const MAX_HELD_CRLS: usize = 256;
+pub(crate) use held::MAX_HELD_CRLS;
 /// Verified CA bundles the intermediates cache remembers.
 pub(crate) const INTERMEDIATES_CACHED: usize = 1024;
 /// Points whose failed fetch is remembered at most.
@@ -77,7 +78,7 @@ pub enum NitroCrlError {
     /// The source did not answer, or not with a 200 within the bounds.
     #[error("AWS Nitro CRL: {0}")]
     Fetch(#[from] FetchError),
-    /// Nothing could be asked (backoff, a point with no file name, the cache full).
+    /// Nothing could be asked (backoff, a point with no file name).
     #[error("AWS Nitro CRL: {0}")]
     Unavailable(String),
     /// What was served is not the point's CRL, or not current.
@@ -120,14 +121,6 @@ enum CrlFrom {
     Failed(String),
 }
 
-/// A CRL kept for one distribution point.
-#[derive(Clone)]
-struct HeldCrl {
-    crl: Arc<CheckedCrl>,
-    point: CrlPoint,
-    fetched_at: UnixTime,
-}
-
 /// Counters for tests and metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NitroCrlStats {
@@ -148,11 +141,15 @@ pub struct NitroCrlCache {
     policy: RefreshPolicy,
     marks: Mutex<Arc<Marks>>,
     held: RwLock<HashMap<String, HeldCrl>>,
+    /// Points held at most ([`MAX_HELD_CRLS`]; smaller in tests).
+    held_cap: usize,
+    /// Reads of held CRLs so far: the eviction order.
+    reads: AtomicU64,
     /// One fetch at a time: concurrent misses wait for it, then read what it stored.
     fetching: tokio::sync::Mutex<()>,
     /// Points (by URL) whose last fetch failed: when to ask again and the delay that led
     /// there.
-    backoff: Mutex<HashMap<String, (UnixTime, Duration)>>,
+    backoff: Backoff<String>,
     /// Points a read found without a CRL, for [`Self::fetch_missing`].
     pending: Mutex<Vec<CrlPoint>>,
     /// Bumped on every CRL stored: verdicts made before are not reused.
@@ -224,8 +221,10 @@ impl NitroCrlCache {
             policy,
             marks: Mutex::new(Arc::new(Marks::in_memory())),
             held: RwLock::new(HashMap::new()),
+            held_cap: MAX_HELD_CRLS,
+            reads: AtomicU64::new(0),
             fetching: tokio::sync::Mutex::new(()),
-            backoff: Mutex::new(HashMap::new()),
+            backoff: Backoff::new(MAX_BACKOFF),
             pending: Mutex::new(Vec::new()),
             snapshot: AtomicU64::new(0),
             on_change: std::sync::OnceLock::new(),
@@ -293,6 +292,13 @@ impl NitroCrlCache {
         }
     }
 
+    /// The same cache holding at most `cap` points (tests of the eviction).
+    #[cfg(test)]
+    fn with_held_cap(mut self, cap: usize) -> Self {
+        self.held_cap = cap.max(1);
+        self
+    }
+
     /// Points held.
     pub fn held(&self) -> usize {
         self.held.read().map_or(0, |h| h.len())
@@ -336,7 +342,7 @@ impl NitroCrlCache {
             // A point skipped or failed stays wanted: its backoff, not a lost list, decides
             // when it is asked again (an `if_available` chain accepted unchecked must become
             // checked once the CRL is back, even if no handshake misses it again).
-            if let Some(at) = self.retry_at(&point.url).filter(|at| now < *at) {
+            if let Some(at) = self.backoff.until(&point.url, now) {
                 self.want(&[point]);
                 first_error.get_or_insert(NitroCrlError::Unavailable(format!(
                     "the last fetch of {} failed; not asked again before {at}",
@@ -347,7 +353,8 @@ impl NitroCrlCache {
             match self.fetch_one(point, now).await {
                 Ok(()) => stored += 1,
                 Err(e) => {
-                    self.back_off(&point.url, now);
+                    self.backoff
+                        .failed(point.url.clone(), now, &self.policy, ());
                     self.want(&[point]);
                     first_error.get_or_insert(e);
                 }
@@ -389,27 +396,14 @@ impl NitroCrlCache {
             .held
             .write()
             .map_err(|_| NitroCrlError::Unavailable("cache lock poisoned".into()))?;
-        if held.len() >= MAX_HELD_CRLS && !held.contains_key(&point.url) {
-            return Err(NitroCrlError::Unavailable(format!(
-                "{MAX_HELD_CRLS} CRLs are held already"
-            )));
-        }
-        held.insert(
-            point.url.clone(),
-            HeldCrl {
-                crl: Arc::new(checked),
-                point: point.clone(),
-                fetched_at: now,
-            },
-        );
+        let read = self.reads.fetch_add(1, Ordering::Relaxed);
+        held::store(&mut held, self.held_cap, point, checked, now, read);
         drop(held);
         self.snapshot.fetch_add(1, Ordering::AcqRel);
         if let Some(f) = self.on_change.get() {
             f();
         }
-        if let Ok(mut backoff) = self.backoff.lock() {
-            backoff.remove(&point.url);
-        }
+        self.backoff.succeeded(&point.url);
         Ok(())
     }
 
@@ -496,13 +490,14 @@ impl NitroCrlCache {
         let _one = self.fetching.lock().await;
         let mut replaced = 0;
         for point in due {
-            if self.retry_at(&point.url).is_some_and(|at| now < at) {
+            if self.backoff.until(&point.url, now).is_some() {
                 continue;
             }
             match self.fetch_one(&point, now).await {
                 Ok(()) => replaced += 1,
                 Err(e) => {
-                    self.back_off(&point.url, now);
+                    self.backoff
+                        .failed(point.url.clone(), now, &self.policy, ());
                     tracing::warn!(url = %point.url, "AWS Nitro CRL refresh failed, the held one stays until its nextUpdate: {e}");
                 }
             }
@@ -532,7 +527,10 @@ impl NitroCollateral for NitroCrlCache {
         let mut out = Vec::new();
         for p in points {
             match held.get(&p.url).filter(|h| h.point == *p) {
-                Some(h) => out.push(Arc::clone(&h.crl)),
+                Some(h) => {
+                    h.read(self.reads.fetch_add(1, Ordering::Relaxed));
+                    out.push(Arc::clone(&h.crl));
+                }
                 None => missing.push(p),
             }
         }
@@ -582,8 +580,8 @@ pub fn nitro_collateral(config: &SourceConfig) -> Result<NitroCrlCache, SetupErr
     )?)
 }
 
-mod backoff;
 mod file;
+mod held;
 
 // The test needs the sim Nitro PKI.
 #[cfg(all(test, feature = "sim"))]

@@ -8,12 +8,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::{Backoff, CollateralCache, Key, MAX_MISSING};
+use super::{CollateralCache, Key, MAX_MISSING};
 use crate::dcap::collateral::early::EarlyCollateral;
 use crate::dcap::early::VerifiedEarly;
 use crate::dcap::error::VerifyError;
 use crate::dcap::time::UnixTime;
 use crate::dcap::verified::VerifiedCollateral;
+use crate::source::backoff::Backoff;
 use crate::source::marks::{Marks, Refused};
 use crate::source::pcs::FetchError;
 
@@ -25,7 +26,7 @@ pub(super) struct EarlyState {
     held: RwLock<HashMap<Key, Held>>,
     /// Keys with a standard snapshot and no early data, a verdict asked for.
     missing: Mutex<HashSet<Key>>,
-    backoff: Mutex<Backoff>,
+    backoff: Backoff<Key>,
     /// The early book of marks (shared by every generation's cache, kept by the proxy).
     marks: Mutex<Option<Arc<Marks>>>,
     failures: AtomicU64,
@@ -157,18 +158,12 @@ impl CollateralCache {
 
     /// Keys whose early data is missing and not backing off.
     pub(super) fn early_missing(&self, now: UnixTime) -> Vec<Key> {
-        let backoff = self
-            .early
-            .backoff
-            .lock()
-            .map(|b| b.clone())
-            .unwrap_or_default();
         self.early
             .missing
             .lock()
             .map(|m| {
                 m.iter()
-                    .filter(|k| backoff.get(k).is_none_or(|(next, _)| now >= *next))
+                    .filter(|k| self.early.backoff.until(k, now).is_none())
                     .copied()
                     .collect()
             })
@@ -240,9 +235,7 @@ impl CollateralCache {
                     }
                     tracing::info!(fmspc = %key.0, tee = key.2.as_str(), evaluation = v.evaluation_number(), standard_from = ?v.standard_from().map(UnixTime::to_rfc3339), "early TCB data fetched and verified");
                 }
-                if let Ok(mut b) = self.early.backoff.lock() {
-                    b.remove(&key);
-                }
+                self.early.backoff.succeeded(&key);
                 if let Ok(mut m) = self.early.missing.lock() {
                     m.remove(&key);
                 }
@@ -250,7 +243,9 @@ impl CollateralCache {
             Err(why) => {
                 self.early.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(fmspc = %key.0, ca = key.1.as_str(), tee = key.2.as_str(), error = %why, "early TCB data not taken; the standard data and its verdicts are unaffected");
-                self.back_off(&self.early.backoff, key);
+                self.early
+                    .backoff
+                    .failed(key, UnixTime::now(), &self.policy, ());
             }
         }
     }

@@ -9,14 +9,14 @@
 //! [`NEW_CHIP_FAILURES`] failures per longest delay, after which no new chip is asked for
 //! until the oldest of them leaves the window (chips already held are not affected).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use super::{KdsError, VcekKey};
 use crate::dcap::time::UnixTime;
 use crate::snp::report::SigningKey;
 use crate::snp::Product;
+use crate::source;
 use crate::source::fetch::RefreshPolicy;
 
 /// Failed fetches remembered at most; the one whose retry comes first makes room.
@@ -33,17 +33,10 @@ pub(super) enum Asked {
     Vcek(VcekKey),
 }
 
-/// When a failed fetch may be tried again, the delay that led there, and why it failed.
-struct Failed {
-    retry_at: UnixTime,
-    delay: Duration,
-    error: KdsError,
-}
-
-/// The failed fetches not to repeat yet.
+/// The failed fetches not to repeat yet, and the budget of failures for new chips.
 pub(super) struct Backoff {
     policy: RefreshPolicy,
-    failed: Mutex<HashMap<Asked, Failed>>,
+    failed: source::backoff::Backoff<Asked, KdsError>,
     /// When first fetches for chips never held failed, oldest first (the last
     /// [`NEW_CHIP_FAILURES`] within `max_backoff`).
     new_chips: Mutex<VecDeque<UnixTime>>,
@@ -54,7 +47,7 @@ impl Backoff {
     pub(super) fn new(policy: RefreshPolicy) -> Self {
         Self {
             policy,
-            failed: Mutex::new(HashMap::new()),
+            failed: source::backoff::Backoff::new(MAX_REMEMBERED),
             new_chips: Mutex::new(VecDeque::new()),
         }
     }
@@ -62,53 +55,22 @@ impl Backoff {
     /// When `asked` may be fetched again, if its last fetch failed and that time is after
     /// `now`.
     pub(super) fn until(&self, asked: Asked, now: UnixTime) -> Option<UnixTime> {
-        let failed = self.failed.lock().ok()?;
-        failed
-            .get(&asked)
-            .map(|f| f.retry_at)
-            .filter(|at| now < *at)
+        self.failed.until(&asked, now)
     }
 
     /// Why the last fetch of `asked` failed, if it did and none succeeded since.
     pub(super) fn last_error(&self, asked: Asked) -> Option<KdsError> {
-        let failed = self.failed.lock().ok()?;
-        failed.get(&asked).map(|f| f.error.clone())
+        self.failed.last_error(&asked)
     }
 
-    /// Records a failed fetch of `asked` at `now` and why: the first delay, or twice the
-    /// last one up to the longest.
+    /// Records a failed fetch of `asked` at `now` and why.
     pub(super) fn failed(&self, asked: Asked, now: UnixTime, error: &KdsError) {
-        let Ok(mut failed) = self.failed.lock() else {
-            return;
-        };
-        let delay = failed.get(&asked).map_or(self.policy.min_backoff, |f| {
-            f.delay.saturating_mul(2).min(self.policy.max_backoff)
-        });
-        if failed.len() >= MAX_REMEMBERED && !failed.contains_key(&asked) {
-            if let Some(first) = failed
-                .iter()
-                .min_by_key(|(_, f)| f.retry_at)
-                .map(|(k, _)| *k)
-            {
-                failed.remove(&first);
-            }
-        }
-        let secs = i64::try_from(delay.as_secs()).unwrap_or(i64::MAX);
-        let retry_at = UnixTime(now.0.saturating_add(secs));
-        let error = error.clone();
-        failed.insert(
-            asked,
-            Failed {
-                retry_at,
-                delay,
-                error,
-            },
-        );
+        self.failed.failed(asked, now, &self.policy, error.clone());
     }
 
     /// True when `asked` failed before and has not been fetched since.
     pub(super) fn remembers(&self, asked: Asked) -> bool {
-        self.failed.lock().is_ok_and(|f| f.contains_key(&asked))
+        self.failed.remembers(&asked)
     }
 
     /// When a chip never held may be asked for, if the budget of failures for such chips is
@@ -143,8 +105,6 @@ impl Backoff {
 
     /// Forgets `asked`'s failures: it was fetched.
     pub(super) fn succeeded(&self, asked: Asked) {
-        if let Ok(mut failed) = self.failed.lock() {
-            failed.remove(&asked);
-        }
+        self.failed.succeeded(&asked);
     }
 }
