@@ -377,3 +377,34 @@ pub(super) fn emit(text: &str) -> std::io::Result<()> {
         other => other,
     }
 }
+
+/// `accepted` or `refused`: whether a refusal code was given.
+pub(super) fn verdict_word<C>(code: Option<C>) -> &'static str {
+    if code.is_none() {
+        "accepted"
+    } else {
+        "refused"
+    }
+}
+
+/// Prints `report` (JSON or `text`) and returns the exit code of its refusal `code`, the same
+/// for every TEE: accepted 0, collateral that cannot be had 2 ("could not check": every check
+/// that needs none has passed by then, a refusal among them comes first), any other refusal 1.
+pub(super) fn finish<T: Serialize>(
+    report: &T,
+    json: bool,
+    text: impl FnOnce(&T) -> String,
+    code: Option<&str>,
+) -> anyhow::Result<std::process::ExitCode> {
+    let out = if json {
+        serde_json::to_string_pretty(report)? + "\n"
+    } else {
+        text(report)
+    };
+    emit(&out)?;
+    Ok(std::process::ExitCode::from(match code {
+        None => super::EXIT_ACCEPTED,
+        Some(c) if c == RefusalCode::CollateralUnavailable.as_str() => super::EXIT_CANNOT_CHECK,
+        Some(_) => super::EXIT_REFUSED,
+    }))
+}

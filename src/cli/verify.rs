@@ -10,7 +10,6 @@ use clap::Args;
 
 use super::report::Report;
 use super::{input, verify_nitro_cert, verify_snp, verify_snp_cert};
-use super::{EXIT_ACCEPTED, EXIT_CANNOT_CHECK, EXIT_REFUSED};
 use crate::snp::ids::{AuthorKeyDigest, FamilyId, HostData, IdKeyDigest, ImageId, Measurement};
 
 /// The longest `verify` waits for collateral from PCS or a PCCS.
@@ -550,17 +549,10 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let out = if args.json {
-        serde_json::to_string_pretty(&report)? + "\n"
-    } else {
-        report.to_text()
-    };
-    super::report::emit(&out)?;
-    // Collateral that cannot be had is "could not check", not a refusal: every check that
-    // needs none has passed by then (a refusal among them comes first, as exit 1).
-    Ok(ExitCode::from(match report.code {
-        None => EXIT_ACCEPTED,
-        Some(RefusalCode::CollateralUnavailable) => EXIT_CANNOT_CHECK,
-        Some(_) => EXIT_REFUSED,
-    }))
+    super::report::finish(
+        &report,
+        args.json,
+        super::report::Report::to_text,
+        report.code.map(RefusalCode::as_str),
+    )
 }

@@ -11,7 +11,6 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use super::{EXIT_ACCEPTED, EXIT_CANNOT_CHECK, EXIT_REFUSED};
 use crate::appraise::nitro_policy::{self, NitroPolicy, NitroViolation};
 use crate::dcap::time::UnixTime;
 use crate::dstack::{Attestation, Platform};
@@ -301,11 +300,7 @@ fn print(
     now: UnixTime,
 ) -> anyhow::Result<ExitCode> {
     let json = NitroJson {
-        verdict: if out.code.is_none() {
-            "accepted"
-        } else {
-            "refused"
-        },
+        verdict: super::report::verdict_word(out.code),
         code: out.code,
         reasons: out.reasons,
         quote: out.quote,
@@ -315,17 +310,7 @@ fn print(
         revocation: out.revocation,
         verified_at: now.to_rfc3339(),
     };
-    let out = if args.json {
-        serde_json::to_string_pretty(&json)? + "\n"
-    } else {
-        text(&json)
-    };
-    super::report::emit(&out)?;
-    Ok(ExitCode::from(match json.code {
-        None => EXIT_ACCEPTED,
-        Some("collateral_unavailable") => EXIT_CANNOT_CHECK,
-        Some(_) => EXIT_REFUSED,
-    }))
+    super::report::finish(&json, args.json, text, json.code)
 }
 
 /// The Nitro half of the flags (taken as values: this module never sees `VerifyArgs`, so

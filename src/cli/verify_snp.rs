@@ -11,7 +11,6 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use super::{EXIT_ACCEPTED, EXIT_CANNOT_CHECK, EXIT_REFUSED};
 use crate::appraise::snp_policy::{snp_error_code, MinTcb, SnpPolicy};
 use crate::dcap::ids::ReportData;
 use crate::dcap::time::UnixTime;
@@ -457,11 +456,7 @@ pub(super) fn print(
     now: UnixTime,
 ) -> anyhow::Result<ExitCode> {
     let json = SnpJson {
-        verdict: if out.code.is_none() {
-            "accepted"
-        } else {
-            "refused"
-        },
+        verdict: super::report::verdict_word(out.code),
         code: out.code,
         reasons: out.reasons,
         quote: out.quote,
@@ -470,17 +465,7 @@ pub(super) fn print(
         cert_sha256,
         verified_at: now.to_rfc3339(),
     };
-    let out = if args.json {
-        serde_json::to_string_pretty(&json)? + "\n"
-    } else {
-        text(&json)
-    };
-    super::report::emit(&out)?;
-    Ok(ExitCode::from(match json.code {
-        None => EXIT_ACCEPTED,
-        Some("collateral_unavailable") => EXIT_CANNOT_CHECK,
-        Some(_) => EXIT_REFUSED,
-    }))
+    super::report::finish(&json, args.json, text, json.code)
 }
 
 fn text(j: &SnpJson) -> String {
