@@ -10,13 +10,10 @@
 mod common;
 mod nitro_common;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::Response;
+use common::canned::Canned;
+
 use ratls_proxy::dcap::time::UnixTime;
 use ratls_proxy::nitro::collateral::crl_points;
 use ratls_proxy::nitro::error::NitroError;
@@ -32,68 +29,25 @@ const DAY: i64 = 86_400;
 /// The regional CA's serial in the sim chain (`cabundle[1]`).
 const REGIONAL_SERIAL: &[u8] = &[0x10];
 
-type Answers = Arc<Mutex<HashMap<String, (u16, Vec<u8>)>>>;
+/// An S3 stand-in: path → body; anything else 404.
+struct Bucket(Canned);
 
-/// An S3 stand-in: path → (status, body); anything else 404.
-struct Bucket {
-    addr: std::net::SocketAddr,
-    answers: Answers,
-    hits: Arc<Mutex<Vec<String>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Bucket {
-    fn drop(&mut self) {
-        self.task.abort();
+impl std::ops::Deref for Bucket {
+    type Target = Canned;
+    fn deref(&self) -> &Canned {
+        &self.0
     }
 }
 
 impl Bucket {
     async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let answers: Answers = Arc::default();
-        let hits: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (a, h) = (Arc::clone(&answers), Arc::clone(&hits));
-        let task = tokio::spawn(common::pccs::serve_http(listener, None, move |req| {
-            let path = req.uri().path().to_owned();
-            h.lock().expect("hits").push(path.clone());
-            let (status, body) = a
-                .lock()
-                .expect("answers")
-                .get(&path)
-                .cloned()
-                .unwrap_or((404, Vec::new()));
-            Response::builder()
-                .status(status)
-                .body(Full::new(Bytes::from(body)))
-                .expect("response")
-        }));
-        Self {
-            addr,
-            answers,
-            hits,
-            task,
-        }
-    }
-
-    fn serve(&self, path: &str, body: Vec<u8>) {
-        self.answers
-            .lock()
-            .expect("answers")
-            .insert(path.to_owned(), (200, body));
-    }
-
-    fn hits(&self) -> usize {
-        self.hits.lock().expect("hits").len()
+        Self(Canned::start().await)
     }
 
     fn cache(&self, root: NitroRoot, mode: Revocation) -> NitroCrlCache {
         NitroCrlCache::new(
             root,
-            &NitroCrlSpec::Mirror(format!("http://{}", self.addr)),
+            &NitroCrlSpec::Mirror(self.url()),
             mode,
             RefreshPolicy::default(),
         )
@@ -501,7 +455,7 @@ async fn an_older_crl_is_a_rollback_and_the_held_one_stays() {
     w.serve_good(&bucket, NOW - DAY);
     let c = NitroCrlCache::new(
         w.root.clone(),
-        &NitroCrlSpec::Mirror(format!("http://{}", bucket.addr)),
+        &NitroCrlSpec::Mirror(bucket.url()),
         Revocation::Required,
         RefreshPolicy {
             interval: Duration::from_secs(60),

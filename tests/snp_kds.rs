@@ -12,13 +12,11 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::Response;
+use common::canned::Canned;
+
 use ratls_proxy::dcap::time::UnixTime;
 use ratls_proxy::sim::snp::{sim_chip_id, sim_tcb, ReportSpec, SimSnpPki, VekSpec, ASK_SERIAL};
 use ratls_proxy::snp::ids::ChipId;
@@ -31,79 +29,25 @@ use ratls_proxy::{KdsCache, KdsEndpoint, KdsError, RefreshPolicy, SnpCollateralS
 const NOW: UnixTime = UnixTime(1_790_000_000);
 const DAY: i64 = 86_400;
 
-/// Path and query → (status, body).
-type Answers = Arc<Mutex<HashMap<String, (u16, Vec<u8>)>>>;
+/// A KDS stand-in: path and query → body; anything else 404.
+struct Kds(Canned);
 
-/// A KDS stand-in: path and query → (status, body); anything else 404.
-struct Kds {
-    addr: std::net::SocketAddr,
-    answers: Answers,
-    hits: Arc<Mutex<Vec<String>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Kds {
-    fn drop(&mut self) {
-        self.task.abort();
+impl std::ops::Deref for Kds {
+    type Target = Canned;
+    fn deref(&self) -> &Canned {
+        &self.0
     }
 }
 
 impl Kds {
     async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let answers: Answers = Arc::default();
-        let hits: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (a, h) = (Arc::clone(&answers), Arc::clone(&hits));
-        let task = tokio::spawn(common::pccs::serve_http(listener, None, move |req| {
-            let target = req
-                .uri()
-                .path_and_query()
-                .map(|p| p.as_str().to_owned())
-                .unwrap_or_default();
-            h.lock().expect("hits").push(target.clone());
-            let (status, body) = a
-                .lock()
-                .expect("answers")
-                .get(&target)
-                .cloned()
-                .unwrap_or((404, Vec::new()));
-            Response::builder()
-                .status(status)
-                .body(Full::new(Bytes::from(body)))
-                .expect("response")
-        }));
-        Self {
-            addr,
-            answers,
-            hits,
-            task,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        Self(Canned::start().await)
     }
 
     fn endpoint(&self) -> KdsEndpoint {
         KdsEndpoint::at(&self.url(), None)
             .expect("endpoint")
             .with_timeout(Duration::from_secs(2))
-    }
-
-    /// Serves `body` at `url` (the stand-in's own base stripped).
-    fn serve(&self, url: &str, body: impl Into<Vec<u8>>) {
-        let path = url.strip_prefix(&self.url()).expect("our URL").to_owned();
-        self.answers
-            .lock()
-            .expect("answers")
-            .insert(path, (200, body.into()));
-    }
-
-    fn hits(&self) -> usize {
-        self.hits.lock().expect("hits").len()
     }
 }
 
@@ -218,11 +162,10 @@ async fn what_a_hostile_or_broken_kds_serves_is_refused_and_never_cached() {
         }),
     ];
     for (name, body, check) in cases {
-        let path = vcek_url.strip_prefix(&kds.url()).expect("ours").to_owned();
         match body {
             Some(b) => kds.serve(&vcek_url, b),
             None => {
-                kds.answers.lock().expect("answers").remove(&path);
+                kds.forget(&vcek_url);
             }
         }
         let cache = cache(&kds, &w.trust);
@@ -536,13 +479,7 @@ async fn a_failed_vcek_fetch_is_not_repeated_before_its_backoff_ends() {
     let bytes = serve_platform(&kds, &w.milan, NOW.0 - DAY);
     let report = Report::parse(&bytes).expect("parses");
     let url = kds.endpoint().vcek_url(p, &sim_chip_id(p), &sim_tcb(p));
-    let path = url.strip_prefix(&kds.url()).expect("ours").to_owned();
-    let served = kds
-        .answers
-        .lock()
-        .expect("answers")
-        .remove(&path)
-        .expect("served");
+    let served = kds.forget(&url).expect("served");
     let policy = RefreshPolicy {
         min_backoff: Duration::from_secs(30),
         ..RefreshPolicy::default()
@@ -551,7 +488,7 @@ async fn a_failed_vcek_fetch_is_not_repeated_before_its_backoff_ends() {
     let e = cache.fetch_for(&report, NOW).await.expect_err("404");
     assert!(matches!(e, KdsError::Fetch(_)), "{e}");
     let hits = kds.hits();
-    kds.answers.lock().expect("answers").insert(path, served);
+    kds.serve(&url, served);
     for later in [0, 29] {
         let e = cache
             .fetch_for(&report, UnixTime(NOW.0 + later))

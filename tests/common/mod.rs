@@ -6,6 +6,7 @@
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
 pub mod admin;
+pub mod canned;
 pub mod cli;
 pub mod client;
 pub mod http;
