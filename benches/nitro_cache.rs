@@ -1,10 +1,10 @@
 //! AWS Nitro document verification with and without the verified-intermediates cache, on
 //! the real dstack-wrapped document at its own timestamp, interleaved in one group:
-//! - `no_cache`: parse, the whole chain (root → cabundle[1] → cabundle[2] → leaf: three
-//!   ECDSA P-384 verifications), the COSE signature;
+//! - `no_cache`: parse, the whole chain (root → cabundle[1..=3] → leaf: four ECDSA P-384
+//!   verifications), the COSE signature;
 //! - `cache_hit`: the same with the bundle remembered but no signing certificate
 //!   (`IntermediatesCache::with_leaf_capacity(16, 0)`): parse (the intermediates too, for
-//!   the typed chain), their validity at the time, the leaf under cabundle[2] and the COSE
+//!   the typed chain), their validity at the time, the leaf under cabundle[3] and the COSE
 //!   signature (two ECDSA verifications);
 //! - `known_enclave`: the bundle and the signing certificate remembered (a new document
 //!   from an enclave seen before; nothing keyed by the document's payload or signature is
