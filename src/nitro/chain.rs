@@ -13,7 +13,9 @@ use x509_parser::certificate::X509Certificate;
 
 use crate::dcap::pki::parse_cert;
 use crate::dcap::time::UnixTime;
-use crate::nitro::cache::{BundleKey, IntermediatesCache, VerifiedIntermediates};
+use crate::nitro::cache::{
+    BundleKey, IntermediatesCache, LeafKey, VerifiedIntermediates, VerifiedLeaf,
+};
 use crate::nitro::document::AttestationDoc;
 use crate::nitro::error::NitroError;
 use crate::nitro::pki::{self, Profile, Role};
@@ -87,7 +89,7 @@ pub fn verify_chain<'a>(
     }
     let leaf = link(
         doc.certificate,
-        "the signing certificate".to_owned(),
+        LEAF.to_owned(),
         Role::Leaf,
         &parent_subject,
         &parent_point,
@@ -121,9 +123,10 @@ fn check_root<'d, 'a>(
 
 /// [`verify_chain`], with the intermediates' time-independent checks (names, signatures,
 /// profiles, path lengths) taken from `cache` when the same bundle verified under the same
-/// root before. Time is never cached: the root, each intermediate and the signing
-/// certificate are checked at `now`, and the signing certificate is verified in full. A
-/// bundle is remembered only once its whole chain, leaf included, verified.
+/// root before, and the signing certificate's (name, signature, profile, key) when the same
+/// certificate verified under that bundle before. Time is never cached: the root, each
+/// intermediate and the signing certificate are checked at `now`. A bundle is remembered
+/// only once its whole chain, leaf included, verified; a leaf only once it verified.
 pub fn verify_chain_cached<'a>(
     doc: &AttestationDoc<'a>,
     root: &NitroRoot,
@@ -138,6 +141,10 @@ pub fn verify_chain_cached<'a>(
             cache.insert(
                 key,
                 VerifiedIntermediates::after_full_check(chain.intermediates.len()),
+            );
+            cache.insert_leaf(
+                LeafKey::of(&key, doc.certificate),
+                VerifiedLeaf::after_full_check(),
             );
             return Ok(chain);
         }
@@ -157,21 +164,48 @@ pub fn verify_chain_cached<'a>(
         check_time(&what, from, until, now)?;
         verified.push(ChainCert { cert, what, point });
     }
-    let (parent_subject, parent_point) = match verified.last() {
-        Some(c) => (c.cert.subject().as_raw(), c.point.as_slice()),
-        None => (root.subject(), root.point()),
+    let leaf_key = LeafKey::of(&key, doc.certificate);
+    let leaf = match cache.leaf(&leaf_key) {
+        Some(_proof) => known_leaf(doc.certificate, now)?,
+        None => {
+            let (parent_subject, parent_point) = match verified.last() {
+                Some(c) => (c.cert.subject().as_raw(), c.point.as_slice()),
+                None => (root.subject(), root.point()),
+            };
+            let leaf = link(
+                doc.certificate,
+                LEAF.to_owned(),
+                Role::Leaf,
+                parent_subject,
+                parent_point,
+                now,
+            )?
+            .cert;
+            cache.insert_leaf(leaf_key, VerifiedLeaf::after_full_check());
+            leaf
+        }
     };
-    let leaf = link(
-        doc.certificate,
-        "the signing certificate".to_owned(),
-        Role::Leaf,
-        parent_subject,
-        parent_point,
-        now,
-    )?;
     Ok(Chain {
         intermediates: verified,
-        leaf: leaf.cert,
+        leaf,
+    })
+}
+
+/// What errors call the signing certificate.
+const LEAF: &str = "the signing certificate";
+
+/// A signing certificate verified under this bundle before (its [`VerifiedLeaf`] is in the
+/// cache): parsed for the typed chain, its key read, its validity checked at `now`.
+fn known_leaf(der: &[u8], now: UnixTime) -> Result<ChainCert<'_>, NitroError> {
+    let fail = |e: String| NitroError::chain(LEAF, e);
+    let cert = parse_cert(der, "certificate").map_err(|e| fail(e.to_string()))?;
+    let point = pki::p384_point(cert.public_key()).map_err(fail)?.to_vec();
+    let (from, until) = pki::validity(&cert);
+    check_time(LEAF, from, until, now)?;
+    Ok(ChainCert {
+        cert,
+        what: LEAF.to_owned(),
+        point,
     })
 }
 

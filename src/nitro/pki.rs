@@ -15,7 +15,7 @@ use x509_parser::oid_registry::{
 use x509_parser::revocation_list::CertificateRevocationList;
 use x509_parser::x509::{AlgorithmIdentifier, SubjectPublicKeyInfo, X509Version};
 
-use crate::dcap::pki::is_exact_envelope;
+use crate::dcap::pki::{count_verification, is_exact_envelope};
 use crate::dcap::time::UnixTime;
 
 /// DER of `AlgorithmIdentifier { ecdsa-with-SHA384 }` (no parameters, RFC 5758 §3.2).
@@ -106,6 +106,7 @@ fn verify_signed(
     {
         return Err("not signed with ecdsa-with-SHA384 in a well-formed envelope".into());
     }
+    count_verification();
     UnparsedPublicKey::new(&ECDSA_P384_SHA384_ASN1, issuer_point)
         .verify(tbs, signature)
         .map_err(|_| "the signature does not verify under the issuer's key".into())

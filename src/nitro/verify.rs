@@ -114,6 +114,7 @@ fn finish<'a>(
 
 /// Step 2: the signing certificate's key signed `["Signature1", protected, b"", payload]`.
 fn verify_signature(cose: &CoseSign1<'_>, chain: &Chain<'_>) -> Result<(), NitroError> {
+    crate::dcap::pki::count_verification();
     UnparsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, chain.leaf_point())
         .verify(&cose.sig_structure(), cose.signature)
         .map_err(|_| NitroError::Signature)

@@ -1,0 +1,92 @@
+//! Callgrind driver for issue 30: runs one full verification (collateral + quote) N times on
+//! one real fixture, ours or dcap-qvl 0.7.1 (ring), so instruction counts can be compared
+//! whatever the load on the box. Measures only; never asserts.
+//!
+//! Run: `cargo build --release --example verify_callgrind` then
+//! `valgrind --tool=callgrind target/release/examples/verify_callgrind ours sgx_v3_qvl 20`
+//! (`ours`, `qvl`, or `none`: the setup alone, to subtract). `RATLS_FIXTURES` names the
+//! fixtures directory.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use dcap_qvl::configs::RingConfig;
+use dcap_qvl::verify::QuoteVerifier;
+use dcap_qvl::QuoteCollateralV3;
+use ratls_proxy::appraise::policy::EnclavePolicy;
+use ratls_proxy::appraise::{appraise, Unverified};
+use ratls_proxy::dcap::collateral::Collateral;
+use ratls_proxy::dcap::tcb::TcbStatus;
+use ratls_proxy::dcap::time::UnixTime;
+use ratls_proxy::dcap::trust::TrustAnchor;
+
+/// The fixtures of `benches/verify.rs` and the time each verifies at.
+const CASES: [(&str, u64); 7] = [
+    ("sgx_v3_qvl", 1_751_623_200),
+    ("sgx_v3_automata", 1_756_530_000),
+    ("sgx_v3_debug_dcaprs", 1_725_926_400),
+    ("sgx_v3_debug_mobilecoin", 1_749_668_400),
+    ("tdx_v4_qvl", 1_751_623_200),
+    ("tdx_v4_padded_automata", 1_761_919_200),
+    ("tdx_v5_td15ex_qvl", 1_792_713_600),
+];
+
+fn main() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(side), Some(name)) = (args.get(1), args.get(2)) else {
+        return Err("usage: verify_callgrind ours|qvl|none FIXTURE [N]".into());
+    };
+    let n: u32 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let at = CASES
+        .iter()
+        .find(|(c, _)| c == name)
+        .map(|(_, at)| *at)
+        .ok_or_else(|| format!("unknown fixture {name}"))?;
+    let dir = std::env::var_os("RATLS_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
+    let read = |ext: &str| {
+        std::fs::read(dir.join(format!("dcap/{name}.{ext}"))).map_err(|e| format!("{ext}: {e}"))
+    };
+    let quote = read("quote.bin")?;
+    let json = read("collateral.json")?;
+    let ours = Collateral::from_json(&json).map_err(|e| e.to_string())?;
+    let theirs: QuoteCollateralV3 = serde_json::from_slice(&json).map_err(|e| e.to_string())?;
+    let anchor = TrustAnchor::intel();
+    let policy = EnclavePolicy {
+        allow_debug: true,
+        tcb_statuses: vec![
+            TcbStatus::UpToDate,
+            TcbStatus::SwHardeningNeeded,
+            TcbStatus::ConfigurationNeeded,
+            TcbStatus::ConfigurationAndSwHardeningNeeded,
+            TcbStatus::OutOfDate,
+            TcbStatus::OutOfDateConfigurationNeeded,
+            TcbStatus::TdRelaunchAdvised,
+            TcbStatus::TdRelaunchAdvisedConfigurationNeeded,
+        ],
+        ..EnclavePolicy::default()
+    };
+    let now = UnixTime(i64::try_from(at).map_err(|e| e.to_string())?);
+    let reference = QuoteVerifier::new_prod()
+        .with_config::<RingConfig>()
+        .allow_debug(true);
+    let mut accepted = 0u32;
+    for _ in 0..n {
+        let ok = match side.as_str() {
+            "ours" => {
+                let source = Unverified {
+                    collateral: &ours,
+                    anchor: &anchor,
+                };
+                appraise(black_box(&quote), &source, &policy, now).is_accepted()
+            }
+            "qvl" => reference.verify(black_box(&quote), &theirs, at).is_ok(),
+            "none" => true,
+            other => return Err(format!("unknown side {other}")),
+        };
+        accepted += u32::from(black_box(ok));
+    }
+    println!("{side} {name}: {accepted}/{n} accepted");
+    Ok(())
+}
