@@ -175,17 +175,27 @@ mod tests {
         let upper = format!("{}AB.x", doc(40));
         assert!(matches!(
             in_names([upper.as_str()]),
-            Err(EvervaultError::NotHex { uppercase: true, at: 80, .. })
+            Err(EvervaultError::NotHex {
+                uppercase: true,
+                at: 80,
+                ..
+            })
         ));
         let odd = format!("{}a.x", doc(40));
         assert_eq!(in_names([odd.as_str()]), Err(EvervaultError::OddLength(81)));
         let junk = format!("{}zz.x", doc(40));
         assert!(matches!(
             in_names([junk.as_str()]),
-            Err(EvervaultError::NotHex { uppercase: false, .. })
+            Err(EvervaultError::NotHex {
+                uppercase: false,
+                ..
+            })
         ));
         let split = format!("{}.{}.x", doc(40), doc(40));
-        assert_eq!(in_names([split.as_str()]), Err(EvervaultError::NotLeftmost(80)));
+        assert_eq!(
+            in_names([split.as_str()]),
+            Err(EvervaultError::NotLeftmost(80))
+        );
         let two = [format!("{}.x", doc(40)), format!("{}.y", doc(41))];
         assert_eq!(
             in_names(two.iter().map(String::as_str)),
@@ -196,9 +206,13 @@ mod tests {
             in_names([huge.as_str()]),
             Err(EvervaultError::Oversized(huge.len()))
         );
-        let many: Vec<String> = (0..200).map(|i| format!("{}{i}.example", "h".repeat(60))).collect();
+        let many: Vec<String> = (0..200)
+            .map(|i| format!("{}{i}.example", "h".repeat(60)))
+            .collect();
         assert!(in_names(many.iter().map(String::as_str)).is_ok());
-        let many: Vec<String> = (0..700).map(|i| format!("{}{i}.example", "h".repeat(60))).collect();
+        let many: Vec<String> = (0..700)
+            .map(|i| format!("{}{i}.example", "h".repeat(60)))
+            .collect();
         assert_eq!(
             in_names(many.iter().map(String::as_str)),
             Err(EvervaultError::TooLarge)

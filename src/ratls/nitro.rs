@@ -130,6 +130,13 @@ fn cheap_checks(
     }
 }
 
+/// The cheap re-check on a verdict-cache hit: the carrier's document still names `key` by
+/// the carrier's rule (no signature checked: the cached verdict did that for these bytes).
+pub fn binding_holds(carrier: &NitroCarrier<'_>, key: (CertKey<'_>, BindingMode)) -> bool {
+    document(carrier)
+        .is_ok_and(|bytes| nitro::parse(&bytes).is_ok_and(|p| bound(carrier, &p.doc, key).is_ok()))
+}
+
 /// The NSM document `carrier` holds: dstack's of the Nitro platform (another platform is a
 /// `tee_mismatch`), or Evervault's decoded.
 fn document<'c>(carrier: &'c NitroCarrier<'_>) -> Result<Cow<'c, [u8]>, Refusal> {
