@@ -120,7 +120,7 @@ pub enum EvidenceError {
     Evervault(#[from] EvervaultError),
     /// An AWS Nitro document in the subjectAltName (Evervault's carrier): judged only for a
     /// `tee = "nitro"` entry (`unsupported_tee` for an entry that names no TEE).
-    #[error("the certificate carries an AWS Nitro attestation document in its subjectAltName (Evervault's carrier)")]
+    #[error("an AWS Nitro attestation document in the subjectAltName (Evervault's carrier), judged only for tee = \"nitro\" entries")]
     EvervaultNitro,
 }
 

@@ -46,6 +46,8 @@ pub fn names(
 mod tests {
     use std::sync::Arc;
 
+    use rcgen::PublicKeyData;
+
     use super::*;
     use crate::nitro::binding::user_data_is_spki;
     use crate::nitro::{parse, verify};
