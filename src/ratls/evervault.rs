@@ -95,7 +95,7 @@ fn check_label(label: &str) -> Result<(), EvervaultError> {
             uppercase: byte.is_ascii_uppercase() && byte.is_ascii_hexdigit(),
         });
     }
-    if label.len() % 2 != 0 {
+    if !label.len().is_multiple_of(2) {
         return Err(EvervaultError::OddLength(label.len()));
     }
     Ok(())
