@@ -169,7 +169,7 @@ async fn evervault_enclaves_through_the_proxy_each_with_its_code() {
         ),
     ];
     for (name, names, code, why) in hostile {
-        let sim = start_sim(&env, spec(&pki, |s| s.evervault_names = names)).await;
+        let sim = start_sim(&env, spec(&pki, |s| s.evervault_names = Some(names))).await;
         refused.push((name.into(), sim, code, why));
     }
     let proxy = free_port();
