@@ -21,8 +21,10 @@
 //! (`collateral/amd/`, for `amd_kds`).
 //!
 //! AWS Nitro: `--tee nitro --pcr0 HEX [--debug] [--pcr1/2/3/4/8 HEX] [--nitro-wrong-key]
-//! [--nitro-age SECS]` serves dstack's `.1.8` certificate with a Nitro attestation document
-//! signed by the sim Nitro PKI (`DIR/nitro-root.pem`; its CRLs in `DIR/collateral/nitro/`).
+//! [--nitro-age SECS] [--nitro-carrier dstack|evervault|both]` serves dstack's `.1.8`
+//! certificate (or Evervault's: the document's hex in a DNS subjectAltName) with a Nitro
+//! attestation document signed by the sim Nitro PKI (`DIR/nitro-root.pem`; its CRLs in
+//! `DIR/collateral/nitro/`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,7 +39,7 @@ use ratls_proxy::sim::{
 };
 // AWS Nitro
 use ratls_proxy::sim::nitro::SimNitro;
-use ratls_proxy::sim::NitroEnclaveSpec;
+use ratls_proxy::sim::{NitroEnclaveSpec, SimNitroCarrier};
 // SEV-SNP
 use ratls_proxy::sim::{SnpSim, SnpSimSpec};
 use ratls_proxy::snp::report::GuestPolicy;
@@ -197,6 +199,11 @@ struct Args {
     /// With --tee nitro: the document was made this many seconds before now.
     #[arg(long, default_value_t = 0)]
     nitro_age: u64,
+    /// With --tee nitro: where the certificate carries the document: `dstack` (the `.1.8`
+    /// extension), `evervault` (hex in a DNS subjectAltName, user_data = the SPKI DER) or
+    /// `both` (ambiguous: refused by the proxy).
+    #[arg(long, default_value = "dstack")]
+    nitro_carrier: SimNitroCarrier,
 }
 
 // AWS Nitro
@@ -231,6 +238,7 @@ fn nitro_spec(args: &Args, now: UnixTime) -> Result<Option<NitroEnclaveSpec>, St
     spec.debug = args.debug;
     spec.wrong_key = args.nitro_wrong_key;
     spec.age_secs = args.nitro_age;
+    spec.carrier = args.nitro_carrier;
     Ok(Some(spec))
 }
 
@@ -321,12 +329,13 @@ async fn main() -> ExitCode {
             .map(|(i, v)| format!("pcr{i} {}", hex::encode(v)))
             .collect();
         println!(
-            "  nitro pcr0 {}  debug {}  {}  document age {} s  wrong key {}",
+            "  nitro pcr0 {}  debug {}  {}  document age {} s  wrong key {}  carrier {:?}",
             hex::encode(n.pcr0),
             n.debug,
             pcrs.join("  "),
             n.age_secs,
-            n.wrong_key
+            n.wrong_key,
+            n.carrier
         );
         println!("  nitro root {dir}/nitro-root.pem  CRLs {dir}/collateral/nitro");
         let _ = tokio::signal::ctrl_c().await;

@@ -352,6 +352,8 @@ fn record(judged: Judged<'_>, c: &CertAppraisal, now: UnixTime) -> Value {
             "timestamp": id.timestamp_ms,
             "debug": id.debug,
             "pcrs": pcrs,
+            // The carrier's key binding: `dstack` (`.1.8`) or `evervault` (subjectAltName).
+            "binding": c.binding.map(|b| b.as_str()),
         });
         if let Some(Ok(a)) = c.nitro.as_ref().map(|n| &n.outcome) {
             v["nitro"]["revocation"] = json!({

@@ -1,6 +1,7 @@
 //! `ratls-proxy verify --cert FILE` and `verify URL --tee nitro` for AWS Nitro: the RA-TLS
 //! certificate judged exactly as the proxy judges it for a `tee = "nitro"` entry
-//! (`ratls::appraise_certificate_judged`: dstack's binding, debug, the certificate's window,
+//! (`ratls::appraise_certificate_judged`: the carrier's binding (dstack's `.1.8` or
+//! Evervault's subjectAltName), debug, the certificate's window,
 //! the document's age, chain and COSE signature, the PCR policy, revocation as the proxy's
 //! default requires it), with AWS's CRLs from the URLs the verified chain names, a mirror
 //! (`--collateral URL`) or a directory. A CRL miss is fetched once and judged again, as the
@@ -28,9 +29,13 @@ use crate::source::CollateralSetup;
 /// The longest `verify` waits for the CRLs a judgement found missing.
 const WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// The NSM document carried by the leaf `der` (dstack's `.1.8` of a Nitro enclave), unverified:
-/// `None` when it carries none.
+/// The NSM document carried by the leaf `der` (Evervault's subjectAltName, or dstack's `.1.8`
+/// of a Nitro enclave), unverified: `None` when it carries none.
 pub(super) fn document_in(der: &[u8]) -> Option<Vec<u8>> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    if let Ok(Some(san)) = crate::ratls::evervault::find(&cert) {
+        return Some(san.decode());
+    }
     super::input::dstack_platform(der, |p| match p {
         Platform::NitroEnclave { nsm_quote } => Some(nsm_quote.into_owned()),
         _ => None,
@@ -155,7 +160,8 @@ pub(super) struct CertFlags<'a> {
 }
 
 /// `--cert` or a URL judged as a Nitro certificate (by `--tee nitro`, or a `--cert` whose
-/// dstack attestation is of a Nitro enclave); `None` for the other paths.
+/// dstack attestation is of a Nitro enclave or that carries Evervault's document); `None`
+/// for the other paths.
 pub(super) fn dispatch(
     flags: &CertFlags<'_>,
     policy: NitroPolicy,

@@ -54,6 +54,8 @@ pub enum Binding {
     Gramine,
     /// SHA-512 of `ratls-cert:` and the SPKI DER (dstack).
     Dstack,
+    /// A Nitro document's `user_data` is the SPKI DER (Evervault's subjectAltName carrier).
+    Evervault,
 }
 
 impl Binding {
@@ -63,6 +65,7 @@ impl Binding {
             Self::Cosmian => "cosmian",
             Self::Gramine => "gramine",
             Self::Dstack => "dstack",
+            Self::Evervault => "evervault",
         }
     }
 }

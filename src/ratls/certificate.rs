@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::binding::{self, Binding, BindingMode, CertKey};
 use super::dstack::DstackReport;
-use super::evidence::{self, Evidence, EvidenceError};
+use super::evidence::{self, Evidence, EvidenceError, NITRO_ENCLAVE};
 use super::nitro::{NitroAppraisal, NitroJudge};
 use super::snp::{SnpAppraisal, SnpJudge};
 use crate::appraise::nitro_policy::NitroAccepted;
@@ -24,8 +24,6 @@ use crate::dcap::verify::VerifiedQuote;
 
 /// dstack's name for AMD SEV-SNP evidence (`Platform::name`).
 const SEV_SNP: &str = "sev-snp";
-/// dstack's name for AWS Nitro Enclaves evidence (`Platform::name`).
-const NITRO_ENCLAVE: &str = "nitro-enclave";
 
 /// The judgement of one certificate, with what the report shows.
 #[derive(Clone, Debug)]
@@ -159,8 +157,9 @@ impl EvidenceError {
             | Self::Dice(_)
             | Self::TooLarge(_)
             | Self::Dstack(_)
-            | Self::LegacyWithoutEventLog => RefusalCode::QuoteMalformed,
-            Self::UnsupportedTee(_) => RefusalCode::UnsupportedTee,
+            | Self::LegacyWithoutEventLog
+            | Self::Evervault(_) => RefusalCode::QuoteMalformed,
+            Self::UnsupportedTee(_) | Self::EvervaultNitro => RefusalCode::UnsupportedTee,
         }
     }
 }
@@ -279,10 +278,7 @@ pub fn appraise_certificate_judged(
         )
     };
     let found = evidence::find(&cert);
-    let other = match &found {
-        Err(EvidenceError::UnsupportedTee(u)) => Some(u.0),
-        _ => None,
-    };
+    let other = found.as_ref().err().and_then(EvidenceError::other_tee);
     let evidence = match (found, other, judges.snp, judges.nitro) {
         (Ok(_), _, Some(_), _) | (Ok(_), _, _, Some(_)) => return mismatch("an Intel quote"),
         (Ok(e), _, None, None) => e,
@@ -406,7 +402,7 @@ fn appraise_snp(
 }
 
 /// The appraisal of AWS Nitro evidence in `cert` (found by `evidence::find`, which names it
-/// unsupported for Intel entries) for a Nitro entry.
+/// Nitro's for Intel entries: dstack's `.1.8` or Evervault's subjectAltName) for a Nitro entry.
 fn appraise_nitro(
     cert: &x509_parser::certificate::X509Certificate<'_>,
     key: (CertKey<'_>, BindingMode),
@@ -415,26 +411,9 @@ fn appraise_nitro(
     now: UnixTime,
     cert_sha256: CertSha256,
 ) -> CertAppraisal {
-    let (nitro, quote_sha256) = match evidence::find_dstack(cert) {
-        Ok(att) => {
-            let doc_sha = match &att.platform {
-                crate::dstack::Platform::NitroEnclave { nsm_quote } => {
-                    Some(Sha256::digest(nsm_quote).into())
-                }
-                _ => None,
-            };
-            (
-                super::nitro::appraise(&att, key, judge, window, now),
-                doc_sha,
-            )
-        }
-        Err(e) => (
-            NitroAppraisal {
-                identity: None,
-                outcome: Err(Refusal::new(e.code(), e.to_string())),
-            },
-            None,
-        ),
+    let nitro = match evidence::find_nitro(cert) {
+        Ok(carrier) => super::nitro::appraise(&carrier, key, judge, window, now),
+        Err(e) => NitroAppraisal::refused(Refusal::new(e.code(), e.to_string())),
     };
     // As for SEV-SNP: the Intel appraisal holds the refusal, or one no reader sees.
     let intel = nitro.outcome.as_ref().err().cloned().unwrap_or_else(|| {
@@ -445,11 +424,12 @@ fn appraise_nitro(
     });
     CertAppraisal {
         appraisal: Appraisal::refused_early(intel, now),
-        binding: nitro.identity.is_some().then_some(Binding::Dstack),
+        // Known to hold once the document verified (the binding is checked before).
+        binding: nitro.identity.is_some().then_some(nitro.binding).flatten(),
         cert_sha256,
         cert_not_before: Some(UnixTime(window.0)),
         cert_not_after: Some(UnixTime(window.1)),
-        quote_sha256,
+        quote_sha256: nitro.document_sha256,
         dstack: None,
         snp: None,
         nitro: Some(Box::new(nitro)),

@@ -20,10 +20,16 @@
 //! other), `.1.2` without `.1.1`, and `.1.1` without `.1.2` (dstack refuses that too).
 //! dstack evidence of a platform this build does not verify (SEV-SNP, Nitro, GCP TDX) is
 //! recognised and refused as such.
+//!
+//! An AWS Nitro document may also travel in the subjectAltName (Evervault's carrier,
+//! [`super::evervault`]); beside any quote extension it is ambiguous and refused (Evervault
+//! reads the one, every other verifier the other). [`find_nitro`] names a Nitro entry's
+//! carrier, dstack's or Evervault's.
 
 use x509_parser::certificate::X509Certificate;
 use x509_parser::der_parser::oid::Oid;
 
+use super::evervault::{self, EvervaultError, EvervaultSan};
 use crate::cbor::{Cbor, CborError};
 use crate::dcap::quote::limits::MAX_QUOTE_LEN;
 use crate::dstack::{self, Attestation, AttestationError, Platform, UnsupportedTee};
@@ -109,6 +115,38 @@ pub enum EvidenceError {
     /// dstack evidence of a platform this build does not verify (`unsupported_tee`).
     #[error(transparent)]
     UnsupportedTee(#[from] UnsupportedTee),
+    /// The subjectAltName carries no usable Evervault document (`quote_malformed`).
+    #[error("Evervault's attestation document in the subjectAltName is malformed: {0}")]
+    Evervault(#[from] EvervaultError),
+    /// An AWS Nitro document in the subjectAltName (Evervault's carrier): judged only for a
+    /// `tee = "nitro"` entry (`unsupported_tee` for an entry that names no TEE).
+    #[error("an AWS Nitro attestation document in the subjectAltName (Evervault's carrier), judged only for tee = \"nitro\" entries")]
+    EvervaultNitro,
+}
+
+impl EvidenceError {
+    /// The TEE (dstack's platform name) of evidence `find` recognised and left to another
+    /// judge than Intel's: SEV-SNP or Nitro.
+    pub fn other_tee(&self) -> Option<&'static str> {
+        match self {
+            Self::UnsupportedTee(u) => Some(u.0),
+            Self::EvervaultNitro => Some(NITRO_ENCLAVE),
+            _ => None,
+        }
+    }
+}
+
+/// dstack's name for AWS Nitro Enclaves evidence (`Platform::name`), for either carrier.
+pub const NITRO_ENCLAVE: &str = "nitro-enclave";
+
+/// Where a Nitro entry's document travels, each with its own key binding.
+#[derive(Debug)]
+pub enum NitroCarrier<'a> {
+    /// dstack's `.1.8` attestation (of any platform: the Nitro judge names another one's
+    /// `tee_mismatch`).
+    Dstack(Box<Attestation<'a>>),
+    /// Evervault's hex document in the subjectAltName.
+    Evervault(EvervaultSan<'a>),
 }
 
 fn extension<'c>(
@@ -129,8 +167,39 @@ fn capped(quote: &[u8]) -> Result<&[u8], EvidenceError> {
     }
 }
 
+/// Every quote extension this module knows.
+const CARRIER_OIDS: [&[u64]; 7] = [
+    OID_TCG_DICE_TAGGED_EVIDENCE,
+    OID_SGX_QUOTE,
+    OID_SGX_QUOTE_GRAMINE_LEGACY,
+    OID_TDX_QUOTE,
+    OID_DSTACK_ATTESTATION,
+    OID_DSTACK_QUOTE,
+    OID_DSTACK_EVENT_LOG,
+];
+
+/// Evervault's document in `cert`, if any and if no quote extension stands beside it.
+fn evervault_alone<'a>(
+    cert: &'a X509Certificate<'_>,
+) -> Result<Option<EvervaultSan<'a>>, EvidenceError> {
+    let Some(san) = evervault::find(cert)? else {
+        return Ok(None);
+    };
+    for oid in CARRIER_OIDS {
+        if extension(cert, oid)?.is_some() {
+            return Err(EvidenceError::Ambiguous(
+                "an AWS Nitro document in the subjectAltName (Evervault's carrier) beside a quote extension",
+            ));
+        }
+    }
+    Ok(Some(san))
+}
+
 /// Finds the quote, preferring DICE evidence when present (as Gramine does).
 pub fn find<'a>(cert: &'a X509Certificate<'_>) -> Result<Evidence<'a>, EvidenceError> {
+    if evervault_alone(cert)?.is_some() {
+        return Err(EvidenceError::EvervaultNitro);
+    }
     let dstack_log = extension(cert, OID_DSTACK_EVENT_LOG)?;
     if let Some(value) = extension(cert, OID_TCG_DICE_TAGGED_EVIDENCE)? {
         // Gramine reads DICE first, dstack reads its own: two verifiers, two quotes.
@@ -217,6 +286,15 @@ pub fn find<'a>(cert: &'a X509Certificate<'_>) -> Result<Evidence<'a>, EvidenceE
 pub fn find_dstack<'a>(cert: &'a X509Certificate<'_>) -> Result<Attestation<'a>, EvidenceError> {
     let value = extension(cert, OID_DSTACK_ATTESTATION)?.ok_or(EvidenceError::NoQuote)?;
     Ok(Attestation::parse(dstack::extension_value(value)?)?)
+}
+
+/// The Nitro carrier in `cert` for a Nitro entry, once [`find`] has named the evidence
+/// Nitro's and refused every ambiguity: Evervault's document, else dstack's `.1.8`.
+pub fn find_nitro<'a>(cert: &'a X509Certificate<'_>) -> Result<NitroCarrier<'a>, EvidenceError> {
+    match evervault_alone(cert)? {
+        Some(san) => Ok(NitroCarrier::Evervault(san)),
+        None => find_dstack(cert).map(|att| NitroCarrier::Dstack(Box::new(att))),
+    }
 }
 
 /// dstack evidence of TDX, its quote under the same cap as every other carrier's.

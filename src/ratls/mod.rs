@@ -6,6 +6,7 @@ pub mod cache;
 pub mod certificate;
 pub mod client;
 pub mod dstack;
+pub mod evervault;
 pub mod evidence;
 pub mod nitro;
 pub mod snp;

@@ -318,21 +318,18 @@ fn binding_still_holds(leaf_der: &[u8], mode: BindingMode) -> bool {
     };
     let evidence = match super::evidence::find(&cert) {
         Ok(e) => e,
-        // SEV-SNP or Nitro evidence (only an SNP or Nitro entry ever cached a verdict on it).
+        // Nitro evidence, either carrier (only a Nitro entry ever cached a verdict on it).
+        Err(e) if e.other_tee() == Some(super::evidence::NITRO_ENCLAVE) => {
+            return super::evidence::find_nitro(&cert)
+                .is_ok_and(|c| super::nitro::binding_holds(&c, (key, mode)));
+        }
+        // SEV-SNP evidence (only an SNP entry ever cached a verdict on it).
         Err(super::evidence::EvidenceError::UnsupportedTee(_)) => {
             return super::evidence::find_dstack(&cert).is_ok_and(|att| match &att.platform {
                 crate::dstack::Platform::SevSnp { report, .. } => crate::snp::Report::parse(report)
                     .is_ok_and(|r| {
                         crate::dstack::binding::check(&att, key.spki_der, &r.report_data.0).is_ok()
                     }),
-                crate::dstack::Platform::NitroEnclave { nsm_quote } => {
-                    crate::nitro::parse(nsm_quote).is_ok_and(|p| {
-                        let signed = p.doc.user_data.and_then(|u| <&[u8; 64]>::try_from(u).ok());
-                        signed.is_some_and(|u| {
-                            crate::dstack::binding::check(&att, key.spki_der, u).is_ok()
-                        })
-                    })
-                }
                 _ => false,
             })
         }

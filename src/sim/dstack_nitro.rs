@@ -5,7 +5,8 @@
 //! and the NSM document's `user_data` = that `report_data` (dstack `dstack-attest`
 //! `attestation.rs`: "NSM user_data does not match report_data"). The document is forged by
 //! the sim Nitro PKI (`sim/nitro.rs`); each check can be made to fail: another image (PCRs),
-//! a debug enclave, a key other than the certificate's, an old document.
+//! a debug enclave, a key other than the certificate's, an old document. The same spec
+//! serves Evervault's carrier instead, or both at once (`sim/evervault.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,7 +23,33 @@ use crate::ratls::evidence::OID_DSTACK_ATTESTATION;
 /// The PCRs `sim_enclave --tee nitro` may set besides PCR0.
 pub const SETTABLE_PCRS: [u8; 5] = [1, 2, 3, 4, 8];
 
-/// A simulated Nitro enclave behind dstack's RA-TLS.
+/// Where the sim's certificate carries its document.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SimNitroCarrier {
+    /// dstack's `.1.8` extension.
+    #[default]
+    Dstack,
+    /// Evervault's hex label in a DNS subjectAltName.
+    Evervault,
+    /// Both, each a valid document for the key (ambiguous: a verifier must refuse it).
+    Both,
+}
+
+impl std::str::FromStr for SimNitroCarrier {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "dstack" => Ok(Self::Dstack),
+            "evervault" => Ok(Self::Evervault),
+            "both" => Ok(Self::Both),
+            other => Err(format!(
+                "unknown Nitro carrier `{other}` (dstack, evervault, both)"
+            )),
+        }
+    }
+}
+
+/// A simulated Nitro enclave behind dstack's RA-TLS (or Evervault's carrier).
 #[derive(Clone)]
 pub struct NitroEnclaveSpec {
     /// The sim Nitro PKI signing its documents.
@@ -38,6 +65,11 @@ pub struct NitroEnclaveSpec {
     /// The document was made this many seconds before the certificate (`document_too_old`
     /// under `max_cert_age_secs`; beyond the signing certificate's three hours, expired).
     pub age_secs: u64,
+    /// Which carrier the certificate uses.
+    pub carrier: SimNitroCarrier,
+    /// Evervault's carrier: the DNS names made of the document's hex, replacing the genuine
+    /// `<hex>.enclave.localhost` (a test breaks the carrier with them).
+    pub evervault_names: Option<fn(&str) -> Vec<String>>,
 }
 
 impl std::fmt::Debug for NitroEnclaveSpec {
@@ -47,6 +79,7 @@ impl std::fmt::Debug for NitroEnclaveSpec {
             .field("debug", &self.debug)
             .field("wrong_key", &self.wrong_key)
             .field("age_secs", &self.age_secs)
+            .field("carrier", &self.carrier)
             .finish_non_exhaustive()
     }
 }
@@ -61,11 +94,13 @@ impl NitroEnclaveSpec {
             debug: false,
             wrong_key: false,
             age_secs: 0,
+            carrier: SimNitroCarrier::Dstack,
+            evervault_names: None,
         }
     }
 
     /// The document this enclave's NSM returns at `now` for `user_data`.
-    pub fn doc_spec(&self, user_data: &[u8; 64], now: UnixTime) -> DocSpec {
+    pub fn doc_spec(&self, user_data: &[u8], now: UnixTime) -> DocSpec {
         let made = u64::try_from(now.0)
             .unwrap_or(0)
             .saturating_sub(self.age_secs);
@@ -97,17 +132,26 @@ pub fn v0(nsm_quote: &[u8], report_data: &[u8; 64], config: &str) -> Vec<u8> {
     out
 }
 
-/// The `.1.8` extension of a Nitro sim's certificate for `key` at `now`.
+/// The SPKI DER the document names: the certificate's, or another key's (`wrong_key`).
+pub(super) fn bound_spki(spec: &NitroEnclaveSpec, key: &KeyPair) -> Result<Vec<u8>, SimError> {
+    Ok(if spec.wrong_key {
+        KeyPair::generate()?.subject_public_key_info()
+    } else {
+        key.subject_public_key_info()
+    })
+}
+
+/// The `.1.8` extension of a Nitro sim's certificate for `key` at `now` (none when the spec
+/// uses Evervault's carrier alone).
 pub fn evidence(
     spec: &NitroEnclaveSpec,
     key: &KeyPair,
     now: UnixTime,
 ) -> Result<Vec<CustomExtension>, SimError> {
-    let spki = if spec.wrong_key {
-        KeyPair::generate()?.subject_public_key_info()
-    } else {
-        key.subject_public_key_info()
-    };
+    if spec.carrier == SimNitroCarrier::Evervault {
+        return Ok(Vec::new());
+    }
+    let spki = bound_spki(spec, key)?;
     let rd = ratls_cert_report_data(&spki);
     let document = spec.pki.document(&spec.doc_spec(&rd, now))?;
     let attestation = v0(&document, &rd, &vm_config());

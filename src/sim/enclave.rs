@@ -316,6 +316,11 @@ pub fn ratls_identity(
     let mut p = CertificateParams::new(vec!["localhost".to_owned()])?;
     p.subject_alt_names
         .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+    // AWS Nitro: Evervault's carrier is a subjectAltName.
+    if let Some(nitro) = &config.nitro {
+        p.subject_alt_names
+            .extend(super::evervault::names(nitro, &key, now)?);
+    }
     p.distinguished_name = rcgen::DistinguishedName::new();
     p.distinguished_name
         .push(rcgen::DnType::CommonName, "ratls-proxy sim enclave");

@@ -8,6 +8,7 @@ pub mod dstack;
 pub mod dstack_nitro;
 pub mod dstack_snp;
 pub mod enclave;
+pub mod evervault;
 pub mod nitro;
 pub mod pki;
 mod platform;
@@ -18,7 +19,7 @@ mod streaming;
 
 pub use dstack::{DstackSpec, DstackWire};
 // AWS Nitro
-pub use dstack_nitro::NitroEnclaveSpec;
+pub use dstack_nitro::{NitroEnclaveSpec, SimNitroCarrier};
 pub use dstack_snp::{SnpSim, SnpSimSpec};
 pub use enclave::{ratls_identity, RaTlsIdentity, SimBinding, SimConfig, SimEnclave};
 pub use pki::{PckLeaf, SimError, SimPki, SimPlatform};
