@@ -227,9 +227,9 @@ pub(super) fn check(c: &mut Checker<'_>, e: &RawEnclave) -> Option<EnclaveConfig
     };
     let nitro = super::nitro::check(c, &nitro_keys, is_nitro, &e.hosts);
     if let (true, Some(b)) = (is_nitro, &e.binding) {
-        // dstack's `.1.8` is the one carrier a Nitro entry will read; a mode chosen here
-        // would mean nothing today and something unknown tomorrow.
-        c.error(b, "binding does not apply to tee = \"nitro\" (dstack's .1.8 binding is the Nitro carrier)");
+        // Each Nitro carrier (dstack's `.1.8`, Evervault's subjectAltName) has exactly one
+        // binding rule and is recognised by its bytes; a mode chosen here would mean nothing.
+        c.error(b, "binding does not apply to tee = \"nitro\" (each Nitro carrier, dstack's .1.8 or Evervault's subjectAltName, has its own binding rule)");
     }
     let td = TdPolicy {
         mrtd: list(c, &e.mrtd, MrTd::from_hex),
