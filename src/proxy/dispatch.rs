@@ -208,8 +208,9 @@ fn port_refusal(dest: &Authority) -> ProxyRefusal {
 /// under which generation: a keep-alive client originating to one host names the same
 /// authority on every request, and resolving it again (parse, entry lookup, a new
 /// [`Target`] with three strings) was per-request work the sidecar route does not do. Only
-/// the same authority bytes under the same generation reuse it; everything judged per
-/// request (the pool's verdict, the judge) still is.
+/// the same authority bytes under the same generation reuse it: a target carries its
+/// generation's entry and verifier, which the pool and the judge trust, so one from before
+/// a reload would be judged by the old policy (tests/origination_keepalive.rs).
 #[derive(Default)]
 pub(crate) struct LastTarget(Mutex<Option<Resolved>>);
 
