@@ -11,7 +11,8 @@ trap cleanup EXIT
 
 # NEED_OHA=0: a script that drives curl instead (bench/body.sh).
 [ "${NEED_OHA:-1}" = 0 ] || command -v oha >/dev/null || { echo "oha is needed: cargo install oha --locked" >&2; exit 1; }
-(cd "$ROOT" && cargo build --release --quiet --bin ratls-proxy --example sim_enclave --example conn_cost --example tcp_relay)
+# NO_BUILD=1: use the builds already there (e.g. while another feature set is being built).
+[ "${NO_BUILD:-0}" = 1 ] || (cd "$ROOT" && cargo build --release --quiet --bin ratls-proxy --example sim_enclave --example conn_cost --example tcp_relay)
 ulimit -n 65536 2>/dev/null || ulimit -n 8192 2>/dev/null || true
 
 wait_port() { for _ in $(seq 1 200); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 not up" >&2; return 1; }

@@ -3,7 +3,7 @@
 //! originate attested TLS (enclave host), forward or deny.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
@@ -18,6 +18,7 @@ use super::passthrough::http::plain_http;
 use super::passthrough::tunnel::tunnel;
 use super::refusal::ProxyRefusal;
 use super::state::{Destination, Generation, Proxy};
+use super::target::Target;
 use super::websocket::handshake;
 use crate::addr::Authority;
 use crate::appraise::refusal::RefusalCode;
@@ -27,6 +28,7 @@ use crate::config::Unmatched;
 pub(crate) async fn handle(
     proxy: Arc<Proxy>,
     admitted: Arc<Admitted>,
+    last: &LastTarget,
     client: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
@@ -36,7 +38,7 @@ pub(crate) async fn handle(
     let reply = if req.method() == Method::CONNECT {
         connect(Arc::clone(&proxy), Arc::clone(&g), admitted, client, req).await
     } else {
-        forward(&proxy, &g, &exchange, admitted, req).await
+        forward(&proxy, &g, &exchange, admitted, last, req).await
     };
     exchange.finish(&proxy, &g, reply)
 }
@@ -93,6 +95,7 @@ async fn forward(
     g: &Arc<Generation>,
     exchange: &Exchange,
     admitted: Arc<Admitted>,
+    last: &LastTarget,
     req: Request<Incoming>,
 ) -> Reply {
     let uri = req.uri().clone();
@@ -114,6 +117,10 @@ async fn forward(
         Ok(switch) => switch,
         Err(refusal) => return Reply::refused(refusal, Named::Raw(authority.as_str().to_owned())),
     };
+    if let Some(target) = last.get(g, authority.as_str()) {
+        drop(uri); // Before the relay, as below.
+        return originate(proxy, g, exchange, admitted, req, switch, &target).await;
+    }
     // An enclave host named over http:// gets attested TLS to the given port, 443 if none.
     let explicit_port = authority.port_u16();
     let dest = match Authority::parse(authority.as_str(), Some(443)) {
@@ -123,25 +130,21 @@ async fn forward(
             return Reply::refused(ProxyRefusal::BadRequest(e), named);
         }
     };
+    let enclave = match g.classify(&dest) {
+        Destination::Enclave(target) => {
+            let target = Arc::new(target);
+            last.set(g, authority.as_str(), &target);
+            Some(target)
+        }
+        Destination::EnclaveOtherPort => return port_not_configured(&dest),
+        Destination::Other => None,
+    };
     // The URI's parts are slices of the client connection's read buffer: held across the
     // relay below, they made hyper allocate (and the allocator fault in) a fresh 8 KiB read
     // buffer for every request on the connection.
     drop(uri);
-    match g.classify(&dest) {
-        Destination::Enclave(target) => {
-            let target = Arc::new(target);
-            return match switch {
-                // Boxed, as in a tunnel: rare, and large inline in every request's future.
-                Some(switch) => Box::pin(handshake::attested(
-                    proxy, g, &target, exchange, admitted, req, switch,
-                ))
-                .await
-                .at_enclave(),
-                None => relay(proxy, g, &target, req, exchange).await.at_enclave(),
-            };
-        }
-        Destination::EnclaveOtherPort => return port_not_configured(&dest),
-        Destination::Other => {}
+    if let Some(target) = enclave {
+        return originate(proxy, g, exchange, admitted, req, switch, &target).await;
     }
     // Plain HTTP goes to the given port, 80 if none; an enclave host at that port is
     // still an enclave host.
@@ -167,6 +170,28 @@ async fn forward(
     }
 }
 
+/// An absolute-form request to the enclave `target`: relayed over attested TLS, or a
+/// WebSocket handshake.
+async fn originate(
+    proxy: &Arc<Proxy>,
+    g: &Arc<Generation>,
+    exchange: &Exchange,
+    admitted: Arc<Admitted>,
+    req: Request<Incoming>,
+    switch: Option<handshake::Switch>,
+    target: &Arc<Target>,
+) -> Reply {
+    match switch {
+        // Boxed, as in a tunnel: rare, and large inline in every request's future.
+        Some(switch) => Box::pin(handshake::attested(
+            proxy, g, target, exchange, admitted, req, switch,
+        ))
+        .await
+        .at_enclave(),
+        None => relay(proxy, g, target, req, exchange).await.at_enclave(),
+    }
+}
+
 /// A host an enclave entry names, at a port no entry lists: refused, never tunnelled.
 fn port_not_configured(dest: &Authority) -> Reply {
     Reply::refused(port_refusal(dest), dest).at_enclave()
@@ -177,4 +202,45 @@ fn port_refusal(dest: &Authority) -> ProxyRefusal {
         RefusalCode::EnclavePortNotConfigured,
         format!("{} is an enclave host, but no [[enclave]] entry lists port {}: it is attested at its configured ports or refused", dest.host, dest.port),
     )
+}
+
+/// The enclave target a client connection's last absolute-form request resolved to, and
+/// under which generation: a keep-alive client originating to one host names the same
+/// authority on every request, and resolving it again (parse, entry lookup, a new
+/// [`Target`] with three strings) was per-request work the sidecar route does not do. Only
+/// the same authority bytes under the same generation reuse it: a target carries its
+/// generation's entry and verifier, which the pool and the judge trust, so one from before
+/// a reload would be judged by the old policy (tests/origination_keepalive.rs).
+#[derive(Default)]
+pub(crate) struct LastTarget(Mutex<Option<Resolved>>);
+
+struct Resolved {
+    /// Held weakly: a connection does not keep a replaced generation alive, and while the
+    /// weak reference lives its address is not reused by a newer one.
+    generation: Weak<Generation>,
+    /// The request's authority as the client wrote it (owned: a slice of the request would
+    /// pin the connection's read buffer).
+    authority: Box<str>,
+    target: Arc<Target>,
+}
+
+impl LastTarget {
+    /// The target `authority` resolved to under `g`, if it was the last one resolved here.
+    pub(crate) fn get(&self, g: &Arc<Generation>, authority: &str) -> Option<Arc<Target>> {
+        let last = self.0.lock().ok()?;
+        let r = last.as_ref()?;
+        (std::ptr::eq(r.generation.as_ptr(), Arc::as_ptr(g)) && *r.authority == *authority)
+            .then(|| Arc::clone(&r.target))
+    }
+
+    /// Remembers that `authority` resolved to `target` under `g`.
+    pub(crate) fn set(&self, g: &Arc<Generation>, authority: &str, target: &Arc<Target>) {
+        if let Ok(mut last) = self.0.lock() {
+            *last = Some(Resolved {
+                generation: Arc::downgrade(g),
+                authority: authority.into(),
+                target: Arc::clone(target),
+            });
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! its cut line from the same record. The access log and the request metric are written
 //! here and nowhere else.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -127,7 +128,7 @@ pub(crate) enum Named {
 impl fmt::Display for Named {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Target(t) => t.dest.host.fmt(f),
+            Self::Target(t) => f.write_str(&t.host_label),
             Self::Host(h) => h.fmt(f),
             Self::Raw(s) => f.write_str(s),
             Self::Nothing => f.write_str("-"),
@@ -252,7 +253,7 @@ impl Exchange {
                 path: if connect {
                     String::new()
                 } else {
-                    req.uri().path().to_owned()
+                    logged_path(req)
                 },
                 start: Instant::now(),
             },
@@ -270,7 +271,7 @@ impl Exchange {
             asked: Asked {
                 client,
                 method: req.method().clone(),
-                path: req.uri().path().to_owned(),
+                path: logged_path(req),
                 start: Instant::now(),
             },
             format: Format::of(req.headers()),
@@ -329,6 +330,17 @@ impl Exchange {
     }
 }
 
+/// The request's path for its access line, copied only when access lines are written: at
+/// any other level the copy (and a cut's clone of it) was an allocation per request for
+/// nothing.
+fn logged_path<B>(req: &Request<B>) -> String {
+    if tracing::enabled!(target: "ratls_proxy::access", tracing::Level::INFO) {
+        req.uri().path().to_owned()
+    } else {
+        String::new()
+    }
+}
+
 /// The response as the configuration and the client allow it to be seen: with
 /// `refusal_details = "code"` a refusal is rendered again without its reasons (they stay in
 /// the log), and for a client that asked for HTML (`Accept`) as a page. A success is left
@@ -379,9 +391,12 @@ fn log(proxy: &Proxy, asked: &Asked, o: &Outcome, status: StatusCode, ended: Opt
     let code = o.verdict.code();
     // Other destinations say where a local user went: named only when the operator asks.
     let named = o.enclave || proxy.current().config.metrics_host_labels == MetricsHostLabels::All;
-    let label = named.then(|| o.host.to_string());
-    let label = label.as_deref().unwrap_or("-");
-    proxy.metrics.request(label, o.verdict.label(), code);
+    let label = match &o.host {
+        _ if !named => Cow::Borrowed("-"),
+        Named::Target(t) => Cow::Borrowed(t.host_label.as_str()),
+        other => Cow::Owned(other.to_string()),
+    };
+    proxy.metrics.request(&label, o.verdict.label(), code);
     let closed = match &ended {
         Some(Ended::Upgrade(c)) => Some(*c),
         _ => None,

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::client::admit::{http1_server, next_client, Admitted};
 use super::cores;
-use super::dispatch::handle;
+use super::dispatch::{handle, LastTarget};
 use super::http::inside::{self, Inside};
 use super::refusal::ProxyRefusal;
 use super::state::Proxy;
@@ -128,13 +128,15 @@ async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener, admission: Arc<Se
             let limits = proxy.current().config.limits;
             let io = admitted.io(tcp, &limits);
             let p = Arc::clone(&proxy);
+            let last = Arc::new(LastTarget::default());
             let service = hyper::service::service_fn(move |req| {
                 let proxy = Arc::clone(&p);
                 let admitted = Arc::clone(&admitted);
+                let last = Arc::clone(&last);
                 let serving = admitted.phase.serving();
                 async move {
                     let _serving = serving;
-                    Ok::<_, Infallible>(handle(proxy, admitted, client, req).await)
+                    Ok::<_, Infallible>(handle(proxy, admitted, &last, client, req).await)
                 }
             });
             let served = http1_server(&limits)

@@ -81,8 +81,8 @@ pub(crate) fn prepare(
         // (a URI parse and a header insert) was measurable work.
         let host = req.headers().get(http::header::HOST);
         if host.is_none_or(|v| v.as_bytes() != authority.as_bytes()) {
-            if let Ok(v) = http::HeaderValue::from_str(authority) {
-                req.headers_mut().insert(http::header::HOST, v);
+            if let Some(v) = &target.host_value {
+                req.headers_mut().insert(http::header::HOST, v.clone());
             }
         }
         if let Some(uri) = origin_form(req.uri()) {

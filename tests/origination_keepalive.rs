@@ -1,0 +1,111 @@
+//! Origination on one keep-alive client connection: the proxy remembers the enclave target
+//! the connection's last `http://` request resolved to (issue 30, session 5), so these prove
+//! that memory never carries a verdict where it does not belong: a request naming another
+//! host on the same connection, and the connection's next request after a reload, is
+//! resolved and judged again (the real binary, hyper's client, a reload over `POST /reload`).
+
+mod common;
+
+use std::path::Path;
+
+use http_body_util::BodyExt;
+use ratls_proxy::dcap::ids::MrEnclave;
+
+use common::http::{empty, Http};
+use common::{curl_status, env, start_sim_with, Binary, Env, Harness, Mode, Ports, OTHER, TRUSTED};
+
+/// The config: `good.test` under `good_policy`, `bad.test` (the same enclave) under an
+/// allow-list it does not match, unmatched hosts denied; `good.test` left out if `None`.
+fn config(env: &Env, ports: Ports, enclave: std::net::SocketAddr, good: Option<&str>) -> String {
+    let mut h = Harness::new(env).ports(ports).top("unmatched = \"deny\"");
+    if let Some(policy) = good {
+        h = h.enclave_with(&["good.test"], enclave, policy, "");
+    }
+    h.enclave_with(&["bad.test"], enclave, OTHER, "").text()
+}
+
+/// `GET http://{host}/{path}` on the open connection: its status and body.
+async fn get(conn: &mut Http, host: &str, path: &str) -> (u16, String) {
+    let req = hyper::Request::builder()
+        .uri(format!("http://{host}{path}"))
+        .header("host", host)
+        .body(empty())
+        .expect("request");
+    let resp = conn
+        .send(req)
+        .await
+        .expect("a response on the open connection");
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn reload(admin: u16, path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write config");
+    let (code, body) =
+        curl_status(&["-X", "POST", &format!("http://127.0.0.1:{admin}/reload")]).await;
+    assert_eq!(code, 200, "reloaded: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_on_a_keep_alive_connection_is_judged_for_its_own_host_and_generation() {
+    let env = env();
+    let sim = start_sim_with(&env, |c| c.spec.mrenclave = MrEnclave([0xe1; 32])).await;
+    let ports = Ports::free();
+    let path = env.dir.join("p.toml");
+    std::fs::write(&path, config(&env, ports, sim.addr(), Some(TRUSTED))).expect("write");
+    let _proxy = Binary::start(&path, ports.admin, &[], false).await;
+    let via = env.via(ports.proxy);
+    let open = || Http::open(&via, "good.test", Mode::Originated);
+
+    // One connection: the same host, also spelled otherwise (case, the default port named),
+    // is the same entry and accepted each time; then another host on it is judged as
+    // itself. (A refusal closes the client connection: the next part opens another.)
+    let mut conn = open().await;
+    for (host, path) in [
+        ("good.test", "/a"),
+        ("GOOD.test:443", "/b"),
+        ("good.test", "/c"),
+    ] {
+        let (code, body) = get(&mut conn, host, path).await;
+        assert_eq!(code, 200, "{host} is accepted: {body}");
+    }
+    let (code, body) = get(&mut conn, "bad.test", "/d").await;
+    assert_eq!(
+        code, 502,
+        "bad.test after good.test on one connection: {body}"
+    );
+    assert!(body.contains("mrenclave_mismatch"), "{body}");
+
+    // A reload that refuses good.test: the open connection's next request to it is refused.
+    let mut conn = open().await;
+    let (code, body) = get(&mut conn, "good.test", "/e").await;
+    assert_eq!(code, 200, "{body}");
+    reload(
+        ports.admin,
+        &path,
+        &config(&env, ports, sim.addr(), Some(OTHER)),
+    )
+    .await;
+    let (code, body) = get(&mut conn, "good.test", "/f").await;
+    assert_eq!(code, 502, "judged under the new policy: {body}");
+    assert!(body.contains("mrenclave_mismatch"), "{body}");
+
+    // Accepted again, then a reload that drops the entry: no longer an enclave, denied.
+    reload(
+        ports.admin,
+        &path,
+        &config(&env, ports, sim.addr(), Some(TRUSTED)),
+    )
+    .await;
+    let mut conn = open().await;
+    let (code, body) = get(&mut conn, "good.test", "/g").await;
+    assert_eq!(code, 200, "{body}");
+    reload(ports.admin, &path, &config(&env, ports, sim.addr(), None)).await;
+    let (code, body) = get(&mut conn, "good.test", "/h").await;
+    assert_eq!(
+        code, 403,
+        "not an enclave host any more, and unmatched = deny: {body}"
+    );
+    assert!(body.contains("unmatched"), "{body}");
+}
