@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::dcap::time::UnixTime;
-use crate::source::fetch::RefreshPolicy;
+use crate::source::policy::RefreshPolicy;
 
 /// Keys remembered at most when a source does not say.
 pub(crate) const DEFAULT_CAP: usize = 256;

@@ -22,6 +22,7 @@ use std::time::Duration;
 use super::backoff::Backoff;
 use super::marks::{Marks, Refused};
 pub(crate) use super::pcs::PcsEndpoint;
+pub use super::policy::RefreshPolicy;
 use crate::appraise::{CollateralSource, SnapshotId};
 use crate::dcap::collateral::pcs::PckCa;
 use crate::dcap::collateral::tcb_info::CollateralTee;
@@ -39,30 +40,6 @@ use crate::source::platform::PlatformOf;
 /// Collateral cache key: the platform model, its PCK CA and the TEE (SGX and TDX collateral of
 /// one platform are different documents).
 pub(crate) type Key = (Fmspc, PckCa, TeeType);
-
-/// When to refresh.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RefreshPolicy {
-    /// Refresh a snapshot older than this.
-    pub interval: Duration,
-    /// Refresh a snapshot this close to its expiry.
-    pub margin: Duration,
-    /// First retry delay after a failed refresh (doubles up to `max_backoff`).
-    pub min_backoff: Duration,
-    /// Longest retry delay.
-    pub max_backoff: Duration,
-}
-
-impl Default for RefreshPolicy {
-    fn default() -> Self {
-        Self {
-            interval: Duration::from_secs(6 * 3600),
-            margin: Duration::from_secs(24 * 3600),
-            min_backoff: Duration::from_secs(5),
-            max_backoff: Duration::from_secs(300),
-        }
-    }
-}
 
 struct Snapshot {
     verified: Arc<VerifiedCollateral>,

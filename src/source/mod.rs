@@ -11,6 +11,7 @@ pub(crate) mod marks;
 pub(crate) mod nitro;
 pub(crate) mod pcs;
 pub(crate) mod platform;
+pub(crate) mod policy;
 pub(crate) mod snp_files;
 pub(crate) mod snp_setup;
 
