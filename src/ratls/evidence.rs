@@ -94,7 +94,7 @@ impl Evidence<'_> {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EvidenceError {
     /// No carrier extension (`no_quote`).
-    #[error("the certificate carries no quote (none of 2.23.133.5.4.9, 1.2.840.113741.1337.6, Gramine's legacy OID, 1.2.840.113741.1337.8, 1.3.6.1.4.1.62397.1.8, 1.3.6.1.4.1.62397.1.1)")]
+    #[error("the certificate carries no quote (none of 2.23.133.5.4.9, 1.2.840.113741.1337.6, Gramine's legacy OID, 1.2.840.113741.1337.8, 1.3.6.1.4.1.62397.1.8, 1.3.6.1.4.1.62397.1.1; nor an AWS Nitro document in a DNS subjectAltName, Evervault's carrier)")]
     NoQuote,
     /// A carrier appears twice, or both raw encodings are present (`quote_malformed`).
     #[error("ambiguous evidence: {0}")]
