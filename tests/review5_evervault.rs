@@ -313,3 +313,30 @@ fn hostile_san_shapes_do_not_panic() {
     let a = judge_intel(&der, w.now);
     assert!(code(&a).is_some(), "{a:?}");
 }
+
+/// LOW (clarity of a refusal): a `tee = "nitro"` entry given a certificate with no carrier it
+/// reads (here the document in a URI subjectAltName) is refused `no_quote` with a reason that
+/// lists Intel's quote OIDs and never says where a Nitro entry looks: dstack's `.1.8` or a
+/// DNS subjectAltName (Evervault's). The operator of an Evervault enclave gets no hint.
+#[tokio::test]
+async fn a_nitro_entrys_no_quote_refusal_names_evervaults_carrier() {
+    let w = world();
+    let key = KeyPair::generate().expect("key");
+    let hex = w.hex_for(&key);
+    let crls = w.crls().await;
+    let der = cert(&key, w.now, |p| {
+        p.subject_alt_names = vec![SanType::URI(
+            format!("https://{hex}.enclave.localhost/")
+                .try_into()
+                .expect("ia5"),
+        )];
+    });
+    let a = judge(&der, &crls, w.now);
+    let r = a.refusal().expect("refused");
+    assert_eq!(r.code, RefusalCode::NoQuote);
+    let text = r.reasons.join(" ");
+    assert!(
+        text.contains("subjectAltName"),
+        "a Nitro entry's no_quote reason should name Evervault's carrier (a DNS subjectAltName): {text}"
+    );
+}
