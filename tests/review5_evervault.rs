@@ -125,6 +125,10 @@ fn no_intel() -> VerifyError {
 }
 
 fn judge(der: &[u8], crls: &NitroCrlCache, now: UnixTime) -> CertAppraisal {
+    judge_mode(der, crls, now, BindingMode::Auto)
+}
+
+fn judge_mode(der: &[u8], crls: &NitroCrlCache, now: UnixTime, mode: BindingMode) -> CertAppraisal {
     let p = NitroPolicy {
         pcr0: vec![PcrValue::from(PCR0)],
         ..NitroPolicy::default()
@@ -142,7 +146,7 @@ fn judge(der: &[u8], crls: &NitroCrlCache, now: UnixTime) -> CertAppraisal {
             snp: None,
             nitro: Some(&judge),
         },
-        BindingMode::Auto,
+        mode,
         now,
     )
 }
@@ -339,4 +343,33 @@ async fn a_nitro_entrys_no_quote_refusal_names_evervaults_carrier() {
         text.contains("subjectAltName"),
         "a Nitro entry's no_quote reason should name Evervault's carrier (a DNS subjectAltName): {text}"
     );
+}
+
+/// An entry that names a binding (`binding = "dstack" | "gramine" | "cosmian"`) never takes
+/// Evervault's carrier, whose binding is its own: the genuine certificate accepted under
+/// `auto` is `binding_mismatch` under each named mode.
+#[tokio::test]
+async fn a_named_binding_mode_never_takes_evervaults_carrier() {
+    let w = world();
+    let key = KeyPair::generate().expect("key");
+    let hex = w.hex_for(&key);
+    let crls = w.crls().await;
+    let der = cert(&key, w.now, |p| {
+        p.subject_alt_names = vec![dns(&format!("{hex}.enclave.localhost"))];
+    });
+    let _ = judge(&der, &crls, w.now);
+    crls.fetch_missing(w.now).await;
+    assert_eq!(code(&judge(&der, &crls, w.now)), None, "control under auto");
+    for mode in [
+        BindingMode::Dstack,
+        BindingMode::Gramine,
+        BindingMode::Cosmian,
+    ] {
+        let a = judge_mode(&der, &crls, w.now, mode);
+        assert_eq!(
+            code(&a),
+            Some(RefusalCode::BindingMismatch),
+            "{mode:?}: {a:?}"
+        );
+    }
 }
