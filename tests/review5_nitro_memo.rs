@@ -33,8 +33,8 @@ fn a_known_leaf_signs_nothing_for_an_attacker() {
     let pki = SimNitro::generate(t).expect("pki");
     let spec = DocSpec::new(u64::try_from(t.0).expect("t") * 1000, PCR0);
     let leaf = pki.leaf(&spec.leaf, spec.at()).expect("leaf");
-    let genuine = sign_document(&encode_document(&spec, &leaf.der, &pki.bundle()), &leaf)
-        .expect("genuine");
+    let genuine =
+        sign_document(&encode_document(&spec, &leaf.der, &pki.bundle()), &leaf).expect("genuine");
     let cache = IntermediatesCache::new(8);
     assert!(ok_cached(&genuine, &pki, t, &cache), "control: genuine");
     assert_eq!(cache.leaves_len(), 1, "the leaf is remembered");
@@ -47,7 +47,10 @@ fn a_known_leaf_signs_nothing_for_an_attacker() {
     let forged = sign_document(&encode_document(&evil, &leaf.der, &pki.bundle()), &attacker)
         .expect("forged");
     let hits = cache.leaf_hits();
-    assert!(!ok_cached(&forged, &pki, t, &cache), "forged: accepted on a hit");
+    assert!(
+        !ok_cached(&forged, &pki, t, &cache),
+        "forged: accepted on a hit"
+    );
     assert!(cache.leaf_hits() > hits, "the memo's hit path was taken");
     assert!(!ok_cold(&forged, &pki, t), "forged: accepted cold");
 
