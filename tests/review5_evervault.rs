@@ -373,3 +373,42 @@ async fn a_named_binding_mode_never_takes_evervaults_carrier() {
         );
     }
 }
+
+/// CRL fetches (and so held-CRL eviction, `source/nitro/held.rs`) are driven only by
+/// documents that verified and passed the policy: a genuine document whose PCR0 the entry
+/// does not pin, and a document whose COSE signature is broken, leave no point pending; the
+/// pinned one (control) makes the proxy want both of its points.
+#[tokio::test]
+async fn only_verified_policy_passing_documents_make_crls_wanted() {
+    let w = world();
+    let crls = w.crls().await;
+    let key = KeyPair::generate().expect("key");
+    // A genuine document of another image.
+    let mut other = w.spec();
+    other.pcr0 = [0x11; 48];
+    let other_hex = hex::encode(evervault::document(&other, &key, w.now).expect("document"));
+    let unpinned = cert(&key, w.now, |p| {
+        p.subject_alt_names = vec![dns(&format!("{other_hex}.enclave.localhost"))];
+    });
+    let a = judge(&unpinned, &crls, w.now);
+    assert_eq!(code(&a), Some(RefusalCode::PcrMismatch), "{a:?}");
+    // The pinned document with its last signature byte flipped (hex stays lowercase).
+    let mut doc = evervault::document(&w.spec(), &key, w.now).expect("document");
+    if let Some(last) = doc.last_mut() {
+        *last ^= 0x01;
+    }
+    let forged = cert(&key, w.now, |p| {
+        p.subject_alt_names = vec![dns(&format!("{}.enclave.localhost", hex::encode(&doc)))];
+    });
+    let f = judge(&forged, &crls, w.now);
+    assert!(code(&f).is_some(), "forged accepted: {f:?}");
+    assert_eq!(crls.fetch_missing(w.now).await, 0, "nothing wanted yet");
+    assert_eq!(crls.held(), 0);
+    // Control: the pinned, genuine one wants its CRLs.
+    let hex = w.hex_for(&key);
+    let genuine = cert(&key, w.now, |p| {
+        p.subject_alt_names = vec![dns(&format!("{hex}.enclave.localhost"))];
+    });
+    let _ = judge(&genuine, &crls, w.now);
+    assert_eq!(crls.fetch_missing(w.now).await, 2, "both points");
+}
