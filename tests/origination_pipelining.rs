@@ -29,7 +29,7 @@ async fn pipelined_requests_each_reach_their_own_authoritys_enclave() {
         .top("unmatched = \"deny\"")
         .enclave_with(&["a.test"], a.addr(), TRUSTED, "")
         .enclave_with(&["b.test"], b.addr(), B, "")
-        .start_binary("review5-pipelining.toml")
+        .start_binary("origination-pipelining.toml")
         .await;
 
     // (authority in the request line, Host header sent, the enclave expected)

@@ -71,7 +71,7 @@ async fn a_replayed_evervault_certificate_with_another_key_is_refused_after_a_ca
             crls.display()
         ))
         .tail(&entries)
-        .start_binary("review5-evervault.toml")
+        .start_binary("evervault-replay.toml")
         .await;
 
     for _ in 0..2 {

@@ -41,7 +41,7 @@ fn world() -> World {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let dir = std::env::temp_dir().join(format!(
-        "ratls-review5-ev-{}-{}",
+        "ratls-evervault-hostile-{}-{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));
@@ -81,7 +81,7 @@ fn cert(key: &KeyPair, now: UnixTime, f: impl FnOnce(&mut CertificateParams)) ->
     let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
     p.distinguished_name = rcgen::DistinguishedName::new();
     p.distinguished_name
-        .push(DnType::CommonName, "review5 hostile enclave");
+        .push(DnType::CommonName, "hostile enclave");
     let t = time::OffsetDateTime::from_unix_timestamp(now.0).expect("time");
     p.not_before = t - time::Duration::hours(1);
     p.not_after = t + time::Duration::days(2);
