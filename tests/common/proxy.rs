@@ -317,30 +317,43 @@ impl Binary {
         if json_logs {
             cmd.args(["--log-format", "json"]);
         }
+        // Without JSON logs the proxy's stderr goes to a file, read back only if it fails to
+        // start: a CI box under load must say why, not just that it timed out.
+        let log =
+            std::env::temp_dir().join(format!("ratls-binary-{}-{port}.log", std::process::id()));
+        let stderr = if json_logs {
+            Stdio::piped()
+        } else {
+            std::fs::File::create(&log).map_or_else(|_| Stdio::null(), Stdio::from)
+        };
         let child = cmd
             .args(args)
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", if json_logs { "info" } else { "warn" })
             .stdout(Stdio::null())
-            .stderr(if json_logs {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stderr(stderr)
             .spawn()
             .expect("the binary starts");
-        let b = Self { child };
-        for _ in 0..200 {
+        let mut b = Self { child };
+        // Up to 30 s: a 2-core CI box running other test binaries' proxies and sims can be
+        // slow to schedule a new process; a proxy that exits is reported at once.
+        for _ in 0..1200 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()
             {
+                let _ = std::fs::remove_file(&log);
                 return b;
+            }
+            if let Ok(Some(status)) = b.child.try_wait() {
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("the proxy exited before listening on {port} ({status}): {said}");
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
-        panic!("the proxy did not start listening on {port}");
+        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        panic!("the proxy did not start listening on {port} within 30 s: {said}");
     }
 
     /// Sends `sig` (`-HUP`, `-TERM`) to the process.
