@@ -9,10 +9,8 @@ use crate::source::marks::Book;
 const NOW: i64 = 1_800_000_000;
 const DAY: i64 = 86_400;
 
-/// The marks in the state directory outlive the cache: a restarted proxy (a new cache,
-/// the same marks file) refuses the older CRL its predecessor had moved past.
-#[tokio::test]
-async fn an_older_crl_is_refused_after_a_restart() {
+/// A sim Nitro PKI, its root, and the CRL points of a document it signed (verified at `NOW`).
+fn sim_points() -> (SimNitro, NitroRoot, Vec<CrlPoint>) {
     let sim = SimNitro::generate(UnixTime(NOW)).expect("sim");
     let root = sim.root().expect("root");
     let doc = sim
@@ -21,6 +19,14 @@ async fn an_older_crl_is_refused_after_a_restart() {
     let parsed = parse(&doc).expect("parse");
     let verified = verify(&parsed, &root, UnixTime(NOW)).expect("verify");
     let points = crl_points(&verified, &root);
+    (sim, root, points)
+}
+
+/// The marks in the state directory outlive the cache: a restarted proxy (a new cache,
+/// the same marks file) refuses the older CRL its predecessor had moved past.
+#[tokio::test]
+async fn an_older_crl_is_refused_after_a_restart() {
+    let (sim, root, points) = sim_points();
     let crls = std::env::temp_dir().join(format!("ratls-nitro-crls-{}", std::process::id()));
     let state = crls.join("state");
     std::fs::create_dir_all(&state).expect("dirs");
@@ -97,14 +103,7 @@ async fn an_older_crl_is_refused_after_a_restart() {
 /// miss, and its high-water mark still refuses an older CRL.
 #[tokio::test]
 async fn a_full_cache_evicts_the_expired_then_the_coldest() {
-    let sim = SimNitro::generate(UnixTime(NOW)).expect("sim");
-    let root = sim.root().expect("root");
-    let doc = sim
-        .document(&DocSpec::new(1_800_000_000_000, [0xab; 48]))
-        .expect("doc");
-    let parsed = parse(&doc).expect("parse");
-    let verified = verify(&parsed, &root, UnixTime(NOW)).expect("verify");
-    let points = crl_points(&verified, &root);
+    let (sim, root, points) = sim_points();
     assert_eq!(points.len(), 2);
     let crls = std::env::temp_dir().join(format!("ratls-nitro-evict-{}", std::process::id()));
     std::fs::create_dir_all(&crls).expect("dirs");
