@@ -493,6 +493,7 @@ fn render_metrics(proxy: &Proxy, now: UnixTime) -> String {
                 .collect(),
         });
     }
+    extra.extend(crate::metrics::allocator_samples());
     proxy
         .metrics()
         .render(proxy.verdict_cache().durations(), &extra)
