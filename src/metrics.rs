@@ -252,7 +252,7 @@ pub(crate) fn allocator_samples() -> Vec<Sample> {
         ),
         (
             "ratls_allocator_resident_bytes",
-            "Bytes of physically resident pages jemalloc holds (stats.resident): the heap's part of RSS; minus allocated, what the allocator keeps that is not live.",
+            "Bytes in pages jemalloc holds resident (stats.resident, an upper bound: pages handed out but never touched count): minus allocated, what the allocator keeps that is not live.",
             stats::resident::read(),
         ),
     ];
