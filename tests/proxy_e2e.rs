@@ -660,3 +660,96 @@ async fn each_connection_thread_serves_its_clients_over_upstream_connections_of_
         .count();
     assert_eq!(cores, 3, "still three threads after the reload: {names:?}");
 }
+
+/// A client connection's first request may borrow another thread's pooled upstream
+/// connection (a client opening a connection per request is served by one), but one that
+/// comes back gets an upstream connection driven by its own thread: a borrowed connection's
+/// driver stays on its home thread, and every request of a lone keep-alive client crossed
+/// threads there and back (docs/benchmarks.md, "A lone request"). The connection it gets is
+/// dialed and judged like any other: after a reload that refuses the enclave, every kept
+/// connection's next request is refused, on whichever thread it is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_client_gets_an_upstream_connection_of_its_own_thread_judged_as_any() {
+    let env = env();
+    let good = sim(&env, |_| {}).await;
+    let ports = common::Ports::free();
+    let route = format!(
+        "[[route]]\nlisten = \"127.0.0.1:{}\"\nupstream = \"https://pool.enclave.test\"",
+        ports.route
+    );
+    let h = Harness::new(&env)
+        .ports(ports)
+        .limits("threads = 3")
+        .tail(&route);
+    let trusting = h.clone().enclave("pool.enclave.test", good.addr());
+    let config = trusting.write("kept.toml");
+    let _bin = start_binary(&config, ports.admin).await;
+    let upstream = || common::gauge(ports.admin, "ratls_upstream_connections");
+
+    let proxy = format!("http://127.0.0.1:{}", ports.proxy);
+    let out = curl(s(&["-x", &proxy, "http://pool.enclave.test/first"]), vec![]).await;
+    assert_eq!(json(&out)["mrenclave"], TRUSTED);
+
+    // Twelve keep-alive clients, half originating through the proxy listener, half on the
+    // route, spread over the three threads; each one's first request is served by the one
+    // upstream connection, borrowed by threads that have none.
+    let via = env.via(ports.proxy).route(ports.route);
+    let mut clients = Vec::new();
+    for i in 0..12 {
+        let mode = if i % 2 == 0 {
+            Mode::Originated
+        } else {
+            Mode::Route
+        };
+        let mut c = Http::open(&via, "pool.enclave.test", mode).await;
+        assert_eq!(c.status(&format!("/k{i}/1")).await, 200, "client {i}");
+        clients.push(c);
+    }
+    let metrics = common::metrics(ports.admin).await;
+    let loads: Vec<f64> = (0..3)
+        .filter_map(|t| {
+            metrics.get(&format!(
+                "ratls_thread_client_connections{{thread=\"{t}\"}}"
+            ))
+        })
+        .copied()
+        .collect();
+    assert!(
+        loads.len() == 3 && loads.iter().all(|l| *l >= 1.0),
+        "every thread serves some of the clients: {metrics:?}"
+    );
+    assert_eq!(upstream().await, 1.0, "first requests borrow");
+
+    // They come back: each thread now drives an upstream connection of its own, and no more
+    // than one (the requests are one at a time).
+    for round in 2..=3 {
+        for (i, c) in clients.iter_mut().enumerate() {
+            assert_eq!(c.status(&format!("/k{i}/{round}")).await, 200, "client {i}");
+        }
+    }
+    assert_eq!(good.request_count(), 1 + 12 * 3);
+    assert_eq!(upstream().await, 3.0, "one upstream connection per thread");
+
+    // A reload that refuses the enclave: the new generation's pool is empty, so each kept
+    // client's next request is served over a connection dialed on its own thread, and that
+    // dial is judged under the new policy.
+    let refusing = h.enclave_with(&["pool.enclave.test"], good.addr(), common::OTHER, "");
+    std::fs::write(&config, refusing.text()).expect("write");
+    common::reload(ports.admin).await;
+    for (i, c) in clients.iter_mut().enumerate() {
+        let resp = c.get(&format!("/k{i}/refused")).await;
+        let status = resp.status().as_u16();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .expect("body")
+            .to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 502, "client {i}: {body}");
+        assert!(body.contains("mrenclave_mismatch"), "client {i}: {body}");
+    }
+    assert_eq!(
+        good.request_count(),
+        1 + 12 * 3,
+        "nothing reached the refused enclave"
+    );
+}
