@@ -84,7 +84,7 @@ args_for() { # MODE INDEX
 # The peers run once per round (they are not commands to compare), as index 0.
 runs_for() { case $1 in nginx|haproxy) echo 0 ;; *) echo "${order[@]}" ;; esac; }
 MODES_ALL="$MODES"; [ "${PEERS:-0}" = 1 ] && MODES_ALL="$MODES nginx haproxy"
-echo -e "mode\tcmd\treq/s\tcpu_us/req\tctxsw/req\tjemalloc_bg_ctxsw/req\tminflt/req\tstatus\tctxsw/req by thread"
+echo -e "mode\tcmd\treq/s\tp50_ms\tcpu_us/req\tctxsw/req\tjemalloc_bg_ctxsw/req\tminflt/req\tstatus\tctxsw/req by thread"
 for r in $(seq 1 "$ROUNDS"); do
   # Rotate the order each round so no command always runs first.
   order=(); for k in $(seq 0 $(($# - 1))); do order+=($(((k + r - 1) % $#))); done
@@ -112,7 +112,9 @@ for line in open(th1):
     f = line.split()
     if len(f) == 2 and int(f[1]) - int(before.get(f[0], f[1])) > 0:
         threads.append(f"{f[0].rsplit(':', 1)[0]} {(int(f[1]) - int(before.get(f[0], f[1]))) / n:.3f}")
-print(f"{mode}\t{i}\t{d['summary']['requestsPerSec']:.0f}\t{int(dt) * 1e6 / float(hz) / n:.1f}\t"
+p50 = d.get("latencyPercentiles", {}).get("p50")
+p50 = "-" if p50 is None else f"{p50 * 1000:.3f}"
+print(f"{mode}\t{i}\t{d['summary']['requestsPerSec']:.0f}\t{p50}\t{int(dt) * 1e6 / float(hz) / n:.1f}\t"
       f"{int(dc) / n:.3f}\t{int(db) / n:.4f}\t{int(df) / n:.4f}\t{json.dumps(codes)}\t{', '.join(threads)}")
 PY
     done
