@@ -330,7 +330,8 @@ impl Pool {
         // crossed threads there and back (docs/benchmarks.md, "A lone request"). A core with
         // connections of its own dials more rather than borrow, so under load each core
         // keeps driving its own.
-        if !self.has_own(target) && !(kept_alive && self.upstream_cap.has_room()) {
+        let dial_own = kept_alive && self.upstream_cap.has_room();
+        if !(dial_own || self.has_own(target)) {
             if let Some(conn) = self.borrow_h1(target, now, ticketed) {
                 return Ok(Some(conn));
             }
