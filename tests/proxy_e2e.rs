@@ -785,9 +785,21 @@ async fn at_the_upstream_cap_a_kept_alive_client_borrows_rather_than_dial() {
     let limits = "threads = 3\nmax_upstream_connections = 1";
     let config = pooled(&env, ports, limits, (good.addr(), TRUSTED)).write("cap.toml");
     let _bin = start_binary(&config, ports.admin).await;
+    // Every upstream handshake looks its verdict up: the lookups count the handshakes.
+    let handshakes = || async {
+        let m = common::metrics(ports.admin).await;
+        let at = |name: &str| m.get(name).copied().unwrap_or(-1.0);
+        at("ratls_verdict_cache_hits_total") + at("ratls_verdict_cache_misses_total")
+    };
     let mut clients = twelve_kept_clients(&env.via(ports.proxy).route(ports.route)).await;
+    let before = handshakes().await;
     again(&mut clients, 2..=3).await;
     assert_eq!(good.request_count(), 12 * 3);
+    assert_eq!(
+        handshakes().await,
+        before,
+        "no upstream connection evicted to dial another"
+    );
     let upstream = common::gauge(ports.admin, "ratls_upstream_connections").await;
     assert_eq!(upstream, 1.0, "the cap's one connection serves them all");
 }
