@@ -660,3 +660,146 @@ async fn each_connection_thread_serves_its_clients_over_upstream_connections_of_
         .count();
     assert_eq!(cores, 3, "still three threads after the reload: {names:?}");
 }
+
+/// A config for `threads` threads with `limits`, `pool.enclave.test` at `enclave` under
+/// `policy`, and a route to it on `ports.route`.
+fn pooled<'e>(
+    env: &'e Env,
+    ports: common::Ports,
+    limits: &str,
+    (enclave, policy): (SocketAddr, &str),
+) -> Harness<'e> {
+    let route = format!(
+        "[[route]]\nlisten = \"127.0.0.1:{}\"\nupstream = \"https://pool.enclave.test\"",
+        ports.route
+    );
+    Harness::new(env)
+        .ports(ports)
+        .limits(limits)
+        .enclave_with(&["pool.enclave.test"], enclave, policy, "")
+        .tail(&route)
+}
+
+/// Twelve keep-alive hyper clients of `pool.enclave.test`, half originating through the
+/// proxy listener, half on the route, each after its first request (which must succeed).
+async fn twelve_kept_clients(via: &common::Via) -> Vec<Http> {
+    let mut clients = Vec::new();
+    for i in 0..12 {
+        let mode = if i % 2 == 0 {
+            Mode::Originated
+        } else {
+            Mode::Route
+        };
+        let mut c = Http::open(via, "pool.enclave.test", mode).await;
+        assert_eq!(c.status(&format!("/k{i}/1")).await, 200, "client {i}");
+        clients.push(c);
+    }
+    clients
+}
+
+/// Each client's next request, `rounds` times, all of them answered 200.
+async fn again(clients: &mut [Http], rounds: std::ops::RangeInclusive<u32>) {
+    for round in rounds {
+        for (i, c) in clients.iter_mut().enumerate() {
+            assert_eq!(c.status(&format!("/k{i}/{round}")).await, 200, "client {i}");
+        }
+    }
+}
+
+/// A client connection's first request may borrow another thread's pooled upstream
+/// connection (a client opening a connection per request is served by one), but one that
+/// comes back gets an upstream connection driven by its own thread: a borrowed connection's
+/// driver stays on its home thread, and every request of a lone keep-alive client crossed
+/// threads there and back (docs/benchmarks.md, "A lone request"). The connection it gets is
+/// dialed and judged like any other: after a reload that refuses the enclave, every kept
+/// connection's next request is refused, on whichever thread it is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_client_gets_an_upstream_connection_of_its_own_thread_judged_as_any() {
+    let env = env();
+    let good = sim(&env, |_| {}).await;
+    let ports = common::Ports::free();
+    let config = pooled(&env, ports, "threads = 3", (good.addr(), TRUSTED)).write("kept.toml");
+    let _bin = start_binary(&config, ports.admin).await;
+    let upstream = || common::gauge(ports.admin, "ratls_upstream_connections");
+
+    let proxy = format!("http://127.0.0.1:{}", ports.proxy);
+    let out = curl(s(&["-x", &proxy, "http://pool.enclave.test/first"]), vec![]).await;
+    assert_eq!(json(&out)["mrenclave"], TRUSTED);
+
+    // The clients spread over the three threads; each one's first request is served by the
+    // one upstream connection, borrowed by threads that have none.
+    let mut clients = twelve_kept_clients(&env.via(ports.proxy).route(ports.route)).await;
+    let metrics = common::metrics(ports.admin).await;
+    let loads: Vec<f64> = (0..3)
+        .filter_map(|t| {
+            metrics.get(&format!(
+                "ratls_thread_client_connections{{thread=\"{t}\"}}"
+            ))
+        })
+        .copied()
+        .collect();
+    assert!(
+        loads.len() == 3 && loads.iter().all(|l| *l >= 1.0),
+        "every thread serves some of the clients: {metrics:?}"
+    );
+    assert_eq!(upstream().await, 1.0, "first requests borrow");
+
+    // They come back: each thread now drives an upstream connection of its own, and no more
+    // than one (the requests are one at a time).
+    again(&mut clients, 2..=3).await;
+    assert_eq!(good.request_count(), 1 + 12 * 3);
+    assert_eq!(upstream().await, 3.0, "one upstream connection per thread");
+
+    // A reload that refuses the enclave: the new generation's pool is empty, so each kept
+    // client's next request is served over a connection dialed on its own thread, and that
+    // dial is judged under the new policy.
+    let refusing = pooled(&env, ports, "threads = 3", (good.addr(), common::OTHER));
+    std::fs::write(&config, refusing.text()).expect("write");
+    common::reload(ports.admin).await;
+    for (i, c) in clients.iter_mut().enumerate() {
+        let resp = c.get(&format!("/k{i}/refused")).await;
+        let status = resp.status().as_u16();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .expect("body")
+            .to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 502, "client {i}: {body}");
+        assert!(body.contains("mrenclave_mismatch"), "client {i}: {body}");
+    }
+    assert_eq!(
+        good.request_count(),
+        1 + 12 * 3,
+        "nothing reached the refused enclave"
+    );
+}
+
+/// At `max_upstream_connections` a kept-alive client on a thread with no connection of its
+/// own borrows another thread's rather than evict it to dial: one upstream connection still
+/// serves every client, whichever thread serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_upstream_cap_a_kept_alive_client_borrows_rather_than_dial() {
+    let env = env();
+    let good = sim(&env, |_| {}).await;
+    let ports = common::Ports::free();
+    let limits = "threads = 3\nmax_upstream_connections = 1";
+    let config = pooled(&env, ports, limits, (good.addr(), TRUSTED)).write("cap.toml");
+    let _bin = start_binary(&config, ports.admin).await;
+    // Every upstream handshake looks its verdict up: the lookups count the handshakes.
+    let handshakes = || async {
+        let m = common::metrics(ports.admin).await;
+        let at = |name: &str| m.get(name).copied().unwrap_or(-1.0);
+        at("ratls_verdict_cache_hits_total") + at("ratls_verdict_cache_misses_total")
+    };
+    let mut clients = twelve_kept_clients(&env.via(ports.proxy).route(ports.route)).await;
+    let before = handshakes().await;
+    again(&mut clients, 2..=3).await;
+    assert_eq!(good.request_count(), 12 * 3);
+    assert_eq!(
+        handshakes().await,
+        before,
+        "no upstream connection evicted to dial another"
+    );
+    let upstream = common::gauge(ports.admin, "ratls_upstream_connections").await;
+    assert_eq!(upstream, 1.0, "the cap's one connection serves them all");
+}
