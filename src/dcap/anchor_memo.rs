@@ -1,0 +1,121 @@
+//! PURE. The pinned root's signatures a trust anchor has verified: the root CA CRL, the TCB
+//! Signing certificate and the PCK Platform/Processor CA are signed by the root over bytes
+//! that do not change for months, so once one verified under this anchor's key, re-verifying
+//! collateral (the hourly refresh, a new FMSPC, a second `verify` in one process) skips that
+//! ECDSA verification and runs every other check as before.
+//!
+//! Only the signature check is remembered: issuer names, revocation, validity windows and a
+//! CRL's content are judged by the caller at every use. An entry is the SHA-256 of the
+//! algorithm, the signed bytes and the signature (each length-prefixed), entered only after
+//! ECDSA accepted them under the anchor's key: failures are never stored, and since only
+//! what the root signed can enter, a hostile peer cannot fill it. The memo belongs to one
+//! [`crate::dcap::trust::TrustAnchor`] and its clones: an anchor built anew (a reload,
+//! another root, the same bytes parsed again) starts cold. No clock, no I/O.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+
+/// Signatures one anchor remembers at most. Intel's root signs a handful of certificates and
+/// one CRL at a time; when full the memo is cleared (simple, and only costs a re-verification).
+pub const CAPACITY: usize = 64;
+
+/// The digests of the root's signatures verified under one anchor, bounded.
+#[derive(Default)]
+pub(crate) struct AnchorMemo {
+    verified: Mutex<HashSet<[u8; 32]>>,
+    hits: AtomicU64,
+}
+
+/// How much of an anchor's memo is filled and used (for tests, benches and metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AnchorMemoStats {
+    /// Root signatures remembered.
+    pub signatures: usize,
+    /// Signature checks answered from the memo.
+    pub hits: u64,
+}
+
+/// What one signature check depended on besides the key: the algorithm (its OID's DER
+/// content), the signed bytes and the signature, each length-prefixed so no two different
+/// triples share an encoding.
+fn key(algorithm: &[u8], signed: &[u8], signature: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for part in [algorithm, signed, signature] {
+        h.update(u64::try_from(part.len()).unwrap_or(u64::MAX).to_be_bytes());
+        h.update(part);
+    }
+    h.finalize().into()
+}
+
+impl AnchorMemo {
+    /// `Ok` if this exact signature verified before, else `verify()`'s answer, remembered
+    /// when it is `Ok` (a failure is never remembered: the next use verifies again).
+    pub(crate) fn check_or_verify<E>(
+        &self,
+        algorithm: &[u8],
+        signed: &[u8],
+        signature: &[u8],
+        verify: impl FnOnce() -> Result<(), E>,
+    ) -> Result<(), E> {
+        let key = key(algorithm, signed, signature);
+        // A poisoned lock only costs the memo: verify as if it were empty.
+        if self.verified.lock().is_ok_and(|m| m.contains(&key)) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        verify()?;
+        if let Ok(mut m) = self.verified.lock() {
+            if m.len() >= CAPACITY {
+                m.clear();
+            }
+            m.insert(key);
+        }
+        Ok(())
+    }
+
+    /// The counters.
+    pub(crate) fn stats(&self) -> AnchorMemoStats {
+        AnchorMemoStats {
+            signatures: self.verified.lock().map(|m| m.len()).unwrap_or(0),
+            hits: self.hits.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_successes_only_by_every_part_and_stays_bounded() {
+        let memo = AnchorMemo::default();
+        assert_eq!(memo.check_or_verify(b"a", b"s", b"g", || Err(1)), Err(1));
+        assert_eq!(memo.stats(), AnchorMemoStats::default(), "a failure is not remembered");
+        assert_eq!(memo.check_or_verify(b"a", b"s", b"g", || Err(2)), Err(2));
+        assert_eq!(memo.check_or_verify::<()>(b"a", b"s", b"g", || Ok(())), Ok(()));
+        // A hit never runs the verification.
+        assert_eq!(
+            memo.check_or_verify::<()>(b"a", b"s", b"g", || unreachable!()),
+            Ok(())
+        );
+        assert_eq!(memo.stats().hits, 1);
+        // Any part different, or the parts' boundary moved, is a miss.
+        for (alg, signed, sig) in [
+            (&b"b"[..], &b"s"[..], &b"g"[..]),
+            (b"a", b"t", b"g"),
+            (b"a", b"s", b"h"),
+            (b"a", b"sg", b""),
+            (b"as", b"", b"g"),
+        ] {
+            assert_eq!(memo.check_or_verify(alg, signed, sig, || Err(())), Err(()));
+        }
+        assert_eq!(memo.stats(), AnchorMemoStats { signatures: 1, hits: 1 });
+        for i in 0..CAPACITY * 3 {
+            let _ = memo.check_or_verify::<()>(b"a", &i.to_le_bytes(), b"g", || Ok(()));
+            assert!(memo.stats().signatures <= CAPACITY);
+        }
+    }
+}
