@@ -93,9 +93,16 @@ mod tests {
     fn remembers_successes_only_by_every_part_and_stays_bounded() {
         let memo = AnchorMemo::default();
         assert_eq!(memo.check_or_verify(b"a", b"s", b"g", || Err(1)), Err(1));
-        assert_eq!(memo.stats(), AnchorMemoStats::default(), "a failure is not remembered");
+        assert_eq!(
+            memo.stats(),
+            AnchorMemoStats::default(),
+            "a failure is not remembered"
+        );
         assert_eq!(memo.check_or_verify(b"a", b"s", b"g", || Err(2)), Err(2));
-        assert_eq!(memo.check_or_verify::<()>(b"a", b"s", b"g", || Ok(())), Ok(()));
+        assert_eq!(
+            memo.check_or_verify::<()>(b"a", b"s", b"g", || Ok(())),
+            Ok(())
+        );
         // A hit never runs the verification.
         assert_eq!(
             memo.check_or_verify::<()>(b"a", b"s", b"g", || unreachable!()),
@@ -112,7 +119,13 @@ mod tests {
         ] {
             assert_eq!(memo.check_or_verify(alg, signed, sig, || Err(())), Err(()));
         }
-        assert_eq!(memo.stats(), AnchorMemoStats { signatures: 1, hits: 1 });
+        assert_eq!(
+            memo.stats(),
+            AnchorMemoStats {
+                signatures: 1,
+                hits: 1
+            }
+        );
         for i in 0..CAPACITY * 3 {
             let _ = memo.check_or_verify::<()>(b"a", &i.to_le_bytes(), b"g", || Ok(()));
             assert!(memo.stats().signatures <= CAPACITY);
