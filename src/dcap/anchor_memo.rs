@@ -5,27 +5,39 @@
 //! ECDSA verification and runs every other check as before.
 //!
 //! Only the signature check is remembered: issuer names, revocation, validity windows and a
-//! CRL's content are judged by the caller at every use. An entry is the SHA-256 of the
-//! algorithm, the signed bytes and the signature (each length-prefixed), entered only after
-//! ECDSA accepted them under the anchor's key: failures are never stored, and since only
-//! what the root signed can enter, a hostile peer cannot fill it. The memo belongs to one
+//! CRL's content are judged by the caller at every use. An entry is the exact algorithm
+//! (its OID), signed bytes and signature, entered only after ECDSA accepted them under the
+//! anchor's key, and a hit is the same three byte for byte: failures are never stored, and
+//! since only what the root signed can enter, a hostile peer cannot fill it. (Exact bytes
+//! rather than a SHA-256 of them: the same answer, no collision argument, and no hashing of
+//! ~1.4 KB on every collateral verification, cold or warm.) The memo belongs to one
 //! [`crate::dcap::trust::TrustAnchor`] and its clones: an anchor built anew (a reload,
 //! another root, the same bytes parsed again) starts cold. No clock, no I/O.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-
-use sha2::{Digest, Sha256};
 
 /// Signatures one anchor remembers at most. Intel's root signs a handful of certificates and
 /// one CRL at a time; when full the memo is cleared (simple, and only costs a re-verification).
 pub const CAPACITY: usize = 64;
 
-/// The digests of the root's signatures verified under one anchor, bounded.
+/// One signature verified under the anchor's key: what it depended on besides the key.
+struct Verified {
+    algorithm: Box<[u8]>,
+    signed: Box<[u8]>,
+    signature: Box<[u8]>,
+}
+
+impl Verified {
+    fn is(&self, algorithm: &[u8], signed: &[u8], signature: &[u8]) -> bool {
+        *self.signature == *signature && *self.algorithm == *algorithm && *self.signed == *signed
+    }
+}
+
+/// The root's signatures verified under one anchor, bounded (a few, scanned in order).
 #[derive(Default)]
 pub(crate) struct AnchorMemo {
-    verified: Mutex<HashSet<[u8; 32]>>,
+    verified: Mutex<Vec<Verified>>,
     hits: AtomicU64,
 }
 
@@ -38,21 +50,10 @@ pub struct AnchorMemoStats {
     pub hits: u64,
 }
 
-/// What one signature check depended on besides the key: the algorithm (its OID's DER
-/// content), the signed bytes and the signature, each length-prefixed so no two different
-/// triples share an encoding.
-fn key(algorithm: &[u8], signed: &[u8], signature: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    for part in [algorithm, signed, signature] {
-        h.update(u64::try_from(part.len()).unwrap_or(u64::MAX).to_be_bytes());
-        h.update(part);
-    }
-    h.finalize().into()
-}
-
 impl AnchorMemo {
-    /// `Ok` if this exact signature verified before, else `verify()`'s answer, remembered
-    /// when it is `Ok` (a failure is never remembered: the next use verifies again).
+    /// `Ok` if this exact signature over these exact bytes with this algorithm verified
+    /// before, else `verify()`'s answer, remembered when it is `Ok` (a failure is never
+    /// remembered: the next use verifies again).
     pub(crate) fn check_or_verify<E>(
         &self,
         algorithm: &[u8],
@@ -60,9 +61,12 @@ impl AnchorMemo {
         signature: &[u8],
         verify: impl FnOnce() -> Result<(), E>,
     ) -> Result<(), E> {
-        let key = key(algorithm, signed, signature);
         // A poisoned lock only costs the memo: verify as if it were empty.
-        if self.verified.lock().is_ok_and(|m| m.contains(&key)) {
+        let known = self
+            .verified
+            .lock()
+            .is_ok_and(|m| m.iter().any(|v| v.is(algorithm, signed, signature)));
+        if known {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
@@ -71,7 +75,11 @@ impl AnchorMemo {
             if m.len() >= CAPACITY {
                 m.clear();
             }
-            m.insert(key);
+            m.push(Verified {
+                algorithm: algorithm.into(),
+                signed: signed.into(),
+                signature: signature.into(),
+            });
         }
         Ok(())
     }
