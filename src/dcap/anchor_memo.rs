@@ -29,7 +29,7 @@ struct Verified {
 }
 
 impl Verified {
-    fn is(&self, algorithm: &[u8], signed: &[u8], signature: &[u8]) -> bool {
+    fn is(&self, [algorithm, signed, signature]: [&[u8]; 3]) -> bool {
         *self.signature == *signature && *self.algorithm == *algorithm && *self.signed == *signed
     }
 }
@@ -53,33 +53,33 @@ pub struct AnchorMemoStats {
 impl AnchorMemo {
     /// `Ok` if this exact signature over these exact bytes with this algorithm verified
     /// before, else `verify()`'s answer, remembered when it is `Ok` (a failure is never
-    /// remembered: the next use verifies again).
+    /// remembered: the next use verifies again). `parts`: the algorithm's OID, the signed
+    /// bytes and the signature.
     pub(crate) fn check_or_verify<E>(
         &self,
-        algorithm: &[u8],
-        signed: &[u8],
-        signature: &[u8],
+        parts: [&[u8]; 3],
         verify: impl FnOnce() -> Result<(), E>,
     ) -> Result<(), E> {
         // A poisoned lock only costs the memo: verify as if it were empty.
-        let known = self
-            .verified
-            .lock()
-            .is_ok_and(|m| m.iter().any(|v| v.is(algorithm, signed, signature)));
-        if known {
+        let known = |m: &Vec<Verified>| m.iter().any(|v| v.is(parts));
+        if self.verified.lock().is_ok_and(|m| known(&m)) {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         verify()?;
+        let [algorithm, signed, signature] = parts;
         if let Ok(mut m) = self.verified.lock() {
-            if m.len() >= CAPACITY {
-                m.clear();
+            // Another thread may have verified the same signature meanwhile: one entry.
+            if !known(&m) {
+                if m.len() >= CAPACITY {
+                    m.clear();
+                }
+                m.push(Verified {
+                    algorithm: algorithm.into(),
+                    signed: signed.into(),
+                    signature: signature.into(),
+                });
             }
-            m.push(Verified {
-                algorithm: algorithm.into(),
-                signed: signed.into(),
-                signature: signature.into(),
-            });
         }
         Ok(())
     }
@@ -100,20 +100,20 @@ mod tests {
     #[test]
     fn remembers_successes_only_by_every_part_and_stays_bounded() {
         let memo = AnchorMemo::default();
-        assert_eq!(memo.check_or_verify(b"a", b"s", b"g", || Err(1)), Err(1));
+        assert_eq!(memo.check_or_verify([b"a", b"s", b"g"], || Err(1)), Err(1));
         assert_eq!(
             memo.stats(),
             AnchorMemoStats::default(),
             "a failure is not remembered"
         );
-        assert_eq!(memo.check_or_verify(b"a", b"s", b"g", || Err(2)), Err(2));
+        assert_eq!(memo.check_or_verify([b"a", b"s", b"g"], || Err(2)), Err(2));
         assert_eq!(
-            memo.check_or_verify::<()>(b"a", b"s", b"g", || Ok(())),
+            memo.check_or_verify::<()>([b"a", b"s", b"g"], || Ok(())),
             Ok(())
         );
         // A hit never runs the verification.
         assert_eq!(
-            memo.check_or_verify::<()>(b"a", b"s", b"g", || unreachable!()),
+            memo.check_or_verify::<()>([b"a", b"s", b"g"], || unreachable!()),
             Ok(())
         );
         assert_eq!(memo.stats().hits, 1);
@@ -125,7 +125,10 @@ mod tests {
             (b"a", b"sg", b""),
             (b"as", b"", b"g"),
         ] {
-            assert_eq!(memo.check_or_verify(alg, signed, sig, || Err(())), Err(()));
+            assert_eq!(
+                memo.check_or_verify([alg, signed, sig], || Err(())),
+                Err(())
+            );
         }
         assert_eq!(
             memo.stats(),
@@ -135,7 +138,7 @@ mod tests {
             }
         );
         for i in 0..CAPACITY * 3 {
-            let _ = memo.check_or_verify::<()>(b"a", &i.to_le_bytes(), b"g", || Ok(()));
+            let _ = memo.check_or_verify::<()>([b"a", &i.to_le_bytes(), b"g"], || Ok(()));
             assert!(memo.stats().signatures <= CAPACITY);
         }
     }

@@ -170,12 +170,22 @@ pub fn verify_raw_signature(point: &[u8], signed: &[u8], signature: &[u8]) -> bo
 /// What an issuer's signature covers in a certificate or CRL whose envelope is exact: the
 /// signed bytes, the signature and its algorithm (made only by [`cert_parts`], [`crl_parts`]).
 pub(crate) struct SignedParts<'a> {
-    pub(crate) signed: &'a [u8],
-    pub(crate) signature: &'a [u8],
-    pub(crate) algorithm: &'a AlgorithmIdentifier<'a>,
+    signed: &'a [u8],
+    signature: &'a [u8],
+    algorithm: &'a AlgorithmIdentifier<'a>,
 }
 
 impl SignedParts<'_> {
+    /// The algorithm's OID (DER content), the signed bytes and the signature: everything
+    /// the verification depends on besides the key.
+    pub(crate) fn bytes(&self) -> [&[u8]; 3] {
+        [
+            self.algorithm.algorithm.as_bytes(),
+            self.signed,
+            self.signature,
+        ]
+    }
+
     /// Checks the signature under `issuer_point`.
     pub(crate) fn verify(&self, issuer_point: &[u8], what: &'static str) -> Result<(), PkiError> {
         verify_der_signature(

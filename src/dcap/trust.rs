@@ -124,12 +124,8 @@ impl TrustAnchor {
         parts: &pki::SignedParts<'_>,
         what: &'static str,
     ) -> Result<(), PkiError> {
-        self.memo.check_or_verify(
-            parts.algorithm.algorithm.as_bytes(),
-            parts.signed,
-            parts.signature,
-            || parts.verify(&self.point, what),
-        )
+        self.memo
+            .check_or_verify(parts.bytes(), || parts.verify(&self.point, what))
     }
 
     /// How many of the root's signatures this anchor (and its clones) remember and reused.
