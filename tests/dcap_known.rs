@@ -407,4 +407,5 @@ mod sim {
 /// The trust anchor's memo of the root's signatures (`dcap::anchor_memo`): the root CA CRL,
 /// the TCB Signing certificate and the PCK CA are verified once per anchor; everything else
 /// about them (names, revocation, validity, the CRL's content) at every use.
+#[path = "dcap_known/anchor.rs"]
 mod anchor;
