@@ -4,8 +4,10 @@
 //!
 //! Run: `cargo build --release --example verify_callgrind` then
 //! `valgrind --tool=callgrind target/release/examples/verify_callgrind ours sgx_v3_qvl 20`
-//! (`ours`, `qvl`, or `none`: the setup alone, to subtract). `RATLS_FIXTURES` names the
-//! fixtures directory.
+//! (`ours`: cold, a new trust anchor for every verification, all made before the first;
+//! `ours-refresh`: one anchor, warm after the first verification (the root's signatures
+//! remembered); `anchors`: only making the N anchors, the part of `ours` to subtract; `qvl`;
+//! or `none`: the setup alone). `RATLS_FIXTURES` names the fixtures directory.
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -34,7 +36,9 @@ const CASES: [(&str, u64); 7] = [
 fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(side), Some(name)) = (args.get(1), args.get(2)) else {
-        return Err("usage: verify_callgrind ours|qvl|none FIXTURE [N]".into());
+        return Err(
+            "usage: verify_callgrind ours|ours-refresh|anchors|qvl|none FIXTURE [N]".into(),
+        );
     };
     let n: u32 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10);
     let at = CASES
@@ -71,16 +75,26 @@ fn main() -> Result<(), String> {
     let reference = QuoteVerifier::new_prod()
         .with_config::<RingConfig>()
         .allow_debug(true);
+    // Cold: one new anchor per verification, all made here (measured alone by `anchors`).
+    let cold: Vec<TrustAnchor> = match side.as_str() {
+        "ours" | "anchors" => (0..n).map(|_| TrustAnchor::intel()).collect(),
+        _ => Vec::new(),
+    };
+    let full = |anchor: &TrustAnchor| {
+        let source = Unverified {
+            collateral: &ours,
+            anchor,
+        };
+        appraise(black_box(&quote), &source, &policy, now).is_accepted()
+    };
     let mut accepted = 0u32;
-    for _ in 0..n {
+    for i in 0..n {
         let ok = match side.as_str() {
-            "ours" => {
-                let source = Unverified {
-                    collateral: &ours,
-                    anchor: &anchor,
-                };
-                appraise(black_box(&quote), &source, &policy, now).is_accepted()
-            }
+            "ours" => cold
+                .get(usize::try_from(i).unwrap_or(usize::MAX))
+                .is_some_and(full),
+            "ours-refresh" => full(&anchor),
+            "anchors" => !cold.is_empty(),
             "qvl" => reference.verify(black_box(&quote), &theirs, at).is_ok(),
             "none" => true,
             other => return Err(format!("unknown side {other}")),

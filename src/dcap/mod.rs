@@ -2,6 +2,7 @@
 //! collateral verified once per snapshot, and the verification steps in the order of the
 //! reference. No I/O, no clock, no tokio: time and collateral are parameters.
 
+pub mod anchor_memo;
 pub mod collateral;
 pub mod early;
 pub mod error;

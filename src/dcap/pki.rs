@@ -167,25 +167,72 @@ pub fn verify_raw_signature(point: &[u8], signed: &[u8], signature: &[u8]) -> bo
         .is_ok()
 }
 
+/// What an issuer's signature covers in a certificate or CRL whose envelope is exact: the
+/// signed bytes, the signature and its algorithm (made only by [`cert_parts`], [`crl_parts`]).
+pub(crate) struct SignedParts<'a> {
+    signed: &'a [u8],
+    signature: &'a [u8],
+    algorithm: &'a AlgorithmIdentifier<'a>,
+}
+
+impl SignedParts<'_> {
+    /// The algorithm's OID (DER content), the signed bytes and the signature: everything
+    /// the verification depends on besides the key.
+    pub(crate) fn bytes(&self) -> [&[u8]; 3] {
+        [
+            self.algorithm.algorithm.as_bytes(),
+            self.signed,
+            self.signature,
+        ]
+    }
+
+    /// Checks the signature under `issuer_point`.
+    pub(crate) fn verify(&self, issuer_point: &[u8], what: &'static str) -> Result<(), PkiError> {
+        verify_der_signature(
+            issuer_point,
+            self.algorithm,
+            self.signed,
+            self.signature,
+            what,
+        )
+    }
+}
+
+/// The signed parts of `cert`, once its envelope is exact.
+pub(crate) fn cert_parts<'a>(
+    cert: &'a X509Certificate<'a>,
+    what: &'static str,
+) -> Result<SignedParts<'a>, PkiError> {
+    let parts = SignedParts {
+        signed: cert.tbs_certificate.as_ref(),
+        signature: cert.signature_value.data.as_ref(),
+        algorithm: &cert.signature_algorithm,
+    };
+    check_envelope(cert.as_raw(), parts.signed, parts.signature, what)?;
+    Ok(parts)
+}
+
+/// The signed parts of `crl`, once its envelope is exact.
+pub(crate) fn crl_parts<'a>(
+    crl: &'a CertificateRevocationList<'a>,
+    what: &'static str,
+) -> Result<SignedParts<'a>, PkiError> {
+    let parts = SignedParts {
+        signed: crl.tbs_cert_list.as_ref(),
+        signature: crl.signature_value.data.as_ref(),
+        algorithm: &crl.signature_algorithm,
+    };
+    check_envelope(crl.as_raw(), parts.signed, parts.signature, what)?;
+    Ok(parts)
+}
+
 /// Checks that `cert` is signed by the holder of `issuer_point`.
 pub fn verify_cert_signature(
     cert: &X509Certificate<'_>,
     issuer_point: &[u8],
     what: &'static str,
 ) -> Result<(), PkiError> {
-    check_envelope(
-        cert.as_raw(),
-        cert.tbs_certificate.as_ref(),
-        cert.signature_value.data.as_ref(),
-        what,
-    )?;
-    verify_der_signature(
-        issuer_point,
-        &cert.signature_algorithm,
-        cert.tbs_certificate.as_ref(),
-        cert.signature_value.data.as_ref(),
-        what,
-    )
+    cert_parts(cert, what)?.verify(issuer_point, what)
 }
 
 /// Checks that `crl` is signed by the holder of `issuer_point`.
@@ -194,19 +241,7 @@ pub fn verify_crl_signature(
     issuer_point: &[u8],
     what: &'static str,
 ) -> Result<(), PkiError> {
-    check_envelope(
-        crl.as_raw(),
-        crl.tbs_cert_list.as_ref(),
-        crl.signature_value.data.as_ref(),
-        what,
-    )?;
-    verify_der_signature(
-        issuer_point,
-        &crl.signature_algorithm,
-        crl.tbs_cert_list.as_ref(),
-        crl.signature_value.data.as_ref(),
-        what,
-    )
+    crl_parts(crl, what)?.verify(issuer_point, what)
 }
 
 /// DER of `AlgorithmIdentifier { ecdsa-with-SHA256 }` (no parameters, RFC 5758).

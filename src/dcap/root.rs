@@ -1,6 +1,7 @@
 //! PURE. Certificates directly under the pinned root: the chain's copy of the root is
 //! compared by bytes (its self-signature proves nothing beyond the pin), a CA is checked for
-//! the root's name, signature and CRL.
+//! the root's name, signature and CRL (the signature remembered by the anchor, the name and
+//! the CRL checked at every use).
 
 use x509_parser::certificate::X509Certificate;
 
@@ -48,7 +49,8 @@ pub(crate) fn verify_under_root(
             ),
         });
     }
-    pki::verify_cert_signature(cert, anchor.point(), what)
+    pki::cert_parts(cert, what)
+        .and_then(|parts| anchor.verify_root_signature(&parts, what))
         .map_err(|e| VerifyError::chain(what, e))?;
     if root_crl_revoked
         .iter()

@@ -1,7 +1,12 @@
 //! The trust anchor: the Intel SGX Root CA compiled in, or an explicitly configured
 //! root (the sim's test PKI). Quotes never supply their own root: the copy inside a
-//! quote is only compared with this one.
+//! quote is only compared with this one. An anchor remembers the root's signatures it has
+//! verified (`dcap::anchor_memo`), shared by its clones, so re-verified collateral skips them.
 
+use std::fmt;
+use std::sync::Arc;
+
+use crate::dcap::anchor_memo::{AnchorMemo, AnchorMemoStats};
 use crate::dcap::ids::CertSha256;
 use crate::dcap::pinned::PinnedRoot;
 use crate::dcap::pki::{self, PkiError};
@@ -14,11 +19,30 @@ pub const INTEL_SGX_ROOT_CA_DER: &[u8] = include_bytes!("trust/intel_sgx_root_ca
 pub const INTEL_SGX_ROOT_CA_SHA256: &str =
     "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3";
 
-/// A pinned root certificate with the parts verification needs, pre-extracted.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A pinned root certificate with the parts verification needs, pre-extracted. Its clones
+/// share one memo of the root's verified signatures; equality and `Debug` ignore the memo.
+#[derive(Clone)]
 pub struct TrustAnchor {
     root: PinnedRoot,
     point: Vec<u8>,
+    memo: Arc<AnchorMemo>,
+}
+
+impl PartialEq for TrustAnchor {
+    fn eq(&self, other: &Self) -> bool {
+        self.root == other.root && self.point == other.point
+    }
+}
+
+impl Eq for TrustAnchor {}
+
+impl fmt::Debug for TrustAnchor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrustAnchor")
+            .field("root", &self.root)
+            .field("point", &self.point)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TrustAnchor {
@@ -51,6 +75,7 @@ impl TrustAnchor {
         Ok(Self {
             root: PinnedRoot::new(der, subject, (UnixTime(not_before), UnixTime(not_after))),
             point,
+            memo: Arc::default(),
         })
     }
 
@@ -90,6 +115,22 @@ impl TrustAnchor {
     /// SHA-256 of the root's DER.
     pub fn sha256(&self) -> CertSha256 {
         self.root.sha256()
+    }
+
+    /// Checks a signature the root made (`parts` of a certificate or CRL it issued): an
+    /// exact signature this anchor verified before is not verified again.
+    pub(crate) fn verify_root_signature(
+        &self,
+        parts: &pki::SignedParts<'_>,
+        what: &'static str,
+    ) -> Result<(), PkiError> {
+        self.memo
+            .check_or_verify(parts.bytes(), || parts.verify(&self.point, what))
+    }
+
+    /// How many of the root's signatures this anchor (and its clones) remember and reused.
+    pub fn remembered_signatures(&self) -> AnchorMemoStats {
+        self.memo.stats()
     }
 
     /// True for the compiled-in Intel root.

@@ -121,7 +121,10 @@ impl VerifiedCollateral {
                 detail: format!("issued by `{}`, not by the pinned root", root_crl.issuer()),
             });
         }
-        pki::verify_crl_signature(&root_crl, anchor.point(), "root CA CRL")
+        // The root's signature may be remembered by the anchor; the issuer above, the window
+        // and the revoked serials below are read from these bytes every time.
+        pki::crl_parts(&root_crl, "root CA CRL")
+            .and_then(|parts| anchor.verify_root_signature(&parts, "root CA CRL"))
             .map_err(|e| VerifyError::chain("root CA CRL", e))?;
         windows.push(crl_window(
             &root_crl,
