@@ -214,8 +214,18 @@ impl Format {
     /// HTML when `Accept` names `text/html` with a non-zero weight, else JSON (so an absent
     /// `Accept`, `*/*` and `application/json` keep today's answer).
     pub(crate) fn of(headers: &http::HeaderMap) -> Self {
-        let html = headers
-            .get_all(http::header::ACCEPT)
+        let values = headers.get_all(http::header::ACCEPT);
+        // `text/html` contains `html`: a value without it names no HTML range, and the
+        // usual `*/*` or absent `Accept` skips the range-by-range parse (measured per request).
+        let named = |v: &http::HeaderValue| {
+            v.as_bytes()
+                .windows(4)
+                .any(|w| w.eq_ignore_ascii_case(b"html"))
+        };
+        if !values.iter().any(named) {
+            return Self::Json;
+        }
+        let html = values
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
