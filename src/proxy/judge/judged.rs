@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
@@ -72,13 +73,9 @@ impl<B> Judged<B> {
         }
         let proxy = self.checkpoint.judge().proxy();
         let wake = self.wake.get_or_insert_with(|| {
-            let mut changes = proxy.shared.changes.subscribe();
-            Box::pin(async move {
-                if changes.changed().await.is_err() {
-                    // The proxy is gone: nothing will change any more.
-                    std::future::pending::<()>().await;
-                }
-            })
+            // Waits from its first poll, just below, before the count is looked at again.
+            let changes = Arc::clone(&proxy.shared.changes);
+            Box::pin(async move { changes.next().await })
         });
         if wake.as_mut().poll(cx).is_ready() {
             self.wake = None;

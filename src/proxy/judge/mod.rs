@@ -186,17 +186,14 @@ impl Judge {
     pub(crate) async fn refused_by_change(self: &Arc<Self>, cut: Cut) -> ProxyRefusal {
         let mut checkpoint = Checkpoint::new(Arc::clone(self), cut);
         loop {
-            // Subscribed before looking: a change after the look wakes the wait below.
-            let mut changes = self.proxy.shared.changes.subscribe();
+            // Waiting before looking: a change after the look wakes the wait below.
+            let next = self.proxy.shared.changes.next();
             if checkpoint.changed() {
                 if let Err(refusal) = checkpoint.pass() {
                     return refusal;
                 }
             }
-            if changes.changed().await.is_err() {
-                // The proxy is gone; the exchange ends with its sockets.
-                return std::future::pending().await;
-            }
+            next.await;
         }
     }
 }
