@@ -5,8 +5,13 @@
 # then exactly N requests (oha -n N -c C), then dumped: Ir / N, and each one's top functions.
 #   bench/callgrind.sh                 N=20000 C=32 MODES="sidecar origination intercept nginx"
 #   PROXY_BIN=/path/to/other/build bench/callgrind.sh
-# Raw callgrind.out files stay in the work dir (callgrind_annotate them for more).
+#   STEADY=1 bench/callgrind.sh        jemalloc's time-based purging off in the proxy, whose
+#     timing under valgrind moves a count by a few hundred instructions per request
+# Raw callgrind.out files stay in the work dir (callgrind_annotate them for more). A count
+# marked "+handshake" had an upstream TLS handshake (with its quote) in its window, a few
+# hundred instructions per request at N=5000: compare runs without it.
 source "$(dirname "$0")/common.sh"
+[ "${STEADY:-0}" = 1 ] && export _RJEM_MALLOC_CONF="${_RJEM_MALLOC_CONF:-dirty_decay_ms:-1,muzzy_decay_ms:-1}"
 command -v valgrind >/dev/null || { echo "valgrind is needed" >&2; exit 1; }
 N="${N:-20000}"; C="${C:-32}"; MODES="${MODES:-sidecar origination intercept nginx}"
 start_sim
@@ -29,7 +34,8 @@ ir = 0
 for line in open(out):
     m = re.match(r"(summary|totals):\s+(\d+)", line)
     if m: ir = int(m.group(2))
-print(f"{name}\t{n} answered {json.dumps(codes)}\t{ir / n:,.0f} instructions/request\t{out}")
+hs = any("x25519_scalar_mult" in line for line in open(out))
+print(f"{name}\t{n} answered {json.dumps(codes)}\t{ir / n:,.0f} instructions/request{' +handshake' if hs else ''}\t{out}")
 PY
   callgrind_annotate --inclusive=no "$out" 2>/dev/null | grep -E '^\s*[0-9,]+ ' | head -30 > "$W/$name.top.txt" || true
 }

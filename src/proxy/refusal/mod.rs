@@ -275,6 +275,37 @@ mod tests {
         );
     }
 
+    /// The `html` pre-check only skips values the range-by-range parse would find no
+    /// `text/html` in: both agree on values with and without it, in any case, and across
+    /// several `Accept` headers.
+    #[test]
+    fn the_html_pre_check_changes_no_answer() {
+        for (v, want) in [
+            ("application/xhtml+xml", Format::Json),
+            ("text/htm, */*", Format::Json),
+            ("text/html-fragment", Format::Json),
+            ("TEXT/HTML;Q=0.5", Format::Html),
+            ("text/html ; q=0.0", Format::Json),
+            (" text/html", Format::Html),
+            ("application/json, text/HtMl;q=1", Format::Html),
+        ] {
+            assert_eq!(accept(v), want, "{v}");
+        }
+        let mut h = http::HeaderMap::new();
+        h.append(http::header::ACCEPT, http::HeaderValue::from_static("*/*"));
+        h.append(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static("text/html"),
+        );
+        assert_eq!(Format::of(&h), Format::Html, "the second header names it");
+        let mut h = http::HeaderMap::new();
+        h.append(
+            http::header::ACCEPT,
+            http::HeaderValue::from_bytes(b"text/html\xff").expect("opaque bytes"),
+        );
+        assert_eq!(Format::of(&h), Format::Json, "not text: skipped as before");
+    }
+
     #[test]
     fn the_page_in_a_tunnel_is_502_with_its_guards() {
         let r = ProxyRefusal::Attestation(Refusal::new(RefusalCode::DebugEnclave, "<b>\"x\""));

@@ -320,3 +320,34 @@ impl Changes {
         self.wake.notified()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Changes;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+
+    /// What `Judge::refused_by_change` and a judged body rely on: a wait made before the
+    /// count is read is woken by a change after it, polled or not; a wait made after a change
+    /// waits for the next one.
+    #[test]
+    fn a_wait_is_woken_by_every_change_after_it_was_made() {
+        let changes = Changes::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        let made = changes.next();
+        changes.bump();
+        assert!(pin!(made).poll(&mut cx).is_ready(), "made, not polled");
+        let mut later = pin!(changes.next());
+        assert!(
+            later.as_mut().poll(&mut cx).is_pending(),
+            "the change before it"
+        );
+        let mut other = pin!(changes.next());
+        assert!(other.as_mut().poll(&mut cx).is_pending());
+        changes.bump();
+        assert!(later.as_mut().poll(&mut cx).is_ready());
+        assert!(other.as_mut().poll(&mut cx).is_ready(), "every waiter");
+        assert_eq!(changes.count(), 2);
+    }
+}
