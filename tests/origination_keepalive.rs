@@ -109,3 +109,41 @@ async fn each_request_on_a_keep_alive_connection_is_judged_for_its_own_host_and_
     );
     assert!(body.contains("unmatched"), "{body}");
 }
+
+/// A request whose answer the enclave holds back (`/slow`) is refused when a reload refuses
+/// its enclave while the proxy waits for the head: the change wakes the wait
+/// (`Judge::refused_by_change`), the client is not kept until the enclave answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_refuses_the_enclave_answers_a_request_still_waiting_for_its_head() {
+    let env = env();
+    let sim = start_sim_with(&env, |c| c.spec.mrenclave = MrEnclave([0xe1; 32])).await;
+    let ports = Ports::free();
+    let path = env.dir.join("p.toml");
+    std::fs::write(&path, config(&env, ports, sim.addr(), Some(TRUSTED))).expect("write");
+    let _proxy = Binary::start(&path, ports.admin, &[], false).await;
+    let via = env.via(ports.proxy);
+    let mut conn = Http::open(&via, "good.test", Mode::Originated).await;
+    let (code, body) = get(&mut conn, "good.test", "/warm").await;
+    assert_eq!(code, 200, "{body}");
+
+    // The enclave answers after 10 s (the sim's most); the reload comes after 1 s.
+    let started = std::time::Instant::now();
+    let waiting = tokio::spawn(async move { get(&mut conn, "good.test", "/slow?ms=10000").await });
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    reload(
+        ports.admin,
+        &path,
+        &config(&env, ports, sim.addr(), Some(OTHER)),
+    )
+    .await;
+    let (code, body) = waiting.await.expect("the request task");
+    let took = started.elapsed();
+    assert_eq!(code, 502, "refused by the reload: {body}");
+    assert!(body.contains("mrenclave_mismatch"), "{body}");
+    // Not woken, the wait would end with the enclave's answer at 10 s (then be refused by
+    // the head's own check): the bound tells the two apart with seconds to spare.
+    assert!(
+        took < std::time::Duration::from_secs(7),
+        "answered {took:?} after the request: the change did not wake the wait"
+    );
+}

@@ -209,6 +209,7 @@ pub(crate) fn cert_parts<'a>(
         algorithm: &cert.signature_algorithm,
     };
     check_envelope(cert.as_raw(), parts.signed, parts.signature, what)?;
+    check_signed_algorithm(&cert.tbs_certificate.signature, what)?;
     Ok(parts)
 }
 
@@ -223,6 +224,7 @@ pub(crate) fn crl_parts<'a>(
         algorithm: &crl.signature_algorithm,
     };
     check_envelope(crl.as_raw(), parts.signed, parts.signature, what)?;
+    check_signed_algorithm(&crl.tbs_cert_list.signature, what)?;
     Ok(parts)
 }
 
@@ -308,6 +310,19 @@ fn check_envelope(
     what: &'static str,
 ) -> Result<(), PkiError> {
     if is_exact_envelope(der, tbs, &ECDSA_WITH_SHA256_ALG_ID, signature) {
+        Ok(())
+    } else {
+        Err(PkiError::Algorithm(what))
+    }
+}
+
+/// The algorithm named inside the signed bytes must be the outer one (RFC 5280 4.1.1.2,
+/// 5.1.1.2): ecdsa-with-SHA256 without parameters, as [`check_envelope`] required outside.
+fn check_signed_algorithm(
+    inner: &AlgorithmIdentifier<'_>,
+    what: &'static str,
+) -> Result<(), PkiError> {
+    if inner.algorithm == OID_SIG_ECDSA_WITH_SHA256 && inner.parameters.is_none() {
         Ok(())
     } else {
         Err(PkiError::Algorithm(what))

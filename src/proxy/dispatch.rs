@@ -188,9 +188,7 @@ async fn originate(
         ))
         .await
         .at_enclave(),
-        None => relay(proxy, g, target, req, exchange, admitted.kept_alive())
-            .await
-            .at_enclave(),
+        None => relay(proxy, g, target, req, exchange).await.at_enclave(),
     }
 }
 

@@ -3,7 +3,7 @@
 //! immediate 503 for the excess) and the HTTP/1 server every client connection gets.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,8 +35,6 @@ pub(crate) struct Admitted {
     _load: CoreLoad,
     metrics: Arc<Metrics>,
     pub(crate) phase: Arc<Phase>,
-    /// Set once a request of this connection (or of its tunnel) was relayed upstream.
-    relayed: AtomicBool,
 }
 
 impl Admitted {
@@ -51,15 +49,7 @@ impl Admitted {
             _load: load,
             metrics: Arc::clone(metrics),
             phase: Arc::default(),
-            relayed: AtomicBool::new(false),
         }
-    }
-
-    /// Whether this connection relayed a request before the one about to be relayed (which
-    /// this marks): a client that came back is likely to come back again, so the pool gives
-    /// it an upstream connection its own core drives rather than lend it another core's.
-    pub(crate) fn kept_alive(&self) -> bool {
-        self.relayed.swap(true, Ordering::Relaxed)
     }
 
     /// The client's socket, timed by this connection's phase.

@@ -79,7 +79,7 @@ pub(crate) async fn serve(
         None => handshake::requested(&req),
     };
     let reply = match asked {
-        Ok(None) => relay(&proxy, &g, target, req, &exchange, admitted.kept_alive()).await,
+        Ok(None) => relay(&proxy, &g, target, req, &exchange).await,
         // Boxed: the upgrade's state is large and rare; inline it would size every
         // request's future, which hyper allocates once per connection for its whole life
         // (DHAT: 21.9 KB per idle intercepted connection).

@@ -21,15 +21,12 @@ use crate::proxy::upstream::rewrite::speak_for;
 /// Sends one request over an attested connection to `target` and returns its response.
 /// Both bodies go under the exchange's [`Judge`]; while the response head is awaited, a
 /// change that refuses the enclave answers the client with the refusal at once.
-/// `kept_alive`: the client's connection relayed a request before (see
-/// [`Pool::checkout_for`](crate::proxy::upstream::pool::Pool::checkout_for)).
 pub(crate) async fn relay(
     proxy: &Arc<Proxy>,
     g: &Arc<Generation>,
     target: &Arc<Target>,
     req: Request<Incoming>,
     exchange: &Exchange,
-    kept_alive: bool,
 ) -> Reply {
     let started = Instant::now();
     // Mirror the client's HTTP version upstream where the pool can.
@@ -38,11 +35,7 @@ pub(crate) async fn relay(
     } else {
         Version::Http1
     };
-    let conn = match g
-        .pool
-        .checkout_for(target, &proxy.metrics, version, kept_alive)
-        .await
-    {
+    let conn = match g.pool.checkout_for(target, &proxy.metrics, version).await {
         Ok(c) => c,
         Err(e) => return Reply::refused(e, target).at_enclave(),
     };

@@ -315,23 +315,16 @@ impl Pool {
         &self,
         target: &Target,
         metrics: &Arc<Metrics>,
-        kept_alive: bool,
     ) -> Result<Option<Conn>, ProxyRefusal> {
         let now = UnixTime::now();
         let ticketed = |c: &Conn| c.h1_ticket.is_some();
         if let Some(conn) = self.take_h1(self.shard(), target, now, ticketed) {
             return Ok(Some(conn));
         }
-        // This core has no connection to `target` at all (idle or busy): for a client
-        // connection's first request another core's idle one beats a new attested handshake
-        // (a client opening a connection per request is served by one upstream connection).
-        // A client connection that came back gets one this core drives, while the cap has
-        // room: a borrowed connection's driver stays on its home core, so every request
-        // crossed threads there and back (docs/benchmarks.md, "A lone request"). A core with
-        // connections of its own dials more rather than borrow, so under load each core
-        // keeps driving its own.
-        let dial_own = kept_alive && self.upstream_cap.has_room();
-        if !(dial_own || self.has_own(target)) {
+        // This core has no connection to `target` at all (idle or busy): another core's idle
+        // one beats a new attested handshake. A core with connections of its own dials more
+        // rather than borrow, so under load each core keeps driving its own.
+        if !self.has_own(target) {
             if let Some(conn) = self.borrow_h1(target, now, ticketed) {
                 return Ok(Some(conn));
             }
@@ -543,19 +536,16 @@ impl Pool {
     ///
     /// An HTTP/1.1 client's request goes over an HTTP/1.1 connection of its own while there
     /// are fewer than [`H1_CONNECTIONS`]: measured, that costs the proxy and the enclave less
-    /// per request than multiplexing it onto HTTP/2 (see docs/benchmarks.md). `kept_alive`:
-    /// the client's connection relayed a request before, so it is served over a connection
-    /// the calling core drives rather than one borrowed from another core.
+    /// per request than multiplexing it onto HTTP/2 (see docs/benchmarks.md).
     pub(crate) async fn checkout_for(
         &self,
         target: &Target,
         metrics: &Arc<Metrics>,
         version: Version,
-        kept_alive: bool,
     ) -> Result<Conn, ProxyRefusal> {
         self.rejudge_stale(target)?;
         let h1 = match version {
-            Version::Http1 => self.checkout_h1(target, metrics, kept_alive).await?,
+            Version::Http1 => self.checkout_h1(target, metrics).await?,
             Version::Http2 => None,
         };
         match h1 {

@@ -49,11 +49,6 @@ impl UpstreamCap {
         }
     }
 
-    /// True while a new upstream connection would not have to wait for (or evict) another.
-    pub(super) fn has_room(&self) -> bool {
-        self.max_upstream_connections.available_permits() > 0
-    }
-
     /// The semaphore of permits under the cap.
     pub(super) fn max_upstream_connections(&self) -> &Arc<Semaphore> {
         &self.max_upstream_connections

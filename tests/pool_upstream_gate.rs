@@ -1,0 +1,268 @@
+//! The upstream pool when the enclave host takes no new connection or stalls its handshakes
+//! (review R6 of issue 30, which found a kept-alive client's own-core dial refusing or
+//! stalling clients while a verified connection sat idle: that change was withdrawn). The real binary, a sim enclave behind a TCP gate this test controls (how
+//! many connections the enclave host takes, and what it does with the rest), hyper clients.
+#![cfg(feature = "sim")]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::http::Http;
+use common::{env, start_sim_with, Binary, Env, Harness, Mode, Ports, TRUSTED};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the gate does with a connection beyond the ones it forwards.
+#[derive(Clone, Copy)]
+enum Beyond {
+    /// Closes it at once (an enclave host at its connection limit, a restarting listener).
+    Close,
+    /// Accepts it and never answers (a stalled or overloaded enclave's TLS accept).
+    Hold,
+}
+
+/// A TCP gate in front of an enclave: forwards the first `allow` connections, counting
+/// how many are open at once.
+struct Gate {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+}
+
+impl Gate {
+    async fn start(to: SocketAddr, allow: usize, beyond: Beyond) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let (a, o, p) = (Arc::clone(&accepted), Arc::clone(&open), Arc::clone(&peak));
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let n = a.fetch_add(1, Ordering::SeqCst);
+                if n >= allow {
+                    match beyond {
+                        Beyond::Close => drop(client),
+                        Beyond::Hold => {
+                            tokio::spawn(async move {
+                                tokio::time::sleep(Duration::from_secs(120)).await;
+                                drop(client);
+                            });
+                        }
+                    }
+                    continue;
+                }
+                let (o, p) = (Arc::clone(&o), Arc::clone(&p));
+                tokio::spawn(async move {
+                    let Ok(mut enclave) = TcpStream::connect(to).await else {
+                        return;
+                    };
+                    let now = o.fetch_add(1, Ordering::SeqCst) + 1;
+                    p.fetch_max(now, Ordering::SeqCst);
+                    let (mut from_proxy, mut to_proxy) = client.split();
+                    let (mut from_enclave, mut to_enclave) = enclave.split();
+                    let back = tokio::io::copy(&mut from_enclave, &mut to_proxy);
+                    let forth = async {
+                        // Closed by the proxy: no longer one of its connections.
+                        let _ = tokio::io::copy(&mut from_proxy, &mut to_enclave).await;
+                        o.fetch_sub(1, Ordering::SeqCst);
+                        let _ = to_enclave.shutdown().await;
+                    };
+                    let _ = tokio::join!(back, forth);
+                });
+            }
+        });
+        Self {
+            addr,
+            accepted,
+            peak,
+        }
+    }
+
+    /// TCP connections the proxy opened to the enclave host (forwarded or not).
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// The most forwarded connections open at once.
+    fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+}
+
+/// The real binary with `limits`, `pool.enclave.test` dialed at `at` under the trusted
+/// policy, and a route to it.
+async fn proxy(env: &Env, ports: Ports, limits: &str, at: SocketAddr, name: &str) -> Binary {
+    let route = format!(
+        "[[route]]\nlisten = \"127.0.0.1:{}\"\nupstream = \"https://pool.enclave.test\"",
+        ports.route
+    );
+    let config = Harness::new(env)
+        .ports(ports)
+        .limits(limits)
+        .enclave_with(&["pool.enclave.test"], at, TRUSTED, "")
+        .tail(&route)
+        .write(name);
+    Binary::start(&config, ports.admin, &[], false).await
+}
+
+/// `n` keep-alive clients, half originating, half on the route, after their first request
+/// (each 200).
+async fn kept(env: &Env, ports: Ports, n: usize) -> Vec<Http> {
+    let via = env.via(ports.proxy).route(ports.route);
+    let mut clients = Vec::new();
+    for i in 0..n {
+        let mode = if i % 2 == 0 {
+            Mode::Originated
+        } else {
+            Mode::Route
+        };
+        let mut c = Http::open(&via, "pool.enclave.test", mode).await;
+        assert_eq!(c.status(&format!("/c{i}/1")).await, 200, "client {i}");
+        clients.push(c);
+    }
+    clients
+}
+
+/// Each client's request `round`, one after another: the ones not answered 200.
+async fn round(clients: &mut [Http], round: u32) -> Vec<(usize, u16)> {
+    let mut failed = Vec::new();
+    for (i, c) in clients.iter_mut().enumerate() {
+        let status = c.status(&format!("/c{i}/{round}")).await;
+        if status != 200 {
+            failed.push((i, status));
+        }
+    }
+    failed
+}
+
+/// Review R6 (MEDIUM; failed on the withdrawn own-core dial, passes without it). The enclave host takes one connection (a connection limit, or
+/// a listener that is restarting): the proxy's one verified upstream connection serves
+/// every client's first request, borrowed across threads. A kept-alive client's second
+/// request on another thread now skips the borrow to dial a connection of its own; the dial
+/// fails, the failure marks the destination HTTP/1.1-less on that thread (`h1_failed`), the
+/// shared path borrows only ticketless connections, dials again, and the client gets 502,
+/// while the verified connection it used a moment ago sits idle. On fbb5cad it was borrowed
+/// and the request answered 200. Should: a failed own-thread dial falls back to borrowing an
+/// idle, current connection (as a first request does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_client_is_still_served_when_the_enclave_takes_no_new_connection() {
+    let env = env();
+    let sim = start_sim_with(&env, |_| {}).await;
+    let gate = Gate::start(sim.addr(), 1, Beyond::Close).await;
+    let ports = Ports::free();
+    let _bin = proxy(&env, ports, "threads = 3", gate.addr, "r6-close.toml").await;
+    let mut clients = kept(&env, ports, 12).await;
+    assert_eq!(
+        gate.accepted(),
+        1,
+        "first requests share one upstream connection"
+    );
+    let failed = round(&mut clients, 2).await;
+    assert!(
+        failed.is_empty(),
+        "kept-alive clients refused while a verified upstream connection was idle: {failed:?} \
+         (the proxy dialed {} times, {} forwarded)",
+        gate.accepted(),
+        gate.peak()
+    );
+}
+
+/// Review R6 (MEDIUM, the stall form; failed on the withdrawn own-core dial). The enclave host accepts new TCP
+/// connections but its TLS never answers (overloaded): a kept-alive client's second request
+/// on another thread waits the whole connect timeout for a dial, then gets 504, though the
+/// verified connection that answered its first request is idle. On fbb5cad it was borrowed
+/// at once. Should: borrow (or fall back to borrowing) rather than stake the request on a
+/// new handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_client_is_not_stalled_by_a_handshake_it_did_not_need() {
+    let env = env();
+    let sim = start_sim_with(&env, |_| {}).await;
+    let gate = Gate::start(sim.addr(), 1, Beyond::Hold).await;
+    let ports = Ports::free();
+    let limits = "threads = 3\nconnect_timeout_secs = 2";
+    let _bin = proxy(&env, ports, limits, gate.addr, "r6-hold.toml").await;
+    let mut clients = kept(&env, ports, 6).await;
+    assert_eq!(
+        gate.accepted(),
+        1,
+        "first requests share one upstream connection"
+    );
+    let failed = round(&mut clients, 2).await;
+    assert!(
+        failed.is_empty(),
+        "kept-alive clients timed out on a dial while a verified upstream connection was idle: \
+         {failed:?} (the proxy dialed {} times)",
+        gate.accepted()
+    );
+}
+
+/// Each client's request `round` (answered after `ms` milliseconds when not 0), all sent
+/// at once: (client, status) for every one. A client answered other than 200 is dropped
+/// (the proxy closes a connection after a refusal).
+async fn at_once(clients: &mut [Option<Http>], round: u32, ms: u32) -> Vec<(usize, u16)> {
+    let mut tasks = Vec::new();
+    for (i, slot) in clients.iter_mut().enumerate() {
+        let Some(mut c) = slot.take() else {
+            continue;
+        };
+        tasks.push(tokio::spawn(async move {
+            let path = if ms == 0 {
+                format!("/c{i}/{round}")
+            } else {
+                format!("/slow?ms={ms}")
+            };
+            let s = c.status(&path).await;
+            (i, s, c)
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        let (i, s, c) = t.await.expect("join");
+        statuses.push((i, s));
+        if s == 200 {
+            clients[i] = Some(c);
+        }
+    }
+    statuses
+}
+
+/// Held on main (the cap is honoured under races): twelve kept-alive clients over three
+/// threads, each round's requests sent at once, `max_upstream_connections = 2`: never more
+/// than two upstream connections open at the enclave host, and nothing but 200 or the
+/// cap's own 503 answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_kept_alive_clients_never_exceed_the_upstream_cap() {
+    let env = env();
+    let sim = start_sim_with(&env, |_| {}).await;
+    let gate = Gate::start(sim.addr(), usize::MAX, Beyond::Close).await;
+    let ports = Ports::free();
+    let limits = "threads = 3\nmax_upstream_connections = 2\nconnect_timeout_secs = 3";
+    let _bin = proxy(&env, ports, limits, gate.addr, "r6-cap.toml").await;
+    let mut clients: Vec<Option<Http>> =
+        kept(&env, ports, 12).await.into_iter().map(Some).collect();
+    let mut statuses = Vec::new();
+    for r in 2..=4 {
+        statuses.extend(at_once(&mut clients, r, 0).await);
+    }
+    let ok = statuses.iter().filter(|(_, s)| *s == 200).count();
+    eprintln!(
+        "cap 2: {} upstream TCP connections in all, peak {} open, {ok} of {} requests 200",
+        gate.accepted(),
+        gate.peak(),
+        statuses.len()
+    );
+    assert!(
+        gate.peak() <= 2,
+        "peak {} upstream connections",
+        gate.peak()
+    );
+    assert!(
+        statuses.iter().all(|(_, s)| *s == 200 || *s == 503),
+        "{statuses:?}"
+    );
+}
