@@ -58,6 +58,10 @@ impl Gate {
                 }
                 let (o, p) = (Arc::clone(&o), Arc::clone(&p));
                 tokio::spawn(async move {
+                    // The proxy closes an evicted connection before it dials the next (the
+                    // socket is dropped before its place under the cap): let this gate read
+                    // that close before counting the new one, or its count would lag.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     let Ok(mut enclave) = TcpStream::connect(to).await else {
                         return;
                     };
@@ -264,5 +268,32 @@ async fn concurrent_kept_alive_clients_never_exceed_the_upstream_cap() {
     assert!(
         statuses.iter().all(|(_, s)| *s == 200 || *s == 503),
         "{statuses:?}"
+    );
+}
+
+/// Review R6 (MEDIUM, there before issue 30; failed until `UpstreamCap::permit` woke on an idle connection). At
+/// `max_upstream_connections = 2`, four kept-alive clients send a request at once, each
+/// answered by the enclave in 300 ms: two are served, the other two find both connections
+/// busy, evict nothing (nothing is idle yet) and wait for a place under the cap. The two
+/// connections go back to the pool idle 300 ms later, but an idle pooled connection keeps
+/// its place, so nothing wakes the waiters: they get 503 `upstream_capacity` after the
+/// whole connect timeout (3 s here, 10 s by default).
+/// Now a request waiting at the cap closes a connection that goes idle for its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_upstream_cap_a_waiting_request_gets_a_connection_that_went_idle() {
+    let env = env();
+    let sim = start_sim_with(&env, |_| {}).await;
+    let ports = Ports::free();
+    let limits = "threads = 2\nmax_upstream_connections = 2\nconnect_timeout_secs = 3";
+    let _bin = proxy(&env, ports, limits, sim.addr(), "r6-wait.toml").await;
+    let mut clients: Vec<Option<Http>> = kept(&env, ports, 4).await.into_iter().map(Some).collect();
+    let mut statuses = Vec::new();
+    for r in 2..=3 {
+        statuses.extend(at_once(&mut clients, r, 300).await);
+    }
+    let refused: Vec<_> = statuses.iter().filter(|(_, s)| *s != 200).collect();
+    assert!(
+        refused.is_empty(),
+        "refused at the cap though each request takes milliseconds: {refused:?} of {statuses:?}"
     );
 }

@@ -446,6 +446,7 @@ impl Pool {
             // HTTP/1.1 connections of HTTP/1.1 clients are already bounded by their cap.
             if conn.h1_ticket.is_some() || list.len() < 32 {
                 list.push(conn);
+                self.upstream_cap.went_idle();
             }
         }
     }
@@ -456,25 +457,13 @@ impl Pool {
     }
 
     /// A place under `max_upstream_connections` for a new connection to `dest`: at the cap,
-    /// the idle pooled connection unused for longest (of any generation) is closed first,
-    /// then the request waits up to the connect timeout for a place to free up.
+    /// an idle pooled connection is closed for it, now or as soon as one goes idle, within
+    /// the connect timeout ([`UpstreamCap::permit`]).
     pub(crate) async fn upstream_permit(
         &self,
         dest: &Authority,
     ) -> Result<OwnedSemaphorePermit, ProxyRefusal> {
-        let max_upstream_connections = self.upstream_cap.max_upstream_connections();
-        if let Ok(p) = Arc::clone(max_upstream_connections).try_acquire_owned() {
-            return Ok(p);
-        }
-        self.upstream_cap.evict_oldest_idle();
-        let wait = Arc::clone(max_upstream_connections).acquire_owned();
-        match tokio::time::timeout(self.connect_timeout, wait).await {
-            Ok(Ok(p)) => Ok(p),
-            _ => Err(ProxyRefusal::Capacity(format!(
-                "no upstream connection for {dest} within {}s: max_upstream_connections reached",
-                self.connect_timeout.as_secs()
-            ))),
-        }
+        self.upstream_cap.permit(dest, self.connect_timeout).await
     }
 
     async fn dial_once(

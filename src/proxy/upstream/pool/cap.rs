@@ -14,7 +14,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use std::time::Duration;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::{ByTarget, ProxyRefusal};
 use crate::addr::Authority;
@@ -33,6 +35,9 @@ pub(crate) struct UpstreamCap {
     /// How many of those one destination may hold.
     per_destination: usize,
     destinations: Mutex<HashMap<Authority, usize, foldhash::fast::RandomState>>,
+    /// Woken when a connection goes back to a pool idle: a request waiting at the cap can
+    /// then close it for its own (an idle connection keeps its place under the cap).
+    idle: Notify,
 }
 
 impl UpstreamCap {
@@ -46,12 +51,8 @@ impl UpstreamCap {
             held: Arc::new(Semaphore::new(held)),
             per_destination: (held / 2).max(1),
             destinations: Mutex::new(HashMap::default()),
+            idle: Notify::new(),
         }
-    }
-
-    /// The semaphore of permits under the cap.
-    pub(super) fn max_upstream_connections(&self) -> &Arc<Semaphore> {
-        &self.max_upstream_connections
     }
 
     /// Counts a pool's idle connections in at-the-cap eviction while it lives.
@@ -60,6 +61,44 @@ impl UpstreamCap {
             pools.retain(|p| p.strong_count() > 0);
             pools.push(Arc::downgrade(shards));
         }
+    }
+
+    /// A connection went back to a pool idle.
+    pub(super) fn went_idle(&self) {
+        self.idle.notify_waiters();
+    }
+
+    /// A place under the cap for a new connection to `dest`: at the cap, the idle pooled
+    /// connection unused for longest (of any generation) is closed for it, now or each time
+    /// one goes idle, until a place frees up or `timeout` passes.
+    pub(super) async fn permit(
+        &self,
+        dest: &Authority,
+        timeout: Duration,
+    ) -> Result<OwnedSemaphorePermit, ProxyRefusal> {
+        if let Ok(p) = Arc::clone(&self.max_upstream_connections).try_acquire_owned() {
+            return Ok(p);
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Made before evicting: a connection that goes idle after the look wakes it.
+            let went_idle = self.idle.notified();
+            self.evict_oldest_idle();
+            tokio::select! {
+                p = Arc::clone(&self.max_upstream_connections).acquire_owned() => {
+                    if let Ok(p) = p {
+                        return Ok(p);
+                    }
+                    break;
+                }
+                () = went_idle => {}
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        Err(ProxyRefusal::Capacity(format!(
+            "no upstream connection for {dest} within {}s: max_upstream_connections reached",
+            timeout.as_secs()
+        )))
     }
 
     /// Closes the idle pooled connection unused for longest, of any live generation.
