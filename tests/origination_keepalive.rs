@@ -47,14 +47,26 @@ async fn reload(admin: u16, path: &Path, text: &str) {
     assert_eq!(code, 200, "reloaded: {body}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_request_on_a_keep_alive_connection_is_judged_for_its_own_host_and_generation() {
+/// The sim enclave and the proxy binary under `good.test` trusted, its config at `path`.
+async fn started() -> (
+    Env,
+    ratls_proxy::sim::SimEnclave,
+    Ports,
+    std::path::PathBuf,
+    Binary,
+) {
     let env = env();
     let sim = start_sim_with(&env, |c| c.spec.mrenclave = MrEnclave([0xe1; 32])).await;
     let ports = Ports::free();
     let path = env.dir.join("p.toml");
     std::fs::write(&path, config(&env, ports, sim.addr(), Some(TRUSTED))).expect("write");
-    let _proxy = Binary::start(&path, ports.admin, &[], false).await;
+    let proxy = Binary::start(&path, ports.admin, &[], false).await;
+    (env, sim, ports, path, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_on_a_keep_alive_connection_is_judged_for_its_own_host_and_generation() {
+    let (env, sim, ports, path, _proxy) = started().await;
     let via = env.via(ports.proxy);
     let open = || Http::open(&via, "good.test", Mode::Originated);
 
@@ -115,12 +127,7 @@ async fn each_request_on_a_keep_alive_connection_is_judged_for_its_own_host_and_
 /// (`Judge::refused_by_change`), the client is not kept until the enclave answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_that_refuses_the_enclave_answers_a_request_still_waiting_for_its_head() {
-    let env = env();
-    let sim = start_sim_with(&env, |c| c.spec.mrenclave = MrEnclave([0xe1; 32])).await;
-    let ports = Ports::free();
-    let path = env.dir.join("p.toml");
-    std::fs::write(&path, config(&env, ports, sim.addr(), Some(TRUSTED))).expect("write");
-    let _proxy = Binary::start(&path, ports.admin, &[], false).await;
+    let (env, sim, ports, path, _proxy) = started().await;
     let via = env.via(ports.proxy);
     let mut conn = Http::open(&via, "good.test", Mode::Originated).await;
     let (code, body) = get(&mut conn, "good.test", "/warm").await;
