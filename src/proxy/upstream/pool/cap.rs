@@ -12,8 +12,8 @@
 //! and one destination at most half of that.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-
 use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -38,6 +38,9 @@ pub(crate) struct UpstreamCap {
     /// Woken when a connection goes back to a pool idle: a request waiting at the cap can
     /// then close it for its own (an idle connection keeps its place under the cap).
     idle: Notify,
+    /// Requests waiting at the cap: a check-in (every request's) wakes only when there are
+    /// some, so the common path never takes the `Notify`'s lock.
+    waiting: AtomicUsize,
 }
 
 impl UpstreamCap {
@@ -52,6 +55,7 @@ impl UpstreamCap {
             per_destination: (held / 2).max(1),
             destinations: Mutex::new(HashMap::default()),
             idle: Notify::new(),
+            waiting: AtomicUsize::new(0),
         }
     }
 
@@ -63,9 +67,12 @@ impl UpstreamCap {
         }
     }
 
-    /// A connection went back to a pool idle.
+    /// A connection went back to a pool idle (called after it is in its shard: a waiter
+    /// counted after this look then finds it when it evicts).
     pub(super) fn went_idle(&self) {
-        self.idle.notify_waiters();
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.idle.notify_waiters();
+        }
     }
 
     /// A place under the cap for a new connection to `dest`: at the cap, the idle pooled
@@ -80,6 +87,7 @@ impl UpstreamCap {
             return Ok(p);
         }
         let deadline = tokio::time::Instant::now() + timeout;
+        let _waiting = Waiting::count(&self.waiting);
         loop {
             // Made before evicting: a connection that goes idle after the look wakes it.
             let went_idle = self.idle.notified();
@@ -159,6 +167,22 @@ impl UpstreamCap {
             dest: dest.clone(),
             cap: Arc::clone(self),
         })
+    }
+}
+
+/// One request counted as waiting at the cap while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn count(waiting: &'a AtomicUsize) -> Self {
+        waiting.fetch_add(1, Ordering::SeqCst);
+        Self(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
