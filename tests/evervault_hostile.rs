@@ -7,6 +7,8 @@
 
 #![cfg(feature = "sim")]
 
+mod common;
+
 use std::sync::Arc;
 
 use ratls_proxy::appraise::nitro_policy::{NitroPolicy, PcrValue};
@@ -38,13 +40,7 @@ impl Drop for World {
 }
 
 fn world() -> World {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "ratls-evervault-hostile-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
+    let dir = common::scratch_dir();
     let now = UnixTime::now();
     let nitro = Arc::new(SimNitro::load_or_create(&dir, now).expect("Nitro PKI"));
     World { dir, nitro, now }

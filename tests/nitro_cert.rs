@@ -8,6 +8,8 @@
 
 #![cfg(feature = "sim")]
 
+mod common;
+
 use std::sync::Arc;
 
 use ratls_proxy::appraise::nitro_policy::{NitroPolicy, PcrValue};
@@ -48,13 +50,7 @@ impl Drop for World {
 }
 
 fn world() -> World {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "ratls-nitro-cert-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
+    let dir = common::scratch_dir();
     let now = UnixTime::now();
     let pki = SimPki::load_or_create(&dir, now).expect("sim PKI");
     let nitro = Arc::new(SimNitro::load_or_create(&dir, now).expect("Nitro PKI"));

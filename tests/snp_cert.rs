@@ -47,13 +47,7 @@ impl Drop for World {
 }
 
 fn world() -> World {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "ratls-snp-cert-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
+    let dir = common::scratch_dir();
     let now = UnixTime::now();
     let pki = SimPki::load_or_create(&dir, now).expect("sim PKI");
     let sim = Arc::new(SnpSim::load_or_create(&dir, now).expect("SNP sim"));

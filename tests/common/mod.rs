@@ -41,6 +41,18 @@ pub fn fixtures() -> Option<PathBuf> {
     }
 }
 
+/// A directory path unique per test binary, process and call (not created).
+pub fn scratch_dir() -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    std::env::temp_dir().join(format!(
+        "ratls-{}-{}-{}",
+        env!("CARGO_CRATE_NAME"),
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
 /// Reads a file under the fixtures directory.
 pub fn read(dir: &std::path::Path, rel: &str) -> Vec<u8> {
     std::fs::read(dir.join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))

@@ -35,14 +35,7 @@ impl Env {
 /// A fresh [`Env`], unique per test binary, process and call.
 #[cfg(feature = "sim")]
 pub fn env() -> Env {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "ratls-{}-{}-{}",
-        env!("CARGO_CRATE_NAME"),
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
+    let dir = super::scratch_dir();
     let now = ratls_proxy::dcap::time::UnixTime::now();
     let pki = ratls_proxy::sim::SimPki::load_or_create(&dir.join("pki"), now).expect("sim PKI");
     Env { dir, pki, now }
