@@ -4,7 +4,6 @@
 //! is reused while it lives and while that verdict is fresh. HTTP/2 connections are shared
 //! (multiplexed); HTTP/1.1 connections serve one exchange at a time.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,11 +15,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::OwnedSemaphorePermit;
 
 mod attest;
+mod by_target;
 mod cap;
 mod conn;
 mod rejudge;
 
 pub(crate) use attest::UpstreamOpen;
+use by_target::{conns_of, ByTarget, TargetConns};
 use cap::Shards;
 pub(crate) use cap::{Held, UpstreamCap};
 pub(crate) use conn::{Conn, Version};
@@ -47,31 +48,6 @@ pub(crate) const H2_CONNECTIONS: usize = 4;
 /// HTTP/1.1 connections per destination (idle or in use) for HTTP/1.1 clients; beyond it
 /// their requests share the HTTP/2 connections, so upstream connections stay bounded.
 pub(crate) const H1_CONNECTIONS: usize = 64;
-
-/// A destination's idle connections and its count of HTTP/1.1 connections.
-#[derive(Default)]
-struct TargetConns {
-    idle: Vec<Conn>,
-    h1_open: Arc<AtomicUsize>,
-    /// When an HTTP/1.1 dial last failed: an HTTP/2-only enclave is not asked again at once.
-    h1_failed: Option<Instant>,
-}
-
-/// The pool's connections by destination. foldhash, not std's SipHash: the map is hashed several
-/// times per request under the pool's lock (a fast hash with a per-process random seed).
-type ByTarget = HashMap<Target, TargetConns, foldhash::fast::RandomState>;
-
-/// The connections of `target`, created if new. The key is cloned only then: this runs under the
-/// pool's lock on every HTTP/1.1 request.
-// Target hashes and compares its entry by identity (`Arc::ptr_eq`), never by the verifier's
-// interior state, so the key cannot change while it is in the map.
-#[allow(clippy::mutable_key_type)]
-fn conns_of<'a>(idle: &'a mut ByTarget, target: &Target) -> Option<&'a mut TargetConns> {
-    if !idle.contains_key(target) {
-        idle.insert(target.clone(), TargetConns::default());
-    }
-    idle.get_mut(target)
-}
 
 /// How long HTTP/1.1 clients share HTTP/2 after an HTTP/1.1 dial to the destination failed.
 const H1_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -212,14 +188,15 @@ impl Pool {
     }
 
     /// A usable idle connection, or a newly dialed and attested one, judged under the
-    /// collateral in force.
+    /// collateral in force (a tunnel's CONNECT: once per tunnel, so its `Target` is shared here).
     pub(crate) async fn checkout(
         &self,
         target: &Target,
         metrics: &Arc<Metrics>,
     ) -> Result<Conn, ProxyRefusal> {
-        self.rejudge_stale(target)?;
-        self.checkout_judged(target, metrics).await
+        let target = Arc::new(target.clone());
+        self.rejudge_stale(&target)?;
+        self.checkout_judged(&target, metrics).await
     }
 
     /// Hands the verdict `c` on a connection to `target` to the TCB watch.
@@ -230,7 +207,7 @@ impl Pool {
 
     async fn checkout_judged(
         &self,
-        target: &Target,
+        target: &Arc<Target>,
         metrics: &Arc<Metrics>,
     ) -> Result<Conn, ProxyRefusal> {
         let now = UnixTime::now();
@@ -313,7 +290,7 @@ impl Pool {
     /// reached or the destination would not speak HTTP/1.1 (the caller then shares HTTP/2).
     async fn checkout_h1(
         &self,
-        target: &Target,
+        target: &Arc<Target>,
         metrics: &Arc<Metrics>,
     ) -> Result<Option<Conn>, ProxyRefusal> {
         let now = UnixTime::now();
@@ -371,7 +348,7 @@ impl Pool {
             // with its own ALPN and reports its own error.
             Err(_) => {
                 if let Ok(mut idle) = self.shard().lock() {
-                    idle.entry(target.clone()).or_default().h1_failed = Some(Instant::now());
+                    idle.entry(Arc::clone(target)).or_default().h1_failed = Some(Instant::now());
                 }
                 Ok(None)
             }
@@ -383,7 +360,7 @@ impl Pool {
     fn take_h1(
         &self,
         shard: &Mutex<ByTarget>,
-        target: &Target,
+        target: &Arc<Target>,
         now: UnixTime,
         which: impl Fn(&Conn) -> bool,
     ) -> Option<Conn> {
@@ -398,7 +375,7 @@ impl Pool {
     }
 
     /// True if this core's shard holds or has out any connection to `target`.
-    fn has_own(&self, target: &Target) -> bool {
+    fn has_own(&self, target: &Arc<Target>) -> bool {
         self.shard().lock().is_ok_and(|idle| {
             idle.get(target).is_some_and(|conns| {
                 !conns.idle.is_empty() || conns.h1_open.load(Ordering::Relaxed) > 0
@@ -410,7 +387,7 @@ impl Pool {
     /// connection's driver stays on its home core and it returns there after the request.
     fn borrow_h1(
         &self,
-        target: &Target,
+        target: &Arc<Target>,
         now: UnixTime,
         which: impl Fn(&Conn) -> bool + Copy,
     ) -> Option<Conn> {
@@ -422,8 +399,13 @@ impl Pool {
             .find_map(|(_, shard)| self.take_h1(shard, target, now, which))
     }
 
+    /// Returns a connection a tunnel's CONNECT checked out (see [`Pool::checkout`]) for reuse.
+    pub(crate) fn checkin(&self, target: &Target, conn: Conn) {
+        self.put_back(&Arc::new(target.clone()), conn);
+    }
+
     /// Returns a connection for reuse, to its home shard.
-    pub(crate) fn checkin(&self, target: &Target, mut conn: Conn) {
+    fn put_back(&self, target: &Arc<Target>, mut conn: Conn) {
         conn.last_used = Instant::now();
         let Some(shard) = self.idle.get(conn.home) else {
             return;
@@ -528,7 +510,7 @@ impl Pool {
     /// per request than multiplexing it onto HTTP/2 (see docs/benchmarks.md).
     pub(crate) async fn checkout_for(
         &self,
-        target: &Target,
+        target: &Arc<Target>,
         metrics: &Arc<Metrics>,
         version: Version,
     ) -> Result<Conn, ProxyRefusal> {
@@ -547,7 +529,7 @@ impl Pool {
     /// HTTP version; the connection goes back to the pool once the response head is in.
     pub(crate) async fn send_on(
         &self,
-        target: &Target,
+        target: &Arc<Target>,
         mut conn: Conn,
         req: Request<ProxyBody>,
     ) -> Result<Response<Incoming>, ProxyRefusal> {
@@ -564,7 +546,7 @@ impl Pool {
         };
         match result {
             Ok(resp) => {
-                self.checkin(target, conn);
+                self.put_back(target, conn);
                 Ok(resp)
             }
             Err(e) => Err(ProxyRefusal::Unreachable(format!(
