@@ -1,7 +1,10 @@
 //! The upstream pool when the enclave host takes no new connection or stalls its handshakes
 //! (review R6 of issue 30, which found a kept-alive client's own-core dial refusing or
-//! stalling clients while a verified connection sat idle: that change was withdrawn). The real binary, a sim enclave behind a TCP gate this test controls (how
-//! many connections the enclave host takes, and what it does with the rest), hyper clients.
+//! stalling clients while a verified connection sat idle: that change was withdrawn), and the
+//! dial beside a borrowed connection that replaced it (a kept-alive client's thread gets a
+//! connection of its own without its requests waiting for it). The real binary, a sim enclave
+//! behind a TCP gate this test controls (how many connections the enclave host takes, and
+//! what it does with the rest), hyper clients.
 #![cfg(feature = "sim")]
 
 mod common;
@@ -9,10 +12,10 @@ mod common;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::http::Http;
-use common::{env, start_sim_with, Binary, Env, Harness, Mode, Ports, TRUSTED};
+use common::{env, reload, start_sim_with, Binary, Env, Harness, Mode, Ports, TRUSTED};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -23,6 +26,8 @@ enum Beyond {
     Close,
     /// Accepts it and never answers (a stalled or overloaded enclave's TLS accept).
     Hold,
+    /// Forwards it after this long (a slow enclave host).
+    Delay(Duration),
 }
 
 /// A TCP gate in front of an enclave: forwards the first `allow` connections, counting
@@ -30,6 +35,7 @@ enum Beyond {
 struct Gate {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
     peak: Arc<AtomicUsize>,
 }
 
@@ -44,24 +50,29 @@ impl Gate {
         tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 let n = a.fetch_add(1, Ordering::SeqCst);
+                // The proxy closes an evicted connection before it dials the next (the
+                // socket is dropped before its place under the cap): let this gate read
+                // that close before counting the new one, or its count would lag.
+                let mut wait = Duration::from_millis(50);
                 if n >= allow {
                     match beyond {
-                        Beyond::Close => drop(client),
+                        Beyond::Close => {
+                            drop(client);
+                            continue;
+                        }
                         Beyond::Hold => {
                             tokio::spawn(async move {
                                 tokio::time::sleep(Duration::from_secs(120)).await;
                                 drop(client);
                             });
+                            continue;
                         }
+                        Beyond::Delay(d) => wait = d,
                     }
-                    continue;
                 }
                 let (o, p) = (Arc::clone(&o), Arc::clone(&p));
                 tokio::spawn(async move {
-                    // The proxy closes an evicted connection before it dials the next (the
-                    // socket is dropped before its place under the cap): let this gate read
-                    // that close before counting the new one, or its count would lag.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(wait).await;
                     let Ok(mut enclave) = TcpStream::connect(to).await else {
                         return;
                     };
@@ -83,8 +94,14 @@ impl Gate {
         Self {
             addr,
             accepted,
+            open,
             peak,
         }
+    }
+
+    /// Forwarded connections open now.
+    fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
     }
 
     /// TCP connections the proxy opened to the enclave host (forwarded or not).
@@ -140,17 +157,21 @@ async fn settle() {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
-/// Each client's request `round`, one after another: the ones not answered 200.
-async fn round(clients: &mut [Http], round: u32) -> Vec<(usize, u16)> {
+/// Each client's request `round`, one after another: the ones not answered 200, and the
+/// longest any took.
+async fn round(clients: &mut [Http], round: u32) -> (Vec<(usize, u16)>, Duration) {
     let mut failed = Vec::new();
+    let mut slowest = Duration::ZERO;
     for (i, c) in clients.iter_mut().enumerate() {
         settle().await;
+        let started = Instant::now();
         let status = c.status(&format!("/c{i}/{round}")).await;
+        slowest = slowest.max(started.elapsed());
         if status != 200 {
             failed.push((i, status));
         }
     }
-    failed
+    (failed, slowest)
 }
 
 /// Review R6 (MEDIUM; failed on the withdrawn own-core dial, passes without it). The enclave host takes one connection (a connection limit, or
@@ -162,13 +183,20 @@ async fn round(clients: &mut [Http], round: u32) -> Vec<(usize, u16)> {
 /// while the verified connection it used a moment ago sits idle. On fbb5cad it was borrowed
 /// and the request answered 200. Should: a failed own-thread dial falls back to borrowing an
 /// idle, current connection (as a first request does).
+/// The dial beside a borrowed connection meets the same closed door: it fails, only logged,
+/// no request fails with it, and a thread that failed does not dial again for a while (not
+/// on every request: at most one dial per thread that borrowed, three rounds on).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_alive_client_is_still_served_when_the_enclave_takes_no_new_connection() {
-    let (failed, dialed) = second_round_behind(Beyond::Close, "threads = 3", 12, "r6-close").await;
+    let (failed, dialed, _) = rounds_behind(Beyond::Close, "threads = 3", 12, "r6-close").await;
     assert!(
         failed.is_empty(),
         "kept-alive clients refused while a verified upstream connection was idle: {failed:?} \
          (the proxy dialed {dialed} times)"
+    );
+    assert!(
+        dialed <= 3,
+        "{dialed} upstream dials: a refused dial beside was tried again per request"
     );
 }
 
@@ -177,27 +205,34 @@ async fn a_kept_alive_client_is_still_served_when_the_enclave_takes_no_new_conne
 /// on another thread waits the whole connect timeout for a dial, then gets 504, though the
 /// verified connection that answered its first request is idle. On fbb5cad it was borrowed
 /// at once. Should: borrow (or fall back to borrowing) rather than stake the request on a
-/// new handshake.
+/// new handshake. The dial beside a borrowed connection stalls the same way: no request
+/// waits for it (each well under the 2 s connect timeout), and never two in flight on a thread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_alive_client_is_not_stalled_by_a_handshake_it_did_not_need() {
     let limits = "threads = 3\nconnect_timeout_secs = 2";
-    let (failed, dialed) = second_round_behind(Beyond::Hold, limits, 6, "r6-hold").await;
+    let (failed, dialed, slowest) = rounds_behind(Beyond::Hold, limits, 6, "r6-hold").await;
     assert!(
         failed.is_empty(),
         "kept-alive clients timed out on a dial while a verified upstream connection was idle: \
          {failed:?} (the proxy dialed {dialed} times)"
     );
+    assert!(
+        slowest < Duration::from_millis(1000),
+        "a request waited {slowest:?} behind a stalled dial"
+    );
+    assert!(dialed <= 3, "{dialed} upstream dials");
 }
 
 /// `n` kept-alive clients (their first requests over one upstream connection) through a
-/// gate that forwards only that connection and treats the rest as `beyond` says; then each
-/// client's second request: the ones not answered 200, and how often the proxy dialed.
-async fn second_round_behind(
+/// gate that forwards only that connection and treats the rest as `beyond` says; then three
+/// more rounds of each client's requests: the ones not answered 200, how often the proxy
+/// dialed, and the longest a request took.
+async fn rounds_behind(
     beyond: Beyond,
     limits: &str,
     n: usize,
     name: &str,
-) -> (Vec<(usize, u16)>, usize) {
+) -> (Vec<(usize, u16)>, usize, Duration) {
     let env = env();
     let sim = start_sim_with(&env, |_| {}).await;
     let gate = Gate::start(sim.addr(), 1, beyond).await;
@@ -209,8 +244,13 @@ async fn second_round_behind(
         1,
         "first requests share one upstream connection"
     );
-    let failed = round(&mut clients, 2).await;
-    (failed, gate.accepted())
+    let (mut failed, mut slowest) = (Vec::new(), Duration::ZERO);
+    for r in 2..=4 {
+        let (f, s) = round(&mut clients, r).await;
+        failed.extend(f);
+        slowest = slowest.max(s);
+    }
+    (failed, gate.accepted(), slowest)
 }
 
 /// Each client's request `round` (answered after `ms` milliseconds when not 0), all sent
@@ -303,5 +343,96 @@ async fn at_the_upstream_cap_a_waiting_request_gets_a_connection_that_went_idle(
     assert!(
         refused.is_empty(),
         "refused at the cap though each request takes milliseconds: {refused:?} of {statuses:?}"
+    );
+}
+
+/// A kept-alive client on a thread with no upstream connection of its own borrows another
+/// thread's for each request (its driver stays there: every request crossed threads). Now,
+/// from a client's second borrow, its thread dials one of its own beside the request: three
+/// threads, six kept-alive clients, their first requests over one upstream connection, three
+/// rounds later one connection per thread that serves clients (never more), and no dial per
+/// request. Without the dial beside: one connection in all (fails).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_client_gets_a_connection_its_own_thread_drives() {
+    let env = env();
+    let sim = start_sim_with(&env, |_| {}).await;
+    let gate = Gate::start(sim.addr(), usize::MAX, Beyond::Close).await;
+    let ports = Ports::free();
+    let _bin = proxy(&env, ports, "threads = 3", gate.addr, "beside-own.toml").await;
+    let mut clients = kept(&env, ports, 6).await;
+    assert_eq!(
+        gate.accepted(),
+        1,
+        "first requests share one upstream connection"
+    );
+    for r in 2..=4 {
+        let (failed, _) = round(&mut clients, r).await;
+        assert!(failed.is_empty(), "round {r}: {failed:?}");
+    }
+    let dialed = gate.accepted();
+    assert!(
+        (2..=3).contains(&dialed),
+        "{dialed} upstream connections for six kept-alive clients on three threads"
+    );
+    for r in 5..=7 {
+        let (failed, _) = round(&mut clients, r).await;
+        assert!(failed.is_empty(), "round {r}: {failed:?}");
+    }
+    assert_eq!(
+        gate.accepted(),
+        dialed,
+        "dialed again once each thread had its own"
+    );
+    assert_eq!(gate.peak(), dialed);
+}
+
+/// The dial beside never takes the last place under `max_upstream_connections` (a request
+/// that needs a connection must not find it taken by one nobody waits for): at a cap of two
+/// with one connection open, kept-alive clients on three threads go on borrowing that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dial_beside_never_takes_the_last_place_under_the_cap() {
+    let env = env();
+    let sim = start_sim_with(&env, |_| {}).await;
+    let gate = Gate::start(sim.addr(), usize::MAX, Beyond::Close).await;
+    let ports = Ports::free();
+    let limits = "threads = 3\nmax_upstream_connections = 2";
+    let _bin = proxy(&env, ports, limits, gate.addr, "beside-cap.toml").await;
+    let mut clients = kept(&env, ports, 6).await;
+    for r in 2..=4 {
+        let (failed, _) = round(&mut clients, r).await;
+        assert!(failed.is_empty(), "round {r}: {failed:?}");
+    }
+    assert_eq!(
+        gate.accepted(),
+        1,
+        "a dial beside took the last place under the cap"
+    );
+}
+
+/// A reload while a dial beside is in its (slow) handshake: the connection it makes belongs
+/// to the retired generation and is closed when it is checked in, never pooled. The enclave
+/// host forwards new connections after 1.5 s; the test reloads at once and then reads, 3 s
+/// later, that the dial happened and that nothing is open at the enclave host (the retired
+/// generation's idle connection closed at the reload, the late one when it came in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_during_a_dial_beside_drops_its_connection() {
+    let env = env();
+    let sim = start_sim_with(&env, |_| {}).await;
+    let delay = Beyond::Delay(Duration::from_millis(1500));
+    let gate = Gate::start(sim.addr(), 1, delay).await;
+    let ports = Ports::free();
+    let limits = "threads = 3\nconnect_timeout_secs = 10";
+    let _bin = proxy(&env, ports, limits, gate.addr, "beside-reload.toml").await;
+    let mut clients = kept(&env, ports, 6).await;
+    let (failed, slowest) = round(&mut clients, 2).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(slowest < Duration::from_millis(1000), "{slowest:?}");
+    reload(ports.admin).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(gate.accepted() >= 2, "no dial beside was made");
+    assert_eq!(
+        gate.open(),
+        0,
+        "a retired generation's connection stayed open"
     );
 }

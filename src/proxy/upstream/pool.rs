@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::OwnedSemaphorePermit;
 
 mod attest;
+mod beside;
 mod by_target;
 mod cap;
 mod conn;
@@ -99,7 +100,7 @@ pub(crate) struct Pool {
     upstream_cap: Arc<UpstreamCap>,
     /// Set when a reload replaced this pool's generation: its idle connections were closed,
     /// and one coming back from a request is closed too.
-    retired: AtomicBool,
+    retired: Arc<AtomicBool>,
     /// The audit trail, and the generation whose verdicts this pool's connections carry.
     audit: Arc<Auditor>,
     generation: GenerationId,
@@ -152,7 +153,7 @@ impl Pool {
             snp_kds: None,
             nitro_crls: None,
             upstream_cap,
-            retired: AtomicBool::new(false),
+            retired: Arc::new(AtomicBool::new(false)),
             audit,
             generation,
             tcb,
@@ -282,6 +283,7 @@ impl Pool {
                     || conns
                         .h1_failed
                         .is_some_and(|at| at.elapsed() < H1_RETRY_AFTER)
+                    || conns.beside.busy()
             });
         }
     }
@@ -303,6 +305,9 @@ impl Pool {
         // rather than borrow, so under load each core keeps driving its own.
         if !self.has_own(target) {
             if let Some(conn) = self.borrow_h1(target, now, ticketed) {
+                // A client that keeps coming back gets one this core drives, dialed beside
+                // its request (which never waits for that dial): see `beside`.
+                self.dial_beside(target, metrics);
                 return Ok(Some(conn));
             }
         }

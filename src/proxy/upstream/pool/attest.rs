@@ -124,6 +124,16 @@ impl Pool {
         alpn: &[&[u8]],
     ) -> Result<(Attested, OwnedSemaphorePermit), ProxyRefusal> {
         let permit = self.upstream_permit(&target.dest).await?;
+        self.attest_under(target, alpn, permit).await
+    }
+
+    /// [`Pool::attest`] in the place under the cap `permit` holds.
+    pub(super) async fn attest_under(
+        &self,
+        target: &Target,
+        alpn: &[&[u8]],
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(Attested, OwnedSemaphorePermit), ProxyRefusal> {
         let verifier = Arc::clone(&target.enclave.verifier);
         let (dial, host) = (target.dial.to_string(), target.dest.host.to_string());
         let dest = &target.dest;

@@ -15,6 +15,8 @@ pub(super) struct TargetConns {
     pub(super) h1_open: Arc<AtomicUsize>,
     /// When an HTTP/1.1 dial last failed: an HTTP/2-only enclave is not asked again at once.
     pub(super) h1_failed: Option<Instant>,
+    /// The dial beside borrowed connections (see `beside`).
+    pub(super) beside: super::beside::Beside,
 }
 
 /// The pool's connections by destination. foldhash, not std's SipHash: the map is hashed several

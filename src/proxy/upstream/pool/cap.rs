@@ -109,6 +109,20 @@ impl UpstreamCap {
         )))
     }
 
+    /// A place under the cap for a connection no request waits for (one dialed beside a
+    /// borrowed one), at once or not at all: never the last free place, never while a
+    /// request waits at the cap, and no idle connection is closed for it.
+    pub(super) fn spare_permit(&self) -> Option<OwnedSemaphorePermit> {
+        if self.waiting.load(Ordering::SeqCst) > 0
+            || self.max_upstream_connections.available_permits() < 2
+        {
+            return None;
+        }
+        Arc::clone(&self.max_upstream_connections)
+            .try_acquire_owned()
+            .ok()
+    }
+
     /// Closes the idle pooled connection unused for longest, of any live generation.
     pub(super) fn evict_oldest_idle(&self) {
         let pools: Vec<Arc<Shards>> = match self.pools.lock() {

@@ -68,3 +68,36 @@ async fn at_the_cap_a_new_connection_waits_the_connect_timeout_then_is_refused()
     drop(first);
     let _third = p.upstream_permit(&a).await.expect("the place came back");
 }
+
+#[tokio::test]
+async fn a_spare_place_is_never_the_last_nor_taken_while_a_request_waits() {
+    let p = pool(1, 4, Duration::from_millis(500));
+    let a = dest("a.test");
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(p.upstream_permit(&a).await.expect("under the cap"));
+    }
+    // Two free: one may be spared; then one free, which stays for a request.
+    held.push(p.upstream_cap.spare_permit().expect("two places free"));
+    assert!(p.upstream_cap.spare_permit().is_none());
+    held.push(p.upstream_permit(&a).await.expect("the last place"));
+    // A request waits at the cap (nothing idle to close).
+    let waiter = tokio::spawn({
+        let cap = Arc::clone(&p.upstream_cap);
+        async move {
+            cap.permit(&dest("a.test"), Duration::from_millis(500))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Three places free up: one is the waiter's, two are free, but none is spared while a
+    // request is still counted as waiting.
+    held.truncate(1);
+    assert!(p.upstream_cap.spare_permit().is_none());
+    let got = waiter.await.expect("join");
+    assert!(got.is_ok(), "the waiter got a freed place");
+    assert!(
+        p.upstream_cap.spare_permit().is_some(),
+        "nobody waits: two free"
+    );
+}
