@@ -189,15 +189,14 @@ impl Pool {
     }
 
     /// A usable idle connection, or a newly dialed and attested one, judged under the
-    /// collateral in force (a tunnel's CONNECT: once per tunnel, so its `Target` is shared here).
+    /// collateral in force.
     pub(crate) async fn checkout(
         &self,
         target: &Target,
         metrics: &Arc<Metrics>,
     ) -> Result<Conn, ProxyRefusal> {
-        let target = Arc::new(target.clone());
-        self.rejudge_stale(&target)?;
-        self.checkout_judged(&target, metrics).await
+        self.rejudge_stale(target)?;
+        self.checkout_judged(target, metrics).await
     }
 
     /// Hands the verdict `c` on a connection to `target` to the TCB watch.
@@ -208,7 +207,7 @@ impl Pool {
 
     async fn checkout_judged(
         &self,
-        target: &Arc<Target>,
+        target: &Target,
         metrics: &Arc<Metrics>,
     ) -> Result<Conn, ProxyRefusal> {
         let now = UnixTime::now();
@@ -292,7 +291,7 @@ impl Pool {
     /// reached or the destination would not speak HTTP/1.1 (the caller then shares HTTP/2).
     async fn checkout_h1(
         &self,
-        target: &Arc<Target>,
+        target: &Target,
         metrics: &Arc<Metrics>,
     ) -> Result<Option<Conn>, ProxyRefusal> {
         let now = UnixTime::now();
@@ -353,7 +352,7 @@ impl Pool {
             // with its own ALPN and reports its own error.
             Err(_) => {
                 if let Ok(mut idle) = self.shard().lock() {
-                    idle.entry(Arc::clone(target)).or_default().h1_failed = Some(Instant::now());
+                    idle.entry(target.clone()).or_default().h1_failed = Some(Instant::now());
                 }
                 Ok(None)
             }
@@ -365,7 +364,7 @@ impl Pool {
     fn take_h1(
         &self,
         shard: &Mutex<ByTarget>,
-        target: &Arc<Target>,
+        target: &Target,
         now: UnixTime,
         which: impl Fn(&Conn) -> bool,
     ) -> Option<Conn> {
@@ -380,7 +379,7 @@ impl Pool {
     }
 
     /// True if this core's shard holds or has out any connection to `target`.
-    fn has_own(&self, target: &Arc<Target>) -> bool {
+    fn has_own(&self, target: &Target) -> bool {
         self.shard().lock().is_ok_and(|idle| {
             idle.get(target).is_some_and(|conns| {
                 !conns.idle.is_empty() || conns.h1_open.load(Ordering::Relaxed) > 0
@@ -392,7 +391,7 @@ impl Pool {
     /// connection's driver stays on its home core and it returns there after the request.
     fn borrow_h1(
         &self,
-        target: &Arc<Target>,
+        target: &Target,
         now: UnixTime,
         which: impl Fn(&Conn) -> bool + Copy,
     ) -> Option<Conn> {
@@ -404,13 +403,8 @@ impl Pool {
             .find_map(|(_, shard)| self.take_h1(shard, target, now, which))
     }
 
-    /// Returns a connection a tunnel's CONNECT checked out (see [`Pool::checkout`]) for reuse.
-    pub(crate) fn checkin(&self, target: &Target, conn: Conn) {
-        self.put_back(&Arc::new(target.clone()), conn);
-    }
-
     /// Returns a connection for reuse, to its home shard.
-    fn put_back(&self, target: &Arc<Target>, mut conn: Conn) {
+    pub(crate) fn checkin(&self, target: &Target, mut conn: Conn) {
         conn.last_used = Instant::now();
         let Some(shard) = self.idle.get(conn.home) else {
             return;
@@ -515,7 +509,7 @@ impl Pool {
     /// per request than multiplexing it onto HTTP/2 (see docs/benchmarks.md).
     pub(crate) async fn checkout_for(
         &self,
-        target: &Arc<Target>,
+        target: &Target,
         metrics: &Arc<Metrics>,
         version: Version,
     ) -> Result<Conn, ProxyRefusal> {
@@ -534,7 +528,7 @@ impl Pool {
     /// HTTP version; the connection goes back to the pool once the response head is in.
     pub(crate) async fn send_on(
         &self,
-        target: &Arc<Target>,
+        target: &Target,
         mut conn: Conn,
         req: Request<ProxyBody>,
     ) -> Result<Response<Incoming>, ProxyRefusal> {
@@ -551,7 +545,7 @@ impl Pool {
         };
         match result {
             Ok(resp) => {
-                self.put_back(target, conn);
+                self.checkin(target, conn);
                 Ok(resp)
             }
             Err(e) => Err(ProxyRefusal::Unreachable(format!(

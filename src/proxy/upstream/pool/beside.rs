@@ -62,7 +62,7 @@ impl Pool {
     /// Called when this core lent a client another core's connection to `target`: if that
     /// client came back, dials one this core drives, in a task of its own, checked into
     /// this core's shard when ready. Never waits, never fails the caller.
-    pub(super) fn dial_beside(&self, target: &Arc<Target>, metrics: &Arc<Metrics>) {
+    pub(super) fn dial_beside(&self, target: &Target, metrics: &Arc<Metrics>) {
         let Some(task) = tokio::task::try_id() else {
             return;
         };
@@ -94,7 +94,7 @@ impl Pool {
         let done = InFlight {
             pool: self.share(),
             home,
-            target: Arc::clone(target),
+            target: target.clone(),
             ok: false,
         };
         let metrics = Arc::clone(metrics);
@@ -118,7 +118,7 @@ impl Pool {
     /// Checks a connection dialed beside a borrowed one into its home shard as an HTTP/1.1
     /// client's (counted under this core's HTTP/1.1 cap; over it, it is closed). False if
     /// it could not be counted.
-    fn check_in_beside(&self, target: &Arc<Target>, mut conn: super::Conn) -> bool {
+    fn check_in_beside(&self, target: &Target, mut conn: super::Conn) -> bool {
         let ticket = {
             let Some(Ok(mut idle)) = self.idle.get(conn.home).map(|s| s.lock()) else {
                 return false;
@@ -134,14 +134,14 @@ impl Pool {
             ticket
         };
         conn.h1_ticket = Some(ticket);
-        // Retired meanwhile (a reload): `put_back` closes it.
-        self.put_back(target, conn);
+        // Retired meanwhile (a reload): `checkin` closes it.
+        self.checkin(target, conn);
         true
     }
 
     /// The dial beside to `target` from core `home` ended: the next may start, at once if
     /// this one was `ok`, else after [`RETRY_AFTER`].
-    fn end_beside(&self, home: usize, target: &Arc<Target>, ok: bool) {
+    fn end_beside(&self, home: usize, target: &Target, ok: bool) {
         let Some(Ok(mut idle)) = self.idle.get(home).map(|s| s.lock()) else {
             return;
         };
@@ -180,7 +180,7 @@ impl Pool {
 struct InFlight {
     pool: Pool,
     home: usize,
-    target: Arc<Target>,
+    target: Target,
     ok: bool,
 }
 

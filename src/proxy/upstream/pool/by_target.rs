@@ -1,4 +1,4 @@
-//! The pool's connections by destination, keyed by the `Arc<Target>` the pool was given.
+//! The pool's connections by destination.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
@@ -21,34 +21,16 @@ pub(super) struct TargetConns {
 
 /// The pool's connections by destination. foldhash, not std's SipHash: the map is hashed several
 /// times per request under the pool's lock (a fast hash with a per-process random seed).
-/// Keyed by the `Arc<Target>` the pool was given: looked up with the caller's `Arc`, `Arc`'s
-/// equality is true at once for the same one (a pointer compare, then `Target`'s own equality
-/// for another), so a route's or origination's requests, whose `Target` is made once and shared,
-/// do not compare host names on every lookup.
-pub(super) type ByTarget = HashMap<Arc<Target>, TargetConns, foldhash::fast::RandomState>;
+pub(super) type ByTarget = HashMap<Target, TargetConns, foldhash::fast::RandomState>;
 
-/// The connections of `target`, created if new. This runs under the pool's lock on every
-/// HTTP/1.1 request: the key is cloned only when new, or when the one listed is held by the
-/// map alone (its maker, a tunnel's CONNECT or a dropped route cache entry, let it go) and
-/// `target` is another `Arc` equal to it, so later lookups with `target` compare pointers.
-/// Two live `Arc`s of one destination never take the place from each other.
+/// The connections of `target`, created if new. The key is cloned only then: this runs under the
+/// pool's lock on every HTTP/1.1 request.
 // Target hashes and compares its entry by identity (`Arc::ptr_eq`), never by the verifier's
 // interior state, so the key cannot change while it is in the map.
 #[allow(clippy::mutable_key_type)]
-pub(super) fn conns_of<'a>(
-    idle: &'a mut ByTarget,
-    target: &Arc<Target>,
-) -> Option<&'a mut TargetConns> {
-    match idle.get_key_value(target) {
-        None => {
-            idle.insert(Arc::clone(target), TargetConns::default());
-        }
-        Some((key, _)) if !Arc::ptr_eq(key, target) && Arc::strong_count(key) == 1 => {
-            if let Some(conns) = idle.remove(target) {
-                idle.insert(Arc::clone(target), conns);
-            }
-        }
-        Some(_) => {}
+pub(super) fn conns_of<'a>(idle: &'a mut ByTarget, target: &Target) -> Option<&'a mut TargetConns> {
+    if !idle.contains_key(target) {
+        idle.insert(target.clone(), TargetConns::default());
     }
     idle.get_mut(target)
 }
@@ -86,17 +68,17 @@ mod tests {
         })
     }
 
-    fn target(enclave: &Arc<Enclave>) -> Arc<Target> {
+    fn target(enclave: &Arc<Enclave>) -> Target {
         let dest = Authority::parse("a.test", Some(443)).expect("authority");
-        Arc::new(Target::new(dest, enclave))
+        Target::new(dest, enclave)
     }
 
     /// Marks `target`'s connections so a later lookup shows whose they are.
-    fn mark(map: &mut ByTarget, target: &Arc<Target>) {
+    fn mark(map: &mut ByTarget, target: &Target) {
         conns_of(map, target).expect("listed").h1_failed = Some(Instant::now());
     }
 
-    fn marked(map: &mut ByTarget, target: &Arc<Target>) -> bool {
+    fn marked(map: &mut ByTarget, target: &Target) -> bool {
         conns_of(map, target).expect("listed").h1_failed.is_some()
     }
 
@@ -104,33 +86,11 @@ mod tests {
     fn the_same_name_under_another_entry_never_shares_connections() {
         let mut map = ByTarget::default();
         let (one, other) = (entry(), entry());
-        let a = target(&one);
-        mark(&mut map, &a);
+        mark(&mut map, &target(&one));
         // Equal names, another entry (another generation's, or another policy): its own list.
-        let b = target(&other);
-        assert!(!marked(&mut map, &b));
-        assert_eq!(map.len(), 2);
-        // Even once `a`'s maker lets it go: the map's key is never taken by an unequal one.
-        drop(a);
-        assert!(!marked(&mut map, &b));
+        assert!(!marked(&mut map, &target(&other)));
+        // The same entry at the same place: the same list, whichever `Target` asks.
         assert!(marked(&mut map, &target(&one)));
         assert_eq!(map.len(), 2);
-    }
-
-    #[test]
-    fn an_equal_target_takes_the_key_only_when_the_map_alone_holds_it() {
-        let mut map = ByTarget::default();
-        let enclave = entry();
-        let a = target(&enclave);
-        mark(&mut map, &a);
-        let b = target(&enclave);
-        // Equal, not the same: the same connections, and the live key stays `a`.
-        assert!(marked(&mut map, &b));
-        assert!(map.keys().all(|k| Arc::ptr_eq(k, &a)));
-        drop(a);
-        // `a` is held by the map alone: `b` takes its place, with its connections.
-        assert!(marked(&mut map, &b));
-        assert!(map.keys().all(|k| Arc::ptr_eq(k, &b)));
-        assert_eq!(map.len(), 1);
     }
 }

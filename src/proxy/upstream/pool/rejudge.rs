@@ -19,7 +19,7 @@ impl Pool {
     /// certificate is a verdict-cache lookup after the first. Accepted ones go back to the
     /// pool with their new verdict; on a refusal they are all closed and the refusal is
     /// what the request gets.
-    pub(super) fn rejudge_stale(&self, target: &Arc<Target>) -> Result<(), ProxyRefusal> {
+    pub(super) fn rejudge_stale(&self, target: &Target) -> Result<(), ProxyRefusal> {
         let verifier = &target.enclave.verifier;
         let snapshot = verifier.snapshot();
         let stale: Vec<Conn> = {
@@ -43,7 +43,7 @@ impl Pool {
             match self.rejudge(target, &conn.verdict, now, None) {
                 Ok(verdict) => {
                     conn.verdict = verdict;
-                    self.put_back(target, conn);
+                    self.checkin(target, conn);
                 }
                 Err(e) => {
                     tracing::warn!(host = %target.dest.host, error = %e, "a pooled connection is refused under the new collateral; closing it");
