@@ -35,6 +35,8 @@ pub(super) fn conns_of<'a>(idle: &'a mut ByTarget, target: &Target) -> Option<&'
     idle.get_mut(target)
 }
 
+// The map's key as the pool's: see `conns_of`.
+#[allow(clippy::mutable_key_type)]
 #[cfg(test)]
 mod tests {
     use super::*;
