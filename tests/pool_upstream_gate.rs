@@ -174,6 +174,14 @@ async fn round(clients: &mut [Http], round: u32) -> (Vec<(usize, u16)>, Duration
     (failed, slowest)
 }
 
+/// Each client's requests of `rounds`, one after another, each answered 200.
+async fn all_answered(clients: &mut [Http], rounds: std::ops::RangeInclusive<u32>) {
+    for r in rounds {
+        let (failed, _) = round(clients, r).await;
+        assert!(failed.is_empty(), "round {r}: {failed:?}");
+    }
+}
+
 /// Review R6 (MEDIUM; failed on the withdrawn own-core dial, passes without it). The enclave host takes one connection (a connection limit, or
 /// a listener that is restarting): the proxy's one verified upstream connection serves
 /// every client's first request, borrowed across threads. A kept-alive client's second
@@ -366,10 +374,7 @@ async fn a_kept_alive_client_gets_a_connection_its_own_thread_drives() {
         1,
         "first requests share one upstream connection"
     );
-    for r in 2..=4 {
-        let (failed, _) = round(&mut clients, r).await;
-        assert!(failed.is_empty(), "round {r}: {failed:?}");
-    }
+    all_answered(&mut clients, 2..=4).await;
     let dialed = gate.accepted();
     let serving = metrics(ports.admin)
         .await
@@ -384,10 +389,7 @@ async fn a_kept_alive_client_gets_a_connection_its_own_thread_drives() {
         dialed, serving,
         "upstream connections for six kept-alive clients on {serving} threads"
     );
-    for r in 5..=7 {
-        let (failed, _) = round(&mut clients, r).await;
-        assert!(failed.is_empty(), "round {r}: {failed:?}");
-    }
+    all_answered(&mut clients, 5..=7).await;
     assert_eq!(
         gate.accepted(),
         dialed,
@@ -408,10 +410,7 @@ async fn a_dial_beside_never_takes_the_last_place_under_the_cap() {
     let limits = "threads = 3\nmax_upstream_connections = 2";
     let _bin = proxy(&env, ports, limits, gate.addr, "beside-cap.toml").await;
     let mut clients = kept(&env, ports, 6).await;
-    for r in 2..=4 {
-        let (failed, _) = round(&mut clients, r).await;
-        assert!(failed.is_empty(), "round {r}: {failed:?}");
-    }
+    all_answered(&mut clients, 2..=4).await;
     assert_eq!(
         gate.accepted(),
         1,
