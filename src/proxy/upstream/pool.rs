@@ -4,6 +4,7 @@
 //! is reused while it lives and while that verdict is fresh. HTTP/2 connections are shared
 //! (multiplexed); HTTP/1.1 connections serve one exchange at a time.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,13 +17,11 @@ use tokio::sync::OwnedSemaphorePermit;
 
 mod attest;
 mod beside;
-mod by_target;
 mod cap;
 mod conn;
 mod rejudge;
 
 pub(crate) use attest::UpstreamOpen;
-use by_target::{conns_of, ByTarget, TargetConns};
 use cap::Shards;
 pub(crate) use cap::{Held, UpstreamCap};
 pub(crate) use conn::{Conn, Version};
@@ -49,6 +48,33 @@ pub(crate) const H2_CONNECTIONS: usize = 4;
 /// HTTP/1.1 connections per destination (idle or in use) for HTTP/1.1 clients; beyond it
 /// their requests share the HTTP/2 connections, so upstream connections stay bounded.
 pub(crate) const H1_CONNECTIONS: usize = 64;
+
+/// A destination's idle connections and its count of HTTP/1.1 connections.
+#[derive(Default)]
+struct TargetConns {
+    idle: Vec<Conn>,
+    h1_open: Arc<AtomicUsize>,
+    /// When an HTTP/1.1 dial last failed: an HTTP/2-only enclave is not asked again at once.
+    h1_failed: Option<Instant>,
+    /// The dial beside borrowed connections (see `beside`).
+    beside: beside::Beside,
+}
+
+/// The pool's connections by destination. foldhash, not std's SipHash: the map is hashed several
+/// times per request under the pool's lock (a fast hash with a per-process random seed).
+type ByTarget = HashMap<Target, TargetConns, foldhash::fast::RandomState>;
+
+/// The connections of `target`, created if new. The key is cloned only then: this runs under the
+/// pool's lock on every HTTP/1.1 request.
+// Target hashes and compares its entry by identity (`Arc::ptr_eq`), never by the verifier's
+// interior state, so the key cannot change while it is in the map.
+#[allow(clippy::mutable_key_type)]
+fn conns_of<'a>(idle: &'a mut ByTarget, target: &Target) -> Option<&'a mut TargetConns> {
+    if !idle.contains_key(target) {
+        idle.insert(target.clone(), TargetConns::default());
+    }
+    idle.get_mut(target)
+}
 
 /// How long HTTP/1.1 clients share HTTP/2 after an HTTP/1.1 dial to the destination failed.
 const H1_RETRY_AFTER: Duration = Duration::from_secs(60);

@@ -101,3 +101,65 @@ async fn a_spare_place_is_never_the_last_nor_taken_while_a_request_waits() {
         "nobody waits: two free"
     );
 }
+
+// The map's key as the pool's: see `conns_of`.
+#[allow(clippy::mutable_key_type)]
+mod by_target {
+    use super::*;
+    use crate::addr::Authority;
+    use crate::appraise::policy::EnclavePolicy;
+    use crate::config::EnclaveConfig;
+    use crate::dcap::ids::CertSha256;
+    use crate::proxy::target::Enclave;
+    use crate::ratls::{BindingMode, RaTlsVerifier, VerdictCache};
+    use crate::source::CollateralSetup;
+    use std::time::Instant;
+
+    /// An `[[enclave]]` entry for `a.test` as one generation builds it (its own `Arc`).
+    fn entry() -> Arc<Enclave> {
+        let verifier = RaTlsVerifier::new(
+            EnclavePolicy::default(),
+            BindingMode::Auto,
+            CertSha256([0; 32]),
+            Arc::new(CollateralSetup::Unconfigured),
+            Arc::new(VerdictCache::new(16, std::time::Duration::from_secs(60))),
+        );
+        Arc::new(Enclave {
+            config: EnclaveConfig {
+                hosts: Vec::new(),
+                policy: EnclavePolicy::default(),
+                binding: BindingMode::Auto,
+                connect_to: None,
+                snp: None,
+                nitro: None,
+            },
+            verifier: Arc::new(verifier),
+        })
+    }
+
+    fn target(enclave: &Arc<Enclave>) -> Target {
+        let dest = Authority::parse("a.test", Some(443)).expect("authority");
+        Target::new(dest, enclave)
+    }
+
+    /// Marks `target`'s connections so a later lookup shows whose they are.
+    fn mark(map: &mut ByTarget, target: &Target) {
+        conns_of(map, target).expect("listed").h1_failed = Some(Instant::now());
+    }
+
+    fn marked(map: &mut ByTarget, target: &Target) -> bool {
+        conns_of(map, target).expect("listed").h1_failed.is_some()
+    }
+
+    #[test]
+    fn the_same_name_under_another_entry_never_shares_connections() {
+        let mut map = ByTarget::default();
+        let (one, other) = (entry(), entry());
+        mark(&mut map, &target(&one));
+        // Equal names, another entry (another generation's, or another policy): its own list.
+        assert!(!marked(&mut map, &target(&other)));
+        // The same entry at the same place: the same list, whichever `Target` asks.
+        assert!(marked(&mut map, &target(&one)));
+        assert_eq!(map.len(), 2);
+    }
+}
