@@ -53,23 +53,23 @@ for mode in $MODES; do
     nginx)
       mkdir -p "$W/nginx"
       nuser=""; [ "$(id -u)" = 0 ] && nuser="user root;"
-      render "$ROOT/bench/nginx.conf" 127.0.0.1:$NGINX_PORT "$nuser" \
+      render "$ROOT/bench/nginx.conf" "127.0.0.1:$NGINX_PORT" "$nuser" \
         | sed -e 's/^master_process on;/master_process off;/' -e 's/^worker_processes 2;/worker_processes 1;/' > "$W/nginx/nginx.conf"
       "${VG[@]}" "$(command -v nginx || echo /usr/sbin/nginx)" -p "$W/nginx" -c "$W/nginx/nginx.conf" -e "$W/nginx/error.log" > "$W/nginx-vg.log" 2>&1 &
       PIDS+=($!); vp=$!
-      wait_up $NGINX_PORT
-      count nginx "$vp" http://127.0.0.1:$NGINX_PORT/
+      wait_up "$NGINX_PORT"
+      count nginx "$vp" "http://127.0.0.1:$NGINX_PORT/"
       kill "$vp"; wait "$vp" 2>/dev/null || true
       ;;
     sidecar|origination|intercept)
-      start_proxy $PROXY_PORT $ADMIN_PORT $ROUTE_PORT "${VG[@]}" "$BIN" 2>/dev/null || wait_up $PROXY_PORT
+      start_proxy "$PROXY_PORT" "$ADMIN_PORT" "$ROUTE_PORT" "${VG[@]}" "$BIN" 2>/dev/null || wait_up "$PROXY_PORT"
       vp=$PROXY_PID
-      wait_up $ROUTE_PORT
-      curl -s -o /dev/null -x http://127.0.0.1:$PROXY_PORT --cacert "$CA" https://bench.enclave.test/warm
+      wait_up "$ROUTE_PORT"
+      curl -s -o /dev/null -x "http://127.0.0.1:$PROXY_PORT" --cacert "$CA" https://bench.enclave.test/warm
       case $mode in
-        sidecar) count sidecar "$vp" http://127.0.0.1:$ROUTE_PORT/ ;;
-        origination) count origination "$vp" -x http://127.0.0.1:$PROXY_PORT http://bench.enclave.test/ ;;
-        intercept) count intercept "$vp" -x http://127.0.0.1:$PROXY_PORT --cacert "$CA" https://bench.enclave.test/ ;;
+        sidecar) count sidecar "$vp" "http://127.0.0.1:$ROUTE_PORT/" ;;
+        origination) count origination "$vp" -x "http://127.0.0.1:$PROXY_PORT" http://bench.enclave.test/ ;;
+        intercept) count intercept "$vp" -x "http://127.0.0.1:$PROXY_PORT" --cacert "$CA" https://bench.enclave.test/ ;;
       esac
       kill "$vp"; wait "$vp" 2>/dev/null || true
       ;;

@@ -41,9 +41,9 @@ now() { date +%s.%N; }
 kb() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 mib() { echo $(( $1 / 1024 )); }
 
-"$SIM" --listen 127.0.0.1:$SIM_PORT --pki-dir "$W/pki" --quiet > "$W/sim.log" 2>&1 &
+"$SIM" --listen "127.0.0.1:$SIM_PORT" --pki-dir "$W/pki" --quiet > "$W/sim.log" 2>&1 &
 PIDS+=($!)
-for _ in $(seq 200); do port_up $SIM_PORT && break; sleep 0.05; done
+for _ in $(seq 200); do port_up "$SIM_PORT" && break; sleep 0.05; done
 
 # config N [AUDIT_PATH]: a configuration with N entries (written once per N).
 config() {
@@ -66,21 +66,21 @@ start() {
   t0=$(now)
   RUST_LOG=warn "$1" run --config "$2" > "$W/proxy.log" 2>&1 &
   PROXY_PID=$!; PIDS+=("$PROXY_PID")
-  while ! port_up $PROXY_PORT; do
+  while ! port_up "$PROXY_PORT"; do
     if ! kill -0 "$PROXY_PID" 2>/dev/null; then cat "$W/proxy.log" >&2; STARTED=failed; return 1; fi
     if (( $(echo "$(now) - $t0 > $START_TIMEOUT" | bc) )); then STARTED="timeout(>${START_TIMEOUT}s)"; return 1; fi
     sleep 0.01
   done
   t1=$(now); STARTED=$(printf '%.2f' "$(echo "$t1 - $t0" | bc)")
 }
-stop() { kill "$PROXY_PID" 2>/dev/null || true; wait "$PROXY_PID" 2>/dev/null || true; while port_up $PROXY_PORT; do sleep 0.05; done; }
+stop() { kill "$PROXY_PID" 2>/dev/null || true; wait "$PROXY_PID" 2>/dev/null || true; while port_up "$PROXY_PORT"; do sleep 0.05; done; }
 
 load() {
   if command -v oha > /dev/null; then
-    oha --no-tui --output-format json -z "${DUR}s" -c "$C" -x http://127.0.0.1:$PROXY_PORT "http://$1/" \
+    oha --no-tui --output-format json -z "${DUR}s" -c "$C" -x "http://127.0.0.1:$PROXY_PORT" "http://$1/" \
       | python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.0f" % d["summary"]["requestsPerSec"])'
   else
-    "$LOAD" 127.0.0.1:$PROXY_PORT "$1" "$C" "$DUR" | cut -f1
+    "$LOAD" "127.0.0.1:$PROXY_PORT" "$1" "$C" "$DUR" | cut -f1
   fi
 }
 
@@ -99,11 +99,11 @@ for _ in $(seq "$ROUNDS"); do
       if ! start "${BINS[$i]}" "$cfg"; then
         printf '%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\n' "$n" "${NAMES[$i]}" "$check" "$STARTED"; stop; continue
       fi
-      curl -s -o /dev/null -x http://127.0.0.1:$PROXY_PORT "http://app$last.exact.test/" || true
+      curl -s -o /dev/null -x "http://127.0.0.1:$PROXY_PORT" "http://app$last.exact.test/" || true
       exact=$(load "app$last.exact.test")
       wild=$(load "x.w$last.wild.test")
       t0=$(now)
-      curl -s -o /dev/null -X POST --max-time "$START_TIMEOUT" http://127.0.0.1:$ADMIN_PORT/reload || true
+      curl -s -o /dev/null -X POST --max-time "$START_TIMEOUT" "http://127.0.0.1:$ADMIN_PORT/reload" || true
       reload=$(printf '%.2f' "$(echo "$(now) - $t0" | bc)")
       printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "${NAMES[$i]}" "$check" "$STARTED" "$reload" "$exact" "$wild" \
         "$(mib "$(kb "$PROXY_PID" VmRSS)")" "$(mib "$(kb "$PROXY_PID" VmHWM)")"
