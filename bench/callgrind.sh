@@ -7,7 +7,7 @@
 #   PROXY_BIN=/path/to/other/build bench/callgrind.sh
 #   STEADY=1 bench/callgrind.sh        jemalloc's time-based purging off in the proxy, whose
 #     timing under valgrind moves a count by a few hundred instructions per request
-# Raw callgrind.out files stay in the work dir, each with its whole annotation
+# Raw callgrind.out files stay in the work dir, each with its inclusive annotation
 # (NAME.annotate.txt). A count marked "+handshake" had an upstream TLS handshake (with its
 # quote) in its window, a few hundred instructions per request at N=5000: compare runs
 # without it.
@@ -38,14 +38,10 @@ for line in open(out):
 hs = any("x25519_scalar_mult" in line for line in open(out))
 print(f"{name}\t{n} answered {json.dumps(codes)}\t{ir / n:,.0f} instructions/request{' +handshake' if hs else ''}\t{out}")
 PY
-  # --auto=no: no source annotation (its numbered source lines were taken for functions);
-  # --threshold=100: every function, not only those making up 99%. The 30 largest after the
-  # "file:function" header, without PROGRAM TOTALS.
-  if callgrind_annotate --auto=no --threshold=100 --inclusive=no "$out" > "$W/$name.annotate.txt" 2> "$W/$name.annotate.err"; then
-    awk 'f && /^ *[0-9][0-9,]* / { print; if (++n == 30) exit } /file:function/ { f = 1 }' "$W/$name.annotate.txt" > "$W/$name.top.txt"
-  else
-    echo "callgrind_annotate failed: $(head -c 300 "$W/$name.annotate.err")" > "$W/$name.top.txt"
-  fi
+  # Self instructions read from the dump itself (bench/callgrind_self.py: callgrind_annotate
+  # lists the frames still on the stack at a live dump as 100% self); the inclusive view beside.
+  python3 "$ROOT/bench/callgrind_self.py" "$out" 30 > "$W/$name.top.txt"
+  callgrind_annotate --auto=no --threshold=100 --inclusive=yes "$out" > "$W/$name.annotate.txt" 2>&1 || true
 }
 VG=(valgrind --tool=callgrind --callgrind-out-file="$W/callgrind.out.%p" --dump-instr=no --collect-jumps=no)
 for mode in $MODES; do
