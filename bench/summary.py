@@ -5,6 +5,9 @@
       one line of results.tsv (the process in the middle's user and system CPU split)
   summary.py DIR
       the report from DIR/results.tsv and DIR/noise.tsv (a kept run can be re-read)
+  summary.py --runs DIR DIR...
+      each ratio and added p50 of several runs side by side, by both estimators, with the
+      range across runs (what a headline quotes)
 
 The rules below are fixed before any run is looked at (docs/benchmarks.md, "How the headline
 is measured from session 7"): a ratio is the median over rounds of that round's ratio, with
@@ -140,6 +143,17 @@ def report(d):
                          span([old(t) for t in twos], f), ", ".join(f(new(h)) for h in halves)]))
     print()
 
+    cpu = lambda s, r: (val(s, r, "mid_user_us/req") or 0) + (val(s, r, "mid_sys_us/req") or 0)
+    print("CPU per request, peer ÷ ours (the process in the middle, user + system; > 1: ours is cheaper), "
+          "median of the rounds' own ratios [min–max]: a companion figure, less moved by the box than req/s")
+    for a, b, goal in RATIOS:
+        if b in ("direct", "mitmproxy") or a not in by or b not in by:
+            continue
+        cr = [cpu(b, r) / cpu(a, r) for r in rounds if cpu(a, r) > 0 and cpu(b, r) > 0]
+        if cr:
+            print(f"{b} ÷ {a}\t{statistics.median(cr):.2f}\t[{span(cr, lambda v: f'{v:.2f}')}]")
+    print()
+
     if "direct_c1" in by:
         print("Concurrency 1: added p50 = the scenario's p50 − direct_c1's p50 in the same round, ms: median "
               "[min–max] over rounds, and their mean; CPU µs per request of the process in the middle (user / system)")
@@ -159,6 +173,58 @@ def report(d):
                              med("mid_sys_us/req", "{:.1f}")]))
         ds = [val("direct_c1", r, "p50_ms") for r in rounds if val("direct_c1", r, "p50_ms") is not None]
         print(f"direct_c1 p50: median {statistics.median(ds):.3f} ms [{span(ds, lambda v: f'{v:.3f}')}]")
+
+
+def load(d):
+    rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(d, "results.tsv"))]
+    col = {h: i for i, h in enumerate(rows[0])}
+    by = {}
+    for r in rows[1:]:
+        by.setdefault(r[col["scenario"]], {})[int(r[col["round"]])] = r
+    return lambda s, rnd, k: num(by[s][rnd][col[k]]) if s in by and rnd in by[s] else None
+
+
+def runs(dirs):
+    vals = [load(d) for d in dirs]
+    rounds = lambda v: [r for r in range(1, 1000) if v("direct", r, "req/s") is not None]
+    print("runs: " + ", ".join(f"{i + 1} = {d}" for i, d in enumerate(dirs)))
+    for d in dirs:
+        noise(d)
+    print()
+    print("ratio\tgoal\t" + "\t".join(f"run {i + 1} new [old]" for i in range(len(dirs)))
+          + "\tnew across runs\told across runs\tgoal met in every run (new)?\tCPU/req peer ÷ ours across runs")
+    for a, b, goal in RATIOS:
+        news, olds, cpus = [], [], []
+        for v in vals:
+            pairs = [(v(a, r, "req/s"), v(b, r, "req/s")) for r in rounds(v)]
+            pairs = [p for p in pairs if p[0] is not None and p[1]]
+            if not pairs:
+                break
+            news.append(statistics.median(x / y for x, y in pairs))
+            olds.append(sum(x for x, _ in pairs) / sum(y for _, y in pairs))
+            cpu = lambda s, r: (v(s, r, "mid_user_us/req") or 0) + (v(s, r, "mid_sys_us/req") or 0)
+            cr = [cpu(b, r) / cpu(a, r) for r in rounds(v) if cpu(a, r) > 0 and cpu(b, r) > 0]
+            if cr:
+                cpus.append(statistics.median(cr))
+        if len(news) != len(vals):
+            continue
+        f = (lambda v: f"{v:.0f}") if (goal or 0) >= 10 else (lambda v: f"{v:.2f}")
+        met = "-" if not goal else ("yes" if all(n >= goal for n in news) else "no")
+        print("\t".join([f"{a} / {b}", f"≥ {goal:g}" if goal else "-"] + [f"{f(n)} [{f(o)}]" for n, o in zip(news, olds)]
+                        + [span(news, f), span(olds, f), met,
+                           span(cpus, f) if len(cpus) == len(vals) else "-"]))
+    print()
+    print("added p50 at C=1, ms\t" + "\t".join(f"run {i + 1} median [mean]" for i in range(len(dirs))) + "\tmedian across runs")
+    for s in C1:
+        meds, means = [], []
+        for v in vals:
+            add = [v(s + "_c1", r, "p50_ms") - v("direct_c1", r, "p50_ms") for r in rounds(v)
+                   if v(s + "_c1", r, "p50_ms") is not None and v("direct_c1", r, "p50_ms") is not None]
+            if not add:
+                break
+            meds.append(statistics.median(add)); means.append(statistics.mean(add))
+        if len(meds) == len(vals):
+            print("\t".join([s] + [f"{m:.3f} [{n:.3f}]" for m, n in zip(meds, means)] + [span(meds, lambda x: f"{x:.3f}")]))
 
 
 def noise(d):
@@ -194,6 +260,8 @@ def noise(d):
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--line":
         line(sys.argv[2:])
+    elif len(sys.argv) > 2 and sys.argv[1] == "--runs":
+        runs(sys.argv[2:])
     elif len(sys.argv) == 2:
         report(sys.argv[1])
     else:
