@@ -87,16 +87,44 @@ def pct(xs, q):
     return xs[min(len(xs) - 1, max(0, int(round(q * (len(xs) - 1)))))]
 
 
-def report(d):
+def load(d):
+    """DIR's results.tsv: its rows, column index, rows by scenario and round, the rounds, and
+    val(scenario, round, column) -> float or None."""
     rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(d, "results.tsv"))]
     head, rows = rows[0], rows[1:]
     col = {h: i for i, h in enumerate(head)}
-    # by[scenario][round] = row
     by = {}
     for r in rows:
         by.setdefault(r[col["scenario"]], {})[int(r[col["round"]])] = r
     rounds = sorted({int(r[col["round"]]) for r in rows})
     val = lambda s, rnd, k: num(by[s][rnd][col[k]]) if s in by and rnd in by[s] else None
+    return rows, col, by, rounds, val
+
+
+def paired(val, rounds, a, b):
+    """{round: (a's req/s, b's req/s)} for the rounds that measured both."""
+    pairs = {r: (val(a, r, "req/s"), val(b, r, "req/s")) for r in rounds}
+    return {r: p for r, p in pairs.items() if p[0] is not None and p[1]}
+
+
+def new_est(pairs, rs):
+    """The rule: the median of the rounds' own ratios."""
+    return statistics.median(pairs[r][0] / pairs[r][1] for r in rs)
+
+
+def old_est(pairs, rs):
+    """Before session 7: the mean of rounds over the mean of rounds."""
+    return sum(pairs[r][0] for r in rs) / sum(pairs[r][1] for r in rs)
+
+
+def cpu_ratios(val, rounds, a, b):
+    """Per round, b's CPU per request over a's (the process in the middle, user + system)."""
+    cpu = lambda s, r: (val(s, r, "mid_user_us/req") or 0) + (val(s, r, "mid_sys_us/req") or 0)
+    return [cpu(b, r) / cpu(a, r) for r in rounds if cpu(a, r) > 0 and cpu(b, r) > 0]
+
+
+def report(d):
+    rows, col, by, rounds, val = load(d)
 
     noise(d)
 
@@ -128,12 +156,11 @@ def report(d):
           " (what runs of two rounds would have said); halves = the new one on the first and second half.")
     print("ratio\tgoal\tnew\tper-round min–max\tnew boot90\told\told boot90\told pairs min–max\tnew halves")
     for a, b, goal in RATIOS:
-        pairs = {r: (val(a, r, "req/s"), val(b, r, "req/s")) for r in rounds}
-        pairs = {r: p for r, p in pairs.items() if p[0] is not None and p[1]}
+        pairs = paired(val, rounds, a, b)
         if not pairs:
             continue
-        new = lambda rs: statistics.median(pairs[r][0] / pairs[r][1] for r in rs)
-        old = lambda rs: sum(pairs[r][0] for r in rs) / sum(pairs[r][1] for r in rs)
+        new = lambda rs: new_est(pairs, rs)
+        old = lambda rs: old_est(pairs, rs)
         have = sorted(pairs)
         per_round = [pairs[r][0] / pairs[r][1] for r in have]
         boot_new = [new([r for r in s if r in pairs] or have) for s in samples]
@@ -147,13 +174,12 @@ def report(d):
                          span([old(t) for t in twos], f), ", ".join(f(new(h)) for h in halves)]))
     print()
 
-    cpu = lambda s, r: (val(s, r, "mid_user_us/req") or 0) + (val(s, r, "mid_sys_us/req") or 0)
     print("CPU per request, peer ÷ ours (the process in the middle, user + system; > 1: ours is cheaper), "
           "median of the rounds' own ratios [min–max]: a companion figure, less moved by the box than req/s")
     for a, b, goal in RATIOS:
         if b in ("direct", "mitmproxy") or a not in by or b not in by:
             continue
-        cr = [cpu(b, r) / cpu(a, r) for r in rounds if cpu(a, r) > 0 and cpu(b, r) > 0]
+        cr = cpu_ratios(val, rounds, a, b)
         if cr:
             print(f"{b} ÷ {a}\t{statistics.median(cr):.2f}\t[{span(cr, lambda v: f'{v:.2f}')}]")
     print()
@@ -179,18 +205,8 @@ def report(d):
         print(f"direct_c1 p50: median {statistics.median(ds):.3f} ms [{span(ds, lambda v: f'{v:.3f}')}]")
 
 
-def load(d):
-    rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(d, "results.tsv"))]
-    col = {h: i for i, h in enumerate(rows[0])}
-    by = {}
-    for r in rows[1:]:
-        by.setdefault(r[col["scenario"]], {})[int(r[col["round"]])] = r
-    return lambda s, rnd, k: num(by[s][rnd][col[k]]) if s in by and rnd in by[s] else None
-
-
 def runs(dirs):
-    vals = [load(d) for d in dirs]
-    rounds = lambda v: [r for r in range(1, 1000) if v("direct", r, "req/s") is not None]
+    loaded = [load(d) for d in dirs]
     print("runs: " + ", ".join(f"{i + 1} = {d}" for i, d in enumerate(dirs)))
     starved = sum(1 for d in dirs if noise(d) is not False)
     print()
@@ -198,18 +214,16 @@ def runs(dirs):
           + "\tnew across runs\told across runs\tgoal met in every run by both?\tCPU/req peer ÷ ours across runs")
     for a, b, goal in RATIOS:
         news, olds, cpus = [], [], []
-        for v in vals:
-            pairs = [(v(a, r, "req/s"), v(b, r, "req/s")) for r in rounds(v)]
-            pairs = [p for p in pairs if p[0] is not None and p[1]]
+        for _, _, _, rounds, v in loaded:
+            pairs = paired(v, rounds, a, b)
             if not pairs:
                 break
-            news.append(statistics.median(x / y for x, y in pairs))
-            olds.append(sum(x for x, _ in pairs) / sum(y for _, y in pairs))
-            cpu = lambda s, r: (v(s, r, "mid_user_us/req") or 0) + (v(s, r, "mid_sys_us/req") or 0)
-            cr = [cpu(b, r) / cpu(a, r) for r in rounds(v) if cpu(a, r) > 0 and cpu(b, r) > 0]
+            news.append(new_est(pairs, sorted(pairs)))
+            olds.append(old_est(pairs, sorted(pairs)))
+            cr = cpu_ratios(v, rounds, a, b)
             if cr:
                 cpus.append(statistics.median(cr))
-        if len(news) != len(vals):
+        if len(news) != len(loaded):
             continue
         f = (lambda v: f"{v:.0f}") if (goal or 0) >= 10 else (lambda v: f"{v:.2f}")
         # Met only when both estimators meet it in every run, and no run was starved.
@@ -218,18 +232,18 @@ def runs(dirs):
             met = f"{met}, but {starved} of {len(dirs)} runs STARVED or without noise.tsv: no verdict"
         print("\t".join([f"{a} / {b}", f"≥ {goal:g}" if goal else "-"] + [f"{f(n)} [{f(o)}]" for n, o in zip(news, olds)]
                         + [span(news, f), span(olds, f), met,
-                           span(cpus, f) if len(cpus) == len(vals) else "-"]))
+                           span(cpus, f) if len(cpus) == len(loaded) else "-"]))
     print()
     print("added p50 at C=1, ms\t" + "\t".join(f"run {i + 1} median [mean]" for i in range(len(dirs))) + "\tmedian across runs")
     for s in C1:
         meds, means = [], []
-        for v in vals:
-            add = [v(s + "_c1", r, "p50_ms") - v("direct_c1", r, "p50_ms") for r in rounds(v)
+        for _, _, _, rounds, v in loaded:
+            add = [v(s + "_c1", r, "p50_ms") - v("direct_c1", r, "p50_ms") for r in rounds
                    if v(s + "_c1", r, "p50_ms") is not None and v("direct_c1", r, "p50_ms") is not None]
             if not add:
                 break
             meds.append(statistics.median(add)); means.append(statistics.mean(add))
-        if len(meds) == len(vals):
+        if len(meds) == len(loaded):
             print("\t".join([s] + [f"{m:.3f} [{n:.3f}]" for m, n in zip(meds, means)] + [span(meds, lambda x: f"{x:.3f}")]))
 
 
