@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # sourced: the variables are used by the scripts that source it
 # Loopback ports of every bench script, offset by BENCH_PORT_BASE (default 19000: the ports
 # these scripts always used), so two scripts can run at once with bases 1,000 apart, e.g.
 #   BENCH_PORT_BASE=21000 bench/callgrind.sh   while   bench/run.sh   runs.
