@@ -104,6 +104,7 @@ impl Default for Metrics {
 /// each request to a destination without one), never on a `Target`'s later requests.
 #[derive(Debug, Default)]
 struct Requests {
+    /// foldhash with a per-process random seed: client-named hosts cannot aim collisions.
     hosts: HashMap<String, Arc<HostCounts>, foldhash::fast::RandomState>,
 }
 
