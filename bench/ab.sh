@@ -14,9 +14,9 @@ source "$(dirname "$0")/common.sh"
 DUR="${DUR:-8s}"; C="${C:-32}"; ROUNDS="${ROUNDS:-3}"; MODES="${MODES:-intercept}"; P="${REQ_PATH:-/}"
 start_sim
 # shellcheck disable=SC2086 # a "binary" may be a command with arguments
-start_proxy 19128 19129 19081 $1; PA=$PROXY_PID
+start_proxy $PROXY_PORT $ADMIN_PORT $ROUTE_PORT $1; PA=$PROXY_PID
 # shellcheck disable=SC2086
-start_proxy 19138 19139 19091 $2; PB=$PROXY_PID
+start_proxy $((PROXY_PORT + PORT_STEP)) $((ADMIN_PORT + PORT_STEP)) $((ROUTE_PORT + PORT_STEP)) $2; PB=$PROXY_PID
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 per_req() { # JSON PROXY_TICKS SIM_TICKS -> "proxy_us sim_us"
   python3 - "$@" "$(getconf CLK_TCK)" <<'PY'
@@ -30,11 +30,11 @@ echo -e "scenario\treq/s\tp50_ms\tp99_ms\tstatus\terrors\tproxy_cpu_us/req\tsim_
 for r in $(seq 1 "$ROUNDS"); do
   # A then B in odd rounds, B then A in even ones: neither side always runs first.
   order="A B"; [ $((r % 2)) = 0 ] && order="B A"
-  oha --no-tui --insecure --output-format json -z "$DUR" -c "$C" "https://127.0.0.1:19443$P" > "$W/d.json"
+  oha --no-tui --insecure --output-format json -z "$DUR" -c "$C" "https://127.0.0.1:$SIM_PORT$P" > "$W/d.json"
   summarise direct "$W/d.json"
   for mode in $MODES; do
     for side in $order; do
-      if [ $side = A ]; then port=19128; route=19081; pid=$PA; else port=19138; route=19091; pid=$PB; fi
+      if [ $side = A ]; then port=$PROXY_PORT; route=$ROUTE_PORT; pid=$PA; else port=$((PROXY_PORT + PORT_STEP)); route=$((ROUTE_PORT + PORT_STEP)); pid=$PB; fi
       case $mode in
         intercept) args=(-x "http://127.0.0.1:$port" --cacert "$CA" "https://bench.enclave.test$P") ;;
         origination) args=(-x "http://127.0.0.1:$port" "http://bench.enclave.test$P") ;;

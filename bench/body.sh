@@ -15,9 +15,9 @@ ROUNDS="${ROUNDS:-4}"; N="${N:-8}"; SIZE="${SIZE:-268435456}"
 MODES="${MODES:-intercept origination sidecar}"; P="${REQ_PATH:-/bytes?n=$SIZE}"
 start_sim
 # shellcheck disable=SC2086 # a "binary" may be a command with arguments
-start_proxy 19128 19129 19081 $1; PA=$PROXY_PID
+start_proxy $PROXY_PORT $ADMIN_PORT $ROUTE_PORT $1; PA=$PROXY_PID
 # shellcheck disable=SC2086
-start_proxy 19138 19139 19091 $2; PB=$PROXY_PID
+start_proxy $((PROXY_PORT + PORT_STEP)) $((ADMIN_PORT + PORT_STEP)) $((ROUTE_PORT + PORT_STEP)) $2; PB=$PROXY_PID
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TCK=$(getconf CLK_TCK)
 echo -e "round\tmode\tside\tMiB/s\tproxy_cpu_ms_per_GiB\tproxy_cpu_us_per_req"
@@ -25,7 +25,7 @@ for r in $(seq 1 "$ROUNDS"); do
   order="A B"; [ $((r % 2)) = 0 ] && order="B A"
   for mode in $MODES; do
     for side in $order; do
-      if [ $side = A ]; then port=19128; route=19081; pid=$PA; else port=19138; route=19091; pid=$PB; fi
+      if [ $side = A ]; then port=$PROXY_PORT; route=$ROUTE_PORT; pid=$PA; else port=$((PROXY_PORT + PORT_STEP)); route=$((ROUTE_PORT + PORT_STEP)); pid=$PB; fi
       case $mode in
         intercept) url="https://bench.enclave.test$P"; args=(-x "http://127.0.0.1:$port" --cacert "$CA") ;;
         origination) url="http://bench.enclave.test$P"; args=(-x "http://127.0.0.1:$port") ;;

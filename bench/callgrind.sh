@@ -7,9 +7,10 @@
 #   PROXY_BIN=/path/to/other/build bench/callgrind.sh
 #   STEADY=1 bench/callgrind.sh        jemalloc's time-based purging off in the proxy, whose
 #     timing under valgrind moves a count by a few hundred instructions per request
-# Raw callgrind.out files stay in the work dir (callgrind_annotate them for more). A count
-# marked "+handshake" had an upstream TLS handshake (with its quote) in its window, a few
-# hundred instructions per request at N=5000: compare runs without it.
+# Raw callgrind.out files stay in the work dir, each with its inclusive annotation
+# (NAME.annotate.txt). A count marked "+handshake" had an upstream TLS handshake (with its
+# quote) in its window, a few hundred instructions per request at N=5000: compare runs
+# without it.
 source "$(dirname "$0")/common.sh"
 [ "${STEADY:-0}" = 1 ] && export _RJEM_MALLOC_CONF="${_RJEM_MALLOC_CONF:-dirty_decay_ms:-1,muzzy_decay_ms:-1}"
 command -v valgrind >/dev/null || { echo "valgrind is needed" >&2; exit 1; }
@@ -37,7 +38,10 @@ for line in open(out):
 hs = any("x25519_scalar_mult" in line for line in open(out))
 print(f"{name}\t{n} answered {json.dumps(codes)}\t{ir / n:,.0f} instructions/request{' +handshake' if hs else ''}\t{out}")
 PY
-  callgrind_annotate --inclusive=no "$out" 2>/dev/null | grep -E '^\s*[0-9,]+ ' | head -30 > "$W/$name.top.txt" || true
+  # Self instructions read from the dump itself (bench/callgrind_self.py: callgrind_annotate
+  # lists the frames still on the stack at a live dump as 100% self); the inclusive view beside.
+  python3 "$ROOT/bench/callgrind_self.py" "$out" 30 > "$W/$name.top.txt"
+  callgrind_annotate --auto=no --threshold=100 --inclusive=yes "$out" > "$W/$name.annotate.txt" 2>&1 || true
 }
 VG=(valgrind --tool=callgrind --callgrind-out-file="$W/callgrind.out.%p" --dump-instr=no --collect-jumps=no)
 for mode in $MODES; do
@@ -45,23 +49,23 @@ for mode in $MODES; do
     nginx)
       mkdir -p "$W/nginx"
       nuser=""; [ "$(id -u)" = 0 ] && nuser="user root;"
-      render "$ROOT/bench/nginx.conf" 127.0.0.1:19082 "$nuser" \
+      render "$ROOT/bench/nginx.conf" "127.0.0.1:$NGINX_PORT" "$nuser" \
         | sed -e 's/^master_process on;/master_process off;/' -e 's/^worker_processes 2;/worker_processes 1;/' > "$W/nginx/nginx.conf"
       "${VG[@]}" "$(command -v nginx || echo /usr/sbin/nginx)" -p "$W/nginx" -c "$W/nginx/nginx.conf" -e "$W/nginx/error.log" > "$W/nginx-vg.log" 2>&1 &
       PIDS+=($!); vp=$!
-      wait_up 19082
-      count nginx "$vp" http://127.0.0.1:19082/
+      wait_up "$NGINX_PORT"
+      count nginx "$vp" "http://127.0.0.1:$NGINX_PORT/"
       kill "$vp"; wait "$vp" 2>/dev/null || true
       ;;
     sidecar|origination|intercept)
-      start_proxy 19128 19129 19081 "${VG[@]}" "$BIN" 2>/dev/null || wait_up 19128
+      start_proxy "$PROXY_PORT" "$ADMIN_PORT" "$ROUTE_PORT" "${VG[@]}" "$BIN" 2>/dev/null || wait_up "$PROXY_PORT"
       vp=$PROXY_PID
-      wait_up 19081
-      curl -s -o /dev/null -x http://127.0.0.1:19128 --cacert "$CA" https://bench.enclave.test/warm
+      wait_up "$ROUTE_PORT"
+      curl -s -o /dev/null -x "http://127.0.0.1:$PROXY_PORT" --cacert "$CA" https://bench.enclave.test/warm
       case $mode in
-        sidecar) count sidecar "$vp" http://127.0.0.1:19081/ ;;
-        origination) count origination "$vp" -x http://127.0.0.1:19128 http://bench.enclave.test/ ;;
-        intercept) count intercept "$vp" -x http://127.0.0.1:19128 --cacert "$CA" https://bench.enclave.test/ ;;
+        sidecar) count sidecar "$vp" "http://127.0.0.1:$ROUTE_PORT/" ;;
+        origination) count origination "$vp" -x "http://127.0.0.1:$PROXY_PORT" http://bench.enclave.test/ ;;
+        intercept) count intercept "$vp" -x "http://127.0.0.1:$PROXY_PORT" --cacert "$CA" https://bench.enclave.test/ ;;
       esac
       kill "$vp"; wait "$vp" 2>/dev/null || true
       ;;

@@ -2,6 +2,7 @@
 # loopback, summarise oha JSON. Everything stays on 127.0.0.1 and stops by itself.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/bench/ports.sh"
 W="$(mktemp -d /tmp/ratls-bench.XXXXXX)"
 BIN="${PROXY_BIN:-$ROOT/target/release/ratls-proxy}"  # PROXY_BIN: another build (bench/load.sh)
 SIM="$ROOT/target/release/examples/sim_enclave"
@@ -18,15 +19,15 @@ ulimit -n 65536 2>/dev/null || ulimit -n 8192 2>/dev/null || true
 wait_port() { for _ in $(seq 1 200); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 not up" >&2; return 1; }
 
 start_sim() {
-  "$SIM" --listen 127.0.0.1:19443 --pki-dir "$W/pki" --quiet > "$W/sim.log" 2>&1 &
+  "$SIM" --listen "127.0.0.1:$SIM_PORT" --pki-dir "$W/pki" --quiet > "$W/sim.log" 2>&1 &
   PIDS+=($!); SIM_PID=$!
-  wait_port 19443
+  wait_port "$SIM_PORT"
 }
 
 # start_proxy [LISTEN_PORT ADMIN_PORT ROUTE_PORT [COMMAND...]]: a ratls-proxy for the sim
-# enclave (defaults 19128, 19129, 19081 and this build); sets PROXY_PID and CA.
+# enclave (defaults $PROXY_PORT, $ADMIN_PORT, $ROUTE_PORT and this build); sets PROXY_PID and CA.
 start_proxy() {
-  local port="${1:-19128}" admin="${2:-19129}" route="${3:-19081}"
+  local port="${1:-$PROXY_PORT}" admin="${2:-$ADMIN_PORT}" route="${3:-$ROUTE_PORT}"
   shift 3 2>/dev/null || shift $#
   local cmd=("$@"); [ ${#cmd[@]} -eq 0 ] && cmd=("$BIN")
   cat > "$W/proxy-$port.toml" <<TOML
@@ -44,7 +45,7 @@ source = "$W/pki/collateral.json"
 [[enclave]]
 hosts = ["bench.enclave.test"]
 mrenclave = ["e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1"]
-connect_to = "127.0.0.1:19443"
+connect_to = "127.0.0.1:$SIM_PORT"
 [[route]]
 listen = "127.0.0.1:$route"
 upstream = "https://bench.enclave.test"
@@ -57,9 +58,9 @@ TOML
 
 # nginx and haproxy doing exactly the sidecar job (plain HTTP in, TLS to the enclave out, no
 # verification, keep-alive upstream): what a user would run instead of ratls-proxy.
-# start_peers: sets NGINX_MIDS (master + worker pids, 127.0.0.1:19082) and HAPROXY_PID
-# (127.0.0.1:19083), each empty when that server is not available.
-render() { sed -e "s|@W@|$W|g" -e "s|@LISTEN@|$2|g" -e "s|@UPSTREAM@|127.0.0.1:19443|g" -e "s|@USER@|$3|g" "$1"; }
+# start_peers: sets NGINX_MIDS (master + worker pids, 127.0.0.1:$NGINX_PORT) and HAPROXY_PID
+# (127.0.0.1:$HAPROXY_PORT), each empty when that server is not available.
+render() { sed -e "s|@W@|$W|g" -e "s|@LISTEN@|$2|g" -e "s|@UPSTREAM@|127.0.0.1:$SIM_PORT|g" -e "s|@USER@|$3|g" "$1"; }
 start_peers() {
   local missing=() nuser workers=""
   NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
@@ -80,10 +81,10 @@ start_peers() {
     mkdir -p "$W/nginx"
     # As root the workers would drop to nobody, who cannot enter the 0700 work dir.
     nuser=""; [ "$(id -u)" = 0 ] && nuser="user root;"
-    render "$ROOT/bench/nginx.conf" 127.0.0.1:19082 "$nuser" > "$W/nginx/nginx.conf"
+    render "$ROOT/bench/nginx.conf" "127.0.0.1:$NGINX_PORT" "$nuser" > "$W/nginx/nginx.conf"
     "$NGINX" -p "$W/nginx" -c "$W/nginx/nginx.conf" -e "$W/nginx/error.log" > "$W/nginx.log" 2>&1 &
     PIDS+=($!); NGINX_PID=$!
-    wait_port 19082
+    wait_port "$NGINX_PORT"
     # The master binds before it forks its workers: wait for both, charge master + workers.
     for _ in $(seq 1 50); do
       workers=$(ps -o pid= --ppid "$NGINX_PID" | tr '\n' ' ')
@@ -93,10 +94,10 @@ start_peers() {
   fi
   HAPROXY_PID=""
   if [ -x "$HAPROXY" ]; then
-    render "$ROOT/bench/haproxy.cfg" 127.0.0.1:19083 "" > "$W/haproxy.cfg"
+    render "$ROOT/bench/haproxy.cfg" "127.0.0.1:$HAPROXY_PORT" "" > "$W/haproxy.cfg"
     "$HAPROXY" -db -f "$W/haproxy.cfg" > "$W/haproxy.log" 2>&1 &
     PIDS+=($!); HAPROXY_PID=$!
-    wait_port 19083
+    wait_port "$HAPROXY_PORT"
   fi
 }
 

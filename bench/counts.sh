@@ -28,13 +28,13 @@ fresh() {
   local i=$1 cmd="${CMDS[$1]}" old="${PP[$1]:-}"
   if [ -n "$old" ]; then kill "$old" 2>/dev/null || true; wait "$old" 2>/dev/null || true; fi
   # shellcheck disable=SC2086 # a "binary" may be a command with arguments
-  start_proxy $((19128 + 10 * i)) $((19129 + 10 * i)) $((19081 + 10 * i)) $cmd
+  start_proxy $((PROXY_PORT + PORT_STEP * i)) $((ADMIN_PORT + PORT_STEP * i)) $((ROUTE_PORT + PORT_STEP * i)) $cmd
   PP[i]=$PROXY_PID
-  wait_port $((19081 + 10 * i))
+  wait_port $((ROUTE_PORT + PORT_STEP * i))
   case ${2:-intercept} in
-    sidecar) curl -s -o /dev/null "http://127.0.0.1:$((19081 + 10 * i))/warm" ;;
-    origination) curl -s -o /dev/null -x "http://127.0.0.1:$((19128 + 10 * i))" http://bench.enclave.test/warm ;;
-    *) curl -s -o /dev/null -x "http://127.0.0.1:$((19128 + 10 * i))" --cacert "$CA" https://bench.enclave.test/warm ;;
+    sidecar) curl -s -o /dev/null "http://127.0.0.1:$((ROUTE_PORT + PORT_STEP * i))/warm" ;;
+    origination) curl -s -o /dev/null -x "http://127.0.0.1:$((PROXY_PORT + PORT_STEP * i))" http://bench.enclave.test/warm ;;
+    *) curl -s -o /dev/null -x "http://127.0.0.1:$((PROXY_PORT + PORT_STEP * i))" --cacert "$CA" https://bench.enclave.test/warm ;;
   esac
 }
 CMDS=("$@")
@@ -71,13 +71,13 @@ pids_for() {
   esac
 }
 args_for() { # MODE INDEX
-  local port=$((19128 + 10 * $2)) route=$((19081 + 10 * $2))
+  local port=$((PROXY_PORT + PORT_STEP * $2)) route=$((ROUTE_PORT + PORT_STEP * $2))
   case $1 in
     intercept) echo "-x http://127.0.0.1:$port --cacert $CA https://bench.enclave.test/" ;;
     origination) echo "-x http://127.0.0.1:$port http://bench.enclave.test/" ;;
     sidecar) echo "http://127.0.0.1:$route/" ;;
-    nginx) echo "http://127.0.0.1:19082/" ;;
-    haproxy) echo "http://127.0.0.1:19083/" ;;
+    nginx) echo "http://127.0.0.1:$NGINX_PORT/" ;;
+    haproxy) echo "http://127.0.0.1:$HAPROXY_PORT/" ;;
     *) echo "unknown mode $1" >&2; exit 2 ;;
   esac
 }

@@ -20,6 +20,7 @@
 #   ENTRIES="1 1000 10000 100000" DUR=8 C=16 ROUNDS=1 AUDIT_MB=1024 (0: no trail) START_TIMEOUT=120
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/bench/ports.sh"
 W="$(mktemp -d /tmp/ratls-entries.XXXXXX)"
 ENTRIES="${ENTRIES:-1 1000 10000 100000}"
 DUR="${DUR:-8}"; C="${C:-16}"; ROUNDS="${ROUNDS:-1}"; START_TIMEOUT="${START_TIMEOUT:-120}"
@@ -40,21 +41,21 @@ now() { date +%s.%N; }
 kb() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 mib() { echo $(( $1 / 1024 )); }
 
-"$SIM" --listen 127.0.0.1:19443 --pki-dir "$W/pki" --quiet > "$W/sim.log" 2>&1 &
+"$SIM" --listen "127.0.0.1:$SIM_PORT" --pki-dir "$W/pki" --quiet > "$W/sim.log" 2>&1 &
 PIDS+=($!)
-for _ in $(seq 200); do port_up 19443 && break; sleep 0.05; done
+for _ in $(seq 200); do port_up "$SIM_PORT" && break; sleep 0.05; done
 
 # config N [AUDIT_PATH]: a configuration with N entries (written once per N).
 config() {
   local n=$1 audit=${2:-} f="$W/entries-$1${2:+-audit}.toml" m
   m=$(printf 'e1%.0s' $(seq 32))
   {
-    printf 'listen = "127.0.0.1:19128"\nadmin_listen = "127.0.0.1:19129"\n'
+    printf 'listen = "127.0.0.1:%s"\nadmin_listen = "127.0.0.1:%s"\n' "$PROXY_PORT" "$ADMIN_PORT"
     printf '[limits]\nmax_connections = 8192\n[ca]\ndir = "%s/ca"\n' "$W"
     printf '[trust]\nroot_ca = "%s/pki/root.pem"\n[collateral]\nsource = "%s/pki/collateral.json"\n' "$W" "$W"
     [ -z "$audit" ] || printf '[audit]\npath = "%s"\n' "$audit"
-    awk -v n="$n" -v m="$m" 'BEGIN { for (i = 0; i < n; i++)
-      printf "[[enclave]]\nhosts = [\"app%d.exact.test\", \"*.w%d.wild.test\"]\nmrenclave = [\"%s\"]\nconnect_to = \"127.0.0.1:19443\"\n", i, i, m }'
+    awk -v n="$n" -v m="$m" -v sim="$SIM_PORT" 'BEGIN { for (i = 0; i < n; i++)
+      printf "[[enclave]]\nhosts = [\"app%d.exact.test\", \"*.w%d.wild.test\"]\nmrenclave = [\"%s\"]\nconnect_to = \"127.0.0.1:%d\"\n", i, i, m, sim }'
   } > "$f"
   echo "$f"
 }
@@ -65,21 +66,21 @@ start() {
   t0=$(now)
   RUST_LOG=warn "$1" run --config "$2" > "$W/proxy.log" 2>&1 &
   PROXY_PID=$!; PIDS+=("$PROXY_PID")
-  while ! port_up 19128; do
+  while ! port_up "$PROXY_PORT"; do
     if ! kill -0 "$PROXY_PID" 2>/dev/null; then cat "$W/proxy.log" >&2; STARTED=failed; return 1; fi
     if (( $(echo "$(now) - $t0 > $START_TIMEOUT" | bc) )); then STARTED="timeout(>${START_TIMEOUT}s)"; return 1; fi
     sleep 0.01
   done
   t1=$(now); STARTED=$(printf '%.2f' "$(echo "$t1 - $t0" | bc)")
 }
-stop() { kill "$PROXY_PID" 2>/dev/null || true; wait "$PROXY_PID" 2>/dev/null || true; while port_up 19128; do sleep 0.05; done; }
+stop() { kill "$PROXY_PID" 2>/dev/null || true; wait "$PROXY_PID" 2>/dev/null || true; while port_up "$PROXY_PORT"; do sleep 0.05; done; }
 
 load() {
   if command -v oha > /dev/null; then
-    oha --no-tui --output-format json -z "${DUR}s" -c "$C" -x http://127.0.0.1:19128 "http://$1/" \
+    oha --no-tui --output-format json -z "${DUR}s" -c "$C" -x "http://127.0.0.1:$PROXY_PORT" "http://$1/" \
       | python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.0f" % d["summary"]["requestsPerSec"])'
   else
-    "$LOAD" 127.0.0.1:19128 "$1" "$C" "$DUR" | cut -f1
+    "$LOAD" "127.0.0.1:$PROXY_PORT" "$1" "$C" "$DUR" | cut -f1
   fi
 }
 
@@ -98,11 +99,11 @@ for _ in $(seq "$ROUNDS"); do
       if ! start "${BINS[$i]}" "$cfg"; then
         printf '%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\n' "$n" "${NAMES[$i]}" "$check" "$STARTED"; stop; continue
       fi
-      curl -s -o /dev/null -x http://127.0.0.1:19128 "http://app$last.exact.test/" || true
+      curl -s -o /dev/null -x "http://127.0.0.1:$PROXY_PORT" "http://app$last.exact.test/" || true
       exact=$(load "app$last.exact.test")
       wild=$(load "x.w$last.wild.test")
       t0=$(now)
-      curl -s -o /dev/null -X POST --max-time "$START_TIMEOUT" http://127.0.0.1:19129/reload || true
+      curl -s -o /dev/null -X POST --max-time "$START_TIMEOUT" "http://127.0.0.1:$ADMIN_PORT/reload" || true
       reload=$(printf '%.2f' "$(echo "$(now) - $t0" | bc)")
       printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "${NAMES[$i]}" "$check" "$STARTED" "$reload" "$exact" "$wild" \
         "$(mib "$(kb "$PROXY_PID" VmRSS)")" "$(mib "$(kb "$PROXY_PID" VmHWM)")"

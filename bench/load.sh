@@ -14,11 +14,11 @@ DUR="${DUR:-60s}"; CONNS="${CONNS:-1000}"
 start_sim
 start_proxy
 # One request first so the CA and the verdict exist; then measure the idle baseline.
-curl -s -o /dev/null -x http://127.0.0.1:19128 --cacert "$CA" https://bench.enclave.test/warm
+curl -s -o /dev/null -x "http://127.0.0.1:$PROXY_PORT" --cacert "$CA" https://bench.enclave.test/warm
 sleep 1
 echo "before: fds $(fds "$PROXY_PID"), RSS $(( $(rss_kb "$PROXY_PID") / 1024 )) MiB"
 sample start
-oha --no-tui --no-pre-lookup --ipv4 --output-format json -z "$DUR" -c "$CONNS" -x http://127.0.0.1:19128 --cacert "$CA" https://bench.enclave.test/ > "$W/load.json" &
+oha --no-tui --no-pre-lookup --ipv4 --output-format json -z "$DUR" -c "$CONNS" -x "http://127.0.0.1:$PROXY_PORT" --cacert "$CA" https://bench.enclave.test/ > "$W/load.json" &
 OHA=$!
 peak_fd=0
 while kill -0 "$OHA" 2>/dev/null; do
@@ -39,5 +39,5 @@ sample after_idle
 mem_report "$CONNS" 0 "$HWM"
 echo -e "scenario\treq/s\tp50_ms\tp99_ms\tstatus\terrors"
 summarise "load_${CONNS}c" "$W/load.json"
-curl -s http://127.0.0.1:19129/metrics | grep -E '^ratls_(verifications_total|client_connections|upstream_connections) '
+curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | grep -E '^ratls_(verifications_total|client_connections|upstream_connections) '
 echo "raw results: $W"

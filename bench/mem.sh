@@ -17,10 +17,10 @@ source "$(dirname "$0")/mem_lib.sh"
 CONNS="${CONNS:-1000}"; INFLIGHT="${INFLIGHT:-200}"; DUR="${DUR:-30s}"; SLOW_MS="${SLOW_MS:-10000}"
 start_sim
 start_proxy
-curl -s -o /dev/null -x http://127.0.0.1:19128 --cacert "$CA" https://bench.enclave.test/warm
+curl -s -o /dev/null -x "http://127.0.0.1:$PROXY_PORT" --cacert "$CA" https://bench.enclave.test/warm
 quiet start
 
-coproc HOLD { python3 "$ROOT/bench/mem_hold.py" 19128 "$CA"; }
+coproc HOLD { python3 "$ROOT/bench/mem_hold.py" "$PROXY_PORT" "$CA"; }
 PIDS+=("$HOLD_PID")
 ask() { echo "$1" >&"${HOLD[1]}"; local reply; read -r reply <&"${HOLD[0]}"; echo "client: $1 -> $reply"; }
 ask "hold $CONNS"
@@ -33,7 +33,7 @@ quiet held_again
 ask close
 quiet closed
 
-oha --no-tui --no-pre-lookup --ipv4 --output-format json -z "$DUR" -c "$CONNS" -x http://127.0.0.1:19128 --cacert "$CA" https://bench.enclave.test/ > "$W/load.json" &
+oha --no-tui --no-pre-lookup --ipv4 --output-format json -z "$DUR" -c "$CONNS" -x "http://127.0.0.1:$PROXY_PORT" --cacert "$CA" https://bench.enclave.test/ > "$W/load.json" &
 OHA=$!
 sample_while "$OHA" load
 wait "$OHA" || true

@@ -5,7 +5,7 @@ MEM_SAMPLES="$W/samples.tsv"
 # sample STAGE: one line of the proxy's RSS (KiB), jemalloc's allocated, active and resident
 # bytes ("-" without jemalloc) and its open client and upstream connections.
 sample() {
-  local m; m="$(curl -s --max-time 5 "http://127.0.0.1:${ADMIN_PORT:-19129}/metrics" || true)"
+  local m; m="$(curl -s --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" || true)"
   val() { awk -v k="$1" '$1 == k { print $2; f = 1 } END { if (!f) print "-" }' <<< "$m"; }
   echo -e "$1\t$(rss_kb "$PROXY_PID")\t$(val ratls_allocator_allocated_bytes)\t$(val ratls_allocator_active_bytes)\t$(val ratls_allocator_resident_bytes)\t$(val ratls_client_connections)\t$(val ratls_upstream_connections)" >> "$MEM_SAMPLES"
 }

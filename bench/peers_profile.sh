@@ -50,11 +50,11 @@ row += [f"{ev['task-clock'] * 1e3 / n:.1f}" if "task-clock" in ev else "-",
 print("\t".join(row))
 PY
 }
-measure sidecar "$PROXY_PID" http://127.0.0.1:19081/
-measure origination "$PROXY_PID" -x http://127.0.0.1:19128 http://bench.enclave.test/
-measure intercept "$PROXY_PID" -x http://127.0.0.1:19128 --cacert "$CA" https://bench.enclave.test/
-[ -n "$NGINX_MIDS" ] && measure nginx "$NGINX_MIDS" http://127.0.0.1:19082/
-[ -n "$HAPROXY_PID" ] && measure haproxy "$HAPROXY_PID" http://127.0.0.1:19083/
+measure sidecar "$PROXY_PID" "http://127.0.0.1:$ROUTE_PORT/"
+measure origination "$PROXY_PID" -x "http://127.0.0.1:$PROXY_PORT" http://bench.enclave.test/
+measure intercept "$PROXY_PID" -x "http://127.0.0.1:$PROXY_PORT" --cacert "$CA" https://bench.enclave.test/
+[ -n "$NGINX_MIDS" ] && measure nginx "$NGINX_MIDS" "http://127.0.0.1:$NGINX_PORT/"
+[ -n "$HAPROXY_PID" ] && measure haproxy "$HAPROXY_PID" "http://127.0.0.1:$HAPROXY_PORT/"
 # record NAME "PIDS" OHA_ARGS...: perf record -g of the middle process during PERF_DUR of load.
 record() {
   local name=$1 pids; pids=$(echo "$2" | xargs | tr ' ' ,); shift 2
@@ -68,8 +68,8 @@ record() {
   perf report -i "$W/$name.perf.data" --no-children --sort sym --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | sed -n '1,25p'
 }
 if command -v perf >/dev/null; then
-  record sidecar "$PROXY_PID" http://127.0.0.1:19081/ | tee "$W/perf-sidecar.txt"
-  [ -n "$NGINX_MIDS" ] && record nginx "$NGINX_MIDS" http://127.0.0.1:19082/ | tee "$W/perf-nginx.txt"
-  [ -n "$HAPROXY_PID" ] && record haproxy "$HAPROXY_PID" http://127.0.0.1:19083/ | tee "$W/perf-haproxy.txt"
+  record sidecar "$PROXY_PID" "http://127.0.0.1:$ROUTE_PORT/" | tee "$W/perf-sidecar.txt"
+  [ -n "$NGINX_MIDS" ] && record nginx "$NGINX_MIDS" "http://127.0.0.1:$NGINX_PORT/" | tee "$W/perf-nginx.txt"
+  [ -n "$HAPROXY_PID" ] && record haproxy "$HAPROXY_PID" "http://127.0.0.1:$HAPROXY_PORT/" | tee "$W/perf-haproxy.txt"
 fi
 echo "raw results: $W"

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -62,8 +62,10 @@ impl Histogram {
 }
 
 /// The proxy's own counters and gauges.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
+    /// Tells this registry's handles from another's (a test process runs several proxies).
+    id: u64,
     requests: Mutex<Requests>,
     /// Open client connections.
     pub client_connections: AtomicI64,
@@ -81,14 +83,143 @@ pub struct Metrics {
     pub audit_write_failures: AtomicU64,
 }
 
-/// The maps counted into on every request: foldhash (per-process random seed), not SipHash.
-type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+impl Default for Metrics {
+    fn default() -> Self {
+        static IDS: AtomicU64 = AtomicU64::new(0);
+        Self {
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            requests: Mutex::default(),
+            client_connections: AtomicI64::default(),
+            upstream_connections: AtomicI64::default(),
+            bytes_to_clients: Arc::default(),
+            bytes_to_upstreams: Arc::default(),
+            reloads: AtomicU64::default(),
+            reload_failures: AtomicU64::default(),
+            audit_write_failures: AtomicU64::default(),
+        }
+    }
+}
 
-/// Request counts by (host, verdict, code), and the host labels in use.
+/// The host labels in use, each with its counters: looked up once per `Target` (and for
+/// each request to a destination without one), never on a `Target`'s later requests.
 #[derive(Debug, Default)]
 struct Requests {
-    /// host → verdict → code → count: borrowed lookups, no allocation once seen.
-    counts: Map<String, Map<&'static str, Map<String, u64>>>,
+    /// foldhash with a per-process random seed: client-named hosts cannot aim collisions.
+    hosts: HashMap<String, Arc<HostCounts>, foldhash::fast::RandomState>,
+}
+
+/// A request's `verdict` label when the proxy answered it itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Answered {
+    /// The enclave's attestation was refused.
+    Refused,
+    /// The destination or the request was denied by configuration.
+    Denied,
+    /// Anything else that failed.
+    Error,
+}
+
+/// What one request is counted as: its `verdict` and `code` labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Counted {
+    /// Relayed over an attested connection (code `-`).
+    Accepted,
+    /// Tunnelled or forwarded to a non-enclave destination (code `-`).
+    Passthrough,
+    /// Answered by the proxy, with the refusal's code.
+    Answered(Answered, &'static str),
+}
+
+impl Counted {
+    /// The `verdict` label.
+    pub(crate) fn verdict(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Passthrough => "passthrough",
+            Self::Answered(Answered::Refused, _) => "refused",
+            Self::Answered(Answered::Denied, _) => "denied",
+            Self::Answered(Answered::Error, _) => "error",
+        }
+    }
+
+    /// The `code` label: the refusal code, else `-`.
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            Self::Accepted | Self::Passthrough => "-",
+            Self::Answered(_, code) => code,
+        }
+    }
+}
+
+/// One host label's request counters. The two verdicts of relayed traffic are atomics, so
+/// a request counts without a lock (cores counting the same host share only the counter's
+/// cache line); the proxy's own answers, each of which already renders a refusal, count
+/// under this host's own lock.
+#[derive(Debug)]
+pub(crate) struct HostCounts {
+    /// The registry this handle counts into.
+    registry: u64,
+    accepted: AtomicU64,
+    passthrough: AtomicU64,
+    /// (verdict, code) → count: a handful of entries at most (the codes are a closed set).
+    answered: Mutex<Vec<(Answered, &'static str, u64)>>,
+}
+
+impl HostCounts {
+    fn new(registry: u64) -> Self {
+        Self {
+            registry,
+            accepted: AtomicU64::new(0),
+            passthrough: AtomicU64::new(0),
+            answered: Mutex::default(),
+        }
+    }
+
+    fn count(&self, counted: Counted) {
+        match counted {
+            Counted::Accepted => {
+                self.accepted.fetch_add(1, Ordering::Relaxed);
+            }
+            Counted::Passthrough => {
+                self.passthrough.fetch_add(1, Ordering::Relaxed);
+            }
+            Counted::Answered(verdict, code) => {
+                let Ok(mut answered) = self.answered.lock() else {
+                    return;
+                };
+                match answered
+                    .iter_mut()
+                    .find(|(v, c, _)| *v == verdict && *c == code)
+                {
+                    Some((_, _, n)) => *n = n.saturating_add(1),
+                    None => answered.push((verdict, code, 1)),
+                }
+            }
+        }
+    }
+
+    /// This host's series with a count: (verdict, code, count).
+    fn series(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let mut out = Vec::new();
+        for (counted, n) in [
+            (Counted::Accepted, self.accepted.load(Ordering::Relaxed)),
+            (
+                Counted::Passthrough,
+                self.passthrough.load(Ordering::Relaxed),
+            ),
+        ] {
+            if n > 0 {
+                out.push((counted.verdict(), counted.code(), n));
+            }
+        }
+        if let Ok(answered) = self.answered.lock() {
+            out.extend(answered.iter().map(|&(v, code, n)| {
+                let counted = Counted::Answered(v, code);
+                (counted.verdict(), counted.code(), n)
+            }));
+        }
+        out
+    }
 }
 
 /// Escapes a label value.
@@ -111,32 +242,55 @@ pub struct Sample {
 }
 
 impl Metrics {
-    /// Counts one request. On the per-request path: one lock, no allocation once the
-    /// (host, verdict, code) combination has been seen.
-    pub fn request(&self, host: &str, verdict: &'static str, code: &str) {
-        let Ok(mut r) = self.requests.lock() else {
-            return;
-        };
-        let host = if r.counts.contains_key(host) || r.counts.len() < MAX_HOST_LABELS {
+    /// The counters of host label `host`: a new host past [`MAX_HOST_LABELS`] counts under
+    /// `other`. One lock and one lookup; a host keeps its counters for the process's life,
+    /// so a handle stays right across reloads.
+    fn host(&self, host: &str) -> Option<Arc<HostCounts>> {
+        let mut r = self.requests.lock().ok()?;
+        if let Some(c) = r.hosts.get(host) {
+            return Some(Arc::clone(c));
+        }
+        let host = if r.hosts.len() < MAX_HOST_LABELS {
             host
         } else {
             "other"
         };
-        if let Some(n) = r
-            .counts
-            .get_mut(host)
-            .and_then(|v| v.get_mut(verdict))
-            .and_then(|c| c.get_mut(code))
-        {
-            *n = n.saturating_add(1);
-            return;
-        }
-        r.counts
+        let counts = r
+            .hosts
             .entry(host.to_owned())
-            .or_default()
-            .entry(verdict)
-            .or_default()
-            .insert(code.to_owned(), 1);
+            .or_insert_with(|| Arc::new(HostCounts::new(self.id)));
+        Some(Arc::clone(counts))
+    }
+
+    /// Counts one request to host label `host`.
+    pub(crate) fn request(&self, host: &str, counted: Counted) {
+        if let Some(c) = self.host(host) {
+            c.count(counted);
+        }
+    }
+
+    /// Counts one request to host label `host` through `handle`, the counters kept by
+    /// what the request went to (its `Target`): looked up on its first request, then no
+    /// lock and no lookup on the per-request path.
+    pub(crate) fn request_through(
+        &self,
+        handle: &OnceLock<Arc<HostCounts>>,
+        host: &str,
+        counted: Counted,
+    ) {
+        let Some(c) = handle.get().or_else(|| {
+            let c = self.host(host)?;
+            Some(handle.get_or_init(|| c))
+        }) else {
+            return;
+        };
+        // A handle filled by another registry (never in the proxy: a `Target` lives in
+        // one proxy's generations) is not this one's: count by lookup.
+        if c.registry == self.id {
+            c.count(counted);
+        } else {
+            self.request(host, counted);
+        }
     }
 
     /// Prometheus text for these metrics, the verification histogram and `extra` samples.
@@ -148,13 +302,12 @@ impl Metrics {
         );
         if let Ok(r) = self.requests.lock() {
             let sorted: BTreeMap<(&str, &str, &str), u64> = r
-                .counts
+                .hosts
                 .iter()
-                .flat_map(|(h, v)| {
-                    v.iter().flat_map(move |(verdict, c)| {
-                        c.iter()
-                            .map(move |(code, n)| ((h.as_str(), *verdict, code.as_str()), *n))
-                    })
+                .flat_map(|(h, c)| {
+                    c.series()
+                        .into_iter()
+                        .map(move |(verdict, code, n)| ((h.as_str(), verdict, code), n))
                 })
                 .collect();
             for ((host, verdict, code), n) in sorted {
@@ -322,97 +475,4 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Counting<B> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_parseable_text_and_caps_host_labels() {
-        let m = Metrics::default();
-        for i in 0..(MAX_HOST_LABELS + 5) {
-            m.request(&format!("h{i}.example"), "passthrough", "-");
-        }
-        m.request("h0.example", "passthrough", "-");
-        let h = Histogram::default();
-        h.observe(Duration::from_micros(300));
-        let text = m.render(&h, &[]);
-        assert!(text
-            .contains("ratls_requests_total{host=\"other\",verdict=\"passthrough\",code=\"-\"} 5"));
-        assert!(text.contains(
-            "ratls_requests_total{host=\"h0.example\",verdict=\"passthrough\",code=\"-\"} 2"
-        ));
-        assert!(text.contains("ratls_verification_duration_seconds_bucket{le=\"0.0005\"} 1"));
-        assert!(text.contains("ratls_verification_duration_seconds_bucket{le=\"0.00025\"} 0"));
-        assert!(text.contains("ratls_verification_duration_seconds_count 1"));
-    }
-
-    #[test]
-    fn ten_thousand_hosts_keep_a_bounded_label_set() {
-        let m = Metrics::default();
-        for round in 0..2 {
-            for i in 0..10_000 {
-                let (verdict, code) = if i % 2 == 0 {
-                    ("accepted", "-")
-                } else {
-                    ("refused", "mrenclave_mismatch")
-                };
-                m.request(&format!("app{i}.apps.example"), verdict, code);
-                if round == 0 {
-                    m.request(&format!("app{i}.apps.example"), "accepted", "-");
-                }
-            }
-        }
-        let text = m.render(&Histogram::default(), &[]);
-        let series: Vec<&str> = text
-            .lines()
-            .filter(|l| l.starts_with("ratls_requests_total{"))
-            .collect();
-        let hosts: std::collections::BTreeSet<&str> =
-            series.iter().filter_map(|l| l.split('"').nth(1)).collect();
-        assert_eq!(hosts.len(), MAX_HOST_LABELS + 1);
-        assert!(hosts.contains("other"));
-        // Two (verdict, code) pairs per host at most, whatever the traffic.
-        assert!(
-            series.len() <= 2 * (MAX_HOST_LABELS + 1),
-            "{}",
-            series.len()
-        );
-        let total: u64 = series
-            .iter()
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum();
-        assert_eq!(total, 30_000);
-    }
-
-    #[cfg(feature = "jemalloc")]
-    #[test]
-    fn allocator_figures_are_gauges_and_resident_covers_active() {
-        let samples = allocator_samples();
-        let names: Vec<&str> = samples.iter().map(|s| s.name).collect();
-        assert_eq!(
-            names,
-            [
-                "ratls_allocator_allocated_bytes",
-                "ratls_allocator_active_bytes",
-                "ratls_allocator_metadata_bytes",
-                "ratls_allocator_resident_bytes"
-            ]
-        );
-        let v = |name: &str| {
-            samples
-                .iter()
-                .find(|s| s.name == name)
-                .and_then(|s| s.values.first())
-                .map(|(_, v)| *v)
-                .unwrap_or(-1.0)
-        };
-        assert!(samples.iter().all(|s| s.kind == "gauge"));
-        // jemalloc is linked but not this test binary's global allocator: its own metadata at least.
-        assert!(v("ratls_allocator_metadata_bytes") > 0.0);
-        assert!(v("ratls_allocator_resident_bytes") >= v("ratls_allocator_active_bytes"));
-        assert!(v("ratls_allocator_active_bytes") >= v("ratls_allocator_allocated_bytes"));
-        let text = Metrics::default().render(&Histogram::default(), &samples);
-        assert!(text.contains(
-            "# TYPE ratls_allocator_resident_bytes gauge\nratls_allocator_resident_bytes "
-        ));
-    }
-}
+mod tests;

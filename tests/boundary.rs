@@ -14,6 +14,9 @@ mod collateral;
 // Issue 29: Intel's early TCB data.
 #[path = "boundary/early.rs"]
 mod early;
+// Issue 30: a reload wakes every wait for a response head.
+#[path = "boundary/head_wait.rs"]
+mod head_wait;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

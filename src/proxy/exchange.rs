@@ -6,7 +6,6 @@
 //! its cut line from the same record. The access log and the request metric are written
 //! here and nowhere else.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +22,7 @@ use crate::addr::{Authority, Host};
 use crate::config::{MetricsHostLabels, RefusalDetails};
 use crate::dcap::identity::Identity;
 use crate::dcap::quote::TeeType;
+use crate::metrics::{Answered, Counted};
 use crate::ratls::cache::CachedVerdict;
 use crate::ratls::AcceptedEvidence;
 
@@ -37,27 +37,22 @@ pub(crate) enum Verdict {
 }
 
 impl Verdict {
-    /// The access log's and metrics' `verdict` label.
-    fn label(&self) -> &'static str {
+    /// What the request metric counts it as: the access log's `verdict` and `code` too.
+    fn counted(&self) -> Counted {
         match self {
-            Self::Accepted(_) => "accepted",
-            Self::Passthrough => "passthrough",
-            Self::Refused(ProxyRefusal::Attestation(_)) => "refused",
-            Self::Refused(
-                ProxyRefusal::DestinationDenied(_)
-                | ProxyRefusal::RequestDenied(_)
-                | ProxyRefusal::MethodNotAllowed(_)
-                | ProxyRefusal::Misdirected(_),
-            ) => "denied",
-            Self::Refused(_) => "error",
-        }
-    }
-
-    /// The access log's and metrics' `code` label: the refusal code, else `-`.
-    fn code(&self) -> &'static str {
-        match self {
-            Self::Refused(r) => r.code(),
-            Self::Accepted(_) | Self::Passthrough => "-",
+            Self::Accepted(_) => Counted::Accepted,
+            Self::Passthrough => Counted::Passthrough,
+            Self::Refused(r) => {
+                let verdict = match r {
+                    ProxyRefusal::Attestation(_) => Answered::Refused,
+                    ProxyRefusal::DestinationDenied(_)
+                    | ProxyRefusal::RequestDenied(_)
+                    | ProxyRefusal::MethodNotAllowed(_)
+                    | ProxyRefusal::Misdirected(_) => Answered::Denied,
+                    _ => Answered::Error,
+                };
+                Counted::Answered(verdict, r.code())
+            }
         }
     }
 
@@ -388,15 +383,17 @@ fn ms(d: Duration) -> f64 {
 /// upgrade, its bytes each way and how it ended, a cut's line how it ended (`None` fields
 /// are not written).
 fn log(proxy: &Proxy, asked: &Asked, o: &Outcome, status: StatusCode, ended: Option<Ended<'_>>) {
-    let code = o.verdict.code();
+    let counted = o.verdict.counted();
+    let code = counted.code();
     // Other destinations say where a local user went: named only when the operator asks.
     let named = o.enclave || proxy.current().config.metrics_host_labels == MetricsHostLabels::All;
-    let label = match &o.host {
-        _ if !named => Cow::Borrowed("-"),
-        Named::Target(t) => Cow::Borrowed(t.host_label.as_str()),
-        other => Cow::Owned(other.to_string()),
-    };
-    proxy.metrics.request(&label, o.verdict.label(), code);
+    match &o.host {
+        _ if !named => proxy.metrics.request("-", counted),
+        Named::Target(t) => proxy
+            .metrics
+            .request_through(&t.counts, &t.host_label, counted),
+        other => proxy.metrics.request(&other.to_string(), counted),
+    }
     let closed = match &ended {
         Some(Ended::Upgrade(c)) => Some(*c),
         _ => None,
@@ -413,7 +410,7 @@ fn log(proxy: &Proxy, asked: &Asked, o: &Outcome, status: StatusCode, ended: Opt
         method = %asked.method,
         path = asked.path.as_str(),
         status = status.as_u16(),
-        verdict = o.verdict.label(),
+        verdict = counted.verdict(),
         code,
         mrenclave = o.verdict.measurement(TeeType::Sgx).as_deref().unwrap_or("-"),
         mrtd = o.verdict.measurement(TeeType::Tdx).as_deref().unwrap_or("-"),

@@ -8,6 +8,7 @@ use http::HeaderValue;
 
 use crate::addr::Authority;
 use crate::config::EnclaveConfig;
+use crate::metrics::HostCounts;
 use crate::ratls::RaTlsVerifier;
 
 /// One `[[enclave]]` entry as one generation uses it: its configuration and the verifier
@@ -38,6 +39,9 @@ pub(crate) struct Target {
     pub(crate) host_value: Option<HeaderValue>,
     /// `dest`'s host as the access log and metrics name it, formatted once.
     pub(crate) host_label: String,
+    /// The request counters of `host_label`, found on this target's first request (a
+    /// target of a new generation for the same host finds the same counters).
+    pub(crate) counts: OnceLock<Arc<HostCounts>>,
     /// This target's hash as a pool key, computed once: the pool looks a target up about
     /// four times per request, and hashing both host names each time was measurable.
     key: u64,
@@ -63,6 +67,7 @@ impl Target {
             host_value: HeaderValue::from_str(&host_header).ok(),
             host_header,
             host_label: dest.host.to_string(),
+            counts: OnceLock::new(),
             dest,
             dial,
             enclave: Arc::clone(enclave),

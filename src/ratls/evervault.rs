@@ -68,8 +68,14 @@ pub struct EvervaultSan<'a> {
 impl EvervaultSan<'_> {
     /// The COSE_Sign1 bytes (`hex.len() / 2` of them).
     pub fn decode(&self) -> Vec<u8> {
-        // Every digit was checked by `check_label`: `hex` cannot refuse it.
-        hex::decode(self.hex).unwrap_or_default()
+        // Every digit was checked by `check_label`, so a pair is two nibbles with no error
+        // path: a verdict-cache hit decodes ~9.5 KB per connection, and `hex::decode`'s
+        // per-digit `Result` cost 3× this loop.
+        let (pairs, _) = self.hex.as_bytes().as_chunks::<2>();
+        pairs
+            .iter()
+            .map(|&[hi, lo]| nibble(hi) << 4 | nibble(lo))
+            .collect()
     }
 
     /// The hex label as it stands in the certificate.
@@ -78,16 +84,30 @@ impl EvervaultSan<'_> {
     }
 }
 
+/// The value of a lowercase hex digit (`check_label` admits no other byte).
+fn nibble(digit: u8) -> u8 {
+    match digit {
+        b'a'..=b'f' => digit - b'a' + 10,
+        _ => digit.wrapping_sub(b'0'),
+    }
+}
+
+fn is_lower_hex(b: u8) -> bool {
+    matches!(b, b'0'..=b'9' | b'a'..=b'f')
+}
+
 fn check_label(label: &str) -> Result<(), EvervaultError> {
     if label.len() > MAX_HEX_LEN {
         return Err(EvervaultError::Oversized(label.len()));
     }
-    if let Some((at, &byte)) = label
-        .as_bytes()
-        .iter()
-        .enumerate()
-        .find(|(_, b)| !matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
+    // A fold has no early exit, so the compiler checks many bytes at once (a cache hit reads
+    // ~9.5 KB of digits); the offender is looked for only when there is one.
+    if !label.bytes().fold(true, |ok, b| ok & is_lower_hex(b)) {
+        let (at, byte) = label
+            .bytes()
+            .enumerate()
+            .find(|&(_, b)| !is_lower_hex(b))
+            .unwrap_or_default();
         return Err(EvervaultError::NotHex {
             len: label.len(),
             at,
@@ -153,6 +173,35 @@ pub fn find<'a>(cert: &'a X509Certificate<'_>) -> Result<Option<EvervaultSan<'a>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fast_check_and_decode_agree_with_the_hex_crate_on_every_byte() {
+        // Every byte pair decodes as `hex` decodes it.
+        let all: Vec<u8> = (0..=255u8).collect();
+        let label = hex::encode(&all).repeat(20);
+        let san = in_names([label.as_str()]).expect("read").expect("carrier");
+        assert_eq!(san.decode(), hex::decode(&label).expect("hex"));
+        // Any byte outside `0-9a-f`, anywhere (the first, inside a vector's width, the
+        // last), is refused with its offset; every byte inside is admitted.
+        for byte in 0..=255u8 {
+            for at in [0, 17, 64, label.len() - 1] {
+                let mut bytes = label.clone().into_bytes();
+                bytes[at] = byte;
+                let Ok(mutated) = String::from_utf8(bytes) else {
+                    continue;
+                };
+                let read = check_label(&mutated);
+                if matches!(byte, b'0'..=b'9' | b'a'..=b'f') {
+                    assert_eq!(read, Ok(()), "{byte:#04x} at {at}");
+                } else {
+                    assert!(
+                        matches!(read, Err(EvervaultError::NotHex { at: a, byte: b, .. }) if a == at && b == byte),
+                        "{byte:#04x} at {at}: {read:?}"
+                    );
+                }
+            }
+        }
+    }
 
     fn doc(n: usize) -> String {
         "ab".repeat(n)
