@@ -154,7 +154,15 @@ async fn review7_a_stalled_dial_beside_makes_a_request_to_another_enclave_wait_a
     let gate = Gate::start(sim.addr(), Beyond::Hold).await;
     let ports = Ports::free();
     let limits = "threads = 2\nmax_upstream_connections = 3\nconnect_timeout_secs = 10";
-    let _bin = proxy(&env, ports, limits, gate.addr, sim.addr(), "r7-stall-cap.toml").await;
+    let _bin = proxy(
+        &env,
+        ports,
+        limits,
+        gate.addr,
+        sim.addr(),
+        "r7-stall-cap.toml",
+    )
+    .await;
     let mut clients = kept(&env, ports, 6).await;
     assert_eq!(gate.accepted(), 1, "first requests share one connection");
     let failed = round(&mut clients, 2).await;
