@@ -583,4 +583,6 @@ impl Pool {
 }
 
 #[cfg(test)]
+mod review7_tests;
+#[cfg(test)]
 mod tests;
