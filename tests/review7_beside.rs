@@ -241,3 +241,50 @@ async fn review7_a_host_closing_each_new_connection_drives_a_dial_beside_per_rou
          (requests not 200: {failed:?})"
     );
 }
+
+/// R7, held: shutdown does not wait for a dial beside stalled in its handshake (the task
+/// holds no drain guard, and the process ends when the accepting runtime returns). A
+/// 60 s connect timeout, the host stalling every TLS accept after the first; SIGTERM while
+/// the dial beside is stalled: the process is gone well before the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review7_shutdown_does_not_wait_for_a_stalled_dial_beside() {
+    let env = env();
+    let sim = start_sim_with(&env, |_| {}).await;
+    let gate = Gate::start(sim.addr(), Beyond::Hold).await;
+    let ports = Ports::free();
+    let limits = "threads = 2\nconnect_timeout_secs = 60";
+    let mut bin = proxy(
+        &env,
+        ports,
+        limits,
+        gate.addr,
+        sim.addr(),
+        "r7-stall-shutdown.toml",
+    )
+    .await;
+    let mut clients = kept(&env, ports, 6).await;
+    let failed = round(&mut clients, 2).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    settle().await;
+    assert!(
+        gate.accepted() >= 2,
+        "no dial beside started (all clients on one thread?): nothing to show"
+    );
+    drop(clients);
+    let asked = Instant::now();
+    bin.signal("-TERM");
+    let exited = loop {
+        if let Ok(Some(status)) = bin.child.try_wait() {
+            break Some(status);
+        }
+        if asked.elapsed() > Duration::from_secs(20) {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        exited.is_some(),
+        "the proxy still ran 20 s after SIGTERM with a dial beside stalled"
+    );
+    eprintln!("exited {:?} after SIGTERM", asked.elapsed());
+}
