@@ -12,7 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::http::Http;
-use common::{env, start_sim_with, Binary, Env, Harness, Mode, Ports, TRUSTED};
+use common::{
+    audited, env, metrics_text, start_sim_with, Binary, Env, Harness, Mode, Ports, TRUSTED,
+};
+use ratls_proxy::dcap::ids::MrEnclave;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -24,6 +27,8 @@ enum Beyond {
     /// Forwards, then closes it this long after it was accepted (a host that lets the
     /// handshake through and then drops the connection).
     CloseAfter(Duration),
+    /// Forwards it to another enclave (the host now serves another enclave).
+    To(SocketAddr),
 }
 
 /// A TCP gate: forwards the first connection for good, the rest as `Beyond` says.
@@ -41,8 +46,13 @@ impl Gate {
         tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 let n = a.fetch_add(1, Ordering::SeqCst);
+                let mut to = to;
                 let close_after = match (n, beyond) {
                     (0, _) => None,
+                    (_, Beyond::To(other)) => {
+                        to = other;
+                        None
+                    }
                     (_, Beyond::Hold) => {
                         tokio::spawn(async move {
                             tokio::time::sleep(Duration::from_secs(120)).await;
@@ -287,4 +297,79 @@ async fn review7_shutdown_does_not_wait_for_a_stalled_dial_beside() {
         "the proxy still ran 20 s after SIGTERM with a dial beside stalled"
     );
     eprintln!("exited {:?} after SIGTERM", asked.elapsed());
+}
+
+/// R7, observed: what the trail, the metrics and the log say when a dial beside is refused.
+/// The host serves the trusted enclave on its first connection and another enclave (another
+/// MRENCLAVE) on every later one: the dial beside is refused. Every request is answered 200
+/// over the connection that was verified; the audit trail records the refusal (the host
+/// serves something the policy refuses); `ratls_requests_total` counts no refused request
+/// (none was); the log says so at info, and nothing is dialed again per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review7_a_refused_dial_beside_is_in_the_trail_and_refuses_no_request() {
+    let env = env();
+    let sim = start_sim_with(&env, |_| {}).await;
+    let impostor = start_sim_with(&env, |c| c.spec.mrenclave = MrEnclave([0xe2; 32])).await;
+    let gate = Gate::start(sim.addr(), Beyond::To(impostor.addr())).await;
+    let ports = Ports::free();
+    let trail = env.dir.join("r7-beside-trail.jsonl");
+    let config = Harness::new(&env)
+        .ports(ports)
+        .limits("threads = 2")
+        .enclave_with(&["pool.enclave.test"], gate.addr, TRUSTED, "")
+        .tail(&format!("[audit]\npath = \"{}\"\n", trail.display()))
+        .write("r7-beside-refused.toml");
+    let mut bin = Binary::start(&config, ports.admin, &[], true).await;
+    let logs = bin.log_lines();
+    let mut clients = kept(&env, ports, 6).await;
+    let mut failed = Vec::new();
+    for r in 2..=4 {
+        failed.extend(round(&mut clients, r).await);
+    }
+    assert!(failed.is_empty(), "{failed:?}");
+    settle().await;
+    let dialed = gate.accepted();
+    assert!(dialed >= 2, "no dial beside (all clients on one thread?)");
+    assert!(
+        dialed <= 3,
+        "{dialed} dials: a refused dial beside was retried"
+    );
+    let records = audited(&trail, "pool.enclave.test");
+    let verdicts: Vec<_> = records
+        .iter()
+        .map(|r| (r["verdict"].clone(), r["code"].clone()))
+        .collect();
+    eprintln!("trail: {verdicts:?}");
+    assert!(
+        records.iter().any(|r| r["verdict"] == "refused"),
+        "the trail does not show the refused dial beside: {verdicts:?}"
+    );
+    let text = metrics_text(ports.admin).await;
+    let requests: Vec<_> = text
+        .lines()
+        .filter(|l| l.starts_with("ratls_requests_total{"))
+        .collect();
+    eprintln!("metrics: {requests:?}");
+    assert!(
+        !requests.iter().any(|l| l.contains("verdict=\"refused\"")),
+        "{requests:?}"
+    );
+    let said: Vec<String> = logs
+        .lock()
+        .map(|l| {
+            l.iter()
+                .filter(|v| {
+                    v["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("dial beside"))
+                })
+                .map(ToString::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    eprintln!("log: {said:?}");
+    assert!(
+        !said.is_empty(),
+        "the log says nothing of the refused dial beside"
+    );
 }
