@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::http::Http;
 use common::{
-    audited, env, metrics_text, start_sim_with, Binary, Env, Harness, Mode, Ports, TRUSTED,
+    audited, env, metrics_text, reload, start_sim_with, Binary, Env, Harness, Mode, Ports, OTHER,
+    TRUSTED,
 };
 use ratls_proxy::dcap::ids::MrEnclave;
 use tokio::io::AsyncWriteExt;
@@ -29,6 +30,8 @@ enum Beyond {
     CloseAfter(Duration),
     /// Forwards it to another enclave (the host now serves another enclave).
     To(SocketAddr),
+    /// Forwards it after this long (a slow enclave host).
+    Delay(Duration),
 }
 
 /// A TCP gate: forwards the first connection for good, the rest as `Beyond` says.
@@ -47,8 +50,13 @@ impl Gate {
             while let Ok((mut client, _)) = listener.accept().await {
                 let n = a.fetch_add(1, Ordering::SeqCst);
                 let mut to = to;
+                let mut delay = Duration::ZERO;
                 let close_after = match (n, beyond) {
                     (0, _) => None,
+                    (_, Beyond::Delay(d)) => {
+                        delay = d;
+                        None
+                    }
                     (_, Beyond::To(other)) => {
                         to = other;
                         None
@@ -63,6 +71,7 @@ impl Gate {
                     (_, Beyond::CloseAfter(d)) => Some(d),
                 };
                 tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
                     let Ok(mut enclave) = TcpStream::connect(to).await else {
                         return;
                     };
@@ -371,5 +380,50 @@ async fn review7_a_refused_dial_beside_is_in_the_trail_and_refuses_no_request() 
     assert!(
         !said.is_empty(),
         "the log says nothing of the refused dial beside"
+    );
+}
+
+/// R7, attacked: a reload that refuses the enclave while a dial beside is in its (slow)
+/// handshake. The dial was started under the old generation, whose policy accepts the
+/// enclave; it ends after the reload, accepted under the old rules. Its connection must
+/// never carry a request of the new generation, whose policy refuses the enclave: every
+/// kept-alive client's next request is refused (not 200), and the enclave sees none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review7_a_reload_that_refuses_the_enclave_during_a_dial_beside_serves_nothing_over_it() {
+    let env = env();
+    let sim = start_sim_with(&env, |_| {}).await;
+    let gate = Gate::start(sim.addr(), Beyond::Delay(Duration::from_millis(1500))).await;
+    let ports = Ports::free();
+    let write = |mrenclave: &str| {
+        Harness::new(&env)
+            .ports(ports)
+            .limits("threads = 2\nconnect_timeout_secs = 10")
+            .enclave_with(&["pool.enclave.test"], gate.addr, mrenclave, "")
+            .write("r7-beside-reload-refuses.toml")
+    };
+    let config = write(TRUSTED);
+    let _bin = Binary::start(&config, ports.admin, &[], false).await;
+    let mut clients = kept(&env, ports, 6).await;
+    let failed = round(&mut clients, 2).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let _ = write(OTHER);
+    reload(ports.admin).await;
+    // The dial beside ends (1.5 s at the gate) under the old generation.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        gate.accepted() >= 2,
+        "no dial beside (all clients on one thread?)"
+    );
+    let mut served = Vec::new();
+    for (i, c) in clients.iter_mut().enumerate() {
+        settle().await;
+        let status = c.status(&format!("/after/{i}")).await;
+        if status == 200 {
+            served.push(i);
+        }
+    }
+    assert!(
+        served.is_empty(),
+        "clients {served:?} answered 200 after a reload that refuses the enclave"
     );
 }
