@@ -4,8 +4,9 @@
 //! core drives, dialed *beside* its request: the request borrows as before and never waits
 //! for that dial or fails because of it. The dial is bounded (one in flight per core and
 //! destination, a spare place under `max_upstream_connections` or none, none while a request
-//! waits at the cap, none for a while after one failed) and judged exactly as any (the same
-//! attested handshake and audit, the generation checked when it is checked in).
+//! waits at the cap, at most one per [`RETRY_AFTER`], given up the moment a request waits at
+//! the cap) and judged exactly as any (the same attested handshake and audit, the
+//! generation checked when it is checked in).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,8 +18,9 @@ use super::{conns_of, H1Ticket, Pool};
 use crate::metrics::Metrics;
 use crate::proxy::target::Target;
 
-/// How long a core does not dial beside borrowed connections to a destination after such a
-/// dial failed (a refusing or stalled enclave is not asked again on every request).
+/// How long a core does not dial beside borrowed connections to a destination after it
+/// started one, whatever became of it: a refusing or stalled enclave, or one that closes
+/// each new connection, is not asked again on every request (review R7).
 const RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// How many client connections (their tasks) a core remembers as having borrowed.
@@ -33,14 +35,14 @@ pub(super) struct Beside {
     next: usize,
     /// A dial is in flight.
     in_flight: bool,
-    /// When the last one failed.
-    failed: Option<Instant>,
+    /// When the last one started.
+    started: Option<Instant>,
 }
 
 impl Beside {
-    /// A dial is in flight, or one failed lately: forgetting it would let another start.
+    /// A dial is in flight, or one started lately: forgetting it would let another start.
     pub(super) fn busy(&self) -> bool {
-        self.in_flight || self.failed.is_some_and(|at| at.elapsed() < RETRY_AFTER)
+        self.in_flight || self.started.is_some_and(|at| at.elapsed() < RETRY_AFTER)
     }
 
     /// Notes that `task` borrowed; true if it had borrowed here before (a client that came
@@ -87,31 +89,39 @@ impl Pool {
             conns.beside.in_flight = true;
         }
         let Some(permit) = self.upstream_cap.spare_permit() else {
-            // Not a failure: a later borrow tries again.
-            self.end_beside(home, target, true);
+            // No dial started: a later borrow tries again.
+            self.end_beside(home, target, None);
             return;
         };
         let done = InFlight {
             pool: self.share(),
             home,
             target: target.clone(),
-            ok: false,
+            started: Instant::now(),
         };
         let metrics = Arc::clone(metrics);
         drop(tokio::spawn(async move {
-            let mut done = done;
             let (pool, target) = (&done.pool, &done.target);
-            let dialed = match pool.attest_under(target, &[b"http/1.1"], permit).await {
-                Ok((attested, permit)) => pool.handshake(target, &metrics, attested, permit).await,
-                Err(e) => Err(e),
+            let dial = async {
+                let (attested, permit) = pool.attest_under(target, &[b"http/1.1"], permit).await?;
+                pool.handshake(target, &metrics, attested, permit).await
             };
-            match dialed {
-                Ok(conn) if !conn.is_h2() => done.ok = pool.check_in_beside(target, conn),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::info!(host = %target.dest.host, error = %e, "a dial beside a borrowed upstream connection failed; requests go on borrowing");
+            tokio::select! {
+                dialed = dial => match dialed {
+                    Ok(conn) if !conn.is_h2() => {
+                        pool.check_in_beside(target, conn);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::info!(host = %target.dest.host, error = %e, "a dial beside a borrowed upstream connection failed; requests go on borrowing");
+                    }
+                },
+                // The dial (and its place) dropped: the request waiting takes the place.
+                () = pool.upstream_cap.wanted() => {
+                    tracing::info!(host = %target.dest.host, "a dial beside a borrowed upstream connection gave its place to a request waiting at max_upstream_connections");
                 }
             }
+            drop(done);
         }));
     }
 
@@ -139,16 +149,16 @@ impl Pool {
         true
     }
 
-    /// The dial beside to `target` from core `home` ended: the next may start, at once if
-    /// this one was `ok`, else after [`RETRY_AFTER`].
-    fn end_beside(&self, home: usize, target: &Target, ok: bool) {
+    /// The dial beside to `target` from core `home` ended, or never started (`started`
+    /// None): the next may start [`RETRY_AFTER`] after this one started.
+    fn end_beside(&self, home: usize, target: &Target, started: Option<Instant>) {
         let Some(Ok(mut idle)) = self.idle.get(home).map(|s| s.lock()) else {
             return;
         };
         if let Some(conns) = idle.get_mut(target) {
             conns.beside.in_flight = false;
-            if !ok {
-                conns.beside.failed = Some(Instant::now());
+            if started.is_some() {
+                conns.beside.started = started;
             }
         }
     }
@@ -175,18 +185,19 @@ impl Pool {
     }
 }
 
-/// A dial beside in flight: when it ends (or its task is dropped), the next may start; one
-/// that did not end with a connection checked in holds the next back for [`RETRY_AFTER`].
+/// A dial beside in flight: when it ends (or its task is dropped), the next may start
+/// [`RETRY_AFTER`] after this one did.
 struct InFlight {
     pool: Pool,
     home: usize,
     target: Target,
-    ok: bool,
+    started: Instant,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.pool.end_beside(self.home, &self.target, self.ok);
+        self.pool
+            .end_beside(self.home, &self.target, Some(self.started));
     }
 }
 
@@ -225,15 +236,15 @@ mod tests {
     }
 
     #[test]
-    fn a_dial_in_flight_or_failed_lately_holds_the_next_back() {
+    fn a_dial_in_flight_or_started_lately_holds_the_next_back() {
         let mut b = Beside::default();
         assert!(!b.busy());
         b.in_flight = true;
         assert!(b.busy());
         b.in_flight = false;
-        b.failed = Some(Instant::now());
+        b.started = Some(Instant::now());
         assert!(b.busy());
-        b.failed = Instant::now().checked_sub(RETRY_AFTER + Duration::from_secs(1));
+        b.started = Instant::now().checked_sub(RETRY_AFTER + Duration::from_secs(1));
         assert!(!b.busy());
     }
 }

@@ -41,6 +41,8 @@ pub(crate) struct UpstreamCap {
     /// Requests waiting at the cap: a check-in (every request's) wakes only when there are
     /// some, so the common path never takes the `Notify`'s lock.
     waiting: AtomicUsize,
+    /// Woken when a request starts waiting at the cap: dials beside give their places up.
+    wanted: Notify,
 }
 
 impl UpstreamCap {
@@ -56,6 +58,7 @@ impl UpstreamCap {
             destinations: Mutex::new(HashMap::default()),
             idle: Notify::new(),
             waiting: AtomicUsize::new(0),
+            wanted: Notify::new(),
         }
     }
 
@@ -88,6 +91,7 @@ impl UpstreamCap {
         }
         let deadline = tokio::time::Instant::now() + timeout;
         let _waiting = Waiting::count(&self.waiting);
+        self.wanted.notify_waiters();
         loop {
             // Made before evicting: a connection that goes idle after the look wakes it.
             let went_idle = self.idle.notified();
@@ -113,14 +117,29 @@ impl UpstreamCap {
     /// borrowed one), at once or not at all: never the last free place, never while a
     /// request waits at the cap, and no idle connection is closed for it.
     pub(super) fn spare_permit(&self) -> Option<OwnedSemaphorePermit> {
-        if self.waiting.load(Ordering::SeqCst) > 0
-            || self.max_upstream_connections.available_permits() < 2
-        {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
             return None;
         }
-        Arc::clone(&self.max_upstream_connections)
-            .try_acquire_owned()
-            .ok()
+        // Two places taken in one step, one given back: at that step two were free, so the
+        // one kept was not the last, whatever other cores take meanwhile (a look at the
+        // count, then an acquire, let two cores both take one of the last two).
+        let mut two = Arc::clone(&self.max_upstream_connections)
+            .try_acquire_many_owned(2)
+            .ok()?;
+        two.split(1)
+    }
+
+    /// Returns once a request waits at the cap: a dial beside gives its place up then (a
+    /// connection no request needs never makes one wait).
+    pub(super) async fn wanted(&self) {
+        loop {
+            // Made before the look: a request counted after it wakes this wait.
+            let asked = self.wanted.notified();
+            if self.waiting.load(Ordering::SeqCst) > 0 {
+                return;
+            }
+            asked.await;
+        }
     }
 
     /// Closes the idle pooled connection unused for longest, of any live generation.
