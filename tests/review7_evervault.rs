@@ -25,7 +25,7 @@ fn old(label: &str) -> Result<Vec<u8>, EvervaultError> {
             uppercase: byte.is_ascii_uppercase() && byte.is_ascii_hexdigit(),
         });
     }
-    if label.len() % 2 != 0 {
+    if !label.len().is_multiple_of(2) {
         return Err(EvervaultError::OddLength(label.len()));
     }
     Ok(hex::decode(label).unwrap_or_default())
@@ -49,7 +49,7 @@ impl Rng {
     }
 
     fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % n as u64).unwrap_or(0)
+        usize::try_from(self.next() % u64::try_from(n).unwrap_or(1)).unwrap_or(0)
     }
 }
 
