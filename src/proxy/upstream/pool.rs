@@ -583,6 +583,4 @@ impl Pool {
 }
 
 #[cfg(test)]
-mod review7_tests;
-#[cfg(test)]
 mod tests;

@@ -113,7 +113,9 @@ impl Pool {
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        tracing::info!(host = %target.dest.host, error = %e, "a dial beside a borrowed upstream connection failed; requests go on borrowing");
+                        // WARN: a refusal here is an enclave the policy no longer accepts,
+                        // found before any request met it (held back RETRY_AFTER: no flood).
+                        tracing::warn!(host = %target.dest.host, error = %e, "a dial beside a borrowed upstream connection failed; requests go on borrowing");
                     }
                 },
                 // The dial (and its place) dropped: the request waiting takes the place.

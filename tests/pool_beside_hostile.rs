@@ -1,7 +1,9 @@
-//! Review R7: attacks on the dial beside a borrowed upstream connection (`pool/beside.rs`).
+//! Attacks on the dial beside a borrowed upstream connection (`pool/beside.rs`), from the
+//! session-7 review (R7).
 //! The real binary, sim enclaves, a TCP gate in front of one of them that this test controls
 //! (how many connections the enclave host takes and what it does with the rest), hyper
-//! clients. Each test states its finding, severity and what it should do.
+//! clients. Each test states its finding (two failed before `ada510a`), severity and what
+//! the proxy does.
 #![cfg(feature = "sim")]
 
 mod common;
@@ -167,7 +169,7 @@ async fn round(clients: &mut [Http], round: u32) -> Vec<(usize, u16)> {
 /// and 3, and the idle one closed), in ~4 s. Should: a request waiting at the cap cancels a dial beside in flight
 /// (or takes its place), so a dial no request needs never makes one wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review7_a_stalled_dial_beside_makes_a_request_to_another_enclave_wait_at_the_cap() {
+async fn a_stalled_dial_beside_gives_its_place_to_a_request_waiting_at_the_cap() {
     let env = env();
     let sim = start_sim_with(&env, |_| {}).await;
     let gate = Gate::start(sim.addr(), Beyond::Hold).await;
@@ -231,7 +233,7 @@ async fn review7_a_stalled_dial_beside_makes_a_request_to_another_enclave_wait_a
 /// it served a request counts as a failed dial (held back 30 s), keeping dials at about one
 /// per thread, as the withdrawal notes require ("not retried per request").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review7_a_host_closing_each_new_connection_drives_a_dial_beside_per_round() {
+async fn a_host_closing_each_new_connection_does_not_drive_a_dial_beside_per_round() {
     let env = env();
     let sim = start_sim_with(&env, |_| {}).await;
     let gate = Gate::start(sim.addr(), Beyond::CloseAfter(Duration::from_millis(400))).await;
@@ -266,7 +268,7 @@ async fn review7_a_host_closing_each_new_connection_drives_a_dial_beside_per_rou
 /// 60 s connect timeout, the host stalling every TLS accept after the first; SIGTERM while
 /// the dial beside is stalled: the process is gone well before the timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review7_shutdown_does_not_wait_for_a_stalled_dial_beside() {
+async fn shutdown_does_not_wait_for_a_stalled_dial_beside() {
     let env = env();
     let sim = start_sim_with(&env, |_| {}).await;
     let gate = Gate::start(sim.addr(), Beyond::Hold).await;
@@ -313,9 +315,9 @@ async fn review7_shutdown_does_not_wait_for_a_stalled_dial_beside() {
 /// MRENCLAVE) on every later one: the dial beside is refused. Every request is answered 200
 /// over the connection that was verified; the audit trail records the refusal (the host
 /// serves something the policy refuses); `ratls_requests_total` counts no refused request
-/// (none was); the log says so at info, and nothing is dialed again per request.
+/// (none was); the log says so at warn, and nothing is dialed again per request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review7_a_refused_dial_beside_is_in_the_trail_and_refuses_no_request() {
+async fn a_refused_dial_beside_is_in_the_trail_and_refuses_no_request() {
     let env = env();
     let sim = start_sim_with(&env, |_| {}).await;
     let impostor = start_sim_with(&env, |c| c.spec.mrenclave = MrEnclave([0xe2; 32])).await;
@@ -389,7 +391,7 @@ async fn review7_a_refused_dial_beside_is_in_the_trail_and_refuses_no_request() 
 /// never carry a request of the new generation, whose policy refuses the enclave: every
 /// kept-alive client's next request is refused (not 200), and the enclave sees none of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review7_a_reload_that_refuses_the_enclave_during_a_dial_beside_serves_nothing_over_it() {
+async fn a_reload_that_refuses_the_enclave_during_a_dial_beside_serves_nothing_over_it() {
     let env = env();
     let sim = start_sim_with(&env, |_| {}).await;
     let gate = Gate::start(sim.addr(), Beyond::Delay(Duration::from_millis(1500))).await;

@@ -1,4 +1,4 @@
-//! Review R7: Evervault's hex label, read by the fold-and-pairs code of 496db83, against
+//! Evervault's hex label (session-7 review, R7), read by the fold-and-pairs code of 496db83, against
 //! the code it replaced (53e754d's `check_label` and `hex::decode`, restated here as the
 //! oracle) on labels a hostile certificate could carry: any byte class (lowercase and
 //! uppercase hex, other ASCII, NUL, multi-byte UTF-8), odd and even lengths, and the
@@ -72,7 +72,7 @@ fn label(rng: &mut Rng, len: usize, dirty: bool) -> String {
 }
 
 #[test]
-fn review7_every_hostile_label_reads_as_it_did_before_the_fast_decode() {
+fn every_hostile_label_reads_as_it_did_before_the_fast_decode() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut lengths: Vec<usize> = vec![
         MAX_DNS_LABEL + 1,
