@@ -19,6 +19,7 @@ use common::{
     TRUSTED,
 };
 use ratls_proxy::dcap::ids::MrEnclave;
+use ratls_proxy::sim::SimEnclave;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -123,6 +124,17 @@ async fn proxy(
     Binary::start(&config, ports.admin, &[], false).await
 }
 
+/// A gated `pool.enclave.test` (connections past the first go `beyond`) and a healthy
+/// `other.enclave.test`, one sim behind both, and the proxy with `limits` (config `name`).
+async fn gated(beyond: Beyond, limits: &str, name: &str) -> (Env, SimEnclave, Gate, Ports, Binary) {
+    let env = env();
+    let sim = start_sim_with(&env, |_| {}).await;
+    let gate = Gate::start(sim.addr(), beyond).await;
+    let ports = Ports::free();
+    let bin = proxy(&env, ports, limits, gate.addr, sim.addr(), name).await;
+    (env, sim, gate, ports, bin)
+}
+
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
@@ -165,22 +177,14 @@ async fn round(clients: &mut [Http], round: u32) -> Vec<(usize, u16)> {
 /// which stalls. Then three requests to `other.enclave.test` (a healthy enclave), sent at
 /// once, each answered in 4 s: one takes place 3, one closes the idle borrowed connection
 /// for its place, and the third waits for a place until one of those two is done (~4 s
-/// later, ~8 s in all). On main (no dial beside) all three are served together (places 2
-/// and 3, and the idle one closed), in ~4 s. Should: a request waiting at the cap cancels a dial beside in flight
-/// (or takes its place), so a dial no request needs never makes one wait.
+/// later, ~8 s in all) before `ada510a`. Without a dial beside all three are served
+/// together (places 2 and 3, and the idle one closed), in ~4 s; since `ada510a` a request
+/// waiting at the cap makes the dial beside give its place up, and so it is again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_dial_beside_gives_its_place_to_a_request_waiting_at_the_cap() {
-    let env = env();
-    let sim = start_sim_with(&env, |_| {}).await;
-    let gate = Gate::start(sim.addr(), Beyond::Hold).await;
-    let ports = Ports::free();
-    let limits = "threads = 2\nmax_upstream_connections = 3\nconnect_timeout_secs = 10";
-    let _bin = proxy(
-        &env,
-        ports,
-        limits,
-        gate.addr,
-        sim.addr(),
+    let (env, _sim, gate, ports, _bin) = gated(
+        Beyond::Hold,
+        "threads = 2\nmax_upstream_connections = 3\nconnect_timeout_secs = 10",
         "r7-stall-cap.toml",
     )
     .await;
@@ -221,29 +225,20 @@ async fn a_stalled_dial_beside_gives_its_place_to_a_request_waiting_at_the_cap()
     );
 }
 
-/// R7 finding (LOW): the 30 s hold only follows a dial beside that *fails*. An enclave host
-/// that lets each new connection's handshake through and closes it a moment later makes
-/// every returning borrow dial again: a full attested handshake (and an audit record) per
-/// request, driven by the host, where main borrowed the one good connection and dialed
-/// nothing.
+/// R7 finding (LOW, failed before `ada510a`): the 30 s hold followed only a dial beside
+/// that *failed*. An enclave host that lets each new connection's handshake through and
+/// closes it a moment later made every returning borrow dial again: a full attested
+/// handshake (and an audit record) per round, driven by the host, where borrowing the one
+/// good connection dials nothing. Now the hold runs from when a dial beside starts.
 ///
 /// Two threads, four kept-alive clients, the first upstream connection kept for good, every
-/// later one closed by its host 400 ms after it opened; six rounds 700 ms apart. Fails with
-/// a dial per round or so (about six). Should: a connection dialed beside that dies before
-/// it served a request counts as a failed dial (held back 30 s), keeping dials at about one
-/// per thread, as the withdrawal notes require ("not retried per request").
+/// later one closed by its host 400 ms after it opened; six rounds 700 ms apart: at most two
+/// dials beside (was about six).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_closing_each_new_connection_does_not_drive_a_dial_beside_per_round() {
-    let env = env();
-    let sim = start_sim_with(&env, |_| {}).await;
-    let gate = Gate::start(sim.addr(), Beyond::CloseAfter(Duration::from_millis(400))).await;
-    let ports = Ports::free();
-    let _bin = proxy(
-        &env,
-        ports,
+    let (env, _sim, gate, ports, _bin) = gated(
+        Beyond::CloseAfter(Duration::from_millis(400)),
         "threads = 2",
-        gate.addr,
-        sim.addr(),
         "r7-close-after.toml",
     )
     .await;
@@ -269,17 +264,9 @@ async fn a_host_closing_each_new_connection_does_not_drive_a_dial_beside_per_rou
 /// the dial beside is stalled: the process is gone well before the timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_does_not_wait_for_a_stalled_dial_beside() {
-    let env = env();
-    let sim = start_sim_with(&env, |_| {}).await;
-    let gate = Gate::start(sim.addr(), Beyond::Hold).await;
-    let ports = Ports::free();
-    let limits = "threads = 2\nconnect_timeout_secs = 60";
-    let mut bin = proxy(
-        &env,
-        ports,
-        limits,
-        gate.addr,
-        sim.addr(),
+    let (env, _sim, gate, ports, mut bin) = gated(
+        Beyond::Hold,
+        "threads = 2\nconnect_timeout_secs = 60",
         "r7-stall-shutdown.toml",
     )
     .await;
