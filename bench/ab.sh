@@ -30,7 +30,7 @@ echo -e "scenario\treq/s\tp50_ms\tp99_ms\tstatus\terrors\tproxy_cpu_us/req\tsim_
 for r in $(seq 1 "$ROUNDS"); do
   # A then B in odd rounds, B then A in even ones: neither side always runs first.
   order="A B"; [ $((r % 2)) = 0 ] && order="B A"
-  oha --no-tui --insecure --output-format json -z "$DUR" -c "$C" "https://127.0.0.1:$SIM_PORT$P" > "$W/d.json"
+  oha --no-tui --no-pre-lookup --ipv4 --insecure --output-format json -z "$DUR" -c "$C" "https://127.0.0.1:$SIM_PORT$P" > "$W/d.json"
   summarise direct "$W/d.json"
   for mode in $MODES; do
     for side in $order; do

@@ -77,7 +77,7 @@ stop() { kill "$PROXY_PID" 2>/dev/null || true; wait "$PROXY_PID" 2>/dev/null ||
 
 load() {
   if command -v oha > /dev/null; then
-    oha --no-tui --output-format json -z "${DUR}s" -c "$C" -x "http://127.0.0.1:$PROXY_PORT" "http://$1/" \
+    oha --no-tui --no-pre-lookup --ipv4 --output-format json -z "${DUR}s" -c "$C" -x "http://127.0.0.1:$PROXY_PORT" "http://$1/" \
       | python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.0f" % d["summary"]["requestsPerSec"])'
   else
     "$LOAD" "127.0.0.1:$PROXY_PORT" "$1" "$C" "$DUR" | cut -f1
