@@ -225,7 +225,29 @@ struct Asked {
     client: SocketAddr,
     method: Method,
     path: String,
-    start: Instant,
+    /// `None` when access lines are not written: nothing else reads it, and the clock
+    /// read was per-request work for nothing.
+    start: Option<Instant>,
+}
+
+impl Asked {
+    /// Who sent `req` from `client`, with its path when access lines are written (`path`
+    /// false: a CONNECT, which has none).
+    fn new<B>(client: SocketAddr, req: &Request<B>, path: bool) -> Self {
+        let logged = tracing::enabled!(target: "ratls_proxy::access", tracing::Level::INFO);
+        Self {
+            client,
+            method: req.method().clone(),
+            // Copied only when logged: at any other level the copy (and a cut's clone of
+            // it) was an allocation per request for nothing.
+            path: if logged && path {
+                req.uri().path().to_owned()
+            } else {
+                String::new()
+            },
+            start: logged.then(Instant::now),
+        }
+    }
 }
 
 /// One request's record, opened where it arrived and finished once.
@@ -242,16 +264,7 @@ impl Exchange {
     pub(crate) fn on_listener<B>(client: SocketAddr, req: &Request<B>) -> Self {
         let connect = req.method() == Method::CONNECT;
         Self {
-            asked: Asked {
-                client,
-                method: req.method().clone(),
-                path: if connect {
-                    String::new()
-                } else {
-                    logged_path(req)
-                },
-                start: Instant::now(),
-            },
+            asked: Asked::new(client, req, !connect),
             format: if connect {
                 Format::Json
             } else {
@@ -263,14 +276,15 @@ impl Exchange {
     /// A request inside a connection bound to one enclave (an intercepted tunnel, a route).
     pub(crate) fn inside<B>(client: SocketAddr, req: &Request<B>) -> Self {
         Self {
-            asked: Asked {
-                client,
-                method: req.method().clone(),
-                path: logged_path(req),
-                start: Instant::now(),
-            },
+            asked: Asked::new(client, req, true),
             format: Format::of(req.headers()),
         }
+    }
+
+    /// Now, when this exchange's access line will show times (`upstream_ms`); `None`, and no
+    /// clock read, when access lines are not written.
+    pub(crate) fn clock(&self) -> Option<Instant> {
+        self.asked.start.map(|_| Instant::now())
     }
 
     /// Finishes the exchange with its handler's reply: an answer is written as configured
@@ -322,17 +336,6 @@ impl Exchange {
             };
             log(&proxy, &asked, &outcome, status, Some(Ended::Cut(&end)));
         })
-    }
-}
-
-/// The request's path for its access line, copied only when access lines are written: at
-/// any other level the copy (and a cut's clone of it) was an allocation per request for
-/// nothing.
-fn logged_path<B>(req: &Request<B>) -> String {
-    if tracing::enabled!(target: "ratls_proxy::access", tracing::Level::INFO) {
-        req.uri().path().to_owned()
-    } else {
-        String::new()
     }
 }
 
@@ -418,7 +421,7 @@ fn log(proxy: &Proxy, asked: &Asked, o: &Outcome, status: StatusCode, ended: Opt
         pcr0 = o.verdict.nitro_pcr0().unwrap_or("-"),
         app_id = o.verdict.app_id(),
         upstream_ms = o.upstream.map_or(-1.0, ms),
-        total_ms = ms(asked.start.elapsed()),
+        total_ms = asked.start.map_or(-1.0, |s| ms(s.elapsed())),
         upgrade = closed.map(|_| "websocket"),
         bytes_up = closed.map(|c| c.up),
         bytes_down = closed.map(|c| c.down),

@@ -2,7 +2,6 @@
 //! exchange's judge.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::Request;
 use http_body_util::BodyExt;
@@ -28,7 +27,7 @@ pub(crate) async fn relay(
     req: Request<Incoming>,
     exchange: &Exchange,
 ) -> Reply {
-    let started = Instant::now();
+    let started = exchange.clock();
     // Mirror the client's HTTP version upstream where the pool can.
     let version = if req.version() == http::Version::HTTP_2 {
         Version::Http2
@@ -69,7 +68,7 @@ pub(crate) async fn relay(
     let outcome = Outcome {
         host: Named::from(target),
         verdict: Verdict::Accepted(verdict),
-        upstream: Some(started.elapsed()),
+        upstream: started.map(|s| s.elapsed()),
         enclave: true,
     };
     let counter = Arc::clone(&proxy.metrics.bytes_to_clients);
