@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use http::{Method, Request, Response, StatusCode};
 
 use super::body::ProxyBody;
-use super::judge::judged::OnCut;
 use super::refusal::{Format, ProxyRefusal};
 use super::state::{Generation, Proxy};
 use super::target::Target;
@@ -324,18 +323,43 @@ impl Exchange {
         target: &Arc<Target>,
         status: StatusCode,
     ) -> OnCut {
-        let (proxy, target, asked) = (Arc::clone(proxy), Arc::clone(target), self.asked.clone());
-        Box::new(move |refusal| {
-            // The exchange's own line, written with its head, stays as it was.
-            let end = format!("cut: {}", refusal.code());
-            let outcome = Outcome {
-                host: Named::Target(target),
-                verdict: Verdict::Refused(refusal.clone()),
-                upstream: None,
-                enclave: true,
-            };
-            log(&proxy, &asked, &outcome, status, Some(Ended::Cut(&end)));
-        })
+        OnCut {
+            proxy: Arc::clone(proxy),
+            target: Arc::clone(target),
+            asked: self.asked.clone(),
+            status,
+        }
+    }
+}
+
+/// An exchange's cut line, written should a cut end its response after its head went out.
+/// A struct held in the judged body rather than a boxed closure: that box was an
+/// allocation per relayed request for a line almost never written.
+pub(crate) struct OnCut {
+    proxy: Arc<Proxy>,
+    target: Arc<Target>,
+    asked: Asked,
+    status: StatusCode,
+}
+
+impl OnCut {
+    /// Writes the cut line for `refusal`.
+    pub(crate) fn write(self, refusal: &ProxyRefusal) {
+        // The exchange's own line, written with its head, stays as it was.
+        let end = format!("cut: {}", refusal.code());
+        let outcome = Outcome {
+            host: Named::Target(self.target),
+            verdict: Verdict::Refused(refusal.clone()),
+            upstream: None,
+            enclave: true,
+        };
+        log(
+            &self.proxy,
+            &self.asked,
+            &outcome,
+            self.status,
+            Some(Ended::Cut(&end)),
+        );
     }
 }
 

@@ -16,14 +16,12 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
 use crate::proxy::body::BodyError;
+use crate::proxy::exchange::OnCut;
 use crate::proxy::judge::Checkpoint;
 use crate::proxy::refusal::ProxyRefusal;
 
 /// Wakes a waiting body when the proxy's change count moves.
 type Wake = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
-
-/// What to do, once, when a cut ends a body (the response side writes its access line).
-pub(crate) type OnCut = Box<dyn FnOnce(&ProxyRefusal) + Send + Sync>;
 
 /// A body whose every frame passes its exchange's checkpoint.
 pub(crate) struct Judged<B> {
@@ -51,8 +49,8 @@ impl<B> Judged<B> {
 
     /// Ends the body: `on_cut` once, and the error for hyper.
     fn cut(&mut self, refusal: &ProxyRefusal) -> BodyError {
-        if let Some(f) = self.on_cut.take() {
-            f(refusal);
+        if let Some(line) = self.on_cut.take() {
+            line.write(refusal);
         }
         BodyError::Cut(refusal.code())
     }
