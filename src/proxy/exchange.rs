@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use http::{Method, Request, Response, StatusCode};
 
 use super::body::ProxyBody;
+use super::judge::judged::CutLine;
 use super::refusal::{Format, ProxyRefusal};
 use super::state::{Generation, Proxy};
 use super::target::Target;
@@ -342,9 +343,8 @@ pub(crate) struct OnCut {
     status: StatusCode,
 }
 
-impl OnCut {
-    /// Writes the cut line for `refusal`.
-    pub(crate) fn write(self, refusal: &ProxyRefusal) {
+impl CutLine for OnCut {
+    fn write(self, refusal: &ProxyRefusal) {
         // The exchange's own line, written with its head, stays as it was.
         let end = format!("cut: {}", refusal.code());
         let outcome = Outcome {

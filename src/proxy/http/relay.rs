@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 
 use crate::metrics::Counting;
 use crate::proxy::body::empty;
-use crate::proxy::exchange::{Exchange, Named, Outcome, Reply, Verdict};
+use crate::proxy::exchange::{Exchange, Named, OnCut, Outcome, Reply, Verdict};
 use crate::proxy::judge::judged::Judged;
 use crate::proxy::judge::{Checkpoint, Cut, Judge};
 use crate::proxy::state::{DrainGuard, Generation, Proxy};
@@ -48,7 +48,7 @@ pub(crate) async fn relay(
         let judged = Judged::new(
             body,
             Checkpoint::new(Arc::clone(&judge), Cut::Request),
-            None,
+            None::<OnCut>,
         );
         Counting::new(judged, Arc::clone(to_upstream)).boxed()
     });
