@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use http::{Method, Request, Response, StatusCode};
 
 use super::body::ProxyBody;
-use super::judge::judged::OnCut;
+use super::judge::judged::CutLine;
 use super::refusal::{Format, ProxyRefusal};
 use super::state::{Generation, Proxy};
 use super::target::Target;
@@ -225,7 +225,29 @@ struct Asked {
     client: SocketAddr,
     method: Method,
     path: String,
-    start: Instant,
+    /// `None` when access lines are not written: nothing else reads it, and the clock
+    /// read was per-request work for nothing.
+    start: Option<Instant>,
+}
+
+impl Asked {
+    /// Who sent `req` from `client`, with its path when access lines are written (`path`
+    /// false: a CONNECT, which has none).
+    fn new<B>(client: SocketAddr, req: &Request<B>, path: bool) -> Self {
+        let logged = tracing::enabled!(target: "ratls_proxy::access", tracing::Level::INFO);
+        Self {
+            client,
+            method: req.method().clone(),
+            // Copied only when logged: at any other level the copy (and a cut's clone of
+            // it) was an allocation per request for nothing.
+            path: if logged && path {
+                req.uri().path().to_owned()
+            } else {
+                String::new()
+            },
+            start: logged.then(Instant::now),
+        }
+    }
 }
 
 /// One request's record, opened where it arrived and finished once.
@@ -242,16 +264,7 @@ impl Exchange {
     pub(crate) fn on_listener<B>(client: SocketAddr, req: &Request<B>) -> Self {
         let connect = req.method() == Method::CONNECT;
         Self {
-            asked: Asked {
-                client,
-                method: req.method().clone(),
-                path: if connect {
-                    String::new()
-                } else {
-                    logged_path(req)
-                },
-                start: Instant::now(),
-            },
+            asked: Asked::new(client, req, !connect),
             format: if connect {
                 Format::Json
             } else {
@@ -263,14 +276,15 @@ impl Exchange {
     /// A request inside a connection bound to one enclave (an intercepted tunnel, a route).
     pub(crate) fn inside<B>(client: SocketAddr, req: &Request<B>) -> Self {
         Self {
-            asked: Asked {
-                client,
-                method: req.method().clone(),
-                path: logged_path(req),
-                start: Instant::now(),
-            },
+            asked: Asked::new(client, req, true),
             format: Format::of(req.headers()),
         }
+    }
+
+    /// Now, when this exchange's access line will show times (`upstream_ms`); `None`, and no
+    /// clock read, when access lines are not written.
+    pub(crate) fn clock(&self) -> Option<Instant> {
+        self.asked.start.map(|_| Instant::now())
     }
 
     /// Finishes the exchange with its handler's reply: an answer is written as configured
@@ -310,29 +324,42 @@ impl Exchange {
         target: &Arc<Target>,
         status: StatusCode,
     ) -> OnCut {
-        let (proxy, target, asked) = (Arc::clone(proxy), Arc::clone(target), self.asked.clone());
-        Box::new(move |refusal| {
-            // The exchange's own line, written with its head, stays as it was.
-            let end = format!("cut: {}", refusal.code());
-            let outcome = Outcome {
-                host: Named::Target(target),
-                verdict: Verdict::Refused(refusal.clone()),
-                upstream: None,
-                enclave: true,
-            };
-            log(&proxy, &asked, &outcome, status, Some(Ended::Cut(&end)));
-        })
+        OnCut {
+            proxy: Arc::clone(proxy),
+            target: Arc::clone(target),
+            asked: self.asked.clone(),
+            status,
+        }
     }
 }
 
-/// The request's path for its access line, copied only when access lines are written: at
-/// any other level the copy (and a cut's clone of it) was an allocation per request for
-/// nothing.
-fn logged_path<B>(req: &Request<B>) -> String {
-    if tracing::enabled!(target: "ratls_proxy::access", tracing::Level::INFO) {
-        req.uri().path().to_owned()
-    } else {
-        String::new()
+/// An exchange's cut line, written should a cut end its response after its head went out.
+/// A struct held in the judged body rather than a boxed closure: that box was an
+/// allocation per relayed request for a line almost never written.
+pub(crate) struct OnCut {
+    proxy: Arc<Proxy>,
+    target: Arc<Target>,
+    asked: Asked,
+    status: StatusCode,
+}
+
+impl CutLine for OnCut {
+    fn write(self, refusal: &ProxyRefusal) {
+        // The exchange's own line, written with its head, stays as it was.
+        let end = format!("cut: {}", refusal.code());
+        let outcome = Outcome {
+            host: Named::Target(self.target),
+            verdict: Verdict::Refused(refusal.clone()),
+            upstream: None,
+            enclave: true,
+        };
+        log(
+            &self.proxy,
+            &self.asked,
+            &outcome,
+            self.status,
+            Some(Ended::Cut(&end)),
+        );
     }
 }
 
@@ -418,7 +445,7 @@ fn log(proxy: &Proxy, asked: &Asked, o: &Outcome, status: StatusCode, ended: Opt
         pcr0 = o.verdict.nitro_pcr0().unwrap_or("-"),
         app_id = o.verdict.app_id(),
         upstream_ms = o.upstream.map_or(-1.0, ms),
-        total_ms = ms(asked.start.elapsed()),
+        total_ms = asked.start.map_or(-1.0, |s| ms(s.elapsed())),
         upgrade = closed.map(|_| "websocket"),
         bytes_up = closed.map(|c| c.up),
         bytes_down = closed.map(|c| c.down),

@@ -2,7 +2,6 @@
 //! exchange's judge.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::Request;
 use http_body_util::BodyExt;
@@ -10,7 +9,7 @@ use hyper::body::Incoming;
 
 use crate::metrics::Counting;
 use crate::proxy::body::empty;
-use crate::proxy::exchange::{Exchange, Named, Outcome, Reply, Verdict};
+use crate::proxy::exchange::{Exchange, Named, OnCut, Outcome, Reply, Verdict};
 use crate::proxy::judge::judged::Judged;
 use crate::proxy::judge::{Checkpoint, Cut, Judge};
 use crate::proxy::state::{DrainGuard, Generation, Proxy};
@@ -28,7 +27,7 @@ pub(crate) async fn relay(
     req: Request<Incoming>,
     exchange: &Exchange,
 ) -> Reply {
-    let started = Instant::now();
+    let started = exchange.clock();
     // Mirror the client's HTTP version upstream where the pool can.
     let version = if req.version() == http::Version::HTTP_2 {
         Version::Http2
@@ -49,7 +48,7 @@ pub(crate) async fn relay(
         let judged = Judged::new(
             body,
             Checkpoint::new(Arc::clone(&judge), Cut::Request),
-            None,
+            None::<OnCut>,
         );
         Counting::new(judged, Arc::clone(to_upstream)).boxed()
     });
@@ -69,7 +68,7 @@ pub(crate) async fn relay(
     let outcome = Outcome {
         host: Named::from(target),
         verdict: Verdict::Accepted(verdict),
-        upstream: Some(started.elapsed()),
+        upstream: started.map(|s| s.elapsed()),
         enclave: true,
     };
     let counter = Arc::clone(&proxy.metrics.bytes_to_clients);

@@ -22,11 +22,15 @@ use crate::proxy::refusal::ProxyRefusal;
 /// Wakes a waiting body when the proxy's change count moves.
 type Wake = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 
-/// What to do, once, when a cut ends a body (the response side writes its access line).
-pub(crate) type OnCut = Box<dyn FnOnce(&ProxyRefusal) + Send + Sync>;
+/// What writes a cut body's line, once (the response side's access line). A type held in
+/// the body rather than a boxed closure: that box was an allocation per relayed request.
+pub(crate) trait CutLine {
+    /// Writes the line for the cut `refusal`.
+    fn write(self, refusal: &ProxyRefusal);
+}
 
 /// A body whose every frame passes its exchange's checkpoint.
-pub(crate) struct Judged<B> {
+pub(crate) struct Judged<B, L> {
     inner: B,
     checkpoint: Checkpoint,
     /// Armed while the body waits for its side: resolves at the next change.
@@ -34,12 +38,12 @@ pub(crate) struct Judged<B> {
     /// The task `wake` wakes.
     waker: Option<Waker>,
     /// Called once if the body is cut.
-    on_cut: Option<OnCut>,
+    on_cut: Option<L>,
 }
 
-impl<B> Judged<B> {
+impl<B, L: CutLine> Judged<B, L> {
     /// `inner` passing `checkpoint`; `on_cut` called once should it be cut.
-    pub(crate) fn new(inner: B, checkpoint: Checkpoint, on_cut: Option<OnCut>) -> Self {
+    pub(crate) fn new(inner: B, checkpoint: Checkpoint, on_cut: Option<L>) -> Self {
         Self {
             inner,
             checkpoint,
@@ -51,8 +55,8 @@ impl<B> Judged<B> {
 
     /// Ends the body: `on_cut` once, and the error for hyper.
     fn cut(&mut self, refusal: &ProxyRefusal) -> BodyError {
-        if let Some(f) = self.on_cut.take() {
-            f(refusal);
+        if let Some(line) = self.on_cut.take() {
+            line.write(refusal);
         }
         BodyError::Cut(refusal.code())
     }
@@ -90,9 +94,10 @@ impl<B> Judged<B> {
     }
 }
 
-impl<B> Body for Judged<B>
+impl<B, L> Body for Judged<B, L>
 where
     B: Body<Data = Bytes> + Unpin,
+    L: CutLine + Unpin,
     B::Error: Into<BodyError>,
 {
     type Data = Bytes;
