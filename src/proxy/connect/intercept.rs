@@ -180,7 +180,10 @@ async fn serve_tunnel(
             .serve_connection(io, service)
             .await
     } else {
+        // Head and body flattened into one buffer: rustls seals one record either way, and
+        // its vectored write collects the slices into a Vec per response.
         http1_server(&limits)
+            .writev(false)
             .serve_connection(io, service)
             .with_upgrades()
             .await
