@@ -298,6 +298,29 @@ mod tests {
         Authority::parse(text, Some(443)).expect("parses")
     }
 
+    /// A tunnel skips parsing a `Host` that equals its `host_header` byte for byte only
+    /// because that spelling reads back as the tunnel's own authority: every kind of host
+    /// and port, however it was first spelled.
+    #[test]
+    fn the_host_header_reads_back_as_its_authority() {
+        for text in [
+            "good.enclave.test",
+            "GOOD.Enclave.Test.:443",
+            "good.enclave.test:8443",
+            "under_score-x.example:1",
+            "127.0.0.1",
+            "0x7f.1:443",
+            "10.0.0.1:65535",
+            "[::1]",
+            "[::ffff:127.0.0.1]:8443",
+            "[2001:DB8::1]:443",
+        ] {
+            let dest = a(text);
+            let spelled = dest.host_header(443);
+            assert_eq!(a(&spelled), dest, "{text} -> {spelled}");
+        }
+    }
+
     #[test]
     fn brackets_are_parsed_and_printed_in_one_place() {
         let v6 = a("[::1]:8443");

@@ -37,6 +37,10 @@ pub(crate) struct Target {
     /// it for each request (the sidecar route's client names the route's own address)
     /// copied and checked them every time. `None` if it is not a valid header value.
     pub(crate) host_value: Option<HeaderValue>,
+    /// `host_header` read back by [`Authority::parse`] is `dest`: a request naming exactly
+    /// `host_header` names this target without being parsed again, as the same bytes
+    /// always parse the same way. False (every name parsed) should a spelling not round-trip.
+    pub(crate) host_header_is_dest: bool,
     /// `dest`'s host as the access log and metrics name it, formatted once.
     pub(crate) host_label: String,
     /// The request counters of `host_label`, found on this target's first request (a
@@ -65,6 +69,7 @@ impl Target {
         Self {
             key,
             host_value: HeaderValue::from_str(&host_header).ok(),
+            host_header_is_dest: Authority::parse(&host_header, Some(443)).as_ref() == Ok(&dest),
             host_header,
             host_label: dest.host.to_string(),
             counts: OnceLock::new(),

@@ -275,6 +275,9 @@ fn nitro_setup(config: &Config, shared: &Shared) -> Option<Arc<NitroCrlCache>> {
 }
 
 /// What a destination is to the proxy.
+// Not boxed: a destination is classified for every CONNECT and absolute-form request and
+// lives only until its handler takes the `Target`; a box would be an allocation each time.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Destination {
     /// Covered by an `[[enclave]]` entry: attested.
     Enclave(Target),
