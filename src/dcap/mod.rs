@@ -12,6 +12,7 @@ pub mod known;
 pub mod pck_chain;
 pub mod pinned;
 pub mod pki;
+pub mod preloaded;
 pub mod quote;
 pub(crate) mod root;
 pub mod tcb;

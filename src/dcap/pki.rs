@@ -170,6 +170,7 @@ pub fn verify_raw_signature(point: &[u8], signed: &[u8], signature: &[u8]) -> bo
 /// What an issuer's signature covers in a certificate or CRL whose envelope is exact: the
 /// signed bytes, the signature and its algorithm (made only by [`cert_parts`], [`crl_parts`]).
 pub(crate) struct SignedParts<'a> {
+    whole: &'a [u8],
     signed: &'a [u8],
     signature: &'a [u8],
     algorithm: &'a AlgorithmIdentifier<'a>,
@@ -184,6 +185,11 @@ impl SignedParts<'_> {
             self.signed,
             self.signature,
         ]
+    }
+
+    /// The whole certificate or CRL, DER: exactly the envelope of the three parts above.
+    pub(crate) fn whole(&self) -> &[u8] {
+        self.whole
     }
 
     /// Checks the signature under `issuer_point`.
@@ -204,11 +210,12 @@ pub(crate) fn cert_parts<'a>(
     what: &'static str,
 ) -> Result<SignedParts<'a>, PkiError> {
     let parts = SignedParts {
+        whole: cert.as_raw(),
         signed: cert.tbs_certificate.as_ref(),
         signature: cert.signature_value.data.as_ref(),
         algorithm: &cert.signature_algorithm,
     };
-    check_envelope(cert.as_raw(), parts.signed, parts.signature, what)?;
+    check_envelope(parts.whole, parts.signed, parts.signature, what)?;
     check_signed_algorithm(&cert.tbs_certificate.signature, what)?;
     Ok(parts)
 }
@@ -219,11 +226,12 @@ pub(crate) fn crl_parts<'a>(
     what: &'static str,
 ) -> Result<SignedParts<'a>, PkiError> {
     let parts = SignedParts {
+        whole: crl.as_raw(),
         signed: crl.tbs_cert_list.as_ref(),
         signature: crl.signature_value.data.as_ref(),
         algorithm: &crl.signature_algorithm,
     };
-    check_envelope(crl.as_raw(), parts.signed, parts.signature, what)?;
+    check_envelope(parts.whole, parts.signed, parts.signature, what)?;
     check_signed_algorithm(&crl.tbs_cert_list.signature, what)?;
     Ok(parts)
 }

@@ -1,7 +1,9 @@
 //! The trust anchor: the Intel SGX Root CA compiled in, or an explicitly configured
 //! root (the sim's test PKI). Quotes never supply their own root: the copy inside a
 //! quote is only compared with this one. An anchor remembers the root's signatures it has
-//! verified (`dcap::anchor_memo`), shared by its clones, so re-verified collateral skips them.
+//! verified (`dcap::anchor_memo`), shared by its clones, so re-verified collateral skips them;
+//! the Intel root's anchor also knows the CAs it signed that every real chain carries
+//! (`dcap::preloaded`), so even its first verification skips their signatures.
 
 use std::fmt;
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use crate::dcap::anchor_memo::{AnchorMemo, AnchorMemoStats};
 use crate::dcap::ids::CertSha256;
 use crate::dcap::pinned::PinnedRoot;
 use crate::dcap::pki::{self, PkiError};
+use crate::dcap::preloaded;
 use crate::dcap::time::UnixTime;
 
 /// DER of the Intel SGX Root CA (SHA-256 `44a0196b…74d3`), as published by Intel.
@@ -25,6 +28,9 @@ pub const INTEL_SGX_ROOT_CA_SHA256: &str =
 pub struct TrustAnchor {
     root: PinnedRoot,
     point: Vec<u8>,
+    /// Objects this root is known to have signed, compiled in: Intel's CAs for Intel's root
+    /// (by its bytes, however the anchor was made), nothing for any other root.
+    preloaded: &'static [&'static [u8]],
     memo: Arc<AnchorMemo>,
 }
 
@@ -72,9 +78,15 @@ impl TrustAnchor {
             let (nb, na) = pki::validity(&cert);
             (cert.subject().as_raw().to_vec(), point.to_vec(), nb, na)
         };
+        let preloaded: &'static [&'static [u8]] = if der == INTEL_SGX_ROOT_CA_DER {
+            &preloaded::SIGNED_BY_INTEL_ROOT
+        } else {
+            &[]
+        };
         Ok(Self {
             root: PinnedRoot::new(der, subject, (UnixTime(not_before), UnixTime(not_after))),
             point,
+            preloaded,
             memo: Arc::default(),
         })
     }
@@ -117,13 +129,19 @@ impl TrustAnchor {
         self.root.sha256()
     }
 
-    /// Checks a signature the root made (`parts` of a certificate or CRL it issued): an
-    /// exact signature this anchor verified before is not verified again.
+    /// Checks a signature the root made (`parts` of a certificate or CRL it issued): a
+    /// preloaded object, or an exact signature this anchor verified before, is not verified
+    /// again.
     pub(crate) fn verify_root_signature(
         &self,
         parts: &pki::SignedParts<'_>,
         what: &'static str,
     ) -> Result<(), PkiError> {
+        // `parts` come from an exact envelope, so equal whole bytes are the same algorithm,
+        // signed bytes and signature as the preloaded object's.
+        if preloaded::is_one_of(self.preloaded, parts.whole()) {
+            return Ok(());
+        }
         self.memo
             .check_or_verify(parts.bytes(), || parts.verify(&self.point, what))
     }

@@ -1,6 +1,8 @@
 //! The trust anchor's memo of the root's signatures (`dcap::anchor_memo`): the root CA CRL,
 //! the TCB Signing certificate and the PCK CA are verified once per anchor; everything else
-//! about them (names, revocation, validity, the CRL's content) at every use.
+//! about them (names, revocation, validity, the CRL's content) at every use. Intel's anchor
+//! also knows the CAs its root signed that real chains carry (`dcap::preloaded`): those are
+//! never verified by ECDSA, cold or warm, and never remembered.
 
 use super::*;
 use base64::Engine as _;
@@ -8,6 +10,7 @@ use ratls_proxy::appraise::Unverified;
 use ratls_proxy::dcap::anchor_memo::AnchorMemoStats;
 use ratls_proxy::dcap::error::VerifyError;
 use ratls_proxy::dcap::pki::pem_chain;
+use ratls_proxy::dcap::preloaded::SIGNED_BY_INTEL_ROOT;
 use ratls_proxy::dcap::trust::INTEL_SGX_ROOT_CA_DER;
 use ratls_proxy::dcap::verified::Window;
 
@@ -95,16 +98,33 @@ fn mutated(c: &Collateral, t: Target, at: usize) -> Collateral {
     m
 }
 
-/// Nine signatures cold, six on the same anchor (or a clone: the refresh's), nine again
-/// on a new anchor of the same bytes; every real fixture's verdict the same each time.
+/// How many of the collateral's two root-signed certificates (the TCB Signing certificate
+/// and the PCK CA) are Intel's preloaded ones.
+fn preloaded_in(c: &Collateral) -> u64 {
+    let first = |chain: &str| pem_chain(chain.as_bytes(), "t").expect("chain").remove(0);
+    [
+        first(&c.tcb_info_issuer_chain),
+        first(&c.pck_crl_issuer_chain),
+    ]
+    .iter()
+    .filter(|der| SIGNED_BY_INTEL_ROOT.contains(&der.as_slice()))
+    .count() as u64
+}
+
+/// Nine signatures cold less the preloaded CAs (seven with the current TCB Signing
+/// certificate, eight with the one that expired in 2025), six on the same anchor (or a
+/// clone: the refresh's), the cold count again on a new anchor of the same bytes; every real
+/// fixture's verdict the same each time.
 #[test]
 fn a_warm_anchor_skips_the_roots_three_signatures_and_changes_no_verdict() {
     let Some(dir) = common::fixtures() else {
         return;
     };
     let mut accepted = 0;
+    let mut preloaded_counts = std::collections::BTreeSet::new();
     for case in cases(&dir) {
         let name = &case.name;
+        let preloaded = preloaded_in(&case.collateral);
         let anchor = TrustAnchor::intel();
         let (cold, cold_ecdsa) = full(&case.quote, &case.collateral, &anchor, case.at);
         let (warm, warm_ecdsa) = full(&case.quote, &case.collateral, &anchor, case.at);
@@ -120,22 +140,32 @@ fn a_warm_anchor_skips_the_roots_three_signatures_and_changes_no_verdict() {
         }
         if cold.is_accepted() {
             accepted += 1;
+            preloaded_counts.insert(preloaded);
+            let cold = 9 - preloaded;
             assert_eq!(
                 (cold_ecdsa, warm_ecdsa, clone_ecdsa, anew_ecdsa),
-                (9, 6, 6, 9),
+                (cold, 6, 6, cold),
                 "{name}"
             );
+            let remembered = 3 - preloaded;
             assert_eq!(
                 anchor.remembered_signatures(),
                 AnchorMemoStats {
-                    signatures: 3,
-                    hits: 6
+                    signatures: remembered as usize,
+                    hits: 2 * remembered
                 },
-                "{name}: root CRL, TCB Signing certificate, PCK CA; hit twice each"
+                "{name}: root CRL and any CA not preloaded; hit twice each"
             );
         }
     }
     assert!(accepted >= 7, "most real cases accept: {accepted}");
+    // Both kinds of real chain ran: the preloaded CAs alone, and beside a TCB Signing
+    // certificate Intel has since re-issued (verified by ECDSA, then remembered).
+    assert_eq!(
+        preloaded_counts.into_iter().collect::<Vec<_>>(),
+        [1, 2],
+        "preloaded CAs per accepted fixture"
+    );
 }
 
 /// Every byte of the root CA CRL, the TCB Signing certificate and the PCK CA flipped in
@@ -150,7 +180,10 @@ fn a_root_signed_item_with_one_byte_changed_is_refused_warm_as_cold() {
     let warm = TrustAnchor::intel();
     assert!(collateral(&case.collateral, &warm).0.is_ok());
     let remembered = warm.remembered_signatures().signatures;
-    assert_eq!(remembered, 3);
+    // The root CRL's: this fixture's TCB Signing certificate and PCK CA are preloaded, and
+    // their flipped copies below are not those bytes.
+    assert_eq!(preloaded_in(&case.collateral), 2);
+    assert_eq!(remembered, 1);
     let mut bad_signatures = 0;
     for target in [Target::RootCrl, Target::TcbSigner, Target::PckCa] {
         for at in 0..target_len(&case.collateral, target) {
@@ -375,7 +408,10 @@ mod sim {
         let intel = TrustAnchor::intel();
         assert!(collateral(&real.collateral, &intel).0.is_ok());
         let intel_stats = intel.remembered_signatures();
-        assert_eq!(intel_stats.signatures, 3);
+        assert_eq!(
+            intel_stats.signatures, 1,
+            "the root CRL; the CAs are preloaded"
+        );
 
         let now = UnixTime::now();
         let pki = SimPki::generate(now).expect("pki");
@@ -399,5 +435,87 @@ mod sim {
         assert_eq!(refused, collateral(&c, &TrustAnchor::intel()).0);
         assert_eq!(sim.remembered_signatures().hits, 0);
         assert_eq!(intel.remembered_signatures(), intel_stats);
+    }
+
+    /// A configured root that copies the Intel root's name (not its key or bytes) gets
+    /// nothing from the preloaded list: Intel's genuine TCB Signing certificate presented
+    /// under it is checked by ECDSA under that root's key, and refused.
+    #[test]
+    fn a_root_with_intels_name_but_not_its_bytes_gets_no_preloaded_signature() {
+        use ratls_proxy::dcap::preloaded::INTEL_SGX_TCB_SIGNING_2025_DER;
+        use rcgen::{DnValue, PKCS_ECDSA_P256_SHA256};
+
+        let now = UnixTime::now();
+        let intel = x509_parser::parse_x509_certificate(INTEL_SGX_ROOT_CA_DER)
+            .expect("root")
+            .1;
+        let mut p = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "Intel SGX Root CA");
+        dn.push(DnType::OrganizationName, "Intel Corporation");
+        dn.push(DnType::LocalityName, "Santa Clara");
+        dn.push(DnType::StateOrProvinceName, "CA");
+        dn.push(
+            DnType::CountryName,
+            DnValue::PrintableString("US".try_into().expect("printable")),
+        );
+        p.distinguished_name = dn;
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        p.not_before = odt(now) - Duration::days(1);
+        p.not_after = odt(now) + Duration::days(365);
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+        let impostor = p.self_signed(&key).expect("root");
+        let (_, parsed) = x509_parser::parse_x509_certificate(impostor.der()).expect("parses");
+        assert_eq!(
+            parsed.subject().as_raw(),
+            intel.subject().as_raw(),
+            "the impostor's name is Intel's root's, byte for byte"
+        );
+        let anchor = TrustAnchor::from_der(impostor.der().to_vec()).expect("a root");
+        assert!(!anchor.is_intel());
+        let issuer = Issuer::from_ca_cert_pem(&impostor.pem(), key).expect("issuer");
+        let issued = UnixTime(now.0 - 60);
+        let root_crl = CertificateRevocationListParams {
+            this_update: odt(issued),
+            next_update: odt(UnixTime(issued.0 + 86_400)),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&issuer)
+        .expect("crl");
+        let pki = SimPki::generate(now).expect("pki");
+        let c = pki.collateral(issued, &[]).expect("c");
+        let mixed = Collateral {
+            root_ca_crl: root_crl.der().to_vec(),
+            tcb_info_issuer_chain: pem(&[
+                INTEL_SGX_TCB_SIGNING_2025_DER.to_vec(),
+                impostor.der().to_vec(),
+            ]),
+            ..c
+        };
+        let (refused, ecdsa) = collateral(&mixed, &anchor);
+        let err = refused.expect_err("refused");
+        assert!(
+            matches!(
+                &err,
+                VerifyError::Chain {
+                    what: "TCB info issuer chain",
+                    ..
+                }
+            ) && err.to_string().contains("signature does not verify"),
+            "{err}"
+        );
+        assert_eq!(
+            ecdsa, 2,
+            "the root CRL's, then the TCB Signing certificate's"
+        );
+        assert_eq!(
+            anchor.remembered_signatures().signatures,
+            1,
+            "the CRL's only"
+        );
     }
 }
