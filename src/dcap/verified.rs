@@ -88,12 +88,20 @@ pub struct CollateralDigests {
 
 impl CollateralDigests {
     fn of(c: &Collateral) -> Self {
-        use sha2::{Digest, Sha256};
+        // ring's SHA-256, not sha2's: tens of KB per verification (long CRLs), and where the
+        // CPU lacks SHA-NI (Xeons before Ice Lake) sha2 runs portable rounds while ring has
+        // AVX/SSSE3 assembly; with SHA-NI both use it.
+        let sha256 = |bytes: &[u8]| -> [u8; 32] {
+            let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+            let mut out = [0; 32];
+            out.copy_from_slice(d.as_ref());
+            out
+        };
         Self {
-            tcb_info: Sha256::digest(c.tcb_info.as_bytes()).into(),
-            qe_identity: Sha256::digest(c.qe_identity.as_bytes()).into(),
-            pck_crl: Sha256::digest(&c.pck_crl).into(),
-            root_ca_crl: Sha256::digest(&c.root_ca_crl).into(),
+            tcb_info: sha256(c.tcb_info.as_bytes()),
+            qe_identity: sha256(c.qe_identity.as_bytes()),
+            pck_crl: sha256(&c.pck_crl),
+            root_ca_crl: sha256(&c.root_ca_crl),
         }
     }
 }
