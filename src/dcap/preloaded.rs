@@ -30,7 +30,7 @@ pub const SIGNED_BY_INTEL_ROOT: [&[u8]; 3] = [
 
 /// True when `der` is exactly one of `known`: a signed object whose signature is known good.
 pub(crate) fn is_one_of(known: &[&[u8]], der: &[u8]) -> bool {
-    known.iter().any(|k| *k == der)
+    known.contains(&der)
 }
 
 #[cfg(test)]

@@ -108,7 +108,8 @@ fn preloaded_in(c: &Collateral) -> u64 {
     ]
     .iter()
     .filter(|der| SIGNED_BY_INTEL_ROOT.contains(&der.as_slice()))
-    .count() as u64
+    .map(|_| 1)
+    .sum()
 }
 
 /// Nine signatures cold less the preloaded CAs (seven with the current TCB Signing
@@ -151,7 +152,7 @@ fn a_warm_anchor_skips_the_roots_three_signatures_and_changes_no_verdict() {
             assert_eq!(
                 anchor.remembered_signatures(),
                 AnchorMemoStats {
-                    signatures: remembered as usize,
+                    signatures: usize::try_from(remembered).expect("three at most"),
                     hits: 2 * remembered
                 },
                 "{name}: root CRL and any CA not preloaded; hit twice each"
