@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export RATLS_FIXTURES="${RATLS_FIXTURES:-../shared/fixtures}"
 [ -n "${NO_BUILD:-}" ] || cargo build --release --example verify_callgrind >&2
-bin=target/release/examples/verify_callgrind
+bin="${VERIFY_BIN:-target/release/examples/verify_callgrind}"
 fixtures=("$@")
 [ ${#fixtures[@]} -gt 0 ] || fixtures=(sgx_v3_qvl sgx_v3_automata sgx_v3_debug_dcaprs
   sgx_v3_debug_mobilecoin tdx_v4_qvl tdx_v4_padded_automata tdx_v5_td15ex_qvl)
