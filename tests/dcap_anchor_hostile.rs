@@ -9,7 +9,6 @@ mod common;
 
 use std::path::Path;
 
-use base64::Engine as _;
 use ratls_proxy::dcap::collateral::Collateral;
 use ratls_proxy::dcap::error::VerifyError;
 use ratls_proxy::dcap::pki::{ecdsa_verifications_on_this_thread, pem_chain};
@@ -32,17 +31,7 @@ fn verify(c: &Collateral, anchor: &TrustAnchor) -> (Result<Vec<Window>, VerifyEr
 }
 
 fn pem(ders: &[Vec<u8>]) -> String {
-    let mut out = String::new();
-    for der in ders {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-        out.push_str("-----BEGIN CERTIFICATE-----\n");
-        for line in b64.as_bytes().chunks(64) {
-            out.push_str(std::str::from_utf8(line).expect("ascii"));
-            out.push('\n');
-        }
-        out.push_str("-----END CERTIFICATE-----\n");
-    }
-    out
+    common::pem_of(ders)
 }
 
 /// What the root signed in the collateral.

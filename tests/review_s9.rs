@@ -7,7 +7,6 @@
 
 mod common;
 
-use base64::Engine as _;
 use dcap_qvl::configs::RingConfig;
 use dcap_qvl::verify::QuoteVerifier;
 use dcap_qvl::QuoteCollateralV3;
@@ -50,17 +49,7 @@ fn fixture(dir: &std::path::Path, name: &str, at: i64) -> Fixture {
 
 /// A PEM chain of `ders`, 64 base64 characters a line.
 fn pem(ders: &[&[u8]]) -> String {
-    let mut out = String::new();
-    for der in ders {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-        out.push_str("-----BEGIN CERTIFICATE-----\n");
-        for line in b64.as_bytes().chunks(64) {
-            out.push_str(std::str::from_utf8(line).expect("ascii"));
-            out.push('\n');
-        }
-        out.push_str("-----END CERTIFICATE-----\n");
-    }
-    out
+    common::pem_of(ders)
 }
 
 fn chain_of(json: &Value, field: &str) -> Vec<Vec<u8>> {
@@ -567,11 +556,6 @@ fn a_preloaded_certificate_in_another_envelope_is_refused() {
 #[test]
 fn a_root_with_intels_name_gets_no_preloaded_ca_in_the_quote_chain() {
     use ratls_proxy::dcap::verify::pck_platform_under;
-    use rcgen::{
-        BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue, IsCa, KeyPair,
-        KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
-    };
-
     let Some(dir) = common::fixtures() else {
         return;
     };
@@ -587,21 +571,7 @@ fn a_root_with_intels_name_gets_no_preloaded_ca_in_the_quote_chain() {
         "the leaf's only: the Processor CA is preloaded"
     );
 
-    let mut p = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "Intel SGX Root CA");
-    dn.push(DnType::OrganizationName, "Intel Corporation");
-    dn.push(DnType::LocalityName, "Santa Clara");
-    dn.push(DnType::StateOrProvinceName, "CA");
-    dn.push(
-        DnType::CountryName,
-        DnValue::PrintableString("US".try_into().expect("printable")),
-    );
-    p.distinguished_name = dn;
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
-    let impostor = p.self_signed(&key).expect("root");
+    let (impostor, _key) = common::intel_named_impostor();
     let anchor = TrustAnchor::from_der(impostor.der().to_vec()).expect("a root");
     assert_eq!(
         anchor.subject(),

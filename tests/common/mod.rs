@@ -120,3 +120,53 @@ pub fn free_port() -> u16 {
 pub fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| (*x).to_owned()).collect()
 }
+
+/// A self-signed P-256 CA under a fresh key whose subject is the Intel SGX Root CA's name,
+/// byte for byte (checked here): for tests that a name is never the pin. With its key.
+pub fn intel_named_impostor() -> (rcgen::Certificate, rcgen::KeyPair) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue, IsCa, KeyPair,
+        KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    };
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "Intel SGX Root CA");
+    dn.push(DnType::OrganizationName, "Intel Corporation");
+    dn.push(DnType::LocalityName, "Santa Clara");
+    dn.push(DnType::StateOrProvinceName, "CA");
+    dn.push(
+        DnType::CountryName,
+        DnValue::PrintableString("US".try_into().expect("printable")),
+    );
+    let mut p = CertificateParams::default();
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+    let cert = p.self_signed(&key).expect("root");
+    let subject = |der: &[u8]| {
+        let (_, c) = x509_parser::parse_x509_certificate(der).expect("parses");
+        c.subject().as_raw().to_vec()
+    };
+    assert_eq!(
+        subject(cert.der()),
+        subject(ratls_proxy::dcap::trust::INTEL_SGX_ROOT_CA_DER),
+        "the impostor's name is Intel's root's, byte for byte"
+    );
+    (cert, key)
+}
+
+/// A PEM chain of `ders`, 64 base64 characters a line (as Intel's PCS writes them).
+pub fn pem_of<D: AsRef<[u8]>>(ders: &[D]) -> String {
+    use base64::Engine as _;
+    let mut out = String::new();
+    for der in ders {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        out.push_str("-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+    }
+    out
+}

@@ -5,7 +5,6 @@
 //! never verified by ECDSA, cold or warm, and never remembered.
 
 use super::*;
-use base64::Engine as _;
 use ratls_proxy::appraise::Unverified;
 use ratls_proxy::dcap::anchor_memo::AnchorMemoStats;
 use ratls_proxy::dcap::error::VerifyError;
@@ -43,17 +42,7 @@ pub(super) fn collateral(
 
 /// A PEM chain of `ders`, 64 base64 characters a line.
 pub(super) fn pem(ders: &[Vec<u8>]) -> String {
-    let mut out = String::new();
-    for der in ders {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-        out.push_str("-----BEGIN CERTIFICATE-----\n");
-        for line in b64.as_bytes().chunks(64) {
-            out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-            out.push('\n');
-        }
-        out.push_str("-----END CERTIFICATE-----\n");
-    }
-    out
+    common::pem_of(ders)
 }
 
 /// The first certificate of a PEM chain replaced by `f` of it.
@@ -444,35 +433,9 @@ mod sim {
     #[test]
     fn a_root_with_intels_name_but_not_its_bytes_gets_no_preloaded_signature() {
         use ratls_proxy::dcap::preloaded::INTEL_SGX_TCB_SIGNING_2025_DER;
-        use rcgen::{DnValue, PKCS_ECDSA_P256_SHA256};
 
         let now = UnixTime::now();
-        let intel = x509_parser::parse_x509_certificate(INTEL_SGX_ROOT_CA_DER)
-            .expect("root")
-            .1;
-        let mut p = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, "Intel SGX Root CA");
-        dn.push(DnType::OrganizationName, "Intel Corporation");
-        dn.push(DnType::LocalityName, "Santa Clara");
-        dn.push(DnType::StateOrProvinceName, "CA");
-        dn.push(
-            DnType::CountryName,
-            DnValue::PrintableString("US".try_into().expect("printable")),
-        );
-        p.distinguished_name = dn;
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        p.not_before = odt(now) - Duration::days(1);
-        p.not_after = odt(now) + Duration::days(365);
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
-        let impostor = p.self_signed(&key).expect("root");
-        let (_, parsed) = x509_parser::parse_x509_certificate(impostor.der()).expect("parses");
-        assert_eq!(
-            parsed.subject().as_raw(),
-            intel.subject().as_raw(),
-            "the impostor's name is Intel's root's, byte for byte"
-        );
+        let (impostor, key) = common::intel_named_impostor();
         let anchor = TrustAnchor::from_der(impostor.der().to_vec()).expect("a root");
         assert!(!anchor.is_intel());
         let issuer = Issuer::from_ca_cert_pem(&impostor.pem(), key).expect("issuer");
