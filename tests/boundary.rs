@@ -706,10 +706,7 @@ async fn a_revocation_cuts_streams_in_flight_in_every_mode() {
         assert!(after <= 2, "{mode:?}: {after} chunks after the reload");
     }
     assert_eq!(good.streams_done(), 0, "no stream ran to its end");
-    let cuts: Vec<_> = common::audited(&trail, HOST)
-        .into_iter()
-        .filter(|r| r.get("cut").is_some())
-        .collect();
+    let cuts = common::audited_cuts(&trail, HOST);
     assert_eq!(
         cuts.len(),
         MODES.len(),
@@ -813,10 +810,7 @@ async fn a_revocation_cuts_uploads_in_flight_in_every_mode() {
             assert!(body.contains("mrenclave_mismatch"), "{mode:?}: {body}");
         }
     }
-    let cuts: Vec<_> = common::audited(&trail, HOST)
-        .into_iter()
-        .filter(|r| r.get("cut").is_some())
-        .collect();
+    let cuts = common::audited_cuts(&trail, HOST);
     assert_eq!(cuts.len(), MODES.len(), "{cuts:#?}");
     assert!(
         cuts.iter()

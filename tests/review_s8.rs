@@ -329,10 +329,7 @@ async fn an_expiring_certificate_cuts_streams_at_its_second_in_every_mode() {
             last.saturating_duration_since(expires)
         );
     }
-    let cuts: Vec<_> = common::audited(&trail, HOST)
-        .into_iter()
-        .filter(|r| r.get("cut").is_some())
-        .collect();
+    let cuts = common::audited_cuts(&trail, HOST);
     assert_eq!(
         cuts.len(),
         MODES.len(),

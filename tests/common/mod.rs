@@ -92,6 +92,14 @@ pub fn audited(path: &std::path::Path, host: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The records of `host` in the audit trail at `path` that cut a stream (`cut` set).
+pub fn audited_cuts(path: &std::path::Path, host: &str) -> Vec<serde_json::Value> {
+    audited(path, host)
+        .into_iter()
+        .filter(|r| r.get("cut").is_some())
+        .collect()
+}
+
 /// The lines of the file at `path` (none when it does not exist).
 pub fn lines(path: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(path)
